@@ -1,0 +1,58 @@
+"""``opsloop up``: run the ASGI app under uvicorn; SIGINT/SIGTERM drain requests and stop cleanly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+
+from .errors import OpsloopError
+
+
+def server_file(root: Path) -> Path:
+    return root / "state" / "server.json"
+
+
+def serve(project_dir: Path, host: str | None = None, port: int | None = None, role: str = "all") -> None:
+    import uvicorn
+
+    from .app import App
+    from .web import create_asgi
+
+    app = App.from_path(project_dir, host=host, port=port)
+    if not app.settings.api_token:
+        raise OpsloopError(
+            "OPSLOOP_API_TOKEN is not set: add OPSLOOP_API_TOKEN=<a long random string> to the project's .env "
+            "(opsloop init writes one)"
+        )
+    if role != "all":
+        raise OpsloopError(f"role {role!r} needs a Postgres state store and is not available yet; use --role all")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asgi = create_asgi(app)
+    info = server_file(app.project.root)
+    info.parent.mkdir(parents=True, exist_ok=True)
+    info.write_text(json.dumps({"pid": os.getpid(), "host": app.settings.host, "port": app.settings.port}))
+    print(f"opsloop serving {app.project.config.name} on http://{app.settings.host}:{app.settings.port}", flush=True)
+    config = uvicorn.Config(
+        asgi,
+        host=app.settings.host,
+        port=app.settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+        backlog=4096,
+    )
+    # uvicorn drains requests on SIGINT/SIGTERM, restores these handlers, then re-raises the signal;
+    # ours turn that re-raise into a normal exit (code 0) after a clean stop.
+    stopped: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stopped.append(signum))
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        info.unlink(missing_ok=True)
+    if stopped:
+        print("opsloop stopped cleanly", flush=True)

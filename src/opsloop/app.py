@@ -1,0 +1,242 @@
+"""``App``: one opsloop instance, owning its stores, registries and background work.
+
+No process-global state: two Apps can live in one process (the tests do this).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ._ids import new_id
+from .errors import OpsloopError
+from .events._committer import GroupCommitter
+from .events.inbox import Inbox
+from .events.loader import RawEventLoader
+from .events.log import Consumer, EventBus
+from .project import Project, load_project
+from .settings import Settings, resolve_settings
+from .state import EventRecord, NewEvent, StateStore, open_store
+from .warehouse import Warehouse, open_warehouse
+
+log = logging.getLogger("opsloop")
+
+EventHandler = Callable[[EventRecord], Awaitable[None]]
+
+
+class ReplayError(OpsloopError):
+    """An event cannot be replayed; the message says why and what to do."""
+
+
+class App:
+    """One running opsloop: ``App(project, settings)``; ``await app.start()`` ... ``await app.stop()``."""
+
+    def __init__(self, project: Project, settings: Settings | None = None) -> None:
+        self.project = project
+        self.settings = settings or resolve_settings(project)
+        self._store: StateStore | None = None
+        self._warehouse: Warehouse | None = None
+        self.bus = EventBus()
+        self.handlers: list[tuple[str, EventHandler]] = []
+        self.web_routes: list[Any] = []
+        """Extra Starlette routes that subsystems add (dashboards, Slack interactions ...)."""
+        self._committer: GroupCommitter | None = None
+        self._inbox: Inbox | None = None
+        self._consumers: list[Consumer] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.started = False
+
+    @classmethod
+    def from_path(cls, root: Path | str, **overrides: Any) -> App:
+        project = load_project(root)
+        return cls(project, resolve_settings(project, overrides))
+
+    # -- owned resources ---------------------------------------------------------------------
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            self._store = open_store(self.settings.state_url, self.project.root, self.settings.fsync_on_commit)
+        return self._store
+
+    @property
+    def warehouse(self) -> Warehouse:
+        if self._warehouse is None:
+            self._warehouse = open_warehouse(self.settings.warehouse, self.project.root)
+        return self._warehouse
+
+    @property
+    def committer(self) -> GroupCommitter:
+        if self._committer is None:
+            self._committer = GroupCommitter(
+                self.store, max_pending=self.settings.max_pending, on_commit=lambda _r: self.bus.notify()
+            )
+        return self._committer
+
+    @property
+    def inbox(self) -> Inbox:
+        if self._inbox is None:
+            self._inbox = Inbox(self.project, self.committer, self.settings.retention_days)
+        return self._inbox
+
+    def on_event(self, name: str, handler: EventHandler) -> None:
+        """Call ``handler`` for every accepted event whose name matches ``name`` (``*`` for all)."""
+        self.handlers.append((name, handler))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.started:
+            return
+        self.bus.bind(asyncio.get_running_loop())
+        self.committer.start()
+        _ = self.inbox
+        loader = RawEventLoader(self.warehouse)
+        await asyncio.to_thread(loader.ensure_table)
+        self._consumers = [
+            Consumer("dispatcher", self.store, self.bus, self._dispatch, poll=0.5),
+            Consumer(
+                "warehouse-loader",
+                self.store,
+                self.bus,
+                loader.handle,
+                poll=self.settings.load_interval,
+                load_cursor=loader.cursor,
+                save_cursor=False,
+            ),
+        ]
+        self._tasks = [asyncio.create_task(c.run(), name=f"consumer:{c.name}") for c in self._consumers]
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self.loader = loader
+        self.started = True
+
+    async def stop(self) -> None:
+        """Commit what is queued, let consumers finish their batch, close the stores."""
+        if self._committer is not None:
+            await asyncio.to_thread(self._committer.stop)
+        for consumer in self._consumers:
+            consumer.stop()
+        for task in self._tasks:
+            if task.get_name() == "housekeeping":
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self.close()
+        self.started = False
+
+    def close(self) -> None:
+        if self._warehouse is not None:
+            self._warehouse.close()
+            self._warehouse = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    async def _housekeeping(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.store.purge_expired)
+            await asyncio.sleep(3600)
+
+    # -- dispatch ----------------------------------------------------------------------------
+    async def _dispatch(self, events: list[EventRecord]) -> None:
+        dispatched: list[str] = []
+        for event in events:
+            if event.status != "received":
+                continue
+            error = None
+            for pattern, handler in self.handlers:
+                if pattern in ("*", event.name) or (pattern.endswith(".*") and event.name.startswith(pattern[:-1])):
+                    try:
+                        await handler(event)
+                    except Exception as exc:
+                        log.exception("handler for %s failed on %s", pattern, event.id)
+                        error = {"reason": f"{type(exc).__name__}: {exc}"}
+            if error is None:
+                dispatched.append(event.id)
+            else:
+                await asyncio.to_thread(self.store.mark_events, [event.id], "failed", error)
+        await asyncio.to_thread(self.store.mark_events, dispatched, "dispatched")
+
+    # -- writing events from code ------------------------------------------------------------
+    async def emit(self, name: str, data: Any, source: str = "internal", related_id: str | None = None) -> str:
+        """Append an internal event (``model.built``, ``segment.entered`` ...) to the log."""
+        event = NewEvent(
+            id=new_id("evt_"), name=name, received_at=time.time(), payload=data, source=source, related_id=related_id,
+            expires_at=time.time() + self.settings.retention_days * 86400.0,
+        )
+        if self.started:
+            result = await self.committer.submit(event)
+        else:
+            result = (await asyncio.to_thread(self.store.append_events, [event]))[0]
+            self.bus.notify()
+        return result.event_id
+
+    # -- replay ------------------------------------------------------------------------------
+    def replay(self, event_id: str, payload: Any = None) -> str:
+        """Re-dispatch one event as a new log entry; returns the new event's id.
+
+        A quarantined event is validated again (against the current schema, or ``payload`` when given);
+        an event rejected for its signature, or a duplicate, is never replayed.
+        """
+        original = self.store.get_event(event_id)
+        if original is None:
+            raise ReplayError(f"no event {event_id!r}; list events with `opsloop events`")
+        if original.status == "rejected":
+            raise ReplayError(f"event {event_id} was rejected ({(original.error or {}).get('reason')}); "
+                              "a request that failed its signature or was not JSON is never processed")
+        if original.status == "duplicate":
+            raise ReplayError(f"event {event_id} is a duplicate of {original.related_id}; replay that one instead")
+        body = original.body
+        data = original.payload if payload is None else payload
+        name = original.name
+        if payload is not None:
+            import json
+
+            body = json.dumps(payload, separators=(",", ":")).encode()
+        if original.endpoint:
+            endpoint = self.inbox.endpoints.get(original.endpoint)
+            if endpoint is not None:
+                name = endpoint.config.event_name_for(data)
+                if endpoint.validator is not None:
+                    errors = endpoint.validator.errors(data)
+                    if errors:
+                        listed = "; ".join(f"{e.pointer}: {e.message}" for e in errors)
+                        raise ReplayError(
+                            f"event {event_id} still does not match the schema of endpoint {original.endpoint!r}: "
+                            f"{listed}. Fix the schema in events/{original.endpoint}.yml, or pass a corrected "
+                            "payload with --payload @file.json"
+                        )
+        new = NewEvent(
+            id=new_id("evt_"), name=name, received_at=time.time(), endpoint=original.endpoint,
+            idempotency_key=original.idempotency_key, headers=original.headers, body=body, payload=data,
+            source="replay", related_id=original.id,
+            expires_at=time.time() + self.settings.retention_days * 86400.0,
+        )
+        with self.store.transaction() as cur:
+            self.store.append_events_in(cur, [new])
+            if original.status in ("quarantined", "failed"):
+                self.store.set_event_status(cur, original.id, "replayed", new.id)
+        self.bus.notify()
+        return new.id
+
+    def replay_many(
+        self, endpoint: str | None, since: float | None, status: str | None, until: float | None = None,
+        limit: int = 10000,
+    ) -> list[tuple[str, str | None, str | None]]:
+        """Replay a range; returns (original id, new id or None, error or None) per event."""
+        out: list[tuple[str, str | None, str | None]] = []
+        chosen = self.store.list_events(status=status, endpoint=endpoint, since=since, until=until, limit=limit)
+        for event in reversed(chosen):
+            if event.status in ("rejected", "duplicate", "replayed"):
+                continue
+            try:
+                out.append((event.id, self.replay(event.id), None))
+            except ReplayError as exc:
+                out.append((event.id, None, str(exc)))
+        return out

@@ -1,0 +1,36 @@
+"""The ``opsloop`` command line. Every verb calls the same library API the server uses."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="opsloop",
+    help="Data Operations in one pip install: webhooks, workflows, warehouse, models, syncs, dashboards.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+from . import _events, _project  # noqa: E402
+
+_project.register(app)
+_project.register_demo(app)
+_events.register(app)
+
+
+def main() -> None:
+    """Entry point: user errors print one clear message, never a traceback."""
+    from ..errors import ConfigError, OpsloopError
+
+    try:
+        app()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            sys.stderr.write(f"{problem}\n")
+        sys.exit(1)
+    except OpsloopError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(1)

@@ -1,0 +1,97 @@
+"""init, validate, up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import ProjectOpt, console, fail, print_json
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def init(
+        directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")],
+        example: Annotated[str | None, typer.Option(help="Write an example project: saas.")] = None,
+        force: Annotated[bool, typer.Option(help="Overwrite an existing opsloop.yml.")] = False,
+    ) -> None:
+        """Create a working project folder with an example webhook and generated secrets."""
+        from ..project.scaffold import init_project
+
+        if example not in (None, "saas"):
+            fail(f"unknown example {example!r}; the examples are: saas")
+        init_project(directory, example=example, force=force)
+        out = console()
+        out.print(f"Created an opsloop project in {directory}")
+        out.print("Next:")
+        out.print(f"  cd {directory}")
+        out.print("  opsloop validate")
+        out.print("  opsloop up                       # serves http://127.0.0.1:8620")
+        out.print("  opsloop send demo_request @samples/demo_request.json   # in another terminal")
+        out.print("  opsloop events")
+
+    @app.command()
+    def validate(
+        project: ProjectOpt = Path("."),
+        json_out: Annotated[bool, typer.Option("--json", help="Print problems as JSON.")] = False,
+    ) -> None:
+        """Check the whole project; report every problem with file:line and what to do."""
+        from ..errors import ConfigError
+        from ..project import load_project
+
+        try:
+            loaded = load_project(project)
+        except ConfigError as exc:
+            if json_out:
+                print_json({"ok": False, "problems": [p.__dict__ for p in exc.problems]})
+            else:
+                for problem in exc.problems:
+                    typer.echo(str(problem), err=True)
+                typer.echo(f"{len(exc.problems)} problem(s) found", err=True)
+            raise typer.Exit(1) from None
+        from ..project.loader import run_validators
+
+        problems = run_validators(loaded)
+        if problems:
+            if json_out:
+                print_json({"ok": False, "problems": [p.__dict__ for p in problems]})
+            else:
+                for problem in problems:
+                    typer.echo(str(problem), err=True)
+                typer.echo(f"{len(problems)} problem(s) found", err=True)
+            raise typer.Exit(1)
+        if json_out:
+            print_json({"ok": True, "endpoints": sorted(loaded.endpoints)})
+        else:
+            typer.echo(f"ok: {loaded.config.name} ({len(loaded.endpoints)} endpoint(s))")
+
+    @app.command()
+    def up(
+        project: ProjectOpt = Path("."),
+        port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+        host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+        role: Annotated[str, typer.Option(help="all (default); receiver, worker, scheduler past one machine.")] = "all",
+    ) -> None:
+        """Serve webhooks, the API and pages, and run the background work."""
+        from .._server import serve
+
+        serve(project, host=host, port=port, role=role)
+
+
+def register_demo(app: typer.Typer) -> None:
+    @app.command()
+    def demo(
+        directory: Annotated[Path, typer.Argument(help="Where to write (or reuse) the example project.")] = Path(
+            "opsloop-demo"
+        ),
+        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8620,
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+        rate: Annotated[float, typer.Option(help="Generated demo requests per second.")] = 0.5,
+    ) -> None:
+        """Run the example company with no accounts: sample traffic, live pages, sandbox destinations."""
+        from .._demo import run_demo
+
+        run_demo(directory, port=port, host=host, duration=duration, rate=rate)

@@ -1,0 +1,92 @@
+"""opsloop's exceptions.
+
+Every error a user can cause is an ``OpsloopError``; its message names the file, line or record
+and says what to do. Retry semantics live in the type, never in the message text:
+
+    OpsloopError
+    ├── ConfigError              a project file is wrong (carries a list of Problems with file:line)
+    ├── StateStoreError          the state store could not be opened or migrated
+    ├── ServerBusy (Transient)   more load than the store can absorb right now (HTTP 503)
+    ├── WarehouseError           a query or load failed in the warehouse
+    └── DeliveryError            an outbound call failed
+        ├── TransientDeliveryError (Transient)  try again later: 429, 5xx, timeouts, connection refused
+        └── TerminalDeliveryError  (Terminal)   will not succeed by retrying: 4xx, validation
+
+``TransientError`` and ``TerminalError`` are mixins: the workflow engine and the sync runner decide
+retry-versus-fail with ``isinstance`` alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class OpsloopError(Exception):
+    """Root of every error opsloop raises on purpose."""
+
+
+class TransientError(OpsloopError):
+    """Mixin: retrying later may succeed."""
+
+    retry_after: float | None = None
+
+
+class TerminalError(OpsloopError):
+    """Mixin: retrying will not help; a person has to change something."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in the project, located at ``file:line``, with what to do about it."""
+
+    file: str
+    line: int | None
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        text = f"{where}: {self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class ConfigError(TerminalError):
+    """The project has one or more problems; ``problems`` lists them all."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class StateStoreError(OpsloopError):
+    """The state store could not be opened, migrated or written."""
+
+
+class ServerBusy(TransientError):
+    """Too much load right now; the caller should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class WarehouseError(OpsloopError):
+    """A warehouse statement or load failed."""
+
+
+class DeliveryError(OpsloopError):
+    """An outbound call (Slack, HTTP, SMTP, a SaaS API) failed."""
+
+
+class TransientDeliveryError(DeliveryError, TransientError):
+    """The destination was unreachable, rate-limited or failed on its side; retry later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TerminalDeliveryError(DeliveryError, TerminalError):
+    """The destination refused the request; retrying the same request will not help."""

@@ -1,0 +1,170 @@
+"""The webhook inbox: verify, parse, validate, redact, deduplicate and durably append."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._ids import new_id
+from ..errors import ServerBusy
+from ..project import EndpointConfig, Project
+from ..state import NewEvent
+from ._committer import GroupCommitter
+from ._schemas import PayloadValidator
+from ._signatures import Preset, SignedRequest, make_preset
+
+DROPPED_HEADERS = {"authorization", "cookie", "proxy-authorization"}
+REDACTED = "[redacted]"
+
+
+@dataclass
+class Outcome:
+    """What the HTTP layer answers."""
+
+    status_code: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Endpoint:
+    config: EndpointConfig
+    preset: Preset
+    validator: PayloadValidator | None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def compile_endpoints(project: Project) -> dict[str, Endpoint]:
+    out = {}
+    for name, cfg in project.endpoints.items():
+        secret = project.secret(cfg.signature.secret_env) if cfg.signature.secret_env else None
+        schema = project.schemas.get(name)
+        out[name] = Endpoint(cfg, make_preset(cfg.signature, secret), PayloadValidator(schema) if schema else None)
+    return out
+
+
+def redact(payload: Any, paths: list[str]) -> tuple[Any, bool]:
+    """Replace the values at dotted ``paths`` (``*`` matches every list item or key)."""
+    if not paths:
+        return payload, False
+    out = copy.deepcopy(payload)
+    changed = False
+
+    def walk(node: Any, parts: list[str]) -> None:
+        nonlocal changed
+        head, rest = parts[0], parts[1:]
+        children: list[tuple[Any, Any]] = []
+        if isinstance(node, dict):
+            keys = list(node) if head == "*" else ([head] if head in node else [])
+            children = [(node, k) for k in keys]
+        elif isinstance(node, list):
+            if head == "*":
+                children = [(node, i) for i in range(len(node))]
+            elif head.isdigit() and int(head) < len(node):
+                children = [(node, int(head))]
+        for parent, key in children:
+            if rest:
+                walk(parent[key], rest)
+            elif parent[key] is not None:
+                parent[key] = REDACTED
+                changed = True
+
+    for path in paths:
+        walk(out, path.split("."))
+    return out, changed
+
+
+def _field(payload: Any, dotted: str) -> Any:
+    value = payload
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+class Inbox:
+    def __init__(self, project: Project, committer: GroupCommitter, retention_days: int) -> None:
+        self.project = project
+        self.endpoints = compile_endpoints(project)
+        self.committer = committer
+        self.retention_days = retention_days
+
+    def _expires(self, cfg: EndpointConfig, now: float) -> float:
+        days = cfg.retention_days if cfg.retention_days is not None else self.retention_days
+        return now + days * 86400.0
+
+    async def receive(
+        self, name: str, body: bytes, headers: Mapping[str, str], url: str = "", method: str = "POST"
+    ) -> Outcome:
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            return Outcome(404, {"error": f"no webhook endpoint named {name!r}", "endpoints": sorted(self.endpoints)})
+        cfg = endpoint.config
+        if len(body) > cfg.max_body:
+            return Outcome(413, {"error": f"body of {len(body)} bytes exceeds this endpoint's limit of {cfg.max_body}"})
+        now = time.time()
+        lower = {k.lower(): v for k, v in headers.items()}
+        stored_headers = {k: v for k, v in lower.items() if k not in DROPPED_HEADERS}
+        base = NewEvent(
+            id=new_id("evt_"),
+            name=cfg.event or f"{name}.received",
+            received_at=now,
+            endpoint=name,
+            headers=stored_headers,
+            body=body,
+            expires_at=self._expires(cfg, now),
+        )
+        reason = endpoint.preset.verify(SignedRequest(body, lower, url, method), now)
+        if reason is not None:
+            base.status, base.error = "rejected", {"reason": f"bad signature: {reason}"}
+            await self._append_quiet(base)
+            return Outcome(401, {"error": "invalid signature", "reason": reason, "id": base.id})
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            base.status, base.error = "rejected", {"reason": f"malformed JSON: {exc}"}
+            await self._append_quiet(base)
+            return Outcome(400, {"error": f"malformed JSON: {exc}", "id": base.id})
+        base.name = cfg.event_name_for(payload)
+        payload, changed = redact(payload, cfg.redact)
+        if changed:
+            base.body = json.dumps(payload, separators=(",", ":")).encode()
+        base.payload = payload
+        if endpoint.validator is not None:
+            errors = endpoint.validator.errors(payload)
+            if errors:
+                listed = [e.as_dict() for e in errors]
+                base.status, base.error = "quarantined", {"schema_errors": listed}
+                base.expires_at = None
+                await self._append_quiet(base)
+                return Outcome(
+                    422,
+                    {"error": "payload does not match the endpoint's schema", "errors": listed, "id": base.id,
+                     "quarantined": True},
+                )
+        idem = cfg.idempotency
+        if idem is not None:
+            key = lower.get(idem.header.lower()) if idem.header else _field(payload, idem.field or "")
+            if key is not None and key != "":
+                base.idempotency_key = str(key)
+                base.dedupe_until = now + idem.window
+        try:
+            result = await self.committer.submit(base)
+        except ServerBusy as exc:
+            return Outcome(503, {"error": str(exc)}, {"Retry-After": str(int(exc.retry_after or 1))})
+        if result.duplicate_of:
+            return Outcome(200, {"id": result.duplicate_of, "duplicate": True})
+        return Outcome(202, {"id": result.event_id, "name": base.name})
+
+    async def _append_quiet(self, event: NewEvent) -> None:
+        """Record a refused request; under overload the record is skipped, the answer is the same."""
+        try:
+            await self.committer.submit(event)
+        except ServerBusy:
+            pass

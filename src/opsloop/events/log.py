@@ -1,0 +1,114 @@
+"""Subscribing to the event log: a consumer reads accepted events in order and keeps a durable cursor.
+
+Workflows, the warehouse loader and dashboards are all consumers. A consumer is woken by the in-process
+bus when an append commits, and polls as a fallback (another process may have appended).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..state import EventRecord, StateStore
+
+log = logging.getLogger("opsloop.events")
+
+Handler = Callable[[list[EventRecord]], Awaitable[None]]
+
+
+class EventBus:
+    """Wakes consumers in one event loop when the log grows; safe to poke from any thread."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: set[asyncio.Event] = set()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def notify(self) -> None:
+        if self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        for waiter in self._waiters:
+            waiter.set()
+
+    def waiter(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._waiters.add(event)
+        return event
+
+    def drop(self, event: asyncio.Event) -> None:
+        self._waiters.discard(event)
+
+
+class Consumer:
+    """Feeds ``handler`` every accepted event after the cursor, in log order, at least once."""
+
+    def __init__(
+        self,
+        name: str,
+        store: StateStore,
+        bus: EventBus,
+        handler: Handler,
+        batch: int = 500,
+        poll: float = 1.0,
+        load_cursor: Callable[[], int] | None = None,
+        save_cursor: bool = True,
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.bus = bus
+        self.handler = handler
+        self.batch = batch
+        self.poll = poll
+        self.load_cursor = load_cursor
+        self.save_cursor = save_cursor
+        self.position = 0
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        self.position = self.load_cursor() if self.load_cursor else self.store.get_cursor(self.name)
+        wake = self.bus.waiter()
+        try:
+            while not self._stop.is_set():
+                wake.clear()
+                processed = await self.step()
+                if processed == 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(_first(wake, self._stop), timeout=self.poll)
+        finally:
+            self.bus.drop(wake)
+
+    async def step(self) -> int:
+        """Handle one batch; returns how many events it saw."""
+        events = await asyncio.to_thread(self.store.read_events, self.position, self.batch)
+        if not events:
+            return 0
+        try:
+            await self.handler(events)
+        except Exception:
+            log.exception("consumer %s failed on events %s..%s; retrying", self.name, events[0].id, events[-1].id)
+            await asyncio.sleep(1.0)
+            return 0
+        self.position = events[-1].seq
+        if self.save_cursor:
+            await asyncio.to_thread(self.store.set_cursor, self.name, self.position)
+        return len(events)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    tasks = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

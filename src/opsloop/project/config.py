@@ -1,0 +1,144 @@
+"""Typed models of the user's project files. Unknown keys are errors, so typos are caught."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .._durations import parse_duration, parse_size
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class WarehouseConfig(_Strict):
+    type: str = "duckdb"
+    path: str = "warehouse.duckdb"
+    url: str | None = None
+    threads: int | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class StateConfig(_Strict):
+    url: str = "sqlite:///state/opsloop.sqlite"
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = 8620
+    fsync_on_commit: bool = True
+    max_pending: int = 20000
+    load_interval: float = 0.5
+
+
+class ProjectConfig(_Strict):
+    """``opsloop.yml``."""
+
+    name: str = "opsloop-project"
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    retention_days: int = 30
+    dbt_project: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+
+Preset = Literal["none", "stripe", "slack", "github", "hubspot", "standard_webhooks", "zendesk", "shopify", "hmac"]
+
+
+class SignatureConfig(_Strict):
+    """How a webhook endpoint authenticates its sender."""
+
+    preset: Preset
+    secret_env: str | None = Field(default=None, description="environment variable holding the secret")
+    tolerance: float = 300.0
+    # generic hmac only
+    header: str | None = None
+    algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = ""
+    timestamp_header: str | None = None
+    separator: str = "."
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _needs(self) -> SignatureConfig:
+        if self.preset != "none" and not self.secret_env:
+            raise ValueError(f"preset {self.preset!r} needs secret_env: the environment variable holding the secret")
+        if self.preset == "hmac" and not self.header:
+            raise ValueError("preset 'hmac' needs header: the request header carrying the signature")
+        return self
+
+
+class IdempotencyConfig(_Strict):
+    header: str | None = None
+    field: str | None = None
+    window: float = 86400.0
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _one(self) -> IdempotencyConfig:
+        if bool(self.header) == bool(self.field):
+            raise ValueError("idempotency needs exactly one of header (e.g. Idempotency-Key) or field (e.g. id)")
+        return self
+
+
+class EndpointConfig(_Strict):
+    """``events/<name>.yml``: one webhook endpoint served at ``/hooks/<name>``."""
+
+    name: str
+    description: str = ""
+    event: str | None = None
+    event_from: str | None = None
+    event_prefix: str = ""
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_file: str | None = None
+    signature: SignatureConfig = Field(default_factory=lambda: SignatureConfig(preset="none"))
+    idempotency: IdempotencyConfig | None = None
+    max_body: int = 1_000_000
+    redact: list[str] = Field(default_factory=list)
+    retention_days: int | None = None
+
+    @field_validator("max_body", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        return parse_size(value)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("use lower-case letters, digits, '_' or '-', starting with a letter")
+        return value
+
+    @model_validator(mode="after")
+    def _event(self) -> EndpointConfig:
+        if self.event and self.event_from:
+            raise ValueError("give either event (a fixed name) or event_from (a payload field), not both")
+        if self.schema_ is not None and self.schema_file:
+            raise ValueError("give either schema (inline) or schema_file, not both")
+        return self
+
+    def event_name_for(self, payload: Any) -> str:
+        """The event name this endpoint produces for ``payload``."""
+        if self.event_from:
+            value: Any = payload
+            for part in self.event_from.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, str) and value:
+                return self.event_prefix + value
+            return self.event_prefix + f"{self.name}.unknown"
+        return self.event or f"{self.name}.received"

@@ -1,0 +1,59 @@
+"""Settings resolved in this order: environment > ``.env`` > ``opsloop.yml`` > defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .project import Project
+from .project.config import WarehouseConfig
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the running app needs that is not a project file. Never log ``api_token``."""
+
+    state_url: str = "sqlite:///state/opsloop.sqlite"
+    warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
+    host: str = "127.0.0.1"
+    port: int = 8620
+    fsync_on_commit: bool = True
+    max_pending: int = 20000
+    load_interval: float = 0.5
+    api_token: str | None = None
+    retention_days: int = 30
+    time_scale: float = 1.0
+    """Multiplier applied to workflow sleeps and SLA timers (tests use e.g. 0.01)."""
+
+    def __repr__(self) -> str:  # keep the token out of logs and tracebacks
+        return f"Settings(state_url={self.state_url!r}, host={self.host!r}, port={self.port}, api_token=***)"
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def resolve_settings(project: Project, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build settings for ``project``; ``project.env`` already lays the environment over ``.env``."""
+    cfg = project.config
+    env = project.env
+    warehouse = cfg.warehouse
+    if env.get("OPSLOOP_WAREHOUSE_PATH"):
+        warehouse = warehouse.model_copy(update={"path": env["OPSLOOP_WAREHOUSE_PATH"]})
+    settings = Settings(
+        state_url=env.get("OPSLOOP_STATE_URL") or cfg.state.url,
+        warehouse=warehouse,
+        host=env.get("OPSLOOP_HOST") or cfg.server.host,
+        port=int(env.get("OPSLOOP_PORT") or cfg.server.port),
+        fsync_on_commit=_bool(env["OPSLOOP_FSYNC"]) if "OPSLOOP_FSYNC" in env else cfg.server.fsync_on_commit,
+        max_pending=cfg.server.max_pending,
+        load_interval=cfg.server.load_interval,
+        api_token=env.get("OPSLOOP_API_TOKEN"),
+        retention_days=cfg.retention_days,
+        time_scale=float(env.get("OPSLOOP_TIME_SCALE") or 1.0),
+    )
+    return settings.with_(**(overrides or {}))

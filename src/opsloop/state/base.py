@@ -1,0 +1,399 @@
+"""The operational state store: the event log, consumer cursors, and (later) runs, timers, snapshots.
+
+One interface, two implementations that share their SQL: SQLite (the embedded default) and Postgres
+(several processes). Schema changes are numbered migrations under ``migrations/<backend>/``; each
+subsystem owns a range of numbers (0001-0099 events, 0100-0199 workflows, 0200 sources, 0300 syncs,
+0400 identity, 0500 metrics) so that they never collide.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+ACCEPTED_STATUSES = ("received", "dispatched", "failed")
+ALL_STATUSES = ("received", "rejected", "duplicate", "quarantined", "dispatched", "failed", "replayed")
+
+
+@dataclass
+class NewEvent:
+    """An event about to be appended. ``dedupe_until`` set means: dedupe on (endpoint, idempotency_key)."""
+
+    id: str
+    name: str
+    received_at: float
+    status: str = "received"
+    endpoint: str | None = None
+    idempotency_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    payload: Any = None
+    error: Any = None
+    source: str = "webhook"
+    related_id: str | None = None
+    expires_at: float | None = None
+    dedupe_until: float | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in ACCEPTED_STATUSES
+
+
+@dataclass
+class AppendResult:
+    event_id: str
+    seq: int
+    duplicate_of: str | None = None
+
+
+@dataclass
+class EventRecord:
+    """An event as stored in the log."""
+
+    seq: int
+    id: str
+    endpoint: str | None
+    name: str
+    received_at: float
+    idempotency_key: str | None
+    headers: dict[str, str]
+    body: bytes | None
+    payload: Any
+    status: str
+    error: Any
+    source: str
+    related_id: str | None
+    expires_at: float | None
+    dispatched_at: float | None
+
+    def summary(self) -> dict[str, Any]:
+        """The fields a listing shows (no headers or body)."""
+        return {
+            "id": self.id,
+            "seq": self.seq,
+            "endpoint": self.endpoint,
+            "name": self.name,
+            "received_at": self.received_at,
+            "status": self.status,
+            "idempotency_key": self.idempotency_key,
+            "source": self.source,
+            "related_id": self.related_id,
+            "error": self.error,
+        }
+
+    def detail(self) -> dict[str, Any]:
+        out = self.summary()
+        body = self.body or b""
+        try:
+            body_text: str | None = body.decode("utf-8")
+        except UnicodeDecodeError:
+            body_text = None
+        out.update(
+            headers=self.headers,
+            payload=self.payload,
+            body=body_text,
+            dispatched_at=self.dispatched_at,
+            expires_at=self.expires_at,
+        )
+        return out
+
+
+_EVENT_COLUMNS = (
+    "seq, id, endpoint, name, received_at, idempotency_key, headers, body, payload, status, error, source, "
+    "related_id, expires_at, dispatched_at"
+)
+
+
+def _json_or_none(text: str | None) -> Any:
+    return json.loads(text) if text is not None else None
+
+
+def _row_to_event(row: Sequence[Any]) -> EventRecord:
+    return EventRecord(
+        seq=int(row[0]),
+        id=row[1],
+        endpoint=row[2],
+        name=row[3],
+        received_at=float(row[4]),
+        idempotency_key=row[5],
+        headers=json.loads(row[6] or "{}"),
+        body=bytes(row[7]) if row[7] is not None else None,
+        payload=_json_or_none(row[8]),
+        status=row[9],
+        error=_json_or_none(row[10]),
+        source=row[11],
+        related_id=row[12],
+        expires_at=row[13],
+        dispatched_at=row[14],
+    )
+
+
+class StateStore(ABC):
+    """SQL shared by the backends; subclasses provide connections and placeholders."""
+
+    backend: str = "?"
+    placeholder: str = "?"
+
+    def __init__(self) -> None:
+        self._write_lock = threading.Lock()
+
+    # -- connections -------------------------------------------------------------------------
+    @abstractmethod
+    def _write_conn(self) -> Any: ...
+
+    @abstractmethod
+    def _read_conn(self) -> Any: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A write transaction on the single writer connection: yields a cursor."""
+        with self._write_lock:
+            conn = self._write_conn()
+            cur = conn.cursor()
+            try:
+                self._begin(cur)
+                yield cur
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                cur.close()
+
+    def _begin(self, cur: Any) -> None:
+        """Start a write transaction (SQLite takes the write lock up front)."""
+
+    def execute(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        cur.execute(self._sql(sql), tuple(params))
+        return cur
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only query on this thread's read connection."""
+        conn = self._read_conn()
+        cur = conn.cursor()
+        try:
+            cur.execute(self._sql(sql), tuple(params))
+            rows = [tuple(r) for r in cur.fetchall()]
+        finally:
+            cur.close()
+        self._end_read(conn)
+        return rows
+
+    def _end_read(self, conn: Any) -> None:
+        """Finish a read (Postgres closes its implicit transaction so it sees new commits)."""
+
+    # -- migrations --------------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        """Apply every migration not applied yet, in number order; returns the names applied."""
+        folder = resources.files("opsloop.state").joinpath("migrations", self.backend)
+        files = sorted(f.name for f in folder.iterdir() if f.name.endswith(".sql"))
+        applied: list[str] = []
+        with self.transaction() as cur:
+            self.execute(
+                cur,
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                "applied_at DOUBLE PRECISION NOT NULL)",
+            )
+            self._lock_migrations(cur)
+            done = {row[0] for row in self.execute(cur, "SELECT version FROM schema_migrations").fetchall()}
+            for name in files:
+                version = int(name.split("_", 1)[0])
+                if version in done:
+                    continue
+                sql = folder.joinpath(name).read_text(encoding="utf-8")
+                self._run_script(cur, sql)
+                self.execute(
+                    cur,
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
+                applied.append(name)
+        return applied
+
+    def _lock_migrations(self, cur: Any) -> None:
+        """Serialise concurrent migrators (Postgres advisory lock)."""
+
+    def _run_script(self, cur: Any, sql: str) -> None:
+        for statement in (s.strip() for s in sql.split(";")):
+            body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
+            if body.strip():
+                cur.execute(body)
+
+    # -- the event log -----------------------------------------------------------------------
+    def append_events(self, batch: Sequence[NewEvent]) -> list[AppendResult]:
+        """Append ``batch`` in one transaction, deduplicating on (endpoint, idempotency key)."""
+        with self.transaction() as cur:
+            return self.append_events_in(cur, batch)
+
+    def append_events_in(self, cur: Any, batch: Sequence[NewEvent]) -> list[AppendResult]:
+        """Append inside a caller's transaction (workflows write events with their step results)."""
+        results: list[AppendResult] = []
+        for ev in batch:
+            status = ev.status
+            related = ev.related_id
+            duplicate_of: str | None = None
+            if ev.dedupe_until is not None and ev.idempotency_key and ev.accepted:
+                row = self.execute(
+                    cur,
+                    "INSERT INTO idempotency (endpoint, key, event_id, expires_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (endpoint, key) DO UPDATE SET event_id = excluded.event_id, "
+                    "expires_at = excluded.expires_at WHERE idempotency.expires_at <= ? RETURNING event_id",
+                    (ev.endpoint or "", ev.idempotency_key, ev.id, ev.dedupe_until, ev.received_at),
+                ).fetchone()
+                if row is None:
+                    found = self.execute(
+                        cur,
+                        "SELECT event_id FROM idempotency WHERE endpoint = ? AND key = ?",
+                        (ev.endpoint or "", ev.idempotency_key),
+                    ).fetchone()
+                    duplicate_of = found[0] if found else None
+                    status, related = "duplicate", duplicate_of
+            seq = self._insert_event(cur, ev, status, related)
+            results.append(AppendResult(event_id=ev.id, seq=seq, duplicate_of=duplicate_of))
+        return results
+
+    def _insert_event(self, cur: Any, ev: NewEvent, status: str, related: str | None) -> int:
+        row = self.execute(
+            cur,
+            "INSERT INTO events (id, endpoint, name, received_at, idempotency_key, headers, body, payload, status, "
+            "accepted, error, source, related_id, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+            (
+                ev.id,
+                ev.endpoint,
+                ev.name,
+                ev.received_at,
+                ev.idempotency_key,
+                json.dumps(ev.headers),
+                ev.body,
+                json.dumps(ev.payload) if ev.payload is not None else None,
+                status,
+                1 if status in ACCEPTED_STATUSES else 0,
+                json.dumps(ev.error) if ev.error is not None else None,
+                ev.source,
+                related,
+                ev.expires_at,
+            ),
+        ).fetchone()
+        return int(row[0])
+
+    def read_events(self, after_seq: int, limit: int = 500) -> list[EventRecord]:
+        """Accepted events with ``seq > after_seq`` in log order: the subscription interface."""
+        rows = self.query(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE accepted = 1 AND seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [_row_to_event(r) for r in rows]
+
+    def list_events(
+        self,
+        status: str | None = None,
+        endpoint: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        name: str | None = None,
+        limit: int = 100,
+    ) -> list[EventRecord]:
+        """Newest first, filtered."""
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        for column, value in (("status", status), ("endpoint", endpoint), ("name", name)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("received_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("received_at <= ?")
+            params.append(until)
+        rows = self.query(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [_row_to_event(r) for r in rows]
+
+    def get_event(self, event_id: str) -> EventRecord | None:
+        rows = self.query(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,))
+        return _row_to_event(rows[0]) if rows else None
+
+    def count_events(self, status: str | None = None) -> int:
+        if status is None:
+            return int(self.query("SELECT COUNT(*) FROM events")[0][0])
+        return int(self.query("SELECT COUNT(*) FROM events WHERE status = ?", (status,))[0][0])
+
+    def mark_events(self, ids: Sequence[str], status: str, error: Any = None) -> None:
+        """Set the dispatch outcome of accepted events."""
+        if not ids:
+            return
+        with self.transaction() as cur:
+            for event_id in ids:
+                self.execute(
+                    cur,
+                    "UPDATE events SET status = ?, error = ?, dispatched_at = ? WHERE id = ?",
+                    (status, json.dumps(error) if error is not None else None, time.time(), event_id),
+                )
+
+    def set_event_status(self, cur: Any, event_id: str, status: str, related_id: str | None = None) -> None:
+        self.execute(
+            cur,
+            "UPDATE events SET status = ?, related_id = COALESCE(?, related_id), accepted = ? WHERE id = ?",
+            (status, related_id, 1 if status in ACCEPTED_STATUSES else 0, event_id),
+        )
+
+    def get_cursor(self, consumer: str) -> int:
+        rows = self.query("SELECT seq FROM cursors WHERE consumer = ?", (consumer,))
+        return int(rows[0][0]) if rows else 0
+
+    def set_cursor(self, consumer: str, seq: int, cur: Any = None) -> None:
+        sql = (
+            "INSERT INTO cursors (consumer, seq, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at"
+        )
+        if cur is not None:
+            self.execute(cur, sql, (consumer, seq, time.time()))
+            return
+        with self.transaction() as c:
+            self.execute(c, sql, (consumer, seq, time.time()))
+
+    def max_seq(self) -> int:
+        return int(self.query("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
+
+    def purge_expired(self, now: float | None = None) -> int:
+        """Delete events past retention. Quarantined and failed events are kept until resolved."""
+        now = time.time() if now is None else now
+        with self.transaction() as cur:
+            cur2 = self.execute(
+                cur,
+                "DELETE FROM events WHERE expires_at IS NOT NULL AND expires_at < ? "
+                "AND status NOT IN ('quarantined', 'failed')",
+                (now,),
+            )
+            count = int(cur2.rowcount or 0)
+            self.execute(cur, "DELETE FROM idempotency WHERE expires_at < ?", (now,))
+        return count
+
+    def kv_get(self, key: str) -> str | None:
+        rows = self.query("SELECT value FROM kv WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def kv_set(self, key: str, value: str) -> None:
+        with self.transaction() as cur:
+            self.execute(
+                cur,
+                "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )

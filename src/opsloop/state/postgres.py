@@ -1,0 +1,86 @@
+"""Postgres state store: several opsloop processes share it.
+
+The URL may carry ``?schema=NAME`` to keep opsloop's tables in their own schema (created if missing).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..errors import StateStoreError
+from .base import StateStore
+
+
+def _split_schema(url: str) -> tuple[str, str | None]:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    schema = next((v for k, v in query if k == "schema"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), schema
+
+
+class PostgresStateStore(StateStore):
+    backend = "postgres"
+    placeholder = "%s"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url, self.schema = _split_schema(url)
+        self._local = threading.local()
+        self._writer: Any = None
+        self._conns: list[Any] = []
+        self._closed = False
+        if self.schema:
+            conn = self._open(with_schema=False)
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            conn.commit()
+            conn.close()
+
+    def _open(self, with_schema: bool = True) -> Any:
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.url, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            where = urlsplit(self.url).hostname or "localhost"
+            raise StateStoreError(
+                f"cannot connect to the Postgres state store at {where}: {str(exc).strip().splitlines()[0]} "
+                "(check state.url in opsloop.yml or OPSLOOP_STATE_URL)"
+            ) from exc
+        if with_schema and self.schema:
+            conn.execute(f'SET search_path TO "{self.schema}"')
+            conn.commit()
+        self._conns.append(conn)
+        return conn
+
+    def _write_conn(self) -> Any:
+        if self._closed:
+            raise StateStoreError("the state store is closed")
+        if self._writer is None:
+            self._writer = self._open()
+        return self._writer
+
+    def _read_conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._open()
+            self._local.conn = conn
+        return conn
+
+    def _end_read(self, conn: Any) -> None:
+        conn.rollback()
+
+    def _lock_migrations(self, cur: Any) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(726917001)")
+
+    def close(self) -> None:
+        self._closed = True
+        for conn in self._conns:
+            try:
+                conn.close()
+            except Exception:  # noqa: S110 - closing best-effort
+                pass
+        self._conns.clear()
+        self._writer = None

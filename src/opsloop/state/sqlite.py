@@ -1,0 +1,92 @@
+"""SQLite state store (the embedded default): one writer connection, one reader per thread, WAL.
+
+Durability: with ``fsync=True`` (``synchronous=FULL``) a committed event survives power loss; with
+``fsync=False`` (``synchronous=NORMAL`` in WAL mode) it survives a crash of the process, not of the machine.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..errors import StateStoreError
+from .base import StateStore
+
+
+class SQLiteStateStore(StateStore):
+    backend = "sqlite"
+
+    def __init__(self, path: Path | str, fsync: bool = True) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.fsync = fsync
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateStoreError(f"cannot create {self.path.parent}: {exc.strerror}") from exc
+        self._local = threading.local()
+        self._writer: sqlite3.Connection | None = None
+        self._readers: list[sqlite3.Connection] = []
+        self._closed = False
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"cannot open the state store {self.path}: {exc}") from exc
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _write_conn(self) -> Any:
+        if self._closed:
+            raise StateStoreError("the state store is closed")
+        if self._writer is None:
+            self._writer = self._open()
+        return _AutoBegin(self._writer)
+
+    def _begin(self, cur: Any) -> None:
+        cur.execute("BEGIN IMMEDIATE")
+
+    def _read_conn(self) -> Any:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._open()
+            self._local.conn = conn
+            self._readers.append(conn)
+        return conn
+
+    def close(self) -> None:
+        self._closed = True
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        for conn in self._readers:
+            try:
+                conn.close()
+            except sqlite3.ProgrammingError:
+                pass
+        self._readers.clear()
+
+
+class _AutoBegin:
+    """Connection wrapper whose commit/rollback work with explicit BEGIN in autocommit mode."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def cursor(self) -> sqlite3.Cursor:
+        return self.conn.cursor()
+
+    def commit(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")

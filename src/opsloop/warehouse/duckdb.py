@@ -1,0 +1,81 @@
+"""DuckDB, the embedded default. The server process owns the file; other processes go through it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import WarehouseError
+from .base import QueryResult, Warehouse
+
+
+class DuckDBWarehouse(Warehouse):
+    dialect = "duckdb"
+    SUPPORTS_ARROW_INSERT = True
+    SUPPORTS_MERGE = True
+    SINGLE_WRITER = True
+
+    def __init__(self, path: Path | str, read_only: bool = False, threads: int | None = None) -> None:
+        self.path = str(path)
+        self.read_only = read_only
+        self.threads = threads
+        self._con: Any = None
+        self._lock = threading.RLock()
+
+    @property
+    def con(self) -> Any:
+        if self._con is None:
+            import duckdb
+
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._con = duckdb.connect(self.path, read_only=self.read_only)
+            except duckdb.IOException as exc:
+                if "lock" in str(exc).lower():
+                    raise WarehouseError(
+                        f"the warehouse {self.path} is in use by another process (is `opsloop up` running? "
+                        "stop it, or run this command against the server, which owns the file)"
+                    ) from exc
+                raise WarehouseError(f"cannot open the warehouse {self.path}: {exc}") from exc
+            if self.threads:
+                self._con.execute(f"SET threads = {int(self.threads)}")
+        return self._con
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        import duckdb
+
+        with self._lock:
+            try:
+                self.con.execute(sql, list(params))
+            except duckdb.Error as exc:
+                raise WarehouseError(str(exc)) from exc
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+        import duckdb
+
+        with self._lock:
+            try:
+                cur = self.con.execute(sql, list(params))
+                columns = [d[0] for d in cur.description] if cur.description else []
+                rows = cur.fetchall()
+            except duckdb.Error as exc:
+                raise WarehouseError(str(exc)) from exc
+        return QueryResult(columns, [tuple(r) for r in rows])
+
+    def insert_arrow(self, table: str, data: Any) -> int:
+        with self._lock:
+            self.con.register("_opsloop_arrow_in", data)
+            try:
+                self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _opsloop_arrow_in")
+            finally:
+                self.con.unregister("_opsloop_arrow_in")
+        return int(data.num_rows)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None

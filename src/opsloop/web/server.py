@@ -1,0 +1,269 @@
+"""The ASGI app: webhook endpoints, the JSON API, pages, ``/healthz``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..app import App, ReplayError
+from ..state import ALL_STATUSES
+from . import auth
+
+_HERE = Path(__file__).parent
+
+
+def _ts(value: float | None) -> str:
+    return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _parse_since(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class Web:
+    """Request handlers bound to one ``App``."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.env = Environment(
+            loader=FileSystemLoader(str(_HERE / "templates")), autoescape=select_autoescape(["html"])
+        )
+
+    @property
+    def token(self) -> str:
+        token = self.app.settings.api_token
+        if not token:
+            raise RuntimeError("OPSLOOP_API_TOKEN is not set")
+        return token
+
+    # -- auth helpers ------------------------------------------------------------------------
+    def authed(self, request: Request) -> bool:
+        return auth.bearer_ok(request, self.token) or auth.cookie_ok(request, self.token)
+
+    def api_guard(self, request: Request) -> Response | None:
+        if auth.bearer_ok(request, self.token):
+            return None
+        if auth.cookie_ok(request, self.token):
+            if request.method in ("GET", "HEAD") or auth.csrf_ok(request, self.token):
+                return None
+            return JSONResponse({"error": "missing or wrong X-CSRF-Token"}, status_code=403)
+        return JSONResponse(
+            {"error": "authentication required: send Authorization: Bearer $OPSLOOP_API_TOKEN"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    def page_guard(self, request: Request) -> Response | None:
+        if self.authed(request):
+            return None
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+    def render(self, request: Request, template: str, **context: Any) -> HTMLResponse:
+        authed = self.authed(request)
+        html = self.env.get_template(template).render(
+            project_name=self.app.project.config.name,
+            authed=authed,
+            csrf=auth.csrf_token(self.token) if authed else "",
+            **context,
+        )
+        return HTMLResponse(html)
+
+    # -- webhooks ----------------------------------------------------------------------------
+    async def hook(self, request: Request) -> Response:
+        name = request.path_params["endpoint"]
+        endpoint = self.app.inbox.endpoints.get(name)
+        limit = endpoint.config.max_body if endpoint else 1_000_000
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return JSONResponse({"error": f"body exceeds this endpoint's limit of {limit} bytes"}, status_code=413)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return JSONResponse({"error": f"body exceeds this endpoint's limit of {limit} bytes"}, status_code=413)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        outcome = await self.app.inbox.receive(name, body, request.headers, str(request.url), request.method)
+        return JSONResponse(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    # -- API ---------------------------------------------------------------------------------
+    async def api_events(self, request: Request) -> Response:
+        if (denied := self.api_guard(request)) is not None:
+            return denied
+        q = request.query_params
+        events = await asyncio.to_thread(
+            self.app.store.list_events,
+            status=q.get("status"),
+            endpoint=q.get("endpoint"),
+            since=_parse_since(q.get("since")),
+            name=q.get("name"),
+            limit=int(q.get("limit", "100")),
+        )
+        return JSONResponse({"events": [e.summary() for e in events]})
+
+    async def api_event(self, request: Request) -> Response:
+        if (denied := self.api_guard(request)) is not None:
+            return denied
+        event = await asyncio.to_thread(self.app.store.get_event, request.path_params["event_id"])
+        if event is None:
+            return JSONResponse({"error": "no such event"}, status_code=404)
+        return JSONResponse(event.detail())
+
+    async def api_replay_one(self, request: Request) -> Response:
+        if (denied := self.api_guard(request)) is not None:
+            return denied
+        body = await request.body()
+        payload = json.loads(body).get("payload") if body.strip() else None
+        try:
+            new_id = await asyncio.to_thread(self.app.replay, request.path_params["event_id"], payload)
+        except ReplayError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        return JSONResponse({"replayed": request.path_params["event_id"], "id": new_id}, status_code=202)
+
+    async def api_replay_many(self, request: Request) -> Response:
+        if (denied := self.api_guard(request)) is not None:
+            return denied
+        spec = await request.json()
+        results = await asyncio.to_thread(
+            self.app.replay_many, spec.get("endpoint"), _parse_since(spec.get("since")), spec.get("status"),
+            _parse_since(spec.get("until")),
+        )
+        return JSONResponse(
+            {"results": [{"original": o, "id": n, "error": e} for o, n, e in results]}, status_code=202
+        )
+
+    async def api_status(self, request: Request) -> Response:
+        if (denied := self.api_guard(request)) is not None:
+            return denied
+        counts = await asyncio.to_thread(self._counts)
+        return JSONResponse({"project": self.app.project.config.name, "events": dict(counts)})
+
+    def _counts(self) -> list[tuple[str, int]]:
+        rows = self.app.store.query("SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status")
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    # -- pages -------------------------------------------------------------------------------
+    async def login_form(self, request: Request) -> Response:
+        return self.render(request, "login.html", next=request.query_params.get("next", "/"), error=None)
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        given = str(form.get("token", ""))
+        target = str(form.get("next") or "/")
+        if not target.startswith("/") or target.startswith("//"):
+            target = "/"
+        import hmac
+
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            return self.render(request, "login.html", next=target, error="That token is not right.")
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(auth.COOKIE, auth.session_value(self.token), httponly=True, samesite="strict")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        form = await request.form()
+        if self.authed(request) and not auth.csrf_ok(request, self.token, str(form.get("csrf", ""))):
+            return HTMLResponse("cross-site request refused", status_code=403)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(auth.COOKIE)
+        return response
+
+    async def home(self, request: Request) -> Response:
+        if (denied := self.page_guard(request)) is not None:
+            return denied
+        counts = await asyncio.to_thread(self._counts)
+        base = f"{request.url.scheme}://{request.url.netloc}"
+        return self.render(
+            request, "home.html", endpoints=list(self.app.project.endpoints.values()), counts=counts, base_url=base
+        )
+
+    async def events_page(self, request: Request) -> Response:
+        if (denied := self.page_guard(request)) is not None:
+            return denied
+        status = request.query_params.get("status")
+        events = await asyncio.to_thread(self.app.store.list_events, status=status, limit=200)
+        rows = [
+            {
+                "id": e.id,
+                "received": _ts(e.received_at),
+                "endpoint": e.endpoint,
+                "name": e.name,
+                "status": e.status,
+                "error": json.dumps(e.error) if e.error else "",
+            }
+            for e in events
+        ]
+        return self.render(
+            request, "events.html", events=rows, status=status, statuses=ALL_STATUSES,
+            message=request.query_params.get("message"),
+        )
+
+    async def replay_form(self, request: Request) -> Response:
+        if (denied := self.page_guard(request)) is not None:
+            return denied
+        form = await request.form()
+        if not auth.csrf_ok(request, self.token, str(form.get("csrf", ""))):
+            return HTMLResponse("cross-site request refused", status_code=403)
+        try:
+            new_id = await asyncio.to_thread(self.app.replay, request.path_params["event_id"])
+            message = f"replayed as {new_id}"
+        except ReplayError as exc:
+            message = str(exc)
+        return RedirectResponse(f"/events?message={quote(message)}", status_code=303)
+
+
+def create_asgi(app: App) -> Starlette:
+    """The ASGI application for ``app``; its lifespan starts and stops the App."""
+    web = Web(app)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await app.start()
+        try:
+            yield
+        finally:
+            await app.stop()
+
+    routes = [
+        Route("/hooks/{endpoint}", web.hook, methods=["POST"]),
+        Route("/healthz", web.healthz),
+        Route("/api/events", web.api_events),
+        Route("/api/events/{event_id}", web.api_event),
+        Route("/api/events/{event_id}/replay", web.api_replay_one, methods=["POST"]),
+        Route("/api/replay", web.api_replay_many, methods=["POST"]),
+        Route("/api/status", web.api_status),
+        Route("/login", web.login_form, methods=["GET"]),
+        Route("/login", web.login, methods=["POST"]),
+        Route("/logout", web.logout, methods=["POST"]),
+        Route("/", web.home),
+        Route("/events", web.events_page),
+        Route("/events/{event_id}/replay", web.replay_form, methods=["POST"]),
+        *app.web_routes,
+        Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
+    ]
+    asgi = Starlette(routes=routes, lifespan=lifespan)
+    asgi.state.opsloop = app
+    asgi.state.web = web
+    return asgi
