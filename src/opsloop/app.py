@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +45,23 @@ class App:
         self.handlers: list[tuple[str, EventHandler]] = []
         self.web_routes: list[Any] = []
         """Extra Starlette routes that subsystems add (dashboards, Slack interactions ...)."""
+        self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        """Coroutine factories started as tasks by ``start()`` and cancelled by ``stop()``."""
+        self.on_start: list[Callable[[], Awaitable[None]]] = []
+        """Awaited at the end of ``start()``, in order."""
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []
+        """Awaited at the start of ``stop()``, in reverse order."""
+        self.services: dict[str, Any] = {}
+        """Subsystem objects by name (``app.services["workflows"]``)."""
+        from ._subsystems import hooks
+
+        for module in hooks("_service"):
+            module.attach(self)
         self._committer: GroupCommitter | None = None
         self._inbox: Inbox | None = None
         self._consumers: list[Consumer] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self._bg_tasks: list[asyncio.Task[Any]] = []
         self.started = False
 
     @classmethod
@@ -110,11 +123,25 @@ class App:
         ]
         self._tasks = [asyncio.create_task(c.run(), name=f"consumer:{c.name}") for c in self._consumers]
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._bg_tasks = [asyncio.create_task(factory(), name=f"bg:{i}") for i, factory in enumerate(self.background)]
         self.loader = loader
         self.started = True
+        for hook in self.on_start:
+            await hook()
 
     async def stop(self) -> None:
         """Commit what is queued, let consumers finish their batch, close the stores."""
+        for hook in reversed(self.on_stop):
+            try:
+                await hook()
+            except Exception:
+                log.exception("a shutdown hook failed")
+        for task in self._bg_tasks:
+            task.cancel()
+        for task in self._bg_tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._bg_tasks = []
         if self._committer is not None:
             await asyncio.to_thread(self._committer.stop)
         for consumer in self._consumers:

@@ -14,11 +14,23 @@ app = typer.Typer(
     add_completion=False,
 )
 
-from . import _events, _project  # noqa: E402
+def _register_all() -> None:
+    """Every ``opsloop/cli/_<name>.py`` module with a ``register(app)`` adds its verbs."""
+    import importlib
+    import pkgutil
 
-_project.register(app)
-_project.register_demo(app)
-_events.register(app)
+    from . import _project
+
+    _project.register(app)
+    _project.register_demo(app)
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_") and info.name not in ("_common", "_project"):
+            module = importlib.import_module(f"{__name__}.{info.name}")
+            if hasattr(module, "register"):
+                module.register(app)
+
+
+_register_all()
 
 
 def main() -> None:

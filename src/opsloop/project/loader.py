@@ -115,6 +115,9 @@ def load_project(root: Path | str, environ: Mapping[str, str] | None = None) -> 
             config = loaded
     project = Project(root=root, config=config, env=env)
     _load_endpoints(project, problems)
+    from .._subsystems import hooks
+
+    hooks("_project")
     for loader in _EXTRA_LOADERS:
         loader(project, problems)
     if problems:
@@ -191,6 +194,9 @@ def register_validator(validator: Validator) -> Validator:
 
 
 def run_validators(project: Project) -> list[Problem]:
+    from .._subsystems import hooks
+
+    hooks("_project")
     problems: list[Problem] = []
     for validator in _VALIDATORS:
         problems.extend(validator(project))
