@@ -51,6 +51,8 @@ class App:
         """Awaited at the end of ``start()``, in order."""
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
         """Awaited at the start of ``stop()``, in reverse order."""
+        self.on_raw_loaded: list[Callable[[list[EventRecord]], Awaitable[None]]] = []
+        """Awaited after each batch of events lands in the warehouse's ``raw.events`` (reactive models)."""
         self.services: dict[str, Any] = {}
         """Subsystem objects by name (``app.services["workflows"]``)."""
         from ._subsystems import hooks
@@ -108,6 +110,7 @@ class App:
         self.committer.start()
         _ = self.inbox
         loader = RawEventLoader(self.warehouse)
+        self.loader = loader
         await asyncio.to_thread(loader.ensure_table)
         self._consumers = [
             Consumer("dispatcher", self.store, self.bus, self._dispatch, poll=0.5),
@@ -115,7 +118,7 @@ class App:
                 "warehouse-loader",
                 self.store,
                 self.bus,
-                loader.handle,
+                self._load_raw,
                 poll=self.settings.load_interval,
                 load_cursor=loader.cursor,
                 save_cursor=False,
@@ -163,6 +166,14 @@ class App:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+    async def _load_raw(self, events: list[EventRecord]) -> None:
+        await self.loader.handle(events)
+        for hook in self.on_raw_loaded:
+            try:
+                await hook(events)
+            except Exception:
+                log.exception("an on_raw_loaded hook failed")
 
     async def _housekeeping(self) -> None:
         while True:

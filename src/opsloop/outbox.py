@@ -1,0 +1,78 @@
+"""The outbox: sandbox destinations record here what they would have sent.
+
+Used by ``opsloop demo`` (no accounts), by dry runs and by tests. A Slack message updated in place is the
+same outbox row with a higher ``version``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ._ids import new_id
+from .state import StateStore
+
+
+@dataclass
+class OutboxItem:
+    id: str
+    destination: str
+    action: str
+    target: str | None
+    key: str | None
+    payload: Any
+    version: int
+    created_at: float
+    updated_at: float
+
+
+_COLUMNS = "id, destination, action, target, key, payload, version, created_at, updated_at"
+
+
+def _item(row: tuple[Any, ...]) -> OutboxItem:
+    return OutboxItem(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), int(row[6]), row[7], row[8])
+
+
+def record(store: StateStore, destination: str, action: str, payload: Any, target: str | None = None,
+           key: str | None = None, cur: Any = None) -> str:
+    """Record a new outbound message; returns its id (use it as a handle for later updates)."""
+    item_id = new_id("out_")
+    now = time.time()
+    sql = (f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)")
+    params = (item_id, destination, action, target, key, json.dumps(payload, default=str), now, now)
+    if cur is not None:
+        store.execute(cur, sql, params)
+    else:
+        with store.transaction() as c:
+            store.execute(c, sql, params)
+    return item_id
+
+
+def update(store: StateStore, item_id: str, payload: Any, action: str | None = None) -> bool:
+    """Replace an outbox item's payload in place (e.g. a Slack chat.update); False when it does not exist."""
+    with store.transaction() as cur:
+        found = store.execute(
+            cur,
+            "UPDATE outbox SET payload = ?, action = COALESCE(?, action), version = version + 1, updated_at = ? "
+            "WHERE id = ? RETURNING id",
+            (json.dumps(payload, default=str), action, time.time(), item_id),
+        ).fetchone()
+    return found is not None
+
+
+def get(store: StateStore, item_id: str) -> OutboxItem | None:
+    rows = store.query(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (item_id,))
+    return _item(rows[0]) if rows else None
+
+
+def list_items(store: StateStore, destination: str | None = None, limit: int = 200) -> list[OutboxItem]:
+    if destination:
+        rows = store.query(
+            f"SELECT {_COLUMNS} FROM outbox WHERE destination = ? ORDER BY updated_at DESC LIMIT ?",
+            (destination, limit),
+        )
+    else:
+        rows = store.query(f"SELECT {_COLUMNS} FROM outbox ORDER BY updated_at DESC LIMIT ?", (limit,))
+    return [_item(r) for r in rows]
