@@ -113,7 +113,10 @@ class App:
         self.loader = loader
         await asyncio.to_thread(loader.ensure_table)
         self._consumers = [
-            Consumer("dispatcher", self.store, self.bus, self._dispatch, poll=0.5),
+            Consumer(
+                "dispatcher", self.store, self.bus, self._dispatch, poll=0.5, batch=1000, min_interval=0.005,
+                parse=lambda: bool(self.handlers),
+            ),
             Consumer(
                 "warehouse-loader",
                 self.store,
@@ -122,6 +125,9 @@ class App:
                 poll=self.settings.load_interval,
                 load_cursor=loader.cursor,
                 save_cursor=False,
+                batch=5000,
+                min_interval=0.2,
+                parse=False,
             ),
         ]
         self._tasks = [asyncio.create_task(c.run(), name=f"consumer:{c.name}") for c in self._consumers]
