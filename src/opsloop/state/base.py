@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -231,6 +231,20 @@ class StateStore(ABC):
                 applied.append(name)
         return applied
 
+    def _before_append(self, cur: Any) -> None:
+        """Called once per transaction that appends: Postgres serialises appenders here so that ``seq``
+        order is commit order, and consumers reading ``seq > cursor`` never skip an event that commits
+        late. Also announces the append to listeners in other processes."""
+
+    def try_lead(self, role: str) -> bool:
+        """Become the one process that runs ``role`` (warehouse loader, scheduler ...). SQLite: one
+        process owns the store, so always True. Postgres: a session advisory lock, released when the
+        holder's connection ends (so a killed leader is replaced)."""
+        return True
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from another thread) when another process appends events. No-op on SQLite."""
+
     def _lock_migrations(self, cur: Any) -> None:
         """Serialise concurrent migrators (Postgres advisory lock)."""
 
@@ -249,6 +263,8 @@ class StateStore(ABC):
     def append_events_in(self, cur: Any, batch: Sequence[NewEvent]) -> list[AppendResult]:
         """Append inside a caller's transaction (workflows write events with their step results)."""
         results: list[AppendResult] = []
+        if batch:
+            self._before_append(cur)
         for ev in batch:
             status = ev.status
             related = ev.related_id
