@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 
-EXAMPLE_SECRETS = {
+EXAMPLE_SECRETS: dict[str, Callable[[], str]] = {
     "STRIPE_WEBHOOK_SECRET": lambda: "whsec_" + secrets.token_hex(16),
     "APP_WEBHOOK_SECRET": lambda: "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
     "SLACK_SIGNING_SECRET": lambda: secrets.token_hex(16),
