@@ -169,6 +169,7 @@ class Puller:
             pipeline_name=f"opsloop_{self.name}", destination=dlt.destinations.duckdb(con),
             dataset_name=self.dataset, pipelines_dir=str(pipelines_dir),
         )
+        logging.getLogger("dlt").setLevel(logging.ERROR)
         if pipeline.has_pending_data:
             # a package from a run that crashed: its cursors were never committed, so this run reads the
             # same records again; the old package would only repeat them

@@ -109,27 +109,32 @@ class RestConnector:
                 params.pop(param_name, None)
         client_cfg = self.config.client
         paginator_cfg = endpoint.get("paginator") or client_cfg.get("paginator")
-        client = RESTClient(
+        http = self.http
+
+        class _Client(RESTClient):
+            def _send_request(self, request: Any, **kwargs: Any) -> Any:
+                # after dlt's retries (429/5xx with Retry-After): map a final error to a SourceError, and
+                # parse the body once with orjson (paginators read it again)
+                response = super()._send_request(request, **kwargs)
+                http.raise_for(response)
+                import orjson
+
+                doc = orjson.loads(response.content) if response.content else None
+                response.json = lambda *a, **k: doc  # type: ignore[method-assign]
+                return response
+
+        client = _Client(
             base_url=client_cfg["base_url"], headers=client_cfg.get("headers"), auth=self.auth,
             paginator=create_paginator(paginator_cfg) if paginator_cfg else None,
             data_selector=endpoint.get("data_selector") or client_cfg.get("data_selector"),
             session=self.http.session,
         )
-        http = self.http
-
-        def check(response: Any, *args: Any, **kwargs: Any) -> Any:
-            http.raise_for(response)
-            import orjson
-
-            doc = orjson.loads(response.content) if response.content else None
-            response.json = lambda *a, **k: doc
-            return response
 
         best = cursor
         self.ctx.budget.check(self.ctx.source)
         pages = client.paginate(
             endpoint.get("path", stream.name), method=endpoint.get("method", "GET"), params=params,
-            json=endpoint.get("json"), hooks={"response": [check]},
+            json=endpoint.get("json"), hooks={"response": []},
         )
         for page in pages:
             records = list(page)
