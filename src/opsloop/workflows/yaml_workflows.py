@@ -281,6 +281,9 @@ class _Checker:
             self.problem(loc, f"{kind}: {exc}")
             return
         for err in errors():
+            given = err.get("input")
+            if isinstance(given, str) and ("{{" in given or "{%" in given):
+                continue  # a template: its type is known only when it renders
             where = ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
                 self.problem((*loc, *err["loc"]), f"{kind}: unknown option {where!r}", "check the spelling in the docs")
@@ -299,7 +302,10 @@ def load_yaml_workflow(project: Project, path: Path, rel: str, problems: list[Pr
     if not isinstance(doc.data, dict):
         problems.append(Problem(rel, 1, "expected a mapping describing one workflow (on:, steps: ...)"))
         return None
-    data = {"name": path.stem, **doc.data}
+    # YAML 1.1 reads a bare `on:` key as the boolean true (as GitHub Actions users know)
+    data = {"name": path.stem, **{("on" if k is True else k): v for k, v in doc.data.items()}}
+    for loc in [loc for loc in doc.lines if loc and loc[0] is True]:
+        doc.lines[("on", *loc[1:])] = doc.lines[loc]
     before = len(problems)
     spec: WorkflowSpec | None = validate_model(WorkflowSpec, doc, rel, data, problems)
     if spec is None:
