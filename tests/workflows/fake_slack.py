@@ -96,8 +96,6 @@ class FakeSlack:
             self.calls.append((time.time(), method, params))
             pending = self._limits.get(method)
             limited = pending.pop(0) if pending else None
-        if method in self.delay:
-            time.sleep(self.delay[method])
         if limited is not None:
             self._send(req, 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(int(limited))})
             return
@@ -120,18 +118,23 @@ class FakeSlack:
             return
         with self._lock:
             body = handler(params)
+        if method in self.delay:  # the work is done; the answer is slow (a client killed now never sees it)
+            time.sleep(self.delay[method])
         self._send(req, 200, body)
 
     def _send(self, req: BaseHTTPRequestHandler, status: int, body: dict[str, Any],
               headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
-        req.send_response(status)
-        req.send_header("Content-Type", "application/json; charset=utf-8")
-        req.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            req.send_header(k, v)
-        req.end_headers()
-        req.wfile.write(data)
+        try:
+            req.send_response(status)
+            req.send_header("Content-Type", "application/json; charset=utf-8")
+            req.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                req.send_header(k, v)
+            req.end_headers()
+            req.wfile.write(data)
+        except OSError:
+            req.close_connection = True  # the client went away (killed): nothing to answer
 
     def _resolve(self, channel: str | None) -> str | None:
         if not channel:
