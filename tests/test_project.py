@@ -98,7 +98,7 @@ def test_public_surface_is_curated() -> None:
 
     assert sorted(opsloop.__all__) == sorted(
         ["App", "ConfigError", "OpsloopError", "Project", "Settings", "TerminalError", "TransientError",
-         "__version__", "load_project", "resolve_settings"]
+         "__version__", "load_project", "resolve_settings", "Context", "workflow"]
     )
     for name in opsloop.__all__:
         assert hasattr(opsloop, name)
