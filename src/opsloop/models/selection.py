@@ -82,7 +82,7 @@ def _term(c: Compiler, term: str) -> set[str]:
 
 def select(c: Compiler, select: list[str] | None, exclude: list[str] | None = None,
            kinds: tuple[str, ...] = ("model", "seed", "test")) -> list[str]:
-    """The uids to run, in DAG order. Tests follow their models (any selected parent selects a test)."""
+    """The uids to run, in DAG order. A test runs when every model or seed it reads is selected."""
     if select:
         chosen: set[str] = set()
         for chunk in select:
@@ -90,17 +90,20 @@ def select(c: Compiler, select: list[str] | None, exclude: list[str] | None = No
                 parts = [_term(c, p) for p in term.split(",")]
                 chosen |= set.intersection(*parts)
     else:
-        chosen = {u for u in c.parents if not u.startswith("source.")}
+        chosen = {u for u in c.parents if u.startswith(("model.", "seed."))}
+    excluded: set[str] = set()
     for chunk in exclude or []:
         for term in chunk.split():
-            chosen -= _term(c, term)
+            excluded |= _term(c, term)
+    chosen -= excluded
     if "test" in kinds:
         for test in c.mp.tests.values():
-            if test.uid in chosen:
+            if test.uid in chosen or test.uid in excluded:
                 continue
-            model_parents = {p for p in c.parents.get(test.uid, set()) if not p.startswith("source.")}
             parents = c.parents.get(test.uid, set())
-            if (model_parents & chosen) or (not model_parents and any(p in chosen for p in parents)):
+            model_parents = {p for p in parents if not p.startswith("source.")}
+            on_sources = not model_parents and (bool(parents & chosen) or select is None)
+            if (model_parents and model_parents <= chosen) or on_sources:
                 chosen.add(test.uid)
     chosen = {u for u in chosen if u.split(".", 1)[0] in kinds and not u.startswith("source.")}
     return [u for u in c.order if u in chosen]
