@@ -99,7 +99,11 @@ class IdentityWorld:
         return rows[0]
 
     def events(self, name: str) -> list[Any]:
-        return [e for e in reversed(self.app.store.list_events(name=name, limit=10000))]
+        """Accepted events (what consumers see), oldest first; duplicates the log dropped are left out."""
+        from opsloop.state import ACCEPTED_STATUSES
+
+        return [e for e in reversed(self.app.store.list_events(name=name, limit=10000))
+                if e.status in ACCEPTED_STATUSES]
 
 
 def make_world(tmp_path: Path, identity_yml: str = IDENTITY_YML, segments: dict[str, str] | None = None,

@@ -163,11 +163,14 @@ def _load_segment(project: Project, path: Path, result: IdentityProject, problem
     if seg.sql is not None:
         _parse_expression(seg.sql, doc, rel, ("sql",), problems)
     if seg.conditions is not None and result.config is not None:
-        known = {"person_id", *IdentityProject(config=result.config).field_names}
+        names = IdentityProject(config=result.config).field_names
+        known = {"person_id", "record_count", "resolved_at", *names, *(f"{n}__source" for n in names),
+                 *(f"{n}__updated_at" for n in names)}
         for name in _condition_fields(seg.conditions):
             if name not in known:
                 problems.append(Problem(rel, doc.line_of(("conditions",)), f"condition on unknown field {name!r}",
-                                        f"golden-record fields: {', '.join(sorted(known))}"))
+                                        f"golden-record fields: {', '.join(sorted(names))} (and their "
+                                        "__source / __updated_at columns)"))
     result.segments[seg.name] = seg
     result.segment_files[seg.name] = rel
 
