@@ -216,8 +216,9 @@ def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Probl
                                 f"cannot list the destination's fields: {exc}", "check the credentials and URL"))
         declared = None
     if declared is not None:
+        prefixes = tuple(d[:-1] for d in declared if d.endswith(".*"))
         for spec in sync.specs:
-            if spec.name not in declared:
+            if spec.name not in declared and not (prefixes and spec.name.startswith(prefixes)):
                 problems.append(Problem(sync.file, sync.line("mapping", spec.name),
                                         f"{cls.type} has no field {spec.name!r}",
                                         f"fields: {', '.join(sorted(declared)[:30])}"))
