@@ -191,3 +191,91 @@ class FakeZendesk:
             return {"index": index, "id": self.next_id, "action": "create", "status": "Created", "success": True}
         existing.update(user)
         return {"index": index, "id": existing["id"], "action": "update", "status": "Updated", "success": True}
+
+
+class FakeSalesforce:
+    """REST sObject Collections: upsert by external id (PATCH, allOrNone false, one result per record in
+    order), update by id, DELETE by ids; describe; Bearer token; per-record REQUIRED_FIELD_MISSING."""
+
+    PREFIX = "/services/data/v61.0"
+    FIELDS = ("FirstName", "LastName", "Email", "Phone", "Ext_Id__c")
+
+    def __init__(self, token: str = "00Dtest") -> None:
+        self.token = token
+        self.records: dict[str, dict[str, Any]] = {}
+        self.next_id = 1
+        self.inject: list[tuple[int, dict[str, str]]] = []
+        self.deleted: list[str] = []
+
+    def __call__(self, req: Request) -> Reply:
+        if req.headers.get("authorization") != f"Bearer {self.token}":
+            return 401, {}, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+        if self.inject:
+            status, headers = self.inject.pop(0)
+            return status, headers, [{"message": "Service unavailable", "errorCode": "SERVER_UNAVAILABLE"}]
+        url = urlparse(req.path)
+        path = url.path.removeprefix(self.PREFIX)
+        if req.method == "GET" and path == "/sobjects/Contact/describe":
+            return 200, {}, {"name": "Contact", "fields": [{"name": f, "createable": True, "updateable": True}
+                                                            for f in self.FIELDS]}
+        if req.method == "PATCH" and path == "/composite/sobjects/Contact/Ext_Id__c":
+            body = req.json()
+            if len(body["records"]) > 200:
+                return 400, {}, [{"message": "too many records", "errorCode": "EXCEEDED_ID_LIMIT"}]
+            return 200, {}, [self._upsert(r) for r in body["records"]]
+        if req.method == "DELETE" and path == "/composite/sobjects":
+            out = []
+            for rid in parse_qs(url.query)["ids"][0].split(","):
+                ext = next((k for k, v in self.records.items() if v["Id"] == rid), None)
+                if ext is None:
+                    out.append({"id": rid, "success": False, "errors": [
+                        {"statusCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": []}]})
+                else:
+                    del self.records[ext]
+                    self.deleted.append(ext)
+                    out.append({"id": rid, "success": True, "errors": []})
+            return 200, {}, out
+        return 404, {}, [{"errorCode": "NOT_FOUND", "message": f"no route {path}"}]
+
+    def _upsert(self, record: dict[str, Any]) -> dict[str, Any]:
+        assert record["attributes"]["type"] == "Contact"
+        ext = record["Ext_Id__c"]
+        existing = self.records.get(ext)
+        fields = {k: v for k, v in record.items() if k != "attributes"}
+        if existing is None and not fields.get("LastName"):
+            return {"success": False, "errors": [{"statusCode": "REQUIRED_FIELD_MISSING",
+                                                  "message": "Required fields are missing: [LastName]",
+                                                  "fields": ["LastName"]}]}
+        created = existing is None
+        if created:
+            existing = self.records[ext] = {"Id": f"003{self.next_id:015d}"}
+            self.next_id += 1
+        existing.update(fields)
+        return {"id": existing["Id"], "success": True, "errors": [], "created": created}
+
+
+class FakeSlack:
+    """chat.postMessage (JSON or form body): ok/ts, ``ok: false`` errors with HTTP 200, 429 with Retry-After."""
+
+    def __init__(self, token: str = "xoxb-test") -> None:
+        self.token = token
+        self.messages: list[dict[str, Any]] = []
+        self.inject: list[tuple[int, dict[str, str]]] = []
+
+    def __call__(self, req: Request) -> Reply:
+        if req.headers.get("authorization") != f"Bearer {self.token}":
+            return 200, {}, {"ok": False, "error": "invalid_auth"}
+        if self.inject:
+            status, headers = self.inject.pop(0)
+            return status, headers, {"ok": False, "error": "ratelimited"}
+        if not req.path.startswith("/chat.postMessage"):
+            return 404, {}, {"ok": False, "error": "unknown_method"}
+        if req.headers.get("content-type", "").startswith("application/json"):
+            args = req.json()
+        else:
+            args = {k: v[0] for k, v in parse_qs(req.body.decode()).items()}
+        if args.get("channel") != "#sales":
+            return 200, {}, {"ok": False, "error": "channel_not_found"}
+        ts = f"1700000000.{len(self.messages) + 1:06d}"
+        self.messages.append({"channel": args["channel"], "text": args.get("text"), "ts": ts})
+        return 200, {}, {"ok": True, "channel": "C0SALES", "ts": ts, "message": {"text": args.get("text")}}

@@ -105,7 +105,7 @@ def load_syncs(project: Project, problems: list[Problem]) -> None:
         if config.mode == "mirror" and not cls.DELETES:
             problems.append(Problem(rel, doc.line_of(("mode",)), f"the {cls.type} destination cannot delete records",
                                     "use mode: upsert"))
-        if config.batch_size > cls.MAX_BATCH:
+        if config.batch_size and config.batch_size > cls.MAX_BATCH:
             problems.append(Problem(rel, doc.line_of(("batch_size",)),
                                     f"batch_size {config.batch_size} is over {cls.type}'s limit of {cls.MAX_BATCH}"))
         syncs[config.name] = LoadedSync(config, specs, destination, alert, rel, doc)
