@@ -105,7 +105,7 @@ def load_syncs(project: Project, problems: list[Problem]) -> None:
         if config.mode == "mirror" and not cls.DELETES:
             problems.append(Problem(rel, doc.line_of(("mode",)), f"the {cls.type} destination cannot delete records",
                                     "use mode: upsert"))
-        if config.batch_size > cls.MAX_BATCH:
+        if config.batch_size and config.batch_size > cls.MAX_BATCH:
             problems.append(Problem(rel, doc.line_of(("batch_size",)),
                                     f"batch_size {config.batch_size} is over {cls.type}'s limit of {cls.MAX_BATCH}"))
         syncs[config.name] = LoadedSync(config, specs, destination, alert, rel, doc)
@@ -216,8 +216,9 @@ def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Probl
                                 f"cannot list the destination's fields: {exc}", "check the credentials and URL"))
         declared = None
     if declared is not None:
+        prefixes = tuple(d[:-1] for d in declared if d.endswith(".*"))
         for spec in sync.specs:
-            if spec.name not in declared:
+            if spec.name not in declared and not (prefixes and spec.name.startswith(prefixes)):
                 problems.append(Problem(sync.file, sync.line("mapping", spec.name),
                                         f"{cls.type} has no field {spec.name!r}",
                                         f"fields: {', '.join(sorted(declared)[:30])}"))

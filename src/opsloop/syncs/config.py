@@ -61,7 +61,8 @@ class SyncConfig(_Strict):
     mode: Literal["upsert", "update", "insert", "mirror"] = "upsert"
     trigger: TriggerConfig | Literal["manual", "after_build"] = "manual"
     null_policy: Literal["skip", "overwrite"] = "skip"
-    batch_size: int = Field(default=100, gt=0, le=10000)
+    batch_size: int | None = Field(default=None, gt=0, le=10000)
+    """Rows per request; default: 100, or the destination's limit when lower."""
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     max_retries: int = Field(default=5, ge=0)
     """Runs that retry a failed row (with unchanged data) before giving up on it until its data changes."""

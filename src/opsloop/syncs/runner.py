@@ -195,6 +195,7 @@ class SyncRunner:
         total = sum(v for k, v in result.planned.items())
         done = 0
         after = 0
+        batch_size = cfg.batch_size or min(100, dest.MAX_BATCH)
         pacer = _Pacer(cfg.rate_limit.per_second or dest.REQUESTS_PER_SECOND, self.app.settings.time_scale)
         emitted = 0
         pending: dict[str, list[tuple[RowOp, str | None, str]]] = {}
@@ -256,7 +257,7 @@ class SyncRunner:
                     continue
                 kind = "delete" if op.op == "delete" else "write"
                 batch = row.get("__batch")
-                if kind in pending and (pending_batch.get(kind) != batch or len(pending[kind]) >= cfg.batch_size):
+                if kind in pending and (pending_batch.get(kind) != batch or len(pending[kind]) >= batch_size):
                     flush(kind)
                 pending.setdefault(kind, []).append((op, batch, fp or ""))
                 pending_batch[kind] = batch
@@ -264,7 +265,7 @@ class SyncRunner:
                 tables.journal(direct)
                 done += len(direct)
             for kind in list(pending):
-                if len(pending[kind]) >= cfg.batch_size:
+                if len(pending[kind]) >= batch_size:
                     flush(kind)
         for kind in list(pending):
             flush(kind)
