@@ -129,7 +129,7 @@ class App:
                 save_cursor=False,
                 batch=5000,
                 min_interval=0.2,
-                parse=False,
+                parse=lambda: bool(self.on_raw_loaded),
             )
             self._consumers = [dispatcher, warehouse_loader]
             self._tasks = [
