@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from click.testing import Result
+from typer.testing import CliRunner
 
 from ..conftest import ServerThread, run_cli, wait_for
 from .conftest import emit, runs_of, wait_runs, write_files
@@ -37,9 +39,16 @@ async def orders(ctx: Context) -> dict:
 '''
 
 
+def invoke(root: Path, *args: str) -> Result:
+    """The CLI in-process (fast); one test per verb family also runs the real `opsloop` command."""
+    from opsloop.cli import app
+
+    return CliRunner().invoke(app, [*args, "--project", str(root)])
+
+
 def cli(root: Path, *args: str) -> object:
-    result = run_cli(*args, "--project", str(root), "--json")
-    assert result.returncode == 0, result.stderr
+    result = invoke(root, *args, "--json")
+    assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)
 
 
@@ -76,8 +85,8 @@ def test_runs_show_rerun_from_step_with_new_input_and_bulk_replay(project_dir: P
     assert len(replayed) == 2  # type: ignore[arg-type]
     wait_runs(srv, 4, status="completed")
     assert sorted(effects(project_dir)) == ["first 1", "first 1", "first 2", "first 2"]
-    bad = run_cli("rerun", failed.id, "--from-step", "nope", "--project", str(project_dir))
-    assert bad.returncode == 1 and "has no step 'nope'; its steps are: first, check" in bad.stderr
+    bad = invoke(project_dir, "rerun", failed.id, "--from-step", "nope")
+    assert bad.exit_code == 1 and "has no step 'nope'; its steps are: first, check" in bad.stderr
 
 
 def test_pause_queues_runs_and_resume_starts_them_cancel_stops_one(project_dir: Path,
@@ -94,8 +103,8 @@ def test_pause_queues_runs_and_resume_starts_them_cancel_stops_one(project_dir: 
     emit(srv, "order.placed", {"order": 4, "wait": True})
     waiting = wait_for(lambda: [r for r in runs_of(srv) if r.status == "waiting"], what="a waiting run")[0]
     assert cli(project_dir, "cancel", waiting.id)["status"] == "cancelled"  # type: ignore[index]
-    again = run_cli("cancel", waiting.id, "--project", str(project_dir))
-    assert again.returncode == 1 and "already cancelled" in again.stderr
+    again = invoke(project_dir, "cancel", waiting.id)
+    assert again.exit_code == 1 and "already cancelled" in again.stderr
     unknown = run_cli("pause", "nope", "--project", str(project_dir))
     assert unknown.returncode == 1 and "no workflow 'nope'; workflows: demo_request_sla, orders" in unknown.stderr
 

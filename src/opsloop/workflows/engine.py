@@ -596,7 +596,10 @@ class Engine:
             ).fetchone()
             if inserted is None or not fire:
                 return
-            at = datetime.fromtimestamp(tick).astimezone().isoformat()
+            from zoneinfo import ZoneInfo
+
+            zone = ZoneInfo(wf.schedule.timezone if wf.schedule else "UTC")
+            at = datetime.fromtimestamp(tick, zone).isoformat()
             trigger = {"id": f"tick:{wf.name}:{tick:.0f}", "name": "schedule.tick", "seq": 0,
                        "data": {"schedule": wf.schedule.cron if wf.schedule else "", "tick": tick, "at": at,
                                 "missed": missed},
