@@ -3,6 +3,7 @@ priority."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -62,7 +63,7 @@ async def slow_flow(ctx: Context) -> None:
     assert ok.output == "finally"
     tries = [e["t"] for e in log(project_dir) if e["kind"] == "try"]
     assert len(tries) == 3
-    gaps = [b - a for a, b in zip(tries, tries[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
     assert 0.18 < gaps[0] < 0.35 and 0.38 < gaps[1] < 0.6
     [step] = runs.run_steps(srv.app.store, ok.id)
     assert step["attempts"] == 3 and step["status"] == "completed"
@@ -91,7 +92,7 @@ async def per_customer(ctx: Context) -> None:
     for e in entries:
         spans.setdefault((e["customer"], e["n"]), {})[e["kind"]] = e["t"]
     acme = sorted((s["start"], s["end"]) for (c, _), s in spans.items() if c == "acme")
-    assert all(b[0] >= a[1] for a, b in zip(acme, acme[1:], strict=False))  # never two at once for acme
+    assert all(b[0] >= a[1] for a, b in itertools.pairwise(acme))  # never two at once for acme
     globex = spans[("globex", 9)]
     assert globex["start"] < acme[1][0]  # another customer is not held back
 
