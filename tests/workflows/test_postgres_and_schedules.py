@@ -107,3 +107,27 @@ def test_catch_up_after_downtime(project_dir: Path, start: Callable[..., ServerT
         year = time.gmtime().tm_year
         assert run.output["missed"] == year - 2023  # New Year 2024 ... this year, all late
         assert run.output["at"] == f"{year}-01-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_retention_purges_finished_runs_and_old_ticks(project_dir: Path, request: pytest.FixtureRequest,
+                                                      backend: str) -> None:
+    from opsloop.state import open_store
+
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else "sqlite:///state/t.sqlite"
+    store = open_store(url, project_dir)
+    try:
+        old = time.time() - 40 * 86400
+        with store.transaction() as cur:
+            for status in ("completed", "waiting"):
+                runs.insert_run(store, cur, "wf", None, dedupe_key=status, start_seq=0, run_id=f"run_{status}")
+                store.execute(cur, "UPDATE wf_runs SET status = ?, created_at = ? WHERE id = ?",
+                              (status, old, f"run_{status}"))
+            for tick in (1.0, 2.0, 3.0):
+                store.execute(cur, "INSERT INTO wf_schedule_ticks (schedule, tick, run_id, created_at) "
+                                   "VALUES ('s', ?, NULL, ?)", (tick, old))
+        assert runs.purge_runs(store, time.time() - 30 * 86400) == 1
+        assert [r.id for r in runs.list_runs(store)] == ["run_waiting"]  # unfinished runs are kept
+        assert store.query("SELECT tick FROM wf_schedule_ticks") == [(3.0,)]
+    finally:
+        store.close()
