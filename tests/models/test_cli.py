@@ -106,3 +106,23 @@ def test_bad_selector_and_unknown_model(shop: Path) -> None:
     assert proc.returncode == 1 and "--select 'no_such_model' matches no model" in proc.stderr
     proc = run_cli("compile", "nope", "-p", str(shop))
     assert proc.returncode == 1 and "no model named 'nope'" in proc.stderr
+
+
+def test_lineage(shop: Path) -> None:
+    proc = run_cli("lineage", "dim_customers.lifetime_value", "-p", str(shop))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "dim_customers.lifetime_value",
+        "└── fct_orders.amount",
+        "    ├── stg_orders.quantity",
+        "    │   └── orders.quantity (seed)",
+        "    └── stg_products.price",
+        "        └── products.price (seed)",
+    ]
+    proc = run_cli("lineage", "stg_events", "-p", str(shop), "--json")
+    data = json.loads(proc.stdout)
+    assert data["upstream"] == ["source.raw.events"]
+    assert data["columns"]["customer_id"] == ["raw.events.payload"]
+    assert set(data["downstream"]) == {"model.events_log", "model.customer_last_event"}
+    proc = run_cli("lineage", "dim_customers.nope", "-p", str(shop))
+    assert proc.returncode == 1 and "dim_customers has no column 'nope'" in proc.stderr

@@ -33,7 +33,12 @@ def known_columns(compiler: Compiler, warehouse: Warehouse | None) -> dict[str, 
         except OSError:
             cols[seed.uid] = None
     existing = None
+    from .compiler import RAW_EVENTS_COLUMNS
+
     for source in mp.sources.values():
+        if source.uid == "source.raw.events" and warehouse is None:
+            cols[source.uid] = list(RAW_EVENTS_COLUMNS)
+            continue
         if source.columns and all(source.columns.values()):
             cols[source.uid] = list(source.columns)
             continue

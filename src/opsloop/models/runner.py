@@ -64,8 +64,8 @@ class Runner:
         """Run ``selected`` uids (in any order) respecting the DAG; returns results in completion order."""
         self._existing = self.wh.relations()
         chosen = set(selected)
-        parents = {uid: {p for p in self.c.parents.get(uid, set()) if p in chosen} for uid in chosen}
-        # ephemeral models are compiled into their children; their parents pass through
+        # ephemeral models are compiled into their children: their parents become the children's parents
+        parents = {uid: {p for p in self._through_ephemeral(uid) if p in chosen} for uid in chosen}
         results: list[NodeResult] = []
         state: dict[str, str] = {}
         pending = set(chosen)
@@ -108,6 +108,15 @@ class Runner:
                 if s is not self.wh:
                     self.wh.release(s)
         return results
+
+    def _through_ephemeral(self, uid: str) -> set[str]:
+        out: set[str] = set()
+        for parent in self.c.parents.get(uid, set()):
+            if parent.startswith("model.") and self.c.mp.models[parent[6:]].materialized == "ephemeral":
+                out |= self._through_ephemeral(parent)
+            else:
+                out.add(parent)
+        return out
 
     def _emit(self, res: NodeResult, results: list[NodeResult]) -> None:
         results.append(res)
