@@ -89,6 +89,17 @@ class Compiler:
             self.parents[seed.uid] = set()
         for source in mp.sources.values():
             self.parents[source.uid] = set()
+            for attr in ("schema", "identifier"):
+                value = getattr(source, attr)
+                if "{{" in value or "{%" in value:
+                    try:
+                        rendered, _ = self.renderer.render(source.file, value, RenderContext(
+                            _no_ref, _no_ref, None, False))
+                    except RenderError as exc:
+                        self.problems.append(Problem(source.file, source.line, f"{attr} of source "
+                                                     f"{source.source_name}.{source.name}: {exc}", exc.hint))
+                        continue
+                    setattr(source, attr, rendered.strip())
         for model in mp.models.values():
             self._parse_model(model)
         for test in mp.tests.values():
@@ -299,6 +310,10 @@ class Compiler:
         src_name, _, table = rest.partition(".")
         src = self.mp.sources[(src_name, table)]
         return self.rel_text(src.schema, src.identifier)
+
+
+def _no_ref(*args: Any, **kwargs: Any) -> Any:
+    raise RenderError("ref() and source() cannot be used here")
 
 
 def _q(name: str, dialect: str) -> str:

@@ -267,11 +267,16 @@ class Runner:
         if not header:
             raise ModelRunError(f"{seed.file} is empty; a seed needs a header row")
         existing = self._existing.get((schema.lower(), ident.lower()))
-        if existing:
-            wh.execute(st.drop(target, existing))
-        cols = ", ".join(f"{st.q(c)} {engine_type(t, wh.dialect)}" for c, t in zip(header, types, strict=True))
-        suffix = f" {wh.TABLE_SUFFIX}" if wh.TABLE_SUFFIX else ""
-        wh.execute(f"CREATE TABLE {target} ({cols}){suffix}")
+        same = existing == "table" and not self.full_refresh and \
+            [c.lower() for c, _ in wh.columns(schema, ident)] == [h.lower() for h in header]
+        if same:
+            wh.execute(f"TRUNCATE TABLE {target}")  # as dbt: keep the table (and views bound to it), reload rows
+        else:
+            if existing:
+                wh.execute(st.drop(target, existing))
+            cols = ", ".join(f"{st.q(c)} {engine_type(t, wh.dialect)}" for c, t in zip(header, types, strict=True))
+            suffix = f" {wh.TABLE_SUFFIX}" if wh.TABLE_SUFFIX else ""
+            wh.execute(f"CREATE TABLE {target} ({cols}){suffix}")
         written = wh.insert_rows(target, header, rows)
         self._set_existing(schema, ident, "table")
         return NodeResult(seed.uid, seed.name, "seed", "seed", f"{schema}.{ident}", "success", written, written)

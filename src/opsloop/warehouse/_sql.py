@@ -70,13 +70,14 @@ class Statements:
         suffix = f" {self.wh.TABLE_SUFFIX}" if self.wh.TABLE_SUFFIX else ""
         if replace and self.wh.CREATE_OR_REPLACE_TABLE:
             return [f"CREATE OR REPLACE TABLE {target}{suffix} AS (\n{body}\n)"]
-        out = [f"DROP TABLE IF EXISTS {target}"] if replace else []
+        out = [self.drop(target, "table")] if replace else []
         out.append(f"CREATE TABLE {target}{suffix} AS (\n{body}\n)" if self.d != "clickhouse"
                    else f"CREATE TABLE {target}{suffix} AS {body}")
         return out
 
     def drop(self, target: str, kind: str) -> str:
-        return f"DROP {'VIEW' if kind == 'view' else 'TABLE'} IF EXISTS {target}"
+        cascade = " CASCADE" if self.wh.DROP_CASCADE else ""
+        return f"DROP {'VIEW' if kind == 'view' else 'TABLE'} IF EXISTS {target}{cascade}"
 
     def insert_select(self, target: str, source: str, columns: list[str]) -> str:
         cols = ", ".join(self.q(c) for c in columns)
