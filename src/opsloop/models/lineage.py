@@ -77,7 +77,7 @@ class Lineage:
 
     def tree(self, uid: str, column: str, prefix: str = "", seen: frozenset[str] = frozenset()) -> list[str]:
         lines: list[str] = []
-        parents = self.sources_of(uid, column) if uid.startswith("model.") else []
+        parents = sorted(self.sources_of(uid, column)) if uid.startswith("model.") else []
         for i, (puid, pcol) in enumerate(parents):
             last = i == len(parents) - 1
             kind, _, name = puid.partition(".")
@@ -103,7 +103,8 @@ def lineage(project: Project, target: str) -> dict[str, Any]:
         if cols and column not in cols:
             raise ModelError(f"{name} has no column {column!r}; its columns: {', '.join(cols)}")
         lines = [f"{name}.{column}", *lin.tree(model.uid, column)]
-        return {"model": name, "column": column, "sources": [f"{u}.{c}" for u, c in lin.sources_of(model.uid, column)],
+        sources = [f"{u}.{c}" for u, c in sorted(lin.sources_of(model.uid, column))]
+        return {"model": name, "column": column, "sources": sources,
                 "lines": lines}
     ups = sorted(compiler.parents.get(model.uid, set()))
     downs = sorted(u for u in compiler.children.get(model.uid, set()) if not u.startswith("test."))
@@ -112,7 +113,7 @@ def lineage(project: Project, target: str) -> dict[str, Any]:
              "downstream: " + (", ".join(u.split(".", 1)[1] for u in downs) or "none"), "columns:"]
     columns: dict[str, list[str]] = {}
     for col in cols:
-        srcs = [f"{u.split('.', 1)[1]}.{c}" for u, c in lin.sources_of(model.uid, col)]
+        srcs = [f"{u.split('.', 1)[1]}.{c}" for u, c in sorted(lin.sources_of(model.uid, col))]
         columns[col] = srcs
         lines.append(f"  {col} <- {', '.join(srcs) or '(computed)'}")
     return {"model": name, "upstream": ups, "downstream": downs, "columns": columns, "lines": lines}
