@@ -102,6 +102,16 @@ class Compiler:
                     setattr(source, attr, rendered.strip())
         for model in mp.models.values():
             self._parse_model(model)
+        disabled = {m.uid for m in mp.models.values() if m.config.get("enabled") is False}
+        for uid in disabled:
+            del mp.models[uid[6:]]
+            self.parents.pop(uid, None)
+        for model in mp.models.values():
+            for uid in disabled & model.depends_on:
+                self.problems.append(Problem(model.file, model.ref_lines.get(uid) or None,
+                                             f"ref({uid[6:]!r}) names a disabled model", "enable it or remove the ref"))
+        for name in [n for n, t in mp.tests.items() if t.attached in disabled]:
+            del mp.tests[name]
         for test in mp.tests.values():
             self._parse_test(test)
         self.order = self._toposort()
