@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import Problem
 from ..warehouse._sql import literal, relation
-from ._render import Relation, RenderContext, Renderer, RenderError, ref_lines
+from ._render import Relation, RenderContext, Renderer, RenderError
 from .nodes import DataTest, Model, Seed, Source
 from .project import ModelProject, _check_model_config, merge_config
 
@@ -57,6 +57,7 @@ class Compiler:
         self.parents: dict[str, set[str]] = {}
         self.order: list[str] = []
         self.problems: list[Problem] = list(self.renderer.problems)
+        self._sql_cache: dict[tuple[str, bool, str], str] = {}
 
     # -- relations ---------------------------------------------------------------------------
     def schema_for(self, custom: Any) -> str:
@@ -120,7 +121,7 @@ class Compiler:
     def _parse_model(self, model: Model) -> None:
         found = self.renderer.check(model.file, model.raw_sql)
         model.depends_on = set()
-        lines = ref_lines(model.raw_sql)
+        lines = self.renderer.ref_lines(model.raw_sql)
         if found:
             self.problems.extend(found)
             self.parents[model.uid] = set()
@@ -241,6 +242,13 @@ class Compiler:
     # -- compile -----------------------------------------------------------------------------
     def sql(self, model: Model, is_incremental: bool = False, dialect: str | None = None) -> str:
         """The model's SELECT, with ephemeral models injected as CTEs, in the engine's dialect."""
+        key = (model.name, is_incremental, dialect or self.target.dialect)
+        cached = self._sql_cache.get(key)
+        if cached is None:
+            cached = self._sql_cache[key] = self._compile(model, is_incremental, dialect)
+        return cached
+
+    def _compile(self, model: Model, is_incremental: bool, dialect: str | None) -> str:
         ephemerals: dict[str, str] = {}
         body = self._render(model, is_incremental, ephemerals)
         if ephemerals:
