@@ -508,11 +508,9 @@ class Resolver:
                  SELECT l.label, CASE WHEN p.person_id IS NULL THEN l.pid
                                       ELSE 'p_' || substr(md5(l.node || ':' || {literal(run_id)}), 1, 16) END
                         AS person_id
-                 FROM (SELECT c.label, any_value(r.node) AS node,
-                              'p_' || substr(md5(any_value(r.node)), 1, 16) AS pid
-                       FROM (SELECT DISTINCT label FROM _comp) c
-                       JOIN identity.records r ON r.nid = c.label
-                       WHERE c.label NOT IN (SELECT label FROM _pick) GROUP BY c.label) l
+                 FROM (SELECT label, node, 'p_' || substr(md5(node), 1, 16) AS pid
+                       FROM (SELECT c.label, min(r.node) AS node FROM _comp c JOIN identity.records r USING (nid)
+                             WHERE c.label NOT IN (SELECT label FROM _pick) GROUP BY c.label)) l
                  LEFT JOIN identity.persons p ON p.person_id = l.pid""")
         db.x("""CREATE OR REPLACE TEMP TABLE _assign AS
                 SELECT c.nid, c.label, coalesce(p.person_id, f.person_id) AS person_id FROM _comp c
