@@ -34,7 +34,7 @@ from .config import IdentityConfig
 SCHEMA_SQL = [
     "CREATE SCHEMA IF NOT EXISTS identity",
     "CREATE TABLE IF NOT EXISTS identity.records (nid BIGINT, node VARCHAR, system VARCHAR, record_id VARCHAR, "
-    "updated_at TIMESTAMPTZ, row_hash UBIGINT, seen_at TIMESTAMPTZ)",
+    "updated_at TIMESTAMPTZ, row_hash UBIGINT, seen_at TIMESTAMPTZ, node_key UBIGINT)",
     "CREATE TABLE IF NOT EXISTS identity.identifiers (nid BIGINT, id_type VARCHAR, value VARCHAR, vid UBIGINT)",
     "CREATE TABLE IF NOT EXISTS identity.field_values (nid BIGINT, system VARCHAR, field VARCHAR, value VARCHAR, "
     "updated_at TIMESTAMPTZ)",
@@ -122,6 +122,23 @@ class Resolver:
             t0[0] = now
 
         t0 = [started]
+        previous_limit = None
+        if self.cfg.memory_limit:
+            from .._durations import parse_size
+
+            previous_limit = db.one("SELECT current_setting('memory_limit')")
+            db.x(f"SET memory_limit = '{parse_size(self.cfg.memory_limit) // 1_000_000}MB'")
+        try:
+            result = self._build(run_id, full, started, timings, mark, t0)
+        finally:
+            if previous_limit is not None:
+                db.x(f"SET memory_limit = {literal(str(previous_limit))}")
+        self._drop_temp()
+        return result
+
+    def _build(self, run_id: str, full: bool, started: float, timings: dict[str, float], mark: Any,
+               t0: list[float]) -> BuildResult:
+        db = self.db
         with db.transaction():
             baseline = self._ensure_golden()
             if baseline:
@@ -153,7 +170,6 @@ class Resolver:
                                  round(time.perf_counter() - started, 3), timings)
             db.x("INSERT INTO identity.runs VALUES (?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?)",
                  (run_id, kind, result.seconds, records, changed, deleted, scope, persons, updates, refused))
-        self._drop_temp()
         return result
 
     def _drop_temp(self) -> None:
@@ -185,16 +201,17 @@ class Resolver:
                 mapped.append(quote(alias))
             origin = relation(src.relation) if src.relation else f"({expression(src.sql or '')})"
             self._selects.append(
+                f"SELECT node, hash(node) AS node_key, * FROM ("
                 f"SELECT {literal(src.system)} || ':' || record_id AS node, {literal(src.system)} AS system, "
                 f"hash(updated_at, {', '.join(mapped)}) AS row_hash, * "
-                f"FROM (SELECT {', '.join(cols)} FROM {origin} AS src) WHERE record_id IS NOT NULL")
+                f"FROM (SELECT {', '.join(cols)} FROM {origin} AS src) WHERE record_id IS NOT NULL)")
 
     def _stage(self) -> None:
         db = self.db
         self._source_selects()
         db.x("CREATE OR REPLACE TEMP TABLE _stage_rec AS " + " UNION ALL ".join(
-            f"SELECT node, system, record_id, updated_at, row_hash FROM ({sel})" for sel in self._selects))
-        if db.one("SELECT count(*) - count(DISTINCT node) FROM _stage_rec"):
+            f"SELECT node, node_key, system, record_id, updated_at, row_hash FROM ({sel})" for sel in self._selects))
+        if db.one("SELECT count(*) - count(DISTINCT node_key) FROM _stage_rec"):
             # The same record twice in a source: keep its latest version.
             db.x("CREATE OR REPLACE TEMP TABLE _stage_rec AS SELECT * FROM _stage_rec QUALIFY row_number() OVER "
                  "(PARTITION BY node ORDER BY updated_at DESC NULLS LAST, row_hash) = 1")
@@ -203,21 +220,24 @@ class Resolver:
         """Materialise the mapped columns of new and changed records only."""
         for i, sel in enumerate(self._selects):
             self.db.x(f"CREATE OR REPLACE TEMP TABLE _src_{i} AS SELECT n.nid, s.* FROM ({sel}) s "
-                      "JOIN _new_records n ON n.node = s.node AND n.row_hash = s.row_hash")
+                      "JOIN _new_records n ON n.node_key = s.node_key AND n.row_hash = s.row_hash")
 
     # -- 2. diff and normalise -------------------------------------------------------------------
     def _diff(self) -> tuple[int, int]:
         db = self.db
-        db.x("""CREATE OR REPLACE TEMP TABLE _changed AS
-                SELECT s.node, s.system, s.record_id, s.updated_at, s.row_hash, r.nid AS old_nid
-                FROM _stage_rec s LEFT JOIN identity.records r ON r.node = s.node
-                WHERE r.nid IS NULL OR r.row_hash <> s.row_hash""")
-        db.x("""CREATE OR REPLACE TEMP TABLE _deleted AS
-                SELECT r.nid FROM identity.records r ANTI JOIN _stage_rec s ON s.node = r.node""")
+        # One join on 64-bit record keys finds new, changed and deleted records.
+        db.x("""CREATE OR REPLACE TEMP TABLE _cmp AS
+                SELECT s.node, s.node_key, s.system, s.record_id, s.updated_at, s.row_hash, r.nid AS old_nid
+                FROM _stage_rec s FULL JOIN (SELECT nid, node_key, row_hash FROM identity.records) r
+                  ON r.node_key = s.node_key
+                WHERE s.node_key IS NULL OR r.nid IS NULL OR r.row_hash <> s.row_hash""")
+        db.x("CREATE OR REPLACE TEMP TABLE _changed AS SELECT * FROM _cmp WHERE node_key IS NOT NULL")
+        db.x("CREATE OR REPLACE TEMP TABLE _deleted AS SELECT old_nid AS nid FROM _cmp WHERE node_key IS NULL")
+        db.x("DROP TABLE _cmp")
         start = int(db.one("SELECT coalesce(max(nid), 0) FROM identity.records"))
         db.x(f"""CREATE OR REPLACE TEMP TABLE _new_records AS
                  SELECT coalesce(old_nid, {start} + row_number() OVER (PARTITION BY old_nid IS NULL))
-                        AS nid, node, system, record_id, updated_at, row_hash
+                        AS nid, node, node_key, system, record_id, updated_at, row_hash
                  FROM _changed""")
         db.x("DROP TABLE _stage_rec")
         return int(db.one("SELECT count(*) FROM _changed")), int(db.one("SELECT count(*) FROM _deleted"))
@@ -351,7 +371,7 @@ class Resolver:
         for table in ("records", "identifiers", "field_values"):
             db.x(f"DELETE FROM identity.{table} WHERE nid IN {gone}")
         db.x("INSERT INTO identity.records SELECT nid, node, system, record_id, coalesce(updated_at, now()), "
-             "row_hash, now() FROM _new_records")
+             "row_hash, now(), node_key FROM _new_records")
         db.x("INSERT INTO identity.identifiers SELECT nid, id_type, value, vid FROM _norm_ids")
         if self._f_cols:
             db.x("INSERT INTO identity.field_values SELECT nid, system, field, value, updated_at FROM _new_fields")
