@@ -132,7 +132,10 @@ class Resolver:
             result = self._build(run_id, full, started, timings, mark, t0)
         finally:
             if previous_limit is not None:
-                db.x(f"SET memory_limit = {literal(str(previous_limit))}")
+                # The setting reads back rounded ("18.7 GiB"): RESET restores a default exactly.
+                db.x("RESET memory_limit")
+                if db.one("SELECT current_setting('memory_limit')") != previous_limit:
+                    db.x(f"SET memory_limit = {literal(str(previous_limit))}")
         self._drop_temp()
         return result
 
