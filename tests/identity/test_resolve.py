@@ -148,3 +148,14 @@ def test_identity_yml_errors_name_file_line_and_fix(tmp_path: Path) -> None:
     assert f"identity.yml:{fax_line}: merge rule uses unknown identifier 'fax'" in out.stderr
     assert "priority names unknown system 'helpdesk'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_memory_limit_applies_during_the_build_only(tmp_path: Path) -> None:
+    w = make_world(tmp_path, IDENTITY_YML + "memory_limit: 300MB\n")
+    try:
+        before = w.rows("SELECT current_setting('memory_limit') AS v")[0]["v"]
+        _crm(w, "c1", email="a@example.com")
+        assert w.build()["records"] == 1
+        assert w.rows("SELECT current_setting('memory_limit') AS v")[0]["v"] == before
+    finally:
+        w.app.close()
