@@ -14,7 +14,7 @@ from ..errors import WarehouseError
 from ._spec import Dashboard, Highlight, SemanticModel, Tile
 from ._time import as_date, parse_since, periods_apart, periods_between, step, truncate
 from .catalog import Catalog
-from .compiler import MetricQueryError, column_expr, compile_rows
+from .compiler import MetricQueryError, column_expr, compile_rows, placeholder
 from .engine import MetricEngine, MetricQuery
 
 RAW_EVENTS = "raw.events"
@@ -175,12 +175,12 @@ class TileRenderer:
                                        h.filter, wh.dialect, limit=500)
             rows = wh.query(sql, params).rows
             return [(r[0], r[1] if len(r) > 1 else None) for r in rows]
+        event_params: list[Any] = []
         select = (exp.select("received_at", "payload").from_(exp.to_table(RAW_EVENTS))
-                  .where(exp.EQ(this=exp.column("name"), expression=exp.Placeholder())))
-        event_params: list[Any] = [h.event]
+                  .where(exp.EQ(this=exp.column("name"), expression=placeholder(wh.dialect, event_params, h.event))))
         if since is not None:
-            select = select.where(exp.GTE(this=exp.column("received_at"), expression=exp.Placeholder()))
-            event_params.append(since)
+            select = select.where(exp.GTE(this=exp.column("received_at"),
+                                          expression=placeholder(wh.dialect, event_params, since)))
         sql = select.order_by("received_at").limit(500).sql(dialect=wh.dialect)
         try:
             found = wh.query(sql, event_params).rows
