@@ -38,6 +38,8 @@ QUERIES: list[dict[str, Any]] = [
     {"metric": "sales_per_order", "grain": "quarter", "since": "1y"},
     {"metric": "sales_vs_last_month"},
     {"metric": "orders", "grain": "year"},
+    {"metric": "sales_7d", "grain": "day", "since": "60d"},
+    {"metric": "pro_share_of_sales", "grain": "week", "since": "60d"},
     {"metric": "demo_to_purchase_days"},
     {"metric": "demo_to_purchase_days", "by": ["name"], "percentile": True},
     {"metric": "buyers", "where": ["name!=Ada"]},
