@@ -6,7 +6,8 @@
    each raw.events load and emits model.built) updates; the server pushes the tile; headless Chromium
    redraws the KPI. Timed from the POST to the new value on the page. Baseline in the same run: the
    webhook's own acknowledgement time.
-2. Metric API: ``GET /api/metrics/sales?grain=day&since=1y&by=plan`` over an orders table of N rows.
+2. Metric API: ``GET /api/metrics/sales?grain=day&since=1y&by=plan`` over an orders table of N rows,
+   right after a build (the result cache dropped, as ``model.built`` does) and repeated (from the cache).
    Baseline in the same run: the same compiled SQL run directly on the DuckDB connection.
 
 Goals: end-to-end p95 < 1 s; metric API p95 < 100 ms.
@@ -68,18 +69,21 @@ def end_to_end(events: int) -> tuple[list[float], list[float]]:
         login(page, server.url, server.token, "/dashboards/sales")
         page.wait_for_selector("#tile-0-body .kpi-value")
         page.wait_for_selector("#live.on")
+        page.wait_for_function("[...document.querySelectorAll('section.tile')].every(t => t.dataset.refreshedAt)")
         count = int(page.inner_text("#tile-0-body .kpi-value"))
         with httpx.Client() as client:
-            for i in range(events):
+            for i in range(-1, events):  # event -1 warms the server up and is not counted
                 start = time.perf_counter()
                 got = client.post(f"{server.url}/hooks/purchase",
-                                  json={"customer_id": 1000 + i, "name": f"Bench {i}", "amount": 10})
-                acks.append(time.perf_counter() - start)
+                                  json={"customer_id": 1001 + i, "name": f"Bench {i}", "amount": 10})
+                ack = time.perf_counter() - start
                 assert got.status_code in (200, 202), got.text
                 count += 1
                 page.wait_for_function(
                     f"document.querySelector('#tile-0-body .kpi-value').textContent === '{count}'", timeout=30_000)
-                seen.append(time.perf_counter() - start)
+                if i >= 0:
+                    acks.append(ack)
+                    seen.append(time.perf_counter() - start)
         page.close()
     finally:
         try:
@@ -90,7 +94,7 @@ def end_to_end(events: int) -> tuple[list[float], list[float]]:
     return acks, seen
 
 
-def metric_api(rows: int, requests: int) -> tuple[list[float], list[float]]:
+def metric_api(rows: int, requests: int) -> tuple[list[float], list[float], list[float]]:
     root = project()
     app = make_app(root)
     app.warehouse.execute("DROP TABLE analytics.orders")
@@ -112,18 +116,26 @@ def metric_api(rows: int, requests: int) -> tuple[list[float], list[float]]:
     app.close()
     server = ServerThread(make_app(root))
     server.__enter__()
-    api_times: list[float] = []
+    cold: list[float] = []
+    warm: list[float] = []
+    cache = server.app.services["metrics"].engine.cache
+    params = {"grain": "day", "since": "1y", "by": "plan"}
     try:
         with server.api() as api:
-            api.get("/api/metrics/sales", params={"grain": "day", "since": "1y", "by": "plan"})
+            api.get("/api/metrics/sales", params=params)
             for _ in range(requests):
+                cache.invalidate({"orders"})  # what a model.built for orders does: the next request reads DuckDB
                 start = time.perf_counter()
-                got = api.get("/api/metrics/sales", params={"grain": "day", "since": "1y", "by": "plan"})
-                api_times.append(time.perf_counter() - start)
+                got = api.get("/api/metrics/sales", params=params)
+                cold.append(time.perf_counter() - start)
+                assert got.status_code == 200 and got.json()["rows"], got.text
+                start = time.perf_counter()
+                got = api.get("/api/metrics/sales", params=params)
+                warm.append(time.perf_counter() - start)
                 assert got.status_code == 200 and got.json()["rows"], got.text
     finally:
         server.__exit__(None, None, None)
-    return direct, api_times
+    return direct, cold, warm
 
 
 def main() -> None:
@@ -141,14 +153,16 @@ def main() -> None:
         print(f"run {run + 1}: webhook -> tile in browser    {fmt(seen)}   "
               f"(x{statistics.median(seen) / statistics.median(acks):.0f} the ack)")
         e2e_p95.append(pct(seen, 95))
-        direct, api_times = metric_api(args.rows, args.requests)
+        direct, cold, warm = metric_api(args.rows, args.requests)
         print(f"run {run + 1}: SQL direct on DuckDB (baseline) {fmt(direct)}   ({args.rows:,} rows)")
-        print(f"run {run + 1}: GET /api/metrics/sales          {fmt(api_times)}   "
-              f"(x{statistics.median(api_times) / statistics.median(direct):.2f} the direct SQL)")
-        api_p95.append(pct(api_times, 95))
+        print(f"run {run + 1}: GET /api/metrics/sales, after a build  {fmt(cold)}   "
+              f"(x{statistics.median(cold) / statistics.median(direct):.2f} the direct SQL)")
+        print(f"run {run + 1}: GET /api/metrics/sales, repeated       {fmt(warm)}   "
+              f"(x{statistics.median(warm) / statistics.median(direct):.2f} the direct SQL)")
+        api_p95.append(pct(cold, 95))
     e2e, api = statistics.median(e2e_p95), statistics.median(api_p95)
     print(f"\nmedian over {args.runs} runs: end-to-end p95 {e2e * 1000:.0f} ms (goal < 1000 ms: "
-          f"{'met' if e2e < 1 else 'NOT met'}); metric API p95 {api * 1000:.1f} ms (goal < 100 ms: "
+          f"{'met' if e2e < 1 else 'NOT met'}); metric API p95 right after a build {api * 1000:.1f} ms (goal < 100 ms: "
           f"{'met' if api < 0.1 else 'NOT met'})")
 
 
