@@ -200,9 +200,12 @@ class SyncRunner:
         emitted = 0
         pending: dict[str, list[tuple[RowOp, str | None, str]]] = {}
         pending_batch: dict[str, str | None] = {}
+        carry: list[dict[str, Any]] = []
+        """Finished rows not yet journaled: written in the same commit as the next batch's ``sending`` marks
+        (one warehouse commit per batch). A crash loses at most their results; their rows count as in flight."""
 
         def flush(kind: str) -> None:
-            nonlocal done, emitted
+            nonlocal done, emitted, carry
             items = pending.pop(kind, [])
             pending_batch.pop(kind, None)
             if not items:
@@ -211,10 +214,11 @@ class SyncRunner:
             fps = {op.key: fp for op, _, fp in items}
             batch_id = items[0][1] or _batch_id(cfg.name, ops)
             now = dt.datetime.now(dt.UTC)
-            tables.journal([
+            tables.journal([*carry, *(
                 {"sync": cfg.name, "run_id": result.run_id, "batch_id": batch_id, "key": op.key, "fp": fps[op.key],
                  "op": op.op, "status": "sending", "recorded_at": now} for op in ops
-            ])
+            )])
+            carry = []
             results = self._deliver(dest, ops, pacer, cfg.rate_limit.per_day, cfg.destination["type"])
             by_key = {r.key: r for r in results}
             rows = []
@@ -236,7 +240,7 @@ class SyncRunner:
                             f"sync.{cfg.name}.row_failed",
                             {"sync": cfg.name, "run_id": result.run_id, "key": op.key, "op": op.op,
                              "error": r.error, "transient": r.transient}, related=result.run_id))
-            tables.journal(rows)
+            carry = rows
             self._emit(failures)
             done += len(ops)
             if progress:
@@ -262,13 +266,14 @@ class SyncRunner:
                 pending.setdefault(kind, []).append((op, batch, fp or ""))
                 pending_batch[kind] = batch
             if direct:
-                tables.journal(direct)
+                carry.extend(direct)
                 done += len(direct)
             for kind in list(pending):
                 if len(pending[kind]) >= batch_size:
                     flush(kind)
         for kind in list(pending):
             flush(kind)
+        tables.journal(carry)
 
     def _row_op(self, sync: LoadedSync, pc: Any, row: dict[str, Any]) -> tuple[RowOp | None, str | None, str]:
         cfg = sync.config
