@@ -266,7 +266,7 @@ class SyncTables:
             DELETE FROM {self.state} WHERE key IN (SELECT key FROM __fold WHERE status IN ('deleted', 'forgotten'));
             INSERT INTO {SCHEMA}.row_results
                 SELECT run_id, sync, key, op, status, error, dest_id, recorded_at FROM {SCHEMA}.journal
-                WHERE sync = {s} AND status NOT IN ('sending') AND key IN (SELECT key FROM __fold);
+                WHERE sync = {s} AND status NOT IN ('sending', 'cancelled') AND key IN (SELECT key FROM __fold);
             DELETE FROM {SCHEMA}.journal WHERE sync = {s} AND key IN (SELECT key FROM __fold);
             DROP TABLE __fold;
             COMMIT;

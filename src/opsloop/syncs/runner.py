@@ -194,7 +194,6 @@ class SyncRunner:
         cfg = sync.config
         total = sum(v for k, v in result.planned.items())
         done = 0
-        after = 0
         batch_size = cfg.batch_size or min(100, dest.MAX_BATCH)
         pacer = _Pacer(cfg.rate_limit.per_second or dest.REQUESTS_PER_SECOND, self.app.settings.time_scale)
         emitted = 0
@@ -205,7 +204,7 @@ class SyncRunner:
         (one warehouse commit per batch). A crash loses at most their results; their rows count as in flight."""
 
         def flush(kind: str) -> None:
-            nonlocal done, emitted, carry
+            nonlocal done, emitted
             items = pending.pop(kind, [])
             pending_batch.pop(kind, None)
             if not items:
@@ -218,8 +217,14 @@ class SyncRunner:
                 {"sync": cfg.name, "run_id": result.run_id, "batch_id": batch_id, "key": op.key, "fp": fps[op.key],
                  "op": op.op, "status": "sending", "recorded_at": now} for op in ops
             )])
-            carry = []
-            results = self._deliver(dest, ops, pacer, cfg.rate_limit.per_day, cfg.destination["type"])
+            carry.clear()
+            try:
+                results = self._deliver(dest, ops, pacer, cfg.rate_limit.per_day, cfg.destination["type"])
+            except QuotaExhausted:
+                tables.journal([{"sync": cfg.name, "run_id": result.run_id, "batch_id": batch_id, "key": op.key,
+                                 "fp": fps[op.key], "op": op.op, "status": "cancelled",
+                                 "recorded_at": dt.datetime.now(dt.UTC)} for op in ops])
+                raise
             by_key = {r.key: r for r in results}
             rows = []
             failures: list[NewEvent] = []
@@ -240,12 +245,27 @@ class SyncRunner:
                             f"sync.{cfg.name}.row_failed",
                             {"sync": cfg.name, "run_id": result.run_id, "key": op.key, "op": op.op,
                              "error": r.error, "transient": r.transient}, related=result.run_id))
-            carry = rows
+            carry.extend(rows)
             self._emit(failures)
             done += len(ops)
             if progress:
                 progress(done, total)
 
+        def skipped(count: int) -> None:
+            nonlocal done
+            done += count
+
+        try:
+            self._pages(sync, tables, pc, result, pending, pending_batch, batch_size, flush, carry, skipped)
+        finally:
+            tables.journal(carry)
+
+    def _pages(self, sync: LoadedSync, tables: SyncTables, pc: Any, result: RunResult,
+               pending: dict[str, list[tuple[RowOp, str | None, str]]], pending_batch: dict[str, str | None],
+               batch_size: int, flush: Callable[[str], None], carry: list[dict[str, Any]],
+               skipped: Callable[[int], None]) -> None:
+        cfg = sync.config
+        after = 0
         while True:
             page = tables.plan_page(after, PAGE)
             if not page:
@@ -267,13 +287,12 @@ class SyncRunner:
                 pending_batch[kind] = batch
             if direct:
                 carry.extend(direct)
-                done += len(direct)
+                skipped(len(direct))
             for kind in list(pending):
                 if len(pending[kind]) >= batch_size:
                     flush(kind)
         for kind in list(pending):
             flush(kind)
-        tables.journal(carry)
 
     def _row_op(self, sync: LoadedSync, pc: Any, row: dict[str, Any]) -> tuple[RowOp | None, str | None, str]:
         cfg = sync.config
