@@ -146,3 +146,15 @@ def test_validate_checks_columns_and_hubspot_properties(sp: SyncProject, fake_se
     prop_line = next(i for i, ln in enumerate(lines, 1) if "favourite" in ln)
     assert f"syncs/crm.yml:{col_line}: mapping.firstname: no column 'first_nme' in the source" in result.stderr
     assert f"syncs/crm.yml:{prop_line}: hubspot has no field 'favourite'" in result.stderr
+
+
+def test_update_mode_never_creates(sp: SyncProject, fake_server: Any) -> None:
+    sp.customers(people(3))
+    hub, server = _setup(sp, fake_server, mode="update")
+    hub.add_existing("user2@example.com", firstname="Old")
+    result = sp.run("crm")
+    assert (result.sent, result.failed) == (1, 2)
+    assert set(hub.contacts) == {"user2@example.com"}
+    assert hub.contacts["user2@example.com"]["properties"]["firstname"] == "User2"
+    assert sp.state("crm")["user1@example.com"]["error"] == "OBJECT_NOT_FOUND: Object not found"
+    assert len(hub.calls(server, "/batch/update")) == 1 and not hub.calls(server, "/batch/upsert")
