@@ -14,12 +14,14 @@ from .errors import (
 )
 from .project import Project, load_project
 from .settings import Settings, resolve_settings
+from .workflows import Context, workflow
 
 __version__ = "0.1.0"
 
 __all__ = [
     "App",
     "ConfigError",
+    "Context",
     "OpsloopError",
     "Project",
     "Settings",
@@ -28,4 +30,5 @@ __all__ = [
     "__version__",
     "load_project",
     "resolve_settings",
+    "workflow",
 ]

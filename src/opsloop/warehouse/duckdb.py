@@ -16,6 +16,10 @@ class DuckDBWarehouse(Warehouse):
     SUPPORTS_ARROW_INSERT = True
     SUPPORTS_MERGE = True
     SINGLE_WRITER = True
+    CREATE_OR_REPLACE_TABLE = True
+    TRANSACTIONAL_DDL = True
+    PARALLEL_SESSIONS = True
+    default_schema = "main"
 
     def __init__(self, path: Path | str, read_only: bool = False, threads: int | None = None) -> None:
         self.path = str(path)
@@ -74,8 +78,36 @@ class DuckDBWarehouse(Warehouse):
                 self.con.unregister("_opsloop_arrow_in")
         return int(data.num_rows)
 
+    def execute_count(self, sql: str) -> int | None:
+        import duckdb
+
+        with self._lock:
+            try:
+                cur = self.con.execute(sql)
+                row = cur.fetchone() if cur.description else None
+            except duckdb.Error as exc:
+                raise WarehouseError(str(exc)) from exc
+        return int(row[0]) if row and isinstance(row[0], int) else None
+
+    def session(self) -> Warehouse:
+        """A cursor (its own DuckDB connection to the same database) for one worker thread."""
+        with self._lock:
+            cursor = self.con.cursor()
+        return _DuckDBSession(self, cursor)
+
     def close(self) -> None:
         with self._lock:
             if self._con is not None:
                 self._con.close()
                 self._con = None
+
+
+class _DuckDBSession(DuckDBWarehouse):
+    """One worker thread's cursor; closing it leaves the owning connection open."""
+
+    def __init__(self, parent: DuckDBWarehouse, cursor: Any) -> None:
+        super().__init__(parent.path, parent.read_only, parent.threads)
+        self._con = cursor
+
+    def session(self) -> Warehouse:
+        return self

@@ -1,0 +1,136 @@
+"""pull, sources."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._common import JsonOpt, ProjectOpt, console, fail, load_app, print_json, print_table
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+def _short(value: Any, width: int = 40) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class _Bars:
+    """A Rich progress bar per stream (records, rate) on a terminal; a line per stream otherwise."""
+
+    def __init__(self, source: str, live: bool) -> None:
+        self.source = source
+        self.live = live
+        self.tasks: dict[str, Any] = {}
+        self.progress: Any = None
+        if live:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"),
+                TextColumn("{task.completed:>10,.0f} records"),
+                TextColumn("{task.fields[rate]:>8,.0f}/s"), TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(), console=console(stderr=True), transient=False,
+            )
+
+    def __enter__(self) -> _Bars:
+        if self.progress is not None:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+
+    def __call__(self, stream: str, rows: int, status: str) -> None:
+        if self.progress is None:
+            return
+        if stream not in self.tasks:
+            self.tasks[stream] = self.progress.add_task(f"{self.source}.{stream}", total=None, rate=0.0,
+                                                        status=status)
+        task_id = self.tasks[stream]
+        task = self.progress.tasks[task_id]
+        elapsed = task.elapsed or 0.0
+        self.progress.update(task_id, completed=rows, rate=rows / elapsed if elapsed > 0 else 0.0, status=status)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def pull(
+        source: Annotated[str | None, typer.Argument(help="Source name (sources/<name>.yml); default: all.")] = None,
+        project: ProjectOpt = Path("."),
+        full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Drop the tables and cursors; "
+                                                   "load everything again.")] = False,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Pull sources into the warehouse now (incremental from each stream's cursor)."""
+        from ..sources import SourceError
+        from ..sources import pull as run_pull
+
+        app_ = load_app(project)
+        try:
+            names = sorted(app_.project.extras.get("sources", {}))
+            if source is not None:
+                names = [source]
+            if not names:
+                fail("no sources in this project; add sources/<name>.yml (see docs/sources.md)")
+            results = []
+            failed = False
+            for name in names:
+                with _Bars(name, sys.stderr.isatty() and not json_out) as bars:
+                    try:
+                        result = run_pull(app_, name, full_refresh, bars)
+                    except SourceError as exc:
+                        failed = True
+                        results.append({"source": name, "status": "failed", "message": str(exc)})
+                        if not json_out:
+                            sys.stderr.write(f"error: {exc}\n")
+                        continue
+                run = result.run
+                results.append({**run.as_dict(), "drift": result.drift, "events": result.events})
+                if not json_out:
+                    for stream, info in run.streams.items():
+                        typer.echo(f"{name}.{stream}: {info['rows']} rows -> {info['table']} ({info['status']})")
+                    duration = (run.finished_at or run.started_at) - run.started_at if run.finished_at else 0.0
+                    line = f"{name}: {run.status}, {run.rows} rows in {duration:.1f}s, {run.requests} requests"
+                    if run.message:
+                        line += f" — {run.message}"
+                    typer.echo(line)
+        finally:
+            app_.close()
+        if json_out:
+            print_json(results)
+        if failed:
+            raise typer.Exit(1)
+
+    @app.command()
+    def sources(project: ProjectOpt = Path("."), json_out: JsonOpt = False) -> None:
+        """Each source's state, cursors, last run, rows and next scheduled run."""
+        from ..sources import source_status
+
+        app_ = load_app(project)
+        try:
+            status = source_status(app_)
+        finally:
+            app_.close()
+        if json_out:
+            print_json(status)
+            return
+        rows = []
+        for s in status:
+            last = s["last_run"] or {}
+            cursors = "; ".join(f"{k}={_short(v['cursor'], 30)}" for k, v in s["streams"].items() if v["cursor"])
+            rows.append([s["name"], s["type"], s["state"], _when(last.get("started_at")), last.get("rows", ""),
+                         s["rows_total"], _when(s["next_run"]) or "on demand", _short(cursors, 60),
+                         _short(last.get("message"), 60)])
+        print_table(["source", "type", "state", "last run", "last rows", "total rows", "next run", "cursors",
+                     "message"], rows)
