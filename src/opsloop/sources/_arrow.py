@@ -22,17 +22,16 @@ def _json_text(value: Any) -> str | None:
 
 
 def records_to_arrow(records: list[dict[str, Any]]) -> pa.Table:
-    """One Arrow table for a page; tolerant of mixed types and keys missing from some records."""
+    """One Arrow table for a page; tolerant of mixed types and of keys missing from some records.
+
+    (``pa.Table.from_pylist`` takes its columns from the first record only, so the union of keys is
+    collected first.)
+    """
     if not records:
         return pa.table({})
-    try:
-        return pa.Table.from_pylist(records)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        pass
     keys: dict[str, None] = {}
     for record in records:
-        for key in record:
-            keys.setdefault(key, None)
+        keys.update(dict.fromkeys(record))
     columns: dict[str, pa.Array] = {}
     for key in keys:
         values = [r.get(key) for r in records]

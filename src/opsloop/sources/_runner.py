@@ -22,7 +22,7 @@ import pyarrow as pa
 from .._ids import new_id
 from ..state import NewEvent
 from ._arrow import records_to_arrow
-from ._drift import DLT_TYPES, DriftNote, describe, reconcile
+from ._drift import DLT_TYPES, DriftNote, arrow_kind, describe, reconcile
 from ._errors import QuotaExhausted, SourceError
 from ._http import Budget
 from ._state import RunRecord, SourceState
@@ -51,6 +51,8 @@ class PullResult:
 def _dlt() -> Any:
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("DATA_WRITER__ARROW_CONCAT_PROMOTE_OPTIONS", "default")
+    os.environ.setdefault("EXTRACT__NEXT_ITEM_MODE", "fifo")
     import dlt
 
     return dlt
@@ -225,8 +227,13 @@ class Puller:
     def _pages(self, connector: Any, sr: _StreamRun) -> Any:
         stream = sr.stream
         existing = self._describe(sr.table)
+        known = dict(existing)
         first_load = self.full_refresh or sr.cursor is None or not existing
         emit = self.config.emit_events and not first_load and bool(stream.primary_key)
+        if self.quota is not None or self.error is not None:
+            sr.status = "partial" if self.quota is not None else "failed"
+            self.progress(stream.name, 0, sr.status)
+            return
         self.progress(stream.name, 0, "running")
         try:
             for page in connector.read(stream, sr.cursor):
@@ -235,13 +242,21 @@ class Puller:
                     return
                 table = page.records if isinstance(page.records, pa.Table) else records_to_arrow(page.records)
                 table = table.rename_columns([self.normalize(c) for c in table.column_names])
-                if existing and table.num_rows:
-                    table, widen_to, notes = reconcile(table, sr.table, existing)
-                    if widen_to:
-                        self._widen(sr.table, widen_to)
-                        existing.update(widen_to)
-                        self.widened.setdefault(sr.table, {}).update(widen_to)
-                    self.drift.extend(notes)
+                if table.num_rows:
+                    # align with the warehouse table, and with earlier pages of this run (dlt buffers them
+                    # together, so one stream's pages must agree on every column's type)
+                    table, widen_to, notes = reconcile(table, sr.table, known)
+                    in_warehouse = {c: k for c, k in widen_to.items() if c in existing}
+                    if in_warehouse:
+                        self._widen(sr.table, in_warehouse)
+                        existing.update(in_warehouse)
+                        self.widened.setdefault(sr.table, {}).update(in_warehouse)
+                    known.update(widen_to)
+                    for column, dtype in zip(table.column_names, table.schema.types, strict=True):
+                        kind = arrow_kind(dtype)
+                        if column not in known and kind is not None:
+                            known[column] = kind
+                    self.drift.extend(n for n in notes if str(n) not in {str(d) for d in self.drift})
                 if emit and table.num_rows:
                     self._diff(sr, table)
                 if emit and page.deleted:
@@ -338,7 +353,7 @@ class Puller:
                         before = json.loads(before)
                     except ValueError:
                         pass
-                if _jsonable(before) != _jsonable(new):
+                if _jsonable(before) != _jsonable(new) and not (_blank(before) and _blank(new)):
                     changed[column] = {"old": _jsonable(before), "new": _jsonable(new)}
             if changed:
                 self.events.append(self._event(self._event_name(sr.stream, "updated"), {**base, "changed": changed}))
@@ -363,6 +378,10 @@ def _jsonable(value: Any) -> Any:
     if value is not None and not isinstance(value, str | int | float | bool):
         return str(value)
     return value
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == [] or value == {} or value == ""
 
 
 def _iso(ts: float) -> str:
