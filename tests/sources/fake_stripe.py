@@ -20,7 +20,8 @@ class StripeFake(FakeServer):
         self.route("GET", r"/v1/events", self.list_events)
         self.route("GET", r"/v1/(\w+)", self.list_objects)
 
-    KINDS: ClassVar[dict[str, str]] = {"customers": "customer", "subscriptions": "subscription", "invoices": "invoice", "charges": "charge"}
+    KINDS: ClassVar[dict[str, str]] = {
+        "customers": "customer", "subscriptions": "subscription", "invoices": "invoice", "charges": "charge"}
 
     def put(self, coll: str, oid: str, **fields: Any) -> dict[str, Any]:
         self.clock += 60
