@@ -259,3 +259,24 @@ def test_cli_pull_and_sources(proj: Any, api: ItemsApi) -> None:
     assert "Traceback" not in out.stderr
     out = run_cli("pull", "nope", "-p", str(proj.root))
     assert out.returncode == 1 and "no source named 'nope'; sources: shop" in out.stderr
+
+
+def test_scheduled_pull_runs_inside_up_and_emits_loaded(proj: Any, api: ItemsApi, server_factory: Any) -> None:
+    from tests.conftest import wait_for
+
+    _rest(proj, api, 'schedule: "*/5 * * * *"\n')
+    srv = server_factory(proj.root)
+    scheduler = srv.app.services["sources"]
+    # never run before, so the first pull happens at start-up; the next waits for the cron time
+    wait_for(lambda: scheduler.completed, 30, what="the scheduled pull")
+    assert scheduler.completed == [("shop", "succeeded")]
+    assert srv.app.warehouse.query("SELECT count(*) FROM shop.items").rows == [(25,)]
+    wait_for(lambda: srv.app.warehouse.query(
+        "SELECT count(*) FROM raw.events WHERE name = 'source.shop.loaded'").rows == [(1,)], 10,
+        what="source.shop.loaded in raw.events")
+    import time
+
+    due = scheduler.due_at("shop", time.time())
+    assert due > time.time() and int(due) % 300 == 0
+    with srv.api() as client:
+        assert client.get("/healthz").status_code == 200

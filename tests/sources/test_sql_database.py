@@ -97,7 +97,7 @@ def test_bad_database_credentials(proj: Any) -> None:
         connection: postgresql://no_such_role@127.0.0.1:5432/test
         tables: [{name: t}]
         """)
-    with pytest.raises(SourceAuthError, match="source 'bad_db': the database at postgresql://127.0.0.1:5432/test "
+    with pytest.raises(SourceAuthError, match=r"source 'bad_db': the database at postgresql://127.0.0.1:5432/test "
                                               "refused the credentials"):
         proj.pull("bad_db")
 

@@ -1,0 +1,88 @@
+"""Scheduled pulls inside ``opsloop up``: each source with a ``schedule:`` (cron) runs when due.
+
+A source whose last run is older than its most recent scheduled time (never run, or missed while the
+server was down) runs once at start-up. A partial run (daily quota) is retried at the first scheduled
+time after the vendor's quota resets. Pulls run one at a time, in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("opsloop.sources")
+
+
+def _previous(schedule: str, now: float) -> float:
+    from croniter import croniter
+
+    return float(croniter(schedule, datetime.fromtimestamp(now, tz=UTC)).get_prev(float))
+
+
+def _next(schedule: str, after: float) -> float:
+    from croniter import croniter
+
+    return float(croniter(schedule, datetime.fromtimestamp(after, tz=UTC)).get_next(float))
+
+
+class SourceScheduler:
+    def __init__(self, app: App, schedules: dict[str, str]) -> None:
+        self.app = app
+        self.schedules = schedules
+        self.running: str | None = None
+        self.completed: list[tuple[str, str]] = []
+        """(source, status) of every scheduled pull this process ran, oldest first."""
+
+    def due_at(self, name: str, now: float) -> float:
+        from ._state import SourceState
+
+        schedule = self.schedules[name]
+        last = SourceState(self.app.store).last_run(name)
+        if last is None or last.started_at < _previous(schedule, now):
+            due = now
+        else:
+            due = _next(schedule, last.started_at)
+        if last is not None and last.status == "partial" and last.resume_at:
+            due = max(due, _next(schedule, last.resume_at - 1))
+        return due
+
+    async def run(self) -> None:
+        from ._errors import SourceError
+        from ._runner import pull
+
+        while True:
+            now = time.time()
+            dues = {name: await asyncio.to_thread(self.due_at, name, now) for name in self.schedules}
+            name, due = min(dues.items(), key=lambda kv: kv[1])
+            if due > now:
+                await asyncio.sleep(min(due - now, 30.0))
+                continue
+            self.running = name
+            try:
+                result: Any = await asyncio.to_thread(pull, self.app, name)
+                self.completed.append((name, result.status))
+                log.info("scheduled pull of %s: %s, %s rows", name, result.status, result.run.rows)
+            except SourceError as exc:
+                self.completed.append((name, "failed"))
+                log.warning("scheduled pull of %s failed: %s", name, exc)
+            except Exception:
+                self.completed.append((name, "failed"))
+                log.exception("scheduled pull of %s crashed", name)
+            finally:
+                self.running = None
+
+
+def attach(app: App) -> None:
+    sources = app.project.extras.get("sources", {})
+    schedules = {name: cfg.schedule for name, cfg in sources.items() if cfg.schedule}
+    if not schedules:
+        return
+    scheduler = SourceScheduler(app, schedules)
+    app.services["sources"] = scheduler
+    app.background.append(scheduler.run)
