@@ -44,10 +44,8 @@ class SourceScheduler:
 
         schedule = self.schedules[name]
         last = SourceState(self.app.store).last_run(name)
-        if last is None or last.started_at < _previous(schedule, now):
-            due = now
-        else:
-            due = _next(schedule, last.started_at)
+        missed = last is None or last.started_at < _previous(schedule, now)
+        due = now if missed or last is None else _next(schedule, last.started_at)
         if last is not None and last.status == "partial" and last.resume_at:
             due = max(due, _next(schedule, last.resume_at - 1))
         return due
