@@ -235,11 +235,13 @@ class Puller:
             self.progress(stream.name, 0, sr.status)
             return
         self.progress(stream.name, 0, "running")
+        batch: list[pa.Table] = []
+        batched = 0
         try:
             for page in connector.read(stream, sr.cursor):
                 if self.quota is not None or self.error is not None:
                     sr.status = "partial" if self.quota is not None else "failed"
-                    return
+                    break
                 table = page.records if isinstance(page.records, pa.Table) else records_to_arrow(page.records)
                 table = table.rename_columns([self.normalize(c) for c in table.column_names])
                 if table.num_rows:
@@ -267,13 +269,20 @@ class Puller:
                 sr.rows += table.num_rows
                 self.progress(stream.name, sr.rows, "running")
                 if table.num_rows:
-                    yield table
+                    batch.append(table)
+                    batched += table.num_rows
+                if batched >= BATCH_ROWS:
+                    yield _concat(batch)
+                    batch, batched = [], 0
         except QuotaExhausted as exc:
             self.quota = exc
             sr.status = "partial"
         except Exception as exc:
             self.error = exc
             sr.status = "failed"
+        if batch and self.error is None:
+            # pages read before a quota stop are loaded: their cursor is committed with them
+            yield _concat(batch)
 
     def _describe(self, table: str) -> dict[str, str]:
         cur = self.con.cursor()
@@ -378,6 +387,16 @@ def _jsonable(value: Any) -> Any:
     if value is not None and not isinstance(value, str | int | float | bool):
         return str(value)
     return value
+
+
+BATCH_ROWS = 50_000
+"""Pages are handed to dlt in Arrow batches of about this many rows (fewer, larger parquet writes)."""
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _blank(value: Any) -> bool:

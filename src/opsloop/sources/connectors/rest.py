@@ -17,7 +17,7 @@ from typing import Any
 from .._arrow import column_max, records_to_arrow
 from .._http import Http
 from ..config import RestSource
-from .base import Page, PullContext, Stream
+from .base import Page, PullContext, Stream, prefetch
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +85,9 @@ class RestConnector:
         return out
 
     def read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
+        return prefetch(self._read(stream, cursor))
+
+    def _read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
         from dlt.sources.helpers.rest_client.client import RESTClient
         from dlt.sources.rest_api.config_setup import create_paginator
 
