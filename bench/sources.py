@@ -20,14 +20,12 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -60,7 +58,7 @@ def serve(port_queue: mp.Queue, total: int) -> None:
         def log_message(self, *a: object) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             q = parse_qs(urlsplit(self.path).query)
             page = int(q.get("page", ["1"])[0])
             body = bodies[page - 1] if 0 < page <= len(bodies) else orjson.dumps({"data": [], "next": None})
@@ -95,7 +93,8 @@ result = pull(app, "bench")
 elapsed = time.perf_counter() - t0
 rows = app.warehouse.query("SELECT count(*) FROM bench.records").rows[0][0]
 app.close()
-print(json.dumps({"rows": rows, "seconds": elapsed, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"rows": rows, "seconds": elapsed, "rss_mb": rss}))
 """
 
 PLAIN_DLT = """
@@ -117,7 +116,8 @@ else:
 elapsed = time.perf_counter() - t0
 import duckdb
 rows = duckdb.connect(f"{workdir}/plain.duckdb").execute("SELECT count(*) FROM bench.records").fetchone()[0]
-print(json.dumps({"rows": rows, "seconds": elapsed, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"rows": rows, "seconds": elapsed, "rss_mb": rss}))
 """
 
 
