@@ -280,3 +280,30 @@ def test_scheduled_pull_runs_inside_up_and_emits_loaded(proj: Any, api: ItemsApi
     assert due > time.time() and int(due) % 300 == 0
     with srv.api() as client:
         assert client.get("/healthz").status_code == 200
+
+
+def test_crash_between_load_and_cursor_commit_repeats_nothing(proj: Any, api: ItemsApi, monkeypatch: Any) -> None:
+    """The narrowest window: rows are in the warehouse, the process dies before the cursor is written."""
+    from opsloop.sources._state import SourceState
+
+    _rest(proj, api)
+    proj.pull("shop")
+    for i in (4, 9):
+        api.items[i].update(price=-i, updated_at=f"2024-06-0{i % 9 + 1}T00:00:00Z")
+    real = SourceState.finish_run
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(SourceState, "finish_run", crash)
+    with pytest.raises(KeyboardInterrupt):
+        proj.pull("shop")
+    monkeypatch.setattr(SourceState, "finish_run", real)
+    assert proj.sql("SELECT count(*) FROM shop.items WHERE price < 0") == [(2,)]  # loaded, cursor not moved
+    api.log.clear()
+    result = proj.pull("shop")
+    assert api.log[0].arg("updated_since") == "2024-01-01T00:00:25Z"  # the old cursor
+    assert result.run.rows == 2
+    assert proj.sql("SELECT count(*), count(DISTINCT id) FROM shop.items") == [(25, 25)]
+    statuses = [r.status for r in SourceState(proj.apps[-1].store).runs("shop")]
+    assert statuses == ["succeeded", "interrupted", "succeeded"]
