@@ -307,3 +307,21 @@ def test_crash_between_load_and_cursor_commit_repeats_nothing(proj: Any, api: It
     assert proj.sql("SELECT count(*), count(DISTINCT id) FROM shop.items") == [(25, 25)]
     statuses = [r.status for r in SourceState(proj.apps[-1].store).runs("shop")]
     assert statuses == ["succeeded", "interrupted", "succeeded"]
+
+
+def test_cli_pull_goes_through_the_running_server(proj: Any, api: ItemsApi, server_factory: Any) -> None:
+    _rest(proj, api)
+    srv = server_factory(proj.root)
+    _ = srv.app.warehouse.con  # the server process owns the DuckDB file
+    env = {"OPSLOOP_PORT": str(srv.port)}
+    out = run_cli("pull", "shop", "-p", str(proj.root), env=env)
+    assert out.returncode == 0, out.stderr
+    assert "shop.items: 25 rows -> shop.items (done)" in out.stdout
+    assert srv.app.warehouse.query("SELECT count(*) FROM shop.items").rows == [(25,)]
+    with srv.api() as client:
+        status = client.get("/api/sources").json()
+        assert status[0]["name"] == "shop" and status[0]["rows_total"] == 25
+        assert client.post("/api/sources/nope/pull").json()["message"].startswith("no source named 'nope'")
+    import httpx
+
+    assert httpx.post(f"{srv.url}/api/sources/shop/pull").status_code == 401

@@ -32,9 +32,15 @@ def _next(schedule: str, after: float) -> float:
 
 
 class SourceScheduler:
+    """Runs scheduled pulls, and pulls asked for over the API (``POST /api/sources/{name}/pull``), one at
+    a time: while ``opsloop up`` owns the DuckDB file, ``opsloop pull`` goes through here."""
+
     def __init__(self, app: App, schedules: dict[str, str]) -> None:
+        import threading
+
         self.app = app
         self.schedules = schedules
+        self.lock = threading.Lock()
         self.running: str | None = None
         self.completed: list[tuple[str, str]] = []
         """(source, status) of every scheduled pull this process ran, oldest first."""
@@ -50,9 +56,14 @@ class SourceScheduler:
             due = max(due, _next(schedule, last.resume_at - 1))
         return due
 
+    def pull(self, name: str, full_refresh: bool = False) -> Any:
+        from ._runner import pull
+
+        with self.lock:
+            return pull(self.app, name, full_refresh)
+
     async def run(self) -> None:
         from ._errors import SourceError
-        from ._runner import pull
 
         while True:
             now = time.time()
@@ -63,7 +74,7 @@ class SourceScheduler:
                 continue
             self.running = name
             try:
-                result: Any = await asyncio.to_thread(pull, self.app, name)
+                result: Any = await asyncio.to_thread(self.pull, name)
                 self.completed.append((name, result.status))
                 log.info("scheduled pull of %s: %s, %s rows", name, result.status, result.run.rows)
             except SourceError as exc:
@@ -76,11 +87,43 @@ class SourceScheduler:
                 self.running = None
 
 
+def _routes(app: App, scheduler: SourceScheduler) -> list[Any]:
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def api_sources(request: Request) -> Response:
+        denied: Response | None = request.app.state.web.api_guard(request)
+        if denied is not None:
+            return denied
+        from ._status import source_status
+
+        return JSONResponse(await asyncio.to_thread(source_status, app))
+
+    async def api_pull(request: Request) -> Response:
+        denied: Response | None = request.app.state.web.api_guard(request)
+        if denied is not None:
+            return denied
+        from ._errors import SourceError
+
+        name = request.path_params["name"]
+        full = request.query_params.get("full_refresh", "").lower() in ("1", "true", "yes")
+        try:
+            result = await asyncio.to_thread(scheduler.pull, name, full)
+        except SourceError as exc:
+            return JSONResponse({"source": name, "status": "failed", "message": str(exc)}, status_code=502)
+        return JSONResponse({**result.run.as_dict(), "drift": result.drift, "events": result.events})
+
+    return [Route("/api/sources", api_sources), Route("/api/sources/{name}/pull", api_pull, methods=["POST"])]
+
+
 def attach(app: App) -> None:
     sources = app.project.extras.get("sources", {})
-    schedules = {name: cfg.schedule for name, cfg in sources.items() if cfg.schedule}
-    if not schedules:
+    if not sources:
         return
+    schedules = {name: cfg.schedule for name, cfg in sources.items() if cfg.schedule}
     scheduler = SourceScheduler(app, schedules)
     app.services["sources"] = scheduler
-    app.background.append(scheduler.run)
+    app.web_routes.extend(_routes(app, scheduler))
+    if schedules:
+        app.background.append(scheduler.run)
