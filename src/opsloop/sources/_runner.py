@@ -21,8 +21,8 @@ import pyarrow as pa
 
 from .._ids import new_id
 from ..state import NewEvent
-from ._arrow import records_to_arrow
-from ._drift import DLT_TYPES, DriftNote, arrow_kind, describe, reconcile
+from ._arrow import json_columns, records_to_arrow
+from ._drift import DLT_TYPES, DriftNote, describe, field_kind, reconcile
 from ._errors import QuotaExhausted, SourceError
 from ._http import Budget
 from ._state import RunRecord, SourceState
@@ -71,6 +71,7 @@ class _StreamRun:
         self.cursor_moved = False
         self.rows = 0
         self.status = "running"
+        self.json_columns: set[str] = set()
 
 
 class Puller:
@@ -157,6 +158,7 @@ class Puller:
 
     def _extract_and_load(self, connector: Any) -> None:
         dlt = _dlt()
+        self.dlt = dlt
         from ..warehouse.duckdb import DuckDBWarehouse
 
         warehouse = self.app.warehouse
@@ -237,12 +239,14 @@ class Puller:
         self.progress(stream.name, 0, "running")
         batch: list[pa.Table] = []
         batched = 0
+        batch_json: set[str] = set()
         try:
             for page in connector.read(stream, sr.cursor):
                 if self.quota is not None or self.error is not None:
                     sr.status = "partial" if self.quota is not None else "failed"
                     break
                 table = page.records if isinstance(page.records, pa.Table) else records_to_arrow(page.records)
+                text_json = {self.normalize(c) for c in json_columns(table)}
                 table = table.rename_columns([self.normalize(c) for c in table.column_names])
                 if table.num_rows:
                     # align with the warehouse table, and with earlier pages of this run (dlt buffers them
@@ -254,11 +258,12 @@ class Puller:
                         existing.update(in_warehouse)
                         self.widened.setdefault(sr.table, {}).update(in_warehouse)
                     known.update(widen_to)
-                    for column, dtype in zip(table.column_names, table.schema.types, strict=True):
-                        kind = arrow_kind(dtype)
-                        if column not in known and kind is not None:
-                            known[column] = kind
+                    for field in table.schema:
+                        kind = "JSON" if field.name in text_json else field_kind(field)
+                        if field.name not in known and kind is not None:
+                            known[field.name] = kind
                     self.drift.extend(n for n in notes if str(n) not in {str(d) for d in self.drift})
+                sr.json_columns.update(c for c, k in known.items() if k == "JSON")
                 if emit and table.num_rows:
                     self._diff(sr, table)
                 if emit and page.deleted:
@@ -271,9 +276,10 @@ class Puller:
                 if table.num_rows:
                     batch.append(table)
                     batched += table.num_rows
+                    batch_json.update(c for c in text_json if c in table.column_names)
                 if batched >= BATCH_ROWS:
-                    yield _concat(batch)
-                    batch, batched = [], 0
+                    yield self._hinted(_concat(batch), batch_json)
+                    batch, batched, batch_json = [], 0, set()
         except QuotaExhausted as exc:
             self.quota = exc
             sr.status = "partial"
@@ -282,7 +288,14 @@ class Puller:
             sr.status = "failed"
         if batch and self.error is None:
             # pages read before a quota stop are loaded: their cursor is committed with them
-            yield _concat(batch)
+            yield self._hinted(_concat(batch), batch_json)
+
+    def _hinted(self, table: pa.Table, text_json: set[str]) -> Any:
+        """JSON-text columns land as DuckDB ``JSON`` (as nested Arrow columns would)."""
+        if not text_json:
+            return table
+        hints = self.dlt.mark.make_hints(columns={c: {"name": c, "data_type": "json"} for c in text_json})
+        return self.dlt.mark.with_hints(table, hints)
 
     def _describe(self, table: str) -> dict[str, str]:
         cur = self.con.cursor()
@@ -357,9 +370,10 @@ class Puller:
                         changed[column] = {"old": None, "new": _jsonable(new)}
                     continue
                 before = old[column]
-                if isinstance(new, list | dict) and isinstance(before, str):
+                if isinstance(before, str) and (isinstance(new, list | dict) or column in sr.json_columns):
                     try:
                         before = json.loads(before)
+                        new = json.loads(new) if isinstance(new, str) else new
                     except ValueError:
                         pass
                 if _jsonable(before) != _jsonable(new) and not (_blank(before) and _blank(new)):
