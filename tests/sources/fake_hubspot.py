@@ -26,6 +26,7 @@ class HubSpotFake(FakeServer):
             "deals": ["dealname", "amount", "dealstage", "hs_lastmodifieddate"],
         }
         self.assoc: dict[tuple[str, str], dict[str, set[str]]] = {}
+        self.archived: dict[str, dict[str, dict[str, Any]]] = {}
         self.owners = [{"id": "9", "email": "owner@example.com", "firstName": "Olive", "archived": False}]
         self.route("GET", r"/crm/v3/properties/(\w+)", self.properties)
         self.route("GET", r"/crm/v3/objects/(\w+)", self.list_objects)
@@ -49,6 +50,12 @@ class HubSpotFake(FakeServer):
         for key in props:
             if key not in self.props[obj]:
                 self.props[obj].append(key)
+
+    def archive(self, obj: str, oid: str) -> None:
+        self.clock += 3_600_000
+        rec = self.objects[obj].pop(oid)
+        rec.update(archived=True, archivedAt=iso(self.clock), updatedAt=iso(self.clock))
+        self.archived.setdefault(obj, {})[oid] = rec
 
     def link(self, frm: str, fid: str, to: str, tid: str) -> None:
         self.assoc.setdefault((frm, to), {}).setdefault(fid, set()).add(tid)
@@ -94,9 +101,14 @@ class HubSpotFake(FakeServer):
         start = int(req.arg("after", "0"))
         props = req.arg("properties").split(",") if req.arg("properties") else None
         assoc = req.arg("associations").split(",") if req.arg("associations") else []
-        rows = sorted(self.objects[obj].values(), key=lambda r: int(r["id"]))
+        archived = req.arg("archived") == "true"
+        source = self.archived.get(obj, {}) if archived else self.objects[obj]
+        rows = sorted(source.values(), key=lambda r: int(r["id"]))
         chunk = rows[start: start + limit]
         body: dict[str, Any] = {"results": [self._view(obj, r, props, assoc) for r in chunk]}
+        if archived:
+            for view, r in zip(body["results"], chunk, strict=True):
+                view.update(archived=True, archivedAt=r["archivedAt"])
         if start + limit < len(rows):
             body["paging"] = {"next": {"after": str(start + limit), "link": f"{self.url}{req.path}?after="
                                                                              f"{start + limit}"}}

@@ -62,10 +62,12 @@ def test_incremental_search_picks_only_changes_and_emits_events(proj: Any, hs: H
     hs.log.clear()
     hs.put("contacts", "3", lifecyclestage="customer")
     hs.put("contacts", "8", email="new@example.com", firstname="New")
+    hs.archive("contacts", "5")
     hs.link("contacts", "8", "companies", "100")
     result = proj.pull("crm")
-    # the two changes, and contact 7 again: it changed inside the 5-minute lag window before the cursor
-    assert result.run.streams["contacts"]["rows"] == 3
+    # the two changes, the archived contact, and contact 7 again: it changed inside the 5-minute lag
+    # window before the cursor
+    assert result.run.streams["contacts"]["rows"] == 4
     searches = [r for r in hs.log if r.path == "/crm/v3/objects/contacts/search"]
     assert len(searches) == 1
     f = searches[0].json()["filterGroups"][0]["filters"][0]
@@ -80,6 +82,8 @@ def test_incremental_search_picks_only_changes_and_emits_events(proj: Any, hs: H
     created = proj.events("hubspot.contact.created")
     assert [e.payload["id"] for e in created] == ["8"]
     assert proj.sql("SELECT count(*) FROM crm.contacts") == [(8,)]
+    assert [e.payload["id"] for e in proj.events("hubspot.contact.deleted")] == ["5"]
+    assert proj.sql("SELECT archived FROM crm.contacts WHERE id = '5'") == [(True,)]
 
 
 def test_lag_window_rereads_late_changes_without_duplicates(proj: Any, hs: HubSpotFake) -> None:

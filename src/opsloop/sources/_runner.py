@@ -265,7 +265,7 @@ class Puller:
                     self.drift.extend(n for n in notes if str(n) not in {str(d) for d in self.drift})
                 sr.json_columns.update(c for c, k in known.items() if k == "JSON")
                 if emit and table.num_rows:
-                    self._diff(sr, table)
+                    self._diff(sr, table, set(page.deleted))
                 if emit and page.deleted:
                     self._deleted(sr, page.deleted)
                 if page.cursor is not None:
@@ -332,7 +332,7 @@ class Puller:
     def _room(self) -> bool:
         return len(self.events) < int(self.config.max_record_events)
 
-    def _diff(self, sr: _StreamRun, table: pa.Table) -> None:
+    def _diff(self, sr: _StreamRun, table: pa.Table, deleted: set[str]) -> None:
         import json
 
         keys = [self.normalize(k) for k in sr.stream.primary_key or []]
@@ -357,6 +357,8 @@ class Puller:
             if not self._room():
                 return
             key = tuple(record.get(k) for k in keys)
+            if str(record.get(id_field)) in deleted:
+                continue  # reported as .deleted
             old = old_rows.get(key)
             base = {"source": self.name, "stream": sr.stream.name, "id": record.get(id_field)}
             if old is None:

@@ -86,6 +86,7 @@ class HubSpotConnector:
             properties = obj.properties or self._property_names(obj.name)
             if isinstance(cursor, dict) and "since" in cursor:
                 yield from self._search(obj, properties, cursor["since"])
+                yield from self._archived(obj, properties, cursor["since"])
             else:
                 yield from self._list(obj, properties, cursor if isinstance(cursor, dict) else {})
 
@@ -172,6 +173,31 @@ class HubSpotConnector:
                 if last is None or _ms(last) <= start_ms:
                     return
                 start_ms, after = _ms(last), None
+
+    def _archived(self, obj: HubSpotObject, properties: list[str], since: str) -> Iterator[Page]:
+        """Records archived (deleted) since the cursor: ``GET /crm/v3/objects/{object}?archived=true``."""
+        floor = _ms(since) - int(self.ctx.lag * 1000)
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": self.config.page_size, "archived": "true"}
+            if properties:
+                params["properties"] = ",".join(properties)
+            if after:
+                params["after"] = after
+            data = self.http.get(f"{self.base}/crm/v3/objects/{obj.name}", params)
+            rows = []
+            for item in data.get("results", []):
+                archived_at = item.get("archivedAt")
+                if archived_at and _ms(archived_at) >= floor:
+                    row = self._row(item)
+                    row["archived"] = True
+                    row["archived_at"] = archived_at
+                    rows.append(row)
+            if rows:
+                yield Page(rows, deleted=[r["id"] for r in rows])
+            after = ((data.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
 
     def _associate(self, obj: HubSpotObject, rows: list[dict[str, Any]]) -> None:
         for to in obj.associations:

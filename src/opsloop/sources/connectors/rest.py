@@ -78,7 +78,10 @@ class RestConnector:
             spec = self._resource(item)
             keys = spec.get("primary_key")
             keys = [keys] if isinstance(keys, str) else keys
-            disposition = spec.get("write_disposition") or ("merge" if keys else "append")
+            endpoint = spec.get("endpoint") or {}
+            incremental = bool(endpoint.get("incremental")) or any(
+                isinstance(v, dict) and v.get("type") == "incremental" for v in (endpoint.get("params") or {}).values())
+            disposition = spec.get("write_disposition") or ("merge" if keys else "append" if incremental else "replace")
             if isinstance(disposition, dict):
                 disposition = disposition.get("disposition", "append")
             out.append(Stream(spec["name"], keys, disposition, options={"spec": spec}))

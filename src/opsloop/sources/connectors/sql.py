@@ -105,8 +105,8 @@ class SqlConnector:
         out = []
         for t in self.config.tables:
             keys = _keys(t.primary_key)
-            out.append(Stream(t.name, keys, t.write_disposition or ("merge" if keys else "append"),
-                              options={"table": t}))
+            default = "merge" if keys else ("append" if t.incremental else "replace")
+            out.append(Stream(t.name, keys, t.write_disposition or default, options={"table": t}))
         return out
 
     def read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
