@@ -325,3 +325,17 @@ def test_cli_pull_goes_through_the_running_server(proj: Any, api: ItemsApi, serv
     import httpx
 
     assert httpx.post(f"{srv.url}/api/sources/shop/pull").status_code == 401
+
+
+def test_cli_validate_names_file_and_line(proj: Any) -> None:
+    proj.source("bad", "type: stripe\nkey_env: STRIPE_KEY\nobjects: [customers, refunds]\n")
+    proj.source("nokey", "type: hubspot\ntoken_env: NOT_SET_ANYWHERE\n")
+    out = run_cli("validate", "-p", str(proj.root))
+    assert out.returncode == 1
+    text = out.stdout + out.stderr
+    assert "sources/bad.yml:3: objects.1: Input should be 'customers', 'subscriptions'" in text
+    assert "Traceback" not in text
+    (proj.root / "sources" / "bad.yml").unlink()
+    out = run_cli("validate", "-p", str(proj.root))
+    text = out.stdout + out.stderr
+    assert "sources/nokey.yml:2: the secret NOT_SET_ANYWHERE is not set" in text
