@@ -178,9 +178,8 @@ class Puller:
             # a package from a run that crashed: its cursors were never committed, so this run reads the
             # same records again; the old package would only repeat them
             pipeline.abort_packages()
-        naming = pipeline.destination.capabilities().naming_convention
+        # dlt's snake_case naming: the same column names dlt gives the tables
         normalize = dlt.common.normalizers.naming.snake_case.NamingConvention().normalize_identifier
-        del naming
         self.normalize = normalize
         known = {} if self.full_refresh else self.state.streams(self.name)
         resources = []
