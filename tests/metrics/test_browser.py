@@ -121,10 +121,13 @@ def test_cohort_matrix_and_escaped_table(example_server: ServerThread, browser: 
         assert "Barbara" in table and "0th" in table and "100th" in table
         shot(page, "dashboard-cohort")
         # a dashboard filter applies to the tiles whose metric has the dimension
+        page.select_option("select[name=since]", "all")
         page.fill("input[name='dim:plan']", "team")
         page.click("#filters button[type=submit]")
-        page.wait_for_function("document.querySelector('#tile-1-body .kpi-value') && "
-                               "location.search.includes('plan%3Dteam')")
+        page.wait_for_function(
+            """() => { const gd = document.querySelector('#tile-6-body .chart');
+                       return location.search.includes('plan%3Dteam') && gd && gd.data &&
+                              gd.data[0].y.reduce((a, b) => a + b, 0) === 130; }""", timeout=10_000)
     finally:
         context.close()
 

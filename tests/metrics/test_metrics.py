@@ -66,6 +66,14 @@ def test_month_to_date_ratio_median_and_percentiles(example_app: App) -> None:
     assert all(by_day[d] == 0 for d in by_day if d < base.isoformat() and d >= first.isoformat())
 
 
+def test_trailing_window_and_filtered_ratio(example_app: App) -> None:
+    base = monday_base()
+    days = {r[0]: r[1] for r in q(example_app, "sales_7d", grain="day", since="60d")}
+    assert days[(base + timedelta(days=8)).isoformat()] == 50 + 100 + 80
+    assert days[(base + timedelta(days=16)).isoformat()] == 40 + 100 + 30 + 40
+    assert q(example_app, "pro_share_of_sales") == [[pytest.approx(510 / 640)]]
+
+
 def test_by_and_where_are_parameters(example_app: App) -> None:
     pro = q(example_app, "sales", by=["plan"])
     assert dict((r[0], r[1]) for r in pro) == {"pro": 510, "team": 130}

@@ -71,6 +71,8 @@ class MetricsService:
         return found
 
     def record_build(self, model: str, relation: str) -> None:
+        if self.relations().get(model) == relation:
+            return
         with self.app.store.transaction() as cur:
             self.app.store.execute(
                 cur,
@@ -117,6 +119,8 @@ class MetricsService:
                 queue.put_nowait(message)
 
     async def changed(self, deps: set[str], reason: str) -> None:
+        if self._engine is not None:
+            self._engine.cache.invalidate(deps)
         for board, ids in self.affected(deps).items():
             self.push(board, ids, reason)
         alerts = self.app.services.get("metrics_alerts")
@@ -133,7 +137,9 @@ class MetricsService:
         await self.changed({str(model), *([str(relation)] if relation else [])}, f"model {model} rebuilt")
 
     async def on_raw_loaded(self, events: list[EventRecord]) -> None:
-        await self.changed({RAW_EVENTS}, f"{len(events)} new event(s)")
+        """Tiles over raw.events refresh on every load; event highlights only when their event arrived."""
+        names = {f"event:{e.name}" for e in events}
+        await self.changed({RAW_EVENTS, *names}, f"{len(events)} new event(s)")
 
     def raw_dependent(self) -> bool:
         return any(RAW_EVENTS in sm_dependencies(self.catalog, sm) for sm in self.catalog.semantic_models.values())

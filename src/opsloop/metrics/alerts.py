@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import outbox
+from ..errors import TerminalDeliveryError, TransientDeliveryError
 from ._spec import Alert
 from ._time import step, truncate
 from .dashboards import sm_dependencies
@@ -114,17 +115,19 @@ class AlertRunner:
         previous = store.query("SELECT status FROM metric_alerts WHERE name = ?", (alert.name,))
         before = str(previous[0][0]) if previous else None
         changed = before != status
+        if changed and (status == "firing" or before == "firing"):
+            # notify first: if Slack or SMTP fails, the status is not saved and the next build retries
+            self.notify(alert, message, status)
         with store.transaction() as cur:
             if previous:
                 store.execute(cur, "UPDATE metric_alerts SET status = ?, value = ?, period = ?, message = ?, "
-                              "evaluated_at = ?, changed_at = CASE WHEN ? THEN ? ELSE changed_at END WHERE name = ?",
-                              (status, value, period, message, now, changed, now, alert.name))
+                              "evaluated_at = ?, changed_at = CASE WHEN ? = 1 THEN ? ELSE changed_at END "
+                              "WHERE name = ?",
+                              (status, value, period, message, now, int(changed), now, alert.name))
             else:
                 store.execute(cur, "INSERT INTO metric_alerts (name, status, value, period, message, changed_at, "
                               "evaluated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                               (alert.name, status, value, period, message, now, now))
-        if changed and (status == "firing" or before == "firing"):
-            self.notify(alert, message, status)
         return self.state(alert.name) or AlertState(alert.name, alert.metric, _rule(alert), status, value, period,
                                                     message, now, now)
 
@@ -133,11 +136,7 @@ class AlertRunner:
         if alert.notify.slack:
             token = project.secret("SLACK_BOT_TOKEN")
             if token:
-                from slack_sdk import WebClient
-
-                base = project.env.get("SLACK_API_URL")
-                client = WebClient(token=token, base_url=base) if base else WebClient(token=token)
-                client.chat_postMessage(channel=alert.notify.slack, text=message)
+                self._slack(token, alert.notify.slack, message)
             else:
                 outbox.record(self.app.store, "slack", "chat.postMessage",
                               {"channel": alert.notify.slack, "text": message, "alert": alert.name,
@@ -160,6 +159,25 @@ class AlertRunner:
                 outbox.record(self.app.store, "email", "send",
                               {"to": alert.notify.email, "subject": subject, "body": message, "alert": alert.name,
                                "status": status}, target=alert.notify.email, key=alert.name)
+
+    def _slack(self, token: str, channel: str, message: str) -> None:
+        from slack_sdk import WebClient
+        from slack_sdk.errors import SlackApiError
+
+        base = self.app.project.env.get("SLACK_API_URL")
+        client = WebClient(token=token, base_url=base, timeout=10) if base else WebClient(token=token, timeout=10)
+        try:
+            client.chat_postMessage(channel=channel, text=message)
+        except SlackApiError as exc:
+            error = exc.response.get("error") if exc.response is not None else str(exc)
+            if exc.response is not None and exc.response.status_code == 429:
+                retry = exc.response.headers.get("Retry-After")
+                raise TransientDeliveryError(f"Slack rate-limited the alert to {channel}",
+                                             float(retry) if retry else None) from None
+            raise TerminalDeliveryError(f"Slack refused the alert to {channel}: {error} "
+                                        "(check the channel name and that the bot is in it)") from None
+        except OSError as exc:
+            raise TransientDeliveryError(f"could not reach Slack to send the alert to {channel}: {exc}") from None
 
     def state(self, name: str) -> AlertState | None:
         alert = self.alerts().get(name)

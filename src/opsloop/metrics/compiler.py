@@ -124,7 +124,25 @@ def _aggregate(measure: Measure, condition: exp.Expr | None) -> exp.Expr:
 
 
 def _trunc(grain: str, value: exp.Expr) -> exp.Expr:
-    return exp.Anonymous(this="DATE_TRUNC", expressions=[exp.Literal.string(grain), value])
+    return exp.TimestampTrunc(this=value, unit=exp.var(grain.upper()))
+
+
+NAMED_PARAMS = {"clickhouse"}
+"""Dialects whose parameters are named and typed (``{p0:Date}``); the others take positional ``?``/``%s``."""
+
+
+def placeholder(dialect: str, params: list[Any], value: Any) -> exp.Expr:
+    """Append ``value`` to ``params`` and return the placeholder that stands for it in ``dialect``."""
+    params.append(value)
+    if dialect not in NAMED_PARAMS:
+        return exp.Placeholder()
+    if isinstance(value, date):
+        kind = "Date"
+    elif isinstance(value, int | float):
+        kind = "Float64"
+    else:
+        kind = "String"
+    return exp.Placeholder(this=f"p{len(params) - 1}", kind=exp.DataType.build(kind, dialect="clickhouse"))
 
 
 def compile_measure(q: MeasureQuery, dialect: str = "duckdb") -> tuple[str, list[Any]]:
@@ -132,8 +150,7 @@ def compile_measure(q: MeasureQuery, dialect: str = "duckdb") -> tuple[str, list
     params: list[Any] = []
 
     def param(value: Any) -> exp.Expr:
-        params.append(value)
-        return exp.Placeholder()
+        return placeholder(dialect, params, value)
 
     time_dim = time_dimension(q.sm, q.measure)
     time_col = column_expr(q.sm, time_dim.name)
@@ -189,11 +206,9 @@ def compile_rows(sm: SemanticModel, relation: str, columns: dict[str, str], time
     if condition:
         where.append(exp.Paren(this=_parse(condition)))
     if since is not None:
-        params.append(since)
-        where.append(exp.GTE(this=time_col.copy(), expression=exp.Placeholder()))
+        where.append(exp.GTE(this=time_col.copy(), expression=placeholder(dialect, params, since)))
     if until is not None:
-        params.append(until + timedelta(days=1))
-        where.append(exp.LT(this=time_col.copy(), expression=exp.Placeholder()))
+        where.append(exp.LT(this=time_col.copy(), expression=placeholder(dialect, params, until + timedelta(days=1))))
     select = exp.select(*projections).from_(exp.to_table(relation, dialect="duckdb")).where(exp.and_(*where))
     select = select.order_by(time_col.copy()).limit(limit)
     return select.sql(dialect=dialect), params

@@ -14,7 +14,7 @@ from ..errors import WarehouseError
 from ._spec import Dashboard, Highlight, SemanticModel, Tile
 from ._time import as_date, parse_since, periods_apart, periods_between, step, truncate
 from .catalog import Catalog
-from .compiler import MetricQueryError, column_expr, compile_rows
+from .compiler import MetricQueryError, column_expr, compile_rows, placeholder
 from .engine import MetricEngine, MetricQuery
 
 RAW_EVENTS = "raw.events"
@@ -53,7 +53,7 @@ def tile_dependencies(catalog: Catalog, tile: Tile) -> set[str]:
     if tile.type == "timeseries" and tile.highlights and tile.metric:
         for h in highlights_for(catalog, tile.metric):
             if h.event:
-                deps.add(RAW_EVENTS)
+                deps.add(f"event:{h.event}")
             elif h.semantic_model in catalog.semantic_models:
                 deps |= sm_dependencies(catalog, catalog.semantic_models[h.semantic_model])
     return deps
@@ -173,17 +173,17 @@ class TileRenderer:
                 cols["subject"] = h.subject_dimension
             sql, params = compile_rows(sm, self.engine.resolve(sm), cols, str(h.time_dimension), since, None,
                                        h.filter, wh.dialect, limit=500)
-            rows = wh.query(sql, params).rows
+            rows = self.engine.rows(sql, params, *_deps(self.catalog, sm, self.engine.resolve(sm)))
             return [(r[0], r[1] if len(r) > 1 else None) for r in rows]
+        event_params: list[Any] = []
         select = (exp.select("received_at", "payload").from_(exp.to_table(RAW_EVENTS))
-                  .where(exp.EQ(this=exp.column("name"), expression=exp.Placeholder())))
-        event_params: list[Any] = [h.event]
+                  .where(exp.EQ(this=exp.column("name"), expression=placeholder(wh.dialect, event_params, h.event))))
         if since is not None:
-            select = select.where(exp.GTE(this=exp.column("received_at"), expression=exp.Placeholder()))
-            event_params.append(since)
+            select = select.where(exp.GTE(this=exp.column("received_at"),
+                                          expression=placeholder(wh.dialect, event_params, since)))
         sql = select.order_by("received_at").limit(500).sql(dialect=wh.dialect)
         try:
-            found = wh.query(sql, event_params).rows
+            found = self.engine.rows(sql, event_params, {f"event:{h.event}", RAW_EVENTS})
         except WarehouseError:  # raw.events appears when the server first starts
             return []
         out = []
@@ -221,14 +221,14 @@ class TileRenderer:
         sql, params = compile_rows(s_sm, self.engine.resolve(s_sm), {"id": entity, "t": s_dim}, s_dim, since, None,
                                    dialect=wh.dialect, limit=1_000_000)
         joined: dict[Any, date] = {}
-        for ident, when in wh.query(sql, params).rows:
+        for ident, when in self.engine.rows(sql, params, *_deps(self.catalog, s_sm, self.engine.resolve(s_sm))):
             day = as_date(when)
             if day is not None and (ident not in joined or day < joined[ident]):
                 joined[ident] = day
         sql, params = compile_rows(a_sm, self.engine.resolve(a_sm), {"id": entity, "t": a_dim}, a_dim, since, None,
                                    dialect=wh.dialect, limit=5_000_000)
         active: dict[tuple[date, int], set[Any]] = {}
-        for ident, when in wh.query(sql, params).rows:
+        for ident, when in self.engine.rows(sql, params, *_deps(self.catalog, a_sm, self.engine.resolve(a_sm))):
             day = as_date(when)
             if ident not in joined or day is None:
                 continue
@@ -252,6 +252,11 @@ class TileRenderer:
             rows.append({"cohort": cohort.isoformat(), "size": sizes[cohort], "cells": cells})
         return {"grain": grain, "periods": list(range(tile.periods)), "rows": rows,
                 "spine": [p.isoformat() for p in periods_between(min(sizes), today, grain)] if sizes else []}
+
+
+def _deps(catalog: Catalog, sm: SemanticModel, relation: str) -> tuple[set[str], bool]:
+    """What a query over ``sm`` depends on, and whether its freshness is known (so it may be cached)."""
+    return {relation, *sm_dependencies(catalog, sm)}, bool(sm.model) or relation == RAW_EVENTS
 
 
 def _same_day(month_start: date, today: date) -> date:

@@ -8,6 +8,8 @@ definitions give the same answers on every warehouse dialect.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -134,6 +136,9 @@ class MetricEngine:
         self.warehouse = warehouse
         self.resolve = resolve
         self.today = today or (lambda: datetime.now(UTC).date())
+        self.cache = ResultCache()
+        self._compiled: dict[Key, tuple[str, list[Any]]] = {}
+        """Measure results of tracked relations, kept until a build or load of what they read."""
 
     # -- public ----------------------------------------------------------------------------------
     def query(self, q: MetricQuery) -> MetricResult:
@@ -164,6 +169,17 @@ class MetricEngine:
             columns.append("percentile")
         return MetricResult(q.metric, metric.label or metric.name.replace("_", " ").capitalize(), metric.format,
                             q.grain, columns, rows, sql)
+
+    def rows(self, sql: str, params: list[Any], deps: set[str], cacheable: bool = True) -> list[tuple[Any, ...]]:
+        """Run ``sql``; results of relations whose freshness is known (built models, raw.events) are kept
+        until ``cache.invalidate`` names one of ``deps``."""
+        key = (self.today(), sql, tuple(params))
+        found = self.cache.get(key) if cacheable else None
+        if found is None:
+            found = self.warehouse.query(sql, params).rows
+            if cacheable:
+                self.cache.put(key, found, deps)
+        return found
 
     def allowed_dimensions(self, metric_name: str) -> set[str]:
         dims = set(self.catalog.dimensions_of(metric_name))
@@ -234,11 +250,20 @@ class MetricEngine:
         sm, measure = found
         mq = MeasureQuery(sm=sm, measure=measure, relation=self.resolve(sm), grain=q.grain, since=since,
                           until=q.until, by=q.by, filters=filters, conditions=conditions)
-        text, params = compile_measure(mq, self.warehouse.dialect)
+        sql_key = (sm.name, measure.name, mq.relation, q.grain, since, q.until, tuple(q.by), tuple(filters),
+                   tuple(conditions), self.warehouse.dialect)
+        compiled = self._compiled.get(sql_key)
+        if compiled is None:
+            compiled = compile_measure(mq, self.warehouse.dialect)
+            if len(self._compiled) > 2048:
+                self._compiled.clear()
+            self._compiled[sql_key] = compiled
+        text, params = compiled[0], list(compiled[1])
         sql.append(text)
-        result = self.warehouse.query(text, params)
+        deps = {mq.relation, *([self.catalog.model_name(sm)] if sm.model else [])}
+        rows = self.rows(text, params, {d for d in deps if d}, cacheable=bool(sm.model) or mq.relation == "raw.events")
         series: Series = {}
-        for row in result.rows:
+        for row in rows:
             if q.grain:
                 key: Key = (as_date(row[0]), *row[1:-1])
             else:
@@ -312,6 +337,40 @@ class MetricEngine:
         return out
 
 
+class ResultCache:
+    """A bounded map (today, sql, params) -> rows, dropped by ``invalidate(names)`` when what it read changes."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._rows: OrderedDict[Key, tuple[list[tuple[Any, ...]], set[str]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, key: Key) -> list[tuple[Any, ...]] | None:
+        with self._lock:
+            found = self._rows.get(key)
+            if found is None:
+                return None
+            self._rows.move_to_end(key)
+            self.hits += 1
+            return found[0]
+
+    def put(self, key: Key, rows: list[tuple[Any, ...]], deps: set[str]) -> None:
+        with self._lock:
+            self._rows[key] = (rows, deps)
+            while len(self._rows) > self.size:
+                self._rows.popitem(last=False)
+
+    def invalidate(self, names: set[str] | None = None) -> None:
+        """Forget results that read any of ``names`` (model names or relations); everything when None."""
+        with self._lock:
+            if names is None:
+                self._rows.clear()
+                return
+            for key in [k for k, (_rows, deps) in self._rows.items() if deps & names]:
+                del self._rows[key]
+
+
 def _next_day(day: date) -> date:
     return step(day, "day", 1)
 
@@ -325,7 +384,8 @@ def _round(value: float | None) -> float | int | None:
 
 
 def _sort_key(key: Key) -> tuple[Any, ...]:
-    return tuple((v is None, str(v) if not isinstance(v, int | float) else v) for v in key)
+    return tuple((v is None, v if isinstance(v, int | float | date) and not isinstance(v, bool) else str(v))
+                 for v in key)
 
 
 def _add_percentile(rows: list[list[Any]]) -> None:
