@@ -464,11 +464,14 @@ class Resolver:
         mapping = self._components()
         if checked:
             # Keys that pass alone may still break a limit together: such clusters are not merged by this rule.
+            # (A cluster of two components was checked whole by the per-key check: only 3+ can break it.)
             db.x(f"""CREATE OR REPLACE TEMP TABLE _bad AS
                      SELECT l FROM (
                        SELECT m.l, cl.lim_type, cl.max_n, min(cl.v) AS lo, max(cl.v) AS hi,
                               CASE WHEN cl.max_n > 1 THEN count(DISTINCT cl.v) END AS n
-                       FROM {mapping} m JOIN _cl cl ON cl.label = m.a GROUP BY m.l, cl.lim_type, cl.max_n)
+                       FROM {mapping} m JOIN _cl cl ON cl.label = m.a
+                       WHERE m.l IN (SELECT l FROM {mapping} GROUP BY l HAVING count(*) > 2)
+                       GROUP BY m.l, cl.lim_type, cl.max_n)
                      WHERE CASE WHEN max_n = 1 THEN lo <> hi ELSE n > max_n END""")
             if db.one("SELECT count(*) FROM _bad"):
                 db.x(f"""CREATE OR REPLACE TEMP TABLE _refused AS
@@ -577,12 +580,14 @@ class Resolver:
             else:
                 continue
             keys.append(f"WHEN {literal(name)} THEN {key}")
-        db.x(f"""CREATE OR REPLACE TEMP TABLE _fv AS
-                 SELECT a.label, f.field, f.value, f.system, f.updated_at, f.nid, {prank} AS prank
-                 FROM identity.field_values f JOIN _assign a USING (nid)""")
+        fv = (f"(SELECT a.label, f.field, f.value, f.system, f.updated_at, f.nid, {prank} AS prank "
+              "FROM identity.field_values f JOIN _assign a USING (nid))")
+        if mf or any(c is not None and c.survivorship == "sql" for _, c in fcfg):
+            db.x(f"CREATE OR REPLACE TEMP TABLE _fv AS SELECT * FROM {fv}")
+            fv = "_fv"
         freq_join = ""
         if mf:
-            db.x(f"""CREATE OR REPLACE TEMP TABLE _freq AS SELECT label, field, value, count(*) AS freq FROM _fv
+            db.x(f"""CREATE OR REPLACE TEMP TABLE _freq AS SELECT label, field, value, count(*) AS freq FROM {fv}
                      WHERE field IN ({', '.join(literal(n) for n in mf)}) GROUP BY ALL""")
             freq_join = "LEFT JOIN _freq q USING (label, field, value)"
         picked_parts = []
@@ -592,7 +597,7 @@ class Resolver:
                   SELECT label, field,
                          arg_min({{'value': value, 'system': system, 'updated_at': updated_at}},
                                  CASE field {' '.join(keys)} END) AS w
-                  FROM (SELECT v.*, {'coalesce(q.freq, 0)' if mf else '0'} AS freq FROM _fv v {freq_join})
+                  FROM (SELECT v.*, {'coalesce(q.freq, 0)' if mf else '0'} AS freq FROM {fv} v {freq_join})
                   WHERE field IN ({', '.join(literal(n) for n, c in fcfg if c is None or c.survivorship != 'sql')})
                   GROUP BY label, field)""")
         for name, c in fcfg:
@@ -602,18 +607,18 @@ class Resolver:
                     SELECT s.label, {literal(name)} AS field, CAST(s.v AS VARCHAR) AS value,
                            p.w.system AS system, p.w.updated_at AS updated_at
                     FROM (SELECT label, ({expression(c.sql or '')}) AS v
-                          FROM (SELECT label, {typed} AS value, system, updated_at FROM _fv
+                          FROM (SELECT label, {typed} AS value, system, updated_at FROM {fv}
                                 WHERE field = {literal(name)}) GROUP BY label) s
                     LEFT JOIN (SELECT label, value,
                                       arg_max({{'system': system, 'updated_at': updated_at}}, updated_at) AS w
-                               FROM _fv WHERE field = {literal(name)} GROUP BY label, value) p
+                               FROM {fv} WHERE field = {literal(name)} GROUP BY label, value) p
                       ON p.label = s.label AND p.value = CAST(s.v AS VARCHAR)""")
         if picked_parts:
             db.x("CREATE OR REPLACE TEMP TABLE _picked AS " + " UNION ALL ".join(picked_parts))
         else:
             db.x("CREATE OR REPLACE TEMP TABLE _picked (label BIGINT, field VARCHAR, value VARCHAR, "
                  "system VARCHAR, updated_at TIMESTAMPTZ)")
-        db.x("DROP TABLE _fv")
+        db.x("DROP TABLE IF EXISTS _fv")
         selects = []
         for name, c in fcfg:
             ftype = _CAST[c.type] if c else "VARCHAR"
