@@ -1,4 +1,13 @@
-"""Warehouse adapters: DuckDB by default; others by configuration (imported only when used)."""
+"""Warehouse adapters: DuckDB by default; others by configuration (imported only when used).
+
+``opsloop.yml``::
+
+    warehouse: {type: duckdb, path: warehouse.duckdb}
+    warehouse: {type: postgres, url: "postgresql://user@host:5432/db?schema=analytics"}
+    warehouse: {type: clickhouse, path: warehouse.chdb}          # embedded ClickHouse (chdb)
+    warehouse: {type: snowflake, options: {account: ..., user: ..., database: ..., schema: ...}}
+    warehouse: {type: bigquery, options: {project: ..., dataset: ...}}
+"""
 
 from __future__ import annotations
 
@@ -8,8 +17,10 @@ from ..errors import ConfigError, Problem
 from ..project.config import WarehouseConfig
 from .base import QueryResult, Warehouse
 
+TYPES = ("duckdb", "postgres", "clickhouse", "snowflake", "bigquery")
 
-def open_warehouse(config: WarehouseConfig, root: Path) -> Warehouse:
+
+def open_warehouse(config: WarehouseConfig, root: Path, read_only: bool = False) -> Warehouse:
     """The adapter for ``config``; heavy SDKs are imported here, on first use only."""
     if config.type == "duckdb":
         from .duckdb import DuckDBWarehouse
@@ -17,9 +28,31 @@ def open_warehouse(config: WarehouseConfig, root: Path) -> Warehouse:
         path = Path(config.path)
         if str(path) != ":memory:" and not path.is_absolute():
             path = root / path
-        return DuckDBWarehouse(path, threads=config.threads)
+        return DuckDBWarehouse(path, read_only=read_only, threads=config.threads)
+    if config.type == "postgres":
+        from .postgres import PostgresWarehouse
+
+        if not config.url:
+            raise ConfigError([Problem("opsloop.yml", None, "warehouse type postgres needs url:",
+                                       "e.g. url: postgresql://user@127.0.0.1:5432/db?schema=analytics")])
+        return PostgresWarehouse(config.url)
+    if config.type == "clickhouse":
+        from .clickhouse import ClickHouseWarehouse
+
+        path = Path(config.path if config.path != "warehouse.duckdb" else "warehouse.chdb")
+        if not path.is_absolute():
+            path = root / path
+        return ClickHouseWarehouse(path)
+    if config.type == "snowflake":
+        from .snowflake import SnowflakeWarehouse
+
+        return SnowflakeWarehouse(dict(config.options))
+    if config.type == "bigquery":
+        from .bigquery import BigQueryWarehouse
+
+        return BigQueryWarehouse(dict(config.options))
     raise ConfigError(
-        [Problem("opsloop.yml", None, f"unknown warehouse type {config.type!r}", "use duckdb")]
+        [Problem("opsloop.yml", None, f"unknown warehouse type {config.type!r}", f"use one of {', '.join(TYPES)}")]
     )
 
 

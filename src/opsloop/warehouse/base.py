@@ -22,12 +22,26 @@ class Warehouse(ABC):
 
     dialect: str = "duckdb"
     """sqlglot dialect name used to generate this engine's SQL."""
+    default_schema: str = "main"
+    """Schema models build into unless a model's config names another."""
     SUPPORTS_ARROW_INSERT: bool = False
     """Bulk loads go through an Arrow table instead of row inserts."""
     SUPPORTS_MERGE: bool = False
-    """The engine has MERGE INTO / INSERT ... ON CONFLICT for incremental merges."""
+    """The engine has MERGE INTO for incremental merges (otherwise merge runs as delete+insert)."""
     SINGLE_WRITER: bool = False
     """Only one process may open the warehouse for writing (DuckDB); others go through the server."""
+    CREATE_OR_REPLACE_TABLE: bool = False
+    """``CREATE OR REPLACE TABLE ... AS`` swaps a table atomically (else drop and create in a transaction)."""
+    TRANSACTIONAL_DDL: bool = False
+    """DDL can run inside a transaction and roll back."""
+    PARALLEL_SESSIONS: bool = False
+    """Independent statements gain from running on parallel sessions (threads) at once."""
+    TABLE_SUFFIX: str = ""
+    """Text appended to CREATE TABLE (ClickHouse needs an ENGINE clause)."""
+    DROP_CASCADE: bool = False
+    """Views are bound to the tables they read, so replacing a table needs ``DROP ... CASCADE`` (Postgres)."""
+    DELETE_SUPPORTED: bool = True
+    """``DELETE FROM ... WHERE`` works (ClickHouse: lightweight deletes)."""
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
@@ -41,3 +55,51 @@ class Warehouse(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # -- used by the model engine ------------------------------------------------------------
+    def execute_count(self, sql: str) -> int | None:
+        """Run one statement; the rows it wrote when the engine reports it, else None."""
+        self.execute(sql)
+        return None
+
+    def session(self) -> Warehouse:
+        """A handle for one worker thread (its own connection where PARALLEL_SESSIONS)."""
+        return self
+
+    def release(self, session: Warehouse) -> None:
+        """Give back a handle from ``session()``."""
+        if session is not self:
+            session.close()
+
+    def relations(self) -> dict[tuple[str, str], str]:
+        """Every relation as ``(schema, name) -> 'table' | 'view'`` (lower-case names)."""
+        result = self.query(
+            "SELECT table_schema, table_name, table_type FROM information_schema.tables"
+        )
+        return {
+            (str(s).lower(), str(n).lower()): ("view" if "VIEW" in str(t).upper() else "table")
+            for s, n, t in result.rows
+        }
+
+    def columns(self, schema: str, name: str) -> list[tuple[str, str]]:
+        """``(column, type)`` of one relation in order; empty when it does not exist."""
+        result = self.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE lower(table_schema) = lower(?) AND lower(table_name) = lower(?) ORDER BY ordinal_position",
+            (schema, name),
+        )
+        return [(str(c), str(t)) for c, t in result.rows]
+
+    def ensure_schema(self, schema: str) -> None:
+        from ._sql import quote
+
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema, self.dialect)}")
+
+    def insert_rows(self, target: str, columns: list[str], rows: list[list[Any]]) -> int:
+        """Append Python rows to ``target`` (a quoted relation); adapters use their bulk path."""
+        if not rows:
+            return 0
+        import pyarrow as pa
+
+        data = pa.table({c: [r[i] for r in rows] for i, c in enumerate(columns)})
+        return self.insert_arrow(target, data)

@@ -1,0 +1,37 @@
+"""Reads models/, seeds/ and dbt_project.yml into ``project.extras["models"]`` when a project loads."""
+
+from __future__ import annotations
+
+from ..errors import Problem
+from ..project.loader import Project, register_loader, register_validator
+
+
+def _load(project: Project, problems: list[Problem]) -> None:
+    root = project.root
+    dbt = project.config.dbt_project
+    if not dbt and not any((root / p).exists() for p in ("models", "seeds", "dbt_project.yml")):
+        return
+    from .project import read_model_project
+
+    mp = read_model_project(root, dbt, problems)
+    if mp is not None:
+        project.extras["models"] = mp
+
+
+register_loader(_load)
+
+
+def _validate(project: Project) -> list[Problem]:
+    """`opsloop validate`: refs, sources, cycles, macros and column checks, without touching the warehouse."""
+    mp = project.extras.get("models")
+    if mp is None or mp.empty:
+        return []
+    from .checks import check_columns
+    from .compiler import Compiler, Target
+
+    compiler = Compiler(mp, Target(schema="main"), project.env, project.config.vars)
+    problems = compiler.parse()
+    return problems or check_columns(compiler, None)
+
+
+register_validator(_validate)

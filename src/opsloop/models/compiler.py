@@ -1,0 +1,449 @@
+"""Parse every model once (config, refs, sources), build the DAG, and compile SQL on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import Problem
+from ..warehouse._sql import literal, relation
+from ._render import Relation, RenderContext, Renderer, RenderError
+from .nodes import DataTest, Model, Seed, Source
+from .project import ModelProject, _check_model_config, merge_config
+
+RAW_EVENTS_COLUMNS = {
+    "event_id": "VARCHAR", "seq": "BIGINT", "endpoint": "VARCHAR", "name": "VARCHAR",
+    "received_at": "TIMESTAMPTZ", "idempotency_key": "VARCHAR", "source": "VARCHAR", "payload": "JSON",
+}
+
+
+@dataclass
+class Target:
+    schema: str
+    type: str = "duckdb"
+    name: str = "dev"
+    dialect: str = "duckdb"
+    """Dialect of the engine; the project's SQL is written in ``source_dialect`` and transpiled."""
+    source_dialect: str = "duckdb"
+    threads: int = 4
+
+
+class CompileError(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class Compiler:
+    """The parsed project for one target: relations, parents, order; ``sql(model)`` compiles one model."""
+
+    def __init__(self, mp: ModelProject, target: Target, env: Mapping[str, str],
+                 extra_vars: Mapping[str, Any] | None = None) -> None:
+        self.mp = mp
+        self.target = target
+        if ("raw", "events") not in mp.sources:
+            mp.sources[("raw", "events")] = Source("raw", "events", "raw", "events", "(built in)", None,
+                                                   dict(RAW_EVENTS_COLUMNS), "events loaded from the event log")
+        macros = []
+        for path in mp.macro_files:
+            try:
+                macros.append((mp.rel(path), path.read_text(encoding="utf-8")))
+            except OSError:
+                continue
+        target_ctx = {"schema": target.schema, "type": target.type, "name": target.name, "threads": target.threads,
+                      "database": "", "project_name": mp.name, "profile_name": mp.name}
+        self.renderer = Renderer({**mp.vars, **(extra_vars or {})}, env, target_ctx, macros)
+        self.parents: dict[str, set[str]] = {}
+        self.order: list[str] = []
+        self.problems: list[Problem] = list(self.renderer.problems)
+        self._sql_cache: dict[tuple[str, bool, str], str] = {}
+
+    # -- relations ---------------------------------------------------------------------------
+    def schema_for(self, custom: Any) -> str:
+        return f"{self.target.schema}_{custom}" if custom else self.target.schema
+
+    def node_relation(self, node: Model | Seed) -> tuple[str, str]:
+        return node.schema, node.alias or node.name
+
+    def rel_text(self, schema: str, name: str, dialect: str | None = None) -> str:
+        return relation(schema, name, dialect or self.target.source_dialect)
+
+    def relation_of(self, uid: str) -> str:
+        """``schema.name`` for a model, seed or source uid (for display and events)."""
+        kind, _, rest = uid.partition(".")
+        if kind == "model":
+            s, n = self.node_relation(self.mp.models[rest])
+        elif kind == "seed":
+            s, n = self.node_relation(self.mp.seeds[rest])
+        else:
+            src = self.mp.sources[tuple(rest.split(".", 1))]  # type: ignore[index]
+            s, n = src.schema, src.identifier
+        return f"{s}.{n}"
+
+    # -- parse -------------------------------------------------------------------------------
+    def parse(self) -> list[Problem]:
+        mp = self.mp
+        for seed in mp.seeds.values():
+            seed.schema = self.schema_for(seed.config.get("schema"))
+            seed.alias = str(seed.config.get("alias") or seed.name)
+            self.parents[seed.uid] = set()
+        for source in mp.sources.values():
+            self.parents[source.uid] = set()
+            for attr in ("schema", "identifier"):
+                value = getattr(source, attr)
+                if "{{" in value or "{%" in value:
+                    try:
+                        rendered, _ = self.renderer.render(source.file, value, RenderContext(
+                            _no_ref, _no_ref, None, False))
+                    except RenderError as exc:
+                        self.problems.append(Problem(source.file, source.line, f"{attr} of source "
+                                                     f"{source.source_name}.{source.name}: {exc}", exc.hint))
+                        continue
+                    setattr(source, attr, rendered.strip())
+        cache = _ParseCache(self)
+        for model in mp.models.values():
+            key = cache.key(model)
+            hit = cache.get(model.name, key)
+            if hit is not None:
+                self._apply_parsed(model, hit)
+                continue
+            before = len(self.problems)
+            self._parse_model(model)
+            if len(self.problems) == before:
+                cache.put(model, key)
+        cache.save()
+        disabled = {m.uid for m in mp.models.values() if m.config.get("enabled") is False}
+        for uid in disabled:
+            del mp.models[uid[6:]]
+            self.parents.pop(uid, None)
+        for model in mp.models.values():
+            for uid in disabled & model.depends_on:
+                self.problems.append(Problem(model.file, model.ref_lines.get(uid) or None,
+                                             f"ref({uid[6:]!r}) names a disabled model", "enable it or remove the ref"))
+        for name in [n for n, t in mp.tests.items() if t.attached in disabled]:
+            del mp.tests[name]
+        for test in mp.tests.values():
+            self._parse_test(test)
+        self.order = self._toposort()
+        return self.problems
+
+    def _apply_parsed(self, model: Model, hit: dict[str, Any]) -> None:
+        """A cached parse: the same config(), refs and sources as last time, without rendering."""
+        if hit["captured"]:
+            model.config = merge_config(model.config, hit["captured"])
+        model.depends_on = set(hit["depends_on"])
+        model.ref_lines = dict(hit["ref_lines"])
+        model.schema = self.schema_for(model.config.get("schema"))
+        model.alias = str(model.config.get("alias") or model.name)
+        self.parents[model.uid] = set(model.depends_on)
+
+    def _parse_model(self, model: Model) -> None:
+        found = self.renderer.check(model.file, model.raw_sql)
+        model.depends_on = set()
+        lines = self.renderer.ref_lines(model.raw_sql)
+        if found:
+            self.problems.extend(found)
+            self.parents[model.uid] = set()
+            return
+
+        def line_for(func: str, last: str) -> int | None:
+            for f, args, line in lines:
+                if f == func and args and args[-1] == last:
+                    return line
+            return None
+
+        def ref(*args: str, **kwargs: Any) -> Relation:
+            name = str(kwargs.get("name") or args[-1]) if (args or kwargs) else ""
+            if len(args) == 2 and args[0] not in (self.mp.name,):
+                pass  # two-argument ref(package, model): the package is this project
+            target = self.mp.models.get(name) or self.mp.seeds.get(name)
+            if target is None:
+                close = _closest(name, [*self.mp.models, *self.mp.seeds])
+                raise RenderError(f"ref({name!r}) names no model or seed", line_for("ref", name),
+                                  f"did you mean {close!r}?" if close else "check the name")
+            model.depends_on.add(target.uid)
+            model.ref_lines.setdefault(target.uid, line_for("ref", name) or 0)
+            return Relation(target.schema, target.name, "__placeholder__")
+
+        def source(source_name: str, table_name: str) -> Relation:
+            src = self.mp.sources.get((source_name, table_name))
+            if src is None:
+                known = [f"{a}.{b}" for a, b in self.mp.sources]
+                close = _closest(f"{source_name}.{table_name}", known)
+                raise RenderError(f"source({source_name!r}, {table_name!r}) is not declared",
+                                  line_for("source", table_name),
+                                  f"did you mean {close!r}?" if close else
+                                  "declare it under sources: in a models/*.yml file")
+            model.depends_on.add(src.uid)
+            model.ref_lines.setdefault(src.uid, line_for("source", table_name) or 0)
+            return Relation(src.schema, src.identifier, "__placeholder__")
+
+        this = Relation(self.target.schema, model.name, "__this__")
+        try:
+            _, captured = self.renderer.render(model.file, model.raw_sql,
+                                               RenderContext(ref, source, this, False, dict(model.config)))
+        except RenderError as exc:
+            self.problems.append(Problem(model.file, exc.line, str(exc), exc.hint))
+            self.parents[model.uid] = set(model.depends_on)
+            return
+        model.captured = dict(captured)
+        if captured:
+            model.config = merge_config(model.config, captured)
+            config_line = next((i for i, ln in enumerate(model.raw_sql.splitlines(), 1) if "config(" in ln), None)
+            _check_model_config(model, captured, self.problems, config_line)
+        model.schema = self.schema_for(model.config.get("schema"))
+        model.alias = str(model.config.get("alias") or model.name)
+        if model.materialized == "incremental":
+            strategy = model.config.get("incremental_strategy")
+            if strategy in ("merge", "delete+insert") and not model.config.get("unique_key"):
+                self.problems.append(Problem(model.file, None, f"incremental_strategy {strategy!r} needs unique_key",
+                                             "add unique_key='id' to config()"))
+        self.parents[model.uid] = set(model.depends_on)
+
+    def _parse_test(self, test: DataTest) -> None:
+        to = test.kwargs.get("_to_uid")
+        if isinstance(to, str) and to.startswith("ref:"):
+            name = to[4:]
+            target = self.mp.models.get(name) or self.mp.seeds.get(name)
+            if target is None:
+                self.problems.append(Problem(test.file, test.line, f"relationships test refers to ref({name!r}), "
+                                             "which names no model or seed", "check the name"))
+                return
+            test.kwargs["_to_uid"] = target.uid
+        elif isinstance(to, str) and to.startswith("source.") and tuple(to.split(".")[1:3]) not in self.mp.sources:
+            self.problems.append(Problem(test.file, test.line, f"relationships test refers to an undeclared {to}"))
+            return
+        if isinstance(test.kwargs.get("_to_uid"), str):
+            test.depends_on.add(test.kwargs["_to_uid"])
+        self.parents[test.uid] = set(test.depends_on)
+
+    def _toposort(self) -> list[str]:
+        children: dict[str, set[str]] = {uid: set() for uid in self.parents}
+        indegree = {uid: 0 for uid in self.parents}
+        for uid, parents in self.parents.items():
+            for p in parents:
+                if p in children:
+                    children[p].add(uid)
+                    indegree[uid] += 1
+        ready = sorted(uid for uid, d in indegree.items() if d == 0)
+        order: list[str] = []
+        while ready:
+            uid = ready.pop(0)
+            order.append(uid)
+            for child in sorted(children[uid]):
+                indegree[child] -= 1
+                if indegree[child] == 0:
+                    ready.append(child)
+        if len(order) < len(self.parents):
+            cycle = self._find_cycle({u for u, d in indegree.items() if d > 0})
+            first = self.mp.models[cycle[0].split(".", 1)[1]]
+            line = first.ref_lines.get(cycle[1]) or None
+            path = " -> ".join(u.split(".", 1)[1] for u in cycle)
+            self.problems.append(Problem(first.file, line, f"models form a cycle: {path}",
+                                         "remove one of these refs"))
+            order.extend(sorted(u for u in self.parents if u not in order))
+        self.children = children
+        return order
+
+    def _find_cycle(self, nodes: set[str]) -> list[str]:
+        start = sorted(u for u in nodes if u.startswith("model."))[0]
+        path = [start]
+        seen = {start: 0}
+        current = start
+        while True:
+            nxt = sorted(p for p in self.parents[current] if p in nodes)[0]
+            if nxt in seen:
+                cycle = [*path[seen[nxt]:], nxt]
+                return cycle
+            seen[nxt] = len(path)
+            path.append(nxt)
+            current = nxt
+
+    # -- compile -----------------------------------------------------------------------------
+    def sql(self, model: Model, is_incremental: bool = False, dialect: str | None = None) -> str:
+        """The model's SELECT, with ephemeral models injected as CTEs, in the engine's dialect."""
+        key = (model.name, is_incremental, dialect or self.target.dialect)
+        cached = self._sql_cache.get(key)
+        if cached is None:
+            cached = self._sql_cache[key] = self._compile(model, is_incremental, dialect)
+        return cached
+
+    def _compile(self, model: Model, is_incremental: bool, dialect: str | None) -> str:
+        ephemerals: dict[str, str] = {}
+        body = self._render(model, is_incremental, ephemerals)
+        if ephemerals:
+            body = _inject_ctes(body, ephemerals)
+        from ..warehouse._sql import transpile
+
+        return transpile(body, self.target.source_dialect, dialect or self.target.dialect)
+
+    def _render(self, model: Model, is_incremental: bool, ephemerals: dict[str, str]) -> str:
+        def ref(*args: str, **kwargs: Any) -> Relation:
+            name = str(kwargs.get("name") or args[-1])
+            target = self.mp.models.get(name) or self.mp.seeds.get(name)
+            if target is None:
+                raise RenderError(f"ref({name!r}) names no model or seed")
+            if isinstance(target, Model) and target.materialized == "ephemeral":
+                cte = f"__dbt__cte__{target.name}"
+                if cte not in ephemerals:
+                    ephemerals[cte] = ""  # reserve the slot (cycles were rejected at parse)
+                    inner: dict[str, str] = {}
+                    text = self._render(target, False, inner)
+                    for key, value in inner.items():
+                        ephemerals.setdefault(key, value)
+                    ephemerals.pop(cte, None)
+                    ephemerals[cte] = text
+                return Relation(target.schema, target.name, cte)
+            schema, ident = self.node_relation(target)
+            return Relation(schema, ident, self.rel_text(schema, ident))
+
+        def source(source_name: str, table_name: str) -> Relation:
+            src = self.mp.sources[(source_name, table_name)]
+            return Relation(src.schema, src.identifier, self.rel_text(src.schema, src.identifier))
+
+        schema, ident = self.node_relation(model)
+        this = Relation(schema, ident, self.rel_text(schema, ident))
+        sql, _ = self.renderer.render(model.file, model.raw_sql,
+                                      RenderContext(ref, source, this, is_incremental, dict(model.config)))
+        return sql.strip().rstrip(";").strip()
+
+    # -- tests -------------------------------------------------------------------------------
+    def test_sql(self, test: DataTest, dialect: str | None = None) -> str:
+        """A query returning the failing rows, as dbt's built-in tests write it."""
+        d = self.target.source_dialect
+        model_rel = self._uid_rel(test.attached)
+        q = _q(test.column, d)
+        if test.where:
+            model_rel = f"(select * from {model_rel} where {test.where}) dbt_subquery"
+        if test.test == "not_null":
+            sql = f"select {q}\nfrom {model_rel}\nwhere {q} is null"
+        elif test.test == "unique":
+            sql = (f"select {q} as unique_field, count(*) as n_records\nfrom {model_rel}\nwhere {q} is not null\n"
+                   f"group by {q}\nhaving count(*) > 1")
+        elif test.test == "accepted_values":
+            quote = test.kwargs.get("quote", True)
+            values = ", ".join(literal(str(v), d) if quote else str(v) for v in test.kwargs["values"])
+            sql = (f"with all_values as (\n  select {q} as value_field, count(*) as n_records\n  from {model_rel}\n"
+                   f"  group by {q}\n)\nselect *\nfrom all_values\nwhere value_field not in ({values})")
+        else:
+            parent = self._uid_rel(str(test.kwargs["_to_uid"]))
+            field_ = _q(str(test.kwargs["field"]), d)
+            sql = (f"with child as (\n  select {q} as from_field\n  from {model_rel}\n  where {q} is not null\n),\n"
+                   f"parent as (\n  select {field_} as to_field\n  from {parent}\n)\n"
+                   "select from_field\nfrom child\nleft join parent on child.from_field = parent.to_field\n"
+                   "where parent.to_field is null")
+        from ..warehouse._sql import transpile
+
+        return transpile(sql, d, dialect or self.target.dialect)
+
+    def _uid_rel(self, uid: str) -> str:
+        kind, _, rest = uid.partition(".")
+        if kind == "model":
+            model = self.mp.models[rest]
+            if model.materialized == "ephemeral":
+                return f"({self.sql(model, dialect=self.target.source_dialect)}) as __eph"
+            return self.rel_text(*self.node_relation(model))
+        if kind == "seed":
+            return self.rel_text(*self.node_relation(self.mp.seeds[rest]))
+        src_name, _, table = rest.partition(".")
+        src = self.mp.sources[(src_name, table)]
+        return self.rel_text(src.schema, src.identifier)
+
+
+def _no_ref(*args: Any, **kwargs: Any) -> Any:
+    raise RenderError("ref() and source() cannot be used here")
+
+
+def _q(name: str, dialect: str) -> str:
+    from ..warehouse._sql import quote
+
+    return quote(name, dialect)
+
+
+def _inject_ctes(sql: str, ctes: dict[str, str]) -> str:
+    """Put ephemeral models in front as CTEs, joining an existing WITH (as dbt does)."""
+    import sqlglot
+    from sqlglot.tokens import TokenType  # type: ignore[attr-defined]
+
+    defs = ",\n".join(f"{name} as (\n{body}\n)" for name, body in ctes.items())
+    try:
+        tokens = sqlglot.tokenize(sql, read="duckdb")
+    except Exception:
+        tokens = []
+    if tokens and tokens[0].token_type == TokenType.WITH:
+        start, end = tokens[0].start, tokens[0].end + 1
+        rest = sql[end:]
+        recursive = rest.lstrip().lower().startswith("recursive")
+        if recursive:
+            return f"{sql[:end]} {defs},\n{rest.lstrip()[len('recursive'):]}".replace("with ", "with recursive ", 1)
+        return f"{sql[:start]}with {defs},\n{rest.lstrip()}"
+    return f"with {defs}\n{sql}"
+
+
+def _closest(name: str, options: list[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+class _ParseCache:
+    """What parsing each model found (config(), refs, sources), by content, in state/model_parse.json.
+
+    Like dbt's partial parsing: running one model in a 500-model project renders only what it runs.
+    The key covers the model's text, its folder config, the project's vars, macros and node names, and
+    the environment when the model reads ``env_var``.
+    """
+
+    def __init__(self, compiler: Compiler) -> None:
+        import hashlib
+        import json
+
+        mp = compiler.mp
+        self.path = mp.display_root / "state" / "model_parse.json"
+        names = sorted([*mp.models, *(f"seed:{s}" for s in mp.seeds), *(f"{a}.{b}" for a, b in mp.sources)])
+        macros = [text for _, text in compiler.renderer.macro_sources]
+        base = json.dumps([compiler.renderer.vars, macros, names, compiler.target.schema], sort_keys=True,
+                          default=str)
+        self.base = hashlib.sha256(base.encode()).hexdigest()
+        self.env = hashlib.sha256(json.dumps(sorted(compiler.renderer.env.items())).encode()).hexdigest()
+        self.uses_env = any("env_var" in m for m in macros)
+        try:
+            self.data: dict[str, Any] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+        if self.data.get("base") != self.base:
+            self.data = {"base": self.base, "models": {}}
+        self.dirty = False
+
+    def key(self, model: Model) -> str:
+        import hashlib
+        import json
+
+        env = self.env if (self.uses_env or "env_var" in model.raw_sql) else ""
+        text = json.dumps([model.raw_sql, model.config, env], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def get(self, name: str, key: str) -> dict[str, Any] | None:
+        entry = self.data["models"].get(name)
+        if isinstance(entry, dict) and entry.get("key") == key:
+            return dict(entry["parsed"])
+        return None
+
+    def put(self, model: Model, key: str) -> None:
+        self.data["models"][model.name] = {"key": key, "parsed": {
+            "captured": getattr(model, "captured", {}), "depends_on": sorted(model.depends_on),
+            "ref_lines": model.ref_lines}}
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        import json
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.data))
+        except OSError:
+            pass

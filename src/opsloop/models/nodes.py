@@ -1,0 +1,104 @@
+"""The nodes of a model project: models, seeds, sources and data tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MATERIALIZATIONS = ("view", "table", "incremental", "ephemeral")
+INCREMENTAL_STRATEGIES = ("append", "merge", "delete+insert")
+ON_SCHEMA_CHANGE = ("ignore", "fail", "append_new_columns", "sync_all_columns")
+
+
+@dataclass
+class Source:
+    """One table of a ``sources:`` block; ``source('raw', 'events')`` resolves to ``schema.identifier``."""
+
+    source_name: str
+    name: str
+    schema: str
+    identifier: str
+    file: str
+    line: int | None
+    columns: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def uid(self) -> str:
+        return f"source.{self.source_name}.{self.name}"
+
+
+@dataclass
+class Model:
+    name: str
+    file: str
+    """Path shown in messages (relative to the opsloop project folder)."""
+    path: str
+    """Path relative to the dbt project folder (``models/staging/stg_orders.sql``), for ``path:``."""
+    raw_sql: str
+    fqn: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+    yaml_config: dict[str, Any] = field(default_factory=dict)
+    depends_on: set[str] = field(default_factory=set)
+    ref_lines: dict[str, int] = field(default_factory=dict)
+    captured: dict[str, Any] = field(default_factory=dict)
+    """What the model's own ``config(...)`` call set (cached with the parse)."""
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    description: str = ""
+    schema: str = "main"
+    alias: str = ""
+
+    @property
+    def uid(self) -> str:
+        return f"model.{self.name}"
+
+    @property
+    def materialized(self) -> str:
+        return str(self.config.get("materialized", "view"))
+
+    @property
+    def tags(self) -> list[str]:
+        tags = self.config.get("tags", [])
+        return [tags] if isinstance(tags, str) else list(tags)
+
+
+@dataclass
+class Seed:
+    name: str
+    file: str
+    path: str
+    config: dict[str, Any] = field(default_factory=dict)
+    schema: str = "main"
+    alias: str = ""
+
+    @property
+    def uid(self) -> str:
+        return f"seed.{self.name}"
+
+    @property
+    def tags(self) -> list[str]:
+        tags = self.config.get("tags", [])
+        return [tags] if isinstance(tags, str) else list(tags)
+
+
+@dataclass
+class DataTest:
+    """One of the four built-in generic tests, attached to a model, seed or source column."""
+
+    name: str
+    test: str
+    """unique | not_null | accepted_values | relationships"""
+    attached: str
+    """uid of the model/seed/source the test checks."""
+    column: str
+    kwargs: dict[str, Any]
+    file: str
+    line: int | None
+    severity: str = "error"
+    where: str | None = None
+    depends_on: set[str] = field(default_factory=set)
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def uid(self) -> str:
+        return f"test.{self.name}"

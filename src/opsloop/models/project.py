@@ -1,0 +1,365 @@
+"""Read a dbt-layout project: dbt_project.yml, models/**/*.sql, schema .yml files, seeds/*.csv."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import Problem
+from ..project._yaml import LocatedYaml, YamlProblem, load_yaml
+from .nodes import INCREMENTAL_STRATEGIES, MATERIALIZATIONS, ON_SCHEMA_CHANGE, DataTest, Model, Seed, Source
+
+GENERIC_TESTS = ("unique", "not_null", "accepted_values", "relationships")
+CONFIG_KEYS = {
+    "materialized", "schema", "alias", "tags", "unique_key", "incremental_strategy", "on_schema_change",
+    "enabled", "full_refresh", "database", "meta", "docs", "persist_docs", "contract", "grants", "column_types",
+    "quote_columns", "delimiter", "severity", "where", "store_failures", "description", "group", "access",
+    "sql_header", "pre-hook", "post-hook", "pre_hook", "post_hook", "batch_size", "event_time", "lookback",
+}
+UNSUPPORTED_CONFIG = {"pre-hook", "post-hook", "pre_hook", "post_hook", "sql_header"}
+_REF_RE = re.compile(r"""^\s*ref\(\s*['"]([^'"]+)['"]\s*(?:,\s*['"]([^'"]+)['"]\s*)?\)\s*$""")
+_SOURCE_RE = re.compile(r"""^\s*source\(\s*['"]([^'"]+)['"]\s*,\s*['"]([^'"]+)['"]\s*\)\s*$""")
+
+
+@dataclass
+class ModelProject:
+    """Everything under the dbt project folder, before rendering."""
+
+    root: Path
+    """The dbt project folder."""
+    display_root: Path
+    """The opsloop project folder; messages name files relative to it."""
+    name: str = "opsloop"
+    vars: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, Model] = field(default_factory=dict)
+    seeds: dict[str, Seed] = field(default_factory=dict)
+    sources: dict[tuple[str, str], Source] = field(default_factory=dict)
+    tests: dict[str, DataTest] = field(default_factory=dict)
+    macro_files: list[Path] = field(default_factory=list)
+    models_config: dict[str, Any] = field(default_factory=dict)
+    seeds_config: dict[str, Any] = field(default_factory=dict)
+    model_paths: list[str] = field(default_factory=lambda: ["models"])
+
+    def rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.display_root))
+        except ValueError:
+            return str(path)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.models or self.seeds)
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _folder_config(tree: dict[str, Any], fqn: list[str]) -> dict[str, Any]:
+    """dbt_project.yml ``models:`` config for a node at ``fqn`` (project, folders..., name)."""
+    merged: dict[str, Any] = {}
+    node: Any = tree
+    parts = list(fqn[1:])
+    while isinstance(node, dict):
+        for key, value in node.items():
+            key = str(key)
+            if key.startswith("+"):
+                _merge(merged, key[1:], value)
+            elif key in CONFIG_KEYS and not isinstance(value, dict):
+                _merge(merged, key, value)
+            elif key in ("vars",) and isinstance(value, dict):
+                continue
+        if not parts:
+            break
+        head = parts.pop(0)
+        node = node.get(head) if head in node else None
+    return merged
+
+
+def _merge(target: dict[str, Any], key: str, value: Any) -> None:
+    if key == "tags":
+        target["tags"] = [*_as_list(target.get("tags")), *_as_list(value)]
+    elif key in ("meta", "column_types") and isinstance(value, dict):
+        target[key] = {**target.get(key, {}), **value}
+    else:
+        target[key] = value
+
+
+def merge_config(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        _merge(out, key, value)
+    return out
+
+
+def read_model_project(project_root: Path, dbt_dir: str | None, problems: list[Problem]) -> ModelProject | None:
+    """Read the model project of an opsloop project; None when it has no models, seeds or dbt project."""
+    root = (project_root / dbt_dir).resolve() if dbt_dir else project_root
+    mp = ModelProject(root=root, display_root=project_root)
+    config_path = root / "dbt_project.yml"
+    seed_paths = ["seeds"]
+    macro_paths = ["macros"]
+    if config_path.is_file():
+        try:
+            doc = load_yaml(config_path, project_root)
+        except YamlProblem as exc:
+            problems.append(exc.problem)
+            return mp
+        data = doc.data if isinstance(doc.data, dict) else {}
+        mp.name = str(data.get("name") or root.name)
+        mp.model_paths = _as_list(data.get("model-paths") or data.get("source-paths")) or ["models"]
+        seed_paths = _as_list(data.get("seed-paths") or data.get("data-paths")) or ["seeds"]
+        macro_paths = _as_list(data.get("macro-paths")) or ["macros"]
+        raw_vars = data.get("vars") or {}
+        if isinstance(raw_vars, dict):
+            for key, value in raw_vars.items():
+                if key == mp.name and isinstance(value, dict):
+                    mp.vars.update(value)
+                else:
+                    mp.vars[str(key)] = value
+        models_cfg = data.get("models") or {}
+        mp.models_config = models_cfg.get(mp.name, models_cfg) if isinstance(models_cfg, dict) else {}
+        if isinstance(models_cfg, dict):
+            top = {k: v for k, v in models_cfg.items() if str(k).startswith("+")}
+            mp.models_config = {**top, **mp.models_config}
+        seeds_cfg = data.get("seeds") or {}
+        mp.seeds_config = seeds_cfg.get(mp.name, seeds_cfg) if isinstance(seeds_cfg, dict) else {}
+        if data.get("packages") or (root / "packages.yml").is_file() or (root / "dependencies.yml").is_file():
+            target = root / ("packages.yml" if (root / "packages.yml").is_file() else "dependencies.yml")
+            problems.append(Problem(mp.rel(target if target.is_file() else config_path), 1,
+                                    "dbt packages are not supported",
+                                    "copy the macros you need into macros/ or inline them; see docs/models.md"))
+    elif dbt_dir:
+        problems.append(Problem(mp.rel(config_path), None, "no dbt_project.yml in the folder that "
+                                "opsloop.yml's dbt_project: names", "fix the path in opsloop.yml"))
+        return mp
+    for folder in macro_paths:
+        mp.macro_files.extend(sorted((root / folder).rglob("*.sql")))
+    yml_files: list[Path] = []
+    for folder in mp.model_paths:
+        base = root / folder
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*.sql")):
+            _read_model(mp, base, folder, path, problems)
+        yml_files.extend(sorted([*base.rglob("*.yml"), *base.rglob("*.yaml")]))
+    for folder in seed_paths:
+        base = root / folder
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*.csv")):
+            rel_parts = list(path.relative_to(base).with_suffix("").parts)
+            fqn = [mp.name, *rel_parts]
+            seed = Seed(name=path.stem, file=mp.rel(path), path=str(path.relative_to(root)))
+            seed.config = _folder_config(mp.seeds_config, fqn)
+            if seed.name in mp.seeds:
+                problems.append(Problem(seed.file, None, f"two seeds are named {seed.name!r}", "rename one"))
+            mp.seeds[seed.name] = seed
+        yml_files.extend(sorted([*base.rglob("*.yml"), *base.rglob("*.yaml")]))
+    for path in yml_files:
+        _read_schema_file(mp, path, problems)
+    _check_configs(mp, problems)
+    return mp
+
+
+def _read_model(mp: ModelProject, base: Path, folder: str, path: Path, problems: list[Problem]) -> None:
+    rel = mp.rel(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(rel, None, f"cannot read the model: {exc}"))
+        return
+    parts = list(path.relative_to(base).with_suffix("").parts)
+    model = Model(name=path.stem, file=rel, path=str(path.relative_to(mp.root)), raw_sql=text,
+                  fqn=[mp.name, *parts])
+    model.config = _folder_config(mp.models_config, model.fqn)
+    if model.name in mp.models:
+        problems.append(Problem(rel, None, f"two models are named {model.name!r} "
+                                f"(also {mp.models[model.name].file})", "rename one of the files"))
+        return
+    mp.models[model.name] = model
+
+
+def _read_schema_file(mp: ModelProject, path: Path, problems: list[Problem]) -> None:
+    rel = mp.rel(path)
+    try:
+        doc = load_yaml(path, mp.display_root)
+    except YamlProblem as exc:
+        problems.append(exc.problem)
+        return
+    data = doc.data
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        problems.append(Problem(rel, 1, "expected a mapping with version: 2 and models:/sources:/seeds:"))
+        return
+    for i, src in enumerate(data.get("sources") or []):
+        _read_source(mp, doc, rel, i, src, problems)
+    for kind in ("models", "seeds"):
+        entries = data.get(kind) or []
+        if not isinstance(entries, list):
+            problems.append(Problem(rel, doc.line_of((kind,)), f"{kind}: should be a list of entries with name:"))
+            continue
+        for i, entry in enumerate(entries):
+            loc: tuple[str | int, ...] = (kind, i)
+            if not isinstance(entry, dict) or "name" not in entry:
+                problems.append(Problem(rel, doc.line_of(loc), f"each entry under {kind}: needs a name:"))
+                continue
+            name = str(entry["name"])
+            target: Model | Seed | None = (mp.models if kind == "models" else mp.seeds).get(name)
+            if target is None:
+                what = "model file models/.../" + name + ".sql" if kind == "models" else f"seeds/{name}.csv"
+                problems.append(Problem(rel, doc.line_of((*loc, "name")), f"{kind[:-1]} {name!r} is described "
+                                        f"here but there is no {what}", "fix the name or remove the entry"))
+                continue
+            cfg = entry.get("config") or {}
+            if isinstance(target, Model):
+                target.yaml_config = dict(cfg)
+                target.description = str(entry.get("description") or "")
+                target.config = merge_config(target.config, cfg)
+            else:
+                target.config = merge_config(target.config, cfg)
+            uid = target.uid
+            for t_i, test in enumerate(entry.get("data_tests") or entry.get("tests") or []):
+                key = "data_tests" if "data_tests" in entry else "tests"
+                _read_test(mp, doc, rel, (*loc, key, t_i), test, uid, name, None, problems)
+            for c_i, col in enumerate(entry.get("columns") or []):
+                if not isinstance(col, dict) or "name" not in col:
+                    problems.append(Problem(rel, doc.line_of((*loc, "columns", c_i)), "each column needs a name:"))
+                    continue
+                if isinstance(target, Model):
+                    target.columns[str(col["name"])] = col
+                key = "data_tests" if "data_tests" in col else "tests"
+                for t_i, test in enumerate(col.get(key) or []):
+                    _read_test(mp, doc, rel, (*loc, "columns", c_i, key, t_i), test, uid, name,
+                               str(col["name"]), problems)
+
+
+def _read_source(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, src: Any, problems: list[Problem]) -> None:
+    loc: tuple[str | int, ...] = ("sources", i)
+    if not isinstance(src, dict) or "name" not in src:
+        problems.append(Problem(rel, doc.line_of(loc), "each source needs a name: and tables:"))
+        return
+    sname = str(src["name"])
+    schema = str(src.get("schema") or sname)
+    for t_i, table in enumerate(src.get("tables") or []):
+        tloc = (*loc, "tables", t_i)
+        if not isinstance(table, dict) or "name" not in table:
+            problems.append(Problem(rel, doc.line_of(tloc), "each source table needs a name:"))
+            continue
+        tname = str(table["name"])
+        source = Source(source_name=sname, name=tname, schema=schema,
+                        identifier=str(table.get("identifier") or tname), file=rel, line=doc.line_of(tloc),
+                        description=str(table.get("description") or ""))
+        for c_i, col in enumerate(table.get("columns") or []):
+            if isinstance(col, dict) and "name" in col:
+                source.columns[str(col["name"])] = str(col.get("data_type") or "")
+                key = "data_tests" if "data_tests" in col else "tests"
+                for k_i, test in enumerate(col.get(key) or []):
+                    _read_test(mp, doc, rel, (*tloc, "columns", c_i, key, k_i), test, source.uid,
+                               f"{sname}_{tname}", str(col["name"]), problems, prefix="source_")
+        mp.sources[(sname, tname)] = source
+
+
+def _slug(value: Any) -> str:
+    return re.sub(r"[^0-9a-zA-Z_]+", "_", str(value))
+
+
+def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | int, ...], test: Any, attached: str,
+               owner: str, column: str | None, problems: list[Problem], prefix: str = "") -> None:
+    line = doc.line_of(loc)
+    args: dict[str, Any]
+    if isinstance(test, str):
+        kind, args = test, {}
+    elif isinstance(test, dict) and len(test) >= 1:
+        kind = next(iter(test))
+        args = test[kind] if isinstance(test[kind], dict) else {}
+        if len(test) > 1:
+            problems.append(Problem(rel, line, f"a test entry should have one key (the test name), got {list(test)}"))
+            return
+    else:
+        problems.append(Problem(rel, line, f"cannot read this test entry: {test!r}"))
+        return
+    kind = str(kind)
+    if kind not in GENERIC_TESTS:
+        problems.append(Problem(rel, line, f"unsupported test {kind!r}",
+                                "opsloop runs the built-in tests unique, not_null, accepted_values and relationships"))
+        return
+    args = dict(args)
+    config = dict(args.pop("config", None) or {})
+    kwargs = dict(args.pop("arguments", None) or {})
+    custom_name = args.pop("name", None)
+    for key in ("where", "severity", "tags", "enabled", "store_failures", "warn_if", "error_if", "limit", "meta"):
+        if key in args:
+            config.setdefault(key, args.pop(key))
+    kwargs.update(args)
+    column = str(kwargs.pop("column_name", column)) if kwargs.get("column_name") or column else None
+    if column is None:
+        problems.append(Problem(rel, line, f"test {kind!r} needs a column",
+                                "put it under columns:, or give column_name"))
+        return
+    depends = {attached}
+    name_bits = [prefix + kind, owner, column]
+    if kind == "accepted_values":
+        values = kwargs.get("values")
+        if not isinstance(values, list):
+            problems.append(Problem(rel, line, "accepted_values needs values: a list of the allowed values"))
+            return
+        name_bits.append("_" + "__".join(_slug(v) for v in values))
+    if kind == "relationships":
+        to, field_ = kwargs.get("to"), kwargs.get("field")
+        match = _REF_RE.match(str(to)) if to else None
+        smatch = _SOURCE_RE.match(str(to)) if to else None
+        if not field_ or not (match or smatch):
+            problems.append(Problem(rel, line, "relationships needs to: ref('model') (or source('s','t')) and field:"))
+            return
+        if match:
+            parent = match.group(2) or match.group(1)
+            kwargs["_to_uid"] = f"ref:{parent}"
+            name_bits.append(f"_{_slug(field_)}__ref_{parent}_")
+        elif smatch:
+            kwargs["_to_uid"] = f"source.{smatch.group(1)}.{smatch.group(2)}"
+            name_bits.append(f"_{_slug(field_)}__source_{smatch.group(1)}_{smatch.group(2)}_")
+    severity = str(config.get("severity", "error")).lower()
+    if severity not in ("error", "warn"):
+        problems.append(Problem(rel, line, f"severity must be error or warn, not {severity!r}"))
+        return
+    name = str(custom_name) if custom_name else "_".join(name_bits)
+    if config.get("enabled") is False:
+        return
+    if name in mp.tests:
+        other = mp.tests[name]
+        problems.append(Problem(rel, line, f"two data tests are named {name!r} (the other is at "
+                                f"{other.file}:{other.line})", "give one of them a name: key"))
+        return
+    mp.tests[name] = DataTest(name=name, test=kind, attached=attached, column=column, kwargs=kwargs, file=rel,
+                              line=line, severity=severity, where=config.get("where"), depends_on=depends,
+                              tags=_as_list(config.get("tags")))
+
+
+def _check_configs(mp: ModelProject, problems: list[Problem]) -> None:
+    for model in mp.models.values():
+        _check_model_config(model, model.config, problems, None)
+
+
+def _check_model_config(model: Model, config: dict[str, Any], problems: list[Problem], line: int | None) -> None:
+    mat = config.get("materialized", "view")
+    if mat not in MATERIALIZATIONS:
+        problems.append(Problem(model.file, line, f"unsupported materialization {mat!r}",
+                                f"use one of {', '.join(MATERIALIZATIONS)}"))
+    strategy = config.get("incremental_strategy")
+    if strategy is not None and strategy not in INCREMENTAL_STRATEGIES:
+        problems.append(Problem(model.file, line, f"unsupported incremental_strategy {strategy!r}",
+                                f"use one of {', '.join(INCREMENTAL_STRATEGIES)}"))
+    osc = config.get("on_schema_change")
+    if osc is not None and osc not in ON_SCHEMA_CHANGE:
+        problems.append(Problem(model.file, line, f"unknown on_schema_change {osc!r}",
+                                f"use one of {', '.join(ON_SCHEMA_CHANGE)}"))
+    for key in config:
+        if key in UNSUPPORTED_CONFIG and config[key]:
+            problems.append(Problem(model.file, line, f"config {key!r} (hooks) is not supported",
+                                    "move the statement into a model or remove it"))

@@ -1,0 +1,304 @@
+"""Run a selection of the DAG: seeds, models (view, table, incremental, ephemeral) and data tests.
+
+Independent nodes run in parallel on their own warehouse sessions when the engine gains from it;
+a node runs once all its selected parents succeeded, and is skipped when one failed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import OpsloopError
+from ..warehouse import Warehouse
+from ..warehouse._sql import Statements
+from ._seeds import engine_type, seed_table
+from .compiler import Compiler
+from .nodes import DataTest, Model, Seed
+
+
+@dataclass
+class NodeResult:
+    """What happened to one node: shown in the summary table and returned by the Python API."""
+
+    uid: str
+    name: str
+    kind: str
+    materialization: str
+    relation: str
+    status: str
+    """success | error | skipped | pass | fail | warn"""
+    rows: int | None = None
+    changed_rows: int | None = None
+    seconds: float = 0.0
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ModelRunError(OpsloopError):
+    """A model failed in the warehouse; the message names the model file."""
+
+
+class Runner:
+    def __init__(self, compiler: Compiler, warehouse: Warehouse, full_refresh: bool = False,
+                 threads: int | None = None, on_result: Callable[[NodeResult], None] | None = None,
+                 on_start: Callable[[str], None] | None = None) -> None:
+        self.c = compiler
+        self.wh = warehouse
+        self.full_refresh = full_refresh
+        self.threads = max(1, threads or compiler.target.threads) if warehouse.PARALLEL_SESSIONS else 1
+        self.on_result = on_result
+        self.on_start = on_start
+        self._existing: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+        self._schemas: set[str] = set()
+
+    # -- orchestration -----------------------------------------------------------------------
+    def run(self, selected: list[str]) -> list[NodeResult]:
+        """Run ``selected`` uids (in any order) respecting the DAG; returns results in completion order."""
+        self._existing = self.wh.relations()
+        chosen = set(selected)
+        # ephemeral models are compiled into their children: their parents become the children's parents
+        parents = {uid: {p for p in self._through_ephemeral(uid) if p in chosen} for uid in chosen}
+        results: list[NodeResult] = []
+        state: dict[str, str] = {}
+        children: dict[str, list[str]] = {uid: [] for uid in chosen}
+        waiting = {uid: len(ps) for uid, ps in parents.items()}
+        for uid, ps in parents.items():
+            for p in ps:
+                children[p].append(uid)
+        order = {uid: i for i, uid in enumerate(self.c.order)}
+        ready = sorted((u for u, n in waiting.items() if n == 0), key=lambda u: order.get(u, 0), reverse=True)
+        sessions = [self.wh.session() for _ in range(self.threads)] if self.threads > 1 else [self.wh]
+        free = list(sessions)
+        running: dict[Future[NodeResult], tuple[str, Warehouse]] = {}
+
+        def finished(uid: str, status: str) -> None:
+            state[uid] = status
+            for child in children[uid]:
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    ready.append(child)
+            ready.sort(key=lambda u: order.get(u, 0), reverse=True)
+
+        try:
+            with ThreadPoolExecutor(max_workers=self.threads) as pool:
+                while ready or running:
+                    while ready and free:
+                        uid = ready.pop()
+                        bad = [p for p in parents[uid] if state[p] in ("error", "fail", "skipped")]
+                        if bad:
+                            res = self._skipped(uid, bad[0])
+                            self._emit(res, results)
+                            finished(uid, "skipped")
+                            continue
+                        session = free.pop()
+                        if self.on_start:
+                            self.on_start(uid)
+                        running[pool.submit(self._run_node, uid, session)] = (uid, session)
+                    if not running:
+                        continue
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        uid, session = running.pop(fut)
+                        free.append(session)
+                        res = fut.result()
+                        self._emit(res, results)
+                        finished(uid, res.status)
+        finally:
+            for s in sessions:
+                if s is not self.wh:
+                    self.wh.release(s)
+        return results
+
+    def _through_ephemeral(self, uid: str) -> set[str]:
+        out: set[str] = set()
+        for parent in self.c.parents.get(uid, set()):
+            if parent.startswith("model.") and self.c.mp.models[parent[6:]].materialized == "ephemeral":
+                out |= self._through_ephemeral(parent)
+            else:
+                out.add(parent)
+        return out
+
+    def _emit(self, res: NodeResult, results: list[NodeResult]) -> None:
+        results.append(res)
+        if self.on_result:
+            self.on_result(res)
+
+    def _skipped(self, uid: str, because: str) -> NodeResult:
+        kind, _, name = uid.partition(".")
+        return NodeResult(uid, name, kind, self._mat(uid), "", "skipped",
+                          message=f"skipped because {because.split('.', 1)[1]} did not succeed")
+
+    def _mat(self, uid: str) -> str:
+        kind, _, name = uid.partition(".")
+        if kind == "model":
+            return self.c.mp.models[name].materialized
+        return "seed" if kind == "seed" else ("test" if kind == "test" else kind)
+
+    def _run_node(self, uid: str, wh: Warehouse) -> NodeResult:
+        kind, _, name = uid.partition(".")
+        started = time.perf_counter()
+        try:
+            if kind == "model":
+                res = self._model(self.c.mp.models[name], wh)
+            elif kind == "seed":
+                res = self._seed(self.c.mp.seeds[name], wh)
+            elif kind == "test":
+                res = self._test(self.c.mp.tests[name], wh)
+            else:
+                res = NodeResult(uid, name, kind, kind, self.c.relation_of(uid), "success")
+        except Exception as exc:
+            where = ""
+            if kind == "model":
+                where = f"{self.c.mp.models[name].file}: "
+            elif kind == "seed":
+                where = f"{self.c.mp.seeds[name].file}: "
+            elif kind == "test":
+                t = self.c.mp.tests[name]
+                where = f"{t.file}:{t.line}: "
+            res = NodeResult(uid, name, kind, self._mat(uid), "", "error", message=f"{where}{_short(exc)}")
+        res.seconds = time.perf_counter() - started
+        return res
+
+    def _ensure_schema(self, wh: Warehouse, schema: str) -> None:
+        with self._lock:
+            if schema in self._schemas:
+                return
+            self._schemas.add(schema)
+        if not any(s == schema.lower() for s, _ in self._existing):
+            wh.ensure_schema(schema)
+
+    # -- models ------------------------------------------------------------------------------
+    def _model(self, model: Model, wh: Warehouse) -> NodeResult:
+        mat = model.materialized
+        schema, ident = self.c.node_relation(model)
+        d = wh.dialect
+        st = Statements(wh)
+        target = st.rel(schema, ident)
+        res = NodeResult(model.uid, model.name, "model", mat, f"{schema}.{ident}", "success")
+        if mat == "ephemeral":
+            return res
+        self._ensure_schema(wh, schema)
+        existing = self._existing.get((schema.lower(), ident.lower()))
+        if mat == "view":
+            if existing == "table":
+                wh.execute(st.drop(target, "table"))
+            for stmt in st.create_view(target, self.c.sql(model, dialect=d)):
+                wh.execute(stmt)
+            res.rows, res.changed_rows = None, 0
+            self._set_existing(schema, ident, "view")
+            return res
+        full = self.full_refresh and model.config.get("full_refresh") is not False
+        if mat == "incremental" and existing == "table" and not full:
+            return self._incremental(model, wh, st, target, schema, ident, res)
+        if existing == "view":
+            wh.execute(st.drop(target, "view"))
+        body = self.c.sql(model, is_incremental=False, dialect=d)
+        count = None
+        for stmt in st.create_table(target, body, replace=existing == "table"):
+            count = wh.execute_count(stmt)
+        if count is None:
+            count = int(wh.query(st.count(target)).rows[0][0])
+        res.rows = res.changed_rows = count
+        self._set_existing(schema, ident, "table")
+        return res
+
+    def _set_existing(self, schema: str, ident: str, kind: str) -> None:
+        with self._lock:
+            self._existing[(schema.lower(), ident.lower())] = kind
+
+    def _incremental(self, model: Model, wh: Warehouse, st: Statements, target: str, schema: str, ident: str,
+                     res: NodeResult) -> NodeResult:
+        tmp_name = f"{ident}__dbt_tmp"
+        tmp = st.rel(schema, tmp_name)
+        body = self.c.sql(model, is_incremental=True, dialect=wh.dialect)
+        wh.execute(st.drop(tmp, "table"))
+        for stmt in st.create_table(tmp, body, replace=False):
+            wh.execute(stmt)
+        try:
+            new_cols = wh.columns(schema, tmp_name)
+            old_cols = wh.columns(schema, ident)
+            columns = self._schema_change(model, wh, st, target, new_cols, old_cols)
+            res.changed_rows = int(wh.query(st.count(tmp)).rows[0][0])
+            keys = model.config.get("unique_key")
+            key_list = [keys] if isinstance(keys, str) else list(keys or [])
+            strategy = model.config.get("incremental_strategy") or ("merge" if key_list else "append")
+            if not key_list or strategy == "append":
+                wh.execute(st.insert_select(target, tmp, columns))
+            elif strategy == "merge" and wh.SUPPORTS_MERGE:
+                wh.execute(st.merge(target, tmp, key_list, columns))
+            else:
+                wh.execute(st.delete_matching(target, tmp, key_list))
+                wh.execute(st.insert_select(target, tmp, columns))
+        finally:
+            wh.execute(st.drop(tmp, "table"))
+        res.rows = int(wh.query(st.count(target)).rows[0][0])
+        return res
+
+    def _schema_change(self, model: Model, wh: Warehouse, st: Statements, target: str,
+                       new_cols: list[tuple[str, str]], old_cols: list[tuple[str, str]]) -> list[str]:
+        mode = model.config.get("on_schema_change") or "ignore"
+        old_names = [c for c, _ in old_cols]
+        new_names = [c for c, _ in new_cols]
+        added = [(c, t) for c, t in new_cols if c.lower() not in {o.lower() for o in old_names}]
+        removed = [c for c in old_names if c.lower() not in {n.lower() for n in new_names}]
+        if mode == "fail" and (added or removed):
+            raise ModelRunError(
+                f"the columns changed (added {[c for c, _ in added]}, removed {removed}) and on_schema_change is "
+                "'fail'; run with --full-refresh or set on_schema_change to append_new_columns / sync_all_columns")
+        if mode in ("append_new_columns", "sync_all_columns"):
+            for col, type_ in added:
+                wh.execute(st.add_column(target, col, type_))
+            if mode == "sync_all_columns":
+                for col in removed:
+                    wh.execute(st.drop_column(target, col))
+            cols = [c for c in new_names]
+            return cols
+        return [c for c in new_names if c.lower() in {o.lower() for o in old_names}]
+
+    # -- seeds -------------------------------------------------------------------------------
+    def _seed(self, seed: Seed, wh: Warehouse) -> NodeResult:
+        schema, ident = self.c.node_relation(seed)
+        st = Statements(wh)
+        target = st.rel(schema, ident)
+        self._ensure_schema(wh, schema)
+        path = self.c.mp.root / seed.path
+        col_types = {str(k): str(v) for k, v in (seed.config.get("column_types") or {}).items()}
+        header, types, rows = seed_table(path, col_types, str(seed.config.get("delimiter") or ","))
+        if not header:
+            raise ModelRunError(f"{seed.file} is empty; a seed needs a header row")
+        existing = self._existing.get((schema.lower(), ident.lower()))
+        same = existing == "table" and not self.full_refresh and \
+            [c.lower() for c, _ in wh.columns(schema, ident)] == [h.lower() for h in header]
+        if same:
+            wh.execute(f"TRUNCATE TABLE {target}")  # as dbt: keep the table (and views bound to it), reload rows
+        else:
+            if existing:
+                wh.execute(st.drop(target, existing))
+            cols = ", ".join(f"{st.q(c)} {engine_type(t, wh.dialect)}" for c, t in zip(header, types, strict=True))
+            suffix = f" {wh.TABLE_SUFFIX}" if wh.TABLE_SUFFIX else ""
+            wh.execute(f"CREATE TABLE {target} ({cols}){suffix}")
+        written = wh.insert_rows(target, header, rows)
+        self._set_existing(schema, ident, "table")
+        return NodeResult(seed.uid, seed.name, "seed", "seed", f"{schema}.{ident}", "success", written, written)
+
+    # -- tests -------------------------------------------------------------------------------
+    def _test(self, test: DataTest, wh: Warehouse) -> NodeResult:
+        sql = self.c.test_sql(test, wh.dialect)
+        failures = int(wh.query(f"select count(*) from (\n{sql}\n) dbt_internal_test").rows[0][0])
+        status = "pass" if failures == 0 else ("warn" if test.severity == "warn" else "fail")
+        msg = "" if failures == 0 else f"{test.file}:{test.line}: {failures} failing row(s) for {test.test} on " \
+                                       f"{test.attached.split('.', 1)[1]}.{test.column}"
+        return NodeResult(test.uid, test.name, "test", "test", "", status, failures, None, message=msg)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if len(text) > 400 else text

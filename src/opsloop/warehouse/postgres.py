@@ -1,0 +1,102 @@
+"""Postgres as the warehouse (psycopg 3). ``url: postgresql://user@host:5432/db?schema=analytics``."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..errors import WarehouseError
+from .base import QueryResult, Warehouse
+
+
+def _split_schema(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    schema = query.pop("schema", "public")
+    return urlunsplit(parts._replace(query=urlencode(query))), schema
+
+
+_QMARK = re.compile(r"\?")
+
+
+class PostgresWarehouse(Warehouse):
+    dialect = "postgres"
+    SUPPORTS_ARROW_INSERT = False
+    SUPPORTS_MERGE = True
+    TRANSACTIONAL_DDL = True
+    CREATE_OR_REPLACE_TABLE = False
+    DROP_CASCADE = True
+
+    def __init__(self, url: str) -> None:
+        self.url, self.default_schema = _split_schema(url)
+        self._con: Any = None
+        self._lock = threading.RLock()
+
+    @property
+    def con(self) -> Any:
+        if self._con is None:
+            import psycopg
+
+            try:
+                self._con = psycopg.connect(self.url, autocommit=True)
+            except psycopg.Error as exc:
+                raise WarehouseError(f"cannot connect to the Postgres warehouse: {exc}") from exc
+            if self._con.info.server_version < 150000:
+                self.SUPPORTS_MERGE = False
+        return self._con
+
+    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+        import psycopg
+
+        text = _QMARK.sub("%s", sql) if params else sql
+        try:
+            cur = self.con.cursor()
+            cur.execute(text, list(params) if params else None)
+            return cur
+        except psycopg.Error as exc:
+            raise WarehouseError(str(exc).strip()) from exc
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self._lock:
+            self._run(sql, params)
+
+    def execute_count(self, sql: str) -> int | None:
+        with self._lock:
+            cur = self._run(sql, ())
+            return int(cur.rowcount) if cur.rowcount is not None and cur.rowcount >= 0 else None
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+        with self._lock:
+            cur = self._run(sql, params)
+            columns = [d.name for d in cur.description] if cur.description else []
+            rows = cur.fetchall() if cur.description else []
+        return QueryResult(columns, [tuple(r) for r in rows])
+
+    def insert_rows(self, target: str, columns: list[str], rows: list[list[Any]]) -> int:
+        from ._sql import quote
+
+        cols = ", ".join(quote(c, self.dialect) for c in columns)
+        with self._lock:
+            import psycopg
+
+            try:
+                with self.con.cursor() as cur, cur.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except psycopg.Error as exc:
+                raise WarehouseError(str(exc).strip()) from exc
+        return len(rows)
+
+    def insert_arrow(self, table: str, data: Any) -> int:
+        columns = list(data.column_names)
+        rows = [list(r.values()) for r in data.to_pylist()]
+        return self.insert_rows(table, columns, rows)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None

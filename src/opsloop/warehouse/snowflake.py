@@ -1,0 +1,64 @@
+"""Snowflake (optional extra ``opsloop[snowflake]``); the connector is imported only when connecting."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import WarehouseError
+from .base import QueryResult, Warehouse
+
+
+class SnowflakeWarehouse(Warehouse):
+    dialect = "snowflake"
+    default_schema = "PUBLIC"
+    SUPPORTS_MERGE = True
+    CREATE_OR_REPLACE_TABLE = True
+    PARALLEL_SESSIONS = False
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        self.default_schema = str(options.get("schema") or "PUBLIC")
+        self._con: Any = None
+        self._lock = threading.RLock()
+
+    @property
+    def con(self) -> Any:
+        if self._con is None:
+            try:
+                import snowflake.connector
+            except ImportError as exc:
+                raise WarehouseError("the Snowflake warehouse needs `pip install 'opsloop[snowflake]'`") from exc
+            self._con = snowflake.connector.connect(**self.options)
+        return self._con
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.query(sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+        with self._lock:
+            cur = self.con.cursor()
+            try:
+                cur.execute(sql.replace("?", "%s") if params else sql, list(params) if params else None)
+                columns = [d[0] for d in cur.description] if cur.description else []
+                rows = cur.fetchall() if cur.description else []
+            except Exception as exc:
+                raise WarehouseError(str(exc)) from exc
+        return QueryResult(columns, [tuple(r) for r in rows])
+
+    def insert_arrow(self, table: str, data: Any) -> int:
+        from ._sql import quote
+
+        columns = list(data.column_names)
+        cols = ", ".join(quote(c, self.dialect) for c in columns)
+        marks = ", ".join("%s" for _ in columns)
+        with self._lock:
+            self.con.cursor().executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})",
+                                          [list(r.values()) for r in data.to_pylist()])
+        return int(data.num_rows)
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
