@@ -133,7 +133,13 @@ async def send(url: str, rate: float, seconds: float, start_n: int = 0, senders:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 sent[start_n + i] = time.time()
-                response = await client.post("/hooks/bench", json={"n": start_n + i})
+                for attempt in range(3):  # a kept-alive connection the server just closed: send again
+                    try:
+                        response = await client.post("/hooks/bench", json={"n": start_n + i})
+                        break
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
                 response.raise_for_status()
 
         await asyncio.gather(*(sender() for _ in range(senders)))

@@ -106,7 +106,8 @@ def all_runs(root: Path) -> list[runs.RunRow]:
 def sleep_deadlines(root: Path) -> dict[str, Any]:
     store = open_store("sqlite:///state/opsloop.sqlite", root)
     try:
-        return {r.id: runs.run_steps(store, r.id)[1]["output"]["until"] for r in runs.list_runs(store, "crashy")}
+        steps = {r.id: runs.run_steps(store, r.id) for r in runs.list_runs(store, "crashy")}
+        return {run_id: s[1]["output"]["until"] for run_id, s in steps.items() if len(s) > 1}  # sleeping ones
     finally:
         store.close()
 

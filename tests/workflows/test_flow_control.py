@@ -64,7 +64,7 @@ async def slow_flow(ctx: Context) -> None:
     tries = [e["t"] for e in log(project_dir) if e["kind"] == "try"]
     assert len(tries) == 3
     gaps = [b - a for a, b in itertools.pairwise(tries)]
-    assert 0.18 < gaps[0] < 0.35 and 0.38 < gaps[1] < 0.6
+    assert 0.18 < gaps[0] < 0.8 and 0.38 < gaps[1] < 1.2 and gaps[1] > gaps[0]  # 0.2 s, then 0.4 s
     [step] = runs.run_steps(srv.app.store, ok.id)
     assert step["attempts"] == 3 and step["status"] == "completed"
     [failed] = wait_runs(srv, 1, status="failed", workflow="slow_flow")
@@ -104,7 +104,7 @@ def test_debounce_hands_the_run_every_event_of_the_window(project_dir: Path,
 async def digest(ctx: Context) -> list:
     return [e["data"]["field"] for e in ctx.events]
 '''})
-    srv = start(project_dir, time_scale=0.05)  # a 0.5 s window
+    srv = start(project_dir, time_scale=0.15)  # a 1.5 s window
     for field in ("email", "phone", "plan"):
         emit(srv, "profile.changed", {"person": "p1", "field": field})
     emit(srv, "profile.changed", {"person": "p2", "field": "name"})

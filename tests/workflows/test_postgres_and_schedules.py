@@ -131,3 +131,22 @@ def test_retention_purges_finished_runs_and_old_ticks(project_dir: Path, request
         assert store.query("SELECT tick FROM wf_schedule_ticks") == [(3.0,)]
     finally:
         store.close()
+
+
+def test_a_paused_schedule_does_not_fire_and_catches_up_on_resume(project_dir: Path,
+                                                                 start: Callable[..., ServerThread]) -> None:
+    write_files(project_dir, {"workflows/yearly.py": YEARLY.replace("{policy}", "run_once")})
+    srv = start(project_dir)
+    store = srv.app.store
+    wait_for(lambda: store.query("SELECT 1 FROM wf_workflows WHERE name = 'yearly'"), what="the workflow row")
+    runs.set_paused(store, "yearly", True)
+    with store.transaction() as cur:
+        store.execute(cur, "INSERT INTO wf_schedule_ticks (schedule, tick, run_id, created_at) VALUES (?, ?, NULL, ?)",
+                      ("yearly", 1703980800.0, time.time()))
+    engine = srv.app.services["workflows"]
+    engine._fire_schedules()
+    assert runs_of(srv, "yearly") == []
+    runs.set_paused(store, "yearly", False)
+    engine._fire_schedules()
+    [run] = wait_runs(srv, 1, workflow="yearly")
+    assert run.output["missed"] == time.gmtime().tm_year - 2023

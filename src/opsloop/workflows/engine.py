@@ -592,9 +592,10 @@ class Engine:
         store = self.store
         now = time.time()
         upcoming = now + 60
+        paused = {str(r[0]) for r in store.query("SELECT name FROM wf_workflows WHERE paused = 1")}
         for wf in self.definitions.values():
-            if wf.schedule is None:
-                continue
+            if wf.schedule is None or wf.name in paused:
+                continue  # a paused schedule's ticks are handled on resume by its catch-up policy
             rows = store.query("SELECT MAX(tick) FROM wf_schedule_ticks WHERE schedule = ?", (wf.name,))
             last = rows[0][0] if rows and rows[0][0] is not None else None
             if last is None:
