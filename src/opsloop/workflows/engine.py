@@ -90,13 +90,18 @@ class Engine:
             "workflows", store, self.app.bus, self._on_events, poll=0.5,
             load_cursor=lambda: store.get_cursor("workflows"), save_cursor=False,
         )
-        self._tasks = [
-            asyncio.create_task(self._consumer.run(), name="workflows:consumer"),
-            asyncio.create_task(self._worker(), name="workflows:worker"),
-            asyncio.create_task(self._heartbeat(), name="workflows:heartbeat"),
-            asyncio.create_task(self._housekeeping(), name="workflows:housekeeping"),
-        ]
-        if any(wf.schedule for wf in self.definitions.values()):
+        # Process roles (docs/deploy.md): receivers run no workflows; a scheduler fires schedule ticks only.
+        settings = self.app.settings
+        self._tasks = []
+        if settings.has_role("worker"):
+            self._tasks = [
+                asyncio.create_task(self._consumer.run(), name="workflows:consumer"),
+                asyncio.create_task(self._worker(), name="workflows:worker"),
+                asyncio.create_task(self._heartbeat(), name="workflows:heartbeat"),
+                asyncio.create_task(self._housekeeping(), name="workflows:housekeeping"),
+            ]
+        runs_schedules = settings.has_role("worker") or settings.role == "scheduler"
+        if runs_schedules and any(wf.schedule for wf in self.definitions.values()):
             self._tasks.append(asyncio.create_task(self._scheduler(), name="workflows:scheduler"))
 
     async def stop(self) -> None:
