@@ -69,6 +69,8 @@ def run_demo(directory: Path, port: int = 8620, host: str = "127.0.0.1", duratio
             try:
                 await asyncio.wait_for(asyncio.shield(serving), timeout=duration)
             except TimeoutError:
+                stop.set()  # let the traffic finish its last request before the server stops
+                await generator
                 server.should_exit = True
         await serving
         stop.set()

@@ -126,9 +126,9 @@ class Traffic:
                 s.unclaimed.append(request.person)  # nobody claims it: the SLA is missed
                 self._count("left_unclaimed")
                 return "unclaimed"
-            await self.claim(client, request.event_id, rng.choice(CLAIMERS))
+            status = await self.claim(client, request.event_id, rng.choice(CLAIMERS))
             s.claimed.append(request.person)
-            self._count("claim")
+            self._count("claim" if status == 200 else f"claim_failed_{status}")
             return "claim"
         if roll < 0.72 and (s.claimed or s.unclaimed):
             person = (s.claimed or s.unclaimed).pop(0)
