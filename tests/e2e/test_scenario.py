@@ -124,7 +124,7 @@ def test_the_example_company_scenario(tmp_path: Path, smtp: tuple[Inbox, int]) -
             env.write(f"SLACK_BOT_TOKEN={SLACK_TOKEN}\nSLACK_API_URL={slack.url}\nSLACK_PACE=0\n"
                       f"HUBSPOT_SYNC_TYPE=hubspot\nHUBSPOT_TOKEN={hubspot.token}\nHUBSPOT_API_URL={hubspot_server.url}\n"
                       f"ZENDESK_SYNC_TYPE=zendesk\nZENDESK_API_URL={zendesk_server.url}\n"
-                      "ZENDESK_EMAIL=agent@example.com\nZENDESK_TOKEN=zd-test\n"
+                      "ZENDESK_EMAIL=agent@example.com\nZENDESK_API_TOKEN=zd-test\n"
                       f"SMTP_HOST=127.0.0.1\nSMTP_PORT={smtp_port}\nSMTP_TLS=none\nSMTP_FROM=sam@example.com\n"
                       "OPSLOOP_MODELS_DEBOUNCE=200ms\n")
         app = make_app(root, time_scale=SLA_SECONDS / 900, load_interval=0.1)
