@@ -9,7 +9,8 @@ signed as those senders sign them.
 4. a dashboard metric moves within a second of the purchase;
 5. the buyer enters the active_customers segment and gets exactly one personalised email;
 6. the buyer edits their phone in the app: the app outranks the CRM and the support tool, so the new
-   phone reaches HubSpot and Zendesk, exactly once each (before, the CRM's own phone was never echoed back).
+   phone reaches HubSpot and Zendesk, exactly once each (before, the CRM's own phone was never echoed back);
+7. a later phone edit in the CRM (ranked below the app) changes nothing and sends nothing.
 """
 
 from __future__ import annotations
@@ -202,5 +203,22 @@ def run_scenario(s: Scenario, slack: FakeSlack, hubspot: FakeServer, zendesk: Fa
     support = _writes(zendesk, "/api/v2/users/create_or_update_many", GRACE.email)
     assert [c["properties"].get("phone") for c in crm] == [wanted], crm
     assert [u.get("phone") for u in support] == [wanted], support
+    golden = s.query("select phone, phone__source from identity.golden_records where email = 'grace@hooli.example'")
+    assert golden == [{"phone": wanted, "phone__source": "app"}]
+
+    # 7. A later edit in a lower-ranked system (the CRM) does not override the app's phone: nothing is sent.
+    seeds = s.project.root / "seeds" / "crm_contacts.csv"
+    old_row = "999,grace@hooli.example,Grace,Hopper,+1 415 555 0100,Hooli,2026-09-01 10:00:00"
+    assert old_row in seeds.read_text()
+    seeds.write_text(seeds.read_text().replace(old_row, old_row.replace("0100", "0177").replace("09-01", "11-24")))
+    rebuilt = s.api.post("/api/models/build", json={"select": ["crm_contacts", "app_users"]}, timeout=120)
+    assert rebuilt.status_code == 200, rebuilt.text
+    wait_for(lambda: s.query("select 1 from identity.field_values where system = 'crm' and field = 'phone' "
+                             "and value like '%0177'"), 30, interval=0.1, what="the identity build to see the CRM edit")
+    for name in ("hubspot_contacts", "zendesk_users"):
+        run = s.api.post(f"/api/syncs/{name}/run", json={}, timeout=60)
+        assert run.status_code == 200 and run.json()["sent"] == 0, run.text
+    assert len(_writes(hubspot, "/crm/v3/objects/contacts/batch", GRACE.email)) == 1
+    assert len(_writes(zendesk, "/api/v2/users/create_or_update_many", GRACE.email)) == 1
     golden = s.query("select phone, phone__source from identity.golden_records where email = 'grace@hooli.example'")
     assert golden == [{"phone": wanted, "phone__source": "app"}]
