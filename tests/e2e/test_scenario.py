@@ -1,7 +1,7 @@
 """The essay's scenario, end to end, on the example company (`opsloop init --example saas`) served by a real
 server, against local stand-ins for Slack (Web API), HubSpot (CRM v3 batch upsert), Zendesk (users
-create_or_update_many + job statuses) and an SMTP server (aiosmtpd). Stripe's and the app's webhooks are
-signed as those senders sign them.
+create_or_update_many + job statuses), Stripe's API (the example's Stripe source pulls from it) and an SMTP
+server (aiosmtpd). Stripe's and the app's webhooks are signed as those senders sign them.
 
 1. a demo request posts a Slack message with a Claim button;
 2. nobody claims it: the same message is updated when the SLA (15 min, ~2 s here by time_scale) passes;
@@ -33,6 +33,7 @@ from opsloop.events._signatures import SignedRequest, make_preset
 from opsloop.project.scaffold import init_project
 
 from ..conftest import ServerThread, free_port, make_app, wait_for
+from ..sources.fake_stripe import StripeFake
 from ..syncs.conftest import FakeServer
 from ..syncs.fakes import FakeHubSpot, FakeZendesk
 from ..workflows.fake_slack import TOKEN as SLACK_TOKEN
@@ -120,6 +121,9 @@ def test_the_example_company_scenario(tmp_path: Path, smtp: tuple[Inbox, int]) -
     init_project(root, example="saas")
     hubspot, zendesk = FakeHubSpot(), FakeZendesk()
     hubspot_server, zendesk_server = FakeServer(hubspot), FakeServer(zendesk)
+    stripe = StripeFake()
+    stripe.put("customers", "cus_grace", email=GRACE.email, name=GRACE.name)
+    stripe.put("subscriptions", "sub_grace", customer="cus_grace", status="active")
     with FakeSlack() as slack:
         with (root / ".env").open("a") as env:
             env.write(f"SLACK_BOT_TOKEN={SLACK_TOKEN}\nSLACK_API_URL={slack.url}\nSLACK_PACE=0\n"
@@ -127,6 +131,7 @@ def test_the_example_company_scenario(tmp_path: Path, smtp: tuple[Inbox, int]) -
                       f"ZENDESK_SYNC_TYPE=zendesk\nZENDESK_API_URL={zendesk_server.url}\n"
                       "ZENDESK_EMAIL=agent@example.com\nZENDESK_API_TOKEN=zd-test\n"
                       f"SMTP_HOST=127.0.0.1\nSMTP_PORT={smtp_port}\nSMTP_TLS=none\nSMTP_FROM=sam@example.com\n"
+                      f"STRIPE_API_URL={stripe.url}\nSTRIPE_SECRET_KEY={stripe.key}\n"
                       "OPSLOOP_MODELS_DEBOUNCE=200ms\n")
         app = make_app(root, time_scale=SLA_SECONDS / 900, load_interval=0.1)
         rows, _ = build_history(days=60)
@@ -134,7 +139,13 @@ def test_the_example_company_scenario(tmp_path: Path, smtp: tuple[Inbox, int]) -
         try:
             with ServerThread(app) as srv:
                 run_scenario(Scenario(srv), slack, hubspot_server, zendesk_server, inbox)
+                # The example's Stripe source pulls from (a stand-in for) Stripe's API.
+                pulled = srv.api().post("/api/sources/stripe/pull", timeout=120)
+                assert pulled.status_code == 200 and pulled.json()["status"] == "succeeded", pulled.text
+                customers = Scenario(srv).query("select id, email from stripe.customers")
+                assert customers == [{"id": "cus_grace", "email": GRACE.email}]
         finally:
+            stripe.close()
             hubspot_server.close()
             zendesk_server.close()
 
