@@ -33,6 +33,7 @@ def test_demo_fills_the_outbox_and_the_dashboard(tmp_path: Path) -> None:
     support-tool upserts and welcome emails appear in the outbox; the dashboard page and its metrics answer."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSLOOP_")}
+    env["OPSLOOP_TIME_SCALE"] = "0.005"  # the 15-minute SLA is missed after 4.5 s
     proc = subprocess.Popen(
         [sys.executable, "-m", "opsloop", "demo", str(tmp_path / "demo"), "--port", str(port), "--duration", "90",
          "--rate", "5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

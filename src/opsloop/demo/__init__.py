@@ -47,7 +47,8 @@ def run_demo(directory: Path, port: int = 8620, host: str = "127.0.0.1", duratio
         print(f"Loaded {loaded} events of sample history ({history_days} days) into raw.events", flush=True)
     asgi = create_asgi(app)
     url = f"http://{host}:{port}"
-    config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=3)  # open dashboards (server push) must not hold Ctrl-C
     server = uvicorn.Server(config)
 
     async def main() -> None:
