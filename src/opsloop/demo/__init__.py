@@ -64,7 +64,8 @@ def run_demo(directory: Path, port: int = 8620, host: str = "127.0.0.1", duratio
         print(f"  dashboard: {url}/dashboards/overview   outbox: {url}/outbox", flush=True)
         print(f"log in with the token: {app.settings.api_token}", flush=True)
         print("traffic: demo requests, claims, purchases, churns and profile edits; Ctrl-C stops", flush=True)
-        traffic = Traffic(app, url)
+        start = 900_000 + app.store.count_events()  # new people (and Stripe event ids) on every run
+        traffic = Traffic(app, url, seed=start, first_key=start)
         generator = asyncio.create_task(traffic.run(rate, stop))
         if duration is not None:
             try:
