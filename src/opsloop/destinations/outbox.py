@@ -5,11 +5,17 @@ For demos (no accounts), previews and tests. ``opsloop`` shows the recorded item
 
 from __future__ import annotations
 
+from pydantic import ConfigDict
+
 from .. import outbox
 from .base import Destination, DestinationConfig, RowOp, RowResult
 
 
 class OutboxConfig(DestinationConfig):
+    # The outbox may stand in for any destination (``type: "${CRM_SYNC_TYPE:-outbox}"``), so the real
+    # destination's keys (object, token_env, base_url ...) are accepted and ignored here.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
     name: str | None = None
     """The outbox ``destination`` label (default ``sync:<sync name>``)."""
     object: str | None = None

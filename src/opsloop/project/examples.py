@@ -13,6 +13,11 @@ EXAMPLE_SECRETS: dict[str, Callable[[], str]] = {
     "STRIPE_WEBHOOK_SECRET": lambda: "whsec_" + secrets.token_hex(16),
     "APP_WEBHOOK_SECRET": lambda: "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
     "SLACK_SIGNING_SECRET": lambda: secrets.token_hex(16),
+    # Placeholders for the pulls in sources/ (no schedule until you replace them with real credentials).
+    "HUBSPOT_TOKEN": lambda: "replace-me-hubspot-private-app-token",
+    "ZENDESK_EMAIL": lambda: "agent@example.com",
+    "ZENDESK_API_TOKEN": lambda: "replace-me-zendesk-api-token",
+    "STRIPE_SECRET_KEY": lambda: "rk_test_replace_me",
 }
 
 

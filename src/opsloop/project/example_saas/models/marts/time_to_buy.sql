@@ -2,13 +2,14 @@
 -- How long each buyer took from their first demo request to buying, and where that stands among buyers
 -- (percentile 0 = the fastest buyer, 100 = the slowest).
 with first_request as (
-    select email, min(requested_at) as requested_at
+    select email, arg_min(name, requested_at) as name, min(requested_at) as requested_at
     from {{ ref('demo_requests') }}
     group by email
 ),
 buyers as (
     select
         c.email,
+        f.name,
         c.company,
         f.requested_at,
         c.became_customer_at as purchased_at,

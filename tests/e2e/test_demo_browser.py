@@ -1,0 +1,55 @@
+"""`opsloop demo` in headless Chromium: log in, watch the dashboard fill in, open the outbox; screenshots go
+to tests/artifacts/ (demo-dashboard.png, demo-outbox.png)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..conftest import free_port, wait_for
+from ..metrics.browser import launch, login, shot
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_demo_dashboard_and_outbox_in_a_browser(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSLOOP_")}
+    env["OPSLOOP_TIME_SCALE"] = "0.005"  # the 15-minute SLA is missed after 4.5 s
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opsloop", "demo", str(tmp_path / "demo"), "--port", str(port), "--duration", "120",
+         "--rate", "5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        lines: list[str] = []
+        assert proc.stdout is not None
+        while not any("log in with the token:" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "the demo stopped before serving:\n" + "".join(lines)
+            lines.append(line)
+        token = lines[-1].split("token:")[1].strip()
+        base = f"http://127.0.0.1:{port}"
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        wanted = {"slack", "email", "sync:hubspot_contacts", "sync:zendesk_users"}
+        wait_for(lambda: wanted <= {i["destination"] for i in api.get("/api/outbox").json()["items"]}, 80,
+                 interval=0.5, what="traffic to reach Slack, email, the CRM and the support tool in the outbox")
+        for browser in launch():
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            login(page, base, token, "/dashboards/overview")
+            page.wait_for_function(
+                "![...document.querySelectorAll('.body')].some(b => b.innerText.includes('loading'))", timeout=30_000)
+            page.wait_for_selector("#tile-4-body .main-svg", timeout=30_000)
+            assert "Customers" in page.inner_text("#tile-0")
+            assert shot(page, "demo-dashboard").stat().st_size > 10_000
+            page.goto(base + "/outbox")
+            text = page.inner_text("table.outbox")
+            assert all(w in text for w in wanted), text[:2000]
+            assert "SLA breached" in text or "claimed by" in text
+            assert shot(page, "demo-outbox").stat().st_size > 10_000
+    finally:
+        proc.terminate()
+        proc.wait(30)
