@@ -119,3 +119,127 @@ def test_several_processes_need_postgres(project_dir: Path) -> None:
 
     result = run_cli("up", "--project", str(project_dir), "--role", "worker")
     assert result.returncode == 1 and "share a Postgres state store" in result.stderr
+
+
+class EffectServer:
+    """A local API that applies each Idempotency-Key once (as Stripe-style APIs do) and logs every attempt."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        self.attempts: list[tuple[str, str, dict[str, object]]] = []
+        self.applied: dict[str, tuple[str, dict[str, object]]] = {}
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = None
+                key = self.headers.get("idempotency-key") or ""
+                if len(raw) != length or not isinstance(body, dict) or not key:
+                    self.send_error(400, "incomplete request")  # a request cut off mid-send is not applied
+                    return
+                with outer.lock:
+                    outer.attempts.append((self.path, key, body))
+                    outer.applied.setdefault(key, (self.path, body))
+                data = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def effects(self, path: str) -> list[dict[str, object]]:
+        with self.lock:
+            return [body for p, body in self.applied.values() if p == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_three_processes_side_effects_and_ticks_exactly_once(project_dir: Path, pg_url: str) -> None:
+    """A receiver and two workers on one Postgres; a load generator posts while a worker is SIGKILLed and
+    restarted. Every accepted event's step has its effect exactly once; every schedule tick fires once."""
+    effects = EffectServer()
+    (project_dir / "workflows" / "notify.yml").write_text(
+        "on: demo_request.created\nsteps:\n  - id: call\n"
+        f"    http.request: {{url: \"{effects.url}/effect\", json: {{email: \"{{{{ event.data.email }}}}\"}}}}\n"
+    )
+    (project_dir / "workflows" / "tick.yml").write_text(
+        "schedule: {cron: \"* * * * * *\", catch_up: skip}\nsteps:\n  - id: call\n"
+        f"    http.request: {{url: \"{effects.url}/tick\", json: {{tick: \"{{{{ event.data.tick }}}}\"}}}}\n"
+    )
+    env = {"OPSLOOP_STATE_URL": pg_url}
+    project = load_project(project_dir)
+    cfg = project.endpoints["demo_request"]
+    preset = make_preset(cfg.signature, project.secret(cfg.signature.secret_env or ""))
+    receiver = Proc(project_dir, "receiver", env)
+    workers = [Proc(project_dir, "worker", env), Proc(project_dir, "worker", env)]
+    store = open_store(pg_url)
+    acked: dict[str, str] = {}
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def load(worker: int) -> None:
+        with httpx.Client(timeout=5) as client:
+            i = 0
+            while not stop.is_set() and i < 150:
+                i += 1
+                email = f"w{worker}-{i}@example.com"
+                body = json.dumps({"email": email, "name": "n"}).encode()
+                headers = preset.sign(SignedRequest(body, {"webhook-id": email}), time.time())
+                try:
+                    r = client.post(f"{receiver.url}/hooks/demo_request", content=body, headers=headers)
+                except httpx.HTTPError:
+                    continue
+                if r.status_code == 202:
+                    with lock:
+                        acked[email] = r.json()["id"]
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(effects.effects("/effect")) > 30, 60, what="workflows to call the API")
+        os.kill(workers[0].proc.pid, signal.SIGKILL)
+        workers[0].proc.wait(10)
+        workers[0] = Proc(project_dir, "worker", env)  # restarted
+        for t in threads:
+            t.join(60)
+        emails = set(acked)
+        wait_for(lambda: {str(b["email"]) for b in effects.effects("/effect")} >= emails, 90,
+                 what="every accepted event's workflow step to reach the API")
+        wait_for(lambda: not store.query("SELECT 1 FROM wf_runs WHERE workflow = 'notify' AND status NOT IN "
+                                         "('completed', 'failed', 'cancelled') LIMIT 1"), 60,
+                 what="every notify run to finish")
+    finally:
+        stop.set()
+        for p in [receiver, *workers]:
+            p.stop()
+    applied = [str(b["email"]) for b in effects.effects("/effect")]
+    assert sorted(applied) == sorted(set(applied)), "an effect was applied twice"
+    assert set(applied) == set(acked), "an accepted event's effect is missing (or an unaccepted one happened)"
+    runs = store.query("SELECT status, COUNT(*) FROM wf_runs WHERE workflow = 'notify' GROUP BY status")
+    assert dict(runs) == {"completed": len(acked)}
+    ticks = [str(b["tick"]) for b in effects.effects("/tick")]
+    assert len(ticks) >= 3 and len(ticks) == len(set(ticks)), "a schedule tick fired twice"
+    tick_rows = store.query("SELECT schedule, tick, COUNT(*) FROM wf_schedule_ticks GROUP BY schedule, tick "
+                            "HAVING COUNT(*) > 1")
+    assert tick_rows == []
+    store.close()
+    effects.close()
