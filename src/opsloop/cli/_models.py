@@ -173,7 +173,7 @@ def _report(results: list[dict[str, Any]], json_out: bool) -> None:
     if json_out:
         print_json({"results": results, "ok": not bad})
     else:
-        print_table(["node", "materialization", "rows", "seconds", "status"],
+        print_table(["model", "materialization", "rows", "seconds", "status"],
                     [[r["name"], r["materialization"], "" if r["rows"] is None else r["rows"],
                       f"{r['seconds']:.2f}", r["status"]] for r in results])
         for r in results:
