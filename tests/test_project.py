@@ -98,7 +98,18 @@ def test_public_surface_is_curated() -> None:
 
     assert sorted(opsloop.__all__) == sorted(
         ["App", "ConfigError", "OpsloopError", "Project", "Settings", "TerminalError", "TransientError",
-         "__version__", "load_project", "resolve_settings"]
+         "__version__", "load_project", "resolve_settings", "Context", "workflow"]
     )
     for name in opsloop.__all__:
         assert hasattr(opsloop, name)
+
+
+def test_init_example_saas_writes_the_example_company(tmp_path: Path) -> None:
+    result = run_cli("init", str(tmp_path / "co"), "--example", "saas")
+    assert result.returncode == 0, result.stderr
+    project = load_project(tmp_path / "co")
+    assert {"demo_request", "stripe", "app"} <= set(project.endpoints)
+    assert project.endpoints["stripe"].signature.preset == "stripe"
+    assert (tmp_path / "co" / "models" / "marts" / "time_to_buy.sql").is_file()
+    env = (tmp_path / "co" / ".env").read_text()
+    assert "STRIPE_WEBHOOK_SECRET=whsec_" in env and "APP_WEBHOOK_SECRET=whsec_" in env

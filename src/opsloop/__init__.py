@@ -15,6 +15,7 @@ from .errors import (
 )
 from .project import Project, load_project
 from .settings import Settings, resolve_settings
+from .workflows import Context, workflow
 
 if TYPE_CHECKING:
     from .app import App
@@ -34,6 +35,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "App",
     "ConfigError",
+    "Context",
     "OpsloopError",
     "Project",
     "Settings",
@@ -42,4 +44,5 @@ __all__ = [
     "__version__",
     "load_project",
     "resolve_settings",
+    "workflow",
 ]

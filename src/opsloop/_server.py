@@ -21,20 +21,28 @@ def serve(project_dir: Path, host: str | None = None, port: int | None = None, r
     from .app import App
     from .web import create_asgi
 
-    app = App.from_path(project_dir, host=host, port=port)
+    if role not in ("all", "receiver", "worker", "scheduler"):
+        raise OpsloopError(f"unknown role {role!r}: use all, receiver, worker or scheduler")
+    app = App.from_path(project_dir, host=host, port=port, role=role)
     if not app.settings.api_token:
         raise OpsloopError(
             "OPSLOOP_API_TOKEN is not set: add OPSLOOP_API_TOKEN=<a long random string> to the project's .env "
             "(opsloop init writes one)"
         )
-    if role != "all":
-        raise OpsloopError(f"role {role!r} needs a Postgres state store and is not available yet; use --role all")
+    if role != "all" and not app.settings.state_url.startswith(("postgresql://", "postgres://")):
+        raise OpsloopError(
+            f"--role {role} runs opsloop as several processes, which share a Postgres state store: set state.url "
+            "in opsloop.yml (or OPSLOOP_STATE_URL) to postgresql://..., or use --role all"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asgi = create_asgi(app)
     info = server_file(app.project.root)
     info.parent.mkdir(parents=True, exist_ok=True)
     info.write_text(json.dumps({"pid": os.getpid(), "host": app.settings.host, "port": app.settings.port}))
-    print(f"opsloop serving {app.project.config.name} on http://{app.settings.host}:{app.settings.port}", flush=True)
+    print(
+        f"opsloop serving {app.project.config.name} on http://{app.settings.host}:{app.settings.port} (role {role})",
+        flush=True,
+    )
     config = uvicorn.Config(
         asgi,
         host=app.settings.host,

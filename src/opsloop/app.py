@@ -64,6 +64,7 @@ class App:
         self._consumers: list[Consumer] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._bg_tasks: list[asyncio.Task[Any]] = []
+        self._leading: set[str] = set()
         self.started = False
 
     @classmethod
@@ -109,12 +110,16 @@ class App:
         self.bus.bind(asyncio.get_running_loop())
         self.committer.start()
         _ = self.inbox
-        loader = RawEventLoader(self.warehouse)
-        self.loader = loader
-        await asyncio.to_thread(loader.ensure_table)
-        self._consumers = [
-            Consumer("dispatcher", self.store, self.bus, self._dispatch, poll=0.5),
-            Consumer(
+        self.store.listen(self.bus.notify)
+        self._tasks = []
+        if self.settings.has_role("worker"):
+            loader = RawEventLoader(self.warehouse)
+            self.loader = loader
+            dispatcher = Consumer(
+                "dispatcher", self.store, self.bus, self._dispatch, poll=0.5, batch=1000, min_interval=0.005,
+                parse=lambda: bool(self.handlers),
+            )
+            warehouse_loader = Consumer(
                 "warehouse-loader",
                 self.store,
                 self.bus,
@@ -122,15 +127,30 @@ class App:
                 poll=self.settings.load_interval,
                 load_cursor=loader.cursor,
                 save_cursor=False,
-            ),
-        ]
-        self._tasks = [asyncio.create_task(c.run(), name=f"consumer:{c.name}") for c in self._consumers]
+                batch=5000,
+                min_interval=0.2,
+                parse=lambda: bool(self.on_raw_loaded),
+            )
+            self._consumers = [dispatcher, warehouse_loader]
+            self._tasks = [
+                asyncio.create_task(self._as_leader(c.name, c.run), name=f"consumer:{c.name}") for c in self._consumers
+            ]
+            self._bg_tasks = [
+                asyncio.create_task(factory(), name=f"bg:{i}") for i, factory in enumerate(self.background)
+            ]
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
-        self._bg_tasks = [asyncio.create_task(factory(), name=f"bg:{i}") for i, factory in enumerate(self.background)]
-        self.loader = loader
         self.started = True
         for hook in self.on_start:
             await hook()
+
+    async def _as_leader(self, role: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``run`` only while this process leads ``role``; stand by and take over otherwise."""
+        while not await asyncio.to_thread(self.store.try_lead, role):
+            await asyncio.sleep(self.settings.lead_retry)
+        self._leading.add(role)
+        if role == "warehouse-loader":
+            await asyncio.to_thread(self.loader.ensure_table)
+        await run()
 
     async def stop(self) -> None:
         """Commit what is queued, let consumers finish their batch, close the stores."""
@@ -150,7 +170,8 @@ class App:
         for consumer in self._consumers:
             consumer.stop()
         for task in self._tasks:
-            if task.get_name() == "housekeeping":
+            name = task.get_name().split(":", 1)[-1]
+            if name not in self._leading:  # housekeeping, or standing by for a leader role
                 task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):

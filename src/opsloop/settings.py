@@ -29,6 +29,14 @@ class Settings:
     retention_days: int = 30
     time_scale: float = 1.0
     """Multiplier applied to workflow sleeps and SLA timers (tests use e.g. 0.01)."""
+    role: str = "all"
+    """all | receiver (webhooks + API only) | worker (consumers, workflows, loads) | scheduler."""
+    lead_retry: float = 2.0
+    """Seconds between attempts to take over a leader-only job (dispatcher, loader, scheduler)."""
+
+    def has_role(self, role: str) -> bool:
+        """Whether this process runs ``role``'s work (``all`` runs everything)."""
+        return self.role == "all" or self.role == role
 
     def __repr__(self) -> str:  # keep the token out of logs and tracebacks
         return f"Settings(state_url={self.state_url!r}, host={self.host!r}, port={self.port}, api_token=***)"
@@ -55,5 +63,6 @@ def resolve_settings(project: Project, overrides: Mapping[str, Any] | None = Non
         api_token=env.get("OPSLOOP_API_TOKEN"),
         retention_days=cfg.retention_days,
         time_scale=float(env.get("OPSLOOP_TIME_SCALE") or 1.0),
+        role=env.get("OPSLOOP_ROLE") or "all",
     )
     return settings.with_(**(overrides or {}))

@@ -92,6 +92,6 @@ def register_demo(app: typer.Typer) -> None:
         rate: Annotated[float, typer.Option(help="Generated demo requests per second.")] = 0.5,
     ) -> None:
         """Run the example company with no accounts: sample traffic, live pages, sandbox destinations."""
-        from .._demo import run_demo
+        from ..demo import run_demo
 
         run_demo(directory, port=port, host=host, duration=duration, rate=rate)

@@ -135,6 +135,8 @@ class Inbox:
         payload, changed = redact(payload, cfg.redact)
         if changed:
             base.body = json.dumps(payload, separators=(",", ":")).encode()
+        else:
+            base.payload_text = body.decode("utf-8")
         base.payload = payload
         if endpoint.validator is not None:
             errors = endpoint.validator.errors(payload)

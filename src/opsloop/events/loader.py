@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 
 import pyarrow as pa
 
@@ -61,10 +60,16 @@ class RawEventLoader:
                 "seq": [e.seq for e in events],
                 "endpoint": [e.endpoint for e in events],
                 "name": [e.name for e in events],
-                "received_at": [datetime.fromtimestamp(e.received_at, tz=UTC) for e in events],
+                "received_at": pa.array([int(e.received_at * 1_000_000) for e in events], pa.int64()).cast(
+                    pa.timestamp("us", tz="UTC")
+                ),
                 "idempotency_key": [e.idempotency_key for e in events],
                 "source": [e.source for e in events],
-                "payload": [json.dumps(e.payload) if e.payload is not None else None for e in events],
+                "payload": [
+                    e.payload_text if e.payload_text is not None else (json.dumps(e.payload) if e.payload is not None
+                                                                       else None)
+                    for e in events
+                ],
             },
             schema=_ARROW_SCHEMA,
         )

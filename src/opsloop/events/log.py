@@ -48,7 +48,10 @@ class EventBus:
 
 
 class Consumer:
-    """Feeds ``handler`` every accepted event after the cursor, in log order, at least once."""
+    """Feeds ``handler`` every accepted event after the cursor, in log order, at least once.
+
+    Records come without raw body and headers unless ``with_body=True``.
+    """
 
     def __init__(
         self,
@@ -60,6 +63,9 @@ class Consumer:
         poll: float = 1.0,
         load_cursor: Callable[[], int] | None = None,
         save_cursor: bool = True,
+        min_interval: float = 0.0,
+        with_body: bool = False,
+        parse: Callable[[], bool] | bool = True,
     ) -> None:
         self.name = name
         self.store = store
@@ -69,6 +75,10 @@ class Consumer:
         self.poll = poll
         self.load_cursor = load_cursor
         self.save_cursor = save_cursor
+        self.min_interval = min_interval
+        """After a partial batch, wait this long so that the next batch is larger (cheaper per event)."""
+        self.with_body = with_body
+        self.parse = parse
         self.position = 0
         self._stop = asyncio.Event()
 
@@ -82,7 +92,10 @@ class Consumer:
             while not self._stop.is_set():
                 wake.clear()
                 processed = await self.step()
-                if processed == 0:
+                if 0 < processed < self.batch and self.min_interval > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), timeout=self.min_interval)
+                elif processed == 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(_first(wake, self._stop), timeout=self.poll)
         finally:
@@ -90,7 +103,8 @@ class Consumer:
 
     async def step(self) -> int:
         """Handle one batch; returns how many events it saw."""
-        events = await asyncio.to_thread(self.store.read_events, self.position, self.batch)
+        parse = self.parse() if callable(self.parse) else self.parse
+        events = await asyncio.to_thread(self.store.read_events, self.position, self.batch, self.with_body, parse)
         if not events:
             return 0
         try:

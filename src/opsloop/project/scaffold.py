@@ -46,6 +46,23 @@ schema:
   additionalProperties: true
 """
 
+DEMO_REQUEST_SLA_YML = """\
+# When someone asks for a demo: post it to Slack with a Claim button. If nobody claims it within
+# 15 minutes, the same message is updated to say so (and an sla.breached event is logged); when someone
+# clicks Claim, it is updated with who claimed it and after how long.
+# Slack settings live in .env: SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET (for the Claim button). Without a
+# token the messages go to the sandbox outbox, so this works with no accounts.
+on: demo_request.created
+steps:
+  - id: sla
+    sla:
+      channel: "#sales"
+      text: "New demo request: {{ event.data.name }} <{{ event.data.email }}> {{ event.data.company or '' }}"
+      within: 15m
+      breached_text: ":warning: SLA breached, unclaimed for 15 min: {{ event.data.name }} ({{ event.data.email }})"
+      claimed_text: ":white_check_mark: {{ event.data.name }} claimed by {{ claim.by }} after {{ claim.after }}"
+"""
+
 GITIGNORE = """\
 .env
 state/
@@ -83,6 +100,7 @@ def init_project(target: Path, example: str | None = None, force: bool = False) 
     write("opsloop.yml", OPSLOOP_YML.format(name=name))
     write("events/demo_request.yml", DEMO_REQUEST_YML)
     write("samples/demo_request.json", SAMPLE_EVENT)
+    write("workflows/demo_request_sla.yml", DEMO_REQUEST_SLA_YML)
     write(".gitignore", GITIGNORE)
     env_path = target / ".env"
     if not env_path.exists():

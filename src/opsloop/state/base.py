@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -40,6 +40,8 @@ class NewEvent:
     related_id: str | None = None
     expires_at: float | None = None
     dedupe_until: float | None = None
+    payload_text: str | None = None
+    """The payload already serialised (the request body when nothing was redacted); saves a re-dump."""
 
     @property
     def accepted(self) -> bool:
@@ -72,6 +74,8 @@ class EventRecord:
     related_id: str | None
     expires_at: float | None
     dispatched_at: float | None
+    payload_text: str | None = None
+    """The payload as stored (JSON text), for consumers that pass it on unparsed."""
 
     def summary(self) -> dict[str, Any]:
         """The fields a listing shows (no headers or body)."""
@@ -111,11 +115,14 @@ _EVENT_COLUMNS = (
 )
 
 
+_LIGHT_COLUMNS = _EVENT_COLUMNS.replace("headers, body,", "NULL, NULL,")
+
+
 def _json_or_none(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
 
 
-def _row_to_event(row: Sequence[Any]) -> EventRecord:
+def _row_to_event(row: Sequence[Any], parse: bool = True) -> EventRecord:
     return EventRecord(
         seq=int(row[0]),
         id=row[1],
@@ -125,7 +132,8 @@ def _row_to_event(row: Sequence[Any]) -> EventRecord:
         idempotency_key=row[5],
         headers=json.loads(row[6] or "{}"),
         body=bytes(row[7]) if row[7] is not None else None,
-        payload=_json_or_none(row[8]),
+        payload=_json_or_none(row[8]) if parse else None,
+        payload_text=row[8],
         status=row[9],
         error=_json_or_none(row[10]),
         source=row[11],
@@ -223,6 +231,20 @@ class StateStore(ABC):
                 applied.append(name)
         return applied
 
+    def _before_append(self, cur: Any) -> None:
+        """Called once per transaction that appends: Postgres serialises appenders here so that ``seq``
+        order is commit order, and consumers reading ``seq > cursor`` never skip an event that commits
+        late. Also announces the append to listeners in other processes."""
+
+    def try_lead(self, role: str) -> bool:
+        """Become the one process that runs ``role`` (warehouse loader, scheduler ...). SQLite: one
+        process owns the store, so always True. Postgres: a session advisory lock, released when the
+        holder's connection ends (so a killed leader is replaced)."""
+        return True
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from another thread) when another process appends events. No-op on SQLite."""
+
     def _lock_migrations(self, cur: Any) -> None:
         """Serialise concurrent migrators (Postgres advisory lock)."""
 
@@ -241,6 +263,8 @@ class StateStore(ABC):
     def append_events_in(self, cur: Any, batch: Sequence[NewEvent]) -> list[AppendResult]:
         """Append inside a caller's transaction (workflows write events with their step results)."""
         results: list[AppendResult] = []
+        if batch:
+            self._before_append(cur)
         for ev in batch:
             status = ev.status
             related = ev.related_id
@@ -279,7 +303,8 @@ class StateStore(ABC):
                 ev.idempotency_key,
                 json.dumps(ev.headers),
                 ev.body,
-                json.dumps(ev.payload) if ev.payload is not None else None,
+                ev.payload_text if ev.payload_text is not None else (
+                    json.dumps(ev.payload) if ev.payload is not None else None),
                 status,
                 1 if status in ACCEPTED_STATUSES else 0,
                 json.dumps(ev.error) if ev.error is not None else None,
@@ -290,13 +315,20 @@ class StateStore(ABC):
         ).fetchone()
         return int(row[0])
 
-    def read_events(self, after_seq: int, limit: int = 500) -> list[EventRecord]:
-        """Accepted events with ``seq > after_seq`` in log order: the subscription interface."""
+    def read_events(
+        self, after_seq: int, limit: int = 500, with_body: bool = True, parse: bool = True
+    ) -> list[EventRecord]:
+        """Accepted events with ``seq > after_seq`` in log order: the subscription interface.
+
+        ``with_body=False`` leaves out the raw body and headers (consumers that need only the payload);
+        ``parse=False`` leaves ``payload`` None and gives the stored JSON text in ``payload_text``.
+        """
+        columns = _EVENT_COLUMNS if with_body else _LIGHT_COLUMNS
         rows = self.query(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE accepted = 1 AND seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT {columns} FROM events WHERE accepted = 1 AND seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
         )
-        return [_row_to_event(r) for r in rows]
+        return [_row_to_event(r, parse) for r in rows]
 
     def list_events(
         self,
@@ -339,12 +371,16 @@ class StateStore(ABC):
         """Set the dispatch outcome of accepted events."""
         if not ids:
             return
+        error_text = json.dumps(error) if error is not None else None
+        now = time.time()
         with self.transaction() as cur:
-            for event_id in ids:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                marks = ", ".join("?" for _ in chunk)
                 self.execute(
                     cur,
-                    "UPDATE events SET status = ?, error = ?, dispatched_at = ? WHERE id = ?",
-                    (status, json.dumps(error) if error is not None else None, time.time(), event_id),
+                    f"UPDATE events SET status = ?, error = ?, dispatched_at = ? WHERE id IN ({marks})",
+                    (status, error_text, now, *chunk),
                 )
 
     def set_event_status(self, cur: Any, event_id: str, status: str, related_id: str | None = None) -> None:

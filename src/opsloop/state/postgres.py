@@ -5,7 +5,10 @@ The URL may carry ``?schema=NAME`` to keep opsloop's tables in their own schema 
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -32,6 +35,8 @@ class PostgresStateStore(StateStore):
         self._writer: Any = None
         self._conns: list[Any] = []
         self._closed = False
+        self._leading: dict[str, Any] = {}
+        self._listeners: list[Any] = []
         if self.schema:
             conn = self._open(with_schema=False)
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
@@ -72,15 +77,60 @@ class PostgresStateStore(StateStore):
     def _end_read(self, conn: Any) -> None:
         conn.rollback()
 
+    def _before_append(self, cur: Any) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(726917002)")
+        cur.execute("SELECT pg_notify(%s, '')", (self._channel,))
+
+    @property
+    def _channel(self) -> str:
+        return f"opsloop_events_{self.schema or 'public'}"[:63]
+
+    def try_lead(self, role: str) -> bool:
+        if role in self._leading:
+            return True
+        conn = self._open()
+        key = int.from_bytes(hashlib.sha256(f"{self.schema}:{role}".encode()).digest()[:8], "big", signed=True)
+        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+        conn.commit()
+        if got:
+            self._leading[role] = conn
+            return True
+        conn.close()
+        self._conns.remove(conn)
+        return False
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        import psycopg
+
+        def run() -> None:
+            while not self._closed:
+                try:
+                    conn = psycopg.connect(self.url, autocommit=True)
+                    conn.execute(f'LISTEN "{self._channel}"')
+                    self._listeners.append(conn)
+                    for _ in conn.notifies():
+                        callback()
+                        if self._closed:
+                            break
+                except Exception:
+                    if self._closed:
+                        return
+                    time.sleep(1.0)
+
+        thread = threading.Thread(target=run, name="opsloop-pg-listen", daemon=True)
+        thread.start()
+
     def _lock_migrations(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(726917001)")
 
     def close(self) -> None:
         self._closed = True
-        for conn in self._conns:
+        for conn in [*self._listeners, *self._conns]:
             try:
                 conn.close()
             except Exception:  # noqa: S110 - closing best-effort
                 pass
         self._conns.clear()
+        self._listeners.clear()
+        self._leading.clear()
         self._writer = None

@@ -234,7 +234,60 @@ class Web:
         return RedirectResponse(f"/events?message={quote(message)}", status_code=303)
 
 
-def create_asgi(app: App) -> Starlette:
+class HookFastPath:
+    """``POST /hooks/<endpoint>`` answered without the framework's routing and request objects.
+
+    Webhook acceptance is the hot path; everything else goes to the Starlette app.
+    """
+
+    def __init__(self, app: App, fallback: Starlette) -> None:
+        self.app = app
+        self.fallback = fallback
+        self.state = fallback.state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not (path.startswith("/hooks/") and scope["method"] == "POST" and path.count("/") == 2):
+            await self.fallback(scope, receive, send)
+            return
+        name = path[len("/hooks/") :]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        endpoint = self.app.inbox.endpoints.get(name)
+        limit = endpoint.config.max_body if endpoint else 1_000_000
+        declared = headers.get("content-length")
+        too_big = {"error": f"body exceeds this endpoint's limit of {limit} bytes"}
+        if declared and declared.isdigit() and int(declared) > limit:
+            await _respond(send, 413, too_big)
+            return
+        chunks, size = [], 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _respond(send, 413, too_big)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        host = headers.get("host") or "localhost"
+        query = scope.get("query_string", b"").decode("latin-1")
+        url = f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
+        outcome = await self.app.inbox.receive(name, b"".join(chunks), headers, url, "POST")
+        await _respond(send, outcome.status_code, outcome.body, outcome.headers)
+
+
+async def _respond(send: Any, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    data = json.dumps(body, separators=(",", ":")).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+def create_asgi(app: App) -> HookFastPath:
     """The ASGI application for ``app``; its lifespan starts and stops the App."""
     web = Web(app)
 
@@ -266,4 +319,4 @@ def create_asgi(app: App) -> Starlette:
     asgi = Starlette(routes=routes, lifespan=lifespan)
     asgi.state.opsloop = app
     asgi.state.web = web
-    return asgi
+    return HookFastPath(app, asgi)

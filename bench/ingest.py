@@ -1,0 +1,217 @@
+"""Webhook acceptance: how close `opsloop up` gets to a bare HTTP endpoint, with durability on.
+
+In one run, on loopback, 1 KB JSON payloads, 64 concurrent connections (wrk):
+  (a) a bare Starlette endpoint answering 202 without storing anything  -- the HTTP ceiling
+  (b) a bare Starlette endpoint committing each request to SQLite with fsync (synchronous=FULL)
+  (c) `opsloop up` with fsync_on_commit on (signature check, schema check, group commit)
+Each server runs under the same uvicorn settings. Prints accepted/s, p50/p99 latency (medians of
+--repeat runs) and the ratios c/a and c/b.
+
+    python bench/ingest.py [--seconds 10] [--repeat 3] [--connections 64]
+
+Needs `wrk` (Debian: apt-get install wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+BARE = textwrap.dedent(
+    """
+    import sqlite3, sys, threading
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    import uvicorn
+
+    mode, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    lock = threading.Lock()
+    conn = None
+    if mode == "sqlite":
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, headers TEXT, body BLOB)")
+
+    async def bare(request):
+        await request.body()
+        return JSONResponse({"id": "x"}, status_code=202)
+
+    def store(body, headers):
+        with lock:
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO events (headers, body) VALUES (?, ?)", (headers, body))
+            conn.execute("COMMIT")
+
+    async def durable(request):
+        from starlette.concurrency import run_in_threadpool
+        body = await request.body()
+        await run_in_threadpool(store, body, repr(dict(request.headers)))
+        return JSONResponse({"id": "x"}, status_code=202)
+
+    app = Starlette(routes=[Route("/hooks/bench", bare if mode == "bare" else durable, methods=["POST"]),
+                            Route("/healthz", bare)])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, backlog=4096)
+    """
+)
+
+ENDPOINT = """\
+event: bench.received
+signature:
+  preset: standard_webhooks
+  secret_env: BENCH_SECRET
+schema:
+  type: object
+  required: [email, name]
+  properties:
+    email: {type: string, format: email}
+    name: {type: string}
+"""
+
+LUA = """\
+wrk.method = "POST"
+wrk.body = [[%s]]
+%s
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early: {url}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"server did not start: {url}")
+
+
+def parse_wrk(text: str) -> dict[str, float]:
+    def ms(value: str, unit: str) -> float:
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    out: dict[str, float] = {}
+    for label, key in (("50%", "p50"), ("99%", "p99")):
+        m = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if m:
+            out[key] = ms(m.group(1), m.group(2))
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    out["rps"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    out["non2xx"] = float(m.group(1)) if m else 0.0
+    return out
+
+
+def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
+    cmd = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", str(script), url]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return parse_wrk(done.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("this benchmark needs wrk: apt-get install wrk")
+
+    work = Path(tempfile.mkdtemp(prefix="opsloop-bench-"))
+    payload = json.dumps({"email": "ada@example.com", "name": "Ada", "pad": "x" * 940}, separators=(",", ":"))
+    assert 950 < len(payload) < 1100
+    secret_raw = os.urandom(24)
+    secret = "whsec_" + base64.b64encode(secret_raw).decode()
+    ts = str(int(time.time()) + args.seconds * args.repeat * 3 // 2)  # valid for the whole run
+    sig = base64.b64encode(hmac.new(secret_raw, f"msg_bench.{ts}.{payload}".encode(), hashlib.sha256).digest())
+    headers = {"Content-Type": "application/json", "webhook-id": "msg_bench", "webhook-timestamp": ts,
+               "webhook-signature": f"v1,{sig.decode()}"}
+    header_lua = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
+    script = work / "post.lua"
+    script.write_text(LUA % (payload, header_lua))
+    bare_py = work / "bare.py"
+    bare_py.write_text(BARE)
+
+    project = work / "proj"
+    subprocess.run([sys.executable, "-m", "opsloop", "init", str(project)], check=True, capture_output=True)
+    (project / "events" / "bench.yml").write_text(ENDPOINT)
+    with (project / ".env").open("a") as fh:
+        fh.write(f"BENCH_SECRET={secret}\n")
+    # A generous tolerance so the pre-signed request stays valid for the whole run.
+    text = (project / "events" / "bench.yml").read_text().replace("secret_env: BENCH_SECRET",
+                                                                   "secret_env: BENCH_SECRET\n  tolerance: 1h")
+    (project / "events" / "bench.yml").write_text(text)
+
+    def start(kind: str, port: int, run: int) -> subprocess.Popen[bytes]:
+        if kind == "opsloop":
+            cmd = [sys.executable, "-m", "opsloop", "up", "--project", str(project), "--port", str(port)]
+        else:
+            mode = "bare" if kind == "bare" else "sqlite"
+            cmd = [sys.executable, str(bare_py), mode, str(port), str(work / f"bare-{run}.sqlite")]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "sqlite": [], "opsloop": []}
+    for run in range(args.repeat):
+        for kind in results:
+            port = free_port()
+            proc = start(kind, port, run)
+            url = f"http://127.0.0.1:{port}"
+            try:
+                wait_up(url, proc)
+                # warm up
+                run_wrk(url + "/hooks/bench", script, 2, args.connections)
+                results[kind].append(run_wrk(url + "/hooks/bench", script, args.seconds, args.connections))
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            print(f"run {run + 1}/{args.repeat} {kind:8s} {results[kind][-1]}", flush=True)
+
+    def med(kind: str, key: str) -> float:
+        return statistics.median(r.get(key, float("nan")) for r in results[kind])
+
+    print()
+    print(f"1 KB JSON, {args.connections} connections, {args.seconds}s x {args.repeat} runs (medians), "
+          f"{os.cpu_count()} cores")
+    print(f"{'server':32s} {'accepted/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
+    names = {"bare": "(a) bare Starlette, no storage", "sqlite": "(b) bare + SQLite fsync/request",
+             "opsloop": "(c) opsloop up, fsync on"}
+    for kind, label in names.items():
+        print(f"{label:32s} {med(kind, 'rps'):11.0f} {med(kind, 'p50'):8.2f} {med(kind, 'p99'):8.2f} "
+              f"{med(kind, 'non2xx'):8.0f}")
+    print(f"ratio c/a = {med('opsloop', 'rps') / med('bare', 'rps'):.2f}   (goal >= 0.80)")
+    print(f"ratio c/b = {med('opsloop', 'rps') / med('sqlite', 'rps'):.2f}")
+    print(f"opsloop p99 = {med('opsloop', 'p99'):.1f} ms   (goal < 50 ms)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Past one machine: accepted events/s and dispatched events/s with 1, 2 and 3 opsloop processes on a
+shared Postgres state store, and the single-process figure on SQLite, in one run.
+
+    python bench/scale.py [--seconds 8] [--repeat 3] [--pg postgresql://postgres@127.0.0.1:5432/test]
+
+Layouts: sqlite x1 (role all); postgres x1 (role all); postgres x2 (2 receivers + the first also
+dispatches: receiver + all); postgres x3 (2 receivers + 1 worker). Load: wrk, 32 connections per receiver,
+1 KB signed JSON. "dispatched/s" counts events taken off the log by the dispatcher during the window.
+Needs wrk (apt-get install wrk). Each run uses a fresh Postgres schema, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+LUA = 'wrk.method = "POST"\nwrk.body = [[%s]]\n%s\n'
+ENDPOINT = """\
+event: bench.received
+signature:
+  preset: standard_webhooks
+  secret_env: BENCH_SECRET
+  tolerance: 1h
+schema:
+  type: object
+  required: [email]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(project: Path, role: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opsloop", "up", "--project", str(project), "--port", str(port), "--role", role],
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"{role} did not start")
+
+
+def count(env: dict[str, str], project: Path) -> tuple[int, int]:
+    from opsloop.state import open_store
+
+    url = env.get("OPSLOOP_STATE_URL") or f"sqlite:///{project}/state/opsloop.sqlite"
+    store = open_store(url)
+    try:
+        total = int(store.query("SELECT COUNT(*) FROM events WHERE accepted = 1")[0][0])
+        dispatched = store.count_events("dispatched")
+    finally:
+        store.close()
+    return total, dispatched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("this benchmark needs wrk: apt-get install wrk")
+    import psycopg
+
+    work = Path(tempfile.mkdtemp(prefix="opsloop-scale-"))
+    secret_raw = os.urandom(24)
+    payload = json.dumps({"email": "ada@example.com", "pad": "x" * 960}, separators=(",", ":"))
+    ts = str(int(time.time()) + 600)
+    sig = base64.b64encode(hmac.new(secret_raw, f"m.{ts}.{payload}".encode(), hashlib.sha256).digest()).decode()
+    heads = {"Content-Type": "application/json", "webhook-id": "m", "webhook-timestamp": ts,
+             "webhook-signature": f"v1,{sig}"}
+    script = work / "post.lua"
+    script.write_text(LUA % (payload, "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in heads.items())))
+
+    layouts = {
+        "sqlite x1": ("sqlite", ["all"]),
+        "postgres x1": ("postgres", ["all"]),
+        "postgres x2": ("postgres", ["all", "receiver"]),
+        "postgres x3": ("postgres", ["receiver", "receiver", "worker"]),
+    }
+    results: dict[str, list[tuple[float, float]]] = {k: [] for k in layouts}
+    for run in range(args.repeat):
+        for name, (backend, roles) in layouts.items():
+            project = work / f"p-{run}-{name.replace(' ', '')}"
+            subprocess.run([sys.executable, "-m", "opsloop", "init", str(project)], check=True, capture_output=True)
+            (project / "events" / "bench.yml").write_text(ENDPOINT)
+            with (project / ".env").open("a") as fh:
+                fh.write(f"BENCH_SECRET=whsec_{base64.b64encode(secret_raw).decode()}\n")
+            env: dict[str, str] = {}
+            schema = f"bench_{uuid.uuid4().hex[:10]}"
+            if backend == "postgres":
+                env["OPSLOOP_STATE_URL"] = f"{args.pg}?schema={schema}"
+            procs = [start(project, role, env) for role in roles]
+            receivers = [url for (p, url), role in zip(procs, roles, strict=True) if role in ("all", "receiver")]
+            try:
+                before = count(env, project)
+                loads = [
+                    subprocess.Popen(["wrk", "-t", "1", "-c", "32", "-d", f"{args.seconds}s", "-s", str(script),
+                                      f"{url}/hooks/bench"], stdout=subprocess.PIPE, text=True)
+                    for url in receivers
+                ]
+                outs = [p.communicate()[0] for p in loads]
+                after = count(env, project)
+                accepted = sum(float(re.search(r"Requests/sec:\s+([\d.]+)", o).group(1)) for o in outs)  # type: ignore[union-attr]
+                dispatched = (after[1] - before[1]) / args.seconds
+                results[name].append((accepted, dispatched))
+                print(f"run {run + 1} {name:12s} accepted/s {accepted:8.0f}  dispatched/s {dispatched:8.0f}",
+                      flush=True)
+            finally:
+                for proc, _ in procs:
+                    proc.send_signal(signal.SIGTERM)
+                for proc, _ in procs:
+                    try:
+                        proc.wait(20)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                if backend == "postgres":
+                    with psycopg.connect(args.pg, autocommit=True) as conn:
+                        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    print(f"\nmedians of {args.repeat} runs, {args.seconds}s each, {os.cpu_count()} cores")
+    base = statistics.median(a for a, _ in results["sqlite x1"])
+    print(f"{'layout':14s} {'accepted/s':>11s} {'dispatched/s':>13s} {'vs sqlite x1':>13s}")
+    for name, rows in results.items():
+        acc = statistics.median(a for a, _ in rows)
+        dis = statistics.median(d for _, d in rows)
+        print(f"{name:14s} {acc:11.0f} {dis:13.0f} {acc / base:13.2f}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

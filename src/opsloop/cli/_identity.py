@@ -1,0 +1,229 @@
+"""identity build / conflicts, profile, segments (list, preview, run)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def _service(project: Any) -> Any:
+    from ..identity._project import identity_of
+
+    app_ = load_app(project)
+    ip = identity_of(app_.project)
+    if ip.config is None and not ip.segments:
+        app_.close()
+        fail("there is no identity.yml in this project; write one (see docs/identity.md)")
+    return app_
+
+
+def register(app: typer.Typer) -> None:
+    identity_app = typer.Typer(help="Resolve identities into people and build the golden record.")
+    app.add_typer(identity_app, name="identity")
+
+    @identity_app.command("build")
+    def build(
+        project: ProjectOpt = Path("."),
+        full: Annotated[bool, typer.Option("--full", help="Re-resolve every record, not only changed ones.")] = False,
+        no_segments: Annotated[bool, typer.Option("--no-segments", help="Do not evaluate segments.")] = False,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Resolve identities, rebuild the golden record and segments; write their events to the log."""
+        from ..identity._sql import IdentityError
+
+        app_ = _service(project)
+        try:
+            result = app_.services["identity"].build(full=full, segments=not no_segments)
+        except IdentityError as exc:
+            fail(str(exc))
+            return
+        finally:
+            app_.close()
+        if json_out:
+            print_json(result)
+            return
+        typer.echo(f"{result['kind']} build: {result['records']} records ({result['changed']} changed, "
+                   f"{result['deleted']} deleted), {result['scope']} re-resolved, {result['persons']} people, "
+                   f"{result['profile_updates']} profile updates, {result['refused']} merges refused by limits, "
+                   f"in {result['seconds']:.2f}s")
+        for seg in result["segments"]:
+            typer.echo(f"segment {seg['segment']}: {seg['members']} members (+{seg['entered']} -{seg['exited']})")
+        typer.echo(f"{result['events']} events written to the log")
+
+    @identity_app.command("conflicts")
+    def conflicts(
+        project: ProjectOpt = Path("."),
+        limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Identifier values that were not used to merge people (limits, shared values, unlinks)."""
+        app_ = _service(project)
+        try:
+            rows = app_.warehouse.query(
+                "SELECT recorded_at, rule, id_type, value, reason FROM identity.conflicts "
+                "ORDER BY recorded_at DESC LIMIT ?", (limit,)).as_dicts() if _has(app_, "conflicts") else []
+        finally:
+            app_.close()
+        if json_out:
+            print_json(rows)
+            return
+        print_table(["recorded_at", "rule", "type", "value", "reason"],
+                    [[_fmt(r["recorded_at"]), r["rule"], r["id_type"], r["value"], r["reason"]] for r in rows])
+
+    @app.command("profile")
+    def profile(
+        query: Annotated[str, typer.Argument(help="A person id, system:record_id, or an email / phone / other id.")],
+        project: ProjectOpt = Path("."),
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Show one person: identifiers, linked records per system, golden fields with provenance."""
+        from ..identity._project import identity_of
+        from ..identity._sql import IdentityError
+        from ..identity.profile import find_person
+        from ..identity.profile import profile as get_profile
+
+        app_ = _service(project)
+        ip = identity_of(app_.project)
+        try:
+            db = app_.services["identity"].conn()
+            try:
+                assert ip.config is not None
+                data = get_profile(db, ip.field_names, find_person(db, ip.config, query))
+            finally:
+                db.close()
+        except IdentityError as exc:
+            fail(str(exc))
+            return
+        finally:
+            app_.close()
+        if json_out:
+            print_json(data)
+            return
+        typer.echo(f"person {data['person_id']}")
+        if data["merged_from"]:
+            typer.echo(f"merged from: {', '.join(data['merged_from'])}")
+        typer.echo("identifiers:")
+        for item in data["identifiers"]:
+            typer.echo(f"  {item['type']}: {item['value']}  ({', '.join(item['systems'])})")
+        typer.echo("records:")
+        for rec in data["records"]:
+            typer.echo(f"  {rec['system']}:{rec['record_id']}  updated {_fmt(rec['updated_at'])}")
+        typer.echo("fields:")
+        print_table(["field", "value", "source", "updated_at"],
+                    [[name, _fmt(f["value"]), f["source"], _fmt(f["updated_at"])]
+                     for name, f in data["fields"].items()])
+        typer.echo(f"segments: {', '.join(data['segments']) or '(none)'}")
+
+    segments_app = typer.Typer(help="Audiences over the golden record, with enter/exit events.",
+                               invoke_without_command=True)
+    app.add_typer(segments_app, name="segments")
+
+    @segments_app.callback()
+    def segments(ctx: typer.Context, project: ProjectOpt = Path("."), json_out: JsonOpt = False) -> None:
+        """List segments with their member counts."""
+        if ctx.invoked_subcommand is not None:
+            ctx.obj = {"project": project, "json": json_out}
+            return
+        from ..identity._project import identity_of
+        from ..identity.segments import summary
+
+        app_ = _service(project)
+        try:
+            db = app_.services["identity"].conn()
+            try:
+                rows = summary(db, identity_of(app_.project).segments)
+            finally:
+                db.close()
+        finally:
+            app_.close()
+        if json_out:
+            print_json(rows)
+            return
+        print_table(["segment", "members", "last_evaluated", "entered", "exited", "schedule", "description"],
+                    [[r["segment"] + ("" if r["enabled"] else " (disabled)"), r["members"],
+                      _fmt(r["last_evaluated"]), _fmt(r["last_entered"]), _fmt(r["last_exited"]),
+                      r["schedule"] or "", r["description"]] for r in rows])
+
+    @segments_app.command("preview")
+    def preview(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Argument(help="Segment name (segments/<name>.yml).")],
+        project: ProjectOpt = Path("."),
+        limit: Annotated[int, typer.Option(help="Show at most this many members.")] = 20,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Show who is in a segment now and who would enter or exit, without recording anything."""
+        from ..identity._project import identity_of
+        from ..identity._sql import IdentityError
+        from ..identity.segments import preview as run_preview
+
+        parent = ctx.obj or {}
+        app_ = _service(parent.get("project") or project if project == Path(".") else project)
+        segs = identity_of(app_.project).segments
+        try:
+            if name not in segs:
+                fail(f"no segment {name!r}; segments: {', '.join(sorted(segs)) or 'none'} (files in segments/)")
+            db = app_.services["identity"].conn()
+            try:
+                data = run_preview(db, segs[name], limit)
+            finally:
+                db.close()
+        except IdentityError as exc:
+            fail(str(exc))
+            return
+        finally:
+            app_.close()
+        if json_out or parent.get("json"):
+            print_json(data)
+            return
+        typer.echo(f"segment {name}: {data['members']} members; would enter: {data['would_enter']}, "
+                   f"would exit: {data['would_exit']}")
+        sample = data["sample"]
+        if sample:
+            cols = [c for c in sample[0] if not c.endswith(("__source", "__updated_at")) and
+                    c not in ("systems", "resolved_at")]
+            print_table(cols, [[_fmt(row[c]) for c in cols] for row in sample])
+
+    @segments_app.command("run")
+    def run(
+        ctx: typer.Context,
+        names: Annotated[list[str] | None, typer.Argument(help="Segments to evaluate (default: all).")] = None,
+        project: ProjectOpt = Path("."),
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Evaluate segments now: record membership changes and write segment.entered / exited events."""
+        from ..identity._sql import IdentityError
+
+        parent = ctx.obj or {}
+        app_ = _service(parent.get("project") or project if project == Path(".") else project)
+        try:
+            results = app_.services["identity"].evaluate_segments(names or None)
+        except IdentityError as exc:
+            fail(str(exc))
+            return
+        finally:
+            app_.close()
+        if json_out or parent.get("json"):
+            print_json(results)
+            return
+        for seg in results:
+            typer.echo(f"segment {seg['segment']}: {seg['members']} members (+{seg['entered']} -{seg['exited']})")
+
+
+def _has(app_: Any, table: str) -> bool:
+    rows = app_.warehouse.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
+                                "AND table_name = ?", (table,)).rows
+    return bool(rows[0][0])

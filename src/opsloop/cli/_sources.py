@@ -1,0 +1,179 @@
+"""pull, sources."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._common import JsonOpt, ProjectOpt, console, fail, load_app, print_json, print_table
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+def _short(value: Any, width: int = 40) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class _Bars:
+    """A Rich progress bar per stream (records, rate) on a terminal; a line per stream otherwise."""
+
+    def __init__(self, source: str, live: bool) -> None:
+        self.source = source
+        self.live = live
+        self.tasks: dict[str, Any] = {}
+        self.progress: Any = None
+        if live:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"),
+                TextColumn("{task.completed:>10,.0f} records"),
+                TextColumn("{task.fields[rate]:>8,.0f}/s"), TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(), console=console(stderr=True), transient=False,
+            )
+
+    def __enter__(self) -> _Bars:
+        if self.progress is not None:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+
+    def __call__(self, stream: str, rows: int, status: str) -> None:
+        if self.progress is None:
+            return
+        if stream not in self.tasks:
+            self.tasks[stream] = self.progress.add_task(f"{self.source}.{stream}", total=None, rate=0.0,
+                                                        status=status)
+        task_id = self.tasks[stream]
+        task = self.progress.tasks[task_id]
+        elapsed = task.elapsed or 0.0
+        self.progress.update(task_id, completed=rows, rate=rows / elapsed if elapsed > 0 else 0.0, status=status)
+
+
+def _print_run(name: str, run: dict[str, Any]) -> None:
+    for stream, info in (run.get("streams") or {}).items():
+        typer.echo(f"{name}.{stream}: {info['rows']} rows -> {info.get('table', '')} ({info['status']})")
+    duration = (run["finished_at"] - run["started_at"]) if run.get("finished_at") else 0.0
+    line = f"{name}: {run['status']}, {run['rows']} rows in {duration:.1f}s, {run['requests']} requests"
+    if run.get("message"):
+        line += f" — {run['message']}"
+    typer.echo(line)
+
+
+def _pull_via_server(app_: Any, source: str | None, full_refresh: bool, json_out: bool, why: str) -> None:
+    import httpx
+
+    settings = app_.settings
+    if not settings.api_token:
+        fail(f"{why}; set OPSLOOP_API_TOKEN so `opsloop pull` can ask the running server to pull")
+    base = f"http://{settings.host}:{settings.port}"
+    headers = {"Authorization": f"Bearer {settings.api_token}"}
+    names = [source] if source else sorted(app_.project.extras.get("sources", {}))
+    results, failed = [], False
+    for name in names:
+        try:
+            response = httpx.post(f"{base}/api/sources/{name}/pull", headers=headers, timeout=3600,
+                                  params={"full_refresh": "true"} if full_refresh else None)
+        except httpx.HTTPError as exc:
+            fail(f"{why}; and the server at {base} did not answer ({exc})")
+            return
+        body = response.json()
+        results.append(body)
+        if response.status_code >= 400:
+            failed = True
+            if not json_out:
+                sys.stderr.write(f"error: {body.get('message') or body.get('error')}\n")
+        elif not json_out:
+            _print_run(name, body)
+    if json_out:
+        print_json(results)
+    if failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def pull(
+        source: Annotated[str | None, typer.Argument(help="Source name (sources/<name>.yml); default: all.")] = None,
+        project: ProjectOpt = Path("."),
+        full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Drop the tables and cursors; "
+                                                   "load everything again.")] = False,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Pull sources into the warehouse now (incremental from each stream's cursor)."""
+        from ..errors import WarehouseError
+        from ..sources import SourceError
+        from ..sources import pull as run_pull
+
+        app_ = load_app(project)
+        try:
+            try:
+                app_.warehouse.query("SELECT 1")
+            except WarehouseError as exc:
+                # `opsloop up` owns the DuckDB file: ask it to pull
+                app_.close()
+                _pull_via_server(app_, source, full_refresh, json_out, str(exc))
+                return
+            names = sorted(app_.project.extras.get("sources", {}))
+            if source is not None:
+                names = [source]
+            if not names:
+                fail("no sources in this project; add sources/<name>.yml (see docs/sources.md)")
+            results = []
+            failed = False
+            for name in names:
+                with _Bars(name, sys.stderr.isatty() and not json_out) as bars:
+                    try:
+                        result = run_pull(app_, name, full_refresh, bars)
+                    except SourceError as exc:
+                        failed = True
+                        results.append({"source": name, "status": "failed", "message": str(exc)})
+                        if not json_out:
+                            sys.stderr.write(f"error: {exc}\n")
+                        continue
+                run = result.run
+                results.append({**run.as_dict(), "drift": result.drift, "events": result.events})
+                if not json_out:
+                    _print_run(name, run.as_dict())
+        finally:
+            app_.close()
+        if json_out:
+            print_json(results)
+        if failed:
+            raise typer.Exit(1)
+
+    @app.command()
+    def sources(project: ProjectOpt = Path("."), json_out: JsonOpt = False) -> None:
+        """Each source's state, cursors, last run, rows and next scheduled run."""
+        from ..sources import source_status
+
+        app_ = load_app(project)
+        try:
+            status = source_status(app_)
+        finally:
+            app_.close()
+        if json_out:
+            print_json(status)
+            return
+        rows = []
+        for s in status:
+            last = s["last_run"] or {}
+            cursors = "; ".join(f"{k}={_short(v['cursor'], 30)}" for k, v in s["streams"].items() if v["cursor"])
+            rows.append([s["name"], s["type"], s["state"], _when(last.get("started_at")), last.get("rows", ""),
+                         s["rows_total"], _when(s["next_run"]) or "on demand", _short(cursors, 60),
+                         _short(last.get("message"), 60)])
+        print_table(["source", "type", "state", "last run", "last rows", "total rows", "next run", "cursors",
+                     "message"], rows)

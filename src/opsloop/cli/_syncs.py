@@ -1,0 +1,177 @@
+"""sync, syncs, syncs show."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
+
+if TYPE_CHECKING:
+    from ..syncs import RunResult
+
+
+def _summary(r: RunResult) -> str:
+    p = r.planned
+    if r.status == "reset":
+        return f"{r.sync}: diff reset; {p.get('reset', 0)} row(s) marked as delivered, nothing sent"
+    if r.status == "dry_run":
+        return (f"{r.sync}: dry run: would create {p.get('create', 0)}, update {p.get('update', 0)}, "
+                f"delete {p.get('delete', 0)}; nothing sent")
+    text = (f"{r.sync}: {r.status}: {p.get('create', 0)} to create, {p.get('update', 0)} to update, "
+            f"{p.get('delete', 0)} to delete; sent {r.sent}, failed {r.failed}")
+    if r.unconfirmed:
+        text += f", {r.unconfirmed} unconfirmed after an interrupted run"
+    text += f" ({r.seconds:.1f}s, {r.run_id})"
+    if r.error:
+        text += f"\n  {r.error}"
+    elif r.failed:
+        text += f"\n  see the errors with `opsloop syncs show {r.sync}`; failed rows are retried on the next run"
+    return text
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def sync(
+        name: Annotated[str | None, typer.Argument(help="The sync (syncs/<name>.yml); all syncs when omitted.")] = None,
+        project: ProjectOpt = Path("."),
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show planned creates/updates/deletes; send nothing.")]
+        = False,
+        full: Annotated[bool, typer.Option("--full", help="Send every row, not only the changed ones.")] = False,
+        confirm_deletes: Annotated[bool, typer.Option("--confirm-deletes",
+                                                      help="Allow a mirror run over its max_delete_share.")] = False,
+        reset: Annotated[bool, typer.Option("--reset", help="Mark the current rows as delivered without sending.")]
+        = False,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Run a sync now: send the rows added, changed or removed since the last successful delivery."""
+        from ..syncs import RunResult, SyncError, SyncRunner
+        from ..syncs.listing import server_call, server_owns_warehouse
+
+        app_ = load_app(project)
+        options = {"dry_run": dry_run, "full": full, "confirm_deletes": confirm_deletes, "reset": reset}
+        try:
+            runner = SyncRunner(app_)
+            names = [name] if name else sorted(runner.syncs)
+            if not names:
+                fail("no syncs in this project; add one in syncs/<name>.yml (see docs/syncs.md)")
+            for item in names:
+                try:
+                    runner.get(item)
+                except SyncError as exc:
+                    fail(str(exc))
+            results = []
+            remote = server_owns_warehouse(app_)
+            for item in names:
+                if remote:
+                    results.append(RunResult(**server_call(app_, "POST", f"/api/syncs/{item}/run", options)))
+                    continue
+                with _progress(item, enabled=not json_out) as progress:
+                    results.append(runner.run(item, dry_run=dry_run, full=full, confirm_deletes=confirm_deletes,
+                                              reset=reset, progress=progress))
+        finally:
+            app_.close()
+        if json_out:
+            print_json([r.as_dict() for r in results])
+        else:
+            for r in results:
+                typer.echo(_summary(r))
+                for label, rows in r.samples.items():
+                    if rows:
+                        typer.echo(f"  sample {label}s:")
+                        for row in rows:
+                            typer.echo(f"    {row['key']}: {row['fields']}")
+        if any(r.status in ("failed", "stopped", "partial", "quota") for r in results):
+            raise typer.Exit(1)
+
+    syncs_app = typer.Typer(help="List syncs with their status; show one with its failed rows.",
+                            invoke_without_command=True)
+    app.add_typer(syncs_app, name="syncs")
+
+    @syncs_app.callback()
+    def syncs(ctx: typer.Context, project: ProjectOpt = Path("."), json_out: JsonOpt = False) -> None:
+        """Every sync: destination, mode, status, last run, rows sent / failed / pending retry."""
+        if ctx.invoked_subcommand is not None:
+            ctx.obj = {"project": project, "json": json_out}
+            return
+        from ..syncs.listing import server_call, server_owns_warehouse, sync_listing
+
+        app_ = load_app(project)
+        try:
+            listing = server_call(app_, "GET", "/api/syncs") if server_owns_warehouse(app_) else sync_listing(app_)
+        finally:
+            app_.close()
+        if json_out:
+            print_json(listing)
+            return
+        print_table(
+            ["sync", "destination", "mode", "health", "last status", "last run", "sent", "failed", "pending retry"],
+            [[s["sync"], s["destination"], s["mode"], s["health"], s["last_status"], s["last_run_at"],
+              s["last_sent"], s["last_failed"], s["pending_retry"]] for s in listing],
+        )
+
+    @syncs_app.command("show")
+    def show(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Argument(help="The sync.")],
+        project: ProjectOpt = Path("."),
+        json_out: JsonOpt = False,
+    ) -> None:
+        """One sync: its recent runs, and the failed rows with the destination's own error."""
+        from ..syncs import SyncError
+        from ..syncs.listing import server_call, server_owns_warehouse, sync_detail
+
+        parent = ctx.obj or {}
+        app_ = load_app(parent.get("project") if project == Path(".") else project)
+        try:
+            known = sorted(app_.project.extras.get("syncs") or {})
+            if name not in known:
+                fail(str(SyncError(f"no sync {name!r}; syncs: {', '.join(known) or 'none'}")))
+            detail: dict[str, Any] = (server_call(app_, "GET", f"/api/syncs/{name}") if server_owns_warehouse(app_)
+                                      else sync_detail(app_, name) or {})
+        finally:
+            app_.close()
+        if json_out or parent.get("json"):
+            print_json(detail)
+            return
+        runs, failed = detail["runs"], detail["failed_rows"]
+        info = detail
+        for key in ("sync", "file", "destination", "mode", "health", "last_status", "last_run_at", "pending_retry"):
+            typer.echo(f"{key}: {info[key] if info[key] is not None else ''}")
+        typer.echo("recent runs:")
+        print_table(["run", "started", "status", "sent", "failed", "error"],
+                    [[r["run_id"], r["started_at"], r["status"], r["sent"], r["failed"], r["error"] or ""]
+                     for r in runs])
+        typer.echo(f"failed rows ({len(failed)}):")
+        print_table(["key", "attempts", "error"], [[r["key"], r["attempts"], r["error"]] for r in failed])
+
+
+class _progress:
+    """A Rich progress bar on a terminal (stderr); silent otherwise."""
+
+    def __init__(self, name: str, enabled: bool) -> None:
+        self.name = name
+        self.enabled = enabled and sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import Progress
+
+        self._bar = Progress(transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task(f"sync {self.name}", total=None)
+
+        def update(done: int, total: int) -> None:
+            self._bar.update(self._task, completed=done, total=total)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -1,0 +1,107 @@
+"""``type: hubspot`` — CRM v3 batch upsert by a unique property (``idProperty``), per-record errors.
+
+Endpoints: ``POST /crm/v3/objects/{object}/batch/upsert`` (upsert, insert), ``.../batch/update`` (update),
+``.../batch/archive`` (mirror deletes), ``GET /crm/v3/properties/{object}`` (declared fields for validate).
+Each input carries ``objectWriteTraceId`` = the row's key, so a 207 multi-status answer maps every error
+back to its row. Auth: a private app token (``Authorization: Bearer``). Scopes: see docs/syncs.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from . import _http
+from .base import Destination, DestinationConfig, RowOp, RowResult
+
+
+class HubSpotConfig(DestinationConfig):
+    object: str = "contacts"
+    id_property: str = "email"
+    """A unique property (``email`` for contacts, ``domain`` or a custom unique property otherwise)."""
+    token_env: str = "HUBSPOT_TOKEN"  # noqa: S105 (the name of an environment variable)
+    base_url: str = "https://api.hubapi.com"
+    timeout: float = 30.0
+
+
+class HubSpotDestination(Destination):
+    type = "hubspot"
+    Config = HubSpotConfig
+    IDEMPOTENT = True
+    DELETES = True
+    MAX_BATCH = 100
+    REQUESTS_PER_SECOND = 10.0
+    config: HubSpotConfig
+
+    def __init__(self, config: Any, ctx: Any) -> None:
+        super().__init__(config, ctx)
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            token = self.ctx.require_secret(self.config.token_env, "hubspot")
+            self._client = httpx.Client(base_url=self.config.base_url.rstrip("/"), timeout=self.config.timeout,
+                                        headers={"authorization": f"Bearer {token}"})
+        return self._client
+
+    def _path(self, action: str) -> str:
+        return f"/crm/v3/objects/{self.config.object}/batch/{action}"
+
+    def declared_fields(self) -> set[str] | None:
+        response = _http.request(self.client, "GET", f"/crm/v3/properties/{self.config.object}",
+                                 f"hubspot properties of {self.config.object}")
+        data = _http.json_body(response, "hubspot properties")
+        return {str(p["name"]) for p in data.get("results", [])}
+
+    def send(self, batch: list[RowOp]) -> list[RowResult]:
+        if batch[0].op == "delete":
+            return self._archive(batch)
+        action = "update" if batch[0].op == "update" else "upsert"
+        inputs = [
+            {"idProperty": self.config.id_property, "id": row.key, "objectWriteTraceId": row.key,
+             "properties": {k: ("" if v is None else v) for k, v in row.fields.items()}}
+            for row in batch
+        ]
+        what = f"hubspot {self.config.object} batch/{action}"
+        response = _http.request(self.client, "POST", self._path(action), what, json={"inputs": inputs})
+        data = _http.json_body(response, what)
+        return self._results(batch, data)
+
+    def _results(self, batch: list[RowOp], data: dict[str, Any]) -> list[RowResult]:
+        keys = {row.key for row in batch}
+        out: dict[str, RowResult] = {}
+        for item in data.get("results", []):
+            props = item.get("properties") or {}
+            key = item.get("objectWriteTraceId") or props.get(self.config.id_property)
+            if key in keys:
+                out[key] = RowResult(key, True, dest_id=str(item.get("id")), created=bool(item.get("new")))
+        for err in data.get("errors", []):
+            message = err.get("message") or err.get("category") or "rejected"
+            if err.get("category"):
+                message = f"{err['category']}: {message}"
+            context = err.get("context") or {}
+            ids = [err.get("objectWriteTraceId"), *(context.get("objectWriteTraceId") or []),
+                   *(context.get("ids") or [])]
+            for key in ids:
+                if key in keys:
+                    out[key] = RowResult(key, False, error=message)
+        for row in batch:
+            out.setdefault(row.key, RowResult(row.key, False, error="hubspot returned no result for this record"))
+        return list(out.values())
+
+    def _archive(self, batch: list[RowOp]) -> list[RowResult]:
+        missing = [r for r in batch if not r.dest_id]
+        rows = [r for r in batch if r.dest_id]
+        results = [RowResult(r.key, False, "no HubSpot record id is known for this row") for r in missing]
+        if rows:
+            what = f"hubspot {self.config.object} batch/archive"
+            _http.request(self.client, "POST", self._path("archive"), what,
+                          json={"inputs": [{"id": r.dest_id} for r in rows]})
+            results += [RowResult(r.key, True, dest_id=r.dest_id) for r in rows]
+        return results
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()

@@ -1,0 +1,166 @@
+"""Runtime: rebuild identities when the models they read are rebuilt and on a schedule; evaluate segments."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ._project import identity_of
+from ._sql import Conn, IdentityError, relation
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..state import EventRecord
+
+log = logging.getLogger("opsloop.identity")
+
+
+class IdentityService:
+    """``app.services["identity"]``: the library API that the CLI and the server share."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._lock = threading.Lock()
+
+    @property
+    def project(self) -> Any:
+        return identity_of(self.app.project)
+
+    def _conn(self) -> Conn:
+        return Conn(self.app.warehouse)
+
+    # -- sync API (CLI, tests, threads) --------------------------------------------------------
+    def build(self, full: bool = False, segments: bool = True) -> dict[str, Any]:
+        """Resolve identities, rebuild the golden record, evaluate segments, move events to the log."""
+        from .resolve import Resolver
+
+        ip = self.project
+        if ip.config is None:
+            raise IdentityError("there is no identity.yml in this project; see docs/identity.md")
+        with self._lock:
+            db = self._conn()
+            try:
+                result = Resolver(db, ip.config, ip.field_names).build(full=full)
+                seg_results = self._evaluate(db, None) if segments else []
+                events = self._flush(db)
+            finally:
+                db.close()
+        return {**result.as_dict(), "timings": result.timings, "segments": [s.as_dict() for s in seg_results],
+                "events": events}
+
+    def evaluate_segments(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            db = self._conn()
+            try:
+                results = self._evaluate(db, names)
+                self._flush(db)
+            finally:
+                db.close()
+        return [r.as_dict() for r in results]
+
+    def _evaluate(self, db: Conn, names: Iterable[str] | None) -> list[Any]:
+        from .segments import evaluate
+
+        segs = self.project.segments
+        chosen = list(segs) if names is None else list(names)
+        unknown = [n for n in chosen if n not in segs]
+        if unknown:
+            raise IdentityError(f"no segment {unknown[0]!r}; segments: {', '.join(sorted(segs)) or 'none'} "
+                                "(files in segments/)")
+        return [evaluate(db, segs[n]) for n in chosen if segs[n].enabled]
+
+    def _flush(self, db: Conn) -> int:
+        from ._outbox import flush
+
+        written = flush(db, self.app.store, self.app.settings.retention_days)
+        if written:
+            self.app.bus.notify()
+        return written
+
+    def conn(self) -> Conn:
+        """A private connection for reads (profile, preview)."""
+        return self._conn()
+
+    # -- reactions -----------------------------------------------------------------------------
+    def source_relations(self) -> set[str]:
+        cfg = self.project.config
+        if cfg is None:
+            return set()
+        return {relation(s.relation).replace('"', "") for s in cfg.sources if s.relation}
+
+    def segments_reading(self, rel: str) -> list[str]:
+        from .segments import reads
+
+        return [name for name, seg in self.project.segments.items() if seg.enabled and rel in reads(seg)]
+
+    async def on_model_built(self, event: EventRecord) -> None:
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        rel = str(payload.get("relation") or "")
+        if not rel:
+            return
+        if self.project.config is not None and rel in self.source_relations():
+            await asyncio.to_thread(self.build)
+            return
+        names = self.segments_reading(rel)
+        if names:
+            await asyncio.to_thread(self.evaluate_segments, names)
+
+    async def scheduler(self) -> None:
+        """Runs identity builds and segment evaluations on their schedules (scaled by time_scale)."""
+        scale = self.app.settings.time_scale
+        ip = self.project
+        jobs: dict[str, float] = {}
+        if ip.config is not None and ip.config.schedule_seconds:
+            jobs["identity"] = ip.config.schedule_seconds * scale
+        for name, seg in ip.segments.items():
+            if seg.enabled and seg.schedule_seconds:
+                jobs[f"segment:{name}"] = seg.schedule_seconds * scale
+        if not jobs:
+            return
+        due = {job: time.monotonic() + every for job, every in jobs.items()}
+        while True:
+            now = time.monotonic()
+            for job, when in sorted(due.items(), key=lambda kv: kv[1]):
+                if when > now:
+                    continue
+                try:
+                    if job == "identity":
+                        await asyncio.to_thread(self.build)
+                    else:
+                        await asyncio.to_thread(self.evaluate_segments, [job.split(":", 1)[1]])
+                except Exception:
+                    log.exception("scheduled %s failed", job)
+                due[job] = time.monotonic() + jobs[job]
+            await asyncio.sleep(max(0.01, min(due.values()) - time.monotonic()))
+
+    async def flush_on_start(self) -> None:
+        if self.project.config is None and not self.project.segments:
+            return
+
+        def run() -> None:
+            with self._lock:
+                db = self._conn()
+                try:
+                    self._flush(db)
+                finally:
+                    db.close()
+
+        try:
+            await asyncio.to_thread(run)
+        except Exception:
+            log.exception("could not move queued identity events to the log")
+
+
+def attach(app: App) -> None:
+    service = IdentityService(app)
+    app.services["identity"] = service
+    ip = identity_of(app.project)
+    if ip.config is None and not ip.segments:
+        return
+    app.on_event("model.built", service.on_model_built)
+    app.background.append(service.scheduler)
+    app.on_start.append(service.flush_on_start)

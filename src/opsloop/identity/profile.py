@@ -1,0 +1,77 @@
+"""Looking up one person: by person id, ``system:record_id`` or any identifier value (normalised)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._normalize import python_normalizer
+from ._sql import Conn, IdentityError
+from .config import IdentityConfig
+
+
+def find_person(db: Conn, cfg: IdentityConfig, query: str) -> str:
+    """The person id for ``query``; raises ``IdentityError`` saying what was tried."""
+    if not db.one("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
+                  "AND table_name = 'graph'"):
+        raise IdentityError("identities are not resolved yet; run `opsloop identity build` first")
+    person = query
+    for _ in range(20):  # follow merges: an old id still finds the person it was merged into
+        found = db.rows("SELECT merged_into, retired_at FROM identity.persons WHERE person_id = ?", (person,))
+        if not found:
+            break
+        merged_into, retired_at = found[0]
+        if retired_at is None:
+            return person
+        if merged_into is None:
+            raise IdentityError(f"person {query} no longer exists (all of their records were deleted)")
+        person = merged_into
+    if ":" in query:
+        system, _, record_id = query.partition(":")
+        hit = db.one("SELECT person_id FROM identity.graph WHERE system = ? AND record_id = ?", (system, record_id))
+        if hit:
+            return str(hit)
+    people: set[str] = set()
+    for id_type, icfg in cfg.identifiers.items():
+        value = python_normalizer(icfg)(query)
+        if value is None:
+            continue
+        for (pid,) in db.rows("SELECT DISTINCT g.person_id FROM identity.identifiers i JOIN identity.graph g "
+                              "USING (nid) WHERE i.id_type = ? AND i.value = ?", (id_type, value)):
+            people.add(str(pid))
+    if len(people) == 1:
+        return people.pop()
+    if people:
+        raise IdentityError(f"{query!r} belongs to {len(people)} people: {', '.join(sorted(people))}; "
+                            "pass one of these ids")
+    raise IdentityError(f"no person with id, record (system:record_id) or identifier {query!r}; "
+                        "check the spelling, or run `opsloop identity build` if the record is new")
+
+
+def profile(db: Conn, field_names: list[str], person_id: str) -> dict[str, Any]:
+    """Identifiers, linked records per system and golden fields with provenance."""
+    identifiers = [
+        {"type": t, "value": v, "systems": list(s)}
+        for t, v, s in db.rows(
+            "SELECT i.id_type, i.value, list_sort(list_distinct(list(r.system))) FROM identity.identifiers i "
+            "JOIN identity.graph g USING (nid) JOIN identity.records r USING (nid) WHERE g.person_id = ? "
+            "GROUP BY ALL ORDER BY 1, 2", (person_id,))
+    ]
+    records = [
+        {"system": s, "record_id": rid, "updated_at": u}
+        for s, rid, u in db.rows(
+            "SELECT r.system, r.record_id, r.updated_at FROM identity.graph g JOIN identity.records r USING (nid) "
+            "WHERE g.person_id = ? ORDER BY r.system, r.record_id", (person_id,))
+    ]
+    golden = db.dicts("SELECT * FROM identity.golden_records WHERE person_id = ?", (person_id,))
+    row = golden[0] if golden else {}
+    fields = {name: {"value": row.get(name), "source": row.get(f"{name}__source"),
+                     "updated_at": row.get(f"{name}__updated_at")} for name in field_names}
+    segments: list[str] = []
+    if db.one("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
+              "AND table_name = 'segment_members'"):
+        segments = [r[0] for r in db.rows("SELECT segment FROM identity.segment_members WHERE person_id = ? "
+                                          "ORDER BY 1", (person_id,))]
+    merged = [r[0] for r in db.rows("SELECT person_id FROM identity.persons WHERE merged_into = ? ORDER BY 1",
+                                    (person_id,))]
+    return {"person_id": person_id, "identifiers": identifiers, "records": records, "fields": fields,
+            "segments": segments, "merged_from": merged}

@@ -1,0 +1,82 @@
+"""Reads ``sources/*.yml`` into ``project.extras["sources"]`` with file:line problems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import Problem
+from ..project._env import interpolate
+from ..project._yaml import YamlProblem, load_yaml
+from ..project.loader import Project, register_loader, register_validator, validate_model
+from .config import MODELS, SOURCE_TYPES
+
+
+def _rel(root: Path, path: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def load_sources(project: Project, problems: list[Problem]) -> None:
+    folder = project.root / "sources"
+    found: dict[str, Any] = {}
+    lines: dict[str, tuple[str, Any]] = {}
+    project.extras["sources"] = found
+    project.extras["sources_files"] = lines
+    if not folder.is_dir():
+        return
+    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
+        rel = _rel(project.root, path)
+        try:
+            doc = load_yaml(path, project.root)
+        except YamlProblem as exc:
+            problems.append(exc.problem)
+            continue
+        data = doc.data
+        if not isinstance(data, dict):
+            problems.append(Problem(rel, 1, "expected a mapping describing one source (type:, streams ...)"))
+            continue
+        kind = data.get("type")
+        if kind not in MODELS:
+            problems.append(
+                Problem(rel, doc.line_of(("type",)),
+                        f"unknown source type {kind!r}" if kind is not None else "missing required key 'type'",
+                        f"use one of: {', '.join(SOURCE_TYPES)}")
+            )
+            continue
+        data = interpolate({"name": path.stem, **data}, project.env)
+        config = validate_model(MODELS[kind], doc, rel, data, problems)
+        if config is None:
+            continue
+        if config.name in found:
+            problems.append(Problem(rel, doc.line_of(("name",)), f"source {config.name!r} is defined twice",
+                                    f"it is also in {lines[config.name][0]}; rename one"))
+            continue
+        found[config.name] = config
+        lines[config.name] = (rel, doc)
+
+
+def check_sources(project: Project) -> list[Problem]:
+    """``opsloop validate``: credentials named by each source must be set."""
+    problems: list[Problem] = []
+    files = project.extras.get("sources_files", {})
+    for name, config in project.extras.get("sources", {}).items():
+        rel, doc = files[name]
+        for key, value in config.model_dump().items():
+            skip = config.type == "zendesk" and config.oauth_token_env and key in ("email_env", "token_env")
+            if key.endswith("_env") and value and not skip and not project.secret(value):
+                problems.append(Problem(rel, doc.line_of((key,)), f"the secret {value} is not set",
+                                        f"add {value}=... to .env or the environment"))
+        if config.type == "files":
+            for i, stream in enumerate(config.streams):
+                if not list(project.root.glob(stream.path)) and not Path(stream.path).is_absolute():
+                    problems.append(Problem(rel, doc.line_of(("streams", i, "path")),
+                                            f"no file matches {stream.path!r}",
+                                            "paths are relative to the project folder"))
+    return problems
+
+
+register_loader(load_sources)
+register_validator(check_sources)

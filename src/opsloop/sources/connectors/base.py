@@ -1,0 +1,101 @@
+"""The connector contract: ``streams()`` and ``read(stream, cursor)`` yielding pages, plus ``close()``.
+
+A page carries the cursor that becomes valid once that page and every page before it are loaded; the
+runner commits it only after the warehouse load of the whole run has committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .._http import Budget
+
+
+@dataclass
+class Stream:
+    name: str
+    """The warehouse table (and progress-bar label)."""
+    primary_key: list[str] | None = None
+    write_disposition: str = "merge"
+    noun: str | None = None
+    """Singular record noun for change events (``contact`` -> ``hubspot.contact.updated``)."""
+    id_field: str | None = None
+    """The record's id in change events (default: the first primary key)."""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Page:
+    records: list[dict[str, Any]] | Any
+    """A list of JSON records, or an Arrow table."""
+    cursor: Any = None
+    """The stream's cursor once this page is loaded; None keeps the previous one."""
+    deleted: list[str] = field(default_factory=list)
+    """Ids of records the vendor reports deleted (they also appear in ``records`` with its flag)."""
+
+
+@dataclass
+class PullContext:
+    source: str
+    project_root: Path
+    env: dict[str, str]
+    budget: Budget
+    full_refresh: bool
+    lag: float
+    retry_attempts: int = 6
+    max_retry_delay: float = 300.0
+    retry_backoff: float = 1.0
+
+    def secret(self, name: str | None) -> str | None:
+        return self.env.get(name) if name else None
+
+
+class Connector(Protocol):
+    def streams(self) -> list[Stream]: ...
+
+    def read(self, stream: Stream, cursor: Any) -> Iterator[Page]: ...
+
+    def close(self) -> None: ...
+
+
+def prefetch(pages: Iterator[Any], depth: int = 3) -> Iterator[Any]:
+    """Run ``pages`` in a worker thread, ``depth`` items ahead: the next request is in flight while the
+    caller converts and writes the current page. Errors are re-raised in the caller, in order."""
+    import queue
+    import threading
+
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in pages:
+                while not stop.is_set():
+                    try:
+                        box.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(("end", None))
+        except BaseException as exc:
+            box.put(("error", exc))
+
+    thread = threading.Thread(target=work, name="opsloop-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        thread.join(timeout=5)

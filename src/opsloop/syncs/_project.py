@@ -1,0 +1,247 @@
+"""Reads ``syncs/*.yml`` into ``project.extras["syncs"]`` and checks mappings for ``opsloop validate``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import Problem
+from ..project._env import interpolate
+from ..project._yaml import LocatedYaml, YamlProblem, load_yaml
+from ..project.loader import Project, pydantic_problems, register_loader, register_validator, validate_model
+from .config import FieldSpec, SyncConfig, compile_mapping
+
+
+@dataclass
+class LoadedSync:
+    """One sync, parsed and checked: its config, compiled mapping and typed destination config."""
+
+    config: SyncConfig
+    specs: list[FieldSpec]
+    destination: BaseModel
+    alert: BaseModel | None
+    file: str
+    doc: LocatedYaml
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def line(self, *loc: str | int) -> int | None:
+        return self.doc.line_of(tuple(loc))
+
+
+def _typed_destination(
+    data: Any, doc: LocatedYaml, rel: str, where: str, project: Project, problems: list[Problem]
+) -> BaseModel | None:
+    from ..destinations import UnknownDestination, get_destination
+
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        problems.append(Problem(rel, doc.line_of((where,)), f"{where}: needs a type: (e.g. hubspot, webhook, outbox)"))
+        return None
+    try:
+        cls = get_destination(data["type"])
+    except UnknownDestination as exc:
+        problems.append(Problem(rel, doc.line_of((where, "type")), str(exc)))
+        return None
+    try:
+        config = cls.Config.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(doc, rel, exc, prefix=(where,)))
+        return None
+    for loc, message in cls.validate(config, project.secret):
+        problems.append(Problem(rel, doc.line_of((where, *loc)), message))
+    return config
+
+
+def load_syncs(project: Project, problems: list[Problem]) -> None:
+    folder = project.root / "syncs"
+    syncs: dict[str, LoadedSync] = {}
+    project.extras["syncs"] = syncs
+    if not folder.is_dir():
+        return
+    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
+        rel = str(path.relative_to(project.root))
+        try:
+            doc = load_yaml(path, project.root)
+        except YamlProblem as exc:
+            problems.append(exc.problem)
+            continue
+        if not isinstance(doc.data, dict):
+            problems.append(Problem(rel, 1, "expected a mapping (model:, key:, destination:, mapping: ...)"))
+            continue
+        data = interpolate({"name": path.stem, **doc.data}, project.env)
+        before = len(problems)
+        config = validate_model(SyncConfig, doc, rel, data, problems)
+        if config is None:
+            if len(problems) > before and problems[-1].line is None:
+                problems[-1] = Problem(rel, 1, problems[-1].message, problems[-1].hint)
+            continue
+        if config.name in syncs:
+            problems.append(Problem(rel, 1, f"sync {config.name!r} is defined twice"))
+            continue
+        specs, mapping_problems = compile_mapping(config.mapping)
+        for field_name, message in mapping_problems:
+            problems.append(Problem(rel, doc.line_of(("mapping", field_name)), f"mapping.{field_name}: {message}"))
+        if config.sql:
+            import sqlglot
+
+            try:
+                sqlglot.parse_one(config.sql, read="duckdb")
+            except Exception as exc:
+                problems.append(Problem(rel, doc.line_of(("sql",)), f"sql: does not parse: {str(exc).splitlines()[0]}"))
+        destination = _typed_destination(config.destination, doc, rel, "destination", project, problems)
+        alert = None
+        if config.alert is not None:
+            alert = _typed_destination(config.alert, doc, rel, "alert", project, problems)
+        if destination is None or mapping_problems:
+            continue
+        from ..destinations import get_destination
+
+        cls = get_destination(config.destination["type"])
+        if config.mode == "mirror" and not cls.DELETES:
+            problems.append(Problem(rel, doc.line_of(("mode",)), f"the {cls.type} destination cannot delete records",
+                                    "use mode: upsert"))
+        if config.batch_size and config.batch_size > cls.MAX_BATCH:
+            problems.append(Problem(rel, doc.line_of(("batch_size",)),
+                                    f"batch_size {config.batch_size} is over {cls.type}'s limit of {cls.MAX_BATCH}"))
+        syncs[config.name] = LoadedSync(config, specs, destination, alert, rel, doc)
+
+
+def source_sql(project: Project, sync: LoadedSync, warehouse: Any) -> str:
+    """The FROM clause for a sync's rows: a table, a model's relation, or the sync's own SQL."""
+    from ..errors import WarehouseError
+    from .diff import relation_sql
+
+    cfg = sync.config
+    if cfg.sql:
+        return f"({cfg.sql}) AS __src"
+    if cfg.table:
+        return relation_sql(cfg.table)
+    model = str(cfg.model)
+    if "." in model:
+        return relation_sql(model)
+    rows = warehouse.query(
+        "SELECT table_schema FROM information_schema.tables WHERE table_name = ? "
+        "ORDER BY table_schema = 'main' DESC, table_schema", (model,)
+    ).rows
+    if not rows:
+        raise WarehouseError(
+            f"{sync.file}:{sync.line('model')}: model {model!r} is not in the warehouse; build it first "
+            "(opsloop build) or use table: schema.name"
+        )
+    return relation_sql(f"{rows[0][0]}.{model}")
+
+
+def _model_defined(project: Project, model: str) -> bool:
+    return any(project.root.glob(f"models/**/{model}.sql")) or model in (project.extras.get("models") or {})
+
+
+def check_syncs(project: Project) -> list[Problem]:
+    """Mappings against the source's columns (asked of the warehouse) and the destination's fields."""
+    syncs: dict[str, LoadedSync] = project.extras.get("syncs") or {}
+    if not syncs:
+        return []
+    problems: list[Problem] = []
+    warehouse = _open_readonly(project)
+    try:
+        for sync in syncs.values():
+            problems.extend(_check_one(project, sync, warehouse))
+    finally:
+        if warehouse is not None:
+            warehouse.close()
+    return problems
+
+
+def _open_readonly(project: Project) -> Any:
+    from ..errors import WarehouseError
+    from ..settings import resolve_settings
+    from ..warehouse.duckdb import DuckDBWarehouse
+
+    settings = resolve_settings(project)
+    if settings.warehouse.type != "duckdb":
+        return None
+    path = Path(settings.warehouse.path)
+    if not path.is_absolute():
+        path = project.root / path
+    if not path.exists():
+        return None
+    warehouse = DuckDBWarehouse(path, read_only=True)
+    try:
+        warehouse.query("SELECT 1")
+    except WarehouseError as exc:
+        if "in use by another process" in str(exc):
+            return _LOCKED  # the running server owns it: column checks are skipped, not failed
+        raise
+    return warehouse
+
+
+class _Locked:
+    def close(self) -> None:
+        pass
+
+
+_LOCKED = _Locked()
+
+
+def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Problem]:
+    from ..destinations import DestinationContext, get_destination
+    from ..errors import DeliveryError, WarehouseError
+    from .diff import SyncTables
+
+    problems: list[Problem] = []
+    cfg = sync.config
+    columns: list[str] | None = None
+    src_key = "sql" if cfg.sql else "table" if cfg.table else "model"
+    if warehouse is _LOCKED:
+        pass
+    elif warehouse is not None:
+        try:
+            columns = SyncTables(warehouse, cfg.name).columns(source_sql(project, sync, warehouse))
+        except WarehouseError as exc:
+            text = str(exc)
+            if not (cfg.model and _model_defined(project, cfg.model)):
+                problems.append(Problem(sync.file, sync.line(src_key),
+                                        text.split(": ", 2)[-1] if text.startswith(sync.file) else
+                                        f"cannot read the source: {text.splitlines()[0]}"))
+    elif cfg.table or (cfg.model and not _model_defined(project, cfg.model)):
+        problems.append(Problem(sync.file, sync.line(src_key), "the warehouse does not exist yet, so the source "
+                                "cannot be checked", "load or build data first"))
+    if columns is not None:
+        available = set(columns)
+        if cfg.key not in available:
+            problems.append(Problem(sync.file, sync.line("key"), f"key column {cfg.key!r} is not in the source",
+                                    f"columns: {', '.join(columns)}"))
+        for spec in sync.specs:
+            missing = [c for c in spec.columns if c not in available]
+            if missing:
+                problems.append(Problem(sync.file, sync.line("mapping", spec.name),
+                                        f"mapping.{spec.name}: no column {', '.join(map(repr, missing))} in the "
+                                        "source", f"columns: {', '.join(columns)}"))
+    cls = get_destination(cfg.destination["type"])
+    ctx = DestinationContext(sync=cfg.name, root=project.root, secret=project.secret)
+    try:
+        dest = cls(sync.destination, ctx)
+        try:
+            declared = dest.declared_fields()
+        finally:
+            dest.close()
+    except DeliveryError as exc:
+        problems.append(Problem(sync.file, sync.line("destination"),
+                                f"cannot list the destination's fields: {exc}", "check the credentials and URL"))
+        declared = None
+    if declared is not None:
+        prefixes = tuple(d[:-1] for d in declared if d.endswith(".*"))
+        for spec in sync.specs:
+            if spec.name not in declared and not (prefixes and spec.name.startswith(prefixes)):
+                problems.append(Problem(sync.file, sync.line("mapping", spec.name),
+                                        f"{cls.type} has no field {spec.name!r}",
+                                        f"fields: {', '.join(sorted(declared)[:30])}"))
+    return problems
+
+
+register_loader(load_syncs)
+register_validator(check_syncs)

@@ -1,0 +1,182 @@
+"""Runs syncs from triggers inside ``opsloop up``: after their model builds, on a cron schedule, on events.
+
+A trigger only asks for a run; it never carries rows. The diff is computed from the data at run time, so a
+trigger lost in a crash costs nothing: the next run sends everything that changed. Runs of one sync never
+overlap: a trigger arriving during a run queues exactly one more run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from .runner import RunResult, SyncRunner
+
+if TYPE_CHECKING:
+    from ..app import App
+    from ..state import EventRecord
+    from ._project import LoadedSync
+
+log = logging.getLogger("opsloop.syncs")
+
+
+class SyncService:
+    """``app.services["syncs"]``: ``await service.trigger(name, reason)`` runs a sync in a worker thread."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.runner = SyncRunner(app)
+        self._running: dict[str, asyncio.Task[Any]] = {}
+        self._again: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.results: list[RunResult] = []
+        """The results of runs started by triggers, newest last (bounded)."""
+
+    @property
+    def syncs(self) -> dict[str, LoadedSync]:
+        return self.runner.syncs
+
+    def trigger(self, name: str, reason: str) -> None:
+        """Start a run of ``name`` now, or queue one more when a run is in progress."""
+        if name in self._running and not self._running[name].done():
+            self._again.add(name)
+            return
+        self._running[name] = asyncio.get_running_loop().create_task(self._run(name, reason), name=f"sync:{name}")
+
+    def lock(self, name: str) -> asyncio.Lock:
+        """Held while ``name`` runs in this process (triggers and API calls take turns)."""
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    async def run_now(self, name: str, **options: Any) -> RunResult:
+        """Run ``name`` once, after any run in progress (the API's ``POST /api/syncs/{name}/run``)."""
+        async with self.lock(name):
+            return await asyncio.to_thread(self.runner.run, name, **options)
+
+    async def _run(self, name: str, reason: str) -> None:
+        while True:
+            self._again.discard(name)
+            try:
+                async with self.lock(name):
+                    result = await asyncio.to_thread(self.runner.run, name, trigger=reason)
+                self.results = [*self.results[-99:], result]
+                log.info("sync %s (%s): %s, sent %d, failed %d", name, reason, result.status, result.sent,
+                         result.failed)
+            except Exception:
+                log.exception("sync %s failed to run", name)
+            if name not in self._again:
+                return
+
+    async def wait_idle(self) -> None:
+        while any(not t.done() for t in self._running.values()):
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def on_model_built(self, event: EventRecord) -> None:
+        data = event.payload or {}
+        model, relation = data.get("model"), data.get("relation")
+        for name, sync in self.syncs.items():
+            cfg = sync.config
+            if cfg.triggers.after_build and (
+                (cfg.model and cfg.model in (model, relation)) or (cfg.table and cfg.table == relation)
+            ):
+                self.trigger(name, f"model.built:{model}")
+
+    def on_event_for(self, pattern: str) -> Any:
+        async def handle(event: EventRecord) -> None:
+            for name, sync in self.syncs.items():
+                if sync.config.triggers.event == pattern and not event.name.startswith(f"sync.{name}."):
+                    self.trigger(name, f"event:{event.name}")
+
+        return handle
+
+    async def cron_loop(self) -> None:
+        from croniter import croniter
+
+        schedules = {name: croniter(str(s.config.triggers.cron), time.time())
+                     for name, s in self.syncs.items() if s.config.triggers.cron}
+        due = {name: it.get_next(float) for name, it in schedules.items()}
+        while due:
+            now = time.time()
+            for name, at in list(due.items()):
+                if at <= now:
+                    self.trigger(name, "cron")
+                    due[name] = schedules[name].get_next(float)
+            await asyncio.sleep(max(0.05, min(60.0, min(due.values()) - time.time())))
+
+    async def stop(self) -> None:
+        self._again.clear()
+        await self.wait_idle()
+
+
+def _routes(app: App, service: SyncService) -> list[Any]:
+    """``GET /api/syncs`` and ``POST /api/syncs/{name}/run`` (Bearer token), used by the CLI while the server
+    owns the warehouse."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    def denied(request: Request) -> Response | None:
+        from ..web import auth
+
+        token = app.settings.api_token
+        if token and auth.bearer_ok(request, token):
+            return None
+        return JSONResponse({"error": "authentication required: send Authorization: Bearer $OPSLOOP_API_TOKEN"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    async def list_syncs(request: Request) -> Response:
+        if (refused := denied(request)) is not None:
+            return refused
+        from .listing import sync_listing
+
+        data = await asyncio.to_thread(sync_listing, app)
+        return JSONResponse(json.loads(json.dumps(data, default=str)), headers={"cache-control": "no-store"})
+
+    async def show_sync(request: Request) -> Response:
+        if (refused := denied(request)) is not None:
+            return refused
+        from .listing import sync_detail
+
+        detail = await asyncio.to_thread(sync_detail, app, request.path_params["name"])
+        if detail is None:
+            return JSONResponse({"error": f"no sync {request.path_params['name']!r}"}, status_code=404)
+        return JSONResponse(json.loads(json.dumps(detail, default=str)), headers={"cache-control": "no-store"})
+
+    async def run_sync(request: Request) -> Response:
+        if (refused := denied(request)) is not None:
+            return refused
+        from .runner import SyncError
+
+        name = request.path_params["name"]
+        try:
+            body = await request.json() if await request.body() else {}
+        except ValueError:
+            return JSONResponse({"error": "the body must be JSON"}, status_code=400)
+        options = {k: bool(body.get(k)) for k in ("dry_run", "full", "confirm_deletes", "reset")}
+        try:
+            service.runner.get(name)
+        except SyncError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        result = await service.run_now(name, trigger="api", **options)
+        return JSONResponse(json.loads(json.dumps(result.as_dict(), default=str)))
+
+    return [Route("/api/syncs", list_syncs), Route("/api/syncs/{name}", show_sync),
+            Route("/api/syncs/{name}/run", run_sync, methods=["POST"])]
+
+
+def attach(app: App) -> None:
+    syncs: dict[str, LoadedSync] = app.project.extras.get("syncs") or {}
+    service = SyncService(app)
+    app.services["syncs"] = service
+    app.web_routes.extend(_routes(app, service))
+    if not syncs:
+        return
+    if any(s.config.triggers.after_build for s in syncs.values()):
+        app.on_event("model.built", service.on_model_built)
+    for pattern in sorted({str(s.config.triggers.event) for s in syncs.values() if s.config.triggers.event}):
+        app.on_event(pattern, service.on_event_for(pattern))
+    if any(s.config.triggers.cron for s in syncs.values()):
+        app.background.append(service.cron_loop)
+    app.on_stop.append(service.stop)

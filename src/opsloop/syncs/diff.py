@@ -1,0 +1,322 @@
+"""The diff engine: fingerprints, the plan of a run, and the per-row sync state — all in the warehouse.
+
+Why the warehouse and not the state store: the fingerprints sit next to the data, so the diff is one
+join inside DuckDB (``FULL OUTER JOIN`` of the source's fingerprints against the last delivered ones);
+nothing crosses into Python but the changed rows.
+
+Tables (schema ``opsloop_sync``):
+
+- ``state__<sync>``: one row per key opsloop delivered or tried to: ``fp`` (fingerprint last delivered),
+  ``dest_id``, ``created`` (opsloop created the record), ``failed_fp`` / ``attempts`` / ``error``.
+- ``plan__<sync>``: the rows of the current run (dropped when the run ends).
+- ``journal``: a write-ahead log. A batch is written as ``sending`` before it leaves and with its per-row
+  results after; ``fold`` applies finished rows to the state and moves them to ``row_results``. Rows still
+  ``sending`` after a crash are the batch that was in flight: resent with the same idempotency keys to an
+  idempotent destination, or recorded as ``unconfirmed`` (never sent twice) otherwise.
+- ``runs`` and ``row_results``: the history users chart and query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlglot import exp
+
+from ..errors import WarehouseError
+from ..warehouse import Warehouse
+from .config import FieldSpec
+
+SCHEMA = "opsloop_sync"
+OPS = ("create", "update", "delete")
+
+
+def ident(name: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql("duckdb")
+
+
+def literal(value: str) -> str:
+    return exp.Literal.string(value).sql("duckdb")
+
+
+def relation_sql(table: str) -> str:
+    """A (possibly schema-qualified) table name as safe SQL."""
+    return exp.to_table(table, dialect="duckdb").sql("duckdb")
+
+
+def ensure_tables(warehouse: Warehouse) -> None:
+    warehouse.execute(
+        f"""
+        CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+        CREATE SEQUENCE IF NOT EXISTS {SCHEMA}.journal_seq;
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.journal (
+            seq BIGINT DEFAULT nextval('{SCHEMA}.journal_seq'), sync VARCHAR, run_id VARCHAR, batch_id VARCHAR,
+            key VARCHAR, fp VARCHAR, op VARCHAR, status VARCHAR, error VARCHAR, dest_id VARCHAR,
+            created BOOLEAN, recorded_at TIMESTAMPTZ);
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.row_results (
+            run_id VARCHAR, sync VARCHAR, key VARCHAR, op VARCHAR, status VARCHAR, error VARCHAR,
+            dest_id VARCHAR, recorded_at TIMESTAMPTZ);
+        CREATE TABLE IF NOT EXISTS {SCHEMA}.runs (
+            run_id VARCHAR, sync VARCHAR, trigger VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
+            status VARCHAR, planned_creates BIGINT, planned_updates BIGINT, planned_deletes BIGINT,
+            sent BIGINT, failed BIGINT, skipped BIGINT, unconfirmed BIGINT, error VARCHAR);
+        """
+    )
+
+
+@dataclass
+class PlanColumns:
+    """How the plan table's value columns map back to the mapping."""
+
+    specs: list[FieldSpec]
+    value_cols: dict[int, str]
+    jinja_cols: dict[int, list[tuple[str, str]]]
+    origin_cols: dict[int, str]
+
+
+class SyncTables:
+    """The warehouse side of one sync."""
+
+    def __init__(self, warehouse: Warehouse, sync: str) -> None:
+        self.wh = warehouse
+        self.sync = sync
+        self.state = f"{SCHEMA}.{ident('state__' + sync)}"
+        self.plan = f"{SCHEMA}.{ident('plan__' + sync)}"
+        self._sync_lit = literal(sync)
+
+    def ensure(self) -> None:
+        ensure_tables(self.wh)
+        self.wh.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.state} (key VARCHAR, fp VARCHAR, dest_id VARCHAR, created BOOLEAN, "
+            "failed_fp VARCHAR, attempts INTEGER, error VARCHAR, updated_at TIMESTAMPTZ)"
+        )
+
+    # -- the source ---------------------------------------------------------------------------------
+    def columns(self, source: str) -> list[str]:
+        result = self.wh.query(f"DESCRIBE SELECT * FROM {source}")
+        return [str(r[0]) for r in result.rows]
+
+    @staticmethod
+    def fingerprint_sql(parts: Sequence[str]) -> str:
+        """md5 over the mapped values, NULL kept distinct from '' (chr(1) stands for NULL)."""
+        cols = ", ".join(f"coalesce(CAST({p} AS VARCHAR), chr(1))" for p in parts)
+        return f"md5(concat_ws(chr(31), {cols}))"
+
+    @staticmethod
+    def plan_columns(specs: list[FieldSpec], source_columns: Sequence[str], system: str | None) -> PlanColumns:
+        value_cols: dict[int, str] = {}
+        jinja_cols: dict[int, list[tuple[str, str]]] = {}
+        origin_cols: dict[int, str] = {}
+        available = set(source_columns)
+        for i, spec in enumerate(specs):
+            if spec.kind == "jinja":
+                jinja_cols[i] = [(col, f"__j{i}_{k}") for k, col in enumerate(spec.columns)]
+            else:
+                value_cols[i] = f"__v{i}"
+            if system and spec.kind == "column" and f"{spec.source}__source" in available:
+                origin_cols[i] = f"__o{i}"
+        return PlanColumns(specs, value_cols, jinja_cols, origin_cols)
+
+    def _source_select(self, source: str, key: str, pc: PlanColumns) -> str:
+        selects = [f"CAST({ident(key)} AS VARCHAR) AS __key"]
+        parts: list[str] = []
+        for i, spec in enumerate(pc.specs):
+            if spec.kind == "column":
+                selects.append(f"{ident(spec.source)} AS {pc.value_cols[i]}")
+                parts.append(ident(spec.source))
+            elif spec.kind == "sql":
+                selects.append(f"({spec.source}) AS {pc.value_cols[i]}")
+                parts.append(f"({spec.source})")
+            else:
+                for col, alias in pc.jinja_cols[i]:
+                    selects.append(f"{ident(col)} AS {alias}")
+                    parts.append(ident(col))
+        for i, alias in pc.origin_cols.items():
+            selects.append(f"{ident(pc.specs[i].source + '__source')} AS {alias}")
+        selects.append(f"{self.fingerprint_sql(parts)} AS __fp")
+        return f"SELECT {', '.join(selects)} FROM {source} WHERE {ident(key)} IS NOT NULL"
+
+    # -- the plan -----------------------------------------------------------------------------------
+    def build_plan(self, source: str, key: str, pc: PlanColumns, mode: str, full: bool, max_retries: int) -> None:
+        """Materialise the rows this run has to handle into ``plan__<sync>``, ordered for sending."""
+        value_aliases = [*pc.value_cols.values(), *(a for cols in pc.jinja_cols.values() for _, a in cols),
+                         *pc.origin_cols.values()]
+        carried = "".join(f", src.{a}" for a in value_aliases)
+        never_sent = "(st.key IS NULL OR st.fp IS NULL)"
+        changed = "TRUE" if full else f"({never_sent} OR st.fp IS DISTINCT FROM src.__fp)"
+        if mode == "insert":
+            changed = "TRUE" if full else never_sent
+        given_up = (
+            "FALSE" if full else
+            f"(st.failed_fp IS NOT NULL AND st.failed_fp = src.__fp AND st.attempts >= {int(max_retries)})"
+        )
+        sql = f"""
+        CREATE OR REPLACE TABLE {self.plan} AS
+        WITH src AS ({self._source_select(source, key, pc)}),
+        st AS (SELECT key, fp, dest_id, created, failed_fp, attempts FROM {self.state}),
+        inflight AS (
+            SELECT key, arg_max(batch_id, seq) AS batch_id, arg_max(fp, seq) AS fp
+            FROM {SCHEMA}.journal WHERE sync = {self._sync_lit} AND status = 'sending' GROUP BY key
+        ),
+        diff AS (
+            SELECT coalesce(src.__key, st.key) AS __key,
+                   CASE WHEN src.__key IS NULL THEN 'delete' WHEN {never_sent} THEN 'create' ELSE 'update' END
+                       AS __op,
+                   src.__fp, st.dest_id AS __dest_id, coalesce(st.created, FALSE) AS __created,
+                   coalesce(st.attempts, 0) AS __attempts{carried}
+            FROM src FULL OUTER JOIN st ON src.__key = st.key
+            WHERE src.__key IS NULL OR ({changed} AND NOT {given_up})
+        )
+        SELECT diff.*, CASE WHEN inflight.fp IS NOT DISTINCT FROM diff.__fp THEN inflight.batch_id END AS __batch,
+               row_number() OVER (ORDER BY (inflight.fp IS NOT DISTINCT FROM diff.__fp) DESC NULLS LAST,
+                                  inflight.batch_id, diff.__op, diff.__key) AS __n
+        FROM diff LEFT JOIN inflight ON inflight.key = diff.__key
+        """
+        self.wh.execute(sql)
+
+    def plan_counts(self) -> dict[str, int]:
+        rows = self.wh.query(
+            f"SELECT __op, __created, count(*) FROM {self.plan} GROUP BY ALL"
+        ).rows
+        counts = {"create": 0, "update": 0, "delete": 0, "forget": 0}
+        for op, created, n in rows:
+            counts["delete" if op == "delete" and created else "forget" if op == "delete" else op] += int(n)
+        return counts
+
+    def duplicate_keys(self) -> list[str]:
+        rows = self.wh.query(f"SELECT __key FROM {self.plan} GROUP BY 1 HAVING count(*) > 1 LIMIT 5").rows
+        return [str(r[0]) for r in rows]
+
+    def plan_page(self, after: int, limit: int) -> list[dict[str, Any]]:
+        return self.wh.query(
+            f"SELECT * FROM {self.plan} WHERE __n > ? ORDER BY __n LIMIT ?", (after, limit)
+        ).as_dicts()
+
+    def plan_sample(self, op: str, created: bool | None, limit: int) -> list[dict[str, Any]]:
+        where = "__op = ?"
+        params: list[Any] = [op]
+        if created is not None:
+            where += " AND __created = ?"
+            params.append(created)
+        return self.wh.query(f"SELECT * FROM {self.plan} WHERE {where} ORDER BY __n LIMIT ?",
+                             (*params, limit)).as_dicts()
+
+    def drop_plan(self) -> None:
+        self.wh.execute(f"DROP TABLE IF EXISTS {self.plan}")
+
+    def owned_count(self) -> int:
+        return int(self.wh.query(f"SELECT count(*) FROM {self.state} WHERE created").rows[0][0])
+
+    # -- the journal --------------------------------------------------------------------------------
+    def journal(self, rows: list[dict[str, Any]]) -> None:
+        """Append journal rows (one DuckDB commit, through Arrow)."""
+        if not rows:
+            return
+        import pyarrow as pa
+
+        columns = ("sync", "run_id", "batch_id", "key", "fp", "op", "status", "error", "dest_id", "created",
+                   "recorded_at")
+        types = [pa.string()] * 9 + [pa.bool_(), pa.timestamp("us", tz="UTC")]
+        table = pa.table({c: pa.array([r.get(c) for r in rows], type=t) for c, t in zip(columns, types, strict=True)})
+        self.wh.insert_arrow(f"{SCHEMA}.journal", table)
+
+    def settle_inflight(self, idempotent: bool) -> int:
+        """After a crash: rows left ``sending`` are resent (idempotent) or recorded as unconfirmed."""
+        count = int(self.wh.query(
+            f"SELECT count(*) FROM {SCHEMA}.journal j WHERE sync = {self._sync_lit} AND status = 'sending' AND "
+            f"NOT EXISTS (SELECT 1 FROM {SCHEMA}.journal k WHERE k.sync = j.sync AND k.key = j.key AND k.seq > j.seq)"
+        ).rows[0][0])
+        if count and not idempotent:
+            self.wh.execute(
+                f"UPDATE {SCHEMA}.journal SET status = 'unconfirmed', "
+                "error = 'the run was interrupted while this row was being sent; not sent again, to avoid a "
+                f"duplicate' WHERE sync = {self._sync_lit} AND status = 'sending'"
+            )
+        return count
+
+    def _transaction(self, script: str) -> None:
+        """Run a ``BEGIN ... COMMIT`` script; roll back on error so the shared connection stays usable."""
+        try:
+            self.wh.execute(script)
+        except WarehouseError:
+            try:
+                self.wh.execute("ROLLBACK")
+            except WarehouseError:
+                pass
+            raise
+
+    def fold(self) -> None:
+        """Apply finished journal rows to the state and move them to ``row_results``, in one transaction."""
+        s = self._sync_lit
+        ok = "('ok', 'unconfirmed', 'skipped')"
+        self._transaction(
+            f"""
+            BEGIN TRANSACTION;
+            CREATE OR REPLACE TEMP TABLE __fold AS
+                SELECT * FROM (
+                    SELECT *, row_number() OVER (PARTITION BY key ORDER BY seq DESC) AS rn
+                    FROM {SCHEMA}.journal WHERE sync = {s}
+                ) WHERE rn = 1 AND status <> 'sending';
+            UPDATE {self.state} SET fp = f.fp, dest_id = coalesce(f.dest_id, {self.state}.dest_id),
+                   created = coalesce({self.state}.created, FALSE) OR coalesce(f.created, FALSE),
+                   failed_fp = NULL, attempts = 0, error = NULL, updated_at = f.recorded_at
+                FROM __fold f WHERE {self.state}.key = f.key AND f.status IN {ok};
+            UPDATE {self.state} SET failed_fp = f.fp, error = f.error, updated_at = f.recorded_at,
+                   attempts = CASE WHEN {self.state}.failed_fp IS NOT DISTINCT FROM f.fp
+                                   THEN {self.state}.attempts + 1 ELSE 1 END
+                FROM __fold f WHERE {self.state}.key = f.key AND f.status = 'failed';
+            INSERT INTO {self.state}
+                SELECT f.key, CASE WHEN f.status = 'failed' THEN NULL ELSE f.fp END, f.dest_id,
+                       coalesce(f.created, FALSE), CASE WHEN f.status = 'failed' THEN f.fp END,
+                       CASE WHEN f.status = 'failed' THEN 1 ELSE 0 END,
+                       CASE WHEN f.status = 'failed' THEN f.error END, f.recorded_at
+                FROM __fold f
+                WHERE f.status IN ('ok', 'unconfirmed', 'skipped', 'failed')
+                  AND NOT EXISTS (SELECT 1 FROM {self.state} st WHERE st.key = f.key);
+            DELETE FROM {self.state} WHERE key IN (SELECT key FROM __fold WHERE status IN ('deleted', 'forgotten'));
+            INSERT INTO {SCHEMA}.row_results
+                SELECT run_id, sync, key, op, status, error, dest_id, recorded_at FROM {SCHEMA}.journal
+                WHERE sync = {s} AND status NOT IN ('sending', 'cancelled') AND key IN (SELECT key FROM __fold);
+            DELETE FROM {SCHEMA}.journal WHERE sync = {s} AND key IN (SELECT key FROM __fold);
+            DROP TABLE __fold;
+            COMMIT;
+            """
+        )
+
+    def reset(self, source: str, key: str, pc: PlanColumns) -> int:
+        """Mark every current source row as delivered, without sending anything."""
+        self._transaction(
+            f"""
+            BEGIN TRANSACTION;
+            DELETE FROM {SCHEMA}.journal WHERE sync = {self._sync_lit};
+            CREATE OR REPLACE TEMP TABLE __reset AS
+                SELECT src.__key AS key, src.__fp AS fp, st.dest_id, coalesce(st.created, FALSE) AS created
+                FROM ({self._source_select(source, key, pc)}) src LEFT JOIN {self.state} st ON st.key = src.__key;
+            DELETE FROM {self.state};
+            INSERT INTO {self.state} SELECT key, fp, dest_id, created, NULL, 0, NULL, now() FROM __reset;
+            DROP TABLE __reset;
+            COMMIT;
+            """
+        )
+        return int(self.wh.query(f"SELECT count(*) FROM {self.state}").rows[0][0])
+
+    # -- queries for the CLI ------------------------------------------------------------------------
+    def failed_rows(self, limit: int = 50) -> list[dict[str, Any]]:
+        try:
+            return self.wh.query(
+                f"SELECT key, error, attempts, updated_at FROM {self.state} WHERE failed_fp IS NOT NULL "
+                "ORDER BY updated_at DESC LIMIT ?", (limit,)
+            ).as_dicts()
+        except WarehouseError:
+            return []
+
+    def state_counts(self) -> dict[str, int]:
+        try:
+            row = self.wh.query(
+                f"SELECT count(*) FILTER (WHERE fp IS NOT NULL), count(*) FILTER (WHERE failed_fp IS NOT NULL), "
+                f"count(*) FILTER (WHERE created) FROM {self.state}"
+            ).rows[0]
+        except WarehouseError:
+            return {"synced": 0, "failing": 0, "owned": 0}
+        return {"synced": int(row[0]), "failing": int(row[1]), "owned": int(row[2])}

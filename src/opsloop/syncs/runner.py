@@ -1,0 +1,420 @@
+"""The sync runner: plan (diff), the delete breaker, batching, pacing, retries, splitting, results, events.
+
+``SyncRunner(app).run("crm_contacts")`` runs one sync to completion in the calling thread; the service
+runs it in a worker thread from triggers, the CLI calls it directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .._ids import new_id
+from ..destinations import Destination, DestinationContext, RowOp, RowResult, get_destination
+from ..errors import DeliveryError, OpsloopError, TerminalDeliveryError, TransientDeliveryError
+from ..state import NewEvent
+from ._project import LoadedSync, source_sql
+from ._status import QuotaExhausted, SyncStatus
+from .diff import SyncTables, ensure_tables
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("opsloop.syncs")
+
+MAX_ROW_EVENTS = 1000
+"""At most this many ``sync.<name>.row_failed`` events per run (the rest are in ``row_results``)."""
+SEND_RETRIES = 5
+"""Attempts for a batch that fails transiently (429, 5xx, timeouts) within one run."""
+PAGE = 5000
+
+Progress = Callable[[int, int], None]
+
+
+class SyncError(OpsloopError):
+    """A sync cannot run as configured; the message says what to change."""
+
+
+@dataclass
+class RunResult:
+    sync: str
+    run_id: str
+    status: str
+    """ok, partial (some rows failed), failed, stopped (delete breaker), quota, dry_run, reset."""
+    planned: dict[str, int] = field(default_factory=dict)
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    unconfirmed: int = 0
+    error: str | None = None
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, uuid.UUID | bytes):
+        return str(value)
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class _Pacer:
+    def __init__(self, per_second: float | None, time_scale: float) -> None:
+        self.interval = (1.0 / per_second) if per_second else 0.0
+        self.next_at = 0.0
+        self.scale = time_scale
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        if now < self.next_at:
+            time.sleep(self.next_at - now)
+        self.next_at = max(now, self.next_at) + self.interval
+
+
+class SyncRunner:
+    """Runs syncs of one App."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.status = SyncStatus(app.store)
+        self._jinja: Any = None
+
+    @property
+    def syncs(self) -> dict[str, LoadedSync]:
+        return dict(self.app.project.extras.get("syncs") or {})
+
+    def get(self, name: str) -> LoadedSync:
+        sync = self.syncs.get(name)
+        if sync is None:
+            raise SyncError(f"no sync {name!r}; syncs: {', '.join(sorted(self.syncs)) or 'none (add syncs/*.yml)'}")
+        return sync
+
+    def context(self, name: str) -> DestinationContext:
+        return DestinationContext(sync=name, root=self.app.project.root, secret=self.app.project.secret,
+                                  store=self.app.store, time_scale=self.app.settings.time_scale)
+
+    # -- one run -----------------------------------------------------------------------------------
+    def run(self, name: str, *, dry_run: bool = False, full: bool = False, confirm_deletes: bool = False,
+            reset: bool = False, trigger: str = "manual", progress: Progress | None = None) -> RunResult:
+        sync = self.get(name)
+        started = time.time()
+        run_id = new_id("run_")
+        result = RunResult(name, run_id, "running")
+        self.status.acquire(name)
+        dest: Destination | None = None
+        try:
+            tables = SyncTables(self.app.warehouse, name)
+            tables.ensure()
+            self._interrupt_stale_runs(name)
+            cls = get_destination(sync.config.destination["type"])
+            dest = cls(sync.destination, self.context(name))
+            if not dry_run:
+                result.unconfirmed = tables.settle_inflight(cls.IDEMPOTENT) if not cls.IDEMPOTENT else 0
+                tables.fold()
+            source = source_sql(self.app.project, sync, self.app.warehouse)
+            pc = tables.plan_columns(sync.specs, tables.columns(source), sync.config.system)
+            if reset:
+                result.planned = {"reset": tables.reset(source, sync.config.key, pc)}
+                result.status = "reset"
+                return result
+            if not dry_run:
+                self._record_run_start(result, trigger, started)
+            tables.build_plan(source, sync.config.key, pc, sync.config.mode, full, sync.config.max_retries)
+            try:
+                dupes = tables.duplicate_keys()
+                if dupes:
+                    raise SyncError(
+                        f"{sync.file}:{sync.line('key')}: the key {sync.config.key!r} is not unique in the source "
+                        f"(e.g. {', '.join(dupes)}); make it unique (deduplicate the model) and run again"
+                    )
+                result.planned = counts = tables.plan_counts()
+                if sync.config.mode != "mirror":
+                    counts["forget"] += counts.pop("delete")
+                    counts["delete"] = 0
+                if dry_run:
+                    result.samples = self._samples(sync, tables, pc)
+                    result.status = "dry_run"
+                    return result
+                if counts["delete"] and not confirm_deletes:
+                    owned = max(tables.owned_count(), 1)
+                    share = counts["delete"] / owned
+                    if share > sync.config.max_delete_share:
+                        result.status = "stopped"
+                        result.error = (
+                            f"this run would delete {counts['delete']} of the {owned} records opsloop created in "
+                            f"{cls.type} ({share:.0%}, over max_delete_share {sync.config.max_delete_share:.0%}); "
+                            f"nothing was sent. Check the source, then run `opsloop sync {name} --confirm-deletes`"
+                        )
+                        return result
+                self._send_plan(sync, tables, pc, dest, result, progress)
+            finally:
+                tables.drop_plan()
+            tables.fold()
+            result.status = "partial" if result.failed else "ok"
+            return result
+        except QuotaExhausted as exc:
+            result.status, result.error = "quota", str(exc)
+            return result
+        except OpsloopError as exc:
+            result.status, result.error = "failed", str(exc)
+            return result
+        finally:
+            result.seconds = time.time() - started
+            if dest is not None:
+                dest.close()
+            try:
+                if result.status not in ("dry_run", "reset"):
+                    self._finish(sync, result, started)
+            finally:
+                self.status.release(name)
+
+    # -- sending -----------------------------------------------------------------------------------
+    def _send_plan(self, sync: LoadedSync, tables: SyncTables, pc: Any, dest: Destination, result: RunResult,
+                   progress: Progress | None) -> None:
+        cfg = sync.config
+        total = sum(v for k, v in result.planned.items())
+        done = 0
+        batch_size = cfg.batch_size or min(100, dest.MAX_BATCH)
+        pacer = _Pacer(cfg.rate_limit.per_second or dest.REQUESTS_PER_SECOND, self.app.settings.time_scale)
+        emitted = 0
+        pending: dict[str, list[tuple[RowOp, str | None, str]]] = {}
+        pending_batch: dict[str, str | None] = {}
+        carry: list[dict[str, Any]] = []
+        """Finished rows not yet journaled: written in the same commit as the next batch's ``sending`` marks
+        (one warehouse commit per batch). A crash loses at most their results; their rows count as in flight."""
+
+        def flush(kind: str) -> None:
+            nonlocal done, emitted
+            items = pending.pop(kind, [])
+            pending_batch.pop(kind, None)
+            if not items:
+                return
+            ops = [op for op, _, _ in items]
+            fps = {op.key: fp for op, _, fp in items}
+            batch_id = items[0][1] or _batch_id(cfg.name, ops)
+            now = dt.datetime.now(dt.UTC)
+            tables.journal([*carry, *(
+                {"sync": cfg.name, "run_id": result.run_id, "batch_id": batch_id, "key": op.key, "fp": fps[op.key],
+                 "op": op.op, "status": "sending", "recorded_at": now} for op in ops
+            )])
+            carry.clear()
+            try:
+                results = self._deliver(dest, ops, pacer, cfg.rate_limit.per_day, cfg.destination["type"])
+            except QuotaExhausted:
+                tables.journal([{"sync": cfg.name, "run_id": result.run_id, "batch_id": batch_id, "key": op.key,
+                                 "fp": fps[op.key], "op": op.op, "status": "cancelled",
+                                 "recorded_at": dt.datetime.now(dt.UTC)} for op in ops])
+                raise
+            by_key = {r.key: r for r in results}
+            rows = []
+            failures: list[NewEvent] = []
+            now = dt.datetime.now(dt.UTC)
+            for op in ops:
+                r = by_key.get(op.key) or RowResult(op.key, False, "the destination returned no result for this row")
+                status = ("deleted" if op.op == "delete" else "ok") if r.ok else "failed"
+                rows.append({"sync": cfg.name, "run_id": result.run_id, "batch_id": batch_id, "key": op.key,
+                             "fp": fps[op.key], "op": op.op, "status": status, "error": r.error,
+                             "dest_id": r.dest_id, "created": r.created, "recorded_at": now})
+                if r.ok:
+                    result.sent += 1
+                else:
+                    result.failed += 1
+                    if emitted < MAX_ROW_EVENTS:
+                        emitted += 1
+                        failures.append(self._event(
+                            f"sync.{cfg.name}.row_failed",
+                            {"sync": cfg.name, "run_id": result.run_id, "key": op.key, "op": op.op,
+                             "error": r.error, "transient": r.transient}, related=result.run_id))
+            carry.extend(rows)
+            self._emit(failures)
+            done += len(ops)
+            if progress:
+                progress(done, total)
+
+        def skipped(count: int) -> None:
+            nonlocal done
+            done += count
+
+        try:
+            self._pages(sync, tables, pc, result, pending, pending_batch, batch_size, flush, carry, skipped)
+        finally:
+            tables.journal(carry)
+
+    def _pages(self, sync: LoadedSync, tables: SyncTables, pc: Any, result: RunResult,
+               pending: dict[str, list[tuple[RowOp, str | None, str]]], pending_batch: dict[str, str | None],
+               batch_size: int, flush: Callable[[str], None], carry: list[dict[str, Any]],
+               skipped: Callable[[int], None]) -> None:
+        cfg = sync.config
+        after = 0
+        while True:
+            page = tables.plan_page(after, PAGE)
+            if not page:
+                break
+            after = int(page[-1]["__n"])
+            direct: list[dict[str, Any]] = []
+            for row in page:
+                op, fp, note = self._row_op(sync, pc, row)
+                if op is None:
+                    direct.append({"sync": cfg.name, "run_id": result.run_id, "key": row["__key"], "fp": fp,
+                                   "op": "none", "status": note, "recorded_at": dt.datetime.now(dt.UTC)})
+                    result.skipped += 1
+                    continue
+                kind = "delete" if op.op == "delete" else "write"
+                batch = row.get("__batch")
+                if kind in pending and (pending_batch.get(kind) != batch or len(pending[kind]) >= batch_size):
+                    flush(kind)
+                pending.setdefault(kind, []).append((op, batch, fp or ""))
+                pending_batch[kind] = batch
+            if direct:
+                carry.extend(direct)
+                skipped(len(direct))
+            for kind in list(pending):
+                if len(pending[kind]) >= batch_size:
+                    flush(kind)
+        for kind in list(pending):
+            flush(kind)
+
+    def _row_op(self, sync: LoadedSync, pc: Any, row: dict[str, Any]) -> tuple[RowOp | None, str | None, str]:
+        cfg = sync.config
+        key = str(row["__key"])
+        fp = row["__fp"]
+        if row["__op"] == "delete":
+            if cfg.mode == "mirror" and row["__created"]:
+                return RowOp(key, "delete", {}, _idem(cfg.name, key, "delete"), dest_id=row["__dest_id"]), None, ""
+            return None, None, "forgotten"
+        fields: dict[str, Any] = {}
+        for i, spec in enumerate(pc.specs):
+            if i in pc.origin_cols and cfg.system and row[pc.origin_cols[i]] == cfg.system:
+                continue
+            if spec.kind == "jinja":
+                value: Any = self._render(spec.source, {col: row[alias] for col, alias in pc.jinja_cols[i]})
+            else:
+                value = row[pc.value_cols[i]]
+            if value is None and cfg.null_policy == "skip":
+                continue
+            fields[spec.name] = _jsonable(value)
+        new = row["__op"] == "create"
+        if not fields and not new:
+            return None, fp, "skipped"
+        mode_op = {"upsert": "upsert", "mirror": "upsert", "update": "update", "insert": "insert"}[cfg.mode]
+        return RowOp(key, mode_op, fields, _idem(cfg.name, key, fp), dest_id=row["__dest_id"], new=new), fp, ""  # type: ignore[arg-type]
+
+    def _render(self, template: str, variables: dict[str, Any]) -> str:
+        if self._jinja is None:
+            from jinja2.sandbox import SandboxedEnvironment
+
+            self._jinja = SandboxedEnvironment()
+        return str(self._jinja.from_string(template).render(**variables))
+
+    def _deliver(self, dest: Destination, batch: list[RowOp], pacer: _Pacer, per_day: int | None,
+                 quota_key: str) -> list[RowResult]:
+        attempt = 0
+        while True:
+            pacer.wait()
+            if per_day:
+                self.status.take_quota(quota_key, per_day)
+            try:
+                return dest.send(batch)
+            except TransientDeliveryError as exc:
+                attempt += 1
+                if attempt >= SEND_RETRIES:
+                    return [RowResult(r.key, False, str(exc), transient=True) for r in batch]
+                wait = exc.retry_after if exc.retry_after is not None else min(2.0 ** attempt, 60.0)
+                log.info("%s: %s; retrying in %.1fs", dest.ctx.sync, exc, wait)
+                time.sleep(wait * self.app.settings.time_scale)
+            except (TerminalDeliveryError, DeliveryError) as exc:
+                if len(batch) == 1:
+                    return [RowResult(batch[0].key, False, str(exc))]
+                mid = len(batch) // 2
+                return [*self._deliver(dest, batch[:mid], pacer, per_day, quota_key),
+                        *self._deliver(dest, batch[mid:], pacer, per_day, quota_key)]
+
+    # -- results -----------------------------------------------------------------------------------
+    def _samples(self, sync: LoadedSync, tables: SyncTables, pc: Any) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for label, op, created in (("create", "create", None), ("update", "update", None),
+                                   ("delete", "delete", True)):
+            if label == "delete" and sync.config.mode != "mirror":
+                continue
+            rows = []
+            for row in tables.plan_sample(op, created, 5):
+                row_op, _, _ = self._row_op(sync, pc, row)
+                rows.append({"key": row["__key"], "fields": row_op.fields if row_op else {}})
+            out[label] = rows
+        return out
+
+    def _event(self, name: str, payload: dict[str, Any], related: str | None = None) -> NewEvent:
+        return NewEvent(id=new_id("evt_"), name=name, received_at=time.time(), payload=payload, source="sync",
+                        related_id=related, expires_at=time.time() + self.app.settings.retention_days * 86400.0)
+
+    def _emit(self, events: list[NewEvent]) -> None:
+        if events:
+            self.app.store.append_events(events)
+            self.app.bus.notify()
+
+    def _interrupt_stale_runs(self, name: str) -> None:
+        self.app.warehouse.execute(
+            "UPDATE opsloop_sync.runs SET status = 'interrupted', finished_at = now() "
+            "WHERE sync = ? AND status = 'running'", (name,)
+        )
+
+    def _record_run_start(self, result: RunResult, trigger: str, started: float) -> None:
+        self.app.warehouse.execute(
+            "INSERT INTO opsloop_sync.runs (run_id, sync, trigger, started_at, status) "
+            "VALUES (?, ?, ?, to_timestamp(?), 'running')",
+            (result.run_id, result.sync, trigger, started),
+        )
+
+    def _finish(self, sync: LoadedSync, result: RunResult, started: float) -> None:
+        p = result.planned
+        wh = self.app.warehouse
+        ensure_tables(wh)
+        wh.execute(
+            "INSERT INTO opsloop_sync.runs (run_id, sync, trigger, started_at, status) "
+            "SELECT ?, ?, 'manual', to_timestamp(?), 'running' WHERE NOT EXISTS "
+            "(SELECT 1 FROM opsloop_sync.runs WHERE run_id = ?)",
+            (result.run_id, result.sync, started, result.run_id),
+        )
+        wh.execute(
+            "UPDATE opsloop_sync.runs SET finished_at = now(), status = ?, planned_creates = ?, planned_updates = ?, "
+            "planned_deletes = ?, sent = ?, failed = ?, skipped = ?, unconfirmed = ?, error = ? WHERE run_id = ?",
+            (result.status, p.get("create", 0), p.get("update", 0), p.get("delete", 0), result.sent, result.failed,
+             result.skipped, result.unconfirmed, result.error, result.run_id),
+        )
+        payload = {k: v for k, v in result.as_dict().items() if k != "samples"}
+        self._emit([self._event(f"sync.{result.sync}.completed", payload, related=result.run_id)])
+        health = {"ok": "healthy", "partial": "failing", "failed": "failing"}.get(result.status)
+        previous = self.status.record_run(result.sync, result.run_id, result.status, health)
+        if health and previous != health and (health == "failing" or previous == "failing"):
+            from .alerts import send_alert
+
+            send_alert(self, sync, result, health)
+
+
+def _idem(sync: str, key: str, fp: str | None) -> str:
+    return hashlib.md5(f"{sync}|{key}|{fp}".encode(), usedforsecurity=False).hexdigest()
+
+
+def _batch_id(sync: str, ops: list[RowOp]) -> str:
+    text = json.dumps([sync, sorted(o.idempotency_key for o in ops)])
+    return "b_" + hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()

@@ -1,0 +1,262 @@
+"""slack.post / slack.update through slack_sdk's WebClient (or the sandbox outbox when no token is set).
+
+- ``chat.postMessage`` returns a handle ``{"channel": ID, "ts": ...}``; it is the step's stored result, so
+  a later step (even after a restart) calls ``chat.update`` on the same message.
+- Each post carries message metadata naming the run and step. When a post may already have happened
+  (a retry, or the step a crash cut off) the channel's history is searched for that metadata first, so
+  the message is not posted twice.
+- Posts are paced per channel (Slack allows about one message per second per channel; ``SLACK_PACE``
+  messages/s, 0 turns pacing off); HTTP 429 becomes a transient error carrying ``Retry-After``.
+
+Settings (environment or .env): ``SLACK_BOT_TOKEN``, ``SLACK_API_URL`` (default https://slack.com/api/),
+``SLACK_PACE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ... import outbox
+from ...errors import TerminalDeliveryError, TransientDeliveryError
+
+if TYPE_CHECKING:
+    from ..context import Context
+
+_TRANSIENT_ERRORS = {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable",
+                     "request_timeout"}
+_HINTS = {
+    "channel_not_found": "check the channel name, and invite the bot to it",
+    "not_in_channel": "invite the bot to the channel (/invite @yourbot)",
+    "invalid_auth": "SLACK_BOT_TOKEN is wrong or revoked",
+    "not_authed": "set SLACK_BOT_TOKEN",
+    "message_not_found": "the message was deleted, or the handle points at another channel",
+}
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+METADATA_TYPE = "opsloop_step"
+
+
+class SlackPost(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channel: str
+    text: str
+    blocks: list[dict[str, Any]] | None = None
+    claim_button: str | None = None
+    """Label of a button that, when clicked, emits ``claim_event`` (see the Slack interactions endpoint)."""
+    claim_event: str | None = None
+    thread_ts: str | None = None
+
+
+class SlackUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: dict[str, Any] | None = None
+    """The handle a slack.post returned (``{{ steps.notify }}``); or give channel and ts."""
+    channel: str | None = None
+    ts: str | None = None
+    text: str
+    blocks: list[dict[str, Any]] | None = None
+    claim_button: str | None = None
+    claim_event: str | None = None
+
+
+def claim_blocks(text: str, label: str, value: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {
+            "type": "actions",
+            "block_id": "opsloop_actions",
+            "elements": [{
+                "type": "button", "action_id": "opsloop_claim", "style": "primary",
+                "text": {"type": "plain_text", "text": label}, "value": json.dumps(value, separators=(",", ":")),
+            }],
+        },
+    ]
+
+
+class SlackService:
+    """One per App: the client, per-channel pacing and the channel-name cache."""
+
+    def __init__(self, app: Any) -> None:
+        env = app.project.env
+        self.app = app
+        self.token = app.project.secret("SLACK_BOT_TOKEN")
+        self.base_url = env.get("SLACK_API_URL") or "https://slack.com/api/"
+        if not self.base_url.endswith("/"):
+            self.base_url += "/"
+        pace = float(env.get("SLACK_PACE") or 1.0)
+        self.interval = 1.0 / pace if pace > 0 else 0.0
+        self._next_slot: dict[str, float] = {}
+        self._ids: dict[str, str] = {}
+        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="opsloop-slack")
+        self._client: Any = None
+
+    @property
+    def sandbox(self) -> bool:
+        return not self.token
+
+    def client(self) -> Any:
+        if self._client is None:
+            from slack_sdk import WebClient
+
+            self._client = WebClient(token=self.token, base_url=self.base_url, timeout=15, retry_handlers=[])
+        return self._client
+
+    async def _pace(self, channel: str) -> None:
+        if not self.interval:
+            return
+        key = self._ids.get(channel, channel)
+        now = time.monotonic()
+        slot = max(now, self._next_slot.get(key, 0.0))
+        self._next_slot[key] = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: self._call_sync(method, params))
+
+    def _call_sync(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        from slack_sdk.errors import SlackApiError
+
+        clean = {k: v for k, v in params.items() if v is not None}
+        try:
+            if method.startswith("chat."):
+                response = self.client().api_call(method, json=clean)
+            else:  # read methods take query parameters
+                query = {k: ("true" if v is True else "false" if v is False else v) for k, v in clean.items()}
+                response = self.client().api_call(method, http_verb="GET", params=query)
+            return dict(response.data) if isinstance(response.data, dict) else {}
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+            if status == 429 or error in _TRANSIENT_ERRORS or status >= 500:
+                after = exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after")
+                raise TransientDeliveryError(
+                    f"Slack {method}: {error or f'HTTP {status}'}", retry_after=float(after) if after else None
+                ) from None
+            hint = _HINTS.get(str(error), "")
+            raise TerminalDeliveryError(
+                f"Slack {method} failed: {error or f'HTTP {status}'}" + (f" ({hint})" if hint else "")
+            ) from None
+        except OSError as exc:
+            raise TransientDeliveryError(f"Slack {method}: cannot reach {self.base_url}: {exc}") from exc
+
+    async def channel_id(self, channel: str) -> str:
+        if _CHANNEL_ID.match(channel):
+            return channel
+        if channel in self._ids:
+            return self._ids[channel]
+        wanted = channel.lstrip("#")
+        cursor = ""
+        while True:
+            page = await self.call("conversations.list", types="public_channel,private_channel", limit=200,
+                                   cursor=cursor or None)
+            for ch in page.get("channels", []):
+                if ch.get("name") == wanted:
+                    self._ids[channel] = str(ch["id"])
+                    return str(ch["id"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or ""
+            if not cursor:
+                raise TerminalDeliveryError(f"Slack channel {channel!r} not found (invite the bot to it)")
+
+    async def find_posted(self, channel: str, key: str, since: float) -> str | None:
+        """The ts of a message this step already posted (found by its metadata), else None."""
+        cid = await self.channel_id(channel)
+        cursor = ""
+        while True:
+            page = await self.call("conversations.history", channel=cid, oldest=f"{since:.6f}", limit=200,
+                                   include_all_metadata=True, cursor=cursor or None)
+            for message in page.get("messages", []):
+                meta = message.get("metadata") or {}
+                if meta.get("event_type") == METADATA_TYPE and (meta.get("event_payload") or {}).get("step") == key:
+                    return str(message["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or ""
+            if not cursor or not page.get("has_more"):
+                return None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
+def service(app: Any) -> SlackService:
+    svc: SlackService | None = app.services.get("workflows.slack")
+    if svc is None:
+        svc = SlackService(app)
+        app.services["workflows.slack"] = svc
+    return svc
+
+
+def _message_blocks(ctx: Context, text: str, blocks: list[dict[str, Any]] | None, label: str | None,
+                    claim_event: str | None) -> list[dict[str, Any]] | None:
+    if blocks is not None or not label:
+        return blocks
+    trigger = ctx.event or {}
+    event = claim_event or (str(trigger.get("name", "request")).rsplit(".", 1)[0] + ".claimed")
+    return claim_blocks(text, label, {"event": event, "ref": trigger.get("id"), "run": ctx.run_id})
+
+
+async def post(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    spec = SlackPost.model_validate(params)
+    svc = service(ctx.app)
+    key = f"{ctx.run_id}:{ctx.step_id}"
+    blocks = _message_blocks(ctx, spec.text, spec.blocks, spec.claim_button, spec.claim_event)
+    if svc.sandbox:
+        return _post_sandbox(ctx, spec, blocks, key)
+    if ctx.possibly_repeated:
+        since = (ctx.event or {}).get("received_at") or time.time() - 86400
+        found = await svc.find_posted(spec.channel, key, float(since) - 60)
+        if found is not None:
+            return {"channel": await svc.channel_id(spec.channel), "ts": found, "reused": True}
+    await svc._pace(spec.channel)
+    body: dict[str, Any] = {
+        "channel": spec.channel, "text": spec.text,
+        "metadata": {"event_type": METADATA_TYPE, "event_payload": {"step": key}},
+    }
+    if blocks is not None:
+        body["blocks"] = blocks
+    if spec.thread_ts:
+        body["thread_ts"] = spec.thread_ts
+    data = await svc.call("chat.postMessage", **body)
+    channel_id = str(data.get("channel"))
+    svc._ids.setdefault(spec.channel, channel_id)
+    return {"channel": channel_id, "ts": str(data.get("ts"))}
+
+
+def _post_sandbox(ctx: Context, spec: SlackPost, blocks: list[dict[str, Any]] | None, key: str) -> dict[str, Any]:
+    store = ctx.app.store
+    if ctx.possibly_repeated:
+        rows = store.query("SELECT id FROM outbox WHERE destination = 'slack' AND key = ?", (key,))
+        if rows:
+            return {"channel": spec.channel, "ts": str(rows[0][0]), "sandbox": True, "reused": True}
+    payload = {"channel": spec.channel, "text": spec.text, "blocks": blocks}
+    item = outbox.record(store, "slack", "chat.postMessage", payload, target=spec.channel, key=key)
+    return {"channel": spec.channel, "ts": item, "sandbox": True}
+
+
+async def update(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    spec = SlackUpdate.model_validate(params)
+    handle = spec.message or {}
+    channel = spec.channel or handle.get("channel")
+    ts = spec.ts or handle.get("ts")
+    if not channel or not ts:
+        raise TerminalDeliveryError(
+            "slack.update needs the message to update: message: \"{{ steps.<post step> }}\" or channel and ts"
+        )
+    blocks = _message_blocks(ctx, spec.text, spec.blocks, spec.claim_button, spec.claim_event)
+    svc = service(ctx.app)
+    if handle.get("sandbox") or svc.sandbox:
+        payload = {"channel": channel, "text": spec.text, "blocks": blocks}
+        if not outbox.update(ctx.app.store, str(ts), payload, action="chat.update"):
+            raise TerminalDeliveryError(f"no sandbox Slack message {ts} to update")
+        return {"channel": channel, "ts": ts, "sandbox": True}
+    await svc._pace(str(channel))
+    body: dict[str, Any] = {"channel": channel, "ts": ts, "text": spec.text}
+    body["blocks"] = blocks if blocks is not None else []
+    data = await svc.call("chat.update", **body)
+    return {"channel": str(data.get("channel", channel)), "ts": str(data.get("ts", ts))}

@@ -1,0 +1,56 @@
+"""Server push without a browser: tiles over raw.events refresh when events land; scheduled tiles tick."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+
+from ..conftest import ServerThread
+
+
+def pushes(stream: httpx.Response) -> Iterator[dict[str, object]]:
+    for line in stream.iter_lines():
+        if line.startswith("data:") and "tiles" in line:
+            yield json.loads(line[5:])
+
+
+def test_a_webhook_refreshes_tiles_that_read_raw_events(example_server: ServerThread) -> None:
+    with example_server.api() as api:
+        assert api.get("/api/dashboards/live/tiles/0").json()["value"] == 0
+        with api.stream("GET", "/api/dashboards/live/events") as stream:
+            got = httpx.post(f"{example_server.url}/hooks/purchase",
+                             json={"customer_id": 7, "name": "Hedy", "plan": "team", "amount": 12.5})
+            assert got.status_code in (200, 202)
+            posted = time.monotonic()
+            for message in pushes(stream):
+                if 0 in message["tiles"]:  # type: ignore[operator]
+                    break
+            assert time.monotonic() - posted < 5
+            assert "new event" in str(message["reason"])
+        tile = api.get("/api/dashboards/live/tiles/0").json()
+        assert tile["value"] == 1 and tile["refreshed_at"] > 0
+        chart = api.get("/api/dashboards/live/tiles/1").json()
+        assert chart["series"][0]["y"][-1] == 12.5
+        team = api.get("/api/metrics/purchases_received", params={"where": "plan=team"}).json()
+        assert team["rows"] == [[1]]
+
+
+def test_scheduled_tile_is_pushed_on_its_schedule(example_server: ServerThread) -> None:
+    with example_server.api() as api, api.stream("GET", "/api/dashboards/live/events") as stream:
+        start = time.monotonic()
+        first = next(pushes(stream))
+        assert first["tiles"] == [2] and "every 1s" in str(first["reason"])
+        assert time.monotonic() - start < 4
+
+
+def test_unknown_dashboard_and_tile(example_server: ServerThread) -> None:
+    with example_server.api() as api:
+        assert api.get("/api/dashboards/nope/tiles/0").status_code == 404
+        assert api.get("/api/dashboards/live/tiles/9").status_code == 404
+        assert api.get("/api/dashboards/live").json()["tiles"][0]["title"] == "Purchases received"
+    with httpx.Client(base_url=example_server.url) as anon:
+        assert anon.get("/api/dashboards/live/events").status_code == 401
+        assert anon.get("/dashboards/live").status_code == 303

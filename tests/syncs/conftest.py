@@ -1,0 +1,184 @@
+"""Fixtures for sync tests: a project with a DuckDB source table, and fake vendor APIs on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from opsloop.app import App
+from opsloop.project.scaffold import init_project
+from opsloop.syncs import RunResult, SyncRunner
+from tests.conftest import make_app
+
+COLUMNS = "id INTEGER, email VARCHAR, first_name VARCHAR, phone VARCHAR, plan VARCHAR"
+
+
+class SyncProject:
+    """A project folder whose warehouse holds ``main.customers``; syncs are written into syncs/."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env: dict[str, str] = {}
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    def sql(self, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        con = duckdb.connect(str(self.warehouse_path))
+        try:
+            cur = con.execute(statement, params or [])
+            return cur.fetchall() if cur.description else []
+        finally:
+            con.close()
+
+    def customers(self, rows: list[tuple[Any, ...]], columns: str = COLUMNS) -> None:
+        con = duckdb.connect(str(self.warehouse_path))
+        try:
+            con.execute(f"CREATE OR REPLACE TABLE main.customers ({columns})")
+            if rows:
+                marks = ", ".join("?" for _ in rows[0])
+                con.executemany(f"INSERT INTO main.customers VALUES ({marks})", rows)
+        finally:
+            con.close()
+
+    def write_sync(self, name: str, text: str) -> Path:
+        path = self.root / "syncs" / f"{name}.yml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        return path
+
+    def set_env(self, **values: str) -> None:
+        self.env.update(values)
+        env_file = self.root / ".env"
+        existing = env_file.read_text(encoding="utf-8") if env_file.exists() else ""
+        env_file.write_text(existing + "".join(f"\n{k}={v}" for k, v in values.items()) + "\n", encoding="utf-8")
+
+    def app(self, **overrides: Any) -> App:
+        overrides.setdefault("time_scale", 0.01)
+        return make_app(self.root, **overrides)
+
+    def run(self, name: str, **kwargs: Any) -> RunResult:
+        app = self.app()
+        try:
+            return SyncRunner(app).run(name, **kwargs)
+        finally:
+            app.close()
+
+    def state(self, name: str) -> dict[str, dict[str, Any]]:
+        rows = self.sql("SELECT key, fp, dest_id, created, failed_fp, attempts, error "
+                        f'FROM opsloop_sync."state__{name}"')
+        return {r[0]: {"fp": r[1], "dest_id": r[2], "created": r[3], "failed_fp": r[4], "attempts": r[5],
+                       "error": r[6]} for r in rows}
+
+
+@pytest.fixture
+def sp(tmp_path: Path) -> SyncProject:
+    root = tmp_path / "proj"
+    init_project(root)
+    return SyncProject(root)
+
+
+def people(n: int, start: int = 1) -> list[tuple[Any, ...]]:
+    return [(i, f"user{i}@example.com", f"User{i}", f"+1555000{i:04d}", "pro") for i in range(start, start + n)]
+
+
+# -- a tiny real HTTP server for fakes ---------------------------------------------------------------------
+
+Handler = Callable[["Request"], tuple[int, dict[str, str], Any]]
+
+
+class Request:
+    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+class FakeServer:
+    """A threaded HTTP server on 127.0.0.1; ``handle(request) -> (status, headers, json body)``."""
+
+    def __init__(self, handle: Handler) -> None:
+        self.handle = handle
+        self.requests: list[Request] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class _H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _do(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                req = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                with outer.lock:
+                    outer.requests.append(req)
+                    status, headers, payload = outer.handle(req)
+                data = b"" if payload is None else json.dumps(payload).encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                if payload is not None:
+                    self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _do
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[[Handler], FakeServer]]:
+    servers: list[FakeServer] = []
+
+    def start(handle: Handler) -> FakeServer:
+        server = FakeServer(handle)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+class CliResult:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+def cli(*args: str) -> CliResult:
+    """The real ``opsloop`` command line, in-process (the slow-to-start subprocess is kept for kill tests)."""
+    from typer.testing import CliRunner
+
+    from opsloop.cli import app as typer_app
+
+    result = CliRunner().invoke(typer_app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(result.exit_code, result.stdout, result.stderr)
