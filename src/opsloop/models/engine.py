@@ -93,9 +93,23 @@ class ModelEngine:
         uids = select_nodes(compiler, select, exclude, kinds)
         uids = [u for u in uids if not (u.startswith("model.") and
                                         compiler.mp.models[u[6:]].materialized == "ephemeral")]
+        self._ensure_raw_events(compiler, uids)
         runner = Runner(compiler, self.warehouse, full_refresh=full_refresh, threads=self.threads,
                         on_result=on_result, on_start=on_start)
         return runner.run(uids)
+
+    def _ensure_raw_events(self, compiler: Compiler, uids: list[str]) -> None:
+        """Before the first `opsloop up`, raw.events does not exist yet: create it (empty) so the models
+        reading ``source('raw', 'events')`` build instead of failing."""
+        src = compiler.mp.sources.get(("raw", "events"))
+        if src is None or (src.schema, src.identifier) != ("raw", "events") or self.warehouse.dialect != "duckdb":
+            return
+        readers = {uid for uid in uids if src.uid in compiler.parents.get(uid, set())}
+        if not readers or ("raw", "events") in self.warehouse.relations():
+            return
+        from ..events.loader import RawEventLoader
+
+        RawEventLoader(self.warehouse).ensure_table()
 
     def selected(self, select: list[str] | None, exclude: list[str] | None = None,
                  kinds: tuple[str, ...] = ("model", "seed", "test")) -> list[str]:
