@@ -55,7 +55,7 @@ def test_table_summary_and_failing_tests_exit_1(shop: Path) -> None:
     proc = run_cli("build", "--project", str(shop))
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
-    assert lines[0].split("\t") == ["node", "materialization", "rows", "seconds", "status"]
+    assert lines[0].split("\t") == ["model", "materialization", "rows", "seconds", "status"]
     assert any(line.startswith("fct_orders\ttable\t9\t") and line.endswith("\tsuccess") for line in lines)
     assert "fail: unique_bad_data_id: models/marts/schema.yml:34: 1 failing row(s) for unique on bad_data.id" \
         in proc.stderr

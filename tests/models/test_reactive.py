@@ -88,7 +88,22 @@ def test_service_python_api(tmp_path: Path, server_factory: Callable[..., Server
     srv = server_factory(root)
     service = srv.app.services["models"]
     loop = srv.app.bus._loop  # the server's event loop
-    future = asyncio.run_coroutine_threadsafe(service.build(select=["+fct_orders"], kinds=("model", "seed")), loop)
+    future = asyncio.run_coroutine_threadsafe(service.build_async(select=["+fct_orders"], kinds=("model", "seed")),
+                                              loop)
     results = future.result(60)
     assert {r.name for r in results if r.kind == "model"} == {"stg_orders", "stg_products", "fct_orders"}
     assert all(r.status == "success" for r in results), [(r.name, r.message) for r in results]
+
+
+def test_service_build_without_a_loop(tmp_path: Path) -> None:
+    from tests.conftest import make_app
+
+    root = _project(tmp_path)
+    app = make_app(root)
+    try:
+        results = app.services["models"].build(select=["+stg_orders"], kinds=("model", "seed"))
+        assert {r.name for r in results} == {"orders", "stg_orders"}
+        built = [e.payload for e in app.store.list_events(limit=50) if e.name == "model.built"]
+        assert built == [{"model": "stg_orders", "relation": "main.stg_orders", "rows": None, "changed_rows": 0}]
+    finally:
+        app.close()

@@ -88,11 +88,11 @@ def _remote(root: Path, method: str, path: str, body: dict[str, Any] | None = No
 def _engine(root: Path) -> tuple[Any, Any]:
     """The engine on the project's warehouse, without a whole App (keeps start-up fast)."""
     from ..models import ModelEngine
-    from ..project import load_project
+    from ..models.engine import load_project_light
     from ..settings import resolve_settings
     from ..warehouse import open_warehouse
 
-    loaded = load_project(root)
+    loaded = load_project_light(root)
     wh = open_warehouse(resolve_settings(loaded).warehouse, loaded.root)
     return wh, ModelEngine(loaded, wh)
 
@@ -173,7 +173,7 @@ def _report(results: list[dict[str, Any]], json_out: bool) -> None:
     if json_out:
         print_json({"results": results, "ok": not bad})
     else:
-        print_table(["node", "materialization", "rows", "seconds", "status"],
+        print_table(["model", "materialization", "rows", "seconds", "status"],
                     [[r["name"], r["materialization"], "" if r["rows"] is None else r["rows"],
                       f"{r['seconds']:.2f}", r["status"]] for r in results])
         for r in results:
@@ -234,13 +234,10 @@ def register(app: typer.Typer) -> None:
     def lineage(target: Annotated[str, typer.Argument(help="MODEL or MODEL.COLUMN.")],
                 project: ProjectOpt = Path("."), json_out: JsonOpt = False) -> None:
         """Column lineage: where each column of a model comes from, back to seeds and sources."""
+        from ..models.engine import load_project_light
         from ..models.lineage import lineage as lineage_of
 
-        root = _project_root(project)
-        from ..project import load_project
-
-        loaded = load_project(root)
-        data = lineage_of(loaded, target)
+        data = lineage_of(load_project_light(_project_root(project)), target)
         if json_out:
             print_json(data)
             return
@@ -259,11 +256,11 @@ def register(app: typer.Typer) -> None:
             columns, rows = data["columns"], data["rows"]
         else:
             from ..models import ModelEngine
-            from ..project import load_project
+            from ..models.engine import load_project_light
             from ..settings import resolve_settings
             from ..warehouse import open_warehouse
 
-            loaded = load_project(root)
+            loaded = load_project_light(root)
             wh = open_warehouse(resolve_settings(loaded).warehouse, loaded.root, read_only=True)
             try:
                 result = ModelEngine(loaded, wh).query(sql, limit)

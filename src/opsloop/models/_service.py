@@ -3,7 +3,7 @@ that CLI verbs use while `opsloop up` owns the warehouse.
 
 Other subsystems call ``app.services["models"]``::
 
-    results = await app.services["models"].build(select=["+orders"])
+    results = await app.services["models"].build(select=["+orders"])   # in a loop; without one it returns results
     app.services["models"].notify_loaded({"raw.hubspot_contacts"})   # rebuild what reads it (debounced)
 """
 
@@ -63,19 +63,38 @@ class ModelService:
 
         return parse_duration(value)
 
-    async def build(self, select: list[str] | None = None, exclude: list[str] | None = None,
-                    full_refresh: bool = False, kinds: tuple[str, ...] = ("model", "seed", "test"),
-                    emit: bool = True) -> list[NodeResult]:
-        """Build a selection in a worker thread (one build at a time); emits ``model.built`` per model."""
+    def build(self, select: list[str] | None = None, exclude: list[str] | None = None,
+              full_refresh: bool = False, kinds: tuple[str, ...] = ("model", "seed", "test"),
+              emit: bool = True) -> Any:
+        """Build a selection and emit ``model.built`` per model built.
+
+        Inside an event loop this returns an awaitable (``await service.build(...)``; the build runs in a
+        worker thread, one at a time); outside one it builds right away and returns the results.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            results = self.engine.build(select, exclude, full_refresh, kinds)
+            if emit:
+                asyncio.run(self._emit_built(results))
+            return results
+        return self.build_async(select, exclude, full_refresh, kinds, emit)
+
+    async def build_async(self, select: list[str] | None = None, exclude: list[str] | None = None,
+                          full_refresh: bool = False, kinds: tuple[str, ...] = ("model", "seed", "test"),
+                          emit: bool = True) -> list[NodeResult]:
         async with self._lock:
             results = await asyncio.to_thread(self.engine.build, select, exclude, full_refresh, kinds)
         if emit:
-            for res in results:
-                if res.kind == "model" and res.status == "success" and res.materialization != "ephemeral":
-                    await self.app.emit("model.built", {"model": res.name, "relation": res.relation,
-                                                        "rows": res.rows, "changed_rows": res.changed_rows},
-                                        source="models")
+            await self._emit_built(results)
         return results
+
+    async def _emit_built(self, results: list[NodeResult]) -> None:
+        for res in results:
+            if res.kind == "model" and res.status == "success" and res.materialization != "ephemeral":
+                await self.app.emit("model.built", {"model": res.name, "relation": res.relation,
+                                                    "rows": res.rows, "changed_rows": res.changed_rows},
+                                    source="models")
 
     # -- reactive refresh --------------------------------------------------------------------
     async def on_raw_loaded(self, events: list[EventRecord]) -> None:
@@ -100,7 +119,7 @@ class ModelService:
             select = await asyncio.to_thread(self.engine.downstream_of_relations, relations)
             if not select:
                 return
-            self.last_refresh = await self.build(select=select, kinds=("model",))
+            self.last_refresh = await self.build_async(select=select, kinds=("model",))
             self.refreshes += 1
         except OpsloopError as exc:
             log.error("reactive model refresh failed: %s", exc)
@@ -150,7 +169,8 @@ class ModelService:
         body = await request.json()
         kinds = tuple(body.get("kinds") or ("model", "seed", "test"))
         try:
-            results = await self.build(body.get("select"), body.get("exclude"), bool(body.get("full_refresh")), kinds)
+            results = await self.build_async(body.get("select"), body.get("exclude"), bool(body.get("full_refresh")),
+                                             kinds)
         except OpsloopError as exc:
             return self._error(exc)
         data = [r.as_dict() for r in results]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, OpsloopError, Problem
@@ -93,9 +94,23 @@ class ModelEngine:
         uids = select_nodes(compiler, select, exclude, kinds)
         uids = [u for u in uids if not (u.startswith("model.") and
                                         compiler.mp.models[u[6:]].materialized == "ephemeral")]
+        self._ensure_raw_events(compiler, uids)
         runner = Runner(compiler, self.warehouse, full_refresh=full_refresh, threads=self.threads,
                         on_result=on_result, on_start=on_start)
         return runner.run(uids)
+
+    def _ensure_raw_events(self, compiler: Compiler, uids: list[str]) -> None:
+        """Before the first `opsloop up`, raw.events does not exist yet: create it (empty) so the models
+        reading ``source('raw', 'events')`` build instead of failing."""
+        src = compiler.mp.sources.get(("raw", "events"))
+        if src is None or (src.schema, src.identifier) != ("raw", "events") or self.warehouse.dialect != "duckdb":
+            return
+        readers = {uid for uid in uids if src.uid in compiler.parents.get(uid, set())}
+        if not readers or ("raw", "events") in self.warehouse.relations():
+            return
+        from ..events.loader import RawEventLoader
+
+        RawEventLoader(self.warehouse).ensure_table()
 
     def selected(self, select: list[str] | None, exclude: list[str] | None = None,
                  kinds: tuple[str, ...] = ("model", "seed", "test")) -> list[str]:
@@ -134,6 +149,43 @@ class ModelEngine:
         if limit is not None:
             result.rows = result.rows[:limit]
         return result
+
+
+def load_project_light(root: Path | str) -> Project:
+    """``opsloop.yml`` and ``.env`` only, without the other subsystems' project loaders.
+
+    The model verbs need the warehouse settings, vars and environment; skipping the loaders of
+    workflows, sources, syncs ... (and their imports) keeps `opsloop build` start-up short. `opsloop
+    validate` and `opsloop up` still load and check everything.
+    """
+    from ..project._env import interpolate, read_dotenv
+    from ..project._yaml import YamlProblem, load_yaml
+    from ..project.config import ProjectConfig
+    from ..project.loader import validate_model
+
+    root = Path(root).resolve()
+    env = {**read_dotenv(root / ".env"), **os.environ}
+    config_path = root / "opsloop.yml"
+    problems: list[Problem] = []
+    config = ProjectConfig()
+    if not config_path.is_file():
+        if not (root / "dbt_project.yml").is_file():
+            raise ConfigError([Problem(str(root), None, "no opsloop.yml here",
+                                       "run `opsloop init DIR` or pass --project DIR")])
+        config = ProjectConfig(name=root.name, dbt_project=".")
+    else:
+        try:
+            doc = load_yaml(config_path, root)
+        except YamlProblem as exc:
+            raise ConfigError([exc.problem]) from exc
+        data = interpolate(doc.data or {}, env)
+        if not isinstance(data, dict):
+            raise ConfigError([Problem("opsloop.yml", 1, "expected a mapping of keys (name:, warehouse:, ...)")])
+        loaded = validate_model(ProjectConfig, doc, "opsloop.yml", data, problems)
+        if problems or loaded is None:
+            raise ConfigError(problems)
+        config = loaded
+    return Project(root=root, config=config, env=env)
 
 
 def check_read_only(sql: str, dialect: str) -> None:
