@@ -5,7 +5,8 @@ The public surface is this module's ``__all__``; everything else is private and 
 
 from __future__ import annotations
 
-from .app import App
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     ConfigError,
     OpsloopError,
@@ -16,7 +17,20 @@ from .project import Project, load_project
 from .settings import Settings, resolve_settings
 from .workflows import Context, workflow
 
+if TYPE_CHECKING:
+    from .app import App
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # ``App`` pulls in the web stack and Arrow; importing it lazily keeps `opsloop <verb>` start-up fast
+    if name == "App":
+        from .app import App
+
+        return App
+    raise AttributeError(f"module 'opsloop' has no attribute {name!r}")
+
 
 __all__ = [
     "App",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,16 +43,17 @@ def test_build_then_profile_by_email_phone_record_and_id(built: Path) -> None:
     assert "segments: pro" in lines
 
     person = lines[0].split()[1]
+    from typer.testing import CliRunner
+
+    from opsloop.cli import app as cli_app
+
     for query in ("(415) 555-0101", "crm:c1", person):
-        data = json.loads(run_cli("profile", query, "--json", "-p", str(built)).stdout)
+        data = json.loads(CliRunner().invoke(cli_app, ["profile", query, "--json", "-p", str(built)]).stdout)
         assert data["person_id"] == person
     assert data["fields"]["phone"] == {"value": "+14155550101", "source": "app",
                                        "updated_at": "2026-01-01 10:00:00+00:00"}
     assert sorted((r["system"], r["record_id"]) for r in data["records"]) == [("app", "u1"), ("crm", "c1")]
 
-
-def test_profile_unknown_person_is_one_clear_line(built: Path) -> None:
-    run_cli("identity", "build", "-p", str(built))
     out = run_cli("profile", "nobody@example.com", "-p", str(built))
     assert out.returncode == 1
     assert out.stderr.strip() == ("error: no person with id, record (system:record_id) or identifier "
@@ -60,16 +62,23 @@ def test_profile_unknown_person_is_one_clear_line(built: Path) -> None:
 
 
 def test_segments_list_and_preview(built: Path) -> None:
-    before = run_cli("segments", "preview", "pro", "-p", str(built))
-    assert before.returncode == 1 and "run `opsloop identity build` first" in before.stderr
-    run_cli("identity", "build", "--no-segments", "-p", str(built))
-    preview = json.loads(run_cli("segments", "preview", "pro", "--json", "-p", str(built)).stdout)
+    from typer.testing import CliRunner
+
+    from opsloop.cli import app as cli_app
+
+    def cli(*args: str) -> Any:
+        return CliRunner().invoke(cli_app, [*args, "-p", str(built)])
+
+    before = cli("segments", "preview", "pro")
+    assert before.exit_code == 1 and "run `opsloop identity build` first" in before.stderr
+    cli("identity", "build", "--no-segments")
+    preview = json.loads(cli("segments", "preview", "pro", "--json").stdout)
     assert (preview["members"], preview["would_enter"], preview["would_exit"]) == (1, 1, 0)
     assert preview["sample"][0]["plan"] == "pro"
-    listed = run_cli("segments", "-p", str(built))
+    listed = cli("segments")
     assert listed.stdout.splitlines()[1].startswith("pro\t0\t")  # previewing records nothing
-    run_cli("segments", "run", "-p", str(built))
-    rows = json.loads(run_cli("segments", "--json", "-p", str(built)).stdout)
+    cli("segments", "run")
+    rows = json.loads(cli("segments", "--json").stdout)
     assert [(r["segment"], r["members"], r["description"]) for r in rows] == [("pro", 1, "Pro customers")]
-    missing = run_cli("segments", "preview", "nope", "-p", str(built))
-    assert missing.returncode == 1 and "no segment 'nope'; segments: pro" in missing.stderr
+    missing = cli("segments", "preview", "nope")
+    assert missing.exit_code == 1 and "no segment 'nope'; segments: pro" in missing.stderr

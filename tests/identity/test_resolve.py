@@ -148,3 +148,35 @@ def test_identity_yml_errors_name_file_line_and_fix(tmp_path: Path) -> None:
     assert f"identity.yml:{fax_line}: merge rule uses unknown identifier 'fax'" in out.stderr
     assert "priority names unknown system 'helpdesk'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_memory_limit_applies_during_the_build_only(tmp_path: Path) -> None:
+    w = make_world(tmp_path, IDENTITY_YML + "memory_limit: 300MB\n")
+    try:
+        before = w.rows("SELECT current_setting('memory_limit') AS v")[0]["v"]
+        _crm(w, "c1", email="a@example.com")
+        assert w.build()["records"] == 1
+        assert w.rows("SELECT current_setting('memory_limit') AS v")[0]["v"] == before
+    finally:
+        w.app.close()
+
+
+def test_values_that_pass_alone_but_break_a_limit_together_do_not_merge(tmp_path: Path) -> None:
+    yml = IDENTITY_YML.replace("identifiers: {support_id: id, email: email, phone: phone}",
+                               "identifiers: {support_id: id, email: [email, name], phone: phone}")
+    w = make_world(tmp_path, yml)
+    try:
+        _crm(w, "c1", email="x@example.com")
+        _crm(w, "c2", email="y@example.com")
+        w.upsert("src.support_users", id="s1", email="x@example.com", phone=None, name="y@example.com",
+                 updated_at="2026-01-01")  # links c1 (by x) and c2 (by y): two CRM ids together
+        result = w.build()
+        assert len({w.person_of("crm", "c1"), w.person_of("crm", "c2"), w.person_of("support", "s1")}) == 3
+        assert result["refused"] == 2
+        reasons = {r["value"]: r["reason"] for r in w.rows("SELECT value, reason FROM identity.conflicts")}
+        assert reasons == {"x@example.com": "would, with other values, give one person more than max_per_person "
+                                            "values",
+                           "y@example.com": "would, with other values, give one person more than max_per_person "
+                                            "values"}
+    finally:
+        w.app.close()

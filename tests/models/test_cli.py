@@ -106,3 +106,43 @@ def test_bad_selector_and_unknown_model(shop: Path) -> None:
     assert proc.returncode == 1 and "--select 'no_such_model' matches no model" in proc.stderr
     proc = run_cli("compile", "nope", "-p", str(shop))
     assert proc.returncode == 1 and "no model named 'nope'" in proc.stderr
+
+
+def test_lineage(shop: Path) -> None:
+    proc = run_cli("lineage", "dim_customers.lifetime_value", "-p", str(shop))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "dim_customers.lifetime_value",
+        "└── fct_orders.amount",
+        "    ├── stg_orders.quantity",
+        "    │   └── orders.quantity (seed)",
+        "    └── stg_products.price",
+        "        └── products.price (seed)",
+    ]
+    docs = (Path(__file__).parents[2] / "docs" / "models.md").read_text()
+    block = docs.split("$ opsloop lineage dim_customers.lifetime_value\n", 1)[1].split("```", 1)[0]
+    assert proc.stdout == block  # the docs' example is what the command prints
+    proc = run_cli("lineage", "stg_events", "-p", str(shop), "--json")
+    data = json.loads(proc.stdout)
+    assert data["upstream"] == ["source.raw.events"]
+    assert data["columns"]["customer_id"] == ["raw.events.payload"]
+    assert set(data["downstream"]) == {"model.events_log", "model.customer_last_event"}
+    proc = run_cli("lineage", "dim_customers.nope", "-p", str(shop))
+    assert proc.returncode == 1 and "dim_customers has no column 'nope'" in proc.stderr
+
+
+def test_disabled_model_source_selector_and_validate(shop: Path) -> None:
+    (shop / "models" / "marts" / "page_views.sql").write_text(
+        "{{ config(enabled=false) }}\nselect page from {{ ref('events_log') }}\n")
+    app = make_app(shop)
+    try:
+        engine = ModelEngine(app.project, app.warehouse)
+        chosen = {u.split(".", 1)[1] for u in engine.selected(["source:raw+"], kinds=("model",))}
+        assert chosen == {"stg_events", "events_log", "customer_last_event"}
+    finally:
+        app.close()
+    (shop / "models" / "marts" / "dim_customers.sql").write_text(
+        (shop / "models" / "marts" / "dim_customers.sql").read_text().replace("c.country,", "c.cuntry,"))
+    proc = run_cli("validate", "-p", str(shop))
+    assert proc.returncode == 1
+    assert "models/marts/dim_customers.sql:4: column 'cuntry' does not exist" in proc.stderr + proc.stdout

@@ -259,3 +259,83 @@ def test_cli_pull_and_sources(proj: Any, api: ItemsApi) -> None:
     assert "Traceback" not in out.stderr
     out = run_cli("pull", "nope", "-p", str(proj.root))
     assert out.returncode == 1 and "no source named 'nope'; sources: shop" in out.stderr
+
+
+def test_scheduled_pull_runs_inside_up_and_emits_loaded(proj: Any, api: ItemsApi, server_factory: Any) -> None:
+    from tests.conftest import wait_for
+
+    _rest(proj, api, 'schedule: "*/5 * * * *"\n')
+    srv = server_factory(proj.root)
+    scheduler = srv.app.services["sources"]
+    # never run before, so the first pull happens at start-up; the next waits for the cron time
+    wait_for(lambda: scheduler.completed, 30, what="the scheduled pull")
+    assert scheduler.completed == [("shop", "succeeded")]
+    assert srv.app.warehouse.query("SELECT count(*) FROM shop.items").rows == [(25,)]
+    wait_for(lambda: srv.app.warehouse.query(
+        "SELECT count(*) FROM raw.events WHERE name = 'source.shop.loaded'").rows == [(1,)], 10,
+        what="source.shop.loaded in raw.events")
+    import time
+
+    due = scheduler.due_at("shop", time.time())
+    assert due > time.time() and int(due) % 300 == 0
+    with srv.api() as client:
+        assert client.get("/healthz").status_code == 200
+
+
+def test_crash_between_load_and_cursor_commit_repeats_nothing(proj: Any, api: ItemsApi, monkeypatch: Any) -> None:
+    """The narrowest window: rows are in the warehouse, the process dies before the cursor is written."""
+    from opsloop.sources._state import SourceState
+
+    _rest(proj, api)
+    proj.pull("shop")
+    for i in (4, 9):
+        api.items[i].update(price=-i, updated_at=f"2024-06-0{i % 9 + 1}T00:00:00Z")
+    real = SourceState.finish_run
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(SourceState, "finish_run", crash)
+    with pytest.raises(KeyboardInterrupt):
+        proj.pull("shop")
+    monkeypatch.setattr(SourceState, "finish_run", real)
+    assert proj.sql("SELECT count(*) FROM shop.items WHERE price < 0") == [(2,)]  # loaded, cursor not moved
+    api.log.clear()
+    result = proj.pull("shop")
+    assert api.log[0].arg("updated_since") == "2024-01-01T00:00:25Z"  # the old cursor
+    assert result.run.rows == 2
+    assert proj.sql("SELECT count(*), count(DISTINCT id) FROM shop.items") == [(25, 25)]
+    statuses = [r.status for r in SourceState(proj.apps[-1].store).runs("shop")]
+    assert statuses == ["succeeded", "interrupted", "succeeded"]
+
+
+def test_cli_pull_goes_through_the_running_server(proj: Any, api: ItemsApi, server_factory: Any) -> None:
+    _rest(proj, api)
+    srv = server_factory(proj.root)
+    _ = srv.app.warehouse.con  # the server process owns the DuckDB file
+    env = {"OPSLOOP_PORT": str(srv.port)}
+    out = run_cli("pull", "shop", "-p", str(proj.root), env=env)
+    assert out.returncode == 0, out.stderr
+    assert "shop.items: 25 rows -> shop.items (done)" in out.stdout
+    assert srv.app.warehouse.query("SELECT count(*) FROM shop.items").rows == [(25,)]
+    with srv.api() as client:
+        status = client.get("/api/sources").json()
+        assert status[0]["name"] == "shop" and status[0]["rows_total"] == 25
+        assert client.post("/api/sources/nope/pull").json()["message"].startswith("no source named 'nope'")
+    import httpx
+
+    assert httpx.post(f"{srv.url}/api/sources/shop/pull").status_code == 401
+
+
+def test_cli_validate_names_file_and_line(proj: Any) -> None:
+    proj.source("bad", "type: stripe\nkey_env: STRIPE_KEY\nobjects: [customers, refunds]\n")
+    proj.source("nokey", "type: hubspot\ntoken_env: NOT_SET_ANYWHERE\n")
+    out = run_cli("validate", "-p", str(proj.root))
+    assert out.returncode == 1
+    text = out.stdout + out.stderr
+    assert "sources/bad.yml:3: objects.1: Input should be 'customers', 'subscriptions'" in text
+    assert "Traceback" not in text
+    (proj.root / "sources" / "bad.yml").unlink()
+    out = run_cli("validate", "-p", str(proj.root))
+    text = out.stdout + out.stderr
+    assert "sources/nokey.yml:2: the secret NOT_SET_ANYWHERE is not set" in text

@@ -163,3 +163,22 @@ def fake_server() -> Iterator[Callable[[Handler], FakeServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+class CliResult:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+def cli(*args: str) -> CliResult:
+    """The real ``opsloop`` command line, in-process (the slow-to-start subprocess is kept for kill tests)."""
+    from typer.testing import CliRunner
+
+    from opsloop.cli import app as typer_app
+
+    result = CliRunner().invoke(typer_app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(result.exit_code, result.stdout, result.stderr)

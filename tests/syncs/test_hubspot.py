@@ -6,7 +6,7 @@ from typing import Any
 
 from tests.conftest import run_cli
 
-from .conftest import FakeServer, SyncProject, people
+from .conftest import FakeServer, SyncProject, cli, people
 from .fakes import FakeHubSpot
 
 
@@ -68,10 +68,10 @@ def test_rejected_phone_kept_with_hubspots_error_then_retried_after_fix(sp: Sync
     assert (first.status, first.sent, first.failed) == ("partial", 5, 1)
     error = sp.state("crm")["user3@example.com"]["error"]
     assert "555-CALL-NOW is not a valid phone number" in error and "VALIDATION_ERROR" in error
-    shown = run_cli("syncs", "show", "crm", "-p", str(sp.root))
+    shown = cli("syncs", "show", "crm", "-p", str(sp.root))
     assert shown.returncode == 0, shown.stderr
     assert "user3@example.com" in shown.stdout and "INVALID_PHONE_NUMBER" in shown.stdout
-    listed = run_cli("syncs", "-p", str(sp.root))
+    listed = cli("syncs", "-p", str(sp.root))
     assert "crm\thubspot\tupsert\tfailing\tpartial" in listed.stdout
 
     # unchanged data: retried on the next run (attempt 2), then left alone until the data changes
@@ -124,11 +124,11 @@ def test_mirror_archives_only_records_opsloop_created(sp: SyncProject, fake_serv
     assert {"user1@example.com", "user2@example.com", "someone@else.com"} <= set(hub.contacts)
     # the breaker: removing 5 of the 7 records opsloop created stops the run
     sp.sql("DELETE FROM customers WHERE id BETWEEN 4 AND 8")
-    stopped = run_cli("sync", "crm", "-p", str(sp.root))
+    stopped = cli("sync", "crm", "-p", str(sp.root))
     assert stopped.returncode == 1
     assert "would delete 5 of the 7 records" in stopped.stdout and "--confirm-deletes" in stopped.stdout
     assert hub.archived == ["user3@example.com"]
-    go = run_cli("sync", "crm", "--confirm-deletes", "-p", str(sp.root))
+    go = cli("sync", "crm", "--confirm-deletes", "-p", str(sp.root))
     assert go.returncode == 0, go.stdout + go.stderr
     assert len(hub.archived) == 6
 
@@ -146,3 +146,15 @@ def test_validate_checks_columns_and_hubspot_properties(sp: SyncProject, fake_se
     prop_line = next(i for i, ln in enumerate(lines, 1) if "favourite" in ln)
     assert f"syncs/crm.yml:{col_line}: mapping.firstname: no column 'first_nme' in the source" in result.stderr
     assert f"syncs/crm.yml:{prop_line}: hubspot has no field 'favourite'" in result.stderr
+
+
+def test_update_mode_never_creates(sp: SyncProject, fake_server: Any) -> None:
+    sp.customers(people(3))
+    hub, server = _setup(sp, fake_server, mode="update")
+    hub.add_existing("user2@example.com", firstname="Old")
+    result = sp.run("crm")
+    assert (result.sent, result.failed) == (1, 2)
+    assert set(hub.contacts) == {"user2@example.com"}
+    assert hub.contacts["user2@example.com"]["properties"]["firstname"] == "User2"
+    assert sp.state("crm")["user1@example.com"]["error"] == "OBJECT_NOT_FOUND: Object not found"
+    assert len(hub.calls(server, "/batch/update")) == 1 and not hub.calls(server, "/batch/upsert")

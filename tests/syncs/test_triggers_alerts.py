@@ -104,3 +104,23 @@ def test_row_failed_events_results_table_and_one_alert_per_status_change(sp: Syn
                                 ("user4@example.com", "ok", 1)]
     finally:
         app.close()
+
+
+def test_cli_goes_through_the_server_that_owns_the_warehouse(sp: SyncProject, server_factory: Any) -> None:
+    from tests.conftest import run_cli
+
+    sp.customers(people(3))
+    _outbox_sync(sp, "contacts", "manual")
+    srv = server_factory(sp.root)
+    env = {"OPSLOOP_PORT": str(srv.port)}
+    ran = run_cli("sync", "contacts", "-p", str(sp.root), env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert "contacts: ok: 3 to create, 0 to update, 0 to delete; sent 3, failed 0" in ran.stdout
+    listed = run_cli("syncs", "-p", str(sp.root), env=env)
+    assert "contacts\toutbox\tupsert\thealthy\tok" in listed.stdout, listed.stderr
+    with srv.api() as api:
+        assert api.post("/api/syncs/contacts/run", json={"dry_run": True}).json()["status"] == "dry_run"
+        assert api.post("/api/syncs/nope/run").status_code == 404
+    import httpx
+
+    assert httpx.get(f"{srv.url}/api/syncs").status_code == 401

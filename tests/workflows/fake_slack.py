@@ -48,6 +48,7 @@ class FakeSlack:
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
 
+        ThreadingHTTPServer.request_queue_size = 1024
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]

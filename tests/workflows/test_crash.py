@@ -48,12 +48,13 @@ class Up:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.time_scale = 1.0
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "OPSLOOP_FSYNC": "false"}
+        env = {**os.environ, "OPSLOOP_FSYNC": "false", "OPSLOOP_TIME_SCALE": str(self.time_scale)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "opsloop", "up", "--project", str(self.root), "--port", str(self.port)],
             env=env, stdout=subprocess.DEVNULL, stderr=open(self.root / "up.log", "ab"),  # noqa: SIM115
@@ -105,7 +106,8 @@ def all_runs(root: Path) -> list[runs.RunRow]:
 def sleep_deadlines(root: Path) -> dict[str, Any]:
     store = open_store("sqlite:///state/opsloop.sqlite", root)
     try:
-        return {r.id: runs.run_steps(store, r.id)[1]["output"]["until"] for r in runs.list_runs(store, "crashy")}
+        steps = {r.id: runs.run_steps(store, r.id) for r in runs.list_runs(store, "crashy")}
+        return {run_id: s[1]["output"]["until"] for run_id, s in steps.items() if len(s) > 1}  # sleeping ones
     finally:
         store.close()
 
@@ -143,6 +145,7 @@ def test_sigkill_during_a_sleep_keeps_the_deadline_and_posts_once(up: Up, fake_s
 
 
 def test_sigkill_during_a_wait_then_the_event_arrives(up: Up, fake_slack: FakeSlack) -> None:
+    up.time_scale = 0.05  # the 4 s sleep passes quickly; the 120 s wait still outlives the kill
     up.start()
     for n in range(N):
         up.post("crash_start", {"n": n})
@@ -155,6 +158,7 @@ def test_sigkill_during_a_wait_then_the_event_arrives(up: Up, fake_slack: FakeSl
 
 
 def test_sigkill_mid_step_reruns_the_step_without_a_duplicate_message(up: Up, fake_slack: FakeSlack) -> None:
+    up.time_scale = 0.05
     up.start()
     for n in range(N):
         up.post("crash_start", {"n": n})

@@ -97,3 +97,34 @@ def test_an_event_starts_exactly_one_run_per_workflow(project_dir: Path, start: 
     engine._handle_events_txn([srv.app.store.get_event(event_id)])
     assert len(runs_of(srv, "onboard")) == 1
     assert json.loads(json.dumps(runs_of(srv)[0].trigger))["id"] == event_id
+
+
+BIG_FLOW = '''
+from opsloop import workflow, Context
+
+def big() -> str:
+    return "x" * (5 * 1024 * 1024)
+
+def not_json() -> object:
+    return {1, 2}
+
+@workflow(on="big")
+async def too_big(ctx: Context) -> None:
+    await ctx.step("big", big)
+
+@workflow(on="odd")
+async def odd(ctx: Context) -> None:
+    await ctx.step("set", not_json)
+'''
+
+
+def test_step_outputs_too_big_or_not_json_are_refused_with_a_clear_error(project_dir: Path,
+                                                                        start: Callable[..., ServerThread]) -> None:
+    write_files(project_dir, {"workflows/big.py": BIG_FLOW})
+    srv = start(project_dir)
+    emit(srv, "big", {})
+    emit(srv, "odd", {})
+    failed = {r.workflow: r.error for r in wait_runs(srv, 2, status="failed")}
+    assert "step 'big' returned 5242882 bytes, over the 4194304-byte limit" in str(failed["too_big"])
+    assert "store the data in the warehouse" in str(failed["too_big"])
+    assert "step 'set' returned a value that is not JSON" in str(failed["odd"])

@@ -60,7 +60,7 @@ def test_unclaimed_request_breaches_then_a_click_claims_it(project_dir: Path, fa
     assert message["blocks"][1]["elements"][0]["text"]["text"] == "Claim"
     posted = time.time()
     wait_for(lambda: "SLA breached" in message["text"], timeout=10, what="the breach update")
-    assert 1.5 < time.time() - posted < 4.5
+    assert 1.5 < time.time() - posted < 6  # the 15 min SLA, scaled to 2 s
     assert message["text"].startswith(":warning: SLA breached, unclaimed for 15 min: Ada")
     breaches = wait_for(lambda: srv.app.store.list_events(name="sla.breached"), what="an sla.breached event")
     assert len(breaches) == 1 and breaches[0].payload["ts"] == message["ts"]

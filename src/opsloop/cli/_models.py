@@ -86,11 +86,15 @@ def _remote(root: Path, method: str, path: str, body: dict[str, Any] | None = No
 
 
 def _engine(root: Path) -> tuple[Any, Any]:
-    from ..cli._common import load_app
+    """The engine on the project's warehouse, without a whole App (keeps start-up fast)."""
     from ..models import ModelEngine
+    from ..project import load_project
+    from ..settings import resolve_settings
+    from ..warehouse import open_warehouse
 
-    app_ = load_app(root)
-    return app_, ModelEngine(app_.project, app_.warehouse)
+    loaded = load_project(root)
+    wh = open_warehouse(resolve_settings(loaded).warehouse, loaded.root)
+    return wh, ModelEngine(loaded, wh)
 
 
 def _run_verb(project: Path, select: list[str] | None, exclude: list[str] | None, full_refresh: bool,

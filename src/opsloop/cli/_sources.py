@@ -63,6 +63,47 @@ class _Bars:
         self.progress.update(task_id, completed=rows, rate=rows / elapsed if elapsed > 0 else 0.0, status=status)
 
 
+def _print_run(name: str, run: dict[str, Any]) -> None:
+    for stream, info in (run.get("streams") or {}).items():
+        typer.echo(f"{name}.{stream}: {info['rows']} rows -> {info.get('table', '')} ({info['status']})")
+    duration = (run["finished_at"] - run["started_at"]) if run.get("finished_at") else 0.0
+    line = f"{name}: {run['status']}, {run['rows']} rows in {duration:.1f}s, {run['requests']} requests"
+    if run.get("message"):
+        line += f" — {run['message']}"
+    typer.echo(line)
+
+
+def _pull_via_server(app_: Any, source: str | None, full_refresh: bool, json_out: bool, why: str) -> None:
+    import httpx
+
+    settings = app_.settings
+    if not settings.api_token:
+        fail(f"{why}; set OPSLOOP_API_TOKEN so `opsloop pull` can ask the running server to pull")
+    base = f"http://{settings.host}:{settings.port}"
+    headers = {"Authorization": f"Bearer {settings.api_token}"}
+    names = [source] if source else sorted(app_.project.extras.get("sources", {}))
+    results, failed = [], False
+    for name in names:
+        try:
+            response = httpx.post(f"{base}/api/sources/{name}/pull", headers=headers, timeout=3600,
+                                  params={"full_refresh": "true"} if full_refresh else None)
+        except httpx.HTTPError as exc:
+            fail(f"{why}; and the server at {base} did not answer ({exc})")
+            return
+        body = response.json()
+        results.append(body)
+        if response.status_code >= 400:
+            failed = True
+            if not json_out:
+                sys.stderr.write(f"error: {body.get('message') or body.get('error')}\n")
+        elif not json_out:
+            _print_run(name, body)
+    if json_out:
+        print_json(results)
+    if failed:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def pull(
@@ -73,11 +114,19 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Pull sources into the warehouse now (incremental from each stream's cursor)."""
+        from ..errors import WarehouseError
         from ..sources import SourceError
         from ..sources import pull as run_pull
 
         app_ = load_app(project)
         try:
+            try:
+                app_.warehouse.query("SELECT 1")
+            except WarehouseError as exc:
+                # `opsloop up` owns the DuckDB file: ask it to pull
+                app_.close()
+                _pull_via_server(app_, source, full_refresh, json_out, str(exc))
+                return
             names = sorted(app_.project.extras.get("sources", {}))
             if source is not None:
                 names = [source]
@@ -98,13 +147,7 @@ def register(app: typer.Typer) -> None:
                 run = result.run
                 results.append({**run.as_dict(), "drift": result.drift, "events": result.events})
                 if not json_out:
-                    for stream, info in run.streams.items():
-                        typer.echo(f"{name}.{stream}: {info['rows']} rows -> {info['table']} ({info['status']})")
-                    duration = (run.finished_at or run.started_at) - run.started_at if run.finished_at else 0.0
-                    line = f"{name}: {run.status}, {run.rows} rows in {duration:.1f}s, {run.requests} requests"
-                    if run.message:
-                        line += f" — {run.message}"
-                    typer.echo(line)
+                    _print_run(name, run.as_dict())
         finally:
             app_.close()
         if json_out:

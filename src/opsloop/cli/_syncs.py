@@ -48,20 +48,27 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Run a sync now: send the rows added, changed or removed since the last successful delivery."""
-        from ..syncs import SyncError, SyncRunner
+        from ..syncs import RunResult, SyncError, SyncRunner
+        from ..syncs.listing import server_call, server_owns_warehouse
 
         app_ = load_app(project)
+        options = {"dry_run": dry_run, "full": full, "confirm_deletes": confirm_deletes, "reset": reset}
         try:
             runner = SyncRunner(app_)
             names = [name] if name else sorted(runner.syncs)
             if not names:
                 fail("no syncs in this project; add one in syncs/<name>.yml (see docs/syncs.md)")
-            results = []
             for item in names:
                 try:
                     runner.get(item)
                 except SyncError as exc:
                     fail(str(exc))
+            results = []
+            remote = server_owns_warehouse(app_)
+            for item in names:
+                if remote:
+                    results.append(RunResult(**server_call(app_, "POST", f"/api/syncs/{item}/run", options)))
+                    continue
                 with _progress(item, enabled=not json_out) as progress:
                     results.append(runner.run(item, dry_run=dry_run, full=full, confirm_deletes=confirm_deletes,
                                               reset=reset, progress=progress))
@@ -90,9 +97,11 @@ def register(app: typer.Typer) -> None:
         if ctx.invoked_subcommand is not None:
             ctx.obj = {"project": project, "json": json_out}
             return
+        from ..syncs.listing import server_call, server_owns_warehouse, sync_listing
+
         app_ = load_app(project)
         try:
-            listing = _listing(app_)
+            listing = server_call(app_, "GET", "/api/syncs") if server_owns_warehouse(app_) else sync_listing(app_)
         finally:
             app_.close()
         if json_out:
@@ -113,22 +122,23 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """One sync: its recent runs, and the failed rows with the destination's own error."""
         from ..syncs import SyncError
-        from ..syncs.diff import SyncTables
+        from ..syncs.listing import server_call, server_owns_warehouse, sync_detail
 
         parent = ctx.obj or {}
         app_ = load_app(parent.get("project") if project == Path(".") else project)
         try:
-            listing = {s["sync"]: s for s in _listing(app_)}
-            if name not in listing:
-                fail(str(SyncError(f"no sync {name!r}; syncs: {', '.join(sorted(listing)) or 'none'}")))
-            runs = _runs(app_, name)
-            failed = SyncTables(app_.warehouse, name).failed_rows()
+            known = sorted(app_.project.extras.get("syncs") or {})
+            if name not in known:
+                fail(str(SyncError(f"no sync {name!r}; syncs: {', '.join(known) or 'none'}")))
+            detail: dict[str, Any] = (server_call(app_, "GET", f"/api/syncs/{name}") if server_owns_warehouse(app_)
+                                      else sync_detail(app_, name) or {})
         finally:
             app_.close()
         if json_out or parent.get("json"):
-            print_json({**listing[name], "runs": runs, "failed_rows": failed})
+            print_json(detail)
             return
-        info = listing[name]
+        runs, failed = detail["runs"], detail["failed_rows"]
+        info = detail
         for key in ("sync", "file", "destination", "mode", "health", "last_status", "last_run_at", "pending_retry"):
             typer.echo(f"{key}: {info[key] if info[key] is not None else ''}")
         typer.echo("recent runs:")
@@ -137,40 +147,6 @@ def register(app: typer.Typer) -> None:
                      for r in runs])
         typer.echo(f"failed rows ({len(failed)}):")
         print_table(["key", "attempts", "error"], [[r["key"], r["attempts"], r["error"]] for r in failed])
-
-
-def _runs(app_: Any, name: str, limit: int = 10) -> list[dict[str, Any]]:
-    from ..errors import WarehouseError
-
-    try:
-        return list(app_.warehouse.query(
-            "SELECT run_id, trigger, started_at, finished_at, status, planned_creates, planned_updates, "
-            "planned_deletes, sent, failed, skipped, unconfirmed, error FROM opsloop_sync.runs WHERE sync = ? "
-            "ORDER BY started_at DESC LIMIT ?", (name, limit)).as_dicts())
-    except WarehouseError:
-        return []
-
-
-def _listing(app_: Any) -> list[dict[str, Any]]:
-    from ..syncs._status import SyncStatus
-    from ..syncs.diff import SyncTables
-
-    status = SyncStatus(app_.store)
-    out = []
-    for name, loaded in sorted((app_.project.extras.get("syncs") or {}).items()):
-        st = status.get(name) or {}
-        runs = _runs(app_, name, 1)
-        last = runs[0] if runs else {}
-        counts = SyncTables(app_.warehouse, name).state_counts()
-        out.append({
-            "sync": name, "file": loaded.file, "destination": loaded.config.destination.get("type"),
-            "mode": loaded.config.mode, "health": st.get("health", "unknown"),
-            "last_status": last.get("status"), "last_run_id": last.get("run_id"),
-            "last_run_at": str(last["started_at"])[:19] if last.get("started_at") else None,
-            "last_sent": last.get("sent"), "last_failed": last.get("failed"),
-            "synced_rows": counts["synced"], "pending_retry": counts["failing"], "owned_records": counts["owned"],
-        })
-    return out
 
 
 class _progress:

@@ -15,6 +15,8 @@ from typing import Any
 from .config import IdentifierConfig
 
 E164_RE = r"\+[1-9][0-9]{7,14}"
+NANP_REGIONS = ("US", "CA")
+NANP_FORMATTED = r"(\+?1[ .\-]?)?\(?[0-9]{3}\)?[ .\-]?[0-9]{3}[ .\-]?[0-9]{4}"
 _DIGITS = re.compile(r"[^0-9]")
 
 
@@ -43,8 +45,17 @@ def sql_expression(cfg: IdentifierConfig, raw: str = "raw") -> str:
     if kind == "none":
         return raw
     if kind == "phone":
-        # Values already in E.164 need no parsing; everything else is looked up in the cache.
-        return f"CASE WHEN regexp_full_match({raw}, '{E164_RE}') THEN {raw} END"
+        # Values already in E.164 need no parsing. In the North American Numbering Plan (default region US or
+        # CA) a plain 10-digit number, or 1 + 10 digits, with only separators, is +1 and the digits, exactly as
+        # phonenumbers formats it. Everything else is parsed by phonenumbers once and looked up in the cache.
+        fast = f"WHEN regexp_full_match({raw}, '{E164_RE}') THEN {raw}"
+        if cfg.region in NANP_REGIONS:
+            digits = f"regexp_replace({raw}, '[^0-9]', '', 'g')"
+            fast += (f" WHEN regexp_full_match({raw}, '{NANP_FORMATTED}') THEN CASE"
+                     f" WHEN regexp_full_match({digits}, '[2-9][0-9]{{2}}[2-9][0-9]{{6}}') THEN '+1' || {digits}"
+                     f" WHEN regexp_full_match({digits}, '1[2-9][0-9]{{2}}[2-9][0-9]{{6}}') THEN '+' || {digits}"
+                     " END")
+        return f"CASE {fast} END"
     return "NULL"
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .._durations import parse_duration
+from .._durations import parse_duration, parse_size
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 DEFAULT_BLOCK = ("", "unknown", "none", "null", "n/a", "na", "-", "test", "test@example.com")
@@ -135,6 +135,15 @@ class IdentityConfig(_Strict):
     """Manual overrides: pairs of ``system:record_id`` that are never the same person."""
     schedule: str | None = None
     """Rebuild this often (``15m``, ``1h``) besides after the models it reads are rebuilt."""
+    memory_limit: str | None = None
+    """DuckDB's memory_limit during builds (``1GB``): DuckDB spills to disk rather than grow past it."""
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_size(value)
+        return value
 
     @field_validator("identifiers", "fields")
     @classmethod

@@ -34,8 +34,8 @@ from .config import IdentityConfig
 SCHEMA_SQL = [
     "CREATE SCHEMA IF NOT EXISTS identity",
     "CREATE TABLE IF NOT EXISTS identity.records (nid BIGINT, node VARCHAR, system VARCHAR, record_id VARCHAR, "
-    "updated_at TIMESTAMPTZ, row_hash UBIGINT, seen_at TIMESTAMPTZ)",
-    "CREATE TABLE IF NOT EXISTS identity.identifiers (nid BIGINT, id_type VARCHAR, value VARCHAR, raw VARCHAR)",
+    "updated_at TIMESTAMPTZ, row_hash UBIGINT, seen_at TIMESTAMPTZ, node_key UBIGINT)",
+    "CREATE TABLE IF NOT EXISTS identity.identifiers (nid BIGINT, id_type VARCHAR, value VARCHAR, vid UBIGINT)",
     "CREATE TABLE IF NOT EXISTS identity.field_values (nid BIGINT, system VARCHAR, field VARCHAR, value VARCHAR, "
     "updated_at TIMESTAMPTZ)",
     "CREATE TABLE IF NOT EXISTS identity.graph (system VARCHAR, record_id VARCHAR, person_id VARCHAR, nid BIGINT, "
@@ -122,6 +122,26 @@ class Resolver:
             t0[0] = now
 
         t0 = [started]
+        previous_limit = None
+        if self.cfg.memory_limit:
+            from .._durations import parse_size
+
+            previous_limit = db.one("SELECT current_setting('memory_limit')")
+            db.x(f"SET memory_limit = '{parse_size(self.cfg.memory_limit) // 1_000_000}MB'")
+        try:
+            result = self._build(run_id, full, started, timings, mark, t0)
+        finally:
+            if previous_limit is not None:
+                # The setting reads back rounded ("18.7 GiB"): RESET restores a default exactly.
+                db.x("RESET memory_limit")
+                if db.one("SELECT current_setting('memory_limit')") != previous_limit:
+                    db.x(f"SET memory_limit = {literal(str(previous_limit))}")
+        self._drop_temp()
+        return result
+
+    def _build(self, run_id: str, full: bool, started: float, timings: dict[str, float], mark: Any,
+               t0: list[float]) -> BuildResult:
+        db = self.db
         with db.transaction():
             baseline = self._ensure_golden()
             if baseline:
@@ -153,7 +173,6 @@ class Resolver:
                                  round(time.perf_counter() - started, 3), timings)
             db.x("INSERT INTO identity.runs VALUES (?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?)",
                  (run_id, kind, result.seconds, records, changed, deleted, scope, persons, updates, refused))
-        self._drop_temp()
         return result
 
     def _drop_temp(self) -> None:
@@ -162,111 +181,134 @@ class Resolver:
             self.db.x(f"DROP TABLE IF EXISTS temp.{quote(name)}")
 
     # -- 1. stage ------------------------------------------------------------------------------
-    def _stage(self) -> None:
-        db = self.db
-        rec_parts, id_parts, field_parts = [], [], []
+    def _source_selects(self) -> None:
+        """One SELECT per source giving node, record_id, updated_at, row_hash and the mapped columns."""
+        self._selects: list[str] = []
+        self._id_cols: dict[str, list[tuple[int, str]]] = {t: [] for t in self.cfg.identifiers}
+        self._f_cols: list[tuple[int, str, str]] = []
         for i, src in enumerate(self.cfg.sources):
             cols = [f"CAST(({expression(src.record_id)}) AS VARCHAR) AS record_id",
                     (f"CAST(({expression(src.updated_at)}) AS TIMESTAMPTZ) AS updated_at" if src.updated_at
                      else "CAST(NULL AS TIMESTAMPTZ) AS updated_at")]
-            id_cols: list[tuple[str, str]] = []
+            mapped: list[str] = []
             for t, exprs in src.identifiers.items():
                 for j, e in enumerate([exprs] if isinstance(exprs, str) else exprs):
                     alias = f"i__{t}__{j}"
                     cols.append(f"CAST(({expression(e)}) AS VARCHAR) AS {quote(alias)}")
-                    id_cols.append((t, alias))
-            f_cols: list[tuple[str, str]] = []
+                    self._id_cols[t].append((i, alias))
+                    mapped.append(quote(alias))
             for name, e in src.fields.items():
                 alias = f"f__{name}"
                 cols.append(f"CAST(({expression(e)}) AS VARCHAR) AS {quote(alias)}")
-                f_cols.append((name, alias))
+                self._f_cols.append((i, name, alias))
+                mapped.append(quote(alias))
             origin = relation(src.relation) if src.relation else f"({expression(src.sql or '')})"
-            sys_lit = literal(src.system)
-            db.x(f"CREATE OR REPLACE TEMP TABLE _src_{i} AS SELECT {sys_lit} || ':' || record_id AS node, * FROM "
-                 f"(SELECT {', '.join(cols)} FROM {origin} AS src) WHERE record_id IS NOT NULL "
-                 "QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY updated_at DESC NULLS LAST) = 1")
-            hashed = ", ".join(["updated_at", *(quote(a) for _, a in id_cols), *(quote(a) for _, a in f_cols)])
-            rec_parts.append(f"SELECT node, {sys_lit} AS system, record_id, updated_at, hash({hashed}) AS row_hash "
-                             f"FROM _src_{i}")
-            for t, alias in id_cols:
-                id_parts.append(f"SELECT node, {literal(t)} AS id_type, {quote(alias)} AS raw FROM _src_{i} "
-                                f"WHERE {quote(alias)} IS NOT NULL")
-            for name, alias in f_cols:
-                field_parts.append(f"SELECT node, {sys_lit} AS system, {literal(name)} AS field, "
-                                   f"{quote(alias)} AS value, updated_at FROM _src_{i}")
-        db.x("CREATE OR REPLACE TEMP TABLE _stage_rec AS " + " UNION ALL ".join(rec_parts))
-        self._id_parts = id_parts
-        self._field_parts = field_parts
+            self._selects.append(
+                f"SELECT node, hash(node) AS node_key, * FROM ("
+                f"SELECT {literal(src.system)} || ':' || record_id AS node, {literal(src.system)} AS system, "
+                f"hash(updated_at, {', '.join(mapped)}) AS row_hash, * "
+                f"FROM (SELECT {', '.join(cols)} FROM {origin} AS src) WHERE record_id IS NOT NULL)")
+
+    def _stage(self) -> None:
+        db = self.db
+        self._source_selects()
+        db.x("CREATE OR REPLACE TEMP TABLE _stage_rec AS " + " UNION ALL ".join(
+            f"SELECT node, node_key, system, record_id, updated_at, row_hash FROM ({sel})" for sel in self._selects))
+        if db.one("SELECT count(*) - count(DISTINCT node_key) FROM _stage_rec"):
+            # The same record twice in a source: keep its latest version.
+            db.x("CREATE OR REPLACE TEMP TABLE _stage_rec AS SELECT * FROM _stage_rec QUALIFY row_number() OVER "
+                 "(PARTITION BY node ORDER BY updated_at DESC NULLS LAST, row_hash) = 1")
+
+    def _stage_changed(self) -> None:
+        """Materialise the mapped columns of new and changed records only."""
+        for i, sel in enumerate(self._selects):
+            self.db.x(f"CREATE OR REPLACE TEMP TABLE _src_{i} AS SELECT n.nid, s.* FROM ({sel}) s "
+                      "JOIN _new_records n ON n.node_key = s.node_key AND n.row_hash = s.row_hash")
 
     # -- 2. diff and normalise -------------------------------------------------------------------
     def _diff(self) -> tuple[int, int]:
         db = self.db
-        db.x("""CREATE OR REPLACE TEMP TABLE _changed AS
-                SELECT s.node, s.system, s.record_id, s.updated_at, s.row_hash, r.nid AS old_nid
-                FROM _stage_rec s LEFT JOIN identity.records r ON r.node = s.node
-                WHERE r.nid IS NULL OR r.row_hash <> s.row_hash""")
-        db.x("""CREATE OR REPLACE TEMP TABLE _deleted AS
-                SELECT r.nid FROM identity.records r ANTI JOIN _stage_rec s ON s.node = r.node""")
+        # One join on 64-bit record keys finds new, changed and deleted records.
+        db.x("""CREATE OR REPLACE TEMP TABLE _cmp AS
+                SELECT s.node, s.node_key, s.system, s.record_id, s.updated_at, s.row_hash, r.nid AS old_nid
+                FROM _stage_rec s FULL JOIN (SELECT nid, node_key, row_hash FROM identity.records) r
+                  ON r.node_key = s.node_key
+                WHERE s.node_key IS NULL OR r.nid IS NULL OR r.row_hash <> s.row_hash""")
+        db.x("CREATE OR REPLACE TEMP TABLE _changed AS SELECT * FROM _cmp WHERE node_key IS NOT NULL")
+        db.x("CREATE OR REPLACE TEMP TABLE _deleted AS SELECT old_nid AS nid FROM _cmp WHERE node_key IS NULL")
+        db.x("DROP TABLE _cmp")
         start = int(db.one("SELECT coalesce(max(nid), 0) FROM identity.records"))
         db.x(f"""CREATE OR REPLACE TEMP TABLE _new_records AS
-                 SELECT coalesce(old_nid, {start} + row_number() OVER (PARTITION BY old_nid IS NULL ORDER BY node))
-                        AS nid, node, system, record_id, updated_at, row_hash
+                 SELECT coalesce(old_nid, {start} + row_number() OVER (PARTITION BY old_nid IS NULL))
+                        AS nid, node, node_key, system, record_id, updated_at, row_hash
                  FROM _changed""")
+        db.x("DROP TABLE _stage_rec")
         return int(db.one("SELECT count(*) FROM _changed")), int(db.one("SELECT count(*) FROM _deleted"))
+
+    def _raw_of(self, id_type: str) -> str:
+        parts = [f"SELECT nid, {quote(alias)} AS raw FROM _src_{i} WHERE {quote(alias)} IS NOT NULL"
+                 for i, alias in self._id_cols[id_type]]
+        return " UNION ALL ".join(parts) if parts else "SELECT NULL::BIGINT AS nid, NULL::VARCHAR AS raw WHERE false"
 
     def _normalize_changed(self) -> None:
         db = self.db
-        if self._id_parts:
-            db.x("CREATE OR REPLACE TEMP TABLE _raw_ids AS SELECT n.nid, i.id_type, i.raw FROM ("
-                 + " UNION ALL ".join(self._id_parts) + ") i JOIN _new_records n USING (node)")
-        else:
-            db.x("CREATE OR REPLACE TEMP TABLE _raw_ids (nid BIGINT, id_type VARCHAR, raw VARCHAR)")
+        self._stage_changed()
         self._field_norm = {name: c.normalize for name, c in self.cfg.fields.items() if c.normalize}
-        if self._field_parts:
-            db.x("CREATE OR REPLACE TEMP TABLE _raw_fields AS SELECT n.nid, f.system, f.field, f.value AS raw, "
-                 "f.updated_at FROM (" + " UNION ALL ".join(self._field_parts)
-                 + ") f JOIN _new_records n USING (node) WHERE f.value IS NOT NULL")
-        cases = []
+        parts = [f"SELECT nid, system, {literal(name)} AS field, {quote(alias)} AS raw, updated_at FROM _src_{i} "
+                 f"WHERE {quote(alias)} IS NOT NULL" for i, name, alias in self._f_cols]
+        db.x("CREATE OR REPLACE TEMP TABLE _raw_fields AS " + (" UNION ALL ".join(parts) if parts else
+             "SELECT NULL::BIGINT AS nid, NULL::VARCHAR AS system, NULL::VARCHAR AS field, NULL::VARCHAR AS raw, "
+             "NULL::TIMESTAMPTZ AS updated_at WHERE false"))
+        self._blocked_table()
+        typed = []
         for t, icfg in self.cfg.identifiers.items():
-            expr = sql_expression(icfg, "r.raw")
+            if not self._id_cols[t]:
+                continue
             if is_python(icfg):
                 self._fill_cache(t)
-                expr = f"coalesce({expr}, c.value)"
-                cases.append(f"WHEN r.id_type = {literal(t)} THEN {expr}")
+                typed.append(f"SELECT r.nid, {literal(t)} AS id_type, m.value FROM ({self._raw_of(t)}) r "
+                             f"JOIN {self._map_name(t)} m USING (raw)")
             else:
-                cases.append(f"WHEN r.id_type = {literal(t)} THEN {expr}")
-        keys = ", ".join(f"({literal(t)}, {literal(cache_key(c))})" for t, c in self.cfg.identifiers.items()
-                         if is_python(c)) or "(NULL, NULL)"
-        db.x(f"CREATE OR REPLACE TEMP TABLE _cache_keys AS SELECT * FROM (VALUES {keys}) v(id_type, normalizer)")
-        self._blocked_table()
+                expr = sql_expression(icfg, "r.raw")
+                typed.append(f"SELECT r.nid, {literal(t)} AS id_type, {expr} AS value FROM ({self._raw_of(t)}) r")
+        union = " UNION ALL ".join(typed) or ("SELECT NULL::BIGINT AS nid, NULL::VARCHAR AS id_type, "
+                                              "NULL::VARCHAR AS value WHERE false")
+        # Several columns of one type in one source may hold the same value: only then is DISTINCT needed.
+        several = any(len([1 for i, _ in cols if i == k]) > 1 for cols in self._id_cols.values()
+                      for k in range(len(self.cfg.sources)))
         db.x(f"""CREATE OR REPLACE TEMP TABLE _norm_ids AS
-                 SELECT x.nid, x.id_type, x.value, x.raw FROM (
-                   SELECT r.nid, r.id_type, r.raw, CASE {' '.join(cases)} END AS value
-                   FROM _raw_ids r LEFT JOIN _cache_keys k USING (id_type)
-                   LEFT JOIN identity.normalized_values c ON c.normalizer = k.normalizer AND c.raw = r.raw) x
+                 SELECT {'DISTINCT' if several else ''} x.nid, x.id_type, x.value, hash(x.id_type, x.value) AS vid
+                 FROM ({union}) x
                  ANTI JOIN _blocked b ON b.id_type = x.id_type AND b.value = x.value
-                 WHERE x.value IS NOT NULL AND x.value <> ''
-                 QUALIFY row_number() OVER (PARTITION BY x.nid, x.id_type, x.value ORDER BY x.raw) = 1""")
+                 WHERE x.value IS NOT NULL AND x.value <> ''""")
+
+    def _map_name(self, id_type: str) -> str:
+        return f"_map_{list(self.cfg.identifiers).index(id_type)}"
 
     def _fill_cache(self, id_type: str) -> None:
+        """``_map_<n>(raw, value)`` for every distinct raw value: SQL fast path, cache, then Python for the rest."""
         import pyarrow as pa
 
+        db = self.db
         icfg = self.cfg.identifiers[id_type]
-        key = cache_key(icfg)
-        fast = sql_expression(icfg, "raw")
+        key = literal(cache_key(icfg))
         fields = [f for f, t in self._field_norm.items() if t == id_type]
-        field_raw = (" UNION SELECT raw FROM _raw_fields WHERE field IN ("
-                     + ", ".join(literal(f) for f in fields) + ")") if fields and self._field_parts else ""
-        missing = [r[0] for r in self.db.rows(
-            f"SELECT DISTINCT raw FROM (SELECT raw FROM _raw_ids WHERE id_type = ?{field_raw}) "
-            f"WHERE ({fast}) IS NULL AND raw NOT IN "
-            "(SELECT raw FROM identity.normalized_values WHERE normalizer = ?)", (id_type, key))]
+        field_raw = (" UNION ALL SELECT raw FROM _raw_fields WHERE field IN ("
+                     + ", ".join(literal(f) for f in fields) + ")") if fields else ""
+        name = self._map_name(id_type)
+        db.x(f"""CREATE OR REPLACE TEMP TABLE {name} AS
+                 SELECT d.raw, coalesce({sql_expression(icfg, 'd.raw')}, c.value) AS value, c.raw IS NOT NULL AS cached
+                 FROM (SELECT DISTINCT raw FROM (SELECT raw FROM ({self._raw_of(id_type)}){field_raw})) d
+                 LEFT JOIN identity.normalized_values c ON c.normalizer = {key} AND c.raw = d.raw""")
+        missing = [r[0] for r in db.rows(f"SELECT raw FROM {name} WHERE value IS NULL AND NOT cached")]
         if not missing:
             return
         fn = python_normalizer(icfg)
         values = [fn(v) for v in missing]
-        self.db.insert_arrow("identity.normalized_values", pa.table(
-            {"normalizer": [key] * len(missing), "raw": missing, "value": values}))
+        db.insert_arrow("identity.normalized_values", pa.table(
+            {"normalizer": [cache_key(icfg)] * len(missing), "raw": missing, "value": values}))
+        db.x(f"""UPDATE {name} SET value = c.value FROM identity.normalized_values c
+                 WHERE c.normalizer = {key} AND c.raw = {name}.raw AND {name}.value IS NULL AND NOT {name}.cached""")
 
     def _blocked_table(self) -> None:
         rows: list[tuple[str, str]] = []
@@ -287,15 +329,15 @@ class Resolver:
         types = ", ".join(literal(t) for t in self.rule_types) or "NULL"
         db.x("CREATE OR REPLACE TEMP TABLE _touched AS SELECT nid FROM _new_records UNION SELECT nid FROM _deleted")
         db.x(f"""CREATE OR REPLACE TEMP TABLE _touched_vals AS
-                 SELECT DISTINCT id_type, value FROM identity.identifiers
+                 SELECT vid FROM identity.identifiers
                  WHERE nid IN (SELECT nid FROM _touched) AND id_type IN ({types})
-                 UNION SELECT DISTINCT id_type, value FROM _norm_ids WHERE id_type IN ({types})""")
+                 UNION SELECT vid FROM _norm_ids WHERE id_type IN ({types})""")
         link_nodes = [n for pair in [*self.cfg.links, *self.cfg.unlinks] for n in pair]
         link_list = ", ".join(literal(n) for n in link_nodes) or "NULL"
         db.x(f"""CREATE OR REPLACE TEMP TABLE _s1 AS
                  SELECT nid FROM _touched
-                 UNION SELECT i.nid FROM identity.identifiers i JOIN _touched_vals v USING (id_type, value)
-                 UNION SELECT n.nid FROM _norm_ids n JOIN _touched_vals v USING (id_type, value)
+                 UNION SELECT i.nid FROM identity.identifiers i SEMI JOIN _touched_vals v ON v.vid = i.vid
+                 UNION SELECT n.nid FROM _norm_ids n SEMI JOIN _touched_vals v ON v.vid = n.vid
                  UNION SELECT nid FROM identity.records WHERE node IN ({link_list})
                  UNION SELECT nid FROM _new_records WHERE node IN ({link_list})""")
         db.x("""CREATE OR REPLACE TEMP TABLE _scope AS
@@ -308,87 +350,97 @@ class Resolver:
     def _write_records(self) -> None:
         db = self.db
         gone = "(SELECT nid FROM _deleted UNION ALL SELECT nid FROM _new_records)"
-        # Keep a field's old updated_at when its value did not change: provenance is per field.
-        if self._field_parts:
-            cases = []
+        if self._f_cols:
+            cases: list[str] = []
+            joins: list[str] = []
             for name, id_type in self._field_norm.items():
                 icfg = self.cfg.identifiers[id_type]
-                expr = sql_expression(icfg, "f.raw")
                 if is_python(icfg):
-                    expr = (f"coalesce({expr}, (SELECT c.value FROM identity.normalized_values c "
-                            f"WHERE c.normalizer = {literal(cache_key(icfg))} AND c.raw = f.raw))")
-                cases.append(f"WHEN f.field = {literal(name)} THEN {expr}")
+                    k = len(joins)
+                    joins.append(f"LEFT JOIN {self._map_name(id_type)} m{k} ON f.field = {literal(name)} "
+                                 f"AND m{k}.raw = f.raw")
+                    cases.append(f"WHEN f.field = {literal(name)} THEN m{k}.value")
+                else:
+                    cases.append(f"WHEN f.field = {literal(name)} THEN {sql_expression(icfg, 'f.raw')}")
             value = f"CASE {' '.join(cases)} ELSE f.raw END" if cases else "f.raw"
             db.x(f"""CREATE OR REPLACE TEMP TABLE _new_fields AS
                      SELECT nid, system, field, value, updated_at FROM (
                        SELECT f.nid, f.system, f.field, {value} AS value, coalesce(f.updated_at, now()) AS updated_at
-                       FROM _raw_fields f) WHERE value IS NOT NULL""")
+                       FROM _raw_fields f {' '.join(joins)}) WHERE value IS NOT NULL""")
+            # Keep a field's old updated_at when its value did not change: provenance is per field.
             db.x("""UPDATE _new_fields SET updated_at = o.updated_at FROM identity.field_values o
                     WHERE o.nid = _new_fields.nid AND o.field = _new_fields.field AND o.value = _new_fields.value
                       AND _new_fields.updated_at IS DISTINCT FROM o.updated_at""")
         for table in ("records", "identifiers", "field_values"):
             db.x(f"DELETE FROM identity.{table} WHERE nid IN {gone}")
         db.x("INSERT INTO identity.records SELECT nid, node, system, record_id, coalesce(updated_at, now()), "
-             "row_hash, now() FROM _new_records")
-        db.x("INSERT INTO identity.identifiers SELECT nid, id_type, value, raw FROM _norm_ids")
-        if self._field_parts:
+             "row_hash, now(), node_key FROM _new_records")
+        db.x("INSERT INTO identity.identifiers SELECT nid, id_type, value, vid FROM _norm_ids")
+        if self._f_cols:
             db.x("INSERT INTO identity.field_values SELECT nid, system, field, value, updated_at FROM _new_fields")
+        for i in range(len(self._selects)):
+            db.x(f"DROP TABLE IF EXISTS _src_{i}")
+        for table in ("_raw_fields", "_new_fields", "_norm_ids", "_changed", "_new_records"):
+            db.x(f"DROP TABLE IF EXISTS {table}")
 
     # -- 4. merge ----------------------------------------------------------------------------------
+    # Keys and limited values are 64-bit hashes of (type, value) (``vid``), so every join is on integers.
     def _merge(self, run_id: str) -> int:
         db = self.db
         db.x("CREATE OR REPLACE TEMP TABLE _comp AS SELECT nid, nid AS label FROM _scope")
         types = ", ".join(literal(t) for t in self.rule_types) or "NULL"
         db.x(f"""CREATE OR REPLACE TEMP TABLE _ids AS
-                 SELECT i.nid, i.id_type, i.value FROM identity.identifiers i SEMI JOIN _scope s ON s.nid = i.nid
+                 SELECT i.nid, i.id_type, i.vid FROM identity.identifiers i SEMI JOIN _scope s ON s.nid = i.nid
                  WHERE i.id_type IN ({types})""")
         # Shared values (held by more records than max_records_per_value) never link.
         shared = [(t, c.max_records_per_value) for t, c in self.cfg.identifiers.items() if c.max_records_per_value]
         if shared:
             conds = " OR ".join(f"(id_type = {literal(t)} AND n > {int(n)})" for t, n in shared)
+            in_types = ", ".join(literal(t) for t, _ in shared)
+            # identifiers are distinct per (record, type, value), so count(*) counts records
             db.x(f"""CREATE OR REPLACE TEMP TABLE _shared AS
-                     SELECT id_type, value FROM (
-                       SELECT i.id_type, i.value, count(DISTINCT i.nid) AS n FROM identity.identifiers i
-                       SEMI JOIN (SELECT DISTINCT id_type, value FROM _ids) v
-                         ON v.id_type = i.id_type AND v.value = i.value
-                       GROUP BY ALL)
+                     SELECT vid, id_type, value FROM (
+                       SELECT i.vid, any_value(i.id_type) AS id_type, any_value(i.value) AS value, count(*) AS n
+                       FROM identity.identifiers i
+                       WHERE i.id_type IN ({in_types})
+                         AND i.vid IN (SELECT vid FROM _ids WHERE id_type IN ({in_types}))
+                       GROUP BY i.vid)
                      WHERE {conds}""")
             db.x(f"INSERT INTO identity.conflicts SELECT {literal(run_id)}, NULL, id_type, value, "
                  "'shared by more records than max_records_per_value', now() FROM _shared")
-            db.x("CREATE OR REPLACE TEMP TABLE _ids AS SELECT i.* FROM _ids i ANTI JOIN _shared s "
-                 "ON s.id_type = i.id_type AND s.value = i.value")
+            db.x("CREATE OR REPLACE TEMP TABLE _ids AS SELECT i.* FROM _ids i ANTI JOIN _shared s ON s.vid = i.vid")
         # Limited values per record: identifier types with max_per_person, and one pseudo-type per unlink pair.
-        lim_parts = ["SELECT NULL::BIGINT AS nid, NULL::VARCHAR AS lim_type, NULL::VARCHAR AS value, 0 AS max_n "
+        lim_parts = ["SELECT NULL::BIGINT AS nid, NULL::VARCHAR AS lim_type, NULL::UBIGINT AS v, 0 AS max_n "
                      "WHERE false"]
         for t, c in self.cfg.identifiers.items():
             if c.max_per_person:
-                lim_parts.append(f"SELECT i.nid, {literal(t)}, i.value, {int(c.max_per_person)} FROM "
+                lim_parts.append(f"SELECT i.nid, {literal(t)}, i.vid, {int(c.max_per_person)} FROM "
                                  f"identity.identifiers i SEMI JOIN _scope s ON s.nid = i.nid "
                                  f"WHERE i.id_type = {literal(t)}")
         for k, (a, b) in enumerate(self.cfg.unlinks):
-            for side, node in (("a", a), ("b", b)):
-                lim_parts.append(f"SELECT nid, 'unlink:{k}', '{side}', 1 FROM identity.records "
+            for side, node in ((1, a), (2, b)):
+                lim_parts.append(f"SELECT nid, 'unlink:{k}', {side}, 1 FROM identity.records "
                                  f"WHERE node = {literal(node)}")
         db.x("CREATE OR REPLACE TEMP TABLE _lim AS " + " UNION ALL ".join(lim_parts))
         refused = 0
         if self.cfg.links:
             pairs = " UNION ALL ".join(
-                f"SELECT r.nid, {literal(f'link:{k}')} AS key FROM identity.records r WHERE r.node IN "
+                f"SELECT r.nid, {k}::UBIGINT AS key FROM identity.records r WHERE r.node IN "
                 f"({literal(a)}, {literal(b)})" for k, (a, b) in enumerate(self.cfg.links))
             db.x(f"CREATE OR REPLACE TEMP TABLE _keys AS SELECT p.* FROM ({pairs}) p "
                  "SEMI JOIN _scope s ON s.nid = p.nid")
-            self._apply_rule(run_id, "links", checked=False)
+            self._apply_rule(run_id, ["links"], checked=False)
         for rule in self.cfg.merge_rules:
             types_ = self.cfg.rule_types(rule)
-            sql = f"SELECT nid, value AS key FROM _ids WHERE id_type = {literal(types_[0])}"
+            sql = f"SELECT nid, vid AS key FROM _ids WHERE id_type = {literal(types_[0])}"
             for t in types_[1:]:
-                sql = (f"SELECT k.nid, k.key || chr(31) || i.value AS key FROM ({sql}) k JOIN _ids i "
+                sql = (f"SELECT k.nid, hash(k.key, i.vid) AS key FROM ({sql}) k JOIN _ids i "
                        f"ON i.nid = k.nid AND i.id_type = {literal(t)}")
             db.x(f"CREATE OR REPLACE TEMP TABLE _keys AS {sql}")
-            refused += self._apply_rule(run_id, "+".join(types_), checked=True)
+            refused += self._apply_rule(run_id, types_, checked=True)
         return refused
 
-    def _apply_rule(self, run_id: str, rule: str, checked: bool) -> int:
+    def _apply_rule(self, run_id: str, types: list[str], checked: bool) -> int:
         db = self.db
         db.x("""CREATE OR REPLACE TEMP TABLE _e AS
                 SELECT a, key FROM (SELECT DISTINCT c.label AS a, k.key FROM _keys k JOIN _comp c USING (nid))
@@ -398,42 +450,55 @@ class Resolver:
         refused = 0
         if checked:
             db.x("""CREATE OR REPLACE TEMP TABLE _cl AS
-                    SELECT DISTINCT c.label, l.lim_type, l.value, l.max_n FROM _lim l JOIN _comp c USING (nid)""")
+                    SELECT DISTINCT c.label, l.lim_type, l.v, l.max_n FROM _lim l JOIN _comp c USING (nid)
+                    WHERE c.label IN (SELECT a FROM _e)""")
             # A key whose own merge would break a limit is refused.
             db.x("""CREATE OR REPLACE TEMP TABLE _refused AS
-                    SELECT DISTINCT key, lim_type FROM (
-                      SELECT e.key, cl.lim_type, count(DISTINCT cl.value) AS n, any_value(cl.max_n) AS max_n
-                      FROM _e e JOIN _cl cl ON cl.label = e.a GROUP BY e.key, cl.lim_type)
-                    WHERE n > max_n""")
-            refused += self._record_refused(run_id, rule, "would give one person more than max_per_person values")
+                    SELECT key, min(lim_type) AS lim_type FROM (
+                      SELECT e.key, cl.lim_type, cl.max_n, min(cl.v) AS lo, max(cl.v) AS hi,
+                             CASE WHEN cl.max_n > 1 THEN count(DISTINCT cl.v) END AS n
+                      FROM _e e JOIN _cl cl ON cl.label = e.a GROUP BY e.key, cl.lim_type, cl.max_n)
+                    WHERE CASE WHEN max_n = 1 THEN lo <> hi ELSE n > max_n END GROUP BY key""")
+            refused += self._record_refused(run_id, types, "would give one person more than max_per_person values")
             db.x("DELETE FROM _e WHERE key IN (SELECT key FROM _refused)")
         mapping = self._components()
         if checked:
             # Keys that pass alone may still break a limit together: such clusters are not merged by this rule.
+            # (A cluster of two components was checked whole by the per-key check: only 3+ can break it.)
             db.x(f"""CREATE OR REPLACE TEMP TABLE _bad AS
                      SELECT l FROM (
-                       SELECT m.l, cl.lim_type, count(DISTINCT cl.value) AS n, any_value(cl.max_n) AS max_n
-                       FROM {mapping} m JOIN _cl cl ON cl.label = m.a GROUP BY m.l, cl.lim_type)
-                     WHERE n > max_n""")
+                       SELECT m.l, cl.lim_type, cl.max_n, min(cl.v) AS lo, max(cl.v) AS hi,
+                              CASE WHEN cl.max_n > 1 THEN count(DISTINCT cl.v) END AS n
+                       FROM {mapping} m JOIN _cl cl ON cl.label = m.a
+                       WHERE m.l IN (SELECT l FROM {mapping} GROUP BY l HAVING count(*) > 2)
+                       GROUP BY m.l, cl.lim_type, cl.max_n)
+                     WHERE CASE WHEN max_n = 1 THEN lo <> hi ELSE n > max_n END""")
             if db.one("SELECT count(*) FROM _bad"):
                 db.x(f"""CREATE OR REPLACE TEMP TABLE _refused AS
-                         SELECT DISTINCT e.key, NULL AS lim_type FROM _e e JOIN {mapping} m ON m.a = e.a
+                         SELECT DISTINCT e.key, NULL::VARCHAR AS lim_type FROM _e e JOIN {mapping} m ON m.a = e.a
                          WHERE m.l IN (SELECT l FROM _bad)""")
-                refused += self._record_refused(run_id, rule, "would, with other values, give one person more "
+                refused += self._record_refused(run_id, types, "would, with other values, give one person more "
                                                 "than max_per_person values")
                 db.x(f"DELETE FROM {mapping} WHERE l IN (SELECT l FROM _bad)")
         db.x(f"""CREATE OR REPLACE TEMP TABLE _comp AS
                  SELECT c.nid, coalesce(m.l, c.label) AS label FROM _comp c LEFT JOIN {mapping} m ON m.a = c.label""")
         return refused
 
-    def _record_refused(self, run_id: str, rule: str, reason: str) -> int:
-        n = int(self.db.one("SELECT count(DISTINCT key) FROM _refused"))
-        if n:
-            self.db.x(f"""INSERT INTO identity.conflicts
-                          SELECT {literal(run_id)}, {literal(rule)}, coalesce(lim_type, {literal(rule)}), key,
-                                 CASE WHEN lim_type LIKE 'unlink:%' THEN 'would join records kept apart by unlinks'
-                                      ELSE {literal(reason)} END, now()
-                          FROM _refused""")
+    def _record_refused(self, run_id: str, types: list[str], reason: str) -> int:
+        n = int(self.db.one("SELECT count(*) FROM _refused"))
+        if not n:
+            return 0
+        rule = "+".join(types)
+        if len(types) == 1:
+            shown = ("(SELECT i.vid, any_value(i.value) AS value FROM identity.identifiers i "
+                     "SEMI JOIN _refused r ON r.key = i.vid GROUP BY i.vid)")
+        else:
+            shown = "(SELECT key AS vid, '(' || key::VARCHAR || ')' AS value FROM _refused)"
+        self.db.x(f"""INSERT INTO identity.conflicts
+                      SELECT {literal(run_id)}, {literal(rule)}, coalesce(r.lim_type, {literal(rule)}), s.value,
+                             CASE WHEN r.lim_type LIKE 'unlink:%' THEN 'would join records kept apart by unlinks'
+                                  ELSE {literal(reason)} END, now()
+                      FROM _refused r LEFT JOIN {shown} s ON s.vid = r.key""")
         return n
 
     def _components(self) -> str:
@@ -469,14 +534,12 @@ class Resolver:
                  SELECT l.label, CASE WHEN p.person_id IS NULL THEN l.pid
                                       ELSE 'p_' || substr(md5(l.node || ':' || {literal(run_id)}), 1, 16) END
                         AS person_id
-                 FROM (SELECT c.label, any_value(r.node) AS node,
-                              'p_' || substr(md5(any_value(r.node)), 1, 16) AS pid
-                       FROM (SELECT DISTINCT label FROM _comp) c
-                       JOIN identity.records r ON r.nid = c.label
-                       WHERE c.label NOT IN (SELECT label FROM _pick) GROUP BY c.label) l
+                 FROM (SELECT label, node, 'p_' || substr(md5(node), 1, 16) AS pid
+                       FROM (SELECT c.label, min(r.node) AS node FROM _comp c JOIN identity.records r USING (nid)
+                             WHERE c.label NOT IN (SELECT label FROM _pick) GROUP BY c.label)) l
                  LEFT JOIN identity.persons p ON p.person_id = l.pid""")
         db.x("""CREATE OR REPLACE TEMP TABLE _assign AS
-                SELECT c.nid, coalesce(p.person_id, f.person_id) AS person_id FROM _comp c
+                SELECT c.nid, c.label, coalesce(p.person_id, f.person_id) AS person_id FROM _comp c
                 LEFT JOIN _pick p USING (label) LEFT JOIN _fresh f USING (label)""")
         # Old people of this scope that no cluster kept: merged into the owner's pick, or gone.
         db.x("""CREATE OR REPLACE TEMP TABLE _retired AS
@@ -499,65 +562,80 @@ class Resolver:
         db.x("""CREATE OR REPLACE TEMP TABLE _affected AS
                 SELECT DISTINCT person_id FROM _assign UNION SELECT person_id FROM _retired""")
         fcfg = [(name, self.cfg.fields.get(name)) for name in self.fields]
-        prio_rows = [(name, system, rank) for name, c in fcfg if c is not None
-                     for rank, system in enumerate(c.priority)]
-        prio_values = ", ".join(f"({literal(n)}, {literal(s)}, {r})" for n, s, r in prio_rows) or "(NULL, NULL, 0)"
-        db.x(f"CREATE OR REPLACE TEMP TABLE _prio AS SELECT * FROM (VALUES {prio_values}) v(field, system, rank)")
-        db.x("""CREATE OR REPLACE TEMP TABLE _fv AS
-                SELECT a.person_id, f.field, f.value, f.system, f.updated_at, f.nid,
-                       coalesce(p.rank, 1000) AS prank,
-                       count(*) OVER (PARTITION BY a.person_id, f.field, f.value) AS freq
-                FROM identity.field_values f JOIN _assign a USING (nid)
-                LEFT JOIN _prio p ON p.field = f.field AND p.system = f.system""")
-        mode_cases = " ".join(f"WHEN {literal(n)} THEN {literal(c.survivorship if c else 'most_recent')}"
-                              for n, c in fcfg)
+        # One 124-bit sort key per value; arg_min picks the winner, the record id breaks ties deterministically.
+        age = "(1099511627776::HUGEINT - least(greatest(coalesce(epoch(updated_at)::BIGINT, 0), 0), 1099511627775))"
+        rank_cases = " ".join(f"WHEN field = {literal(n)} AND system = {literal(sys_)} THEN {r}"
+                              for n, c in fcfg if c is not None for r, sys_ in enumerate(c.priority))
+        prank = f"(CASE {rank_cases} ELSE 1000 END)" if rank_cases else "1000"
+        mf = [n for n, c in fcfg if c is not None and c.survivorship == "most_frequent"]
+        keys = []
+        for name, c in fcfg:
+            mode = c.survivorship if c is not None else "most_recent"
+            if mode == "priority":
+                key = f"(prank::HUGEINT << 84) + ({age} << 44) + nid"
+            elif mode == "most_frequent":
+                key = f"((1099511627776::HUGEINT - freq) << 84) + ({age} << 44) + nid"
+            elif mode == "most_recent":
+                key = f"({age} << 84) + (prank::HUGEINT << 44) + nid"
+            else:
+                continue
+            keys.append(f"WHEN {literal(name)} THEN {key}")
+        fv = (f"(SELECT a.label, f.field, f.value, f.system, f.updated_at, f.nid, {prank} AS prank "
+              "FROM identity.field_values f JOIN _assign a USING (nid))")
+        if mf or any(c is not None and c.survivorship == "sql" for _, c in fcfg):
+            db.x(f"CREATE OR REPLACE TEMP TABLE _fv AS SELECT * FROM {fv}")
+            fv = "_fv"
+        freq_join = ""
+        if mf:
+            db.x(f"""CREATE OR REPLACE TEMP TABLE _freq AS SELECT label, field, value, count(*) AS freq FROM {fv}
+                     WHERE field IN ({', '.join(literal(n) for n in mf)}) GROUP BY ALL""")
+            freq_join = "LEFT JOIN _freq q USING (label, field, value)"
         picked_parts = []
-        if any(c is None or c.survivorship != "sql" for _, c in fcfg):
+        if keys:
             picked_parts.append(f"""
-                SELECT person_id, field, w.value, w.system, w.updated_at FROM (
-                  SELECT person_id, field,
+                SELECT label, field, w.value, w.system, w.updated_at FROM (
+                  SELECT label, field,
                          arg_min({{'value': value, 'system': system, 'updated_at': updated_at}},
-                                 {{'k1': CASE mode WHEN 'priority' THEN prank::DOUBLE
-                                                    WHEN 'most_frequent' THEN -freq::DOUBLE
-                                                    ELSE -coalesce(epoch(updated_at), 0) END,
-                                   'k2': CASE mode WHEN 'most_recent' THEN prank::DOUBLE
-                                                   ELSE -coalesce(epoch(updated_at), 0) END,
-                                   'k3': prank, 'k4': nid}}) AS w
-                  FROM (SELECT *, CASE field {mode_cases} END AS mode FROM _fv) GROUP BY person_id, field)""")
+                                 CASE field {' '.join(keys)} END) AS w
+                  FROM (SELECT v.*, {'coalesce(q.freq, 0)' if mf else '0'} AS freq FROM {fv} v {freq_join})
+                  WHERE field IN ({', '.join(literal(n) for n, c in fcfg if c is None or c.survivorship != 'sql')})
+                  GROUP BY label, field)""")
         for name, c in fcfg:
             if c is not None and c.survivorship == "sql":
                 typed = f"TRY_CAST(value AS {_CAST[c.type]})"
                 picked_parts.append(f"""
-                    SELECT s.person_id, {literal(name)} AS field, CAST(s.v AS VARCHAR) AS value,
+                    SELECT s.label, {literal(name)} AS field, CAST(s.v AS VARCHAR) AS value,
                            p.w.system AS system, p.w.updated_at AS updated_at
-                    FROM (SELECT person_id, ({expression(c.sql or '')}) AS v
-                          FROM (SELECT person_id, {typed} AS value, system, updated_at FROM _fv
-                                WHERE field = {literal(name)}) GROUP BY person_id) s
-                    LEFT JOIN (SELECT person_id, value,
+                    FROM (SELECT label, ({expression(c.sql or '')}) AS v
+                          FROM (SELECT label, {typed} AS value, system, updated_at FROM {fv}
+                                WHERE field = {literal(name)}) GROUP BY label) s
+                    LEFT JOIN (SELECT label, value,
                                       arg_max({{'system': system, 'updated_at': updated_at}}, updated_at) AS w
-                               FROM _fv WHERE field = {literal(name)} GROUP BY person_id, value) p
-                      ON p.person_id = s.person_id AND p.value = CAST(s.v AS VARCHAR)""")
+                               FROM {fv} WHERE field = {literal(name)} GROUP BY label, value) p
+                      ON p.label = s.label AND p.value = CAST(s.v AS VARCHAR)""")
         if picked_parts:
             db.x("CREATE OR REPLACE TEMP TABLE _picked AS " + " UNION ALL ".join(picked_parts))
         else:
-            db.x("CREATE OR REPLACE TEMP TABLE _picked (person_id VARCHAR, field VARCHAR, value VARCHAR, "
+            db.x("CREATE OR REPLACE TEMP TABLE _picked (label BIGINT, field VARCHAR, value VARCHAR, "
                  "system VARCHAR, updated_at TIMESTAMPTZ)")
-        selects = ["a.person_id"]
+        db.x("DROP TABLE IF EXISTS _fv")
+        selects = []
         for name, c in fcfg:
             ftype = _CAST[c.type] if c else "VARCHAR"
             lit = literal(name)
-            selects += [f"TRY_CAST(max(p.value) FILTER (WHERE p.field = {lit}) AS {ftype}) AS {quote(name)}",
-                        f"max(p.system) FILTER (WHERE p.field = {lit}) AS {quote(name + '__source')}",
-                        f"max(p.updated_at) FILTER (WHERE p.field = {lit}) AS {quote(name + '__updated_at')}"]
+            selects += [f"TRY_CAST(max(value) FILTER (WHERE field = {lit}) AS {ftype}) AS {quote(name)}",
+                        f"max(system) FILTER (WHERE field = {lit}) AS {quote(name + '__source')}",
+                        f"max(updated_at) FILTER (WHERE field = {lit}) AS {quote(name + '__updated_at')}"]
+        names = sorted({src.system for src in self.cfg.sources})
+        systems = ("list_filter([" + ", ".join(f"CASE WHEN bool_or(r.system = {literal(n)}) THEN {literal(n)} END"
+                                              for n in names) + "], lambda x: x IS NOT NULL)")
         db.x(f"""CREATE OR REPLACE TEMP TABLE _golden AS
-                 SELECT {', '.join(selects)}, any_value(s.record_count) AS record_count,
-                        any_value(s.systems) AS systems, now() AS resolved_at
-                 FROM (SELECT DISTINCT person_id FROM _assign) a
-                 JOIN (SELECT a.person_id, count(*) AS record_count, list_sort(list_distinct(list(r.system)))
-                              AS systems
-                       FROM _assign a JOIN identity.records r USING (nid) GROUP BY a.person_id) s USING (person_id)
-                 LEFT JOIN _picked p ON p.person_id = a.person_id
-                 GROUP BY a.person_id""")
+                 SELECT s.person_id, g.* EXCLUDE (label), s.record_count, s.systems, now() AS resolved_at
+                 FROM (SELECT a.label, any_value(a.person_id) AS person_id, count(*) AS record_count,
+                              {systems} AS systems
+                       FROM _assign a JOIN identity.records r USING (nid) GROUP BY a.label) s
+                 LEFT JOIN (SELECT label{''.join(', ' + x for x in selects)} FROM _picked GROUP BY label) g
+                   USING (label)""")
         updates = 0
         if emit and self.fields:
             items = ", ".join(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import Problem
-from ..project.loader import Project, register_loader
+from ..project.loader import Project, register_loader, register_validator
 
 
 def _load(project: Project, problems: list[Problem]) -> None:
@@ -19,3 +19,19 @@ def _load(project: Project, problems: list[Problem]) -> None:
 
 
 register_loader(_load)
+
+
+def _validate(project: Project) -> list[Problem]:
+    """`opsloop validate`: refs, sources, cycles, macros and column checks, without touching the warehouse."""
+    mp = project.extras.get("models")
+    if mp is None or mp.empty:
+        return []
+    from .checks import check_columns
+    from .compiler import Compiler, Target
+
+    compiler = Compiler(mp, Target(schema="main"), project.env, project.config.vars)
+    problems = compiler.parse()
+    return problems or check_columns(compiler, None)
+
+
+register_validator(_validate)

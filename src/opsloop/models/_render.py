@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Problem
-from .nodes import Model
 
 BUILTIN_NAMES = {
     "ref", "source", "config", "var", "env_var", "this", "is_incremental", "target", "execute", "log",
@@ -113,6 +112,8 @@ class Renderer:
         self.target = dict(target)
         self.macro_sources = macro_sources
         self.macro_names: set[str] = set()
+        self._asts: dict[str, Any] = {}
+        self._templates: dict[str, Any] = {}
         self.problems: list[Problem] = []
         for rel, text in macro_sources:
             try:
@@ -126,12 +127,41 @@ class Renderer:
                 self.macro_names.add(macro.name)
 
     # -- static checks -------------------------------------------------------------------------
+    def parse(self, text: str) -> Any:
+        """The Jinja AST of a model (cached by text: a model is parsed once per process)."""
+        ast = self._asts.get(text)
+        if ast is None:
+            ast = self._asts[text] = self.jinja.parse(text)
+        return ast
+
+    def template(self, text: str) -> Any:
+        """The compiled template (cached by text)."""
+        tpl = self._templates.get(text)
+        if tpl is None:
+            tpl = self._templates[text] = self.jinja.from_string(text)
+        return tpl
+
+    def ref_lines(self, text: str) -> list[tuple[str, tuple[str, ...], int]]:
+        """Every literal ``ref(...)`` / ``source(...)`` call: (function, args, line)."""
+        from jinja2 import nodes
+
+        try:
+            ast = self.parse(text)
+        except Exception:
+            return []
+        out = []
+        for call in ast.find_all(nodes.Call):
+            if isinstance(call.node, nodes.Name) and call.node.name in ("ref", "source"):
+                args = tuple(str(a.value) for a in call.args if isinstance(a, nodes.Const))
+                out.append((call.node.name, args, call.lineno))
+        return out
+
     def check(self, file: str, text: str) -> list[Problem]:
         """Syntax errors and calls opsloop cannot run, with the line of each."""
         from jinja2 import TemplateSyntaxError, nodes
 
         try:
-            ast = self.jinja.parse(text)
+            ast = self.parse(text)
         except TemplateSyntaxError as exc:
             return [Problem(file, exc.lineno, f"Jinja syntax error: {exc.message}")]
         local = {m.name for m in ast.find_all(nodes.Macro)}
@@ -178,11 +208,11 @@ class Renderer:
         }
         try:
             for _rel, macro_text in self.macro_sources:
-                module = self.jinja.from_string(macro_text, globals=glob).make_module(glob)
+                module = self.template(macro_text).make_module(glob)
                 for name in dir(module):
                     if not name.startswith("_"):
                         glob[name] = getattr(module, name)
-            sql = self.jinja.from_string(text, globals=glob).render()
+            sql = self.template(text).render(glob)
         except RenderError as exc:
             raise RenderError(str(exc), exc.line or _line_of_call(text, str(exc)), exc.hint) from exc
         except TemplateSyntaxError as exc:
@@ -241,27 +271,3 @@ def _line_of_call(text: str, message: str) -> int | None:
 
     match = re.search(r"'([^']+)'", message)
     return _line_of_word(text, match.group(1)) if match else None
-
-
-def ref_lines(text: str) -> list[tuple[str, tuple[str, ...], int]]:
-    """Every literal ``ref(...)`` / ``source(...)`` call: (function, args, line)."""
-    from jinja2 import nodes
-    from jinja2.sandbox import SandboxedEnvironment
-
-    try:
-        ast = SandboxedEnvironment(extensions=["jinja2.ext.do"]).parse(text)
-    except Exception:
-        return []
-    out = []
-    for call in ast.find_all(nodes.Call):
-        if isinstance(call.node, nodes.Name) and call.node.name in ("ref", "source"):
-            args = tuple(str(a.value) for a in call.args if isinstance(a, nodes.Const))
-            out.append((call.node.name, args, call.lineno))
-    return out
-
-
-def model_ctx_line(model: Model, name: str) -> int | None:
-    for func, args, line in ref_lines(model.raw_sql):
-        if func == "ref" and args and args[-1] == name:
-            return line
-    return None

@@ -95,7 +95,7 @@ def engine_type(type_: str, dialect: str) -> str:
                 inner = "String"
             inner = inner.removeprefix("Nullable(").removesuffix(")") if inner.startswith("Nullable(") else inner
         return f"Nullable({inner})"
-    if dialect in ("duckdb", "postgres"):
+    if dialect == "duckdb" or (dialect == "postgres" and type_.lower() in _INFERRED):
         return type_
     import sqlglot
 
@@ -103,3 +103,6 @@ def engine_type(type_: str, dialect: str) -> str:
         return sqlglot.exp.DataType.build(type_, dialect="duckdb").sql(dialect=dialect)
     except Exception:
         return type_
+
+
+_INFERRED = {"integer", "bigint", "float8", "boolean", "date", "timestamp", "text"}

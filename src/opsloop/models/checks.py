@@ -33,7 +33,12 @@ def known_columns(compiler: Compiler, warehouse: Warehouse | None) -> dict[str, 
         except OSError:
             cols[seed.uid] = None
     existing = None
+    from .compiler import RAW_EVENTS_COLUMNS
+
     for source in mp.sources.values():
+        if source.uid == "source.raw.events" and warehouse is None:
+            cols[source.uid] = list(RAW_EVENTS_COLUMNS)
+            continue
         if source.columns and all(source.columns.values()):
             cols[source.uid] = list(source.columns)
             continue
@@ -63,10 +68,6 @@ def _mapping(compiler: Compiler, cols: dict[str, list[str] | None], uids: set[st
 def output_columns(compiler: Compiler, warehouse: Warehouse | None,
                    problems: list[Problem] | None = None) -> dict[str, list[str] | None]:
     """Columns of every node, with problems for columns that do not exist upstream."""
-    import sqlglot
-    from sqlglot.errors import OptimizeError, ParseError
-    from sqlglot.optimizer.qualify import qualify
-
     cols = known_columns(compiler, warehouse)
     cache = _Cache(compiler)
     d = compiler.target.source_dialect
@@ -91,6 +92,10 @@ def output_columns(compiler: Compiler, warehouse: Warehouse | None,
             if hit.get("problem") and problems is not None:
                 problems.append(Problem(model.file, hit["problem"][0], hit["problem"][1], hit["problem"][2]))
             continue
+        import sqlglot
+        from sqlglot.errors import OptimizeError, ParseError
+        from sqlglot.optimizer.qualify import qualify
+
         result: dict[str, Any] = {"columns": None}
         try:
             expr = sqlglot.parse_one(sql, read=d)

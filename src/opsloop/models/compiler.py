@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import Problem
 from ..warehouse._sql import literal, relation
-from ._render import Relation, RenderContext, Renderer, RenderError, ref_lines
+from ._render import Relation, RenderContext, Renderer, RenderError
 from .nodes import DataTest, Model, Seed, Source
 from .project import ModelProject, _check_model_config, merge_config
 
@@ -57,6 +57,7 @@ class Compiler:
         self.parents: dict[str, set[str]] = {}
         self.order: list[str] = []
         self.problems: list[Problem] = list(self.renderer.problems)
+        self._sql_cache: dict[tuple[str, bool, str], str] = {}
 
     # -- relations ---------------------------------------------------------------------------
     def schema_for(self, custom: Any) -> str:
@@ -89,17 +90,58 @@ class Compiler:
             self.parents[seed.uid] = set()
         for source in mp.sources.values():
             self.parents[source.uid] = set()
+            for attr in ("schema", "identifier"):
+                value = getattr(source, attr)
+                if "{{" in value or "{%" in value:
+                    try:
+                        rendered, _ = self.renderer.render(source.file, value, RenderContext(
+                            _no_ref, _no_ref, None, False))
+                    except RenderError as exc:
+                        self.problems.append(Problem(source.file, source.line, f"{attr} of source "
+                                                     f"{source.source_name}.{source.name}: {exc}", exc.hint))
+                        continue
+                    setattr(source, attr, rendered.strip())
+        cache = _ParseCache(self)
         for model in mp.models.values():
+            key = cache.key(model)
+            hit = cache.get(model.name, key)
+            if hit is not None:
+                self._apply_parsed(model, hit)
+                continue
+            before = len(self.problems)
             self._parse_model(model)
+            if len(self.problems) == before:
+                cache.put(model, key)
+        cache.save()
+        disabled = {m.uid for m in mp.models.values() if m.config.get("enabled") is False}
+        for uid in disabled:
+            del mp.models[uid[6:]]
+            self.parents.pop(uid, None)
+        for model in mp.models.values():
+            for uid in disabled & model.depends_on:
+                self.problems.append(Problem(model.file, model.ref_lines.get(uid) or None,
+                                             f"ref({uid[6:]!r}) names a disabled model", "enable it or remove the ref"))
+        for name in [n for n, t in mp.tests.items() if t.attached in disabled]:
+            del mp.tests[name]
         for test in mp.tests.values():
             self._parse_test(test)
         self.order = self._toposort()
         return self.problems
 
+    def _apply_parsed(self, model: Model, hit: dict[str, Any]) -> None:
+        """A cached parse: the same config(), refs and sources as last time, without rendering."""
+        if hit["captured"]:
+            model.config = merge_config(model.config, hit["captured"])
+        model.depends_on = set(hit["depends_on"])
+        model.ref_lines = dict(hit["ref_lines"])
+        model.schema = self.schema_for(model.config.get("schema"))
+        model.alias = str(model.config.get("alias") or model.name)
+        self.parents[model.uid] = set(model.depends_on)
+
     def _parse_model(self, model: Model) -> None:
         found = self.renderer.check(model.file, model.raw_sql)
         model.depends_on = set()
-        lines = ref_lines(model.raw_sql)
+        lines = self.renderer.ref_lines(model.raw_sql)
         if found:
             self.problems.extend(found)
             self.parents[model.uid] = set()
@@ -145,6 +187,7 @@ class Compiler:
             self.problems.append(Problem(model.file, exc.line, str(exc), exc.hint))
             self.parents[model.uid] = set(model.depends_on)
             return
+        model.captured = dict(captured)
         if captured:
             model.config = merge_config(model.config, captured)
             config_line = next((i for i, ln in enumerate(model.raw_sql.splitlines(), 1) if "config(" in ln), None)
@@ -220,6 +263,13 @@ class Compiler:
     # -- compile -----------------------------------------------------------------------------
     def sql(self, model: Model, is_incremental: bool = False, dialect: str | None = None) -> str:
         """The model's SELECT, with ephemeral models injected as CTEs, in the engine's dialect."""
+        key = (model.name, is_incremental, dialect or self.target.dialect)
+        cached = self._sql_cache.get(key)
+        if cached is None:
+            cached = self._sql_cache[key] = self._compile(model, is_incremental, dialect)
+        return cached
+
+    def _compile(self, model: Model, is_incremental: bool, dialect: str | None) -> str:
         ephemerals: dict[str, str] = {}
         body = self._render(model, is_incremental, ephemerals)
         if ephemerals:
@@ -301,6 +351,10 @@ class Compiler:
         return self.rel_text(src.schema, src.identifier)
 
 
+def _no_ref(*args: Any, **kwargs: Any) -> Any:
+    raise RenderError("ref() and source() cannot be used here")
+
+
 def _q(name: str, dialect: str) -> str:
     from ..warehouse._sql import quote
 
@@ -332,3 +386,64 @@ def _closest(name: str, options: list[str]) -> str | None:
 
     found = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
     return found[0] if found else None
+
+
+class _ParseCache:
+    """What parsing each model found (config(), refs, sources), by content, in state/model_parse.json.
+
+    Like dbt's partial parsing: running one model in a 500-model project renders only what it runs.
+    The key covers the model's text, its folder config, the project's vars, macros and node names, and
+    the environment when the model reads ``env_var``.
+    """
+
+    def __init__(self, compiler: Compiler) -> None:
+        import hashlib
+        import json
+
+        mp = compiler.mp
+        self.path = mp.display_root / "state" / "model_parse.json"
+        names = sorted([*mp.models, *(f"seed:{s}" for s in mp.seeds), *(f"{a}.{b}" for a, b in mp.sources)])
+        macros = [text for _, text in compiler.renderer.macro_sources]
+        base = json.dumps([compiler.renderer.vars, macros, names, compiler.target.schema], sort_keys=True,
+                          default=str)
+        self.base = hashlib.sha256(base.encode()).hexdigest()
+        self.env = hashlib.sha256(json.dumps(sorted(compiler.renderer.env.items())).encode()).hexdigest()
+        self.uses_env = any("env_var" in m for m in macros)
+        try:
+            self.data: dict[str, Any] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+        if self.data.get("base") != self.base:
+            self.data = {"base": self.base, "models": {}}
+        self.dirty = False
+
+    def key(self, model: Model) -> str:
+        import hashlib
+        import json
+
+        env = self.env if (self.uses_env or "env_var" in model.raw_sql) else ""
+        text = json.dumps([model.raw_sql, model.config, env], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def get(self, name: str, key: str) -> dict[str, Any] | None:
+        entry = self.data["models"].get(name)
+        if isinstance(entry, dict) and entry.get("key") == key:
+            return dict(entry["parsed"])
+        return None
+
+    def put(self, model: Model, key: str) -> None:
+        self.data["models"][model.name] = {"key": key, "parsed": {
+            "captured": getattr(model, "captured", {}), "depends_on": sorted(model.depends_on),
+            "ref_lines": model.ref_lines}}
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        import json
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.data))
+        except OSError:
+            pass

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -68,7 +69,7 @@ class ModelEngine:
                 raise ConfigError(problems)
             wh = self.warehouse
             target = Target(schema=wh.default_schema, type=wh.dialect, dialect=wh.dialect,
-                            threads=self.threads or 4)
+                            threads=self.threads or min(4, os.cpu_count() or 1))
             compiler = Compiler(mp, target, self.project.env, self.project.config.vars)
             problems = compiler.parse()
             if problems:

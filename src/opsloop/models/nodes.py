@@ -41,6 +41,8 @@ class Model:
     yaml_config: dict[str, Any] = field(default_factory=dict)
     depends_on: set[str] = field(default_factory=set)
     ref_lines: dict[str, int] = field(default_factory=dict)
+    captured: dict[str, Any] = field(default_factory=dict)
+    """What the model's own ``config(...)`` call set (cached with the parse)."""
     columns: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
     schema: str = "main"

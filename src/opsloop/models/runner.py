@@ -64,50 +64,67 @@ class Runner:
         """Run ``selected`` uids (in any order) respecting the DAG; returns results in completion order."""
         self._existing = self.wh.relations()
         chosen = set(selected)
-        parents = {uid: {p for p in self.c.parents.get(uid, set()) if p in chosen} for uid in chosen}
-        # ephemeral models are compiled into their children; their parents pass through
+        # ephemeral models are compiled into their children: their parents become the children's parents
+        parents = {uid: {p for p in self._through_ephemeral(uid) if p in chosen} for uid in chosen}
         results: list[NodeResult] = []
         state: dict[str, str] = {}
-        pending = set(chosen)
+        children: dict[str, list[str]] = {uid: [] for uid in chosen}
+        waiting = {uid: len(ps) for uid, ps in parents.items()}
+        for uid, ps in parents.items():
+            for p in ps:
+                children[p].append(uid)
+        order = {uid: i for i, uid in enumerate(self.c.order)}
+        ready = sorted((u for u, n in waiting.items() if n == 0), key=lambda u: order.get(u, 0), reverse=True)
         sessions = [self.wh.session() for _ in range(self.threads)] if self.threads > 1 else [self.wh]
         free = list(sessions)
         running: dict[Future[NodeResult], tuple[str, Warehouse]] = {}
-        order = {uid: i for i, uid in enumerate(self.c.order)}
+
+        def finished(uid: str, status: str) -> None:
+            state[uid] = status
+            for child in children[uid]:
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    ready.append(child)
+            ready.sort(key=lambda u: order.get(u, 0), reverse=True)
+
         try:
             with ThreadPoolExecutor(max_workers=self.threads) as pool:
-                while pending or running:
-                    ready = sorted((u for u in pending if all(p in state for p in parents[u])),
-                                   key=lambda u: order.get(u, 0))
-                    for uid in ready:
-                        if not free:
-                            break
+                while ready or running:
+                    while ready and free:
+                        uid = ready.pop()
                         bad = [p for p in parents[uid] if state[p] in ("error", "fail", "skipped")]
-                        pending.discard(uid)
                         if bad:
                             res = self._skipped(uid, bad[0])
-                            state[uid] = "skipped"
                             self._emit(res, results)
+                            finished(uid, "skipped")
                             continue
                         session = free.pop()
                         if self.on_start:
                             self.on_start(uid)
                         running[pool.submit(self._run_node, uid, session)] = (uid, session)
                     if not running:
-                        if pending and not any(all(p in state for p in parents[u]) for u in pending):
-                            break
                         continue
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in done:
                         uid, session = running.pop(fut)
                         free.append(session)
                         res = fut.result()
-                        state[uid] = res.status
                         self._emit(res, results)
+                        finished(uid, res.status)
         finally:
             for s in sessions:
                 if s is not self.wh:
                     self.wh.release(s)
         return results
+
+    def _through_ephemeral(self, uid: str) -> set[str]:
+        out: set[str] = set()
+        for parent in self.c.parents.get(uid, set()):
+            if parent.startswith("model.") and self.c.mp.models[parent[6:]].materialized == "ephemeral":
+                out |= self._through_ephemeral(parent)
+            else:
+                out.add(parent)
+        return out
 
     def _emit(self, res: NodeResult, results: list[NodeResult]) -> None:
         results.append(res)
@@ -258,11 +275,16 @@ class Runner:
         if not header:
             raise ModelRunError(f"{seed.file} is empty; a seed needs a header row")
         existing = self._existing.get((schema.lower(), ident.lower()))
-        if existing:
-            wh.execute(st.drop(target, existing))
-        cols = ", ".join(f"{st.q(c)} {engine_type(t, wh.dialect)}" for c, t in zip(header, types, strict=True))
-        suffix = f" {wh.TABLE_SUFFIX}" if wh.TABLE_SUFFIX else ""
-        wh.execute(f"CREATE TABLE {target} ({cols}){suffix}")
+        same = existing == "table" and not self.full_refresh and \
+            [c.lower() for c, _ in wh.columns(schema, ident)] == [h.lower() for h in header]
+        if same:
+            wh.execute(f"TRUNCATE TABLE {target}")  # as dbt: keep the table (and views bound to it), reload rows
+        else:
+            if existing:
+                wh.execute(st.drop(target, existing))
+            cols = ", ".join(f"{st.q(c)} {engine_type(t, wh.dialect)}" for c, t in zip(header, types, strict=True))
+            suffix = f" {wh.TABLE_SUFFIX}" if wh.TABLE_SUFFIX else ""
+            wh.execute(f"CREATE TABLE {target} ({cols}){suffix}")
         written = wh.insert_rows(target, header, rows)
         self._set_existing(schema, ident, "table")
         return NodeResult(seed.uid, seed.name, "seed", "seed", f"{schema}.{ident}", "success", written, written)

@@ -21,26 +21,51 @@ def _json_text(value: Any) -> str | None:
     return json.dumps(value, default=str, separators=(",", ":"))
 
 
+JSON_META = {b"opsloop": b"json"}
+"""Field metadata of a string column that holds JSON text (loaded into a DuckDB ``JSON`` column)."""
+
+
 def records_to_arrow(records: list[dict[str, Any]]) -> pa.Table:
-    """One Arrow table for a page; tolerant of mixed types and keys missing from some records."""
+    """One Arrow table for a page; tolerant of mixed types and of keys missing from some records.
+
+    Nested values (lists, objects) become JSON text in a string column marked with ``JSON_META``: that is
+    about three times faster than building Arrow list/struct arrays from Python objects, and they land
+    in the same ``JSON`` column either way. (``pa.Table.from_pylist`` takes its columns from the first
+    record only, so the union of keys is collected first.)
+    """
     if not records:
         return pa.table({})
-    try:
-        return pa.Table.from_pylist(records)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        pass
+    import orjson
+
+    dumps = orjson.dumps
     keys: dict[str, None] = {}
     for record in records:
-        for key in record:
-            keys.setdefault(key, None)
-    columns: dict[str, pa.Array] = {}
+        keys.update(dict.fromkeys(record))
+    arrays: list[pa.Array] = []
+    fields: list[pa.Field] = []
     for key in keys:
         values = [r.get(key) for r in records]
+        probe = next((v for v in values if v is not None), None)
+        if isinstance(probe, list | dict):
+            try:
+                text = [None if v is None else dumps(v).decode() for v in values]
+            except TypeError:
+                text = [_json_text(v) for v in values]
+            arrays.append(pa.array(text, type=pa.string()))
+            fields.append(pa.field(key, pa.string(), metadata=JSON_META))
+            continue
         try:
-            columns[key] = pa.array(values)
+            array = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            columns[key] = pa.array([_json_text(v) for v in values], type=pa.string())
-    return pa.table(columns)
+            array = pa.array([_json_text(v) for v in values], type=pa.string())
+        arrays.append(array)
+        fields.append(pa.field(key, array.type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def json_columns(table: pa.Table) -> list[str]:
+    """Columns of ``table`` that hold JSON text (see ``records_to_arrow``)."""
+    return [f.name for f in table.schema if f.metadata and f.metadata.get(b"opsloop") == b"json"]
 
 
 def column_max(table: pa.Table, column: str) -> Any:

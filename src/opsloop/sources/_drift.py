@@ -68,6 +68,13 @@ def arrow_kind(dtype: pa.DataType) -> str | None:
     return "VARCHAR"
 
 
+def field_kind(field: pa.Field) -> str | None:
+    """Like ``arrow_kind``, and a string column marked as JSON text is ``JSON``."""
+    if field.metadata and field.metadata.get(b"opsloop") == b"json":
+        return "JSON"
+    return arrow_kind(field.type)
+
+
 def widen(old: str, new: str) -> str | None:
     """The narrowest kind that holds both, or None when there is none short of changing meaning."""
     if old == new:
@@ -109,7 +116,7 @@ def reconcile(
         old = existing.get(name)
         if old is None:
             continue
-        new = arrow_kind(table.column(name).type)
+        new = field_kind(table.schema.field(name))
         if new is None:
             if old != "JSON":
                 table = table.set_column(table.column_names.index(name), name,

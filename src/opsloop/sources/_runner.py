@@ -21,8 +21,8 @@ import pyarrow as pa
 
 from .._ids import new_id
 from ..state import NewEvent
-from ._arrow import records_to_arrow
-from ._drift import DLT_TYPES, DriftNote, describe, reconcile
+from ._arrow import json_columns, records_to_arrow
+from ._drift import DLT_TYPES, DriftNote, describe, field_kind, reconcile
 from ._errors import QuotaExhausted, SourceError
 from ._http import Budget
 from ._state import RunRecord, SourceState
@@ -51,6 +51,8 @@ class PullResult:
 def _dlt() -> Any:
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("DATA_WRITER__ARROW_CONCAT_PROMOTE_OPTIONS", "default")
+    os.environ.setdefault("EXTRACT__NEXT_ITEM_MODE", "fifo")
     import dlt
 
     return dlt
@@ -69,6 +71,7 @@ class _StreamRun:
         self.cursor_moved = False
         self.rows = 0
         self.status = "running"
+        self.json_columns: set[str] = set()
 
 
 class Puller:
@@ -155,6 +158,7 @@ class Puller:
 
     def _extract_and_load(self, connector: Any) -> None:
         dlt = _dlt()
+        self.dlt = dlt
         from ..warehouse.duckdb import DuckDBWarehouse
 
         warehouse = self.app.warehouse
@@ -174,9 +178,8 @@ class Puller:
             # a package from a run that crashed: its cursors were never committed, so this run reads the
             # same records again; the old package would only repeat them
             pipeline.abort_packages()
-        naming = pipeline.destination.capabilities().naming_convention
+        # dlt's snake_case naming: the same column names dlt gives the tables
         normalize = dlt.common.normalizers.naming.snake_case.NamingConvention().normalize_identifier
-        del naming
         self.normalize = normalize
         known = {} if self.full_refresh else self.state.streams(self.name)
         resources = []
@@ -225,25 +228,43 @@ class Puller:
     def _pages(self, connector: Any, sr: _StreamRun) -> Any:
         stream = sr.stream
         existing = self._describe(sr.table)
+        known = dict(existing)
         first_load = self.full_refresh or sr.cursor is None or not existing
         emit = self.config.emit_events and not first_load and bool(stream.primary_key)
+        if self.quota is not None or self.error is not None:
+            sr.status = "partial" if self.quota is not None else "failed"
+            self.progress(stream.name, 0, sr.status)
+            return
         self.progress(stream.name, 0, "running")
+        batch: list[pa.Table] = []
+        batched = 0
+        batch_json: set[str] = set()
         try:
             for page in connector.read(stream, sr.cursor):
                 if self.quota is not None or self.error is not None:
                     sr.status = "partial" if self.quota is not None else "failed"
-                    return
+                    break
                 table = page.records if isinstance(page.records, pa.Table) else records_to_arrow(page.records)
+                text_json = {self.normalize(c) for c in json_columns(table)}
                 table = table.rename_columns([self.normalize(c) for c in table.column_names])
-                if existing and table.num_rows:
-                    table, widen_to, notes = reconcile(table, sr.table, existing)
-                    if widen_to:
-                        self._widen(sr.table, widen_to)
-                        existing.update(widen_to)
-                        self.widened.setdefault(sr.table, {}).update(widen_to)
-                    self.drift.extend(notes)
+                if table.num_rows:
+                    # align with the warehouse table, and with earlier pages of this run (dlt buffers them
+                    # together, so one stream's pages must agree on every column's type)
+                    table, widen_to, notes = reconcile(table, sr.table, known)
+                    in_warehouse = {c: k for c, k in widen_to.items() if c in existing}
+                    if in_warehouse:
+                        self._widen(sr.table, in_warehouse)
+                        existing.update(in_warehouse)
+                        self.widened.setdefault(sr.table, {}).update(in_warehouse)
+                    known.update(widen_to)
+                    for field in table.schema:
+                        kind = "JSON" if field.name in text_json else field_kind(field)
+                        if field.name not in known and kind is not None:
+                            known[field.name] = kind
+                    self.drift.extend(n for n in notes if str(n) not in {str(d) for d in self.drift})
+                sr.json_columns.update(c for c, k in known.items() if k == "JSON")
                 if emit and table.num_rows:
-                    self._diff(sr, table)
+                    self._diff(sr, table, set(page.deleted))
                 if emit and page.deleted:
                     self._deleted(sr, page.deleted)
                 if page.cursor is not None:
@@ -252,13 +273,28 @@ class Puller:
                 sr.rows += table.num_rows
                 self.progress(stream.name, sr.rows, "running")
                 if table.num_rows:
-                    yield table
+                    batch.append(table)
+                    batched += table.num_rows
+                    batch_json.update(c for c in text_json if c in table.column_names)
+                if batched >= BATCH_ROWS:
+                    yield self._hinted(_concat(batch), batch_json)
+                    batch, batched, batch_json = [], 0, set()
         except QuotaExhausted as exc:
             self.quota = exc
             sr.status = "partial"
         except Exception as exc:
             self.error = exc
             sr.status = "failed"
+        if batch and self.error is None:
+            # pages read before a quota stop are loaded: their cursor is committed with them
+            yield self._hinted(_concat(batch), batch_json)
+
+    def _hinted(self, table: pa.Table, text_json: set[str]) -> Any:
+        """JSON-text columns land as DuckDB ``JSON`` (as nested Arrow columns would)."""
+        if not text_json:
+            return table
+        hints = self.dlt.mark.make_hints(columns={c: {"name": c, "data_type": "json"} for c in text_json})
+        return self.dlt.mark.with_hints(table, hints)
 
     def _describe(self, table: str) -> dict[str, str]:
         cur = self.con.cursor()
@@ -295,7 +331,7 @@ class Puller:
     def _room(self) -> bool:
         return len(self.events) < int(self.config.max_record_events)
 
-    def _diff(self, sr: _StreamRun, table: pa.Table) -> None:
+    def _diff(self, sr: _StreamRun, table: pa.Table, deleted: set[str]) -> None:
         import json
 
         keys = [self.normalize(k) for k in sr.stream.primary_key or []]
@@ -320,6 +356,8 @@ class Puller:
             if not self._room():
                 return
             key = tuple(record.get(k) for k in keys)
+            if str(record.get(id_field)) in deleted:
+                continue  # reported as .deleted
             old = old_rows.get(key)
             base = {"source": self.name, "stream": sr.stream.name, "id": record.get(id_field)}
             if old is None:
@@ -333,12 +371,13 @@ class Puller:
                         changed[column] = {"old": None, "new": _jsonable(new)}
                     continue
                 before = old[column]
-                if isinstance(new, list | dict) and isinstance(before, str):
+                if isinstance(before, str) and (isinstance(new, list | dict) or column in sr.json_columns):
                     try:
                         before = json.loads(before)
+                        new = json.loads(new) if isinstance(new, str) else new
                     except ValueError:
                         pass
-                if _jsonable(before) != _jsonable(new):
+                if _jsonable(before) != _jsonable(new) and not (_blank(before) and _blank(new)):
                     changed[column] = {"old": _jsonable(before), "new": _jsonable(new)}
             if changed:
                 self.events.append(self._event(self._event_name(sr.stream, "updated"), {**base, "changed": changed}))
@@ -363,6 +402,20 @@ def _jsonable(value: Any) -> Any:
     if value is not None and not isinstance(value, str | int | float | bool):
         return str(value)
     return value
+
+
+BATCH_ROWS = 50_000
+"""Pages are handed to dlt in Arrow batches of about this many rows (fewer, larger parquet writes)."""
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == [] or value == {} or value == ""
 
 
 def _iso(ts: float) -> str:

@@ -67,6 +67,13 @@ class SourceState:
 
     def start_run(self, run_id: str, source: str, full_refresh: bool) -> None:
         with self.store.transaction() as cur:
+            # a run still "running" here was cut short by a crash; its cursors were never committed
+            self.store.execute(
+                cur,
+                "UPDATE source_runs SET status = 'interrupted', finished_at = ?, message = ? "
+                "WHERE source = ? AND status = 'running'",
+                (time.time(), "the process stopped during this run; the next run read its records again", source),
+            )
             self.store.execute(
                 cur,
                 "INSERT INTO source_runs (id, source, started_at, status, full_refresh) VALUES (?, ?, ?, ?, ?)",

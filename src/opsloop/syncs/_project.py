@@ -157,6 +157,7 @@ def check_syncs(project: Project) -> list[Problem]:
 
 
 def _open_readonly(project: Project) -> Any:
+    from ..errors import WarehouseError
     from ..settings import resolve_settings
     from ..warehouse.duckdb import DuckDBWarehouse
 
@@ -168,7 +169,22 @@ def _open_readonly(project: Project) -> Any:
         path = project.root / path
     if not path.exists():
         return None
-    return DuckDBWarehouse(path, read_only=True)
+    warehouse = DuckDBWarehouse(path, read_only=True)
+    try:
+        warehouse.query("SELECT 1")
+    except WarehouseError as exc:
+        if "in use by another process" in str(exc):
+            return _LOCKED  # the running server owns it: column checks are skipped, not failed
+        raise
+    return warehouse
+
+
+class _Locked:
+    def close(self) -> None:
+        pass
+
+
+_LOCKED = _Locked()
 
 
 def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Problem]:
@@ -180,7 +196,9 @@ def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Probl
     cfg = sync.config
     columns: list[str] | None = None
     src_key = "sql" if cfg.sql else "table" if cfg.table else "model"
-    if warehouse is not None:
+    if warehouse is _LOCKED:
+        pass
+    elif warehouse is not None:
         try:
             columns = SyncTables(warehouse, cfg.name).columns(source_sql(project, sync, warehouse))
         except WarehouseError as exc:

@@ -8,6 +8,7 @@ overlap: a trigger arriving during a run queues exactly one more run.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ class SyncService:
         self.runner = SyncRunner(app)
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._again: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
         self.results: list[RunResult] = []
         """The results of runs started by triggers, newest last (bounded)."""
 
@@ -44,11 +46,21 @@ class SyncService:
             return
         self._running[name] = asyncio.get_running_loop().create_task(self._run(name, reason), name=f"sync:{name}")
 
+    def lock(self, name: str) -> asyncio.Lock:
+        """Held while ``name`` runs in this process (triggers and API calls take turns)."""
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    async def run_now(self, name: str, **options: Any) -> RunResult:
+        """Run ``name`` once, after any run in progress (the API's ``POST /api/syncs/{name}/run``)."""
+        async with self.lock(name):
+            return await asyncio.to_thread(self.runner.run, name, **options)
+
     async def _run(self, name: str, reason: str) -> None:
         while True:
             self._again.discard(name)
             try:
-                result = await asyncio.to_thread(self.runner.run, name, trigger=reason)
+                async with self.lock(name):
+                    result = await asyncio.to_thread(self.runner.run, name, trigger=reason)
                 self.results = [*self.results[-99:], result]
                 log.info("sync %s (%s): %s, sent %d, failed %d", name, reason, result.status, result.sent,
                          result.failed)
@@ -98,10 +110,67 @@ class SyncService:
         await self.wait_idle()
 
 
+def _routes(app: App, service: SyncService) -> list[Any]:
+    """``GET /api/syncs`` and ``POST /api/syncs/{name}/run`` (Bearer token), used by the CLI while the server
+    owns the warehouse."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    def denied(request: Request) -> Response | None:
+        from ..web import auth
+
+        token = app.settings.api_token
+        if token and auth.bearer_ok(request, token):
+            return None
+        return JSONResponse({"error": "authentication required: send Authorization: Bearer $OPSLOOP_API_TOKEN"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    async def list_syncs(request: Request) -> Response:
+        if (refused := denied(request)) is not None:
+            return refused
+        from .listing import sync_listing
+
+        data = await asyncio.to_thread(sync_listing, app)
+        return JSONResponse(json.loads(json.dumps(data, default=str)), headers={"cache-control": "no-store"})
+
+    async def show_sync(request: Request) -> Response:
+        if (refused := denied(request)) is not None:
+            return refused
+        from .listing import sync_detail
+
+        detail = await asyncio.to_thread(sync_detail, app, request.path_params["name"])
+        if detail is None:
+            return JSONResponse({"error": f"no sync {request.path_params['name']!r}"}, status_code=404)
+        return JSONResponse(json.loads(json.dumps(detail, default=str)), headers={"cache-control": "no-store"})
+
+    async def run_sync(request: Request) -> Response:
+        if (refused := denied(request)) is not None:
+            return refused
+        from .runner import SyncError
+
+        name = request.path_params["name"]
+        try:
+            body = await request.json() if await request.body() else {}
+        except ValueError:
+            return JSONResponse({"error": "the body must be JSON"}, status_code=400)
+        options = {k: bool(body.get(k)) for k in ("dry_run", "full", "confirm_deletes", "reset")}
+        try:
+            service.runner.get(name)
+        except SyncError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        result = await service.run_now(name, trigger="api", **options)
+        return JSONResponse(json.loads(json.dumps(result.as_dict(), default=str)))
+
+    return [Route("/api/syncs", list_syncs), Route("/api/syncs/{name}", show_sync),
+            Route("/api/syncs/{name}/run", run_sync, methods=["POST"])]
+
+
 def attach(app: App) -> None:
     syncs: dict[str, LoadedSync] = app.project.extras.get("syncs") or {}
     service = SyncService(app)
     app.services["syncs"] = service
+    app.web_routes.extend(_routes(app, service))
     if not syncs:
         return
     if any(s.config.triggers.after_build for s in syncs.values()):

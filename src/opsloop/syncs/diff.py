@@ -235,11 +235,22 @@ class SyncTables:
             )
         return count
 
+    def _transaction(self, script: str) -> None:
+        """Run a ``BEGIN ... COMMIT`` script; roll back on error so the shared connection stays usable."""
+        try:
+            self.wh.execute(script)
+        except WarehouseError:
+            try:
+                self.wh.execute("ROLLBACK")
+            except WarehouseError:
+                pass
+            raise
+
     def fold(self) -> None:
         """Apply finished journal rows to the state and move them to ``row_results``, in one transaction."""
         s = self._sync_lit
         ok = "('ok', 'unconfirmed', 'skipped')"
-        self.wh.execute(
+        self._transaction(
             f"""
             BEGIN TRANSACTION;
             CREATE OR REPLACE TEMP TABLE __fold AS
@@ -266,7 +277,7 @@ class SyncTables:
             DELETE FROM {self.state} WHERE key IN (SELECT key FROM __fold WHERE status IN ('deleted', 'forgotten'));
             INSERT INTO {SCHEMA}.row_results
                 SELECT run_id, sync, key, op, status, error, dest_id, recorded_at FROM {SCHEMA}.journal
-                WHERE sync = {s} AND status NOT IN ('sending') AND key IN (SELECT key FROM __fold);
+                WHERE sync = {s} AND status NOT IN ('sending', 'cancelled') AND key IN (SELECT key FROM __fold);
             DELETE FROM {SCHEMA}.journal WHERE sync = {s} AND key IN (SELECT key FROM __fold);
             DROP TABLE __fold;
             COMMIT;
@@ -275,7 +286,7 @@ class SyncTables:
 
     def reset(self, source: str, key: str, pc: PlanColumns) -> int:
         """Mark every current source row as delivered, without sending anything."""
-        self.wh.execute(
+        self._transaction(
             f"""
             BEGIN TRANSACTION;
             DELETE FROM {SCHEMA}.journal WHERE sync = {self._sync_lit};

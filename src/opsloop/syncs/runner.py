@@ -194,12 +194,14 @@ class SyncRunner:
         cfg = sync.config
         total = sum(v for k, v in result.planned.items())
         done = 0
-        after = 0
         batch_size = cfg.batch_size or min(100, dest.MAX_BATCH)
         pacer = _Pacer(cfg.rate_limit.per_second or dest.REQUESTS_PER_SECOND, self.app.settings.time_scale)
         emitted = 0
         pending: dict[str, list[tuple[RowOp, str | None, str]]] = {}
         pending_batch: dict[str, str | None] = {}
+        carry: list[dict[str, Any]] = []
+        """Finished rows not yet journaled: written in the same commit as the next batch's ``sending`` marks
+        (one warehouse commit per batch). A crash loses at most their results; their rows count as in flight."""
 
         def flush(kind: str) -> None:
             nonlocal done, emitted
@@ -211,11 +213,18 @@ class SyncRunner:
             fps = {op.key: fp for op, _, fp in items}
             batch_id = items[0][1] or _batch_id(cfg.name, ops)
             now = dt.datetime.now(dt.UTC)
-            tables.journal([
+            tables.journal([*carry, *(
                 {"sync": cfg.name, "run_id": result.run_id, "batch_id": batch_id, "key": op.key, "fp": fps[op.key],
                  "op": op.op, "status": "sending", "recorded_at": now} for op in ops
-            ])
-            results = self._deliver(dest, ops, pacer, cfg.rate_limit.per_day, cfg.destination["type"])
+            )])
+            carry.clear()
+            try:
+                results = self._deliver(dest, ops, pacer, cfg.rate_limit.per_day, cfg.destination["type"])
+            except QuotaExhausted:
+                tables.journal([{"sync": cfg.name, "run_id": result.run_id, "batch_id": batch_id, "key": op.key,
+                                 "fp": fps[op.key], "op": op.op, "status": "cancelled",
+                                 "recorded_at": dt.datetime.now(dt.UTC)} for op in ops])
+                raise
             by_key = {r.key: r for r in results}
             rows = []
             failures: list[NewEvent] = []
@@ -236,12 +245,27 @@ class SyncRunner:
                             f"sync.{cfg.name}.row_failed",
                             {"sync": cfg.name, "run_id": result.run_id, "key": op.key, "op": op.op,
                              "error": r.error, "transient": r.transient}, related=result.run_id))
-            tables.journal(rows)
+            carry.extend(rows)
             self._emit(failures)
             done += len(ops)
             if progress:
                 progress(done, total)
 
+        def skipped(count: int) -> None:
+            nonlocal done
+            done += count
+
+        try:
+            self._pages(sync, tables, pc, result, pending, pending_batch, batch_size, flush, carry, skipped)
+        finally:
+            tables.journal(carry)
+
+    def _pages(self, sync: LoadedSync, tables: SyncTables, pc: Any, result: RunResult,
+               pending: dict[str, list[tuple[RowOp, str | None, str]]], pending_batch: dict[str, str | None],
+               batch_size: int, flush: Callable[[str], None], carry: list[dict[str, Any]],
+               skipped: Callable[[int], None]) -> None:
+        cfg = sync.config
+        after = 0
         while True:
             page = tables.plan_page(after, PAGE)
             if not page:
@@ -262,8 +286,8 @@ class SyncRunner:
                 pending.setdefault(kind, []).append((op, batch, fp or ""))
                 pending_batch[kind] = batch
             if direct:
-                tables.journal(direct)
-                done += len(direct)
+                carry.extend(direct)
+                skipped(len(direct))
             for kind in list(pending):
                 if len(pending[kind]) >= batch_size:
                     flush(kind)

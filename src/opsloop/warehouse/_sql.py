@@ -6,14 +6,26 @@ as sqlglot expressions, never by formatting user values into strings.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .base import Warehouse
 
 
+_PLAIN = re.compile(r"^[a-z_][a-z0-9_]*$")
+_COMMON_RESERVED = {
+    "all", "and", "as", "by", "case", "cast", "create", "cross", "default", "desc", "distinct", "drop", "else",
+    "end", "except", "false", "from", "full", "group", "having", "in", "inner", "intersect", "into", "is",
+    "join", "left", "like", "limit", "natural", "not", "null", "on", "or", "order", "outer", "right", "select",
+    "table", "then", "to", "true", "union", "using", "when", "where", "with", "window", "user", "current_date",
+}
+
+
 def quote(name: str, dialect: str) -> str:
     """One identifier, quoted only when the dialect needs it."""
+    if _PLAIN.match(name) and name not in _COMMON_RESERVED:
+        return name  # the common case, without building a sqlglot expression
     from sqlglot import exp
 
     return exp.to_identifier(name).sql(dialect=dialect, identify=False)
@@ -21,6 +33,9 @@ def quote(name: str, dialect: str) -> str:
 
 def relation(schema: str | None, name: str, dialect: str) -> str:
     """``schema.name`` with each part quoted for ``dialect``."""
+    if _PLAIN.match(name) and name not in _COMMON_RESERVED and (
+            schema is None or (_PLAIN.match(schema) and schema not in _COMMON_RESERVED)):
+        return f"{schema}.{name}" if schema else name
     from sqlglot import exp
 
     table = exp.Table(this=exp.to_identifier(name), db=exp.to_identifier(schema) if schema else None)
@@ -68,15 +83,16 @@ class Statements:
 
     def create_table(self, target: str, body: str, replace: bool) -> list[str]:
         suffix = f" {self.wh.TABLE_SUFFIX}" if self.wh.TABLE_SUFFIX else ""
-        if replace and self.wh.CREATE_OR_REPLACE_TABLE:
+        if self.wh.CREATE_OR_REPLACE_TABLE:
             return [f"CREATE OR REPLACE TABLE {target}{suffix} AS (\n{body}\n)"]
-        out = [f"DROP TABLE IF EXISTS {target}"] if replace else []
+        out = [self.drop(target, "table")] if replace else []
         out.append(f"CREATE TABLE {target}{suffix} AS (\n{body}\n)" if self.d != "clickhouse"
                    else f"CREATE TABLE {target}{suffix} AS {body}")
         return out
 
     def drop(self, target: str, kind: str) -> str:
-        return f"DROP {'VIEW' if kind == 'view' else 'TABLE'} IF EXISTS {target}"
+        cascade = " CASCADE" if self.wh.DROP_CASCADE else ""
+        return f"DROP {'VIEW' if kind == 'view' else 'TABLE'} IF EXISTS {target}{cascade}"
 
     def insert_select(self, target: str, source: str, columns: list[str]) -> str:
         cols = ", ".join(self.q(c) for c in columns)

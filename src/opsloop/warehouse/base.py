@@ -38,6 +38,8 @@ class Warehouse(ABC):
     """Independent statements gain from running on parallel sessions (threads) at once."""
     TABLE_SUFFIX: str = ""
     """Text appended to CREATE TABLE (ClickHouse needs an ENGINE clause)."""
+    DROP_CASCADE: bool = False
+    """Views are bound to the tables they read, so replacing a table needs ``DROP ... CASCADE`` (Postgres)."""
     DELETE_SUPPORTED: bool = True
     """``DELETE FROM ... WHERE`` works (ClickHouse: lightweight deletes)."""
 

@@ -89,6 +89,22 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseError(str(exc)) from exc
         return int(row[0]) if row and isinstance(row[0], int) else None
 
+    def relations(self) -> dict[tuple[str, str], str]:
+        # duckdb_tables()/duckdb_views() answer in a fraction of information_schema's time
+        result = self.query(
+            "SELECT schema_name, table_name, 'table' FROM duckdb_tables() WHERE NOT temporary "
+            "UNION ALL SELECT schema_name, view_name, 'view' FROM duckdb_views() WHERE NOT internal AND NOT temporary"
+        )
+        return {(str(s).lower(), str(n).lower()): str(k) for s, n, k in result.rows}
+
+    def columns(self, schema: str, name: str) -> list[tuple[str, str]]:
+        result = self.query(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE lower(schema_name) = lower(?) "
+            "AND lower(table_name) = lower(?) ORDER BY column_index",
+            (schema, name),
+        )
+        return [(str(c), str(t)) for c, t in result.rows]
+
     def session(self) -> Warehouse:
         """A cursor (its own DuckDB connection to the same database) for one worker thread."""
         with self._lock:
@@ -108,6 +124,22 @@ class _DuckDBSession(DuckDBWarehouse):
     def __init__(self, parent: DuckDBWarehouse, cursor: Any) -> None:
         super().__init__(parent.path, parent.read_only, parent.threads)
         self._con = cursor
+
+    def relations(self) -> dict[tuple[str, str], str]:
+        # duckdb_tables()/duckdb_views() answer in a fraction of information_schema's time
+        result = self.query(
+            "SELECT schema_name, table_name, 'table' FROM duckdb_tables() WHERE NOT temporary "
+            "UNION ALL SELECT schema_name, view_name, 'view' FROM duckdb_views() WHERE NOT internal AND NOT temporary"
+        )
+        return {(str(s).lower(), str(n).lower()): str(k) for s, n, k in result.rows}
+
+    def columns(self, schema: str, name: str) -> list[tuple[str, str]]:
+        result = self.query(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE lower(schema_name) = lower(?) "
+            "AND lower(table_name) = lower(?) ORDER BY column_index",
+            (schema, name),
+        )
+        return [(str(c), str(t)) for c, t in result.rows]
 
     def session(self) -> Warehouse:
         return self

@@ -267,4 +267,11 @@ def purge_runs(store: StateStore, older_than: float) -> int:
         for run_id in ids:
             store.execute(cur, "DELETE FROM wf_steps WHERE run_id = ?", (run_id,))
             store.execute(cur, "DELETE FROM wf_runs WHERE id = ?", (run_id,))
+        # old schedule ticks, keeping each schedule's latest (it marks where the schedule stands)
+        store.execute(
+            cur,
+            "DELETE FROM wf_schedule_ticks WHERE created_at < ? AND tick < "
+            "(SELECT MAX(t.tick) FROM wf_schedule_ticks t WHERE t.schedule = wf_schedule_ticks.schedule)",
+            (older_than,),
+        )
     return len(ids)

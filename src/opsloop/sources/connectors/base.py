@@ -59,3 +59,43 @@ class Connector(Protocol):
     def read(self, stream: Stream, cursor: Any) -> Iterator[Page]: ...
 
     def close(self) -> None: ...
+
+
+def prefetch(pages: Iterator[Any], depth: int = 3) -> Iterator[Any]:
+    """Run ``pages`` in a worker thread, ``depth`` items ahead: the next request is in flight while the
+    caller converts and writes the current page. Errors are re-raised in the caller, in order."""
+    import queue
+    import threading
+
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in pages:
+                while not stop.is_set():
+                    try:
+                        box.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(("end", None))
+        except BaseException as exc:
+            box.put(("error", exc))
+
+    thread = threading.Thread(target=work, name="opsloop-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -17,7 +17,7 @@ from typing import Any
 from .._arrow import column_max, records_to_arrow
 from .._http import Http
 from ..config import RestSource
-from .base import Page, PullContext, Stream
+from .base import Page, PullContext, Stream, prefetch
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -78,13 +78,19 @@ class RestConnector:
             spec = self._resource(item)
             keys = spec.get("primary_key")
             keys = [keys] if isinstance(keys, str) else keys
-            disposition = spec.get("write_disposition") or ("merge" if keys else "append")
+            endpoint = spec.get("endpoint") or {}
+            incremental = bool(endpoint.get("incremental")) or any(
+                isinstance(v, dict) and v.get("type") == "incremental" for v in (endpoint.get("params") or {}).values())
+            disposition = spec.get("write_disposition") or ("merge" if keys else "append" if incremental else "replace")
             if isinstance(disposition, dict):
                 disposition = disposition.get("disposition", "append")
             out.append(Stream(spec["name"], keys, disposition, options={"spec": spec}))
         return out
 
     def read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
+        return prefetch(self._read(stream, cursor))
+
+    def _read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
         from dlt.sources.helpers.rest_client.client import RESTClient
         from dlt.sources.rest_api.config_setup import create_paginator
 

@@ -1,0 +1,173 @@
+"""Model builds: whole-process `opsloop build` vs `dbt build` vs the bare-engine floor.
+
+    .venv/bin/python bench/models.py [--sizes 10,100,500] [--runs 3] [--rows 100000] [--no-dbt]
+
+For each size N it generates a dbt project of N table models over one 100k-row source table (chains and
+joins, several DAG levels), then times, as whole processes, medians of --runs:
+
+- dbt:    `dbt build` (dbt-core 1.11 + dbt-duckdb from .venv-dbt)
+- opsloop: `opsloop build --project DIR` on the same folder (a bare dbt project)
+- floor:  a bare Python script that runs the same compiled CREATE TABLE statements on DuckDB in DAG
+          order (what any runner must at least do)
+
+and, in the largest project, the time to rebuild the downstream of one changed model
+(`opsloop run -s MODEL+`, whole process, and the same through the warm Python API).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+DBT = REPO / ".venv-dbt" / "bin" / "dbt"
+ENV = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false"}
+
+
+def make_project(folder: Path, n: int, rows: int) -> None:
+    (folder / "models").mkdir(parents=True)
+    (folder / "dbt_project.yml").write_text(
+        "name: bench\nversion: '1.0'\nprofile: bench\nmodels:\n  bench:\n    +materialized: table\n")
+    (folder / "models" / "sources.yml").write_text(
+        "version: 2\nsources:\n  - name: raw\n    tables:\n      - name: src\n")
+    width = max(1, n // 10)  # ten DAG levels
+    for i in range(n):
+        level = i // width
+        if level == 0:
+            body = (f"select id, grp, val + {i} as val, label from {{{{ source('raw', 'src') }}}}")
+        elif i % 3 == 0 and level >= 1:
+            a = (level - 1) * width + (i % width)
+            b = (level - 1) * width + ((i + 1) % width)
+            body = (f"select a.id, a.grp, a.val + b.val as val, a.label\nfrom {{{{ ref('m{a}') }}}} a\n"
+                    f"join {{{{ ref('m{b}') }}}} b on a.id = b.id")
+        else:
+            p = (level - 1) * width + (i % width)
+            body = (f"select id, (grp + {i}) % 97 as grp, val * 1.0001 as val, label\n"
+                    f"from {{{{ ref('m{p}') }}}}\nwhere val > -1")
+        (folder / "models" / f"m{i}.sql").write_text(body + "\n")
+
+
+def seed_source(db: Path, rows: int) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(db))
+    con.execute("create schema if not exists raw")
+    con.execute(f"create or replace table raw.src as select range as id, range % 97 as grp, "
+                f"(range * 7 % 1000)::double as val, 'label_' || (range % 13) as label from range({rows})")
+    con.close()
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env or ENV, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def floor_script(folder: Path) -> Path:
+    """The compiled CREATE TABLE statements in DAG order, and a bare script that runs them."""
+    sys.path.insert(0, str(REPO / "src"))
+    from opsloop.models.compiler import Compiler, Target
+    from opsloop.models.project import read_model_project
+
+    mp = read_model_project(folder, None, [])
+    assert mp is not None
+    compiler = Compiler(mp, Target(schema="main"), {})
+    assert not compiler.parse()
+    statements = [f"CREATE OR REPLACE TABLE main.{uid[6:]} AS (\n{compiler.sql(mp.models[uid[6:]])}\n)"
+                  for uid in compiler.order if uid.startswith("model.")]
+    (folder / "floor.json").write_text(json.dumps(statements))
+    script = folder / "floor.py"
+    script.write_text(
+        "import json, sys, duckdb\n"
+        "con = duckdb.connect(sys.argv[1])\n"
+        "for s in json.load(open(sys.argv[2])):\n    con.execute(s)\n"
+        "con.close()\n")
+    return script
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="10,100,500")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--no-dbt", action="store_true")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    use_dbt = DBT.exists() and not args.no_dbt
+    sizes = [int(s) for s in args.sizes.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="opsloop-bench-models-"))
+    print(f"# {args.rows} source rows, medians of {args.runs} runs, whole processes; work dir {work}")
+    print(f"{'models':>6} {'dbt s':>8} {'opsloop s':>10} {'floor s':>8} {'dbt/opsloop':>12} {'opsloop/floor':>14}")
+    rebuild: dict[str, float] = {}
+    for n in sizes:
+        folder = work / f"p{n}"
+        make_project(folder, n, args.rows)
+        (folder / "profiles.yml").write_text(
+            f"bench:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: {folder / 'dbt.duckdb'}\n"
+            "      schema: main\n      threads: 4\n")
+        for db in ("dbt.duckdb", "warehouse.duckdb", "floor.duckdb"):
+            seed_source(folder / db, args.rows)
+        script = floor_script(folder)
+        ops_cmd = [PY, "-m", "opsloop", "build", "--project", str(folder)]
+        if args.threads:
+            ops_cmd += ["--threads", str(args.threads)]
+        dbt_t, ops_t, floor_t = [], [], []
+        for _ in range(args.runs):
+            floor_t.append(timed([PY, str(script), str(folder / "floor.duckdb"), str(folder / "floor.json")], folder))
+            ops_t.append(timed(ops_cmd, folder))
+            if use_dbt:
+                dbt_t.append(timed([str(DBT), "build", "--project-dir", str(folder), "--profiles-dir", str(folder)],
+                                   folder))
+        d = median(dbt_t) if dbt_t else float("nan")
+        o, f = median(ops_t), median(floor_t)
+        print(f"{n:>6} {d:>8.2f} {o:>10.2f} {f:>8.2f} {d / o:>11.1f}x {o / f:>13.2f}x", flush=True)
+        if n == max(sizes):
+            # one changed model: rebuild it and everything downstream of it
+            width = max(1, n // 10)
+            target = f"m{8 * width}"  # two levels from the leaves
+            touched = folder / "models" / f"{target}.sql"
+            touched.write_text(touched.read_text().replace("where val > -1", "where val > -2"))
+            cmd = [PY, "-m", "opsloop", "run", "--project", str(folder), "-s", f"{target}+", "--json"]
+            whole = [timed(cmd, folder) for _ in range(args.runs)]
+            proc = subprocess.run(cmd, cwd=folder, env=ENV, capture_output=True, text=True)
+            count = len(json.loads(proc.stdout)["results"])
+            sys.path.insert(0, str(REPO / "src"))
+            from opsloop.models import ModelEngine
+            from opsloop.project import load_project
+            from opsloop.warehouse.duckdb import DuckDBWarehouse
+
+            wh = DuckDBWarehouse(folder / "warehouse.duckdb")
+            engine = ModelEngine(load_project(folder), wh)
+            engine.build(select=[f"{target}+"], kinds=("model",))
+            warm = []
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                engine.build(select=[f"{target}+"], kinds=("model",))
+                warm.append(time.perf_counter() - start)
+            wh.close()
+            rebuild = {"models": count, "whole": median(whole), "warm": median(warm)}
+    if rebuild:
+        print(f"# downstream rebuild of one changed model in the {max(sizes)}-model project "
+              f"({rebuild['models']:.0f} models): whole process {rebuild['whole']:.2f} s, "
+              f"warm Python API (the server's path) {rebuild['warm']:.2f} s")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

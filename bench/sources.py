@@ -1,0 +1,212 @@
+"""Sources benchmark: a local paginated REST API -> DuckDB, opsloop's `rest` source vs plain dlt.
+
+    .venv/bin/python bench/sources.py [--records 1000000] [--runs 3] [--default-records 100000]
+
+The API (a separate process on 127.0.0.1) serves records with 10 fields and a nested list of 3 children,
+1,000 per page, linked by a `next` URL. Contenders, each in its own process (peak RSS is the process's):
+
+- opsloop: a project with `sources/bench.yml` (type: rest), `opsloop.sources.pull` into the project's DuckDB;
+- dlt parquet: dlt's `rest_api_source` with the same client/paginator, `pipeline.run(...,
+  loader_file_format="parquet")` into DuckDB, otherwise dlt's defaults;
+- dlt default: the same with dlt's default settings (insert_values; slow, so run on --default-records).
+
+Prints records/s and peak RSS per contender (medians of --runs) and the ratio against dlt parquet.
+Goals: opsloop >= 5x dlt parquet, opsloop peak RSS < 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+PAGE = 1000
+
+
+def _page(start: int, count: int) -> list[dict]:
+    out = []
+    for i in range(start, start + count):
+        out.append({
+            "id": i, "name": f"customer {i}", "email": f"c{i}@example.com", "score": i * 0.5, "active": i % 3 != 0,
+            "plan": ("free", "pro", "team")[i % 3], "country": ("NO", "SE", "DK", "FI")[i % 4], "seats": i % 50,
+            "created_at": f"2024-01-{1 + i % 28:02d}T10:00:00Z", "updated_at": f"2024-02-{1 + i % 28:02d}T10:00:00Z",
+            "children": [{"sku": f"sku-{i}-{k}", "qty": k + 1, "price": 9.5 * (k + 1)} for k in range(3)],
+        })
+    return out
+
+
+def serve(port_queue: mp.Queue, total: int) -> None:
+    import orjson
+
+    # pages are rendered once, up front, so the API is not the bottleneck of any contender
+    port_holder: list[int] = []
+    bodies: list[bytes] = []
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            q = parse_qs(urlsplit(self.path).query)
+            page = int(q.get("page", ["1"])[0])
+            body = bodies[page - 1] if 0 < page <= len(bodies) else orjson.dumps({"data": [], "next": None})
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    port = httpd.server_address[1]
+    pages = (total + PAGE - 1) // PAGE
+    for page in range(1, pages + 1):
+        start = (page - 1) * PAGE
+        nxt = f"http://127.0.0.1:{port}/records?page={page + 1}" if page < pages else None
+        bodies.append(orjson.dumps({"data": _page(start + 1, min(PAGE, total - start)), "next": nxt}))
+    del port_holder
+    port_queue.put(port)
+    httpd.serve_forever()
+
+
+OPSLOOP = """
+import json, resource, sys, time
+from opsloop.app import App
+from opsloop.project import load_project
+from opsloop.sources import pull
+root = sys.argv[1]
+project = load_project(root)
+app = App(project)
+t0 = time.perf_counter()
+result = pull(app, "bench")
+elapsed = time.perf_counter() - t0
+rows = app.warehouse.query("SELECT count(*) FROM bench.records").rows[0][0]
+app.close()
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"rows": rows, "seconds": elapsed, "rss_mb": rss}))
+"""
+
+PLAIN_DLT = """
+import json, resource, sys, time
+import dlt
+from dlt.sources.rest_api import rest_api_source
+base, workdir, fmt = sys.argv[1], sys.argv[2], sys.argv[3]
+source = rest_api_source({
+    "client": {"base_url": base, "paginator": {"type": "json_link", "next_url_path": "next"}},
+    "resources": [{"name": "records", "endpoint": {"path": "records", "data_selector": "data"}}],
+})
+pipeline = dlt.pipeline(pipeline_name="bench_plain", destination=dlt.destinations.duckdb(f"{workdir}/plain.duckdb"),
+                        dataset_name="bench", pipelines_dir=f"{workdir}/dlt")
+t0 = time.perf_counter()
+if fmt == "parquet":
+    pipeline.run(source, loader_file_format="parquet")
+else:
+    pipeline.run(source)
+elapsed = time.perf_counter() - t0
+import duckdb
+rows = duckdb.connect(f"{workdir}/plain.duckdb").execute("SELECT count(*) FROM bench.records").fetchone()[0]
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"rows": rows, "seconds": elapsed, "rss_mb": rss}))
+"""
+
+
+def _child(code: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=3600,
+                         env={**os.environ, "RUNTIME__LOG_LEVEL": "ERROR"})
+    if out.returncode != 0:
+        raise SystemExit(f"contender failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _server(total: int) -> tuple[mp.Process, str]:
+    q: mp.Queue = mp.Queue()
+    proc = mp.Process(target=serve, args=(q, total), daemon=True)
+    proc.start()
+    return proc, f"http://127.0.0.1:{q.get(timeout=600)}"
+
+
+def run_opsloop(base: str) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="bench_src_"))
+    try:
+        root = work / "proj"
+        from opsloop.project.scaffold import init_project
+
+        init_project(root)
+        (root / "sources").mkdir(exist_ok=True)
+        (root / "sources" / "bench.yml").write_text(textwrap.dedent(f"""\
+            type: rest
+            client:
+              base_url: {base}/
+              paginator: {{type: json_link, next_url_path: next}}
+            resources:
+              - name: records
+                primary_key: id
+                write_disposition: append
+                endpoint: {{path: records, data_selector: data}}
+            """))
+        return _child(OPSLOOP, str(root))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_plain(base: str, fmt: str) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="bench_dlt_"))
+    try:
+        return _child(PLAIN_DLT, f"{base}/", str(work), fmt)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--default-records", type=int, default=100_000,
+                        help="records for dlt's default setup (it is ~100x slower; 0 skips it)")
+    parser.add_argument("--only", choices=["opsloop", "parquet", "default"], action="append")
+    args = parser.parse_args()
+    wanted = args.only or ["opsloop", "parquet", "default"]
+    results: dict[str, list[dict]] = {}
+    proc, base = _server(args.records)
+    try:
+        for _ in range(args.runs):
+            if "opsloop" in wanted:
+                results.setdefault("opsloop rest source", []).append(run_opsloop(base))
+            if "parquet" in wanted:
+                results.setdefault("plain dlt, parquet", []).append(run_plain(base, "parquet"))
+    finally:
+        proc.terminate()
+    if "default" in wanted and args.default_records:
+        proc, base = _server(args.default_records)
+        try:
+            results["plain dlt, default"] = [run_plain(base, "default") for _ in range(max(1, args.runs // 3))]
+        finally:
+            proc.terminate()
+    print(f"{'contender':24} {'records':>9} {'records/s':>11} {'peak RSS':>10}  runs")
+    rates = {}
+    for name, runs in results.items():
+        rate = statistics.median(r["rows"] / r["seconds"] for r in runs)
+        rss = statistics.median(r["rss_mb"] for r in runs)
+        rates[name] = rate
+        print(f"{name:24} {runs[0]['rows']:>9,} {rate:>11,.0f} {rss:>8,.0f} MB  {len(runs)}")
+    base_rate = rates.get("plain dlt, parquet")
+    if base_rate and "opsloop rest source" in rates:
+        ratio = rates["opsloop rest source"] / base_rate
+        rss = statistics.median(r["rss_mb"] for r in results["opsloop rest source"])
+        print(f"opsloop / dlt parquet: {ratio:.1f}x (goal >= 5x: {'met' if ratio >= 5 else 'NOT met'}); "
+              f"opsloop peak RSS {rss:,.0f} MB (goal < 1024 MB: {'met' if rss < 1024 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""The models service inside a running App: reactive refresh, ``model.built`` events, and the JSON API
+that CLI verbs use while `opsloop up` owns the warehouse.
+
+Other subsystems call ``app.services["models"]``::
+
+    results = await app.services["models"].build(select=["+orders"])
+    app.services["models"].notify_loaded({"raw.hubspot_contacts"})   # rebuild what reads it (debounced)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, OpsloopError
+from .engine import ModelEngine
+from .runner import NodeResult
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from ..app import App
+    from ..state import EventRecord
+
+log = logging.getLogger("opsloop.models")
+DEFAULT_DEBOUNCE = 1.0
+
+
+class ModelService:
+    """Builds models for a running App and emits ``model.built`` for every model it rebuilt."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._engine: ModelEngine | None = None
+        self._lock = asyncio.Lock()
+        self._pending: set[str] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self.last_refresh: list[NodeResult] = []
+        self.refreshes = 0
+        self._stopping = False
+
+    @property
+    def engine(self) -> ModelEngine:
+        if self._engine is None:
+            self._engine = ModelEngine(self.app.project, self.app.warehouse)
+        return self._engine
+
+    @property
+    def debounce(self) -> float | None:
+        """Seconds to wait after data lands before rebuilding (None: reactive refresh is off)."""
+        env = self.app.project.env.get("OPSLOOP_MODELS_DEBOUNCE")
+        mp = self.app.project.extras.get("models")
+        value: Any = env if env is not None else (getattr(mp, "vars", {}) or {}).get("opsloop_refresh_debounce")
+        if value is None:
+            return DEFAULT_DEBOUNCE
+        if str(value).lower() in ("off", "false", "none", "-1"):
+            return None
+        from .._durations import parse_duration
+
+        return parse_duration(value)
+
+    async def build(self, select: list[str] | None = None, exclude: list[str] | None = None,
+                    full_refresh: bool = False, kinds: tuple[str, ...] = ("model", "seed", "test"),
+                    emit: bool = True) -> list[NodeResult]:
+        """Build a selection in a worker thread (one build at a time); emits ``model.built`` per model."""
+        async with self._lock:
+            results = await asyncio.to_thread(self.engine.build, select, exclude, full_refresh, kinds)
+        if emit:
+            for res in results:
+                if res.kind == "model" and res.status == "success" and res.materialization != "ephemeral":
+                    await self.app.emit("model.built", {"model": res.name, "relation": res.relation,
+                                                        "rows": res.rows, "changed_rows": res.changed_rows},
+                                        source="models")
+        return results
+
+    # -- reactive refresh --------------------------------------------------------------------
+    async def on_raw_loaded(self, events: list[EventRecord]) -> None:
+        # model.built events land in raw.events too; reacting to our own events would loop forever
+        if any(e.source != "models" for e in events):
+            self.notify_loaded({"raw.events"})
+
+    def notify_loaded(self, relations: set[str]) -> None:
+        """New rows landed in these ``schema.table`` relations: rebuild their downstream (debounced)."""
+        if self.debounce is None:
+            return
+        self._pending |= {r.lower() for r in relations}
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(self._refresh_later(), name="models:refresh")
+
+    async def _refresh_later(self) -> None:
+        await asyncio.sleep((self.debounce or 0) * self.app.settings.time_scale)
+        relations, self._pending = self._pending, set()
+        if self._stopping:
+            return
+        try:
+            select = await asyncio.to_thread(self.engine.downstream_of_relations, relations)
+            if not select:
+                return
+            self.last_refresh = await self.build(select=select, kinds=("model",))
+            self.refreshes += 1
+        except OpsloopError as exc:
+            log.error("reactive model refresh failed: %s", exc)
+        except Exception:
+            log.exception("reactive model refresh failed")
+        if self._pending and not self._stopping:
+            self._timer = asyncio.get_running_loop().create_task(self._refresh_later(), name="models:refresh")
+
+    async def stop(self) -> None:
+        """Cancel a refresh that is still waiting; let one that is building finish (it holds the warehouse)."""
+        self._stopping = True
+        if self._timer is not None and not self._timer.done():
+            if not self._lock.locked():
+                self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._timer
+        async with self._lock:
+            pass
+
+    # -- JSON API ----------------------------------------------------------------------------
+    def _guard(self, request: Request) -> Response | None:
+        from starlette.responses import JSONResponse
+
+        from ..web import auth
+
+        token = self.app.settings.api_token
+        if not token:
+            return JSONResponse({"error": "OPSLOOP_API_TOKEN is not set on the server"}, status_code=503)
+        if not auth.bearer_ok(request, token):
+            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+        return None
+
+    @staticmethod
+    def _json(data: Any, status: int = 200) -> Response:
+        from starlette.responses import Response
+
+        return Response(json.dumps(data, default=str), status_code=status, media_type="application/json")
+
+    def _error(self, exc: Exception) -> Response:
+        if isinstance(exc, ConfigError):
+            return self._json({"error": str(exc), "problems": [str(p) for p in exc.problems]}, 400)
+        return self._json({"error": str(exc)}, 400)
+
+    async def api_build(self, request: Request) -> Response:
+        if (denied := self._guard(request)) is not None:
+            return denied
+        body = await request.json()
+        kinds = tuple(body.get("kinds") or ("model", "seed", "test"))
+        try:
+            results = await self.build(body.get("select"), body.get("exclude"), bool(body.get("full_refresh")), kinds)
+        except OpsloopError as exc:
+            return self._error(exc)
+        data = [r.as_dict() for r in results]
+        return self._json({"results": data, "ok": not any(r["status"] in ("error", "fail") for r in data)})
+
+    async def api_query(self, request: Request) -> Response:
+        if (denied := self._guard(request)) is not None:
+            return denied
+        body = await request.json()
+        try:
+            result = await asyncio.to_thread(self.engine.query, str(body.get("sql", "")), int(body.get("limit", 1000)))
+        except OpsloopError as exc:
+            return self._error(exc)
+        return self._json({"columns": result.columns, "rows": [list(r) for r in result.rows]})
+
+    async def api_compiled(self, request: Request) -> Response:
+        if (denied := self._guard(request)) is not None:
+            return denied
+        try:
+            sql = await asyncio.to_thread(self.engine.compile_sql, request.path_params["name"])
+        except OpsloopError as exc:
+            return self._error(exc)
+        return self._json({"model": request.path_params["name"], "sql": sql})
+
+    async def api_models(self, request: Request) -> Response:
+        if (denied := self._guard(request)) is not None:
+            return denied
+        try:
+            compiler = await asyncio.to_thread(self.engine.compiler)
+        except OpsloopError as exc:
+            return self._error(exc)
+        return self._json([{"name": m.name, "materialized": m.materialized, "relation": compiler.relation_of(m.uid),
+                            "tags": m.tags, "file": m.file} for m in compiler.mp.models.values()])
+
+
+def attach(app: App) -> None:
+    from starlette.routing import Route
+
+    service = ModelService(app)
+    app.services["models"] = service
+    mp = app.project.extras.get("models")
+    if mp is not None and not mp.empty:
+        app.on_raw_loaded.append(service.on_raw_loaded)
+    app.on_stop.append(service.stop)
+    app.web_routes.extend([
+        Route("/api/models", service.api_models),
+        Route("/api/models/build", service.api_build, methods=["POST"]),
+        Route("/api/models/{name}/compiled", service.api_compiled),
+        Route("/api/query", service.api_query, methods=["POST"]),
+    ])

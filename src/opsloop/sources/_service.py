@@ -1,0 +1,129 @@
+"""Scheduled pulls inside ``opsloop up``: each source with a ``schedule:`` (cron) runs when due.
+
+A source whose last run is older than its most recent scheduled time (never run, or missed while the
+server was down) runs once at start-up. A partial run (daily quota) is retried at the first scheduled
+time after the vendor's quota resets. Pulls run one at a time, in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("opsloop.sources")
+
+
+def _previous(schedule: str, now: float) -> float:
+    from croniter import croniter
+
+    return float(croniter(schedule, datetime.fromtimestamp(now, tz=UTC)).get_prev(float))
+
+
+def _next(schedule: str, after: float) -> float:
+    from croniter import croniter
+
+    return float(croniter(schedule, datetime.fromtimestamp(after, tz=UTC)).get_next(float))
+
+
+class SourceScheduler:
+    """Runs scheduled pulls, and pulls asked for over the API (``POST /api/sources/{name}/pull``), one at
+    a time: while ``opsloop up`` owns the DuckDB file, ``opsloop pull`` goes through here."""
+
+    def __init__(self, app: App, schedules: dict[str, str]) -> None:
+        import threading
+
+        self.app = app
+        self.schedules = schedules
+        self.lock = threading.Lock()
+        self.running: str | None = None
+        self.completed: list[tuple[str, str]] = []
+        """(source, status) of every scheduled pull this process ran, oldest first."""
+
+    def due_at(self, name: str, now: float) -> float:
+        from ._state import SourceState
+
+        schedule = self.schedules[name]
+        last = SourceState(self.app.store).last_run(name)
+        missed = last is None or last.started_at < _previous(schedule, now)
+        due = now if missed or last is None else _next(schedule, last.started_at)
+        if last is not None and last.status == "partial" and last.resume_at:
+            due = max(due, _next(schedule, last.resume_at - 1))
+        return due
+
+    def pull(self, name: str, full_refresh: bool = False) -> Any:
+        from ._runner import pull
+
+        with self.lock:
+            return pull(self.app, name, full_refresh)
+
+    async def run(self) -> None:
+        from ._errors import SourceError
+
+        while True:
+            now = time.time()
+            dues = {name: await asyncio.to_thread(self.due_at, name, now) for name in self.schedules}
+            name, due = min(dues.items(), key=lambda kv: kv[1])
+            if due > now:
+                await asyncio.sleep(min(due - now, 30.0))
+                continue
+            self.running = name
+            try:
+                result: Any = await asyncio.to_thread(self.pull, name)
+                self.completed.append((name, result.status))
+                log.info("scheduled pull of %s: %s, %s rows", name, result.status, result.run.rows)
+            except SourceError as exc:
+                self.completed.append((name, "failed"))
+                log.warning("scheduled pull of %s failed: %s", name, exc)
+            except Exception:
+                self.completed.append((name, "failed"))
+                log.exception("scheduled pull of %s crashed", name)
+            finally:
+                self.running = None
+
+
+def _routes(app: App, scheduler: SourceScheduler) -> list[Any]:
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def api_sources(request: Request) -> Response:
+        denied: Response | None = request.app.state.web.api_guard(request)
+        if denied is not None:
+            return denied
+        from ._status import source_status
+
+        return JSONResponse(await asyncio.to_thread(source_status, app))
+
+    async def api_pull(request: Request) -> Response:
+        denied: Response | None = request.app.state.web.api_guard(request)
+        if denied is not None:
+            return denied
+        from ._errors import SourceError
+
+        name = request.path_params["name"]
+        full = request.query_params.get("full_refresh", "").lower() in ("1", "true", "yes")
+        try:
+            result = await asyncio.to_thread(scheduler.pull, name, full)
+        except SourceError as exc:
+            return JSONResponse({"source": name, "status": "failed", "message": str(exc)}, status_code=502)
+        return JSONResponse({**result.run.as_dict(), "drift": result.drift, "events": result.events})
+
+    return [Route("/api/sources", api_sources), Route("/api/sources/{name}/pull", api_pull, methods=["POST"])]
+
+
+def attach(app: App) -> None:
+    sources = app.project.extras.get("sources", {})
+    if not sources:
+        return
+    schedules = {name: cfg.schedule for name, cfg in sources.items() if cfg.schedule}
+    scheduler = SourceScheduler(app, schedules)
+    app.services["sources"] = scheduler
+    app.web_routes.extend(_routes(app, scheduler))
+    if schedules:
+        app.background.append(scheduler.run)

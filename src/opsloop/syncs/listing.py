@@ -1,0 +1,75 @@
+"""What ``opsloop syncs`` and ``GET /api/syncs`` show: each sync's health, last run and row counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import WarehouseError
+from ._status import SyncStatus
+from .diff import SyncTables
+
+
+def recent_runs(app_: Any, name: str, limit: int = 10) -> list[dict[str, Any]]:
+    try:
+        return list(app_.warehouse.query(
+            "SELECT run_id, trigger, started_at, finished_at, status, planned_creates, planned_updates, "
+            "planned_deletes, sent, failed, skipped, unconfirmed, error FROM opsloop_sync.runs WHERE sync = ? "
+            "ORDER BY started_at DESC LIMIT ?", (name, limit)).as_dicts())
+    except WarehouseError:
+        return []
+
+
+def sync_listing(app_: Any) -> list[dict[str, Any]]:
+    status = SyncStatus(app_.store)
+    out = []
+    for name, loaded in sorted((app_.project.extras.get("syncs") or {}).items()):
+        st = status.get(name) or {}
+        runs = recent_runs(app_, name, 1)
+        last = runs[0] if runs else {}
+        counts = SyncTables(app_.warehouse, name).state_counts()
+        out.append({
+            "sync": name, "file": loaded.file, "destination": loaded.config.destination.get("type"),
+            "mode": loaded.config.mode, "health": st.get("health", "unknown"),
+            "last_status": last.get("status"), "last_run_id": last.get("run_id"),
+            "last_run_at": str(last["started_at"])[:19] if last.get("started_at") else None,
+            "last_sent": last.get("sent"), "last_failed": last.get("failed"),
+            "synced_rows": counts["synced"], "pending_retry": counts["failing"], "owned_records": counts["owned"],
+        })
+    return out
+
+
+def sync_detail(app_: Any, name: str) -> dict[str, Any] | None:
+    found = {s["sync"]: s for s in sync_listing(app_)}.get(name)
+    if found is None:
+        return None
+    return {**found, "runs": recent_runs(app_, name), "failed_rows": SyncTables(app_.warehouse, name).failed_rows()}
+
+
+def server_owns_warehouse(app_: Any) -> bool:
+    """True when another process (``opsloop up``) holds the DuckDB file: CLI verbs then go through its API."""
+    try:
+        app_.warehouse.query("SELECT 1")
+    except WarehouseError as exc:
+        if "in use by another process" in str(exc):
+            return True
+        raise
+    return False
+
+
+def server_call(app_: Any, method: str, path: str, body: Any = None) -> Any:
+    """Call the running server's sync API with the project's token; raises SyncError when it cannot."""
+    import httpx
+
+    from .runner import SyncError
+
+    settings = app_.settings
+    url = f"http://{settings.host}:{settings.port}{path}"
+    try:
+        response = httpx.request(method, url, json=body, timeout=httpx.Timeout(10.0, read=3600.0),
+                                 headers={"authorization": f"Bearer {settings.api_token or ''}"})
+    except httpx.HTTPError as exc:
+        raise SyncError(f"the warehouse is in use by another process and no opsloop server answers at {url} "
+                        f"({exc}); stop that process or start `opsloop up`") from exc
+    if response.status_code >= 400:
+        raise SyncError(f"the server refused {method} {path}: HTTP {response.status_code} {response.text[:300]}")
+    return response.json()

@@ -1,0 +1,168 @@
+"""HubSpot against a local fake of its CRM v3 API."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from opsloop.sources import SourceAuthError, SourceError
+from opsloop.sources._state import SourceState
+
+from ._fake import Reply
+from .fake_hubspot import HubSpotFake
+
+
+@pytest.fixture
+def hs(proj: Any) -> Any:
+    fake = HubSpotFake()
+    for i in range(1, 8):
+        fake.put("contacts", str(i), email=f"p{i}@example.com", firstname=f"P{i}", lifecyclestage="lead")
+    fake.put("companies", "100", name="Acme", domain="acme.test")
+    fake.link("contacts", "1", "companies", "100")
+    fake.put("deals", "500", dealname="Big one", amount="1000", dealstage="appointmentscheduled")
+    proj.env(HS_TOKEN="pat-na1-good")
+    proj.source("crm", f"""\
+        type: hubspot
+        token_env: HS_TOKEN
+        base_url: {fake.url}
+        page_size: 3
+        retry_attempts: 3
+        objects:
+          - name: contacts
+            associations: [companies]
+          - companies
+          - deals
+        """)
+    yield fake
+    fake.close()
+
+
+def test_first_full_load(proj: Any, hs: HubSpotFake) -> None:
+    result = proj.pull("crm")
+    assert result.status == "succeeded"
+    assert result.run.streams["contacts"]["rows"] == 7
+    assert proj.sql("SELECT email, firstname, companies_ids FROM crm.contacts WHERE id = '1'") == [
+        ("p1@example.com", "P1", '["100"]')]
+    assert proj.sql("SELECT count(*) FROM crm.owners") == [(1,)]
+    assert proj.sql("SELECT stages->>'$[1].id' FROM crm.deals_pipelines") == [("closedwon",)]
+    # 3 pages of contacts via GET with after=, properties from the properties API
+    lists = [r for r in hs.requests_to("/crm/v3/objects/contacts") if r.method == "GET"]
+    assert [r.arg("after") for r in lists] == [None, "3", "6"]
+    assert "email" in (lists[0].arg("properties") or "")
+    # a first load writes no per-record events, one summary event
+    assert proj.events("hubspot.") == []
+    loaded = proj.events("source.crm.loaded")
+    assert loaded[0].payload["streams"]["contacts"] == 7
+
+
+def test_incremental_search_picks_only_changes_and_emits_events(proj: Any, hs: HubSpotFake) -> None:
+    proj.pull("crm")
+    hs.log.clear()
+    hs.put("contacts", "3", lifecyclestage="customer")
+    hs.put("contacts", "8", email="new@example.com", firstname="New")
+    hs.archive("contacts", "5")
+    hs.link("contacts", "8", "companies", "100")
+    result = proj.pull("crm")
+    # the two changes, the archived contact, and contact 7 again: it changed inside the 5-minute lag
+    # window before the cursor
+    assert result.run.streams["contacts"]["rows"] == 4
+    searches = [r for r in hs.log if r.path == "/crm/v3/objects/contacts/search"]
+    assert len(searches) == 1
+    f = searches[0].json()["filterGroups"][0]["filters"][0]
+    assert f["propertyName"] == "lastmodifieddate" and f["operator"] == "GTE"
+    assert proj.sql("SELECT lifecyclestage FROM crm.contacts WHERE id = '3'") == [("customer",)]
+    assert proj.sql("SELECT companies_ids FROM crm.contacts WHERE id = '8'") == [('["100"]',)]
+    updated = proj.events("hubspot.contact.updated")
+    assert len(updated) == 1
+    changed = updated[0].payload["changed"]
+    assert changed["lifecyclestage"] == {"old": "lead", "new": "customer"}
+    assert set(changed) == {"lifecyclestage", "lastmodifieddate", "updated_at"}
+    created = proj.events("hubspot.contact.created")
+    assert [e.payload["id"] for e in created] == ["8"]
+    assert proj.sql("SELECT count(*) FROM crm.contacts") == [(8,)]
+    assert [e.payload["id"] for e in proj.events("hubspot.contact.deleted")] == ["5"]
+    assert proj.sql("SELECT archived FROM crm.contacts WHERE id = '5'") == [(True,)]
+
+
+def test_lag_window_rereads_late_changes_without_duplicates(proj: Any, hs: HubSpotFake) -> None:
+    proj.pull("crm")
+    cursor = SourceState(proj.apps[-1].store).streams("crm")["contacts"].cursor
+    hs.log.clear()
+    proj.pull("crm")
+    f = next(r for r in hs.log if r.path.endswith("contacts/search")).json()["filterGroups"][0]["filters"][0]
+    from opsloop.sources.connectors.hubspot import _ms
+
+    assert int(f["value"]) == _ms(cursor["since"]) - 300_000
+    assert proj.sql("SELECT count(*), count(DISTINCT id) FROM crm.contacts") == [(7, 7)]
+    assert [e.payload for e in proj.events("hubspot.contact")] == []
+
+
+def test_crash_mid_run_then_resume(proj: Any, hs: HubSpotFake) -> None:
+    proj.pull("crm")
+    for i in range(1, 8):
+        hs.put("contacts", str(i), lifecyclestage="opportunity")
+    fail = Reply(503, {"status": "error", "message": "Service unavailable"}, {"Retry-After": "0"})
+    for _ in range(3):
+        hs.inject.append((lambda r: r.path.endswith("/search") and r.json().get("after") == "3", fail))
+    with pytest.raises(SourceError, match="HubSpot still answered HTTP 503"):
+        proj.pull("crm")
+    assert proj.sql("SELECT count(*) FROM crm.contacts WHERE lifecyclestage = 'opportunity'") == [(0,)]
+    assert proj.events("hubspot.contact.updated") == []
+    result = proj.pull("crm")
+    assert result.status == "succeeded"
+    assert proj.sql("SELECT count(*), count(DISTINCT id) FROM crm.contacts WHERE lifecyclestage = 'opportunity'") \
+        == [(7, 7)]
+    assert len(proj.events("hubspot.contact.updated")) == 7
+
+
+def test_schema_change_new_property_between_runs(proj: Any, hs: HubSpotFake) -> None:
+    proj.pull("crm")
+    hs.put("contacts", "2", favourite_color="teal")
+    result = proj.pull("crm")
+    assert result.status == "succeeded"
+    assert proj.sql("SELECT favourite_color FROM crm.contacts WHERE id = '2'") == [("teal",)]
+    assert proj.sql("SELECT count(*) FROM crm.contacts WHERE favourite_color IS NULL") == [(6,)]
+
+
+def test_daily_limit_ends_partial_and_resumes_next_run(proj: Any, hs: HubSpotFake) -> None:
+    hs.daily_remaining = 3  # properties + two pages of contacts
+    result = proj.pull("crm")
+    assert result.status == "partial"
+    assert "HubSpot daily API limit reached (RATE_LIMIT" not in (result.run.message or "")
+    assert "daily API limit reached" in (result.run.message or "") and "resumes at" in (result.run.message or "")
+    assert proj.sql("SELECT count(*) FROM crm.contacts") == [(6,)]
+    daily = [r for r in hs.log if r.path.startswith("/crm")]
+    assert len(daily) == 4  # the 429 is not retried
+    hs.daily_remaining = None
+    hs.log.clear()
+    result = proj.pull("crm")
+    assert result.status == "succeeded"
+    lists = [r for r in hs.requests_to("/crm/v3/objects/contacts") if r.method == "GET"]
+    assert [r.arg("after") for r in lists] == ["6"]  # continued where it stopped
+    assert proj.sql("SELECT count(*), count(DISTINCT id) FROM crm.contacts") == [(7, 7)]
+
+
+def test_secondly_429_is_retried_after_retry_after(proj: Any, hs: HubSpotFake) -> None:
+    hs.inject.append((lambda r: r.arg("after") == "3", Reply(429, {
+        "status": "error", "message": "You have reached your ten_secondly_rolling limit.", "errorType":
+        "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"}, {"Retry-After": "1"})))
+    started = time.monotonic()
+    result = proj.pull("crm")
+    assert result.status == "succeeded" and result.run.streams["contacts"]["rows"] == 7
+    assert time.monotonic() - started >= 1.0
+
+
+def test_revoked_token(proj: Any, hs: HubSpotFake) -> None:
+    proj.pull("crm")
+    hs.token = "pat-na1-rotated"
+    with pytest.raises(SourceAuthError) as info:
+        proj.pull("crm")
+    assert str(info.value).startswith(
+        "source 'crm': HubSpot refused the credentials (HTTP 401: INVALID_AUTHENTICATION: Authentication "
+        "credentials not found.")
+    assert "HS_TOKEN" in str(info.value)
+    runs = SourceState(proj.apps[-1].store).runs("crm")
+    assert runs[0].status == "failed" and "refused the credentials" in (runs[0].message or "")
+    assert proj.events("source.crm.failed")
