@@ -1,16 +1,14 @@
 """The same metric definitions give the same answers on DuckDB, Postgres and ClickHouse (chdb).
 
-The example tables are created in each engine; the metric engine compiles to each dialect with sqlglot
-and runs there with parameters (``?``, ``%s``, ``{p0:Date}``).
+The example tables are created in each engine through opsloop's own warehouse adapters; the metric engine
+compiles to each dialect with sqlglot and the adapters bind the ``?`` parameters their driver's way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,10 @@ from opsloop.metrics import MetricEngine, MetricQuery
 from opsloop.metrics.catalog import catalog_of
 from opsloop.metrics.dashboards import BoardFilters, TileRenderer
 from opsloop.project import load_project
-from opsloop.warehouse import QueryResult, Warehouse
+from opsloop.warehouse import Warehouse
+from opsloop.warehouse.clickhouse import ClickHouseWarehouse
 from opsloop.warehouse.duckdb import DuckDBWarehouse
+from opsloop.warehouse.postgres import PostgresWarehouse
 
 from .conftest import TABLES, create_example_tables, monday_base
 
@@ -44,75 +44,6 @@ QUERIES: list[dict[str, Any]] = [
     {"metric": "demo_to_purchase_days", "by": ["name"], "percentile": True},
     {"metric": "buyers", "where": ["name!=Ada"]},
 ]
-
-
-class PostgresWarehouse(Warehouse):
-    dialect = "postgres"
-
-    def __init__(self, dsn: str) -> None:
-        import psycopg
-
-        self.conn = psycopg.connect(dsn, autocommit=True)
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.conn.execute(sql.replace("?", "%s"), list(params))  # type: ignore[arg-type]
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
-        cur = self.conn.execute(sql, list(params))  # type: ignore[arg-type]
-        return QueryResult([d[0] for d in cur.description or []], [tuple(r) for r in cur.fetchall()])
-
-    def insert_arrow(self, table: str, data: Any) -> int:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-class ChdbWarehouse(Warehouse):
-    dialect = "clickhouse"
-
-    def __init__(self) -> None:
-        from chdb import session
-
-        self.session = session.Session()
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        named = {}
-        for i, value in enumerate(params):
-            if value is None:  # the test's own seed rows: chdb cannot bind a NULL DateTime
-                sql = sql.replace("?", "NULL", 1)
-                continue
-            sql = sql.replace("?", f"{{p{i}:{_ch_type(value)}}}", 1)
-            named[f"p{i}"] = _ch_value(value)
-        self.session.query(sql, "CSV", params=named)
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
-        named = {f"p{i}": _ch_value(v) for i, v in enumerate(params)}
-        out = self.session.query(sql, "JSONCompact", params=named)
-        data = json.loads(out.bytes() or b"{}")
-        return QueryResult([m["name"] for m in data.get("meta", [])], [tuple(r) for r in data.get("data", [])])
-
-    def insert_arrow(self, table: str, data: Any) -> int:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        self.session.close()
-
-
-def _ch_type(value: Any) -> str:
-    if isinstance(value, dt.datetime):
-        return "DateTime"
-    if isinstance(value, int | float):
-        return "Float64"
-    return "String"
-
-
-def _ch_value(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
 
 
 def _ddl(engine: str, columns: str) -> str:
@@ -176,9 +107,8 @@ def duck(example_dir: Path) -> Iterator[MetricEngine]:
 
 
 def test_postgres_gives_the_same_answers(example_dir: Path, duck: MetricEngine, pg_url: str) -> None:
-    dsn, _, schema_part = pg_url.partition("?schema=")
-    wh = PostgresWarehouse(dsn)
-    schema = schema_part or f"t_{uuid.uuid4().hex[:12]}"
+    wh = PostgresWarehouse(pg_url)
+    schema = wh.default_schema
     try:
         fill(wh, "postgres", schema)
         pg = engine_for(example_dir, wh, schema)
@@ -190,17 +120,20 @@ def test_postgres_gives_the_same_answers(example_dir: Path, duck: MetricEngine, 
         cohort_duck = TileRenderer(duck).render(board, 10, BoardFilters())
         assert cohort_pg["rows"] == cohort_duck["rows"] and cohort_pg["rows"]
     finally:
-        wh.conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        wh.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         wh.close()
 
 
-def test_clickhouse_chdb_gives_the_same_answers(example_dir: Path, duck: MetricEngine) -> None:
+def test_clickhouse_chdb_gives_the_same_answers(example_dir: Path, duck: MetricEngine, tmp_path: Path) -> None:
     pytest.importorskip("chdb")
-    wh = ChdbWarehouse()
+    wh = ClickHouseWarehouse(tmp_path / "ch")
     try:
         fill(wh, "clickhouse", "analytics")
         ch = engine_for(example_dir, wh, "analytics")
         assert answers(ch) == answers(duck)
+        board = ch.catalog.dashboards["sales"]
+        assert TileRenderer(ch).render(board, 10, BoardFilters())["rows"] == \
+            TileRenderer(duck).render(board, 10, BoardFilters())["rows"]
     finally:
         wh.close()
 
@@ -216,6 +149,6 @@ def test_each_dialect_gets_its_own_sql_and_placeholders(duck: MetricEngine) -> N
     ch_sql, ch_params = compile_measure(mq, "clickhouse")
     assert duck_params == ch_params == [dt.date(2026, 1, 1), "x' OR 1=1 --"]
     assert "ordered_at >= ?" in duck_sql and "CAST(plan AS TEXT) = ?" in duck_sql
-    assert "ordered_at >= %s" in pg_sql
-    assert "ordered_at >= {p0: DATE}" in ch_sql and "{p1: String}" in ch_sql.replace("STRING", "String")
+    assert "ordered_at >= ?" in pg_sql and "DATE_TRUNC('WEEK', CAST(ordered_at AS TIMESTAMP))" in pg_sql
+    assert "ordered_at >= ?" in ch_sql and "dateTrunc('WEEK'" in ch_sql
     assert "OR 1=1" not in duck_sql + pg_sql + ch_sql

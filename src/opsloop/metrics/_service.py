@@ -166,6 +166,18 @@ class MetricsService:
 def attach(app: App) -> None:
     service = MetricsService(app)
     app.services["metrics"] = service
+
+    async def raw_table() -> None:
+        """Tiles over raw.events must find the table (empty) before the first load creates it."""
+        if service.raw_dependent():
+            from ..events.loader import RawEventLoader
+
+            try:
+                await asyncio.to_thread(RawEventLoader(app.warehouse).ensure_table)
+            except Exception:
+                log.warning("raw.events could not be created yet; tiles over it show an error until it is")
+
+    app.on_start.append(raw_table)
     app.on_event("model.built", service.on_model_built)
     app.on_raw_loaded.append(service.on_raw_loaded)
     app.background.append(service.scheduler)

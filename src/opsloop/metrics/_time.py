@@ -109,4 +109,13 @@ def as_date(value: object) -> date | None:
         return value.date()
     if isinstance(value, date):
         return value
+    if isinstance(value, int | float) and not isinstance(value, bool):  # epoch seconds (ClickHouse via Arrow)
+        return datetime.fromtimestamp(value, tz=UTC).date()
     return date.fromisoformat(str(value)[:10])
+
+
+def as_datetime(value: object) -> object:
+    """Epoch seconds become a UTC datetime; anything else is returned as it is."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=UTC)
+    return value

@@ -2,7 +2,7 @@
 
 Authors' expressions (``expr``, ``filter`` in YAML) are parsed as DuckDB SQL and transpiled to the
 warehouse's dialect; they are project code, reviewed like models. Values from a request (``--where``,
-``--since``) are never put into the SQL text: they become placeholders and travel as parameters.
+``--since``) are never put into the SQL text: they become ``?`` placeholders and travel as parameters.
 """
 
 from __future__ import annotations
@@ -127,22 +127,14 @@ def _trunc(grain: str, value: exp.Expr) -> exp.Expr:
     return exp.TimestampTrunc(this=value, unit=exp.var(grain.upper()))
 
 
-NAMED_PARAMS = {"clickhouse"}
-"""Dialects whose parameters are named and typed (``{p0:Date}``); the others take positional ``?``/``%s``."""
-
-
 def placeholder(dialect: str, params: list[Any], value: Any) -> exp.Expr:
-    """Append ``value`` to ``params`` and return the placeholder that stands for it in ``dialect``."""
+    """Append ``value`` to ``params`` and return its placeholder: ``?`` in every dialect.
+
+    Warehouse adapters take ``?`` and bind the values their driver's way (psycopg ``%s``, DuckDB ``?``,
+    ClickHouse typed literals), so no request value is ever part of the SQL text opsloop builds.
+    """
     params.append(value)
-    if dialect not in NAMED_PARAMS:
-        return exp.Placeholder()
-    if isinstance(value, date):
-        kind = "Date"
-    elif isinstance(value, int | float):
-        kind = "Float64"
-    else:
-        kind = "String"
-    return exp.Placeholder(this=f"p{len(params) - 1}", kind=exp.DataType.build(kind, dialect="clickhouse"))
+    return exp.Var(this="?")
 
 
 def compile_measure(q: MeasureQuery, dialect: str = "duckdb") -> tuple[str, list[Any]]:

@@ -12,7 +12,7 @@ from sqlglot import exp
 
 from ..errors import WarehouseError
 from ._spec import Dashboard, Highlight, SemanticModel, Tile
-from ._time import as_date, parse_since, periods_apart, periods_between, step, truncate
+from ._time import as_date, as_datetime, parse_since, periods_apart, periods_between, step, truncate
 from .catalog import Catalog
 from .compiler import MetricQueryError, column_expr, compile_rows, placeholder
 from .engine import MetricEngine, MetricQuery
@@ -174,7 +174,7 @@ class TileRenderer:
             sql, params = compile_rows(sm, self.engine.resolve(sm), cols, str(h.time_dimension), since, None,
                                        h.filter, wh.dialect, limit=500)
             rows = self.engine.rows(sql, params, *_deps(self.catalog, sm, self.engine.resolve(sm)))
-            return [(r[0], r[1] if len(r) > 1 else None) for r in rows]
+            return [(as_datetime(r[0]), r[1] if len(r) > 1 else None) for r in rows]
         event_params: list[Any] = []
         select = (exp.select("received_at", "payload").from_(exp.to_table(RAW_EVENTS))
                   .where(exp.EQ(this=exp.column("name"), expression=placeholder(wh.dialect, event_params, h.event))))
