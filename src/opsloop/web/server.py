@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from ..app import App, ReplayError
 from ..state import ALL_STATUSES
 from . import auth
+from .ops import ops_routes
 
 _HERE = Path(__file__).parent
 
@@ -314,6 +315,7 @@ def create_asgi(app: App) -> HookFastPath:
         Route("/events", web.events_page),
         Route("/events/{event_id}/replay", web.replay_form, methods=["POST"]),
         *app.web_routes,
+        *ops_routes(web),
         Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
     ]
     asgi = Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,56 @@
+"""Operational pages: workflow runs with their steps, models, sources and syncs (with failed rows).
+
+Each page shows what the subsystem's JSON API answers, fetched in-process for a user who logged in with
+the token, rendered as escaped HTML tables: one source of truth for the API, the CLI and the pages.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from .server import Web
+
+PAGES = {
+    "runs": ("Workflow runs", "/api/runs", "/runs/{id}"),
+    "workflows": ("Workflows", "/api/workflows", None),
+    "models": ("Models", "/api/models", None),
+    "sources": ("Sources", "/api/sources", None),
+    "syncs": ("Syncs", "/api/syncs", "/syncs/{name}"),
+}
+
+
+def ops_routes(web: Web) -> list[Route]:
+    async def fetch(request: Request, path: str) -> tuple[int, Any]:
+        transport = httpx.ASGITransport(app=request.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://opsloop.internal") as client:
+            answer = await client.get(path, params=dict(request.query_params),
+                                      headers={"Authorization": f"Bearer {web.token}"})
+        try:
+            return answer.status_code, answer.json()
+        except ValueError:
+            return answer.status_code, {"error": answer.text[:500]}
+
+    def page(kind: str) -> Any:
+        title, api, link = PAGES[kind]
+
+        async def handler(request: Request) -> Response:
+            if (denied := web.page_guard(request)) is not None:
+                return denied
+            key = next(iter(request.path_params.values()), None)
+            path = api if key is None else f"{api}/{key}"
+            status, data = await fetch(request, path)
+            heading = title if key is None else f"{title[:-1] if title.endswith('s') else title}: {key}"
+            return web.render(request, "ops.html", title=heading, status=status, data=data, link=link,
+                              api=path)
+
+        return handler
+
+    routes = [Route(f"/{kind}", page(kind)) for kind in PAGES]
+    routes += [Route("/runs/{run_id}", page("runs")), Route("/syncs/{name}", page("syncs"))]
+    return routes
