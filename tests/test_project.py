@@ -91,6 +91,7 @@ def test_env_interpolation_in_opsloop_yml(project_dir: Path) -> None:
     (project_dir / "opsloop.yml").write_text("name: ${COMPANY:-fallback}\n")
     assert load_project(project_dir, environ={"COMPANY": "acme"}).config.name == "acme"
     assert load_project(project_dir, environ={}).config.name == "fallback"
+    assert load_project(project_dir, environ={"COMPANY": ""}).config.name == "fallback"
 
 
 def test_public_surface_is_curated() -> None:

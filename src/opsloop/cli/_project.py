@@ -24,7 +24,9 @@ def register(app: typer.Typer) -> None:
             fail(f"unknown example {example!r}; the examples are: saas")
         init_project(directory, example=example, force=force)
         out = console()
-        out.print(f"Created an opsloop project in {directory}")
+        out.print(f"Created an opsloop {'example company' if example else 'project'} in {directory}")
+        if example == "saas":
+            out.print(f"See it run with no accounts: opsloop demo {directory}   (docs/example.md)")
         out.print("Next:")
         out.print(f"  cd {directory}")
         out.print("  opsloop validate")

@@ -30,9 +30,12 @@ def read_dotenv(path: Path) -> dict[str, str]:
 
 
 def interpolate(value: Any, env: Mapping[str, str]) -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string inside ``value``."""
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string inside ``value``.
+
+    As in the shell, ``${VAR:-default}`` uses the default when VAR is unset or empty.
+    """
     if isinstance(value, str):
-        return _VAR.sub(lambda m: env.get(m.group(1), m.group(2) or ""), value)
+        return _VAR.sub(lambda m: env.get(m.group(1)) or m.group(2) or "", value)
     if isinstance(value, dict):
         return {k: interpolate(v, env) for k, v in value.items()}
     if isinstance(value, list):
