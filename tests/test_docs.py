@@ -57,3 +57,30 @@ def test_readme_commands_are_the_ci_commands() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bash scripts/test" in readme and "bash scripts/test" in ci
     assert "bash scripts/demo" in readme
+
+
+def test_migration_guide_examples_validate(tmp_path: Path) -> None:
+    """The guide's workflow and sync load and validate (the sync against a local HubSpot stand-in)."""
+    from opsloop.project.scaffold import init_project
+
+    from .syncs.conftest import FakeServer
+    from .syncs.fakes import FakeHubSpot
+
+    hub = FakeHubSpot()
+    server = FakeServer(hub)
+    try:
+        root = tmp_path / "mig"
+        init_project(root)
+        for block in blocks("migrating.md", "yaml"):
+            rel = block.splitlines()[0].removeprefix("# ").strip()
+            if rel.startswith("syncs/"):
+                block = block.replace("  token_env: HUBSPOT_TOKEN\n", f"  token_env: HUBSPOT_TOKEN\n  base_url: {server.url}\n")
+            (root / rel).write_text(block)
+        (root / "models" / "customers.sql").write_text("select 'a@b.co' as email, 'Acme' as company\n")
+        with (root / ".env").open("a") as fh:
+            fh.write(f"HUBSPOT_TOKEN={hub.token}\n")
+        result = run_cli("validate", "--project", str(root))
+        assert result.returncode == 0, result.stderr
+        assert any(r.path.startswith("/crm/v3/properties/contacts") for r in server.requests)
+    finally:
+        server.close()
