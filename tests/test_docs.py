@@ -74,7 +74,8 @@ def test_migration_guide_examples_validate(tmp_path: Path) -> None:
         for block in blocks("migrating.md", "yaml"):
             rel = block.splitlines()[0].removeprefix("# ").strip()
             if rel.startswith("syncs/"):
-                block = block.replace("  token_env: HUBSPOT_TOKEN\n", f"  token_env: HUBSPOT_TOKEN\n  base_url: {server.url}\n")
+                block = block.replace("  token_env: HUBSPOT_TOKEN\n",
+                                      f"  token_env: HUBSPOT_TOKEN\n  base_url: {server.url}\n")
             (root / rel).write_text(block)
         (root / "models" / "customers.sql").write_text("select 'a@b.co' as email, 'Acme' as company\n")
         with (root / ".env").open("a") as fh:
