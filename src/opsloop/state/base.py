@@ -166,11 +166,16 @@ class StateStore(ABC):
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        """A write transaction on the single writer connection: yields a cursor."""
+    def transaction(self, durable: bool = True) -> Iterator[Any]:
+        """A write transaction on the single writer connection: yields a cursor.
+
+        ``durable=False`` is for bookkeeping that is safe to redo (dispatch marks, consumer cursors): on
+        SQLite its commit skips the fsync, so it does not delay the durable commits of accepted events.
+        """
         with self._write_lock:
             conn = self._write_conn()
             cur = conn.cursor()
+            relaxed = not durable and self._relax(cur)
             try:
                 self._begin(cur)
                 yield cur
@@ -179,7 +184,16 @@ class StateStore(ABC):
                 conn.rollback()
                 raise
             finally:
+                if relaxed:
+                    self._unrelax(cur)
                 cur.close()
+
+    def _relax(self, cur: Any) -> bool:
+        """Make the next commit skip its fsync; returns whether anything changed."""
+        return False
+
+    def _unrelax(self, cur: Any) -> None:
+        """Undo ``_relax``."""
 
     def _begin(self, cur: Any) -> None:
         """Start a write transaction (SQLite takes the write lock up front)."""
@@ -373,7 +387,7 @@ class StateStore(ABC):
             return
         error_text = json.dumps(error) if error is not None else None
         now = time.time()
-        with self.transaction() as cur:
+        with self.transaction(durable=False) as cur:
             for start in range(0, len(ids), 500):
                 chunk = list(ids[start : start + 500])
                 marks = ", ".join("?" for _ in chunk)
@@ -402,7 +416,7 @@ class StateStore(ABC):
         if cur is not None:
             self.execute(cur, sql, (consumer, seq, time.time()))
             return
-        with self.transaction() as c:
+        with self.transaction(durable=False) as c:
             self.execute(c, sql, (consumer, seq, time.time()))
 
     def max_seq(self) -> int:

@@ -52,6 +52,15 @@ class SQLiteStateStore(StateStore):
     def _begin(self, cur: Any) -> None:
         cur.execute("BEGIN IMMEDIATE")
 
+    def _relax(self, cur: Any) -> bool:
+        if not self.fsync:
+            return False
+        cur.execute("PRAGMA synchronous=NORMAL")
+        return True
+
+    def _unrelax(self, cur: Any) -> None:
+        cur.execute("PRAGMA synchronous=FULL")
+
     def _read_conn(self) -> Any:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
