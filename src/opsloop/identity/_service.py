@@ -106,8 +106,19 @@ class IdentityService:
             await asyncio.to_thread(self.build)
             return
         names = self.segments_reading(rel)
-        if names:
+        if not names:
+            return
+        ready: bool = await asyncio.to_thread(self._golden_ready)
+        if ready:
             await asyncio.to_thread(self.evaluate_segments, names)
+        else:
+            log.info("segments %s wait for the first identity build (no golden record yet)", ", ".join(names))
+
+    def _golden_ready(self) -> bool:
+        """Segments read the golden record: before the first identity build there is nothing to evaluate."""
+        from .segments import _golden_exists
+
+        return _golden_exists(self._conn())
 
     async def scheduler(self) -> None:
         """Runs identity builds and segment evaluations on their schedules (scaled by time_scale)."""
