@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -54,3 +56,26 @@ def load_app(project: Path | None, **overrides: Any) -> App:
 def fail(message: str, code: int = 1) -> None:
     sys.stderr.write(f"error: {message}\n")
     raise typer.Exit(code)
+
+
+def when(ts: float | None) -> str:
+    """A timestamp as the listings show it (UTC)."""
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+
+def parse_time(text: str | None, option: str = "--since") -> float | None:
+    """A ``--since``/``--until`` value: a duration back from now (15m, 2h, 7d) or an ISO time (UTC if no offset)."""
+    if text is None:
+        return None
+    from .._durations import parse_duration
+
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    except ValueError:
+        fail(f"{option} {text!r} is neither a duration (15m, 2h, 7d) nor an ISO time (2026-11-24T10:00)")
+    return None

@@ -5,33 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
-
-
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
-
-
-def _parse_time(text: str | None) -> float | None:
-    if text is None:
-        return None
-    from .._durations import parse_duration
-
-    try:
-        return time.time() - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        fail(f"--since {text!r} is neither a duration (15m, 2h, 7d) nor an ISO time (2026-11-24T10:00)")
-    return None
+from ._common import JsonOpt, ProjectOpt, fail, load_app, parse_time, print_json, print_table, when
 
 
 def _read_payload(value: str) -> bytes:
@@ -120,7 +99,7 @@ def register(app: typer.Typer) -> None:
             fail(f"unknown status {status!r}; use one of: {', '.join(ALL_STATUSES)}")
         app_ = load_app(project)
         try:
-            rows = app_.store.list_events(status=status, endpoint=endpoint, since=_parse_time(since), limit=limit)
+            rows = app_.store.list_events(status=status, endpoint=endpoint, since=parse_time(since), limit=limit)
         finally:
             app_.close()
         if json_out:
@@ -129,7 +108,7 @@ def register(app: typer.Typer) -> None:
         print_table(
             ["received", "id", "endpoint", "name", "status", "error"],
             [
-                [_when(r.received_at), r.id, r.endpoint, r.name, r.status,
+                [when(r.received_at), r.id, r.endpoint, r.name, r.status,
                  json.dumps(r.error) if r.error else ""]
                 for r in rows
             ],
@@ -158,7 +137,7 @@ def register(app: typer.Typer) -> None:
             return
         for key in ("id", "name", "endpoint", "status", "source", "idempotency_key", "related_id"):
             typer.echo(f"{key}: {detail.get(key) or ''}")
-        typer.echo(f"received_at: {_when(record.received_at)}")
+        typer.echo(f"received_at: {when(record.received_at)}")
         if record.error:
             typer.echo(f"error: {json.dumps(record.error)}")
         typer.echo("headers:")
@@ -193,7 +172,7 @@ def register(app: typer.Typer) -> None:
                     return
                 results: list[tuple[str, str | None, str | None]] = [(event_id, new, None)]
             else:
-                results = app_.replay_many(endpoint, _parse_time(since), status)
+                results = app_.replay_many(endpoint, parse_time(since), status)
         finally:
             app_.close()
         if json_out:

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ._common import JsonOpt, ProjectOpt, console, fail, load_app, print_json, print_table
-
-
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+from ._common import JsonOpt, ProjectOpt, console, fail, load_app, print_json, print_table, when
 
 
 def _short(value: Any, width: int = 40) -> str:
@@ -172,8 +167,8 @@ def register(app: typer.Typer) -> None:
         for s in status:
             last = s["last_run"] or {}
             cursors = "; ".join(f"{k}={_short(v['cursor'], 30)}" for k, v in s["streams"].items() if v["cursor"])
-            rows.append([s["name"], s["type"], s["state"], _when(last.get("started_at")), last.get("rows", ""),
-                         s["rows_total"], _when(s["next_run"]) or "on demand", _short(cursors, 60),
+            rows.append([s["name"], s["type"], s["state"], when(last.get("started_at")), last.get("rows", ""),
+                         s["rows_total"], when(s["next_run"]) or "on demand", _short(cursors, 60),
                          _short(last.get("message"), 60)])
         print_table(["source", "type", "state", "last run", "last rows", "total rows", "next run", "cursors",
                      "message"], rows)

@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..workflows import runs as R
-from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
+from ._common import JsonOpt, ProjectOpt, fail, load_app, parse_time, print_json, print_table, when
 
 if TYPE_CHECKING:
     from ..app import App
 
 
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
 
 
-def _parse_time(text: str | None, option: str) -> float | None:
-    if text is None:
-        return None
-    from .._durations import parse_duration
-
-    try:
-        import time
-
-        return time.time() - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-    except ValueError:
-        fail(f"{option} {text!r} is neither a duration (15m, 2h, 7d) nor an ISO time (2026-11-24T10:00)")
-    return None
 
 
 def _open(project: Path | None) -> App:
@@ -86,7 +66,7 @@ def register(app: typer.Typer) -> None:
             return
         app_ = _open(project)
         try:
-            found = R.list_runs(app_.store, workflow, status, _parse_time(since, "--since"), None, limit)
+            found = R.list_runs(app_.store, workflow, status, parse_time(since, "--since"), None, limit)
         except R.RunError as exc:
             fail(str(exc))
             return
@@ -97,7 +77,7 @@ def register(app: typer.Typer) -> None:
             return
         print_table(
             ["created", "id", "workflow", "status", "trigger", "error"],
-            [[_when(r.created_at), r.id, r.workflow, r.status, (r.trigger or {}).get("name", ""),
+            [[when(r.created_at), r.id, r.workflow, r.status, (r.trigger or {}).get("name", ""),
               (r.error or "")[:80]] for r in found],
         )
 
@@ -126,7 +106,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"{key}: {detail[key]}")
         for key in ("created_at", "started_at", "finished_at", "wake_at"):
             if detail.get(key):
-                typer.echo(f"{key}: {_when(detail[key])}")
+                typer.echo(f"{key}: {when(detail[key])}")
         trigger = detail.get("trigger") or {}
         if trigger:
             typer.echo(f"trigger: {trigger.get('name')} {trigger.get('id')} {json.dumps(trigger.get('data'))}")
@@ -165,8 +145,8 @@ def register(app: typer.Typer) -> None:
         try:
             if workflow is not None and workflow not in _known(app_):
                 fail(f"no workflow {workflow!r}; workflows: {', '.join(sorted(_known(app_))) or 'none'}")
-            pairs = R.replay_runs(app_.store, workflow, status, _parse_time(since, "--since"),
-                                  _parse_time(until, "--until"))
+            pairs = R.replay_runs(app_.store, workflow, status, parse_time(since, "--since"),
+                                  parse_time(until, "--until"))
         except R.RunError as exc:
             fail(str(exc))
             return
