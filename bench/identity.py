@@ -33,7 +33,7 @@ IDENTITY = {
         "support_id": {},
     },
     "merge_rules": ["app_user_id", "crm_id", "email", "phone"],
-    "memory_limit": "1GB",
+    "memory_limit": "1500MB",
     "sources": [
         {"system": "app", "relation": "src.app_users", "record_id": "id", "updated_at": "updated_at",
          "identifiers": {"app_user_id": "id", "email": "email", "phone": "phone"},

@@ -128,9 +128,13 @@ class Resolver:
 
             previous_limit = db.one("SELECT current_setting('memory_limit')")
             db.x(f"SET memory_limit = '{parse_size(self.cfg.memory_limit) // 1_000_000}MB'")
+        # Temp tables need no row order; without it DuckDB streams CREATE TABLE AS with less memory.
+        previous_order = db.one("SELECT current_setting('preserve_insertion_order')")
+        db.x("SET preserve_insertion_order = false")
         try:
             result = self._build(run_id, full, started, timings, mark, t0)
         finally:
+            db.x(f"SET preserve_insertion_order = {'true' if previous_order else 'false'}")
             if previous_limit is not None:
                 # The setting reads back rounded ("18.7 GiB"): RESET restores a default exactly.
                 db.x("RESET memory_limit")
@@ -151,6 +155,8 @@ class Resolver:
             mark("stage", t0)
             changed, deleted = self._diff()
             mark("diff", t0)
+            # The first build writes identifiers straight into the empty identity tables (no temp copy).
+            self._direct = first
             self._normalize_changed()
             mark("normalize", t0)
             kind = "full" if full or first else "incremental"
@@ -276,7 +282,8 @@ class Resolver:
         # Several columns of one type in one source may hold the same value: only then is DISTINCT needed.
         several = any(len([1 for i, _ in cols if i == k]) > 1 for cols in self._id_cols.values()
                       for k in range(len(self.cfg.sources)))
-        db.x(f"""CREATE OR REPLACE TEMP TABLE _norm_ids AS
+        target = "INSERT INTO identity.identifiers" if self._direct else "CREATE OR REPLACE TEMP TABLE _norm_ids AS"
+        db.x(f"""{target}
                  SELECT {'DISTINCT' if several else ''} x.nid, x.id_type, x.value, hash(x.id_type, x.value) AS vid
                  FROM ({union}) x
                  ANTI JOIN _blocked b ON b.id_type = x.id_type AND b.value = x.value
@@ -363,20 +370,25 @@ class Resolver:
                 else:
                     cases.append(f"WHEN f.field = {literal(name)} THEN {sql_expression(icfg, 'f.raw')}")
             value = f"CASE {' '.join(cases)} ELSE f.raw END" if cases else "f.raw"
-            db.x(f"""CREATE OR REPLACE TEMP TABLE _new_fields AS
+            target = ("INSERT INTO identity.field_values" if self._direct
+                      else "CREATE OR REPLACE TEMP TABLE _new_fields AS")
+            db.x(f"""{target}
                      SELECT nid, system, field, value, updated_at FROM (
                        SELECT f.nid, f.system, f.field, {value} AS value, coalesce(f.updated_at, now()) AS updated_at
                        FROM _raw_fields f {' '.join(joins)}) WHERE value IS NOT NULL""")
+        if self._f_cols and not self._direct:
             # Keep a field's old updated_at when its value did not change: provenance is per field.
             db.x("""UPDATE _new_fields SET updated_at = o.updated_at FROM identity.field_values o
                     WHERE o.nid = _new_fields.nid AND o.field = _new_fields.field AND o.value = _new_fields.value
                       AND _new_fields.updated_at IS DISTINCT FROM o.updated_at""")
-        for table in ("records", "identifiers", "field_values"):
-            db.x(f"DELETE FROM identity.{table} WHERE nid IN {gone}")
+        if not self._direct:
+            for table in ("records", "identifiers", "field_values"):
+                db.x(f"DELETE FROM identity.{table} WHERE nid IN {gone}")
         db.x("INSERT INTO identity.records SELECT nid, node, system, record_id, coalesce(updated_at, now()), "
              "row_hash, now(), node_key FROM _new_records")
-        db.x("INSERT INTO identity.identifiers SELECT nid, id_type, value, vid FROM _norm_ids")
-        if self._f_cols:
+        if not self._direct:
+            db.x("INSERT INTO identity.identifiers SELECT nid, id_type, value, vid FROM _norm_ids")
+        if self._f_cols and not self._direct:
             db.x("INSERT INTO identity.field_values SELECT nid, system, field, value, updated_at FROM _new_fields")
         for i in range(len(self._selects)):
             db.x(f"DROP TABLE IF EXISTS _src_{i}")
@@ -629,28 +641,32 @@ class Resolver:
         names = sorted({src.system for src in self.cfg.sources})
         systems = ("list_filter([" + ", ".join(f"CASE WHEN bool_or(r.system = {literal(n)}) THEN {literal(n)} END"
                                               for n in names) + "], lambda x: x IS NOT NULL)")
-        db.x(f"""CREATE OR REPLACE TEMP TABLE _golden AS
+        golden = f"""
                  SELECT s.person_id, g.* EXCLUDE (label), s.record_count, s.systems, now() AS resolved_at
                  FROM (SELECT a.label, any_value(a.person_id) AS person_id, count(*) AS record_count,
                               {systems} AS systems
                        FROM _assign a JOIN identity.records r USING (nid) GROUP BY a.label) s
                  LEFT JOIN (SELECT label{''.join(', ' + x for x in selects)} FROM _picked GROUP BY label) g
-                   USING (label)""")
-        updates = 0
-        if emit and self.fields:
-            items = ", ".join(
-                f"{{'key': {literal(n)}, 'value': {{'old': to_json(o.{quote(n)}), 'new': to_json(g.{quote(n)}), "
-                f"'source': g.{quote(n + '__source')}}}, 'changed': o.{quote(n)} IS DISTINCT FROM g.{quote(n)}}}"
-                for n in self.fields)
-            db.x(f"""CREATE OR REPLACE TEMP TABLE _changes AS
-                     SELECT person_id, to_json({{'person_id': person_id, 'changed': map_from_entries(
-                              list_transform(ch, lambda x: {{'key': x.key, 'value': x.value}}))}}) AS payload
-                     FROM (SELECT g.person_id, list_filter([{items}], lambda x: x.changed) AS ch
-                           FROM _golden g LEFT JOIN identity.golden_records o USING (person_id))
-                     WHERE len(ch) > 0""")
-            updates = int(db.one("SELECT count(*) FROM _changes"))
-            db.x(f"INSERT INTO identity.outbox SELECT 'identity:' || {literal(run_id)} || ':' || person_id, "
-                 "'profile.updated', payload::VARCHAR, now() FROM _changes")
+                   USING (label)"""
+        if not (emit and self.fields):
+            # Nothing to compare: the new rows go straight in.
+            db.x("DELETE FROM identity.golden_records WHERE person_id IN (SELECT person_id FROM _affected)")
+            db.x(f"INSERT INTO identity.golden_records BY NAME {golden}")
+            return 0
+        db.x(f"CREATE OR REPLACE TEMP TABLE _golden AS {golden}")
+        items = ", ".join(
+            f"{{'key': {literal(n)}, 'value': {{'old': to_json(o.{quote(n)}), 'new': to_json(g.{quote(n)}), "
+            f"'source': g.{quote(n + '__source')}}}, 'changed': o.{quote(n)} IS DISTINCT FROM g.{quote(n)}}}"
+            for n in self.fields)
+        db.x(f"""CREATE OR REPLACE TEMP TABLE _changes AS
+                 SELECT person_id, to_json({{'person_id': person_id, 'changed': map_from_entries(
+                          list_transform(ch, lambda x: {{'key': x.key, 'value': x.value}}))}}) AS payload
+                 FROM (SELECT g.person_id, list_filter([{items}], lambda x: x.changed) AS ch
+                       FROM _golden g LEFT JOIN identity.golden_records o USING (person_id))
+                 WHERE len(ch) > 0""")
+        updates = int(db.one("SELECT count(*) FROM _changes"))
+        db.x(f"INSERT INTO identity.outbox SELECT 'identity:' || {literal(run_id)} || ':' || person_id, "
+             "'profile.updated', payload::VARCHAR, now() FROM _changes")
         db.x("DELETE FROM identity.golden_records WHERE person_id IN (SELECT person_id FROM _affected)")
         db.x("INSERT INTO identity.golden_records BY NAME SELECT * FROM _golden")
         return updates
