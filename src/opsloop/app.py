@@ -117,7 +117,7 @@ class App:
             self.loader = loader
             dispatcher = Consumer(
                 "dispatcher", self.store, self.bus, self._dispatch, poll=0.5, batch=1000, min_interval=0.005,
-                parse=lambda: bool(self.handlers),
+                parse=lambda: bool(self.handlers), save_cursor=False,
             )
             warehouse_loader = Consumer(
                 "warehouse-loader",
@@ -220,7 +220,8 @@ class App:
                 dispatched.append(event.id)
             else:
                 await asyncio.to_thread(self.store.mark_events, [event.id], "failed", error)
-        await asyncio.to_thread(self.store.mark_events, dispatched, "dispatched")
+        # The dispatcher's cursor moves in the same commit as the marks (its Consumer does not save it).
+        await asyncio.to_thread(self.store.mark_events, dispatched, "dispatched", None, ("dispatcher", events[-1].seq))
 
     # -- writing events from code ------------------------------------------------------------
     async def emit(self, name: str, data: Any, source: str = "internal", related_id: str | None = None) -> str:

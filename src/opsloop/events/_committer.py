@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 
 from ..errors import ServerBusy
@@ -31,7 +31,11 @@ class GroupCommitter:
         self.store = store
         self.max_batch = max_batch
         self.on_commit = on_commit
-        self._queue: queue.Queue[_Item | object] = queue.Queue(maxsize=max_pending)
+        self.max_pending = max_pending
+        # A deque and an Event instead of queue.Queue: append/popleft need no lock, and the writer is
+        # woken only when it sleeps, which keeps the event loop's cost per request low.
+        self._queue: deque[_Item | object] = deque()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.batches = 0
         self.committed = 0
@@ -44,7 +48,8 @@ class GroupCommitter:
     def stop(self) -> None:
         """Commit everything queued, then stop the writer thread."""
         if self._thread is not None:
-            self._queue.put(_STOP)
+            self._queue.append(_STOP)
+            self._wake.set()
             self._thread.join()
             self._thread = None
 
@@ -54,26 +59,23 @@ class GroupCommitter:
             raise ServerBusy("the server is shutting down", retry_after=2.0)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[AppendResult] = loop.create_future()
-        try:
-            self._queue.put_nowait((event, future, loop))
-        except queue.Full:
-            raise ServerBusy("the event log is saturated; retry shortly", retry_after=1.0) from None
+        if len(self._queue) >= self.max_pending:
+            raise ServerBusy("the event log is saturated; retry shortly", retry_after=1.0)
+        self._queue.append((event, future, loop))
+        if not self._wake.is_set():
+            self._wake.set()
         return await future
 
     def _run(self) -> None:
         stopping = False
+        pending = self._queue
         while not stopping:
-            first = self._queue.get()
+            if not pending:
+                self._wake.wait()
+            self._wake.clear()  # before draining: an append after this sets it again
             items: list[_Item] = []
-            if first is _STOP:
-                stopping = True
-            else:
-                items.append(first)  # type: ignore[arg-type]
-            while len(items) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+            while pending and len(items) < self.max_batch:
+                item = pending.popleft()
                 if item is _STOP:
                     stopping = True
                     continue

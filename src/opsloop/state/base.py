@@ -276,7 +276,8 @@ class StateStore(ABC):
 
     def append_events_in(self, cur: Any, batch: Sequence[NewEvent]) -> list[AppendResult]:
         """Append inside a caller's transaction (workflows write events with their step results)."""
-        results: list[AppendResult] = []
+        rows: list[tuple[Any, ...]] = []
+        dups: list[str | None] = []
         if batch:
             self._before_append(cur)
         for ev in batch:
@@ -299,35 +300,43 @@ class StateStore(ABC):
                     ).fetchone()
                     duplicate_of = found[0] if found else None
                     status, related = "duplicate", duplicate_of
-            seq = self._insert_event(cur, ev, status, related)
-            results.append(AppendResult(event_id=ev.id, seq=seq, duplicate_of=duplicate_of))
-        return results
+            rows.append(self._event_row(ev, status, related))
+            dups.append(duplicate_of)
+        seqs = self._insert_events(cur, rows)
+        return [AppendResult(event_id=row[0], seq=seq, duplicate_of=dup)
+                for row, seq, dup in zip(rows, seqs, dups, strict=True)]
 
-    def _insert_event(self, cur: Any, ev: NewEvent, status: str, related: str | None) -> int:
-        row = self.execute(
-            cur,
-            "INSERT INTO events (id, endpoint, name, received_at, idempotency_key, headers, body, payload, status, "
-            "accepted, error, source, related_id, expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-            (
-                ev.id,
-                ev.endpoint,
-                ev.name,
-                ev.received_at,
-                ev.idempotency_key,
-                json.dumps(ev.headers),
-                ev.body,
-                ev.payload_text if ev.payload_text is not None else (
-                    json.dumps(ev.payload) if ev.payload is not None else None),
-                status,
-                1 if status in ACCEPTED_STATUSES else 0,
-                json.dumps(ev.error) if ev.error is not None else None,
-                ev.source,
-                related,
-                ev.expires_at,
-            ),
-        ).fetchone()
-        return int(row[0])
+    _EVENT_INSERT = ("INSERT INTO events (id, endpoint, name, received_at, idempotency_key, headers, body, payload, "
+                     "status, accepted, error, source, related_id, expires_at) VALUES ")
+
+    def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Insert event rows in order; returns their ``seq``s."""
+        seqs = []
+        for row in rows:
+            found = self.execute(cur, self._EVENT_INSERT + "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                                 row).fetchone()
+            seqs.append(int(found[0]))
+        return seqs
+
+    @staticmethod
+    def _event_row(ev: NewEvent, status: str, related: str | None) -> tuple[Any, ...]:
+        return (
+            ev.id,
+            ev.endpoint,
+            ev.name,
+            ev.received_at,
+            ev.idempotency_key,
+            json.dumps(ev.headers),
+            ev.body,
+            ev.payload_text if ev.payload_text is not None else (
+                json.dumps(ev.payload) if ev.payload is not None else None),
+            status,
+            1 if status in ACCEPTED_STATUSES else 0,
+            json.dumps(ev.error) if ev.error is not None else None,
+            ev.source,
+            related,
+            ev.expires_at,
+        )
 
     def read_events(
         self, after_seq: int, limit: int = 500, with_body: bool = True, parse: bool = True
@@ -381,9 +390,10 @@ class StateStore(ABC):
             return int(self.query("SELECT COUNT(*) FROM events")[0][0])
         return int(self.query("SELECT COUNT(*) FROM events WHERE status = ?", (status,))[0][0])
 
-    def mark_events(self, ids: Sequence[str], status: str, error: Any = None) -> None:
-        """Set the dispatch outcome of accepted events."""
-        if not ids:
+    def mark_events(self, ids: Sequence[str], status: str, error: Any = None,
+                    cursor: tuple[str, int] | None = None) -> None:
+        """Set the dispatch outcome of accepted events; ``cursor`` (consumer, seq) moves in the same commit."""
+        if not ids and cursor is None:
             return
         error_text = json.dumps(error) if error is not None else None
         now = time.time()
@@ -396,6 +406,8 @@ class StateStore(ABC):
                     f"UPDATE events SET status = ?, error = ?, dispatched_at = ? WHERE id IN ({marks})",
                     (status, error_text, now, *chunk),
                 )
+            if cursor is not None:
+                self.set_cursor(cursor[0], cursor[1], cur)
 
     def set_event_status(self, cur: Any, event_id: str, status: str, related_id: str | None = None) -> None:
         self.execute(

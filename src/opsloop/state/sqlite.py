@@ -52,6 +52,24 @@ class SQLiteStateStore(StateStore):
     def _begin(self, cur: Any) -> None:
         cur.execute("BEGIN IMMEDIATE")
 
+    def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int]:
+        """One multi-row INSERT per 500 events with the seqs given explicitly: far fewer round trips into
+        SQLite (each releases and retakes the GIL, slow while the event loop is busy). The write lock is
+        held (BEGIN IMMEDIATE), and sqlite_sequence holds the highest seq ever used, so seqs stay unique
+        and increasing even after retention deleted the newest events."""
+        if not rows:
+            return []
+        found = cur.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        top = max(int(found[0]) if found else 0,
+                  int(cur.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]))
+        seqs = list(range(top + 1, top + 1 + len(rows)))
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            params = [v for seq, row in zip(seqs[start : start + 500], chunk, strict=True) for v in (seq, *row)]
+            cur.execute(self._EVENT_INSERT.replace("(id,", "(seq, id,", 1) + values, params)
+        return seqs
+
     def _relax(self, cur: Any) -> bool:
         if not self.fsync:
             return False

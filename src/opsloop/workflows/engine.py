@@ -56,6 +56,8 @@ class Engine:
         self._tasks: list[asyncio.Task[Any]] = []
         self._consumer: Consumer | None = None
         self._since: dict[str, int] = {}
+        self._saved_seq = -1
+        self._saved_at = 0.0
         self._stopping = False
 
     # -- configuration -----------------------------------------------------------------------
@@ -86,10 +88,13 @@ class Engine:
         self.batch = WriteBatcher(self.store)
         self.batch.start()
         store = self.store
+        # Payloads are parsed only for the events a workflow cares about (see _on_events).
         self._consumer = Consumer(
-            "workflows", store, self.app.bus, self._on_events, poll=0.5,
-            load_cursor=lambda: store.get_cursor("workflows"), save_cursor=False,
+            "workflows", store, self.app.bus, self._on_events, poll=0.5, batch=1000, min_interval=0.002,
+            load_cursor=lambda: store.get_cursor("workflows"), save_cursor=False, parse=False,
         )
+        self._saved_seq = -1
+        self._saved_at = 0.0
         # Process roles (docs/deploy.md): receivers run no workflows; a scheduler fires schedule ticks only.
         settings = self.app.settings
         self._tasks = []
@@ -114,6 +119,8 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self._save_position, True)
         self._active.clear()
         if self.batch is not None:
             await self.batch.stop()
@@ -149,28 +156,67 @@ class Engine:
             self._kick.set()
 
     # -- the event consumer ------------------------------------------------------------------
+    def _wanted(self, name: str, waited: set[str]) -> bool:
+        """Whether an event of this name can start, wake or cancel a run."""
+        if name in waited:
+            return True
+        for wf in self.definitions.values():
+            if wf.on and wf.triggered_by(name):
+                return True
+            if any(c.event == name for c in wf.cancel_on):
+                return True
+        return False
+
+    def _waited_names(self) -> set[str]:
+        # Read outside the write transaction: a wait registered after this read scans the log itself
+        # (find_event) from its after_seq, so an event passed over here is still seen by that run.
+        return {str(r[0]) for r in self.store.query("SELECT DISTINCT event_name FROM wf_waits")}
+
     async def _on_events(self, events: list[EventRecord]) -> None:
-        fresh = await asyncio.to_thread(self._handle_events_txn, events)
+        waited = await asyncio.to_thread(self._waited_names)
+        names: dict[str, bool] = {}
+        wanted = [ev for ev in events if names.setdefault(ev.name, self._wanted(ev.name, waited))]
+        if not wanted:
+            # Nothing to do: advance the cursor without a write per batch (redoing these is harmless).
+            await asyncio.to_thread(self._save_position, False, events[-1].seq)
+            return
+        for ev in wanted:
+            if ev.payload is None and ev.payload_text is not None:
+                ev.payload = json.loads(ev.payload_text)
+        fresh = await asyncio.to_thread(self._handle_events_txn, wanted, events[-1].seq)
         for run in fresh:
             if self._stopping:
                 break
             self._active[run.id] = asyncio.create_task(self._execute(run, {}), name=f"run:{run.id}")
         self.kick()
 
-    def _handle_events_txn(self, events: list[EventRecord]) -> list[RunRow]:
-        """Start, wake and cancel runs for ``events`` in one transaction with the cursor advance.
+    def _save_position(self, force: bool, seq: int | None = None) -> None:
+        """Store the cursor after events no workflow wanted: at most once a second, and at stop."""
+        if seq is None:
+            seq = self._consumer.position if self._consumer is not None else -1
+        if seq <= self._saved_seq:
+            return
+        now = time.monotonic()
+        if force or now - self._saved_at >= 1.0:
+            self.store.set_cursor("workflows", seq)
+            self._saved_seq, self._saved_at = seq, now
+
+    def _handle_events_txn(self, events: list[EventRecord], upto: int | None = None) -> list[RunRow]:
+        """Start, wake and cancel runs for ``events`` in one transaction with the cursor advance (to ``upto``).
 
         New runs that need no queueing decision (no concurrency limit, debounce or pause) are leased to
         this worker in the same transaction and start at once, saving a claim round trip.
         """
         store = self.store
         fresh: list[RunRow] = []
+        seq = upto if upto is not None else events[-1].seq
         with store.transaction() as cur:
             paused = {str(r[0]) for r in store.execute(
                 cur, "SELECT name FROM wf_workflows WHERE paused = 1").fetchall()}
             for ev in events:
                 self._handle_event(cur, ev, fresh, paused)
-            store.set_cursor("workflows", events[-1].seq, cur)
+            store.set_cursor("workflows", seq, cur)
+        self._saved_seq, self._saved_at = max(self._saved_seq, seq), time.monotonic()
         return fresh
 
     def _lease_new(self, cur: Any, run_id: str) -> RunRow:
