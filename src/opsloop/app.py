@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -117,7 +118,7 @@ class App:
             self.loader = loader
             dispatcher = Consumer(
                 "dispatcher", self.store, self.bus, self._dispatch, poll=0.5, batch=1000, min_interval=0.005,
-                parse=lambda: bool(self.handlers), save_cursor=False,
+                parse=False, save_cursor=False,  # payloads are parsed only for events a handler wants
             )
             warehouse_loader = Consumer(
                 "warehouse-loader",
@@ -211,6 +212,8 @@ class App:
             error = None
             for pattern, handler in self.handlers:
                 if pattern in ("*", event.name) or (pattern.endswith(".*") and event.name.startswith(pattern[:-1])):
+                    if event.payload is None and event.payload_text is not None:
+                        event.payload = json.loads(event.payload_text)
                     try:
                         await handler(event)
                     except Exception as exc:
