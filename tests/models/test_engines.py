@@ -138,3 +138,14 @@ def test_same_rows_as_duckdb(tmp_path: Path, warehouse: tuple[Warehouse, str]) -
         for name in expected[run]:
             assert got[run][name]["columns"] == expected[run][name]["columns"], f"{wh.dialect} run {run}: {name}"
             assert got[run][name]["rows"] == expected[run][name]["rows"], f"{wh.dialect} run {run}: {name}"
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres), "clickhouse"],
+                         indirect=True)
+def test_question_marks_and_percents_inside_literals_are_not_placeholders(
+        warehouse: tuple[Warehouse, str]) -> None:
+    wh, _ = warehouse
+    sql = ("SELECT 'why?' AS q, ? AS v, '100%' AS pct, 'it''s ?' AS quoted -- a comment with ? in it\n"
+           ", /* and ? here */ ? AS w")
+    result = wh.query(sql, ["a", 2])
+    assert [[str(v) for v in r] for r in result.rows] == [["why?", "a", "100%", "it's ?", "2"]]

@@ -122,3 +122,44 @@ class Statements:
 
     def count(self, target: str) -> str:
         return f"SELECT count(*) FROM {target}"
+
+
+def split_placeholders(sql: str) -> list[str]:
+    """The text between ``?`` placeholders, ignoring ``?`` inside quoted strings, quoted names and comments.
+
+    ``"SELECT '?' AS q, ? AS v"`` gives ``["SELECT '?' AS q, ", " AS v"]``: one placeholder, not two.
+    """
+    parts: list[str] = []
+    start = i = 0
+    n = len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"":
+            end = i + 1
+            while end < n:  # a doubled quote inside is an escaped quote
+                if sql[end] == c:
+                    if end + 1 < n and sql[end + 1] == c:
+                        end += 2
+                        continue
+                    break
+                end += 1
+            i = end + 1
+        elif sql.startswith("--", i):
+            newline = sql.find("\n", i)
+            i = n if newline < 0 else newline + 1
+        elif sql.startswith("/*", i):
+            close = sql.find("*/", i + 2)
+            i = n if close < 0 else close + 2
+        elif c == "?":
+            parts.append(sql[start:i])
+            start = i = i + 1
+        else:
+            i += 1
+    parts.append(sql[start:])
+    return parts
+
+
+def pyformat(sql: str) -> str:
+    """``?`` placeholders to ``%s`` for drivers with pyformat parameters (psycopg, Snowflake), with every
+    literal ``%`` doubled as those drivers require when parameters are passed."""
+    return "%s".join(part.replace("%", "%%") for part in split_placeholders(sql))

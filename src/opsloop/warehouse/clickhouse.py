@@ -44,9 +44,9 @@ class ClickHouseWarehouse(Warehouse):
     def _inline(self, sql: str, params: Sequence[Any]) -> str:
         if not params:
             return sql
-        from ._sql import literal
+        from ._sql import literal, split_placeholders
 
-        parts = sql.split("?")
+        parts = split_placeholders(sql)
         if len(parts) != len(params) + 1:
             raise WarehouseError("parameter count does not match the placeholders")
         out = parts[0]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import WarehouseError
+from ._sql import pyformat
 from .base import QueryResult, Warehouse
 
 
@@ -19,7 +19,6 @@ def _split_schema(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=urlencode(query))), schema
 
 
-_QMARK = re.compile(r"\?")
 
 
 class PostgresWarehouse(Warehouse):
@@ -51,7 +50,7 @@ class PostgresWarehouse(Warehouse):
     def _run(self, sql: str, params: Sequence[Any]) -> Any:
         import psycopg
 
-        text = _QMARK.sub("%s", sql) if params else sql
+        text = pyformat(sql) if params else sql
         try:
             cur = self.con.cursor()
             cur.execute(text, list(params) if params else None)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import WarehouseError
+from ._sql import pyformat
 from .base import QueryResult, Warehouse
 
 
@@ -40,7 +41,7 @@ class SnowflakeWarehouse(Warehouse):
         with self._lock:
             cur = self.con.cursor()
             try:
-                cur.execute(sql.replace("?", "%s") if params else sql, list(params) if params else None)
+                cur.execute(pyformat(sql) if params else sql, list(params) if params else None)
                 columns = [d[0] for d in cur.description] if cur.description else []
                 rows = cur.fetchall() if cur.description else []
             except Exception as exc:
