@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,12 @@ def test_demo_fills_the_outbox_and_the_dashboard(tmp_path: Path) -> None:
         metric = api.get("/api/metrics/customer_count", params={"grain": "month", "since": "6mo"})
         assert metric.status_code == 200, metric.text
         assert any((row[-1] or 0) > 0 for row in metric.json()["rows"]), metric.json()
+
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends: a clean stop with the closing summary
+        rest, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, rest
+        assert "demo stopped;" in rest and "events in the log" in rest, rest
     finally:
-        proc.terminate()
-        proc.wait(30)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,7 +83,14 @@ def run_demo(directory: Path, port: int = 8620, host: str = "127.0.0.1", duratio
         sent = ", ".join(f"{k}: {v}" for k, v in sorted(traffic.state.sent.items()))
         print(f"demo stopped; {count} events in the log ({sent})", flush=True)
 
-    asyncio.run(main())
+    # uvicorn stops cleanly on Ctrl-C / SIGTERM, then re-raises the signal once its handlers are restored:
+    # these handlers absorb that re-raise so the closing summary is printed and the exit code is 0.
+    previous = {sig: signal.signal(sig, lambda _signum, _frame: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        asyncio.run(main())
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 async def build_models(app: App, baseline: bool = False) -> None:
