@@ -83,12 +83,13 @@ def test_selection_and_verbs(shop: Path) -> None:
     finally:
         app.close()
     proc = run_cli("seed", "--project", str(shop), "--json")
-    assert proc.returncode == 0 and len(_json(proc)["results"]) == 4
+    assert proc.returncode == 0 and len(_json(proc)["results"]) == 4, proc.stdout + proc.stderr
     proc = run_cli("run", "--project", str(shop), "-s", "+fct_orders", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert {r["kind"] for r in _json(proc)["results"]} == {"model"}
+    assert {r["kind"] for r in _json(proc)["results"]} == {"model"}, proc.stdout
     proc = run_cli("test", "--project", str(shop), "-s", "fct_orders", "--json")
-    assert {r["kind"] for r in _json(proc)["results"]} == {"test"} and proc.returncode == 0
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {r["kind"] for r in _json(proc)["results"]} == {"test"}, proc.stdout
 
 
 def test_incremental_and_full_refresh(shop: Path) -> None:
