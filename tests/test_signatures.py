@@ -7,7 +7,10 @@ import hashlib
 import hmac
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from opsloop.events._signatures import SignedRequest, make_preset
@@ -132,3 +135,17 @@ def test_hubspot_decodes_the_documented_characters_in_the_uri() -> None:
 def test_preset_without_secret_is_refused() -> None:
     with pytest.raises(ValueError, match="needs a secret"):
         make_preset(SignatureConfig(preset="github", secret_env="X"), None)
+
+
+def test_hubspot_behind_a_proxy_is_checked_against_public_url(project_dir: Path, server_factory: Any) -> None:
+    """The sender signs https://hooks.example.com/...; the request reaches http://127.0.0.1:PORT/...."""
+    (project_dir / "events" / "crm.yml").write_text(
+        "event: crm.changed\nsignature: {preset: hubspot, secret_env: CRM_SECRET}\n")
+    with (project_dir / ".env").open("a") as fh:
+        fh.write(f"CRM_SECRET={SECRET}\n")
+    ts = int(time.time())
+    headers = hubspot(SECRET, BODY, ts)  # signed over URL = https://hooks.example.com/hooks/crm?portal=1
+    for public_url, expected in ((None, 401), ("https://hooks.example.com/", 202)):
+        srv = server_factory(project_dir, public_url=public_url)
+        answer = httpx.post(f"{srv.url}/hooks/crm?portal=1", content=BODY, headers=headers, timeout=10)
+        assert answer.status_code == expected, answer.text

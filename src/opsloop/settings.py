@@ -31,6 +31,8 @@ class Settings:
     """Multiplier applied to workflow sleeps and SLA timers (tests use e.g. 0.01)."""
     role: str = "all"
     """all | receiver (webhooks + API only) | worker (consumers, workflows, loads) | scheduler."""
+    public_url: str | None = None
+    """The public address of the server (``server.public_url``); webhook URLs for signatures are built on it."""
     lead_retry: float = 2.0
     """Seconds between attempts to take over a leader-only job (dispatcher, loader, scheduler)."""
 
@@ -64,5 +66,6 @@ def resolve_settings(project: Project, overrides: Mapping[str, Any] | None = Non
         retention_days=cfg.retention_days,
         time_scale=float(env.get("OPSLOOP_TIME_SCALE") or 1.0),
         role=env.get("OPSLOOP_ROLE") or "all",
+        public_url=(env.get("OPSLOOP_PUBLIC_URL") or cfg.server.public_url or "").rstrip("/") or None,
     )
     return settings.with_(**(overrides or {}))

@@ -34,6 +34,9 @@ class ServerConfig(_Strict):
     fsync_on_commit: bool = True
     max_pending: int = 20000
     load_interval: float = 0.5
+    public_url: str | None = None
+    """The address senders use (``https://hooks.example.com``) when opsloop runs behind a proxy or tunnel:
+    signatures over the URL (HubSpot v3) are checked against it instead of the address the request reached."""
 
 
 class ProjectConfig(_Strict):

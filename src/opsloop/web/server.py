@@ -273,9 +273,12 @@ class HookFastPath:
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
-        host = headers.get("host") or "localhost"
         query = scope.get("query_string", b"").decode("latin-1")
-        url = f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
+        # behind a proxy or tunnel the sender signed the public address, not the one the request reached
+        public = self.app.settings.public_url
+        here = f"{scope.get('scheme', 'http')}://{headers.get('host') or 'localhost'}"
+        base = public.rstrip("/") if public else here
+        url = f"{base}{path}" + (f"?{query}" if query else "")
         outcome = await self.app.inbox.receive(name, b"".join(chunks), headers, url, "POST")
         await _respond(send, outcome.status_code, outcome.body, outcome.headers)
 
