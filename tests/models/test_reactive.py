@@ -42,6 +42,8 @@ def test_events_rebuild_downstream_models(tmp_path: Path, server_factory: Callab
         first = api.post("/api/models/build", json={"exclude": ["bad_data"]}).json()
         assert first["ok"], first
         assert any(p["model"] == "fct_orders" and p["rows"] == 9 for p in wait_for(lambda: _model_built(srv)))
+        assert {p["model"] for p in _model_built(srv) if p["kind"] == "seed"} == {
+            "customers", "products", "orders", "country_codes"}  # seeds announce themselves too
         before = len(_model_built(srv))
         for i in range(5):
             r = httpx.post(f"{srv.url}/hooks/web", json={"customer_id": i % 2 + 1, "page": "/pricing"})
@@ -104,6 +106,8 @@ def test_service_build_without_a_loop(tmp_path: Path) -> None:
         results = app.services["models"].build(select=["+stg_orders"], kinds=("model", "seed"))
         assert {r.name for r in results} == {"orders", "stg_orders"}
         built = [e.payload for e in app.store.list_events(limit=50) if e.name == "model.built"]
-        assert built == [{"model": "stg_orders", "relation": "main.stg_orders", "rows": None, "changed_rows": 0}]
+        assert sorted(built, key=lambda p: p["model"]) == [
+            {"model": "orders", "relation": "main.orders", "rows": 10, "changed_rows": 10, "kind": "seed"},
+            {"model": "stg_orders", "relation": "main.stg_orders", "rows": None, "changed_rows": 0, "kind": "model"}]
     finally:
         app.close()

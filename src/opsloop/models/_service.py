@@ -91,9 +91,11 @@ class ModelService:
 
     async def _emit_built(self, results: list[NodeResult]) -> None:
         for res in results:
-            if res.kind == "model" and res.status == "success" and res.materialization != "ephemeral":
+            # seeds too: identity, syncs and dashboards may read a seed's table
+            if res.kind in ("model", "seed") and res.status == "success" and res.materialization != "ephemeral":
                 await self.app.emit("model.built", {"model": res.name, "relation": res.relation,
-                                                    "rows": res.rows, "changed_rows": res.changed_rows},
+                                                    "rows": res.rows, "changed_rows": res.changed_rows,
+                                                    "kind": res.kind},
                                     source="models")
 
     # -- reactive refresh --------------------------------------------------------------------
