@@ -7,12 +7,29 @@ import logging
 import os
 import signal
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from .errors import OpsloopError
+
+if TYPE_CHECKING:
+    from .app import App
 
 
 def server_file(root: Path) -> Path:
     return root / "state" / "server.json"
+
+
+def uvicorn_server(config: Any, app: App) -> Any:
+    """A uvicorn server that tells ``app`` when a stop begins, before uvicorn waits for open responses."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            app.begin_shutdown()
+            super().handle_exit(sig, frame)
+
+    return Server(config)
 
 
 async def _settle_gc() -> None:
@@ -75,7 +92,7 @@ def serve(project_dir: Path, host: str | None = None, port: int | None = None, r
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _frame: stopped.append(signum))
     try:
-        uvicorn.Server(config).run()
+        uvicorn_server(config, app).run()
     finally:
         info.unlink(missing_ok=True)
     if stopped:

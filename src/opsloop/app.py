@@ -67,6 +67,10 @@ class App:
         self._bg_tasks: list[asyncio.Task[Any]] = []
         self._leading: set[str] = set()
         self.started = False
+        self.stopping = asyncio.Event()
+        """Set when the server begins to stop (before it drains requests): long-lived responses such as
+        the dashboards' server push end on it instead of holding the shutdown."""
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_path(cls, root: Path | str, **overrides: Any) -> App:
@@ -108,7 +112,8 @@ class App:
     async def start(self) -> None:
         if self.started:
             return
-        self.bus.bind(asyncio.get_running_loop())
+        self._loop = asyncio.get_running_loop()
+        self.bus.bind(self._loop)
         self.committer.start()
         _ = self.inbox
         self.store.listen(self.bus.notify)
@@ -152,6 +157,11 @@ class App:
         if role == "warehouse-loader":
             await asyncio.to_thread(self.loader.ensure_table)
         await run()
+
+    def begin_shutdown(self) -> None:
+        """Announce the stop (safe from a signal handler or another thread)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.stopping.set)
 
     async def stop(self) -> None:
         """Commit what is queued, let consumers finish their batch, close the stores."""

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 
-from ..conftest import ServerThread
+from ..conftest import ServerThread, free_port, make_app, wait_for
+from .conftest import seed_app
 
 
 def pushes(stream: httpx.Response) -> Iterator[dict[str, object]]:
@@ -54,3 +59,40 @@ def test_unknown_dashboard_and_tile(example_server: ServerThread) -> None:
     with httpx.Client(base_url=example_server.url) as anon:
         assert anon.get("/api/dashboards/live/events").status_code == 401
         assert anon.get("/dashboards/live").status_code == 303
+
+
+def test_an_open_stream_does_not_hold_the_stop(example_dir: Path) -> None:
+    """SIGTERM with a dashboard open: the push stream ends at once and `opsloop up` exits cleanly, well
+    before uvicorn's 10 s grace period for open responses."""
+    probe = make_app(example_dir)
+    seed_app(probe)
+    token = probe.settings.api_token
+    probe.close()
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "opsloop", "up", "--project", str(example_dir), "--port",
+                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, 30, what="opsloop up to answer /healthz")
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"},
+                           timeout=30)
+        with api.stream("GET", "/api/dashboards/live/events") as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")  # the stream is open
+            asked = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            rest = list(lines)  # ends when the server closes the stream
+            assert time.monotonic() - asked < 5, rest
+        output, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0, output
+        assert time.monotonic() - asked < 5, output
+        assert "stopped cleanly" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

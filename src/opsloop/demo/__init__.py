@@ -27,6 +27,7 @@ def run_demo(directory: Path, port: int = 8620, host: str = "127.0.0.1", duratio
              rate: float = 0.5, history_days: int = 120, time_scale: float | None = None) -> None:
     import uvicorn
 
+    from .._server import uvicorn_server
     from ..app import App
     from ..project.scaffold import init_project
     from ..web import create_asgi
@@ -50,7 +51,7 @@ def run_demo(directory: Path, port: int = 8620, host: str = "127.0.0.1", duratio
     url = f"http://{host}:{port}"
     config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=3)  # open dashboards (server push) must not hold Ctrl-C
-    server = uvicorn.Server(config)
+    server = uvicorn_server(config, app)
 
     async def main() -> None:
         stop = asyncio.Event()

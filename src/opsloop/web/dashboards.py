@@ -153,16 +153,21 @@ async def api_events_stream(request: Request) -> Response:
     name, _board = found
     service = _service(request)
     queue = service.subscribe(name)
+    stopping = _web(request).app.stopping
 
     async def stream() -> AsyncIterator[str]:
         try:
             yield "retry: 1000\nevent: hello\ndata: {}\n\n"
-            while True:
+            idle = 0
+            while not stopping.is_set():  # the server is stopping: end, the browser reconnects later
                 try:
-                    message = await asyncio.wait_for(queue.get(), timeout=15)
+                    message = await asyncio.wait_for(queue.get(), timeout=1)
                 except TimeoutError:
-                    yield ": keep-alive\n\n"
+                    idle += 1
+                    if idle % 15 == 0:
+                        yield ": keep-alive\n\n"
                     continue
+                idle = 0
                 yield f"event: refresh\ndata: {json.dumps(message)}\n\n"
         finally:
             service.unsubscribe(name, queue)
