@@ -175,3 +175,88 @@ def test_sigkill_mid_step_reruns_the_step_without_a_duplicate_message(up: Up, fa
     # the re-run steps looked in the channel history and found their messages instead of posting again
     assert len([p for p in fake_slack.posts() if p["text"].startswith("second")]) == N
     assert fake_slack.method_calls("conversations.history")
+
+
+FLAKY = '''
+import os, urllib.request
+from opsloop import workflow, Context
+
+def call() -> int:
+    with urllib.request.urlopen(os.environ["FLAKY_URL"], timeout=5) as answer:  # 500 raises
+        return answer.status
+
+@workflow(on="flaky.start", retries=3, retry_backoff="1s")
+async def flaky(ctx: Context) -> int:
+    return await ctx.step("call", call)
+'''
+
+
+class CountingServer:
+    """A local HTTP endpoint that answers 500 and counts the calls."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        counter = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                counter.calls += 1
+                self.send_response(500)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.calls = 0
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_sigkill_between_retries_continues_the_attempt_count(project_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """retries=3 means 4 calls in all, even when the process is killed while waiting to retry."""
+    failing = CountingServer()
+    write_files(project_dir, {"workflows/flaky.py": FLAKY,
+                              "events/flaky_start.yml": "event: flaky.start\nsignature: {preset: none}\n"})
+    monkeypatch.setenv("FLAKY_URL", failing.url)  # the workflow's own code reads it
+    up = Up(project_dir)
+    try:
+        up.start()
+        up.post("flaky_start", {})
+
+        def attempts() -> int:
+            store = open_store("sqlite:///state/opsloop.sqlite", project_dir)
+            try:
+                rs = runs.list_runs(store, workflow="flaky")
+                steps = runs.run_steps(store, rs[0].id) if rs else []
+                return int(steps[0]["attempts"]) if steps and steps[0]["status"] == "retrying" else 0
+            finally:
+                store.close()
+
+        wait_for(lambda: attempts() >= 2, 20, 0.05, what="two failed attempts recorded")
+        up.kill()  # during the 2 s backoff before the third attempt
+        calls_before = failing.calls
+        up.start()
+        done = wait_for(lambda: (rs := [r for r in all_runs_of(project_dir, "flaky") if r.status == "failed"]) and rs,
+                        30, 0.2, what="the run to fail after its last retry")
+        assert failing.calls == 4, (calls_before, failing.calls)
+        assert "after 4 attempts" in (done[0].error or "")
+    finally:
+        up.stop()
+        failing.close()
+
+
+def all_runs_of(root: Path, workflow: str) -> list[runs.RunRow]:
+    store = open_store("sqlite:///state/opsloop.sqlite", root)
+    try:
+        return runs.list_runs(store, workflow=workflow)
+    finally:
+        store.close()

@@ -171,6 +171,8 @@ class Context:
 
         A ``TerminalError`` fails the step at once; any other exception is retried ``retries`` times
         (default: the workflow's) with exponential backoff, honouring ``retry_after`` when the error has one.
+        Each failed attempt is recorded (status ``retrying``), so a restart continues the count and the
+        backoff instead of starting over.
         """
         step_id, memo = self._take(name)
         if memo is not None and memo.status == "completed":
@@ -181,6 +183,10 @@ class Context:
         limit_s = parse_duration(timeout) if timeout is not None else wf.step_timeout
         started = _now()
         attempt = 0
+        if memo is not None and memo.status == "retrying":
+            # interrupted between attempts (a crash or a stop): wait the backoff it was waiting, then go on
+            attempt = memo.attempts
+            await asyncio.sleep(wf.retry_backoff * (2 ** (attempt - 1)) * self._engine.time_scale)
         while True:
             attempt += 1
             self.attempt, self.step_id = attempt, step_id
@@ -206,6 +212,8 @@ class Context:
                     ) from exc
                 retry_after = getattr(exc, "retry_after", None)
                 backoff = wf.retry_backoff * (2 ** (attempt - 1)) * self._engine.time_scale
+                await self._engine.record_step(self._run, step_id, self._position_next(), "step", "retrying",
+                                               None, _describe(exc), attempt, started)
                 await asyncio.sleep(float(retry_after) if retry_after else backoff)
         encoded = _encode(step_id, result)
         output = json.loads(encoded)
