@@ -468,7 +468,7 @@ class Resolver:
             db.x("""CREATE OR REPLACE TEMP TABLE _refused AS
                     SELECT key, min(lim_type) AS lim_type FROM (
                       SELECT e.key, cl.lim_type, cl.max_n, min(cl.v) AS lo, max(cl.v) AS hi,
-                             CASE WHEN cl.max_n > 1 THEN count(DISTINCT cl.v) END AS n
+                             count(DISTINCT cl.v) FILTER (WHERE cl.max_n > 1) AS n
                       FROM _e e JOIN _cl cl ON cl.label = e.a GROUP BY e.key, cl.lim_type, cl.max_n)
                     WHERE CASE WHEN max_n = 1 THEN lo <> hi ELSE n > max_n END GROUP BY key""")
             refused += self._record_refused(run_id, types, "would give one person more than max_per_person values")
@@ -480,7 +480,7 @@ class Resolver:
             db.x(f"""CREATE OR REPLACE TEMP TABLE _bad AS
                      SELECT l FROM (
                        SELECT m.l, cl.lim_type, cl.max_n, min(cl.v) AS lo, max(cl.v) AS hi,
-                              CASE WHEN cl.max_n > 1 THEN count(DISTINCT cl.v) END AS n
+                              count(DISTINCT cl.v) FILTER (WHERE cl.max_n > 1) AS n
                        FROM {mapping} m JOIN _cl cl ON cl.label = m.a
                        WHERE m.l IN (SELECT l FROM {mapping} GROUP BY l HAVING count(*) > 2)
                        GROUP BY m.l, cl.lim_type, cl.max_n)
