@@ -497,13 +497,13 @@ class Resolver:
     def _bad_clusters(self, mapping: str, only_large: bool) -> int:
         """``_bad(l)``: the clusters of ``mapping`` whose records together break a limit; returns how many."""
         large = f"WHERE m.l IN (SELECT l FROM {mapping} GROUP BY l HAVING count(*) > 2)" if only_large else ""
+        joined = f"{mapping} m JOIN _cl cl ON cl.label = m.a {large}{' AND' if large else ' WHERE'}"
+        # one value allowed: two different ones (min <> max) break it; more allowed: count distinct values
         self.db.x(f"""CREATE OR REPLACE TEMP TABLE _bad AS
-                      SELECT DISTINCT l FROM (
-                        SELECT m.l, cl.lim_type, cl.max_n, min(cl.v) AS lo, max(cl.v) AS hi,
-                               count(DISTINCT cl.v) FILTER (WHERE cl.max_n > 1) AS n
-                        FROM {mapping} m JOIN _cl cl ON cl.label = m.a {large}
-                        GROUP BY m.l, cl.lim_type, cl.max_n)
-                      WHERE CASE WHEN max_n = 1 THEN lo <> hi ELSE n > max_n END""")
+                      SELECT m.l FROM {joined} cl.max_n = 1 GROUP BY m.l, cl.lim_type HAVING min(cl.v) <> max(cl.v)
+                      UNION
+                      SELECT l FROM (SELECT DISTINCT m.l, cl.lim_type, cl.max_n, cl.v FROM {joined} cl.max_n > 1)
+                      GROUP BY l, lim_type, max_n HAVING count(*) > max_n""")
         return int(self.db.one("SELECT count(*) FROM _bad"))
 
     def _record_refused(self, run_id: str, types: list[str], reason: str) -> int:
