@@ -442,30 +442,63 @@ class Resolver:
             db.x(f"CREATE OR REPLACE TEMP TABLE _keys AS SELECT p.* FROM ({pairs}) p "
                  "SEMI JOIN _scope s ON s.nid = p.nid")
             self._apply_rule(run_id, ["links"], checked=False)
+        rule_keys = []
         for rule in self.cfg.merge_rules:
             types_ = self.cfg.rule_types(rule)
             sql = f"SELECT nid, vid AS key FROM _ids WHERE id_type = {literal(types_[0])}"
             for t in types_[1:]:
                 sql = (f"SELECT k.nid, hash(k.key, i.vid) AS key FROM ({sql}) k JOIN _ids i "
                        f"ON i.nid = k.nid AND i.id_type = {literal(t)}")
+            rule_keys.append((types_, sql))
+        if len(rule_keys) > 1:
+            db.x("CREATE OR REPLACE TEMP TABLE _keys AS " + " UNION ALL ".join(sql for _, sql in rule_keys))
+            if self._merge_all_rules_at_once():
+                return refused
+        for types_, sql in rule_keys:
             db.x(f"CREATE OR REPLACE TEMP TABLE _keys AS {sql}")
             refused += self._apply_rule(run_id, types_, checked=True)
         return refused
 
-    def _apply_rule(self, run_id: str, types: list[str], checked: bool) -> int:
-        db = self.db
-        db.x("""CREATE OR REPLACE TEMP TABLE _e AS
+    def _merge_all_rules_at_once(self) -> bool:
+        """The usual case, in one pass: merge by every rule's keys together; done if no resulting cluster
+        breaks a limit. Then rule order cannot matter: applied one by one, no rule would refuse a key (each
+        step's clusters lie inside these), and the clusters and their labels (the smallest record number)
+        come out the same. Otherwise False, with ``_comp`` untouched, and the rules run one by one."""
+        if not self._edges():
+            return True
+        self._limits_of_edges()
+        mapping = self._components()
+        if self._bad_clusters(mapping, only_large=False):
+            return False
+        self._relabel(mapping)
+        return True
+
+    def _edges(self) -> int:
+        """``_e(a, key)``: component labels joined by a key that more than one component holds."""
+        self.db.x("""CREATE OR REPLACE TEMP TABLE _e AS
                 SELECT a, key FROM (SELECT DISTINCT c.label AS a, k.key FROM _keys k JOIN _comp c USING (nid))
                 QUALIFY count(*) OVER (PARTITION BY key) > 1""")
-        if not db.one("SELECT count(*) FROM _e"):
+        return int(self.db.one("SELECT count(*) FROM _e"))
+
+    def _limits_of_edges(self) -> None:
+        """``_cl``: the limited values held by each component in ``_e``."""
+        self.db.x("""CREATE OR REPLACE TEMP TABLE _cl AS
+                SELECT DISTINCT c.label, l.lim_type, l.v, l.max_n FROM _lim l JOIN _comp c USING (nid)
+                WHERE c.label IN (SELECT a FROM _e)""")
+
+    def _relabel(self, mapping: str) -> None:
+        self.db.x(f"""CREATE OR REPLACE TEMP TABLE _comp AS
+                 SELECT c.nid, coalesce(m.l, c.label) AS label FROM _comp c LEFT JOIN {mapping} m ON m.a = c.label""")
+
+    def _apply_rule(self, run_id: str, types: list[str], checked: bool) -> int:
+        db = self.db
+        if not self._edges():
             return 0
         refused = 0
         if not checked:
             mapping = self._components()
         else:
-            db.x("""CREATE OR REPLACE TEMP TABLE _cl AS
-                    SELECT DISTINCT c.label, l.lim_type, l.v, l.max_n FROM _lim l JOIN _comp c USING (nid)
-                    WHERE c.label IN (SELECT a FROM _e)""")
+            self._limits_of_edges()
             mapping = self._components()
             # The usual case: no merged cluster breaks a limit, so no key needs to be refused (limits only
             # grow with a cluster, so a key that breaks one alone also leaves its whole cluster broken).
@@ -490,8 +523,7 @@ class Resolver:
                     refused += self._record_refused(run_id, types, "would, with other values, give one person "
                                                     "more than max_per_person values")
                     db.x(f"DELETE FROM {mapping} WHERE l IN (SELECT l FROM _bad)")
-        db.x(f"""CREATE OR REPLACE TEMP TABLE _comp AS
-                 SELECT c.nid, coalesce(m.l, c.label) AS label FROM _comp c LEFT JOIN {mapping} m ON m.a = c.label""")
+        self._relabel(mapping)
         return refused
 
     def _bad_clusters(self, mapping: str, only_large: bool) -> int:
@@ -524,20 +556,24 @@ class Resolver:
         return n
 
     def _components(self) -> str:
-        """Connected components of the bipartite graph ``_e(a, key)``; returns the table ``_m(a, l)``."""
+        """Connected components of the bipartite graph ``_e(a, key)``; returns the table ``_m(a, l)``: each
+        component label ``a`` and the smallest label ``l`` it is connected to."""
         db = self.db
-        db.x("CREATE OR REPLACE TEMP TABLE _m AS SELECT DISTINCT a, a AS l FROM _e")
+        # min-label propagation with pointer jumping; in the first round every label is its own
+        db.x("CREATE OR REPLACE TEMP TABLE _kl AS SELECT key, min(a) AS l FROM _e GROUP BY key")
+        total = None
         for _ in range(200):
-            db.x("CREATE OR REPLACE TEMP TABLE _kl AS SELECT e.key, min(m.l) AS l FROM _e e JOIN _m m USING (a) "
-                 "GROUP BY e.key")
             db.x("CREATE OR REPLACE TEMP TABLE _m2 AS SELECT e.a, min(k.l) AS l FROM _e e JOIN _kl k USING (key) "
                  "GROUP BY e.a")
-            db.x("CREATE OR REPLACE TEMP TABLE _m3 AS SELECT m.a, least(m.l, coalesce(p.l, m.l)) AS l "
+            db.x("CREATE OR REPLACE TEMP TABLE _m AS SELECT m.a, least(m.l, coalesce(p.l, m.l)) AS l "
                  "FROM _m2 m LEFT JOIN _m2 p ON p.a = m.l")
-            moved = db.one("SELECT count(*) FROM _m3 JOIN _m USING (a) WHERE _m3.l <> _m.l")
-            db.x("CREATE OR REPLACE TEMP TABLE _m AS SELECT * FROM _m3")
-            if not moved:
+            # labels only ever go down, so an unchanged sum means that no label moved
+            now = db.one("SELECT sum(l) FROM _m")
+            if now == total:
                 break
+            total = now
+            db.x("CREATE OR REPLACE TEMP TABLE _kl AS SELECT e.key, min(m.l) AS l FROM _e e JOIN _m m USING (a) "
+                 "GROUP BY e.key")
         return "_m"
 
     # -- 5. stable ids -------------------------------------------------------------------------------
