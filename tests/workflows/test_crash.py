@@ -18,6 +18,7 @@ from opsloop.state import open_store
 from opsloop.workflows import runs
 
 from ..conftest import free_port, wait_for
+from ..syncs.conftest import FakeServer
 from .conftest import use_slack, write_files
 from .fake_slack import FakeSlack
 
@@ -191,39 +192,10 @@ async def flaky(ctx: Context) -> int:
 '''
 
 
-class CountingServer:
-    """A local HTTP endpoint that answers 500 and counts the calls."""
-
-    def __init__(self) -> None:
-        import http.server
-        import threading
-
-        counter = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                counter.calls += 1
-                self.send_response(500)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.calls = 0
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_sigkill_between_retries_continues_the_attempt_count(project_dir: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """retries=3 means 4 calls in all, even when the process is killed while waiting to retry."""
-    failing = CountingServer()
+    failing = FakeServer(lambda _request: (500, {}, {"error": "down"}))
     write_files(project_dir, {"workflows/flaky.py": FLAKY,
                               "events/flaky_start.yml": "event: flaky.start\nsignature: {preset: none}\n"})
     monkeypatch.setenv("FLAKY_URL", failing.url)  # the workflow's own code reads it
@@ -243,11 +215,11 @@ def test_sigkill_between_retries_continues_the_attempt_count(project_dir: Path,
 
         wait_for(lambda: attempts() >= 2, 20, 0.05, what="two failed attempts recorded")
         up.kill()  # during the 2 s backoff before the third attempt
-        calls_before = failing.calls
+        calls_before = len(failing.requests)
         up.start()
         done = wait_for(lambda: (rs := [r for r in all_runs_of(project_dir, "flaky") if r.status == "failed"]) and rs,
                         30, 0.2, what="the run to fail after its last retry")
-        assert failing.calls == 4, (calls_before, failing.calls)
+        assert len(failing.requests) == 4, (calls_before, len(failing.requests))
         assert "after 4 attempts" in (done[0].error or "")
     finally:
         up.stop()
