@@ -32,8 +32,8 @@ class GroupCommitter:
         self.max_batch = max_batch
         self.on_commit = on_commit
         self.max_pending = max_pending
-        # A deque and an Event instead of queue.Queue: append/popleft need no lock, and the writer is
-        # woken only when it sleeps, which keeps the event loop's cost per request low.
+        # A deque and an Event instead of queue.Queue: appends take no lock, and the writer thread is
+        # woken only when it is waiting.
         self._queue: deque[_Item | object] = deque()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
