@@ -499,34 +499,32 @@ class Resolver:
         if not self._edges():
             return 0
         refused = 0
-        if not checked:
-            mapping = self._components()
-        else:
+        if checked:
             self._limits_of_edges()
+        mapping = self._components()
+        # The usual case: no merged cluster breaks a limit, so no key needs to be refused (limits only grow
+        # with a cluster, so a key that breaks one alone also leaves its whole cluster broken).
+        if checked and self._bad_clusters(mapping, only_large=False):
+            # A key whose own merge would break a limit is refused.
+            db.x("""CREATE OR REPLACE TEMP TABLE _refused AS
+                    SELECT key, min(lim_type) AS lim_type FROM (
+                      SELECT e.key, cl.lim_type, cl.max_n, min(cl.v) AS lo, max(cl.v) AS hi,
+                             count(DISTINCT cl.v) FILTER (WHERE cl.max_n > 1) AS n
+                      FROM _e e JOIN _cl cl ON cl.label = e.a GROUP BY e.key, cl.lim_type, cl.max_n)
+                    WHERE CASE WHEN max_n = 1 THEN lo <> hi ELSE n > max_n END GROUP BY key""")
+            refused += self._record_refused(run_id, types,
+                                            "would give one person more than max_per_person values")
+            db.x("DELETE FROM _e WHERE key IN (SELECT key FROM _refused)")
             mapping = self._components()
-            # The usual case: no merged cluster breaks a limit, so no key needs to be refused (limits only
-            # grow with a cluster, so a key that breaks one alone also leaves its whole cluster broken).
-            if self._bad_clusters(mapping, only_large=False):
-                # A key whose own merge would break a limit is refused.
-                db.x("""CREATE OR REPLACE TEMP TABLE _refused AS
-                        SELECT key, min(lim_type) AS lim_type FROM (
-                          SELECT e.key, cl.lim_type, cl.max_n, min(cl.v) AS lo, max(cl.v) AS hi,
-                                 count(DISTINCT cl.v) FILTER (WHERE cl.max_n > 1) AS n
-                          FROM _e e JOIN _cl cl ON cl.label = e.a GROUP BY e.key, cl.lim_type, cl.max_n)
-                        WHERE CASE WHEN max_n = 1 THEN lo <> hi ELSE n > max_n END GROUP BY key""")
-                refused += self._record_refused(run_id, types,
-                                                "would give one person more than max_per_person values")
-                db.x("DELETE FROM _e WHERE key IN (SELECT key FROM _refused)")
-                mapping = self._components()
-                # Keys that pass alone may still break a limit together: such clusters are not merged by this
-                # rule. (A cluster of two components was checked whole by the per-key check: only 3+ can.)
-                if self._bad_clusters(mapping, only_large=True):
-                    db.x(f"""CREATE OR REPLACE TEMP TABLE _refused AS
-                             SELECT DISTINCT e.key, NULL::VARCHAR AS lim_type FROM _e e
-                             JOIN {mapping} m ON m.a = e.a WHERE m.l IN (SELECT l FROM _bad)""")
-                    refused += self._record_refused(run_id, types, "would, with other values, give one person "
-                                                    "more than max_per_person values")
-                    db.x(f"DELETE FROM {mapping} WHERE l IN (SELECT l FROM _bad)")
+            # Keys that pass alone may still break a limit together: such clusters are not merged by this
+            # rule. (A cluster of two components was checked whole by the per-key check: only 3+ can.)
+            if self._bad_clusters(mapping, only_large=True):
+                db.x(f"""CREATE OR REPLACE TEMP TABLE _refused AS
+                         SELECT DISTINCT e.key, NULL::VARCHAR AS lim_type FROM _e e
+                         JOIN {mapping} m ON m.a = e.a WHERE m.l IN (SELECT l FROM _bad)""")
+                refused += self._record_refused(run_id, types, "would, with other values, give one person "
+                                                "more than max_per_person values")
+                db.x(f"DELETE FROM {mapping} WHERE l IN (SELECT l FROM _bad)")
         self._relabel(mapping)
         return refused
 
