@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -19,12 +20,26 @@ if TYPE_CHECKING:
 
 
 
+T = TypeVar("T")
+
+
 def _open(project: Path | None) -> App:
     return load_app(project)
 
 
 def _known(app_: App) -> set[str]:
     return set(app_.project.extras.get("workflows", {}))
+
+
+def _on_store(project: Path | None, work: Callable[[App], T]) -> T:
+    """Run ``work`` on the project's app, then close it; a RunError becomes the CLI's one-line failure."""
+    app_ = _open(project)
+    try:
+        return work(app_)
+    except R.RunError as exc:
+        fail(str(exc))
+    finally:
+        app_.close()
 
 
 def register(app: typer.Typer) -> None:
@@ -64,14 +79,8 @@ def register(app: typer.Typer) -> None:
         if ctx.invoked_subcommand is not None:
             ctx.obj = {"project": project, "json": json_out}
             return
-        app_ = _open(project)
-        try:
-            found = R.list_runs(app_.store, workflow, status, parse_time(since, "--since"), None, limit)
-        except R.RunError as exc:
-            fail(str(exc))
-            return
-        finally:
-            app_.close()
+        found = _on_store(project, lambda a: R.list_runs(a.store, workflow, status, parse_time(since, "--since"),
+                                                         None, limit))
         if json_out:
             print_json([r.summary() for r in found])
             return
@@ -90,14 +99,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show one run: its trigger event and each step's input, output, error, attempts and timing."""
         parent = ctx.obj or {}
-        app_ = _open(parent.get("project") if project == Path(".") else project)
-        try:
-            detail = R.run_detail(app_.store, run_id)
-        except R.RunError as exc:
-            fail(str(exc))
-            return
-        finally:
-            app_.close()
+        detail = _on_store(parent.get("project") if project == Path(".") else project,
+                           lambda a: R.run_detail(a.store, run_id))
         if json_out or parent.get("json"):
             print_json(detail)
             return
@@ -141,17 +144,14 @@ def register(app: typer.Typer) -> None:
         if not (workflow or status or since or until):
             fail("choose the runs to replay with --workflow, --status, --since and/or --until")
         parent = ctx.obj or {}
-        app_ = _open(parent.get("project") if project == Path(".") else project)
-        try:
+
+        def replay(app_: App) -> list[tuple[str, str]]:
             if workflow is not None and workflow not in _known(app_):
                 fail(f"no workflow {workflow!r}; workflows: {', '.join(sorted(_known(app_))) or 'none'}")
-            pairs = R.replay_runs(app_.store, workflow, status, parse_time(since, "--since"),
-                                  parse_time(until, "--until"))
-        except R.RunError as exc:
-            fail(str(exc))
-            return
-        finally:
-            app_.close()
+            return R.replay_runs(app_.store, workflow, status, parse_time(since, "--since"),
+                                 parse_time(until, "--until"))
+
+        pairs = _on_store(parent.get("project") if project == Path(".") else project, replay)
         if json_out or parent.get("json"):
             print_json([{"original": o, "id": n} for o, n in pairs])
             return
@@ -180,14 +180,7 @@ def register(app: typer.Typer) -> None:
                 data = json.loads(text)
             except ValueError as exc:
                 fail(f"--input is not JSON: {exc}")
-        app_ = _open(project)
-        try:
-            new = R.rerun(app_.store, run_id, from_step, data)
-        except R.RunError as exc:
-            fail(str(exc))
-            return
-        finally:
-            app_.close()
+        new = _on_store(project, lambda a: R.rerun(a.store, run_id, from_step, data))
         if json_out:
             print_json({"rerun_of": run_id, "id": new})
         else:
@@ -200,28 +193,14 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Cancel a run that has not finished."""
-        app_ = _open(project)
-        try:
-            run = R.cancel_run(app_.store, run_id)
-        except R.RunError as exc:
-            fail(str(exc))
-            return
-        finally:
-            app_.close()
+        run = _on_store(project, lambda a: R.cancel_run(a.store, run_id))
         if json_out:
             print_json(run.summary())
         else:
             typer.echo(f"{run.id} cancelled")
 
     def _pause(workflow: str, project: Path, paused: bool, json_out: bool) -> None:
-        app_ = _open(project)
-        try:
-            R.set_paused(app_.store, workflow, paused, _known(app_))
-        except R.RunError as exc:
-            fail(str(exc))
-            return
-        finally:
-            app_.close()
+        _on_store(project, lambda a: R.set_paused(a.store, workflow, paused, _known(a)))
         if json_out:
             print_json({"workflow": workflow, "paused": paused})
         else:
