@@ -97,7 +97,10 @@ async def api_alerts(request: Request) -> Response:
     return JSONResponse({"alerts": [s.as_dict() for s in states]})
 
 
-def _board_or_404(request: Request) -> tuple[str, Any] | Response:
+def _guarded_board(request: Request) -> tuple[str, Any] | Response:
+    """The dashboard named in the path, after the API's token check; or the 401/403/404 answer."""
+    if (denied := _web(request).api_guard(request)) is not None:
+        return denied
     name = request.path_params["name"]
     board = _service(request).catalog.dashboards.get(name)
     if board is None:
@@ -106,9 +109,7 @@ def _board_or_404(request: Request) -> tuple[str, Any] | Response:
 
 
 async def api_dashboard(request: Request) -> Response:
-    if (denied := _web(request).api_guard(request)) is not None:
-        return denied
-    found = _board_or_404(request)
+    found = _guarded_board(request)
     if isinstance(found, Response):
         return found
     name, board = found
@@ -118,9 +119,7 @@ async def api_dashboard(request: Request) -> Response:
 
 
 async def api_tile(request: Request) -> Response:
-    if (denied := _web(request).api_guard(request)) is not None:
-        return denied
-    found = _board_or_404(request)
+    found = _guarded_board(request)
     if isinstance(found, Response):
         return found
     name, board = found
@@ -133,9 +132,7 @@ async def api_tile(request: Request) -> Response:
 
 async def api_refresh(request: Request) -> Response:
     """Recompute every tile now (a state-changing button: cookie callers must send X-CSRF-Token)."""
-    if (denied := _web(request).api_guard(request)) is not None:
-        return denied
-    found = _board_or_404(request)
+    found = _guarded_board(request)
     if isinstance(found, Response):
         return found
     name, board = found
@@ -145,9 +142,7 @@ async def api_refresh(request: Request) -> Response:
 
 async def api_events_stream(request: Request) -> Response:
     """Server push: ``event: refresh`` with ``{"tiles": [ids], "reason", "at"}`` when a tile's data changed."""
-    if (denied := _web(request).api_guard(request)) is not None:
-        return denied
-    found = _board_or_404(request)
+    found = _guarded_board(request)
     if isinstance(found, Response):
         return found
     name, _board = found
