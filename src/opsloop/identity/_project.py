@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Problem
-from ..project._yaml import LocatedYaml, YamlProblem, load_yaml
+from ..project._yaml import LocatedYaml, YamlProblem, load_yaml, yaml_mappings
 from ..project.loader import Project, register_loader, validate_model
 from .config import ConditionGroup, IdentityConfig, SegmentConfig
 
@@ -134,23 +134,13 @@ def load_identity(project: Project, problems: list[Problem]) -> None:
                 if cfg is not None:
                     _check_identity(cfg, doc, rel, problems)
                     result.config = cfg
-    folder = project.root / "segments"
-    if folder.is_dir():
-        for seg_path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
-            _load_segment(project, seg_path, result, problems)
+    expected = "expected a mapping describing one segment (where:, sql: or conditions:)"
+    for seg_path, rel, doc in yaml_mappings(project.root / "segments", project.root, expected, problems):
+        _load_segment(seg_path, rel, doc, result, problems)
     project.extras["identity"] = result
 
 
-def _load_segment(project: Project, path: Path, result: IdentityProject, problems: list[Problem]) -> None:
-    rel = str(path.relative_to(project.root))
-    try:
-        doc = load_yaml(path, project.root)
-    except YamlProblem as exc:
-        problems.append(exc.problem)
-        return
-    if not isinstance(doc.data, dict):
-        problems.append(Problem(rel, 1, "expected a mapping describing one segment (where:, sql: or conditions:)"))
-        return
+def _load_segment(path: Path, rel: str, doc: LocatedYaml, result: IdentityProject, problems: list[Problem]) -> None:
     seg = validate_model(SegmentConfig, doc, rel, {"name": path.stem, **doc.data}, problems)
     if seg is None:
         return

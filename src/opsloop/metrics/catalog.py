@@ -125,16 +125,15 @@ def parse_condition(text: str) -> exp.Expr:
 
 
 def _rel(root: Path, path: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
+    from ..project._yaml import rel_path
+
+    return rel_path(root, path)
 
 
 def load_catalog(root: Path, problems: list[Problem]) -> Catalog:
     from pydantic import ValidationError
 
-    from ..project._yaml import YamlProblem, load_yaml
+    from ..project._yaml import YamlProblem, load_yaml, yaml_mappings
     from ..project.loader import pydantic_problems, validate_model
 
     catalog = Catalog()
@@ -193,16 +192,8 @@ def load_catalog(root: Path, problems: list[Problem]) -> Catalog:
                         catalog.measures[measure.name] = (item, measure)
                         catalog.where[f"measures:{measure.name}"] = Located(
                             rel, doc.line_of((kind, i, "measures", j)))
-    for path in _yaml_files(root / "dashboards"):
-        rel = _rel(root, path)
-        try:
-            doc = load_yaml(path, root)
-        except YamlProblem as exc:
-            problems.append(exc.problem)
-            continue
-        if not isinstance(doc.data, dict):
-            problems.append(Problem(rel, 1, "expected a mapping: title:, filters:, tiles:"))
-            continue
+    for path, rel, doc in yaml_mappings(root / "dashboards", root, "expected a mapping: title:, filters:, tiles:",
+                                        problems):
         board: Dashboard | None = validate_model(Dashboard, doc, rel, {"name": path.stem, **doc.data}, problems)
         if board is None:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,31 @@ class YamlProblem(Exception):
     def __init__(self, problem: Problem) -> None:
         super().__init__(str(problem))
         self.problem = problem
+
+
+def rel_path(root: Path, path: Path) -> str:
+    """``path`` as errors show it: relative to the project ``root`` when inside it."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def yaml_mappings(folder: Path, root: Path, not_a_mapping: str,
+                  problems: list[Problem]) -> Iterator[tuple[Path, str, LocatedYaml]]:
+    """Each ``*.yml``/``*.yaml`` file of ``folder`` (sorted) whose top level is a mapping, with its path
+    relative to ``root``. A file that cannot be parsed, or is not a mapping (``not_a_mapping`` says what
+    was expected), becomes a problem instead."""
+    if not folder.is_dir():
+        return
+    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
+        rel = rel_path(root, path)
+        try:
+            doc = load_yaml(path, root)
+        except YamlProblem as exc:
+            problems.append(exc.problem)
+            continue
+        if not isinstance(doc.data, dict):
+            problems.append(Problem(rel, 1, not_a_mapping))
+            continue
+        yield path, rel, doc

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, Problem
 from ._env import interpolate, read_dotenv
-from ._yaml import LocatedYaml, YamlProblem, load_yaml
+from ._yaml import LocatedYaml, YamlProblem, load_yaml, rel_path, yaml_mappings
 from .config import EndpointConfig, ProjectConfig
 
 
@@ -81,13 +81,6 @@ def validate_model(
         return None
 
 
-def _rel(root: Path, path: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
-
-
 def load_project(root: Path | str, environ: Mapping[str, str] | None = None) -> Project:
     """Load the project at ``root``. Raises ``ConfigError`` listing every problem found."""
     root = Path(root).resolve()
@@ -126,21 +119,9 @@ def load_project(root: Path | str, environ: Mapping[str, str] | None = None) -> 
 
 
 def _load_endpoints(project: Project, problems: list[Problem]) -> None:
-    folder = project.root / "events"
-    if not folder.is_dir():
-        return
-    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
-        rel = _rel(project.root, path)
-        try:
-            doc = load_yaml(path, project.root)
-        except YamlProblem as exc:
-            problems.append(exc.problem)
-            continue
-        data = doc.data
-        if not isinstance(data, dict):
-            problems.append(Problem(rel, 1, "expected a mapping describing one endpoint (name:, event:, schema: ...)"))
-            continue
-        data = {"name": path.stem, **data}
+    expected = "expected a mapping describing one endpoint (name:, event:, schema: ...)"
+    for path, rel, doc in yaml_mappings(project.root / "events", project.root, expected, problems):
+        data = {"name": path.stem, **doc.data}
         endpoint = validate_model(EndpointConfig, doc, rel, data, problems)
         if endpoint is None:
             continue
@@ -158,7 +139,7 @@ def _load_endpoints(project: Project, problems: list[Problem]) -> None:
             try:
                 schema = json.loads(schema_path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
-                problems.append(Problem(_rel(project.root, schema_path), exc.lineno, f"invalid JSON: {exc.msg}"))
+                problems.append(Problem(rel_path(project.root, schema_path), exc.lineno, f"invalid JSON: {exc.msg}"))
                 continue
         if schema is not None:
             from ..events._schemas import check_schema

@@ -7,16 +7,9 @@ from typing import Any
 
 from ..errors import Problem
 from ..project._env import interpolate
-from ..project._yaml import YamlProblem, load_yaml
+from ..project._yaml import yaml_mappings
 from ..project.loader import Project, register_loader, register_validator, validate_model
 from .config import MODELS, SOURCE_TYPES
-
-
-def _rel(root: Path, path: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def load_sources(project: Project, problems: list[Problem]) -> None:
@@ -25,19 +18,9 @@ def load_sources(project: Project, problems: list[Problem]) -> None:
     lines: dict[str, tuple[str, Any]] = {}
     project.extras["sources"] = found
     project.extras["sources_files"] = lines
-    if not folder.is_dir():
-        return
-    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
-        rel = _rel(project.root, path)
-        try:
-            doc = load_yaml(path, project.root)
-        except YamlProblem as exc:
-            problems.append(exc.problem)
-            continue
+    expected = "expected a mapping describing one source (type:, streams ...)"
+    for path, rel, doc in yaml_mappings(folder, project.root, expected, problems):
         data = doc.data
-        if not isinstance(data, dict):
-            problems.append(Problem(rel, 1, "expected a mapping describing one source (type:, streams ...)"))
-            continue
         kind = data.get("type")
         if kind not in MODELS:
             problems.append(

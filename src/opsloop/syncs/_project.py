@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import Problem
 from ..project._env import interpolate
-from ..project._yaml import LocatedYaml, YamlProblem, load_yaml
+from ..project._yaml import LocatedYaml, yaml_mappings
 from ..project.loader import Project, pydantic_problems, register_loader, register_validator, validate_model
 from .config import FieldSpec, SyncConfig, compile_mapping
 
@@ -61,18 +61,8 @@ def load_syncs(project: Project, problems: list[Problem]) -> None:
     folder = project.root / "syncs"
     syncs: dict[str, LoadedSync] = {}
     project.extras["syncs"] = syncs
-    if not folder.is_dir():
-        return
-    for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
-        rel = str(path.relative_to(project.root))
-        try:
-            doc = load_yaml(path, project.root)
-        except YamlProblem as exc:
-            problems.append(exc.problem)
-            continue
-        if not isinstance(doc.data, dict):
-            problems.append(Problem(rel, 1, "expected a mapping (model:, key:, destination:, mapping: ...)"))
-            continue
+    expected = "expected a mapping (model:, key:, destination:, mapping: ...)"
+    for path, rel, doc in yaml_mappings(folder, project.root, expected, problems):
         data = interpolate({"name": path.stem, **doc.data}, project.env)
         before = len(problems)
         config = validate_model(SyncConfig, doc, rel, data, problems)
