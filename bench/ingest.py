@@ -7,6 +7,8 @@ In one run, on loopback, 1 KB JSON payloads, 64 concurrent connections (wrk):
        -- the ceiling for any server that verifies and validates in Python
   (b) a bare Starlette endpoint committing each request to SQLite with fsync (synchronous=FULL)
   (c) `opsloop up` with fsync_on_commit on (signature check, schema check, group commit)
+  (c+r) the same with `server.receiver_processes: 1`: webhooks are verified and answered in a second
+       process, the main one commits them and runs everything else
 Each server runs under the same uvicorn settings. Prints accepted/s, p50/p99 latency (medians of
 --repeat runs) and the ratios c/a and c/b.
 
@@ -191,17 +193,22 @@ def main() -> None:
     (project / "events" / "bench.yml").write_text(text)
 
     def start(kind: str, port: int, run: int) -> subprocess.Popen[bytes]:
-        if kind == "opsloop":
-            cmd = [sys.executable, "-m", "opsloop", "up", "--project", str(project), "--port", str(port)]
+        if kind in ("opsloop", "receivers"):
+            cmd = [sys.executable, "-m", "opsloop", "up", "--project", str(project), "--port", str(port),
+                   "--receivers", "1" if kind == "receivers" else "0"]
         else:
             cmd = [sys.executable, str(bare_py), kind, str(port), str(work / f"bare-{run}.sqlite")]
         env = {**os.environ, "BENCH_SECRET": secret, "BENCH_SCHEMA": json.dumps(SCHEMA)}
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
-    results: dict[str, list[dict[str, float]]] = {"bare": [], "checks": [], "sqlite": [], "opsloop": []}
+    results: dict[str, list[dict[str, float]]] = {
+        "bare": [], "checks": [], "sqlite": [], "opsloop": [], "receivers": []}
     for run in range(args.repeat):
         for kind in results:
             port = free_port()
+            # each run starts from an empty event log and warehouse, so the order of runs does not matter
+            for stale in [*project.glob("state/opsloop.sqlite*"), *project.glob("warehouse.duckdb*")]:
+                stale.unlink()
             proc = start(kind, port, run)
             url = f"http://127.0.0.1:{port}"
             try:
@@ -215,7 +222,7 @@ def main() -> None:
                     proc.wait(20)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-            print(f"run {run + 1}/{args.repeat} {kind:8s} {results[kind][-1]}", flush=True)
+            print(f"run {run + 1}/{args.repeat} {kind:9s} {results[kind][-1]}", flush=True)
 
     def med(kind: str, key: str) -> float:
         return statistics.median(r.get(key, float("nan")) for r in results[kind])
@@ -225,7 +232,8 @@ def main() -> None:
           f"{os.cpu_count()} cores")
     print(f"{'server':32s} {'accepted/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
     names = {"bare": "(a) bare Starlette, no storage", "checks": "(a') bare + signature + schema",
-             "sqlite": "(b) bare + SQLite fsync/request", "opsloop": "(c) opsloop up, fsync on"}
+             "sqlite": "(b) bare + SQLite fsync/request", "opsloop": "(c) opsloop up, fsync on",
+             "receivers": "(c+r) the same, 1 receiver process"}
     for kind, label in names.items():
         print(f"{label:32s} {med(kind, 'rps'):11.0f} {med(kind, 'p50'):8.2f} {med(kind, 'p99'):8.2f} "
               f"{med(kind, 'non2xx'):8.0f}")
@@ -234,6 +242,8 @@ def main() -> None:
     print(f"ratio c/a' = {med('opsloop', 'rps') / med('checks', 'rps'):.2f}   (storage, dispatch and loading)")
     print(f"ratio c/b = {med('opsloop', 'rps') / med('sqlite', 'rps'):.2f}")
     print(f"opsloop p99 = {med('opsloop', 'p99'):.1f} ms   (goal < 50 ms)")
+    print(f"with 1 receiver process: c/a = {med('receivers', 'rps') / med('bare', 'rps'):.2f}, "
+          f"p99 = {med('receivers', 'p99'):.1f} ms, {med('receivers', 'rps') / med('opsloop', 'rps'):.2f}x (c)")
     shutil.rmtree(work, ignore_errors=True)
 
 

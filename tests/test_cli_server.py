@@ -21,11 +21,11 @@ from .conftest import free_port, run_cli, wait_for
 
 
 class UpProcess:
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, *extra: str) -> None:
         self.root, self.port = root, port
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "opsloop", "up", "--project", str(root), "--port", str(port)],
+            [sys.executable, "-m", "opsloop", "up", "--project", str(root), "--port", str(port), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         wait_for(self._healthy, 20, what="opsloop up to answer /healthz")
@@ -79,14 +79,31 @@ def test_cli_round_trip(project_dir: Path) -> None:
     assert not (project_dir / "state" / "server.json").exists()
 
 
+def receiver_pids(parent: int) -> list[int]:
+    """The receiver processes of the `opsloop up` with pid ``parent`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"opsloop._receivers" in args and str(parent).encode() in args:
+                found.append(int(entry.name))
+    return found
+
+
 @pytest.mark.slow
-def test_sigkill_under_load_loses_no_acknowledged_event(project_dir: Path) -> None:
-    """Every 2xx is in the log exactly once after a kill -9; nothing refused is ever dispatched."""
+@pytest.mark.parametrize("receivers", [0, 1])
+def test_sigkill_under_load_loses_no_acknowledged_event(project_dir: Path, receivers: int) -> None:
+    """Every 2xx is in the log exactly once after a kill -9; nothing refused is ever dispatched. With a
+    receiver process, the kill -9 of `opsloop up` takes its receivers with it."""
     project = load_project(project_dir)
     cfg = project.endpoints["demo_request"]
     preset = make_preset(cfg.signature, project.secret(cfg.signature.secret_env or ""))
     port = free_port()
-    up = UpProcess(project_dir, port)
+    up = UpProcess(project_dir, port, "--receivers", str(receivers))
+    assert len(receiver_pids(up.proc.pid)) == receivers
     acked: list[tuple[str, str]] = []
     refused: list[str] = []
     stop = threading.Event()
@@ -117,6 +134,7 @@ def test_sigkill_under_load_loses_no_acknowledged_event(project_dir: Path) -> No
     wait_for(lambda: len(acked) > 200, 30, what="some load to be acknowledged")
     os.kill(up.proc.pid, signal.SIGKILL)
     up.proc.wait(10)
+    wait_for(lambda: not receiver_pids(up.proc.pid), 10, what="the receivers to die with opsloop up")
     stop.set()
     for t in threads:
         t.join(10)

@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import signal
+import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -20,8 +22,9 @@ def server_file(root: Path) -> Path:
     return root / "state" / "server.json"
 
 
-def uvicorn_server(config: Any, app: App) -> Any:
-    """A uvicorn server that tells ``app`` when a stop begins, before uvicorn waits for open responses."""
+def uvicorn_server(config: Any, app: App, before_shutdown: Callable[[], Awaitable[None]] | None = None) -> Any:
+    """A uvicorn server that tells ``app`` when a stop begins, before uvicorn waits for open responses;
+    ``before_shutdown`` is awaited while it still serves (the receiver processes drain then)."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -29,10 +32,15 @@ def uvicorn_server(config: Any, app: App) -> Any:
             app.begin_shutdown()
             super().handle_exit(sig, frame)
 
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            if before_shutdown is not None:
+                await before_shutdown()
+            await super().shutdown(sockets)
+
     return Server(config)
 
 
-async def _settle_gc() -> None:
+async def settle_gc() -> None:
     """After start-up, keep the garbage collector off the request path.
 
     Everything loaded at start (project, schemas, modules) is frozen out of collection, and young-generation
@@ -47,7 +55,10 @@ async def _settle_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-def serve(project_dir: Path, host: str | None = None, port: int | None = None, role: str = "all") -> None:
+def serve(
+    project_dir: Path, host: str | None = None, port: int | None = None, role: str = "all",
+    receivers: int | None = None,
+) -> None:
     import uvicorn
 
     from .app import App
@@ -55,7 +66,7 @@ def serve(project_dir: Path, host: str | None = None, port: int | None = None, r
 
     if role not in ("all", "receiver", "worker", "scheduler"):
         raise OpsloopError(f"unknown role {role!r}: use all, receiver, worker or scheduler")
-    app = App.from_path(project_dir, host=host, port=port, role=role)
+    app = App.from_path(project_dir, host=host, port=port, role=role, receiver_processes=receivers)
     if not app.settings.api_token:
         raise OpsloopError(
             "OPSLOOP_API_TOKEN is not set: add OPSLOOP_API_TOKEN=<a long random string> to the project's .env "
@@ -66,14 +77,26 @@ def serve(project_dir: Path, host: str | None = None, port: int | None = None, r
             f"--role {role} runs opsloop as several processes, which share a Postgres state store: set state.url "
             "in opsloop.yml (or OPSLOOP_STATE_URL) to postgresql://..., or use --role all"
         )
+    receivers = app.settings.receiver_processes
+    if receivers and role != "all":
+        raise OpsloopError("server.receiver_processes works with --role all; past one machine, run more "
+                           "--role receiver processes instead")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asgi = create_asgi(app)
-    app.on_start.append(_settle_gc)
+    app.on_start.append(settle_gc)
+    pool = None
+    if receivers:
+        from ._receivers import ReceiverPool
+
+        pool = ReceiverPool(app, receivers)
+        app.on_start.append(pool.start)
     info = server_file(app.project.root)
     info.parent.mkdir(parents=True, exist_ok=True)
     info.write_text(json.dumps({"pid": os.getpid(), "host": app.settings.host, "port": app.settings.port}))
+    extra = f", {receivers} receiver process(es)" if receivers else ""
     print(
-        f"opsloop serving {app.project.config.name} on http://{app.settings.host}:{app.settings.port} (role {role})",
+        f"opsloop serving {app.project.config.name} on http://{app.settings.host}:{app.settings.port} "
+        f"(role {role}{extra})",
         flush=True,
     )
     config = uvicorn.Config(
@@ -92,8 +115,14 @@ def serve(project_dir: Path, host: str | None = None, port: int | None = None, r
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _frame: stopped.append(signum))
     try:
-        uvicorn_server(config, app).run()
+        if pool is None:
+            uvicorn_server(config, app).run()
+        else:
+            # the main process serves the receivers on its private socket; they serve the public port
+            uvicorn_server(config, app, before_shutdown=pool.stop).run(sockets=[pool.private])
     finally:
         info.unlink(missing_ok=True)
+        if pool is not None:
+            pool.close()
     if stopped:
         print("opsloop stopped cleanly", flush=True)

@@ -14,6 +14,17 @@ def _bool(text: str) -> bool:
     return text.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name)
+    if not text:
+        return default
+    if not text.strip().isdigit():
+        from .errors import OpsloopError
+
+        raise OpsloopError(f"{name}={text!r} is not a whole number; set it to 0, 1, 2 ...")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the running app needs that is not a project file. Never log ``api_token``."""
@@ -34,6 +45,8 @@ class Settings:
     public_url: str | None = None
     """The public address of the server (``server.public_url``); webhook URLs for signatures are built on it."""
     lead_retry: float = 2.0
+    receiver_processes: int = 0
+    """Extra processes that take webhooks (``server.receiver_processes``); 0 answers them in-process."""
     """Seconds between attempts to take over a leader-only job (dispatcher, loader, scheduler)."""
 
     def has_role(self, role: str) -> bool:
@@ -66,6 +79,7 @@ def resolve_settings(project: Project, overrides: Mapping[str, Any] | None = Non
         retention_days=cfg.retention_days,
         time_scale=float(env.get("OPSLOOP_TIME_SCALE") or 1.0),
         role=env.get("OPSLOOP_ROLE") or "all",
+        receiver_processes=_count(env, "OPSLOOP_RECEIVER_PROCESSES", cfg.server.receiver_processes),
         public_url=(env.get("OPSLOOP_PUBLIC_URL") or cfg.server.public_url or "").rstrip("/") or None,
     )
     return settings.with_(**(overrides or {}))

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from ..conftest import ServerThread, free_port, make_app, wait_for
 from .conftest import seed_app
@@ -61,16 +62,19 @@ def test_unknown_dashboard_and_tile(example_server: ServerThread) -> None:
         assert anon.get("/dashboards/live").status_code == 303
 
 
-def test_an_open_stream_does_not_hold_the_stop(example_dir: Path) -> None:
+@pytest.mark.parametrize("receivers", [0, 1])
+def test_an_open_stream_does_not_hold_the_stop(example_dir: Path, receivers: int) -> None:
     """SIGTERM with a dashboard open: the push stream ends at once and `opsloop up` exits cleanly, well
-    before uvicorn's 10 s grace period for open responses."""
+    before uvicorn's 10 s grace period for open responses. With a receiver process the stream passes
+    through it, and a webhook it takes is pushed to the open dashboard."""
     probe = make_app(example_dir)
     seed_app(probe)
     token = probe.settings.api_token
     probe.close()
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "opsloop", "up", "--project", str(example_dir), "--port",
-                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             str(port), "--receivers", str(receivers)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         def healthy() -> bool:
             try:
@@ -84,6 +88,12 @@ def test_an_open_stream_does_not_hold_the_stop(example_dir: Path) -> None:
         with api.stream("GET", "/api/dashboards/live/events") as stream:
             lines = stream.iter_lines()
             assert next(lines).startswith("retry:")  # the stream is open
+            got = httpx.post(f"http://127.0.0.1:{port}/hooks/purchase",
+                             json={"customer_id": 7, "name": "Hedy", "plan": "team", "amount": 12.5})
+            assert got.status_code == 202
+            for line in lines:
+                if line.startswith("data:") and "new event" in line:
+                    break
             asked = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             rest = list(lines)  # ends when the server closes the stream

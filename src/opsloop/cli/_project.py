@@ -75,11 +75,14 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
         host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
         role: Annotated[str, typer.Option(help="all (default); receiver, worker, scheduler past one machine.")] = "all",
+        receivers: Annotated[
+            int | None, typer.Option(help="Extra processes that take webhooks (server.receiver_processes).")
+        ] = None,
     ) -> None:
         """Serve webhooks, the API and pages, and run the background work."""
         from .._server import serve
 
-        serve(project, host=host, port=port, role=role)
+        serve(project, host=host, port=port, role=role, receivers=receivers)
 
 
 def register_demo(app: typer.Typer) -> None:

@@ -12,12 +12,33 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from ..errors import ServerBusy
 from ..state import AppendResult, NewEvent, StateStore
 
 _STOP = object()
-_Item = tuple[NewEvent, "asyncio.Future[AppendResult]", asyncio.AbstractEventLoop]
+Outcome = AppendResult | BaseException
+
+
+class Sink(Protocol):
+    """Receives the outcomes of its events after each commit (called on the writer thread)."""
+
+    def deliver(self, outcomes: list[tuple[Any, Outcome]]) -> None: ...
+
+
+class _LoopSink:
+    """Resolves futures on their event loop, one thread hop per commit."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def deliver(self, outcomes: list[tuple[Any, Outcome]]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self.loop.call_soon_threadsafe(_resolve, outcomes)
+
+
+_Item = tuple[NewEvent, Sink, Any]
 
 
 class GroupCommitter:
@@ -37,6 +58,7 @@ class GroupCommitter:
         self._queue: deque[_Item | object] = deque()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sinks: dict[asyncio.AbstractEventLoop, _LoopSink] = {}
         self.batches = 0
         self.committed = 0
 
@@ -55,16 +77,27 @@ class GroupCommitter:
 
     async def submit(self, event: NewEvent) -> AppendResult:
         """Append ``event`` durably; returns once its transaction has committed."""
+        return await self.enqueue(event)
+
+    def enqueue(self, event: NewEvent) -> asyncio.Future[AppendResult]:
+        """Queue ``event``; the future resolves once its transaction has committed (call on the loop)."""
+        loop = asyncio.get_running_loop()
+        sink = self._sinks.get(loop)
+        if sink is None:
+            sink = self._sinks[loop] = _LoopSink(loop)
+        future: asyncio.Future[AppendResult] = loop.create_future()
+        self.put(event, sink, future)
+        return future
+
+    def put(self, event: NewEvent, sink: Sink, key: Any) -> None:
+        """Queue ``event``; after its commit ``sink.deliver`` gets ``(key, result or error)``. From any thread."""
         if self._thread is None:
             raise ServerBusy("the server is shutting down", retry_after=2.0)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[AppendResult] = loop.create_future()
         if len(self._queue) >= self.max_pending:
             raise ServerBusy("the event log is saturated; retry shortly", retry_after=1.0)
-        self._queue.append((event, future, loop))
+        self._queue.append((event, sink, key))
         if not self._wake.is_set():
             self._wake.set()
-        return await future
 
     def _run(self) -> None:
         stopping = False
@@ -85,32 +118,30 @@ class GroupCommitter:
 
     def _commit(self, items: list[_Item]) -> None:
         events = [item[0] for item in items]
+        outcomes: list[Outcome]
         try:
             results = self.store.append_events(events)
-        except Exception as exc:  # resolve every waiter with the failure; nothing was acknowledged
-            error = exc
-            for _, future, loop in items:
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_fail, future, error)
+            outcomes = list(results)
+        except Exception as exc:  # every waiter gets the failure; nothing was acknowledged
+            results, outcomes = [], [exc] * len(items)
+        by_sink: dict[int, tuple[Sink, list[tuple[Any, Outcome]]]] = {}
+        for (_, sink, key), outcome in zip(items, outcomes, strict=True):
+            by_sink.setdefault(id(sink), (sink, []))[1].append((key, outcome))
+        for sink, pairs in by_sink.values():
+            sink.deliver(pairs)
+        if not results:
             return
         self.batches += 1
         self.committed += len(results)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[AppendResult], AppendResult]]] = {}
-        for (_, future, loop), result in zip(items, results, strict=True):
-            by_loop.setdefault(loop, []).append((future, result))
-        for loop, pairs in by_loop.items():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, pairs)
         if self.on_commit is not None:
             self.on_commit(results)
 
 
-def _resolve(pairs: list[tuple[asyncio.Future[AppendResult], AppendResult]]) -> None:
-    for future, result in pairs:
-        if not future.done():
-            future.set_result(result)
-
-
-def _fail(future: asyncio.Future[AppendResult], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
+def _resolve(pairs: list[tuple[Any, Outcome]]) -> None:
+    for future, outcome in pairs:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

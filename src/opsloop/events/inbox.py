@@ -7,18 +7,24 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .._ids import new_id
 from ..errors import ServerBusy
 from ..project import EndpointConfig, Project
-from ..state import NewEvent
-from ._committer import GroupCommitter
+from ..state import AppendResult, NewEvent
 from ._schemas import PayloadValidator
 from ._signatures import Preset, SignedRequest, make_preset
 
 DROPPED_HEADERS = {"authorization", "cookie", "proxy-authorization"}
 REDACTED = "[redacted]"
+
+
+class Appender(Protocol):
+    """Where accepted and refused requests are appended: the group commit, or (in a receiver process) the
+    channel to the main process."""
+
+    async def submit(self, event: NewEvent) -> AppendResult: ...
 
 
 @dataclass
@@ -89,7 +95,7 @@ def _field(payload: Any, dotted: str) -> Any:
 
 
 class Inbox:
-    def __init__(self, project: Project, committer: GroupCommitter, retention_days: int) -> None:
+    def __init__(self, project: Project, committer: Appender, retention_days: int) -> None:
         self.project = project
         self.endpoints = compile_endpoints(project)
         self.committer = committer

@@ -34,6 +34,9 @@ class ServerConfig(_Strict):
     fsync_on_commit: bool = True
     max_pending: int = 20000
     load_interval: float = 0.5
+    receiver_processes: int = Field(default=0, ge=0, le=64)
+    """Extra processes that verify and answer webhooks while this one commits them and runs everything
+    else (docs/webhooks.md, "Throughput"); 0 answers webhooks in the main process."""
     public_url: str | None = None
     """The address senders use (``https://hooks.example.com``) when opsloop runs behind a proxy or tunnel:
     signatures over the URL (HubSpot v3) are checked against it instead of the address the request reached."""

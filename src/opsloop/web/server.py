@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -19,6 +19,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..app import App, ReplayError
+from ..events.inbox import Inbox
+from ..settings import Settings
 from ..state import ALL_STATUSES
 from . import auth
 from .ops import ops_routes
@@ -235,16 +237,27 @@ class Web:
         return RedirectResponse(f"/events?message={quote(message)}", status_code=303)
 
 
+class HookHost(Protocol):
+    """What the webhook path needs: an ``App``, or a receiver process's stand-in."""
+
+    @property
+    def inbox(self) -> Inbox: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+
 class HookFastPath:
     """``POST /hooks/<endpoint>`` answered without the framework's routing and request objects.
 
-    Webhook acceptance is the hot path; everything else goes to the Starlette app.
+    Webhook acceptance is the hot path; everything else goes to ``fallback`` (the Starlette app, or in a
+    receiver process the proxy to the main process).
     """
 
-    def __init__(self, app: App, fallback: Starlette) -> None:
+    def __init__(self, app: HookHost, fallback: Any) -> None:
         self.app = app
         self.fallback = fallback
-        self.state = fallback.state
+        self.state = getattr(fallback, "state", None)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""

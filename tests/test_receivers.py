@@ -1,0 +1,177 @@
+"""`server.receiver_processes`: webhooks verified and answered in separate processes, committed by the main
+one; every other request passes through to the main process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from opsloop.events._signatures import SignedRequest, make_preset
+from opsloop.project import load_project
+
+from .conftest import free_port, run_cli, wait_for
+from .test_cli_server import UpProcess, receiver_pids
+
+
+def _signer(root: Path):  # type: ignore[no-untyped-def]
+    project = load_project(root)
+    cfg = project.endpoints["demo_request"]
+    preset = make_preset(cfg.signature, project.secret(cfg.signature.secret_env or ""))
+    token = project.env["OPSLOOP_API_TOKEN"]
+
+    def sign(body: bytes, msg_id: str) -> dict[str, str]:
+        return {**preset.sign(SignedRequest(body, {"webhook-id": msg_id}), time.time()),
+                "content-type": "application/json"}
+
+    return sign, token
+
+
+@pytest.mark.slow
+def test_receiver_takes_webhooks_and_passes_everything_else_through(project_dir: Path) -> None:
+    sign, token = _signer(project_dir)
+    up = UpProcess(project_dir, free_port(), "--receivers", "1")
+    try:
+        [receiver] = receiver_pids(up.proc.pid)
+        sent = run_cli("send", "demo_request", "@samples/demo_request.json", "--url", up.url, "--json",
+                       cwd=project_dir)
+        assert sent.returncode == 0, sent.stderr
+        event_id = json.loads(sent.stdout)["id"]
+        bad = httpx.post(f"{up.url}/hooks/demo_request", content=b'{"email": "nope", "name": "x"}',
+                         headers=sign(b'{"email": "nope", "name": "x"}', "m-bad"))
+        assert bad.status_code == 422 and bad.json()["errors"][0]["pointer"] == "/email"
+        body = b'{"email": "ok@example.com", "name": "Ok"}'
+        tampered = httpx.post(f"{up.url}/hooks/demo_request", content=body + b" ", headers=sign(body, "m-t"))
+        assert tampered.status_code == 401
+        assert httpx.post(f"{up.url}/hooks/nope", content=body).status_code == 404
+
+        # the same delivery posted 16 times at once: accepted once, the others answer with its id
+        dup_headers = sign(body, "m-dup")
+        answers: list[httpx.Response] = []
+        lock = threading.Lock()
+
+        def post() -> None:
+            r = httpx.post(f"{up.url}/hooks/demo_request", content=body, headers=dup_headers, timeout=10)
+            with lock:
+                answers.append(r)
+
+        threads = [threading.Thread(target=post) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [200] * 15 + [202], codes
+        assert len({r.json()["id"] for r in answers}) == 1
+
+        # the API, pages and login pass through to the main process, auth included
+        api = httpx.Client(base_url=up.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        listed = wait_for(lambda: [e for e in api.get("/api/events", params={"status": "dispatched"}).json()["events"]
+                                   if e["id"] == event_id], 20, what="the event to be dispatched")
+        assert listed[0]["endpoint"] == "demo_request"
+        assert httpx.get(f"{up.url}/api/events").status_code == 401
+        home = httpx.get(f"{up.url}/")
+        assert home.status_code == 303 and home.headers["location"].startswith("/login")
+        login = httpx.get(f"{up.url}/login")
+        assert login.status_code == 200 and "text/html" in login.headers["content-type"]
+        assert len(login.headers.get_list("date")) == 1
+        with httpx.Client(base_url=up.url, timeout=10) as browser:
+            signed_in = browser.post("/login", data={"token": token, "next": "/events"})
+            assert signed_in.status_code == 303 and signed_in.headers["location"] == "/events"
+            page = browser.get("/events")
+            assert page.status_code == 200 and event_id in page.text
+        status = api.get("/api/status")
+        assert status.status_code == 200
+
+        # a receiver that dies is replaced; webhooks are answered again
+        os.kill(receiver, signal.SIGKILL)
+        replaced = wait_for(lambda: [p for p in receiver_pids(up.proc.pid) if p != receiver], 20,
+                            what="a new receiver process")
+        again = wait_for(lambda: _post_ok(up.url, body, sign), 20, what="webhooks to be answered again")
+        assert again == 202
+        runtime = _runtime_dir(replaced[0])
+        assert runtime.is_dir()
+    finally:
+        code = up.stop(signal.SIGTERM)
+    assert code == 0
+    assert receiver_pids(up.proc.pid) == []
+    assert not runtime.exists()
+
+
+def _post_ok(url: str, body: bytes, sign) -> int | None:  # type: ignore[no-untyped-def]
+    try:
+        r = httpx.post(f"{url}/hooks/demo_request", content=body, headers=sign(body, f"m-{time.time()}"))
+    except httpx.HTTPError:
+        return None
+    return r.status_code if r.status_code == 202 else None
+
+
+def _runtime_dir(pid: int) -> Path:
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return Path(args[args.index("--dir") + 1])
+
+
+@pytest.mark.slow
+def test_sigterm_drains_receivers_first(project_dir: Path) -> None:
+    """Requests in flight when the stop begins are answered and committed; after the stop nothing answers."""
+    sign, _ = _signer(project_dir)
+    up = UpProcess(project_dir, free_port(), "--receivers", "2")
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        with httpx.Client(timeout=10) as client:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                body = json.dumps({"email": f"w{worker}-{i}@example.com", "name": "x"}).encode()
+                try:
+                    r = client.post(f"{up.url}/hooks/demo_request", content=body, headers=sign(body, f"{worker}-{i}"))
+                except httpx.HTTPError:
+                    return
+                if r.status_code == 202:
+                    acked.append(r.json()["id"])
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(acked) > 50, 30, what="some webhooks to be accepted")
+    assert len(receiver_pids(up.proc.pid)) == 2
+    code = up.stop(signal.SIGTERM)
+    stop.set()
+    for t in threads:
+        t.join(20)
+    assert code == 0
+    out = up.proc.stdout.read() if up.proc.stdout else ""
+    assert "2 receiver process(es)" in out and "stopped cleanly" in out
+    shown = run_cli("events", "--json", "--limit", "100000", cwd=project_dir)
+    stored = {e["id"] for e in json.loads(shown.stdout)}
+    assert set(acked) <= stored
+
+
+def test_bad_receiver_settings_are_refused(project_dir: Path) -> None:
+    bad_env = run_cli("up", "--port", str(free_port()), cwd=project_dir,
+                      env={"OPSLOOP_RECEIVER_PROCESSES": "two"}, timeout=30)
+    assert bad_env.returncode == 1
+    assert "OPSLOOP_RECEIVER_PROCESSES='two' is not a whole number" in bad_env.stderr
+    config = project_dir / "opsloop.yml"
+    config.write_text(config.read_text().replace("server:\n", "server:\n  receiver_processes: -1\n", 1))
+    checked = run_cli("validate", cwd=project_dir)
+    assert checked.returncode == 1 and "opsloop.yml" in checked.stderr and "receiver_processes" in checked.stderr
+
+
+def test_port_in_use_is_a_clear_error(project_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = run_cli("up", "--port", str(port), "--receivers", "1", cwd=project_dir, timeout=30)
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "--port" in done.stderr
