@@ -230,12 +230,12 @@ def main() -> None:
     print()
     print(f"1 KB JSON, {args.connections} connections, {args.seconds}s x {args.repeat} runs (medians), "
           f"{os.cpu_count()} cores")
-    print(f"{'server':32s} {'accepted/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
+    print(f"{'server':36s} {'accepted/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
     names = {"bare": "(a) bare Starlette, no storage", "checks": "(a') bare + signature + schema",
              "sqlite": "(b) bare + SQLite fsync/request", "opsloop": "(c) opsloop up, fsync on",
              "receivers": "(c+r) the same, 1 receiver process"}
     for kind, label in names.items():
-        print(f"{label:32s} {med(kind, 'rps'):11.0f} {med(kind, 'p50'):8.2f} {med(kind, 'p99'):8.2f} "
+        print(f"{label:36s} {med(kind, 'rps'):11.0f} {med(kind, 'p50'):8.2f} {med(kind, 'p99'):8.2f} "
               f"{med(kind, 'non2xx'):8.0f}")
     print(f"ratio c/a = {med('opsloop', 'rps') / med('bare', 'rps'):.2f}   (goal >= 0.80)")
     print(f"ratio a'/a = {med('checks', 'rps') / med('bare', 'rps'):.2f}   (the checks alone, nothing stored)")

@@ -42,6 +42,25 @@ def test_accepts_signed_event_and_dispatches_it(server: ServerThread) -> None:
     assert detail["headers"]["webhook-id"] == "m-1"
 
 
+def test_an_event_no_handler_wants_is_dispatched_as_stored(server: ServerThread) -> None:
+    """Webhooks feed workflows, loads and models (which read the log); with no handler for their name the
+    dispatcher has nothing to do, so they are stored dispatched. An event a handler wants waits for it."""
+    app = server.app
+    seen: list[str] = []
+
+    async def handler(event):  # type: ignore[no-untyped-def]
+        seen.append(event.id)
+
+    app.on_event("demo_request.*", handler)
+    wanted = signed_post(server, "demo_request", GOOD, msg_id="m-wanted").json()["id"]
+    wait_for(lambda: wanted in seen, what="the handler to get the event it wants")
+    wait_for(lambda: (r := app.store.get_event(wanted)) is not None and r.status == "dispatched")
+    app.handlers.clear()
+    unwanted = signed_post(server, "demo_request", GOOD, msg_id="m-unwanted").json()["id"]
+    record = app.store.get_event(unwanted)
+    assert record is not None and record.status == "dispatched" and record.dispatched_at == record.received_at
+
+
 def test_bad_signature_is_401_recorded_and_never_dispatched(server: ServerThread) -> None:
     body = json.dumps(GOOD).encode()
     headers = {"webhook-id": "m-x", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"}

@@ -94,7 +94,8 @@ class App:
     def committer(self) -> GroupCommitter:
         if self._committer is None:
             self._committer = GroupCommitter(
-                self.store, max_pending=self.settings.max_pending, on_commit=lambda _r: self.bus.notify()
+                self.store, max_pending=self.settings.max_pending, on_commit=lambda _r: self.bus.notify(),
+                prepare=self._settle,
             )
         return self._committer
 
@@ -136,6 +137,7 @@ class App:
                 batch=5000,
                 min_interval=0.2,
                 parse=lambda: bool(self.on_raw_loaded),
+                drain=10.0,  # a clean stop leaves raw.events complete
             )
             self._consumers = [dispatcher, warehouse_loader]
             self._tasks = [
@@ -214,6 +216,17 @@ class App:
             await asyncio.sleep(3600)
 
     # -- dispatch ----------------------------------------------------------------------------
+    @staticmethod
+    def _matches(pattern: str, name: str) -> bool:
+        return pattern in ("*", name) or (pattern.endswith(".*") and name.startswith(pattern[:-1]))
+
+    def _settle(self, event: NewEvent) -> None:
+        """Before an append: an accepted event that no handler wants is dispatched as it is stored, which
+        spares the dispatcher a write per event (most webhooks feed workflows, loads and models, which
+        read the log themselves, and have no handler)."""
+        if event.status == "received" and not any(self._matches(p, event.name) for p, _ in self.handlers):
+            event.status = "dispatched"
+
     async def _dispatch(self, events: list[EventRecord]) -> None:
         dispatched: list[str] = []
         for event in events:
@@ -221,7 +234,7 @@ class App:
                 continue
             error = None
             for pattern, handler in self.handlers:
-                if pattern in ("*", event.name) or (pattern.endswith(".*") and event.name.startswith(pattern[:-1])):
+                if self._matches(pattern, event.name):
                     if event.payload is None and event.payload_text is not None:
                         event.payload = json.loads(event.payload_text)
                     try:

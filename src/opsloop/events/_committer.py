@@ -48,8 +48,10 @@ class GroupCommitter:
         max_pending: int = 20000,
         max_batch: int = 1000,
         on_commit: Callable[[list[AppendResult]], None] | None = None,
+        prepare: Callable[[NewEvent], None] | None = None,
     ) -> None:
         self.store = store
+        self.prepare = prepare
         self.max_batch = max_batch
         self.on_commit = on_commit
         self.max_pending = max_pending
@@ -118,6 +120,9 @@ class GroupCommitter:
 
     def _commit(self, items: list[_Item]) -> None:
         events = [item[0] for item in items]
+        if self.prepare is not None:
+            for event in events:
+                self.prepare(event)
         outcomes: list[Outcome]
         try:
             results = self.store.append_events(events)

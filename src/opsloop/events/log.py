@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from ..state import EventRecord, StateStore
@@ -66,6 +67,7 @@ class Consumer:
         min_interval: float = 0.0,
         with_body: bool = False,
         parse: Callable[[], bool] | bool = True,
+        drain: float = 0.0,
     ) -> None:
         self.name = name
         self.store = store
@@ -79,6 +81,8 @@ class Consumer:
         """After a partial batch, wait this long so that the next batch is larger (cheaper per event)."""
         self.with_body = with_body
         self.parse = parse
+        self.drain = drain
+        """At stop, keep handling what is already in the log for up to this many seconds."""
         self.position = 0
         self._stop = asyncio.Event()
 
@@ -98,6 +102,9 @@ class Consumer:
                 elif processed == 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(_first(wake, self._stop), timeout=self.poll)
+            deadline = time.monotonic() + self.drain
+            while time.monotonic() < deadline and await self.step() > 0:
+                pass
         finally:
             self.bus.drop(wake)
 

@@ -307,14 +307,14 @@ class StateStore(ABC):
                 for row, seq, dup in zip(rows, seqs, dups, strict=True)]
 
     _EVENT_INSERT = ("INSERT INTO events (id, endpoint, name, received_at, idempotency_key, headers, body, payload, "
-                     "status, accepted, error, source, related_id, expires_at) VALUES ")
+                     "status, accepted, error, source, related_id, expires_at, dispatched_at) VALUES ")
 
     def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int]:
         """Insert event rows in order; returns their ``seq``s."""
         seqs = []
         for row in rows:
-            found = self.execute(cur, self._EVENT_INSERT + "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-                                 row).fetchone()
+            marks = ", ".join("?" * len(row))
+            found = self.execute(cur, f"{self._EVENT_INSERT}({marks}) RETURNING seq", row).fetchone()
             seqs.append(int(found[0]))
         return seqs
 
@@ -336,6 +336,7 @@ class StateStore(ABC):
             ev.source,
             related,
             ev.expires_at,
+            ev.received_at if status == "dispatched" else None,  # nothing to dispatch it to (App._settle)
         )
 
     def read_events(

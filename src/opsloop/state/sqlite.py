@@ -65,7 +65,7 @@ class SQLiteStateStore(StateStore):
         seqs = list(range(top + 1, top + 1 + len(rows)))
         for start in range(0, len(rows), 500):
             chunk = rows[start : start + 500]
-            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
             params = [v for seq, row in zip(seqs[start : start + 500], chunk, strict=True) for v in (seq, *row)]
             cur.execute(self._EVENT_INSERT.replace("(id,", "(seq, id,", 1) + values, params)
         return seqs
