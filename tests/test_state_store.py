@@ -47,6 +47,26 @@ def test_append_read_and_cursor(store: StateStore) -> None:
     assert [e.id for e in store.read_events(store.get_cursor("c"))] == [results[2].event_id]
 
 
+def test_a_payload_that_is_the_body_is_stored_once(store: StateStore) -> None:
+    body = '{"email": "ada@example.com", "note": "caf\u00e9 \u2615"}'.encode()
+    same = ev(body=body, payload_text=body.decode(), payload=None)
+    redacted = ev(body=b'{"phone":"[redacted]"}', payload_text=None, payload={"phone": "[redacted]"})
+    quarantined = ev(body=body, payload_text=body.decode(), payload=None, status="quarantined")
+    store.append_events([same, redacted, quarantined])
+    stored = dict(store.query("SELECT id, payload FROM events"))
+    assert stored[same.id] == "" and stored[quarantined.id] == ""  # not a second copy of the body
+    assert stored[redacted.id] == '{"phone": "[redacted]"}'
+    light = {e.id: e for e in store.read_events(0, with_body=False, parse=False)}
+    assert light[same.id].payload_text == body.decode() and light[same.id].body is None
+    full = {e.id: e for e in store.read_events(0)}
+    assert full[same.id].payload == {"email": "ada@example.com", "note": "caf\u00e9 \u2615"}
+    assert full[same.id].body == body and full[redacted.id].payload == {"phone": "[redacted]"}
+    shown = store.get_event(quarantined.id)
+    assert shown is not None and shown.payload == full[same.id].payload
+    listed = {e.id: e for e in store.list_events()}
+    assert listed[same.id].payload_text == body.decode()
+
+
 def test_dedupe_inside_window_and_after_it(store: StateStore) -> None:
     now = time.time()
     first = store.append_events([ev(idempotency_key="k1", dedupe_until=now + 60)])[0]

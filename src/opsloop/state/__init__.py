@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import StateStoreError
-from .base import ACCEPTED_STATUSES, ALL_STATUSES, AppendResult, EventRecord, NewEvent, StateStore
+from .base import (
+    ACCEPTED_STATUSES,
+    ALL_STATUSES,
+    AppendResult,
+    EventRecord,
+    NewEvent,
+    StateStore,
+    payload_text_of,
+)
 
 
 def open_store(url: str, root: Path | None = None, fsync: bool = True) -> StateStore:
@@ -38,4 +46,5 @@ __all__ = [
     "NewEvent",
     "StateStore",
     "open_store",
+    "payload_text_of",
 ]

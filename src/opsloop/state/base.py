@@ -115,14 +115,35 @@ _EVENT_COLUMNS = (
 )
 
 
-_LIGHT_COLUMNS = _EVENT_COLUMNS.replace("headers, body,", "NULL, NULL,")
+# An accepted webhook's payload is its body (unless fields were redacted): it is stored once, in ``body``,
+# with ``payload = ''`` (never valid JSON) saying so. Light reads fetch the body only for those rows.
+SAME_AS_BODY = ""
+_LIGHT_COLUMNS = _EVENT_COLUMNS.replace("headers, body,", "NULL, CASE WHEN payload = '' THEN body END,")
+
+
+def _stored_payload(ev: NewEvent) -> str | None:
+    text = ev.payload_text
+    if text is not None:
+        body = ev.body
+        if body is not None and len(body) >= len(text) and body == text.encode("utf-8"):
+            return SAME_AS_BODY
+        return text
+    return json.dumps(ev.payload) if ev.payload is not None else None
 
 
 def _json_or_none(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
 
 
-def _row_to_event(row: Sequence[Any], parse: bool = True) -> EventRecord:
+def payload_text_of(payload: str | None, body: Any) -> str | None:
+    """The stored payload text of an event row (``payload``, or the body it is the same as)."""
+    if payload == SAME_AS_BODY and body is not None:
+        return bytes(body).decode("utf-8")
+    return payload
+
+
+def _row_to_event(row: Sequence[Any], parse: bool = True, light: bool = False) -> EventRecord:
+    text = payload_text_of(row[8], row[7])
     return EventRecord(
         seq=int(row[0]),
         id=row[1],
@@ -131,9 +152,9 @@ def _row_to_event(row: Sequence[Any], parse: bool = True) -> EventRecord:
         received_at=float(row[4]),
         idempotency_key=row[5],
         headers=json.loads(row[6] or "{}"),
-        body=bytes(row[7]) if row[7] is not None else None,
-        payload=_json_or_none(row[8]) if parse else None,
-        payload_text=row[8],
+        body=bytes(row[7]) if row[7] is not None and not light else None,
+        payload=_json_or_none(text) if parse else None,
+        payload_text=text,
         status=row[9],
         error=_json_or_none(row[10]),
         source=row[11],
@@ -328,8 +349,7 @@ class StateStore(ABC):
             ev.idempotency_key,
             json.dumps(ev.headers),
             ev.body,
-            ev.payload_text if ev.payload_text is not None else (
-                json.dumps(ev.payload) if ev.payload is not None else None),
+            _stored_payload(ev),
             status,
             1 if status in ACCEPTED_STATUSES else 0,
             json.dumps(ev.error) if ev.error is not None else None,
@@ -352,7 +372,7 @@ class StateStore(ABC):
             f"SELECT {columns} FROM events WHERE accepted = 1 AND seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
         )
-        return [_row_to_event(r, parse) for r in rows]
+        return [_row_to_event(r, parse, light=not with_body) for r in rows]
 
     def list_events(
         self,

@@ -21,7 +21,7 @@ from typing import Any
 
 from .._ids import new_id
 from ..events.log import Consumer
-from ..state import EventRecord, NewEvent
+from ..state import EventRecord, NewEvent, payload_text_of
 from . import _templates
 from ._api import CancelOn, WorkflowDef
 from ._batch import WriteBatcher
@@ -584,12 +584,13 @@ class Engine:
         match = spec.get("match")
         while True:
             rows = self.store.query(
-                "SELECT seq, id, name, payload, received_at, source, endpoint FROM events "
-                "WHERE name = ? AND accepted = 1 AND seq > ? ORDER BY seq LIMIT 200",
+                "SELECT seq, id, name, payload, received_at, source, endpoint, CASE WHEN payload = '' THEN body END "
+                "FROM events WHERE name = ? AND accepted = 1 AND seq > ? ORDER BY seq LIMIT 200",
                 (spec["event"], after),
             )
             for r in rows:
-                evd = event_dict(int(r[0]), r[1], r[2], json.loads(r[3]) if r[3] else None, r[4], r[5], r[6])
+                text = payload_text_of(r[3], r[7])
+                evd = event_dict(int(r[0]), r[1], r[2], json.loads(text) if text else None, r[4], r[5], r[6])
                 if not match:
                     return evd
                 try:
