@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .errors import OpsloopError
 from .project import Project
 from .project.config import WarehouseConfig
 
@@ -19,8 +20,6 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if not text:
         return default
     if not text.strip().isdigit():
-        from .errors import OpsloopError
-
         raise OpsloopError(f"{name}={text!r} is not a whole number; set it to 0, 1, 2 ...")
     return int(text)
 

@@ -79,17 +79,13 @@ class GroupCommitter:
 
     async def submit(self, event: NewEvent) -> AppendResult:
         """Append ``event`` durably; returns once its transaction has committed."""
-        return await self.enqueue(event)
-
-    def enqueue(self, event: NewEvent) -> asyncio.Future[AppendResult]:
-        """Queue ``event``; the future resolves once its transaction has committed (call on the loop)."""
         loop = asyncio.get_running_loop()
         sink = self._sinks.get(loop)
         if sink is None:
             sink = self._sinks[loop] = _LoopSink(loop)
         future: asyncio.Future[AppendResult] = loop.create_future()
         self.put(event, sink, future)
-        return future
+        return await future
 
     def put(self, event: NewEvent, sink: Sink, key: Any) -> None:
         """Queue ``event``; after its commit ``sink.deliver`` gets ``(key, result or error)``. From any thread."""

@@ -28,6 +28,7 @@ from ._committer import GroupCommitter
 
 log = logging.getLogger("opsloop.receivers")
 _FRAME = struct.Struct("!I")
+_UNREACHABLE = "the main opsloop process is not reachable; retry shortly"
 _FIELDS = ("id", "name", "received_at", "status", "endpoint", "idempotency_key", "headers", "body", "payload",
            "error", "source", "related_id", "expires_at", "dedupe_until", "payload_text")
 
@@ -199,7 +200,7 @@ class RemoteCommitter:
 
     async def submit(self, event: NewEvent) -> AppendResult:
         if self._writer is None or self._writer.is_closing():
-            raise ServerBusy("the main opsloop process is not reachable; retry shortly", retry_after=2.0)
+            raise ServerBusy(_UNREACHABLE, retry_after=2.0)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[AppendResult] = loop.create_future()
         self._pending.append(to_wire(event))
@@ -247,4 +248,4 @@ class RemoteCommitter:
 def _fail_all(futures: list[asyncio.Future[AppendResult]]) -> None:
     for future in futures:
         if not future.done():
-            future.set_exception(ServerBusy("the main opsloop process is not reachable; retry shortly", 2.0))
+            future.set_exception(ServerBusy(_UNREACHABLE, 2.0))

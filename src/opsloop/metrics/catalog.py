@@ -124,31 +124,15 @@ def parse_condition(text: str) -> exp.Expr:
     return sqlglot.parse_one(jinja_to_sql(text), read="duckdb")
 
 
-def _rel(root: Path, path: Path) -> str:
-    from ..project._yaml import rel_path
-
-    return rel_path(root, path)
-
-
 def load_catalog(root: Path, problems: list[Problem]) -> Catalog:
     from pydantic import ValidationError
 
-    from ..project._yaml import YamlProblem, load_yaml, yaml_mappings
+    from ..project._yaml import yaml_mappings
     from ..project.loader import pydantic_problems, validate_model
 
     catalog = Catalog()
-    for path in _yaml_files(root / "metrics"):
-        rel = _rel(root, path)
-        try:
-            doc = load_yaml(path, root)
-        except YamlProblem as exc:
-            problems.append(exc.problem)
-            continue
-        if doc.data is None:
-            continue
-        if not isinstance(doc.data, dict):
-            problems.append(Problem(rel, 1, "expected a mapping: semantic_models:, metrics:, highlights:, alerts:"))
-            continue
+    expected = "expected a mapping: semantic_models:, metrics:, highlights:, alerts:"
+    for _path, rel, doc in yaml_mappings(root / "metrics", root, expected, problems, empty_ok=True):
         unknown = set(doc.data) - set(MetricsFile.model_fields)
         for key in sorted(unknown, key=str):
             problems.append(Problem(rel, doc.line_of((key,)), f"unknown key {key!r}",
@@ -203,12 +187,6 @@ def load_catalog(root: Path, problems: list[Problem]) -> Catalog:
             catalog.where[f"tiles:{board.name}:{i}"] = Located(rel, doc.line_of(("tiles", i)))
     _check(catalog, problems)
     return catalog
-
-
-def _yaml_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")])
 
 
 def _problem(catalog: Catalog, kind: str, name: str, message: str, hint: str = "") -> Problem:

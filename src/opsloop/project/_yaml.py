@@ -93,11 +93,11 @@ def rel_path(root: Path, path: Path) -> str:
         return str(path)
 
 
-def yaml_mappings(folder: Path, root: Path, not_a_mapping: str,
-                  problems: list[Problem]) -> Iterator[tuple[Path, str, LocatedYaml]]:
+def yaml_mappings(folder: Path, root: Path, not_a_mapping: str, problems: list[Problem],
+                  empty_ok: bool = False) -> Iterator[tuple[Path, str, LocatedYaml]]:
     """Each ``*.yml``/``*.yaml`` file of ``folder`` (sorted) whose top level is a mapping, with its path
     relative to ``root``. A file that cannot be parsed, or is not a mapping (``not_a_mapping`` says what
-    was expected), becomes a problem instead."""
+    was expected), becomes a problem instead; an empty file is skipped when ``empty_ok``."""
     if not folder.is_dir():
         return
     for path in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
@@ -106,6 +106,8 @@ def yaml_mappings(folder: Path, root: Path, not_a_mapping: str,
             doc = load_yaml(path, root)
         except YamlProblem as exc:
             problems.append(exc.problem)
+            continue
+        if doc.data is None and empty_ok:
             continue
         if not isinstance(doc.data, dict):
             problems.append(Problem(rel, 1, not_a_mapping))
