@@ -339,3 +339,36 @@ def test_cli_validate_names_file_and_line(proj: Any) -> None:
     out = run_cli("validate", "-p", str(proj.root))
     text = out.stdout + out.stderr
     assert "sources/nokey.yml:2: the secret NOT_SET_ANYWHERE is not set" in text
+
+
+def test_pull_while_the_warehouse_connection_is_busy(proj: Any) -> None:
+    """Inside `opsloop up` the event loader and model builds use the warehouse's own connection while a pull
+    runs; DuckDB refuses a call on a busy connection, so the pull must load through a cursor of its own."""
+    import threading
+
+    data = proj.root / "data"
+    data.mkdir()
+    (data / "a.csv").write_text("id,amount\n1,10\n2,20\n")
+    proj.source("local", "type: files\nstreams:\n  - {name: orders, path: \"data/*.csv\", primary_key: id}\n")
+    app = proj.app()
+    release, started = threading.Event(), threading.Event()
+
+    def hold() -> int:
+        started.set()
+        release.wait(60)
+        return 1
+
+    con = app.warehouse.con
+    con.create_function("opsloop_test_hold", hold, [], "INTEGER", side_effects=True)
+    busy = threading.Thread(target=lambda: con.execute("SELECT opsloop_test_hold()").fetchall())
+    busy.start()
+    try:
+        assert started.wait(10), "the holding query did not start"
+        from opsloop.sources import pull
+
+        result = pull(app, "local")
+    finally:
+        release.set()
+        busy.join(10)
+    assert result.status == "succeeded" and result.run.rows == 2
+    assert proj.sql("SELECT id, amount FROM local.orders ORDER BY id") == [(1, 10), (2, 20)]

@@ -30,6 +30,7 @@ from .connectors import PullContext, Stream, make_connector
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..warehouse.base import Warehouse
 
 log = logging.getLogger("opsloop.sources")
 
@@ -94,6 +95,7 @@ class Puller:
         self.quota: QuotaExhausted | None = None
         self.error: BaseException | None = None
         self.runs: dict[str, _StreamRun] = {}
+        self.session: Warehouse | None = None
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> PullResult:
@@ -112,6 +114,8 @@ class Puller:
                 self._extract_and_load(connector)
             finally:
                 connector.close()
+                if self.session is not None:
+                    self.session.close()
         except Exception as exc:
             run.status = "failed"
             run.requests = budget.count
@@ -164,7 +168,11 @@ class Puller:
         warehouse = self.app.warehouse
         if not isinstance(warehouse, DuckDBWarehouse):
             raise SourceError(f"source {self.name!r}: sources load into a DuckDB warehouse for now")
-        con = warehouse.con
+        # a private cursor: other threads (the event loader, model builds) use the owning connection,
+        # and DuckDB refuses a second call on a connection that is busy instead of waiting for it
+        session = warehouse.session()
+        self.session = session
+        con = session.con if isinstance(session, DuckDBWarehouse) else warehouse.con
         self.con = con
         config = self.config
         self.dataset = config.schema_name
