@@ -114,3 +114,17 @@ def test_init_example_saas_writes_the_example_company(tmp_path: Path) -> None:
     assert (tmp_path / "co" / "models" / "marts" / "time_to_buy.sql").is_file()
     env = (tmp_path / "co" / ".env").read_text()
     assert "STRIPE_WEBHOOK_SECRET=whsec_" in env and "APP_WEBHOOK_SECRET=whsec_" in env
+
+
+def test_a_port_out_of_range_is_named_with_file_and_line(project_dir: Path) -> None:
+    (project_dir / "opsloop.yml").write_text("name: x\nserver:\n  port: -5\n")
+    result = run_cli("validate", "--project", str(project_dir))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "opsloop.yml:3: server.port: Input should be greater than or equal to 1" in result.stderr
+    (project_dir / "opsloop.yml").write_text("name: x\n")
+    from opsloop.errors import OpsloopError
+    from opsloop.settings import resolve_settings
+
+    for bad in ("70000", "http"):
+        with pytest.raises(OpsloopError, match=r"OPSLOOP_PORT=.* is not a TCP port"):
+            resolve_settings(load_project(project_dir, environ={"OPSLOOP_PORT": bad}))

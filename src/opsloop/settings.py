@@ -24,6 +24,15 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     return int(text)
 
 
+def _port(env: Mapping[str, str], default: int) -> int:
+    text = env.get("OPSLOOP_PORT")
+    if not text:
+        return default
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise OpsloopError(f"OPSLOOP_PORT={text!r} is not a TCP port; set it to a number from 1 to 65535")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the running app needs that is not a project file. Never log ``api_token``."""
@@ -70,7 +79,7 @@ def resolve_settings(project: Project, overrides: Mapping[str, Any] | None = Non
         state_url=env.get("OPSLOOP_STATE_URL") or cfg.state.url,
         warehouse=warehouse,
         host=env.get("OPSLOOP_HOST") or cfg.server.host,
-        port=int(env.get("OPSLOOP_PORT") or cfg.server.port),
+        port=_port(env, cfg.server.port),
         fsync_on_commit=_bool(env["OPSLOOP_FSYNC"]) if "OPSLOOP_FSYNC" in env else cfg.server.fsync_on_commit,
         max_pending=cfg.server.max_pending,
         load_interval=cfg.server.load_interval,

@@ -30,7 +30,7 @@ class StateConfig(_Strict):
 
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
-    port: int = 8620
+    port: int = Field(default=8620, ge=1, le=65535)
     fsync_on_commit: bool = True
     max_pending: int = 20000
     load_interval: float = 0.5
