@@ -105,6 +105,40 @@ def test_receiver_takes_webhooks_and_passes_everything_else_through(project_dir:
     assert not runtime.exists()
 
 
+def test_restart_delay_grows_while_a_receiver_fails_at_start() -> None:
+    from opsloop._receivers import restart_delay
+
+    assert [restart_delay(n) for n in range(8)] == [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+
+
+@pytest.mark.slow
+def test_a_receiver_failing_at_start_is_retried_more_slowly_and_comes_back(project_dir: Path) -> None:
+    sign, _ = _signer(project_dir)
+    up = UpProcess(project_dir, free_port(), "--receivers", "1")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(up.proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    config = project_dir / "opsloop.yml"
+    good = config.read_text()
+    try:
+        receiver = wait_for(lambda: receiver_pids(up.proc.pid), 20, what="the receiver process")[0]
+        config.write_text(good + "server_typo: [\n")  # receivers started from now on cannot load the project
+        os.kill(receiver, signal.SIGKILL)
+        wait_for(lambda: any("starting another in 4.0 s" in line for line in lines), 40,
+                 what="the third restart, 4 s after the second")
+        delays = [line.split("starting another in ")[1].split(" s")[0] for line in lines
+                  if "starting another in" in line]
+        assert delays[:3] == ["1.0", "2.0", "4.0"], lines
+        assert up.proc.poll() is None  # the main process keeps running (and committing) meanwhile
+        config.write_text(good)
+        body = json.dumps({"email": "back@example.com", "name": "Back"}).encode()
+        assert wait_for(lambda: _post_ok(up.url, body, sign), 60, what="a receiver to start again") == 202
+    finally:
+        config.write_text(good)
+        code = up.stop(signal.SIGTERM)
+    assert code == 0
+
+
 def _post_ok(url: str, body: bytes, sign) -> int | None:  # type: ignore[no-untyped-def]
     try:
         r = httpx.post(f"{url}/hooks/demo_request", content=body, headers=sign(body, f"m-{time.time()}"))

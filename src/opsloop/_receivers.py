@@ -37,6 +37,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("opsloop.receivers")
 
 
+QUICK_EXIT_SECONDS = 10.0
+"""A receiver that exits sooner than this after its start counts as failing at start-up."""
+
+
+def restart_delay(quick_exits: int) -> float:
+    """Seconds before a dead receiver is started again: at once after a crash of a receiver that had run
+    for a while, then 1, 2, 4 ... up to 30 s while it keeps failing at start-up."""
+    return 0.0 if quick_exits <= 0 else min(30.0, 2.0 ** (quick_exits - 1))
+
+
 def _bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -90,12 +100,27 @@ class ReceiverPool:
 
     async def _watch(self) -> None:
         """A receiver that died (killed, out of memory) is started again; the port never goes unanswered
-        for long, and the main process keeps committing what the others accept."""
+        for long, and the main process keeps committing what the others accept. One that keeps dying at
+        start-up (a project file broken since the server started) is retried ever more slowly."""
+        loop = asyncio.get_running_loop()
+        started = [loop.time()] * len(self.procs)
+        quick_exits = [0] * len(self.procs)
+        due: list[float | None] = [None] * len(self.procs)
         while True:
             await asyncio.sleep(0.5)
+            now = loop.time()
             for index, proc in enumerate(self.procs):
-                if proc.poll() is not None:
-                    log.warning("receiver process %s exited (code %s); starting another", proc.pid, proc.returncode)
+                if due[index] is None and proc.poll() is not None:
+                    quick = now - started[index] < QUICK_EXIT_SECONDS
+                    quick_exits[index] = quick_exits[index] + 1 if quick else 0
+                    delay = restart_delay(quick_exits[index])
+                    log.warning("receiver process %s exited (code %s); starting another in %.1f s",
+                                proc.pid, proc.returncode, delay)
+                    due[index] = now + delay
+                when = due[index]
+                if when is not None and now >= when:
+                    due[index] = None
+                    started[index] = now
                     self.restarts += 1
                     self.procs[index] = self._spawn(index + 1)
 
