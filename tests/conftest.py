@@ -133,6 +133,24 @@ def pg_url() -> Iterator[str]:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh database in the local Postgres (for what lives in fixed schema names, like ``opsloop_sync``);
+    required (never skipped) when CI=true."""
+    if not _pg_available():
+        if IN_CI:
+            pytest.fail(f"Postgres is required when CI=true and is not reachable at {PG_DSN}")
+        pytest.skip(f"Postgres not reachable at {PG_DSN}")
+    import psycopg
+
+    name = f"opsloop_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield PG_DSN.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the real `opsloop` command (as `python -m opsloop`)."""

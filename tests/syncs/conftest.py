@@ -22,17 +22,35 @@ COLUMNS = "id INTEGER, email VARCHAR, first_name VARCHAR, phone VARCHAR, plan VA
 
 
 class SyncProject:
-    """A project folder whose warehouse holds ``main.customers``; syncs are written into syncs/."""
+    """A project folder whose warehouse holds ``<schema>.customers``; syncs are written into syncs/.
 
-    def __init__(self, root: Path) -> None:
+    The warehouse is the default DuckDB file, or a Postgres database when ``pg_url`` is given (``schema``
+    is then ``public``)."""
+
+    def __init__(self, root: Path, pg_url: str | None = None) -> None:
         self.root = root
         self.env: dict[str, str] = {}
+        self.pg_url = pg_url
+        self.schema = "public" if pg_url else "main"
+        if pg_url:
+            config = root / "opsloop.yml"
+            text = config.read_text(encoding="utf-8")
+            start = text.index("warehouse:")
+            end = text.index("state:")
+            config.write_text(text[:start] + f"warehouse:\n  type: postgres\n  url: {pg_url}\n" + text[end:],
+                              encoding="utf-8")
 
     @property
     def warehouse_path(self) -> Path:
         return self.root / "warehouse.duckdb"
 
     def sql(self, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        if self.pg_url:
+            import psycopg
+
+            with psycopg.connect(self.pg_url, autocommit=True) as pg:
+                cur = pg.execute(statement.replace("?", "%s") if params else statement, params or None)
+                return [tuple(r) for r in cur.fetchall()] if cur.description else []
         con = duckdb.connect(str(self.warehouse_path))
         try:
             cur = con.execute(statement, params or [])
@@ -41,12 +59,23 @@ class SyncProject:
             con.close()
 
     def customers(self, rows: list[tuple[Any, ...]], columns: str = COLUMNS) -> None:
+        table = f"{self.schema}.customers"
+        if self.pg_url:
+            import psycopg
+
+            with psycopg.connect(self.pg_url, autocommit=True) as pg:
+                pg.execute(f"DROP TABLE IF EXISTS {table}")
+                pg.execute(f"CREATE TABLE {table} ({columns})")
+                if rows:
+                    marks = ", ".join("%s" for _ in rows[0])
+                    pg.cursor().executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+            return
         con = duckdb.connect(str(self.warehouse_path))
         try:
-            con.execute(f"CREATE OR REPLACE TABLE main.customers ({columns})")
+            con.execute(f"CREATE OR REPLACE TABLE {table} ({columns})")
             if rows:
                 marks = ", ".join("?" for _ in rows[0])
-                con.executemany(f"INSERT INTO main.customers VALUES ({marks})", rows)
+                con.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
         finally:
             con.close()
 
@@ -80,10 +109,16 @@ class SyncProject:
                        "error": r[6]} for r in rows}
 
 
+BOTH_WAREHOUSES = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+"""``pytestmark = pytest.mark.parametrize("sp", BOTH_WAREHOUSES, indirect=True)`` runs a module's tests on both."""
+
+
 @pytest.fixture
-def sp(tmp_path: Path) -> SyncProject:
+def sp(request: pytest.FixtureRequest, tmp_path: Path) -> SyncProject:
     root = tmp_path / "proj"
     init_project(root)
+    if getattr(request, "param", "duckdb") == "postgres":
+        return SyncProject(root, request.getfixturevalue("pg_database"))
     return SyncProject(root)
 
 

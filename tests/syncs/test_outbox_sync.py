@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from opsloop import outbox
 from opsloop.state import open_store
 
-from .conftest import SyncProject, people
+from .conftest import BOTH_WAREHOUSES, SyncProject, people
+
+pytestmark = pytest.mark.parametrize("sp", BOTH_WAREHOUSES, indirect=True)
 
 SYNC = """
 model: customers

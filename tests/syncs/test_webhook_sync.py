@@ -12,9 +12,12 @@ import threading
 from collections import Counter
 from typing import Any
 
+import pytest
 from standardwebhooks import Webhook
 
-from .conftest import FakeServer, Request, SyncProject, people
+from .conftest import BOTH_WAREHOUSES, FakeServer, Request, SyncProject, people
+
+pytestmark = pytest.mark.parametrize("sp", BOTH_WAREHOUSES, indirect=True)
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 24).decode()
 
@@ -55,7 +58,7 @@ class Receiver:
 def _sync(sp: SyncProject, url: str, batch: int = 10) -> None:
     sp.set_env(HOOK_SECRET=SECRET)
     sp.write_sync("hooks", f"""
-        table: main.customers
+        table: {sp.schema}.customers
         key: email
         destination: {{type: webhook, url: "{url}/in", secret_env: HOOK_SECRET}}
         mapping: {{email: email, phone: phone}}

@@ -12,6 +12,7 @@ from ..errors import Problem
 from ..project._env import interpolate
 from ..project._yaml import LocatedYaml, yaml_mappings
 from ..project.loader import Project, pydantic_problems, register_loader, register_validator, validate_model
+from ..warehouse import TYPES as WAREHOUSE_TYPES
 from .config import FieldSpec, SyncConfig, compile_mapping
 
 
@@ -73,14 +74,15 @@ def load_syncs(project: Project, problems: list[Problem]) -> None:
         if config.name in syncs:
             problems.append(Problem(rel, 1, f"sync {config.name!r} is defined twice"))
             continue
-        specs, mapping_problems = compile_mapping(config.mapping)
+        dialect = project.config.warehouse.type if project.config.warehouse.type in WAREHOUSE_TYPES else "duckdb"
+        specs, mapping_problems = compile_mapping(config.mapping, dialect)
         for field_name, message in mapping_problems:
             problems.append(Problem(rel, doc.line_of(("mapping", field_name)), f"mapping.{field_name}: {message}"))
         if config.sql:
             import sqlglot
 
             try:
-                sqlglot.parse_one(config.sql, read="duckdb")
+                sqlglot.parse_one(config.sql, read=dialect)
             except Exception as exc:
                 problems.append(Problem(rel, doc.line_of(("sql",)), f"sql: does not parse: {str(exc).splitlines()[0]}"))
         destination = _typed_destination(config.destination, doc, rel, "destination", project, problems)
@@ -116,7 +118,7 @@ def source_sql(project: Project, sync: LoadedSync, warehouse: Any) -> str:
         return relation_sql(model)
     rows = warehouse.query(
         "SELECT table_schema FROM information_schema.tables WHERE table_name = ? "
-        "ORDER BY table_schema = 'main' DESC, table_schema", (model,)
+        "ORDER BY table_schema = ? DESC, table_schema", (model, warehouse.default_schema)
     ).rows
     if not rows:
         raise WarehouseError(
@@ -136,7 +138,9 @@ def check_syncs(project: Project) -> list[Problem]:
     if not syncs:
         return []
     problems: list[Problem] = []
-    warehouse = _open_readonly(project)
+    warehouse = _open_readonly(project, problems)
+    if problems:
+        return problems
     try:
         for sync in syncs.values():
             problems.extend(_check_one(project, sync, warehouse))
@@ -146,26 +150,35 @@ def check_syncs(project: Project) -> list[Problem]:
     return problems
 
 
-def _open_readonly(project: Project) -> Any:
+def _open_readonly(project: Project, problems: list[Problem]) -> Any:
+    """The warehouse to read the syncs' columns from: None when it does not exist yet, ``_LOCKED`` when the
+    running server owns the DuckDB file (column checks are then skipped, not failed)."""
     from ..errors import WarehouseError
     from ..settings import resolve_settings
-    from ..warehouse.duckdb import DuckDBWarehouse
+    from ..warehouse import open_warehouse
 
     settings = resolve_settings(project)
-    if settings.warehouse.type != "duckdb":
+    if settings.warehouse.type == "duckdb":
+        path = Path(settings.warehouse.path)
+        if not path.is_absolute():
+            path = project.root / path
+        if not path.exists():
+            return None
+    warehouse = open_warehouse(settings.warehouse, project.root, read_only=True)
+    if not warehouse.RUNS_SYNCS:
+        for sync in (project.extras.get("syncs") or {}).values():
+            problems.append(Problem(sync.file, 1, f"syncs run on a DuckDB or Postgres warehouse; this project's "
+                                    f"(warehouse.type in opsloop.yml) is {warehouse.dialect}, where syncs are not "
+                                    "supported yet", "sync from a DuckDB or Postgres warehouse"))
         return None
-    path = Path(settings.warehouse.path)
-    if not path.is_absolute():
-        path = project.root / path
-    if not path.exists():
-        return None
-    warehouse = DuckDBWarehouse(path, read_only=True)
     try:
         warehouse.query("SELECT 1")
     except WarehouseError as exc:
         if "in use by another process" in str(exc):
-            return _LOCKED  # the running server owns it: column checks are skipped, not failed
-        raise
+            return _LOCKED
+        problems.append(Problem("opsloop.yml", None, f"cannot reach the warehouse to check the syncs' sources: "
+                                f"{str(exc).splitlines()[0]}", "start the warehouse or fix warehouse: in opsloop.yml"))
+        return None
     return warehouse
 
 

@@ -107,8 +107,9 @@ class FieldSpec:
     """Source columns the value depends on."""
 
 
-def compile_mapping(mapping: dict[str, Any]) -> tuple[list[FieldSpec], list[tuple[str, str]]]:
-    """Compile ``mapping`` into FieldSpecs; returns (specs, [(field, problem)])."""
+def compile_mapping(mapping: dict[str, Any], dialect: str = "duckdb") -> tuple[list[FieldSpec], list[tuple[str, str]]]:
+    """Compile ``mapping`` into FieldSpecs; returns (specs, [(field, problem)]). ``sql:`` expressions are
+    written in the warehouse's own SQL (``dialect``, a sqlglot dialect name)."""
     specs: list[FieldSpec] = []
     problems: list[tuple[str, str]] = []
     for name, value in mapping.items():
@@ -119,7 +120,7 @@ def compile_mapping(mapping: dict[str, Any]) -> tuple[list[FieldSpec], list[tupl
             try:
                 import sqlglot
 
-                expr = sqlglot.parse_one(value["sql"], read="duckdb")
+                expr = sqlglot.parse_one(value["sql"], read=dialect)
             except Exception as exc:
                 problems.append((name, f"the SQL expression does not parse: {exc}".splitlines()[0]))
                 continue
@@ -129,7 +130,7 @@ def compile_mapping(mapping: dict[str, Any]) -> tuple[list[FieldSpec], list[tupl
                 problems.append((name, "sql: must be one expression over the source's columns, not a query"))
                 continue
             columns = sorted({c.name for c in expr.find_all(exp.Column)})
-            specs.append(FieldSpec(name, "sql", expr.sql("duckdb"), columns))
+            specs.append(FieldSpec(name, "sql", expr.sql(dialect), columns))
         elif isinstance(value, str) and ("{{" in value or "{%" in value):
             from jinja2 import TemplateSyntaxError, meta
             from jinja2.sandbox import SandboxedEnvironment

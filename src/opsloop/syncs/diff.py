@@ -1,8 +1,9 @@
 """The diff engine: fingerprints, the plan of a run, and the per-row sync state — all in the warehouse.
 
 Why the warehouse and not the state store: the fingerprints sit next to the data, so the diff is one
-join inside DuckDB (``FULL OUTER JOIN`` of the source's fingerprints against the last delivered ones);
-nothing crosses into Python but the changed rows.
+join inside the warehouse (``FULL OUTER JOIN`` of the source's fingerprints against the last delivered ones);
+nothing crosses into Python but the changed rows. The SQL is the subset DuckDB and Postgres share
+(``Warehouse.RUNS_SYNCS``).
 
 Tables (schema ``opsloop_sync``):
 
@@ -94,8 +95,7 @@ class SyncTables:
 
     # -- the source ---------------------------------------------------------------------------------
     def columns(self, source: str) -> list[str]:
-        result = self.wh.query(f"DESCRIBE SELECT * FROM {source}")
-        return [str(r[0]) for r in result.rows]
+        return [str(c) for c in self.wh.query(f"SELECT * FROM {source} LIMIT 0").columns]
 
     @staticmethod
     def fingerprint_sql(parts: Sequence[str]) -> str:
@@ -152,12 +152,13 @@ class SyncTables:
             f"(st.failed_fp IS NOT NULL AND st.failed_fp = src.__fp AND st.attempts >= {int(max_retries)})"
         )
         sql = f"""
-        CREATE OR REPLACE TABLE {self.plan} AS
+        DROP TABLE IF EXISTS {self.plan};
+        CREATE TABLE {self.plan} AS
         WITH src AS ({self._source_select(source, key, pc)}),
         st AS (SELECT key, fp, dest_id, created, failed_fp, attempts FROM {self.state}),
         inflight AS (
-            SELECT key, arg_max(batch_id, seq) AS batch_id, arg_max(fp, seq) AS fp
-            FROM {SCHEMA}.journal WHERE sync = {self._sync_lit} AND status = 'sending' GROUP BY key
+            SELECT DISTINCT ON (key) key, batch_id, fp
+            FROM {SCHEMA}.journal WHERE sync = {self._sync_lit} AND status = 'sending' ORDER BY key, seq DESC
         ),
         diff AS (
             SELECT coalesce(src.__key, st.key) AS __key,
@@ -177,7 +178,7 @@ class SyncTables:
 
     def plan_counts(self) -> dict[str, int]:
         rows = self.wh.query(
-            f"SELECT __op, __created, count(*) FROM {self.plan} GROUP BY ALL"
+            f"SELECT __op, __created, count(*) FROM {self.plan} GROUP BY __op, __created"
         ).rows
         counts = {"create": 0, "update": 0, "delete": 0, "forget": 0}
         for op, created, n in rows:
@@ -210,7 +211,7 @@ class SyncTables:
 
     # -- the journal --------------------------------------------------------------------------------
     def journal(self, rows: list[dict[str, Any]]) -> None:
-        """Append journal rows (one DuckDB commit, through Arrow)."""
+        """Append journal rows (one warehouse commit, through Arrow where the engine takes it)."""
         if not rows:
             return
         import pyarrow as pa
@@ -253,11 +254,12 @@ class SyncTables:
         self._transaction(
             f"""
             BEGIN TRANSACTION;
-            CREATE OR REPLACE TEMP TABLE __fold AS
+            DROP TABLE IF EXISTS __fold;
+            CREATE TEMP TABLE __fold AS
                 SELECT * FROM (
                     SELECT *, row_number() OVER (PARTITION BY key ORDER BY seq DESC) AS rn
                     FROM {SCHEMA}.journal WHERE sync = {s}
-                ) WHERE rn = 1 AND status <> 'sending';
+                ) AS ranked WHERE rn = 1 AND status <> 'sending';
             UPDATE {self.state} SET fp = f.fp, dest_id = coalesce(f.dest_id, {self.state}.dest_id),
                    created = coalesce({self.state}.created, FALSE) OR coalesce(f.created, FALSE),
                    failed_fp = NULL, attempts = 0, error = NULL, updated_at = f.recorded_at
@@ -290,7 +292,8 @@ class SyncTables:
             f"""
             BEGIN TRANSACTION;
             DELETE FROM {SCHEMA}.journal WHERE sync = {self._sync_lit};
-            CREATE OR REPLACE TEMP TABLE __reset AS
+            DROP TABLE IF EXISTS __reset;
+            CREATE TEMP TABLE __reset AS
                 SELECT src.__key AS key, src.__fp AS fp, st.dest_id, coalesce(st.created, FALSE) AS created
                 FROM ({self._source_select(source, key, pc)}) src LEFT JOIN {self.state} st ON st.key = src.__key;
             DELETE FROM {self.state};

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._ids import new_id
 from ..destinations import Destination, DestinationContext, RowOp, RowResult, get_destination
-from ..errors import DeliveryError, OpsloopError, TerminalDeliveryError, TransientDeliveryError
+from ..errors import DeliveryError, OpsloopError, TerminalDeliveryError, TransientDeliveryError, WarehouseError
 from ..state import NewEvent
 from ._project import LoadedSync, source_sql
 from ._status import QuotaExhausted, SyncStatus
@@ -123,6 +123,11 @@ class SyncRunner:
         self.status.acquire(name)
         dest: Destination | None = None
         try:
+            if not self.app.warehouse.RUNS_SYNCS:
+                raise SyncError(
+                    f"{sync.file}: syncs run on a DuckDB or Postgres warehouse; this project's is "
+                    f"{self.app.warehouse.dialect} (warehouse: in opsloop.yml), where syncs are not supported yet"
+                )
             tables = SyncTables(self.app.warehouse, name)
             tables.ensure()
             self._interrupt_stale_runs(name)
@@ -385,7 +390,7 @@ class SyncRunner:
             (result.run_id, result.sync, trigger, started),
         )
 
-    def _finish(self, sync: LoadedSync, result: RunResult, started: float) -> None:
+    def _record_run_end(self, result: RunResult, started: float) -> None:
         p = result.planned
         wh = self.app.warehouse
         ensure_tables(wh)
@@ -396,11 +401,21 @@ class SyncRunner:
             (result.run_id, result.sync, started, result.run_id),
         )
         wh.execute(
-            "UPDATE opsloop_sync.runs SET finished_at = now(), status = ?, planned_creates = ?, planned_updates = ?, "
-            "planned_deletes = ?, sent = ?, failed = ?, skipped = ?, unconfirmed = ?, error = ? WHERE run_id = ?",
-            (result.status, p.get("create", 0), p.get("update", 0), p.get("delete", 0), result.sent, result.failed,
-             result.skipped, result.unconfirmed, result.error, result.run_id),
+            "UPDATE opsloop_sync.runs SET finished_at = now(), status = ?, planned_creates = ?, "
+            "planned_updates = ?, planned_deletes = ?, sent = ?, failed = ?, skipped = ?, unconfirmed = ?, "
+            "error = ? WHERE run_id = ?",
+            (result.status, p.get("create", 0), p.get("update", 0), p.get("delete", 0), result.sent,
+             result.failed, result.skipped, result.unconfirmed, result.error, result.run_id),
         )
+
+    def _finish(self, sync: LoadedSync, result: RunResult, started: float) -> None:
+        wh = self.app.warehouse
+        try:
+            if wh.RUNS_SYNCS:
+                self._record_run_end(result, started)
+        except WarehouseError as exc:
+            # the warehouse itself is what failed (unreachable): the event, the health and the alert still go out
+            log.warning("sync %s: run %s not recorded in opsloop_sync.runs: %s", result.sync, result.run_id, exc)
         payload = {k: v for k, v in result.as_dict().items() if k != "samples"}
         self._emit([self._event(f"sync.{result.sync}.completed", payload, related=result.run_id)])
         health = {"ok": "healthy", "partial": "failing", "failed": "failing"}.get(result.status)

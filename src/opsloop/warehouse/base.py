@@ -42,6 +42,8 @@ class Warehouse(ABC):
     """Views are bound to the tables they read, so replacing a table needs ``DROP ... CASCADE`` (Postgres)."""
     DELETE_SUPPORTED: bool = True
     """``DELETE FROM ... WHERE`` works (ClickHouse: lightweight deletes)."""
+    RUNS_SYNCS: bool = False
+    """Reverse-ETL syncs keep their diff state here (schema ``opsloop_sync``; the SQL DuckDB and Postgres share)."""
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...

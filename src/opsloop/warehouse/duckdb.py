@@ -19,6 +19,7 @@ class DuckDBWarehouse(Warehouse):
     CREATE_OR_REPLACE_TABLE = True
     TRANSACTIONAL_DDL = True
     PARALLEL_SESSIONS = True
+    RUNS_SYNCS = True
     default_schema = "main"
 
     def __init__(self, path: Path | str, read_only: bool = False, threads: int | None = None) -> None:

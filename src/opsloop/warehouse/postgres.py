@@ -28,6 +28,7 @@ class PostgresWarehouse(Warehouse):
     TRANSACTIONAL_DDL = True
     CREATE_OR_REPLACE_TABLE = False
     DROP_CASCADE = True
+    RUNS_SYNCS = True
 
     def __init__(self, url: str) -> None:
         self.url, self.default_schema = _split_schema(url)
