@@ -133,6 +133,14 @@ def pg_url() -> Iterator[str]:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def use_postgres_warehouse(root: Path, url: str) -> None:
+    """Point the project at ``root`` (as `opsloop init` wrote it) at a Postgres warehouse."""
+    config = root / "opsloop.yml"
+    text = config.read_text(encoding="utf-8")
+    start, end = text.index("warehouse:"), text.index("state:")
+    config.write_text(text[:start] + f"warehouse:\n  type: postgres\n  url: {url}\n" + text[end:], encoding="utf-8")
+
+
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     """A fresh database in the local Postgres (for what lives in fixed schema names, like ``opsloop_sync``);

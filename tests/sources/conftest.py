@@ -9,7 +9,7 @@ import pytest
 
 from opsloop.app import App
 from opsloop.project.scaffold import init_project
-from tests.conftest import make_app
+from tests.conftest import make_app, use_postgres_warehouse
 
 
 class Proj:
@@ -50,9 +50,12 @@ class Proj:
 
 
 @pytest.fixture
-def proj(tmp_path: Path) -> Iterator[Proj]:
+def proj(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Proj]:
+    """A project on the DuckDB warehouse, or (``indirect`` parameter ``"postgres"``) on a fresh Postgres database."""
     root = tmp_path / "proj"
     init_project(root)
+    if getattr(request, "param", "duckdb") == "postgres":
+        use_postgres_warehouse(root, request.getfixturevalue("pg_database"))
     p = Proj(root)
     yield p
     for a in p.apps:

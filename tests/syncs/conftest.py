@@ -16,7 +16,7 @@ import pytest
 from opsloop.app import App
 from opsloop.project.scaffold import init_project
 from opsloop.syncs import RunResult, SyncRunner
-from tests.conftest import make_app
+from tests.conftest import make_app, use_postgres_warehouse
 
 COLUMNS = "id INTEGER, email VARCHAR, first_name VARCHAR, phone VARCHAR, plan VARCHAR"
 
@@ -33,12 +33,7 @@ class SyncProject:
         self.pg_url = pg_url
         self.schema = "public" if pg_url else "main"
         if pg_url:
-            config = root / "opsloop.yml"
-            text = config.read_text(encoding="utf-8")
-            start = text.index("warehouse:")
-            end = text.index("state:")
-            config.write_text(text[:start] + f"warehouse:\n  type: postgres\n  url: {pg_url}\n" + text[end:],
-                              encoding="utf-8")
+            use_postgres_warehouse(root, pg_url)
 
     @property
     def warehouse_path(self) -> Path:

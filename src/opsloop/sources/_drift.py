@@ -9,7 +9,6 @@ reverse) is reported with the field and both types, and that field is left out o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 
@@ -45,6 +44,8 @@ def warehouse_kind(sql_type: str) -> str:
         return "TIMESTAMP"
     if t in ("BOOLEAN", "DATE", "JSON"):
         return t
+    if t == "JSONB":
+        return "JSON"
     if t.endswith("[]") or t.startswith(("STRUCT", "MAP", "LIST")):
         return "JSON"
     return "VARCHAR"
@@ -135,11 +136,3 @@ def reconcile(
         if target != new:
             table = cast_column(table, name, target)
     return table, widen_to, notes
-
-
-def describe(con: Any, schema: str, table: str) -> dict[str, str]:
-    rows = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchall()
-    return {str(r[0]): warehouse_kind(str(r[1])) for r in rows}

@@ -22,15 +22,15 @@ import pyarrow as pa
 from .._ids import new_id
 from ..state import NewEvent
 from ._arrow import json_columns, records_to_arrow
-from ._drift import DLT_TYPES, DriftNote, describe, field_kind, reconcile
+from ._drift import DLT_TYPES, DriftNote, field_kind, reconcile
 from ._errors import QuotaExhausted, SourceError
 from ._http import Budget
 from ._state import RunRecord, SourceState
+from ._target import LoadTarget, load_target
 from .connectors import PullContext, Stream, make_connector
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..warehouse.base import Warehouse
 
 log = logging.getLogger("opsloop.sources")
 
@@ -57,10 +57,6 @@ def _dlt() -> Any:
     import dlt
 
     return dlt
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class _StreamRun:
@@ -95,7 +91,7 @@ class Puller:
         self.quota: QuotaExhausted | None = None
         self.error: BaseException | None = None
         self.runs: dict[str, _StreamRun] = {}
-        self.session: Warehouse | None = None
+        self.target: LoadTarget | None = None
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> PullResult:
@@ -114,8 +110,8 @@ class Puller:
                 self._extract_and_load(connector)
             finally:
                 connector.close()
-                if self.session is not None:
-                    self.session.close()
+                if self.target is not None:
+                    self.target.close()
         except Exception as exc:
             run.status = "failed"
             run.requests = budget.count
@@ -163,22 +159,12 @@ class Puller:
     def _extract_and_load(self, connector: Any) -> None:
         dlt = _dlt()
         self.dlt = dlt
-        from ..warehouse.duckdb import DuckDBWarehouse
-
-        warehouse = self.app.warehouse
-        if not isinstance(warehouse, DuckDBWarehouse):
-            raise SourceError(f"source {self.name!r}: sources load into a DuckDB warehouse for now")
-        # a private cursor: other threads (the event loader, model builds) use the owning connection,
-        # and DuckDB refuses a second call on a connection that is busy instead of waiting for it
-        session = warehouse.session()
-        self.session = session
-        con = session.con if isinstance(session, DuckDBWarehouse) else warehouse.con
-        self.con = con
+        self.target = target = load_target(self.app.warehouse, self.name)
         config = self.config
         self.dataset = config.schema_name
         pipelines_dir = self.app.project.root / "state" / "dlt"
         pipeline = dlt.pipeline(
-            pipeline_name=f"opsloop_{self.name}", destination=dlt.destinations.duckdb(con),
+            pipeline_name=f"opsloop_{self.name}", destination=target.destination(dlt),
             dataset_name=self.dataset, pipelines_dir=str(pipelines_dir),
         )
         logging.getLogger("dlt").setLevel(logging.ERROR)
@@ -305,24 +291,13 @@ class Puller:
         return self.dlt.mark.with_hints(table, hints)
 
     def _describe(self, table: str) -> dict[str, str]:
-        cur = self.con.cursor()
-        try:
-            return describe(cur, self.dataset, table)
-        finally:
-            cur.close()
+        assert self.target is not None
+        return self.target.describe(self.dataset, table)
 
     def _widen(self, table: str, columns: dict[str, str]) -> None:
-        cur = self.con.cursor()
-        try:
-            for schema in (self.dataset, f"{self.dataset}_staging"):
-                present = describe(cur, schema, table)
-                for column, kind in columns.items():
-                    if column in present:
-                        sql_type = "TIMESTAMP WITH TIME ZONE" if kind == "TIMESTAMP" else kind
-                        cur.execute(f"ALTER TABLE {_quote(schema)}.{_quote(table)} ALTER {_quote(column)} "
-                                    f"TYPE {sql_type}")
-        finally:
-            cur.close()
+        assert self.target is not None
+        for schema in (self.dataset, f"{self.dataset}_staging"):
+            self.target.widen(schema, table, columns)
 
     # -- change events ------------------------------------------------------------------------
     def _event_name(self, stream: Stream, action: str) -> str:
@@ -340,25 +315,12 @@ class Puller:
         return len(self.events) < int(self.config.max_record_events)
 
     def _diff(self, sr: _StreamRun, table: pa.Table, deleted: set[str]) -> None:
-        import json
 
         keys = [self.normalize(k) for k in sr.stream.primary_key or []]
         if any(k not in table.column_names for k in keys):
             return
-        cur = self.con.cursor()
-        try:
-            cur.register("_opsloop_page_keys", table.select(keys))
-            join = " AND ".join(f"t.{_quote(k)} = p.{_quote(k)}" for k in keys)
-            result = cur.execute(
-                f"SELECT t.* FROM {_quote(self.dataset)}.{_quote(sr.table)} t "
-                f"JOIN _opsloop_page_keys p ON {join}"
-            )
-            columns = [d[0] for d in result.description]
-            old_rows = {tuple(r[columns.index(k)] for k in keys): dict(zip(columns, r, strict=True))
-                        for r in result.fetchall()}
-            cur.unregister("_opsloop_page_keys")
-        finally:
-            cur.close()
+        assert self.target is not None
+        old_rows = self.target.old_rows(self.dataset, sr.table, keys, table)
         id_field = self.normalize(sr.stream.id_field) if sr.stream.id_field else keys[0]
         for record in table.to_pylist():
             if not self._room():
@@ -379,12 +341,9 @@ class Puller:
                         changed[column] = {"old": None, "new": _jsonable(new)}
                     continue
                 before = old[column]
-                if isinstance(before, str) and (isinstance(new, list | dict) or column in sr.json_columns):
-                    try:
-                        before = json.loads(before)
-                        new = json.loads(new) if isinstance(new, str) else new
-                    except ValueError:
-                        pass
+                if column in sr.json_columns or isinstance(new, list | dict) or isinstance(before, list | dict):
+                    # JSON is text in DuckDB and in the page, parsed values from Postgres' jsonb
+                    before, new = _parsed(before), _parsed(new)
                 if _jsonable(before) != _jsonable(new) and not (_blank(before) and _blank(new)):
                     changed[column] = {"old": _jsonable(before), "new": _jsonable(new)}
             if changed:
@@ -396,6 +355,17 @@ class Puller:
                 return
             self.events.append(self._event(self._event_name(sr.stream, "deleted"),
                                            {"source": self.name, "stream": sr.stream.name, "id": record_id}))
+
+
+def _parsed(value: Any) -> Any:
+    import json
+
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _jsonable(value: Any) -> Any:
