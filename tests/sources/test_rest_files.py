@@ -372,3 +372,13 @@ def test_pull_while_the_warehouse_connection_is_busy(proj: Any) -> None:
         busy.join(10)
     assert result.status == "succeeded" and result.run.rows == 2
     assert proj.sql("SELECT id, amount FROM local.orders ORDER BY id") == [(1, 10), (2, 20)]
+
+
+def test_csv_phone_numbers_and_zip_codes_stay_text(proj: Any) -> None:
+    data = proj.root / "data"
+    data.mkdir()
+    (data / "people.csv").write_text("id,phone,zip,score\n1,+15550100,02134,1.5\n2,+15550101,90210,2\n")
+    proj.source("local", "type: files\nstreams:\n  - {name: people, path: data/people.csv, primary_key: id}\n")
+    assert proj.pull("local").status == "succeeded"
+    assert proj.sql("SELECT id, phone, zip, score FROM local.people ORDER BY id") == [
+        (1, "+15550100", "02134", 1.5), (2, "+15550101", "90210", 2.0)]

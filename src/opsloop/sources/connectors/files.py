@@ -60,9 +60,7 @@ class FilesConnector:
         fmt = spec.format or _FORMATS.get(path.suffix.lower())
         try:
             if fmt == "csv":
-                import pyarrow.csv as pcsv
-
-                return pcsv.read_csv(path)
+                return _read_csv(path)
             if fmt == "parquet":
                 import pyarrow.parquet as pq
 
@@ -83,3 +81,26 @@ class FilesConnector:
 
 def build(config: FilesSource, ctx: PullContext) -> FilesConnector:
     return FilesConnector(config, ctx)
+
+
+KEEP_AS_TEXT = r"^\s*(\+|0\d)"
+"""A CSV column with a value like ``+15550100`` or ``0042`` stays text: a phone number, a ZIP code or an id
+with leading zeros read as a number would lose its ``+`` and zeros, and a later value would not match it."""
+
+
+def _read_csv(path: Path) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    inferred = pcsv.read_csv(path)
+    numeric = [f.name for f in inferred.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
+    if not numeric:
+        return inferred
+    as_text = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
+        column_types={name: pa.string() for name in numeric}, include_columns=numeric))
+    keep = [name for name in numeric
+            if pc.any(pc.match_substring_regex(as_text.column(name), KEEP_AS_TEXT)).as_py()]
+    for name in keep:
+        inferred = inferred.set_column(inferred.schema.get_field_index(name), name, as_text.column(name))
+    return inferred
