@@ -382,3 +382,25 @@ def test_csv_phone_numbers_and_zip_codes_stay_text(proj: Any) -> None:
     assert proj.pull("local").status == "succeeded"
     assert proj.sql("SELECT id, phone, zip, score FROM local.people ORDER BY id") == [
         (1, "+15550100", "02134", 1.5), (2, "+15550101", "90210", 2.0)]
+
+
+def test_a_second_pull_of_the_same_source_is_refused_not_interleaved(proj: Any, api: ItemsApi) -> None:
+    """dlt's working folder for a source is shared: a pull while another process pulls it is refused."""
+    import subprocess
+    import sys
+
+    _rest(proj, api)
+    lock = proj.root / "state" / "dlt" / "opsloop_shop.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+         "print('held', flush=True); sys.stdin.read()", str(lock)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(SourceError, match="is being pulled by another process on this machine"):
+            proj.pull("shop")
+        assert api.log == []  # refused before a request went out
+    finally:
+        holder.communicate("", timeout=10)
+    assert proj.pull("shop").run.rows == 25

@@ -10,11 +10,13 @@ Order of commits, so a crash at any point neither skips nor duplicates records:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -95,6 +97,10 @@ class Puller:
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> PullResult:
+        with _pull_lock(self.app.project.root / "state" / "dlt", self.name):
+            return self._run()
+
+    def _run(self) -> PullResult:
         config = self.config
         run = RunRecord(new_id("run_"), self.name, time.time(), None, "running", self.full_refresh, 0)
         self.state.start_run(run.id, self.name, self.full_refresh)
@@ -355,6 +361,27 @@ class Puller:
                 return
             self.events.append(self._event(self._event_name(sr.stream, "deleted"),
                                            {"source": self.name, "stream": sr.stream.name, "id": record_id}))
+
+
+@contextlib.contextmanager
+def _pull_lock(folder: Path, name: str) -> Iterator[None]:
+    """One pull of a source at a time on this machine: dlt's working folder for it is shared, and a second
+    pull would abort the first one's pending load package. (Inside `opsloop up` pulls already queue.)"""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"opsloop_{name}.lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SourceError(
+                f"source {name!r} is being pulled by another process on this machine (`opsloop up` or "
+                "another `opsloop pull`); run it again when that pull has finished"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _parsed(value: Any) -> Any:
