@@ -321,7 +321,6 @@ class Puller:
         return len(self.events) < int(self.config.max_record_events)
 
     def _diff(self, sr: _StreamRun, table: pa.Table, deleted: set[str]) -> None:
-
         keys = [self.normalize(k) for k in sr.stream.primary_key or []]
         if any(k not in table.column_names for k in keys):
             return
