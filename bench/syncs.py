@@ -6,7 +6,11 @@
    runs; peak memory is the max RSS of a child process that does only that step (so both include Python).
 2. Rows/s through the outbox destination and through the webhook destination to a local HTTP server.
 
-    .venv/bin/python bench/syncs.py [--rows 1000000] [--repeat 5]
+With ``--pg-url postgresql://...`` the project's warehouse is that Postgres database (it must be empty; the
+bench creates ``public.src`` and ``opsloop_sync``) and the floor is the same query run bare on Postgres.
+Peak memory is not reported there: the work runs in the Postgres server, not in the measured process.
+
+    .venv/bin/python bench/syncs.py [--rows 1000000] [--repeat 5] [--pg-url URL]
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 
 FIELDS = ["email", "name", "phone", "plan", "mrr"]
 SYNC = """
-table: main.src
+table: {schema}.src
 key: id
 destination: {destination}
 mapping: {{email: email, name: name, phone: phone, plan: plan, mrr: mrr}}
@@ -34,19 +38,39 @@ batch_size: {batch}
 """
 
 
-def make_project(root: Path, rows: int, destination: str = "{type: outbox}", batch: int = 1000) -> None:
-    import duckdb
+PG_URL: str | None = None
+"""Set by --pg-url: the warehouse is this Postgres database instead of the project's DuckDB file."""
 
+
+def schema() -> str:
+    return "public" if PG_URL else "main"
+
+
+def make_project(root: Path, rows: int, destination: str = "{type: outbox}", batch: int = 1000) -> None:
     from opsloop.project.scaffold import init_project
 
     init_project(root)
     (root / "syncs").mkdir(exist_ok=True)
-    (root / "syncs" / "big.yml").write_text(SYNC.format(destination=destination, batch=batch))
+    (root / "syncs" / "big.yml").write_text(SYNC.format(destination=destination, batch=batch, schema=schema()))
+    select = """SELECT i AS id, 'user' || i || '@example.com' AS email, 'Name ' || i AS name,
+        '+1555' || lpad(CAST(i AS VARCHAR), 7, '0') AS phone,
+        CASE i % 3 WHEN 0 THEN 'free' WHEN 1 THEN 'pro' ELSE 'enterprise' END AS plan, (i % 1000) * 1.5 AS mrr"""
+    if PG_URL:
+        import psycopg
+
+        config = root / "opsloop.yml"
+        text = config.read_text()
+        config.write_text(text[:text.index("warehouse:")] + f"warehouse:\n  type: postgres\n  url: {PG_URL}\n"
+                          + text[text.index("state:"):])
+        with psycopg.connect(PG_URL, autocommit=True) as pg:
+            pg.execute("DROP SCHEMA IF EXISTS opsloop_sync CASCADE")
+            pg.execute("DROP TABLE IF EXISTS public.src")
+            pg.execute(f"CREATE TABLE public.src AS {select} FROM generate_series(0, {rows - 1}) t(i)")
+        return
+    import duckdb
+
     con = duckdb.connect(str(root / "warehouse.duckdb"))
-    con.execute(f"""CREATE OR REPLACE TABLE main.src AS SELECT i AS id, 'user' || i || '@example.com' AS email,
-        'Name ' || i AS name, '+1555' || lpad(i::VARCHAR, 7, '0') AS phone,
-        CASE i % 3 WHEN 0 THEN 'free' WHEN 1 THEN 'pro' ELSE 'enterprise' END AS plan, (i % 1000) * 1.5 AS mrr
-        FROM range({rows}) t(i)""")
+    con.execute(f"CREATE OR REPLACE TABLE main.src AS {select} FROM range({rows}) t(i)")
     con.close()
 
 
@@ -73,7 +97,7 @@ def prepare_diff(root: Path, rows: int) -> None:
     source = source_sql(app.project, sync, app.warehouse)
     pc = tables.plan_columns(sync.specs, tables.columns(source), None)
     tables.reset(source, "id", pc)
-    app.warehouse.execute("UPDATE main.src SET phone = phone || '9' WHERE id % 100 = 0")
+    app.warehouse.execute(f"UPDATE {schema()}.src SET phone = phone || '9' WHERE id % 100 = 0")
     app.close()
 
 
@@ -98,19 +122,21 @@ def _diff_step(root: Path) -> Any:
     return app, step
 
 
-def _floor_step(con: Any) -> Any:
+def _floor_step(warehouse: Any) -> Any:
+    """The same fingerprint-and-compare, bare: on DuckDB's own connection, or one SQL script on Postgres."""
     from opsloop.syncs.diff import SyncTables
 
     fp = SyncTables.fingerprint_sql([f'"{f}"' for f in FIELDS])
-    sql = f"""CREATE OR REPLACE TEMP TABLE floor AS
-        SELECT coalesce(s.k, st.key) AS key, s.fp FROM (SELECT CAST(id AS VARCHAR) AS k, {fp} AS fp FROM main.src) s
+    sql = f"""DROP TABLE IF EXISTS floor; CREATE TEMP TABLE floor AS
+        SELECT coalesce(s.k, st.key) AS key, s.fp FROM (SELECT CAST(id AS VARCHAR) AS k, {fp} AS fp
+                                                       FROM {schema()}.src) s
         FULL OUTER JOIN opsloop_sync.state__big st ON s.k = st.key
         WHERE s.k IS NULL OR st.key IS NULL OR st.fp IS DISTINCT FROM s.fp"""
+    run = warehouse.con.execute if not PG_URL else warehouse.execute
 
     def step() -> int:
-        con.execute(sql)
-        row = con.execute("SELECT count(*) FROM floor").fetchone()
-        return int(row[0]) if row else 0
+        run(sql)
+        return int(warehouse.query("SELECT count(*) FROM floor").rows[0][0])
 
     return step
 
@@ -118,7 +144,7 @@ def _floor_step(con: Any) -> Any:
 def child(kind: str, root: Path, repeat: int) -> dict[str, Any]:
     """``diff`` / ``floor``: one step (for peak memory); ``both``: the two interleaved (for time)."""
     app, diff = _diff_step(root)
-    floor = _floor_step(app.warehouse.con)
+    floor = _floor_step(app.warehouse)
     out: dict[str, Any] = {"diff": [], "floor": []}
     for _ in range(repeat):
         for name, step in (("floor", floor), ("diff", diff)):
@@ -131,8 +157,9 @@ def child(kind: str, root: Path, repeat: int) -> dict[str, Any]:
 
 
 def run_child(kind: str, root: Path, repeat: int) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, "--root", str(root), "--repeat", str(repeat)],
-                         capture_output=True, text=True, check=True)
+    pg = ["--pg-url", PG_URL] if PG_URL else []
+    out = subprocess.run([sys.executable, __file__, "--child", kind, "--root", str(root), "--repeat", str(repeat),
+                          *pg], capture_output=True, text=True, check=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -178,7 +205,10 @@ def main() -> None:
     parser.add_argument("--delivery-rows", type=int, default=50_000)
     parser.add_argument("--child")
     parser.add_argument("--root")
+    parser.add_argument("--pg-url", help="an empty Postgres database to use as the warehouse")
     args = parser.parse_args()
+    global PG_URL
+    PG_URL = args.pg_url
     if args.child:
         result = child(args.child, Path(args.root), args.repeat)
         result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -189,15 +219,20 @@ def main() -> None:
         root = Path(tmp) / "p"
         prepare_diff(root, args.rows)
         times = run_child("both", root, args.repeat)
-        floor_mem = run_child("floor", root, 1)["peak_mb"]
-        diff_mem = run_child("diff", root, 1)["peak_mb"]
+        floor_mem = run_child("floor", root, 1)["peak_mb"] if not PG_URL else None
+        diff_mem = run_child("diff", root, 1)["peak_mb"] if not PG_URL else None
     f_med, d_med = statistics.median(times["floor"]), statistics.median(times["diff"])
-    print(f"diff of {args.rows:,} rows (5 mapped fields, 1% changed; planned {times['diff_result']}, floor found "
-          f"{times['floor_result']:,}); runs interleaved, median of {args.repeat}")
-    print(f"  floor (bare md5-and-compare on DuckDB): {f_med:.3f} s, peak {floor_mem:.0f} MB (process max RSS)")
-    print(f"  opsloop diff step:                      {d_med:.3f} s, peak {diff_mem:.0f} MB (process max RSS)")
-    print(f"  ratio: {d_med / f_med:.2f}x the floor (goal <= 1.25x); memory goal < 500 MB: "
-          f"{'met' if diff_mem < 500 else 'NOT met'}")
+    engine = "Postgres" if PG_URL else "DuckDB"
+    print(f"diff of {args.rows:,} rows on {engine} (5 mapped fields, 1% changed; planned {times['diff_result']}, "
+          f"floor found {times['floor_result']:,}); runs interleaved, median of {args.repeat}")
+
+    def mem(mb: float | None) -> str:
+        return f", peak {mb:.0f} MB (process max RSS)" if mb is not None else ""
+
+    print(f"  floor (bare md5-and-compare on {engine}): {f_med:.3f} s{mem(floor_mem)}")
+    print(f"  opsloop diff step:{' ' * (len(engine) + 16)}{d_med:.3f} s{mem(diff_mem)}")
+    print(f"  ratio: {d_med / f_med:.2f}x the floor (goal <= 1.25x)"
+          + (f"; memory goal < 500 MB: {'met' if diff_mem < 500 else 'NOT met'}" if diff_mem is not None else ""))
 
     outbox = delivery(args.delivery_rows, "{type: outbox}", 1000, 3)
     queue: Any = multiprocessing.get_context("spawn").Queue()
