@@ -12,6 +12,10 @@ The API (a separate process on 127.0.0.1) serves records with 10 fields and a ne
 
 Prints records/s and peak RSS per contender (medians of --runs) and the ratio against dlt parquet.
 Goals: opsloop >= 5x dlt parquet, opsloop peak RSS < 1 GB.
+
+With ``--pg-url postgresql://...`` (an empty database) both load into that Postgres database instead; dlt
+cannot load parquet into Postgres, so its fast contender is ``loader_file_format="csv"`` (COPY), which is
+what opsloop's Arrow pages become there too. Peak RSS is then the client's; Postgres does the rest.
 """
 
 from __future__ import annotations
@@ -101,27 +105,54 @@ PLAIN_DLT = """
 import json, resource, sys, time
 import dlt
 from dlt.sources.rest_api import rest_api_source
-base, workdir, fmt = sys.argv[1], sys.argv[2], sys.argv[3]
+base, workdir, fmt, pg_url = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 source = rest_api_source({
     "client": {"base_url": base, "paginator": {"type": "json_link", "next_url_path": "next"}},
     "resources": [{"name": "records", "endpoint": {"path": "records", "data_selector": "data"}}],
 })
-pipeline = dlt.pipeline(pipeline_name="bench_plain", destination=dlt.destinations.duckdb(f"{workdir}/plain.duckdb"),
+if pg_url:
+    from dlt.destinations.impl.postgres.configuration import PostgresCredentials
+    credentials = PostgresCredentials()
+    credentials.parse_native_representation(pg_url)
+    credentials.password = credentials.password or ""
+    destination = dlt.destinations.postgres(credentials=credentials)
+else:
+    destination = dlt.destinations.duckdb(f"{workdir}/plain.duckdb")
+pipeline = dlt.pipeline(pipeline_name="bench_plain", destination=destination,
                         dataset_name="bench", pipelines_dir=f"{workdir}/dlt")
 t0 = time.perf_counter()
-if fmt == "parquet":
-    pipeline.run(source, loader_file_format="parquet")
+if fmt != "default":
+    pipeline.run(source, loader_file_format=fmt)
 else:
     pipeline.run(source)
 elapsed = time.perf_counter() - t0
-import duckdb
-rows = duckdb.connect(f"{workdir}/plain.duckdb").execute("SELECT count(*) FROM bench.records").fetchone()[0]
+if pg_url:
+    import psycopg
+    with psycopg.connect(pg_url) as pg:
+        rows = pg.execute("SELECT count(*) FROM bench.records").fetchone()[0]
+else:
+    import duckdb
+    rows = duckdb.connect(f"{workdir}/plain.duckdb").execute("SELECT count(*) FROM bench.records").fetchone()[0]
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"rows": rows, "seconds": elapsed, "rss_mb": rss}))
 """
 
 
+PG_URL = ""
+"""Set by --pg-url: every contender loads into this Postgres database."""
+
+
+def _fresh_pg() -> None:
+    if PG_URL:
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True) as pg:
+            for schema in ("bench", "bench_staging"):
+                pg.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 def _child(code: str, *args: str) -> dict:
+    _fresh_pg()
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=3600,
                          env={**os.environ, "RUNTIME__LOG_LEVEL": "ERROR"})
     if out.returncode != 0:
@@ -143,6 +174,11 @@ def run_opsloop(base: str) -> dict:
         from opsloop.project.scaffold import init_project
 
         init_project(root)
+        if PG_URL:
+            config = root / "opsloop.yml"
+            text = config.read_text()
+            config.write_text(text[:text.index("warehouse:")] + f"warehouse:\n  type: postgres\n  url: {PG_URL}\n"
+                              + text[text.index("state:"):])
         (root / "sources").mkdir(exist_ok=True)
         (root / "sources" / "bench.yml").write_text(textwrap.dedent(f"""\
             type: rest
@@ -163,7 +199,7 @@ def run_opsloop(base: str) -> dict:
 def run_plain(base: str, fmt: str) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench_dlt_"))
     try:
-        return _child(PLAIN_DLT, f"{base}/", str(work), fmt)
+        return _child(PLAIN_DLT, f"{base}/", str(work), fmt, PG_URL)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -175,7 +211,11 @@ def main() -> None:
     parser.add_argument("--default-records", type=int, default=100_000,
                         help="records for dlt's default setup (it is ~100x slower; 0 skips it)")
     parser.add_argument("--only", choices=["opsloop", "parquet", "default"], action="append")
+    parser.add_argument("--pg-url", default="", help="an empty Postgres database to load into instead of DuckDB")
     args = parser.parse_args()
+    global PG_URL
+    PG_URL = args.pg_url
+    fast = "csv" if PG_URL else "parquet"
     wanted = args.only or ["opsloop", "parquet", "default"]
     results: dict[str, list[dict]] = {}
     proc, base = _server(args.records)
@@ -184,7 +224,7 @@ def main() -> None:
             if "opsloop" in wanted:
                 results.setdefault("opsloop rest source", []).append(run_opsloop(base))
             if "parquet" in wanted:
-                results.setdefault("plain dlt, parquet", []).append(run_plain(base, "parquet"))
+                results.setdefault(f"plain dlt, {fast}", []).append(run_plain(base, fast))
     finally:
         proc.terminate()
     if "default" in wanted and args.default_records:
@@ -200,11 +240,12 @@ def main() -> None:
         rss = statistics.median(r["rss_mb"] for r in runs)
         rates[name] = rate
         print(f"{name:24} {runs[0]['rows']:>9,} {rate:>11,.0f} {rss:>8,.0f} MB  {len(runs)}")
-    base_rate = rates.get("plain dlt, parquet")
+    base_rate = rates.get(f"plain dlt, {fast}")
     if base_rate and "opsloop rest source" in rates:
         ratio = rates["opsloop rest source"] / base_rate
         rss = statistics.median(r["rss_mb"] for r in results["opsloop rest source"])
-        print(f"opsloop / dlt parquet: {ratio:.1f}x (goal >= 5x: {'met' if ratio >= 5 else 'NOT met'}); "
+        print(f"into {'Postgres' if PG_URL else 'DuckDB'}: opsloop / dlt {fast}: {ratio:.1f}x "
+              f"(goal >= 5x: {'met' if ratio >= 5 else 'NOT met'}); "
               f"opsloop peak RSS {rss:,.0f} MB (goal < 1024 MB: {'met' if rss < 1024 else 'NOT met'})")
 
 
