@@ -27,6 +27,9 @@ from .warehouse import Warehouse, open_warehouse
 
 log = logging.getLogger("opsloop")
 
+Job = Callable[[], Coroutine[Any, Any, None]]
+"""A background job: a coroutine function the app starts with its workers and cancels at stop."""
+
 EventHandler = Callable[[EventRecord], Awaitable[None]]
 
 
@@ -151,7 +154,12 @@ class App:
         for hook in self.on_start:
             await hook()
 
-    async def _as_leader(self, role: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    def as_leader(self, role: str, run: Job) -> Job:
+        """A background job (for ``App.background``) that runs in one process at a time: past one machine,
+        the worker holding the lead of ``role``; the others stand by and take over when it dies."""
+        return lambda: self._as_leader(role, run)
+
+    async def _as_leader(self, role: str, run: Job) -> None:
         """Run ``run`` only while this process leads ``role``; stand by and take over otherwise."""
         while not await asyncio.to_thread(self.store.try_lead, role):
             await asyncio.sleep(self.settings.lead_retry)

@@ -2,7 +2,8 @@
 
 A source whose last run is older than its most recent scheduled time (never run, or missed while the
 server was down) runs once at start-up. A partial run (daily quota) is retried at the first scheduled
-time after the vendor's quota resets. Pulls run one at a time, in a worker thread.
+time after the vendor's quota resets. Pulls run one at a time, in a worker thread, and with several worker
+processes (docs/deploy.md) only the one leading ``source-scheduler`` runs the schedules.
 """
 
 from __future__ import annotations
@@ -126,4 +127,5 @@ def attach(app: App) -> None:
     app.services["sources"] = scheduler
     app.web_routes.extend(_routes(app, scheduler))
     if schedules:
-        app.background.append(scheduler.run)
+        # one scheduler among the workers: two would pull the same source twice (and write its change events twice)
+        app.background.append(app.as_leader("source-scheduler", scheduler.run))
