@@ -130,7 +130,7 @@ class App:
                 parse=False, save_cursor=False,  # payloads are parsed only for events a handler wants
             )
             warehouse_loader = Consumer(
-                "warehouse-loader",
+                self.WAREHOUSE_ROLE,
                 self.store,
                 self.bus,
                 self._load_raw,
@@ -154,6 +154,10 @@ class App:
         for hook in self.on_start:
             await hook()
 
+    WAREHOUSE_ROLE = "warehouse-loader"
+    """The lead that warehouse work follows: the process loading ``raw.events`` also runs scheduled pulls,
+    identity builds and sync schedules (with DuckDB it is the one process that may open the file)."""
+
     def as_leader(self, role: str, run: Job) -> Job:
         """A background job (for ``App.background``) that runs in one process at a time: past one machine,
         the worker holding the lead of ``role``; the others stand by and take over when it dies."""
@@ -163,8 +167,9 @@ class App:
         """Run ``run`` only while this process leads ``role``; stand by and take over otherwise."""
         while not await asyncio.to_thread(self.store.try_lead, role):
             await asyncio.sleep(self.settings.lead_retry)
+        first = role not in self._leading
         self._leading.add(role)
-        if role == "warehouse-loader":
+        if first and role == self.WAREHOUSE_ROLE:
             await asyncio.to_thread(self.loader.ensure_table)
         await run()
 

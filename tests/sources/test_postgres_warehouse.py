@@ -102,7 +102,7 @@ def test_a_warehouse_sources_do_not_support_is_named(proj: Any, api: ItemsApi) -
 @pytest.mark.parametrize("proj", ["postgres"], indirect=True)
 def test_one_worker_runs_the_source_schedules_and_a_standby_takes_over(
         proj: Any, api: ItemsApi, pg_url: str, server_factory: Any) -> None:  # noqa: F811
-    """Two workers on one Postgres state store: only the one leading ``source-scheduler`` pulls on schedule
+    """Two workers on one Postgres state store: only the one leading the warehouse work pulls on schedule
     (two would pull the source twice and write its change events twice)."""
     from tests.conftest import wait_for
 
@@ -113,8 +113,8 @@ def test_one_worker_runs_the_source_schedules_and_a_standby_takes_over(
     assert len(done) == 1 and done[0].completed == [("shop", "succeeded")]
     leader = schedulers.index(done[0])
     standby = workers[1 - leader]
-    assert "source-scheduler" in workers[leader].app._leading
-    assert "source-scheduler" not in standby.app._leading and schedulers[1 - leader].completed == []
+    assert "warehouse-loader" in workers[leader].app._leading
+    assert "warehouse-loader" not in standby.app._leading and schedulers[1 - leader].completed == []
     assert len(api.requests_to("/v1/items")) == 3  # one pull's three pages, not two pulls'
     workers[leader].__exit__(None, None, None)
-    wait_for(lambda: "source-scheduler" in standby.app._leading, 15, what="the standby to take the lead")
+    wait_for(lambda: "warehouse-loader" in standby.app._leading, 15, what="the standby to take the lead")

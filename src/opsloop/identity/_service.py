@@ -173,5 +173,5 @@ def attach(app: App) -> None:
     if ip.config is None and not ip.segments:
         return
     app.on_event("model.built", service.on_model_built)
-    app.background.append(service.scheduler)
+    app.background.append(app.as_leader(app.WAREHOUSE_ROLE, service.scheduler))
     app.on_start.append(service.flush_on_start)

@@ -3,7 +3,7 @@
 A source whose last run is older than its most recent scheduled time (never run, or missed while the
 server was down) runs once at start-up. A partial run (daily quota) is retried at the first scheduled
 time after the vendor's quota resets. Pulls run one at a time, in a worker thread, and with several worker
-processes (docs/deploy.md) only the one leading ``source-scheduler`` runs the schedules.
+processes (docs/deploy.md) only the one leading the warehouse loader runs the schedules.
 """
 
 from __future__ import annotations
@@ -127,5 +127,6 @@ def attach(app: App) -> None:
     app.services["sources"] = scheduler
     app.web_routes.extend(_routes(app, scheduler))
     if schedules:
-        # one scheduler among the workers: two would pull the same source twice (and write its change events twice)
-        app.background.append(app.as_leader("source-scheduler", scheduler.run))
+        # one scheduler among the workers (two would pull each source twice and write its change events twice),
+        # in the process that owns the warehouse work
+        app.background.append(app.as_leader(app.WAREHOUSE_ROLE, scheduler.run))

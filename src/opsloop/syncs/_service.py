@@ -178,5 +178,5 @@ def attach(app: App) -> None:
     for pattern in sorted({str(s.config.triggers.event) for s in syncs.values() if s.config.triggers.event}):
         app.on_event(pattern, service.on_event_for(pattern))
     if any(s.config.triggers.cron for s in syncs.values()):
-        app.background.append(service.cron_loop)
+        app.background.append(app.as_leader(app.WAREHOUSE_ROLE, service.cron_loop))
     app.on_stop.append(service.stop)
