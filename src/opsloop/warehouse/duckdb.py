@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import WarehouseError
 from .base import QueryResult, Warehouse
+
+log = logging.getLogger("opsloop.warehouse")
 
 
 class DuckDBWarehouse(Warehouse):
@@ -113,10 +117,29 @@ class DuckDBWarehouse(Warehouse):
         return _DuckDBSession(self, cursor)
 
     def close(self) -> None:
+        """Close the connection. DuckDB refuses to close one while a call on it (or on a cursor of it: a
+        pull, a build in a worker thread) runs, so wait for that call up to ``CLOSE_WAIT`` seconds; past
+        that, leave the file to be closed when the process exits (its WAL keeps what was committed)."""
+        import duckdb
+
         with self._lock:
-            if self._con is not None:
-                self._con.close()
-                self._con = None
+            if self._con is None:
+                return
+            deadline = time.monotonic() + CLOSE_WAIT
+            while True:
+                try:
+                    self._con.close()
+                    break
+                except duckdb.Error as exc:
+                    if "busy" not in str(exc).lower() or time.monotonic() > deadline:
+                        log.warning("the warehouse %s is still in use; not closed (%s)", self.path, exc)
+                        break
+                    time.sleep(0.05)
+            self._con = None
+
+
+CLOSE_WAIT = 60.0
+"""Seconds ``close()`` waits for a call still running on the warehouse (a pull or build at shutdown)."""
 
 
 class _DuckDBSession(DuckDBWarehouse):
