@@ -6,7 +6,7 @@ DuckDB (the embedded default) and Postgres. Other warehouses are refused with a 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
@@ -27,6 +27,9 @@ OldRows = dict[tuple[Any, ...], dict[str, Any]]
 class LoadTarget:
     """One pull's side of the warehouse; ``close()`` when the pull ends."""
 
+    TYPES: ClassVar[dict[str, str]] = {}
+    """SQL for a ``_drift`` kind where the engine spells it differently (``DOUBLE`` -> ``DOUBLE PRECISION``)."""
+
     def __init__(self, warehouse: Warehouse) -> None:
         self.wh = warehouse
 
@@ -35,11 +38,15 @@ class LoadTarget:
 
     def describe(self, schema: str, table: str) -> dict[str, str]:
         """Column -> kind (``_drift`` kinds: BIGINT, DOUBLE, VARCHAR, JSON, ...); empty when no table."""
-        raise NotImplementedError
+        return {name: warehouse_kind(kind) for name, kind in self.wh.columns(schema, table)}
 
     def widen(self, schema: str, table: str, columns: dict[str, str]) -> None:
         """Change present columns to the given kinds in place (skips a table or column that is not there)."""
-        raise NotImplementedError
+        present = self.describe(schema, table)
+        for column, kind in columns.items():
+            if column in present:
+                self.wh.execute(f"ALTER TABLE {_quote(schema)}.{_quote(table)} ALTER COLUMN {_quote(column)} "
+                                f"TYPE {self.TYPES.get(kind, kind)}")
 
     def old_rows(self, schema: str, table: str, keys: list[str], page: pa.Table) -> OldRows:
         """The stored rows whose primary key is in ``page``, by key tuple."""
@@ -53,36 +60,14 @@ class DuckDBTarget(LoadTarget):
     """A private cursor: other threads (the event loader, model builds) use the owning connection, and
     DuckDB refuses a second call on a connection that is busy instead of waiting for it."""
 
+    TYPES: ClassVar[dict[str, str]] = {"TIMESTAMP": "TIMESTAMP WITH TIME ZONE"}
+
     def __init__(self, warehouse: Warehouse) -> None:
-        super().__init__(warehouse)
-        self.session = warehouse.session()
-        self.con: Any = getattr(self.session, "con")  # noqa: B009 - a DuckDB session's own connection
+        super().__init__(warehouse.session())
+        self.con: Any = getattr(self.wh, "con")  # noqa: B009 - a DuckDB session's own connection
 
     def destination(self, dlt: Any) -> Any:
         return dlt.destinations.duckdb(self.con)
-
-    def describe(self, schema: str, table: str) -> dict[str, str]:
-        cur = self.con.cursor()
-        try:
-            rows = cur.execute(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
-                "AND table_name = ?", [schema, table],
-            ).fetchall()
-        finally:
-            cur.close()
-        return {str(r[0]): warehouse_kind(str(r[1])) for r in rows}
-
-    def widen(self, schema: str, table: str, columns: dict[str, str]) -> None:
-        present = self.describe(schema, table)
-        cur = self.con.cursor()
-        try:
-            for column, kind in columns.items():
-                if column in present:
-                    sql_type = "TIMESTAMP WITH TIME ZONE" if kind == "TIMESTAMP" else kind
-                    cur.execute(f"ALTER TABLE {_quote(schema)}.{_quote(table)} ALTER {_quote(column)} "
-                                f"TYPE {sql_type}")
-        finally:
-            cur.close()
 
     def old_rows(self, schema: str, table: str, keys: list[str], page: pa.Table) -> OldRows:
         cur = self.con.cursor()
@@ -100,15 +85,14 @@ class DuckDBTarget(LoadTarget):
         return {tuple(r[columns.index(k)] for k in keys): dict(zip(columns, r, strict=True)) for r in rows}
 
     def close(self) -> None:
-        self.session.close()
-
-
-PG_TYPES = {"BIGINT": "BIGINT", "DOUBLE": "DOUBLE PRECISION", "VARCHAR": "VARCHAR", "BOOLEAN": "BOOLEAN",
-            "TIMESTAMP": "TIMESTAMP WITH TIME ZONE", "DATE": "DATE", "JSON": "JSONB"}
+        self.wh.close()
 
 
 class PostgresTarget(LoadTarget):
     """dlt's Postgres destination (psycopg2) on the warehouse's database; reads go through the warehouse."""
+
+    TYPES: ClassVar[dict[str, str]] = {
+        "DOUBLE": "DOUBLE PRECISION", "TIMESTAMP": "TIMESTAMP WITH TIME ZONE", "JSON": "JSONB"}
 
     def destination(self, dlt: Any) -> Any:
         from dlt.destinations.impl.postgres.configuration import PostgresCredentials
@@ -118,16 +102,6 @@ class PostgresTarget(LoadTarget):
         if credentials.password is None:
             credentials.password = ""  # trust auth, or libpq finds it (PGPASSWORD, ~/.pgpass)
         return dlt.destinations.postgres(credentials=credentials)
-
-    def describe(self, schema: str, table: str) -> dict[str, str]:
-        return {name: warehouse_kind(kind) for name, kind in self.wh.columns(schema, table)}
-
-    def widen(self, schema: str, table: str, columns: dict[str, str]) -> None:
-        present = self.describe(schema, table)
-        for column, kind in columns.items():
-            if column in present:
-                self.wh.execute(f"ALTER TABLE {_quote(schema)}.{_quote(table)} ALTER COLUMN {_quote(column)} "
-                                f"TYPE {PG_TYPES[kind]}")
 
     def old_rows(self, schema: str, table: str, keys: list[str], page: pa.Table) -> OldRows:
         if not page.num_rows:
