@@ -175,10 +175,9 @@ def run_opsloop(base: str) -> dict:
 
         init_project(root)
         if PG_URL:
-            config = root / "opsloop.yml"
-            text = config.read_text()
-            config.write_text(text[:text.index("warehouse:")] + f"warehouse:\n  type: postgres\n  url: {PG_URL}\n"
-                              + text[text.index("state:"):])
+            from _warehouse import use_postgres
+
+            use_postgres(root, PG_URL)
         (root / "sources").mkdir(exist_ok=True)
         (root / "sources" / "bench.yml").write_text(textwrap.dedent(f"""\
             type: rest

@@ -57,11 +57,9 @@ def make_project(root: Path, rows: int, destination: str = "{type: outbox}", bat
         CASE i % 3 WHEN 0 THEN 'free' WHEN 1 THEN 'pro' ELSE 'enterprise' END AS plan, (i % 1000) * 1.5 AS mrr"""
     if PG_URL:
         import psycopg
+        from _warehouse import use_postgres
 
-        config = root / "opsloop.yml"
-        text = config.read_text()
-        config.write_text(text[:text.index("warehouse:")] + f"warehouse:\n  type: postgres\n  url: {PG_URL}\n"
-                          + text[text.index("state:"):])
+        use_postgres(root, PG_URL)
         with psycopg.connect(PG_URL, autocommit=True) as pg:
             pg.execute("DROP SCHEMA IF EXISTS opsloop_sync CASCADE")
             pg.execute("DROP TABLE IF EXISTS public.src")
