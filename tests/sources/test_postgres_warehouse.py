@@ -118,3 +118,15 @@ def test_one_worker_runs_the_source_schedules_and_a_standby_takes_over(
     assert len(api.requests_to("/v1/items")) == 3  # one pull's three pages, not two pulls'
     workers[leader].__exit__(None, None, None)
     wait_for(lambda: "warehouse-loader" in standby.app._leading, 15, what="the standby to take the lead")
+
+
+def test_cli_pull_names_an_unreachable_postgres_warehouse(proj: Any, api: ItemsApi) -> None:  # noqa: F811
+    from tests.conftest import free_port, run_cli, use_postgres_warehouse
+
+    use_postgres_warehouse(proj.root, f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
+    _rest(proj, api)
+    result = run_cli("pull", "--project", str(proj.root))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot connect to the Postgres warehouse" in result.stderr
+    assert "did not answer" not in result.stderr  # not mistaken for a DuckDB file that `opsloop up` owns
+    assert api.log == []

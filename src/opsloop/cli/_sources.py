@@ -118,6 +118,8 @@ def register(app: typer.Typer) -> None:
             try:
                 app_.warehouse.query("SELECT 1")
             except WarehouseError as exc:
+                if not app_.warehouse.SINGLE_WRITER:  # a server warehouse that is down: no server can help
+                    fail(str(exc))
                 # `opsloop up` owns the DuckDB file: ask it to pull
                 app_.close()
                 _pull_via_server(app_, source, full_refresh, json_out, str(exc))
