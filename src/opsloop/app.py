@@ -17,6 +17,7 @@ from typing import Any
 from ._ids import new_id
 from .errors import OpsloopError
 from .events._committer import GroupCommitter
+from .events._json import DEFAULT_MAX_DEPTH, BodyRefused, parse_body
 from .events.inbox import Inbox
 from .events.loader import RawEventLoader
 from .events.log import Consumer, EventBus
@@ -248,13 +249,15 @@ class App:
             error = None
             for pattern, handler in self.handlers:
                 if self._matches(pattern, event.name):
-                    if event.payload is None and event.payload_text is not None:
-                        event.payload = json.loads(event.payload_text)
                     try:
+                        if event.payload is None and event.payload_text is not None:
+                            event.payload = json.loads(event.payload_text)
                         await handler(event)
                     except Exception as exc:
                         log.exception("handler for %s failed on %s", pattern, event.id)
-                        error = {"reason": f"{type(exc).__name__}: {exc}"}
+                        error = {"reason": f"{type(exc).__name__}: {exc}", "consumer": "dispatcher"}
+                        if isinstance(exc, ValueError | RecursionError) and event.payload is None:
+                            break  # its payload cannot be read: no other handler will do better
             if error is None:
                 dispatched.append(event.id)
             else:
@@ -287,17 +290,21 @@ class App:
         if original is None:
             raise ReplayError(f"no event {event_id!r}; list events with `opsloop events`")
         if original.status == "rejected":
-            raise ReplayError(f"event {event_id} was rejected ({(original.error or {}).get('reason')}); "
-                              "a request that failed its signature or was not JSON is never processed")
+            error = original.error if isinstance(original.error, dict) else {}
+            reason = error.get("reason")
+            if error.get("refused") != "body":
+                raise ReplayError(f"event {event_id} was rejected ({reason}); "
+                                  "a request that failed its signature is never processed")
+            if payload is None:
+                raise ReplayError(f"event {event_id} was refused at the door ({reason}); replay it with a "
+                                  "corrected payload: opsloop replay ID --payload @fixed.json")
         if original.status == "duplicate":
             raise ReplayError(f"event {event_id} is a duplicate of {original.related_id}; replay that one instead")
         body = original.body
         data = original.payload if payload is None else payload
         name = original.name
         if payload is not None:
-            import json
-
-            body = json.dumps(payload, separators=(",", ":")).encode()
+            body = self._replay_body(event_id, original.endpoint, payload)
         if original.endpoint:
             endpoint = self.inbox.endpoints.get(original.endpoint)
             if endpoint is not None:
@@ -319,10 +326,21 @@ class App:
         )
         with self.store.transaction() as cur:
             self.store.append_events_in(cur, [new])
-            if original.status in ("quarantined", "failed"):
+            if original.status in ("quarantined", "failed", "rejected"):
                 self.store.set_event_status(cur, original.id, "replayed", new.id)
         self.bus.notify()
         return new.id
+
+    def _replay_body(self, event_id: str, endpoint_name: str | None, payload: Any) -> bytes:
+        """``payload`` as the body of a replay, held to what the inbox accepts (the log carries only that)."""
+        endpoint = self.inbox.endpoints.get(endpoint_name or "")
+        depth = endpoint.config.max_depth if endpoint is not None else DEFAULT_MAX_DEPTH
+        try:
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            parse_body(body, depth)
+        except (BodyRefused, ValueError, RecursionError) as exc:
+            raise ReplayError(f"the payload given to replay event {event_id} cannot be used: {exc}") from None
+        return body
 
     def replay_many(
         self, endpoint: str | None, since: float | None, status: str | None, until: float | None = None,

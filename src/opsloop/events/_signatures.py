@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,11 +48,15 @@ def _fresh(timestamp: float, tolerance: float, now: float) -> str | None:
     return None
 
 
+_UNIX_TIME = re.compile(r"[0-9]{1,16}(\.[0-9]{1,9})?")
+
+
 def _parse_float(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    """A unix timestamp header (seconds or milliseconds, digits with an optional fraction), else None:
+    ``nan``, ``inf``, ``1e20``, ``-1``, an empty value or 10k digits are not timestamps."""
+    if value is None or not _UNIX_TIME.fullmatch(value.strip()):
         return None
+    return float(value)
 
 
 class Preset:
@@ -87,9 +92,11 @@ class Stripe(Preset):
         parts = [p.split("=", 1) for p in header.split(",") if "=" in p]
         stamps = [v for k, v in parts if k.strip() == "t"]
         sigs = [v for k, v in parts if k.strip() == "v1"]
-        ts = _parse_float(stamps[0]) if stamps else None
-        if ts is None or not sigs:
+        if not stamps or not sigs:
             return "Stripe-Signature lacks t= or v1="
+        ts = _parse_float(stamps[0])
+        if ts is None:
+            return "Stripe-Signature's t= is not a unix timestamp"
         expected = _hmac(self.key, stamps[0].encode() + b"." + req.body).hex()
         if not any(_eq(expected, s.strip()) for s in sigs):
             return "signature does not match"
@@ -107,9 +114,11 @@ class Slack(Preset):
     def verify(self, req: SignedRequest, now: float) -> str | None:
         ts_text = req.headers.get("x-slack-request-timestamp")
         given = req.headers.get("x-slack-signature")
-        ts = _parse_float(ts_text)
-        if ts is None or not given:
+        if not ts_text or not given:
             return "missing X-Slack-Request-Timestamp or X-Slack-Signature"
+        ts = _parse_float(ts_text)
+        if ts is None:
+            return "X-Slack-Request-Timestamp is not a unix timestamp"
         expected = "v0=" + _hmac(self.key, b"v0:" + str(ts_text).encode() + b":" + req.body).hex()
         if not _eq(expected, given):
             return "signature does not match"
@@ -156,9 +165,11 @@ class HubSpot(Preset):
     def verify(self, req: SignedRequest, now: float) -> str | None:
         ts_text = req.headers.get("x-hubspot-request-timestamp")
         given = req.headers.get("x-hubspot-signature-v3")
-        ts = _parse_float(ts_text)
-        if ts is None or not given or ts_text is None:
+        if not ts_text or not given:
             return "missing X-HubSpot-Request-Timestamp or X-HubSpot-Signature-v3"
+        ts = _parse_float(ts_text)
+        if ts is None:
+            return "X-HubSpot-Request-Timestamp is not a unix timestamp in milliseconds"
         if not _eq(self._expected(req, ts_text), given):
             return "signature does not match"
         return _fresh(ts / 1000.0, self.config.tolerance, now)
@@ -179,9 +190,14 @@ class StandardWebhooks(Preset):
         msg_id = req.headers.get("webhook-id")
         ts_text = req.headers.get("webhook-timestamp")
         given = req.headers.get("webhook-signature")
-        ts = _parse_float(ts_text)
-        if not msg_id or ts is None or not given:
+        if not msg_id or not ts_text or not given:
             return "missing webhook-id, webhook-timestamp or webhook-signature"
+        ts = _parse_float(ts_text)
+        if ts is None:
+            return "webhook-timestamp is not a unix timestamp in seconds"
+        stale = _fresh(ts, self.config.tolerance, now)  # first: a time past year 9999 has no datetime
+        if stale is not None:
+            return stale
         try:
             body = req.body.decode()
         except UnicodeDecodeError:
@@ -190,7 +206,7 @@ class StandardWebhooks(Preset):
         candidates = [s.split(",", 1)[1] for s in given.split(" ") if s.startswith("v1,")]
         if not any(_eq(expected, c) for c in candidates):
             return "signature does not match"
-        return _fresh(ts, self.config.tolerance, now)
+        return None
 
     def sign(self, req: SignedRequest, now: float) -> dict[str, str]:
         msg_id = req.headers.get("webhook-id") or f"msg_{int(now * 1e6)}"
@@ -211,7 +227,7 @@ class Zendesk(Preset):
             return "signature does not match"
         try:
             ts = datetime.fromisoformat(ts_text.replace("Z", "+00:00")).timestamp()
-        except ValueError:
+        except (ValueError, OverflowError, OSError):
             return "X-Zendesk-Webhook-Signature-Timestamp is not an ISO 8601 time"
         return _fresh(ts, self.config.tolerance, now)
 

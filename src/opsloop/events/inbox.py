@@ -13,6 +13,7 @@ from .._ids import new_id
 from ..errors import ServerBusy
 from ..project import EndpointConfig, Project
 from ..state import AppendResult, NewEvent
+from ._json import BodyRefused, parse_body
 from ._schemas import PayloadValidator
 from ._signatures import Preset, SignedRequest, make_preset
 
@@ -94,23 +95,51 @@ def _field(payload: Any, dotted: str) -> Any:
     return value
 
 
+class RefusalBudget:
+    """How many refused requests each client address may still have stored this minute.
+
+    Bounded: past ``max_clients`` addresses the oldest windows are forgotten (a flood from many
+    addresses then stores at most ``per_minute`` per address and window, never unbounded state here).
+    """
+
+    def __init__(self, max_clients: int = 10_000) -> None:
+        self.max_clients = max_clients
+        self._windows: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def take(self, endpoint: str, client: str, per_minute: int, now: float) -> bool:
+        """Whether one more refused request from ``client`` may be stored now."""
+        key = (endpoint, client)
+        start, used = self._windows.pop(key, (now, 0))
+        if now - start >= 60.0:
+            start, used = now, 0
+        allowed = used < per_minute
+        self._windows[key] = (start, used + 1 if allowed else used)  # re-inserted last: dicts keep order
+        while len(self._windows) > self.max_clients:
+            del self._windows[next(iter(self._windows))]
+        return allowed
+
+
 class Inbox:
     def __init__(self, project: Project, committer: Appender, retention_days: int) -> None:
         self.project = project
         self.endpoints = compile_endpoints(project)
         self.committer = committer
         self.retention_days = retention_days
+        self.refusals = RefusalBudget()
 
     def _expires(self, cfg: EndpointConfig, now: float) -> float:
         days = cfg.retention_days if cfg.retention_days is not None else self.retention_days
         return now + days * 86400.0
 
     async def receive(
-        self, name: str, body: bytes, headers: Mapping[str, str], url: str = "", method: str = "POST"
+        self, name: str, body: bytes, headers: Mapping[str, str], url: str = "", method: str = "POST",
+        client: str | None = None,
     ) -> Outcome:
+        """Answer one webhook request; ``client`` is the sender's address (rate limits what is stored of
+        requests refused for their signature)."""
         endpoint = self.endpoints.get(name)
-        if endpoint is None:
-            return Outcome(404, {"error": f"no webhook endpoint named {name!r}", "endpoints": sorted(self.endpoints)})
+        if endpoint is None:  # names nothing: an unauthenticated caller learns no endpoint from it
+            return Outcome(404, {"error": "no webhook endpoint at this path; see the endpoints in events/*.yml"})
         cfg = endpoint.config
         if len(body) > cfg.max_body:
             return Outcome(413, {"error": f"body of {len(body)} bytes exceeds this endpoint's limit of {cfg.max_body}"})
@@ -128,21 +157,34 @@ class Inbox:
         )
         reason = endpoint.preset.verify(SignedRequest(body, lower, url, method), now)
         if reason is not None:
-            base.status, base.error = "rejected", {"reason": f"bad signature: {reason}"}
+            answer = {"error": "invalid signature", "reason": reason}
+            if not self.refusals.take(name, client or "unknown", cfg.refused_per_minute, now):
+                return Outcome(401, answer)  # the same answer; past the budget nothing is stored
+            kept = body[: cfg.refused_body]
+            base.body = kept
+            base.status, base.error = "rejected", {
+                "reason": f"bad signature: {reason}", "refused": "signature", "client": client,
+                "body_size": len(body), "body_truncated": len(kept) < len(body),
+            }
             await self._append_quiet(base)
-            return Outcome(401, {"error": "invalid signature", "reason": reason, "id": base.id})
+            return Outcome(401, {**answer, "id": base.id})
         try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            base.status, base.error = "rejected", {"reason": f"malformed JSON: {exc}"}
+            parsed = parse_body(body, cfg.max_depth)
+        except BodyRefused as exc:
+            base.status, base.error = "rejected", {"reason": str(exc), "refused": "body"}
             await self._append_quiet(base)
-            return Outcome(400, {"error": f"malformed JSON: {exc}", "id": base.id})
+            return Outcome(400, {
+                "error": str(exc), "id": base.id,
+                "hint": "fix the sender; a stored request can be replayed with a corrected payload "
+                        "(opsloop replay ID --payload @fixed.json)",
+            })
+        payload = parsed.payload
         base.name = cfg.event_name_for(payload)
         payload, changed = redact(payload, cfg.redact)
         if changed:
             base.body = json.dumps(payload, separators=(",", ":")).encode()
         else:
-            base.payload_text = body.decode("utf-8")
+            base.payload_text = parsed.text
         base.payload = payload
         if endpoint.validator is not None:
             errors = endpoint.validator.errors(payload)

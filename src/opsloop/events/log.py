@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from ..errors import TransientError
 from ..state import EventRecord, StateStore
 
 log = logging.getLogger("opsloop.events")
@@ -116,14 +117,61 @@ class Consumer:
             return 0
         try:
             await self.handler(events)
-        except Exception:
-            log.exception("consumer %s failed on events %s..%s; retrying", self.name, events[0].id, events[-1].id)
-            await asyncio.sleep(1.0)
-            return 0
+        except Exception as exc:
+            if systemic(exc):
+                log.exception("consumer %s failed on events %s..%s; retrying", self.name, events[0].id, events[-1].id)
+                await asyncio.sleep(1.0)
+                return 0
+            handled = await self._isolate(events)
+            if handled < len(events):
+                return 0
         self.position = events[-1].seq
         if self.save_cursor:
             await asyncio.to_thread(self.store.set_cursor, self.name, self.position)
         return len(events)
+
+
+    async def _isolate(self, events: list[EventRecord]) -> int:
+        """A batch failed for one of its events: handle them one at a time, mark each event that fails
+        on its own ``failed`` (with the error) and go on, so that one poison event stops nothing.
+        Returns how many were dealt with; fewer than all when a systemic error (the warehouse or the
+        store is down) interrupts, and then the rest is retried later."""
+        for done, event in enumerate(events):
+            try:
+                await self.handler([event])
+            except Exception as exc:
+                if systemic(exc):
+                    log.exception("consumer %s failed on event %s; retrying", self.name, event.id)
+                    if done:
+                        await self._advance(events[done - 1].seq)
+                    await asyncio.sleep(1.0)
+                    return done
+                reason = f"{type(exc).__name__}: {exc}"
+                log.warning("consumer %s failed on event %s (marked failed; replay it once fixed): %s",
+                            self.name, event.id, reason)
+                await asyncio.to_thread(self.store.fail_event, event.id, self.name, reason)
+        return len(events)
+
+    async def _advance(self, seq: int) -> None:
+        self.position = seq
+        if self.save_cursor:
+            await asyncio.to_thread(self.store.set_cursor, self.name, self.position)
+
+
+_SYSTEMIC_NAMES = {"IOException", "ConnectionException", "OperationalError", "InterfaceError"}
+
+
+def systemic(exc: BaseException) -> bool:
+    """Whether ``exc`` says something is down rather than that one event is bad: such a failure is
+    retried, never pinned on the event."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TransientError | OSError | TimeoutError | MemoryError):
+            return True
+        if any(cls.__name__ in _SYSTEMIC_NAMES for cls in type(seen).__mro__):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 async def _first(*events: asyncio.Event) -> None:

@@ -115,10 +115,16 @@ class EndpointConfig(_Strict):
     signature: SignatureConfig = Field(default_factory=lambda: SignatureConfig(preset="none"))
     idempotency: IdempotencyConfig | None = None
     max_body: int = 1_000_000
+    max_depth: int = Field(default=64, ge=1, le=512)
+    """Deepest nesting of objects and arrays a payload may have (deeper is refused with 400)."""
+    refused_body: int = Field(default=4096, ge=0)
+    """How much of a request refused for its signature is stored (the rest is dropped, its size noted)."""
+    refused_per_minute: int = Field(default=60, ge=0)
+    """How many requests refused for their signature are stored per client address and minute."""
     redact: list[str] = Field(default_factory=list)
     retention_days: int | None = None
 
-    @field_validator("max_body", mode="before")
+    @field_validator("max_body", "refused_body", mode="before")
     @classmethod
     def _size(cls, value: Any) -> int:
         return parse_size(value)

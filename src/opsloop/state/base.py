@@ -8,7 +8,9 @@ subsystem owns a range of numbers (0001-0099 events, 0100-0199 workflows, 0200 s
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -79,7 +81,7 @@ class EventRecord:
 
     def summary(self) -> dict[str, Any]:
         """The fields a listing shows (no headers or body)."""
-        return {
+        out: dict[str, Any] = json_safe({
             "id": self.id,
             "seq": self.seq,
             "endpoint": self.endpoint,
@@ -90,23 +92,57 @@ class EventRecord:
             "source": self.source,
             "related_id": self.related_id,
             "error": self.error,
-        }
+        })
+        return out
 
     def detail(self) -> dict[str, Any]:
+        """Everything about the event, as JSON any encoder can write (odd stored values are shown, not
+        raised: a body that is not UTF-8 comes as ``body_base64``, NaN or a lone surrogate as text)."""
         out = self.summary()
         body = self.body or b""
         try:
             body_text: str | None = body.decode("utf-8")
         except UnicodeDecodeError:
             body_text = None
+            out["body_base64"] = base64.b64encode(body).decode()
+        payload = self.payload
+        if payload is None and self.payload_text:
+            out["payload_error"] = "the stored payload is not JSON that can be read back"
         out.update(
             headers=self.headers,
-            payload=self.payload,
+            payload=payload,
             body=body_text,
             dispatched_at=self.dispatched_at,
             expires_at=self.expires_at,
         )
-        return out
+        safe: dict[str, Any] = json_safe(out)
+        return safe
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` unchanged when strict JSON can carry it, else a copy whose non-finite numbers and lone
+    surrogates are written as text (and nesting past 200 levels elided)."""
+    try:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        return value
+    except (ValueError, UnicodeEncodeError, RecursionError, TypeError):
+        return _mend(value, 0)
+
+
+def _mend(value: Any, depth: int) -> Any:
+    if depth > 200:
+        return "[nested too deep to show]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_mend(str(k), depth + 1): _mend(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mend(v, depth + 1) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)
 
 
 _EVENT_COLUMNS = (
@@ -132,13 +168,20 @@ def _stored_payload(ev: NewEvent) -> str | None:
 
 
 def _json_or_none(text: str | None) -> Any:
-    return json.loads(text) if text is not None else None
+    """The stored JSON ``text`` parsed; None when it cannot be (an event stored before the inbox refused
+    such bodies must not break a listing: ``EventRecord.detail`` says so instead)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def payload_text_of(payload: str | None, body: Any) -> str | None:
     """The stored payload text of an event row (``payload``, or the body it is the same as)."""
     if payload == SAME_AS_BODY and body is not None:
-        return bytes(body).decode("utf-8")
+        return bytes(body).decode("utf-8", "replace")
     return payload
 
 
@@ -422,13 +465,27 @@ class StateStore(ABC):
             for start in range(0, len(ids), 500):
                 chunk = list(ids[start : start + 500])
                 marks = ", ".join("?" for _ in chunk)
+                # a consumer that marked one failed (fail_event) is not overruled by one that succeeded
+                keep = " AND status <> 'failed'" if status == "dispatched" else ""
                 self.execute(
                     cur,
-                    f"UPDATE events SET status = ?, error = ?, dispatched_at = ? WHERE id IN ({marks})",
+                    f"UPDATE events SET status = ?, error = ?, dispatched_at = ? WHERE id IN ({marks}){keep}",
                     (status, error_text, now, *chunk),
                 )
             if cursor is not None:
                 self.set_cursor(cursor[0], cursor[1], cur)
+
+    def fail_event(self, event_id: str, consumer: str, reason: str) -> None:
+        """Mark an accepted event failed by ``consumer`` (the loader, workflows ...): it shows in
+        ``opsloop events --status failed`` with the reason, and a replay sends it through again."""
+        error = json.dumps({"reason": reason[:2000], "consumer": consumer})
+        with self.transaction(durable=False) as cur:
+            self.execute(
+                cur,
+                "UPDATE events SET status = 'failed', error = ?, dispatched_at = COALESCE(dispatched_at, ?) "
+                "WHERE id = ? AND accepted = 1",
+                (error, time.time(), event_id),
+            )
 
     def set_event_status(self, cur: Any, event_id: str, status: str, related_id: str | None = None) -> None:
         self.execute(

@@ -105,7 +105,8 @@ class Web:
                 return JSONResponse({"error": f"body exceeds this endpoint's limit of {limit} bytes"}, status_code=413)
             chunks.append(chunk)
         body = b"".join(chunks)
-        outcome = await self.app.inbox.receive(name, body, request.headers, str(request.url), request.method)
+        client = request.client.host if request.client else None
+        outcome = await self.app.inbox.receive(name, body, request.headers, str(request.url), request.method, client)
         return JSONResponse(outcome.body, status_code=outcome.status_code, headers=outcome.headers)
 
     async def healthz(self, request: Request) -> Response:
@@ -292,7 +293,11 @@ class HookFastPath:
         here = f"{scope.get('scheme', 'http')}://{headers.get('host') or 'localhost'}"
         base = public.rstrip("/") if public else here
         url = f"{base}{path}" + (f"?{query}" if query else "")
-        outcome = await self.app.inbox.receive(name, b"".join(chunks), headers, url, "POST")
+        # uvicorn has already put X-Forwarded-For's address here when the peer is a trusted proxy
+        # (FORWARDED_ALLOW_IPS, loopback by default); otherwise this is the connection's own address
+        peer = scope.get("client")
+        client = str(peer[0]) if peer else None
+        outcome = await self.app.inbox.receive(name, b"".join(chunks), headers, url, "POST", client)
         await _respond(send, outcome.status_code, outcome.body, outcome.headers)
 
 
