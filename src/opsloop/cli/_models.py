@@ -247,13 +247,20 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def query(sql: Annotated[str, typer.Argument(help="One read-only SQL statement.")],
               project: ProjectOpt = Path("."),
-              limit: Annotated[int, typer.Option(help="At most this many rows.")] = 1000,
+              limit: Annotated[int, typer.Option(help="At most this many rows.", min=1)] = 1000,
+              timeout: Annotated[float | None, typer.Option(
+                  help="Stop the query after this many seconds (at most OPSLOOP_QUERY_TIMEOUT, default 30).")] = None,
               json_out: JsonOpt = False) -> None:
-        """Run a read-only query on the warehouse (through the server when one is up)."""
+        """Run a read-only query on the warehouse (through the server when one is up).
+
+        Sandboxed: the query reads the warehouse's tables only (no host files, network or settings)."""
         root = _project_root(project)
         if running_server(root) is not None:
-            data = _remote(root, "POST", "/api/query", {"sql": sql, "limit": limit})
-            columns, rows = data["columns"], data["rows"]
+            body: dict[str, Any] = {"sql": sql, "limit": limit}
+            if timeout is not None:
+                body["timeout"] = timeout
+            data = _remote(root, "POST", "/api/query", body)
+            columns, rows, more = data["columns"], data["rows"], bool(data.get("truncated"))
         else:
             from ..models import ModelEngine
             from ..models.engine import load_project_light
@@ -263,11 +270,14 @@ def register(app: typer.Typer) -> None:
             loaded = load_project_light(root)
             wh = open_warehouse(resolve_settings(loaded).warehouse, loaded.root, read_only=True)
             try:
-                result = ModelEngine(loaded, wh).query(sql, limit)
+                wh.lock_down()
+                result = ModelEngine(loaded, wh).query(sql, limit, timeout)
             finally:
                 wh.close()
-            columns, rows = result.columns, [list(r) for r in result.rows]
+            columns, rows, more = result.columns, [list(r) for r in result.rows], result.truncated
         if json_out:
             print_json([dict(zip(columns, r, strict=True)) for r in rows])
         else:
             print_table(columns, rows)
+        if more:
+            sys.stderr.write(f"(the first {limit} rows; more matched: add a LIMIT or WHERE, or pass --limit)\n")

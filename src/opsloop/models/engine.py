@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, OpsloopError, Problem
 from ..project import Project
-from ..warehouse import QueryResult, Warehouse
+from ..warehouse import DEFAULT_LIMIT, DEFAULT_TIMEOUT, QueryRefused, QueryResult, Warehouse
 from .compiler import Compiler, Target
 from .project import ModelProject, read_model_project
 from .runner import NodeResult, Runner
@@ -142,13 +142,35 @@ class ModelEngine:
                     out.append(child.split(".", 1)[1] + "+")
         return out
 
-    def query(self, sql: str, limit: int | None = 1000) -> QueryResult:
-        """A read-only query (one SELECT/WITH/SHOW/DESCRIBE statement)."""
-        check_read_only(sql, self.warehouse.dialect)
-        result = self.warehouse.query(sql)
-        if limit is not None:
-            result.rows = result.rows[:limit]
-        return result
+    def query(self, sql: str, limit: int | None = DEFAULT_LIMIT, timeout: float | None = None) -> QueryResult:
+        """A caller's query (`opsloop query`, ``POST /api/query``), read-only and sandboxed: one statement
+        that reads the warehouse's tables, no host files, network or settings, at most ``limit`` rows
+        (``result.truncated`` says when more matched), stopped after ``timeout`` seconds (at most the
+        project's ``OPSLOOP_QUERY_TIMEOUT``, default 30 s). Raises ``QueryRefused`` / ``QueryTimeout``
+        (``WarehouseError``) with what was refused and why."""
+        if limit is not None and limit < 1:
+            raise QueryRefused(f"limit must be a positive number of rows, not {limit}")
+        most = query_timeout(self.project.env)
+        if timeout is not None and timeout <= 0:
+            raise QueryRefused(f"timeout must be a positive number of seconds, not {timeout:g}")
+        return self.warehouse.sandboxed_query(sql, limit, most if timeout is None else min(timeout, most))
+
+
+def query_timeout(env: Mapping[str, str]) -> float:
+    """Seconds a caller's query may run: ``OPSLOOP_QUERY_TIMEOUT`` (``30s``, ``2m``, a number of seconds)."""
+    from .._durations import parse_duration
+
+    value = env.get("OPSLOOP_QUERY_TIMEOUT")
+    if value is None or not value.strip():
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError([Problem("OPSLOOP_QUERY_TIMEOUT", None, str(exc), "e.g. OPSLOOP_QUERY_TIMEOUT=30s")]) from exc
+    if seconds <= 0:
+        raise ConfigError([Problem("OPSLOOP_QUERY_TIMEOUT", None, f"{value!r} is not a positive duration",
+                                   "e.g. OPSLOOP_QUERY_TIMEOUT=30s")])
+    return seconds
 
 
 def load_project_light(root: Path | str) -> Project:
@@ -186,24 +208,3 @@ def load_project_light(root: Path | str) -> Project:
             raise ConfigError(problems)
         config = loaded
     return Project(root=root, config=config, env=env)
-
-
-def check_read_only(sql: str, dialect: str) -> None:
-    import sqlglot
-    from sqlglot import exp
-
-    try:
-        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
-    except sqlglot.errors.ParseError as exc:
-        raise ModelError(f"cannot parse the query: {str(exc).splitlines()[0]}") from exc
-    if len(statements) != 1:
-        raise ModelError("give exactly one statement to `opsloop query`")
-    stmt = statements[0]
-    allowed = (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Describe, exp.Show, exp.Pragma)
-    if not isinstance(stmt, allowed) and not (isinstance(stmt, exp.Command) and
-                                               str(stmt.this).upper() in ("SHOW", "DESCRIBE", "SUMMARIZE")):
-        raise ModelError("`opsloop query` runs read-only queries (SELECT, WITH, SHOW, DESCRIBE); "
-                         "change data with a model instead")
-    for node in stmt.walk():
-        if isinstance(node, exp.Insert | exp.Delete | exp.Update | exp.Create | exp.Drop | exp.Alter):
-            raise ModelError("`opsloop query` runs read-only queries; this one writes")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, Problem
 from ..project.config import WarehouseConfig
+from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT, QueryRefused, QueryTimeout
 from .base import QueryResult, Warehouse
 
 TYPES = ("duckdb", "postgres", "clickhouse", "snowflake", "bigquery")
@@ -35,7 +36,8 @@ def open_warehouse(config: WarehouseConfig, root: Path, read_only: bool = False)
         if not config.url:
             raise ConfigError([Problem("opsloop.yml", None, "warehouse type postgres needs url:",
                                        "e.g. url: postgresql://user@127.0.0.1:5432/db?schema=analytics")])
-        return PostgresWarehouse(config.url)
+        role = config.options.get("query_role")
+        return PostgresWarehouse(config.url, query_role=str(role) if role else None)
     if config.type == "clickhouse":
         from .clickhouse import ClickHouseWarehouse
 
@@ -56,4 +58,5 @@ def open_warehouse(config: WarehouseConfig, root: Path, read_only: bool = False)
     )
 
 
-__all__ = ["QueryResult", "Warehouse", "open_warehouse"]
+__all__ = ["DEFAULT_LIMIT", "DEFAULT_TIMEOUT", "QueryRefused", "QueryResult", "QueryTimeout", "Warehouse",
+           "open_warehouse"]

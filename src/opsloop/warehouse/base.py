@@ -7,11 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT
+
 
 @dataclass
 class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
+    truncated: bool = False
+    """More rows matched than the caller's limit; ``rows`` holds the first ``limit`` of them."""
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
@@ -44,6 +48,9 @@ class Warehouse(ABC):
     """``DELETE FROM ... WHERE`` works (ClickHouse: lightweight deletes)."""
     RUNS_SYNCS: bool = False
     """Reverse-ETL syncs keep their diff state here (schema ``opsloop_sync``; the SQL DuckDB and Postgres share)."""
+    SANDBOXED_QUERIES: bool = False
+    """``sandboxed_query`` checks a caller's SQL with the engine's own rules and stops it at the timeout
+    (DuckDB, Postgres); elsewhere a portable read-only check runs and the engine's own limits apply."""
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
@@ -57,6 +64,22 @@ class Warehouse(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # -- callers' queries (`opsloop query`, /api/query) ------------------------------------------
+    def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT,
+                        timeout: float = DEFAULT_TIMEOUT) -> QueryResult:
+        """Run a caller's read-only query: one statement that reads the warehouse's tables and nothing
+        else (no host files, network or settings), at most ``limit`` rows (``truncated`` says when more
+        matched), stopped after ``timeout`` seconds. Raises ``QueryRefused`` (what was refused and why) or
+        ``QueryTimeout``. See ``warehouse/_sandbox.py`` for what passes."""
+        from ._sandbox import generic_check
+
+        generic_check(sql, self.dialect)
+        return truncated(self.query(sql), limit)
+
+    def lock_down(self) -> None:
+        """For a process that only runs callers' queries (`opsloop query` without a server): turn off
+        what the engine can reach beyond its tables, for the rest of this connection's life."""
 
     # -- used by the model engine ------------------------------------------------------------
     def execute_count(self, sql: str) -> int | None:
@@ -105,3 +128,10 @@ class Warehouse(ABC):
 
         data = pa.table({c: [r[i] for r in rows] for i, c in enumerate(columns)})
         return self.insert_arrow(target, data)
+
+
+def truncated(result: QueryResult, limit: int | None) -> QueryResult:
+    """``result`` cut to ``limit`` rows, marked ``truncated`` when it had more."""
+    if limit is not None and len(result.rows) > limit:
+        return QueryResult(result.columns, result.rows[:limit], truncated=True)
+    return result

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WarehouseError
+from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT
 from .base import QueryResult, Warehouse
 
 log = logging.getLogger("opsloop.warehouse")
@@ -24,6 +25,7 @@ class DuckDBWarehouse(Warehouse):
     TRANSACTIONAL_DDL = True
     PARALLEL_SESSIONS = True
     RUNS_SYNCS = True
+    SANDBOXED_QUERIES = True
     default_schema = "main"
 
     def __init__(self, path: Path | str, read_only: bool = False, threads: int | None = None) -> None:
@@ -73,6 +75,55 @@ class DuckDBWarehouse(Warehouse):
             except duckdb.Error as exc:
                 raise WarehouseError(str(exc)) from exc
         return QueryResult(columns, [tuple(r) for r in rows])
+
+    def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT,
+                        timeout: float = DEFAULT_TIMEOUT) -> QueryResult:
+        """A caller's query on a cursor of its own: checked by DuckDB's own parser (``_sandbox``), never
+        holding the warehouse's lock while it runs (the loader and builds go on), interrupted at
+        ``timeout``; only the first ``limit`` + 1 rows are fetched."""
+        import duckdb
+
+        from ._sandbox import QueryTimeout, duckdb_checked
+
+        with self._lock:
+            cursor = self.con.cursor()
+        stopped = threading.Event()
+
+        def stop() -> None:
+            stopped.set()
+            cursor.interrupt()
+
+        timer = threading.Timer(timeout, stop)
+        timer.daemon = True
+        try:
+            text = duckdb_checked(cursor, sql)
+            timer.start()
+            try:
+                cur = cursor.execute(text)
+                columns = [d[0] for d in cur.description] if cur.description else []
+                rows = cur.fetchall() if limit is None else cur.fetchmany(limit + 1)
+            except duckdb.Error as exc:
+                if stopped.is_set():
+                    raise QueryTimeout(
+                        f"the query ran longer than {timeout:g} s and was stopped; add a WHERE or LIMIT, "
+                        "aggregate in SQL, or raise OPSLOOP_QUERY_TIMEOUT"
+                    ) from exc
+                raise WarehouseError(str(exc)) from exc
+        finally:
+            timer.cancel()
+            cursor.close()
+        more = limit is not None and len(rows) > limit
+        kept = rows[:limit] if more else rows
+        return QueryResult(columns, [tuple(r) for r in kept], truncated=more)
+
+    def lock_down(self) -> None:
+        """No host files, network, extensions or setting changes for the rest of this database instance's
+        life (DuckDB keeps these per database, not per connection: only for a process that just queries)."""
+        with self._lock:
+            self.con.execute("SET enable_external_access = false")
+            self.con.execute("SET autoinstall_known_extensions = false")
+            self.con.execute("SET autoload_known_extensions = false")
+            self.con.execute("SET lock_configuration = true")
 
     def insert_arrow(self, table: str, data: Any) -> int:
         with self._lock:

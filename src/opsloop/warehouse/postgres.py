@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import WarehouseError
+from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT
 from ._sql import pyformat
 from .base import QueryResult, Warehouse
 
@@ -29,11 +30,15 @@ class PostgresWarehouse(Warehouse):
     CREATE_OR_REPLACE_TABLE = False
     DROP_CASCADE = True
     RUNS_SYNCS = True
+    SANDBOXED_QUERIES = True
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, query_role: str | None = None) -> None:
         self.url, self.default_schema = _split_schema(url)
+        self.query_role = query_role
         self._con: Any = None
         self._lock = threading.RLock()
+        self._query_con: Any = None
+        self._query_lock = threading.Lock()
 
     @property
     def con(self) -> Any:
@@ -75,6 +80,54 @@ class PostgresWarehouse(Warehouse):
             rows = cur.fetchall() if cur.description else []
         return QueryResult(columns, [tuple(r) for r in rows])
 
+    def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT,
+                        timeout: float = DEFAULT_TIMEOUT) -> QueryResult:
+        """A caller's query: refused by ``_sandbox.postgres_check`` when it is more than one read-only
+        statement or calls a file/admin/settings function, then run on a connection of its own in a
+        ``READ ONLY`` transaction with ``statement_timeout`` (and ``SET ROLE`` to
+        ``warehouse.options.query_role`` when set), through a server-side cursor that fetches ``limit`` + 1
+        rows; the transaction is rolled back, so nothing it does outlives it."""
+        import psycopg
+        from psycopg import sql as pgsql
+
+        from ._sandbox import QueryTimeout, postgres_check
+
+        postgres_check(sql)
+        with self._query_lock:
+            con = self._query_connection()
+            try:
+                with con.transaction(force_rollback=True):
+                    with con.cursor() as setup:
+                        setup.execute("SET TRANSACTION READ ONLY")
+                        setup.execute(pgsql.SQL("SET LOCAL statement_timeout = {}").format(
+                            pgsql.Literal(f"{max(1, int(timeout * 1000))}ms")))
+                        if self.query_role:
+                            setup.execute(pgsql.SQL("SET LOCAL ROLE {}").format(pgsql.Identifier(self.query_role)))
+                    with con.cursor(name="opsloop_query") as cur:
+                        cur.execute(sql.strip().rstrip(";"))
+                        columns = [d.name for d in cur.description] if cur.description else []
+                        rows = cur.fetchall() if limit is None else cur.fetchmany(limit + 1)
+            except psycopg.errors.QueryCanceled as exc:
+                raise QueryTimeout(f"the query ran longer than {timeout:g} s and was stopped; add a WHERE or "
+                                   "LIMIT, aggregate in SQL, or raise OPSLOOP_QUERY_TIMEOUT") from exc
+            except psycopg.Error as exc:
+                if con.closed or con.broken:
+                    self._query_con = None
+                raise WarehouseError(str(exc).strip()) from exc
+        more = limit is not None and len(rows) > limit
+        kept = rows[:limit] if more else rows
+        return QueryResult(columns, [tuple(r) for r in kept], truncated=more)
+
+    def _query_connection(self) -> Any:
+        import psycopg
+
+        if self._query_con is None or self._query_con.closed:
+            try:
+                self._query_con = psycopg.connect(self.url, autocommit=True)
+            except psycopg.Error as exc:
+                raise WarehouseError(f"cannot connect to the Postgres warehouse: {exc}") from exc
+        return self._query_con
+
     def insert_rows(self, target: str, columns: list[str], rows: list[list[Any]]) -> int:
         from ._sql import quote
 
@@ -100,3 +153,7 @@ class PostgresWarehouse(Warehouse):
             if self._con is not None:
                 self._con.close()
                 self._con = None
+        with self._query_lock:
+            if self._query_con is not None:
+                self._query_con.close()
+                self._query_con = None
