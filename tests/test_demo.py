@@ -12,8 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from opsloop.web.auth import COOKIE, session_value
-
 from .conftest import free_port, run_cli, wait_for
 
 
@@ -71,11 +69,12 @@ def test_demo_fills_the_outbox_and_the_dashboard(tmp_path: Path) -> None:
                   "sync:zendesk_users", "email"}
         wait_for(lambda: wanted <= kinds(), 70, interval=0.5, what=f"outbox items {wanted}")
 
-        cookies = {COOKIE: session_value(token)}
-        page = httpx.get(f"{base}/outbox", cookies=cookies, timeout=10)
-        assert page.status_code == 200 and "sync:hubspot_contacts" in page.text
-        board = httpx.get(f"{base}/dashboards/overview", cookies=cookies, timeout=10)
-        assert board.status_code == 200 and "Example company" in board.text
+        with httpx.Client(base_url=base, timeout=10) as browser:
+            assert browser.post("/login", data={"token": token}).status_code == 303
+            page = browser.get("/outbox")
+            assert page.status_code == 200 and "sync:hubspot_contacts" in page.text
+            board = browser.get("/dashboards/overview")
+            assert board.status_code == 200 and "Example company" in board.text
         metric = api.get("/api/metrics/customer_count", params={"grain": "month", "since": "6mo"})
         assert metric.status_code == 200, metric.text
         assert any((row[-1] or 0) > 0 for row in metric.json()["rows"]), metric.json()

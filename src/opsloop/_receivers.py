@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
             await settle_gc()
 
     config = uvicorn.Config(
-        asgi, log_level="warning", access_log=False, timeout_graceful_shutdown=10, lifespan="on"
+        asgi, log_level="warning", access_log=False, timeout_graceful_shutdown=10, lifespan="on",
+        proxy_headers=False,  # a client's X-Forwarded-For is its own claim; PassThrough sets the real one
     )
     server = Receiver(config)
     server.run(sockets=[socket.socket(fileno=args.fd)])

@@ -108,6 +108,7 @@ def serve(
         timeout_graceful_shutdown=10,
         lifespan="on",
         backlog=4096,
+        proxy_headers=False,  # X-Forwarded-For is believed only from our receivers (web.auth.client_address)
     )
     # uvicorn drains requests on SIGINT/SIGTERM, restores these handlers, then re-raises the signal;
     # ours turn that re-raise into a normal exit (code 0) after a clean stop.

@@ -56,6 +56,10 @@ class Settings:
     receiver_processes: int = 0
     """Extra processes that take webhooks (``server.receiver_processes``); 0 answers them in-process."""
     """Seconds between attempts to take over a leader-only job (dispatcher, loader, scheduler)."""
+    session_expiry: float = 12 * 3600.0
+    """Seconds a login session lasts (``server.session_expiry``)."""
+    max_request_body: int = 1_000_000
+    """Bytes a non-webhook request body may hold (``server.max_request_body``)."""
 
     def has_role(self, role: str) -> bool:
         """Whether this process runs ``role``'s work (``all`` runs everything)."""
@@ -89,5 +93,7 @@ def resolve_settings(project: Project, overrides: Mapping[str, Any] | None = Non
         role=env.get("OPSLOOP_ROLE") or "all",
         receiver_processes=_count(env, "OPSLOOP_RECEIVER_PROCESSES", cfg.server.receiver_processes),
         public_url=(env.get("OPSLOOP_PUBLIC_URL") or cfg.server.public_url or "").rstrip("/") or None,
+        session_expiry=cfg.server.session_expiry,
+        max_request_body=cfg.server.max_request_body,
     )
     return settings.with_(**(overrides or {}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -160,9 +161,8 @@ def test_refresh_button_needs_csrf_and_stream_pushes(example_server: ServerThrea
         client.post("/login", data={"token": example_server.token})
         forged = client.post("/api/dashboards/sales/refresh")
         assert forged.status_code == 403
-        from opsloop.web import auth
-
-        csrf = auth.csrf_token(example_server.token)
+        page = client.get("/dashboards/sales")
+        csrf = re.search(r'data-csrf="([0-9a-f]+)"', page.text).group(1)  # type: ignore[union-attr]
         with client.stream("GET", "/api/dashboards/sales/events") as stream:
             lines = stream.iter_lines()
             assert next(lines).startswith("retry:")

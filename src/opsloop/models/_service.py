@@ -143,18 +143,6 @@ class ModelService:
             pass
 
     # -- JSON API ----------------------------------------------------------------------------
-    def _guard(self, request: Request) -> Response | None:
-        from starlette.responses import JSONResponse
-
-        from ..web import auth
-
-        token = self.app.settings.api_token
-        if not token:
-            return JSONResponse({"error": "OPSLOOP_API_TOKEN is not set on the server"}, status_code=503)
-        if not auth.bearer_ok(request, token):
-            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
-        return None
-
     @staticmethod
     def _json(data: Any, status: int = 200) -> Response:
         from starlette.responses import Response
@@ -167,8 +155,6 @@ class ModelService:
         return self._json({"error": str(exc)}, 400)
 
     async def api_build(self, request: Request) -> Response:
-        if (denied := self._guard(request)) is not None:
-            return denied
         body = await request.json()
         kinds = tuple(body.get("kinds") or ("model", "seed", "test"))
         try:
@@ -180,8 +166,6 @@ class ModelService:
         return self._json({"results": data, "ok": not any(r["status"] in ("error", "fail") for r in data)})
 
     async def api_query(self, request: Request) -> Response:
-        if (denied := self._guard(request)) is not None:
-            return denied
         body = await request.json()
         try:
             sql, limit, timeout = query_arguments(body)
@@ -192,8 +176,6 @@ class ModelService:
                            "truncated": result.truncated})
 
     async def api_compiled(self, request: Request) -> Response:
-        if (denied := self._guard(request)) is not None:
-            return denied
         try:
             sql = await asyncio.to_thread(self.engine.compile_sql, request.path_params["name"])
         except OpsloopError as exc:
@@ -201,8 +183,6 @@ class ModelService:
         return self._json({"model": request.path_params["name"], "sql": sql})
 
     async def api_models(self, request: Request) -> Response:
-        if (denied := self._guard(request)) is not None:
-            return denied
         try:
             compiler = await asyncio.to_thread(self.engine.compiler)
         except OpsloopError as exc:

@@ -40,6 +40,20 @@ class ServerConfig(_Strict):
     public_url: str | None = None
     """The address senders use (``https://hooks.example.com``) when opsloop runs behind a proxy or tunnel:
     signatures over the URL (HubSpot v3) are checked against it instead of the address the request reached."""
+    session_expiry: float = Field(default=12 * 3600.0, gt=0)
+    """How long a login lasts (``30m``, ``12h``, ``7d``); logout ends it sooner (docs/project.md)."""
+    max_request_body: int = Field(default=1_000_000, gt=0)
+    """The largest body any non-webhook request may carry (``1MB``); webhooks have their ``max_body``."""
+
+    @field_validator("session_expiry", mode="before")
+    @classmethod
+    def _expiry(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("max_request_body", mode="before")
+    @classmethod
+    def _body(cls, value: Any) -> int:
+        return parse_size(value)
 
 
 class ProjectConfig(_Strict):

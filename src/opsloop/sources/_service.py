@@ -94,17 +94,11 @@ def _routes(app: App, scheduler: SourceScheduler) -> list[Any]:
     from starlette.routing import Route
 
     async def api_sources(request: Request) -> Response:
-        denied: Response | None = request.app.state.web.api_guard(request)
-        if denied is not None:
-            return denied
         from ._status import source_status
 
         return JSONResponse(await asyncio.to_thread(source_status, app))
 
     async def api_pull(request: Request) -> Response:
-        denied: Response | None = request.app.state.web.api_guard(request)
-        if denied is not None:
-            return denied
         from ._errors import SourceError
 
         name = request.path_params["name"]

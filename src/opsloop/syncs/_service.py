@@ -111,32 +111,19 @@ class SyncService:
 
 
 def _routes(app: App, service: SyncService) -> list[Any]:
-    """``GET /api/syncs`` and ``POST /api/syncs/{name}/run`` (Bearer token), used by the CLI while the server
+    """``GET /api/syncs`` and ``POST /api/syncs/{name}/run`` (auth: web.guard), used by the CLI while the server
     owns the warehouse."""
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    def denied(request: Request) -> Response | None:
-        from ..web import auth
-
-        token = app.settings.api_token
-        if token and auth.bearer_ok(request, token):
-            return None
-        return JSONResponse({"error": "authentication required: send Authorization: Bearer $OPSLOOP_API_TOKEN"},
-                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
-
     async def list_syncs(request: Request) -> Response:
-        if (refused := denied(request)) is not None:
-            return refused
         from .listing import sync_listing
 
         data = await asyncio.to_thread(sync_listing, app)
         return JSONResponse(json.loads(json.dumps(data, default=str)), headers={"cache-control": "no-store"})
 
     async def show_sync(request: Request) -> Response:
-        if (refused := denied(request)) is not None:
-            return refused
         from .listing import sync_detail
 
         detail = await asyncio.to_thread(sync_detail, app, request.path_params["name"])
@@ -145,8 +132,6 @@ def _routes(app: App, service: SyncService) -> list[Any]:
         return JSONResponse(json.loads(json.dumps(detail, default=str)), headers={"cache-control": "no-store"})
 
     async def run_sync(request: Request) -> Response:
-        if (refused := denied(request)) is not None:
-            return refused
         from .runner import SyncError
 
         name = request.path_params["name"]

@@ -1,7 +1,7 @@
 """Dashboard pages, the metrics API, server push (SSE), the outbox page, and plotly.js served locally.
 
 Routes are added to the core app by ``opsloop.metrics._service.attach`` (``app.web_routes``); auth is
-the core's: a Bearer token for the API, the login cookie (SameSite=Strict) plus a CSRF token for pages.
+``web.guard.Guard``'s, as for every route (a Bearer token, or a login session plus its CSRF token on writes).
 """
 
 from __future__ import annotations
@@ -61,8 +61,6 @@ async def plotly_js(request: Request) -> Response:
 
 # -- API ----------------------------------------------------------------------------------------
 async def api_metrics(request: Request) -> Response:
-    if (denied := _web(request).api_guard(request)) is not None:
-        return denied
     service = _service(request)
     cat = service.catalog
     items = [{"name": m.name, "label": m.label, "type": m.type, "description": m.description,
@@ -72,8 +70,6 @@ async def api_metrics(request: Request) -> Response:
 
 async def api_metric(request: Request) -> Response:
     """``GET /api/metrics/NAME?grain=day&since=30d&until=&by=plan&where=plan=pro&percentile=1``."""
-    if (denied := _web(request).api_guard(request)) is not None:
-        return denied
     q = request.query_params
     try:
         query = MetricQuery.from_params(
@@ -90,17 +86,13 @@ async def api_metric(request: Request) -> Response:
 
 
 async def api_alerts(request: Request) -> Response:
-    if (denied := _web(request).api_guard(request)) is not None:
-        return denied
     runner = request.app.state.opsloop.services["metrics_alerts"]
     states = await asyncio.to_thread(runner.states)
     return JSONResponse({"alerts": [s.as_dict() for s in states]})
 
 
 def _guarded_board(request: Request) -> tuple[str, Any] | Response:
-    """The dashboard named in the path, after the API's token check; or the 401/403/404 answer."""
-    if (denied := _web(request).api_guard(request)) is not None:
-        return denied
+    """The dashboard named in the path; or the 404 answer."""
     name = request.path_params["name"]
     board = _service(request).catalog.dashboards.get(name)
     if board is None:
@@ -172,8 +164,6 @@ async def api_events_stream(request: Request) -> Response:
 
 
 async def api_outbox(request: Request) -> Response:
-    if (denied := _web(request).api_guard(request)) is not None:
-        return denied
     items = await asyncio.to_thread(_outbox_rows, request, request.query_params.get("destination"))
     return JSONResponse({"items": items})
 
@@ -190,8 +180,6 @@ def _outbox_rows(request: Request, destination: str | None) -> list[dict[str, An
 # -- pages --------------------------------------------------------------------------------------
 async def dashboards_page(request: Request) -> Response:
     web = _web(request)
-    if (denied := web.page_guard(request)) is not None:
-        return denied
     cat = _service(request).catalog
     boards = [{"name": n, "title": b.title or n, "description": b.description or "", "tiles": len(b.tiles)}
               for n, b in sorted(cat.dashboards.items())]
@@ -200,8 +188,6 @@ async def dashboards_page(request: Request) -> Response:
 
 async def dashboard_page(request: Request) -> Response:
     web = _web(request)
-    if (denied := web.page_guard(request)) is not None:
-        return denied
     service = _service(request)
     name = request.path_params["name"]
     board = service.catalog.dashboards.get(name)
@@ -220,8 +206,6 @@ async def dashboard_page(request: Request) -> Response:
 
 async def outbox_page(request: Request) -> Response:
     web = _web(request)
-    if (denied := web.page_guard(request)) is not None:
-        return denied
     destination = request.query_params.get("destination")
     rows = await asyncio.to_thread(_outbox_rows, request, destination)
     for row in rows:

@@ -40,8 +40,6 @@ def ops_routes(web: Web) -> list[Route]:
         title, api, link = PAGES[kind]
 
         async def handler(request: Request) -> Response:
-            if (denied := web.page_guard(request)) is not None:
-                return denied
             key = next(iter(request.path_params.values()), None)
             path = api if key is None else f"{api}/{key}"
             status, data = await fetch(request, path)

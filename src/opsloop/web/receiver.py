@@ -17,12 +17,14 @@ import httpx
 from ..events._remote import RemoteCommitter
 from ..events.inbox import Inbox
 from ..settings import Settings
+from .guard import ClientGone, read_bounded, send_json, too_large, with_security_headers
 from .server import HookFastPath, _respond
 
 _HOP_BY_HOP = {
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
 }
 _ANSWER_DROPS = _HOP_BY_HOP | {b"date", b"server"}  # uvicorn here adds its own
+_FORWARD_DROPS = _HOP_BY_HOP | {b"x-forwarded-for"}  # the client's own claim; ours replaces it
 
 
 @dataclass
@@ -34,33 +36,39 @@ class ReceiverHost:
 
 
 class PassThrough:
-    """Forward a request to the main process's HTTP socket and stream its answer back."""
+    """Forward a request to the main process's HTTP socket and stream its answer back.
 
-    def __init__(self, uds: str) -> None:
-        self.client = httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(uds=uds),
-            timeout=httpx.Timeout(None, connect=5.0),
-            follow_redirects=False,
-        )
+    Each request goes out with exactly its client's headers (less hop-by-hop ones, and with
+    ``X-Forwarded-For`` set to the address this process accepted it from) and comes back as exactly the
+    main process's answer: the transport is used directly, without a client, so no cookie jar or default
+    header is shared between callers. A body is read only up to ``limit`` bytes (413 past it).
+    """
+
+    def __init__(self, uds: str, limit: int) -> None:
+        self.transport = httpx.AsyncHTTPTransport(uds=uds)
+        self.limit = limit
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":  # no websockets here; lifespan is the receiver app's own
             return
-        chunks: list[bytes] = []
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP]
+        send = with_security_headers(send)
+        try:
+            body = await read_bounded(scope, receive, self.limit)
+        except ClientGone:
+            return
+        if body is None:
+            await send_json(send, 413, too_large(self.limit), {"connection": "close"})
+            return
+        client = scope.get("client")
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _FORWARD_DROPS]
+        headers.append((b"x-forwarded-for", str(client[0] if client else "unknown").encode("latin-1")))
         target = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         url = "http://opsloop" + target.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
-        request = self.client.build_request(scope["method"], url, headers=headers, content=b"".join(chunks))
+        request = httpx.Request(scope["method"], url, headers=headers, content=body,
+                                extensions={"timeout": {"connect": 5.0, "read": None, "write": None, "pool": None}})
         try:
-            response = await self.client.send(request, stream=True)
+            response = await self.transport.handle_async_request(request)
         except httpx.HTTPError:
             await _respond(send, 503, {"error": "the main opsloop process is not answering; retry shortly"},
                            {"Retry-After": "2"})
@@ -88,7 +96,7 @@ class PassThrough:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.transport.aclose()
 
 
 async def _disconnected(receive: Any) -> None:
@@ -101,7 +109,7 @@ class ReceiverApp:
 
     def __init__(self, host: ReceiverHost, committer: RemoteCommitter, upstream_uds: str) -> None:
         self.committer = committer
-        self.passthrough = PassThrough(upstream_uds)
+        self.passthrough = PassThrough(upstream_uds, host.settings.max_request_body)
         self.hooks = HookFastPath(host, self.passthrough)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

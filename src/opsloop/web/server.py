@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -22,7 +24,9 @@ from ..app import App, ReplayError
 from ..events.inbox import Inbox
 from ..settings import Settings
 from ..state import ALL_STATUSES
+from ..state.sessions import Sessions
 from . import auth
+from .guard import Guard
 from .ops import ops_routes
 
 _HERE = Path(__file__).parent
@@ -49,6 +53,11 @@ class Web:
         self.env = Environment(
             loader=FileSystemLoader(str(_HERE / "templates")), autoescape=select_autoescape(["html"])
         )
+        self.throttle = auth.LoginThrottle()
+
+    @property
+    def sessions(self) -> Sessions:
+        return Sessions(self.app.store)
 
     @property
     def token(self) -> str:
@@ -57,38 +66,16 @@ class Web:
             raise RuntimeError("OPSLOOP_API_TOKEN is not set")
         return token
 
-    # -- auth helpers ------------------------------------------------------------------------
-    def authed(self, request: Request) -> bool:
-        return auth.bearer_ok(request, self.token) or auth.cookie_ok(request, self.token)
-
-    def api_guard(self, request: Request) -> Response | None:
-        if auth.bearer_ok(request, self.token):
-            return None
-        if auth.cookie_ok(request, self.token):
-            if request.method in ("GET", "HEAD") or auth.csrf_ok(request, self.token):
-                return None
-            return JSONResponse({"error": "missing or wrong X-CSRF-Token"}, status_code=403)
-        return JSONResponse(
-            {"error": "authentication required: send Authorization: Bearer $OPSLOOP_API_TOKEN"},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-    def page_guard(self, request: Request) -> Response | None:
-        if self.authed(request):
-            return None
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
-
-    def render(self, request: Request, template: str, **context: Any) -> HTMLResponse:
-        authed = self.authed(request)
+    # -- rendering -------------------------------------------------------------------------
+    def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        principal = auth.principal_of(request.scope)
         html = self.env.get_template(template).render(
             project_name=self.app.project.config.name,
-            authed=authed,
-            csrf=auth.csrf_token(self.token) if authed else "",
+            authed=principal is not None,
+            csrf=principal.csrf if principal is not None else "",
             **context,
         )
-        return HTMLResponse(html)
+        return HTMLResponse(html, status_code=status_code)
 
     # -- webhooks ----------------------------------------------------------------------------
     async def hook(self, request: Request) -> Response:
@@ -114,8 +101,6 @@ class Web:
 
     # -- API ---------------------------------------------------------------------------------
     async def api_events(self, request: Request) -> Response:
-        if (denied := self.api_guard(request)) is not None:
-            return denied
         q = request.query_params
         events = await asyncio.to_thread(
             self.app.store.list_events,
@@ -128,16 +113,12 @@ class Web:
         return JSONResponse({"events": [e.summary() for e in events]})
 
     async def api_event(self, request: Request) -> Response:
-        if (denied := self.api_guard(request)) is not None:
-            return denied
         event = await asyncio.to_thread(self.app.store.get_event, request.path_params["event_id"])
         if event is None:
             return JSONResponse({"error": "no such event"}, status_code=404)
         return JSONResponse(event.detail())
 
     async def api_replay_one(self, request: Request) -> Response:
-        if (denied := self.api_guard(request)) is not None:
-            return denied
         body = await request.body()
         payload = json.loads(body).get("payload") if body.strip() else None
         try:
@@ -147,8 +128,6 @@ class Web:
         return JSONResponse({"replayed": request.path_params["event_id"], "id": new_id}, status_code=202)
 
     async def api_replay_many(self, request: Request) -> Response:
-        if (denied := self.api_guard(request)) is not None:
-            return denied
         spec = await request.json()
         results = await asyncio.to_thread(
             self.app.replay_many, spec.get("endpoint"), _parse_since(spec.get("since")), spec.get("status"),
@@ -159,8 +138,6 @@ class Web:
         )
 
     async def api_status(self, request: Request) -> Response:
-        if (denied := self.api_guard(request)) is not None:
-            return denied
         counts = await asyncio.to_thread(self._counts)
         return JSONResponse({"project": self.app.project.config.name, "events": dict(counts)})
 
@@ -173,30 +150,43 @@ class Web:
         return self.render(request, "login.html", next=request.query_params.get("next", "/"), error=None)
 
     async def login(self, request: Request) -> Response:
+        client = auth.client_address(request.scope)
         form = await request.form()
-        given = str(form.get("token", ""))
         target = str(form.get("next") or "/")
         if not target.startswith("/") or target.startswith("//"):
             target = "/"
-        import hmac
-
-        if not hmac.compare_digest(given.encode(), self.token.encode()):
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            seconds = int(wait + 0.999)
+            slow_down = self.render(
+                request, "login.html", status_code=429, next=target,
+                error=f"Too many wrong tokens from your address; try again in {seconds} s.",
+            )
+            slow_down.headers["Retry-After"] = str(seconds)
+            return slow_down
+        given = str(form.get("token", ""))
+        token = self.app.settings.api_token or ""
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            self.throttle.failed(client)
             return self.render(request, "login.html", next=target, error="That token is not right.")
+        self.throttle.succeeded(client)
+        ttl = self.app.settings.session_expiry
+        session_id = await asyncio.to_thread(self.sessions.open, ttl, client)
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(auth.COOKIE, auth.session_value(self.token), httponly=True, samesite="strict")
+        secure = (self.app.settings.public_url or "").lower().startswith("https://")
+        response.set_cookie(auth.COOKIE, session_id, max_age=int(ttl), httponly=True, samesite="strict",
+                            secure=secure, path="/")
         return response
 
     async def logout(self, request: Request) -> Response:
-        form = await request.form()
-        if self.authed(request) and not auth.csrf_ok(request, self.token, str(form.get("csrf", ""))):
-            return HTMLResponse("cross-site request refused", status_code=403)
+        principal = auth.principal_of(request.scope)
+        if principal is not None and principal.session_id:
+            await asyncio.to_thread(self.sessions.revoke, principal.session_id)
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(auth.COOKIE)
+        response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
     async def home(self, request: Request) -> Response:
-        if (denied := self.page_guard(request)) is not None:
-            return denied
         counts = await asyncio.to_thread(self._counts)
         base = f"{request.url.scheme}://{request.url.netloc}"
         return self.render(
@@ -204,8 +194,6 @@ class Web:
         )
 
     async def events_page(self, request: Request) -> Response:
-        if (denied := self.page_guard(request)) is not None:
-            return denied
         status = request.query_params.get("status")
         events = await asyncio.to_thread(self.app.store.list_events, status=status, limit=200)
         rows = [
@@ -225,11 +213,6 @@ class Web:
         )
 
     async def replay_form(self, request: Request) -> Response:
-        if (denied := self.page_guard(request)) is not None:
-            return denied
-        form = await request.form()
-        if not auth.csrf_ok(request, self.token, str(form.get("csrf", ""))):
-            return HTMLResponse("cross-site request refused", status_code=403)
         try:
             new_id = await asyncio.to_thread(self.app.replay, request.path_params["event_id"])
             message = f"replayed as {new_id}"
@@ -272,7 +255,7 @@ class HookFastPath:
         declared = headers.get("content-length")
         too_big = {"error": f"body exceeds this endpoint's limit of {limit} bytes"}
         if declared and declared.isdigit() and int(declared) > limit:
-            await _respond(send, 413, too_big)
+            await _respond(send, 413, too_big, {"connection": "close"})  # the unread rest: hang up
             return
         chunks, size = [], 0
         more = True
@@ -283,7 +266,7 @@ class HookFastPath:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _respond(send, 413, too_big)
+                await _respond(send, 413, too_big, {"connection": "close"})
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -339,7 +322,7 @@ def create_asgi(app: App) -> HookFastPath:
         *ops_routes(web),
         Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
     ]
-    asgi = Starlette(routes=routes, lifespan=lifespan)
+    asgi = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(Guard, opsloop=app)])
     asgi.state.opsloop = app
     asgi.state.web = web
     return HookFastPath(app, asgi)

@@ -26,19 +26,10 @@ def _since(text: str | None) -> float | None:
 
 
 def routes(app: Any) -> list[Route]:
-    def guard(request: Request) -> Response | None:
-        web = getattr(request.app.state, "web", None)
-        if web is None:
-            return JSONResponse({"error": "the API is not available"}, status_code=503)
-        denied: Response | None = web.api_guard(request)
-        return denied
-
     def known() -> set[str]:
         return set(app.project.extras.get("workflows", {}))
 
     async def list_runs(request: Request) -> Response:
-        if (denied := guard(request)) is not None:
-            return denied
         q = request.query_params
         try:
             found = await asyncio.to_thread(
@@ -50,8 +41,6 @@ def routes(app: Any) -> list[Route]:
         return JSONResponse({"runs": [r.summary() for r in found]})
 
     async def show_run(request: Request) -> Response:
-        if (denied := guard(request)) is not None:
-            return denied
         try:
             detail = await asyncio.to_thread(runs.run_detail, app.store, request.path_params["run_id"])
         except runs.RunError as exc:
@@ -69,8 +58,6 @@ def routes(app: Any) -> list[Route]:
             engine.kick()
 
     async def rerun(request: Request) -> Response:
-        if (denied := guard(request)) is not None:
-            return denied
         spec = await body_json(request)
         try:
             new = await asyncio.to_thread(runs.rerun, app.store, request.path_params["run_id"], spec.get("from_step"),
@@ -81,8 +68,6 @@ def routes(app: Any) -> list[Route]:
         return JSONResponse({"rerun_of": request.path_params["run_id"], "id": new}, status_code=202)
 
     async def cancel(request: Request) -> Response:
-        if (denied := guard(request)) is not None:
-            return denied
         try:
             run = await asyncio.to_thread(runs.cancel_run, app.store, request.path_params["run_id"])
         except runs.RunError as exc:
@@ -90,8 +75,6 @@ def routes(app: Any) -> list[Route]:
         return JSONResponse(run.summary())
 
     async def replay(request: Request) -> Response:
-        if (denied := guard(request)) is not None:
-            return denied
         spec = await body_json(request)
         try:
             pairs = await asyncio.to_thread(
@@ -105,8 +88,6 @@ def routes(app: Any) -> list[Route]:
 
     def pauser(paused: bool) -> Any:
         async def handler(request: Request) -> Response:
-            if (denied := guard(request)) is not None:
-                return denied
             name = request.path_params["workflow"]
             try:
                 await asyncio.to_thread(runs.set_paused, app.store, name, paused, known())
@@ -118,8 +99,6 @@ def routes(app: Any) -> list[Route]:
         return handler
 
     async def list_workflows(request: Request) -> Response:
-        if (denied := guard(request)) is not None:
-            return denied
         paused = await asyncio.to_thread(runs.paused_workflows, app.store)
         return JSONResponse({"workflows": [
             {"name": wf.name, "source": wf.source, "on": wf.on, "schedule": wf.schedule.cron if wf.schedule else None,

@@ -1,0 +1,8 @@
+-- Login sessions: the SHA-256 of each session id (never the id itself), when it expires, who opened it.
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY,
+    created_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    client TEXT
+);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
