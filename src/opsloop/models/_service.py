@@ -168,11 +168,12 @@ class ModelService:
     async def api_build(self, request: Request) -> Response:
         if (denied := self._guard(request)) is not None:
             return denied
-        body = await request.json()
-        kinds = tuple(body.get("kinds") or ("model", "seed", "test"))
+        from ..web import openapi
+
+        body = await openapi.BUILD.body(request)
+        kinds = tuple(body.kinds or ("model", "seed", "test"))
         try:
-            results = await self.build_async(body.get("select"), body.get("exclude"), bool(body.get("full_refresh")),
-                                             kinds)
+            results = await self.build_async(body.select, body.exclude, body.full_refresh, kinds)
         except OpsloopError as exc:
             return self._error(exc)
         data = [r.as_dict() for r in results]
@@ -181,9 +182,11 @@ class ModelService:
     async def api_query(self, request: Request) -> Response:
         if (denied := self._guard(request)) is not None:
             return denied
-        body = await request.json()
+        from ..web import openapi
+
+        body = await openapi.QUERY.body(request)
         try:
-            result = await asyncio.to_thread(self.engine.query, str(body.get("sql", "")), int(body.get("limit", 1000)))
+            result = await asyncio.to_thread(self.engine.query, body.sql, body.limit)
         except OpsloopError as exc:
             return self._error(exc)
         return self._json({"columns": result.columns, "rows": [list(r) for r in result.rows]})
@@ -191,8 +194,17 @@ class ModelService:
     async def api_compiled(self, request: Request) -> Response:
         if (denied := self._guard(request)) is not None:
             return denied
+        from ..web._params import not_found
+
+        name = request.path_params["name"]
         try:
-            sql = await asyncio.to_thread(self.engine.compile_sql, request.path_params["name"])
+            compiler = await asyncio.to_thread(self.engine.compiler)
+        except OpsloopError as exc:
+            return self._error(exc)
+        if name not in compiler.mp.models and name not in compiler.mp.tests:
+            raise not_found(f"no model named {name!r}; list them with GET /api/models", "name")
+        try:
+            sql = await asyncio.to_thread(self.engine.compile_sql, name)
         except OpsloopError as exc:
             return self._error(exc)
         return self._json({"model": request.path_params["name"], "sql": sql})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -16,16 +15,10 @@ from starlette.routing import Route
 from . import runs
 
 
-def _since(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 def routes(app: Any) -> list[Route]:
+    from ..web import openapi
+    from ..web._params import not_found
+
     def guard(request: Request) -> Response | None:
         web = getattr(request.app.state, "web", None)
         if web is None:
@@ -39,12 +32,9 @@ def routes(app: Any) -> list[Route]:
     async def list_runs(request: Request) -> Response:
         if (denied := guard(request)) is not None:
             return denied
-        q = request.query_params
+        q = openapi.RUNS.query(request)
         try:
-            found = await asyncio.to_thread(
-                runs.list_runs, app.store, q.get("workflow"), q.get("status"), _since(q.get("since")),
-                _since(q.get("until")), int(q.get("limit", "100")),
-            )
+            found = await asyncio.to_thread(runs.list_runs, app.store, q.workflow, q.status, q.since, q.until, q.limit)
         except runs.RunError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"runs": [r.summary() for r in found]})
@@ -58,10 +48,9 @@ def routes(app: Any) -> list[Route]:
             return JSONResponse({"error": str(exc)}, status_code=404)
         return JSONResponse(detail)
 
-    async def body_json(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        data = json.loads(raw) if raw.strip() else {}
-        return data if isinstance(data, dict) else {}
+    def require_run(run_id: str) -> None:
+        if runs.get_run(app.store, run_id) is None:
+            raise not_found(f"no run {run_id!r}; list runs with GET /api/runs", "run_id")
 
     def kick() -> None:
         engine = app.services.get("workflows")
@@ -71,10 +60,11 @@ def routes(app: Any) -> list[Route]:
     async def rerun(request: Request) -> Response:
         if (denied := guard(request)) is not None:
             return denied
-        spec = await body_json(request)
+        spec = await openapi.RERUN.body(request)
+        await asyncio.to_thread(require_run, request.path_params["run_id"])
         try:
-            new = await asyncio.to_thread(runs.rerun, app.store, request.path_params["run_id"], spec.get("from_step"),
-                                          spec.get("input"))
+            new = await asyncio.to_thread(runs.rerun, app.store, request.path_params["run_id"], spec.from_step,
+                                          spec.input)
         except runs.RunError as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
         kick()
@@ -83,6 +73,7 @@ def routes(app: Any) -> list[Route]:
     async def cancel(request: Request) -> Response:
         if (denied := guard(request)) is not None:
             return denied
+        await asyncio.to_thread(require_run, request.path_params["run_id"])
         try:
             run = await asyncio.to_thread(runs.cancel_run, app.store, request.path_params["run_id"])
         except runs.RunError as exc:
@@ -92,12 +83,10 @@ def routes(app: Any) -> list[Route]:
     async def replay(request: Request) -> Response:
         if (denied := guard(request)) is not None:
             return denied
-        spec = await body_json(request)
+        spec = await openapi.REPLAY_RUNS.body(request)
         try:
-            pairs = await asyncio.to_thread(
-                runs.replay_runs, app.store, spec.get("workflow"), spec.get("status"), _since(spec.get("since")),
-                _since(spec.get("until")),
-            )
+            pairs = await asyncio.to_thread(runs.replay_runs, app.store, spec.workflow, spec.status, spec.since,
+                                            spec.until)
         except runs.RunError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         kick()
