@@ -155,29 +155,40 @@ class ModelService:
         return self._json({"error": str(exc)}, 400)
 
     async def api_build(self, request: Request) -> Response:
-        body = await request.json()
-        kinds = tuple(body.get("kinds") or ("model", "seed", "test"))
+        from ..web import openapi
+
+        body = await openapi.BUILD.body(request)
+        kinds = tuple(body.kinds or ("model", "seed", "test"))
         try:
-            results = await self.build_async(body.get("select"), body.get("exclude"), bool(body.get("full_refresh")),
-                                             kinds)
+            results = await self.build_async(body.select, body.exclude, body.full_refresh, kinds)
         except OpsloopError as exc:
             return self._error(exc)
         data = [r.as_dict() for r in results]
         return self._json({"results": data, "ok": not any(r["status"] in ("error", "fail") for r in data)})
 
     async def api_query(self, request: Request) -> Response:
-        body = await request.json()
+        from ..web import openapi
+
+        body = await openapi.QUERY.body(request)
         try:
-            sql, limit, timeout = query_arguments(body)
-            result = await asyncio.to_thread(self.engine.query, sql, limit, timeout)
+            result = await asyncio.to_thread(self.engine.query, body.sql, body.limit, body.timeout)
         except OpsloopError as exc:
             return self._error(exc)
         return self._json({"columns": result.columns, "rows": [list(r) for r in result.rows],
                            "truncated": result.truncated})
 
     async def api_compiled(self, request: Request) -> Response:
+        from ..web._params import not_found
+
+        name = request.path_params["name"]
         try:
-            sql = await asyncio.to_thread(self.engine.compile_sql, request.path_params["name"])
+            compiler = await asyncio.to_thread(self.engine.compiler)
+        except OpsloopError as exc:
+            return self._error(exc)
+        if name not in compiler.mp.models and name not in compiler.mp.tests:
+            raise not_found(f"no model named {name!r}; list them with GET /api/models", "name")
+        try:
+            sql = await asyncio.to_thread(self.engine.compile_sql, name)
         except OpsloopError as exc:
             return self._error(exc)
         return self._json({"model": request.path_params["name"], "sql": sql})

@@ -99,14 +99,21 @@ def _routes(app: App, scheduler: SourceScheduler) -> list[Any]:
         return JSONResponse(await asyncio.to_thread(source_status, app))
 
     async def api_pull(request: Request) -> Response:
+        from ..errors import TransientError
+        from ..web import openapi
         from ._errors import SourceError
 
         name = request.path_params["name"]
-        full = request.query_params.get("full_refresh", "").lower() in ("1", "true", "yes")
+        full = openapi.PULL.query(request).full_refresh
+        if name not in app.project.extras.get("sources", {}):
+            message = f"no source named {name!r}; sources: {', '.join(sorted(app.project.extras['sources']))}"
+            return JSONResponse({"error": message, "message": message, "parameter": "name", "in": "path"}, 404)
         try:
             result = await asyncio.to_thread(scheduler.pull, name, full)
         except SourceError as exc:
-            return JSONResponse({"source": name, "status": "failed", "message": str(exc)}, status_code=502)
+            # the vendor could not be reached or said "later": 502; refused (credentials, request): 409
+            status = 502 if isinstance(exc, TransientError) else 409
+            return JSONResponse({"source": name, "status": "failed", "message": str(exc), "error": str(exc)}, status)
         return JSONResponse({**result.run.as_dict(), "drift": result.drift, "events": result.events})
 
     return [Route("/api/sources", api_sources), Route("/api/sources/{name}/pull", api_pull, methods=["POST"])]

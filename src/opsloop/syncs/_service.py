@@ -132,18 +132,15 @@ def _routes(app: App, service: SyncService) -> list[Any]:
         return JSONResponse(json.loads(json.dumps(detail, default=str)), headers={"cache-control": "no-store"})
 
     async def run_sync(request: Request) -> Response:
+        from ..web import openapi
         from .runner import SyncError
 
         name = request.path_params["name"]
-        try:
-            body = await request.json() if await request.body() else {}
-        except ValueError:
-            return JSONResponse({"error": "the body must be JSON"}, status_code=400)
-        options = {k: bool(body.get(k)) for k in ("dry_run", "full", "confirm_deletes", "reset")}
+        options = (await openapi.RUN_SYNC.body(request)).model_dump()
         try:
             service.runner.get(name)
         except SyncError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=404)
+            return JSONResponse({"error": str(exc), "parameter": "name", "in": "path"}, status_code=404)
         result = await service.run_now(name, trigger="api", **options)
         return JSONResponse(json.loads(json.dumps(result.as_dict(), default=str)))
 

@@ -21,6 +21,8 @@ from starlette.routing import Route
 from ..metrics.compiler import MetricQueryError
 from ..metrics.dashboards import BoardFilters, tile_title
 from ..metrics.engine import MetricQuery
+from . import openapi
+from ._params import not_found
 
 if TYPE_CHECKING:
     from ..metrics._service import MetricsService
@@ -70,17 +72,17 @@ async def api_metrics(request: Request) -> Response:
 
 async def api_metric(request: Request) -> Response:
     """``GET /api/metrics/NAME?grain=day&since=30d&until=&by=plan&where=plan=pro&percentile=1``."""
-    q = request.query_params
+    q = openapi.METRIC.query(request)
+    name, metrics = request.path_params["name"], _service(request).catalog.metrics
+    if name not in metrics:
+        raise not_found(f"no metric {name!r}; metrics: {', '.join(sorted(metrics)) or 'none'}", "name")
     try:
-        query = MetricQuery.from_params(
-            request.path_params["name"], q.get("grain"), q.get("since"), q.get("until"), q.getlist("by"),
-            q.getlist("where"), q.get("percentile", "").lower() in ("1", "true", "yes"),
-        )
+        query = MetricQuery.from_params(name, q.grain, q.since, q.until, q.by, q.where, q.percentile)
         result = await asyncio.to_thread(_service(request).query, query)
     except MetricQueryError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     body = result.as_dict()
-    if q.get("sql", "").lower() in ("1", "true", "yes"):
+    if q.sql:
         body["sql"] = result.sql
     return JSONResponse(body)
 
@@ -118,7 +120,8 @@ async def api_tile(request: Request) -> Response:
     index = int(request.path_params["index"])
     if not 0 <= index < len(board.tiles):
         return JSONResponse({"error": f"dashboard {name!r} has no tile {index}"}, status_code=404)
-    data = await asyncio.to_thread(_service(request).tile, name, index, _filters(request))
+    q = openapi.TILE.query(request)
+    data = await asyncio.to_thread(_service(request).tile, name, index, BoardFilters(since=q.since, where=q.where))
     return JSONResponse(data)
 
 
@@ -164,7 +167,7 @@ async def api_events_stream(request: Request) -> Response:
 
 
 async def api_outbox(request: Request) -> Response:
-    items = await asyncio.to_thread(_outbox_rows, request, request.query_params.get("destination"))
+    items = await asyncio.to_thread(_outbox_rows, request, openapi.OUTBOX.query(request).destination)
     return JSONResponse({"items": items})
 
 

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -25,7 +26,8 @@ from ..events.inbox import Inbox
 from ..settings import Settings
 from ..state import ALL_STATUSES
 from ..state.sessions import Sessions
-from . import auth
+from . import auth, openapi
+from ._params import ParamError, error_response, not_found
 from .guard import Guard
 from .ops import ops_routes
 
@@ -34,15 +36,6 @@ _HERE = Path(__file__).parent
 
 def _ts(value: float | None) -> str:
     return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
-
-
-def _parse_since(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 class Web:
@@ -101,14 +94,9 @@ class Web:
 
     # -- API ---------------------------------------------------------------------------------
     async def api_events(self, request: Request) -> Response:
-        q = request.query_params
+        q = openapi.EVENTS.query(request)
         events = await asyncio.to_thread(
-            self.app.store.list_events,
-            status=q.get("status"),
-            endpoint=q.get("endpoint"),
-            since=_parse_since(q.get("since")),
-            name=q.get("name"),
-            limit=int(q.get("limit", "100")),
+            self.app.store.list_events, status=q.status, endpoint=q.endpoint, since=q.since, name=q.name, limit=q.limit
         )
         return JSONResponse({"events": [e.summary() for e in events]})
 
@@ -119,8 +107,10 @@ class Web:
         return JSONResponse(event.detail())
 
     async def api_replay_one(self, request: Request) -> Response:
-        body = await request.body()
-        payload = json.loads(body).get("payload") if body.strip() else None
+        payload = (await openapi.REPLAY_EVENT.body(request)).payload
+        if await asyncio.to_thread(self.app.store.get_event, request.path_params["event_id"]) is None:
+            raise not_found(f"no event {request.path_params['event_id']!r}; list events with GET /api/events",
+                            "event_id")
         try:
             new_id = await asyncio.to_thread(self.app.replay, request.path_params["event_id"], payload)
         except ReplayError as exc:
@@ -128,11 +118,8 @@ class Web:
         return JSONResponse({"replayed": request.path_params["event_id"], "id": new_id}, status_code=202)
 
     async def api_replay_many(self, request: Request) -> Response:
-        spec = await request.json()
-        results = await asyncio.to_thread(
-            self.app.replay_many, spec.get("endpoint"), _parse_since(spec.get("since")), spec.get("status"),
-            _parse_since(spec.get("until")),
-        )
+        spec = await openapi.REPLAY_EVENTS.body(request)
+        results = await asyncio.to_thread(self.app.replay_many, spec.endpoint, spec.since, spec.status, spec.until)
         return JSONResponse(
             {"results": [{"original": o, "id": n, "error": e} for o, n, e in results]}, status_code=202
         )
@@ -140,6 +127,11 @@ class Web:
     async def api_status(self, request: Request) -> Response:
         counts = await asyncio.to_thread(self._counts)
         return JSONResponse({"project": self.app.project.config.name, "events": dict(counts)})
+
+    async def api_openapi(self, request: Request) -> Response:
+        from .. import __version__
+
+        return JSONResponse(openapi.document(request.app.routes, self.app.project.config.name, __version__))
 
     def _counts(self) -> list[tuple[str, int]]:
         rows = self.app.store.query("SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status")
@@ -312,6 +304,7 @@ def create_asgi(app: App) -> HookFastPath:
         Route("/api/events/{event_id}/replay", web.api_replay_one, methods=["POST"]),
         Route("/api/replay", web.api_replay_many, methods=["POST"]),
         Route("/api/status", web.api_status),
+        Route("/api/openapi.json", web.api_openapi),
         Route("/login", web.login_form, methods=["GET"]),
         Route("/login", web.login, methods=["POST"]),
         Route("/logout", web.logout, methods=["POST"]),
@@ -322,7 +315,8 @@ def create_asgi(app: App) -> HookFastPath:
         *ops_routes(web),
         Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
     ]
-    asgi = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(Guard, opsloop=app)])
+    asgi = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(Guard, opsloop=app)],
+                     exception_handlers={ParamError: error_response, HTTPException: error_response})
     asgi.state.opsloop = app
     asgi.state.web = web
     return HookFastPath(app, asgi)

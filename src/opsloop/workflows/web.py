@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -16,26 +15,17 @@ from starlette.routing import Route
 from . import runs
 
 
-def _since(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 def routes(app: Any) -> list[Route]:
+    from ..web import openapi
+    from ..web._params import not_found
+
     def known() -> set[str]:
         return set(app.project.extras.get("workflows", {}))
 
     async def list_runs(request: Request) -> Response:
-        q = request.query_params
+        q = openapi.RUNS.query(request)
         try:
-            found = await asyncio.to_thread(
-                runs.list_runs, app.store, q.get("workflow"), q.get("status"), _since(q.get("since")),
-                _since(q.get("until")), int(q.get("limit", "100")),
-            )
+            found = await asyncio.to_thread(runs.list_runs, app.store, q.workflow, q.status, q.since, q.until, q.limit)
         except runs.RunError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"runs": [r.summary() for r in found]})
@@ -47,10 +37,9 @@ def routes(app: Any) -> list[Route]:
             return JSONResponse({"error": str(exc)}, status_code=404)
         return JSONResponse(detail)
 
-    async def body_json(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        data = json.loads(raw) if raw.strip() else {}
-        return data if isinstance(data, dict) else {}
+    def require_run(run_id: str) -> None:
+        if runs.get_run(app.store, run_id) is None:
+            raise not_found(f"no run {run_id!r}; list runs with GET /api/runs", "run_id")
 
     def kick() -> None:
         engine = app.services.get("workflows")
@@ -58,16 +47,18 @@ def routes(app: Any) -> list[Route]:
             engine.kick()
 
     async def rerun(request: Request) -> Response:
-        spec = await body_json(request)
+        spec = await openapi.RERUN.body(request)
+        await asyncio.to_thread(require_run, request.path_params["run_id"])
         try:
-            new = await asyncio.to_thread(runs.rerun, app.store, request.path_params["run_id"], spec.get("from_step"),
-                                          spec.get("input"))
+            new = await asyncio.to_thread(runs.rerun, app.store, request.path_params["run_id"], spec.from_step,
+                                          spec.input)
         except runs.RunError as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
         kick()
         return JSONResponse({"rerun_of": request.path_params["run_id"], "id": new}, status_code=202)
 
     async def cancel(request: Request) -> Response:
+        await asyncio.to_thread(require_run, request.path_params["run_id"])
         try:
             run = await asyncio.to_thread(runs.cancel_run, app.store, request.path_params["run_id"])
         except runs.RunError as exc:
@@ -75,12 +66,10 @@ def routes(app: Any) -> list[Route]:
         return JSONResponse(run.summary())
 
     async def replay(request: Request) -> Response:
-        spec = await body_json(request)
+        spec = await openapi.REPLAY_RUNS.body(request)
         try:
-            pairs = await asyncio.to_thread(
-                runs.replay_runs, app.store, spec.get("workflow"), spec.get("status"), _since(spec.get("since")),
-                _since(spec.get("until")),
-            )
+            pairs = await asyncio.to_thread(runs.replay_runs, app.store, spec.workflow, spec.status, spec.since,
+                                            spec.until)
         except runs.RunError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         kick()

@@ -1,0 +1,359 @@
+"""The OpenAPI 3.1 document of the JSON API, served at ``GET /api/openapi.json``.
+
+It is written from the running app's routes: every ``/api/`` route's handler carries the ``Endpoint``
+declarations (``web/_params.py``) it parses its input with, so the document describes exactly what the
+handlers check. A route without one is a bug that ``undeclared`` reports (and a test fails on).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+from starlette.routing import BaseRoute, Route
+
+from ..metrics._spec import GRAINS
+from ..state import ALL_STATUSES
+from ..workflows.runs import RUN_STATUSES
+from ._params import ERROR_SCHEMA, ERROR_TEXT, Body, Choice, Empty, Endpoint, Query, Timestamp
+
+OPENAPI = Endpoint("GET", "/api/openapi.json", "This document: every API route, its parameters, bodies and answers",
+                   query_model=Empty, body_model=Empty, ok={"type": "object", "required": ["openapi", "paths"]},
+                   tag="meta")
+
+_CONVERTOR = re.compile(r"{(\w+):\w+}")
+
+
+def openapi_path(path: str) -> str:
+    """``/api/x/{index:int}`` (Starlette) as ``/api/x/{index}`` (OpenAPI)."""
+    return _CONVERTOR.sub(r"{\1}", path)
+
+
+def api_routes(routes: Iterable[BaseRoute]) -> Iterator[tuple[Route, str]]:
+    """Every (route, method) under ``/api/``."""
+    for route in routes:
+        if isinstance(route, Route) and route.path.startswith("/api/"):
+            for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+                yield route, method
+
+
+def declared(routes: Iterable[BaseRoute]) -> list[Endpoint[Any, Any]]:
+    """The declarations of the app's API routes, in route order (a project without sources has no
+    source routes, and its document none either)."""
+    by_route = {(e.method, e.path): e for e in ENDPOINTS}
+    return [by_route[(m, r.path)] for r, m in api_routes(routes) if (m, r.path) in by_route]
+
+
+def undeclared(routes: Iterable[BaseRoute]) -> list[str]:
+    """``METHOD /path`` of every API route whose handler declares no ``Endpoint`` for it."""
+    have = {(e.method, e.path) for e in ENDPOINTS}
+    return [f"{m} {r.path}" for r, m in api_routes(routes) if (m, r.path) not in have]
+
+
+def document(routes: Iterable[BaseRoute], title: str, version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for the API routes among ``routes``."""
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in declared(routes):
+        paths.setdefault(openapi_path(endpoint.path), {})[endpoint.method.lower()] = _operation(endpoint, schemas)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"opsloop API: {title}", "version": version,
+                 "description": "Every route takes `Authorization: Bearer $OPSLOOP_API_TOKEN` (or the login cookie "
+                                "plus `X-CSRF-Token` for writes). Errors are JSON: `{\"error\": ..., "
+                                "\"parameter\": ..., \"in\": ...}`."},
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+def _operation(endpoint: Endpoint[Any, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": re.sub(r"\W+", "_", f"{endpoint.method.lower()}{openapi_path(endpoint.path)}").strip("_"),
+        "summary": endpoint.summary,
+        "tags": [endpoint.tag],
+        "parameters": [*_path_parameters(endpoint), *_query_parameters(endpoint)],
+        "responses": _responses(endpoint),
+    }
+    if endpoint.description:
+        op["description"] = endpoint.description
+    if endpoint.has_body:
+        body = endpoint.body_model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(body.pop("$defs", {}))
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}},
+                             "description": "A JSON object; an empty body means every field's default."}
+    return op
+
+
+def _path_parameters(endpoint: Endpoint[Any, Any]) -> list[dict[str, Any]]:
+    out = []
+    for name, spec in endpoint.path_params.items():
+        schema = {"type": "string", "description": spec} if isinstance(spec, str) else dict(spec)
+        out.append({"name": name, "in": "path", "required": True, "schema": schema,
+                    "description": schema.get("description", "")})
+    return out
+
+
+def _query_parameters(endpoint: Endpoint[Any, Any]) -> list[dict[str, Any]]:
+    model = endpoint.query_model
+    if not model.model_fields:
+        return []
+    full = model.model_json_schema()
+    required = set(full.get("required", []))
+    out = []
+    for name, info in model.model_fields.items():
+        schema = _without_null(full["properties"][name])
+        schema.pop("title", None)
+        param: dict[str, Any] = {"name": name, "in": "query", "required": name in required, "schema": schema}
+        if info.description:
+            param["description"] = info.description
+        if schema.get("type") == "array":
+            param |= {"style": "form", "explode": True}
+        out.append(param)
+    return out
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query value is absent or a string: drop the ``null`` branch pydantic writes for ``X | None``."""
+    branches = schema.get("anyOf")
+    if branches:
+        rest = [b for b in branches if b.get("type") != "null"]
+        if len(rest) == 1:
+            merged = {**{k: v for k, v in schema.items() if k != "anyOf"}, **rest[0]}
+            if merged.get("default") is None:
+                merged.pop("default", None)
+            return merged
+    return dict(schema)
+
+
+def _responses(endpoint: Endpoint[Any, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for code in endpoint.statuses():
+        if code == endpoint.status:
+            out[str(code)] = {"description": "Success",
+                              "content": {endpoint.media_type: {"schema": endpoint.ok}}}
+        else:
+            out[str(code)] = {"description": ERROR_TEXT.get(code, "Error"),
+                              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return out
+
+
+# -- the declarations: one per API route -----------------------------------------------------------
+# Handlers parse with these (``EVENTS.query(request)``); ``document`` publishes them. Schemas of answers
+# name the fields a client can rely on; objects may carry more.
+def _obj(required: dict[str, Any] | None = None, **optional: Any) -> dict[str, Any]:
+    props = {**(required or {}), **optional}
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def _arr(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+_STR, _NUM, _INT, _BOOL = {"type": "string"}, {"type": "number"}, {"type": "integer"}, {"type": "boolean"}
+_ANY: dict[str, Any] = {}
+_OBJ: dict[str, Any] = {"type": "object"}
+_OPT_STR: dict[str, Any] = {"type": ["string", "null"]}
+_EVENT = _obj({"id": _STR, "seq": _INT, "endpoint": _OPT_STR, "name": _STR, "received_at": _NUM, "status": _STR},
+              error={"type": ["object", "null"]})
+_RUN = _obj({"id": _STR, "workflow": _STR, "status": _STR, "created_at": _NUM}, error=_ANY)
+_REPLAYED = _obj({"results": _arr(_obj({"original": _STR}, id=_OPT_STR, error=_OPT_STR))})
+
+
+class EventsQuery(Query):
+    status: Annotated[str, Choice(ALL_STATUSES)] | None = Field(None, description="only events with this status")
+    endpoint: str | None = Field(None, description="only events received on this webhook endpoint")
+    name: str | None = Field(None, description="only events with this name")
+    since: Timestamp | None = Field(None, description="received at or after")
+    limit: int = Field(100, ge=1, le=10_000, description="at most this many, newest first")
+
+
+class ReplayOneBody(Body):
+    payload: Any = Field(None, description="replay with this payload instead of the original one")
+
+
+class ReplayManyBody(Body):
+    endpoint: str | None = None
+    status: Annotated[str, Choice(ALL_STATUSES)] | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+
+
+EVENTS = Endpoint("GET", "/api/events", "List events, newest first", EventsQuery, Empty,
+                  _obj({"events": _arr(_EVENT)}), tag="events")
+EVENT = Endpoint("GET", "/api/events/{event_id}", "One event with its headers, payload and body", Empty, Empty,
+                 _obj({"id": _STR, "status": _STR}, headers=_ANY, payload=_ANY, body=_OPT_STR),
+                 path_params={"event_id": "the event's id"}, errors=(404,), tag="events")
+REPLAY_EVENT = Endpoint("POST", "/api/events/{event_id}/replay", "Replay one event (optionally with a new payload)",
+                        Empty, ReplayOneBody, _obj({"replayed": _STR, "id": _STR}), status=202,
+                        path_params={"event_id": "the event's id"}, errors=(404, 409), tag="events")
+REPLAY_EVENTS = Endpoint("POST", "/api/replay", "Replay the events that match", Empty, ReplayManyBody, _REPLAYED,
+                         status=202, tag="events")
+STATUS = Endpoint("GET", "/api/status", "The project's name and its events counted by status", Empty, Empty,
+                  _obj({"project": _STR, "events": {"type": "object", "additionalProperties": _INT}}), tag="events")
+
+
+class RunsQuery(Query):
+    workflow: str | None = Field(None, description="only runs of this workflow")
+    status: Annotated[str, Choice(RUN_STATUSES)] | None = Field(None, description="only runs with this status")
+    since: Timestamp | None = Field(None, description="created at or after")
+    until: Timestamp | None = Field(None, description="created at or before")
+    limit: int = Field(100, ge=1, le=10_000, description="at most this many, newest first")
+
+
+class RunsReplayBody(Body):
+    workflow: str | None = None
+    status: Annotated[str, Choice(RUN_STATUSES)] | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+
+
+class RerunBody(Body):
+    from_step: str | None = Field(None, description="start again at this step (earlier steps keep their results)")
+    input: dict[str, Any] | None = Field(None, description="run with this input instead of the original one")
+
+
+_RUN_ID = {"run_id": "the run's id"}
+_WORKFLOW = {"workflow": "the workflow's name"}
+RUNS = Endpoint("GET", "/api/runs", "List workflow runs, newest first", RunsQuery, Empty,
+                _obj({"runs": _arr(_RUN)}), tag="workflows")
+REPLAY_RUNS = Endpoint("POST", "/api/runs/replay", "Start the matching runs again from their trigger event", Empty,
+                       RunsReplayBody, _obj({"results": _arr(_obj({"original": _STR, "id": _STR}))}), status=202,
+                       tag="workflows")
+RUN = Endpoint("GET", "/api/runs/{run_id}", "One run with its steps and events", Empty, Empty, _RUN,
+               path_params=_RUN_ID, errors=(404,), tag="workflows")
+RERUN = Endpoint("POST", "/api/runs/{run_id}/rerun", "Run again as a new run", Empty, RerunBody,
+                 _obj({"rerun_of": _STR, "id": _STR}), status=202, path_params=_RUN_ID, errors=(404, 409),
+                 tag="workflows")
+CANCEL = Endpoint("POST", "/api/runs/{run_id}/cancel", "Cancel a run that has not finished", Empty, Empty, _RUN,
+                  path_params=_RUN_ID, errors=(404, 409), tag="workflows")
+WORKFLOWS = Endpoint("GET", "/api/workflows", "The project's workflows and whether each is paused", Empty, Empty,
+                     _obj({"workflows": _arr(_obj({"name": _STR, "paused": _BOOL}))}), tag="workflows")
+PAUSE = Endpoint("POST", "/api/workflows/{workflow}/pause", "Pause a workflow: no new runs start", Empty, Empty,
+                 _obj({"workflow": _STR, "paused": _BOOL}), path_params=_WORKFLOW, errors=(404,), tag="workflows")
+RESUME = Endpoint("POST", "/api/workflows/{workflow}/resume", "Resume a paused workflow", Empty, Empty,
+                  _obj({"workflow": _STR, "paused": _BOOL}), path_params=_WORKFLOW, errors=(404,), tag="workflows")
+
+
+class BuildBody(Body):
+    select: list[str] | None = Field(None, description="dbt-style selectors (+orders, tag:daily); all when absent")
+    exclude: list[str] | None = None
+    full_refresh: bool = False
+    kinds: list[Annotated[str, Choice(("model", "seed", "test"))]] | None = None
+
+
+class QueryBody(Body):
+    sql: str = Field(description="one read-only SELECT")
+    limit: int = Field(1000, ge=1, le=1_000_000, description="at most this many rows")
+    timeout: float | None = Field(None, gt=0, description="stop after this many seconds (default: the server's)")
+
+
+_MODEL_NAME = {"name": "the model's (or data test's) name"}
+MODELS = Endpoint("GET", "/api/models", "The project's models", Empty, Empty,
+                  _arr(_obj({"name": _STR, "materialized": _STR, "relation": _STR})), tag="models")
+BUILD = Endpoint("POST", "/api/models/build", "Build models, seeds and tests", Empty, BuildBody,
+                 _obj({"results": _arr(_obj({"name": _STR, "status": _STR})), "ok": _BOOL}), tag="models")
+COMPILED = Endpoint("GET", "/api/models/{name}/compiled", "The SQL a model runs", Empty, Empty,
+                    _obj({"model": _STR, "sql": _STR}), path_params=_MODEL_NAME, errors=(404,), tag="models")
+QUERY = Endpoint("POST", "/api/query", "Run a read-only query on the warehouse", Empty, QueryBody,
+                 _obj({"columns": _arr(_STR), "rows": _arr(_arr(_ANY))}), tag="models")
+
+
+class PullQuery(Query):
+    full_refresh: bool = Field(False, description="pull everything again, not only what changed since the cursor")
+
+
+SOURCES = Endpoint("GET", "/api/sources", "The project's sources and their last runs", Empty, Empty,
+                   _arr(_obj({"name": _STR, "type": _STR, "state": _STR})), tag="sources")
+PULL = Endpoint("POST", "/api/sources/{name}/pull", "Pull a source now", PullQuery, Empty,
+                _obj({"source": _STR, "status": _STR}), path_params={"name": "the source's name"},
+                errors=(404, 409, 502), tag="sources",
+                description="409 when the vendor refused the pull (credentials, a bad request), 502 when it could "
+                            "not be reached or asked to wait (`message` says which); the run is recorded either way.")
+
+
+class SyncRunBody(Body):
+    dry_run: bool = Field(False, description="compute the diff, send nothing")
+    full: bool = Field(False, description="send every row, not only the changed ones")
+    confirm_deletes: bool = Field(False, description="allow a run that deletes more than the safety limit")
+    reset: bool = Field(False, description="forget what was sent before")
+
+
+_SYNC_NAME = {"name": "the sync's name"}
+SYNCS = Endpoint("GET", "/api/syncs", "The project's syncs and their last runs", Empty, Empty,
+                 _arr(_obj({"name": _STR})), tag="syncs")
+SYNC = Endpoint("GET", "/api/syncs/{name}", "One sync with its recent runs and failed rows", Empty, Empty,
+                _obj({"name": _STR, "runs": _arr(_OBJ)}), path_params=_SYNC_NAME, errors=(404,), tag="syncs")
+RUN_SYNC = Endpoint("POST", "/api/syncs/{name}/run", "Run a sync now", Empty, SyncRunBody,
+                    _obj({"status": _STR}), path_params=_SYNC_NAME, errors=(404,), tag="syncs")
+
+
+def _since_text(value: Any) -> Any:
+    from ..metrics._time import parse_since
+
+    try:
+        parse_since(value)
+    except (ValueError, OverflowError, TypeError):
+        raise ValueError(f"{value!r} is neither a duration back from today (30d, 12w, 6mo, 1y) nor a date "
+                         "(2026-01-31), or it reaches past year 1") from None
+    return value
+
+
+Since = Annotated[str, AfterValidator(_since_text)]
+"""A start or end for metrics: ``30d``, ``12w``, ``6mo``, ``1y``, ``all`` or an ISO date; kept as text."""
+
+
+class MetricQueryParams(Query):
+    grain: Annotated[str, Choice(("none", "total", *GRAINS))] | None = Field(None, description="time grain")
+    since: Since | None = Field(None, description="30d, 12w, 6mo, 1y, all, or an ISO date")
+    until: Since | None = None
+    by: list[str] = Field(default_factory=list, description="group by these dimensions")
+    where: list[str] = Field(default_factory=list, description="dimension=value filters")
+    percentile: bool = False
+    sql: bool = Field(False, description="include the SQL that ran")
+
+
+class TileQuery(Query):
+    since: Since | None = Field(None, description="30d, 12w, 6mo, 1y, all, or an ISO date")
+    where: list[str] = Field(default_factory=list, description="dimension=value filters")
+
+
+class OutboxQuery(Query):
+    destination: str | None = Field(None, description="only items for this destination")
+
+
+_BOARD = {"name": "the dashboard's name"}
+METRICS = Endpoint("GET", "/api/metrics", "The project's metrics and their dimensions", Empty, Empty,
+                   _obj({"metrics": _arr(_obj({"name": _STR, "dimensions": _arr(_STR)}))}), tag="metrics")
+METRIC = Endpoint("GET", "/api/metrics/{name}", "Query one metric", MetricQueryParams, Empty,
+                  _obj({"metric": _STR, "columns": _arr(_STR), "rows": _arr(_arr(_ANY))}),
+                  path_params={"name": "the metric's name"}, errors=(404,), tag="metrics")
+ALERTS = Endpoint("GET", "/api/alerts", "The state of every alert", Empty, Empty, _obj({"alerts": _arr(_OBJ)}),
+                  tag="metrics")
+OUTBOX = Endpoint("GET", "/api/outbox", "Items waiting in the outbox", OutboxQuery, Empty,
+                  _obj({"items": _arr(_obj({"id": _ANY, "destination": _STR}))}), tag="metrics")
+DASHBOARD = Endpoint("GET", "/api/dashboards/{name}", "A dashboard and its tiles", Empty, Empty,
+                     _obj({"name": _STR, "title": _STR, "tiles": _arr(_obj({"id": _INT, "type": _STR}))}),
+                     path_params=_BOARD, errors=(404,), tag="dashboards")
+TILE = Endpoint("GET", "/api/dashboards/{name}/tiles/{index:int}", "One tile's data", TileQuery, Empty, _OBJ,
+                path_params={**_BOARD, "index": {"type": "integer", "minimum": 0, "description": "the tile's index"}},
+                errors=(404,), tag="dashboards")
+BOARD_EVENTS = Endpoint("GET", "/api/dashboards/{name}/events", "Server push: `event: refresh` when tiles change",
+                        Empty, Empty, _STR, path_params=_BOARD, errors=(404,), media_type="text/event-stream",
+                        tag="dashboards", description="An endless text/event-stream; it ends when the server stops.")
+REFRESH = Endpoint("POST", "/api/dashboards/{name}/refresh", "Recompute every tile now", Empty, Empty,
+                   _obj({"refreshed": _STR}), status=202, path_params=_BOARD, errors=(404,), tag="dashboards")
+
+ENDPOINTS: tuple[Endpoint[Any, Any], ...] = (
+    OPENAPI, EVENTS, EVENT, REPLAY_EVENT, REPLAY_EVENTS, STATUS, RUNS, REPLAY_RUNS, RUN, RERUN, CANCEL, WORKFLOWS,
+    PAUSE, RESUME, MODELS, BUILD, COMPILED, QUERY, SOURCES, PULL, SYNCS, SYNC, RUN_SYNC, METRICS, METRIC, ALERTS,
+    OUTBOX, DASHBOARD, TILE, BOARD_EVENTS, REFRESH,
+)
+"""Every API route's declaration."""
