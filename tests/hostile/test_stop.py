@@ -13,6 +13,7 @@ import duckdb
 
 from ..conftest import free_port, wait_for
 from ..test_cli_server import UpProcess
+from .conftest import Running, start
 
 STOP_BOUND = 20.0
 """docs/deploy.md: the systemd unit's TimeoutStopSec."""
@@ -24,8 +25,8 @@ FOREVER = 50_000_000_000
 class Server:
     """`opsloop up` as a subprocess whose log lines the test can wait for."""
 
-    def __init__(self, root: Path) -> None:
-        self.up = UpProcess(root, free_port())
+    def __init__(self, target: Path | Running) -> None:
+        self.up = target.proc if isinstance(target, Running) else UpProcess(target, free_port())
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -152,3 +153,59 @@ def test_sigterm_during_identity_build(project_dir: Path) -> None:
     with warehouse(project_dir) as con:
         assert count(con, "identity.runs") == 1
         assert count(con, "identity.golden_records") == 1500
+
+
+SOURCES_YML = """\
+version: 2
+sources:
+  - name: raw
+    tables:
+      - name: events
+"""
+
+DEMO_REQUESTS_SQL = """\
+{{{{ config(materialized='table') }}}}
+select count(*) as requests{burn}
+from {{{{ source('raw', 'events') }}}}
+where name = 'demo_request.created'
+"""
+
+
+def demo_requests_model(root: Path, slow: bool) -> None:
+    """models/demo_requests.sql, rebuilt whenever events land; the slow version scans ``FOREVER`` rows."""
+    burn = f", (select sum(hash(x)) from range({FOREVER}) r(x)) as burn" if slow else ""
+    (root / "models" / "sources.yml").write_text(SOURCES_YML)
+    (root / "models" / "demo_requests.sql").write_text(DEMO_REQUESTS_SQL.format(burn=burn))
+
+
+def test_sigterm_during_model_build(project_dir: Path) -> None:
+    one_thread(project_dir)
+    demo_requests_model(project_dir, slow=True)
+    running = start(project_dir)
+    server = Server(running)
+    try:
+        accepted = running.good_event("ada@example.com")
+        wait_for(lambda: server.saw("model build started"), 30, what="the reactive model build to start")
+        server.busy_for(1.0)  # inside the model's long statement
+        code, took = server.sigterm()
+    finally:
+        server.kill()
+    print(f"SIGTERM during a model build: exited {code} in {took:.1f} s")
+    assert code == 0, server.log()
+    assert took < STOP_BOUND, server.log()
+    with warehouse(project_dir) as con:
+        assert count(con, "main.demo_requests") == 0  # the interrupted build left nothing
+        loaded = con.execute("SELECT count(*) FROM raw.events WHERE event_id = ?", [accepted]).fetchone()
+        assert loaded == (1,)  # the accepted event was loaded before the process exited
+
+    demo_requests_model(project_dir, slow=False)
+    again = Server(start(project_dir))  # no new event: the owed build runs at start
+    try:
+        wait_for(lambda: again.saw("redoing the model build") and not (project_dir / "state" / "owed.json").exists(),
+                 60, what="the interrupted model build to be redone at start")
+        code, _ = again.sigterm()
+    finally:
+        again.kill()
+    assert code == 0
+    with warehouse(project_dir) as con:
+        assert con.execute("SELECT requests FROM main.demo_requests").fetchone() == (1,)
