@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from ._halt import Halt
 from ._ids import new_id
 from .errors import OpsloopError
 from .events._committer import GroupCommitter
@@ -75,6 +76,9 @@ class App:
         """Set when the server begins to stop (before it drains requests): long-lived responses such as
         the dashboards' server push end on it instead of holding the shutdown."""
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.halt = Halt(project.root / "state" / "owed.json")
+        """Tripped when the stop begins: long warehouse jobs (identity builds, pulls, model builds, syncs)
+        stop at their next safe point, roll back, and are owed to the next start (see ``_halt.py``)."""
 
     @classmethod
     def from_path(cls, root: Path | str, **overrides: Any) -> App:
@@ -118,6 +122,7 @@ class App:
         if self.started:
             return
         self._loop = asyncio.get_running_loop()
+        self.halt.reset()
         self.bus.bind(self._loop)
         self.committer.start()
         _ = self.inbox
@@ -175,12 +180,14 @@ class App:
         await run()
 
     def begin_shutdown(self) -> None:
-        """Announce the stop (safe from a signal handler or another thread)."""
+        """Announce the stop (safe from a signal handler or another thread); long jobs stop at a safe point."""
+        self.halt.trip()
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.stopping.set)
 
     async def stop(self) -> None:
         """Commit what is queued, let consumers finish their batch, close the stores."""
+        self.halt.trip()
         for hook in reversed(self.on_stop):
             try:
                 await hook()

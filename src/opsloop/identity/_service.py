@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .._halt import Interrupted
 from ._project import identity_of
 from ._sql import Conn, IdentityError, relation
 
@@ -31,7 +32,7 @@ class IdentityService:
         return identity_of(self.app.project)
 
     def _conn(self) -> Conn:
-        return Conn(self.app.warehouse)
+        return Conn(self.app.warehouse, self.app.halt)
 
     # -- sync API (CLI, tests, threads) --------------------------------------------------------
     def build(self, full: bool = False, segments: bool = True) -> dict[str, Any]:
@@ -42,13 +43,18 @@ class IdentityService:
         if ip.config is None:
             raise IdentityError("there is no identity.yml in this project; see docs/identity.md")
         with self._lock:
+            log.info("identity build started")
             db = self._conn()
             try:
                 result = Resolver(db, ip.config, ip.field_names).build(full=full)
                 seg_results = self._evaluate(db, None) if segments else []
                 events = self._flush(db)
+            except Interrupted:
+                self.app.halt.owe("identity", {"full": full})
+                raise
             finally:
                 db.close()
+        self.app.halt.settle("identity")
         return {**result.as_dict(), "timings": result.timings, "segments": [s.as_dict() for s in seg_results],
                 "events": events}
 
@@ -58,8 +64,13 @@ class IdentityService:
             try:
                 results = self._evaluate(db, names)
                 self._flush(db)
+            except Interrupted:
+                self.app.halt.owe("segments", True)
+                raise
             finally:
                 db.close()
+        if names is None:
+            self.app.halt.settle("segments")
         return [r.as_dict() for r in results]
 
     def _evaluate(self, db: Conn, names: Iterable[str] | None) -> list[Any]:
@@ -98,6 +109,12 @@ class IdentityService:
         return [name for name, seg in self.project.segments.items() if seg.enabled and rel in reads(seg)]
 
     async def on_model_built(self, event: EventRecord) -> None:
+        try:
+            await self._react(event)
+        except Interrupted:
+            pass  # owed to the next start, which redoes it; the event itself was handled
+
+    async def _react(self, event: EventRecord) -> None:
         payload = event.payload if isinstance(event.payload, dict) else {}
         rel = str(payload.get("relation") or "")
         if not rel:
@@ -124,6 +141,7 @@ class IdentityService:
         """Runs identity builds and segment evaluations on their schedules (scaled by time_scale)."""
         scale = self.app.settings.time_scale
         ip = self.project
+        await self._pay_owed()
         jobs: dict[str, float] = {}
         if ip.config is not None and ip.config.schedule_seconds:
             jobs["identity"] = ip.config.schedule_seconds * scale
@@ -143,10 +161,28 @@ class IdentityService:
                         await asyncio.to_thread(self.build)
                     else:
                         await asyncio.to_thread(self.evaluate_segments, [job.split(":", 1)[1]])
+                except Interrupted:
+                    return
                 except Exception:
                     log.exception("scheduled %s failed", job)
                 due[job] = time.monotonic() + jobs[job]
             await asyncio.sleep(max(0.01, min(due.values()) - time.monotonic()))
+
+    async def _pay_owed(self) -> None:
+        """Redo the build or evaluation that a stop interrupted (it rolled back, so it is redone whole)."""
+        owed = self.app.halt.owed()
+        try:
+            if "identity" in owed and self.project.config is not None:
+                detail = owed["identity"]
+                full = bool(detail.get("full")) if isinstance(detail, dict) else False
+                log.info("redoing the identity build that the last stop interrupted")
+                await asyncio.to_thread(self.build, full)
+            elif "segments" in owed:
+                await asyncio.to_thread(self.evaluate_segments)
+        except Interrupted:
+            raise
+        except Exception:
+            log.exception("the identity build owed from the last stop failed")
 
     async def flush_on_start(self) -> None:
         if self.project.config is None and not self.project.segments:

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from .._halt import Halt
 from ..errors import OpsloopError, WarehouseError
 from ..warehouse import Warehouse
 
@@ -40,33 +41,47 @@ def relation(text: str) -> str:
 
 
 class Conn:
-    """A private DuckDB connection for one identity job."""
+    """A private DuckDB connection for one identity job.
 
-    def __init__(self, warehouse: Warehouse) -> None:
+    With a ``halt``, every statement is a safe point: once the server begins to stop, the next statement
+    raises ``Interrupted`` and one still running is interrupted (the job's transaction then rolls back).
+    """
+
+    def __init__(self, warehouse: Warehouse, halt: Halt | None = None) -> None:
         con = getattr(warehouse, "con", None)
         if con is None or warehouse.dialect != "duckdb":
             raise IdentityError("identity resolution runs in DuckDB; set warehouse: type: duckdb in opsloop.yml")
         self.con: Any = con.cursor()
+        self.halt = halt
         self.x("SET TimeZone = 'UTC'")
 
-    def x(self, sql: str, params: Sequence[Any] = ()) -> None:
+    def _run(self, sql: str, params: Sequence[Any], check: bool) -> Any:
         import duckdb
 
-        try:
-            self.con.execute(sql, list(params))
-        except duckdb.Error as exc:
-            raise WarehouseError(f"{exc}\n  while running: {sql[:300]}") from exc
+        if self.halt is None:
+            try:
+                return self.con.execute(sql, list(params))
+            except duckdb.Error as exc:
+                raise WarehouseError(f"{exc}\n  while running: {sql[:300]}") from exc
+        if check:
+            self.halt.check("the identity build")
+        with self.halt.watching(self.con):
+            try:
+                return self.con.execute(sql, list(params))
+            except duckdb.Error as exc:
+                if check:
+                    self.halt.check("the identity build")  # an interrupted statement: say why
+                raise WarehouseError(f"{exc}\n  while running: {sql[:300]}") from exc
+
+    def x(self, sql: str, params: Sequence[Any] = (), check: bool = True) -> None:
+        """Run one statement; ``check=False`` for clean-up that must run during a stop (ROLLBACK, RESET)."""
+        self._run(sql, params, check)
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        import duckdb
-
-        try:
-            return [tuple(r) for r in self.con.execute(sql, list(params)).fetchall()]
-        except duckdb.Error as exc:
-            raise WarehouseError(f"{exc}\n  while running: {sql[:300]}") from exc
+        return [tuple(r) for r in self._run(sql, params, True).fetchall()]
 
     def dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cur = self.con.execute(sql, list(params))
+        cur = self._run(sql, params, True)
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
@@ -92,7 +107,7 @@ class Conn:
         try:
             yield
         except BaseException:
-            self.x("ROLLBACK")
+            self.x("ROLLBACK", check=False)
             raise
         self.x("COMMIT")
 

@@ -138,12 +138,13 @@ class Resolver:
         try:
             result = self._build(run_id, full, started, timings, mark, t0)
         finally:
-            db.x(f"SET preserve_insertion_order = {'true' if previous_order else 'false'}")
+            # also while stopping (check=False): memory_limit is the database's, not this cursor's
+            db.x(f"SET preserve_insertion_order = {'true' if previous_order else 'false'}", check=False)
             if previous_limit is not None:
                 # The setting reads back rounded ("18.7 GiB"): RESET restores a default exactly.
-                db.x("RESET memory_limit")
-                if db.one("SELECT current_setting('memory_limit')") != previous_limit:
-                    db.x(f"SET memory_limit = {literal(str(previous_limit))}")
+                db.x("RESET memory_limit", check=False)
+                if db.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] != previous_limit:
+                    db.x(f"SET memory_limit = {literal(str(previous_limit))}", check=False)
         self._drop_temp()
         return result
 

@@ -15,6 +15,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from .._halt import Interrupted
 from ..errors import ConfigError, OpsloopError
 from ..warehouse import DEFAULT_LIMIT, QueryRefused
 from .engine import ModelEngine
@@ -85,10 +86,42 @@ class ModelService:
                           full_refresh: bool = False, kinds: tuple[str, ...] = ("model", "seed", "test"),
                           emit: bool = True) -> list[NodeResult]:
         async with self._lock:
-            results = await asyncio.to_thread(self.engine.build, select, exclude, full_refresh, kinds)
+            log.info("model build started (select %s)", " ".join(select) if select else "all")
+            try:
+                results = await asyncio.to_thread(self.engine.build, select, exclude, full_refresh, kinds,
+                                                  None, None, self.app.halt)
+            except Interrupted:
+                # what it built is rebuilt: the next start builds the whole selection again and emits its events
+                self._owe({"select": select, "exclude": exclude, "full_refresh": full_refresh, "kinds": list(kinds)})
+                raise
         if emit:
             await self._emit_built(results)
         return results
+
+    def _owe(self, build: dict[str, Any]) -> None:
+        owed = self.app.halt.owed().get("models")
+        builds = owed if isinstance(owed, list) else []
+        if build not in builds:
+            builds.append(build)
+        self.app.halt.owe("models", builds)
+
+    async def resume(self) -> None:
+        """At start, in the process that leads the warehouse: redo the builds that the last stop interrupted."""
+        owed = self.app.halt.owed().get("models")
+        if not isinstance(owed, list):
+            return
+        for build in owed:
+            log.info("redoing the model build that the last stop interrupted (select %s)", build.get("select"))
+            try:
+                await self.build_async(build.get("select"), build.get("exclude"), bool(build.get("full_refresh")),
+                                       tuple(build.get("kinds") or ("model", "seed", "test")))
+            except Interrupted:
+                return
+            except OpsloopError as exc:
+                log.error("the model build owed from the last stop failed: %s", exc)
+            except Exception:
+                log.exception("the model build owed from the last stop failed")
+        self.app.halt.settle("models")
 
     async def _emit_built(self, results: list[NodeResult]) -> None:
         for res in results:
@@ -124,6 +157,8 @@ class ModelService:
                 return
             self.last_refresh = await self.build_async(select=select, kinds=("model",))
             self.refreshes += 1
+        except Interrupted:
+            return
         except OpsloopError as exc:
             log.error("reactive model refresh failed: %s", exc)
         except Exception:
@@ -132,7 +167,8 @@ class ModelService:
             self._timer = asyncio.get_running_loop().create_task(self._refresh_later(), name="models:refresh")
 
     async def stop(self) -> None:
-        """Cancel a refresh that is still waiting; let one that is building finish (it holds the warehouse)."""
+        """Cancel a refresh that is still waiting; one that is building stops at its next safe point (the
+        app's halt interrupts it) and is owed to the next start."""
         self._stopping = True
         if self._timer is not None and not self._timer.done():
             if not self._lock.locked():
@@ -224,6 +260,7 @@ def attach(app: App) -> None:
     mp = app.project.extras.get("models")
     if mp is not None and not mp.empty:
         app.on_raw_loaded.append(service.on_raw_loaded)
+        app.background.append(app.as_leader(app.WAREHOUSE_ROLE, service.resume))
     app.on_stop.append(service.stop)
     app.web_routes.extend([
         Route("/api/models", service.api_models),

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .._halt import Halt
 from ..errors import ConfigError, OpsloopError, Problem
 from ..project import Project
 from ..warehouse import DEFAULT_LIMIT, DEFAULT_TIMEOUT, QueryRefused, QueryResult, Warehouse
@@ -88,15 +89,16 @@ class ModelEngine:
     def build(self, select: list[str] | None = None, exclude: list[str] | None = None, full_refresh: bool = False,
               kinds: tuple[str, ...] = ("model", "seed", "test"),
               on_result: Callable[[NodeResult], None] | None = None,
-              on_start: Callable[[str], None] | None = None) -> list[NodeResult]:
-        """Build the selection (seeds, models, tests in DAG order); one result per node."""
+              on_start: Callable[[str], None] | None = None, halt: Halt | None = None) -> list[NodeResult]:
+        """Build the selection (seeds, models, tests in DAG order); one result per node. With ``halt``, a
+        stop ends the build between nodes and interrupts a running statement (raising ``Interrupted``)."""
         compiler = self.compiler()
         uids = select_nodes(compiler, select, exclude, kinds)
         uids = [u for u in uids if not (u.startswith("model.") and
                                         compiler.mp.models[u[6:]].materialized == "ephemeral")]
         self._ensure_raw_events(compiler, uids)
         runner = Runner(compiler, self.warehouse, full_refresh=full_refresh, threads=self.threads,
-                        on_result=on_result, on_start=on_start)
+                        on_result=on_result, on_start=on_start, halt=halt)
         return runner.run(uids)
 
     def _ensure_raw_events(self, compiler: Compiler, uids: list[str]) -> None:

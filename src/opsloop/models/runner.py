@@ -6,6 +6,7 @@ a node runs once all its selected parents succeeded, and is skipped when one fai
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .._halt import Halt
 from ..errors import OpsloopError
 from ..warehouse import Warehouse
 from ..warehouse._sql import Statements
@@ -48,8 +50,9 @@ class ModelRunError(OpsloopError):
 class Runner:
     def __init__(self, compiler: Compiler, warehouse: Warehouse, full_refresh: bool = False,
                  threads: int | None = None, on_result: Callable[[NodeResult], None] | None = None,
-                 on_start: Callable[[str], None] | None = None) -> None:
+                 on_start: Callable[[str], None] | None = None, halt: Halt | None = None) -> None:
         self.c = compiler
+        self.halt = halt
         self.wh = warehouse
         self.full_refresh = full_refresh
         self.threads = max(1, threads or compiler.target.threads) if warehouse.PARALLEL_SESSIONS else 1
@@ -75,8 +78,14 @@ class Runner:
                 children[p].append(uid)
         order = {uid: i for i, uid in enumerate(self.c.order)}
         ready = sorted((u for u, n in waiting.items() if n == 0), key=lambda u: order.get(u, 0), reverse=True)
-        sessions = [self.wh.session() for _ in range(self.threads)] if self.threads > 1 else [self.wh]
+        # With a halt, even one thread gets its own session: a stop interrupts the build's statement only.
+        own = self.threads > 1 or (self.halt is not None and self.wh.PARALLEL_SESSIONS)
+        sessions = [self.wh.session() for _ in range(self.threads)] if own else [self.wh]
         free = list(sessions)
+        watching = contextlib.ExitStack()
+        if self.halt is not None and self.wh.dialect == "duckdb":
+            for s in sessions:
+                watching.enter_context(self.halt.watching(getattr(s, "con", None)))
         running: dict[Future[NodeResult], tuple[str, Warehouse]] = {}
 
         def finished(uid: str, status: str) -> None:
@@ -88,9 +97,11 @@ class Runner:
             ready.sort(key=lambda u: order.get(u, 0), reverse=True)
 
         try:
-            with ThreadPoolExecutor(max_workers=self.threads) as pool:
+            with watching, ThreadPoolExecutor(max_workers=self.threads) as pool:
                 while ready or running:
                     while ready and free:
+                        if self.halt is not None:
+                            self.halt.check("the model build")  # a safe point: between nodes
                         uid = ready.pop()
                         bad = [p for p in parents[uid] if state[p] in ("error", "fail", "skipped")]
                         if bad:
@@ -109,8 +120,12 @@ class Runner:
                         uid, session = running.pop(fut)
                         free.append(session)
                         res = fut.result()
+                        if self.halt is not None and self.halt.tripped and res.status == "error":
+                            continue  # interrupted by the stop, not the model's fault: redone at the next start
                         self._emit(res, results)
                         finished(uid, res.status)
+            if self.halt is not None:
+                self.halt.check("the model build")
         finally:
             for s in sessions:
                 if s is not self.wh:

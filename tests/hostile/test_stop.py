@@ -1,0 +1,211 @@
+"""SIGTERM to a real `opsloop up` stops it within systemd's TimeoutStopSec (20 s, docs/deploy.md), whatever
+long job runs: the job stops at a safe point, rolls back, and completes after the next start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+
+from ..conftest import free_port, wait_for
+from ..test_cli_server import UpProcess
+from .conftest import Running, start
+
+STOP_BOUND = 20.0
+"""docs/deploy.md: the systemd unit's TimeoutStopSec."""
+
+FOREVER = 50_000_000_000
+"""Rows for a statement that runs for minutes (it is interrupted long before it ends)."""
+
+
+class Server:
+    """`opsloop up` as a subprocess whose log lines the test can wait for."""
+
+    def __init__(self, target: Path | Running) -> None:
+        self.up = target.proc if isinstance(target, Running) else UpProcess(target, free_port())
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.up.proc.stdout is not None
+        for line in self.up.proc.stdout:
+            self.lines.append(line)
+
+    def saw(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def sigterm(self) -> tuple[int, float]:
+        """Send SIGTERM; returns the exit code and the seconds the process took to exit."""
+        started = time.monotonic()
+        self.up.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.up.proc.wait(60)
+        except Exception:
+            self.up.proc.kill()
+            raise
+        took = time.monotonic() - started
+        self._reader.join(5)
+        return code, took
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (from /proc)."""
+        fields = Path(f"/proc/{self.up.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def busy_for(self, seconds: float, timeout: float = 30) -> None:
+        """Wait until the server has spent ``seconds`` more CPU time: a long statement is running."""
+        start = self.cpu_seconds()
+        wait_for(lambda: self.cpu_seconds() - start >= seconds, timeout, interval=0.1,
+                 what=f"the server to compute for {seconds} s")
+
+    def kill(self) -> None:
+        if self.up.proc.poll() is None:
+            self.up.proc.kill()
+            self.up.proc.wait(10)
+
+
+def warehouse(root: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(root / "warehouse.duckdb"))
+
+
+def count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """Rows in ``schema.table``; 0 when it does not exist."""
+    schema, name = table.split(".")
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                         [schema, name]).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    found = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(found[0]) if found else 0
+
+
+def one_thread(root: Path) -> None:
+    """DuckDB on one thread: the long statements share 2 cores with other test runs."""
+    yml = root / "opsloop.yml"
+    yml.write_text(yml.read_text().replace("  path: warehouse.duckdb\n", "  path: warehouse.duckdb\n  threads: 1\n"))
+
+
+IDENTITY_YML = """\
+identifiers:
+  email: {normalize: email}
+merge_rules: [email]
+schedule: 1s
+sources:
+  - system: app
+    relation: src.people
+    record_id: id
+    identifiers: {email: email}
+    fields: {name: name}
+"""
+
+PEOPLE = "SELECT 'u' || i AS id, 'user' || (i % 1500) || '@example.com' AS email, 'User ' || i AS name " \
+         "FROM range(2000) t(i)"
+
+
+def slow_people(root: Path, slow: bool) -> None:
+    """src.people: 2,000 records of 1,500 people; the slow version scans ``FOREVER`` rows first."""
+    with warehouse(root) as con:
+        con.execute("CREATE SCHEMA IF NOT EXISTS src")
+        where = f" WHERE (SELECT sum(hash(x)) FROM range({FOREVER}) r(x)) IS NOT NULL" if slow else ""
+        con.execute(f"CREATE OR REPLACE VIEW src.people AS SELECT * FROM ({PEOPLE}){where}")
+
+
+def test_sigterm_during_identity_build(project_dir: Path) -> None:
+    one_thread(project_dir)
+    (project_dir / "identity.yml").write_text(IDENTITY_YML)
+    slow_people(project_dir, slow=True)
+    server = Server(project_dir)
+    try:
+        wait_for(lambda: server.saw("identity build started"), 30, what="the scheduled identity build to start")
+        server.busy_for(1.0)  # inside its long statement
+        code, took = server.sigterm()
+    finally:
+        server.kill()
+    print(f"SIGTERM during an identity build: exited {code} in {took:.1f} s")
+    assert code == 0, server.log()
+    assert took < STOP_BOUND, server.log()
+    assert "interrupted" in server.log()
+    with warehouse(project_dir) as con:  # rolled back: no run recorded, no half-written records
+        assert count(con, "identity.runs") == 0
+        assert count(con, "identity.records") == 0
+    assert (project_dir / "state" / "owed.json").exists()
+
+    slow_people(project_dir, slow=False)
+    (project_dir / "identity.yml").write_text(IDENTITY_YML.replace("schedule: 1s", "schedule: 1h"))
+    again = Server(project_dir)  # no schedule fires within the test: the owed build runs at start
+    try:
+        def built() -> bool:
+            return again.saw("redoing the identity build") and not (project_dir / "state" / "owed.json").exists()
+
+        wait_for(built, 60, what="the interrupted identity build to be redone at start")
+        code, _ = again.sigterm()
+    finally:
+        again.kill()
+    assert code == 0
+    with warehouse(project_dir) as con:
+        assert count(con, "identity.runs") == 1
+        assert count(con, "identity.golden_records") == 1500
+
+
+SOURCES_YML = """\
+version: 2
+sources:
+  - name: raw
+    tables:
+      - name: events
+"""
+
+DEMO_REQUESTS_SQL = """\
+{{{{ config(materialized='table') }}}}
+select count(*) as requests{burn}
+from {{{{ source('raw', 'events') }}}}
+where name = 'demo_request.created'
+"""
+
+
+def demo_requests_model(root: Path, slow: bool) -> None:
+    """models/demo_requests.sql, rebuilt whenever events land; the slow version scans ``FOREVER`` rows."""
+    burn = f", (select sum(hash(x)) from range({FOREVER}) r(x)) as burn" if slow else ""
+    (root / "models" / "sources.yml").write_text(SOURCES_YML)
+    (root / "models" / "demo_requests.sql").write_text(DEMO_REQUESTS_SQL.format(burn=burn))
+
+
+def test_sigterm_during_model_build(project_dir: Path) -> None:
+    one_thread(project_dir)
+    demo_requests_model(project_dir, slow=True)
+    running = start(project_dir)
+    server = Server(running)
+    try:
+        accepted = running.good_event("ada@example.com")
+        wait_for(lambda: server.saw("model build started"), 30, what="the reactive model build to start")
+        server.busy_for(1.0)  # inside the model's long statement
+        code, took = server.sigterm()
+    finally:
+        server.kill()
+    print(f"SIGTERM during a model build: exited {code} in {took:.1f} s")
+    assert code == 0, server.log()
+    assert took < STOP_BOUND, server.log()
+    with warehouse(project_dir) as con:
+        assert count(con, "main.demo_requests") == 0  # the interrupted build left nothing
+        loaded = con.execute("SELECT count(*) FROM raw.events WHERE event_id = ?", [accepted]).fetchone()
+        assert loaded == (1,)  # the accepted event was loaded before the process exited
+
+    demo_requests_model(project_dir, slow=False)
+    again = Server(start(project_dir))  # no new event: the owed build runs at start
+    try:
+        wait_for(lambda: again.saw("redoing the model build") and not (project_dir / "state" / "owed.json").exists(),
+                 60, what="the interrupted model build to be redone at start")
+        code, _ = again.sigterm()
+    finally:
+        again.kill()
+    assert code == 0
+    with warehouse(project_dir) as con:
+        assert con.execute("SELECT requests FROM main.demo_requests").fetchone() == (1,)
