@@ -10,7 +10,7 @@ import httpx
 
 from ..conftest import wait_for
 from ..test_cli_server import UpProcess
-from .conftest import Running, signer
+from .conftest import Running
 
 HMAC_ENDPOINT = """\
 description: a raw-bytes HMAC endpoint (its signature covers bytes that need not be UTF-8)
