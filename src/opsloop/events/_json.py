@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,11 +51,10 @@ def _parse_float(text: str) -> float:
     return value
 
 
-def _parse_int(text: str) -> int | float:
-    if len(text.lstrip("-")) > 308:  # past 1.8e308 no consumer that reads numbers as doubles can hold it
-        raise BodyRefused(f"the integer {_short(text)} ({len(text)} digits) is out of range for a 64-bit float; "
-                          "send it as a string")
-    return int(text)
+# one decoder, made once (json.loads with hooks builds a new one per call); the float hook runs only for
+# numbers with a fraction or an exponent, the constant hook only for NaN and the infinities
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_parse_float)
+_INT_DIGITS = re.compile(r"value has (\d+) digits")
 
 
 def _short(text: str) -> str:
@@ -82,16 +82,18 @@ def parse_body(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Parsed:
     if "\x00" in text:
         raise BodyRefused(f"the body is not UTF-8 JSON{_encoding_hint(raw)}: it holds NUL characters")
     try:
-        payload = json.loads(
-            text, parse_constant=_refuse_constant, parse_float=_parse_float, parse_int=_parse_int
-        )
+        payload = _DECODER.decode(text)
     except BodyRefused:
         raise
     except RecursionError:
         raise BodyRefused(f"the payload is nested deeper than this endpoint's limit of {max_depth} levels") from None
     except json.JSONDecodeError as exc:
         raise BodyRefused(f"malformed JSON: {exc}") from None
-    except ValueError as exc:  # int() past its digit limit, and the like
+    except ValueError as exc:  # int() past its digit limit (sys.get_int_max_str_digits), and the like
+        digits = _INT_DIGITS.search(str(exc))
+        if digits:
+            raise BodyRefused(f"an integer has {digits.group(1)} digits, more than the {sys.get_int_max_str_digits()} "
+                              "a consumer can read back; send it as a string") from None
         raise BodyRefused(f"malformed JSON: {exc}") from None
     if text.count("[") + text.count("{") > max_depth:  # cheap bound; walk only when it could be too deep
         depth = _depth(payload)
@@ -107,7 +109,7 @@ def parse_body(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Parsed:
                 f"the string at {where or '/'} holds a lone UTF-16 surrogate escape (a character cut in half); "
                 "it cannot be stored as UTF-8 (RFC 8259 section 8.2)"
             )
-    if _NUL_ESCAPE in text.lower():
+    if _NUL_ESCAPE in text:  # digits only: no upper-case spelling
         where = _nul_string(payload)
         if where is not None:
             raise BodyRefused(f"the string at {where or '/'} holds \\u0000, which the warehouse cannot store")
