@@ -330,3 +330,27 @@ def test_postgres_query_role(pg_url: str) -> None:
     finally:
         with psycopg.connect(dsn, autocommit=True) as con:
             con.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_the_docs_say_what_the_sandbox_does(project_dir: Path) -> None:
+    """docs/project.md's "The query sandbox" names every allowed PRAGMA and its query_role example loads."""
+    import re
+
+    from opsloop.project import load_project
+    from opsloop.settings import resolve_settings
+    from opsloop.warehouse import open_warehouse
+    from opsloop.warehouse._sandbox import DUCKDB_PRAGMAS
+    from opsloop.warehouse.postgres import PostgresWarehouse
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "project.md").read_text()
+    section = docs.split("## The query sandbox", 1)[1].split("\n## ", 1)[0]
+    for pragma in DUCKDB_PRAGMAS:
+        assert f"`{pragma}`" in section, pragma
+    block = re.findall(r"```yaml\n(warehouse:.*?)```", section, re.S)[0]
+    config = project_dir / "opsloop.yml"
+    text = config.read_text()
+    start, end = text.index("warehouse:"), text.index("state:")
+    config.write_text(text[:start] + block + text[end:])
+    project = load_project(project_dir)
+    warehouse = open_warehouse(resolve_settings(project).warehouse, project.root)
+    assert isinstance(warehouse, PostgresWarehouse) and warehouse.query_role == "opsloop_reader"
