@@ -72,6 +72,14 @@ DUCKDB_SCALAR_DENIED = {
     "write_log": "writing to the warehouse's log is not allowed in a query",
 }
 
+DUCKDB_READABLE_SETTINGS = frozenset({
+    "threads", "worker_threads", "memory_limit", "max_memory", "timezone", "calendar", "default_collation",
+    "default_order", "default_null_order", "preserve_insertion_order", "enable_external_access",
+    "lock_configuration", "python_enable_replacements", "autoload_known_extensions",
+    "autoinstall_known_extensions", "enable_profiling", "schema", "search_path",
+})
+"""Settings ``current_setting('...')`` may read: none of them names a path, a secret or a URL."""
+
 DUCKDB_PRAGMAS = {
     "table_info": "SELECT * FROM pragma_table_info({args})",
     "show": "SELECT * FROM pragma_show({args})",
@@ -188,8 +196,12 @@ def _walk_duckdb(node: Any, catalogs: set[str]) -> None:
     kind, cls = node.get("type"), node.get("class")
     if cls == "FUNCTION":
         name = str(node.get("function_name", "")).lower()
-        if name in DUCKDB_SCALAR_DENIED:
-            raise QueryRefused(f"{DUCKDB_SCALAR_DENIED[name]}: {name}")
+        if name == "current_setting" and _readable_setting(node):
+            pass
+        elif name in DUCKDB_SCALAR_DENIED:
+            readable = ", ".join(sorted(DUCKDB_READABLE_SETTINGS))
+            allowed = f" (it may read {readable})" if name == "current_setting" else ""
+            raise QueryRefused(f"{DUCKDB_SCALAR_DENIED[name]}: {name}{allowed}")
     elif kind == "TABLE_FUNCTION":
         function = node.get("function") or {}
         name = str(function.get("function_name", "")).lower()
@@ -206,6 +218,17 @@ def _walk_duckdb(node: Any, catalogs: set[str]) -> None:
     for value in node.values():
         if isinstance(value, dict | list):
             _walk_duckdb(value, catalogs)
+
+
+def _readable_setting(function: dict[str, Any]) -> bool:
+    arguments = function.get("arguments") or function.get("children") or []
+    if len(arguments) != 1 or not isinstance(arguments[0], dict):
+        return False
+    argument = arguments[0].get("expression", arguments[0])
+    literal = argument.get("literal") if isinstance(argument, dict) else None
+    if argument.get("class") != "CONSTANT" or not isinstance(literal, dict) or literal.get("kind") != "STRING":
+        return False
+    return str(literal.get("text", "")).lower() in DUCKDB_READABLE_SETTINGS
 
 
 def _table_function_reason(name: str) -> str:
