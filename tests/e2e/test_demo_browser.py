@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ..conftest import free_port, wait_for
-from ..metrics.browser import launch, login, shot
+from ..metrics.browser import csp_violations, launch, login, shot, wait_js
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -39,12 +39,14 @@ def test_demo_dashboard_and_outbox_in_a_browser(tmp_path: Path) -> None:
                  interval=0.5, what="traffic to reach Slack, email, the CRM and the support tool in the outbox")
         for browser in launch():
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            violations = csp_violations(page)
             login(page, base, token, "/dashboards/overview")
-            page.wait_for_function(
-                "![...document.querySelectorAll('.body')].some(b => b.innerText.includes('loading'))", timeout=30_000)
+            wait_js(
+            page, "![...document.querySelectorAll('.body')].some(b => b.innerText.includes('loading'))", 30_000)
             page.wait_for_selector("#tile-4-body .main-svg", timeout=30_000)
             assert "Customers" in page.inner_text("#tile-0")
             assert shot(page, "demo-dashboard").stat().st_size > 10_000
+            assert violations == [], violations
             page.goto(base + "/outbox")
             text = page.inner_text("table.outbox")
             assert all(w in text for w in wanted), text[:2000]

@@ -334,3 +334,27 @@ def test_every_route_is_guarded_by_one_rule(tmp_path: Path) -> None:
     finally:
         app.close()
     assert checked > 50
+
+
+def test_sessions_survive_a_restart_but_not_a_new_token(project_dir: Path) -> None:
+    up = start(project_dir)
+    try:
+        answer = httpx.post(f"{up.url}/login", data={"token": up.token}, timeout=15)
+        cookie = {"cookie": f"{COOKIE}={answer.cookies[COOKIE]}"}
+        assert httpx.get(f"{up.url}/api/events", headers=cookie, timeout=15).status_code == 200
+    finally:
+        up.proc.stop()
+    up = start(project_dir)  # the session is in the state store, not in the process
+    try:
+        assert httpx.get(f"{up.url}/api/events", headers=cookie, timeout=15).status_code == 200
+    finally:
+        up.proc.stop()
+    env = project_dir / ".env"
+    env.write_text(env.read_text().replace(up.token, "a-new-token-after-a-leak-0123456789"))
+    up = start(project_dir)
+    try:
+        assert up.token == "a-new-token-after-a-leak-0123456789"
+        assert httpx.get(f"{up.url}/api/events", headers=cookie, timeout=15).status_code == 401
+        assert httpx.post(f"{up.url}/login", data={"token": up.token}, timeout=15).status_code == 303
+    finally:
+        up.proc.stop()

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from ..conftest import wait_for
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
         "--no-first-run"]
@@ -44,3 +46,21 @@ def login(page: Any, base_url: str, token: str, target: str) -> None:
     page.fill("input[name=token]", token)
     page.click("button[type=submit]")
     page.wait_for_url(base_url + target)
+
+
+def wait_js(page: Any, predicate: str, timeout_ms: float = 30_000) -> None:
+    """Wait until ``predicate`` (a JS expression, or an arrow function with no arguments) is truthy in the page.
+
+    Playwright's ``wait_for_function`` evaluates its predicate with ``eval`` inside the page, which the
+    pages' Content-Security-Policy (no ``unsafe-eval``) forbids; ``page.evaluate`` goes through the
+    DevTools protocol instead, as a debugger does, and is not subject to it."""
+    call = f"({predicate})()" if predicate.lstrip().startswith("()") else f"({predicate})"
+    check = f"(() => {{ try {{ return !!{call}; }} catch (e) {{ return false; }} }})()"
+    wait_for(lambda: page.evaluate(check), timeout_ms / 1000, interval=0.05, what=f"the page to show {predicate}")
+
+
+def csp_violations(page: Any) -> list[str]:
+    """Collects the Content-Security-Policy violations the page reports (none: the CSP breaks nothing)."""
+    found: list[str] = []
+    page.on("console", lambda m: found.append(m.text) if "Content Security Policy" in m.text else None)
+    return found

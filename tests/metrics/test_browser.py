@@ -16,7 +16,7 @@ from opsloop.app import App
 from opsloop.state import EventRecord
 
 from ..conftest import ServerThread
-from .browser import launch, login, shot
+from .browser import csp_violations, launch, login, shot, wait_js
 from .conftest import monday_base
 
 pytestmark = pytest.mark.browser
@@ -58,14 +58,15 @@ def test_dashboard_updates_live_with_the_new_customers_marker(example_server: Se
     context = browser.new_context(viewport={"width": 1300, "height": 900})
     try:
         page = context.new_page()
+        violations = csp_violations(page)
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         login(page, example_server.url, example_server.token, "/dashboards/sales")
         page.wait_for_selector("#tile-0-body .kpi-value")
         assert page.inner_text("#tile-0-body .kpi-value") == "4"
         page.wait_for_selector("#live.on")
-        page.wait_for_function("document.querySelector('#tile-3-body .chart') && "
-                               "document.querySelector('#tile-3-body .chart').data")
+        wait_js(page, "document.querySelector('#tile-3-body .chart') && "
+                      "document.querySelector('#tile-3-body .chart').data")
         shot(page, "dashboard-before")
         page.evaluate("window.__sameDocument = true")
         before = page.evaluate("document.getElementById('tile-0').dataset.refreshedAt")
@@ -74,14 +75,13 @@ def test_dashboard_updates_live_with_the_new_customers_marker(example_server: Se
                          json={"customer_id": 6, "name": EVIL, "plan": "pro", "amount": 75})
         assert got.status_code in (200, 202), got.text
 
-        page.wait_for_function("document.querySelector('#tile-0-body .kpi-value').textContent === '5'",
-                               timeout=10_000)
+        wait_js(page, "document.querySelector('#tile-0-body .kpi-value').textContent === '5'", 10_000)
         # the chart changed in place: its last point is now 5, and the new customer's marker is on it
-        page.wait_for_function(
-            """() => { const gd = document.querySelector('#tile-3-body .chart');
+        wait_js(
+            page, """() => { const gd = document.querySelector('#tile-3-body .chart');
                        const line = gd.data[0]; const marks = gd.data.find(t => t.name === 'Highlights');
                        return line.y[line.y.length - 1] === 5 && marks &&
-                              marks.hovertext.some(t => t.includes('onerror')); }""", timeout=10_000)
+                              marks.hovertext.some(t => t.includes('onerror')); }""", 10_000)
         assert page.evaluate("window.__sameDocument") is True  # no reload happened
         after = page.evaluate("document.getElementById('tile-0').dataset.refreshedAt")
         assert float(after) > float(before)
@@ -97,6 +97,7 @@ def test_dashboard_updates_live_with_the_new_customers_marker(example_server: Se
         assert f"New customer: {EVIL}" in hover
         assert page.locator("img[src=x]").count() == 0
         assert dialogs == []
+        assert violations == []  # charts, live updates and tooltips work under the pages' CSP
         shot(page, "dashboard-after-purchase")
     finally:
         context.close()
@@ -125,10 +126,10 @@ def test_cohort_matrix_and_escaped_table(example_server: ServerThread, browser: 
         page.select_option("select[name=since]", "all")
         page.fill("input[name='dim:plan']", "team")
         page.click("#filters button[type=submit]")
-        page.wait_for_function(
-            """() => { const gd = document.querySelector('#tile-6-body .chart');
+        wait_js(
+            page, """() => { const gd = document.querySelector('#tile-6-body .chart');
                        return location.search.includes('plan%3Dteam') && gd && gd.data &&
-                              gd.data[0].y.reduce((a, b) => a + b, 0) === 130; }""", timeout=10_000)
+                              gd.data[0].y.reduce((a, b) => a + b, 0) === 130; }""", 10_000)
     finally:
         context.close()
 

@@ -80,6 +80,11 @@ def csrf_token(session_id: str) -> str:
     return hmac.new(session_id.encode(), b"opsloop csrf", hashlib.sha256).hexdigest()
 
 
+def token_tag(token: str) -> str:
+    """What a session row keeps of the token it was opened with: a new token ends the old sessions."""
+    return hmac.new(token.encode(), b"opsloop session", hashlib.sha256).hexdigest()
+
+
 def csrf_ok(principal: Principal, given: str | None) -> bool:
     if principal.kind == "token":
         return True

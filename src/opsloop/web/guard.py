@@ -166,9 +166,10 @@ class Guard:
         if auth.bearer_ok(headers, self.opsloop.settings.api_token):
             return Principal("token")
         session_id = auth.session_cookie(headers)
-        if session_id is None:
+        token = self.opsloop.settings.api_token
+        if session_id is None or not token:
             return None
-        valid: bool = await asyncio.to_thread(self.sessions.valid, session_id, None)
+        valid: bool = await asyncio.to_thread(self.sessions.valid, session_id, auth.token_tag(token), None)
         return Principal("session", session_id) if valid else None
 
     def refusal(

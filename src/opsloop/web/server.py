@@ -163,7 +163,7 @@ class Web:
             return self.render(request, "login.html", next=target, error="That token is not right.")
         self.throttle.succeeded(client)
         ttl = self.app.settings.session_expiry
-        session_id = await asyncio.to_thread(self.sessions.open, ttl, client)
+        session_id = await asyncio.to_thread(self.sessions.open, ttl, auth.token_tag(token), client)
         response = RedirectResponse(target, status_code=303)
         secure = (self.app.settings.public_url or "").lower().startswith("https://")
         response.set_cookie(auth.COOKIE, session_id, max_age=int(ttl), httponly=True, samesite="strict",

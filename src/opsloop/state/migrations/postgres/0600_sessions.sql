@@ -1,8 +1,10 @@
--- Login sessions: the SHA-256 of each session id (never the id itself), when it expires, who opened it.
+-- Login sessions: the SHA-256 of each session id (never the id itself), when it expires, who opened it,
+-- and a tag of the API token it was opened with (a new token ends the old sessions).
 CREATE TABLE sessions (
     id_hash TEXT PRIMARY KEY,
     created_at DOUBLE PRECISION NOT NULL,
     expires_at DOUBLE PRECISION NOT NULL,
-    client TEXT
+    client TEXT,
+    token_tag TEXT NOT NULL
 );
 CREATE INDEX sessions_expires_at ON sessions (expires_at);
