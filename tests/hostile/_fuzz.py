@@ -31,6 +31,7 @@ SKIPPED = {"GET /api/dashboards/{name}/events": "an endless text/event-stream (t
 class FuzzReport:
     requests: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
+    by_operation: dict[str, Counter[int]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     operations: int = 0
     seconds: float = 0.0
@@ -93,6 +94,7 @@ def _sender(report: FuzzReport, label: str, url: str, auth: dict[str, str], time
             report.failures.append(f"{label}: no answer ({type(exc).__name__}: {exc})\n  {case.as_curl_command()}")
             return
         report.statuses[response.status_code] += 1
+        report.by_operation.setdefault(label, Counter())[response.status_code] += 1
         try:
             case.validate_response(response, checks=checks)
         except FailureGroup as exc:  # a BaseExceptionGroup
@@ -146,6 +148,13 @@ def send_app_events(root: Path, url: str, count: int = 3) -> list[str]:
     return ids
 
 
+def prepare(root: Path, url: str, token: str) -> None:
+    """Give the fuzz something to find: a few events, and the models built (so metrics and tiles answer)."""
+    send_app_events(root, url)
+    built = httpx.post(f"{url}/api/models/build", headers={"Authorization": f"Bearer {token}"}, timeout=120)
+    assert built.status_code == 200 and built.json()["ok"], built.text
+
+
 def _main() -> None:
     import tempfile
 
@@ -155,10 +164,12 @@ def _main() -> None:
     parser.add_argument("--examples", type=int, default=100)
     args = parser.parse_args()
     with example_project(Path(tempfile.mkdtemp()) / "saas") as root, ServerThread(make_app(root)) as server:
-        send_app_events(root, server.url)
+        prepare(root, server.url, server.token)
         report = fuzz(server.url, server.token, args.examples)
     for failure in report.failures:
         print(failure, "\n")
+    for label, counts in sorted(report.by_operation.items()):
+        print(f"{label}: {dict(sorted(counts.items()))}")
     print(report.summary())
 
 
