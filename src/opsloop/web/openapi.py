@@ -8,20 +8,23 @@ handlers check. A route without one is a bug that ``undeclared`` reports (and a 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from typing import Annotated, Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, Field
 from starlette.routing import BaseRoute, Route
 
 from ..metrics._spec import GRAINS
 from ..state import ALL_STATUSES
-from ..workflows.runs import RUN_STATUSES
+from ..workflows.runs import RUN_STATUSES, list_runs
 from ._params import ERROR_SCHEMA, ERROR_TEXT, Body, Choice, Empty, Endpoint, Query, Timestamp
 
 OPENAPI = Endpoint("GET", "/api/openapi.json", "This document: every API route, its parameters, bodies and answers",
                    query_model=Empty, body_model=Empty, ok={"type": "object", "required": ["openapi", "paths"]},
                    tag="meta")
+
+if TYPE_CHECKING:
+    from ..app import App
 
 _CONVERTOR = re.compile(r"{(\w+):\w+}")
 
@@ -52,12 +55,15 @@ def undeclared(routes: Iterable[BaseRoute]) -> list[str]:
     return [f"{m} {r.path}" for r, m in api_routes(routes) if (m, r.path) not in have]
 
 
-def document(routes: Iterable[BaseRoute], title: str, version: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for the API routes among ``routes``."""
+def document(routes: Iterable[BaseRoute], title: str, version: str,
+             names: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for the API routes among ``routes``; ``names`` (``live_names``) gives each
+    path parameter the project's own names and ids as ``examples``."""
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in declared(routes):
-        paths.setdefault(openapi_path(endpoint.path), {})[endpoint.method.lower()] = _operation(endpoint, schemas)
+        op = _operation(endpoint, schemas, names or {})
+        paths.setdefault(openapi_path(endpoint.path), {})[endpoint.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": f"opsloop API: {title}", "version": version,
@@ -71,12 +77,30 @@ def document(routes: Iterable[BaseRoute], title: str, version: str) -> dict[str,
     }
 
 
-def _operation(endpoint: Endpoint[Any, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+def live_names(app: App) -> dict[str, list[str]]:
+    """The project's names (and a few recent event and run ids) by kind, for the path parameters' examples."""
+    extras = app.project.extras
+    names = {"source": sorted(extras.get("sources") or {}), "sync": sorted(extras.get("syncs") or {}),
+             "workflow": sorted(extras.get("workflows") or {}),
+             "event": [e.id for e in app.store.list_events(limit=3)],
+             "run": [r.id for r in list_runs(app.store, limit=3)]}
+    models = extras.get("models")
+    if models is not None and not models.empty:
+        names["model"] = sorted(models.models)
+    metrics = app.services.get("metrics")
+    if metrics is not None:
+        names["metric"] = sorted(metrics.catalog.metrics)
+        names["dashboard"] = sorted(metrics.catalog.dashboards)
+    return names
+
+
+def _operation(endpoint: Endpoint[Any, Any], schemas: dict[str, Any],
+               names: Mapping[str, list[str]]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": re.sub(r"\W+", "_", f"{endpoint.method.lower()}{openapi_path(endpoint.path)}").strip("_"),
         "summary": endpoint.summary,
         "tags": [endpoint.tag],
-        "parameters": [*_path_parameters(endpoint), *_query_parameters(endpoint)],
+        "parameters": [*_path_parameters(endpoint, names), *_query_parameters(endpoint)],
         "responses": _responses(endpoint),
     }
     if endpoint.description:
@@ -89,10 +113,13 @@ def _operation(endpoint: Endpoint[Any, Any], schemas: dict[str, Any]) -> dict[st
     return op
 
 
-def _path_parameters(endpoint: Endpoint[Any, Any]) -> list[dict[str, Any]]:
+def _path_parameters(endpoint: Endpoint[Any, Any], names: Mapping[str, list[str]]) -> list[dict[str, Any]]:
     out = []
     for name, spec in endpoint.path_params.items():
-        schema = {"type": "string", "description": spec} if isinstance(spec, str) else dict(spec)
+        schema: dict[str, Any] = {"type": "string", "description": spec} if isinstance(spec, str) else dict(spec)
+        kind = schema.pop("x-names", None)
+        if kind and names.get(kind):
+            schema["examples"] = list(names[kind][:5])
         out.append({"name": name, "in": "path", "required": True, "schema": schema,
                     "description": schema.get("description", "")})
     return out
@@ -159,6 +186,12 @@ def _arr(items: dict[str, Any]) -> dict[str, Any]:
 
 _STR, _NUM, _INT, _BOOL = {"type": "string"}, {"type": "number"}, {"type": "integer"}, {"type": "boolean"}
 _ANY: dict[str, Any] = {}
+
+
+def _named(kind: str, description: str) -> dict[str, Any]:
+    """A string path parameter naming a ``kind`` of thing (``live_names`` lists the project's)."""
+    return {"type": "string", "description": description, "x-names": kind}
+
 _OBJ: dict[str, Any] = {"type": "object"}
 _OPT_STR: dict[str, Any] = {"type": ["string", "null"]}
 _EVENT = _obj({"id": _STR, "seq": _INT, "endpoint": _OPT_STR, "name": _STR, "received_at": _NUM, "status": _STR},
@@ -186,14 +219,15 @@ class ReplayManyBody(Body):
     until: Timestamp | None = None
 
 
+_EVENT_ID = {"event_id": _named("event", "the event's id")}
 EVENTS = Endpoint("GET", "/api/events", "List events, newest first", EventsQuery, Empty,
                   _obj({"events": _arr(_EVENT)}), tag="events")
 EVENT = Endpoint("GET", "/api/events/{event_id}", "One event with its headers, payload and body", Empty, Empty,
                  _obj({"id": _STR, "status": _STR}, headers=_ANY, payload=_ANY, body=_OPT_STR),
-                 path_params={"event_id": "the event's id"}, errors=(404,), tag="events")
+                 path_params=_EVENT_ID, errors=(404,), tag="events")
 REPLAY_EVENT = Endpoint("POST", "/api/events/{event_id}/replay", "Replay one event (optionally with a new payload)",
                         Empty, ReplayOneBody, _obj({"replayed": _STR, "id": _STR}), status=202,
-                        path_params={"event_id": "the event's id"}, errors=(404, 409), tag="events")
+                        path_params=_EVENT_ID, errors=(404, 409), tag="events")
 REPLAY_EVENTS = Endpoint("POST", "/api/replay", "Replay the events that match", Empty, ReplayManyBody, _REPLAYED,
                          status=202, tag="events")
 STATUS = Endpoint("GET", "/api/status", "The project's name and its events counted by status", Empty, Empty,
@@ -220,8 +254,8 @@ class RerunBody(Body):
     input: dict[str, Any] | None = Field(None, description="run with this input instead of the original one")
 
 
-_RUN_ID = {"run_id": "the run's id"}
-_WORKFLOW = {"workflow": "the workflow's name"}
+_RUN_ID = {"run_id": _named("run", "the run's id")}
+_WORKFLOW = {"workflow": _named("workflow", "the workflow's name")}
 RUNS = Endpoint("GET", "/api/runs", "List workflow runs, newest first", RunsQuery, Empty,
                 _obj({"runs": _arr(_RUN)}), tag="workflows")
 REPLAY_RUNS = Endpoint("POST", "/api/runs/replay", "Start the matching runs again from their trigger event", Empty,
@@ -255,7 +289,7 @@ class QueryBody(Body):
     timeout: float | None = Field(None, gt=0, description="stop after this many seconds (default: the server's)")
 
 
-_MODEL_NAME = {"name": "the model's (or data test's) name"}
+_MODEL_NAME = {"name": _named("model", "the model's (or data test's) name")}
 MODELS = Endpoint("GET", "/api/models", "The project's models", Empty, Empty,
                   _arr(_obj({"name": _STR, "materialized": _STR, "relation": _STR})), tag="models")
 BUILD = Endpoint("POST", "/api/models/build", "Build models, seeds and tests", Empty, BuildBody,
@@ -273,7 +307,7 @@ class PullQuery(Query):
 SOURCES = Endpoint("GET", "/api/sources", "The project's sources and their last runs", Empty, Empty,
                    _arr(_obj({"name": _STR, "type": _STR, "state": _STR})), tag="sources")
 PULL = Endpoint("POST", "/api/sources/{name}/pull", "Pull a source now", PullQuery, Empty,
-                _obj({"source": _STR, "status": _STR}), path_params={"name": "the source's name"},
+                _obj({"source": _STR, "status": _STR}), path_params={"name": _named("source", "the source's name")},
                 errors=(404, 409, 502), tag="sources",
                 description="409 when the vendor refused the pull (credentials, a bad request), 502 when it could "
                             "not be reached or asked to wait (`message` says which); the run is recorded either way.")
@@ -286,11 +320,11 @@ class SyncRunBody(Body):
     reset: bool = Field(False, description="forget what was sent before")
 
 
-_SYNC_NAME = {"name": "the sync's name"}
+_SYNC_NAME = {"name": _named("sync", "the sync's name")}
 SYNCS = Endpoint("GET", "/api/syncs", "The project's syncs and their last runs", Empty, Empty,
-                 _arr(_obj({"name": _STR})), tag="syncs")
+                 _arr(_obj({"sync": _STR, "destination": _STR, "mode": _STR, "health": _STR})), tag="syncs")
 SYNC = Endpoint("GET", "/api/syncs/{name}", "One sync with its recent runs and failed rows", Empty, Empty,
-                _obj({"name": _STR, "runs": _arr(_OBJ)}), path_params=_SYNC_NAME, errors=(404,), tag="syncs")
+                _obj({"sync": _STR, "runs": _arr(_OBJ)}), path_params=_SYNC_NAME, errors=(404,), tag="syncs")
 RUN_SYNC = Endpoint("POST", "/api/syncs/{name}/run", "Run a sync now", Empty, SyncRunBody,
                     _obj({"status": _STR}), path_params=_SYNC_NAME, errors=(404,), tag="syncs")
 
@@ -329,12 +363,12 @@ class OutboxQuery(Query):
     destination: str | None = Field(None, description="only items for this destination")
 
 
-_BOARD = {"name": "the dashboard's name"}
+_BOARD = {"name": _named("dashboard", "the dashboard's name")}
 METRICS = Endpoint("GET", "/api/metrics", "The project's metrics and their dimensions", Empty, Empty,
                    _obj({"metrics": _arr(_obj({"name": _STR, "dimensions": _arr(_STR)}))}), tag="metrics")
 METRIC = Endpoint("GET", "/api/metrics/{name}", "Query one metric", MetricQueryParams, Empty,
                   _obj({"metric": _STR, "columns": _arr(_STR), "rows": _arr(_arr(_ANY))}),
-                  path_params={"name": "the metric's name"}, errors=(404,), tag="metrics")
+                  path_params={"name": _named("metric", "the metric's name")}, errors=(404,), tag="metrics")
 ALERTS = Endpoint("GET", "/api/alerts", "The state of every alert", Empty, Empty, _obj({"alerts": _arr(_OBJ)}),
                   tag="metrics")
 OUTBOX = Endpoint("GET", "/api/outbox", "Items waiting in the outbox", OutboxQuery, Empty,

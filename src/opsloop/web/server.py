@@ -131,7 +131,8 @@ class Web:
     async def api_openapi(self, request: Request) -> Response:
         from .. import __version__
 
-        return JSONResponse(openapi.document(request.app.routes, self.app.project.config.name, __version__))
+        names = await asyncio.to_thread(openapi.live_names, self.app)
+        return JSONResponse(openapi.document(request.app.routes, self.app.project.config.name, __version__, names))
 
     def _counts(self) -> list[tuple[str, int]]:
         rows = self.app.store.query("SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status")
