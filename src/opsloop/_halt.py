@@ -35,6 +35,8 @@ class Halt:
         self._lock = threading.RLock()  # trip() may run in a signal handler on a thread holding it
         self._watched: set[Any] = set()
         self._owed_file = owed_file
+        self._busy = 0
+        self._idle = threading.Condition(self._lock)
 
     @property
     def tripped(self) -> bool:
@@ -68,6 +70,24 @@ class Halt:
         finally:
             with self._lock:
                 self._watched.discard(con)
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Mark a long job running in a worker thread: the app's stop waits for it (``wait_idle``) before it
+        closes the stores the job writes its outcome to."""
+        with self._lock:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every ``busy()`` job to end; False when some still run."""
+        with self._lock:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     # -- work owed to the next start -------------------------------------------------------------
     def owe(self, job: str, detail: Any = True) -> None:

@@ -8,10 +8,13 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from ..conftest import free_port, wait_for
+from ..sources._fake import Reply
+from ..sources.test_rest_files import REST_YML, ItemsApi
 from ..test_cli_server import UpProcess
 from .conftest import Running, start
 
@@ -209,3 +212,55 @@ def test_sigterm_during_model_build(project_dir: Path) -> None:
     assert code == 0
     with warehouse(project_dir) as con:
         assert con.execute("SELECT requests FROM main.demo_requests").fetchone() == (1,)
+
+
+class SlowItems(ItemsApi):
+    """The REST fake of tests/sources, two items a page, each page answered after ``delay`` seconds."""
+
+    def __init__(self, n: int, delay: float) -> None:
+        super().__init__(n=n, page_size=2)
+        self.delay = delay
+
+    def list_items(self, req: Any) -> Reply:
+        time.sleep(self.delay)  # a slow vendor API
+        return super().list_items(req)
+
+
+def test_sigterm_during_pull(project_dir: Path) -> None:
+    api = SlowItems(n=200, delay=0.25)  # 100 pages: 25 s
+    try:
+        (project_dir / "sources").mkdir(exist_ok=True)
+        (project_dir / "sources" / "shop.yml").write_text(
+            "schedule: '0 0 1 1 *'\n" + REST_YML.format(url=api.url, extra=""))  # never run: due at start
+        with (project_dir / ".env").open("a") as env:
+            env.write("ITEMS_TOKEN=tok_good\n")
+        server = Server(project_dir)
+        try:
+            wait_for(lambda: len(api.requests_to("/v1/items")) >= 4, 30, what="the pull to read some pages")
+            code, took = server.sigterm()
+        finally:
+            server.kill()
+        pages = len(api.requests_to("/v1/items"))
+        print(f"SIGTERM during a pull: exited {code} in {took:.1f} s after {pages} of 100 pages")
+        assert code == 0, server.log()
+        assert took < STOP_BOUND, server.log()
+        assert pages < 100
+        with warehouse(project_dir) as con:
+            assert count(con, "shop.items") == 0  # nothing of the interrupted run was loaded
+
+        api.delay = 0.0
+        api.log.clear()
+        again = Server(project_dir)
+        try:
+            wait_for(lambda: again.saw("scheduled pull") or again.saw("pulling shop again"), 60,
+                     what="the interrupted pull to run again at start")
+            wait_for(lambda: not (project_dir / "state" / "owed.json").exists(), 60, what="the pull to complete")
+            code, _ = again.sigterm()
+        finally:
+            again.kill()
+        assert code == 0
+        with warehouse(project_dir) as con:
+            assert count(con, "shop.items") == 200
+        assert api.requests_to("/v1/items")[0].arg("updated_since") == "2000-01-01T00:00:00Z"  # from the start
+    finally:
+        api.close()

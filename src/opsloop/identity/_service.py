@@ -42,7 +42,7 @@ class IdentityService:
         ip = self.project
         if ip.config is None:
             raise IdentityError("there is no identity.yml in this project; see docs/identity.md")
-        with self._lock:
+        with self.app.halt.busy(), self._lock:
             log.info("identity build started")
             db = self._conn()
             try:
@@ -59,7 +59,7 @@ class IdentityService:
                 "events": events}
 
     def evaluate_segments(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        with self._lock:
+        with self.app.halt.busy(), self._lock:
             db = self._conn()
             try:
                 results = self._evaluate(db, names)

@@ -87,8 +87,7 @@ class ModelService:
         async with self._lock:
             log.info("model build started (select %s)", " ".join(select) if select else "all")
             try:
-                results = await asyncio.to_thread(self.engine.build, select, exclude, full_refresh, kinds,
-                                                  None, None, self.app.halt)
+                results = await asyncio.to_thread(self._build_busy, select, exclude, full_refresh, kinds)
             except Interrupted:
                 # what it built is rebuilt: the next start builds the whole selection again and emits its events
                 self._owe({"select": select, "exclude": exclude, "full_refresh": full_refresh, "kinds": list(kinds)})
@@ -96,6 +95,11 @@ class ModelService:
         if emit:
             await self._emit_built(results)
         return results
+
+    def _build_busy(self, select: list[str] | None, exclude: list[str] | None, full_refresh: bool,
+                    kinds: tuple[str, ...]) -> list[NodeResult]:
+        with self.app.halt.busy():
+            return self.engine.build(select, exclude, full_refresh, kinds, halt=self.app.halt)
 
     def _owe(self, build: dict[str, Any]) -> None:
         owed = self.app.halt.owed().get("models")
