@@ -56,6 +56,11 @@ class Halt:
             with contextlib.suppress(Exception):
                 con.interrupt()
 
+    def sleep(self, seconds: float, what: str = "the job") -> None:
+        """Sleep up to ``seconds`` (a retry's back-off); raise ``Interrupted`` as soon as a stop begins."""
+        if self._event.wait(max(0.0, seconds)):
+            self.check(what)
+
     def reset(self) -> None:
         """Clear the flag (an App that starts again after a stop)."""
         self._event.clear()
