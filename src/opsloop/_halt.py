@@ -35,6 +35,8 @@ class Halt:
         self._lock = threading.RLock()  # trip() may run in a signal handler on a thread holding it
         self._watched: set[Any] = set()
         self._owed_file = owed_file
+        self._busy = 0
+        self._idle = threading.Condition(self._lock)
 
     @property
     def tripped(self) -> bool:
@@ -54,6 +56,11 @@ class Halt:
             with contextlib.suppress(Exception):
                 con.interrupt()
 
+    def sleep(self, seconds: float, what: str = "the job") -> None:
+        """Sleep up to ``seconds`` (a retry's back-off); raise ``Interrupted`` as soon as a stop begins."""
+        if self._event.wait(max(0.0, seconds)):
+            self.check(what)
+
     def reset(self) -> None:
         """Clear the flag (an App that starts again after a stop)."""
         self._event.clear()
@@ -68,6 +75,24 @@ class Halt:
         finally:
             with self._lock:
                 self._watched.discard(con)
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Mark a long job running in a worker thread: the app's stop waits for it (``wait_idle``) before it
+        closes the stores the job writes its outcome to."""
+        with self._lock:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every ``busy()`` job to end; False when some still run."""
+        with self._lock:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     # -- work owed to the next start -------------------------------------------------------------
     def owe(self, job: str, detail: Any = True) -> None:

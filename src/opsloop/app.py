@@ -179,6 +179,10 @@ class App:
             await asyncio.to_thread(self.loader.ensure_table)
         await run()
 
+    STOP_WAIT = 5.0
+    """Seconds ``stop()`` waits for long jobs to reach a safe point (they usually take milliseconds); with
+    uvicorn's 10 s for open responses this keeps a stop within systemd's TimeoutStopSec (20 s)."""
+
     def begin_shutdown(self) -> None:
         """Announce the stop (safe from a signal handler or another thread); long jobs stop at a safe point."""
         self.halt.trip()
@@ -193,6 +197,9 @@ class App:
                 await hook()
             except Exception:
                 log.exception("a shutdown hook failed")
+        # long jobs in worker threads stop at their next safe point; wait for them to record their outcome
+        if not await asyncio.to_thread(self.halt.wait_idle, self.STOP_WAIT):
+            log.warning("a long job did not reach a safe point within %s s; stopping without it", self.STOP_WAIT)
         for task in self._bg_tasks:
             task.cancel()
         for task in self._bg_tasks:

@@ -8,10 +8,17 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import httpx
 
 from ..conftest import free_port, wait_for
+from ..sources._fake import Reply
+from ..sources.test_rest_files import REST_YML, ItemsApi
+from ..syncs.conftest import FakeServer as SyncFakeServer
+from ..syncs.conftest import Request as SyncRequest
+from ..syncs.test_webhook_sync import SECRET, Receiver
 from ..test_cli_server import UpProcess
 from .conftest import Running, start
 
@@ -209,3 +216,119 @@ def test_sigterm_during_model_build(project_dir: Path) -> None:
     assert code == 0
     with warehouse(project_dir) as con:
         assert con.execute("SELECT requests FROM main.demo_requests").fetchone() == (1,)
+
+
+class SlowItems(ItemsApi):
+    """The REST fake of tests/sources, two items a page, each page answered after ``delay`` seconds."""
+
+    def __init__(self, n: int, delay: float) -> None:
+        super().__init__(n=n, page_size=2)
+        self.delay = delay
+
+    def list_items(self, req: Any) -> Reply:
+        time.sleep(self.delay)  # a slow vendor API
+        return super().list_items(req)
+
+
+def test_sigterm_during_pull(project_dir: Path) -> None:
+    api = SlowItems(n=200, delay=0.25)  # 100 pages: 25 s
+    try:
+        (project_dir / "sources").mkdir(exist_ok=True)
+        (project_dir / "sources" / "shop.yml").write_text(
+            "schedule: '0 0 1 1 *'\n" + REST_YML.format(url=api.url, extra=""))  # never run: due at start
+        with (project_dir / ".env").open("a") as env:
+            env.write("ITEMS_TOKEN=tok_good\n")
+        server = Server(project_dir)
+        try:
+            wait_for(lambda: len(api.requests_to("/v1/items")) >= 4, 30, what="the pull to read some pages")
+            code, took = server.sigterm()
+        finally:
+            server.kill()
+        pages = len(api.requests_to("/v1/items"))
+        print(f"SIGTERM during a pull: exited {code} in {took:.1f} s after {pages} of 100 pages")
+        assert code == 0, server.log()
+        assert took < STOP_BOUND, server.log()
+        assert pages < 100
+        with warehouse(project_dir) as con:
+            assert count(con, "shop.items") == 0  # nothing of the interrupted run was loaded
+
+        api.delay = 0.0
+        api.log.clear()
+        again = Server(project_dir)
+        try:
+            wait_for(lambda: again.saw("scheduled pull") or again.saw("pulling shop again"), 60,
+                     what="the interrupted pull to run again at start")
+            wait_for(lambda: not (project_dir / "state" / "owed.json").exists(), 60, what="the pull to complete")
+            code, _ = again.sigterm()
+        finally:
+            again.kill()
+        assert code == 0
+        with warehouse(project_dir) as con:
+            assert count(con, "shop.items") == 200
+        assert api.requests_to("/v1/items")[0].arg("updated_since") == "2000-01-01T00:00:00Z"  # from the start
+    finally:
+        api.close()
+
+
+class SlowReceiver(Receiver):
+    """The signed-webhook receiver of tests/syncs, answering each batch after ``delay`` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def __call__(self, req: SyncRequest) -> tuple[int, dict[str, str], Any]:
+        time.sleep(self.delay)  # a slow destination
+        return super().__call__(req)
+
+
+def test_sigterm_during_sync(project_dir: Path) -> None:
+    receiver = SlowReceiver(delay=0.25)  # 100 rows, 2 a batch: 50 batches, 12.5 s
+    hooks = SyncFakeServer(receiver)
+    try:
+        with warehouse(project_dir) as con:
+            con.execute("CREATE TABLE customers AS SELECT 'user' || i || '@example.com' AS email, "
+                        "'+1555010' || lpad(i::VARCHAR, 4, '0') AS phone FROM range(1, 101) t(i)")
+        with (project_dir / ".env").open("a") as env:
+            env.write(f"HOOK_SECRET={SECRET}\n")
+        (project_dir / "syncs" / "hooks.yml").write_text(
+            "table: customers\nkey: email\n"
+            f'destination: {{type: webhook, url: "{hooks.url}/in", secret_env: HOOK_SECRET}}\n'
+            "mapping: {email: email, phone: phone}\nbatch_size: 2\n")
+        running = start(project_dir)
+        server = Server(running)
+        answers: list[httpx.Response] = []
+
+        def run_sync() -> None:
+            with running.api() as api:
+                answers.append(api.post("/api/syncs/hooks/run", json={}, timeout=60))
+
+        caller = threading.Thread(target=run_sync)
+        try:
+            caller.start()
+            wait_for(lambda: len(receiver.seen_ids) >= 4, 30, what="the sync to send some batches")
+            code, took = server.sigterm()
+        finally:
+            server.kill()
+            caller.join(10)
+        sent = len(receiver.seen_ids)
+        print(f"SIGTERM during a sync: exited {code} in {took:.1f} s after {sent} of 50 batches")
+        assert code == 0, server.log()
+        assert took < STOP_BOUND, server.log()
+        assert sent < 50
+        assert answers and answers[0].status_code == 200, answers
+        assert answers[0].json()["status"] == "interrupted", answers[0].json()
+
+        receiver.delay = 0.0
+        again = Server(start(project_dir))  # no trigger: the owed sync runs at start
+        try:
+            wait_for(lambda: set(receiver.applied) == {f"user{i}@example.com" for i in range(1, 101)}, 60,
+                     what="the interrupted sync to finish after the restart")
+            wait_for(lambda: not (project_dir / "state" / "owed.json").exists(), 30, what="the sync to be settled")
+            code, _ = again.sigterm()
+        finally:
+            again.kill()
+        assert code == 0
+        assert set(receiver.applied.values()) == {1}, "a row was applied twice"
+    finally:
+        hooks.close()

@@ -42,7 +42,7 @@ class IdentityService:
         ip = self.project
         if ip.config is None:
             raise IdentityError("there is no identity.yml in this project; see docs/identity.md")
-        with self._lock:
+        with self.app.halt.busy(), self._lock:
             log.info("identity build started")
             db = self._conn()
             try:
@@ -59,7 +59,7 @@ class IdentityService:
                 "events": events}
 
     def evaluate_segments(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        with self._lock:
+        with self.app.halt.busy(), self._lock:
             db = self._conn()
             try:
                 results = self._evaluate(db, names)
@@ -103,6 +103,22 @@ class IdentityService:
             return set()
         return {relation(s.relation).replace('"', "") for s in cfg.sources if s.relation}
 
+    def missing_relations(self) -> list[str]:
+        """The relations identity.yml reads that do not exist yet (seeds not loaded, models not built)."""
+        wanted = self.source_relations()
+        if not wanted:
+            return []
+        have = {f"{s}.{n}" for s, n in self.app.warehouse.relations()}
+        return sorted(r for r in wanted if r.lower() not in have)
+
+    async def _ready(self) -> bool:
+        """An identity build waits (it does not fail) until every relation it reads exists."""
+        missing: list[str] = await asyncio.to_thread(self.missing_relations)
+        if missing:
+            log.info("the identity build waits for %s (not built yet; they build as data lands, or run "
+                     "`opsloop build`)", ", ".join(missing))
+        return not missing
+
     def segments_reading(self, rel: str) -> list[str]:
         from .segments import reads
 
@@ -120,7 +136,8 @@ class IdentityService:
         if not rel:
             return
         if self.project.config is not None and rel in self.source_relations():
-            await asyncio.to_thread(self.build)
+            if await self._ready():
+                await asyncio.to_thread(self.build)
             return
         names = self.segments_reading(rel)
         if not names:
@@ -158,7 +175,8 @@ class IdentityService:
                     continue
                 try:
                     if job == "identity":
-                        await asyncio.to_thread(self.build)
+                        if await self._ready():
+                            await asyncio.to_thread(self.build)
                     else:
                         await asyncio.to_thread(self.evaluate_segments, [job.split(":", 1)[1]])
                 except Interrupted:

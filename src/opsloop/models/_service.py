@@ -88,8 +88,7 @@ class ModelService:
         async with self._lock:
             log.info("model build started (select %s)", " ".join(select) if select else "all")
             try:
-                results = await asyncio.to_thread(self.engine.build, select, exclude, full_refresh, kinds,
-                                                  None, None, self.app.halt)
+                results = await asyncio.to_thread(self._build_busy, select, exclude, full_refresh, kinds)
             except Interrupted:
                 # what it built is rebuilt: the next start builds the whole selection again and emits its events
                 self._owe({"select": select, "exclude": exclude, "full_refresh": full_refresh, "kinds": list(kinds)})
@@ -98,6 +97,11 @@ class ModelService:
             await self._emit_built(results)
         return results
 
+    def _build_busy(self, select: list[str] | None, exclude: list[str] | None, full_refresh: bool,
+                    kinds: tuple[str, ...]) -> list[NodeResult]:
+        with self.app.halt.busy():
+            return self.engine.build(select, exclude, full_refresh, kinds, halt=self.app.halt)
+
     def _owe(self, build: dict[str, Any]) -> None:
         owed = self.app.halt.owed().get("models")
         builds = owed if isinstance(owed, list) else []
@@ -105,8 +109,38 @@ class ModelService:
             builds.append(build)
         self.app.halt.owe("models", builds)
 
+    def missing_seeds(self) -> list[str]:
+        """The project's seeds whose table is not in the warehouse yet (a fresh project, a new seed file)."""
+        compiler = self.engine.compiler()
+        have = {f"{s}.{n}" for s, n in self.app.warehouse.relations()}
+        return sorted(name for name in compiler.mp.seeds
+                      if compiler.relation_of(f"seed.{name}").lower() not in have)
+
+    async def _load_missing_seeds(self) -> None:
+        async with self._lock:  # checked under the lock: a build that ran first may have loaded them
+            missing = await asyncio.to_thread(self.missing_seeds)
+            if not missing:
+                return
+            log.info("loading seeds %s and building what reads them (first start)", ", ".join(missing))
+            select, kinds = [f"{name}+" for name in missing], ("seed", "model")
+            try:
+                results = await asyncio.to_thread(self._build_busy, select, None, False, kinds)
+            except Interrupted:
+                self._owe({"select": select, "exclude": None, "full_refresh": False, "kinds": list(kinds)})
+                raise
+        await self._emit_built(results)
+
     async def resume(self) -> None:
-        """At start, in the process that leads the warehouse: redo the builds that the last stop interrupted."""
+        """At start, in the process that leads the warehouse: load seeds that are not loaded yet (with what
+        reads them), then redo the builds that the last stop interrupted."""
+        try:
+            await self._load_missing_seeds()
+        except Interrupted:
+            return
+        except OpsloopError as exc:
+            log.error("loading the seeds at start failed: %s", exc)
+        except Exception:
+            log.exception("loading the seeds at start failed")
         owed = self.app.halt.owed().get("models")
         if not isinstance(owed, list):
             return

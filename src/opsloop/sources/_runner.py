@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from .._halt import Interrupted
 from .._ids import new_id
 from ..state import NewEvent
 from ._arrow import json_columns, records_to_arrow
@@ -97,7 +98,7 @@ class Puller:
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> PullResult:
-        with _pull_lock(self.app.project.root / "state" / "dlt", self.name):
+        with self.app.halt.busy(), _pull_lock(self.app.project.root / "state" / "dlt", self.name):
             return self._run()
 
     def _run(self) -> PullResult:
@@ -121,16 +122,19 @@ class Puller:
         except Exception as exc:
             run.status = "failed"
             run.requests = budget.count
-            run.message = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+            run.message = str(exc) if isinstance(exc, SourceError | Interrupted) else f"{type(exc).__name__}: {exc}"
             run.streams = {s.stream.name: {"rows": 0, "status": "failed"} for s in self.runs.values()}
-            run.events = [self._event(f"source.{self.name}.failed", {"source": self.name, "run_id": run.id,
-                                                                      "error": run.message})]
+            run.events = [] if isinstance(exc, Interrupted) else [  # a stop is not the source's failure
+                self._event(f"source.{self.name}.failed", {"source": self.name, "run_id": run.id,
+                                                            "error": run.message})]
             for stream_run in self.runs.values():
                 self.progress(stream_run.stream.name, stream_run.rows, "failed")
             self.state.add_requests(self.name, budget.count)
+            if isinstance(exc, Interrupted):
+                self.app.halt.owe(f"pull:{self.name}", {"full_refresh": self.full_refresh})
             self.state.fail_run(run)
             self.app.bus.notify()
-            if isinstance(exc, SourceError):
+            if isinstance(exc, SourceError | Interrupted):
                 raise
             raise SourceError(f"source {self.name!r} failed: {run.message}") from exc
         run.requests = budget.count
@@ -160,6 +164,7 @@ class Puller:
         run.finished_at = time.time()
         self.state.finish_run(run, cursors, rows, self.events, reset=self.full_refresh)
         self.app.bus.notify()
+        self.app.halt.settle(f"pull:{self.name}")
         return PullResult(run, [str(d) for d in self.drift], len(self.events))
 
     def _extract_and_load(self, connector: Any) -> None:
@@ -241,6 +246,9 @@ class Puller:
         batch_json: set[str] = set()
         try:
             for page in connector.read(stream, sr.cursor):
+                if self.app.halt.tripped:  # a safe point: nothing of this run is loaded or committed yet
+                    self.error = Interrupted(f"the pull of {self.name!r} was interrupted because opsloop is "
+                                             "stopping; it runs again at the next start")
                 if self.quota is not None or self.error is not None:
                     sr.status = "partial" if self.quota is not None else "failed"
                     break

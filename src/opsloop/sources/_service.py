@@ -14,6 +14,8 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .._halt import Interrupted
+
 if TYPE_CHECKING:
     from ..app import App
 
@@ -63,6 +65,24 @@ class SourceScheduler:
         with self.lock:
             return pull(self.app, name, full_refresh)
 
+    async def resume(self) -> None:
+        """At start, in the process leading the warehouse: pull again what the last stop interrupted."""
+        for job, detail in self.app.halt.owed().items():
+            name = job.removeprefix("pull:")
+            if not job.startswith("pull:"):
+                continue
+            if name not in self.app.project.extras.get("sources", {}):
+                self.app.halt.settle(job)
+                continue
+            log.info("pulling %s again: the last stop interrupted its pull", name)
+            full = bool(detail.get("full_refresh")) if isinstance(detail, dict) else False
+            try:
+                await asyncio.to_thread(self.pull, name, full)
+            except Interrupted:
+                return
+            except Exception as exc:
+                log.warning("the pull of %s owed from the last stop failed: %s", name, exc)
+
     async def run(self) -> None:
         from ._errors import SourceError
 
@@ -78,6 +98,8 @@ class SourceScheduler:
                 result: Any = await asyncio.to_thread(self.pull, name)
                 self.completed.append((name, result.status))
                 log.info("scheduled pull of %s: %s, %s rows", name, result.status, result.run.rows)
+            except Interrupted:
+                return
             except SourceError as exc:
                 self.completed.append((name, "failed"))
                 log.warning("scheduled pull of %s failed: %s", name, exc)
@@ -110,6 +132,8 @@ def _routes(app: App, scheduler: SourceScheduler) -> list[Any]:
             return JSONResponse({"error": message, "message": message, "parameter": "name", "in": "path"}, 404)
         try:
             result = await asyncio.to_thread(scheduler.pull, name, full)
+        except Interrupted as exc:
+            return JSONResponse({"source": name, "status": "interrupted", "message": str(exc)}, status_code=503)
         except SourceError as exc:
             # the vendor could not be reached or said "later": 502; refused (credentials, request): 409
             status = 502 if isinstance(exc, TransientError) else 409
@@ -127,6 +151,7 @@ def attach(app: App) -> None:
     scheduler = SourceScheduler(app, schedules)
     app.services["sources"] = scheduler
     app.web_routes.extend(_routes(app, scheduler))
+    app.background.append(app.as_leader(app.WAREHOUSE_ROLE, scheduler.resume))
     if schedules:
         # one scheduler among the workers (two would pull each source twice and write its change events twice),
         # in the process that owns the warehouse work

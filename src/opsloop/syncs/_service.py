@@ -105,6 +105,12 @@ class SyncService:
                     due[name] = schedules[name].get_next(float)
             await asyncio.sleep(max(0.05, min(60.0, min(due.values()) - time.time())))
 
+    async def resume(self) -> None:
+        """At start: run again the syncs that the last stop interrupted (``App.halt``)."""
+        for job in self.app.halt.owed():
+            if job.startswith("sync:") and job[5:] in self.syncs:
+                self.trigger(job[5:], "resume")
+
     async def stop(self) -> None:
         self._again.clear()
         await self.wait_idle()
@@ -159,6 +165,7 @@ def attach(app: App) -> None:
         app.on_event("model.built", service.on_model_built)
     for pattern in sorted({str(s.config.triggers.event) for s in syncs.values() if s.config.triggers.event}):
         app.on_event(pattern, service.on_event_for(pattern))
+    app.background.append(app.as_leader(app.WAREHOUSE_ROLE, service.resume))
     if any(s.config.triggers.cron for s in syncs.values()):
         app.background.append(app.as_leader(app.WAREHOUSE_ROLE, service.cron_loop))
     app.on_stop.append(service.stop)

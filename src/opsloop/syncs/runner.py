@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._halt import Interrupted
 from .._ids import new_id
 from ..destinations import Destination, DestinationContext, RowOp, RowResult, get_destination
 from ..errors import DeliveryError, OpsloopError, TerminalDeliveryError, TransientDeliveryError, WarehouseError
@@ -48,7 +49,8 @@ class RunResult:
     sync: str
     run_id: str
     status: str
-    """ok, partial (some rows failed), failed, stopped (delete breaker), quota, dry_run, reset."""
+    """ok, partial (some rows failed), failed, stopped (delete breaker), quota, dry_run, reset, interrupted
+    (the server stopped; the next start runs it again)."""
     planned: dict[str, int] = field(default_factory=dict)
     sent: int = 0
     failed: int = 0
@@ -120,6 +122,12 @@ class SyncRunner:
         started = time.time()
         run_id = new_id("run_")
         result = RunResult(name, run_id, "running")
+        with self.app.halt.busy():
+            return self._run(sync, result, started, dry_run, full, confirm_deletes, reset, trigger, progress)
+
+    def _run(self, sync: LoadedSync, result: RunResult, started: float, dry_run: bool, full: bool,
+             confirm_deletes: bool, reset: bool, trigger: str, progress: Progress | None) -> RunResult:
+        name = sync.config.name
         self.status.acquire(name)
         dest: Destination | None = None
         try:
@@ -180,6 +188,11 @@ class SyncRunner:
         except QuotaExhausted as exc:
             result.status, result.error = "quota", str(exc)
             return result
+        except Interrupted as exc:
+            # sent batches are journaled; the rest (and a batch in flight) go out when the next start runs it again
+            result.status, result.error = "interrupted", str(exc)
+            self.app.halt.owe(f"sync:{name}")
+            return result
         except OpsloopError as exc:
             result.status, result.error = "failed", str(exc)
             return result
@@ -190,6 +203,8 @@ class SyncRunner:
             try:
                 if result.status not in ("dry_run", "reset"):
                     self._finish(sync, result, started)
+                if result.status not in ("dry_run", "interrupted"):
+                    self.app.halt.settle(f"sync:{name}")
             finally:
                 self.status.release(name)
 
@@ -210,6 +225,7 @@ class SyncRunner:
 
         def flush(kind: str) -> None:
             nonlocal done, emitted
+            self.app.halt.check(f"the sync {cfg.name!r}")  # a safe point: between batches
             items = pending.pop(kind, [])
             pending_batch.pop(kind, None)
             if not items:
@@ -346,7 +362,7 @@ class SyncRunner:
                     return [RowResult(r.key, False, str(exc), transient=True) for r in batch]
                 wait = exc.retry_after if exc.retry_after is not None else min(2.0 ** attempt, 60.0)
                 log.info("%s: %s; retrying in %.1fs", dest.ctx.sync, exc, wait)
-                time.sleep(wait * self.app.settings.time_scale)
+                self.app.halt.sleep(wait * self.app.settings.time_scale, f"the sync {dest.ctx.sync!r}")
             except (TerminalDeliveryError, DeliveryError) as exc:
                 if len(batch) == 1:
                     return [RowResult(batch[0].key, False, str(exc))]
