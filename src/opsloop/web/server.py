@@ -22,6 +22,7 @@ from ..app import App, ReplayError
 from ..events.inbox import Inbox
 from ..settings import Settings
 from ..state import ALL_STATUSES
+from ..state.base import json_safe
 from . import auth
 from .ops import ops_routes
 
@@ -220,7 +221,7 @@ class Web:
             for e in events
         ]
         return self.render(
-            request, "events.html", events=rows, status=status, statuses=ALL_STATUSES,
+            request, "events.html", events=json_safe(rows), status=status, statuses=ALL_STATUSES,
             message=request.query_params.get("message"),
         )
 
