@@ -590,7 +590,12 @@ class Engine:
             )
             for r in rows:
                 text = payload_text_of(r[3], r[7])
-                evd = event_dict(int(r[0]), r[1], r[2], json.loads(text) if text else None, r[4], r[5], r[6])
+                try:
+                    data = json.loads(text) if text else None
+                except (ValueError, RecursionError) as exc:  # an odd event (marked failed by the consumer)
+                    log.warning("wait_for_event skips event %s: its payload cannot be read: %s", r[1], exc)
+                    continue
+                evd = event_dict(int(r[0]), r[1], r[2], data, r[4], r[5], r[6])
                 if not match:
                     return evd
                 try:
