@@ -166,3 +166,39 @@ def test_a_consumer_retries_a_systemic_failure_instead_of_blaming_the_event(tmp_
         assert store.get_cursor("flaky") == event_id.seq
     finally:
         store.close()
+
+
+def test_a_run_waiting_for_an_event_skips_an_unreadable_one(project_dir: Path) -> None:
+    (project_dir / "workflows" / "answer.yml").write_text(
+        "on: lead.created\nsteps:\n"
+        "  - id: answer\n"
+        "    wait_for: {event: lead.answered, match: \"event.data.email == trigger.data.email\", timeout: 1h}\n"
+    )
+    app = base.make_app(project_dir)
+
+    async def scenario() -> tuple[str, str, str]:
+        await app.start()
+        try:
+            await app.emit("lead.created", {"email": "w@example.com"})
+
+            def state() -> tuple[str, str] | None:
+                rows = app.store.query("SELECT status, output FROM wf_runs WHERE workflow = 'answer'")
+                return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+            await asyncio.to_thread(base.wait_for, lambda: (s := state()) and s[0] == "waiting", 20, 0.05,
+                                    "the answer run to wait")
+            poison = new_id("evt_")  # as an older opsloop could have stored it: a body that is not JSON
+            body = b'{"email": "w@example.com", "by": '
+            await asyncio.to_thread(app.store.append_events, [NewEvent(
+                id=poison, name="lead.answered", received_at=time.time(), body=body, payload_text=body.decode())])
+            good = await app.emit("lead.answered", {"email": "w@example.com", "by": "Ada"})
+            status, output = await asyncio.to_thread(
+                base.wait_for, lambda: (s := state()) and s[0] not in ("waiting", "running", "queued") and s, 20,
+                0.05, "the answer run to finish")
+        finally:
+            await app.stop()
+        return status, output, good
+
+    status, output, good = asyncio.run(scenario())
+    assert status == "completed", output
+    assert good in output
