@@ -202,3 +202,39 @@ def test_a_run_waiting_for_an_event_skips_an_unreadable_one(project_dir: Path) -
     status, output, good = asyncio.run(scenario())
     assert status == "completed", output
     assert good in output
+
+
+def test_a_consumer_finds_poison_events_by_halving_the_batch(tmp_path: Path) -> None:
+    store = open_store("sqlite:///state.sqlite", tmp_path)
+    events = [NewEvent(id=new_id("evt_"), name="x", received_at=time.time(), payload={"i": i}) for i in range(200)]
+    store.append_events(events)
+    poison = {events[17].id, events[150].id}
+    calls: list[int] = []
+    handled: list[str] = []
+
+    async def handler(batch: list[EventRecord]) -> None:
+        calls.append(len(batch))
+        if poison & {e.id for e in batch}:
+            raise ValueError("this batch holds a poison event")
+        handled.extend(e.id for e in batch)
+
+    async def scenario() -> None:
+        consumer = Consumer("halving", store, EventBus(), handler, batch=500, poll=0.05)
+        task = asyncio.create_task(consumer.run())
+        try:
+            await asyncio.to_thread(base.wait_for, lambda: store.get_cursor("halving") == 200, 10, 0.05,
+                                    "the cursor past the batch")
+        finally:
+            consumer.stop()
+            await task
+
+    try:
+        asyncio.run(scenario())
+        assert handled == [e.id for e in events if e.id not in poison]  # each once, in log order
+        assert len(calls) <= 2 + 2 * 2 * 8  # the batch, then two halvings of depth log2(200) at most
+        for event_id in poison:
+            stored = store.get_event(event_id)
+            assert stored is not None and stored.status == "failed"
+            assert stored.error == {"reason": "ValueError: this batch holds a poison event", "consumer": "halving"}
+    finally:
+        store.close()
