@@ -18,7 +18,7 @@ from opsloop.settings import resolve_settings
 from opsloop.state import EventRecord, NewEvent, open_store
 
 from .. import conftest as base
-from ._door import event, listings_answer, raw_count, restart, run_for, still_works
+from ._door import event, listings_answer, raw_count, restart, run_for, runs_answer, still_works
 from .conftest import Running
 
 BOM = b"\xef\xbb\xbf"
@@ -85,10 +85,13 @@ def test_odd_events_in_the_log_are_contained(up: Running) -> None:
     assert event(up, ids["nan"])["payload"]["score"] == "nan"
     assert set(ids[w] for w in POISON) <= _failed_ids(up)
     listings_answer(up, good, *ids.values())
+    base.wait_for(lambda: run_for(up, ids["nan"]), 30, what="a run for the NaN event")
+    assert ids["surrogate"] in runs_answer(up)  # the loader failed on it, the workflow did not
 
     restart(up)
     after = still_works(up, "after-restart@example.com")
     listings_answer(up, good, after, *ids.values())
+    runs_answer(up)
     assert {event(up, ids[w])["status"] for w in POISON} == {"failed"}
     assert set(ids[w] for w in POISON) <= _failed_ids(up)
 
