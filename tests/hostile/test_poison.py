@@ -241,3 +241,35 @@ def test_a_consumer_finds_poison_events_by_halving_the_batch(tmp_path: Path) -> 
             assert stored.error == {"reason": "ValueError: this batch holds a poison event", "consumer": "halving"}
     finally:
         store.close()
+
+
+def test_an_event_failed_by_one_consumer_still_reaches_the_others(project_dir: Path) -> None:
+    app = base.make_app(project_dir)
+    seen: list[str] = []
+
+    async def handler(record: EventRecord) -> None:
+        seen.append(record.id)
+
+    app.on_event("order.*", handler)
+
+    async def scenario() -> tuple[str, str]:
+        odd = await app.emit("order.placed", {"note": "cut mid-emoji \ud83d"})
+        # the warehouse loader got there first and failed on it
+        await asyncio.to_thread(app.store.fail_event, odd, "warehouse-loader", "ConversionException: no low surrogate")
+        later = await app.emit("order.placed", {"n": 1})
+        await app.start()
+        try:
+            await asyncio.to_thread(base.wait_for, lambda: later in seen, 20, 0.05, "the dispatcher to pass both on")
+        finally:
+            await app.stop()
+        return odd, later
+
+    odd, later = asyncio.run(scenario())
+    assert seen == [odd, later]
+    app = base.make_app(project_dir)
+    try:
+        stored = app.store.get_event(odd)
+        assert stored is not None and stored.status == "failed"  # the loader's failure stays visible
+        assert stored.error["consumer"] == "warehouse-loader"
+    finally:
+        app.close()
