@@ -255,10 +255,17 @@ class App:
         if event.status == "received" and not any(self._matches(p, event.name) for p, _ in self.handlers):
             event.status = "dispatched"
 
+    @staticmethod
+    def _failed_elsewhere(event: EventRecord) -> bool:
+        """Marked failed by another consumer (the loader, workflows): its handlers still run (and it stays
+        ``failed``, see ``StateStore.mark_events``)."""
+        error = event.error if isinstance(event.error, dict) else {}
+        return event.status == "failed" and error.get("consumer") not in (None, "dispatcher")
+
     async def _dispatch(self, events: list[EventRecord]) -> None:
         dispatched: list[str] = []
         for event in events:
-            if event.status != "received":
+            if event.status != "received" and not self._failed_elsewhere(event):
                 continue
             error = None
             for pattern, handler in self.handlers:

@@ -96,6 +96,18 @@ def listings_answer(r: Running, *must_show: str) -> None:
         assert event_id in page_text, f"{event_id} not on the Events page"
 
 
+def runs_answer(r: Running) -> list[str]:
+    """``/api/runs`` and each run's ``/api/runs/ID`` answer 200; returns the trigger event ids."""
+    with r.api() as api:
+        listed = api.get("/api/runs", params={"limit": "1000"})
+        assert listed.status_code == 200, listed.text
+        for run in listed.json()["runs"]:
+            detail = api.get(f"/api/runs/{run['id']}")
+            assert detail.status_code == 200, (run, detail.text[:300])
+        assert api.get("/runs").status_code == 200
+    return [str(run["trigger_event"]) for run in listed.json()["runs"]]
+
+
 def still_works(r: Running, email: str, timeout: float = 30) -> str:
     """A normal demo request after whatever came before: it lands in raw.events, starts the workflow, and
     the listings show it. Returns its id."""

@@ -16,7 +16,17 @@ import pytest
 from opsloop.project import load_project
 
 from .. import conftest as base
-from ._door import add_endpoints, event, hmac_post, listings_answer, raw_count, rejected_ok, restart, still_works
+from ._door import (
+    add_endpoints,
+    event,
+    hmac_post,
+    listings_answer,
+    raw_count,
+    rejected_ok,
+    restart,
+    run_for,
+    still_works,
+)
 from .conftest import Running
 
 pytestmark = pytest.mark.slow
@@ -30,6 +40,9 @@ PRESET_ENDPOINTS = {
     "zendesk_hook": "signature: {preset: zendesk, secret_env: RAWHOOK_SECRET}\n",
     "stamped_hook": "signature: {preset: hmac, secret_env: RAWHOOK_SECRET, header: X-Signature, "
                     "timestamp_header: X-Timestamp}\n",
+    # as deep as an endpoint may allow, redacted (a deep copy) and feeding the demo workflow's templates
+    "deepest": "event: demo_request.created\nmax_depth: 128\nredact: [secret]\n"
+               "signature: {preset: hmac, secret_env: RAWHOOK_SECRET, header: X-Signature, prefix: 'sha256='}\n",
 }
 
 
@@ -91,6 +104,22 @@ def test_poison_bodies_are_refused_at_the_door(up: Running) -> None:
     restart(up)
     listings_answer(up, before, *refused)
     still_works(up, "after-restart@example.com")
+
+
+def test_what_the_door_accepts_every_consumer_handles(up: Running) -> None:
+    deepest = (b'{"email": "deepest@example.com", "name": "Deep", "secret": "s", "x": ' + b"[" * 127 + b"1"
+               + b"]" * 127 + b', "big": ' + b"9" * 4300 + b', "f": 1.5e308, "emoji": "\\ud83d\\ude00"}')
+    answer = hmac_post(up, "deepest", deepest)
+    assert answer.status_code == 202, answer.text
+    event_id = answer.json()["id"]
+    base.wait_for(lambda: raw_count(up, event_id) == 1, 30, what="the deepest event in raw.events")
+    base.wait_for(lambda: run_for(up, event_id), 30, what="a workflow run for the deepest event")
+    stored = event(up, event_id)
+    assert stored["status"] == "dispatched" and stored["payload"]["secret"] == "[redacted]"
+    assert stored["payload"]["emoji"] == "\U0001f600"
+    too_deep = deepest.replace(b"[" * 127, b"[" * 128, 1).replace(b"]" * 127, b"]" * 128, 1)
+    rejected_ok(up, hmac_post(up, "deepest", too_deep), 400, "129 levels", "limit of 128")
+    still_works(up, "after-deepest@example.com")
 
 
 def test_a_leading_bom_is_ignored(up: Running) -> None:

@@ -18,7 +18,7 @@ from opsloop.settings import resolve_settings
 from opsloop.state import EventRecord, NewEvent, open_store
 
 from .. import conftest as base
-from ._door import event, listings_answer, raw_count, restart, run_for, still_works
+from ._door import event, listings_answer, raw_count, restart, run_for, runs_answer, still_works
 from .conftest import Running
 
 BOM = b"\xef\xbb\xbf"
@@ -85,10 +85,13 @@ def test_odd_events_in_the_log_are_contained(up: Running) -> None:
     assert event(up, ids["nan"])["payload"]["score"] == "nan"
     assert set(ids[w] for w in POISON) <= _failed_ids(up)
     listings_answer(up, good, *ids.values())
+    base.wait_for(lambda: run_for(up, ids["nan"]), 30, what="a run for the NaN event")
+    assert ids["surrogate"] in runs_answer(up)  # the loader failed on it, the workflow did not
 
     restart(up)
     after = still_works(up, "after-restart@example.com")
     listings_answer(up, good, after, *ids.values())
+    runs_answer(up)
     assert {event(up, ids[w])["status"] for w in POISON} == {"failed"}
     assert set(ids[w] for w in POISON) <= _failed_ids(up)
 
@@ -166,3 +169,107 @@ def test_a_consumer_retries_a_systemic_failure_instead_of_blaming_the_event(tmp_
         assert store.get_cursor("flaky") == event_id.seq
     finally:
         store.close()
+
+
+def test_a_run_waiting_for_an_event_skips_an_unreadable_one(project_dir: Path) -> None:
+    (project_dir / "workflows" / "answer.yml").write_text(
+        "on: lead.created\nsteps:\n"
+        "  - id: answer\n"
+        "    wait_for: {event: lead.answered, match: \"event.data.email == trigger.data.email\", timeout: 1h}\n"
+    )
+    app = base.make_app(project_dir)
+
+    async def scenario() -> tuple[str, str, str]:
+        await app.start()
+        try:
+            await app.emit("lead.created", {"email": "w@example.com"})
+
+            def state() -> tuple[str, str] | None:
+                rows = app.store.query("SELECT status, output FROM wf_runs WHERE workflow = 'answer'")
+                return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+            await asyncio.to_thread(base.wait_for, lambda: (s := state()) and s[0] == "waiting", 20, 0.05,
+                                    "the answer run to wait")
+            poison = new_id("evt_")  # as an older opsloop could have stored it: a body that is not JSON
+            body = b'{"email": "w@example.com", "by": '
+            await asyncio.to_thread(app.store.append_events, [NewEvent(
+                id=poison, name="lead.answered", received_at=time.time(), body=body, payload_text=body.decode())])
+            good = await app.emit("lead.answered", {"email": "w@example.com", "by": "Ada"})
+            status, output = await asyncio.to_thread(
+                base.wait_for, lambda: (s := state()) and s[0] not in ("waiting", "running", "queued") and s, 20,
+                0.05, "the answer run to finish")
+        finally:
+            await app.stop()
+        return status, output, good
+
+    status, output, good = asyncio.run(scenario())
+    assert status == "completed", output
+    assert good in output
+
+
+def test_a_consumer_finds_poison_events_by_halving_the_batch(tmp_path: Path) -> None:
+    store = open_store("sqlite:///state.sqlite", tmp_path)
+    events = [NewEvent(id=new_id("evt_"), name="x", received_at=time.time(), payload={"i": i}) for i in range(200)]
+    store.append_events(events)
+    poison = {events[17].id, events[150].id}
+    calls: list[int] = []
+    handled: list[str] = []
+
+    async def handler(batch: list[EventRecord]) -> None:
+        calls.append(len(batch))
+        if poison & {e.id for e in batch}:
+            raise ValueError("this batch holds a poison event")
+        handled.extend(e.id for e in batch)
+
+    async def scenario() -> None:
+        consumer = Consumer("halving", store, EventBus(), handler, batch=500, poll=0.05)
+        task = asyncio.create_task(consumer.run())
+        try:
+            await asyncio.to_thread(base.wait_for, lambda: store.get_cursor("halving") == 200, 10, 0.05,
+                                    "the cursor past the batch")
+        finally:
+            consumer.stop()
+            await task
+
+    try:
+        asyncio.run(scenario())
+        assert handled == [e.id for e in events if e.id not in poison]  # each once, in log order
+        assert len(calls) <= 2 + 2 * 2 * 8  # the batch, then two halvings of depth log2(200) at most
+        for event_id in poison:
+            stored = store.get_event(event_id)
+            assert stored is not None and stored.status == "failed"
+            assert stored.error == {"reason": "ValueError: this batch holds a poison event", "consumer": "halving"}
+    finally:
+        store.close()
+
+
+def test_an_event_failed_by_one_consumer_still_reaches_the_others(project_dir: Path) -> None:
+    app = base.make_app(project_dir)
+    seen: list[str] = []
+
+    async def handler(record: EventRecord) -> None:
+        seen.append(record.id)
+
+    app.on_event("order.*", handler)
+
+    async def scenario() -> tuple[str, str]:
+        odd = await app.emit("order.placed", {"note": "cut mid-emoji \ud83d"})
+        # the warehouse loader got there first and failed on it
+        await asyncio.to_thread(app.store.fail_event, odd, "warehouse-loader", "ConversionException: no low surrogate")
+        later = await app.emit("order.placed", {"n": 1})
+        await app.start()
+        try:
+            await asyncio.to_thread(base.wait_for, lambda: later in seen, 20, 0.05, "the dispatcher to pass both on")
+        finally:
+            await app.stop()
+        return odd, later
+
+    odd, later = asyncio.run(scenario())
+    assert seen == [odd, later]
+    app = base.make_app(project_dir)
+    try:
+        stored = app.store.get_event(odd)
+        assert stored is not None and stored.status == "failed"  # the loader's failure stays visible
+        assert stored.error["consumer"] == "warehouse-loader"
+    finally:
+        app.close()

@@ -21,7 +21,7 @@ from typing import Any
 
 BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_DEPTH = 64
-MAX_DEPTH_LIMIT = 512
+MAX_DEPTH_LIMIT = 128
 """The highest ``max_depth`` an endpoint may set (deeper payloads would recurse past Python's stack
 in the template engine and the JSON encoder)."""
 

@@ -129,7 +129,7 @@ class EndpointConfig(_Strict):
     signature: SignatureConfig = Field(default_factory=lambda: SignatureConfig(preset="none"))
     idempotency: IdempotencyConfig | None = None
     max_body: int = 1_000_000
-    max_depth: int = Field(default=64, ge=1, le=512)
+    max_depth: int = Field(default=64, ge=1, le=128)
     """Deepest nesting of objects and arrays a payload may have (deeper is refused with 400)."""
     refused_body: int = Field(default=4096, ge=0)
     """How much of a request refused for its signature is stored (the rest is dropped, its size noted)."""
