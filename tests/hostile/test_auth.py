@@ -80,6 +80,7 @@ def test_logout_revokes_the_session(up: Running) -> None:
     assert httpx.get(f"{up.url}/api/events", headers=replayed, timeout=15).status_code == 401
     page = httpx.get(f"{up.url}/events", headers=replayed, timeout=15)
     assert page.status_code == 303
+    assert page.headers["set-cookie"].startswith(f"{COOKIE}=;") and "Max-Age=0" in page.headers["set-cookie"]
     # a new login gets a new session; the old one stays dead
     with closing(log_in(up.url, up.token)) as again:
         assert again.cookies[COOKIE] != cookie
