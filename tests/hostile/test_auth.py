@@ -359,3 +359,48 @@ def test_sessions_survive_a_restart_but_not_a_new_token(project_dir: Path) -> No
         assert httpx.post(f"{up.url}/login", data={"token": up.token}, timeout=15).status_code == 303
     finally:
         up.proc.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_session_store_on_both_backends(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from opsloop.state import open_store
+    from opsloop.state.sessions import Sessions
+
+    url = f"sqlite:///{tmp_path}/state.sqlite" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    store = open_store(url)
+    try:
+        sessions = Sessions(store)
+        now = time.time()
+        first = sessions.open(60, "tag-a", "127.0.0.1", now=now)
+        second = sessions.open(60, "tag-a", "127.0.0.2", now=now)
+        assert first != second and len(first) >= 40
+        assert sessions.valid(first, "tag-a", now=now + 59)
+        assert not sessions.valid(first, "tag-a", now=now + 60)  # expired
+        assert not sessions.valid(first, "tag-b", now=now)  # opened with another token
+        assert not sessions.valid("made-up", "tag-a", now=now)
+        # only hashes at rest
+        stored = {str(r[0]) for r in store.query("SELECT id_hash FROM sessions")}
+        assert first not in stored and second not in stored and len(stored) == 2
+        sessions.revoke(first)
+        assert not sessions.valid(first, "tag-a", now=now) and sessions.valid(second, "tag-a", now=now)
+        sessions.open(60, "tag-a", now=now + 120)  # a login purges the expired ones
+        assert sessions.count() == 1
+    finally:
+        store.close()
+
+
+def test_login_and_logout_on_a_postgres_state_store(project_dir: Path, pg_url: str) -> None:
+    config = project_dir / "opsloop.yml"
+    text = config.read_text()
+    config.write_text(text.replace("url: sqlite:///state/opsloop.sqlite", f"url: {pg_url}", 1))
+    assert pg_url in config.read_text()
+    up = start(project_dir, "--receivers", "1")
+    try:
+        with closing(log_in(up.url, up.token)) as browser:
+            cookie = {"cookie": f"{COOKIE}={browser.cookies[COOKIE]}"}
+            assert httpx.get(f"{up.url}/api/events", timeout=15).status_code == 401
+            assert httpx.get(f"{up.url}/api/events", headers=cookie, timeout=15).status_code == 200
+            assert browser.post("/logout", data={"csrf": csrf_of(browser)}).status_code == 303
+        assert httpx.get(f"{up.url}/api/events", headers=cookie, timeout=15).status_code == 401
+    finally:
+        up.proc.stop()
