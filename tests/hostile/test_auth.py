@@ -90,9 +90,9 @@ def test_logout_revokes_the_session(up: Running) -> None:
 
 @pytest.fixture(params=["main", "receiver"])
 def short_sessions(request: pytest.FixtureRequest, project_dir: Path) -> Iterator[Running]:
-    """`opsloop up` whose logins last 2 s (``server.session_expiry: 2s``)."""
+    """`opsloop up` whose logins last 3 s (``server.session_expiry: 3s``)."""
     config = project_dir / "opsloop.yml"
-    config.write_text(config.read_text().replace("server:\n", "server:\n  session_expiry: 2s\n", 1))
+    config.write_text(config.read_text().replace("server:\n", "server:\n  session_expiry: 3s\n", 1))
     running = start(project_dir, *(("--receivers", "1") if request.param == "receiver" else ()))
     try:
         yield running
@@ -104,7 +104,7 @@ def test_an_expired_session_is_refused(short_sessions: Running) -> None:
     up = short_sessions
     answer = httpx.post(f"{up.url}/login", data={"token": up.token}, timeout=15)
     assert answer.status_code == 303
-    assert "Max-Age=2" in answer.headers["set-cookie"]
+    assert "Max-Age=3" in answer.headers["set-cookie"]
     cookie = {"cookie": f"{COOKIE}={answer.cookies[COOKIE]}"}
     assert httpx.get(f"{up.url}/api/events", headers=cookie, timeout=15).status_code == 200
     # the browser would drop it after Max-Age; the server must refuse it too when sent anyway
