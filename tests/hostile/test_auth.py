@@ -404,3 +404,34 @@ def test_login_and_logout_on_a_postgres_state_store(project_dir: Path, pg_url: s
         assert httpx.get(f"{up.url}/api/events", headers=cookie, timeout=15).status_code == 401
     finally:
         up.proc.stop()
+
+
+def test_the_throttle_window_slides_and_a_right_token_clears_it() -> None:
+    from opsloop.web.auth import LoginThrottle
+
+    throttle = LoginThrottle(limit=10, window=300.0, max_clients=3)
+    for second in range(10):
+        assert throttle.retry_after("a", now=float(second)) is None
+        throttle.failed("a", now=float(second))
+    assert throttle.retry_after("a", now=10.0) == pytest.approx(290.0)
+    assert throttle.retry_after("a", now=299.5) == 1.0  # never less than a second
+    assert throttle.retry_after("a", now=300.5) is None  # the first failure aged out: one more try
+    throttle.failed("a", now=300.5)
+    assert throttle.retry_after("a", now=300.6) == 1.0  # ten again; the oldest (at 1 s) ages out at 301 s
+    assert throttle.retry_after("b", now=300.6) is None  # per address
+    throttle.succeeded("a")
+    assert throttle.retry_after("a", now=300.7) is None
+    for client in ("c", "d", "e", "f"):  # a flood of addresses stays within max_clients
+        throttle.failed(client, now=400.0)
+    assert len(throttle._failures) <= 3
+
+
+def test_forwarded_for_is_believed_only_on_the_private_socket() -> None:
+    from opsloop.web.auth import client_address
+
+    forwarded = [(b"x-forwarded-for", b"203.0.113.7")]
+    over_tcp = {"server": ("127.0.0.1", 8620), "client": ("127.0.0.1", 50000), "headers": forwarded}
+    over_unix = {"server": ("/tmp/opsloop-x/http.sock", None), "client": None, "headers": forwarded}
+    assert client_address(over_tcp) == "127.0.0.1"
+    assert client_address(over_unix) == "203.0.113.7"
+    assert client_address({**over_unix, "headers": []}) == "local"
