@@ -36,6 +36,8 @@ def test_pages_redirect_to_login_and_login_sets_a_strict_cookie(server: ServerTh
         # an open redirect is refused
         evil = browser.post("/login", data={"token": server.token, "next": "//evil.example"})
         assert evil.headers["location"] == "/"
+        evil = browser.post("/login", data={"token": server.token, "next": "/\\evil.example"})
+        assert evil.headers["location"] == "/"
 
 
 def test_replay_button_requires_csrf_token(server: ServerThread) -> None:

@@ -80,6 +80,7 @@ def test_logout_revokes_the_session(up: Running) -> None:
     assert httpx.get(f"{up.url}/api/events", headers=replayed, timeout=15).status_code == 401
     page = httpx.get(f"{up.url}/events", headers=replayed, timeout=15)
     assert page.status_code == 303
+    assert page.headers["set-cookie"].startswith(f"{COOKIE}=;") and "Max-Age=0" in page.headers["set-cookie"]
     # a new login gets a new session; the old one stays dead
     with closing(log_in(up.url, up.token)) as again:
         assert again.cookies[COOKIE] != cookie
@@ -89,9 +90,9 @@ def test_logout_revokes_the_session(up: Running) -> None:
 
 @pytest.fixture(params=["main", "receiver"])
 def short_sessions(request: pytest.FixtureRequest, project_dir: Path) -> Iterator[Running]:
-    """`opsloop up` whose logins last 2 s (``server.session_expiry: 2s``)."""
+    """`opsloop up` whose logins last 3 s (``server.session_expiry: 3s``)."""
     config = project_dir / "opsloop.yml"
-    config.write_text(config.read_text().replace("server:\n", "server:\n  session_expiry: 2s\n", 1))
+    config.write_text(config.read_text().replace("server:\n", "server:\n  session_expiry: 3s\n", 1))
     running = start(project_dir, *(("--receivers", "1") if request.param == "receiver" else ()))
     try:
         yield running
@@ -103,7 +104,7 @@ def test_an_expired_session_is_refused(short_sessions: Running) -> None:
     up = short_sessions
     answer = httpx.post(f"{up.url}/login", data={"token": up.token}, timeout=15)
     assert answer.status_code == 303
-    assert "Max-Age=2" in answer.headers["set-cookie"]
+    assert "Max-Age=3" in answer.headers["set-cookie"]
     cookie = {"cookie": f"{COOKIE}={answer.cookies[COOKIE]}"}
     assert httpx.get(f"{up.url}/api/events", headers=cookie, timeout=15).status_code == 200
     # the browser would drop it after Max-Age; the server must refuse it too when sent anyway
@@ -358,3 +359,79 @@ def test_sessions_survive_a_restart_but_not_a_new_token(project_dir: Path) -> No
         assert httpx.post(f"{up.url}/login", data={"token": up.token}, timeout=15).status_code == 303
     finally:
         up.proc.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_session_store_on_both_backends(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from opsloop.state import open_store
+    from opsloop.state.sessions import Sessions
+
+    url = f"sqlite:///{tmp_path}/state.sqlite" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    store = open_store(url)
+    try:
+        sessions = Sessions(store)
+        now = time.time()
+        first = sessions.open(60, "tag-a", "127.0.0.1", now=now)
+        second = sessions.open(60, "tag-a", "127.0.0.2", now=now)
+        assert first != second and len(first) >= 40
+        assert sessions.valid(first, "tag-a", now=now + 59)
+        assert not sessions.valid(first, "tag-a", now=now + 60)  # expired
+        assert not sessions.valid(first, "tag-b", now=now)  # opened with another token
+        assert not sessions.valid("made-up", "tag-a", now=now)
+        # only hashes at rest
+        stored = {str(r[0]) for r in store.query("SELECT id_hash FROM sessions")}
+        assert first not in stored and second not in stored and len(stored) == 2
+        sessions.revoke(first)
+        assert not sessions.valid(first, "tag-a", now=now) and sessions.valid(second, "tag-a", now=now)
+        sessions.open(60, "tag-a", now=now + 120)  # a login purges the expired ones
+        assert sessions.count() == 1
+    finally:
+        store.close()
+
+
+def test_login_and_logout_on_a_postgres_state_store(project_dir: Path, pg_url: str) -> None:
+    config = project_dir / "opsloop.yml"
+    text = config.read_text()
+    config.write_text(text.replace("url: sqlite:///state/opsloop.sqlite", f"url: {pg_url}", 1))
+    assert pg_url in config.read_text()
+    up = start(project_dir, "--receivers", "1")
+    try:
+        with closing(log_in(up.url, up.token)) as browser:
+            cookie = {"cookie": f"{COOKIE}={browser.cookies[COOKIE]}"}
+            assert httpx.get(f"{up.url}/api/events", timeout=15).status_code == 401
+            assert httpx.get(f"{up.url}/api/events", headers=cookie, timeout=15).status_code == 200
+            assert browser.post("/logout", data={"csrf": csrf_of(browser)}).status_code == 303
+        assert httpx.get(f"{up.url}/api/events", headers=cookie, timeout=15).status_code == 401
+    finally:
+        up.proc.stop()
+
+
+def test_the_throttle_window_slides_and_a_right_token_clears_it() -> None:
+    from opsloop.web.auth import LoginThrottle
+
+    throttle = LoginThrottle(limit=10, window=300.0, max_clients=3)
+    for second in range(10):
+        assert throttle.retry_after("a", now=float(second)) is None
+        throttle.failed("a", now=float(second))
+    assert throttle.retry_after("a", now=10.0) == pytest.approx(290.0)
+    assert throttle.retry_after("a", now=299.5) == 1.0  # never less than a second
+    assert throttle.retry_after("a", now=300.5) is None  # the first failure aged out: one more try
+    throttle.failed("a", now=300.5)
+    assert throttle.retry_after("a", now=300.6) == 1.0  # ten again; the oldest (at 1 s) ages out at 301 s
+    assert throttle.retry_after("b", now=300.6) is None  # per address
+    throttle.succeeded("a")
+    assert throttle.retry_after("a", now=300.7) is None
+    for client in ("c", "d", "e", "f"):  # a flood of addresses stays within max_clients
+        throttle.failed(client, now=400.0)
+    assert len(throttle._failures) <= 3
+
+
+def test_forwarded_for_is_believed_only_on_the_private_socket() -> None:
+    from opsloop.web.auth import client_address
+
+    forwarded = [(b"x-forwarded-for", b"203.0.113.7")]
+    over_tcp = {"server": ("127.0.0.1", 8620), "client": ("127.0.0.1", 50000), "headers": forwarded}
+    over_unix = {"server": ("/tmp/opsloop-x/http.sock", None), "client": None, "headers": forwarded}
+    assert client_address(over_tcp) == "127.0.0.1"
+    assert client_address(over_unix) == "203.0.113.7"
+    assert client_address({**over_unix, "headers": []}) == "local"

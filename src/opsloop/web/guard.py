@@ -106,6 +106,10 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def _text_headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+
+
 def _has_body(scope: Scope) -> bool:
     if scope["method"] not in auth.SAFE_METHODS:
         return True
@@ -145,16 +149,20 @@ class Guard:
                 return
             receive = replaying(body, receive)
         access = auth.access_of(path)
-        principal = await self.identify(scope)
+        # public paths need nobody; /login only shows whether one is logged in already
+        principal = await self.identify(scope) if access is not Access.PUBLIC or path == "/login" else None
         scope["auth"] = principal
         if access is not Access.PUBLIC:
             refusal = self.refusal(scope, access, principal, body)
             if refusal is not None:
                 status, payload, headers = refusal
+                if principal is None and auth.session_cookie(_text_headers(scope)):
+                    headers = {**headers, "set-cookie": f"{auth.COOKIE}=; Max-Age=0; Path=/; HttpOnly; "
+                                                        "SameSite=strict"}  # expired or revoked: forget it
                 if status == 303:
+                    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
                     await send({"type": "http.response.start", "status": 303,
-                                "headers": [(b"location", headers["location"].encode("latin-1")),
-                                            (b"content-length", b"0")]})
+                                "headers": [*raw, (b"content-length", b"0")]})
                     await send({"type": "http.response.body", "body": b""})
                 else:
                     await send_json(send, status, payload, headers)
@@ -162,7 +170,7 @@ class Guard:
         await self.app(scope, receive, send)
 
     async def identify(self, scope: Scope) -> Principal | None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        headers = _text_headers(scope)
         if auth.bearer_ok(headers, self.opsloop.settings.api_token):
             return Principal("token")
         session_id = auth.session_cookie(headers)

@@ -147,7 +147,7 @@ class Web:
         client = auth.client_address(request.scope)
         form = await request.form()
         target = str(form.get("next") or "/")
-        if not target.startswith("/") or target.startswith("//"):
+        if not target.startswith("/") or target.startswith(("//", "/\\")):  # browsers read /\ as //
             target = "/"
         wait = self.throttle.retry_after(client)
         if wait is not None:
