@@ -266,12 +266,12 @@ POSTGRES_HOSTILE = [
 ]
 
 
-def test_postgres_warehouse_queries_are_sandboxed(project_dir: Path, pg_url: str) -> None:
+def test_postgres_warehouse_queries_are_sandboxed(project_dir: Path, pg_database: str) -> None:
     import psycopg
 
-    use_postgres_warehouse(project_dir, pg_url)
-    schema = pg_url.rsplit("schema=", 1)[1]
-    dsn = pg_url.split("?", 1)[0]
+    # a database of its own: the loader's raw.events lives in a fixed schema
+    schema, dsn = "analytics", pg_database
+    use_postgres_warehouse(project_dir, f"{dsn}?schema={schema}")
     with psycopg.connect(dsn, autocommit=True) as con:
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         con.execute(f'CREATE TABLE "{schema}".x AS SELECT generate_series(1, 5) AS n')
@@ -303,9 +303,9 @@ def test_postgres_warehouse_queries_are_sandboxed(project_dir: Path, pg_url: str
             assert con.execute(f'SELECT count(*) FROM "{schema}".x').fetchone() == (5,)
         assert not Path("/tmp/opsloop-sandbox-copy-pg").exists()
         event_id = up.good_event("pg@example.com")
-        wait_for(lambda: _api_query(up, f"select count(*) from raw.events where event_id = '{event_id}'")
-                 == (200, {"columns": ["count"], "rows": [[1]], "truncated": False}),
-                 timeout=30, what="the webhook to land in the Postgres warehouse")
+        landed = f"select count(*) from raw.events where event_id = '{event_id}'"
+        wait_for(lambda: _api_query(up, landed) == (200, {"columns": ["count"], "rows": [[1]], "truncated": False}),
+                 timeout=60, what="the webhook to land in the Postgres warehouse")
     finally:
         up.proc.stop()
 

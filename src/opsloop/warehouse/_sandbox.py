@@ -327,7 +327,8 @@ def postgres_check(sql: str) -> None:
                 raise QueryRefused(f"{_postgres_reason(name)}: {name}")
         if (isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier)
                 and node.name.lower() in POSTGRES_DENIED_RELATIONS):
-            raise QueryRefused(f"{SETTINGS} or its passwords: {node.name.lower()}")
+            raise QueryRefused(f"reading the server's passwords, files or settings is not allowed in a query: "
+                               f"{node.name.lower()}")
     # a name sqlglot read as something else (a quoted identifier called like a function) is still refused
     for word in re.findall(r"[A-Za-z_][A-Za-z0-9_$]*", sql):
         if POSTGRES_DENIED_FUNCTIONS.match(word.lower()) and re.search(rf"{re.escape(word)}\"?\s*\(", sql):

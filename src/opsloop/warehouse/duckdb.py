@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -91,7 +92,8 @@ class DuckDBWarehouse(Warehouse):
 
         def stop() -> None:
             stopped.set()
-            cursor.interrupt()
+            with contextlib.suppress(duckdb.Error):  # the query may have ended (and its cursor closed) just now
+                cursor.interrupt()
 
         timer = threading.Timer(timeout, stop)
         timer.daemon = True
