@@ -176,10 +176,16 @@ def test_a_long_query_is_stopped_by_the_timeout(up: Running) -> None:
 
 
 def test_hostile_queries_are_refused_through_the_cli_with_a_server(project_dir: Path) -> None:
+    (project_dir / "seeds" / "plans.csv").write_text("plan,price\npro,49\nteam,99\n")
     up = start(project_dir)
     try:
         for sql, expected in HOSTILE[:6] + HOSTILE[16:21] + HOSTILE[40:42]:
             _assert_refused_cli(_cli(project_dir, sql), expected, project_dir)
+        # the server's own file reads (a seed's read_csv, in the same DuckDB instance) still work
+        seeded = run_cli("seed", "--project", str(project_dir), "--json")
+        assert seeded.returncode == 0, seeded.stderr
+        assert [r["name"] for r in json.loads(seeded.stdout)["results"]] == ["plans"]
+        assert _rows(up, "select plan, price from plans order by price") == [["pro", 49], ["team", 99]]
         proc = _cli(project_dir, "select * from range(5)", "--limit", "2", "--json")
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout) == [{"range": 0}, {"range": 1}]
