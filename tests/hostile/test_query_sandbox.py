@@ -314,6 +314,15 @@ def test_postgres_warehouse_queries_are_sandboxed(project_dir: Path, pg_database
                  timeout=60, what="the webhook to land in the Postgres warehouse")
     finally:
         up.proc.stop()
+    # without a server the CLI opens the Postgres warehouse itself, with the same sandbox
+    for sql, expected in POSTGRES_HOSTILE[:1] + POSTGRES_HOSTILE[8:9] + POSTGRES_HOSTILE[11:12]:
+        _assert_refused_cli(_cli(project_dir, sql), expected, project_dir)
+    proc = _cli(project_dir, "select pg_sleep(30)", "--timeout", "1")
+    assert proc.returncode == 1 and "ran longer than 1 s" in proc.stderr, proc.stderr
+    proc = _cli(project_dir, f"select nextval('{schema}.s')")
+    assert proc.returncode == 1 and "read-only transaction" in proc.stderr, proc.stderr
+    proc = _cli(project_dir, f'select n from "{schema}".x order by n', "--json", "--limit", "2")
+    assert proc.returncode == 0 and json.loads(proc.stdout) == [{"n": 1}, {"n": 2}], proc.stderr
 
 
 def test_postgres_query_role(pg_url: str) -> None:
