@@ -68,6 +68,8 @@ HOSTILE = [
     ("create table x as select 1", "a query is read-only; CREATE writes"),
     ("create secret (type s3, key_id 'x', secret 'y')", "CREATE writes"),
     ("begin transaction", "BEGIN is not allowed in a query"),
+    # deeper than Python's JSON decoder goes (600 chained operators): still checked, no 500
+    ("select " + "+".join(["1"] * 600) + " from read_text('.env')", "reading host files is not allowed in a query"),
     ("explain analyze select 1", "EXPLAIN is not allowed in a query"),
 ]
 
@@ -150,6 +152,8 @@ def test_reading_the_warehouse_still_works(up: Running) -> None:
                 "from raw.events select event_id", "select '100%' as pct", "select current_setting('threads')"):
         status, body = _api_query(up, sql)
         assert status == 200, (sql, body)
+    status, body = _api_query(up, "select " + "+".join(["1"] * 600) + " as n")
+    assert status == 200 and body["rows"] == [[600]], body
     status, body = _api_query(up, "select * from range(10)", limit=3)
     assert status == 200 and body["rows"] == [[0], [1], [2]] and body["truncated"] is True
     status, body = _api_query(up, "select * from range(3)", limit=3)
@@ -268,6 +272,7 @@ POSTGRES_HOSTILE = [
     ("with gone as (delete from x returning *) select * from gone", "read-only"),
     ("create table y as select 1", "a query is read-only; CREATE writes"),
     ("do $$ begin perform 1; end $$", "not allowed in a query"),
+    ("select " + "(" * 400 + "1" + ")" * 400, "nested too deeply to be checked"),
     ("select * from x for update", "FOR UPDATE"),
 ]
 

@@ -50,6 +50,8 @@ class QueryTimeout(WarehouseError):
 WHAT_QUERIES_MAY_DO = ("a query may read the warehouse's tables only: one SELECT, WITH, FROM, VALUES, SHOW, "
                        "DESCRIBE or SUMMARIZE statement")
 
+TOO_DEEP = ("the query is nested too deeply to be checked (hundreds of levels of parentheses or subqueries); "
+            "flatten it")
 HOST_FILES = "reading host files is not allowed in a query"
 SETTINGS = "reading or changing the warehouse's settings is not allowed in a query"
 
@@ -155,7 +157,10 @@ def duckdb_checked(cursor: Any, sql: str) -> str:
     elif kind != "SELECT":
         raise _refuse_statement(kind, text)
     serialized = cursor.execute("SELECT json_serialize_sql(?)", [text]).fetchone()[0]
-    tree = json.loads(serialized)
+    try:
+        tree = json.loads(serialized)
+    except RecursionError:  # deeper than Python's decoder goes (a chain of ~500 operators): DuckDB decodes it
+        tree = _json_without_recursion(cursor, serialized)
     if tree.get("error"):
         raise QueryRefused(f"cannot check the query: {tree.get('error_message')}; {WHAT_QUERIES_MAY_DO}")
     catalogs = {"", "system", "temp", str(cursor.execute("SELECT current_database()").fetchone()[0])}
@@ -171,6 +176,8 @@ def _duckdb_pragma(text: str) -> str:
         parsed = sqlglot.parse_one(text, read="duckdb")
     except sqlglot.errors.ParseError as exc:
         raise QueryRefused(f"cannot parse the query: {_first_line(exc)}") from exc
+    except RecursionError as exc:
+        raise QueryRefused(TOO_DEEP) from exc
     target = parsed.this if isinstance(parsed, exp.Pragma) else None
     name, args = "", ""
     if isinstance(target, exp.Func):
@@ -186,19 +193,42 @@ def _duckdb_pragma(text: str) -> str:
     return DUCKDB_PRAGMAS[name].format(args=args)
 
 
-def _walk_duckdb(node: Any, catalogs: set[str]) -> None:
-    if isinstance(node, list):
-        for item in node:
-            _walk_duckdb(item, catalogs)
-        return
-    if not isinstance(node, dict):
-        return
+def _json_without_recursion(cursor: Any, serialized: str) -> Any:
+    """``serialized`` decoded by DuckDB's ``json_tree`` (no recursion limit) and rebuilt in a loop."""
+    rows = cursor.execute("SELECT id, parent, key, type, atom FROM json_tree(?::JSON) ORDER BY id",
+                          [serialized]).fetchall()
+    nodes: dict[int, Any] = {}
+    root: Any = None
+    for node_id, parent, key, kind, atom in rows:
+        value: Any = {} if kind == "OBJECT" else [] if kind == "ARRAY" else json.loads(atom or "null")
+        nodes[node_id] = value
+        if parent is None:
+            root = value
+        elif isinstance(nodes[parent], dict):
+            nodes[parent][key] = value
+        else:
+            nodes[parent].append(value)
+    return root
+
+
+def _walk_duckdb(tree: Any, catalogs: set[str]) -> None:
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            _check_duckdb_node(node, catalogs)
+            stack.extend(v for v in node.values() if isinstance(v, dict | list))
+
+
+def _check_duckdb_node(node: dict[str, Any], catalogs: set[str]) -> None:
     kind, cls = node.get("type"), node.get("class")
     if cls == "FUNCTION":
         name = str(node.get("function_name", "")).lower()
         if name == "current_setting" and _readable_setting(node):
-            pass
-        elif name in DUCKDB_SCALAR_DENIED:
+            return
+        if name in DUCKDB_SCALAR_DENIED:
             readable = ", ".join(sorted(DUCKDB_READABLE_SETTINGS))
             allowed = f" (it may read {readable})" if name == "current_setting" else ""
             raise QueryRefused(f"{DUCKDB_SCALAR_DENIED[name]}: {name}{allowed}")
@@ -215,9 +245,6 @@ def _walk_duckdb(node: Any, catalogs: set[str]) -> None:
         if table and node.get("show_type") == "SHOW_SPECIAL" and table not in DUCKDB_SHOW_SPECIAL:
             raise QueryRefused(f"SHOW {table.strip(chr(34)).upper()} is not allowed in a query: it reads the "
                                "warehouse's settings; SHOW TABLES, SHOW ALL TABLES and DESCRIBE are allowed")
-    for value in node.values():
-        if isinstance(value, dict | list):
-            _walk_duckdb(value, catalogs)
 
 
 def _readable_setting(function: dict[str, Any]) -> bool:
@@ -302,6 +329,8 @@ def postgres_check(sql: str) -> None:
         statements = [s for s in sqlglot.parse(sql, read="postgres") if s is not None]
     except sqlglot.errors.ParseError as exc:
         raise QueryRefused(f"cannot parse the query: {_first_line(exc)}") from exc
+    except RecursionError as exc:
+        raise QueryRefused(TOO_DEEP) from exc
     if not statements:
         raise QueryRefused(f"the query is empty; {WHAT_QUERIES_MAY_DO}")
     if len(statements) > 1:
@@ -350,6 +379,8 @@ def generic_check(sql: str, dialect: str) -> None:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     except sqlglot.errors.ParseError as exc:
         raise QueryRefused(f"cannot parse the query: {_first_line(exc)}") from exc
+    except RecursionError as exc:
+        raise QueryRefused(TOO_DEEP) from exc
     if len(statements) != 1:
         raise QueryRefused(f"a query is exactly one statement ({WHAT_QUERIES_MAY_DO})")
     stmt = statements[0]
