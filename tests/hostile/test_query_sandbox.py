@@ -374,3 +374,44 @@ def test_the_docs_say_what_the_sandbox_does(project_dir: Path) -> None:
     project = load_project(project_dir)
     warehouse = open_warehouse(resolve_settings(project).warehouse, project.root)
     assert isinstance(warehouse, PostgresWarehouse) and warehouse.query_role == "opsloop_reader"
+
+
+LOOKUP_FLOW = """\
+on: demo_request.created
+steps:
+  - id: by_param
+    warehouse.query:
+      sql: "select count(*) as n from raw.events where event_id = ?"
+      params: ["{{ event.id }}"]
+  - id: templated
+    warehouse.query:
+      sql: "select count(*) as n from raw.events where endpoint = '{{ event.data.company }}'"
+"""
+
+
+def test_the_warehouse_query_step_is_sandboxed_too(project_dir: Path) -> None:
+    """A workflow's `warehouse.query` renders event data into its SQL: a sender's text must not read .env."""
+    (project_dir / "workflows" / "lookup.yml").write_text(LOOKUP_FLOW)
+    up = start(project_dir)
+    try:
+        with up.api() as api:
+            def runs(status: str) -> list[dict[str, object]]:
+                found = api.get("/api/runs", params={"status": status}).json()["runs"]
+                return [r for r in found if r["workflow"] == "lookup"]
+
+            good = up.hook(json.dumps({"email": "ok@example.com", "name": "Ok", "company": "demo_request"}).encode())
+            assert good.status_code == 202, good.text
+            done = wait_for(lambda: runs("completed"), timeout=30, what="the lookup run to complete")
+            detail = api.get(f"/api/runs/{done[0]['id']}").json()
+            assert "by_param" in json.dumps(detail) and "templated" in json.dumps(detail)
+
+            injected = "x' union all select length(content) from read_text('.env') --"
+            bad = up.hook(json.dumps({"email": "evil@example.com", "name": "Evil", "company": injected}).encode())
+            assert bad.status_code == 202, bad.text
+            failed = wait_for(lambda: runs("failed"), timeout=30, what="the injected lookup to fail")
+            detail = api.get(f"/api/runs/{failed[0]['id']}").json()
+            text = json.dumps(detail)
+            assert "reading host files is not allowed in a query: read_text" in text, text
+            assert not any(secret in text for secret in _secrets(project_dir))
+    finally:
+        up.proc.stop()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, OpsloopError, Problem
 from ..project import Project
-from ..warehouse import DEFAULT_LIMIT, DEFAULT_TIMEOUT, QueryRefused, QueryResult, Warehouse
+from ..warehouse import DEFAULT_LIMIT, QueryRefused, QueryResult, Warehouse, query_timeout
 from .compiler import Compiler, Target
 from .project import ModelProject, read_model_project
 from .runner import NodeResult, Runner
@@ -154,23 +154,6 @@ class ModelEngine:
         if timeout is not None and timeout <= 0:
             raise QueryRefused(f"timeout must be a positive number of seconds, not {timeout:g}")
         return self.warehouse.sandboxed_query(sql, limit, most if timeout is None else min(timeout, most))
-
-
-def query_timeout(env: Mapping[str, str]) -> float:
-    """Seconds a caller's query may run: ``OPSLOOP_QUERY_TIMEOUT`` (``30s``, ``2m``, a number of seconds)."""
-    from .._durations import parse_duration
-
-    value = env.get("OPSLOOP_QUERY_TIMEOUT")
-    if value is None or not value.strip():
-        return DEFAULT_TIMEOUT
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise ConfigError([Problem("OPSLOOP_QUERY_TIMEOUT", None, str(exc), "e.g. OPSLOOP_QUERY_TIMEOUT=30s")]) from exc
-    if seconds <= 0:
-        raise ConfigError([Problem("OPSLOOP_QUERY_TIMEOUT", None, f"{value!r} is not a positive duration",
-                                   "e.g. OPSLOOP_QUERY_TIMEOUT=30s")])
-    return seconds
 
 
 def load_project_light(root: Path | str) -> Project:

@@ -29,14 +29,31 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from ..errors import WarehouseError
+from .._durations import parse_duration
+from ..errors import ConfigError, Problem, WarehouseError
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a query may run before it is stopped (``OPSLOOP_QUERY_TIMEOUT``)."""
 DEFAULT_LIMIT = 1000
 """Rows a query returns at most unless the caller asks for another limit."""
+
+
+def query_timeout(env: Mapping[str, str]) -> float:
+    """Seconds a caller's query may run: ``OPSLOOP_QUERY_TIMEOUT`` (``30s``, ``2m``, a number of seconds)."""
+    value = env.get("OPSLOOP_QUERY_TIMEOUT")
+    if value is None or not value.strip():
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError([Problem("OPSLOOP_QUERY_TIMEOUT", None, str(exc), "e.g. OPSLOOP_QUERY_TIMEOUT=30s")]) from exc
+    if seconds <= 0:
+        raise ConfigError([Problem("OPSLOOP_QUERY_TIMEOUT", None, f"{value!r} is not a positive duration",
+                                   "e.g. OPSLOOP_QUERY_TIMEOUT=30s")])
+    return seconds
 
 
 class QueryRefused(WarehouseError):
