@@ -159,6 +159,7 @@ def test_reading_the_warehouse_still_works(up: Running) -> None:
     status, body = _api_query(up, "select * from range(3)", limit=3)
     assert status == 200 and body["truncated"] is False
     for bad in ({"sql": "select 1", "limit": 0}, {"sql": "select 1", "limit": "abc"}, {"sql": ""}, {"limit": 3},
+                {"sql": "select 1", "limit": 10**30}, {"sql": "select 1", "timeout": "soon"}, ["select 1"],
                 {"sql": "select 1", "timeout": -1}):
         with up.api() as api:
             answer = api.post("/api/query", json=bad)

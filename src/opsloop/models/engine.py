@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError, OpsloopError, Problem
 from ..project import Project
-from ..warehouse import DEFAULT_LIMIT, QueryRefused, QueryResult, Warehouse, query_timeout
+from ..warehouse import DEFAULT_LIMIT, MAX_LIMIT, QueryRefused, QueryResult, Warehouse, query_timeout
 from .compiler import Compiler, Target
 from .project import ModelProject, read_model_project
 from .runner import NodeResult, Runner
@@ -148,8 +148,9 @@ class ModelEngine:
         (``result.truncated`` says when more matched), stopped after ``timeout`` seconds (at most the
         project's ``OPSLOOP_QUERY_TIMEOUT``, default 30 s). Raises ``QueryRefused`` / ``QueryTimeout``
         (``WarehouseError``) with what was refused and why."""
-        if limit is not None and limit < 1:
-            raise QueryRefused(f"limit must be a positive number of rows, not {limit}")
+        if limit is not None and not 1 <= limit <= MAX_LIMIT:
+            raise QueryRefused(f"limit must be between 1 and {MAX_LIMIT} rows, not {limit} (for more, build a model "
+                               "or sync the rows out)")
         most = query_timeout(self.project.env)
         if timeout is not None and timeout <= 0:
             raise QueryRefused(f"timeout must be a positive number of seconds, not {timeout:g}")

@@ -39,6 +39,8 @@ DEFAULT_TIMEOUT = 30.0
 """Seconds a query may run before it is stopped (``OPSLOOP_QUERY_TIMEOUT``)."""
 DEFAULT_LIMIT = 1000
 """Rows a query returns at most unless the caller asks for another limit."""
+MAX_LIMIT = 1_000_000
+"""The most rows a caller may ask one query for (more belongs in a model, a sync or an export)."""
 
 
 def query_timeout(env: Mapping[str, str]) -> float:
