@@ -85,8 +85,9 @@ def _secrets(root: Path) -> list[str]:
 
 
 def _api_query(up: Running, sql: str, **extra: object) -> tuple[int, dict[str, object]]:
+    body = json.dumps({"sql": sql, **extra}).encode()  # ASCII escapes: a lone surrogate travels as \ud800
     with up.api() as api:
-        answer = api.post("/api/query", json={"sql": sql, **extra})
+        answer = api.post("/api/query", content=body, headers={"content-type": "application/json"})
     return answer.status_code, answer.json()
 
 
@@ -160,9 +161,11 @@ def test_reading_the_warehouse_still_works(up: Running) -> None:
     assert status == 200 and body["truncated"] is False
     for bad in ({"sql": "select 1", "limit": 0}, {"sql": "select 1", "limit": "abc"}, {"sql": ""}, {"limit": 3},
                 {"sql": "select 1", "limit": 10**30}, {"sql": "select 1", "timeout": "soon"}, ["select 1"],
+                {"sql": "select '\ud800'"},
                 {"sql": "select 1", "timeout": -1}):
         with up.api() as api:
-            answer = api.post("/api/query", json=bad)
+            answer = api.post("/api/query", content=json.dumps(bad).encode(),
+                              headers={"content-type": "application/json"})
         assert answer.status_code == 400 and answer.json()["error"], (bad, answer.text)
 
 
@@ -274,6 +277,8 @@ POSTGRES_HOSTILE = [
     ("create table y as select 1", "a query is read-only; CREATE writes"),
     ("do $$ begin perform 1; end $$", "not allowed in a query"),
     ("select " + "(" * 400 + "1" + ")" * 400, "nested too deeply to be checked"),
+    ("select 1 /* never closed", "cannot parse the query"),
+    ("select '\ud800'", "lone surrogate"),
     ("select * from x for update", "FOR UPDATE"),
 ]
 

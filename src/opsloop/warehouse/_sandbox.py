@@ -159,6 +159,7 @@ def duckdb_checked(cursor: Any, sql: str) -> str:
     but a read of the warehouse's tables (see the module docstring)."""
     import duckdb
 
+    _valid_text(sql)
     try:
         statements = cursor.extract_statements(sql)
     except duckdb.Error as exc:
@@ -193,7 +194,7 @@ def _duckdb_pragma(text: str) -> str:
 
     try:
         parsed = sqlglot.parse_one(text, read="duckdb")
-    except sqlglot.errors.ParseError as exc:
+    except sqlglot.errors.SqlglotError as exc:
         raise QueryRefused(f"cannot parse the query: {_first_line(exc)}") from exc
     except RecursionError as exc:
         raise QueryRefused(TOO_DEEP) from exc
@@ -298,6 +299,14 @@ def _check_table_name(table: str, schema: str, catalog: str, catalogs: set[str])
         raise QueryRefused(f"a query may read the warehouse's own tables only, not the database {catalog!r}")
 
 
+def _valid_text(sql: str) -> None:
+    try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise QueryRefused(f"the query is not valid text: {sql[exc.start:exc.end]!r} at character {exc.start} is "
+                           "half of a character (a lone surrogate); remove it") from exc
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -341,12 +350,13 @@ def postgres_check(sql: str) -> None:
     import sqlglot
     from sqlglot import exp
 
+    _valid_text(sql)
     if re.search(r"\bU&", sql, flags=re.I):
         raise QueryRefused("Unicode escapes (U&'...' / U&\"...\") are not allowed in a query; write the "
                            "characters themselves")
     try:
         statements = [s for s in sqlglot.parse(sql, read="postgres") if s is not None]
-    except sqlglot.errors.ParseError as exc:
+    except sqlglot.errors.SqlglotError as exc:
         raise QueryRefused(f"cannot parse the query: {_first_line(exc)}") from exc
     except RecursionError as exc:
         raise QueryRefused(TOO_DEEP) from exc
@@ -394,9 +404,10 @@ def generic_check(sql: str, dialect: str) -> None:
     import sqlglot
     from sqlglot import exp
 
+    _valid_text(sql)
     try:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
-    except sqlglot.errors.ParseError as exc:
+    except sqlglot.errors.SqlglotError as exc:
         raise QueryRefused(f"cannot parse the query: {_first_line(exc)}") from exc
     except RecursionError as exc:
         raise QueryRefused(TOO_DEEP) from exc
