@@ -176,14 +176,14 @@ def duckdb_checked(cursor: Any, sql: str) -> str:
         text = _duckdb_pragma(text)
     elif kind != "SELECT":
         raise _refuse_statement(kind, text)
-    serialized = cursor.execute("SELECT json_serialize_sql(?)", [text]).fetchone()[0]
+    serialized, database = cursor.execute("SELECT json_serialize_sql(?), current_database()", [text]).fetchone()
     try:
         tree = json.loads(serialized)
     except RecursionError:  # deeper than Python's decoder goes (a chain of ~500 operators): DuckDB decodes it
         tree = _json_without_recursion(cursor, serialized)
     if tree.get("error"):
         raise QueryRefused(f"cannot check the query: {tree.get('error_message')}; {WHAT_QUERIES_MAY_DO}")
-    catalogs = {"", "system", "temp", str(cursor.execute("SELECT current_database()").fetchone()[0])}
+    catalogs = {"", "system", "temp", str(database)}
     _walk_duckdb(tree, catalogs)
     return text
 
