@@ -68,6 +68,8 @@ HOSTILE = [
     ("create table x as select 1", "a query is read-only; CREATE writes"),
     ("create secret (type s3, key_id 'x', secret 'y')", "CREATE writes"),
     ("begin transaction", "BEGIN is not allowed in a query"),
+    # deeper than Python's JSON decoder goes (600 chained operators): still checked, no 500
+    ("select " + "+".join(["1"] * 600) + " from read_text('.env')", "reading host files is not allowed in a query"),
     ("explain analyze select 1", "EXPLAIN is not allowed in a query"),
 ]
 
@@ -83,8 +85,9 @@ def _secrets(root: Path) -> list[str]:
 
 
 def _api_query(up: Running, sql: str, **extra: object) -> tuple[int, dict[str, object]]:
+    body = json.dumps({"sql": sql, **extra}).encode()  # ASCII escapes: a lone surrogate travels as \ud800
     with up.api() as api:
-        answer = api.post("/api/query", json={"sql": sql, **extra})
+        answer = api.post("/api/query", content=body, headers={"content-type": "application/json"})
     return answer.status_code, answer.json()
 
 
@@ -150,15 +153,20 @@ def test_reading_the_warehouse_still_works(up: Running) -> None:
                 "from raw.events select event_id", "select '100%' as pct", "select current_setting('threads')"):
         status, body = _api_query(up, sql)
         assert status == 200, (sql, body)
+    status, body = _api_query(up, "select " + "+".join(["1"] * 600) + " as n")
+    assert status == 200 and body["rows"] == [[600]], body
     status, body = _api_query(up, "select * from range(10)", limit=3)
     assert status == 200 and body["rows"] == [[0], [1], [2]] and body["truncated"] is True
     status, body = _api_query(up, "select * from range(3)", limit=3)
     assert status == 200 and body["truncated"] is False
     for bad in ({"sql": "select 1", "limit": 0}, {"sql": "select 1", "limit": "abc"}, {"sql": ""}, {"limit": 3},
+                {"sql": "select 1", "limit": 10**30}, {"sql": "select 1", "timeout": "soon"}, ["select 1"],
+                {"sql": "select '\ud800'"},
                 {"sql": "select 1", "timeout": -1}):
         with up.api() as api:
-            answer = api.post("/api/query", json=bad)
-        assert answer.status_code == 400 and answer.json()["error"], (bad, answer.text)
+            answer = api.post("/api/query", content=json.dumps(bad).encode(),
+                              headers={"content-type": "application/json"})
+        assert answer.status_code in (400, 422) and answer.json()["error"], (bad, answer.text)
 
 
 def test_a_long_query_is_stopped_by_the_timeout(up: Running) -> None:
@@ -176,10 +184,16 @@ def test_a_long_query_is_stopped_by_the_timeout(up: Running) -> None:
 
 
 def test_hostile_queries_are_refused_through_the_cli_with_a_server(project_dir: Path) -> None:
+    (project_dir / "seeds" / "plans.csv").write_text("plan,price\npro,49\nteam,99\n")
     up = start(project_dir)
     try:
         for sql, expected in HOSTILE[:6] + HOSTILE[16:21] + HOSTILE[40:42]:
             _assert_refused_cli(_cli(project_dir, sql), expected, project_dir)
+        # the server's own file reads (a seed's read_csv, in the same DuckDB instance) still work
+        seeded = run_cli("seed", "--project", str(project_dir), "--json")
+        assert seeded.returncode == 0, seeded.stderr
+        assert [r["name"] for r in json.loads(seeded.stdout)["results"]] == ["plans"]
+        assert _rows(up, "select plan, price from plans order by price") == [["pro", 49], ["team", 99]]
         proc = _cli(project_dir, "select * from range(5)", "--limit", "2", "--json")
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout) == [{"range": 0}, {"range": 1}]
@@ -262,16 +276,19 @@ POSTGRES_HOSTILE = [
     ("with gone as (delete from x returning *) select * from gone", "read-only"),
     ("create table y as select 1", "a query is read-only; CREATE writes"),
     ("do $$ begin perform 1; end $$", "not allowed in a query"),
+    ("select " + "(" * 400 + "1" + ")" * 400, "nested too deeply to be checked"),
+    ("select 1 /* never closed", "cannot parse the query"),
+    ("select '\ud800'", "lone surrogate"),
     ("select * from x for update", "FOR UPDATE"),
 ]
 
 
-def test_postgres_warehouse_queries_are_sandboxed(project_dir: Path, pg_url: str) -> None:
+def test_postgres_warehouse_queries_are_sandboxed(project_dir: Path, pg_database: str) -> None:
     import psycopg
 
-    use_postgres_warehouse(project_dir, pg_url)
-    schema = pg_url.rsplit("schema=", 1)[1]
-    dsn = pg_url.split("?", 1)[0]
+    # a database of its own: the loader's raw.events lives in a fixed schema
+    schema, dsn = "analytics", pg_database
+    use_postgres_warehouse(project_dir, f"{dsn}?schema={schema}")
     with psycopg.connect(dsn, autocommit=True) as con:
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         con.execute(f'CREATE TABLE "{schema}".x AS SELECT generate_series(1, 5) AS n')
@@ -303,11 +320,20 @@ def test_postgres_warehouse_queries_are_sandboxed(project_dir: Path, pg_url: str
             assert con.execute(f'SELECT count(*) FROM "{schema}".x').fetchone() == (5,)
         assert not Path("/tmp/opsloop-sandbox-copy-pg").exists()
         event_id = up.good_event("pg@example.com")
-        wait_for(lambda: _api_query(up, f"select count(*) from raw.events where event_id = '{event_id}'")
-                 == (200, {"columns": ["count"], "rows": [[1]], "truncated": False}),
-                 timeout=30, what="the webhook to land in the Postgres warehouse")
+        landed = f"select count(*) from raw.events where event_id = '{event_id}'"
+        wait_for(lambda: _api_query(up, landed) == (200, {"columns": ["count"], "rows": [[1]], "truncated": False}),
+                 timeout=60, what="the webhook to land in the Postgres warehouse")
     finally:
         up.proc.stop()
+    # without a server the CLI opens the Postgres warehouse itself, with the same sandbox
+    for sql, expected in POSTGRES_HOSTILE[:1] + POSTGRES_HOSTILE[8:9] + POSTGRES_HOSTILE[11:12]:
+        _assert_refused_cli(_cli(project_dir, sql), expected, project_dir)
+    proc = _cli(project_dir, "select pg_sleep(30)", "--timeout", "1")
+    assert proc.returncode == 1 and "ran longer than 1 s" in proc.stderr, proc.stderr
+    proc = _cli(project_dir, f"select nextval('{schema}.s')")
+    assert proc.returncode == 1 and "read-only transaction" in proc.stderr, proc.stderr
+    proc = _cli(project_dir, f'select n from "{schema}".x order by n', "--json", "--limit", "2")
+    assert proc.returncode == 0 and json.loads(proc.stdout) == [{"n": 1}, {"n": 2}], proc.stderr
 
 
 def test_postgres_query_role(pg_url: str) -> None:
@@ -354,3 +380,44 @@ def test_the_docs_say_what_the_sandbox_does(project_dir: Path) -> None:
     project = load_project(project_dir)
     warehouse = open_warehouse(resolve_settings(project).warehouse, project.root)
     assert isinstance(warehouse, PostgresWarehouse) and warehouse.query_role == "opsloop_reader"
+
+
+LOOKUP_FLOW = """\
+on: demo_request.created
+steps:
+  - id: by_param
+    warehouse.query:
+      sql: "select count(*) as n from raw.events where event_id = ?"
+      params: ["{{ event.id }}"]
+  - id: templated
+    warehouse.query:
+      sql: "select count(*) as n from raw.events where endpoint = '{{ event.data.company }}'"
+"""
+
+
+def test_the_warehouse_query_step_is_sandboxed_too(project_dir: Path) -> None:
+    """A workflow's `warehouse.query` renders event data into its SQL: a sender's text must not read .env."""
+    (project_dir / "workflows" / "lookup.yml").write_text(LOOKUP_FLOW)
+    up = start(project_dir)
+    try:
+        with up.api() as api:
+            def runs(status: str) -> list[dict[str, object]]:
+                found = api.get("/api/runs", params={"status": status}).json()["runs"]
+                return [r for r in found if r["workflow"] == "lookup"]
+
+            good = up.hook(json.dumps({"email": "ok@example.com", "name": "Ok", "company": "demo_request"}).encode())
+            assert good.status_code == 202, good.text
+            done = wait_for(lambda: runs("completed"), timeout=30, what="the lookup run to complete")
+            detail = api.get(f"/api/runs/{done[0]['id']}").json()
+            assert "by_param" in json.dumps(detail) and "templated" in json.dumps(detail)
+
+            injected = "x' union all select length(content) from read_text('.env') --"
+            bad = up.hook(json.dumps({"email": "evil@example.com", "name": "Evil", "company": injected}).encode())
+            assert bad.status_code == 202, bad.text
+            failed = wait_for(lambda: runs("failed"), timeout=30, what="the injected lookup to fail")
+            detail = api.get(f"/api/runs/{failed[0]['id']}").json()
+            text = json.dumps(detail)
+            assert "reading host files is not allowed in a query: read_text" in text, text
+            assert not any(secret in text for secret in _secrets(project_dir))
+    finally:
+        up.proc.stop()

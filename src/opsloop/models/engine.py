@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .._halt import Halt
 from ..errors import ConfigError, OpsloopError, Problem
 from ..project import Project
-from ..warehouse import DEFAULT_LIMIT, DEFAULT_TIMEOUT, QueryRefused, QueryResult, Warehouse
+from ..warehouse import DEFAULT_LIMIT, MAX_LIMIT, QueryRefused, QueryResult, Warehouse, query_timeout
 from .compiler import Compiler, Target
 from .project import ModelProject, read_model_project
 from .runner import NodeResult, Runner
@@ -150,29 +150,13 @@ class ModelEngine:
         (``result.truncated`` says when more matched), stopped after ``timeout`` seconds (at most the
         project's ``OPSLOOP_QUERY_TIMEOUT``, default 30 s). Raises ``QueryRefused`` / ``QueryTimeout``
         (``WarehouseError``) with what was refused and why."""
-        if limit is not None and limit < 1:
-            raise QueryRefused(f"limit must be a positive number of rows, not {limit}")
+        if limit is not None and not 1 <= limit <= MAX_LIMIT:
+            raise QueryRefused(f"limit must be between 1 and {MAX_LIMIT} rows, not {limit} (for more, build a model "
+                               "or sync the rows out)")
         most = query_timeout(self.project.env)
         if timeout is not None and timeout <= 0:
             raise QueryRefused(f"timeout must be a positive number of seconds, not {timeout:g}")
         return self.warehouse.sandboxed_query(sql, limit, most if timeout is None else min(timeout, most))
-
-
-def query_timeout(env: Mapping[str, str]) -> float:
-    """Seconds a caller's query may run: ``OPSLOOP_QUERY_TIMEOUT`` (``30s``, ``2m``, a number of seconds)."""
-    from .._durations import parse_duration
-
-    value = env.get("OPSLOOP_QUERY_TIMEOUT")
-    if value is None or not value.strip():
-        return DEFAULT_TIMEOUT
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise ConfigError([Problem("OPSLOOP_QUERY_TIMEOUT", None, str(exc), "e.g. OPSLOOP_QUERY_TIMEOUT=30s")]) from exc
-    if seconds <= 0:
-        raise ConfigError([Problem("OPSLOOP_QUERY_TIMEOUT", None, f"{value!r} is not a positive duration",
-                                   "e.g. OPSLOOP_QUERY_TIMEOUT=30s")])
-    return seconds
 
 
 def load_project_light(root: Path | str) -> Project:

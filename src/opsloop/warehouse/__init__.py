@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, Problem
 from ..project.config import WarehouseConfig
-from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT, QueryRefused, QueryTimeout
+from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT, MAX_LIMIT, QueryRefused, QueryTimeout, query_timeout
 from .base import QueryResult, Warehouse
 
 TYPES = ("duckdb", "postgres", "clickhouse", "snowflake", "bigquery")
@@ -58,5 +58,5 @@ def open_warehouse(config: WarehouseConfig, root: Path, read_only: bool = False)
     )
 
 
-__all__ = ["DEFAULT_LIMIT", "DEFAULT_TIMEOUT", "QueryRefused", "QueryResult", "QueryTimeout", "Warehouse",
-           "open_warehouse"]
+__all__ = ["DEFAULT_LIMIT", "DEFAULT_TIMEOUT", "MAX_LIMIT", "QueryRefused", "QueryResult", "QueryTimeout", "Warehouse",
+           "open_warehouse", "query_timeout"]

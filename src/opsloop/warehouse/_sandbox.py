@@ -29,14 +29,33 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from ..errors import WarehouseError
+from .._durations import parse_duration
+from ..errors import ConfigError, Problem, WarehouseError
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a query may run before it is stopped (``OPSLOOP_QUERY_TIMEOUT``)."""
 DEFAULT_LIMIT = 1000
 """Rows a query returns at most unless the caller asks for another limit."""
+MAX_LIMIT = 1_000_000
+"""The most rows a caller may ask one query for (more belongs in a model, a sync or an export)."""
+
+
+def query_timeout(env: Mapping[str, str]) -> float:
+    """Seconds a caller's query may run: ``OPSLOOP_QUERY_TIMEOUT`` (``30s``, ``2m``, a number of seconds)."""
+    value = env.get("OPSLOOP_QUERY_TIMEOUT")
+    if value is None or not value.strip():
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError([Problem("OPSLOOP_QUERY_TIMEOUT", None, str(exc), "e.g. OPSLOOP_QUERY_TIMEOUT=30s")]) from exc
+    if seconds <= 0:
+        raise ConfigError([Problem("OPSLOOP_QUERY_TIMEOUT", None, f"{value!r} is not a positive duration",
+                                   "e.g. OPSLOOP_QUERY_TIMEOUT=30s")])
+    return seconds
 
 
 class QueryRefused(WarehouseError):
@@ -50,6 +69,8 @@ class QueryTimeout(WarehouseError):
 WHAT_QUERIES_MAY_DO = ("a query may read the warehouse's tables only: one SELECT, WITH, FROM, VALUES, SHOW, "
                        "DESCRIBE or SUMMARIZE statement")
 
+TOO_DEEP = ("the query is nested too deeply to be checked (hundreds of levels of parentheses or subqueries); "
+            "flatten it")
 HOST_FILES = "reading host files is not allowed in a query"
 SETTINGS = "reading or changing the warehouse's settings is not allowed in a query"
 
@@ -138,6 +159,7 @@ def duckdb_checked(cursor: Any, sql: str) -> str:
     but a read of the warehouse's tables (see the module docstring)."""
     import duckdb
 
+    _valid_text(sql)
     try:
         statements = cursor.extract_statements(sql)
     except duckdb.Error as exc:
@@ -154,11 +176,14 @@ def duckdb_checked(cursor: Any, sql: str) -> str:
         text = _duckdb_pragma(text)
     elif kind != "SELECT":
         raise _refuse_statement(kind, text)
-    serialized = cursor.execute("SELECT json_serialize_sql(?)", [text]).fetchone()[0]
-    tree = json.loads(serialized)
+    serialized, database = cursor.execute("SELECT json_serialize_sql(?), current_database()", [text]).fetchone()
+    try:
+        tree = json.loads(serialized)
+    except RecursionError:  # deeper than Python's decoder goes (a chain of ~500 operators): DuckDB decodes it
+        tree = _json_without_recursion(cursor, serialized)
     if tree.get("error"):
         raise QueryRefused(f"cannot check the query: {tree.get('error_message')}; {WHAT_QUERIES_MAY_DO}")
-    catalogs = {"", "system", "temp", str(cursor.execute("SELECT current_database()").fetchone()[0])}
+    catalogs = {"", "system", "temp", str(database)}
     _walk_duckdb(tree, catalogs)
     return text
 
@@ -169,8 +194,10 @@ def _duckdb_pragma(text: str) -> str:
 
     try:
         parsed = sqlglot.parse_one(text, read="duckdb")
-    except sqlglot.errors.ParseError as exc:
+    except sqlglot.errors.SqlglotError as exc:
         raise QueryRefused(f"cannot parse the query: {_first_line(exc)}") from exc
+    except RecursionError as exc:
+        raise QueryRefused(TOO_DEEP) from exc
     target = parsed.this if isinstance(parsed, exp.Pragma) else None
     name, args = "", ""
     if isinstance(target, exp.Func):
@@ -186,19 +213,42 @@ def _duckdb_pragma(text: str) -> str:
     return DUCKDB_PRAGMAS[name].format(args=args)
 
 
-def _walk_duckdb(node: Any, catalogs: set[str]) -> None:
-    if isinstance(node, list):
-        for item in node:
-            _walk_duckdb(item, catalogs)
-        return
-    if not isinstance(node, dict):
-        return
+def _json_without_recursion(cursor: Any, serialized: str) -> Any:
+    """``serialized`` decoded by DuckDB's ``json_tree`` (no recursion limit) and rebuilt in a loop."""
+    rows = cursor.execute("SELECT id, parent, key, type, atom FROM json_tree(?::JSON) ORDER BY id",
+                          [serialized]).fetchall()
+    nodes: dict[int, Any] = {}
+    root: Any = None
+    for node_id, parent, key, kind, atom in rows:
+        value: Any = {} if kind == "OBJECT" else [] if kind == "ARRAY" else json.loads(atom or "null")
+        nodes[node_id] = value
+        if parent is None:
+            root = value
+        elif isinstance(nodes[parent], dict):
+            nodes[parent][key] = value
+        else:
+            nodes[parent].append(value)
+    return root
+
+
+def _walk_duckdb(tree: Any, catalogs: set[str]) -> None:
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            _check_duckdb_node(node, catalogs)
+            stack.extend(v for v in node.values() if isinstance(v, dict | list))
+
+
+def _check_duckdb_node(node: dict[str, Any], catalogs: set[str]) -> None:
     kind, cls = node.get("type"), node.get("class")
     if cls == "FUNCTION":
         name = str(node.get("function_name", "")).lower()
         if name == "current_setting" and _readable_setting(node):
-            pass
-        elif name in DUCKDB_SCALAR_DENIED:
+            return
+        if name in DUCKDB_SCALAR_DENIED:
             readable = ", ".join(sorted(DUCKDB_READABLE_SETTINGS))
             allowed = f" (it may read {readable})" if name == "current_setting" else ""
             raise QueryRefused(f"{DUCKDB_SCALAR_DENIED[name]}: {name}{allowed}")
@@ -215,9 +265,6 @@ def _walk_duckdb(node: Any, catalogs: set[str]) -> None:
         if table and node.get("show_type") == "SHOW_SPECIAL" and table not in DUCKDB_SHOW_SPECIAL:
             raise QueryRefused(f"SHOW {table.strip(chr(34)).upper()} is not allowed in a query: it reads the "
                                "warehouse's settings; SHOW TABLES, SHOW ALL TABLES and DESCRIBE are allowed")
-    for value in node.values():
-        if isinstance(value, dict | list):
-            _walk_duckdb(value, catalogs)
 
 
 def _readable_setting(function: dict[str, Any]) -> bool:
@@ -250,6 +297,14 @@ def _check_table_name(table: str, schema: str, catalog: str, catalogs: set[str])
         raise QueryRefused(f"{HOST_FILES}: {shown!r} is a file name, not a table in the warehouse")
     if catalog and catalog not in catalogs:
         raise QueryRefused(f"a query may read the warehouse's own tables only, not the database {catalog!r}")
+
+
+def _valid_text(sql: str) -> None:
+    try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise QueryRefused(f"the query is not valid text: {sql[exc.start:exc.end]!r} at character {exc.start} is "
+                           "half of a character (a lone surrogate); remove it") from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -295,13 +350,16 @@ def postgres_check(sql: str) -> None:
     import sqlglot
     from sqlglot import exp
 
+    _valid_text(sql)
     if re.search(r"\bU&", sql, flags=re.I):
         raise QueryRefused("Unicode escapes (U&'...' / U&\"...\") are not allowed in a query; write the "
                            "characters themselves")
     try:
         statements = [s for s in sqlglot.parse(sql, read="postgres") if s is not None]
-    except sqlglot.errors.ParseError as exc:
+    except sqlglot.errors.SqlglotError as exc:
         raise QueryRefused(f"cannot parse the query: {_first_line(exc)}") from exc
+    except RecursionError as exc:
+        raise QueryRefused(TOO_DEEP) from exc
     if not statements:
         raise QueryRefused(f"the query is empty; {WHAT_QUERIES_MAY_DO}")
     if len(statements) > 1:
@@ -327,7 +385,8 @@ def postgres_check(sql: str) -> None:
                 raise QueryRefused(f"{_postgres_reason(name)}: {name}")
         if (isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier)
                 and node.name.lower() in POSTGRES_DENIED_RELATIONS):
-            raise QueryRefused(f"{SETTINGS} or its passwords: {node.name.lower()}")
+            raise QueryRefused(f"reading the server's passwords, files or settings is not allowed in a query: "
+                               f"{node.name.lower()}")
     # a name sqlglot read as something else (a quoted identifier called like a function) is still refused
     for word in re.findall(r"[A-Za-z_][A-Za-z0-9_$]*", sql):
         if POSTGRES_DENIED_FUNCTIONS.match(word.lower()) and re.search(rf"{re.escape(word)}\"?\s*\(", sql):
@@ -345,10 +404,13 @@ def generic_check(sql: str, dialect: str) -> None:
     import sqlglot
     from sqlglot import exp
 
+    _valid_text(sql)
     try:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
-    except sqlglot.errors.ParseError as exc:
+    except sqlglot.errors.SqlglotError as exc:
         raise QueryRefused(f"cannot parse the query: {_first_line(exc)}") from exc
+    except RecursionError as exc:
+        raise QueryRefused(TOO_DEEP) from exc
     if len(statements) != 1:
         raise QueryRefused(f"a query is exactly one statement ({WHAT_QUERIES_MAY_DO})")
     stmt = statements[0]

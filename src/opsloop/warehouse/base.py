@@ -66,16 +66,16 @@ class Warehouse(ABC):
     def close(self) -> None: ...
 
     # -- callers' queries (`opsloop query`, /api/query) ------------------------------------------
-    def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT,
-                        timeout: float = DEFAULT_TIMEOUT) -> QueryResult:
+    def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT,
+                        params: Sequence[Any] = ()) -> QueryResult:
         """Run a caller's read-only query: one statement that reads the warehouse's tables and nothing
         else (no host files, network or settings), at most ``limit`` rows (``truncated`` says when more
         matched), stopped after ``timeout`` seconds. Raises ``QueryRefused`` (what was refused and why) or
-        ``QueryTimeout``. See ``warehouse/_sandbox.py`` for what passes."""
+        ``QueryTimeout``. ``params`` fill ``?`` placeholders. See ``warehouse/_sandbox.py`` for what passes."""
         from ._sandbox import generic_check
 
         generic_check(sql, self.dialect)
-        return truncated(self.query(sql), limit)
+        return truncated(self.query(sql, params), limit)
 
     def lock_down(self) -> None:
         """For a process that only runs callers' queries (`opsloop query` without a server): turn off

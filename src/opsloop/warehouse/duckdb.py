@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -76,8 +77,8 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseError(str(exc)) from exc
         return QueryResult(columns, [tuple(r) for r in rows])
 
-    def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT,
-                        timeout: float = DEFAULT_TIMEOUT) -> QueryResult:
+    def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT,
+                        params: Sequence[Any] = ()) -> QueryResult:
         """A caller's query on a cursor of its own: checked by DuckDB's own parser (``_sandbox``), never
         holding the warehouse's lock while it runs (the loader and builds go on), interrupted at
         ``timeout``; only the first ``limit`` + 1 rows are fetched."""
@@ -91,7 +92,8 @@ class DuckDBWarehouse(Warehouse):
 
         def stop() -> None:
             stopped.set()
-            cursor.interrupt()
+            with contextlib.suppress(duckdb.Error):  # the query may have ended (and its cursor closed) just now
+                cursor.interrupt()
 
         timer = threading.Timer(timeout, stop)
         timer.daemon = True
@@ -99,7 +101,7 @@ class DuckDBWarehouse(Warehouse):
             text = duckdb_checked(cursor, sql)
             timer.start()
             try:
-                cur = cursor.execute(text)
+                cur = cursor.execute(text, list(params))
                 columns = [d[0] for d in cur.description] if cur.description else []
                 rows = cur.fetchall() if limit is None else cur.fetchmany(limit + 1)
             except duckdb.Error as exc:

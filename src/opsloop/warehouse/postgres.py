@@ -80,8 +80,8 @@ class PostgresWarehouse(Warehouse):
             rows = cur.fetchall() if cur.description else []
         return QueryResult(columns, [tuple(r) for r in rows])
 
-    def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT,
-                        timeout: float = DEFAULT_TIMEOUT) -> QueryResult:
+    def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT,
+                        params: Sequence[Any] = ()) -> QueryResult:
         """A caller's query: refused by ``_sandbox.postgres_check`` when it is more than one read-only
         statement or calls a file/admin/settings function, then run on a connection of its own in a
         ``READ ONLY`` transaction with ``statement_timeout`` (and ``SET ROLE`` to
@@ -104,7 +104,8 @@ class PostgresWarehouse(Warehouse):
                         if self.query_role:
                             setup.execute(pgsql.SQL("SET LOCAL ROLE {}").format(pgsql.Identifier(self.query_role)))
                     with con.cursor(name="opsloop_query") as cur:
-                        cur.execute(sql.strip().rstrip(";"))
+                        text = sql.strip().rstrip(";")
+                        cur.execute(pyformat(text) if params else text, list(params) if params else None)
                         columns = [d.name for d in cur.description] if cur.description else []
                         rows = cur.fetchall() if limit is None else cur.fetchmany(limit + 1)
             except psycopg.errors.QueryCanceled as exc:

@@ -1,4 +1,9 @@
-"""warehouse.query: run SQL on the project's warehouse; the rows (as dicts) are the step's result."""
+"""warehouse.query: run a read-only query on the project's warehouse; the rows (as dicts) are the step's result.
+
+The query runs in the same sandbox as `opsloop query` (no host files, network or settings; one read-only
+statement; ``OPSLOOP_QUERY_TIMEOUT``), because a step's ``sql`` is a Jinja template and an event's data
+rendered into it is a webhook sender's text: put event values in ``params`` (``?`` placeholders).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from ...errors import TerminalError
+from ...warehouse import QueryRefused, query_timeout
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -24,12 +30,21 @@ class QueryTooLarge(TerminalError):
     """A query returned more rows than the step may store."""
 
 
+class QueryNotAllowed(TerminalError):
+    """The step's query does more than read the warehouse (the sandbox refused it); retrying will not help."""
+
+
 async def query(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     spec = WarehouseQuery.model_validate(params)
-    result = await asyncio.to_thread(ctx.app.warehouse.query, spec.sql, spec.params)
-    if len(result.rows) > spec.max_rows:
+    timeout = query_timeout(ctx.app.project.env)
+    try:
+        result = await asyncio.to_thread(ctx.app.warehouse.sandboxed_query, spec.sql, spec.max_rows, timeout,
+                                         spec.params)
+    except QueryRefused as exc:
+        raise QueryNotAllowed(f"warehouse.query: {exc}") from exc
+    if result.truncated:
         raise QueryTooLarge(
-            f"warehouse.query returned {len(result.rows)} rows, over max_rows={spec.max_rows}; aggregate in SQL, "
+            f"warehouse.query returned more than max_rows={spec.max_rows} rows; aggregate in SQL, "
             "add a LIMIT, or raise max_rows"
         )
     return [{k: _plain(v) for k, v in row.items()} for row in result.as_dicts()]
