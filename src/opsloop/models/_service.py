@@ -182,12 +182,14 @@ class ModelService:
     async def api_query(self, request: Request) -> Response:
         if (denied := self._guard(request)) is not None:
             return denied
+        from sqlglot.errors import SqlglotError
+
         from ..web import openapi
 
         body = await openapi.QUERY.body(request)
         try:
             result = await asyncio.to_thread(self.engine.query, body.sql, body.limit)
-        except OpsloopError as exc:
+        except (OpsloopError, SqlglotError) as exc:  # SQL that does not even tokenize is the caller's mistake
             return self._error(exc)
         return self._json({"columns": result.columns, "rows": [list(r) for r in result.rows]})
 

@@ -96,6 +96,8 @@ async def error_response(request: Request, exc: Exception) -> Response:
                 405: f"{request.method} is not allowed here; see GET /api/openapi.json"}.get(exc.status_code,
                                                                                              str(exc.detail))
         return JSONResponse({"error": text}, status_code=exc.status_code, headers=exc.headers)
+    if exc.status_code in (204, 304):  # as Starlette's own handler: no body
+        return Response(status_code=exc.status_code, headers=exc.headers)
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 

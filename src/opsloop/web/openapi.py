@@ -217,6 +217,7 @@ class ReplayManyBody(Body):
     status: Annotated[str, Choice(ALL_STATUSES)] | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
+    limit: int = Field(1000, ge=1, le=10_000, description="replay at most this many (the newest that match)")
 
 
 _EVENT_ID = {"event_id": _named("event", "the event's id")}
@@ -247,6 +248,7 @@ class RunsReplayBody(Body):
     status: Annotated[str, Choice(RUN_STATUSES)] | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
+    limit: int = Field(1000, ge=1, le=10_000, description="rerun at most this many")
 
 
 class RerunBody(Body):
@@ -284,8 +286,9 @@ class BuildBody(Body):
 
 
 class QueryBody(Body):
-    sql: str = Field(description="one read-only SELECT")
-    limit: int = Field(1000, ge=0, le=1_000_000, description="at most this many rows")
+    sql: str = Field(min_length=1, description="one read-only statement")
+    limit: int = Field(1000, ge=1, le=1_000_000, description="at most this many rows")
+    timeout: float | None = Field(None, gt=0, description="stop after this many seconds")
 
 
 _MODEL_NAME = {"name": _named("model", "the model's (or data test's) name")}
