@@ -279,14 +279,16 @@ RESUME = Endpoint("POST", "/api/workflows/{workflow}/resume", "Resume a paused w
 
 
 class BuildBody(Body):
-    select: list[str] | None = Field(None, description="dbt-style selectors (+orders, tag:daily); all when absent")
+    select: list[str] | None = Field(None, description="dbt-style selectors (+orders, tag:daily); all when absent",
+                                     examples=[["+customers"], ["tag:daily"]])
     exclude: list[str] | None = None
     full_refresh: bool = False
     kinds: list[Annotated[str, Choice(("model", "seed", "test"))]] | None = None
 
 
 class QueryBody(Body):
-    sql: str = Field(min_length=1, description="one read-only statement")
+    sql: str = Field(min_length=1, description="one read-only statement",
+                     examples=["select 42 as answer", "select * from customers order by 1"])
     limit: int = Field(1000, ge=1, le=1_000_000, description="at most this many rows")
     timeout: float | None = Field(None, gt=0, description="stop after this many seconds")
 
@@ -379,7 +381,8 @@ DASHBOARD = Endpoint("GET", "/api/dashboards/{name}", "A dashboard and its tiles
                      _obj({"name": _STR, "title": _STR, "tiles": _arr(_obj({"id": _INT, "type": _STR}))}),
                      path_params=_BOARD, errors=(404,), tag="dashboards")
 TILE = Endpoint("GET", "/api/dashboards/{name}/tiles/{index:int}", "One tile's data", TileQuery, Empty, _OBJ,
-                path_params={**_BOARD, "index": {"type": "integer", "minimum": 0, "description": "the tile's index"}},
+                path_params={**_BOARD, "index": {"type": "integer", "minimum": 0, "description": "the tile's index",
+                                              "examples": [0, 1]}},
                 errors=(404,), tag="dashboards")
 BOARD_EVENTS = Endpoint("GET", "/api/dashboards/{name}/events", "Server push: `event: refresh` when tiles change",
                         Empty, Empty, _STR, path_params=_BOARD, errors=(404,), media_type="text/event-stream",
