@@ -188,6 +188,8 @@ class Endpoint(Generic[Q, B]):
     errors: tuple[int, ...] = ()
     """Answers beyond 400/401/403/422, which follow from the declaration."""
     media_type: str = "application/json"
+    example: dict[str, Any] | None = None
+    """A body that works, shown in the document (and sent first by a fuzzer)."""
     description: str = ""
     tag: str = "api"
 

@@ -108,7 +108,10 @@ def _operation(endpoint: Endpoint[Any, Any], schemas: dict[str, Any],
     if endpoint.has_body:
         body = endpoint.body_model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(body.pop("$defs", {}))
-        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}},
+        content: dict[str, Any] = {"schema": body}
+        if endpoint.example is not None:
+            content["example"] = endpoint.example
+        op["requestBody"] = {"required": False, "content": {"application/json": content},
                              "description": "A JSON object; an empty body means every field's default."}
     return op
 
@@ -279,16 +282,14 @@ RESUME = Endpoint("POST", "/api/workflows/{workflow}/resume", "Resume a paused w
 
 
 class BuildBody(Body):
-    select: list[str] | None = Field(None, description="dbt-style selectors (+orders, tag:daily); all when absent",
-                                     examples=[["+customers"], ["tag:daily"]])
+    select: list[str] | None = Field(None, description="dbt-style selectors (+orders, tag:daily); all when absent")
     exclude: list[str] | None = None
     full_refresh: bool = False
     kinds: list[Annotated[str, Choice(("model", "seed", "test"))]] | None = None
 
 
 class QueryBody(Body):
-    sql: str = Field(min_length=1, description="one read-only statement",
-                     examples=["select 42 as answer", "select * from customers order by 1"])
+    sql: str = Field(min_length=1, description="one read-only statement")
     limit: int = Field(1000, ge=1, le=1_000_000, description="at most this many rows")
     timeout: float | None = Field(None, gt=0, description="stop after this many seconds")
 
@@ -297,11 +298,13 @@ _MODEL_NAME = {"name": _named("model", "the model's (or data test's) name")}
 MODELS = Endpoint("GET", "/api/models", "The project's models", Empty, Empty,
                   _arr(_obj({"name": _STR, "materialized": _STR, "relation": _STR})), tag="models")
 BUILD = Endpoint("POST", "/api/models/build", "Build models, seeds and tests", Empty, BuildBody,
-                 _obj({"results": _arr(_obj({"name": _STR, "status": _STR})), "ok": _BOOL}), tag="models")
+                 _obj({"results": _arr(_obj({"name": _STR, "status": _STR})), "ok": _BOOL}), tag="models",
+                 example={"select": ["+customers"], "full_refresh": False})
 COMPILED = Endpoint("GET", "/api/models/{name}/compiled", "The SQL a model runs", Empty, Empty,
                     _obj({"model": _STR, "sql": _STR}), path_params=_MODEL_NAME, errors=(404,), tag="models")
 QUERY = Endpoint("POST", "/api/query", "Run a read-only query on the warehouse", Empty, QueryBody,
-                 _obj({"columns": _arr(_STR), "rows": _arr(_arr(_ANY))}), tag="models")
+                 _obj({"columns": _arr(_STR), "rows": _arr(_arr(_ANY))}), tag="models",
+                 example={"sql": "select 42 as answer", "limit": 10})
 
 
 class PullQuery(Query):
