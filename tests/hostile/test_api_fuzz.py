@@ -11,7 +11,8 @@ from ..conftest import ServerThread, make_app
 from ._fuzz import SKIPPED, example_project, fuzz, prepare
 
 EXAMPLES = 15
-"""Cases per operation, half schema-valid, half schema-breaking; about 450 requests, 30-40 s here."""
+"""At most this many cases per operation, schema-valid and schema-breaking (a route without parameters
+has only a few distinct ones): about 340 requests, 31 s on this 2-core machine (105 s at load 15)."""
 
 
 @pytest.mark.slow
@@ -27,6 +28,6 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(tmp_pat
     assert report.failures == []
     # it reached every operation, and got past validation to real work
     assert report.operations == len(report.by_operation) >= 29
-    assert report.requests >= report.operations * EXAMPLES
+    assert report.requests >= report.operations * 10
     assert sum(n for code, n in report.statuses.items() if 200 <= code < 300) >= report.operations
     assert set(SKIPPED) == {"GET /api/dashboards/{name}/events"}

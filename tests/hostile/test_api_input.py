@@ -116,3 +116,9 @@ def test_names_that_do_not_exist_are_404_and_real_ones_work(example_server: tupl
         assert run.status_code == 422 and run.json()["parameter"] == "dry_run", run.text
         event_ids = send_app_events(root, server.url, 1)
         assert api.get(f"/api/events/{event_ids[0]}").json()["id"] == event_ids[0]
+        # the one route the fuzz leaves out (it never ends): a real board's stream opens with its hello
+        with api.stream("GET", "/api/dashboards/overview/events", timeout=15) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            first = next(stream.iter_text())
+        assert "event: hello" in first

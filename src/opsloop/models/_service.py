@@ -237,12 +237,14 @@ class ModelService:
         return self._json({"results": data, "ok": not any(r["status"] in ("error", "fail") for r in data)})
 
     async def api_query(self, request: Request) -> Response:
+        from sqlglot.errors import SqlglotError
+
         from ..web import openapi
 
         body = await openapi.QUERY.body(request)
         try:
             result = await asyncio.to_thread(self.engine.query, body.sql, body.limit, body.timeout)
-        except OpsloopError as exc:
+        except (OpsloopError, SqlglotError) as exc:  # SQL that does not even tokenize is the caller's mistake
             return self._error(exc)
         return self._json({"columns": result.columns, "rows": [list(r) for r in result.rows],
                            "truncated": result.truncated})

@@ -96,6 +96,8 @@ async def error_response(request: Request, exc: Exception) -> Response:
                 405: f"{request.method} is not allowed here; see GET /api/openapi.json"}.get(exc.status_code,
                                                                                              str(exc.detail))
         return JSONResponse({"error": text}, status_code=exc.status_code, headers=exc.headers)
+    if exc.status_code in (204, 304):  # as Starlette's own handler: no body
+        return Response(status_code=exc.status_code, headers=exc.headers)
     return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 
@@ -186,6 +188,8 @@ class Endpoint(Generic[Q, B]):
     errors: tuple[int, ...] = ()
     """Answers beyond 400/401/403/422, which follow from the declaration."""
     media_type: str = "application/json"
+    example: dict[str, Any] | None = None
+    """A body that works, shown in the document (and sent first by a fuzzer)."""
     description: str = ""
     tag: str = "api"
 

@@ -108,7 +108,10 @@ def _operation(endpoint: Endpoint[Any, Any], schemas: dict[str, Any],
     if endpoint.has_body:
         body = endpoint.body_model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(body.pop("$defs", {}))
-        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}},
+        content: dict[str, Any] = {"schema": body}
+        if endpoint.example is not None:
+            content["example"] = endpoint.example
+        op["requestBody"] = {"required": False, "content": {"application/json": content},
                              "description": "A JSON object; an empty body means every field's default."}
     return op
 
@@ -217,6 +220,7 @@ class ReplayManyBody(Body):
     status: Annotated[str, Choice(ALL_STATUSES)] | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
+    limit: int = Field(1000, ge=1, le=10_000, description="replay at most this many (the newest that match)")
 
 
 _EVENT_ID = {"event_id": _named("event", "the event's id")}
@@ -247,6 +251,7 @@ class RunsReplayBody(Body):
     status: Annotated[str, Choice(RUN_STATUSES)] | None = None
     since: Timestamp | None = None
     until: Timestamp | None = None
+    limit: int = Field(1000, ge=1, le=10_000, description="rerun at most this many")
 
 
 class RerunBody(Body):
@@ -284,20 +289,22 @@ class BuildBody(Body):
 
 
 class QueryBody(Body):
-    sql: str = Field(description="one read-only SELECT")
+    sql: str = Field(min_length=1, description="one read-only statement")
     limit: int = Field(1000, ge=1, le=1_000_000, description="at most this many rows")
-    timeout: float | None = Field(None, gt=0, description="stop after this many seconds (default: the server's)")
+    timeout: float | None = Field(None, gt=0, description="stop after this many seconds")
 
 
 _MODEL_NAME = {"name": _named("model", "the model's (or data test's) name")}
 MODELS = Endpoint("GET", "/api/models", "The project's models", Empty, Empty,
                   _arr(_obj({"name": _STR, "materialized": _STR, "relation": _STR})), tag="models")
 BUILD = Endpoint("POST", "/api/models/build", "Build models, seeds and tests", Empty, BuildBody,
-                 _obj({"results": _arr(_obj({"name": _STR, "status": _STR})), "ok": _BOOL}), tag="models")
+                 _obj({"results": _arr(_obj({"name": _STR, "status": _STR})), "ok": _BOOL}), tag="models",
+                 example={"select": ["+customers"], "full_refresh": False})
 COMPILED = Endpoint("GET", "/api/models/{name}/compiled", "The SQL a model runs", Empty, Empty,
                     _obj({"model": _STR, "sql": _STR}), path_params=_MODEL_NAME, errors=(404,), tag="models")
 QUERY = Endpoint("POST", "/api/query", "Run a read-only query on the warehouse", Empty, QueryBody,
-                 _obj({"columns": _arr(_STR), "rows": _arr(_arr(_ANY))}), tag="models")
+                 _obj({"columns": _arr(_STR), "rows": _arr(_arr(_ANY))}), tag="models",
+                 example={"sql": "select 42 as answer", "limit": 10})
 
 
 class PullQuery(Query):
@@ -377,7 +384,8 @@ DASHBOARD = Endpoint("GET", "/api/dashboards/{name}", "A dashboard and its tiles
                      _obj({"name": _STR, "title": _STR, "tiles": _arr(_obj({"id": _INT, "type": _STR}))}),
                      path_params=_BOARD, errors=(404,), tag="dashboards")
 TILE = Endpoint("GET", "/api/dashboards/{name}/tiles/{index:int}", "One tile's data", TileQuery, Empty, _OBJ,
-                path_params={**_BOARD, "index": {"type": "integer", "minimum": 0, "description": "the tile's index"}},
+                path_params={**_BOARD, "index": {"type": "integer", "minimum": 0, "description": "the tile's index",
+                                              "examples": [0, 1]}},
                 errors=(404,), tag="dashboards")
 BOARD_EVENTS = Endpoint("GET", "/api/dashboards/{name}/events", "Server push: `event: refresh` when tiles change",
                         Empty, Empty, _STR, path_params=_BOARD, errors=(404,), media_type="text/event-stream",

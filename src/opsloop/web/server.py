@@ -120,7 +120,8 @@ class Web:
 
     async def api_replay_many(self, request: Request) -> Response:
         spec = await openapi.REPLAY_EVENTS.body(request)
-        results = await asyncio.to_thread(self.app.replay_many, spec.endpoint, spec.since, spec.status, spec.until)
+        results = await asyncio.to_thread(self.app.replay_many, spec.endpoint, spec.since, spec.status, spec.until,
+                                          spec.limit)
         return JSONResponse(
             {"results": [{"original": o, "id": n, "error": e} for o, n, e in results]}, status_code=202
         )

@@ -69,7 +69,7 @@ def routes(app: Any) -> list[Route]:
         spec = await openapi.REPLAY_RUNS.body(request)
         try:
             pairs = await asyncio.to_thread(runs.replay_runs, app.store, spec.workflow, spec.status, spec.since,
-                                            spec.until)
+                                            spec.until, spec.limit)
         except runs.RunError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         kick()
