@@ -332,3 +332,51 @@ def test_sigterm_during_sync(project_dir: Path) -> None:
         assert set(receiver.applied.values()) == {1}, "a row was applied twice"
     finally:
         hooks.close()
+
+
+class HangingItems(ItemsApi):
+    """The REST fake, whose first request hangs until the test releases it (a vendor that stops answering)."""
+
+    def __init__(self) -> None:
+        super().__init__(n=20, page_size=10)
+        self.hanging = threading.Event()
+        self.release = threading.Event()
+
+    def list_items(self, req: Any) -> Reply:
+        if not self.hanging.is_set():
+            self.hanging.set()
+            self.release.wait(60)
+        return super().list_items(req)
+
+
+def test_sigterm_with_a_request_that_hangs(project_dir: Path) -> None:
+    """No safe point is reached (the pull waits on a request with a 60 s timeout): the process still exits
+    within the bound, says why, and the next start pulls the source again."""
+    api = HangingItems()
+    try:
+        (project_dir / "sources" / "shop.yml").write_text(
+            "schedule: '0 0 1 1 *'\n" + REST_YML.format(url=api.url, extra=""))
+        with (project_dir / ".env").open("a") as env:
+            env.write("ITEMS_TOKEN=tok_good\n")
+        server = Server(project_dir)
+        try:
+            assert api.hanging.wait(30), server.log()
+            code, took = server.sigterm()
+        finally:
+            server.kill()
+            api.release.set()
+        print(f"SIGTERM during a request that hangs: exited {code} in {took:.1f} s")
+        assert took < STOP_BOUND, server.log()
+        assert code == 1 and "did not stop within 18 s" in server.log(), server.log()
+
+        again = Server(project_dir)
+        try:
+            wait_for(lambda: again.saw("pulling shop again"), 30, what="the cut-off pull to run again at start")
+            wait_for(lambda: not (project_dir / "state" / "owed.json").exists(), 30, what="the pull to complete")
+            assert again.sigterm()[0] == 0
+        finally:
+            again.kill()
+        with warehouse(project_dir) as con:
+            assert count(con, "shop.items") == 20
+    finally:
+        api.close()
