@@ -380,3 +380,28 @@ def test_sigterm_with_a_request_that_hangs(project_dir: Path) -> None:
             assert count(con, "shop.items") == 20
     finally:
         api.close()
+
+
+def test_sigterm_right_after_an_event_refreshes_models_at_the_next_start(project_dir: Path) -> None:
+    """The event lands in raw.events as the stop begins, before its debounced model refresh runs: that refresh
+    is owed, and the next start builds it without waiting for another event."""
+    demo_requests_model(project_dir, slow=False)
+    running = start(project_dir)
+    server = Server(running)
+    try:
+        running.good_event("ada@example.com")
+        code, took = server.sigterm()
+    finally:
+        server.kill()
+    assert code == 0 and took < STOP_BOUND, server.log()
+    again = Server(start(project_dir))
+    try:
+        wait_for(lambda: not (project_dir / "state" / "owed.json").exists() and (
+            again.saw("refreshing what reads") or again.saw("redoing the model build")
+            or again.saw("loading seeds")), 60, what="the owed refresh at start")
+        code, _ = again.sigterm()
+    finally:
+        again.kill()
+    assert code == 0
+    with warehouse(project_dir) as con:
+        assert con.execute("SELECT requests FROM main.demo_requests").fetchone() == (1,), again.log()
