@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 import httpx
+import pytest
 
 from ..conftest import free_port, wait_for
 from ..sources._fake import Reply
@@ -32,8 +33,8 @@ FOREVER = 50_000_000_000
 class Server:
     """`opsloop up` as a subprocess whose log lines the test can wait for."""
 
-    def __init__(self, target: Path | Running) -> None:
-        self.up = target.proc if isinstance(target, Running) else UpProcess(target, free_port())
+    def __init__(self, target: Path | Running, *extra: str) -> None:
+        self.up = target.proc if isinstance(target, Running) else UpProcess(target, free_port(), *extra)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -125,11 +126,12 @@ def slow_people(root: Path, slow: bool) -> None:
         con.execute(f"CREATE OR REPLACE VIEW src.people AS SELECT * FROM ({PEOPLE}){where}")
 
 
-def test_sigterm_during_identity_build(project_dir: Path) -> None:
+@pytest.mark.parametrize("receivers", [(), ("--receivers", "1")], ids=["main", "receiver"])
+def test_sigterm_during_identity_build(project_dir: Path, receivers: tuple[str, ...]) -> None:
     one_thread(project_dir)
     (project_dir / "identity.yml").write_text(IDENTITY_YML)
     slow_people(project_dir, slow=True)
-    server = Server(project_dir)
+    server = Server(project_dir, *receivers)
     try:
         wait_for(lambda: server.saw("identity build started"), 30, what="the scheduled identity build to start")
         server.busy_for(1.0)  # inside its long statement
