@@ -5,7 +5,9 @@ cannot cancel. At a stop the server trips the app's ``Halt``: each job checks it
 (``halt.check()``), and a DuckDB statement still running is aborted with the connection's ``interrupt()``
 (the job registers its connection with ``halt.watching(con)``). The job raises ``Interrupted``; its
 transaction rolls back, so nothing half-done stays, and the job records that it is owed
-(``halt.owe(job)``) so that the next start redoes it (``halt.owed()``, then ``halt.settle(job)``).
+(``halt.owe(job)``) so that the next start redoes it (``halt.owed()``, then ``halt.settle(job)``). Pulls
+and syncs are owed from their start, so one cut off without reaching a safe point (a crash, a request
+that hangs past the hard stop) runs again too. The owed jobs live in ``state/owed.json``.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ import logging
 import os
 import signal
 import socket
+import sys
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
@@ -22,14 +24,38 @@ def server_file(root: Path) -> Path:
     return root / "state" / "server.json"
 
 
+HARD_STOP = 18.0
+"""Seconds after SIGTERM/SIGINT by which the process has exited, whatever still runs: inside systemd's
+TimeoutStopSec (20 s, docs/deploy.md), so a stop is never a SIGKILL. A clean stop takes well under a second:
+open responses get ``GRACEFUL`` s, long jobs stop at their next safe point (``App.halt``)."""
+
+GRACEFUL = 5
+"""Seconds uvicorn waits for open responses after a stop begins (server push ends at once on ``App.stopping``)."""
+
+
+def _overdue() -> None:
+    """The stop took longer than ``HARD_STOP``: exit now (what was committed stays; what was in flight is
+    redone at the next start, as after a crash)."""
+    sys.stderr.write(f"opsloop did not stop within {HARD_STOP:.0f} s; exiting now (work in flight is redone at "
+                     "the next start)\n")
+    sys.stderr.flush()
+    os._exit(1)
+
+
 def uvicorn_server(config: Any, app: App, before_shutdown: Callable[[], Awaitable[None]] | None = None) -> Any:
     """A uvicorn server that tells ``app`` when a stop begins, before uvicorn waits for open responses;
     ``before_shutdown`` is awaited while it still serves (the receiver processes drain then)."""
     import uvicorn
 
     class Server(uvicorn.Server):
+        watchdog: threading.Timer | None = None
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             app.begin_shutdown()
+            if self.watchdog is None:
+                self.watchdog = threading.Timer(HARD_STOP, _overdue)
+                self.watchdog.daemon = True
+                self.watchdog.start()
             super().handle_exit(sig, frame)
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -105,7 +131,7 @@ def serve(
         port=app.settings.port,
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=GRACEFUL,
         lifespan="on",
         backlog=4096,
         proxy_headers=False,  # X-Forwarded-For is believed only from our receivers (web.auth.client_address)

@@ -181,7 +181,8 @@ class App:
 
     STOP_WAIT = 5.0
     """Seconds ``stop()`` waits for long jobs to reach a safe point (they usually take milliseconds); with
-    uvicorn's 10 s for open responses this keeps a stop within systemd's TimeoutStopSec (20 s)."""
+    the 5 s for open responses this keeps a stop within systemd's TimeoutStopSec (20 s); ``_server.HARD_STOP``
+    ends a stop that still runs at 18 s."""
 
     def begin_shutdown(self) -> None:
         """Announce the stop (safe from a signal handler or another thread); long jobs stop at a safe point."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 import httpx
+import pytest
 
 from ..conftest import free_port, wait_for
 from ..sources._fake import Reply
@@ -32,8 +33,8 @@ FOREVER = 50_000_000_000
 class Server:
     """`opsloop up` as a subprocess whose log lines the test can wait for."""
 
-    def __init__(self, target: Path | Running) -> None:
-        self.up = target.proc if isinstance(target, Running) else UpProcess(target, free_port())
+    def __init__(self, target: Path | Running, *extra: str) -> None:
+        self.up = target.proc if isinstance(target, Running) else UpProcess(target, free_port(), *extra)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -125,11 +126,12 @@ def slow_people(root: Path, slow: bool) -> None:
         con.execute(f"CREATE OR REPLACE VIEW src.people AS SELECT * FROM ({PEOPLE}){where}")
 
 
-def test_sigterm_during_identity_build(project_dir: Path) -> None:
+@pytest.mark.parametrize("receivers", [(), ("--receivers", "1")], ids=["main", "receiver"])
+def test_sigterm_during_identity_build(project_dir: Path, receivers: tuple[str, ...]) -> None:
     one_thread(project_dir)
     (project_dir / "identity.yml").write_text(IDENTITY_YML)
     slow_people(project_dir, slow=True)
-    server = Server(project_dir)
+    server = Server(project_dir, *receivers)
     try:
         wait_for(lambda: server.saw("identity build started"), 30, what="the scheduled identity build to start")
         server.busy_for(1.0)  # inside its long statement
@@ -332,3 +334,76 @@ def test_sigterm_during_sync(project_dir: Path) -> None:
         assert set(receiver.applied.values()) == {1}, "a row was applied twice"
     finally:
         hooks.close()
+
+
+class HangingItems(ItemsApi):
+    """The REST fake, whose first request hangs until the test releases it (a vendor that stops answering)."""
+
+    def __init__(self) -> None:
+        super().__init__(n=20, page_size=10)
+        self.hanging = threading.Event()
+        self.release = threading.Event()
+
+    def list_items(self, req: Any) -> Reply:
+        if not self.hanging.is_set():
+            self.hanging.set()
+            self.release.wait(60)
+        return super().list_items(req)
+
+
+def test_sigterm_with_a_request_that_hangs(project_dir: Path) -> None:
+    """No safe point is reached (the pull waits on a request with a 60 s timeout): the process still exits
+    within the bound, says why, and the next start pulls the source again."""
+    api = HangingItems()
+    try:
+        (project_dir / "sources" / "shop.yml").write_text(
+            "schedule: '0 0 1 1 *'\n" + REST_YML.format(url=api.url, extra=""))
+        with (project_dir / ".env").open("a") as env:
+            env.write("ITEMS_TOKEN=tok_good\n")
+        server = Server(project_dir)
+        try:
+            assert api.hanging.wait(30), server.log()
+            code, took = server.sigterm()
+        finally:
+            server.kill()
+            api.release.set()
+        print(f"SIGTERM during a request that hangs: exited {code} in {took:.1f} s")
+        assert took < STOP_BOUND, server.log()
+        assert code == 1 and "did not stop within 18 s" in server.log(), server.log()
+
+        again = Server(project_dir)
+        try:
+            wait_for(lambda: again.saw("pulling shop again"), 30, what="the cut-off pull to run again at start")
+            wait_for(lambda: not (project_dir / "state" / "owed.json").exists(), 30, what="the pull to complete")
+            assert again.sigterm()[0] == 0
+        finally:
+            again.kill()
+        with warehouse(project_dir) as con:
+            assert count(con, "shop.items") == 20
+    finally:
+        api.close()
+
+
+def test_sigterm_right_after_an_event_refreshes_models_at_the_next_start(project_dir: Path) -> None:
+    """The event lands in raw.events as the stop begins, before its debounced model refresh runs: that refresh
+    is owed, and the next start builds it without waiting for another event."""
+    demo_requests_model(project_dir, slow=False)
+    running = start(project_dir)
+    server = Server(running)
+    try:
+        running.good_event("ada@example.com")
+        code, took = server.sigterm()
+    finally:
+        server.kill()
+    assert code == 0 and took < STOP_BOUND, server.log()
+    again = Server(start(project_dir))
+    try:
+        wait_for(lambda: not (project_dir / "state" / "owed.json").exists() and (
+            again.saw("refreshing what reads") or again.saw("redoing the model build")
+            or again.saw("loading seeds")), 60, what="the owed refresh at start")
+        code, _ = again.sigterm()
+    finally:
+        again.kill()
+    assert code == 0
+    with warehouse(project_dir) as con:
+        assert con.execute("SELECT requests FROM main.demo_requests").fetchone() == (1,), again.log()

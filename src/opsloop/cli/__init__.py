@@ -46,3 +46,13 @@ def main() -> None:
     except OpsloopError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(1)
+    except OSError as exc:
+        # a path the user gave (a missing folder, a file where a folder belongs, no permission)
+        where = f" ({exc.filename})" if exc.filename else ""
+        sys.stderr.write(f"error: {exc.strerror or exc}{where}; check the path and its permissions, then run the "
+                         "command again\n")
+        sys.exit(1)
+    except (ValueError, OverflowError) as exc:
+        # a value the user gave that a library refused (a date out of range, malformed JSON ...)
+        sys.stderr.write(f"error: {exc}; check the values given to the command (see `opsloop COMMAND --help`)\n")
+        sys.exit(1)

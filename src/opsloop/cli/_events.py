@@ -17,11 +17,26 @@ def _read_payload(value: str) -> bytes:
     if value.startswith("@"):
         path = Path(value[1:])
         if not path.is_file():
-            fail(f"payload file {path} not found")
-        return path.read_bytes()
+            fail(f"payload file {path} not found (give JSON text, @file.json with the path of a file, or - for stdin)")
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            fail(f"cannot read the payload file {path}: {exc.strerror}")
     if value == "-":
         return sys.stdin.buffer.read()
     return value.encode()
+
+
+def _payload_json(value: str, option: str = "--payload") -> object:
+    """The parsed JSON of a payload argument (text, @file or -), or a message saying where it is wrong."""
+    raw = _read_payload(value)
+    where = f"the file {value[1:]}" if value.startswith("@") else ("stdin" if value == "-" else option)
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        fail(f"{where} is not UTF-8 text; {option} takes a JSON document")
+    except ValueError as exc:
+        fail(f"{where} is not valid JSON ({exc}); fix it and run the command again")
 
 
 def register(app: typer.Typer) -> None:
@@ -86,7 +101,7 @@ def register(app: typer.Typer) -> None:
                                                         "failed, replayed")] = None,
         endpoint: Annotated[str | None, typer.Option(help="Only this endpoint.")] = None,
         since: Annotated[str | None, typer.Option(help="A duration (15m, 2d) or an ISO time.")] = None,
-        limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+        limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
         json_out: JsonOpt = False,
     ) -> None:
         """List recent events with their status."""
@@ -161,10 +176,14 @@ def register(app: typer.Typer) -> None:
 
         if event_id is None and not (endpoint or since or status):
             fail("give an event id, or a range with --endpoint / --since / --status")
+        from ..state import ALL_STATUSES
+
+        if status is not None and status not in ALL_STATUSES:
+            fail(f"unknown status {status!r}; use one of: {', '.join(ALL_STATUSES)}")
         app_ = load_app(project)
         try:
             if event_id is not None:
-                data = json.loads(_read_payload(payload)) if payload else None
+                data = _payload_json(payload) if payload else None
                 try:
                     new = app_.replay(event_id, data)
                 except ReplayError as exc:

@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
     @identity_app.command("conflicts")
     def conflicts(
         project: ProjectOpt = Path("."),
-        limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+        limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
         json_out: JsonOpt = False,
     ) -> None:
         """Identifier values that were not used to merge people (limits, shared values, unlinks)."""
@@ -162,7 +162,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         name: Annotated[str, typer.Argument(help="Segment name (segments/<name>.yml).")],
         project: ProjectOpt = Path("."),
-        limit: Annotated[int, typer.Option(help="Show at most this many members.")] = 20,
+        limit: Annotated[int, typer.Option(min=1, help="Show at most this many members.")] = 20,
         json_out: JsonOpt = False,
     ) -> None:
         """Show who is in a segment now and who would enter or exit, without recording anything."""

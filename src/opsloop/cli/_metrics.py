@@ -56,7 +56,12 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
             return
         try:
-            query = MetricQuery.from_params(name, grain, since, until, by or [], where or [], percentile)
+            try:
+                query = MetricQuery.from_params(name, grain, since, until, by or [], where or [], percentile)
+            except OverflowError:
+                given = " and ".join(f"{o} {v!r}" for o, v in (("--since", since), ("--until", until)) if v)
+                fail(f"{given or 'the time range'} reaches past the calendar (before year 1 or after 9999); use a "
+                     "shorter duration (90d) or a date (2026-01-01)")
             result = loaded.services["metrics"].query(query)
             data = result.as_dict()
             data["sql"] = result.sql

@@ -20,7 +20,7 @@ SelectOpt = Annotated[list[str] | None, typer.Option("--select", "-s", help="Nod
                                                                               "path:models/dir (repeatable).")]
 ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="Leave these out (same syntax).")]
 FullRefreshOpt = Annotated[bool, typer.Option("--full-refresh", help="Rebuild incremental models from scratch.")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Models run in parallel (default 4).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="Models run in parallel (default 4).")]
 
 
 def _project_root(project: Path) -> Path:

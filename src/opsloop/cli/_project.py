@@ -72,11 +72,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def up(
         project: ProjectOpt = Path("."),
-        port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+        port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port to listen on.")] = None,
         host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
         role: Annotated[str, typer.Option(help="all (default); receiver, worker, scheduler past one machine.")] = "all",
         receivers: Annotated[
-            int | None, typer.Option(help="Extra processes that take webhooks (server.receiver_processes).")
+            int | None, typer.Option(min=0, help="Extra processes that take webhooks (server.receiver_processes).")
         ] = None,
     ) -> None:
         """Serve webhooks, the API and pages, and run the background work."""
@@ -91,10 +91,10 @@ def register_demo(app: typer.Typer) -> None:
         directory: Annotated[Path, typer.Argument(help="Where to write (or reuse) the example project.")] = Path(
             "opsloop-demo"
         ),
-        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8620,
+        port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8620,
         host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-        duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-        rate: Annotated[float, typer.Option(help="Generated demo requests per second.")] = 0.5,
+        duration: Annotated[float | None, typer.Option(min=0, help="Stop after this many seconds.")] = None,
+        rate: Annotated[float, typer.Option(min=0.001, help="Generated demo requests per second.")] = 0.5,
     ) -> None:
         """Run the example company with no accounts: sample traffic, live pages, sandbox destinations."""
         from ..demo import run_demo

@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         status: Annotated[str | None, typer.Option(help="queued, running, sleeping, waiting, completed, failed, "
                                                         "cancelled")] = None,
         since: Annotated[str | None, typer.Option(help="A duration (15m, 2d) or an ISO time.")] = None,
-        limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+        limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
         json_out: JsonOpt = False,
     ) -> None:
         """List recent workflow runs."""

@@ -145,8 +145,15 @@ class ModelService:
         if not isinstance(owed, list):
             return
         for build in owed:
-            log.info("redoing the model build that the last stop interrupted (select %s)", build.get("select"))
             try:
+                if "relations" in build:  # a reactive refresh that was still waiting
+                    select = await asyncio.to_thread(self.engine.downstream_of_relations, set(build["relations"]))
+                    log.info("refreshing what reads %s: data landed as the last stop began",
+                             ", ".join(build["relations"]))
+                    if select:
+                        await self.build_async(select=select, kinds=("model",))
+                    continue
+                log.info("redoing the model build that the last stop interrupted (select %s)", build.get("select"))
                 await self.build_async(build.get("select"), build.get("exclude"), bool(build.get("full_refresh")),
                                        tuple(build.get("kinds") or ("model", "seed", "test")))
             except Interrupted:
@@ -177,14 +184,18 @@ class ModelService:
         if self.debounce is None:
             return
         self._pending |= {r.lower() for r in relations}
+        if self._stopping:  # data landed as the server stops (the loader's last batches): refresh at the next start
+            self._owe_pending()
+            return
         if self._timer is None or self._timer.done():
             self._timer = asyncio.get_running_loop().create_task(self._refresh_later(), name="models:refresh")
 
     async def _refresh_later(self) -> None:
         await asyncio.sleep((self.debounce or 0) * self.app.settings.time_scale)
-        relations, self._pending = self._pending, set()
         if self._stopping:
+            self._owe_pending()
             return
+        relations, self._pending = self._pending, set()
         try:
             select = await asyncio.to_thread(self.engine.downstream_of_relations, relations)
             if not select:
@@ -211,6 +222,13 @@ class ModelService:
                 await self._timer
         async with self._lock:
             pass
+        self._owe_pending()
+
+    def _owe_pending(self) -> None:
+        """A refresh that was waiting (debounced) when the stop began runs at the next start."""
+        if self._pending:
+            relations, self._pending = self._pending, set()
+            self._owe({"relations": sorted(relations)})
 
     # -- JSON API ----------------------------------------------------------------------------
     @staticmethod

@@ -34,6 +34,23 @@ def _copy(node: Traversable, target: Path, written: list[Path]) -> None:
             written.append(destination)
 
 
+def example_files() -> list[str]:
+    """The paths (relative to the project) that ``write_saas_example`` writes."""
+    out: list[str] = []
+
+    def walk(node: Traversable, prefix: str) -> None:
+        for child in node.iterdir():
+            if child.name == "__pycache__" or child.name.endswith(".pyc"):
+                continue
+            if child.is_dir():
+                walk(child, f"{prefix}{child.name}/")
+            else:
+                out.append(prefix + child.name)
+
+    walk(resources.files("opsloop.project").joinpath("example_saas"), "")
+    return sorted(out)
+
+
 def write_saas_example(target: Path) -> list[Path]:
     """Copy the example company over the starter project and add its secrets to ``.env``."""
     written: list[Path] = []

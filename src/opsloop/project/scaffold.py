@@ -82,12 +82,38 @@ def _standard_webhooks_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+STARTER_FILES = ["events/demo_request.yml", "samples/demo_request.json", "workflows/demo_request_sla.yml"]
+"""What ``init_project`` writes besides opsloop.yml (checked first: init never overwrites a user's file
+unless ``force``; an existing .gitignore gets opsloop's lines added, an existing .env is kept)."""
+
+
+def _starter_files(example: str | None) -> list[str]:
+    files = list(STARTER_FILES)
+    if example == "saas":
+        from .examples import example_files
+
+        files += example_files()
+    return files
+
+
 def init_project(target: Path, example: str | None = None, force: bool = False) -> list[Path]:
     """Write the starter project into ``target``; returns the files written."""
     target = target.resolve()
+    if target.exists() and not target.is_dir():
+        raise OpsloopError(f"{target} is a file, not a folder; give the path of a new or empty folder for the project")
     if (target / "opsloop.yml").exists() and not force:
         raise OpsloopError(f"{target}/opsloop.yml already exists; choose an empty folder or pass --force")
-    target.mkdir(parents=True, exist_ok=True)
+    if not force:
+        clashes = [rel for rel in _starter_files(example) if (target / rel).exists()]
+        if clashes:
+            shown = ", ".join(clashes[:5]) + (f" and {len(clashes) - 5} more" if len(clashes) > 5 else "")
+            raise OpsloopError(f"{target} already has {shown}, which opsloop init would overwrite; choose an empty "
+                               "folder, move those files away, or pass --force to overwrite them")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OpsloopError(f"cannot create the folder {target}: {exc.strerror}; choose a folder you can write "
+                           "to") from exc
     written: list[Path] = []
 
     def write(rel: str, text: str) -> None:
@@ -101,7 +127,14 @@ def init_project(target: Path, example: str | None = None, force: bool = False) 
     write("events/demo_request.yml", DEMO_REQUEST_YML)
     write("samples/demo_request.json", SAMPLE_EVENT)
     write("workflows/demo_request_sla.yml", DEMO_REQUEST_SLA_YML)
-    write(".gitignore", GITIGNORE)
+    gitignore = target / ".gitignore"
+    if gitignore.exists() and not force:  # an existing repository's: add opsloop's lines, keep the rest
+        have = gitignore.read_text(encoding="utf-8")
+        missing = [line for line in GITIGNORE.splitlines() if line not in have.splitlines()]
+        if missing:
+            write(".gitignore", have + ("" if have.endswith("\n") or not have else "\n") + "\n".join(missing) + "\n")
+    else:
+        write(".gitignore", GITIGNORE)
     env_path = target / ".env"
     if not env_path.exists():
         write(

@@ -99,6 +99,8 @@ class Puller:
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> PullResult:
         with self.app.halt.busy(), _pull_lock(self.app.project.root / "state" / "dlt", self.name):
+            # owed from its start: a pull cut off anywhere (a stop past its bound, a crash) runs again at start
+            self.app.halt.owe(f"pull:{self.name}", {"full_refresh": self.full_refresh})
             return self._run()
 
     def _run(self) -> PullResult:
@@ -130,8 +132,8 @@ class Puller:
             for stream_run in self.runs.values():
                 self.progress(stream_run.stream.name, stream_run.rows, "failed")
             self.state.add_requests(self.name, budget.count)
-            if isinstance(exc, Interrupted):
-                self.app.halt.owe(f"pull:{self.name}", {"full_refresh": self.full_refresh})
+            if not isinstance(exc, Interrupted):  # a failed pull ran; one a stop interrupted stays owed
+                self.app.halt.settle(f"pull:{self.name}")
             self.state.fail_run(run)
             self.app.bus.notify()
             if isinstance(exc, SourceError | Interrupted):

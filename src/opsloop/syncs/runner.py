@@ -123,6 +123,9 @@ class SyncRunner:
         run_id = new_id("run_")
         result = RunResult(name, run_id, "running")
         with self.app.halt.busy():
+            if not (dry_run or reset):
+                # owed from its start: a run cut off anywhere (a stop past its bound, a crash) runs again at start
+                self.app.halt.owe(f"sync:{name}")
             return self._run(sync, result, started, dry_run, full, confirm_deletes, reset, trigger, progress)
 
     def _run(self, sync: LoadedSync, result: RunResult, started: float, dry_run: bool, full: bool,
@@ -191,7 +194,6 @@ class SyncRunner:
         except Interrupted as exc:
             # sent batches are journaled; the rest (and a batch in flight) go out when the next start runs it again
             result.status, result.error = "interrupted", str(exc)
-            self.app.halt.owe(f"sync:{name}")
             return result
         except OpsloopError as exc:
             result.status, result.error = "failed", str(exc)
@@ -203,7 +205,7 @@ class SyncRunner:
             try:
                 if result.status not in ("dry_run", "reset"):
                     self._finish(sync, result, started)
-                if result.status not in ("dry_run", "interrupted"):
+                if result.status not in ("dry_run", "reset", "interrupted"):
                     self.app.halt.settle(f"sync:{name}")
             finally:
                 self.status.release(name)
