@@ -297,6 +297,9 @@ def test_postgres_warehouse_queries_are_sandboxed(project_dir: Path, pg_database
     try:
         for sql, expected in POSTGRES_HOSTILE:
             status, body = _api_query(up, sql)
+            if status == 422 and "\ud800" in sql:  # the API's body check refuses it first, naming `sql`
+                assert body["parameter"] == "sql" and "unicode" in body["error"], body
+                continue
             assert status == 400, (sql, body)
             assert expected in str(body["error"]), (sql, body)
             assert "root:" not in json.dumps(body), sql
