@@ -46,9 +46,10 @@ class FuzzReport:
                 f"5xx: {self.server_errors}; failed checks: {len(self.failures)}; statuses {codes}")
 
 
-def fuzz(url: str, token: str, examples: int, timeout: float = 60.0, progress: bool = False) -> FuzzReport:
+def fuzz(url: str, token: str, examples: int, timeout: float = 60.0, progress: bool = False,
+         strict: bool = False) -> FuzzReport:
     """``timeout``: seconds one request may take (a replay of thousands of events takes a while; a hang
-    does not end)."""
+    does not end). ``strict``: also require every schema-breaking case to be refused with a 4xx."""
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
@@ -68,6 +69,10 @@ def fuzz(url: str, token: str, examples: int, timeout: float = 60.0, progress: b
     schema.config.generation.update(with_security_parameters=False)
     checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
               response_headers_conformance]
+    if strict:
+        from schemathesis.specs.openapi.checks import negative_data_rejection
+
+        checks.append(negative_data_rejection)
     report = FuzzReport()
     started = time.monotonic()
     for result in schema.get_all_operations():
@@ -183,10 +188,11 @@ def _main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--examples", type=int, default=100)
+    parser.add_argument("--strict", action="store_true", help="also: schema-breaking input must get a 4xx")
     args = parser.parse_args()
     with example_project(Path(tempfile.mkdtemp()) / "saas") as root, ServerThread(make_app(root)) as server:
         prepare(root, server.url, server.token)
-        report = fuzz(server.url, server.token, args.examples, progress=True)
+        report = fuzz(server.url, server.token, args.examples, progress=True, strict=args.strict)
     for failure in report.failures:
         print(failure, "\n")
     print(report.summary())

@@ -139,6 +139,8 @@ def _query_parameters(endpoint: Endpoint[Any, Any]) -> list[dict[str, Any]]:
         schema = _without_null(full["properties"][name])
         schema.pop("title", None)
         param: dict[str, Any] = {"name": name, "in": "query", "required": name in required, "schema": schema}
+        if name not in required:
+            param["allowEmptyValue"] = True  # `?status=` is the same as no status (as an HTML form sends it)
         if info.description:
             param["description"] = info.description
         if schema.get("type") == "array":
