@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from .._halt import Interrupted
 from ..errors import ConfigError, OpsloopError
-from ..warehouse import DEFAULT_LIMIT, QueryRefused
 from .engine import ModelEngine
 from .runner import NodeResult
 
@@ -290,20 +289,6 @@ class ModelService:
             return self._error(exc)
         return self._json([{"name": m.name, "materialized": m.materialized, "relation": compiler.relation_of(m.uid),
                             "tags": m.tags, "file": m.file} for m in compiler.mp.models.values()])
-
-
-def query_arguments(body: Any) -> tuple[str, int, float | None]:
-    """``sql``, ``limit`` and ``timeout`` of a ``POST /api/query`` body; ``QueryRefused`` names a bad one."""
-    if not isinstance(body, dict):
-        raise QueryRefused('the body must be a JSON object like {"sql": "select 1", "limit": 100}')
-    sql, limit, timeout = body.get("sql"), body.get("limit", DEFAULT_LIMIT), body.get("timeout")
-    if not isinstance(sql, str) or not sql.strip():
-        raise QueryRefused('"sql" must be the text of one read-only statement')
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise QueryRefused(f'"limit" must be a positive whole number of rows, not {limit!r}')
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
-        raise QueryRefused(f'"timeout" must be a positive number of seconds, not {timeout!r}')
-    return sql, limit, None if timeout is None else float(timeout)
 
 
 def attach(app: App) -> None:
