@@ -206,6 +206,8 @@ def main() -> None:
     if not use_wrk:
         print("wrk not installed: loading from Python (httpx); figures are not comparable with wrk's", flush=True)
 
+    from opsloop.project.scaffold import init_project
+
     work = Path(tempfile.mkdtemp(prefix="opsloop-bench-"))
     payload = json.dumps({"email": "ada@example.com", "name": "Ada", "pad": "x" * 940}, separators=(",", ":"))
     assert 950 < len(payload) < 1100
@@ -223,7 +225,7 @@ def main() -> None:
     bare_py.write_text(BARE)
 
     project = work / "proj"
-    subprocess.run([sys.executable, "-m", "opsloop", "init", str(project)], check=True, capture_output=True)
+    init_project(project)  # what `opsloop init` writes, without a process start per project
     (project / "events" / "bench.yml").write_text(ENDPOINT)
     with (project / ".env").open("a") as fh:
         fh.write(f"BENCH_SECRET={secret}\n")

@@ -24,11 +24,11 @@ RATIO = re.compile(r"^ratio (?P<what>.+?) = (?P<value>\d+(?:\.\d+)?)x(?:\s|$)")
 
 # What each benchmark's smoke run must print besides its ratio lines, and what it needs from the machine.
 EXPECTED: dict[str, list[str]] = {
-    "dashboards": ["webhook -> tile in browser / webhook ack", "metric API after a build / direct SQL"],
+    "dashboards": ["webhook -> tile in browser / webhook ack (p50)", "metric API after a build / direct SQL (p50)"],
     "identity": ["full resolution / baseline scan", "incremental (1%) / baseline scan"],
     "ingest": ["c/a", "c/b", "(c+r)/a"],
     "models": ["opsloop/floor at 10 models"],
-    "scale": ["accepted/s postgres x3 / sqlite x1"],
+    "scale": ["accepted/s postgres x2 / sqlite x1"],
     "sources": ["opsloop / dlt parquet into DuckDB"],
     "syncs": ["diff / floor", "webhook rows/s / outbox rows/s"],
     "workflows": ["sustained workflows/s / offered events/s"],
