@@ -1,6 +1,7 @@
 """Dashboards: webhook posted -> tile changed in the browser; metric API latency on 1M rows in DuckDB.
 
     .venv/bin/python bench/dashboards.py [--events 50] [--rows 1000000] [--runs 3]
+    .venv/bin/python bench/dashboards.py --smoke     # 3 events, 10,000 rows, 5 requests, one run
 
 1. End to end: a purchase webhook is posted; the example's customers "model" (a stand-in that rebuilds on
    each raw.events load and emits model.built) updates; the server pushes the tile; headless Chromium
@@ -27,6 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _report import ratio  # noqa: E402
 from tests.conftest import ServerThread, make_app  # noqa: E402
 from tests.metrics.browser import launch, login  # noqa: E402
 from tests.metrics.conftest import seed_app, write_example  # noqa: E402
@@ -144,7 +146,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the whole path runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.events, args.rows, args.requests, args.runs = 3, 10_000, 5, 1
+    e2e_ratio: list[float] = []
+    cold_ratio: list[float] = []
+    warm_ratio: list[float] = []
     e2e_p95: list[float] = []
     api_p95: list[float] = []
     for run in range(args.runs):
@@ -153,6 +161,7 @@ def main() -> None:
         print(f"run {run + 1}: webhook -> tile in browser    {fmt(seen)}   "
               f"(x{statistics.median(seen) / statistics.median(acks):.0f} the ack)")
         e2e_p95.append(pct(seen, 95))
+        e2e_ratio.append(statistics.median(seen) / statistics.median(acks))
         direct, cold, warm = metric_api(args.rows, args.requests)
         print(f"run {run + 1}: SQL direct on DuckDB (baseline) {fmt(direct)}   ({args.rows:,} rows)")
         print(f"run {run + 1}: GET /api/metrics/sales, after a build  {fmt(cold)}   "
@@ -160,10 +169,15 @@ def main() -> None:
         print(f"run {run + 1}: GET /api/metrics/sales, repeated       {fmt(warm)}   "
               f"(x{statistics.median(warm) / statistics.median(direct):.2f} the direct SQL)")
         api_p95.append(pct(cold, 95))
+        cold_ratio.append(statistics.median(cold) / statistics.median(direct))
+        warm_ratio.append(statistics.median(warm) / statistics.median(direct))
     e2e, api = statistics.median(e2e_p95), statistics.median(api_p95)
     print(f"\nmedian over {args.runs} runs: end-to-end p95 {e2e * 1000:.0f} ms (goal < 1000 ms: "
           f"{'met' if e2e < 1 else 'NOT met'}); metric API p95 right after a build {api * 1000:.1f} ms (goal < 100 ms: "
           f"{'met' if api < 0.1 else 'NOT met'})")
+    ratio("webhook -> tile in browser / webhook ack (p50)", statistics.median(e2e_ratio))
+    ratio("metric API after a build / direct SQL (p50)", statistics.median(cold_ratio))
+    ratio("metric API repeated / direct SQL (p50)", statistics.median(warm_ratio))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Identity resolution at scale: 1M identifier records (~300k people) in three systems, on DuckDB.
 
     .venv/bin/python bench/identity.py [--people 300000] [--runs 3]
+    .venv/bin/python bench/identity.py --smoke     # 2,000 people, one run (the CI smoke test)
 
 Measures, each run in a fresh subprocess so that peak memory (max RSS) is per measurement:
 
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import ratio
 
 IDENTITY = {
     "identifiers": {
@@ -162,7 +165,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--worker")
     parser.add_argument("--db")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the whole path runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.people, args.runs = 2000, 1
     if args.worker:
         worker(args.worker, args.db)
         return
@@ -202,6 +208,8 @@ def main() -> None:
               f"goal < 10 s, < 2048 MB: {'met' if f < 10 and fm < 2048 else 'NOT met'}")
         print(f"  incremental (1%)  {i:6.2f} s   {ic:6.2f} s         {im:6.0f} MB   {i / b:5.1f}x   "
               f"goal < 2 s: {'met' if i < 2 else 'NOT met'}")
+        ratio("full resolution / baseline scan", f / b)
+        ratio("incremental (1%) / baseline scan", i / b)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,6 +1,7 @@
 """Model builds: whole-process `opsloop build` vs `dbt build` vs the bare-engine floor.
 
     .venv/bin/python bench/models.py [--sizes 10,100,500] [--runs 3] [--rows 100000] [--no-dbt]
+    .venv/bin/python bench/models.py --smoke     # 10 models over 1,000 rows, one run (the CI smoke test)
 
 For each size N it generates a dbt project of N table models over one 100k-row source table (chains and
 joins, several DAG levels), then times, as whole processes, medians of --runs:
@@ -26,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import ratio, skipped
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -108,8 +111,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--no-dbt", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the whole path runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.runs, args.rows = "10", 1, 1000
     use_dbt = DBT.exists() and not args.no_dbt
+    if not use_dbt:
+        skipped("dbt", "--no-dbt" if args.no_dbt else f"{DBT} not found (bash scripts/setup installs it)")
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="opsloop-bench-models-"))
     print(f"# {args.rows} source rows, medians of {args.runs} runs, whole processes; work dir {work}")
@@ -137,6 +145,9 @@ def main() -> None:
         d = median(dbt_t) if dbt_t else float("nan")
         o, f = median(ops_t), median(floor_t)
         print(f"{n:>6} {d:>8.2f} {o:>10.2f} {f:>8.2f} {d / o:>11.1f}x {o / f:>13.2f}x", flush=True)
+        ratio(f"opsloop/floor at {n} models", o / f)
+        if use_dbt:
+            ratio(f"dbt/opsloop at {n} models", d / o)
         if n == max(sizes):
             # one changed model: rebuild it and everything downstream of it
             width = max(1, n // 10)

@@ -9,6 +9,10 @@ dispatches: receiver + all); postgres x3 (2 receivers + 1 worker). Load: wrk, 32
 1 KB signed JSON. "dispatched/s" counts events taken off the log by the dispatcher during the window,
 including the `bench.done` events the workflows emit (so about twice the accepted rate when keeping up).
 Needs wrk (apt-get install wrk). Each run uses a fresh Postgres schema, dropped afterwards.
+
+    python bench/scale.py --smoke     # sqlite x1 and postgres x2, 1 s each, one run (the CI smoke test)
+
+Without wrk, --smoke loads the receivers from Python (httpx): the whole path, figures not comparable.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import httpx
+from _report import ratio
+from ingest import run_python_load
 
 LUA = 'wrk.method = "POST"\nwrk.body = [[%s]]\n%s\n'
 ENDPOINT = """\
@@ -96,10 +103,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the whole path runs")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("this benchmark needs wrk: apt-get install wrk")
+    if args.smoke:
+        args.seconds, args.repeat = 1, 1
+    use_wrk = bool(shutil.which("wrk"))
+    if not use_wrk and not args.smoke:
+        raise SystemExit("this benchmark needs wrk: apt-get install wrk (or run --smoke, which loads from Python)")
+    if not use_wrk:
+        print("wrk not installed: loading from Python (httpx); figures are not comparable with wrk's", flush=True)
     import psycopg
+
+    from opsloop.project.scaffold import init_project
 
     work = Path(tempfile.mkdtemp(prefix="opsloop-scale-"))
     secret_raw = os.urandom(24)
@@ -117,11 +132,13 @@ def main() -> None:
         "postgres x2": ("postgres", ["all", "receiver"]),
         "postgres x3": ("postgres", ["receiver", "receiver", "worker"]),
     }
+    if args.smoke:  # one process alone, and two sharing the Postgres store (all + receiver)
+        layouts = {k: v for k, v in layouts.items() if k in ("sqlite x1", "postgres x2")}
     results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in layouts}
     for run in range(args.repeat):
         for name, (backend, roles) in layouts.items():
             project = work / f"p-{run}-{name.replace(' ', '')}"
-            subprocess.run([sys.executable, "-m", "opsloop", "init", str(project)], check=True, capture_output=True)
+            init_project(project)  # what `opsloop init` writes, without a process start per project
             (project / "events" / "bench.yml").write_text(ENDPOINT)
             (project / "workflows" / "bench.yml").write_text(WORKFLOW)
             with (project / ".env").open("a") as fh:
@@ -134,14 +151,24 @@ def main() -> None:
             receivers = [url for (p, url), role in zip(procs, roles, strict=True) if role in ("all", "receiver")]
             try:
                 before = count(env, project)
-                loads = [
-                    subprocess.Popen(["wrk", "-t", "1", "-c", "32", "-d", f"{args.seconds}s", "-s", str(script),
-                                      f"{url}/hooks/bench"], stdout=subprocess.PIPE, text=True)
-                    for url in receivers
-                ]
-                outs = [p.communicate()[0] for p in loads]
+                if use_wrk:
+                    loads = [
+                        subprocess.Popen(["wrk", "-t", "1", "-c", "32", "-d", f"{args.seconds}s", "-s", str(script),
+                                          f"{url}/hooks/bench"], stdout=subprocess.PIPE, text=True)
+                        for url in receivers
+                    ]
+                    outs = [p.communicate()[0] for p in loads]
+                    accepted = sum(float(re.search(r"Requests/sec:\s+([\d.]+)", o).group(1)) for o in outs)  # type: ignore[union-attr]
+                else:
+                    rates: list[float] = []
+                    threads = [threading.Thread(target=lambda u=url: rates.append(run_python_load(
+                        f"{u}/hooks/bench", payload, heads, args.seconds, 8)["rps"])) for url in receivers]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    accepted = sum(rates)
                 after = count(env, project)
-                accepted = sum(float(re.search(r"Requests/sec:\s+([\d.]+)", o).group(1)) for o in outs)  # type: ignore[union-attr]
                 dispatched = (after[1] - before[1]) / args.seconds
                 completed = (after[2] - before[2]) / args.seconds
                 results[name].append((accepted, dispatched, completed))
@@ -167,6 +194,9 @@ def main() -> None:
         dis = statistics.median(r[1] for r in rows)
         done = statistics.median(r[2] for r in rows)
         print(f"{name:14s} {acc:11.0f} {dis:13.0f} {done:12.0f} {acc / base:22.2f}")
+    for name, rows in results.items():
+        if name != "sqlite x1":
+            ratio(f"accepted/s {name} / sqlite x1", statistics.median(r[0] for r in rows) / base)
     shutil.rmtree(work, ignore_errors=True)
 
 

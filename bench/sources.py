@@ -1,6 +1,7 @@
 """Sources benchmark: a local paginated REST API -> DuckDB, opsloop's `rest` source vs plain dlt.
 
     .venv/bin/python bench/sources.py [--records 1000000] [--runs 3] [--default-records 100000]
+    .venv/bin/python bench/sources.py --smoke     # 5,000 records (1,000 for dlt's default), one run
 
 The API (a separate process on 127.0.0.1) serves records with 10 fields and a nested list of 3 children,
 1,000 per page, linked by a `next` URL. Contenders, each in its own process (peak RSS is the process's):
@@ -33,6 +34,8 @@ import textwrap
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from _report import ratio
 
 PAGE = 1000
 
@@ -211,7 +214,10 @@ def main() -> None:
                         help="records for dlt's default setup (it is ~100x slower; 0 skips it)")
     parser.add_argument("--only", choices=["opsloop", "parquet", "default"], action="append")
     parser.add_argument("--pg-url", default="", help="an empty Postgres database to load into instead of DuckDB")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the whole path runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.records, args.runs, args.default_records = 5000, 1, 1000
     global PG_URL
     PG_URL = args.pg_url
     fast = "csv" if PG_URL else "parquet"
@@ -241,10 +247,10 @@ def main() -> None:
         print(f"{name:24} {runs[0]['rows']:>9,} {rate:>11,.0f} {rss:>8,.0f} MB  {len(runs)}")
     base_rate = rates.get(f"plain dlt, {fast}")
     if base_rate and "opsloop rest source" in rates:
-        ratio = rates["opsloop rest source"] / base_rate
+        faster = rates["opsloop rest source"] / base_rate
         rss = statistics.median(r["rss_mb"] for r in results["opsloop rest source"])
-        print(f"into {'Postgres' if PG_URL else 'DuckDB'}: opsloop / dlt {fast}: {ratio:.1f}x "
-              f"(goal >= 5x: {'met' if ratio >= 5 else 'NOT met'}); "
+        ratio(f"opsloop / dlt {fast} into {'Postgres' if PG_URL else 'DuckDB'}", faster,
+              f"goal >= 5x: {'met' if faster >= 5 else 'NOT met'}; "
               f"opsloop peak RSS {rss:,.0f} MB (goal < 1024 MB: {'met' if rss < 1024 else 'NOT met'})")
 
 

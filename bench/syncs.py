@@ -11,6 +11,7 @@ bench creates ``public.src`` and ``opsloop_sync``) and the floor is the same que
 Peak memory is not reported there: the work runs in the Postgres server, not in the measured process.
 
     .venv/bin/python bench/syncs.py [--rows 1000000] [--repeat 5] [--pg-url URL]
+    .venv/bin/python bench/syncs.py --smoke     # 10,000 rows, 2,000 delivered, one run each (the CI smoke test)
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from _report import ratio
 
 FIELDS = ["email", "name", "phone", "plan", "mrr"]
 SYNC = """
@@ -204,7 +207,11 @@ def main() -> None:
     parser.add_argument("--child")
     parser.add_argument("--root")
     parser.add_argument("--pg-url", help="an empty Postgres database to use as the warehouse")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the whole path runs")
     args = parser.parse_args()
+    deliveries = 3
+    if args.smoke:
+        args.rows, args.repeat, args.delivery_rows, deliveries = 10_000, 1, 2000, 1
     global PG_URL
     PG_URL = args.pg_url
     if args.child:
@@ -229,21 +236,23 @@ def main() -> None:
 
     print(f"  floor (bare md5-and-compare on {engine}): {f_med:.3f} s{mem(floor_mem)}")
     print(f"  opsloop diff step:{' ' * (len(engine) + 16)}{d_med:.3f} s{mem(diff_mem)}")
-    print(f"  ratio: {d_med / f_med:.2f}x the floor (goal <= 1.25x)"
-          + (f"; memory goal < 500 MB: {'met' if diff_mem < 500 else 'NOT met'}" if diff_mem is not None else ""))
+    ratio("diff / floor", d_med / f_med, "goal <= 1.25x" + (
+        f"; memory goal < 500 MB: {'met' if diff_mem < 500 else 'NOT met'}" if diff_mem is not None else ""))
 
-    outbox = delivery(args.delivery_rows, "{type: outbox}", 1000, 3)
+    outbox = delivery(args.delivery_rows, "{type: outbox}", 1000, deliveries)
     queue: Any = multiprocessing.get_context("spawn").Queue()
     server = multiprocessing.get_context("spawn").Process(target=_serve, args=(queue,), daemon=True)
     server.start()
     port = queue.get(timeout=30)
     try:
-        http = delivery(args.delivery_rows, f'{{type: webhook, url: "http://127.0.0.1:{port}/in"}}', 1000, 3)
+        http = delivery(args.delivery_rows, f'{{type: webhook, url: "http://127.0.0.1:{port}/in"}}', 1000,
+                        deliveries)
     finally:
         server.terminate()
-    print(f"delivery of {args.delivery_rows:,} rows (first run, batches of 1000), median of 3:")
+    print(f"delivery of {args.delivery_rows:,} rows (first run, batches of 1000), median of {deliveries}:")
     print(f"  outbox destination:               {statistics.median(outbox):,.0f} rows/s")
     print(f"  webhook to a local HTTP server:   {statistics.median(http):,.0f} rows/s (goal >= 5,000)")
+    ratio("webhook rows/s / outbox rows/s", statistics.median(http) / statistics.median(outbox))
 
 
 if __name__ == "__main__":
