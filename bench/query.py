@@ -1,9 +1,9 @@
 """`opsloop query` on a 1M-row table: the CLI without a server and `POST /api/query` on `opsloop up`,
 against the same SQL run directly on DuckDB (connect, execute, fetch 1000 rows) in the same run.
 
-    .venv/bin/python bench/query.py [--runs 5]
+    .venv/bin/python bench/query.py [--runs 5] [--rows 1000000] [--smoke]
 
-Prints the median seconds per query and the ratio to the bare-DuckDB figure.
+Prints the median seconds per query, and the API's and the CLI's ratio to the bare-DuckDB figure.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from _report import ratio
 
 QUERIES = {
     "count+sum": "select count(*), sum(j) from big",
@@ -45,7 +47,11 @@ def free_port() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds: 10k rows, one run each")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.rows = 1, 10_000
 
     import duckdb
     import httpx
@@ -56,7 +62,7 @@ def main() -> None:
     init_project(root)
     path = root / "warehouse.duckdb"
     con = duckdb.connect(str(path))
-    con.execute("create table big as select i, i * 2 as j, 'name ' || i as s from range(1000000) t(i)")
+    con.execute(f"create table big as select i, i * 2 as j, 'name ' || i as s from range({int(args.rows)}) t(i)")
     con.close()
 
     def bare(sql: str) -> None:
@@ -103,6 +109,9 @@ def main() -> None:
         up.wait(30)
     for name, (b, c, a) in figures.items():
         print(f"{name:28} {b:11.3f}s {c:14.3f}s {a:17.3f}s")
+    bare_total = sum(f[0] for f in figures.values())
+    ratio("API query / bare DuckDB (sum of the queries)", sum(f[2] for f in figures.values()) / bare_total)
+    ratio("CLI query / bare DuckDB (sum of the queries)", sum(f[1] for f in figures.values()) / bare_total)
 
 
 if __name__ == "__main__":
