@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._errors import QuotaExhausted, SourceAuthError, SourceRequestError, SourceUnavailable
+from ._errors import QuotaExhausted, SourceAuthError, SourceError, SourceRequestError, SourceUnavailable
 
 QuotaCheck = Callable[[Any], bool]
 """Given a response, True when it says the daily quota is exhausted (so: do not retry, stop cleanly)."""
@@ -106,23 +106,33 @@ class Http:
         status = response.status_code
         if status < 400:
             return
+        error = self._error(response)
+        error.status = status
+        try:
+            error.body = response.json()
+        except ValueError:
+            error.body = None
+        raise error
+
+    def _error(self, response: Any) -> SourceError:
+        status = response.status_code
         said = vendor_message(response)
         if self.quota_check and self.quota_check(response):
-            raise QuotaExhausted(f"source {self.source!r}: {self.vendor} daily API limit reached ({said})",
-                                 next_utc_midnight())
+            return QuotaExhausted(f"source {self.source!r}: {self.vendor} daily API limit reached ({said})",
+                                  next_utc_midnight())
         if status in (401, 403):
-            raise SourceAuthError(
+            return SourceAuthError(
                 f"source {self.source!r}: {self.vendor} refused the credentials (HTTP {status}: {said}). "
                 f"{self.hint}"
             )
         if status == 429 or status >= 500:
             retry_after = response.headers.get("Retry-After")
-            raise SourceUnavailable(
+            return SourceUnavailable(
                 f"source {self.source!r}: {self.vendor} still answered HTTP {status} after retrying ({said}); "
                 "the next run tries again",
                 float(retry_after) if retry_after and retry_after.isdigit() else None,
             )
-        raise SourceRequestError(
+        return SourceRequestError(
             f"source {self.source!r}: {self.vendor} rejected {response.request.method} "
             f"{response.request.path_url.split('?')[0]} (HTTP {status}: {said})"
         )
