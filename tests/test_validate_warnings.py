@@ -84,7 +84,7 @@ def test_first_identity_build_and_unreachable_destination_are_warnings(project: 
     # --strict (for CI): the same two, now errors
     code, _, stderr = _validate(project, "--strict")
     assert code == 1
-    assert "2 error(s) found (--strict: warnings count as errors)" in stderr
+    assert "2 problem(s) found (--strict: warnings count as errors)" in stderr
 
     # --json shows both kinds apart
     code, stdout, _ = _validate(project, "--json")
@@ -124,6 +124,6 @@ def test_real_mistakes_stay_errors_beside_warnings(project: SyncProject, hubspot
     assert "syncs/crm_phone.yml:1: warning: identity.golden_records does not exist yet" in stderr
     assert "syncs/other.yml:1: cannot read the source" in stderr and "no_such_table" in stderr
     assert "hubspot has no field 'mobile_phone_typo'" in stderr
-    assert "2 error(s), 1 warning(s) found" in stderr
+    assert "2 problem(s) found, and 1 warning(s)" in stderr
     report = json.loads(_validate(project, "--json")[1])
     assert report["ok"] is False and len(report["errors"]) == 2 and len(report["warnings"]) == 1

@@ -89,8 +89,8 @@ def _report_problems(problems: list[Any], json_out: bool, strict: bool, extra: d
     for problem in problems:
         typer.echo(str(problem), err=True)
     if errors:
-        counts = f"{len(errors)} error(s)" + (f", {len(warnings)} warning(s)" if warnings else "")
-        typer.echo(f"{counts} found" + (" (--strict: warnings count as errors)" if strict and any(
+        counts = f"{len(errors)} problem(s) found" + (f", and {len(warnings)} warning(s)" if warnings else "")
+        typer.echo(counts + (" (--strict: warnings count as errors)" if strict and any(
             p.severity == "warning" for p in errors) else ""), err=True)
     return ok
 
