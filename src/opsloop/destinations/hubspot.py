@@ -16,6 +16,48 @@ from . import _http
 from .base import Destination, DestinationConfig, RowOp, RowResult
 
 
+def record_error(err: dict[str, Any]) -> str:
+    """One per-record error as a person reads it, with HubSpot's codes beside each message::
+
+        VALIDATION_ERROR: phone: INVALID_PHONE_NUMBER: 555-CALL-NOW is not a valid phone number
+
+    HubSpot puts property errors as a JSON list inside ``message`` ("Property values were not valid:
+    [{"error": "INVALID_PHONE_NUMBER", "name": "phone", "message": ...}]") and other details in
+    ``errors[]`` (``code``, ``message``, ``context.propertyName``)."""
+    import json
+
+    message = str(err.get("message") or "rejected")
+    details: list[str] = []
+    head, sep, tail = message.partition(": [")
+    if sep:
+        try:
+            items = json.loads("[" + tail)
+        except ValueError:
+            items = None
+        if isinstance(items, list) and items and all(isinstance(i, dict) for i in items):
+            message = head
+            details = [": ".join(str(p) for p in (i.get("name"), i.get("error") or i.get("code"), i.get("message"))
+                                 if p) for i in items]
+    for sub in err.get("errors") or []:
+        if isinstance(sub, dict):
+            props = (sub.get("context") or {}).get("propertyName") or []
+            parts = [", ".join(map(str, props)), sub.get("code"), sub.get("message")]
+            details.append(": ".join(str(p) for p in parts if p))
+    text = "; ".join([message, *(d for d in details if d)]) if details else message
+    text = text.replace("; ", ": ", 1)
+    category = err.get("category")
+    return f"{category}: {text}" if category else text
+
+
+def _described(response: httpx.Response) -> str | None:
+    """A whole-batch error body (400) read like a per-record one, so its codes show too."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return record_error(body) if isinstance(body, dict) and body.get("message") else None
+
+
 class HubSpotConfig(DestinationConfig):
     object: str = "contacts"
     id_property: str = "email"
@@ -65,7 +107,8 @@ class HubSpotDestination(Destination):
             for row in batch
         ]
         what = f"hubspot {self.config.object} batch/{action}"
-        response = _http.request(self.client, "POST", self._path(action), what, json={"inputs": inputs})
+        response = _http.request(self.client, "POST", self._path(action), what, describe=_described,
+                                 json={"inputs": inputs})
         data = _http.json_body(response, what)
         return self._results(batch, data)
 
@@ -78,9 +121,7 @@ class HubSpotDestination(Destination):
             if key in keys:
                 out[key] = RowResult(key, True, dest_id=str(item.get("id")), created=bool(item.get("new")))
         for err in data.get("errors", []):
-            message = err.get("message") or err.get("category") or "rejected"
-            if err.get("category"):
-                message = f"{err['category']}: {message}"
+            message = record_error(err)
             context = err.get("context") or {}
             ids = [err.get("objectWriteTraceId"), *(context.get("objectWriteTraceId") or []),
                    *(context.get("ids") or [])]
