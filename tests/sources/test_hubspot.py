@@ -201,7 +201,8 @@ def test_token_without_owner_pipeline_or_deal_scopes_pulls_contacts_and_companie
         _default_source(proj, fake)
         out = run_cli("pull", "crm", "-p", str(proj.root))
         assert out.returncode == 0, out.stderr
-        assert "crm.contacts: 2 rows" in out.stdout and "crm.companies: 1 rows" in out.stdout
+        assert "crm.contacts: 2 rows -> crm.contacts (done)" in out.stdout
+        assert "crm.companies: 1 rows" in out.stdout and "crm.owners: 0 rows -> crm.owners (done)" in out.stdout
         assert "crm: succeeded" in out.stdout
         # each skipped stream is named with the scope it needs and how to stop asking
         assert "skipped owners (the token lacks the scope crm.objects.owners.read; grant it, or set " \
@@ -284,3 +285,22 @@ def test_404_on_an_optional_stream_writes_what_the_others_got(proj: Any) -> None
         assert proj.sql("SELECT count(*) FROM crm.owners") == [(1,)]
     finally:
         fake.close()
+
+
+def test_docs_list_every_option_and_the_scope_of_every_default_stream() -> None:
+    from pathlib import Path
+
+    from opsloop.sources.config import HubSpotSource, _SourceBase
+
+    from .fake_hubspot import required_scope
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "sources.md").read_text()
+    section = doc.split("## hubspot\n", 1)[1].split("\n## ", 1)[0]
+    own = set(HubSpotSource.model_fields) - set(_SourceBase.model_fields) - {"type"}
+    for option in own:
+        assert f"| `{option}` |" in section, option
+    paths = ["/crm/v3/objects/contacts", "/crm/v3/objects/companies", "/crm/v3/objects/deals", "/crm/v3/owners",
+             "/crm/v3/pipelines/deals", "/crm/v3/properties/contacts"]
+    for path in paths:
+        scope = required_scope("GET", path)
+        assert scope and f"`{scope}`" in section, path
