@@ -304,3 +304,21 @@ def test_docs_list_every_option_and_the_scope_of_every_default_stream() -> None:
     for path in paths:
         scope = required_scope("GET", path)
         assert scope and f"`{scope}`" in section, path
+
+
+def test_example_source_needs_exactly_the_scopes_its_comment_names(tmp_path: Any) -> None:
+    from tests.conftest import run_cli
+
+    root = tmp_path / "co"
+    assert run_cli("init", str(root), "--example", "saas").returncode == 0
+    comment = (root / "sources" / "hubspot.yml").read_text()
+    fake = _seeded({"crm.objects.contacts.read", "crm.objects.companies.read"})
+    try:
+        assert "exactly crm.objects.contacts.read and crm.objects.companies.read" in comment
+        out = run_cli("pull", "hubspot", "-p", str(root),
+                      env={"HUBSPOT_API_URL": fake.url, "HUBSPOT_TOKEN": fake.token})
+        assert out.returncode == 0, out.stderr
+        assert "hubspot: succeeded, 3 rows" in out.stdout and "warning" not in out.stdout
+        assert not [r for r in fake.log if r.path.startswith(("/crm/v3/owners", "/crm/v3/pipelines"))]
+    finally:
+        fake.close()
