@@ -127,3 +127,26 @@ def test_real_mistakes_stay_errors_beside_warnings(project: SyncProject, hubspot
     assert "2 problem(s) found, and 1 warning(s)" in stderr
     report = json.loads(_validate(project, "--json")[1])
     assert report["ok"] is False and len(report["errors"]) == 2 and len(report["warnings"]) == 1
+
+
+def test_a_source_table_before_the_first_pull_is_a_warning(project: SyncProject, hubspot: FakeServer) -> None:
+    (project.root / "sources").mkdir(exist_ok=True)
+    (project.root / "sources" / "crm.yml").write_text(f"type: hubspot\nbase_url: {hubspot.url}\n")
+    project.write_sync("contacts_back", f"""
+        table: crm.contacts
+        key: email
+        destination:
+          type: hubspot
+          base_url: {hubspot.url}
+        mapping:
+          email: email
+    """)
+    code, _, stderr = _validate(project)
+    assert code == 0, stderr
+    assert "syncs/contacts_back.yml:1: warning: crm.contacts does not exist yet; the first `opsloop pull crm` " \
+           "creates it" in stderr
+    # a table of the same source that no stream fills is a mistake
+    (project.root / "syncs" / "contacts_back.yml").write_text(
+        (project.root / "syncs" / "contacts_back.yml").read_text().replace("crm.contacts", "crm.contactz"))
+    code, _, stderr = _validate(project)
+    assert code == 1 and "syncs/contacts_back.yml:1: cannot read the source" in stderr
