@@ -4,7 +4,10 @@ token granted only some scopes gets HubSpot's 403 ``MISSING_SCOPES`` body for th
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ._fake import FakeServer, Reply
@@ -195,3 +198,23 @@ def _ms(text: str | None) -> int:
     if not text:
         return 0
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def serve_tls(fake: Any, folder: Path) -> Path:
+    """Serve ``fake`` (any fake with ``httpd`` and ``url``) over HTTPS with a fresh self-signed certificate
+    for 127.0.0.1; returns the certificate file (the private CA to trust)."""
+    cert, key = folder / "private-ca.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    accept = fake.httpd.get_request
+
+    def get_request() -> Any:
+        sock, addr = accept()
+        return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    fake.httpd.get_request = get_request
+    fake.url = fake.url.replace("http://", "https://")
+    return cert

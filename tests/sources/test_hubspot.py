@@ -11,7 +11,7 @@ from opsloop.sources import SourceAuthError, SourceError
 from opsloop.sources._state import SourceState
 
 from ._fake import Reply
-from .fake_hubspot import ALL_SCOPES, HubSpotFake
+from .fake_hubspot import ALL_SCOPES, HubSpotFake, serve_tls
 
 
 @pytest.fixture
@@ -320,5 +320,21 @@ def test_example_source_needs_exactly_the_scopes_its_comment_names(tmp_path: Any
         assert out.returncode == 0, out.stderr
         assert "hubspot: succeeded, 3 rows" in out.stdout and "warning" not in out.stdout
         assert not [r for r in fake.log if r.path.startswith(("/crm/v3/owners", "/crm/v3/pipelines"))]
+    finally:
+        fake.close()
+
+
+def test_ca_file_trusts_a_private_ca(proj: Any) -> None:
+    fake = _seeded(set(ALL_SCOPES))
+    try:
+        cert = serve_tls(fake, proj.root)
+        proj.env(HS_TOKEN="pat-na1-good")
+        source = f"type: hubspot\ntoken_env: HS_TOKEN\nbase_url: {fake.url}\nretry_attempts: 1\n"
+        proj.source("crm", source)
+        with pytest.raises(SourceError, match="CERTIFICATE_VERIFY_FAILED"):
+            proj.pull("crm")
+        proj.source("crm", source + f"ca_file: {cert.name}\ntimeout: 5\n")
+        result = proj.pull("crm")
+        assert result.status == "succeeded" and result.run.streams["contacts"]["rows"] == 2
     finally:
         fake.close()

@@ -163,3 +163,31 @@ def test_update_mode_never_creates(sp: SyncProject, fake_server: Any) -> None:
     assert hub.contacts["user2@example.com"]["properties"]["firstname"] == "User2"
     assert sp.state("crm")["user1@example.com"]["error"] == "OBJECT_NOT_FOUND: Object not found"
     assert len(hub.calls(server, "/batch/update")) == 1 and not hub.calls(server, "/batch/upsert")
+
+
+def test_ca_file_trusts_a_private_ca(sp: SyncProject, fake_server: Any) -> None:
+    from tests.sources.fake_hubspot import serve_tls
+
+    sp.customers(people(2))
+    hub = FakeHubSpot()
+    server = fake_server(hub)
+    cert = serve_tls(server, sp.root)
+    sp.set_env(HUBSPOT_TOKEN=hub.token)
+    text = f"""
+        model: customers
+        key: email
+        destination:
+          type: hubspot
+          base_url: {server.url}
+          {{extra}}
+        mapping:
+          email: email
+    """
+    sp.write_sync("crm", text.format(extra="timeout: 5"))
+    failed = sp.run("crm")
+    assert (failed.sent, hub.contacts) == (0, {})
+    assert "CERTIFICATE_VERIFY_FAILED" in str(sp.state("crm")["user1@example.com"]["error"])
+    sp.write_sync("crm", text.format(extra=f"ca_file: {cert.name}"))
+    result = sp.run("crm")
+    assert (result.status, result.sent) == ("ok", 2), result.error
+    assert set(hub.contacts) == {"user1@example.com", "user2@example.com"}

@@ -58,7 +58,7 @@ class Http:
     def __init__(
         self, source: str, vendor: str, budget: Budget, *, credentials_hint: str, attempts: int = 6,
         max_delay: float = 300.0, backoff: float = 1.0, quota_check: QuotaCheck | None = None,
-        timeout: float = 60.0,
+        timeout: float = 60.0, ca_file: str | None = None,
     ) -> None:
         from dlt.sources.helpers.requests.retry import Client
 
@@ -85,6 +85,8 @@ class Http:
             respect_retry_after_header=True,
         )
         self.session = self._client.session
+        self.verify = ca_file
+        """Per request: requests lets ``REQUESTS_CA_BUNDLE`` override a session's ``verify``."""
         self.session.hooks["response"].append(self._count)
 
     def _count(self, response: Any, *args: Any, **kwargs: Any) -> Any:
@@ -95,6 +97,8 @@ class Http:
         """Send one request (with retries); returns the ``requests.Response`` when it succeeded."""
         self.budget.check(self.source)
         headers = {**self.headers, **kwargs.pop("headers", {})}
+        if self.verify:
+            kwargs.setdefault("verify", self.verify)
         response = self.session.request(method, url, headers=headers, auth=self.auth, **kwargs)
         if response.status_code == 401 and self.on_unauthorized is not None and self.on_unauthorized():
             headers = {**headers, **self.headers}

@@ -98,6 +98,9 @@ class HubSpotSource(_SourceBase):
                                  description="objects whose pipelines to read; by default [deals], skipped "
                                              "with a warning when not granted")
     page_size: int = 100
+    ca_file: str | None = Field(default=None, description="PEM file of CAs to trust for base_url (relative to the "
+                                                          "project folder); default: the system's")
+    timeout: float = Field(default=60.0, gt=0, description="seconds per request")
 
     @property
     def default_lag(self) -> float:

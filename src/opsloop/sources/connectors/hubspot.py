@@ -98,8 +98,10 @@ class HubSpotConnector:
         self.config = config
         self.ctx = ctx
         self.base = config.base_url.rstrip("/")
+        ca_file = str(ctx.project_root / config.ca_file) if config.ca_file else None
         self.http = Http(ctx.source, "HubSpot", ctx.budget, attempts=ctx.retry_attempts,
                          max_delay=ctx.max_retry_delay, backoff=ctx.retry_backoff, quota_check=_daily_quota,
+                         timeout=config.timeout, ca_file=ca_file,
                          credentials_hint=f"Check the private app token in {config.token_env} and its scopes "
                                           "(see docs/sources.md#hubspot).")
         self.http.headers["Authorization"] = f"Bearer {ctx.secret(config.token_env) or ''}"
