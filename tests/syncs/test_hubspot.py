@@ -191,3 +191,28 @@ def test_ca_file_trusts_a_private_ca(sp: SyncProject, fake_server: Any) -> None:
     result = sp.run("crm")
     assert (result.status, result.sent) == ("ok", 2), result.error
     assert set(hub.contacts) == {"user1@example.com", "user2@example.com"}
+
+
+def test_validate_names_the_scope_a_token_lacks_for_the_field_check(sp: SyncProject) -> None:
+    from tests.sources.fake_hubspot import HubSpotFake
+
+    sp.customers(people(1))
+    hub = HubSpotFake(granted={"crm.objects.contacts.read"})  # HubSpot's 403 MISSING_SCOPES body for the rest
+    try:
+        sp.set_env(HUBSPOT_TOKEN=hub.token)
+        sp.write_sync("crm", f"""
+            model: customers
+            key: email
+            destination:
+              type: hubspot
+              base_url: {hub.url}
+            mapping:
+              email: email
+        """)
+        result = run_cli("validate", "-p", str(sp.root))
+        assert result.returncode == 1
+        assert "syncs/crm.yml:3: cannot list the destination's fields: hubspot properties of contacts: HTTP 403: " \
+               "MISSING_SCOPES: This app hasn't been granted all required scopes to make this call." in result.stderr
+        assert "scopes: One or more of the following scopes are required: crm.schemas.contacts.read" in result.stderr
+    finally:
+        hub.close()

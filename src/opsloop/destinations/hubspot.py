@@ -41,10 +41,13 @@ def record_error(err: dict[str, Any]) -> str:
                                  if p) for i in items]
     for sub in err.get("errors") or []:
         if isinstance(sub, dict):
-            props = (sub.get("context") or {}).get("propertyName") or []
-            parts = [", ".join(map(str, props)), sub.get("code"), sub.get("message")]
+            context = sub.get("context") or {}
+            props = context.get("propertyName") or []
+            scopes = context.get("requiredGranularScopes") or []
+            said = str(sub.get("message") or "").rstrip(". ") if scopes else sub.get("message")
+            parts = [", ".join(map(str, props)), sub.get("code"), said, " ".join(map(str, scopes))]
             details.append(": ".join(str(p) for p in parts if p))
-    text = "; ".join([message, *(d for d in details if d)]) if details else message
+    text = "; ".join([message.rstrip(". "), *(d for d in details if d)]) if details else message
     text = text.replace("; ", ": ", 1)
     category = err.get("category")
     return f"{category}: {text}" if category else text
@@ -99,7 +102,7 @@ class HubSpotDestination(Destination):
 
     def declared_fields(self) -> set[str] | None:
         response = _http.request(self.client, "GET", f"/crm/v3/properties/{self.config.object}",
-                                 f"hubspot properties of {self.config.object}")
+                                 f"hubspot properties of {self.config.object}", describe=_described)
         data = _http.json_body(response, "hubspot properties")
         return {str(p["name"]) for p in data.get("results", [])}
 
