@@ -207,7 +207,8 @@ def test_token_without_owner_pipeline_or_deal_scopes_pulls_contacts_and_companie
         # each skipped stream is named with the scope it needs and how to stop asking
         assert "skipped owners (the token lacks the scope crm.objects.owners.read; grant it, or set " \
                "owners: false" in out.stdout
-        assert "skipped deals (the token lacks the scope crm.objects.deals.read" in out.stdout
+        assert "skipped deals (the token lacks the scope crm.objects.deals.read; grant it, or list objects: " \
+               "without deals to stop asking)" in out.stdout
         assert "skipped deals_pipelines (the token lacks the scope crm.objects.deals.read; grant it, or set " \
                "pipelines: []" in out.stdout
         assert proj.sql("SELECT email FROM crm.contacts ORDER BY id") == [("ada@example.com",),
@@ -278,7 +279,8 @@ def test_404_on_an_optional_stream_writes_what_the_others_got(proj: Any) -> None
             "correlationId": "c0ffee"})))
         result = proj.pull("crm")
         assert result.status == "succeeded"
-        assert "skipped deals_pipelines (HubSpot answered 404 for /crm/v3/pipelines/deals" in (
+        assert "skipped deals_pipelines (HubSpot answered 404 for /crm/v3/pipelines/deals; set pipelines: [] to " \
+               "stop asking)" in (
             result.run.message or "")
         assert proj.sql("SELECT count(*) FROM crm.contacts") == [(2,)]
         assert proj.sql("SELECT count(*) FROM crm.deals") == [(1,)]

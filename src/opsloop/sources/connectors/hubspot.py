@@ -147,13 +147,14 @@ class HubSpotConnector:
         return error
 
     def _skipped(self, exc: SourceError, stream: Stream) -> str:
-        option = "owners: false" if stream.options.get("kind") == "owners" else (
-            "pipelines: []" if stream.options.get("kind") == "pipelines" else "objects: [...]")
+        kind = stream.options.get("kind")
+        stop = ("set owners: false" if kind == "owners" else "set pipelines: []" if kind == "pipelines"
+                else f"list objects: without {stream.name}")
         if exc.status == 403:
-            why = f"the token lacks the scope {self._scopes(exc, stream.options['path'])}"
+            why = f"the token lacks the scope {self._scopes(exc, stream.options['path'])}; grant it, or {stop}"
         else:
-            why = f"HubSpot answered 404 for {stream.options['path']}"
-        return f"warning: skipped {stream.name} ({why}; grant it, or set {option} to stop asking)"
+            why = f"HubSpot answered 404 for {stream.options['path']}; {stop}"
+        return f"warning: skipped {stream.name} ({why} to stop asking)"
 
     def _read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
         kind = stream.options.get("kind")
