@@ -340,3 +340,19 @@ def test_ca_file_trusts_a_private_ca(proj: Any) -> None:
         assert result.status == "succeeded" and result.run.streams["contacts"]["rows"] == 2
     finally:
         fake.close()
+
+
+def test_a_token_that_can_read_no_stream_fails_the_pull(proj: Any) -> None:
+    fake = _seeded(set())
+    try:
+        _default_source(proj, fake)
+        with pytest.raises(SourceAuthError) as info:
+            proj.pull("crm")
+        message = str(info.value)
+        assert message.startswith("source 'crm': the HubSpot token in HS_TOKEN can read none of the streams: ")
+        for scope in ("crm.objects.contacts.read", "crm.objects.companies.read", "crm.objects.deals.read",
+                      "crm.objects.owners.read"):
+            assert scope in message
+        assert SourceState(proj.apps[-1].store).runs("crm")[0].status == "failed"
+    finally:
+        fake.close()

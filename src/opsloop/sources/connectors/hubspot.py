@@ -105,8 +105,17 @@ class HubSpotConnector:
                          credentials_hint=f"Check the private app token in {config.token_env} and its scopes "
                                           "(see docs/sources.md#hubspot).")
         self.http.headers["Authorization"] = f"Bearer {ctx.secret(config.token_env) or ''}"
+        self._count = 0
+        self._refused: list[str] = []
+        """Optional streams skipped for a 403/404; when that is every stream, the pull fails."""
+        self._read_any = False
 
     def streams(self) -> list[Stream]:
+        out = self._streams()
+        self._count = len(out)
+        return out
+
+    def _streams(self) -> list[Stream]:
         objects_required = self.config.required("objects")
         out = [Stream(o.name, ["id"], "merge", noun(o.name),
                       options={"object": o, "required": objects_required, "path": f"/crm/v3/objects/{o.name}"})
@@ -124,12 +133,22 @@ class HubSpotConnector:
     # -- reading ------------------------------------------------------------------------------
     def read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
         try:
-            yield from self._read(stream, cursor)
+            for page in self._read(stream, cursor):
+                self._read_any = True
+                yield page
         except SourceError as exc:
             if not _refused(exc):
                 raise
             if stream.options.get("required"):
                 raise self._explained(exc, stream) from exc
+            self._refused.append(self._skipped(exc, stream).removeprefix("warning: skipped "))
+            if len(self._refused) == self._count and not self._read_any:
+                # not one stream readable: a token that can read nothing is a mistake, not a warning
+                error = SourceAuthError(
+                    f"source {self.ctx.source!r}: the HubSpot token in {self.config.token_env} can read none of "
+                    f"the streams: {'; '.join(self._refused)} (see docs/sources.md#hubspot)")
+                error.status, error.body = exc.status, exc.body
+                raise error from exc
             self.ctx.warn(self._skipped(exc, stream))
 
     def _scopes(self, exc: SourceError, path: str) -> str:
