@@ -19,6 +19,7 @@ retry-versus-fail with ``isinstance`` alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 class OpsloopError(Exception):
@@ -43,10 +44,13 @@ class Problem:
     line: int | None
     message: str
     hint: str = ""
+    severity: Literal["error", "warning"] = "error"
+    """A warning is something a first run fixes or that may be fine (an unreachable destination, a table
+    the first build creates): ``opsloop validate`` prints it and exits 0 unless ``--strict``."""
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        text = f"{where}: {self.message}"
+        text = f"{where}: {'warning: ' if self.severity == 'warning' else ''}{self.message}"
         if self.hint:
             text += f" ({self.hint})"
         return text

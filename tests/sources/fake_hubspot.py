@@ -1,9 +1,13 @@
 """HubSpot CRM v3 as its public docs describe it: bearer token, `after` paging, search, owners,
-pipelines, v4 association batch reads, daily-limit 429s and error bodies."""
+pipelines, v4 association batch reads, daily-limit 429s and error bodies, and scopes: a private app
+token granted only some scopes gets HubSpot's 403 ``MISSING_SCOPES`` body for the rest."""
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ._fake import FakeServer, Reply
@@ -13,10 +17,31 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def required_scope(method: str, path: str) -> str | None:
+    """The scope HubSpot's API reference lists for each endpoint this fake serves."""
+    parts = path.strip("/").split("/")
+    if parts[:3] == ["crm", "v3", "owners"]:
+        return "crm.objects.owners.read"
+    if parts[:3] == ["crm", "v3", "properties"]:
+        return f"crm.schemas.{parts[3]}.read"
+    if parts[:3] == ["crm", "v3", "pipelines"]:
+        return f"crm.objects.{parts[3]}.read"
+    if parts[:3] == ["crm", "v3", "objects"] or parts[:3] == ["crm", "v4", "associations"]:
+        return f"crm.objects.{parts[3]}.read"
+    return None
+
+
+ALL_SCOPES = frozenset({"crm.objects.owners.read", *(f"crm.{kind}.{obj}.read" for kind in ("objects", "schemas")
+                                                      for obj in ("contacts", "companies", "deals"))})
+
+
 class HubSpotFake(FakeServer):
-    def __init__(self) -> None:
+    """``HubSpotFake(granted={...})`` starts it with a token that holds only those scopes."""
+
+    def __init__(self, granted: set[str] | frozenset[str] = ALL_SCOPES) -> None:
         super().__init__()
         self.token = "pat-na1-good"
+        self.granted = set(granted)
         self.clock = 1_700_000_000_000
         self.daily_remaining: int | None = None
         self.objects: dict[str, dict[str, dict[str, Any]]] = {"contacts": {}, "companies": {}, "deals": {}}
@@ -68,6 +93,19 @@ class HubSpotFake(FakeServer):
             return Reply(401, {"status": "error", "message": "Authentication credentials not found. This API "
                                "supports OAuth 2.0 authentication.", "correlationId": "c0ffee",
                                "category": "INVALID_AUTHENTICATION"})
+        scope = required_scope(req.method, req.path)
+        if scope is not None and scope not in self.granted:
+            with self.lock:
+                self.log.append(req)
+            return Reply(403, {
+                "status": "error",
+                "message": "This app hasn't been granted all required scopes to make this call. Read more about "
+                           "required scopes here: https://developers.hubspot.com/scopes.",
+                "correlationId": "5a0b5a0b-0000-4000-8000-000000000403",
+                "errors": [{"message": "One or more of the following scopes are required.",
+                            "context": {"requiredGranularScopes": [scope]}}],
+                "links": {"scopes": "https://developers.hubspot.com/scopes"},
+                "category": "MISSING_SCOPES"})
         if self.daily_remaining is not None:
             if self.daily_remaining <= 0:
                 with self.lock:
@@ -160,3 +198,23 @@ def _ms(text: str | None) -> int:
     if not text:
         return 0
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def serve_tls(fake: Any, folder: Path) -> Path:
+    """Serve ``fake`` (any fake with ``httpd`` and ``url``) over HTTPS with a fresh self-signed certificate
+    for 127.0.0.1; returns the certificate file (the private CA to trust)."""
+    cert, key = folder / "private-ca.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    accept = fake.httpd.get_request
+
+    def get_request() -> Any:
+        sock, addr = accept()
+        return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    fake.httpd.get_request = get_request
+    fake.url = fake.url.replace("http://", "https://")
+    return cert

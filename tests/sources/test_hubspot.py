@@ -11,7 +11,7 @@ from opsloop.sources import SourceAuthError, SourceError
 from opsloop.sources._state import SourceState
 
 from ._fake import Reply
-from .fake_hubspot import HubSpotFake
+from .fake_hubspot import ALL_SCOPES, HubSpotFake, serve_tls
 
 
 @pytest.fixture
@@ -166,3 +166,193 @@ def test_revoked_token(proj: Any, hs: HubSpotFake) -> None:
     runs = SourceState(proj.apps[-1].store).runs("crm")
     assert runs[0].status == "failed" and "refused the credentials" in (runs[0].message or "")
     assert proj.events("source.crm.failed")
+
+
+# -- scopes ---------------------------------------------------------------------------------------
+CONTACTS_AND_COMPANIES = {"crm.objects.contacts.read", "crm.schemas.contacts.read", "crm.objects.companies.read",
+                          "crm.schemas.companies.read"}
+
+
+def _default_source(proj: Any, fake: HubSpotFake) -> None:
+    """The source exactly as docs/sources.md's minimal example: nothing but the type, token and URL."""
+    proj.env(HS_TOKEN="pat-na1-good")
+    proj.source("crm", f"""\
+        type: hubspot
+        token_env: HS_TOKEN
+        base_url: {fake.url}
+        """)
+
+
+def _seeded(granted: set[str]) -> HubSpotFake:
+    fake = HubSpotFake(granted=granted)
+    fake.put("contacts", "1", email="ada@example.com", firstname="Ada", phone="+4915112345678")
+    fake.put("contacts", "2", email="bob@example.com", firstname="Bob")
+    fake.put("companies", "100", name="Acme", domain="acme.test")
+    fake.put("deals", "500", dealname="Big one", amount="1000")
+    return fake
+
+
+def test_token_without_owner_pipeline_or_deal_scopes_pulls_contacts_and_companies_with_warnings(
+        proj: Any) -> None:
+    from tests.conftest import run_cli
+
+    fake = _seeded(CONTACTS_AND_COMPANIES)
+    try:
+        _default_source(proj, fake)
+        out = run_cli("pull", "crm", "-p", str(proj.root))
+        assert out.returncode == 0, out.stderr
+        assert "crm.contacts: 2 rows -> crm.contacts (done)" in out.stdout
+        assert "crm.companies: 1 rows" in out.stdout and "crm.owners: 0 rows -> crm.owners (done)" in out.stdout
+        assert "crm: succeeded" in out.stdout
+        # each skipped stream is named with the scope it needs and how to stop asking
+        assert "skipped owners (the token lacks the scope crm.objects.owners.read; grant it, or set " \
+               "owners: false" in out.stdout
+        assert "skipped deals (the token lacks the scope crm.objects.deals.read; grant it, or list objects: " \
+               "without deals to stop asking)" in out.stdout
+        assert "skipped deals_pipelines (the token lacks the scope crm.objects.deals.read; grant it, or set " \
+               "pipelines: []" in out.stdout
+        assert proj.sql("SELECT email FROM crm.contacts ORDER BY id") == [("ada@example.com",),
+                                                                           ("bob@example.com",)]
+        assert proj.sql("SELECT name FROM crm.companies") == [("Acme",)]
+        # the fake really refused them (the warnings are not guesses)
+        refused = [r.path for r in fake.log if r.path in ("/crm/v3/owners", "/crm/v3/pipelines/deals")]
+        assert sorted(refused) == ["/crm/v3/owners", "/crm/v3/pipelines/deals"]
+        # the warning is kept with the run, for `opsloop sources` and the runs page
+        runs = SourceState(proj.app().store).runs("crm")
+        assert runs[0].status == "succeeded" and "crm.objects.owners.read" in (runs[0].message or "")
+    finally:
+        fake.close()
+
+
+def test_property_list_without_schema_scope_falls_back_to_default_properties(proj: Any) -> None:
+    fake = _seeded(CONTACTS_AND_COMPANIES - {"crm.schemas.companies.read"} | {"crm.objects.owners.read"})
+    try:
+        proj.env(HS_TOKEN="pat-na1-good")
+        proj.source("crm", f"""\
+            type: hubspot
+            token_env: HS_TOKEN
+            base_url: {fake.url}
+            objects: [contacts, companies]
+            pipelines: []
+            """)
+        result = proj.pull("crm")
+        assert result.status == "succeeded"
+        message = result.run.message or ""
+        assert "companies has only HubSpot's default properties (the token lacks the scope " \
+               "crm.schemas.companies.read" in message
+        assert proj.sql("SELECT count(*) FROM crm.companies") == [(1,)]
+        assert proj.sql("SELECT count(*) FROM crm.owners") == [(1,)]
+        # contacts still got every property (their schema scope is granted)
+        assert proj.sql("SELECT phone FROM crm.contacts WHERE id = '1'") == [("+4915112345678",)]
+    finally:
+        fake.close()
+
+
+def test_stream_the_project_asks_for_fails_naming_the_missing_scope(proj: Any) -> None:
+    fake = _seeded(CONTACTS_AND_COMPANIES)
+    try:
+        proj.env(HS_TOKEN="pat-na1-good")
+        proj.source("crm", f"""\
+            type: hubspot
+            token_env: HS_TOKEN
+            base_url: {fake.url}
+            objects: [contacts]
+            owners: true
+            pipelines: []
+            """)
+        with pytest.raises(SourceAuthError) as info:
+            proj.pull("crm")
+        assert str(info.value).startswith(
+            "source 'crm': the HubSpot token in HS_TOKEN lacks the scope crm.objects.owners.read needed for the "
+            "owners stream (HTTP 403)")
+        assert info.value.status == 403
+    finally:
+        fake.close()
+
+
+def test_404_on_an_optional_stream_writes_what_the_others_got(proj: Any) -> None:
+    fake = _seeded(set(ALL_SCOPES))
+    try:
+        _default_source(proj, fake)
+        fake.inject.append((lambda r: r.path == "/crm/v3/pipelines/deals", Reply(404, {
+            "status": "error", "message": "Unable to infer object type from: deals", "category": "OBJECT_NOT_FOUND",
+            "correlationId": "c0ffee"})))
+        result = proj.pull("crm")
+        assert result.status == "succeeded"
+        assert "skipped deals_pipelines (HubSpot answered 404 for /crm/v3/pipelines/deals; set pipelines: [] to " \
+               "stop asking)" in (
+            result.run.message or "")
+        assert proj.sql("SELECT count(*) FROM crm.contacts") == [(2,)]
+        assert proj.sql("SELECT count(*) FROM crm.deals") == [(1,)]
+        assert proj.sql("SELECT count(*) FROM crm.owners") == [(1,)]
+    finally:
+        fake.close()
+
+
+def test_docs_list_every_option_and_the_scope_of_every_default_stream() -> None:
+    from pathlib import Path
+
+    from opsloop.sources.config import HubSpotSource, _SourceBase
+
+    from .fake_hubspot import required_scope
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "sources.md").read_text()
+    section = doc.split("## hubspot\n", 1)[1].split("\n## ", 1)[0]
+    own = set(HubSpotSource.model_fields) - set(_SourceBase.model_fields) - {"type"}
+    for option in own:
+        assert f"| `{option}` |" in section, option
+    paths = ["/crm/v3/objects/contacts", "/crm/v3/objects/companies", "/crm/v3/objects/deals", "/crm/v3/owners",
+             "/crm/v3/pipelines/deals", "/crm/v3/properties/contacts"]
+    for path in paths:
+        scope = required_scope("GET", path)
+        assert scope and f"`{scope}`" in section, path
+
+
+def test_example_source_needs_exactly_the_scopes_its_comment_names(tmp_path: Any) -> None:
+    from tests.conftest import run_cli
+
+    root = tmp_path / "co"
+    assert run_cli("init", str(root), "--example", "saas").returncode == 0
+    comment = (root / "sources" / "hubspot.yml").read_text()
+    fake = _seeded({"crm.objects.contacts.read", "crm.objects.companies.read"})
+    try:
+        assert "exactly crm.objects.contacts.read and crm.objects.companies.read" in comment
+        out = run_cli("pull", "hubspot", "-p", str(root),
+                      env={"HUBSPOT_API_URL": fake.url, "HUBSPOT_TOKEN": fake.token})
+        assert out.returncode == 0, out.stderr
+        assert "hubspot: succeeded, 3 rows" in out.stdout and "warning" not in out.stdout
+        assert not [r for r in fake.log if r.path.startswith(("/crm/v3/owners", "/crm/v3/pipelines"))]
+    finally:
+        fake.close()
+
+
+def test_ca_file_trusts_a_private_ca(proj: Any) -> None:
+    fake = _seeded(set(ALL_SCOPES))
+    try:
+        cert = serve_tls(fake, proj.root)
+        proj.env(HS_TOKEN="pat-na1-good")
+        source = f"type: hubspot\ntoken_env: HS_TOKEN\nbase_url: {fake.url}\nretry_attempts: 1\n"
+        proj.source("crm", source)
+        with pytest.raises(SourceError, match="CERTIFICATE_VERIFY_FAILED"):
+            proj.pull("crm")
+        proj.source("crm", source + f"ca_file: {cert.name}\ntimeout: 5\n")
+        result = proj.pull("crm")
+        assert result.status == "succeeded" and result.run.streams["contacts"]["rows"] == 2
+    finally:
+        fake.close()
+
+
+def test_a_token_that_can_read_no_stream_fails_the_pull(proj: Any) -> None:
+    fake = _seeded(set())
+    try:
+        _default_source(proj, fake)
+        with pytest.raises(SourceAuthError) as info:
+            proj.pull("crm")
+        message = str(info.value)
+        assert message.startswith("source 'crm': the HubSpot token in HS_TOKEN can read none of the streams: ")
+        for scope in ("crm.objects.contacts.read", "crm.objects.companies.read", "crm.objects.deals.read",
+                      "crm.objects.owners.read"):
+            assert scope in message
+        assert SourceState(proj.apps[-1].store).runs("crm")[0].status == "failed"
+    finally:
+        fake.close()

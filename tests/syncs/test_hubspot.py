@@ -67,10 +67,13 @@ def test_rejected_phone_kept_with_hubspots_error_then_retried_after_fix(sp: Sync
     first = sp.run("crm")
     assert (first.status, first.sent, first.failed) == ("partial", 5, 1)
     error = sp.state("crm")["user3@example.com"]["error"]
-    assert "555-CALL-NOW is not a valid phone number" in error and "VALIDATION_ERROR" in error
+    # HubSpot's code beside its message (it sends them as JSON inside the message)
+    assert error == ("VALIDATION_ERROR: Property values were not valid: phone: INVALID_PHONE_NUMBER: 555-CALL-NOW "
+                     "is not a valid phone number")
     shown = cli("syncs", "show", "crm", "-p", str(sp.root))
     assert shown.returncode == 0, shown.stderr
-    assert "user3@example.com" in shown.stdout and "INVALID_PHONE_NUMBER" in shown.stdout
+    assert "user3@example.com" in shown.stdout
+    assert "phone: INVALID_PHONE_NUMBER: 555-CALL-NOW is not a valid phone number" in shown.stdout
     listed = cli("syncs", "-p", str(sp.root))
     assert "crm\thubspot\tupsert\tfailing\tpartial" in listed.stdout
 
@@ -95,7 +98,9 @@ def test_whole_batch_400_is_split_to_isolate_the_bad_row(sp: SyncProject, fake_s
     result = sp.run("crm")
     assert (result.sent, result.failed) == (7, 1)
     assert "user6@example.com" not in hub.contacts and len(hub.contacts) == 7
-    assert "n/a is not a valid phone number" in sp.state("crm")["user6@example.com"]["error"]
+    assert sp.state("crm")["user6@example.com"]["error"].endswith(
+        "HTTP 400: VALIDATION_ERROR: Property values were not valid: phone: INVALID_PHONE_NUMBER: n/a is not a "
+        "valid phone number")
     sizes = [len(r.json()["inputs"]) for r in hub.calls(server, "/batch/upsert")]
     assert sizes[0] == 8 and sizes.count(1) >= 1 and len(sizes) <= 7
 
@@ -158,3 +163,56 @@ def test_update_mode_never_creates(sp: SyncProject, fake_server: Any) -> None:
     assert hub.contacts["user2@example.com"]["properties"]["firstname"] == "User2"
     assert sp.state("crm")["user1@example.com"]["error"] == "OBJECT_NOT_FOUND: Object not found"
     assert len(hub.calls(server, "/batch/update")) == 1 and not hub.calls(server, "/batch/upsert")
+
+
+def test_ca_file_trusts_a_private_ca(sp: SyncProject, fake_server: Any) -> None:
+    from tests.sources.fake_hubspot import serve_tls
+
+    sp.customers(people(2))
+    hub = FakeHubSpot()
+    server = fake_server(hub)
+    cert = serve_tls(server, sp.root)
+    sp.set_env(HUBSPOT_TOKEN=hub.token)
+    text = f"""
+        model: customers
+        key: email
+        destination:
+          type: hubspot
+          base_url: {server.url}
+          {{extra}}
+        mapping:
+          email: email
+    """
+    sp.write_sync("crm", text.format(extra="timeout: 5"))
+    failed = sp.run("crm")
+    assert (failed.sent, hub.contacts) == (0, {})
+    assert "CERTIFICATE_VERIFY_FAILED" in str(sp.state("crm")["user1@example.com"]["error"])
+    sp.write_sync("crm", text.format(extra=f"ca_file: {cert.name}"))
+    result = sp.run("crm")
+    assert (result.status, result.sent) == ("ok", 2), result.error
+    assert set(hub.contacts) == {"user1@example.com", "user2@example.com"}
+
+
+def test_validate_names_the_scope_a_token_lacks_for_the_field_check(sp: SyncProject) -> None:
+    from tests.sources.fake_hubspot import HubSpotFake
+
+    sp.customers(people(1))
+    hub = HubSpotFake(granted={"crm.objects.contacts.read"})  # HubSpot's 403 MISSING_SCOPES body for the rest
+    try:
+        sp.set_env(HUBSPOT_TOKEN=hub.token)
+        sp.write_sync("crm", f"""
+            model: customers
+            key: email
+            destination:
+              type: hubspot
+              base_url: {hub.url}
+            mapping:
+              email: email
+        """)
+        result = run_cli("validate", "-p", str(sp.root))
+        assert result.returncode == 1
+        assert "syncs/crm.yml:3: cannot list the destination's fields: hubspot properties of contacts: HTTP 403: " \
+               "MISSING_SCOPES: This app hasn't been granted all required scopes to make this call." in result.stderr
+        assert "scopes: One or more of the following scopes are required: crm.schemas.contacts.read" in result.stderr
+    finally:
+        hub.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,37 +37,29 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def validate(
         project: ProjectOpt = Path("."),
-        json_out: Annotated[bool, typer.Option("--json", help="Print problems as JSON.")] = False,
+        json_out: Annotated[bool, typer.Option("--json", help="Print errors and warnings as JSON.")] = False,
+        strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors (for CI).")] = False,
     ) -> None:
-        """Check the whole project; report every problem with file:line and what to do."""
+        """Check the whole project; report every problem with file:line and what to do.
+
+        Errors exit 1. Warnings (a destination that cannot be reached, a table the first build, pull or
+        identity build creates) are printed and exit 0, unless --strict."""
         from ..errors import ConfigError
         from ..project import load_project
 
         try:
             loaded = load_project(project)
         except ConfigError as exc:
-            if json_out:
-                print_json({"ok": False, "problems": [p.__dict__ for p in exc.problems]})
-            else:
-                for problem in exc.problems:
-                    typer.echo(str(problem), err=True)
-                typer.echo(f"{len(exc.problems)} problem(s) found", err=True)
+            _report_problems(exc.problems, json_out, strict, {})
             raise typer.Exit(1) from None
         from ..project.loader import run_validators
 
         problems = run_validators(loaded)
-        if problems:
-            if json_out:
-                print_json({"ok": False, "problems": [p.__dict__ for p in problems]})
-            else:
-                for problem in problems:
-                    typer.echo(str(problem), err=True)
-                typer.echo(f"{len(problems)} problem(s) found", err=True)
+        if not _report_problems(problems, json_out, strict, {"endpoints": sorted(loaded.endpoints)}):
             raise typer.Exit(1)
-        if json_out:
-            print_json({"ok": True, "endpoints": sorted(loaded.endpoints)})
-        else:
-            typer.echo(f"ok: {loaded.config.name} ({len(loaded.endpoints)} endpoint(s))")
+        if not json_out:
+            typer.echo(f"ok: {loaded.config.name} ({len(loaded.endpoints)} endpoint(s))"
+                       + (f", {len(problems)} warning(s)" if problems else ""))
 
     @app.command()
     def up(
@@ -83,6 +75,24 @@ def register(app: typer.Typer) -> None:
         from .._server import serve
 
         serve(project, host=host, port=port, role=role, receivers=receivers)
+
+
+def _report_problems(problems: list[Any], json_out: bool, strict: bool, extra: dict[str, Any]) -> bool:
+    """Print errors and warnings; True when validate passes (no errors; with ``strict``, no warnings)."""
+    errors = [p for p in problems if p.severity == "error" or strict]
+    warnings = [p for p in problems if p not in errors]
+    ok = not errors
+    if json_out:
+        print_json({"ok": ok, "errors": [p.__dict__ for p in errors], "warnings": [p.__dict__ for p in warnings],
+                    "problems": [p.__dict__ for p in errors], **(extra if ok else {})})
+        return ok
+    for problem in problems:
+        typer.echo(str(problem), err=True)
+    if errors:
+        counts = f"{len(errors)} problem(s) found" + (f", and {len(warnings)} warning(s)" if warnings else "")
+        typer.echo(counts + (" (--strict: warnings count as errors)" if strict and any(
+            p.severity == "warning" for p in errors) else ""), err=True)
+    return ok
 
 
 def register_demo(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -33,18 +34,22 @@ def body_text(response: httpx.Response, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def check(response: httpx.Response, what: str) -> None:
+Describe = Callable[[httpx.Response], str | None]
+"""A destination's reading of its vendor's error body (None: show the body as it came)."""
+
+
+def check(response: httpx.Response, what: str, describe: Describe | None = None) -> None:
     """Raise the typed error for a failed response: 429/5xx transient, other 4xx terminal."""
     if response.status_code < 400:
         return
+    said = (describe(response) if describe else None) or body_text(response)
     if response.status_code == 429 or response.status_code >= 500:
-        raise TransientDeliveryError(
-            f"{what}: HTTP {response.status_code}: {body_text(response)}", retry_after(response)
-        )
-    raise TerminalDeliveryError(f"{what}: HTTP {response.status_code}: {body_text(response)}")
+        raise TransientDeliveryError(f"{what}: HTTP {response.status_code}: {said}", retry_after(response))
+    raise TerminalDeliveryError(f"{what}: HTTP {response.status_code}: {said}")
 
 
-def request(client: httpx.Client, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
+def request(client: httpx.Client, method: str, url: str, what: str, describe: Describe | None = None,
+            **kwargs: Any) -> httpx.Response:
     """Send a request; connection failures and timeouts are transient."""
     try:
         response = client.request(method, url, **kwargs)
@@ -52,7 +57,7 @@ def request(client: httpx.Client, method: str, url: str, what: str, **kwargs: An
         raise TransientDeliveryError(f"{what}: timed out ({exc})") from exc
     except httpx.TransportError as exc:
         raise TransientDeliveryError(f"{what}: cannot connect ({exc})") from exc
-    check(response, what)
+    check(response, what, describe)
     return response
 
 

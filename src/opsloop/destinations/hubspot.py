@@ -8,12 +8,58 @@ back to its row. Auth: a private app token (``Authorization: Bearer``). Scopes: 
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
 
 from . import _http
 from .base import Destination, DestinationConfig, RowOp, RowResult
+
+
+def record_error(err: dict[str, Any]) -> str:
+    """One per-record error as a person reads it, with HubSpot's codes beside each message::
+
+        VALIDATION_ERROR: phone: INVALID_PHONE_NUMBER: 555-CALL-NOW is not a valid phone number
+
+    HubSpot puts property errors as a JSON list inside ``message`` ("Property values were not valid:
+    [{"error": "INVALID_PHONE_NUMBER", "name": "phone", "message": ...}]") and other details in
+    ``errors[]`` (``code``, ``message``, ``context.propertyName``)."""
+    import json
+
+    message = str(err.get("message") or "rejected")
+    details: list[str] = []
+    head, sep, tail = message.partition(": [")
+    if sep:
+        try:
+            items = json.loads("[" + tail)
+        except ValueError:
+            items = None
+        if isinstance(items, list) and items and all(isinstance(i, dict) for i in items):
+            message = head
+            details = [": ".join(str(p) for p in (i.get("name"), i.get("error") or i.get("code"), i.get("message"))
+                                 if p) for i in items]
+    for sub in err.get("errors") or []:
+        if isinstance(sub, dict):
+            context = sub.get("context") or {}
+            props = context.get("propertyName") or []
+            scopes = context.get("requiredGranularScopes") or []
+            said = str(sub.get("message") or "").rstrip(". ") if scopes else sub.get("message")
+            parts = [", ".join(map(str, props)), sub.get("code"), said, " ".join(map(str, scopes))]
+            details.append(": ".join(str(p) for p in parts if p))
+    text = "; ".join([message.rstrip(". "), *(d for d in details if d)]) if details else message
+    text = text.replace("; ", ": ", 1)
+    category = err.get("category")
+    return f"{category}: {text}" if category else text
+
+
+def _described(response: httpx.Response) -> str | None:
+    """A whole-batch error body (400) read like a per-record one, so its codes show too."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return record_error(body) if isinstance(body, dict) and body.get("message") else None
 
 
 class HubSpotConfig(DestinationConfig):
@@ -23,6 +69,8 @@ class HubSpotConfig(DestinationConfig):
     token_env: str = "HUBSPOT_TOKEN"  # noqa: S105 (the name of an environment variable)
     base_url: str = "https://api.hubapi.com"
     timeout: float = 30.0
+    ca_file: str | None = None
+    """PEM file of CAs to trust for ``base_url`` (relative to the project folder); default: the system's."""
 
 
 class HubSpotDestination(Destination):
@@ -42,8 +90,11 @@ class HubSpotDestination(Destination):
     def client(self) -> httpx.Client:
         if self._client is None:
             token = self.ctx.require_secret(self.config.token_env, "hubspot")
+            verify: ssl.SSLContext | bool = True
+            if self.config.ca_file:
+                verify = ssl.create_default_context(cafile=str(self.ctx.root / self.config.ca_file))
             self._client = httpx.Client(base_url=self.config.base_url.rstrip("/"), timeout=self.config.timeout,
-                                        headers={"authorization": f"Bearer {token}"})
+                                        headers={"authorization": f"Bearer {token}"}, verify=verify)
         return self._client
 
     def _path(self, action: str) -> str:
@@ -51,7 +102,7 @@ class HubSpotDestination(Destination):
 
     def declared_fields(self) -> set[str] | None:
         response = _http.request(self.client, "GET", f"/crm/v3/properties/{self.config.object}",
-                                 f"hubspot properties of {self.config.object}")
+                                 f"hubspot properties of {self.config.object}", describe=_described)
         data = _http.json_body(response, "hubspot properties")
         return {str(p["name"]) for p in data.get("results", [])}
 
@@ -65,7 +116,8 @@ class HubSpotDestination(Destination):
             for row in batch
         ]
         what = f"hubspot {self.config.object} batch/{action}"
-        response = _http.request(self.client, "POST", self._path(action), what, json={"inputs": inputs})
+        response = _http.request(self.client, "POST", self._path(action), what, describe=_described,
+                                 json={"inputs": inputs})
         data = _http.json_body(response, what)
         return self._results(batch, data)
 
@@ -78,9 +130,7 @@ class HubSpotDestination(Destination):
             if key in keys:
                 out[key] = RowResult(key, True, dest_id=str(item.get("id")), created=bool(item.get("new")))
         for err in data.get("errors", []):
-            message = err.get("message") or err.get("category") or "rejected"
-            if err.get("category"):
-                message = f"{err['category']}: {message}"
+            message = record_error(err)
             context = err.get("context") or {}
             ids = [err.get("objectWriteTraceId"), *(context.get("objectWriteTraceId") or []),
                    *(context.get("ids") or [])]

@@ -8,6 +8,11 @@ from ..errors import OpsloopError, TerminalError, TransientError
 class SourceError(OpsloopError):
     """A pull failed; the message names the source and what the vendor answered."""
 
+    status: int | None = None
+    """The vendor's HTTP status, when the error is an HTTP answer."""
+    body: object = None
+    """The vendor's parsed JSON error body (None when it sent none), for a connector to read its details."""
+
 
 class SourceAuthError(SourceError, TerminalError):
     """The vendor refused the credentials: a person has to fix the token, key or grant."""

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._errors import QuotaExhausted, SourceAuthError, SourceRequestError, SourceUnavailable
+from ._errors import QuotaExhausted, SourceAuthError, SourceError, SourceRequestError, SourceUnavailable
 
 QuotaCheck = Callable[[Any], bool]
 """Given a response, True when it says the daily quota is exhausted (so: do not retry, stop cleanly)."""
@@ -58,7 +58,7 @@ class Http:
     def __init__(
         self, source: str, vendor: str, budget: Budget, *, credentials_hint: str, attempts: int = 6,
         max_delay: float = 300.0, backoff: float = 1.0, quota_check: QuotaCheck | None = None,
-        timeout: float = 60.0,
+        timeout: float = 60.0, ca_file: str | None = None,
     ) -> None:
         from dlt.sources.helpers.requests.retry import Client
 
@@ -85,6 +85,8 @@ class Http:
             respect_retry_after_header=True,
         )
         self.session = self._client.session
+        self.verify = ca_file
+        """Per request: requests lets ``REQUESTS_CA_BUNDLE`` override a session's ``verify``."""
         self.session.hooks["response"].append(self._count)
 
     def _count(self, response: Any, *args: Any, **kwargs: Any) -> Any:
@@ -95,6 +97,8 @@ class Http:
         """Send one request (with retries); returns the ``requests.Response`` when it succeeded."""
         self.budget.check(self.source)
         headers = {**self.headers, **kwargs.pop("headers", {})}
+        if self.verify:
+            kwargs.setdefault("verify", self.verify)
         response = self.session.request(method, url, headers=headers, auth=self.auth, **kwargs)
         if response.status_code == 401 and self.on_unauthorized is not None and self.on_unauthorized():
             headers = {**headers, **self.headers}
@@ -106,23 +110,33 @@ class Http:
         status = response.status_code
         if status < 400:
             return
+        error = self._error(response)
+        error.status = status
+        try:
+            error.body = response.json()
+        except ValueError:
+            error.body = None
+        raise error
+
+    def _error(self, response: Any) -> SourceError:
+        status = response.status_code
         said = vendor_message(response)
         if self.quota_check and self.quota_check(response):
-            raise QuotaExhausted(f"source {self.source!r}: {self.vendor} daily API limit reached ({said})",
-                                 next_utc_midnight())
+            return QuotaExhausted(f"source {self.source!r}: {self.vendor} daily API limit reached ({said})",
+                                  next_utc_midnight())
         if status in (401, 403):
-            raise SourceAuthError(
+            return SourceAuthError(
                 f"source {self.source!r}: {self.vendor} refused the credentials (HTTP {status}: {said}). "
                 f"{self.hint}"
             )
         if status == 429 or status >= 500:
             retry_after = response.headers.get("Retry-After")
-            raise SourceUnavailable(
+            return SourceUnavailable(
                 f"source {self.source!r}: {self.vendor} still answered HTTP {status} after retrying ({said}); "
                 "the next run tries again",
                 float(retry_after) if retry_after and retry_after.isdigit() else None,
             )
-        raise SourceRequestError(
+        return SourceRequestError(
             f"source {self.source!r}: {self.vendor} rejected {response.request.method} "
             f"{response.request.path_url.split('?')[0]} (HTTP {status}: {said})"
         )

@@ -151,8 +151,8 @@ class Puller:
             run.message = f"{self.quota}; resumes at {_iso(self.quota.resume_at)}"
         else:
             run.status = "succeeded"
-        if self.drift:
-            notes = "; ".join(str(d) for d in self.drift)
+        if ctx.warnings or self.drift:
+            notes = "; ".join([*ctx.warnings, *(str(d) for d in self.drift)])
             run.message = f"{run.message}; {notes}" if run.message else notes
         if run.rows:
             self.events.append(self._event(f"source.{self.name}.loaded", {

@@ -87,11 +87,20 @@ class HubSpotSource(_SourceBase):
     type: Literal["hubspot"]
     token_env: str = "HUBSPOT_TOKEN"  # noqa: S105 (a variable name)
     base_url: str = "https://api.hubapi.com"
-    objects: list[str | HubSpotObject] = Field(default_factory=lambda: list[str | HubSpotObject](
-        ["contacts", "companies", "deals"]))
-    owners: bool = True
-    pipelines: list[str] = Field(default_factory=lambda: ["deals"])
+    objects: list[str | HubSpotObject] = Field(
+        default_factory=lambda: list[str | HubSpotObject](["contacts", "companies", "deals"]),
+        description="default: contacts, companies, deals (each skipped with a warning if the token cannot "
+                    "read it); objects listed here are required",
+    )
+    owners: bool = Field(default=True, description="read /crm/v3/owners (scope crm.objects.owners.read); by "
+                                                  "default skipped with a warning when not granted")
+    pipelines: list[str] = Field(default_factory=lambda: ["deals"],
+                                 description="objects whose pipelines to read; by default [deals], skipped "
+                                             "with a warning when not granted")
     page_size: int = 100
+    ca_file: str | None = Field(default=None, description="PEM file of CAs to trust for base_url (relative to the "
+                                                          "project folder); default: the system's")
+    timeout: float = Field(default=60.0, gt=0, description="seconds per request")
 
     @property
     def default_lag(self) -> float:
@@ -99,6 +108,11 @@ class HubSpotSource(_SourceBase):
 
     def object_configs(self) -> list[HubSpotObject]:
         return [HubSpotObject(name=o) if isinstance(o, str) else o for o in self.objects]
+
+    def required(self, option: str) -> bool:
+        """True when the project set ``option`` itself: then a stream it names that the token cannot read
+        fails the pull; a default one is skipped with a warning naming the missing scope."""
+        return option in self.model_fields_set
 
     def stream_names(self) -> list[str]:
         names = [o.name for o in self.object_configs()]

@@ -129,7 +129,37 @@ def source_sql(project: Project, sync: LoadedSync, warehouse: Any) -> str:
 
 
 def _model_defined(project: Project, model: str) -> bool:
-    return any(project.root.glob(f"models/**/{model}.sql")) or model in (project.extras.get("models") or {})
+    """A model or seed of the project's dbt layout is named ``model`` (the first build creates it)."""
+    if any(project.root.glob(f"models/**/{model}.sql")):
+        return True
+    models = project.extras.get("models")
+    return model in getattr(models, "models", {}) or model in getattr(models, "seeds", {})
+
+
+def created_by_first_run(project: Project, relation: str) -> str | None:
+    """The command whose first run creates ``relation`` (``schema.table``), or None when nothing in the
+    project would: a sync reading it before then is a warning for ``opsloop validate``, not an error."""
+    schema, _, name = relation.rpartition(".")
+    schema, name = schema.strip('"').lower(), name.strip('"')
+    if schema == "identity" and project.extras.get("identity") is not None:
+        return "opsloop identity build"
+    for source, config in sorted((project.extras.get("sources") or {}).items()):
+        if schema == str(config.schema_name).lower() and name in {_snake(s) for s in config.stream_names()}:
+            return f"opsloop pull {source}"
+    if _model_defined(project, name):
+        return "opsloop build"
+    return None
+
+
+def _snake(stream: str) -> str:
+    import re
+
+    return re.sub(r"[^0-9a-z_]+", "_", stream.lower())
+
+
+def _not_yet(sync: LoadedSync, key: str, relation: str, creator: str) -> Problem:
+    return Problem(sync.file, sync.line(key), f"{relation} does not exist yet; the first `{creator}` creates it",
+                   "its columns are checked once it exists", severity="warning")
 
 
 def check_syncs(project: Project) -> list[Problem]:
@@ -182,6 +212,48 @@ def _open_readonly(project: Project, problems: list[Problem]) -> Any:
     return warehouse
 
 
+def _creator(project: Project, cfg: Any) -> str | None:
+    if cfg.table:
+        return created_by_first_run(project, str(cfg.table))
+    if cfg.model and _model_defined(project, str(cfg.model).rpartition(".")[2]):
+        return "opsloop build"
+    return None
+
+
+def _pending(project: Project, cfg: Any, warehouse: Any) -> list[tuple[str, str]]:
+    """(relation, command) for each relation the sync reads that is missing but a first run creates; empty
+    when any missing relation is one nothing in the project creates (then it is an error)."""
+    if cfg.sql:
+        import sqlglot
+        from sqlglot import exp
+
+        try:
+            tree = sqlglot.parse_one(cfg.sql, read=warehouse.dialect)
+        except sqlglot.errors.ParseError:
+            return []
+        ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
+        relations = sorted({".".join(p for p in (t.db, t.name) if p) for t in tree.find_all(exp.Table)
+                            if t.name and t.name not in ctes})
+    else:
+        relations = [str(cfg.table or cfg.model)]
+    missing = [r for r in relations if not _exists(warehouse, r)]
+    found = [(r, created_by_first_run(project, r) if "." in r or cfg.sql else _creator(project, cfg))
+             for r in missing]
+    if not found or any(creator is None for _, creator in found):
+        return []
+    return [(r, str(creator)) for r, creator in found]
+
+
+def _exists(warehouse: Any, relation: str) -> bool:
+    schema, _, name = relation.rpartition(".")
+    sql = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
+    params: tuple[str, ...] = (name.strip('"'),)
+    if schema:
+        sql += " AND table_schema = ?"
+        params += (schema.strip('"'),)
+    return bool(warehouse.query(sql, params).rows[0][0])
+
+
 class _Locked:
     def close(self) -> None:
         pass
@@ -192,7 +264,7 @@ _LOCKED = _Locked()
 
 def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Problem]:
     from ..destinations import DestinationContext, get_destination
-    from ..errors import DeliveryError, WarehouseError
+    from ..errors import DeliveryError, TransientDeliveryError, WarehouseError
     from .diff import SyncTables
 
     problems: list[Problem] = []
@@ -206,13 +278,21 @@ def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Probl
             columns = SyncTables(warehouse, cfg.name).columns(source_sql(project, sync, warehouse))
         except WarehouseError as exc:
             text = str(exc)
-            if not (cfg.model and _model_defined(project, cfg.model)):
+            pending = _pending(project, cfg, warehouse)
+            if pending:
+                problems.extend(_not_yet(sync, src_key, relation, creator) for relation, creator in pending
+                                if not cfg.model)
+            elif not (cfg.model and _model_defined(project, cfg.model)):
                 problems.append(Problem(sync.file, sync.line(src_key),
                                         text.split(": ", 2)[-1] if text.startswith(sync.file) else
                                         f"cannot read the source: {text.splitlines()[0]}"))
     elif cfg.table or (cfg.model and not _model_defined(project, cfg.model)):
-        problems.append(Problem(sync.file, sync.line(src_key), "the warehouse does not exist yet, so the source "
-                                "cannot be checked", "load or build data first"))
+        creator = _creator(project, cfg)
+        if creator is not None:
+            problems.append(_not_yet(sync, src_key, str(cfg.table or cfg.model), creator))
+        else:
+            problems.append(Problem(sync.file, sync.line(src_key), "the warehouse does not exist yet, so the "
+                                    "source cannot be checked", "load or build data first"))
     if columns is not None:
         available = set(columns)
         if cfg.key not in available:
@@ -232,6 +312,13 @@ def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Probl
             declared = dest.declared_fields()
         finally:
             dest.close()
+    except TransientDeliveryError as exc:
+        # unreachable, timed out, or answering 429/5xx: may be fine where the sync really runs
+        problems.append(Problem(sync.file, sync.line("destination"),
+                                f"cannot reach the destination to check the mapped fields: {exc}",
+                                "the fields are checked when it answers; --strict makes this an error",
+                                severity="warning"))
+        declared = None
     except DeliveryError as exc:
         problems.append(Problem(sync.file, sync.line("destination"),
                                 f"cannot list the destination's fields: {exc}", "check the credentials and URL"))

@@ -48,6 +48,12 @@ class PullContext:
     retry_attempts: int = 6
     max_retry_delay: float = 300.0
     retry_backoff: float = 1.0
+    warnings: list[str] = field(default_factory=list)
+    """What the run could not do but did not fail for (an optional stream the token may not read)."""
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     def secret(self, name: str | None) -> str | None:
         return self.env.get(name) if name else None

@@ -7,6 +7,10 @@ stops at 10,000 results per query, so the query restarts from the last modified 
 Associations for searched records come from ``POST /crm/v4/associations/{from}/{to}/batch/read``.
 Owners (``/crm/v3/owners``) and pipelines (``/crm/v3/pipelines/{object}``) are read whole each run.
 A 429 whose ``policyName`` is ``DAILY`` ends the run as partial; other 429s and 5xx are retried.
+
+Scopes: a stream the project asked for by name fails the pull when HubSpot answers 403 ``MISSING_SCOPES``
+(the message names the scope); a stream that is only on by default (owners, deal pipelines, the default
+objects) and the property list are skipped with a warning naming the scope, and the other streams load.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from .._errors import SourceAuthError, SourceError, SourceRequestError
 from .._http import Http
 from ..config import HubSpotObject, HubSpotSource
 from .base import Page, PullContext, Stream
@@ -42,6 +47,42 @@ def _daily_quota(response: Any) -> bool:
     return isinstance(body, dict) and str(body.get("policyName", "")).upper() == "DAILY"
 
 
+def scope_for(path: str) -> str:
+    """The scope HubSpot documents for a read endpoint (what the docs list; a 403 names the real one)."""
+    parts = path.strip("/").split("/")
+    if parts[:3] == ["crm", "v3", "owners"]:
+        return "crm.objects.owners.read"
+    if parts[:3] == ["crm", "v3", "properties"] and len(parts) > 3:
+        return f"crm.schemas.{parts[3]}.read"
+    if parts[:3] == ["crm", "v3", "pipelines"] and len(parts) > 3:
+        return f"crm.objects.{parts[3]}.read"
+    if len(parts) > 3 and parts[2] in ("objects", "associations"):
+        return f"crm.objects.{parts[3]}.read"
+    return "the scope for this endpoint"
+
+
+def missing_scopes(exc: SourceError) -> list[str]:
+    """The scopes a 403 ``MISSING_SCOPES`` body names (``errors[].context.requiredGranularScopes``)."""
+    body = exc.body
+    if not isinstance(body, dict):
+        return []
+    found: list[str] = []
+    for err in body.get("errors") or []:
+        context = err.get("context") if isinstance(err, dict) else None
+        if isinstance(context, dict):
+            for key in ("requiredGranularScopes", "requiredScopes", "missingScopes"):
+                found += [str(s) for s in context.get(key) or [] if str(s) not in found]
+    context = body.get("context")
+    if isinstance(context, dict):
+        found += [str(s) for s in context.get("missingScopes") or [] if str(s) not in found]
+    return found
+
+
+def _refused(exc: BaseException) -> bool:
+    """A 403 (scope not granted) or 404 (endpoint or object not there): what an optional stream may skip."""
+    return isinstance(exc, SourceAuthError | SourceRequestError) and exc.status in (403, 404)
+
+
 def _ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
@@ -57,24 +98,84 @@ class HubSpotConnector:
         self.config = config
         self.ctx = ctx
         self.base = config.base_url.rstrip("/")
+        ca_file = str(ctx.project_root / config.ca_file) if config.ca_file else None
         self.http = Http(ctx.source, "HubSpot", ctx.budget, attempts=ctx.retry_attempts,
                          max_delay=ctx.max_retry_delay, backoff=ctx.retry_backoff, quota_check=_daily_quota,
+                         timeout=config.timeout, ca_file=ca_file,
                          credentials_hint=f"Check the private app token in {config.token_env} and its scopes "
                                           "(see docs/sources.md#hubspot).")
         self.http.headers["Authorization"] = f"Bearer {ctx.secret(config.token_env) or ''}"
+        self._count = 0
+        self._refused: list[str] = []
+        """Optional streams skipped for a 403/404; when that is every stream, the pull fails."""
+        self._read_any = False
 
     def streams(self) -> list[Stream]:
-        out = [Stream(o.name, ["id"], "merge", noun(o.name), options={"object": o})
+        out = self._streams()
+        self._count = len(out)
+        return out
+
+    def _streams(self) -> list[Stream]:
+        objects_required = self.config.required("objects")
+        out = [Stream(o.name, ["id"], "merge", noun(o.name),
+                      options={"object": o, "required": objects_required, "path": f"/crm/v3/objects/{o.name}"})
                for o in self.config.object_configs()]
         if self.config.owners:
-            out.append(Stream("owners", ["id"], "merge", "owner", options={"kind": "owners"}))
+            out.append(Stream("owners", ["id"], "merge", "owner",
+                              options={"kind": "owners", "required": self.config.required("owners"),
+                                       "path": "/crm/v3/owners"}))
         for obj in self.config.pipelines:
             out.append(Stream(f"{obj}_pipelines", ["id"], "merge", "pipeline",
-                              options={"kind": "pipelines", "object": obj}))
+                              options={"kind": "pipelines", "object": obj, "path": f"/crm/v3/pipelines/{obj}",
+                                       "required": self.config.required("pipelines")}))
         return out
 
     # -- reading ------------------------------------------------------------------------------
     def read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
+        try:
+            for page in self._read(stream, cursor):
+                self._read_any = True
+                yield page
+        except SourceError as exc:
+            if not _refused(exc):
+                raise
+            if stream.options.get("required"):
+                raise self._explained(exc, stream) from exc
+            self._refused.append(self._skipped(exc, stream).removeprefix("warning: skipped "))
+            if len(self._refused) == self._count and not self._read_any:
+                # not one stream readable: a token that can read nothing is a mistake, not a warning
+                error = SourceAuthError(
+                    f"source {self.ctx.source!r}: the HubSpot token in {self.config.token_env} can read none of "
+                    f"the streams: {'; '.join(self._refused)} (see docs/sources.md#hubspot)")
+                error.status, error.body = exc.status, exc.body
+                raise error from exc
+            self.ctx.warn(self._skipped(exc, stream))
+
+    def _scopes(self, exc: SourceError, path: str) -> str:
+        return ", ".join(missing_scopes(exc)) or scope_for(path)
+
+    def _explained(self, exc: SourceError, stream: Stream) -> SourceError:
+        if exc.status != 403:
+            return exc
+        error = SourceAuthError(
+            f"source {self.ctx.source!r}: the HubSpot token in {self.config.token_env} lacks the scope "
+            f"{self._scopes(exc, stream.options['path'])} needed for the {stream.name} stream (HTTP 403). "
+            "Add it to the private app, or drop the stream from the source's YAML (see docs/sources.md#hubspot)."
+        )
+        error.status, error.body = exc.status, exc.body
+        return error
+
+    def _skipped(self, exc: SourceError, stream: Stream) -> str:
+        kind = stream.options.get("kind")
+        stop = ("set owners: false" if kind == "owners" else "set pipelines: []" if kind == "pipelines"
+                else f"list objects: without {stream.name}")
+        if exc.status == 403:
+            why = f"the token lacks the scope {self._scopes(exc, stream.options['path'])}; grant it, or {stop}"
+        else:
+            why = f"HubSpot answered 404 for {stream.options['path']}; {stop}"
+        return f"warning: skipped {stream.name} ({why} to stop asking)"
+
+    def _read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
         kind = stream.options.get("kind")
         if kind == "owners":
             yield from self._owners()
@@ -103,7 +204,18 @@ class HubSpotConnector:
                 return
 
     def _property_names(self, obj: str) -> list[str]:
-        data = self.http.get(f"{self.base}/crm/v3/properties/{obj}")
+        """Every property of ``obj``; without the schema scope, HubSpot's default properties (a warning)."""
+        path = f"/crm/v3/properties/{obj}"
+        try:
+            data = self.http.get(f"{self.base}{path}")
+        except SourceError as exc:
+            if not _refused(exc):
+                raise
+            why = (f"the token lacks the scope {self._scopes(exc, path)}" if exc.status == 403
+                   else f"HubSpot answered 404 for {path}")
+            self.ctx.warn(f"warning: {obj} has only HubSpot's default properties ({why} to list them; grant "
+                          f"it, or list the properties under objects: [{{name: {obj}, properties: [...]}}])")
+            return []
         return [p["name"] for p in data.get("results", [])]
 
     def _row(self, item: dict[str, Any]) -> dict[str, Any]:

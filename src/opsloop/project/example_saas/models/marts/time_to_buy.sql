@@ -13,7 +13,8 @@ buyers as (
         c.company,
         f.requested_at,
         c.became_customer_at as purchased_at,
-        date_diff('second', f.requested_at, c.became_customer_at) / 3600.0 as hours_to_buy
+        -- exact to the microsecond: date_diff('second', ...) counts whole-second boundaries
+        extract(epoch from (c.became_customer_at - f.requested_at)) / 3600.0 as hours_to_buy
     from {{ ref('customers') }} as c
     join first_request as f on f.email = c.email
     where c.became_customer_at >= f.requested_at
