@@ -3,6 +3,7 @@ target — and one clear message with file:line for anything else (an adapter ca
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,36 @@ UNSUPPORTED_HINTS = {
     "dbt": "dbt's internal macros are not available",
     "graph": "the dbt graph object is not available",
 }
+
+
+_TEST_BLOCK = re.compile(r"{%(-?)\s*test\s+(\w+)\s*\(")
+_END_TEST = re.compile(r"{%(-?)\s*endtest\s*(-?)%}")
+_MATERIALIZATION = re.compile(r"{%-?\s*materialization\b.*?{%-?\s*endmaterialization\s*-?%}", re.S)
+DEFAULT_NAMING_MACROS = """
+{% macro default__generate_schema_name(custom_schema_name, node) -%}
+  {%- if custom_schema_name is none -%}{{ target.schema }}
+  {%- else -%}{{ target.schema }}_{{ custom_schema_name | trim }}{%- endif -%}
+{%- endmacro %}
+{% macro default__generate_alias_name(custom_alias_name=none, node=none) -%}
+  {%- if custom_alias_name -%}{{ custom_alias_name | trim }}{%- else -%}{{ node.name }}{%- endif -%}
+{%- endmacro %}
+{% macro default__generate_database_name(custom_database_name=none, node=none) -%}
+  {%- if custom_database_name is none -%}{{ target.database }}{%- else -%}{{ custom_database_name | trim }}{%- endif -%}
+{%- endmacro %}
+{% macro generate_schema_name_for_env(custom_schema_name, node) -%}
+  {%- if target.name == 'prod' and custom_schema_name is not none -%}{{ custom_schema_name | trim }}
+  {%- else -%}{{ target.schema }}{%- endif -%}
+{%- endmacro %}
+"""
+"""dbt's built-in naming macros, added when a project overrides one (its override may call them)."""
+
+
+def macro_text(text: str) -> str:
+    """A macro file as Jinja reads it: ``{% test x(...) %}`` is ``{% macro test_x(...) %}`` (as in dbt), and
+    custom materialization blocks are blanked out, keeping the line numbers (a model using one is refused)."""
+    text = _TEST_BLOCK.sub(lambda m: "{%" + m.group(1) + " macro test_" + m.group(2) + "(", text)
+    text = _END_TEST.sub(lambda m: "{%" + m.group(1) + " endmacro " + m.group(2) + "%}", text)
+    return _MATERIALIZATION.sub(lambda m: "\n" * m.group(0).count("\n"), text)
 
 
 class RenderError(Exception):
@@ -110,12 +141,12 @@ class Renderer:
         self.vars = dict(vars_)
         self.env = dict(env)
         self.target = dict(target)
-        self.macro_sources = macro_sources
+        self.macro_sources = [(rel, macro_text(text)) for rel, text in macro_sources]
         self.macro_names: set[str] = set()
         self._asts: dict[str, Any] = {}
         self._templates: dict[str, Any] = {}
         self.problems: list[Problem] = []
-        for rel, text in macro_sources:
+        for rel, text in self.macro_sources:
             try:
                 ast = self.jinja.parse(text)
             except Exception as exc:
@@ -199,19 +230,8 @@ class Renderer:
         """The SQL text and the config() values the model set."""
         from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 
-        config = _Config(ctx.config)
-        glob: dict[str, Any] = {
-            "ref": ctx.ref, "source": ctx.source, "config": config, "var": self._var, "env_var": self._env_var,
-            "this": ctx.this, "is_incremental": lambda: ctx.is_incremental, "target": self.target,
-            "execute": True, "log": lambda *a, **k: "", "exceptions": _Exceptions(),
-            "run_started_at": None, "invocation_id": "", "project_name": self.target.get("project_name", ""),
-        }
         try:
-            for _rel, macro_text in self.macro_sources:
-                module = self.template(macro_text).make_module(glob)
-                for name in dir(module):
-                    if not name.startswith("_"):
-                        glob[name] = getattr(module, name)
+            glob, config = self._globals(ctx)
             sql = self.template(text).render(glob)
         except RenderError as exc:
             raise RenderError(str(exc), exc.line or _line_of_call(text, str(exc)), exc.hint) from exc
@@ -224,6 +244,33 @@ class Renderer:
         except TemplateError as exc:
             raise RenderError(f"template error: {exc}", None) from exc
         return sql, config.captured
+
+    def call(self, name: str, args: tuple[Any, ...], ctx: RenderContext) -> str:
+        """Call one of the project's macros (``generate_schema_name(custom, node)``); its output, stripped."""
+        from jinja2 import TemplateError
+
+        try:
+            glob, _ = self._globals(ctx)
+            return str(glob[name](*args)).strip()
+        except RenderError:
+            raise
+        except TemplateError as exc:
+            raise RenderError(f"macro {name}: {exc}") from exc
+
+    def _globals(self, ctx: RenderContext) -> tuple[dict[str, Any], _Config]:
+        config = _Config(ctx.config)
+        glob: dict[str, Any] = {
+            "ref": ctx.ref, "source": ctx.source, "config": config, "var": self._var, "env_var": self._env_var,
+            "this": ctx.this, "is_incremental": lambda: ctx.is_incremental, "target": self.target,
+            "execute": True, "log": lambda *a, **k: "", "exceptions": _Exceptions(),
+            "run_started_at": None, "invocation_id": "", "project_name": self.target.get("project_name", ""),
+        }
+        for _rel, source_text in self.macro_sources:
+            module = self.template(source_text).make_module(glob)
+            for name in dir(module):
+                if not name.startswith("_"):
+                    glob[name] = getattr(module, name)
+        return glob, config
 
     def _var(self, name: str, default: Any = _Config) -> Any:
         if name in self.vars:

@@ -66,13 +66,11 @@ class ModelEngine:
                 mp = read_model_project(self.project.root, self.project.config.dbt_project, problems)
             if mp is None:
                 raise ModelError("this project has no models (add models/*.sql or point dbt_project: at a dbt project)")
-            if problems:
-                raise ConfigError(problems)
             wh = self.warehouse
             target = Target(schema=wh.default_schema, type=wh.dialect, dialect=wh.dialect,
                             threads=self.threads or min(4, os.cpu_count() or 1))
             compiler = Compiler(mp, target, self.project.env, self.project.config.vars)
-            problems = compiler.parse()
+            problems = [*mp.read_problems, *compiler.parse()]  # all of them in one pass
             if problems:
                 raise ConfigError(problems)
             if self.check_columns:

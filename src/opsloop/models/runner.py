@@ -168,12 +168,12 @@ class Runner:
         return res
 
     def _ensure_schema(self, wh: Warehouse, schema: str) -> None:
-        with self._lock:
+        with self._lock:  # held while creating it: a second model in the schema waits until it exists
             if schema in self._schemas:
                 return
+            if not any(s == schema.lower() for s, _ in self._existing):
+                wh.ensure_schema(schema)
             self._schemas.add(schema)
-        if not any(s == schema.lower() for s, _ in self._existing):
-            wh.ensure_schema(schema)
 
     # -- models ------------------------------------------------------------------------------
     def _model(self, model: Model, wh: Warehouse) -> NodeResult:
@@ -294,8 +294,8 @@ class Runner:
         sql = self.c.test_sql(test, wh.dialect)
         failures = int(wh.query(f"select count(*) from (\n{sql}\n) dbt_internal_test").rows[0][0])
         status = "pass" if failures == 0 else ("warn" if test.severity == "warn" else "fail")
-        msg = "" if failures == 0 else f"{test.file}:{test.line}: {failures} failing row(s) for {test.test} on " \
-                                       f"{test.attached.split('.', 1)[1]}.{test.column}"
+        where = f"{test.file}:{test.line}" if test.line else test.file
+        msg = "" if failures == 0 else f"{where}: {failures} failing row(s) for {test.describe()}"
         return NodeResult(test.uid, test.name, "test", "test", "", status, failures, None, message=msg)
 
 
