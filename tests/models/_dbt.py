@@ -42,15 +42,19 @@ def dbt(root: Path, *args: str, name: str = "proj") -> subprocess.CompletedProce
                           text=True, timeout=300)
 
 
-def relations(path: Path) -> dict[str, list[tuple[object, ...]]]:
-    """``schema.table`` -> its sorted rows, for every table and view in a DuckDB file."""
+def relations(path: Path) -> dict[str, object]:
+    """``schema.table`` -> its columns with their types, and its sorted rows, for every table and view."""
     import duckdb
 
     con = duckdb.connect(str(path), read_only=True)
     try:
         names = con.execute("SELECT table_schema, table_name FROM information_schema.tables "
                             "WHERE table_schema NOT IN ('information_schema', 'pg_catalog')").fetchall()
-        return {f"{s}.{t}": sorted(con.execute(f'SELECT * FROM "{s}"."{t}"').fetchall(), key=repr)
-                for s, t in names}
+        out: dict[str, object] = {}
+        for s, t in names:
+            cols = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
+                               "AND table_name = ? ORDER BY ordinal_position", [s, t]).fetchall()
+            out[f"{s}.{t}"] = (cols, sorted(con.execute(f'SELECT * FROM "{s}"."{t}"').fetchall(), key=repr))
+        return out
     finally:
         con.close()

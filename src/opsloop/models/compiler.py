@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import Problem
 from ..warehouse._sql import literal, relation
-from ._render import DEFAULT_NAMING_MACROS, Relation, RenderContext, Renderer, RenderError
+from ._render import DEFAULT_NAMING_MACROS, MacroPackage, Relation, RenderContext, Renderer, RenderError
 from .nodes import DataTest, Model, Seed, Source
 from .project import ModelProject, _as_list, _check_model_config, merge_config
 
@@ -57,7 +57,10 @@ class Compiler:
             macros.insert(0, ("(dbt's built-in macros)", DEFAULT_NAMING_MACROS))
         target_ctx = {"schema": target.schema, "type": target.type, "name": target.name, "threads": target.threads,
                       "database": "", "project_name": mp.name, "profile_name": mp.name}
-        self.renderer = Renderer({**mp.vars, **(extra_vars or {})}, env, target_ctx, macros)
+        packages = [MacroPackage(pkg.name, [(mp.rel(p), p.read_text(encoding="utf-8")) for p in pkg.macro_files])
+                    for pkg in mp.packages]
+        self.renderer = Renderer({**mp.vars, **(extra_vars or {})}, env, target_ctx, macros, packages,
+                                 mp.dispatch, adapter_type=target.source_dialect)
         self.parents: dict[str, set[str]] = {}
         self.order: list[str] = []
         self.problems: list[Problem] = list(self.renderer.problems)
@@ -174,7 +177,8 @@ class Compiler:
         this = Relation(self.target.schema, model.name, "__this__")
         try:
             _, captured = self.renderer.render(model.file, model.raw_sql,
-                                               RenderContext(ref, source, this, False, dict(model.config)))
+                                               RenderContext(ref, source, this, False, dict(model.config),
+                                                             execute=False))
         except RenderError as exc:
             self.problems.append(Problem(model.file, exc.line, str(exc), exc.hint))
             self.parents[model.uid] = set(model.depends_on)
@@ -241,7 +245,8 @@ class Compiler:
         ref_lines: dict[str, int] = {}
         ref, source = self._resolvers(test.raw_sql, test.depends_on, ref_lines)
         try:
-            _, captured = self.renderer.render(test.file, test.raw_sql, RenderContext(ref, source, None, False))
+            _, captured = self.renderer.render(test.file, test.raw_sql, RenderContext(ref, source, None, False,
+                                                                                          execute=False))
         except RenderError as exc:
             self.problems.append(Problem(test.file, exc.line, str(exc), exc.hint))
             return
@@ -474,6 +479,7 @@ class _ParseCache:
         self.path = mp.display_root / "state" / "model_parse.json"
         names = sorted([*mp.models, *(f"seed:{s}" for s in mp.seeds), *(f"{a}.{b}" for a, b in mp.sources)])
         macros = [text for _, text in compiler.renderer.macro_sources]
+        macros += [text for pkg in compiler.renderer.packages for _, text in pkg.files]
         base = json.dumps([compiler.renderer.vars, macros, names, compiler.target.schema], sort_keys=True,
                           default=str)
         self.base = hashlib.sha256(base.encode()).hexdigest()

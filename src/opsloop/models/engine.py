@@ -43,7 +43,8 @@ class ModelEngine:
         dbt = self.project.config.dbt_project
         base = (root / dbt).resolve() if dbt else root
         sig: list[Any] = []
-        for folder in ("models", "seeds", "macros", "dbt_project.yml"):
+        for folder in ("models", "seeds", "macros", "tests", "snapshots", "dbt_project.yml", "packages.yml",
+                       "dependencies.yml", "dbt_packages"):
             path = base / folder
             if path.is_file():
                 sig.append((str(path), path.stat().st_mtime_ns))

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import Problem
 from ..project._yaml import LocatedYaml, YamlProblem, load_yaml
 from .nodes import INCREMENTAL_STRATEGIES, MATERIALIZATIONS, ON_SCHEMA_CHANGE, DataTest, Model, Seed, Source
+from .packages import Package
 
 GENERIC_TESTS = ("unique", "not_null", "accepted_values", "relationships")
 CONFIG_KEYS = {
@@ -42,6 +43,9 @@ class ModelProject:
     models_config: dict[str, Any] = field(default_factory=dict)
     seeds_config: dict[str, Any] = field(default_factory=dict)
     model_paths: list[str] = field(default_factory=lambda: ["models"])
+    packages: list[Package] = field(default_factory=list)
+    """Installed dbt packages whose macros the project can call (packages.yml, dbt_packages/)."""
+    dispatch: dict[str, list[str]] = field(default_factory=dict)
     snapshots: dict[str, str] = field(default_factory=dict)
     """Snapshots opsloop does not build yet, by name: where each is (``file:line``), for ref() messages."""
     read_problems: list[Problem] = field(default_factory=list)
@@ -149,11 +153,16 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
             mp.models_config = {**top, **mp.models_config}
         seeds_cfg = data.get("seeds") or {}
         mp.seeds_config = seeds_cfg.get(mp.name, seeds_cfg) if isinstance(seeds_cfg, dict) else {}
-        if data.get("packages") or (root / "packages.yml").is_file() or (root / "dependencies.yml").is_file():
-            target = root / ("packages.yml" if (root / "packages.yml").is_file() else "dependencies.yml")
-            problems.append(Problem(mp.rel(target if target.is_file() else config_path), 1,
-                                    "dbt packages are not supported",
-                                    "copy the macros you need into macros/ or inline them; see docs/models.md"))
+        from .packages import dispatch_config, read_packages
+
+        mp.packages = read_packages(mp, data, problems)
+        mp.dispatch = dispatch_config(data)
+        for package in mp.packages:  # a package's own vars are defaults; the project's `vars: {pkg: ...}` win
+            scoped = mp.vars.get(package.name)
+            if isinstance(scoped, dict):
+                mp.vars.update(scoped)
+            for key, value in package.vars.items():
+                mp.vars.setdefault(key, value)
     elif dbt_dir:
         problems.append(Problem(mp.rel(config_path), None, "no dbt_project.yml in the folder that "
                                 "opsloop.yml's dbt_project: names", "fix the path in opsloop.yml"))
