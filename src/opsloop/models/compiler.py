@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from ._render import DEFAULT_NAMING_MACROS, MacroPackage, Relation, RenderContex
 from .nodes import DataTest, Model, Seed, Source
 from .project import ModelProject, _as_list, _check_model_config, merge_config
 
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 RAW_EVENTS_COLUMNS = {
     "event_id": "VARCHAR", "seq": "BIGINT", "endpoint": "VARCHAR", "name": "VARCHAR",
     "received_at": "TIMESTAMPTZ", "idempotency_key": "VARCHAR", "source": "VARCHAR", "payload": "JSON",
@@ -375,6 +377,24 @@ class Compiler:
 
         return ref, source
 
+    def source_line(self, raw_sql: str, message: str) -> int | None:
+        """The line of the user's source that a database error's ``LINE n: <text>`` points at.
+
+        The engine counts lines of the statement it ran (CREATE ... AS, rendered Jinja), not of the
+        model file, so the line is found by its text; the nearest match to n when the text repeats."""
+        import re
+
+        match = re.search(r"LINE (\d+): ?(.*)", message)
+        if not match:
+            return None
+        reported, snippet = int(match.group(1)), match.group(2).strip().strip(".").strip()
+        if not snippet:
+            return None
+        lines = raw_sql.splitlines()
+        found = [i for i, ln in enumerate(lines, 1) if snippet in ln.strip() or (ln.strip() and ln.strip() in snippet
+                                                                                 and len(ln.strip()) > 8)]
+        return min(found, key=lambda i: abs(i - reported)) if found else None
+
     # -- tests -------------------------------------------------------------------------------
     def test_sql(self, test: DataTest, dialect: str | None = None) -> str:
         """A query returning the failing rows, as dbt's built-in tests write it."""
@@ -388,7 +408,8 @@ class Compiler:
             sql = sql.strip().rstrip(";").strip()
             return transpile(_inject_ctes(sql, ephemerals) if ephemerals else sql, d, dialect or self.target.dialect)
         model_rel = self._uid_rel(test.attached)
-        q = _q(test.column, d)
+        # a column name is quoted; an expression (column_name: "a || '-' || b") is used as written, as dbt does
+        q = _q(test.column, d) if _IDENT.fullmatch(test.column) else f"({test.column})"
         if test.where:
             model_rel = f"(select * from {model_rel} where {test.where}) dbt_subquery"
         if test.test == "not_null":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ CONFIG_KEYS = {
     "sql_header", "pre-hook", "post-hook", "pre_hook", "post_hook", "batch_size", "event_time", "lookback",
 }
 UNSUPPORTED_CONFIG = {"pre-hook", "post-hook", "pre_hook", "post_hook", "sql_header"}
+_log = logging.getLogger("opsloop.models")
 _SNAPSHOT_RE = re.compile(r"{%-?\s*snapshot\s+(\w+)")
 _REF_RE = re.compile(r"""^\s*ref\(\s*['"]([^'"]+)['"]\s*(?:,\s*['"]([^'"]+)['"]\s*)?\)\s*$""")
 _SOURCE_RE = re.compile(r"""^\s*source\(\s*['"]([^'"]+)['"]\s*,\s*['"]([^'"]+)['"]\s*\)\s*$""")
@@ -321,10 +323,14 @@ def _read_schema_file(mp: ModelProject, path: Path, problems: list[Problem]) -> 
                 continue
             name = str(entry["name"])
             target: Model | Seed | None = (mp.models if kind == "models" else mp.seeds).get(name)
-            if target is None:
+            if target is None:  # dbt warns and goes on; so does opsloop
                 what = "model file models/.../" + name + ".sql" if kind == "models" else f"seeds/{name}.csv"
-                problems.append(Problem(rel, doc.line_of((*loc, "name")), f"{kind[:-1]} {name!r} is described "
-                                        f"here but there is no {what}", "fix the name or remove the entry"))
+                real, section = ("seed", "seeds") if kind == "models" else ("model", "models")
+                other = (mp.seeds if kind == "models" else mp.models).get(name)
+                also = f" ({name!r} is a {real}; describe it under {section}:)" if other else ""
+                _log.warning("%s", Problem(rel, doc.line_of((*loc, "name")), f"warning: {kind[:-1]} {name!r} is "
+                                           f"described here but there is no {what}{also}; this entry is ignored",
+                                           "fix the name or remove the entry"))
                 continue
             cfg = entry.get("config") or {}
             for key in cfg:

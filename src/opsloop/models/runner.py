@@ -157,7 +157,9 @@ class Runner:
         except Exception as exc:
             where = ""
             if kind == "model":
-                where = f"{self.c.mp.models[name].file}: "
+                model = self.c.mp.models[name]
+                line = self.c.source_line(model.raw_sql, str(exc))
+                where = f"{model.file}:{line}: " if line else f"{model.file}: "
             elif kind == "seed":
                 where = f"{self.c.mp.seeds[name].file}: "
             elif kind == "test":
