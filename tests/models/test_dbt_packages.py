@@ -117,7 +117,7 @@ def test_a_listed_package_not_installed_names_packages_yml_line(tmp_path: Path) 
     (root / "models" / "more.sql").write_text("select 1 as x\nunion all\nselect {{ my_utils.nope(1) }}\n")
     proc = opsloop(root, "validate")
     assert proc.returncode == 1
-    assert "packages.yml:4: package 'dbt-labs/dbt_utils' is not installed in dbt_packages/ (run `dbt deps`" \
+    assert "packages.yml:4: package 'dbt-labs/dbt_utils' is not installed in dbt_packages/ (run `opsloop deps`" \
         in proc.stderr, proc.stderr
     # reported in the same pass as the model's problem
     assert "models/more.sql:3: macro my_utils.nope() does not exist in the my_utils package" in proc.stderr

@@ -502,8 +502,8 @@ class Renderer:
                 continue
             if dotted and root.name not in known:
                 problems.append(Problem(file, call.lineno, f"unsupported macro {full}(): {root.name} is not an "
-                                        "installed package", "list it in packages.yml and run `dbt deps` (or use "
-                                        "a local: package)"))
+                                        "installed package", "list it in packages.yml and run `opsloop deps` "
+                                        "(or `dbt deps`)"))
                 continue
             if root.name in UNSUPPORTED_HINTS or root.name not in known:
                 why = UNSUPPORTED_HINTS.get(root.name, "it is not a macro opsloop knows (no such macro in macros/)")

@@ -109,7 +109,7 @@ def read_packages(mp: ModelProject, project: dict[str, Any], problems: list[Prob
         for line, entry in unmatched[len(spare):]:
             label = next(str(entry[k]) for k in _REMOTE_KEYS if entry.get(k))
             problems.append(Problem(rel, line, f"package {label!r} is not installed in {folder.name}/",
-                                    "run `dbt deps` (opsloop reads the packages it installs)"))
+                                    "run `opsloop deps` (local: and git: packages) or `dbt deps`"))
     for name, path in installed.items():  # what dbt deps installed, including packages' own dependencies
         found.setdefault(name, path)
     packages = []
@@ -147,3 +147,134 @@ def dispatch_config(project: dict[str, Any]) -> dict[str, list[str]]:
             order = entry.get("search_order") or []
             out[str(entry["macro_namespace"])] = [order] if isinstance(order, str) else [str(o) for o in order]
     return out
+
+
+class DepsError(Exception):
+    """`opsloop deps` could not install a package; carries the problems (file:line)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def install(root: Path, display_root: Path | None = None) -> list[str]:
+    """``opsloop deps``: install what packages.yml names into dbt_packages/, as ``dbt deps`` does, and
+    write package-lock.yml. ``local:`` packages are linked, ``git:`` ones cloned (``revision``,
+    ``subdirectory``); a package's own packages.yml is installed too. Returns one line per package."""
+    import yaml
+
+    display = display_root or root
+    project = _project_file(root) or {}
+    target = install_path(root, project)
+    target.mkdir(parents=True, exist_ok=True)
+    queue: list[tuple[Path, dict[str, Any], str, int | None]] = []
+    problems: list[Problem] = []
+
+    def enqueue(base: Path) -> None:
+        spec = spec_file(base)
+        if spec is None:
+            return
+        rel = _rel(spec, display)
+        try:
+            doc = load_yaml(spec, display)
+        except YamlProblem as exc:
+            problems.append(exc.problem)
+            return
+        for i, entry in enumerate((doc.data or {}).get("packages") or [] if isinstance(doc.data, dict) else []):
+            queue.append((base, entry if isinstance(entry, dict) else {}, rel, doc.line_of(("packages", i))))
+
+    enqueue(root)
+    done: list[str] = []
+    lock: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    while queue:
+        base, entry, rel, line = queue.pop(0)
+        try:
+            name, folder, locked = _install_one(base, entry, target)
+        except _InstallProblem as exc:
+            problems.append(Problem(rel, line, str(exc), exc.hint))
+            continue
+        if name in seen:
+            continue
+        seen.add(name)
+        lock.append(locked)
+        done.append(f"{name}: {locked.get('revision') or locked.get('local')}")
+        enqueue(folder)
+    if problems:
+        raise DepsError(problems)
+    spec = spec_file(root)
+    if spec is not None:
+        import hashlib
+
+        digest = hashlib.sha1(spec.read_bytes()).hexdigest()  # noqa: S324 - dbt's lock records a sha1 of the spec
+        (root / "package-lock.yml").write_text(yaml.safe_dump({"packages": lock, "sha1_hash": digest},
+                                                              sort_keys=False))
+    return done
+
+
+class _InstallProblem(Exception):
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _install_one(base: Path, entry: dict[str, Any], target: Path) -> tuple[str, Path, dict[str, Any]]:
+    import shutil
+    import subprocess
+    import tempfile
+
+    if entry.get("local"):
+        source = (base / str(entry["local"])).resolve()
+        data = _project_file(source)
+        if data is None:
+            raise _InstallProblem(f"local package {entry['local']!r} has no dbt_project.yml", "fix the path")
+        name = str(data.get("name") or source.name)
+        dest = target / name
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()
+        elif dest.is_dir():
+            shutil.rmtree(dest)
+        dest.symlink_to(source, target_is_directory=True)
+        return name, source, {"local": str(entry["local"])}
+    if entry.get("git"):
+        url, revision = str(entry["git"]), entry.get("revision")
+        with tempfile.TemporaryDirectory() as tmp:
+            checkout = Path(tmp) / "repo"
+            clone = subprocess.run(["git", "clone", "--quiet", url, str(checkout)], capture_output=True, text=True,
+                                   timeout=600)
+            if clone.returncode != 0:
+                raise _InstallProblem(f"git clone {url} failed: {clone.stderr.strip().splitlines()[-1:]}",
+                                      "check the URL and your access to it")
+            if revision:
+                co = subprocess.run(["git", "-C", str(checkout), "checkout", "--quiet", str(revision)],
+                                    capture_output=True, text=True, timeout=120)
+                if co.returncode != 0:
+                    raise _InstallProblem(f"revision {revision!r} not found in {url}", "use a tag, branch or commit")
+            sha = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                 timeout=60).stdout.strip()
+            source = checkout / str(entry.get("subdirectory") or "")
+            data = _project_file(source)
+            if data is None:
+                raise _InstallProblem(f"{url}{'/' + str(entry['subdirectory']) if entry.get('subdirectory') else ''} "
+                                      "has no dbt_project.yml", "check subdirectory:")
+            name = str(data.get("name") or source.name)
+            dest = target / name
+            if dest.is_symlink() or dest.is_file():
+                dest.unlink()
+            elif dest.is_dir():
+                shutil.rmtree(dest)
+            shutil.copytree(source, dest, ignore=shutil.ignore_patterns(".git"))
+        locked: dict[str, Any] = {"git": url, "revision": sha}
+        if entry.get("subdirectory"):
+            locked["subdirectory"] = entry["subdirectory"]
+        return name, dest, locked
+    label = entry.get("package") or entry.get("tarball") or entry
+    raise _InstallProblem(f"cannot install {label!r} offline: hub and tarball packages are not supported by "
+                          "`opsloop deps` yet", "run `dbt deps` once (opsloop reads dbt_packages/), or use git:")
