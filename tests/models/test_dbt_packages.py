@@ -16,8 +16,9 @@ MY_UTILS = {
           round({{ col }} / 100.0, {{ scale }})
         {%- endmacro %}
         {% macro both(col) -%}
-          {{ my_utils.cents_to_dollars(col) }} + {{ my_utils.cents_to_dollars(col, 0) }}
+          {{ my_utils.cents_to_dollars(col) }} + {{ my_utils._whole(col) }}
         {%- endmacro %}
+        {% macro _whole(col) -%}{{ my_utils.cents_to_dollars(col, 0) }}{%- endmacro %}
     """,
     "macros/columns.sql": """
         {% macro star_except(cols, except) -%}

@@ -62,3 +62,6 @@ def _macros() -> str:
 
 
 DBT_MACROS = _macros()
+DBT_MACRO_NAMES = frozenset(
+    [*_DISPATCHED, *(f"default__{n}" for n in _DISPATCHED), *(f"duckdb__{n}" for n, v in _DISPATCHED.items() if v[2])])
+"""Every macro DBT_MACROS defines (known without compiling it)."""

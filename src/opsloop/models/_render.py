@@ -165,21 +165,48 @@ class _MacroCall:
             return ret.value
 
 
+class _LazyMacro:
+    """One of dbt's macros, compiled with the others on the first call (most builds never call one)."""
+
+    __slots__ = ("name", "renderer")
+
+    def __init__(self, renderer: Renderer, name: str) -> None:
+        self.renderer = renderer
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.renderer._dbt_macros()[self.name](*args, **kwargs)
+
+
 class _Namespace:
     """``dbt_utils.star(...)``, ``dbt.concat(...)``: one package's macros as attributes."""
 
     def __init__(self, name: str, macros: dict[str, _MacroCall]) -> None:
-        self._name = name
-        self._macros = macros
+        self.__package = name  # name-mangled: a macro may be called _name or _macros (dbt_utils._is_relation)
+        self.__macros = macros
 
     def __getattr__(self, item: str) -> Any:
-        if item.startswith("_"):
+        if item.startswith("__"):
             raise AttributeError(item)
         try:
-            return self._macros[item]
+            return self.__macros[item]
         except KeyError:
-            raise RenderError(f"macro {self._name}.{item} does not exist",
-                              hint=f"check the name against the {self._name} package's macros") from None
+            raise RenderError(f"macro {self.__package}.{item} does not exist",
+                              hint=f"check the name against the {self.__package} package's macros") from None
+
+
+def _sandbox() -> Any:
+    from jinja2.sandbox import SandboxedEnvironment
+
+    class Sandbox(SandboxedEnvironment):
+        """Jinja's sandbox, letting packages call their private macros (``dbt_utils._is_relation``)."""
+
+        def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+            if isinstance(obj, _Namespace) and not attr.startswith("__"):
+                return True
+            return bool(super().is_safe_attribute(obj, attr, value))
+
+    return Sandbox
 
 
 class _Current(threading.local):
@@ -321,11 +348,9 @@ class Renderer:
     def __init__(self, vars_: Mapping[str, Any], env: Mapping[str, str], target: Mapping[str, Any],
                  macro_sources: list[tuple[str, str]], packages: list[MacroPackage] | None = None,
                  dispatch: Mapping[str, list[str]] | None = None, adapter_type: str = "duckdb") -> None:
-        from jinja2.sandbox import SandboxedEnvironment
+        from ._dbt_macros import DBT_MACRO_NAMES, DBT_MACROS
 
-        from ._dbt_macros import DBT_MACROS
-
-        self.jinja = SandboxedEnvironment(extensions=["jinja2.ext.do"], undefined=_strict_undefined())
+        self.jinja = _sandbox()(extensions=["jinja2.ext.do"], undefined=_strict_undefined())
         self.vars = dict(vars_)
         self.env = dict(env)
         self.target = dict(target)
@@ -346,8 +371,10 @@ class Renderer:
         self._scope: dict[str, Any] | None = None
         self._macros: dict[str, dict[str, _MacroCall]] = {}
         self._scope_lock = threading.Lock()
-        for owner, files in [("dbt", self._dbt), *((p.name, p.files) for p in self.packages),
-                             (self.project_name, self.macro_sources)]:
+        self._dbt_lock = threading.Lock()
+        self._dbt_loaded: dict[str, _MacroCall] | None = None
+        self.package_macros["dbt"] = set(DBT_MACRO_NAMES)
+        for owner, files in [*((p.name, p.files) for p in self.packages), (self.project_name, self.macro_sources)]:
             names = self.package_macros.setdefault(owner, set())
             for rel, text in files:
                 names.update(self._macro_names(rel, text))
@@ -402,7 +429,8 @@ class Renderer:
             # One scope, as when dbt renders the project's nodes: dbt's macros and the project's own are
             # global; a package's macros are reached through its namespace (dbt_utils.x), not by bare name.
             root = dict(base)
-            dbt_macros = self._load(root, self._dbt)
+            dbt_macros: dict[str, Any] = {name: _LazyMacro(self, name) for name in self.package_macros["dbt"]}
+            root.update(dbt_macros)
             self._macros = {"dbt": dbt_macros}
             namespaces: dict[str, Any] = {"dbt": _Namespace("dbt", dbt_macros)}
             for package in self.packages:
@@ -415,18 +443,29 @@ class Renderer:
             self._scope = root
             return root
 
+    def _dbt_macros(self) -> dict[str, _MacroCall]:
+        with self._dbt_lock:
+            if self._dbt_loaded is None:
+                self._dbt_loaded = self._load(self._scopes(), self._dbt, export=False)
+            return self._dbt_loaded
+
     def _load(self, scope: dict[str, Any], files: list[tuple[str, str]], export: bool = True) -> dict[str, _MacroCall]:
         found: dict[str, _MacroCall] = {}
         for rel, text in files:
             try:
-                module = self.template(text).make_module(scope, shared=True)
+                tpl = self.template(text)
+                context = tpl.new_context(scope, shared=True)
+                for _ in tpl.root_render_func(context):  # defines the file's macros (private ones too)
+                    pass
             except Exception as exc:  # reported by _macro_names when it does not parse
                 if not any(p.file == rel for p in self.problems):
                     self.problems.append(Problem(rel, getattr(exc, "lineno", None), f"cannot load the macro file: "
                                                  f"{exc}"))
                 continue
-            for name, value in vars(module).items():
-                if not name.startswith("_") and callable(value):
+            from jinja2.runtime import Macro
+
+            for name, value in context.vars.items():
+                if isinstance(value, Macro):
                     found[name] = _MacroCall(value, name)
                     if export:
                         scope[name] = found[name]
@@ -525,9 +564,11 @@ class Renderer:
         saved = cur.ctx, cur.config
         cur.ctx, cur.config = ctx, config
         try:
-            glob = {**self._scopes(), "ref": ctx.ref, "source": ctx.source, "config": config, "this": ctx.this,
-                    "is_incremental": lambda: ctx.is_incremental}
-            sql = self.template(text).render(glob)
+            glob = dict(self._scopes())  # one copy; the context then shares it (render() would copy it again)
+            glob.update(ref=ctx.ref, source=ctx.source, config=config, this=ctx.this,
+                        is_incremental=lambda: ctx.is_incremental)
+            tpl = self.template(text)
+            sql = "".join(tpl.root_render_func(tpl.new_context(glob, shared=True)))
         except RenderError as exc:
             raise RenderError(str(exc), exc.line or _line_of_call(text, str(exc)), exc.hint) from exc
         except _Return as ret:
