@@ -107,9 +107,11 @@ def test_a_runtime_sql_error_names_the_model_file_and_its_line(tmp_path: Path) -
         "models/a.sql": "{{ config(materialized='table') }}\n\n{# a comment #}\nselect id,\n  amount\n"
                         "from {{ ref('p') }}\nwhere amount > 'abc'::int\n",
         "models/b.sql": "-- a view\nselect id\nfrom {{ ref('p') }}\nwhere lenght(id) > 0\n",
+        "tests/assert_cast.sql": "select *\nfrom {{ ref('p') }}\nwhere amount = 'two'::int\n",
     })
     proc = opsloop(root, "build")
     assert proc.returncode == 1
     assert "models/a.sql:7: Conversion Error: Could not convert string 'abc'" in proc.stderr, proc.stderr
     assert "models/b.sql:4: Catalog Error: Scalar Function with name lenght does not exist" in proc.stderr, \
         proc.stderr
+    assert "tests/assert_cast.sql:3: Conversion Error: Could not convert string 'two'" in proc.stderr, proc.stderr

@@ -164,7 +164,8 @@ class Runner:
                 where = f"{self.c.mp.seeds[name].file}: "
             elif kind == "test":
                 t = self.c.mp.tests[name]
-                where = f"{t.file}:{t.line}: "
+                line = t.line or self.c.source_line(t.raw_sql, str(exc))
+                where = f"{t.file}:{line}: " if line else f"{t.file}: "
             res = NodeResult(uid, name, kind, self._mat(uid), "", "error", message=f"{where}{_short(exc)}")
         res.seconds = time.perf_counter() - started
         return res
