@@ -178,10 +178,49 @@ class _LazyMacro:
         return self.renderer._dbt_macros()[self.name](*args, **kwargs)
 
 
+_MACRO_DEF = re.compile(r"{%-?\s*macro\s+(\w+)\s*\(")
+
+
+class _PackageMacros:
+    """A package's macros, each file compiled the first time one of its macros is asked for: a project
+    calling two dbt_utils macros compiles two files, not the package's fifty."""
+
+    def __init__(self, renderer: Renderer, files: list[tuple[str, str]]) -> None:
+        self._r = renderer
+        self._files = files
+        self._where: dict[str, int] = {}
+        for i, (_rel, text) in enumerate(files):
+            for name in _MACRO_DEF.findall(text):
+                self._where.setdefault(name, i)
+        self._loaded: dict[str, _MacroCall] = {}
+        self._done: set[int] = set()
+
+    @property
+    def names(self) -> set[str]:
+        return set(self._where)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        hit = self._loaded.get(name)
+        if hit is None and name in self._where:
+            with self._r._load_lock:
+                index = self._where[name]
+                if index not in self._done:
+                    self._done.add(index)
+                    self._loaded.update(self._r._load(self._r._scopes(), [self._files[index]], export=False))
+            hit = self._loaded.get(name)
+        return default if hit is None else hit
+
+    def __getitem__(self, name: str) -> Any:
+        hit = self.get(name)
+        if hit is None:
+            raise KeyError(name)
+        return hit
+
+
 class _Namespace:
     """``dbt_utils.star(...)``, ``dbt.concat(...)``: one package's macros as attributes."""
 
-    def __init__(self, name: str, macros: dict[str, _MacroCall]) -> None:
+    def __init__(self, name: str, macros: Any) -> None:
         self.__package = name  # name-mangled: a macro may be called _name or _macros (dbt_utils._is_relation)
         self.__macros = macros
 
@@ -369,15 +408,18 @@ class Renderer:
         self._dbt = [("(dbt's cross-database macros)", DBT_MACROS)]
         self._cur = _Current()
         self._scope: dict[str, Any] | None = None
-        self._macros: dict[str, dict[str, _MacroCall]] = {}
+        self._macros: dict[str, Any] = {}
         self._scope_lock = threading.Lock()
         self._dbt_lock = threading.Lock()
+        self._load_lock = threading.RLock()
+        self._lazy = {p.name: _PackageMacros(self, p.files) for p in self.packages}
         self._dbt_loaded: dict[str, _MacroCall] | None = None
         self.package_macros["dbt"] = set(DBT_MACRO_NAMES)
-        for owner, files in [*((p.name, p.files) for p in self.packages), (self.project_name, self.macro_sources)]:
-            names = self.package_macros.setdefault(owner, set())
-            for rel, text in files:
-                names.update(self._macro_names(rel, text))
+        for name, lazy in self._lazy.items():
+            self.package_macros[name] = lazy.names
+        names = self.package_macros.setdefault(self.project_name, set())
+        for rel, text in self.macro_sources:
+            names.update(self._macro_names(rel, text))
         self.macro_names = self.package_macros["dbt"] | self.package_macros[self.project_name]
 
     def _macro_names(self, rel: str, text: str) -> set[str]:
@@ -400,7 +442,7 @@ class Renderer:
             return [self.project_name, namespace]
         return [namespace]
 
-    def macros(self) -> dict[str, dict[str, _MacroCall]]:
+    def macros(self) -> dict[str, Any]:
         """Every package's macros by name (``dbt``, the installed packages, the project), built once."""
         self._scopes()
         return self._macros
@@ -433,9 +475,9 @@ class Renderer:
             root.update(dbt_macros)
             self._macros = {"dbt": dbt_macros}
             namespaces: dict[str, Any] = {"dbt": _Namespace("dbt", dbt_macros)}
-            for package in self.packages:
-                self._macros[package.name] = self._load(root, package.files, export=False)
-                namespaces[package.name] = _Namespace(package.name, self._macros[package.name])
+            for name, lazy in self._lazy.items():
+                self._macros[name] = lazy
+                namespaces[name] = _Namespace(name, lazy)
             self._macros[self.project_name] = self._load(root, self.macro_sources)
             namespaces.setdefault(self.project_name, _Namespace(self.project_name, self._macros[self.project_name]))
             for name, ns in namespaces.items():
