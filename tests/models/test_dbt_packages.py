@@ -27,6 +27,14 @@ MY_UTILS = {
           {{ return(keep | join(', ')) }}
         {%- endmacro %}
     """,
+    "macros/relations.sql": """
+        {% macro select_all(obj) -%}
+          {%- if not (obj is mapping and obj.get('metadata', {}).get('type', '').endswith('Relation')) -%}
+            {%- do exceptions.raise_compiler_error("select_all expected a Relation but received " ~ obj) -%}
+          {%- endif -%}
+          select * from {{ obj }}
+        {%- endmacro %}
+    """,
     "macros/dispatched.sql": """
         {% macro label(x) -%}{{ return(adapter.dispatch('label', 'my_utils')(x)) }}{%- endmacro %}
         {% macro default__label(x) -%}'default:' || {{ x }}{%- endmacro %}
@@ -54,6 +62,7 @@ PROJECT = {
           - local: ../other_utils
     """,
     "seeds/payments.csv": "id,amount,secret\n1,1050,x\n2,299,y\n",
+    "models/everything.sql": "{{ my_utils.select_all(ref('payments')) }}\n",
     "models/report.sql": """
         {%- set cols = ['id', 'amount', 'secret'] -%}
         {%- set renames = {'amount': 'amount_cents', 'id': 'payment_id'} -%}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,13 +65,35 @@ class RenderError(Exception):
 
 
 @dataclass
-class Relation:
-    """What ``ref()``/``source()``/``this`` return: prints as the quoted relation name."""
+class Relation(Mapping[str, Any]):
+    """What ``ref()``/``source()``/``this`` return: prints as the quoted relation name. Also a mapping
+    shaped like dbt's relation dict, which packages check (``obj is mapping and obj.get('metadata')``)."""
 
     schema: str
     identifier: str
     text: str
     database: str | None = None
+
+    def _as_dict(self) -> dict[str, Any]:
+        return {"metadata": {"type": "DuckDBRelation"}, "type": None,
+                "path": {"database": self.database, "schema": self.schema, "identifier": self.identifier}}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._as_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._as_dict())
+
+    def __len__(self) -> int:
+        return 3
+
+    def render(self) -> str:
+        return self.text
+
+    def include(self, **_: Any) -> Relation:
+        return self
+
+    __hash__ = object.__hash__
 
     @property
     def name(self) -> str:
