@@ -131,3 +131,17 @@ def test_a_listed_package_not_installed_names_packages_yml_line(tmp_path: Path) 
         in proc.stderr, proc.stderr
     # reported in the same pass as the model's problem
     assert "models/more.sql:3: macro my_utils.nope() does not exist in the my_utils package" in proc.stderr
+
+
+def test_a_package_macro_needing_the_warehouse_fails_at_the_models_line(tmp_path: Path) -> None:
+    root = _write(tmp_path)
+    (tmp_path / "my_utils" / "macros" / "introspect.sql").write_text(
+        "{% macro columns_of(rel) %}{% set cols = adapter.get_columns_in_relation(rel) %}"
+        "{{ cols | map(attribute='name') | join(', ') }}{% endmacro %}\n")
+    (root / "models" / "listed.sql").write_text("select 1 as x,\n  {{ my_utils.columns_of(ref('payments')) }}\n"
+                                                "from {{ ref('payments') }}\n")
+    proc = opsloop(root, "build")
+    assert proc.returncode == 1
+    assert "models/listed.sql:2: adapter.get_columns_in_relation() is not supported yet" in proc.stderr, proc.stderr
+    assert "(in my_utils.columns_of)" in proc.stderr
+    assert "Traceback" not in proc.stderr

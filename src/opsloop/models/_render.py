@@ -87,6 +87,11 @@ class Relation(Mapping[str, Any]):
     def __len__(self) -> int:
         return 3
 
+    @property
+    def is_cte(self) -> bool:
+        """An ephemeral model, inlined as a CTE (packages refuse those where they need a table)."""
+        return self.text.startswith("__dbt__cte__")
+
     def render(self) -> str:
         return self.text
 
@@ -172,19 +177,27 @@ def _return(value: Any = None) -> None:
 
 
 class _MacroCall:
-    """A macro as dbt calls it: ``{{ return(x) }}`` inside makes the call's value x."""
+    """A macro as dbt calls it: ``{{ return(x) }}`` inside makes the call's value x. The outermost call
+    is remembered, so an error deep inside a package names the model's line that called it."""
 
-    __slots__ = ("macro", "name")
+    __slots__ = ("cur", "macro", "name")
 
-    def __init__(self, macro: Any, name: str) -> None:
+    def __init__(self, macro: Any, name: str, cur: _Current) -> None:
         self.macro = macro
         self.name = name
+        self.cur = cur
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        cur = self.cur
+        if cur.depth == 0:
+            cur.outer = self.name
+        cur.depth += 1
         try:
             return self.macro(*args, **kwargs)
         except _Return as ret:
             return ret.value
+        finally:
+            cur.depth -= 1
 
 
 class _LazyMacro:
@@ -207,8 +220,9 @@ class _PackageMacros:
     """A package's macros, each file compiled the first time one of its macros is asked for: a project
     calling two dbt_utils macros compiles two files, not the package's fifty."""
 
-    def __init__(self, renderer: Renderer, files: list[tuple[str, str]]) -> None:
+    def __init__(self, renderer: Renderer, owner: str, files: list[tuple[str, str]]) -> None:
         self._r = renderer
+        self._owner = owner
         self._files = files
         self._where: dict[str, int] = {}
         for i, (_rel, text) in enumerate(files):
@@ -228,7 +242,8 @@ class _PackageMacros:
                 index = self._where[name]
                 if index not in self._done:
                     self._done.add(index)
-                    self._loaded.update(self._r._load(self._r._scopes(), [self._files[index]], export=False))
+                    self._loaded.update(self._r._load(self._r._scopes(), [self._files[index]], export=False,
+                                                      owner=self._owner))
             hit = self._loaded.get(name)
         return default if hit is None else hit
 
@@ -275,6 +290,9 @@ class _Current(threading.local):
 
     ctx: RenderContext | None = None
     config: _Config | None = None
+    depth: int = 0
+    outer: str = ""
+    """The outermost macro called from the node (``dbt_utils.star``), for messages."""
 
 
 class _This:
@@ -434,7 +452,7 @@ class Renderer:
         self._scope_lock = threading.Lock()
         self._dbt_lock = threading.Lock()
         self._load_lock = threading.RLock()
-        self._lazy = {p.name: _PackageMacros(self, p.files) for p in self.packages}
+        self._lazy = {p.name: _PackageMacros(self, p.name, p.files) for p in self.packages}
         self._dbt_loaded: dict[str, _MacroCall] | None = None
         self.package_macros["dbt"] = set(DBT_MACRO_NAMES)
         for name, lazy in self._lazy.items():
@@ -510,10 +528,11 @@ class Renderer:
     def _dbt_macros(self) -> dict[str, _MacroCall]:
         with self._dbt_lock:
             if self._dbt_loaded is None:
-                self._dbt_loaded = self._load(self._scopes(), self._dbt, export=False)
+                self._dbt_loaded = self._load(self._scopes(), self._dbt, export=False, owner="dbt")
             return self._dbt_loaded
 
-    def _load(self, scope: dict[str, Any], files: list[tuple[str, str]], export: bool = True) -> dict[str, _MacroCall]:
+    def _load(self, scope: dict[str, Any], files: list[tuple[str, str]], export: bool = True,
+              owner: str = "") -> dict[str, _MacroCall]:
         found: dict[str, _MacroCall] = {}
         for rel, text in files:
             try:
@@ -530,7 +549,7 @@ class Renderer:
 
             for name, value in context.vars.items():
                 if isinstance(value, Macro):
-                    found[name] = _MacroCall(value, name)
+                    found[name] = _MacroCall(value, f"{owner}.{name}" if owner else name, self._cur)
                     if export:
                         scope[name] = found[name]
         return found
@@ -627,6 +646,7 @@ class Renderer:
         cur = self._cur
         saved = cur.ctx, cur.config
         cur.ctx, cur.config = ctx, config
+        cur.depth, cur.outer = 0, ""
         try:
             glob = dict(self._scopes())  # one copy; the context then shares it (render() would copy it again)
             glob.update(ref=ctx.ref, source=ctx.source, config=config, this=ctx.this,
@@ -634,13 +654,22 @@ class Renderer:
             tpl = self.template(text)
             sql = "".join(tpl.root_render_func(tpl.new_context(glob, shared=True)))
         except RenderError as exc:
-            raise RenderError(str(exc), exc.line or _line_of_call(text, str(exc)), exc.hint) from exc
+            line = exc.line or _line_of_call(text, str(exc))
+            message = str(exc)
+            if line is None and cur.outer:  # raised inside a macro: the line that called it, and which one
+                line = _line_of_word(text, cur.outer.rsplit(".", 1)[-1])
+                message = f"{message} (in {cur.outer})"
+            raise RenderError(message, line, exc.hint) from exc
         except _Return as ret:
             sql = str(ret.value)
         except TemplateSyntaxError as exc:
             raise RenderError(f"Jinja syntax error: {exc.message}", exc.lineno) from exc
         except UndefinedError as exc:
             name = _undefined_name(str(exc))
+            if cur.depth or (cur.outer and not name):  # inside a macro (a package's): name the call
+                raise RenderError(f"{exc.message} (in {cur.outer})", _line_of_word(text, cur.outer.rsplit(".")[-1]),
+                                  "opsloop does not support everything this macro needs yet; see docs/models.md") \
+                    from exc
             raise RenderError(f"{exc.message}", _line_of_word(text, name),
                               "define it with {% set %}, or add it under vars: in dbt_project.yml") from exc
         except TemplateError as exc:

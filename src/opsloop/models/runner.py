@@ -158,7 +158,7 @@ class Runner:
             where = ""
             if kind == "model":
                 model = self.c.mp.models[name]
-                line = self.c.source_line(model.raw_sql, str(exc))
+                line = getattr(exc, "line", None) or self.c.source_line(model.raw_sql, str(exc))
                 where = f"{model.file}:{line}: " if line else f"{model.file}: "
             elif kind == "seed":
                 where = f"{self.c.mp.seeds[name].file}: "
