@@ -140,8 +140,10 @@ def test_a_package_macro_needing_the_warehouse_fails_at_the_models_line(tmp_path
         "{{ cols | map(attribute='name') | join(', ') }}{% endmacro %}\n")
     (root / "models" / "listed.sql").write_text("select 1 as x,\n  {{ my_utils.columns_of(ref('payments')) }}\n"
                                                 "from {{ ref('payments') }}\n")
-    proc = opsloop(root, "build")
-    assert proc.returncode == 1
-    assert "models/listed.sql:2: adapter.get_columns_in_relation() is not supported yet" in proc.stderr, proc.stderr
-    assert "(in my_utils.columns_of)" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    for verb in ("validate", "build"):
+        proc = opsloop(root, verb)
+        assert proc.returncode == 1, verb
+        assert "models/listed.sql:2: adapter.get_columns_in_relation() is not supported yet" in proc.stderr, \
+            (verb, proc.stderr)
+        assert "(in my_utils.columns_of)" in proc.stderr
+        assert "Traceback" not in proc.stderr

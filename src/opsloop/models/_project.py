@@ -33,7 +33,17 @@ def _validate(project: Project) -> list[Problem]:
 
     compiler = Compiler(mp, Target(schema="main"), project.env, project.config.vars)
     problems = [*mp.read_problems, *compiler.parse()]
-    return problems or check_columns(compiler, None)
+    if problems:
+        return problems
+    problems = check_columns(compiler, None)
+    from ._render import RenderError
+
+    for model in mp.models.values():  # what only compiling finds (a package macro opsloop cannot run yet)
+        try:
+            compiler.sql(model, dialect=compiler.target.source_dialect)
+        except RenderError as exc:
+            problems.append(Problem(model.file, exc.line, str(exc), exc.hint))
+    return problems
 
 
 register_validator(_validate)
