@@ -38,8 +38,8 @@ CASES = [
                  "      - name: country\n     bad: [\n",
                  "models/staging/schema.yml:12: invalid YAML", id="bad-yaml"),
     pytest.param("models/staging/stg_products.sql", "select id", "select {{ dbt_utils.star(ref('products')) }}, id",
-                 "models/staging/stg_products.sql:1: unsupported macro dbt_utils.star(): dbt packages are not "
-                 "installed in opsloop", id="unsupported-macro"),
+                 "models/staging/stg_products.sql:1: unsupported macro dbt_utils.star(): dbt_utils is not an "
+                 "installed package", id="unsupported-macro"),
     pytest.param("models/staging/stg_products.sql", "select id",
                  "{% set cols = adapter.get_columns_in_relation(ref('products')) %}\nselect id",
                  "models/staging/stg_products.sql:1: unsupported macro adapter.get_columns_in_relation(): adapter "

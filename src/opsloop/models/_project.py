@@ -13,9 +13,9 @@ def _load(project: Project, problems: list[Problem]) -> None:
         return
     from .project import read_model_project
 
-    mp = read_model_project(root, dbt, problems)
+    mp = read_model_project(root, dbt, [])
     if mp is not None:
-        project.extras["models"] = mp
+        project.extras["models"] = mp  # its read_problems are reported by _validate, with the parse's
 
 
 register_loader(_load)
@@ -24,14 +24,26 @@ register_loader(_load)
 def _validate(project: Project) -> list[Problem]:
     """`opsloop validate`: refs, sources, cycles, macros and column checks, without touching the warehouse."""
     mp = project.extras.get("models")
-    if mp is None or mp.empty:
+    if mp is None:
         return []
+    if mp.empty:
+        return list(mp.read_problems)
     from .checks import check_columns
     from .compiler import Compiler, Target
 
     compiler = Compiler(mp, Target(schema="main"), project.env, project.config.vars)
-    problems = compiler.parse()
-    return problems or check_columns(compiler, None)
+    problems = [*mp.read_problems, *compiler.parse()]
+    if problems:
+        return problems
+    problems = check_columns(compiler, None)
+    from ._render import RenderError
+
+    for model in mp.models.values():  # what only compiling finds (a package macro opsloop cannot run yet)
+        try:
+            compiler.sql(model, dialect=compiler.target.source_dialect)
+        except RenderError as exc:
+            problems.append(Problem(model.file, exc.line, str(exc), exc.hint))
+    return problems
 
 
 register_validator(_validate)

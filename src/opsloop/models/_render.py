@@ -3,7 +3,9 @@ target — and one clear message with file:line for anything else (an adapter ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,19 +14,47 @@ from ..errors import Problem
 BUILTIN_NAMES = {
     "ref", "source", "config", "var", "env_var", "this", "is_incremental", "target", "execute", "log",
     "exceptions", "return", "run_started_at", "invocation_id", "project_name", "model", "flags",
+    "modules", "zip", "tojson", "fromjson", "set", "set_strict", "print", "adapter",
     # Jinja's own globals
     "range", "lipsum", "dict", "cycler", "joiner", "namespace", "loop", "caller", "varargs", "kwargs", "super",
     "true", "false", "none", "True", "False", "None",
 }
 UNSUPPORTED_HINTS = {
-    "adapter": "adapter calls run against dbt internals",
     "run_query": "run_query executes SQL at compile time",
     "statement": "statement blocks execute SQL at compile time",
     "load_result": "statement results are not available",
-    "dbt_utils": "dbt packages are not installed in opsloop",
-    "dbt": "dbt's internal macros are not available",
     "graph": "the dbt graph object is not available",
 }
+
+
+_TEST_BLOCK = re.compile(r"{%(-?)\s*test\s+(\w+)\s*\(")
+_END_TEST = re.compile(r"{%(-?)\s*endtest\s*(-?)%}")
+_MATERIALIZATION = re.compile(r"{%-?\s*materialization\b.*?{%-?\s*endmaterialization\s*-?%}", re.S)
+DEFAULT_NAMING_MACROS = """
+{% macro default__generate_schema_name(custom_schema_name, node) -%}
+  {%- if custom_schema_name is none -%}{{ target.schema }}
+  {%- else -%}{{ target.schema }}_{{ custom_schema_name | trim }}{%- endif -%}
+{%- endmacro %}
+{% macro default__generate_alias_name(custom_alias_name=none, node=none) -%}
+  {%- if custom_alias_name -%}{{ custom_alias_name | trim }}{%- else -%}{{ node.name }}{%- endif -%}
+{%- endmacro %}
+{% macro default__generate_database_name(custom_database_name=none, node=none) -%}
+  {%- if custom_database_name is none -%}{{ target.database }}{%- else -%}{{ custom_database_name | trim }}{%- endif -%}
+{%- endmacro %}
+{% macro generate_schema_name_for_env(custom_schema_name, node) -%}
+  {%- if target.name == 'prod' and custom_schema_name is not none -%}{{ custom_schema_name | trim }}
+  {%- else -%}{{ target.schema }}{%- endif -%}
+{%- endmacro %}
+"""
+"""dbt's built-in naming macros, added when a project overrides one (its override may call them)."""
+
+
+def macro_text(text: str) -> str:
+    """A macro file as Jinja reads it: ``{% test x(...) %}`` is ``{% macro test_x(...) %}`` (as in dbt), and
+    custom materialization blocks are blanked out, keeping the line numbers (a model using one is refused)."""
+    text = _TEST_BLOCK.sub(lambda m: "{%" + m.group(1) + " macro test_" + m.group(2) + "(", text)
+    text = _END_TEST.sub(lambda m: "{%" + m.group(1) + " endmacro " + m.group(2) + "%}", text)
+    return _MATERIALIZATION.sub(lambda m: "\n" * m.group(0).count("\n"), text)
 
 
 class RenderError(Exception):
@@ -35,13 +65,40 @@ class RenderError(Exception):
 
 
 @dataclass
-class Relation:
-    """What ``ref()``/``source()``/``this`` return: prints as the quoted relation name."""
+class Relation(Mapping[str, Any]):
+    """What ``ref()``/``source()``/``this`` return: prints as the quoted relation name. Also a mapping
+    shaped like dbt's relation dict, which packages check (``obj is mapping and obj.get('metadata')``)."""
 
     schema: str
     identifier: str
     text: str
     database: str | None = None
+
+    def _as_dict(self) -> dict[str, Any]:
+        return {"metadata": {"type": "DuckDBRelation"}, "type": None,
+                "path": {"database": self.database, "schema": self.schema, "identifier": self.identifier}}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._as_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._as_dict())
+
+    def __len__(self) -> int:
+        return 3
+
+    @property
+    def is_cte(self) -> bool:
+        """An ephemeral model, inlined as a CTE (packages refuse those where they need a table)."""
+        return self.text.startswith("__dbt__cte__")
+
+    def render(self) -> str:
+        return self.text
+
+    def include(self, **_: Any) -> Relation:
+        return self
+
+    __hash__ = object.__hash__
 
     @property
     def name(self) -> str:
@@ -97,34 +154,405 @@ class RenderContext:
     this: Relation | None
     is_incremental: bool
     config: dict[str, Any] = field(default_factory=dict)
+    execute: bool = True
+    """False while parsing (as in dbt: macros guard ``run_query`` with ``{% if execute %}``)."""
+
+
+@dataclass
+class MacroPackage:
+    """An installed dbt package's macros: called as ``name.macro()`` or found by ``adapter.dispatch``."""
+
+    name: str
+    files: list[tuple[str, str]]
+    """(file shown in messages, text)"""
+
+
+class _Return(Exception):  # dbt's return() is control flow, not an error
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _return(value: Any = None) -> None:
+    raise _Return(value)
+
+
+class _MacroCall:
+    """A macro as dbt calls it: ``{{ return(x) }}`` inside makes the call's value x. The outermost call
+    is remembered, so an error deep inside a package names the model's line that called it."""
+
+    __slots__ = ("cur", "macro", "name")
+
+    def __init__(self, macro: Any, name: str, cur: _Current) -> None:
+        self.macro = macro
+        self.name = name
+        self.cur = cur
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        cur = self.cur
+        if cur.depth == 0:
+            cur.outer = self.name
+        cur.depth += 1
+        try:
+            return self.macro(*args, **kwargs)
+        except _Return as ret:
+            return ret.value
+        finally:
+            cur.depth -= 1
+
+
+class _LazyMacro:
+    """One of dbt's macros, compiled with the others on the first call (most builds never call one)."""
+
+    __slots__ = ("name", "renderer")
+
+    def __init__(self, renderer: Renderer, name: str) -> None:
+        self.renderer = renderer
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.renderer._dbt_macros()[self.name](*args, **kwargs)
+
+
+_MACRO_DEF = re.compile(r"{%-?\s*macro\s+(\w+)\s*\(")
+
+
+class _PackageMacros:
+    """A package's macros, each file compiled the first time one of its macros is asked for: a project
+    calling two dbt_utils macros compiles two files, not the package's fifty."""
+
+    def __init__(self, renderer: Renderer, owner: str, files: list[tuple[str, str]]) -> None:
+        self._r = renderer
+        self._owner = owner
+        self._files = files
+        self._where: dict[str, int] = {}
+        for i, (_rel, text) in enumerate(files):
+            for name in _MACRO_DEF.findall(text):
+                self._where.setdefault(name, i)
+        self._loaded: dict[str, _MacroCall] = {}
+        self._done: set[int] = set()
+
+    @property
+    def names(self) -> set[str]:
+        return set(self._where)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        hit = self._loaded.get(name)
+        if hit is None and name in self._where:
+            with self._r._load_lock:
+                index = self._where[name]
+                if index not in self._done:
+                    self._done.add(index)
+                    self._loaded.update(self._r._load(self._r._scopes(), [self._files[index]], export=False,
+                                                      owner=self._owner))
+            hit = self._loaded.get(name)
+        return default if hit is None else hit
+
+    def __getitem__(self, name: str) -> Any:
+        hit = self.get(name)
+        if hit is None:
+            raise KeyError(name)
+        return hit
+
+
+class _Namespace:
+    """``dbt_utils.star(...)``, ``dbt.concat(...)``: one package's macros as attributes."""
+
+    def __init__(self, name: str, macros: Any) -> None:
+        self.__package = name  # name-mangled: a macro may be called _name or _macros (dbt_utils._is_relation)
+        self.__macros = macros
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("__"):
+            raise AttributeError(item)
+        try:
+            return self.__macros[item]
+        except KeyError:
+            raise RenderError(f"macro {self.__package}.{item} does not exist",
+                              hint=f"check the name against the {self.__package} package's macros") from None
+
+
+def _sandbox() -> Any:
+    from jinja2.sandbox import SandboxedEnvironment
+
+    class Sandbox(SandboxedEnvironment):
+        """Jinja's sandbox, letting packages call their private macros (``dbt_utils._is_relation``)."""
+
+        def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+            if isinstance(obj, _Namespace) and not attr.startswith("__"):
+                return True
+            return bool(super().is_safe_attribute(obj, attr, value))
+
+    return Sandbox
+
+
+class _Current(threading.local):
+    """The node being rendered on this thread: what ``ref``, ``this``, ``config`` ... mean inside macros."""
+
+    ctx: RenderContext | None = None
+    config: _Config | None = None
+    depth: int = 0
+    outer: str = ""
+    """The outermost macro called from the node (``dbt_utils.star``), for messages."""
+
+
+class _This:
+    def __init__(self, cur: _Current) -> None:
+        self._cur = cur
+
+    def _get(self) -> Any:
+        this = self._cur.ctx.this if self._cur.ctx else None
+        if this is None:
+            raise RenderError("this is not defined here")
+        return this
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("_"):
+            raise AttributeError(item)
+        return getattr(self._get(), item)
+
+    def __str__(self) -> str:
+        return str(self._get())
+
+    def __html__(self) -> str:
+        return str(self._get())
+
+
+class _ConfigProxy:
+    def __init__(self, cur: _Current) -> None:
+        self._cur = cur
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str:
+        return self._cur.config(*args, **kwargs) if self._cur.config else ""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._cur.config.get(key, default) if self._cur.config else default
+
+    def require(self, key: str) -> Any:
+        if self._cur.config is None:
+            raise RenderError(f"config {key!r} is required here but not set")
+        return self._cur.config.require(key)
+
+
+class _Flag:
+    """``execute``: true when compiling to run, false while parsing."""
+
+    def __init__(self, cur: _Current) -> None:
+        self._cur = cur
+
+    def __bool__(self) -> bool:
+        return bool(self._cur.ctx and self._cur.ctx.execute)
+
+    def __str__(self) -> str:
+        return str(bool(self))
+
+
+class _Adapter:
+    """``adapter.dispatch`` (with the project's ``dispatch:`` search order) and ``adapter.quote``."""
+
+    def __init__(self, renderer: Renderer) -> None:
+        self._r = renderer
+
+    def dispatch(self, macro_name: str, macro_namespace: str | None = None, packages: Any = None) -> Any:
+        r = self._r
+        macros = r.macros()
+        for package in r.search_order(macro_namespace):
+            found = macros.get(package, {})
+            for prefix in (r.adapter_type, "default"):
+                macro = found.get(f"{prefix}__{macro_name}")
+                if macro is not None:
+                    return macro
+        where = f"{macro_namespace}." if macro_namespace else ""
+        raise RenderError(f"adapter.dispatch found no {r.adapter_type}__{macro_name} or default__{macro_name} "
+                          f"for {where}{macro_name} (searched {', '.join(r.search_order(macro_namespace))})",
+                          hint="install the package that defines it, or fix dispatch: in dbt_project.yml")
+
+    @staticmethod
+    def quote(identifier: str) -> str:
+        return '"' + str(identifier).replace('"', '""') + '"'
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("_"):
+            raise AttributeError(item)
+        raise RenderError(f"adapter.{item}() is not supported yet (it asks the warehouse at compile time)",
+                          hint="see docs/models.md for what opsloop supports")
+
+
+def _set(value: Any, default: Any = None) -> Any:
+    try:
+        return set(value)
+    except TypeError:
+        return default
+
+
+def _set_strict(value: Any) -> set[Any]:
+    return set(value)
+
+
+def _fromjson(text: str, default: Any = None) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return default
+
+
+def _tojson(value: Any, default: Any = None) -> Any:
+    import json
+
+    try:
+        return json.dumps(value, sort_keys=False)
+    except (TypeError, ValueError):
+        return default
+
+
+def _modules() -> Any:
+    import datetime
+    import itertools
+    from types import SimpleNamespace
+
+    mods: dict[str, Any] = {"datetime": datetime, "re": re, "itertools": itertools}
+    try:
+        import pytz
+
+        mods["pytz"] = pytz
+    except ImportError:  # pragma: no cover - pytz ships with dlt
+        pass
+    return SimpleNamespace(**mods)
 
 
 class Renderer:
     """One sandboxed Jinja environment per project, with the project's own macros."""
 
     def __init__(self, vars_: Mapping[str, Any], env: Mapping[str, str], target: Mapping[str, Any],
-                 macro_sources: list[tuple[str, str]]) -> None:
-        from jinja2.sandbox import SandboxedEnvironment
+                 macro_sources: list[tuple[str, str]], packages: list[MacroPackage] | None = None,
+                 dispatch: Mapping[str, list[str]] | None = None, adapter_type: str = "duckdb") -> None:
+        from ._dbt_macros import DBT_MACRO_NAMES, DBT_MACROS
 
-        self.jinja = SandboxedEnvironment(extensions=["jinja2.ext.do"], undefined=_strict_undefined())
+        self.jinja = _sandbox()(extensions=["jinja2.ext.do"], undefined=_strict_undefined())
         self.vars = dict(vars_)
         self.env = dict(env)
         self.target = dict(target)
-        self.macro_sources = macro_sources
+        self.macro_sources = [(rel, macro_text(text)) for rel, text in macro_sources]
+        self.packages = [MacroPackage(p.name, [(rel, macro_text(text)) for rel, text in p.files])
+                         for p in packages or []]
+        self.dispatch = {k: list(v) for k, v in (dispatch or {}).items()}
+        self.adapter_type = adapter_type
+        self.project_name = str(self.target.get("project_name") or "")
         self.macro_names: set[str] = set()
+        """Macros callable without a namespace in the project's models (its own and dbt's)."""
+        self.package_macros: dict[str, set[str]] = {}
         self._asts: dict[str, Any] = {}
         self._templates: dict[str, Any] = {}
         self.problems: list[Problem] = []
-        for rel, text in macro_sources:
-            try:
-                ast = self.jinja.parse(text)
-            except Exception as exc:
-                self.problems.append(Problem(rel, getattr(exc, "lineno", None), f"cannot parse the macro file: {exc}"))
-                continue
-            from jinja2 import nodes
+        self._dbt = [("(dbt's cross-database macros)", DBT_MACROS)]
+        self._cur = _Current()
+        self._scope: dict[str, Any] | None = None
+        self._macros: dict[str, Any] = {}
+        self._scope_lock = threading.Lock()
+        self._dbt_lock = threading.Lock()
+        self._load_lock = threading.RLock()
+        self._lazy = {p.name: _PackageMacros(self, p.name, p.files) for p in self.packages}
+        self._dbt_loaded: dict[str, _MacroCall] | None = None
+        self.package_macros["dbt"] = set(DBT_MACRO_NAMES)
+        for name, lazy in self._lazy.items():
+            self.package_macros[name] = lazy.names
+        names = self.package_macros.setdefault(self.project_name, set())
+        for rel, text in self.macro_sources:
+            names.update(self._macro_names(rel, text))
+        self.macro_names = self.package_macros["dbt"] | self.package_macros[self.project_name]
 
-            for macro in ast.find_all(nodes.Macro):
-                self.macro_names.add(macro.name)
+    def _macro_names(self, rel: str, text: str) -> set[str]:
+        from jinja2 import nodes
+
+        try:
+            ast = self.jinja.parse(text)
+        except Exception as exc:
+            self.problems.append(Problem(rel, getattr(exc, "lineno", None), f"cannot parse the macro file: {exc}"))
+            return set()
+        return {macro.name for macro in ast.find_all(nodes.Macro)}
+
+    def search_order(self, namespace: str | None) -> list[str]:
+        """Where ``adapter.dispatch(name, namespace)`` looks, in order (as dbt decides it)."""
+        if namespace is None:
+            return [self.project_name, "dbt"]
+        if namespace in self.dispatch:
+            return self.dispatch[namespace]
+        if any(p.name == namespace for p in self.packages):
+            return [self.project_name, namespace]
+        return [namespace]
+
+    def macros(self) -> dict[str, Any]:
+        """Every package's macros by name (``dbt``, the installed packages, the project), built once."""
+        self._scopes()
+        return self._macros
+
+    def _scopes(self) -> dict[str, Any]:
+        """The project's scope: dbt's context, every package as a namespace, its own macros.
+
+        Built once per project and shared by reference, so a macro finds the others whatever file defines
+        them (and a macro defined in a later file)."""
+        with self._scope_lock:
+            if self._scope is not None:
+                return self._scope
+            cur = self._cur
+            base: dict[str, Any] = {
+                **self.jinja.globals,
+                "ref": lambda *a, **k: cur.ctx.ref(*a, **k) if cur.ctx else _no_ctx("ref"),
+                "source": lambda *a, **k: cur.ctx.source(*a, **k) if cur.ctx else _no_ctx("source"),
+                "this": _This(cur), "config": _ConfigProxy(cur), "execute": _Flag(cur),
+                "is_incremental": lambda: bool(cur.ctx and cur.ctx.is_incremental),
+                "var": self._var, "env_var": self._env_var, "target": self.target, "log": lambda *a, **k: "",
+                "print": lambda *a, **k: "", "exceptions": _Exceptions(), "return": _return,
+                "run_started_at": None, "invocation_id": "", "project_name": self.project_name,
+                "adapter": _Adapter(self), "modules": _modules(), "zip": zip, "tojson": _tojson,
+                "fromjson": _fromjson, "set": _set, "set_strict": _set_strict,
+            }
+            # One scope, as when dbt renders the project's nodes: dbt's macros and the project's own are
+            # global; a package's macros are reached through its namespace (dbt_utils.x), not by bare name.
+            root = dict(base)
+            dbt_macros: dict[str, Any] = {name: _LazyMacro(self, name) for name in self.package_macros["dbt"]}
+            root.update(dbt_macros)
+            self._macros = {"dbt": dbt_macros}
+            namespaces: dict[str, Any] = {"dbt": _Namespace("dbt", dbt_macros)}
+            for name, lazy in self._lazy.items():
+                self._macros[name] = lazy
+                namespaces[name] = _Namespace(name, lazy)
+            self._macros[self.project_name] = self._load(root, self.macro_sources)
+            namespaces.setdefault(self.project_name, _Namespace(self.project_name, self._macros[self.project_name]))
+            for name, ns in namespaces.items():
+                root.setdefault(name, ns)
+            self._scope = root
+            return root
+
+    def _dbt_macros(self) -> dict[str, _MacroCall]:
+        with self._dbt_lock:
+            if self._dbt_loaded is None:
+                self._dbt_loaded = self._load(self._scopes(), self._dbt, export=False, owner="dbt")
+            return self._dbt_loaded
+
+    def _load(self, scope: dict[str, Any], files: list[tuple[str, str]], export: bool = True,
+              owner: str = "") -> dict[str, _MacroCall]:
+        found: dict[str, _MacroCall] = {}
+        for rel, text in files:
+            try:
+                tpl = self.template(text)
+                context = tpl.new_context(scope, shared=True)
+                for _ in tpl.root_render_func(context):  # defines the file's macros (private ones too)
+                    pass
+            except Exception as exc:  # reported by _macro_names when it does not parse
+                if not any(p.file == rel for p in self.problems):
+                    self.problems.append(Problem(rel, getattr(exc, "lineno", None), f"cannot load the macro file: "
+                                                 f"{exc}"))
+                continue
+            from jinja2.runtime import Macro
+
+            for name, value in context.vars.items():
+                if isinstance(value, Macro):
+                    found[name] = _MacroCall(value, f"{owner}.{name}" if owner else name, self._cur)
+                    if export:
+                        scope[name] = found[name]
+        return found
 
     # -- static checks -------------------------------------------------------------------------
     def parse(self, text: str) -> Any:
@@ -164,13 +592,13 @@ class Renderer:
             ast = self.parse(text)
         except TemplateSyntaxError as exc:
             return [Problem(file, exc.lineno, f"Jinja syntax error: {exc.message}")]
+        def names(target: Any) -> set[str]:  # the target itself when it is one name ({% set cols = [] %})
+            found = {n.name for n in target.find_all(nodes.Name)}
+            return found | {target.name} if isinstance(target, nodes.Name) else found
+
         local = {m.name for m in ast.find_all(nodes.Macro)}
-        for assign in ast.find_all(nodes.Assign):
-            local.update(n.name for n in assign.target.find_all(nodes.Name))
-        for block in ast.find_all(nodes.AssignBlock):
-            local.update(n.name for n in block.target.find_all(nodes.Name))
-        for loop in ast.find_all(nodes.For):
-            local.update(n.name for n in loop.target.find_all(nodes.Name))
+        for assign in [*ast.find_all(nodes.Assign), *ast.find_all(nodes.AssignBlock), *ast.find_all(nodes.For)]:
+            local |= names(assign.target)
         for macro in ast.find_all(nodes.Macro):
             local.update(a.name for a in macro.args)
         known = BUILTIN_NAMES | self.macro_names | local
@@ -184,6 +612,21 @@ class Renderer:
             if not isinstance(root, nodes.Name):
                 continue
             full = ".".join([root.name, *reversed(dotted)])
+            if root.name in self.package_macros and root.name not in local:
+                if len(dotted) == 1 and dotted[0] not in self.package_macros[root.name]:
+                    problems.append(Problem(file, call.lineno, f"macro {full}() does not exist in the "
+                                            f"{root.name} package", "check the name against its macros"))
+                continue
+            if root.name == "adapter" and "adapter" not in local and dotted[-1:] not in (["dispatch"], ["quote"]):
+                problems.append(Problem(file, call.lineno, f"unsupported macro {full}(): adapter calls run "
+                                        "against dbt internals", "see docs/models.md for what opsloop supports; "
+                                        "inline the SQL instead"))
+                continue
+            if dotted and root.name not in known:
+                problems.append(Problem(file, call.lineno, f"unsupported macro {full}(): {root.name} is not an "
+                                        "installed package", "list it in packages.yml and run `opsloop deps` "
+                                        "(or `dbt deps`)"))
+                continue
             if root.name in UNSUPPORTED_HINTS or root.name not in known:
                 why = UNSUPPORTED_HINTS.get(root.name, "it is not a macro opsloop knows (no such macro in macros/)")
                 problems.append(Problem(file, call.lineno, f"unsupported macro {full}(): {why}",
@@ -200,30 +643,56 @@ class Renderer:
         from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 
         config = _Config(ctx.config)
-        glob: dict[str, Any] = {
-            "ref": ctx.ref, "source": ctx.source, "config": config, "var": self._var, "env_var": self._env_var,
-            "this": ctx.this, "is_incremental": lambda: ctx.is_incremental, "target": self.target,
-            "execute": True, "log": lambda *a, **k: "", "exceptions": _Exceptions(),
-            "run_started_at": None, "invocation_id": "", "project_name": self.target.get("project_name", ""),
-        }
+        cur = self._cur
+        saved = cur.ctx, cur.config
+        cur.ctx, cur.config = ctx, config
+        cur.depth, cur.outer = 0, ""
         try:
-            for _rel, macro_text in self.macro_sources:
-                module = self.template(macro_text).make_module(glob)
-                for name in dir(module):
-                    if not name.startswith("_"):
-                        glob[name] = getattr(module, name)
-            sql = self.template(text).render(glob)
+            glob = dict(self._scopes())  # one copy; the context then shares it (render() would copy it again)
+            glob.update(ref=ctx.ref, source=ctx.source, config=config, this=ctx.this,
+                        is_incremental=lambda: ctx.is_incremental)
+            tpl = self.template(text)
+            sql = "".join(tpl.root_render_func(tpl.new_context(glob, shared=True)))
         except RenderError as exc:
-            raise RenderError(str(exc), exc.line or _line_of_call(text, str(exc)), exc.hint) from exc
+            line = exc.line or _line_of_call(text, str(exc))
+            message = str(exc)
+            if line is None and cur.outer:  # raised inside a macro: the line that called it, and which one
+                line = _line_of_word(text, cur.outer.rsplit(".", 1)[-1])
+                message = f"{message} (in {cur.outer})"
+            raise RenderError(message, line, exc.hint) from exc
+        except _Return as ret:
+            sql = str(ret.value)
         except TemplateSyntaxError as exc:
             raise RenderError(f"Jinja syntax error: {exc.message}", exc.lineno) from exc
         except UndefinedError as exc:
             name = _undefined_name(str(exc))
+            if cur.depth or (cur.outer and not name):  # inside a macro (a package's): name the call
+                raise RenderError(f"{exc.message} (in {cur.outer})", _line_of_word(text, cur.outer.rsplit(".")[-1]),
+                                  "opsloop does not support everything this macro needs yet; see docs/models.md") \
+                    from exc
             raise RenderError(f"{exc.message}", _line_of_word(text, name),
                               "define it with {% set %}, or add it under vars: in dbt_project.yml") from exc
         except TemplateError as exc:
             raise RenderError(f"template error: {exc}", None) from exc
+        finally:
+            cur.ctx, cur.config = saved
         return sql, config.captured
+
+    def call(self, name: str, args: tuple[Any, ...], ctx: RenderContext) -> str:
+        """Call one of the project's macros (``generate_schema_name(custom, node)``); its output, stripped."""
+        from jinja2 import TemplateError
+
+        cur = self._cur
+        saved = cur.ctx, cur.config
+        cur.ctx, cur.config = ctx, _Config(ctx.config)
+        try:
+            return str(self._scopes()[name](*args)).strip()
+        except RenderError:
+            raise
+        except TemplateError as exc:
+            raise RenderError(f"macro {name}: {exc}") from exc
+        finally:
+            cur.ctx, cur.config = saved
 
     def _var(self, name: str, default: Any = _Config) -> Any:
         if name in self.vars:
@@ -239,6 +708,10 @@ class Renderer:
             return default
         raise RenderError(f"env_var {name!r} is not set and has no default",
                           hint=f"set {name} in the environment or .env, or pass a default")
+
+
+def _no_ctx(name: str) -> Any:
+    raise RenderError(f"{name}() cannot be used here")
 
 
 def _strict_undefined() -> Any:

@@ -39,17 +39,16 @@ def known_columns(compiler: Compiler, warehouse: Warehouse | None) -> dict[str, 
         if source.uid == "source.raw.events" and warehouse is None:
             cols[source.uid] = list(RAW_EVENTS_COLUMNS)
             continue
-        if source.columns and all(source.columns.values()):
-            cols[source.uid] = list(source.columns)
-            continue
-        if warehouse is not None:
+        if warehouse is not None:  # the table itself, when it exists: YAML often lists only some columns
             if existing is None:
                 existing = warehouse.relations()
             if (source.schema.lower(), source.identifier.lower()) in existing:
                 found = warehouse.columns(source.schema, source.identifier)
                 cols[source.uid] = [c for c, _ in found] or None
                 continue
-        cols[source.uid] = list(source.columns) if source.columns and source.uid != "source.raw.events" else None
+        # without the table, YAML columns count only when every one is typed (a declared contract)
+        typed = bool(source.columns) and all(source.columns.values()) and source.uid != "source.raw.events"
+        cols[source.uid] = list(source.columns) if typed else None
     return cols
 
 

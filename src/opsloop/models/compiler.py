@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Problem
 from ..warehouse._sql import literal, relation
-from ._render import Relation, RenderContext, Renderer, RenderError
+from ._render import DEFAULT_NAMING_MACROS, MacroPackage, Relation, RenderContext, Renderer, RenderError
 from .nodes import DataTest, Model, Seed, Source
-from .project import ModelProject, _check_model_config, merge_config
+from .project import ModelProject, _as_list, _check_model_config, merge_config
 
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 RAW_EVENTS_COLUMNS = {
     "event_id": "VARCHAR", "seq": "BIGINT", "endpoint": "VARCHAR", "name": "VARCHAR",
     "received_at": "TIMESTAMPTZ", "idempotency_key": "VARCHAR", "source": "VARCHAR", "payload": "JSON",
@@ -51,9 +53,16 @@ class Compiler:
                 macros.append((mp.rel(path), path.read_text(encoding="utf-8")))
             except OSError:
                 continue
+        self._naming = {name for name in ("generate_schema_name", "generate_alias_name")
+                        if any(f"macro {name}" in text for _, text in macros)}
+        if self._naming:
+            macros.insert(0, ("(dbt's built-in macros)", DEFAULT_NAMING_MACROS))
         target_ctx = {"schema": target.schema, "type": target.type, "name": target.name, "threads": target.threads,
                       "database": "", "project_name": mp.name, "profile_name": mp.name}
-        self.renderer = Renderer({**mp.vars, **(extra_vars or {})}, env, target_ctx, macros)
+        packages = [MacroPackage(pkg.name, [(mp.rel(p), p.read_text(encoding="utf-8")) for p in pkg.macro_files])
+                    for pkg in mp.packages]
+        self.renderer = Renderer({**mp.vars, **(extra_vars or {})}, env, target_ctx, macros, packages,
+                                 mp.dispatch, adapter_type=target.source_dialect)
         self.parents: dict[str, set[str]] = {}
         self.order: list[str] = []
         self.problems: list[Problem] = list(self.renderer.problems)
@@ -62,6 +71,26 @@ class Compiler:
     # -- relations ---------------------------------------------------------------------------
     def schema_for(self, custom: Any) -> str:
         return f"{self.target.schema}_{custom}" if custom else self.target.schema
+
+    def _place(self, node: Model | Seed, kind: str) -> None:
+        """Set the node's schema and alias, through the project's generate_schema_name /
+        generate_alias_name when it overrides them (as dbt does)."""
+        custom, alias = node.config.get("schema"), node.config.get("alias")
+        if not self._naming:
+            node.schema, node.alias = self.schema_for(custom), str(alias or node.name)
+            return
+        info = {"name": node.name, "resource_type": kind, "config": node.config, "fqn": getattr(node, "fqn", []),
+                "path": node.path, "original_file_path": node.path, "package_name": self.mp.name,
+                "unique_id": f"{kind}.{self.mp.name}.{node.name}", "version": None, "tags": node.tags}
+        ctx = RenderContext(_no_ref, _no_ref, None, False)
+        try:
+            node.schema = (self.renderer.call("generate_schema_name", (custom, info), ctx)
+                           if "generate_schema_name" in self._naming else self.schema_for(custom))
+            node.alias = (self.renderer.call("generate_alias_name", (alias, info), ctx)
+                          if "generate_alias_name" in self._naming else str(alias or node.name))
+        except RenderError as exc:
+            self.problems.append(Problem(node.file, None, f"naming the {kind}'s relation: {exc}", exc.hint))
+            node.schema, node.alias = self.schema_for(custom), str(alias or node.name)
 
     def node_relation(self, node: Model | Seed) -> tuple[str, str]:
         return node.schema, node.alias or node.name
@@ -85,8 +114,7 @@ class Compiler:
     def parse(self) -> list[Problem]:
         mp = self.mp
         for seed in mp.seeds.values():
-            seed.schema = self.schema_for(seed.config.get("schema"))
-            seed.alias = str(seed.config.get("alias") or seed.name)
+            self._place(seed, "seed")
             self.parents[seed.uid] = set()
         for source in mp.sources.values():
             self.parents[source.uid] = set()
@@ -125,6 +153,8 @@ class Compiler:
             del mp.tests[name]
         for test in mp.tests.values():
             self._parse_test(test)
+        for name in [n for n, t in mp.tests.items() if t.test == "singular" and t.uid not in self.parents]:
+            del mp.tests[name]  # disabled, or it did not parse (reported)
         self.order = self._toposort()
         return self.problems
 
@@ -134,18 +164,44 @@ class Compiler:
             model.config = merge_config(model.config, hit["captured"])
         model.depends_on = set(hit["depends_on"])
         model.ref_lines = dict(hit["ref_lines"])
-        model.schema = self.schema_for(model.config.get("schema"))
-        model.alias = str(model.config.get("alias") or model.name)
+        self._place(model, "model")
         self.parents[model.uid] = set(model.depends_on)
 
     def _parse_model(self, model: Model) -> None:
         found = self.renderer.check(model.file, model.raw_sql)
         model.depends_on = set()
-        lines = self.renderer.ref_lines(model.raw_sql)
         if found:
             self.problems.extend(found)
             self.parents[model.uid] = set()
             return
+
+        ref, source = self._resolvers(model.raw_sql, model.depends_on, model.ref_lines)
+        this = Relation(self.target.schema, model.name, "__this__")
+        try:
+            _, captured = self.renderer.render(model.file, model.raw_sql,
+                                               RenderContext(ref, source, this, False, dict(model.config),
+                                                             execute=False))
+        except RenderError as exc:
+            self.problems.append(Problem(model.file, exc.line, str(exc), exc.hint))
+            self.parents[model.uid] = set(model.depends_on)
+            return
+        model.captured = dict(captured)
+        if captured:
+            model.config = merge_config(model.config, captured)
+            config_line = next((i for i, ln in enumerate(model.raw_sql.splitlines(), 1) if "config(" in ln), None)
+            _check_model_config(model, captured, self.problems, config_line)
+        self._place(model, "model")
+        if model.materialized == "incremental":
+            strategy = model.config.get("incremental_strategy")
+            if strategy in ("merge", "delete+insert") and not model.config.get("unique_key"):
+                self.problems.append(Problem(model.file, None, f"incremental_strategy {strategy!r} needs unique_key",
+                                             "add unique_key='id' to config()"))
+        self.parents[model.uid] = set(model.depends_on)
+
+    def _resolvers(self, raw_sql: str, depends_on: set[str],
+                   ref_lines: dict[str, int]) -> tuple[Callable[..., Relation], Callable[..., Relation]]:
+        """``ref`` and ``source`` for parsing: they record what a node reads, and where."""
+        lines = self.renderer.ref_lines(raw_sql)
 
         def line_for(func: str, last: str) -> int | None:
             for f, args, line in lines:
@@ -155,15 +211,16 @@ class Compiler:
 
         def ref(*args: str, **kwargs: Any) -> Relation:
             name = str(kwargs.get("name") or args[-1]) if (args or kwargs) else ""
-            if len(args) == 2 and args[0] not in (self.mp.name,):
-                pass  # two-argument ref(package, model): the package is this project
             target = self.mp.models.get(name) or self.mp.seeds.get(name)
             if target is None:
+                if name in self.mp.snapshots:
+                    raise RenderError(f"ref({name!r}) names a snapshot ({self.mp.snapshots[name]}), which opsloop "
+                                      "does not build yet", line_for("ref", name), "build it with dbt")
                 close = _closest(name, [*self.mp.models, *self.mp.seeds])
                 raise RenderError(f"ref({name!r}) names no model or seed", line_for("ref", name),
                                   f"did you mean {close!r}?" if close else "check the name")
-            model.depends_on.add(target.uid)
-            model.ref_lines.setdefault(target.uid, line_for("ref", name) or 0)
+            depends_on.add(target.uid)
+            ref_lines.setdefault(target.uid, line_for("ref", name) or 0)
             return Relation(target.schema, target.name, "__placeholder__")
 
         def source(source_name: str, table_name: str) -> Relation:
@@ -175,33 +232,39 @@ class Compiler:
                                   line_for("source", table_name),
                                   f"did you mean {close!r}?" if close else
                                   "declare it under sources: in a models/*.yml file")
-            model.depends_on.add(src.uid)
-            model.ref_lines.setdefault(src.uid, line_for("source", table_name) or 0)
+            depends_on.add(src.uid)
+            ref_lines.setdefault(src.uid, line_for("source", table_name) or 0)
             return Relation(src.schema, src.identifier, "__placeholder__")
 
-        this = Relation(self.target.schema, model.name, "__this__")
-        try:
-            _, captured = self.renderer.render(model.file, model.raw_sql,
-                                               RenderContext(ref, source, this, False, dict(model.config)))
-        except RenderError as exc:
-            self.problems.append(Problem(model.file, exc.line, str(exc), exc.hint))
-            self.parents[model.uid] = set(model.depends_on)
+        return ref, source
+
+    def _parse_singular(self, test: DataTest) -> None:
+        """A singular test: its refs and sources, and the config() it sets (severity, enabled, tags)."""
+        found = self.renderer.check(test.file, test.raw_sql)
+        if found:
+            self.problems.extend(found)
             return
-        model.captured = dict(captured)
-        if captured:
-            model.config = merge_config(model.config, captured)
-            config_line = next((i for i, ln in enumerate(model.raw_sql.splitlines(), 1) if "config(" in ln), None)
-            _check_model_config(model, captured, self.problems, config_line)
-        model.schema = self.schema_for(model.config.get("schema"))
-        model.alias = str(model.config.get("alias") or model.name)
-        if model.materialized == "incremental":
-            strategy = model.config.get("incremental_strategy")
-            if strategy in ("merge", "delete+insert") and not model.config.get("unique_key"):
-                self.problems.append(Problem(model.file, None, f"incremental_strategy {strategy!r} needs unique_key",
-                                             "add unique_key='id' to config()"))
-        self.parents[model.uid] = set(model.depends_on)
+        ref_lines: dict[str, int] = {}
+        ref, source = self._resolvers(test.raw_sql, test.depends_on, ref_lines)
+        try:
+            _, captured = self.renderer.render(test.file, test.raw_sql, RenderContext(ref, source, None, False,
+                                                                                          execute=False))
+        except RenderError as exc:
+            self.problems.append(Problem(test.file, exc.line, str(exc), exc.hint))
+            return
+        severity = str(captured.get("severity", "error")).lower()
+        if severity not in ("error", "warn"):
+            self.problems.append(Problem(test.file, None, f"severity must be error or warn, not {severity!r}"))
+        test.severity = severity
+        test.tags = [*test.tags, *_as_list(captured.get("tags"))]
+        if captured.get("where"):
+            test.where = str(captured["where"])
+        self.parents[test.uid] = set(test.depends_on)
 
     def _parse_test(self, test: DataTest) -> None:
+        if test.test == "singular":
+            self._parse_singular(test)
+            return
         to = test.kwargs.get("_to_uid")
         if isinstance(to, str) and to.startswith("ref:"):
             name = to[4:]
@@ -279,6 +342,16 @@ class Compiler:
         return transpile(body, self.target.source_dialect, dialect or self.target.dialect)
 
     def _render(self, model: Model, is_incremental: bool, ephemerals: dict[str, str]) -> str:
+        ref, source = self._compile_resolvers(ephemerals)
+        schema, ident = self.node_relation(model)
+        this = Relation(schema, ident, self.rel_text(schema, ident))
+        sql, _ = self.renderer.render(model.file, model.raw_sql,
+                                      RenderContext(ref, source, this, is_incremental, dict(model.config)))
+        return sql.strip().rstrip(";").strip()
+
+    def _compile_resolvers(self, ephemerals: dict[str, str]) -> tuple[Callable[..., Relation],
+                                                                       Callable[..., Relation]]:
+        """``ref`` and ``source`` for compiling: relation names, ephemeral models collected as CTEs."""
         def ref(*args: str, **kwargs: Any) -> Relation:
             name = str(kwargs.get("name") or args[-1])
             target = self.mp.models.get(name) or self.mp.seeds.get(name)
@@ -302,18 +375,41 @@ class Compiler:
             src = self.mp.sources[(source_name, table_name)]
             return Relation(src.schema, src.identifier, self.rel_text(src.schema, src.identifier))
 
-        schema, ident = self.node_relation(model)
-        this = Relation(schema, ident, self.rel_text(schema, ident))
-        sql, _ = self.renderer.render(model.file, model.raw_sql,
-                                      RenderContext(ref, source, this, is_incremental, dict(model.config)))
-        return sql.strip().rstrip(";").strip()
+        return ref, source
+
+    def source_line(self, raw_sql: str, message: str) -> int | None:
+        """The line of the user's source that a database error's ``LINE n: <text>`` points at.
+
+        The engine counts lines of the statement it ran (CREATE ... AS, rendered Jinja), not of the
+        model file, so the line is found by its text; the nearest match to n when the text repeats."""
+        import re
+
+        match = re.search(r"LINE (\d+): ?(.*)", message)
+        if not match:
+            return None
+        reported, snippet = int(match.group(1)), match.group(2).strip().strip(".").strip()
+        if not snippet:
+            return None
+        lines = raw_sql.splitlines()
+        found = [i for i, ln in enumerate(lines, 1) if snippet in ln.strip() or (ln.strip() and ln.strip() in snippet
+                                                                                 and len(ln.strip()) > 8)]
+        return min(found, key=lambda i: abs(i - reported)) if found else None
 
     # -- tests -------------------------------------------------------------------------------
     def test_sql(self, test: DataTest, dialect: str | None = None) -> str:
         """A query returning the failing rows, as dbt's built-in tests write it."""
         d = self.target.source_dialect
+        if test.test == "singular":
+            from ..warehouse._sql import transpile
+
+            ephemerals: dict[str, str] = {}
+            sql, _ = self.renderer.render(test.file, test.raw_sql,
+                                          RenderContext(*self._compile_resolvers(ephemerals), None, False))
+            sql = sql.strip().rstrip(";").strip()
+            return transpile(_inject_ctes(sql, ephemerals) if ephemerals else sql, d, dialect or self.target.dialect)
         model_rel = self._uid_rel(test.attached)
-        q = _q(test.column, d)
+        # a column name is quoted; an expression (column_name: "a || '-' || b") is used as written, as dbt does
+        q = _q(test.column, d) if _IDENT.fullmatch(test.column) else f"({test.column})"
         if test.where:
             model_rel = f"(select * from {model_rel} where {test.where}) dbt_subquery"
         if test.test == "not_null":
@@ -404,6 +500,7 @@ class _ParseCache:
         self.path = mp.display_root / "state" / "model_parse.json"
         names = sorted([*mp.models, *(f"seed:{s}" for s in mp.seeds), *(f"{a}.{b}" for a, b in mp.sources)])
         macros = [text for _, text in compiler.renderer.macro_sources]
+        macros += [text for pkg in compiler.renderer.packages for _, text in pkg.files]
         base = json.dumps([compiler.renderer.vars, macros, names, compiler.target.schema], sort_keys=True,
                           default=str)
         self.base = hashlib.sha256(base.encode()).hexdigest()

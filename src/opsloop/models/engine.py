@@ -44,7 +44,8 @@ class ModelEngine:
         dbt = self.project.config.dbt_project
         base = (root / dbt).resolve() if dbt else root
         sig: list[Any] = []
-        for folder in ("models", "seeds", "macros", "dbt_project.yml"):
+        for folder in ("models", "seeds", "macros", "tests", "snapshots", "dbt_project.yml", "packages.yml",
+                       "dependencies.yml", "dbt_packages"):
             path = base / folder
             if path.is_file():
                 sig.append((str(path), path.stat().st_mtime_ns))
@@ -67,13 +68,11 @@ class ModelEngine:
                 mp = read_model_project(self.project.root, self.project.config.dbt_project, problems)
             if mp is None:
                 raise ModelError("this project has no models (add models/*.sql or point dbt_project: at a dbt project)")
-            if problems:
-                raise ConfigError(problems)
             wh = self.warehouse
             target = Target(schema=wh.default_schema, type=wh.dialect, dialect=wh.dialect,
                             threads=self.threads or min(4, os.cpu_count() or 1))
             compiler = Compiler(mp, target, self.project.env, self.project.config.vars)
-            problems = compiler.parse()
+            problems = [*mp.read_problems, *compiler.parse()]  # all of them in one pass
             if problems:
                 raise ConfigError(problems)
             if self.check_columns:

@@ -83,11 +83,11 @@ class Seed:
 
 @dataclass
 class DataTest:
-    """One of the four built-in generic tests, attached to a model, seed or source column."""
+    """A built-in generic test on a model, seed or source column, or a singular test (``tests/*.sql``)."""
 
     name: str
     test: str
-    """unique | not_null | accepted_values | relationships"""
+    """unique | not_null | accepted_values | relationships | singular"""
     attached: str
     """uid of the model/seed/source the test checks."""
     column: str
@@ -98,7 +98,15 @@ class DataTest:
     where: str | None = None
     depends_on: set[str] = field(default_factory=set)
     tags: list[str] = field(default_factory=list)
+    raw_sql: str = ""
+    """A singular test's SQL (selects the failing rows)."""
 
     @property
     def uid(self) -> str:
         return f"test.{self.name}"
+
+    def describe(self) -> str:
+        """What a failure message names: ``unique on orders.id`` or ``singular test assert_positive``."""
+        if self.test == "singular":
+            return f"singular test {self.name}"
+        return f"{self.test} on {self.attached.split('.', 1)[1]}.{self.column}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 from ..errors import Problem
 from ..project._yaml import LocatedYaml, YamlProblem, load_yaml
 from .nodes import INCREMENTAL_STRATEGIES, MATERIALIZATIONS, ON_SCHEMA_CHANGE, DataTest, Model, Seed, Source
+from .packages import Package
 
 GENERIC_TESTS = ("unique", "not_null", "accepted_values", "relationships")
 CONFIG_KEYS = {
@@ -19,6 +21,8 @@ CONFIG_KEYS = {
     "sql_header", "pre-hook", "post-hook", "pre_hook", "post_hook", "batch_size", "event_time", "lookback",
 }
 UNSUPPORTED_CONFIG = {"pre-hook", "post-hook", "pre_hook", "post_hook", "sql_header"}
+_log = logging.getLogger("opsloop.models")
+_SNAPSHOT_RE = re.compile(r"{%-?\s*snapshot\s+(\w+)")
 _REF_RE = re.compile(r"""^\s*ref\(\s*['"]([^'"]+)['"]\s*(?:,\s*['"]([^'"]+)['"]\s*)?\)\s*$""")
 _SOURCE_RE = re.compile(r"""^\s*source\(\s*['"]([^'"]+)['"]\s*,\s*['"]([^'"]+)['"]\s*\)\s*$""")
 
@@ -41,6 +45,13 @@ class ModelProject:
     models_config: dict[str, Any] = field(default_factory=dict)
     seeds_config: dict[str, Any] = field(default_factory=dict)
     model_paths: list[str] = field(default_factory=lambda: ["models"])
+    packages: list[Package] = field(default_factory=list)
+    """Installed dbt packages whose macros the project can call (packages.yml, dbt_packages/)."""
+    dispatch: dict[str, list[str]] = field(default_factory=dict)
+    snapshots: dict[str, str] = field(default_factory=dict)
+    """Snapshots opsloop does not build yet, by name: where each is (``file:line``), for ref() messages."""
+    read_problems: list[Problem] = field(default_factory=list)
+    """What reading found (kept so `opsloop validate` reports them with the parse's, in one pass)."""
 
     def rel(self, path: Path) -> str:
         try:
@@ -97,23 +108,39 @@ def merge_config(base: dict[str, Any], override: dict[str, Any]) -> dict[str, An
 
 
 def read_model_project(project_root: Path, dbt_dir: str | None, problems: list[Problem]) -> ModelProject | None:
-    """Read the model project of an opsloop project; None when it has no models, seeds or dbt project."""
+    """Read the model project of an opsloop project; None when it has no models, seeds or dbt project.
+
+    Problems are appended to ``problems`` and kept in ``read_problems`` (reported with the parse's)."""
     root = (project_root / dbt_dir).resolve() if dbt_dir else project_root
     mp = ModelProject(root=root, display_root=project_root)
+    start = len(problems)
+    _read_project(mp, root, project_root, dbt_dir, problems)
+    mp.read_problems = list(problems[start:])
+    return mp
+
+
+def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str | None,
+                  problems: list[Problem]) -> None:
+    yml_files: list[Path] = []
     config_path = root / "dbt_project.yml"
     seed_paths = ["seeds"]
     macro_paths = ["macros"]
+    test_paths = ["tests"]
+    snapshot_paths = ["snapshots"]
     if config_path.is_file():
         try:
             doc = load_yaml(config_path, project_root)
         except YamlProblem as exc:
             problems.append(exc.problem)
-            return mp
+            return
         data = doc.data if isinstance(doc.data, dict) else {}
         mp.name = str(data.get("name") or root.name)
         mp.model_paths = _as_list(data.get("model-paths") or data.get("source-paths")) or ["models"]
         seed_paths = _as_list(data.get("seed-paths") or data.get("data-paths")) or ["seeds"]
         macro_paths = _as_list(data.get("macro-paths")) or ["macros"]
+        test_paths = _as_list(data.get("test-paths")) or ["tests"]
+        snapshot_paths = _as_list(data.get("snapshot-paths")) or ["snapshots"]
+        _unsupported_project_keys(mp, doc, mp.rel(config_path), problems)
         raw_vars = data.get("vars") or {}
         if isinstance(raw_vars, dict):
             for key, value in raw_vars.items():
@@ -128,24 +155,45 @@ def read_model_project(project_root: Path, dbt_dir: str | None, problems: list[P
             mp.models_config = {**top, **mp.models_config}
         seeds_cfg = data.get("seeds") or {}
         mp.seeds_config = seeds_cfg.get(mp.name, seeds_cfg) if isinstance(seeds_cfg, dict) else {}
-        if data.get("packages") or (root / "packages.yml").is_file() or (root / "dependencies.yml").is_file():
-            target = root / ("packages.yml" if (root / "packages.yml").is_file() else "dependencies.yml")
-            problems.append(Problem(mp.rel(target if target.is_file() else config_path), 1,
-                                    "dbt packages are not supported",
-                                    "copy the macros you need into macros/ or inline them; see docs/models.md"))
+        from .packages import dispatch_config, read_packages
+
+        mp.packages = read_packages(mp, data, problems)
+        mp.dispatch = dispatch_config(data)
+        for package in mp.packages:  # a package's own vars are defaults; the project's `vars: {pkg: ...}` win
+            scoped = mp.vars.get(package.name)
+            if isinstance(scoped, dict):
+                mp.vars.update(scoped)
+            for key, value in package.vars.items():
+                mp.vars.setdefault(key, value)
     elif dbt_dir:
         problems.append(Problem(mp.rel(config_path), None, "no dbt_project.yml in the folder that "
                                 "opsloop.yml's dbt_project: names", "fix the path in opsloop.yml"))
-        return mp
+        return
     for folder in macro_paths:
         mp.macro_files.extend(sorted((root / folder).rglob("*.sql")))
-    yml_files: list[Path] = []
+    for folder in test_paths:
+        base = root / folder
+        if base.is_dir():
+            for path in sorted(base.rglob("*.sql")):
+                if "generic" in path.relative_to(base).parts[:-1]:
+                    mp.macro_files.append(path)  # {% test %} definitions are macros, as in dbt
+                else:
+                    _read_singular_test(mp, path, problems)
+    for folder in snapshot_paths:
+        base = root / folder
+        if base.is_dir():
+            for path in sorted(base.rglob("*.sql")):
+                _read_snapshot_file(mp, path, problems)
+            yml_files.extend(sorted([*base.rglob("*.yml"), *base.rglob("*.yaml")]))
     for folder in mp.model_paths:
         base = root / folder
         if not base.is_dir():
             continue
         for path in sorted(base.rglob("*.sql")):
             _read_model(mp, base, folder, path, problems)
+        for path in sorted(base.rglob("*.py")):
+            problems.append(Problem(mp.rel(path), 1, f"Python model {path.stem!r} is not supported yet (dbt would "
+                                    "build it)", "rewrite it as a SQL model, or build it with dbt"))
         yml_files.extend(sorted([*base.rglob("*.yml"), *base.rglob("*.yaml")]))
     for folder in seed_paths:
         base = root / folder
@@ -163,7 +211,64 @@ def read_model_project(project_root: Path, dbt_dir: str | None, problems: list[P
     for path in yml_files:
         _read_schema_file(mp, path, problems)
     _check_configs(mp, problems)
-    return mp
+    return
+
+
+def _unsupported_project_keys(mp: ModelProject, doc: LocatedYaml, rel: str, problems: list[Problem]) -> None:
+    """dbt_project.yml entries that make dbt run something opsloop does not run yet."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    for key in ("on-run-start", "on-run-end"):
+        if data.get(key):
+            problems.append(Problem(rel, doc.line_of((key,)), f"{key} hooks are not supported yet (dbt runs them "
+                                    "around every build)", f"remove {key}: or run the statements in a model"))
+
+    def walk(node: Any, loc: tuple[str | int, ...]) -> None:
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            bare = str(key).lstrip("+")
+            if bare in UNSUPPORTED_CONFIG and value:
+                problems.append(Problem(rel, doc.line_of((*loc, key)), f"config {bare!r} (hooks) is not supported "
+                                        "yet", "move the statement into a model or remove it"))
+            elif isinstance(value, dict):
+                walk(value, (*loc, key))
+
+    for kind in ("models", "seeds", "snapshots", "tests", "data_tests"):
+        walk(data.get(kind), (kind,))
+
+
+def _read_singular_test(mp: ModelProject, path: Path, problems: list[Problem]) -> None:
+    rel = mp.rel(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(rel, None, f"cannot read the test: {exc}"))
+        return
+    name = path.stem
+    if name in mp.tests:
+        problems.append(Problem(rel, None, f"two data tests are named {name!r} (also {mp.tests[name].file})",
+                                "rename one of the files"))
+        return
+    mp.tests[name] = DataTest(name=name, test="singular", attached="", column="", kwargs={}, file=rel, line=None,
+                              raw_sql=text)
+
+
+def _read_snapshot_file(mp: ModelProject, path: Path, problems: list[Problem]) -> None:
+    rel = mp.rel(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(rel, None, f"cannot read the snapshot: {exc}"))
+        return
+    for match in _SNAPSHOT_RE.finditer(text):
+        line = text.count("\n", 0, match.start()) + 1
+        _unsupported_snapshot(mp, match.group(1), rel, line, problems)
+
+
+def _unsupported_snapshot(mp: ModelProject, name: str, rel: str, line: int | None, problems: list[Problem]) -> None:
+    mp.snapshots[name] = f"{rel}:{line}" if line else rel
+    problems.append(Problem(rel, line, f"snapshot {name!r} is not supported yet (dbt would build it)",
+                            "build snapshots with dbt, or remove it"))
 
 
 def _read_model(mp: ModelProject, base: Path, folder: str, path: Path, problems: list[Problem]) -> None:
@@ -199,6 +304,13 @@ def _read_schema_file(mp: ModelProject, path: Path, problems: list[Problem]) -> 
         return
     for i, src in enumerate(data.get("sources") or []):
         _read_source(mp, doc, rel, i, src, problems)
+    for i, entry in enumerate(data.get("snapshots") or []):
+        name = str(entry.get("name")) if isinstance(entry, dict) else "?"
+        _unsupported_snapshot(mp, name, rel, doc.line_of(("snapshots", i)), problems)
+    for i, entry in enumerate(data.get("unit_tests") or []):
+        name = str(entry.get("name")) if isinstance(entry, dict) else "?"
+        problems.append(Problem(rel, doc.line_of(("unit_tests", i)), f"unit test {name!r} is not supported yet "
+                                "(dbt would run it)", "run unit tests with dbt, or remove it"))
     for kind in ("models", "seeds"):
         entries = data.get(kind) or []
         if not isinstance(entries, list):
@@ -211,12 +323,20 @@ def _read_schema_file(mp: ModelProject, path: Path, problems: list[Problem]) -> 
                 continue
             name = str(entry["name"])
             target: Model | Seed | None = (mp.models if kind == "models" else mp.seeds).get(name)
-            if target is None:
+            if target is None:  # dbt warns and goes on; so does opsloop
                 what = "model file models/.../" + name + ".sql" if kind == "models" else f"seeds/{name}.csv"
-                problems.append(Problem(rel, doc.line_of((*loc, "name")), f"{kind[:-1]} {name!r} is described "
-                                        f"here but there is no {what}", "fix the name or remove the entry"))
+                real, section = ("seed", "seeds") if kind == "models" else ("model", "models")
+                other = (mp.seeds if kind == "models" else mp.models).get(name)
+                also = f" ({name!r} is a {real}; describe it under {section}:)" if other else ""
+                _log.warning("%s", Problem(rel, doc.line_of((*loc, "name")), f"warning: {kind[:-1]} {name!r} is "
+                                           f"described here but there is no {what}{also}; this entry is ignored",
+                                           "fix the name or remove the entry"))
                 continue
             cfg = entry.get("config") or {}
+            for key in cfg:
+                if key in UNSUPPORTED_CONFIG and cfg[key]:
+                    problems.append(Problem(rel, doc.line_of((*loc, "config", key)), f"config {key!r} (hooks) is "
+                                            "not supported yet", "move the statement into a model or remove it"))
             if isinstance(target, Model):
                 target.yaml_config = dict(cfg)
                 target.description = str(entry.get("description") or "")
@@ -246,12 +366,19 @@ def _read_source(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, src: Any,
         return
     sname = str(src["name"])
     schema = str(src.get("schema") or sname)
+    if _external_location(src):
+        problems.append(Problem(rel, doc.line_of(loc), f"source {sname!r}: external_location (dbt-duckdb external "
+                                "files) is not supported yet", "load the files into a table first, or use dbt"))
     for t_i, table in enumerate(src.get("tables") or []):
         tloc = (*loc, "tables", t_i)
         if not isinstance(table, dict) or "name" not in table:
             problems.append(Problem(rel, doc.line_of(tloc), "each source table needs a name:"))
             continue
         tname = str(table["name"])
+        if _external_location(table):
+            problems.append(Problem(rel, doc.line_of(tloc), f"source table {sname}.{tname}: external_location "
+                                    "(dbt-duckdb external files) is not supported yet",
+                                    "load the files into a table first, or use dbt"))
         source = Source(source_name=sname, name=tname, schema=schema,
                         identifier=str(table.get("identifier") or tname), file=rel, line=doc.line_of(tloc),
                         description=str(table.get("description") or ""))
@@ -263,6 +390,11 @@ def _read_source(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, src: Any,
                     _read_test(mp, doc, rel, (*tloc, "columns", c_i, key, k_i), test, source.uid,
                                f"{sname}_{tname}", str(col["name"]), problems, prefix="source_")
         mp.sources[(sname, tname)] = source
+
+
+def _external_location(entry: dict[str, Any]) -> bool:
+    return any(isinstance(part, dict) and part.get("external_location")
+               for part in (entry, entry.get("meta"), entry.get("config")))
 
 
 def _slug(value: Any) -> str:
@@ -343,10 +475,11 @@ def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | in
 
 def _check_configs(mp: ModelProject, problems: list[Problem]) -> None:
     for model in mp.models.values():
-        _check_model_config(model, model.config, problems, None)
+        _check_model_config(model, model.config, problems, None, hooks=False)
 
 
-def _check_model_config(model: Model, config: dict[str, Any], problems: list[Problem], line: int | None) -> None:
+def _check_model_config(model: Model, config: dict[str, Any], problems: list[Problem], line: int | None,
+                        hooks: bool = True) -> None:
     mat = config.get("materialized", "view")
     if mat not in MATERIALIZATIONS:
         problems.append(Problem(model.file, line, f"unsupported materialization {mat!r}",
@@ -359,7 +492,7 @@ def _check_model_config(model: Model, config: dict[str, Any], problems: list[Pro
     if osc is not None and osc not in ON_SCHEMA_CHANGE:
         problems.append(Problem(model.file, line, f"unknown on_schema_change {osc!r}",
                                 f"use one of {', '.join(ON_SCHEMA_CHANGE)}"))
-    for key in config:
+    for key in config if hooks else ():
         if key in UNSUPPORTED_CONFIG and config[key]:
             problems.append(Problem(model.file, line, f"config {key!r} (hooks) is not supported",
                                     "move the statement into a model or remove it"))

@@ -172,23 +172,26 @@ class Runner:
         except Exception as exc:
             where = ""
             if kind == "model":
-                where = f"{self.c.mp.models[name].file}: "
+                model = self.c.mp.models[name]
+                line = getattr(exc, "line", None) or self.c.source_line(model.raw_sql, str(exc))
+                where = f"{model.file}:{line}: " if line else f"{model.file}: "
             elif kind == "seed":
                 where = f"{self.c.mp.seeds[name].file}: "
             elif kind == "test":
                 t = self.c.mp.tests[name]
-                where = f"{t.file}:{t.line}: "
+                line = t.line or self.c.source_line(t.raw_sql, str(exc))
+                where = f"{t.file}:{line}: " if line else f"{t.file}: "
             res = NodeResult(uid, name, kind, self._mat(uid), "", "error", message=f"{where}{_short(exc)}")
         res.seconds = time.perf_counter() - started
         return res
 
     def _ensure_schema(self, wh: Warehouse, schema: str) -> None:
-        with self._lock:
+        with self._lock:  # held while creating it: a second model in the schema waits until it exists
             if schema in self._schemas:
                 return
+            if not any(s == schema.lower() for s, _ in self._existing):
+                wh.ensure_schema(schema)
             self._schemas.add(schema)
-        if not any(s == schema.lower() for s, _ in self._existing):
-            wh.ensure_schema(schema)
 
     # -- models ------------------------------------------------------------------------------
     def _model(self, model: Model, wh: Warehouse) -> NodeResult:
@@ -309,8 +312,8 @@ class Runner:
         sql = self.c.test_sql(test, wh.dialect)
         failures = int(wh.query(f"select count(*) from (\n{sql}\n) dbt_internal_test").rows[0][0])
         status = "pass" if failures == 0 else ("warn" if test.severity == "warn" else "fail")
-        msg = "" if failures == 0 else f"{test.file}:{test.line}: {failures} failing row(s) for {test.test} on " \
-                                       f"{test.attached.split('.', 1)[1]}.{test.column}"
+        where = f"{test.file}:{test.line}" if test.line else test.file
+        msg = "" if failures == 0 else f"{where}: {failures} failing row(s) for {test.describe()}"
         return NodeResult(test.uid, test.name, "test", "test", "", status, failures, None, message=msg)
 
 

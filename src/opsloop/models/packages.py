@@ -1,0 +1,280 @@
+"""dbt packages, offline: what ``packages.yml`` / ``dependencies.yml`` name, found where ``dbt deps`` installs
+them (``dbt_packages/``) or, for ``local:`` packages, in their own folder. Their macros join the project's
+Jinja under the package's name (``dbt_utils.star``) and for ``adapter.dispatch``.
+
+    packages:
+      - local: ../shared_macros        # read in place, no install step
+      - package: dbt-labs/dbt_utils    # read from dbt_packages/dbt_utils once `dbt deps` ran
+        version: 1.3.0
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Problem
+from ..project._yaml import YamlProblem, load_yaml
+
+if TYPE_CHECKING:
+    from .project import ModelProject
+
+SPEC_FILES = ("packages.yml", "dependencies.yml")
+_REMOTE_KEYS = ("package", "git", "tarball", "private")
+
+
+@dataclass
+class Package:
+    """One installed dbt package: its name (from its dbt_project.yml), folder and macro files."""
+
+    name: str
+    root: Path
+    macro_files: list[Path] = field(default_factory=list)
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+def spec_file(root: Path) -> Path | None:
+    """The project's packages.yml (or dependencies.yml), if it has one."""
+    return next((root / name for name in SPEC_FILES if (root / name).is_file()), None)
+
+
+def _project_file(folder: Path) -> dict[str, Any] | None:
+    try:
+        import yaml
+
+        data = yaml.safe_load((folder / "dbt_project.yml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, ImportError):
+        return None
+    except Exception:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _guess(entry: dict[str, Any]) -> str:
+    """The name a remote entry is likely installed under (``dbt-labs/dbt-utils.git`` -> ``dbt_utils``)."""
+    for key in _REMOTE_KEYS:
+        if entry.get(key):
+            tail = str(entry.get("subdirectory") or entry[key]).rstrip("/").split("/")[-1]
+            return re.sub(r"\.git$", "", tail).replace("-", "_").lower()
+    return ""
+
+
+def install_path(root: Path, project: dict[str, Any]) -> Path:
+    return root / str(project.get("packages-install-path") or "dbt_packages")
+
+
+def read_packages(mp: ModelProject, project: dict[str, Any], problems: list[Problem]) -> list[Package]:
+    """The packages the project uses, each once; a listed package that is not installed is a problem."""
+    root = mp.root
+    spec = spec_file(root)
+    installed: dict[str, Path] = {}
+    folder = install_path(root, project)
+    if folder.is_dir():
+        for sub in sorted(folder.iterdir()):
+            data = _project_file(sub) if sub.is_dir() else None
+            if data is not None:
+                installed[str(data.get("name") or sub.name)] = sub
+    found: dict[str, Path] = {}
+    if spec is not None:
+        try:
+            doc = load_yaml(spec, mp.display_root)
+        except YamlProblem as exc:
+            problems.append(exc.problem)
+            return []
+        rel = mp.rel(spec)
+        entries = doc.data.get("packages") if isinstance(doc.data, dict) else None
+        unmatched = []
+        for i, entry in enumerate(entries or []):
+            line = doc.line_of(("packages", i))
+            if isinstance(entry, dict) and entry.get("local"):
+                path = (root / str(entry["local"])).resolve()
+                data = _project_file(path)
+                if data is None:
+                    problems.append(Problem(rel, line, f"local package {entry['local']!r} has no dbt_project.yml",
+                                            "fix the path (it is relative to the dbt project folder)"))
+                    continue
+                found[str(data.get("name") or path.name)] = path
+            elif isinstance(entry, dict) and any(entry.get(k) for k in _REMOTE_KEYS):
+                guess = _guess(entry)
+                name = next((n for n in installed if n.lower() == guess), None)
+                if name is not None:
+                    found[name] = installed[name]
+                else:
+                    unmatched.append((line, entry))
+            else:
+                problems.append(Problem(rel, line, "a package entry needs local:, package:, git: or tarball:"))
+        spare = [n for n in installed if n not in found]
+        for line, entry in unmatched[len(spare):]:
+            label = next(str(entry[k]) for k in _REMOTE_KEYS if entry.get(k))
+            problems.append(Problem(rel, line, f"package {label!r} is not installed in {folder.name}/",
+                                    "run `opsloop deps` (local: and git: packages) or `dbt deps`"))
+    for name, path in installed.items():  # what dbt deps installed, including packages' own dependencies
+        found.setdefault(name, path)
+    packages = []
+    for name, path in found.items():
+        data = _project_file(path) or {}
+        pkg = Package(name=name, root=path)
+        generic = [f"{t}/generic" for t in _paths(data, "test-paths", "tests")]
+        for macro_dir in [*_paths(data, "macro-paths", "macros"), *generic]:
+            if (path / macro_dir).is_dir():
+                pkg.macro_files.extend(sorted((path / macro_dir).rglob("*.sql")))
+        for model_dir in _paths(data, "model-paths", "models"):
+            models = sorted((path / model_dir).rglob("*.sql")) if (path / model_dir).is_dir() else []
+            if models:
+                problems.append(Problem(mp.rel(models[0]), 1, f"package {name!r} has models, which opsloop does not "
+                                        "build yet (dbt would build them)", "build this project with dbt"))
+        raw_vars = data.get("vars")
+        if isinstance(raw_vars, dict):
+            pkg.vars = {str(k): v for k, v in raw_vars.items() if not isinstance(v, dict) or k != name}
+            if isinstance(raw_vars.get(name), dict):
+                pkg.vars.update(raw_vars[name])
+        packages.append(pkg)
+    return packages
+
+
+def _paths(data: dict[str, Any], key: str, default: str) -> list[str]:
+    value = data.get(key) or [default]
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def dispatch_config(project: dict[str, Any]) -> dict[str, list[str]]:
+    """dbt_project.yml ``dispatch:`` as {macro_namespace: search_order}."""
+    out: dict[str, list[str]] = {}
+    for entry in project.get("dispatch") or []:
+        if isinstance(entry, dict) and entry.get("macro_namespace"):
+            order = entry.get("search_order") or []
+            out[str(entry["macro_namespace"])] = [order] if isinstance(order, str) else [str(o) for o in order]
+    return out
+
+
+class DepsError(Exception):
+    """`opsloop deps` could not install a package; carries the problems (file:line)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def install(root: Path, display_root: Path | None = None) -> list[str]:
+    """``opsloop deps``: install what packages.yml names into dbt_packages/, as ``dbt deps`` does, and
+    write package-lock.yml. ``local:`` packages are linked, ``git:`` ones cloned (``revision``,
+    ``subdirectory``); a package's own packages.yml is installed too. Returns one line per package."""
+    import yaml
+
+    display = display_root or root
+    project = _project_file(root) or {}
+    target = install_path(root, project)
+    target.mkdir(parents=True, exist_ok=True)
+    queue: list[tuple[Path, dict[str, Any], str, int | None]] = []
+    problems: list[Problem] = []
+
+    def enqueue(base: Path) -> None:
+        spec = spec_file(base)
+        if spec is None:
+            return
+        rel = _rel(spec, display)
+        try:
+            doc = load_yaml(spec, display)
+        except YamlProblem as exc:
+            problems.append(exc.problem)
+            return
+        for i, entry in enumerate((doc.data or {}).get("packages") or [] if isinstance(doc.data, dict) else []):
+            queue.append((base, entry if isinstance(entry, dict) else {}, rel, doc.line_of(("packages", i))))
+
+    enqueue(root)
+    done: list[str] = []
+    lock: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    while queue:
+        base, entry, rel, line = queue.pop(0)
+        try:
+            name, folder, locked = _install_one(base, entry, target)
+        except _InstallProblem as exc:
+            problems.append(Problem(rel, line, str(exc), exc.hint))
+            continue
+        if name in seen:
+            continue
+        seen.add(name)
+        lock.append(locked)
+        done.append(f"{name}: {locked.get('revision') or locked.get('local')}")
+        enqueue(folder)
+    if problems:
+        raise DepsError(problems)
+    spec = spec_file(root)
+    if spec is not None:
+        import hashlib
+
+        digest = hashlib.sha1(spec.read_bytes()).hexdigest()  # noqa: S324 - dbt's lock records a sha1 of the spec
+        (root / "package-lock.yml").write_text(yaml.safe_dump({"packages": lock, "sha1_hash": digest},
+                                                              sort_keys=False))
+    return done
+
+
+class _InstallProblem(Exception):
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _install_one(base: Path, entry: dict[str, Any], target: Path) -> tuple[str, Path, dict[str, Any]]:
+    import shutil
+    import subprocess
+    import tempfile
+
+    if entry.get("local"):
+        source = (base / str(entry["local"])).resolve()
+        data = _project_file(source)
+        if data is None:
+            raise _InstallProblem(f"local package {entry['local']!r} has no dbt_project.yml", "fix the path")
+        name = str(data.get("name") or source.name)
+        dest = target / name
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()
+        elif dest.is_dir():
+            shutil.rmtree(dest)
+        dest.symlink_to(source, target_is_directory=True)
+        return name, source, {"local": str(entry["local"])}
+    if entry.get("git"):
+        url, revision = str(entry["git"]), entry.get("revision")
+        with tempfile.TemporaryDirectory() as tmp:
+            checkout = Path(tmp) / "repo"
+            clone = subprocess.run(["git", "clone", "--quiet", url, str(checkout)], capture_output=True, text=True,
+                                   timeout=600)
+            if clone.returncode != 0:
+                raise _InstallProblem(f"git clone {url} failed: {clone.stderr.strip().splitlines()[-1:]}",
+                                      "check the URL and your access to it")
+            if revision:
+                co = subprocess.run(["git", "-C", str(checkout), "checkout", "--quiet", str(revision)],
+                                    capture_output=True, text=True, timeout=120)
+                if co.returncode != 0:
+                    raise _InstallProblem(f"revision {revision!r} not found in {url}", "use a tag, branch or commit")
+            sha = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                 timeout=60).stdout.strip()
+            source = checkout / str(entry.get("subdirectory") or "")
+            data = _project_file(source)
+            if data is None:
+                raise _InstallProblem(f"{url}{'/' + str(entry['subdirectory']) if entry.get('subdirectory') else ''} "
+                                      "has no dbt_project.yml", "check subdirectory:")
+            name = str(data.get("name") or source.name)
+            dest = target / name
+            if dest.is_symlink() or dest.is_file():
+                dest.unlink()
+            elif dest.is_dir():
+                shutil.rmtree(dest)
+            shutil.copytree(source, dest, ignore=shutil.ignore_patterns(".git"))
+        locked: dict[str, Any] = {"git": url, "revision": sha}
+        if entry.get("subdirectory"):
+            locked["subdirectory"] = entry["subdirectory"]
+        return name, dest, locked
+    label = entry.get("package") or entry.get("tarball") or entry
+    raise _InstallProblem(f"cannot install {label!r} offline: hub and tarball packages are not supported by "
+                          "`opsloop deps` yet", "run `dbt deps` once (opsloop reads dbt_packages/), or use git:")

@@ -1,0 +1,60 @@
+"""Small dbt projects written by the tests, built by opsloop (the real CLI) and by dbt-core + dbt-duckdb."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+from .conftest import DBT
+
+
+def write_project(root: Path, files: dict[str, str], name: str = "proj") -> Path:
+    """A dbt project in ``root`` (dbt_project.yml first, then ``files``); returns ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    files = {"dbt_project.yml": f"name: {name}\nversion: '1.0.0'\nprofile: {name}\n", **files}
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return root
+
+
+def opsloop(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, "--project", str(root), timeout=120)
+
+
+def dbt(root: Path, *args: str, name: str = "proj") -> subprocess.CompletedProcess[str]:
+    """Run the real dbt in ``root`` on its own DuckDB file (dbt.duckdb), schema main."""
+    if not DBT.exists():
+        pytest.skip("dbt-core is not installed: run scripts/setup (it creates .venv-dbt)")
+    (root / "profiles.yml").write_text(
+        f"{name}:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: {root / 'dbt.duckdb'}\n"
+        "      schema: main\n      threads: 1\n")
+    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false",
+           "DBT_PROFILES_DIR": str(root)}
+    return subprocess.run([str(DBT), *args, "--project-dir", str(root)], env=env, cwd=root, capture_output=True,
+                          text=True, timeout=300)
+
+
+def relations(path: Path) -> dict[str, object]:
+    """``schema.table`` -> its columns with their types, and its sorted rows, for every table and view."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        names = con.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                            "WHERE table_schema NOT IN ('information_schema', 'pg_catalog')").fetchall()
+        out: dict[str, object] = {}
+        for s, t in names:
+            cols = con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
+                               "AND table_name = ? ORDER BY ordinal_position", [s, t]).fetchall()
+            out[f"{s}.{t}"] = (cols, sorted(con.execute(f'SELECT * FROM "{s}"."{t}"').fetchall(), key=repr))
+        return out
+    finally:
+        con.close()
