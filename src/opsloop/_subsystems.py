@@ -5,8 +5,9 @@ A subsystem package ``opsloop.<name>`` may provide:
 - ``_project.py`` — imported before a project loads; calls ``register_loader`` / ``register_validator``
   to read its own project files (``workflows/*.yml``, ``models/``, ``syncs/*.yml`` ...).
 - ``_service.py`` — ``attach(app: App) -> None``; called when an ``App`` is made; adds event handlers
-  (``app.on_event``), web routes (``app.web_routes``), background tasks (``app.background``) and
-  shutdown hooks (``app.on_stop``).
+  (``app.on_event``), background tasks (``app.background``) and shutdown hooks (``app.on_stop``), and
+  puts its plain Python service in ``app.services``. Its HTTP routes live in ``opsloop.web`` (``api_<name>.py``,
+  listed by ``web.server.create_asgi``) and call that service; no subsystem imports Starlette.
 
 CLI verbs live in ``opsloop/cli/_<name>.py`` modules with a ``register(typer_app)`` function.
 """

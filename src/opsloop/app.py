@@ -49,8 +49,6 @@ class App:
         self._warehouse: Warehouse | None = None
         self.bus = EventBus()
         self.handlers: list[tuple[str, EventHandler]] = []
-        self.web_routes: list[Any] = []
-        """Extra Starlette routes that subsystems add (dashboards, Slack interactions ...)."""
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         """Coroutine factories started as tasks by ``start()`` and cancelled by ``stop()``."""
         self.on_start: list[Callable[[], Awaitable[None]]] = []

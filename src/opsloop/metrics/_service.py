@@ -184,6 +184,3 @@ def attach(app: App) -> None:
     from .alerts import AlertRunner
 
     app.services["metrics_alerts"] = AlertRunner(app, service)
-    from ..web.dashboards import routes
-
-    app.web_routes.extend(routes())

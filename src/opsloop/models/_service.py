@@ -1,5 +1,5 @@
 """The models service inside a running App: reactive refresh, ``model.built`` events, and the JSON API
-that CLI verbs use while `opsloop up` owns the warehouse.
+that CLI verbs use while `opsloop up` owns the warehouse (its routes: ``opsloop.web.api_models``).
 
 Other subsystems call ``app.services["models"]``::
 
@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from .._halt import Interrupted
-from ..errors import ConfigError, OpsloopError
+from ..errors import OpsloopError
 from .engine import ModelEngine
 from .runner import NodeResult
 
 if TYPE_CHECKING:
-    from starlette.requests import Request
-    from starlette.responses import Response
-
     from ..app import App
     from ..state import EventRecord
 
@@ -229,71 +225,8 @@ class ModelService:
             relations, self._pending = self._pending, set()
             self._owe({"relations": sorted(relations)})
 
-    # -- JSON API ----------------------------------------------------------------------------
-    @staticmethod
-    def _json(data: Any, status: int = 200) -> Response:
-        from starlette.responses import Response
-
-        return Response(json.dumps(data, default=str), status_code=status, media_type="application/json")
-
-    def _error(self, exc: Exception) -> Response:
-        if isinstance(exc, ConfigError):
-            return self._json({"error": str(exc), "problems": [str(p) for p in exc.problems]}, 400)
-        return self._json({"error": str(exc)}, 400)
-
-    async def api_build(self, request: Request) -> Response:
-        from ..web import openapi
-
-        body = await openapi.BUILD.body(request)
-        kinds = tuple(body.kinds or ("model", "seed", "test"))
-        try:
-            results = await self.build_async(body.select, body.exclude, body.full_refresh, kinds)
-        except OpsloopError as exc:
-            return self._error(exc)
-        data = [r.as_dict() for r in results]
-        return self._json({"results": data, "ok": not any(r["status"] in ("error", "fail") for r in data)})
-
-    async def api_query(self, request: Request) -> Response:
-        from sqlglot.errors import SqlglotError
-
-        from ..web import openapi
-
-        body = await openapi.QUERY.body(request)
-        try:
-            result = await asyncio.to_thread(self.engine.query, body.sql, body.limit, body.timeout)
-        except (OpsloopError, SqlglotError) as exc:  # SQL that does not even tokenize is the caller's mistake
-            return self._error(exc)
-        return self._json({"columns": result.columns, "rows": [list(r) for r in result.rows],
-                           "truncated": result.truncated})
-
-    async def api_compiled(self, request: Request) -> Response:
-        from ..web._params import not_found
-
-        name = request.path_params["name"]
-        try:
-            compiler = await asyncio.to_thread(self.engine.compiler)
-        except OpsloopError as exc:
-            return self._error(exc)
-        if name not in compiler.mp.models and name not in compiler.mp.tests:
-            raise not_found(f"no model named {name!r}; list them with GET /api/models", "name")
-        try:
-            sql = await asyncio.to_thread(self.engine.compile_sql, name)
-        except OpsloopError as exc:
-            return self._error(exc)
-        return self._json({"model": request.path_params["name"], "sql": sql})
-
-    async def api_models(self, request: Request) -> Response:
-        try:
-            compiler = await asyncio.to_thread(self.engine.compiler)
-        except OpsloopError as exc:
-            return self._error(exc)
-        return self._json([{"name": m.name, "materialized": m.materialized, "relation": compiler.relation_of(m.uid),
-                            "tags": m.tags, "file": m.file} for m in compiler.mp.models.values()])
-
 
 def attach(app: App) -> None:
-    from starlette.routing import Route
-
     service = ModelService(app)
     app.services["models"] = service
     mp = app.project.extras.get("models")
@@ -301,9 +234,3 @@ def attach(app: App) -> None:
         app.on_raw_loaded.append(service.on_raw_loaded)
         app.background.append(app.as_leader(app.WAREHOUSE_ROLE, service.resume))
     app.on_stop.append(service.stop)
-    app.web_routes.extend([
-        Route("/api/models", service.api_models),
-        Route("/api/models/build", service.api_build, methods=["POST"]),
-        Route("/api/models/{name}/compiled", service.api_compiled),
-        Route("/api/query", service.api_query, methods=["POST"]),
-    ])

@@ -110,39 +110,6 @@ class SourceScheduler:
                 self.running = None
 
 
-def _routes(app: App, scheduler: SourceScheduler) -> list[Any]:
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    async def api_sources(request: Request) -> Response:
-        from ._status import source_status
-
-        return JSONResponse(await asyncio.to_thread(source_status, app))
-
-    async def api_pull(request: Request) -> Response:
-        from ..errors import TransientError
-        from ..web import openapi
-        from ._errors import SourceError
-
-        name = request.path_params["name"]
-        full = openapi.PULL.query(request).full_refresh
-        if name not in app.project.extras.get("sources", {}):
-            message = f"no source named {name!r}; sources: {', '.join(sorted(app.project.extras['sources']))}"
-            return JSONResponse({"error": message, "message": message, "parameter": "name", "in": "path"}, 404)
-        try:
-            result = await asyncio.to_thread(scheduler.pull, name, full)
-        except Interrupted as exc:
-            return JSONResponse({"source": name, "status": "interrupted", "message": str(exc)}, status_code=503)
-        except SourceError as exc:
-            # the vendor could not be reached or said "later": 502; refused (credentials, request): 409
-            status = 502 if isinstance(exc, TransientError) else 409
-            return JSONResponse({"source": name, "status": "failed", "message": str(exc), "error": str(exc)}, status)
-        return JSONResponse({**result.run.as_dict(), "drift": result.drift, "events": result.events})
-
-    return [Route("/api/sources", api_sources), Route("/api/sources/{name}/pull", api_pull, methods=["POST"])]
-
-
 def attach(app: App) -> None:
     sources = app.project.extras.get("sources", {})
     if not sources:
@@ -150,7 +117,6 @@ def attach(app: App) -> None:
     schedules = {name: cfg.schedule for name, cfg in sources.items() if cfg.schedule}
     scheduler = SourceScheduler(app, schedules)
     app.services["sources"] = scheduler
-    app.web_routes.extend(_routes(app, scheduler))
     app.background.append(app.as_leader(app.WAREHOUSE_ROLE, scheduler.resume))
     if schedules:
         # one scheduler among the workers (two would pull each source twice and write its change events twice),

@@ -8,7 +8,6 @@ overlap: a trigger arriving during a run queues exactly one more run.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -116,49 +115,10 @@ class SyncService:
         await self.wait_idle()
 
 
-def _routes(app: App, service: SyncService) -> list[Any]:
-    """``GET /api/syncs`` and ``POST /api/syncs/{name}/run`` (auth: web.guard), used by the CLI while the server
-    owns the warehouse."""
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    async def list_syncs(request: Request) -> Response:
-        from .listing import sync_listing
-
-        data = await asyncio.to_thread(sync_listing, app)
-        return JSONResponse(json.loads(json.dumps(data, default=str)), headers={"cache-control": "no-store"})
-
-    async def show_sync(request: Request) -> Response:
-        from .listing import sync_detail
-
-        detail = await asyncio.to_thread(sync_detail, app, request.path_params["name"])
-        if detail is None:
-            return JSONResponse({"error": f"no sync {request.path_params['name']!r}"}, status_code=404)
-        return JSONResponse(json.loads(json.dumps(detail, default=str)), headers={"cache-control": "no-store"})
-
-    async def run_sync(request: Request) -> Response:
-        from ..web import openapi
-        from .runner import SyncError
-
-        name = request.path_params["name"]
-        options = (await openapi.RUN_SYNC.body(request)).model_dump()
-        try:
-            service.runner.get(name)
-        except SyncError as exc:
-            return JSONResponse({"error": str(exc), "parameter": "name", "in": "path"}, status_code=404)
-        result = await service.run_now(name, trigger="api", **options)
-        return JSONResponse(json.loads(json.dumps(result.as_dict(), default=str)))
-
-    return [Route("/api/syncs", list_syncs), Route("/api/syncs/{name}", show_sync),
-            Route("/api/syncs/{name}/run", run_sync, methods=["POST"])]
-
-
 def attach(app: App) -> None:
     syncs: dict[str, LoadedSync] = app.project.extras.get("syncs") or {}
     service = SyncService(app)
     app.services["syncs"] = service
-    app.web_routes.extend(_routes(app, service))
     if not syncs:
         return
     if any(s.config.triggers.after_build for s in syncs.values()):

@@ -44,7 +44,7 @@ class Access(Enum):
 PUBLIC_PATHS = frozenset({
     "/healthz",
     "/login",
-    "/slack/interactions",  # checks Slack's request signature itself (workflows/web.py)
+    "/slack/interactions",  # checks Slack's request signature itself (web/api_workflows.py)
 })
 PUBLIC_PREFIXES = (
     "/hooks/",  # each endpoint checks its signature preset (events/inbox.py)

@@ -1,6 +1,6 @@
 """Dashboard pages, the metrics API, server push (SSE), the outbox page, and plotly.js served locally.
 
-Routes are added to the core app by ``opsloop.metrics._service.attach`` (``app.web_routes``); auth is
+Routes are listed by ``web.server.create_asgi``; the handlers call ``MetricsService``; auth is
 ``web.guard.Guard``'s, as for every route (a Bearer token, or a login session plus its CSRF token on writes).
 """
 

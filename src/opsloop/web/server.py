@@ -27,7 +27,7 @@ from ..settings import Settings
 from ..state import ALL_STATUSES
 from ..state.base import json_safe
 from ..state.sessions import Sessions
-from . import auth, openapi
+from . import api_models, api_sources, api_syncs, api_workflows, auth, dashboards, openapi
 from ._params import ParamError, error_response, not_found
 from .guard import Guard
 from .ops import ops_routes
@@ -318,7 +318,11 @@ def create_asgi(app: App) -> HookFastPath:
         Route("/", web.home),
         Route("/events", web.events_page),
         Route("/events/{event_id}/replay", web.replay_form, methods=["POST"]),
-        *app.web_routes,
+        *api_workflows.routes(app),
+        *api_models.routes(app),
+        *api_sources.routes(app),
+        *api_syncs.routes(app),
+        *dashboards.routes(),
         *ops_routes(web),
         Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
     ]

@@ -1,4 +1,5 @@
-"""Plug the workflow engine into an App: its consumer, workers, scheduler and web routes."""
+"""Plug the workflow engine into an App: its consumer, workers and scheduler (its web routes:
+``opsloop.web.api_workflows``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,3 @@ def attach(app: Any) -> None:
     app.services["workflows"] = engine
     app.on_start.append(engine.start)
     app.on_stop.append(engine.stop)
-    from .web import routes
-
-    app.web_routes.extend(routes(app))

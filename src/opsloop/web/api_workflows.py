@@ -1,24 +1,27 @@
-"""HTTP routes: the runs JSON API and the Slack interactions endpoint (the Claim button)."""
+"""HTTP routes of the workflows subsystem: the runs JSON API and the Slack interactions endpoint (the Claim
+button). The handlers call ``opsloop.workflows.runs`` and the engine (``app.services["workflows"]``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import runs
+from ..workflows import runs
+from . import openapi
+from ._params import not_found
+
+if TYPE_CHECKING:
+    from ..app import App
 
 
-def routes(app: Any) -> list[Route]:
-    from ..web import openapi
-    from ..web._params import not_found
-
+def routes(app: App) -> list[Route]:
     def known() -> set[str]:
         return set(app.project.extras.get("workflows", {}))
 
@@ -111,7 +114,7 @@ def routes(app: Any) -> list[Route]:
     ]
 
 
-async def _slack_interaction(app: Any, request: Request) -> Response:
+async def _slack_interaction(app: App, request: Request) -> Response:
     """Slack posts ``payload=<json>`` (form-encoded) when someone clicks a button; it must answer within 3 s."""
     from ..events._signatures import SignedRequest, make_preset
     from ..project.config import SignatureConfig
