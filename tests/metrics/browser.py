@@ -48,7 +48,7 @@ def login(page: Any, base_url: str, token: str, target: str) -> None:
     page.wait_for_url(base_url + target)
 
 
-def wait_js(page: Any, predicate: str, timeout_ms: float = 30_000) -> None:
+def wait_js(page: Any, predicate: str, timeout_ms: float = 30_000, interval: float = 0.05) -> None:
     """Wait until ``predicate`` (a JS expression, or an arrow function with no arguments) is truthy in the page.
 
     Playwright's ``wait_for_function`` evaluates its predicate with ``eval`` inside the page, which the
@@ -56,7 +56,7 @@ def wait_js(page: Any, predicate: str, timeout_ms: float = 30_000) -> None:
     DevTools protocol instead, as a debugger does, and is not subject to it."""
     call = f"({predicate})()" if predicate.lstrip().startswith("()") else f"({predicate})"
     check = f"(() => {{ try {{ return !!{call}; }} catch (e) {{ return false; }} }})()"
-    wait_for(lambda: page.evaluate(check), timeout_ms / 1000, interval=0.05, what=f"the page to show {predicate}")
+    wait_for(lambda: page.evaluate(check), timeout_ms / 1000, interval=interval, what=f"the page to show {predicate}")
 
 
 def csp_violations(page: Any) -> list[str]:
