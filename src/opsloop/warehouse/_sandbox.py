@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 from .._durations import parse_duration
 from ..errors import ConfigError, Problem, WarehouseError
@@ -164,12 +164,7 @@ def duckdb_checked(cursor: Any, sql: str) -> str:
         statements = cursor.extract_statements(sql)
     except duckdb.Error as exc:
         raise QueryRefused(f"cannot parse the query: {_first_line(exc)}") from exc
-    if not statements:
-        raise QueryRefused(f"the query is empty; {WHAT_QUERIES_MAY_DO}")
-    if len(statements) > 1:
-        raise QueryRefused(f"a query is one statement; this one has {len(statements)} (remove the extra ';' "
-                           "and what follows)")
-    stmt = statements[0]
+    stmt = _only_statement(statements)
     kind = str(stmt.type).rsplit(".", 1)[-1]
     text = str(stmt.query)
     if kind == "PRAGMA":
@@ -360,12 +355,7 @@ def postgres_check(sql: str) -> None:
         raise QueryRefused(f"cannot parse the query: {_first_line(exc)}") from exc
     except RecursionError as exc:
         raise QueryRefused(TOO_DEEP) from exc
-    if not statements:
-        raise QueryRefused(f"the query is empty; {WHAT_QUERIES_MAY_DO}")
-    if len(statements) > 1:
-        raise QueryRefused(f"a query is one statement; this one has {len(statements)} (remove the extra ';' "
-                           "and what follows)")
-    stmt = statements[0]
+    stmt = _only_statement(statements)
     if not isinstance(stmt, exp.Select | exp.Union | exp.Intersect | exp.Except | exp.Values):
         kind = _first_word(sql)
         writes = isinstance(stmt, exp.Insert | exp.Update | exp.Delete | exp.Create | exp.Drop | exp.Alter |
@@ -424,3 +414,16 @@ def generic_check(sql: str, dialect: str) -> None:
             name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
             if GENERIC_DENIED_FUNCTIONS.match(name):
                 raise QueryRefused(f"{HOST_FILES}: {name}")
+
+
+_S = TypeVar("_S")
+
+
+def _only_statement(statements: Sequence[_S]) -> _S:
+    """The one statement of a query, or ``QueryRefused`` saying there is none or more than one."""
+    if not statements:
+        raise QueryRefused(f"the query is empty; {WHAT_QUERIES_MAY_DO}")
+    if len(statements) > 1:
+        raise QueryRefused(f"a query is one statement; this one has {len(statements)} (remove the extra ';' "
+                           "and what follows)")
+    return statements[0]
