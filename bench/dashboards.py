@@ -104,7 +104,9 @@ def metric_api(rows: int, requests: int) -> tuple[list[float], list[float], list
     app.warehouse.execute(
         "CREATE TABLE analytics.orders AS SELECT i AS order_id, i % 5000 AS customer_id, "
         "CASE WHEN i % 3 = 0 THEN 'team' ELSE 'pro' END AS plan, (i % 97)::DOUBLE AS amount, "
-        "TIMESTAMP '2025-12-01' + to_seconds(CAST(i % 31536000 AS BIGINT)) AS ordered_at FROM range(?) t(i)",
+        # spread over the 359 days before today, so '1y' always covers every row whatever the date
+        "CAST(current_date AS TIMESTAMP) - INTERVAL 364 DAY + to_seconds(CAST(i * 7919 % 31000000 AS BIGINT)) "
+        "AS ordered_at FROM range(?) t(i)",
         (rows,))
     from opsloop.metrics.compiler import MeasureQuery, compile_measure
 
