@@ -275,7 +275,9 @@ class StateStore(ABC):
             rows = [tuple(r) for r in cur.fetchall()]
         finally:
             cur.close()
-        self._end_read(conn)
+            # also after an error: a Postgres connection left in its failed transaction refuses every
+            # later query of this thread ("current transaction is aborted")
+            self._end_read(conn)
         return rows
 
     def _end_read(self, conn: Any) -> None:

@@ -5,6 +5,7 @@ The URL may carry ``?schema=NAME`` to keep opsloop's tables in their own schema 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -75,7 +76,15 @@ class PostgresStateStore(StateStore):
         return conn
 
     def _end_read(self, conn: Any) -> None:
-        conn.rollback()
+        try:
+            conn.rollback()
+        except Exception:
+            # a broken connection: this thread opens a new one for its next read
+            self._local.conn = None
+            with contextlib.suppress(Exception):
+                conn.close()
+            with contextlib.suppress(ValueError):
+                self._conns.remove(conn)
 
     def _before_append(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(726917002)")

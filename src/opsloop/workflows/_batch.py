@@ -18,6 +18,7 @@ from ..state import StateStore
 log = logging.getLogger("opsloop.workflows")
 
 Write = Callable[[Any], Any]
+_FATAL = (KeyboardInterrupt, SystemExit)
 
 
 class WriteBatcher:
@@ -55,17 +56,25 @@ class WriteBatcher:
             return write(cur)
 
     def _run_many(self, writes: list[Write]) -> list[tuple[bool, Any]]:
-        try:
-            with self.store.transaction() as cur:
-                return [(True, w(cur)) for w in writes]
-        except Exception:
-            if len(writes) == 1:
+        """Every write's outcome. A write may raise a BaseException that is not an error of the process
+        (the engine's LeaseLost): it belongs to that write's run alone and must not end this batcher, or
+        every later write would wait for ever while the heartbeat kept the runs leased."""
+        if len(writes) > 1:
+            try:
+                with self.store.transaction() as cur:
+                    return [(True, w(cur)) for w in writes]
+            except _FATAL:
                 raise
+            except BaseException as exc:
+                # one of them failed: run each alone so that one bad write cannot fail the others
+                log.debug("a batch of %d writes failed (%r); retrying them one by one", len(writes), exc)
         out: list[tuple[bool, Any]] = []
         for w in writes:
             try:
                 out.append((True, self._run_one(w)))
-            except Exception as exc:
+            except _FATAL:
+                raise
+            except BaseException as exc:
                 out.append((False, exc))
         return out
 
