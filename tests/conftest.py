@@ -31,6 +31,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def keep_reading(proc: subprocess.Popen[str], lines: list[str]) -> threading.Thread:
+    """Read a child's piped output into ``lines`` until it exits. A pipe nobody reads fills up (64 KB) and
+    then blocks the child's every write: a server logging each request stalls mid-test under load."""
+    assert proc.stdout is not None
+    out = proc.stdout
+    reader = threading.Thread(target=lambda: lines.extend(iter(out.readline, "")), daemon=True)
+    reader.start()
+    return reader
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> Any:
     """Poll ``condition`` until it returns a truthy value or ``timeout`` passes (then fail)."""
     deadline = time.monotonic() + timeout

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import free_port, run_cli, wait_for
+from .conftest import free_port, keep_reading, run_cli, wait_for
 
 
 @pytest.mark.slow
@@ -44,6 +44,7 @@ def test_demo_fills_the_outbox_and_the_dashboard(tmp_path: Path) -> None:
             assert line, "the demo stopped before serving:\n" + "".join(lines)
             lines.append(line)
         token = lines[-1].split("token:")[1].strip()
+        keep_reading(proc, lines)
         base = f"http://127.0.0.1:{port}"
         api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 

@@ -26,15 +26,25 @@ class Proc:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.role = role
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "opsloop", "up", "--project", str(root), "--port", str(self.port), "--role", role],
-            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
+        # the log goes to a file: a pipe nobody reads fills up (64 KB of request logs) and then blocks the
+        # process's every write
+        self.log = root.parent / f"{role}-{self.port}.log"
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "opsloop", "up", "--project", str(root), "--port", str(self.port),
+                 "--role", role],
+                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, text=True,
+            )
         wait_for(self.healthy, 30, what=f"{role} on {self.port}")
+
+    def problems(self) -> str:
+        """The lines of this process's log that are not request logs (tracebacks, warnings)."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(line for line in lines if "HTTP Request:" not in line)[-3000:]
 
     def healthy(self) -> bool:
         if self.proc.poll() is not None:
-            raise AssertionError(self.proc.stdout.read() if self.proc.stdout else "exited")
+            raise AssertionError(self.problems())
         try:
             return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
@@ -231,9 +241,14 @@ def test_three_processes_side_effects_and_ticks_exactly_once(project_dir: Path, 
         emails = set(acked)
         wait_for(lambda: {str(b["email"]) for b in effects.effects("/effect")} >= emails, 90,
                  what="every accepted event's workflow step to reach the API")
-        wait_for(lambda: not store.query("SELECT 1 FROM wf_runs WHERE workflow = 'notify' AND status NOT IN "
-                                         "('completed', 'failed', 'cancelled') LIMIT 1"), 60,
-                 what="every notify run to finish")
+        try:
+            wait_for(lambda: not store.query("SELECT 1 FROM wf_runs WHERE workflow = 'notify' AND status NOT IN "
+                                             "('completed', 'failed', 'cancelled') LIMIT 1"), 60,
+                     what="every notify run to finish")
+        except AssertionError as exc:
+            runs = store.query("SELECT workflow, status, lease_owner, COUNT(*) FROM wf_runs GROUP BY 1, 2, 3")
+            logs = "\n".join(f"--- {w.role} {w.port}\n{w.problems()}" for w in workers)
+            raise AssertionError(f"{exc}\nruns: {runs}\n{logs}") from None
     finally:
         stop.set()
         for p in [receiver, *workers]:

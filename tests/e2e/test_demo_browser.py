@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import free_port, wait_for
+from ..conftest import free_port, keep_reading, wait_for
 from ..metrics.browser import csp_violations, launch, login, shot, wait_js
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -32,6 +32,7 @@ def test_demo_dashboard_and_outbox_in_a_browser(tmp_path: Path) -> None:
             assert line, "the demo stopped before serving:\n" + "".join(lines)
             lines.append(line)
         token = lines[-1].split("token:")[1].strip()
+        keep_reading(proc, lines)
         base = f"http://127.0.0.1:{port}"
         api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         wanted = {"slack", "email", "sync:hubspot_contacts", "sync:zendesk_users"}
