@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import re
 from collections import Counter
 from typing import Any
@@ -32,8 +33,15 @@ class FakeHubSpot:
 
     def add_existing(self, email: str, **props: Any) -> str:
         self.next_id += 1
-        self.contacts[email] = {"id": str(self.next_id), "properties": {"email": email, **props}, "by": "someone"}
+        self.contacts[email] = {"id": str(self.next_id), "properties": {"email": email, **props}, "by": "someone",
+                                "updatedAt": _now()}
         return str(self.next_id)
+
+    def edit(self, email: str, **props: Any) -> None:
+        """A person edits the contact in HubSpot's UI: the properties change, ``updatedAt`` moves on."""
+        contact = self.contacts[email]
+        contact["properties"].update(props)
+        contact["updatedAt"] = _now()
 
     def calls(self, server: Any, path_end: str) -> list[Request]:
         return [r for r in server.requests if r.path.endswith(path_end)]
@@ -98,6 +106,7 @@ class FakeHubSpot:
                 existing = self.contacts[email] = {"id": str(self.next_id), "properties": {"email": email},
                                                    "by": "api"}
             existing["properties"].update(props)
+            existing["updatedAt"] = _now()
             self.writes[email] += 1
             results.append({"id": existing["id"], "new": new, "objectWriteTraceId": trace,
                             "properties": dict(existing["properties"]), "archived": False})
@@ -107,6 +116,11 @@ class FakeHubSpot:
             body.update(numErrors=len(errors), errors=errors)
             return 207, {}, body
         return 200, {}, body
+
+
+def _now() -> str:
+    """An object's ``updatedAt`` as HubSpot writes it (ISO 8601, UTC, milliseconds)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class FakeZendesk:
