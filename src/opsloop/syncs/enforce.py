@@ -22,17 +22,20 @@ from .diff import Enforcement, PlanColumns
 
 if TYPE_CHECKING:
     from ..project.loader import Project
+    from ..warehouse import Warehouse
     from ._project import LoadedSync
 
 PERSON_COLUMN = "person_id"
 """The source column that links a sync's row to the identity graph (identity.golden_records has it)."""
 
 
-def enforcement_for(project: Project, sync: LoadedSync, columns: Sequence[str],
-                    pc: PlanColumns) -> Enforcement | None:
+def enforcement_for(project: Project, sync: LoadedSync, columns: Sequence[str], pc: PlanColumns,
+                    warehouse: Warehouse) -> Enforcement | None:
     """What the sync enforces in its system, or None when nothing applies (see ``why_not``)."""
     if why_not(project, sync, columns) is not None:
         return None
+    if warehouse.dialect != "duckdb" or not warehouse.columns("identity", "field_values"):
+        return None  # identity resolution runs in DuckDB; before its first build nobody holds anything
     from ..identity.holdings import holdings
 
     cfg = sync.config

@@ -153,7 +153,7 @@ class SyncRunner:
             source = source_sql(self.app.project, sync, self.app.warehouse)
             columns = tables.columns(source)
             pc = tables.plan_columns(sync.specs, columns, sync.config.system)
-            enforcement = enforcement_for(self.app.project, sync, columns, pc)
+            enforcement = enforcement_for(self.app.project, sync, columns, pc, self.app.warehouse)
             if reset:
                 result.planned = {"reset": tables.reset(source, sync.config.key, pc)}
                 result.status = "reset"
