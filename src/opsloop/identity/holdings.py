@@ -72,26 +72,31 @@ class Holdings:
         wanted = [f for f in dict.fromkeys(fields) if f in self.rules]
         if not wanted:
             raise ValueError(f"system {self.system!r} maps none of {list(fields)}")
-        names = ", ".join(f"({literal(f)})" for f in wanted)
-        pivot = []
-        for f in wanted:
+        system = literal(self.system)
+        per_record, per_person, unpacked = [], [], []
+        for i, f in enumerate(wanted):
             lit = literal(f)
-            pivot += [f"max(value) FILTER (WHERE field = {lit}) AS {quote(f)}",
-                      f"max(set_at) FILTER (WHERE field = {lit}) AS {quote(f + '__at')}",
-                      f"max(record_id) FILTER (WHERE field = {lit}) AS {quote(f + '__record')}"]
+            per_record += [f"max(v.value) FILTER (WHERE v.field = {lit}) AS v{i}",
+                           f"max(v.updated_at) FILTER (WHERE v.field = {lit}) AS a{i}"]
+            # the record's own time for a field it has no value for (it was cleared, or never set)
+            at = f"coalesce(a{i}, record_at)"
+            per_person.append(f"arg_max({{'v': v{i}, 'at': {at}, 'r': record_id}}, {at}) AS w{i}")
+            unpacked += [f"w{i}.v AS {quote(f)}", f"w{i}.at AS {quote(f + '__at')}",
+                         f"w{i}.r AS {quote(f + '__record')}"]
+        fields = ", ".join(literal(f) for f in wanted)
+        # two hash aggregations, no sort: per record (a pivot of its values), then per person (the latest)
         return f"""
-            SELECT person_id, {', '.join(pivot)} FROM (
-              SELECT person_id, field, value, set_at, record_id,
-                     row_number() OVER (PARTITION BY person_id, field ORDER BY set_at DESC, record_id) AS rn
-              FROM (
-                SELECT g.person_id, k.field, v.value, coalesce(v.updated_at, r.updated_at) AS set_at, r.record_id
+            SELECT person_id, {', '.join(unpacked)} FROM (
+              SELECT person_id, {', '.join(per_person)} FROM (
+                SELECT g.person_id, r.record_id, r.updated_at AS record_at, {', '.join(per_record)}
                 FROM identity.graph g
                 JOIN identity.records r ON r.nid = g.nid
-                CROSS JOIN (VALUES {names}) AS k(field)
-                LEFT JOIN identity.field_values v ON v.nid = g.nid AND v.field = k.field
-                WHERE g.system = {literal(self.system)}
-              ) AS held
-            ) AS ranked WHERE rn = 1 GROUP BY person_id"""
+                LEFT JOIN identity.field_values v
+                  ON v.nid = g.nid AND v.system = {system} AND v.field IN ({fields})
+                WHERE g.system = {system}
+                GROUP BY g.person_id, g.nid, r.record_id, r.updated_at
+              ) AS by_record GROUP BY person_id
+            ) AS by_person"""
 
 
 def rules(project: Any) -> dict[str, FieldRule]:
