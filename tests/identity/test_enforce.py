@@ -151,6 +151,16 @@ def test_a_phone_written_differently_is_the_same_value(enforced: Enforced) -> No
     assert enforced.sync("crm").sent == 0 and enforced.corrected() == []
 
 
+def test_a_cleared_value_is_a_losing_value(enforced: Enforced) -> None:
+    enforced.start()
+    enforced.hub.edit(ADA, phone=None)  # the rep empties the phone
+    enforced.pull_crm()
+    assert enforced.sync("crm").corrected == 1
+    assert enforced.hub.contacts[ADA]["properties"]["phone"] == APP_PHONE
+    [event] = enforced.corrected()
+    assert (event["old"], event["new"]) == (None, APP_PHONE)
+
+
 def test_enforce_false_leaves_the_losing_value(tmp_path: Path) -> None:
     lp = Enforced(tmp_path, "enforce: false\n")
     try:

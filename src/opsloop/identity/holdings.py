@@ -73,30 +73,28 @@ class Holdings:
         if not wanted:
             raise ValueError(f"system {self.system!r} maps none of {list(fields)}")
         system = literal(self.system)
-        per_record, per_person, unpacked = [], [], []
+        per_record, per_person = [], []
         for i, f in enumerate(wanted):
             lit = literal(f)
             per_record += [f"max(v.value) FILTER (WHERE v.field = {lit}) AS v{i}",
                            f"max(v.updated_at) FILTER (WHERE v.field = {lit}) AS a{i}"]
             # the record's own time for a field it has no value for (it was cleared, or never set)
             at = f"coalesce(a{i}, record_at)"
-            per_person.append(f"arg_max({{'v': v{i}, 'at': {at}, 'r': record_id}}, {at}) AS w{i}")
-            unpacked += [f"w{i}.v AS {quote(f)}", f"w{i}.at AS {quote(f + '__at')}",
-                         f"w{i}.r AS {quote(f + '__record')}"]
+            # arg_max_null keeps a NULL value of the latest record (arg_max would skip to an older one)
+            per_person += [f"arg_max_null(v{i}, {at}) AS {quote(f)}", f"max({at}) AS {quote(f + '__at')}",
+                           f"arg_max_null(record_id, {at}) AS {quote(f + '__record')}"]
         fields = ", ".join(literal(f) for f in wanted)
         # two hash aggregations, no sort: per record (a pivot of its values), then per person (the latest)
         return f"""
-            SELECT person_id, {', '.join(unpacked)} FROM (
-              SELECT person_id, {', '.join(per_person)} FROM (
-                SELECT g.person_id, r.record_id, r.updated_at AS record_at, {', '.join(per_record)}
-                FROM identity.graph g
-                JOIN identity.records r ON r.nid = g.nid
-                LEFT JOIN identity.field_values v
-                  ON v.nid = g.nid AND v.system = {system} AND v.field IN ({fields})
-                WHERE g.system = {system}
-                GROUP BY g.person_id, g.nid, r.record_id, r.updated_at
-              ) AS by_record GROUP BY person_id
-            ) AS by_person"""
+            SELECT person_id, {', '.join(per_person)} FROM (
+              SELECT g.person_id, r.record_id, r.updated_at AS record_at, {', '.join(per_record)}
+              FROM identity.graph g
+              JOIN identity.records r ON r.nid = g.nid
+              LEFT JOIN identity.field_values v
+                ON v.nid = g.nid AND v.system = {system} AND v.field IN ({fields})
+              WHERE g.system = {system}
+              GROUP BY g.person_id, g.nid, r.record_id, r.updated_at
+            ) AS by_record GROUP BY person_id"""
 
 
 def rules(project: Any) -> dict[str, FieldRule]:
