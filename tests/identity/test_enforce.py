@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from opsloop.project import load_project
-from tests.conftest import make_app
+from tests.conftest import make_app, wait_for
 from tests.identity.test_e2e_syncs import ADA, Loop
 from tests.syncs.conftest import cli
+from tests.syncs.fakes import zendesk_now
 
 APP_PHONE, CRM_PHONE, REP_PHONE = "+14155550101", "+14155550202", "+14155550777"
 
@@ -159,6 +160,26 @@ def test_a_cleared_value_is_a_losing_value(enforced: Enforced) -> None:
     assert enforced.hub.contacts[ADA]["properties"]["phone"] == APP_PHONE
     [event] = enforced.corrected()
     assert (event["old"], event["new"]) == (None, APP_PHONE)
+
+
+def test_an_agents_losing_edit_in_zendesk_is_corrected_once(enforced: Enforced) -> None:
+    zd, w = enforced.zd, enforced.world
+    enforced.start()
+    written = zd.users[ADA]["updated_at"]
+    # Zendesk's updated_at has whole seconds: an edit in the second of opsloop's write would look older
+    wait_for(lambda: zendesk_now() > written, 3, interval=0.01, what="the next second on Zendesk's clock")
+    zd.edit(ADA, phone="+14155550888")
+    user = zd.users[ADA]
+    enforced.source("src.support_users", user["phone"], user["updated_at"])  # the pull of Zendesk
+    w.build()
+    writes = zd.writes[ADA]
+    run = enforced.sync("support")
+    assert (run.sent, run.corrected) == (1, 1) and zd.writes[ADA] == writes + 1
+    assert zd.users[ADA]["phone"] == APP_PHONE
+    [event] = [e.payload for e in w.events("sync.support.corrected")]
+    assert (event["system"], event["record_id"], event["old"], event["new"], event["source"], event["rank"],
+            event["system_rank"]) == ("support", "s1", "+14155550888", APP_PHONE, "app", 1, 3)
+    assert enforced.sync("support").sent == 0 and enforced.sync("crm").sent == 0
 
 
 def test_enforce_false_leaves_the_losing_value(tmp_path: Path) -> None:

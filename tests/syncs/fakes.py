@@ -123,6 +123,11 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def zendesk_now() -> str:
+    """A user's ``updated_at`` as Zendesk writes it (ISO 8601, UTC, whole seconds)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class FakeZendesk:
     """Users create_or_update_many and destroy_many as background jobs (job_status polled: queued, working,
     completed, results by index); organizations create_or_update; basic auth with an API token; 429."""
@@ -139,8 +144,12 @@ class FakeZendesk:
 
     def add_existing(self, email: str, **fields: Any) -> int:
         self.next_id += 1
-        self.users[email] = {"id": self.next_id, "email": email, **fields}
+        self.users[email] = {"id": self.next_id, "email": email, **fields, "updated_at": zendesk_now()}
         return self.next_id
+
+    def edit(self, email: str, **fields: Any) -> None:
+        """An agent edits the user in Zendesk: the fields change, ``updated_at`` moves on."""
+        self.users[email].update(fields, updated_at=zendesk_now())
 
     def _job(self, results: list[dict[str, Any]]) -> Reply:
         job_id = f"job{len(self.jobs) + 1:08x}"
@@ -201,9 +210,9 @@ class FakeZendesk:
         self.writes[email] += 1
         if existing is None:
             self.next_id += 1
-            self.users[email] = {"id": self.next_id, **user}
+            self.users[email] = {"id": self.next_id, **user, "updated_at": zendesk_now()}
             return {"index": index, "id": self.next_id, "action": "create", "status": "Created", "success": True}
-        existing.update(user)
+        existing.update(user, updated_at=zendesk_now())
         return {"index": index, "id": existing["id"], "action": "update", "status": "Updated", "success": True}
 
 
