@@ -103,7 +103,8 @@ def test_app_phone_reaches_crm_and_support_once_without_downgrade_or_echo(loop: 
     assert hub.contacts[ADA]["properties"]["phone"] == zd.users[ADA]["phone"] == "+14155550199"
     assert (hub.writes[ADA], zd.writes[ADA]) == (writes[0] + 1, writes[1] + 1)
 
-    # a later CRM edit does not override the app's value: nothing changes, nothing is sent anywhere
+    # a later CRM edit does not override the app's value: nothing changes, nothing is sent anywhere (dated
+    # before opsloop's last write to HubSpot, it is not a new edit; test_enforce.py corrects one made after)
     loop.source("src.crm_contacts", "+14155550777", "2026-03-01T00:00:00Z")
     hub.contacts[ADA]["properties"]["phone"] = "+14155550777"  # the edit happened in HubSpot
     assert w.build()["profile_updates"] == 0

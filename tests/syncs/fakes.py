@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import re
 from collections import Counter
 from typing import Any
@@ -32,8 +33,15 @@ class FakeHubSpot:
 
     def add_existing(self, email: str, **props: Any) -> str:
         self.next_id += 1
-        self.contacts[email] = {"id": str(self.next_id), "properties": {"email": email, **props}, "by": "someone"}
+        self.contacts[email] = {"id": str(self.next_id), "properties": {"email": email, **props}, "by": "someone",
+                                "updatedAt": _now()}
         return str(self.next_id)
+
+    def edit(self, email: str, **props: Any) -> None:
+        """A person edits the contact in HubSpot's UI: the properties change, ``updatedAt`` moves on."""
+        contact = self.contacts[email]
+        contact["properties"].update(props)
+        contact["updatedAt"] = _now()
 
     def calls(self, server: Any, path_end: str) -> list[Request]:
         return [r for r in server.requests if r.path.endswith(path_end)]
@@ -98,6 +106,7 @@ class FakeHubSpot:
                 existing = self.contacts[email] = {"id": str(self.next_id), "properties": {"email": email},
                                                    "by": "api"}
             existing["properties"].update(props)
+            existing["updatedAt"] = _now()
             self.writes[email] += 1
             results.append({"id": existing["id"], "new": new, "objectWriteTraceId": trace,
                             "properties": dict(existing["properties"]), "archived": False})
@@ -107,6 +116,16 @@ class FakeHubSpot:
             body.update(numErrors=len(errors), errors=errors)
             return 207, {}, body
         return 200, {}, body
+
+
+def _now() -> str:
+    """An object's ``updatedAt`` as HubSpot writes it (ISO 8601, UTC, milliseconds)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def zendesk_now() -> str:
+    """A user's ``updated_at`` as Zendesk writes it (ISO 8601, UTC, whole seconds)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class FakeZendesk:
@@ -125,8 +144,12 @@ class FakeZendesk:
 
     def add_existing(self, email: str, **fields: Any) -> int:
         self.next_id += 1
-        self.users[email] = {"id": self.next_id, "email": email, **fields}
+        self.users[email] = {"id": self.next_id, "email": email, **fields, "updated_at": zendesk_now()}
         return self.next_id
+
+    def edit(self, email: str, **fields: Any) -> None:
+        """An agent edits the user in Zendesk: the fields change, ``updated_at`` moves on."""
+        self.users[email].update(fields, updated_at=zendesk_now())
 
     def _job(self, results: list[dict[str, Any]]) -> Reply:
         job_id = f"job{len(self.jobs) + 1:08x}"
@@ -187,9 +210,9 @@ class FakeZendesk:
         self.writes[email] += 1
         if existing is None:
             self.next_id += 1
-            self.users[email] = {"id": self.next_id, **user}
+            self.users[email] = {"id": self.next_id, **user, "updated_at": zendesk_now()}
             return {"index": index, "id": self.next_id, "action": "create", "status": "Created", "success": True}
-        existing.update(user)
+        existing.update(user, updated_at=zendesk_now())
         return {"index": index, "id": existing["id"], "action": "update", "status": "Updated", "success": True}
 
 

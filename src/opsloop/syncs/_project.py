@@ -293,6 +293,13 @@ def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Probl
         else:
             problems.append(Problem(sync.file, sync.line(src_key), "the warehouse does not exist yet, so the "
                                     "source cannot be checked", "load or build data first"))
+    if cfg.enforce and "enforce" in cfg.model_fields_set:
+        from .enforce import why_not
+
+        reason = why_not(project, sync, columns)
+        if reason is not None:
+            problems.append(Problem(sync.file, sync.line("enforce"), f"enforce: true cannot apply: {reason}",
+                                    "see docs/syncs.md#enforcing-the-hierarchy, or remove enforce:"))
     if columns is not None:
         available = set(columns)
         if cfg.key not in available:

@@ -70,6 +70,9 @@ class SyncConfig(_Strict):
     """A mirror run deleting more than this share of the records opsloop created stops (use --confirm-deletes)."""
     system: str | None = None
     """Origin guard: a mapped column ``col`` is not sent when the row's ``col__source`` equals this system."""
+    enforce: bool = True
+    """With ``system:`` naming a system of identity.yml: correct a record of that system that holds a losing
+    value (a value other than the golden record's), even when the golden value did not change."""
     alert: dict[str, Any] | None = None
     """A destination (slack, email, outbox) told once per status change: failing, then recovered."""
 

@@ -8,7 +8,8 @@ nothing crosses into Python but the changed rows. The SQL is the subset DuckDB a
 Tables (schema ``opsloop_sync``):
 
 - ``state__<sync>``: one row per key opsloop delivered or tried to: ``fp`` (fingerprint last delivered),
-  ``dest_id``, ``created`` (opsloop created the record), ``failed_fp`` / ``attempts`` / ``error``.
+  ``dest_id``, ``created`` (opsloop created the record), ``failed_fp`` / ``attempts`` / ``error``,
+  ``delivered_at`` (when opsloop last wrote the record: a value the system set before then is not a new edit).
 - ``plan__<sync>``: the rows of the current run (dropped when the run ends).
 - ``journal``: a write-ahead log. A batch is written as ``sending`` before it leaves and with its per-row
   results after; ``fold`` applies finished rows to the state and moves them to ``row_results``. Rows still
@@ -20,14 +21,17 @@ Tables (schema ``opsloop_sync``):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
 from ..errors import WarehouseError
 from ..warehouse import Warehouse
 from .config import FieldSpec
+
+if TYPE_CHECKING:
+    from ..identity.holdings import FieldRule
 
 SCHEMA = "opsloop_sync"
 OPS = ("create", "update", "delete")
@@ -76,6 +80,30 @@ class PlanColumns:
     origin_cols: dict[int, str]
 
 
+@dataclass
+class Enforcement:
+    """The information hierarchy enforced in the sync's system: which mapped fields are compared with what the
+    system holds (``held_sql``, one row per ``person_id``, from the identity package), and how."""
+
+    system: str
+    held_sql: str
+    person_col: str
+    """The source's column with the person id (``person_id`` of identity.golden_records)."""
+    rules: dict[int, FieldRule] = field(default_factory=dict)
+    """Mapping index -> the golden field's rule; the mapping's source column is the golden field's name."""
+    skip_nulls: bool = True
+    """A null golden value is not enforced (``null_policy: skip``)."""
+
+    @staticmethod
+    def columns(i: int) -> tuple[str, str, str, str]:
+        """Plan columns for mapping ``i``: corrects it, the value held, the system's record id, when set."""
+        return f"__x{i}", f"__h{i}", f"__hr{i}", f"__ha{i}"
+
+    def any_fix(self) -> str:
+        """SQL over the plan table: the row corrects at least one field."""
+        return "(" + " OR ".join(f"__x{i}" for i in self.rules) + ")"
+
+
 class SyncTables:
     """The warehouse side of one sync."""
 
@@ -90,8 +118,14 @@ class SyncTables:
         ensure_tables(self.wh)
         self.wh.execute(
             f"CREATE TABLE IF NOT EXISTS {self.state} (key VARCHAR, fp VARCHAR, dest_id VARCHAR, created BOOLEAN, "
-            "failed_fp VARCHAR, attempts INTEGER, error VARCHAR, updated_at TIMESTAMPTZ)"
+            "failed_fp VARCHAR, attempts INTEGER, error VARCHAR, updated_at TIMESTAMPTZ, delivered_at TIMESTAMPTZ)"
         )
+        if "delivered_at" not in self.columns(self.state):
+            # A state table from before delivered_at: a delivered row was last written when it last changed.
+            self._transaction(
+                f"BEGIN TRANSACTION; ALTER TABLE {self.state} ADD COLUMN delivered_at TIMESTAMPTZ; "
+                f"UPDATE {self.state} SET delivered_at = updated_at WHERE fp IS NOT NULL; COMMIT;"
+            )
 
     # -- the source ---------------------------------------------------------------------------------
     def columns(self, source: str) -> list[str]:
@@ -118,8 +152,10 @@ class SyncTables:
                 origin_cols[i] = f"__o{i}"
         return PlanColumns(specs, value_cols, jinja_cols, origin_cols)
 
-    def _source_select(self, source: str, key: str, pc: PlanColumns) -> str:
+    def _source_select(self, source: str, key: str, pc: PlanColumns, person_col: str | None = None) -> str:
         selects = [f"CAST({ident(key)} AS VARCHAR) AS __key"]
+        if person_col:
+            selects.append(f"CAST({ident(person_col)} AS VARCHAR) AS __person")
         parts: list[str] = []
         for i, spec in enumerate(pc.specs):
             if spec.kind == "column":
@@ -138,11 +174,39 @@ class SyncTables:
         return f"SELECT {', '.join(selects)} FROM {source} WHERE {ident(key)} IS NOT NULL"
 
     # -- the plan -----------------------------------------------------------------------------------
-    def build_plan(self, source: str, key: str, pc: PlanColumns, mode: str, full: bool, max_retries: int) -> None:
-        """Materialise the rows this run has to handle into ``plan__<sync>``, ordered for sending."""
+    def build_plan(self, source: str, key: str, pc: PlanColumns, mode: str, full: bool, max_retries: int,
+                   enforcement: Enforcement | None = None) -> None:
+        """Materialise the rows this run has to handle into ``plan__<sync>``, ordered for sending.
+
+        With ``enforcement``, a row whose data did not change is planned too (as an update) when its system
+        holds a losing value of an enforced field, set after opsloop last wrote the record (``__x<i>`` tells
+        which fields it corrects)."""
         value_aliases = [*pc.value_cols.values(), *(a for cols in pc.jinja_cols.values() for _, a in cols),
                          *pc.origin_cols.values()]
         carried = "".join(f", src.{a}" for a in value_aliases)
+        held_cte, held_join, person = "", "", None
+        fix_exprs: list[str] = []
+        if enforcement is not None and enforcement.rules:
+            held_cte = f"held AS ({enforcement.held_sql}),"
+            held_join = "LEFT JOIN held ON held.person_id = src.__person"
+            person = enforcement.person_col
+            carried += ", src.__person"
+            for i, rule in enforcement.rules.items():
+                x, h, hr, ha = Enforcement.columns(i)
+                name = rule.field
+                held, held_at = f"held.{ident(name)}", f"held.{ident(name + '__at')}"
+                conditions = ["src.__key IS NOT NULL", "st.fp IS NOT NULL", "held.person_id IS NOT NULL",
+                              f"(st.delivered_at IS NULL OR {held_at} > st.delivered_at)",
+                              rule.differs(held, f"src.{pc.value_cols[i]}")]
+                if i in pc.origin_cols:
+                    conditions.append(f"src.{pc.origin_cols[i]} IS DISTINCT FROM {literal(enforcement.system)}")
+                if enforcement.skip_nulls:
+                    conditions.append(f"src.{pc.value_cols[i]} IS NOT NULL")
+                fix = f"coalesce({' AND '.join(conditions)}, FALSE)"
+                fix_exprs.append(fix)
+                carried += (f", {fix} AS {x}, {held} AS {h}, held.{ident(name + '__record')} AS {hr}, "
+                            f"{held_at} AS {ha}")
+        fixes = " OR ".join(fix_exprs) or "FALSE"
         never_sent = "(st.key IS NULL OR st.fp IS NULL)"
         changed = "TRUE" if full else f"({never_sent} OR st.fp IS DISTINCT FROM src.__fp)"
         if mode == "insert":
@@ -154,20 +218,21 @@ class SyncTables:
         sql = f"""
         DROP TABLE IF EXISTS {self.plan};
         CREATE TABLE {self.plan} AS
-        WITH src AS ({self._source_select(source, key, pc)}),
-        st AS (SELECT key, fp, dest_id, created, failed_fp, attempts FROM {self.state}),
+        WITH src AS ({self._source_select(source, key, pc, person)}),
+        st AS (SELECT key, fp, dest_id, created, failed_fp, attempts, delivered_at FROM {self.state}),
         inflight AS (
             SELECT DISTINCT ON (key) key, batch_id, fp
             FROM {SCHEMA}.journal WHERE sync = {self._sync_lit} AND status = 'sending' ORDER BY key, seq DESC
         ),
+        {held_cte}
         diff AS (
             SELECT coalesce(src.__key, st.key) AS __key,
                    CASE WHEN src.__key IS NULL THEN 'delete' WHEN {never_sent} THEN 'create' ELSE 'update' END
                        AS __op,
                    src.__fp, st.dest_id AS __dest_id, coalesce(st.created, FALSE) AS __created,
                    coalesce(st.attempts, 0) AS __attempts{carried}
-            FROM src FULL OUTER JOIN st ON src.__key = st.key
-            WHERE src.__key IS NULL OR ({changed} AND NOT {given_up})
+            FROM src FULL OUTER JOIN st ON src.__key = st.key {held_join}
+            WHERE src.__key IS NULL OR (({changed} OR {fixes}) AND NOT {given_up})
         )
         SELECT diff.*, CASE WHEN inflight.fp IS NOT DISTINCT FROM diff.__fp THEN inflight.batch_id END AS __batch,
                row_number() OVER (ORDER BY (inflight.fp IS NOT DISTINCT FROM diff.__fp) DESC NULLS LAST,
@@ -184,6 +249,14 @@ class SyncTables:
         for op, created, n in rows:
             counts["delete" if op == "delete" and created else "forget" if op == "delete" else op] += int(n)
         return counts
+
+    def correction_count(self, enforcement: Enforcement) -> int:
+        """Rows of the current plan that correct a losing value in their system."""
+        return int(self.wh.query(f"SELECT count(*) FROM {self.plan} WHERE {enforcement.any_fix()}").rows[0][0])
+
+    def correction_sample(self, enforcement: Enforcement, limit: int) -> list[dict[str, Any]]:
+        return self.wh.query(f"SELECT * FROM {self.plan} WHERE {enforcement.any_fix()} ORDER BY __n LIMIT ?",
+                             (limit,)).as_dicts()
 
     def duplicate_keys(self) -> list[str]:
         rows = self.wh.query(f"SELECT __key FROM {self.plan} GROUP BY 1 HAVING count(*) > 1 LIMIT 5").rows
@@ -251,6 +324,7 @@ class SyncTables:
         """Apply finished journal rows to the state and move them to ``row_results``, in one transaction."""
         s = self._sync_lit
         ok = "('ok', 'unconfirmed', 'skipped')"
+        written = "('ok', 'unconfirmed')"  # the record was (or may have been) written: delivered_at
         self._transaction(
             f"""
             BEGIN TRANSACTION;
@@ -262,7 +336,9 @@ class SyncTables:
                 ) AS ranked WHERE rn = 1 AND status <> 'sending';
             UPDATE {self.state} SET fp = f.fp, dest_id = coalesce(f.dest_id, {self.state}.dest_id),
                    created = coalesce({self.state}.created, FALSE) OR coalesce(f.created, FALSE),
-                   failed_fp = NULL, attempts = 0, error = NULL, updated_at = f.recorded_at
+                   failed_fp = NULL, attempts = 0, error = NULL, updated_at = f.recorded_at,
+                   delivered_at = CASE WHEN f.status IN {written} THEN f.recorded_at
+                                       ELSE {self.state}.delivered_at END
                 FROM __fold f WHERE {self.state}.key = f.key AND f.status IN {ok};
             UPDATE {self.state} SET failed_fp = f.fp, error = f.error, updated_at = f.recorded_at,
                    attempts = CASE WHEN {self.state}.failed_fp IS NOT DISTINCT FROM f.fp
@@ -272,7 +348,8 @@ class SyncTables:
                 SELECT f.key, CASE WHEN f.status = 'failed' THEN NULL ELSE f.fp END, f.dest_id,
                        coalesce(f.created, FALSE), CASE WHEN f.status = 'failed' THEN f.fp END,
                        CASE WHEN f.status = 'failed' THEN 1 ELSE 0 END,
-                       CASE WHEN f.status = 'failed' THEN f.error END, f.recorded_at
+                       CASE WHEN f.status = 'failed' THEN f.error END, f.recorded_at,
+                       CASE WHEN f.status IN {written} THEN f.recorded_at END
                 FROM __fold f
                 WHERE f.status IN ('ok', 'unconfirmed', 'skipped', 'failed')
                   AND NOT EXISTS (SELECT 1 FROM {self.state} st WHERE st.key = f.key);
@@ -297,7 +374,7 @@ class SyncTables:
                 SELECT src.__key AS key, src.__fp AS fp, st.dest_id, coalesce(st.created, FALSE) AS created
                 FROM ({self._source_select(source, key, pc)}) src LEFT JOIN {self.state} st ON st.key = src.__key;
             DELETE FROM {self.state};
-            INSERT INTO {self.state} SELECT key, fp, dest_id, created, NULL, 0, NULL, now() FROM __reset;
+            INSERT INTO {self.state} SELECT key, fp, dest_id, created, NULL, 0, NULL, now(), now() FROM __reset;
             DROP TABLE __reset;
             COMMIT;
             """

@@ -24,7 +24,8 @@ from ..errors import DeliveryError, OpsloopError, TerminalDeliveryError, Transie
 from ..state import NewEvent
 from ._project import LoadedSync, source_sql
 from ._status import QuotaExhausted, SyncStatus
-from .diff import SyncTables, ensure_tables
+from .diff import Enforcement, SyncTables, ensure_tables
+from .enforce import corrections, enforcement_for
 
 if TYPE_CHECKING:
     from ..app import App
@@ -56,6 +57,8 @@ class RunResult:
     failed: int = 0
     skipped: int = 0
     unconfirmed: int = 0
+    corrected: int = 0
+    """Rows sent to correct a losing value their system held (``sync.<name>.corrected`` has each field)."""
     error: str | None = None
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     seconds: float = 0.0
@@ -148,14 +151,17 @@ class SyncRunner:
                 result.unconfirmed = tables.settle_inflight(cls.IDEMPOTENT) if not cls.IDEMPOTENT else 0
                 tables.fold()
             source = source_sql(self.app.project, sync, self.app.warehouse)
-            pc = tables.plan_columns(sync.specs, tables.columns(source), sync.config.system)
+            columns = tables.columns(source)
+            pc = tables.plan_columns(sync.specs, columns, sync.config.system)
+            enforcement = enforcement_for(self.app.project, sync, columns, pc, self.app.warehouse)
             if reset:
                 result.planned = {"reset": tables.reset(source, sync.config.key, pc)}
                 result.status = "reset"
                 return result
             if not dry_run:
                 self._record_run_start(result, trigger, started)
-            tables.build_plan(source, sync.config.key, pc, sync.config.mode, full, sync.config.max_retries)
+            tables.build_plan(source, sync.config.key, pc, sync.config.mode, full, sync.config.max_retries,
+                              enforcement)
             try:
                 dupes = tables.duplicate_keys()
                 if dupes:
@@ -167,8 +173,10 @@ class SyncRunner:
                 if sync.config.mode != "mirror":
                     counts["forget"] += counts.pop("delete")
                     counts["delete"] = 0
+                if enforcement is not None:
+                    counts["correct"] = tables.correction_count(enforcement)
                 if dry_run:
-                    result.samples = self._samples(sync, tables, pc)
+                    result.samples = self._samples(sync, tables, pc, enforcement)
                     result.status = "dry_run"
                     return result
                 if counts["delete"] and not confirm_deletes:
@@ -182,7 +190,7 @@ class SyncRunner:
                             f"nothing was sent. Check the source, then run `opsloop sync {name} --confirm-deletes`"
                         )
                         return result
-                self._send_plan(sync, tables, pc, dest, result, progress)
+                self._send_plan(sync, tables, pc, dest, result, progress, enforcement)
             finally:
                 tables.drop_plan()
             tables.fold()
@@ -212,9 +220,9 @@ class SyncRunner:
 
     # -- sending -----------------------------------------------------------------------------------
     def _send_plan(self, sync: LoadedSync, tables: SyncTables, pc: Any, dest: Destination, result: RunResult,
-                   progress: Progress | None) -> None:
+                   progress: Progress | None, enforcement: Enforcement | None = None) -> None:
         cfg = sync.config
-        total = sum(v for k, v in result.planned.items())
+        total = sum(v for k, v in result.planned.items() if k != "correct")
         done = 0
         batch_size = cfg.batch_size or min(100, dest.MAX_BATCH)
         pacer = _Pacer(cfg.rate_limit.per_second or dest.REQUESTS_PER_SECOND, self.app.settings.time_scale)
@@ -224,6 +232,8 @@ class SyncRunner:
         carry: list[dict[str, Any]] = []
         """Finished rows not yet journaled: written in the same commit as the next batch's ``sending`` marks
         (one warehouse commit per batch). A crash loses at most their results; their rows count as in flight."""
+        fixes: dict[str, list[dict[str, Any]]] = {}
+        """Key -> the ``sync.<name>.corrected`` payloads of a row that corrects its system, emitted once sent."""
 
         def flush(kind: str) -> None:
             nonlocal done, emitted
@@ -251,6 +261,7 @@ class SyncRunner:
             by_key = {r.key: r for r in results}
             rows = []
             failures: list[NewEvent] = []
+            fixed: list[NewEvent] = []
             now = dt.datetime.now(dt.UTC)
             for op in ops:
                 r = by_key.get(op.key) or RowResult(op.key, False, "the destination returned no result for this row")
@@ -260,6 +271,10 @@ class SyncRunner:
                              "dest_id": r.dest_id, "created": r.created, "recorded_at": now})
                 if r.ok:
                     result.sent += 1
+                    if op.key in fixes:
+                        result.corrected += 1
+                        fixed += [self._event(f"sync.{cfg.name}.corrected", {**p, "run_id": result.run_id},
+                                              related=result.run_id) for p in fixes[op.key]]
                 else:
                     result.failed += 1
                     if emitted < MAX_ROW_EVENTS:
@@ -268,8 +283,10 @@ class SyncRunner:
                             f"sync.{cfg.name}.row_failed",
                             {"sync": cfg.name, "run_id": result.run_id, "key": op.key, "op": op.op,
                              "error": r.error, "transient": r.transient}, related=result.run_id))
+            for op in ops:
+                fixes.pop(op.key, None)
             carry.extend(rows)
-            self._emit(failures)
+            self._emit([*fixed, *failures])
             done += len(ops)
             if progress:
                 progress(done, total)
@@ -278,15 +295,24 @@ class SyncRunner:
             nonlocal done
             done += count
 
+        def correcting(row: dict[str, Any], op: RowOp) -> None:
+            found = corrections(sync, enforcement, pc, row, _jsonable) if enforcement is not None else []
+            if found:
+                fixes[op.key] = found
+                # not the key of the delivery this corrects (a destination may drop a repeated key)
+                op.idempotency_key = _idem(cfg.name, op.key, f"{row['__fp']}|corrects|"
+                                           + json.dumps([[f["field"], f["old"]] for f in found], default=str))
+
         try:
-            self._pages(sync, tables, pc, result, pending, pending_batch, batch_size, flush, carry, skipped)
+            self._pages(sync, tables, pc, result, pending, pending_batch, batch_size, flush, carry, skipped,
+                        correcting)
         finally:
             tables.journal(carry)
 
     def _pages(self, sync: LoadedSync, tables: SyncTables, pc: Any, result: RunResult,
                pending: dict[str, list[tuple[RowOp, str | None, str]]], pending_batch: dict[str, str | None],
                batch_size: int, flush: Callable[[str], None], carry: list[dict[str, Any]],
-               skipped: Callable[[int], None]) -> None:
+               skipped: Callable[[int], None], correcting: Callable[[dict[str, Any], RowOp], None]) -> None:
         cfg = sync.config
         after = 0
         while True:
@@ -303,6 +329,8 @@ class SyncRunner:
                     result.skipped += 1
                     continue
                 kind = "delete" if op.op == "delete" else "write"
+                if kind == "write":
+                    correcting(row, op)
                 batch = row.get("__batch")
                 if kind in pending and (pending_batch.get(kind) != batch or len(pending[kind]) >= batch_size):
                     flush(kind)
@@ -373,8 +401,15 @@ class SyncRunner:
                         *self._deliver(dest, batch[mid:], pacer, per_day, quota_key)]
 
     # -- results -----------------------------------------------------------------------------------
-    def _samples(self, sync: LoadedSync, tables: SyncTables, pc: Any) -> dict[str, list[dict[str, Any]]]:
+    def _samples(self, sync: LoadedSync, tables: SyncTables, pc: Any,
+                 enforcement: Enforcement | None = None) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
+        if enforcement is not None:
+            out["correct"] = []
+            for row in tables.correction_sample(enforcement, 5):
+                row_op, _, _ = self._row_op(sync, pc, row)
+                out["correct"].append({"key": row["__key"], "fields": row_op.fields if row_op else {},
+                                       "corrects": corrections(sync, enforcement, pc, row, _jsonable)})
         for label, op, created in (("create", "create", None), ("update", "update", None),
                                    ("delete", "delete", True)):
             if label == "delete" and sync.config.mode != "mirror":
