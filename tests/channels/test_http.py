@@ -20,7 +20,7 @@ from opsloop.channels import HttpSettings
 from opsloop.channels import http as http_channel
 from opsloop.destinations import DestinationContext, RowOp
 from opsloop.destinations.zendesk import ZendeskConfig, ZendeskDestination
-from opsloop.errors import TransientDeliveryError
+from opsloop.errors import TerminalDeliveryError, TransientDeliveryError
 
 from .conftest import self_signed
 
@@ -142,5 +142,12 @@ def test_a_private_ca_is_trusted_through_ca_file_only(tmp_path: Path) -> None:
             assert hub.declared_fields() == {"email", "phone"}
         finally:
             hub.close()
+        # without it the destination fails terminally (retrying cannot fix a certificate), naming ca_file
+        untrusted = HubSpotDestination(HubSpotConfig(type="hubspot", base_url=server.url), ctx)
+        try:
+            with pytest.raises(TerminalDeliveryError, match=r"certificate is not trusted .*ca_file"):
+                untrusted.declared_fields()
+        finally:
+            untrusted.close()
     finally:
         server.close()

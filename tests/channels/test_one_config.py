@@ -128,7 +128,8 @@ def test_one_smtp_config_serves_workflows_metric_alerts_and_sync_alerts(
         app.close()
     welcome, alert, sync_alert = mail_server.messages
     assert welcome["Subject"] == "Welcome, Ada" and welcome["To"] == "ada@example.com"
-    assert alert["Subject"].strip().startswith("[opsloop] Alert churn_spike: ") and alert["To"] == "founders@example.com"
+    assert alert["Subject"].strip().startswith("[opsloop] Alert churn_spike: ")
+    assert alert["To"] == "founders@example.com"
     assert sync_alert["Subject"] == "opsloop sync crm is failing" and sync_alert["To"] == "data@shop.example"
     assert {m["From"] for m in mail_server.messages} == {"ops@shop.example"}  # channels.smtp.from, everywhere
     assert mail_server.logins == [USER] * 3 and mail_server.tls_sessions == 3  # STARTTLS + AUTH each time

@@ -72,7 +72,7 @@ def test_values_that_cannot_work_are_named(root: Path) -> None:
     with pytest.raises(ChannelConfigError, match="SMTP_TLS='maybe' is not one of starttls, tls"):
         channels_of(load_project(root, environ={"SMTP_TLS": "maybe"}))
     add_yaml(root, "channels:\n  http:\n    ca_file: certs/missing.pem\n")
-    with pytest.raises(ChannelConfigError, match="the CA file certs/missing.pem does not exist"):
+    with pytest.raises(ChannelConfigError, match=r"the CA file certs/missing\.pem does not exist"):
         channels_of(load_project(root, environ={}))
     result = run_cli("validate", cwd=root)
     assert result.returncode == 1

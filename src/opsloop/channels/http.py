@@ -46,6 +46,22 @@ def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
 
+def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate check that failed under ``exc`` (httpx wraps it in ``ConnectError``), if any.
+    Retrying will not fix it: the caller should fail terminally and point at ``ca_file``."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+CA_HINT = "trust its CA with ca_file (docs/project.md, \"Outbound channels\")"
+
+
 def _delay(response: httpx.Response, attempt: int, settings: HttpSettings) -> float | None:
     """How long to wait before attempt ``attempt + 1``, or None to hand the response back."""
     if response.status_code not in RETRY_STATUSES or attempt >= settings.retries:

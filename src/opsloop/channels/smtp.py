@@ -9,11 +9,12 @@ terminal (retrying will not help), a 4xx, a timeout or a dropped connection is t
 from __future__ import annotations
 
 import smtplib
+import ssl
 from email.message import EmailMessage
 
 from ..errors import TerminalDeliveryError, TransientDeliveryError
 from ._settings import SmtpSettings
-from .http import ssl_context
+from .http import CA_HINT, ssl_context
 
 
 def _where(settings: SmtpSettings) -> str:
@@ -51,6 +52,10 @@ def connect(settings: SmtpSettings) -> smtplib.SMTP:
     except smtplib.SMTPResponseException as exc:
         _quietly_close(smtp)
         raise _response_error(settings, exc) from exc
+    except ssl.SSLCertVerificationError as exc:
+        _quietly_close(smtp)
+        raise TerminalDeliveryError(f"{_where(settings)}: the server's certificate is not trusted "
+                                    f"({exc.verify_message}); {CA_HINT}") from exc
     except (OSError, smtplib.SMTPException) as exc:
         _quietly_close(smtp)
         raise TransientDeliveryError(f"{_where(settings)}: {type(exc).__name__}: {exc}") from exc

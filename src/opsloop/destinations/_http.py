@@ -56,6 +56,10 @@ def request(client: httpx.Client, method: str, url: str, what: str, describe: De
     except httpx.TimeoutException as exc:
         raise TransientDeliveryError(f"{what}: timed out ({exc})") from exc
     except httpx.TransportError as exc:
+        bad_cert = http_channel.certificate_error(exc)
+        if bad_cert is not None:
+            raise TerminalDeliveryError(f"{what}: the server's certificate is not trusted "
+                                        f"({bad_cert.verify_message}); {http_channel.CA_HINT}") from exc
         raise TransientDeliveryError(f"{what}: cannot connect ({exc})") from exc
     check(response, what, describe)
     return response

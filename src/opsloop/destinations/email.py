@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..channels import Security, SmtpSettings, ca_path, smtp, with_overrides
-from ..errors import TransientDeliveryError
+from ..errors import TerminalDeliveryError, TransientDeliveryError
 from .base import Destination, DestinationConfig, RowOp, RowResult
 
 
@@ -86,7 +86,12 @@ class EmailDestination(Destination):
 
     def send(self, batch: list[RowOp]) -> list[RowResult]:
         settings = self.settings()
-        conn = self._connect(settings)
+        try:
+            conn = self._connect(settings)
+        except TerminalDeliveryError as exc:
+            # a refused login or a server without STARTTLS fails every row alike: say so once per row
+            # instead of letting the runner split the batch down to single rows, one connection each
+            return [RowResult(row.key, False, str(exc)) for row in batch]
         out: list[RowResult] = []
         try:
             for row in batch:

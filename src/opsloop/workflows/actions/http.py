@@ -44,6 +44,10 @@ async def request(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
                 content=spec.body.encode() if spec.body is not None else None,
             )
     except httpx.HTTPError as exc:
+        bad_cert = http_channel.certificate_error(exc)
+        if bad_cert is not None:
+            raise TerminalDeliveryError(f"{spec.method.upper()} {spec.url}: the server's certificate is not "
+                                        f"trusted ({bad_cert.verify_message}); {http_channel.CA_HINT}") from exc
         raise TransientDeliveryError(f"{spec.method.upper()} {spec.url}: {type(exc).__name__}: {exc}") from exc
     text = response.text
     if response.status_code == 429 or response.status_code >= 500:
