@@ -151,3 +151,21 @@ def test_a_private_ca_is_trusted_through_ca_file_only(tmp_path: Path) -> None:
             untrusted.close()
     finally:
         server.close()
+
+
+def test_the_slack_channel_trusts_a_private_ca_through_ca_file(tmp_path: Path) -> None:
+    from opsloop.channels import SlackClient, SlackSettings
+
+    cert = self_signed(tmp_path / "certs")
+    server = Scripted(cert)
+    server.reply = {"ok": True, "channel": "C0SALES001", "ts": "1700000000.000100"}
+    try:
+        trusted = SlackClient(SlackSettings(token="xoxb-1", api_url=f"{server.url}/api/", ca_file=cert[0]))
+        assert trusted.post_message("#sales", "hi")["ts"] == "1700000000.000100"
+        assert server.seen[-1][2] == "/api/chat.postMessage"
+        assert server.seen[-1][3]["Authorization"] == "Bearer xoxb-1"
+        untrusted = SlackClient(SlackSettings(token="xoxb-1", api_url=f"{server.url}/api/"))
+        with pytest.raises(TerminalDeliveryError, match=r"is not trusted .*ca_file"):
+            untrusted.post_message("#sales", "hi")
+    finally:
+        server.close()

@@ -47,15 +47,17 @@ def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
 
 
 def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate check that failed under ``exc`` (httpx wraps it in ``ConnectError``), if any.
-    Retrying will not fix it: the caller should fail terminally and point at ``ca_file``."""
+    """The certificate check that failed under ``exc`` (httpx wraps it in ``ConnectError``, urllib in
+    ``URLError.reason``), if any. Retrying will not fix it: the caller should fail terminally and point at
+    ``ca_file``."""
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
             return None
         if isinstance(seen, ssl.SSLCertVerificationError):
             return seen
-        seen = seen.__cause__ or seen.__context__
+        reason = getattr(seen, "reason", None)
+        seen = reason if isinstance(reason, BaseException) else seen.__cause__ or seen.__context__
     return None
 
 

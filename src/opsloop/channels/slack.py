@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import TerminalDeliveryError, TransientDeliveryError
 from ._settings import SlackSettings
-from .http import ssl_context
+from .http import CA_HINT, certificate_error, ssl_context
 
 TRANSIENT_ERRORS = frozenset({"ratelimited", "rate_limited", "internal_error", "fatal_error",
                               "service_unavailable", "request_timeout"})
@@ -87,6 +87,10 @@ class SlackClient:
                 ) from None
             raise SlackRefused(method, str(error or f"HTTP {status}"), data.get("needed")) from None
         except OSError as exc:
+            bad_cert = certificate_error(exc)
+            if bad_cert is not None:
+                raise TerminalDeliveryError(f"Slack {method}: the certificate of {self.settings.api_url} is not "
+                                            f"trusted ({bad_cert.verify_message}); {CA_HINT}") from exc
             raise TransientDeliveryError(f"Slack {method}: cannot reach {self.settings.api_url}: {exc}") from exc
 
     def post_message(self, channel: str, text: str, **extra: Any) -> dict[str, Any]:
