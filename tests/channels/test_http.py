@@ -154,7 +154,7 @@ def test_a_private_ca_is_trusted_through_ca_file_only(tmp_path: Path) -> None:
 
 
 def test_the_slack_channel_trusts_a_private_ca_through_ca_file(tmp_path: Path) -> None:
-    from opsloop.channels import SlackClient, SlackSettings
+    from opsloop.channels import SlackClient, SlackRefused, SlackSettings
 
     cert = self_signed(tmp_path / "certs")
     server = Scripted(cert)
@@ -164,6 +164,11 @@ def test_the_slack_channel_trusts_a_private_ca_through_ca_file(tmp_path: Path) -
         assert trusted.post_message("#sales", "hi")["ts"] == "1700000000.000100"
         assert server.seen[-1][2] == "/api/chat.postMessage"
         assert server.seen[-1][3]["Authorization"] == "Bearer xoxb-1"
+        server.reply = {"ok": False, "error": "invalid_auth"}
+        revoked = SlackClient(SlackSettings(token_env="OPS_SLACK", token="xoxb-old", api_url=f"{server.url}/api/",
+                                            ca_file=cert[0]))
+        with pytest.raises(SlackRefused, match=r"invalid_auth \(the bot token in OPS_SLACK is wrong or revoked\)"):
+            revoked.post_message("#sales", "hi")
         untrusted = SlackClient(SlackSettings(token="xoxb-1", api_url=f"{server.url}/api/"))
         with pytest.raises(TerminalDeliveryError, match=r"is not trusted .*ca_file"):
             untrusted.post_message("#sales", "hi")

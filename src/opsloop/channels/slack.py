@@ -21,8 +21,8 @@ TRANSIENT_ERRORS = frozenset({"ratelimited", "rate_limited", "internal_error", "
 HINTS = {
     "channel_not_found": "check the channel name, and invite the bot to it",
     "not_in_channel": "invite the bot to the channel (/invite @yourbot)",
-    "invalid_auth": "the bot token is wrong or revoked",
-    "not_authed": "set the bot token (SLACK_BOT_TOKEN, or channels.slack.token_env)",
+    "invalid_auth": "the bot token in {token_env} is wrong or revoked",
+    "not_authed": "set the bot token: {token_env}=xoxb-... in .env",
     "missing_scope": "add the scope Slack names to the app's bot token scopes and reinstall the app",
     "message_not_found": "the message was deleted, or the handle points at another channel",
 }
@@ -31,8 +31,9 @@ HINTS = {
 class SlackRefused(TerminalDeliveryError):
     """Slack answered ``ok: false`` with an error that retrying will not fix; ``code`` is Slack's error."""
 
-    def __init__(self, method: str, code: str, needed: str | None = None) -> None:
-        hint = HINTS.get(code, "")
+    def __init__(self, method: str, code: str, needed: str | None = None,
+                 token_env: str = "SLACK_BOT_TOKEN") -> None:  # noqa: S107 (the name of an environment variable)
+        hint = HINTS.get(code, "").format(token_env=token_env)
         if code == "missing_scope" and needed:
             hint = f"add the bot token scope {needed} and reinstall the app"
         super().__init__(f"Slack {method} failed: {code}" + (f" ({hint})" if hint else ""))
@@ -85,7 +86,8 @@ class SlackClient:
                 raise TransientDeliveryError(
                     f"Slack {method}: {error or f'HTTP {status}'}", retry_after=float(after) if after else None
                 ) from None
-            raise SlackRefused(method, str(error or f"HTTP {status}"), data.get("needed")) from None
+            raise SlackRefused(method, str(error or f"HTTP {status}"), data.get("needed"),
+                               self.settings.token_env) from None
         except OSError as exc:
             bad_cert = certificate_error(exc)
             if bad_cert is not None:
