@@ -64,6 +64,11 @@ def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None
 CA_HINT = "trust its CA with ca_file (docs/project.md, \"Outbound channels\")"
 
 
+def why_untrusted(error: ssl.SSLCertVerificationError) -> str:
+    """``CERTIFICATE_VERIFY_FAILED: self-signed certificate``: OpenSSL's code and its reading."""
+    return ": ".join(str(p) for p in (error.reason, error.verify_message) if p)
+
+
 def _delay(response: httpx.Response, attempt: int, settings: HttpSettings) -> float | None:
     """How long to wait before attempt ``attempt + 1``, or None to hand the response back."""
     if response.status_code not in RETRY_STATUSES or attempt >= settings.retries:

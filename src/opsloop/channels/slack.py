@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import TerminalDeliveryError, TransientDeliveryError
 from ._settings import SlackSettings
-from .http import CA_HINT, certificate_error, ssl_context
+from .http import CA_HINT, certificate_error, ssl_context, why_untrusted
 
 TRANSIENT_ERRORS = frozenset({"ratelimited", "rate_limited", "internal_error", "fatal_error",
                               "service_unavailable", "request_timeout"})
@@ -92,7 +92,7 @@ class SlackClient:
             bad_cert = certificate_error(exc)
             if bad_cert is not None:
                 raise TerminalDeliveryError(f"Slack {method}: the certificate of {self.settings.api_url} is not "
-                                            f"trusted ({bad_cert.verify_message}); {CA_HINT}") from exc
+                                            f"trusted ({why_untrusted(bad_cert)}); {CA_HINT}") from exc
             raise TransientDeliveryError(f"Slack {method}: cannot reach {self.settings.api_url}: {exc}") from exc
 
     def post_message(self, channel: str, text: str, **extra: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from email.message import EmailMessage
 
 from ..errors import TerminalDeliveryError, TransientDeliveryError
 from ._settings import SmtpSettings
-from .http import CA_HINT, ssl_context
+from .http import CA_HINT, ssl_context, why_untrusted
 
 
 def _where(settings: SmtpSettings) -> str:
@@ -55,7 +55,7 @@ def connect(settings: SmtpSettings) -> smtplib.SMTP:
     except ssl.SSLCertVerificationError as exc:
         _quietly_close(smtp)
         raise TerminalDeliveryError(f"{_where(settings)}: the server's certificate is not trusted "
-                                    f"({exc.verify_message}); {CA_HINT}") from exc
+                                    f"({why_untrusted(exc)}); {CA_HINT}") from exc
     except (OSError, smtplib.SMTPException) as exc:
         _quietly_close(smtp)
         raise TransientDeliveryError(f"{_where(settings)}: {type(exc).__name__}: {exc}") from exc

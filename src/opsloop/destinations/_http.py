@@ -59,7 +59,7 @@ def request(client: httpx.Client, method: str, url: str, what: str, describe: De
         bad_cert = http_channel.certificate_error(exc)
         if bad_cert is not None:
             raise TerminalDeliveryError(f"{what}: the server's certificate is not trusted "
-                                        f"({bad_cert.verify_message}); {http_channel.CA_HINT}") from exc
+                                        f"({http_channel.why_untrusted(bad_cert)}); {http_channel.CA_HINT}") from exc
         raise TransientDeliveryError(f"{what}: cannot connect ({exc})") from exc
     check(response, what, describe)
     return response

@@ -46,8 +46,9 @@ async def request(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     except httpx.HTTPError as exc:
         bad_cert = http_channel.certificate_error(exc)
         if bad_cert is not None:
+            why = http_channel.why_untrusted(bad_cert)
             raise TerminalDeliveryError(f"{spec.method.upper()} {spec.url}: the server's certificate is not "
-                                        f"trusted ({bad_cert.verify_message}); {http_channel.CA_HINT}") from exc
+                                        f"trusted ({why}); {http_channel.CA_HINT}") from exc
         raise TransientDeliveryError(f"{spec.method.upper()} {spec.url}: {type(exc).__name__}: {exc}") from exc
     text = response.text
     if response.status_code == 429 or response.status_code >= 500:
