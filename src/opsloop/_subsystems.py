@@ -18,7 +18,7 @@ import importlib
 import importlib.util
 from types import ModuleType
 
-SUBSYSTEMS = ("workflows", "models", "sources", "syncs", "identity", "metrics")
+SUBSYSTEMS = ("channels", "workflows", "models", "sources", "syncs", "identity", "metrics")
 
 
 def hooks(kind: str) -> list[ModuleType]:

@@ -1,32 +1,32 @@
-"""Shared HTTP plumbing for API destinations: status codes become typed delivery errors."""
+"""Shared HTTP plumbing for API destinations: status codes become typed delivery errors.
+
+Clients come from :func:`client` (the project's HTTP channel: timeout, CA file, in-call retries of
+429/502/503/504 honouring Retry-After); what still fails reaches the sync runner as a typed error."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
+from ..channels import ca_path
+from ..channels import http as http_channel
+from ..channels.http import retry_after
 from ..errors import TerminalDeliveryError, TransientDeliveryError
+from .base import DestinationContext
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a ``Retry-After`` header (seconds or an HTTP date)."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        import time
+def client(ctx: DestinationContext, *, timeout: float | None = None, ca_file: str | None = None,
+           **kwargs: Any) -> httpx.Client:
+    """An httpx client on the project's HTTP channel; a destination's own ``timeout`` / ``ca_file``
+    (relative to the project folder) override the channel's."""
+    return http_channel.client(ctx.outbound().http, timeout=timeout, ca_file=ca_path(ctx.root, ca_file),
+                               **kwargs)
 
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+
+__all__ = ["body_text", "check", "client", "json_body", "request", "retry_after"]
 
 
 def body_text(response: httpx.Response, limit: int = 500) -> str:
@@ -56,6 +56,10 @@ def request(client: httpx.Client, method: str, url: str, what: str, describe: De
     except httpx.TimeoutException as exc:
         raise TransientDeliveryError(f"{what}: timed out ({exc})") from exc
     except httpx.TransportError as exc:
+        bad_cert = http_channel.certificate_error(exc)
+        if bad_cert is not None:
+            raise TerminalDeliveryError(f"{what}: the server's certificate is not trusted "
+                                        f"({http_channel.why_untrusted(bad_cert)}); {http_channel.CA_HINT}") from exc
         raise TransientDeliveryError(f"{what}: cannot connect ({exc})") from exc
     check(response, what, describe)
     return response

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -64,6 +64,22 @@ class DestinationContext:
     store: Any = None
     time_scale: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    channels: Any = None
+    """The project's outbound channels (:class:`opsloop.channels.Channels`); when None, resolved on first use
+    by ``channels_from``, else from the environment alone (``SLACK_*``, ``SMTP_*``, ``OPSLOOP_HTTP_*``)."""
+    channels_from: Callable[[], Any] | None = None
+
+    def outbound(self) -> Any:
+        """The outbound channels (Slack, SMTP, HTTP) this destination sends through."""
+        if self.channels is None and self.channels_from is not None:
+            self.channels = self.channels_from()
+        if self.channels is None:
+            from ..channels import resolve_channels
+            from ..project.config import ChannelsConfig
+
+            env = _Env(self.secret)
+            self.channels = resolve_channels(ChannelsConfig(), env, self.root)
+        return self.channels
 
     def require_secret(self, name: str | None, what: str) -> str:
         from ..errors import TerminalDeliveryError
@@ -72,6 +88,25 @@ class DestinationContext:
         if not value:
             raise TerminalDeliveryError(f"{what}: the secret {name} is not set; add {name}=... to .env")
         return value
+
+
+class _Env(Mapping[str, str]):
+    """The environment seen through a ``secret`` lookup (for channel settings without a project)."""
+
+    def __init__(self, secret: Callable[[str], str | None]) -> None:
+        self._secret = secret
+
+    def __getitem__(self, name: str) -> str:
+        value = self._secret(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
 class Destination(ABC):

@@ -8,7 +8,6 @@ back to its row. Auth: a private app token (``Authorization: Bearer``). Scopes: 
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import httpx
@@ -68,9 +67,11 @@ class HubSpotConfig(DestinationConfig):
     """A unique property (``email`` for contacts, ``domain`` or a custom unique property otherwise)."""
     token_env: str = "HUBSPOT_TOKEN"  # noqa: S105 (the name of an environment variable)
     base_url: str = "https://api.hubapi.com"
-    timeout: float = 30.0
+    timeout: float | None = None
+    """Seconds per request (default: ``channels.http.timeout``, 30)."""
     ca_file: str | None = None
-    """PEM file of CAs to trust for ``base_url`` (relative to the project folder); default: the system's."""
+    """PEM file of CAs to trust for ``base_url`` (relative to the project folder); default:
+    ``channels.http.ca_file``, else the system's."""
 
 
 class HubSpotDestination(Destination):
@@ -90,11 +91,9 @@ class HubSpotDestination(Destination):
     def client(self) -> httpx.Client:
         if self._client is None:
             token = self.ctx.require_secret(self.config.token_env, "hubspot")
-            verify: ssl.SSLContext | bool = True
-            if self.config.ca_file:
-                verify = ssl.create_default_context(cafile=str(self.ctx.root / self.config.ca_file))
-            self._client = httpx.Client(base_url=self.config.base_url.rstrip("/"), timeout=self.config.timeout,
-                                        headers={"authorization": f"Bearer {token}"}, verify=verify)
+            self._client = _http.client(self.ctx, timeout=self.config.timeout, ca_file=self.config.ca_file,
+                                        base_url=self.config.base_url.rstrip("/"),
+                                        headers={"authorization": f"Bearer {token}"})
         return self._client
 
     def _path(self, action: str) -> str:

@@ -25,6 +25,8 @@ class SalesforceConfig(DestinationConfig):
     """An External ID field of the object (e.g. ``Opsloop_Id__c``); the sync key fills it."""
     token_env: str = "SALESFORCE_TOKEN"  # noqa: S105 (the name of an environment variable)
     timeout: float = 60.0
+    ca_file: str | None = None
+    """PEM file of CAs to trust for ``instance_url`` (default: ``channels.http.ca_file``, else the system's)."""
 
 
 def _errors(item: dict[str, Any]) -> str:
@@ -54,8 +56,8 @@ class SalesforceDestination(Destination):
         if self._client is None:
             token = self.ctx.require_secret(self.config.token_env, "salesforce")
             base = f"{self.config.instance_url.rstrip('/')}/services/data/{self.config.api_version}"
-            self._client = httpx.Client(base_url=base, timeout=self.config.timeout,
-                                        headers={"authorization": f"Bearer {token}"})
+            self._client = _http.client(self.ctx, timeout=self.config.timeout, ca_file=self.config.ca_file,
+                                        base_url=base, headers={"authorization": f"Bearer {token}"})
         return self._client
 
     def declared_fields(self) -> set[str] | None:

@@ -10,18 +10,25 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field
+
+from ..channels import SlackClient, SlackRefused, ca_path, with_overrides
 from ..errors import TerminalDeliveryError, TransientDeliveryError
 from .base import Destination, DestinationConfig, RowOp, RowResult
 
 
 class SlackConfig(DestinationConfig):
     channel: str
-    token_env: str = "SLACK_BOT_TOKEN"  # noqa: S105 (the name of an environment variable)
+    token_env: str | None = None
+    """Environment variable with the bot token (default: ``channels.slack.token_env``, ``SLACK_BOT_TOKEN``)."""
     text: str | None = None
     """Jinja template for a row's message; default: the ``text`` field, else ``key: field=value, ...``."""
     style: Literal["per_row", "digest"] = "per_row"
     title: str = "opsloop sync {{ sync }}: {{ count }} row(s)"
-    base_url: str = "https://slack.com/api/"
+    base_url: str | None = None
+    """Web API root (default: ``channels.slack.api_url``, ``https://slack.com/api/``)."""
+    timeout: float | None = Field(default=None, gt=0)
+    ca_file: str | None = None
 
 
 class SlackDestination(Destination):
@@ -35,19 +42,22 @@ class SlackDestination(Destination):
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
-        self._client: Any = None
+        self._client: SlackClient | None = None
         from jinja2.sandbox import SandboxedEnvironment
 
         self._env = SandboxedEnvironment()
 
     @property
-    def client(self) -> Any:
+    def client(self) -> SlackClient:
         if self._client is None:
-            from slack_sdk import WebClient
-
-            token = self.ctx.require_secret(self.config.token_env, "slack")
-            base = self.config.base_url if self.config.base_url.endswith("/") else self.config.base_url + "/"
-            self._client = WebClient(token=token, base_url=base, timeout=30)
+            cfg = self.config
+            settings = self.ctx.outbound().slack
+            token_env = cfg.token_env or settings.token_env
+            base = cfg.base_url if cfg.base_url is None or cfg.base_url.endswith("/") else cfg.base_url + "/"
+            settings = with_overrides(settings, token_env=token_env,
+                                      token=self.ctx.require_secret(token_env, "slack"), api_url=base,
+                                      timeout=cfg.timeout, ca_file=ca_path(self.ctx.root, cfg.ca_file))
+            self._client = SlackClient(settings)
         return self._client
 
     def _line(self, row: RowOp) -> str:
@@ -58,22 +68,11 @@ class SlackDestination(Destination):
         return f"{row.key}: " + ", ".join(f"{k}={v}" for k, v in row.fields.items())
 
     def _post(self, text: str) -> str:
-        from slack_sdk.errors import SlackApiError
-
         try:
-            response = self.client.chat_postMessage(channel=self.config.channel, text=text)
-        except SlackApiError as exc:
-            status = exc.response.status_code
-            error = exc.response.get("error") if hasattr(exc.response, "get") else None
-            if status == 429 or status >= 500:
-                retry = exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after")
-                raise TransientDeliveryError(f"slack chat.postMessage: HTTP {status} {error or ''}".strip(),
-                                             float(retry) if retry else None) from exc
-            raise TerminalDeliveryError(f"slack chat.postMessage: {error or status}") from exc
-        except OSError as exc:
-            raise TransientDeliveryError(f"slack chat.postMessage: cannot connect ({exc})") from exc
+            response = self.client.post_message(self.config.channel, text)
+        except SlackRefused as exc:
+            raise TerminalDeliveryError(f"slack chat.postMessage: {exc.code}") from exc
         return str(response.get("ts"))
-
     def send(self, batch: list[RowOp]) -> list[RowResult]:
         if self.config.style == "digest":
             title = self._env.from_string(self.config.title).render(sync=self.ctx.sync, count=len(batch))

@@ -14,7 +14,6 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from pydantic import Field
 
 from . import _http
@@ -27,7 +26,10 @@ class WebhookConfig(DestinationConfig):
     """Environment variable with the Standard Webhooks secret (``whsec_...``); unsigned when unset."""
     event_type: str = "sync.rows"
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: float = 30.0
+    timeout: float | None = Field(default=None, gt=0)
+    """Seconds per request (default: ``channels.http.timeout``)."""
+    ca_file: str | None = None
+    """PEM file of CAs to trust for ``url`` (default: ``channels.http.ca_file``, else the system's)."""
 
 
 def message_id(batch: list[RowOp]) -> str:
@@ -45,7 +47,7 @@ class WebhookDestination(Destination):
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
-        self._client = httpx.Client(timeout=self.config.timeout)
+        self._client = _http.client(ctx, timeout=self.config.timeout, ca_file=self.config.ca_file)
         secret = ctx.secret(self.config.secret_env) if self.config.secret_env else None
         self._signer: Any = None
         if secret:

@@ -11,9 +11,11 @@ Auth: an API token, ``{email}/token:{token}`` over basic auth. Permissions: see 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import httpx
+from pydantic import model_validator
 
 from ..errors import TerminalDeliveryError, TransientDeliveryError
 from . import _http
@@ -34,12 +36,23 @@ class ZendeskConfig(DestinationConfig):
     object: Literal["users", "organizations"] = "users"
     id_field: Literal["email", "external_id"] = "email"
     """The user field the sync key fills, by which Zendesk matches an existing user."""
-    email: str
-    """The agent's email the API token belongs to."""
+    email: str | None = None
+    """The agent's email the API token belongs to, written in the file (``email_env`` is read when unset)."""
+    email_env: str = "ZENDESK_EMAIL"
+    """Environment variable holding the agent's email (as the zendesk source reads it)."""
     token_env: str = "ZENDESK_TOKEN"  # noqa: S105 (the name of an environment variable)
     poll_interval: float = 1.0
     job_timeout: float = 300.0
-    timeout: float = 30.0
+    timeout: float | None = None
+    """Seconds per request (default: ``channels.http.timeout``, 30)."""
+    ca_file: str | None = None
+    """PEM file of CAs to trust for the API (default: ``channels.http.ca_file``, else the system's)."""
+
+    @model_validator(mode="after")
+    def _where(self) -> ZendeskConfig:
+        if not self.subdomain and not self.base_url:
+            raise ValueError("zendesk needs subdomain (acme for https://acme.zendesk.com) or base_url")
+        return self
 
 
 def _nest(fields: dict[str, Any]) -> dict[str, Any]:
@@ -70,10 +83,19 @@ class ZendeskDestination(Destination):
     def client(self) -> httpx.Client:
         if self._client is None:
             token = self.ctx.require_secret(self.config.token_env, "zendesk")
+            email = self.config.email or self.ctx.require_secret(self.config.email_env, "zendesk")
             base = self.config.base_url or f"https://{self.config.subdomain}.zendesk.com"
-            self._client = httpx.Client(base_url=base.rstrip("/"), timeout=self.config.timeout,
-                                        auth=(f"{self.config.email}/token", token))
+            self._client = _http.client(self.ctx, timeout=self.config.timeout, ca_file=self.config.ca_file,
+                                        base_url=base.rstrip("/"), auth=(f"{email}/token", token))
         return self._client
+
+    @classmethod
+    def validate(cls, config: Any, secret: Callable[[str], str | None]) -> list[tuple[tuple[str, ...], str]]:
+        problems = super().validate(config, secret)
+        if not config.email and not secret(config.email_env):
+            problems.append((("email_env",), f"the agent's email is not set; add {config.email_env}=agent@... to "
+                                             ".env (or write email: in the destination)"))
+        return problems
 
     def declared_fields(self) -> set[str] | None:
         return set(USER_FIELDS if self.config.object == "users" else ORG_FIELDS)

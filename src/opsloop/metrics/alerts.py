@@ -1,8 +1,9 @@
 """Threshold and anomaly alerts on metrics, evaluated after the models they read are rebuilt.
 
 An alert notifies once when its status changes to ``firing`` and once more when it recovers (``ok``);
-it never repeats while the status stays the same. Notifications go to Slack (``SLACK_BOT_TOKEN``; without
-it, to the outbox) or by email (``OPSLOOP_SMTP_HOST``; without it, to the outbox).
+it never repeats while the status stays the same. Notifications go through the project's outbound
+channels (docs/project.md, "Outbound channels"): Slack (``channels.slack``; without a bot token, to the
+outbox) or email (``channels.smtp``; without a host, to the outbox).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import outbox
-from ..errors import TerminalDeliveryError, TransientDeliveryError
+from ..channels import SlackClient, SlackRefused, channels_of, smtp
+from ..errors import TerminalDeliveryError
 from ._spec import Alert
 from ._time import step, truncate
 from .dashboards import sm_dependencies
@@ -132,52 +134,36 @@ class AlertRunner:
                                                     message, now, now)
 
     def notify(self, alert: Alert, message: str, status: str) -> None:
-        project = self.app.project
+        channels = channels_of(self.app.project)
         if alert.notify.slack:
-            token = project.secret("SLACK_BOT_TOKEN")
-            if token:
-                self._slack(token, alert.notify.slack, message)
+            if not channels.slack.sandbox:
+                self._slack(SlackClient(channels.slack), alert.notify.slack, message)
             else:
                 outbox.record(self.app.store, "slack", "chat.postMessage",
                               {"channel": alert.notify.slack, "text": message, "alert": alert.name,
                                "status": status}, target=alert.notify.slack, key=alert.name)
         if alert.notify.email:
-            host = project.env.get("OPSLOOP_SMTP_HOST")
             subject = f"[opsloop] {message}"
-            if host:
-                import smtplib
+            if not channels.smtp.sandbox:
                 from email.message import EmailMessage
 
                 mail = EmailMessage()
-                mail["From"] = project.env.get("OPSLOOP_SMTP_FROM", "opsloop@localhost")
+                mail["From"] = channels.smtp.sender
                 mail["To"] = alert.notify.email
                 mail["Subject"] = subject
                 mail.set_content(f"{message}\n\nMetric: {alert.metric}\nRule: {_rule(alert)}\n")
-                with smtplib.SMTP(host, int(project.env.get("OPSLOOP_SMTP_PORT", "25")), timeout=10) as smtp:
-                    smtp.send_message(mail)
+                smtp.send(channels.smtp, mail)
             else:
                 outbox.record(self.app.store, "email", "send",
                               {"to": alert.notify.email, "subject": subject, "body": message, "alert": alert.name,
                                "status": status}, target=alert.notify.email, key=alert.name)
 
-    def _slack(self, token: str, channel: str, message: str) -> None:
-        from slack_sdk import WebClient
-        from slack_sdk.errors import SlackApiError
-
-        base = self.app.project.env.get("SLACK_API_URL")
-        client = WebClient(token=token, base_url=base, timeout=10) if base else WebClient(token=token, timeout=10)
+    def _slack(self, client: SlackClient, channel: str, message: str) -> None:
         try:
-            client.chat_postMessage(channel=channel, text=message)
-        except SlackApiError as exc:
-            error = exc.response.get("error") if exc.response is not None else str(exc)
-            if exc.response is not None and exc.response.status_code == 429:
-                retry = exc.response.headers.get("Retry-After")
-                raise TransientDeliveryError(f"Slack rate-limited the alert to {channel}",
-                                             float(retry) if retry else None) from None
-            raise TerminalDeliveryError(f"Slack refused the alert to {channel}: {error} "
+            client.post_message(channel, message)
+        except SlackRefused as exc:
+            raise TerminalDeliveryError(f"Slack refused the alert to {channel}: {exc.code} "
                                         "(check the channel name and that the bot is in it)") from None
-        except OSError as exc:
-            raise TransientDeliveryError(f"could not reach Slack to send the alert to {channel}: {exc}") from None
 
     def state(self, name: str) -> AlertState | None:
         alert = self.alerts().get(name)

@@ -56,6 +56,49 @@ class ServerConfig(_Strict):
         return parse_size(value)
 
 
+class SlackChannelConfig(_Strict):
+    """``channels.slack``: the one Slack Web API client (workflow steps, the slack destination, alerts)."""
+
+    token_env: str | None = None
+    """Environment variable holding the bot token (default ``SLACK_BOT_TOKEN``)."""
+    api_url: str | None = None
+    """Web API root (default ``$SLACK_API_URL`` or ``https://slack.com/api/``)."""
+    timeout: float | None = Field(default=None, gt=0)
+    ca_file: str | None = None
+    pace: float | None = Field(default=None, ge=0)
+
+
+class SmtpChannelConfig(_Strict):
+    """``channels.smtp``: the one SMTP server (workflow email, the email destination, alerts)."""
+
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] | None = None
+    username_env: str | None = None
+    password_env: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    timeout: float | None = Field(default=None, gt=0)
+    ca_file: str | None = None
+
+
+class HttpChannelConfig(_Strict):
+    """``channels.http``: outbound HTTP (the http.request step and the HTTP API destinations)."""
+
+    timeout: float | None = Field(default=None, gt=0)
+    ca_file: str | None = None
+    retries: int | None = Field(default=None, ge=0, le=10)
+    max_retry_delay: float | None = Field(default=None, ge=0)
+
+
+class ChannelsConfig(_Strict):
+    """``channels:`` in ``opsloop.yml``; every key unset falls back to its environment variable
+    (docs/project.md, "Outbound channels")."""
+
+    slack: SlackChannelConfig = Field(default_factory=SlackChannelConfig)
+    smtp: SmtpChannelConfig = Field(default_factory=SmtpChannelConfig)
+    http: HttpChannelConfig = Field(default_factory=HttpChannelConfig)
+
+
 class ProjectConfig(_Strict):
     """``opsloop.yml``."""
 
@@ -63,6 +106,7 @@ class ProjectConfig(_Strict):
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
     retention_days: int = 30
     dbt_project: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict)

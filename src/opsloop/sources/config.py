@@ -132,6 +132,9 @@ class StripeSource(_SourceBase):
         default_factory=lambda: list[StripeObject](["customers", "subscriptions", "invoices", "charges"])
     )
     page_size: int = 100
+    ca_file: str | None = Field(default=None, description="PEM file of CAs to trust for base_url (relative to the "
+                                                          "project folder); default: the system's")
+    timeout: float = Field(default=60.0, gt=0, description="seconds per request")
 
     def stream_names(self) -> list[str]:
         return list(self.objects)
@@ -148,6 +151,9 @@ class SalesforceSource(_SourceBase):
     api_version: str = "v59.0"
     objects: list[str] = Field(default_factory=lambda: ["Account", "Contact", "Lead", "Opportunity", "User"])
     fields: dict[str, list[str]] = Field(default_factory=dict, description="object -> fields (default: all)")
+    ca_file: str | None = Field(default=None, description="PEM file of CAs to trust for the API (relative to the "
+                                                          "project folder); default: the system's")
+    timeout: float = Field(default=60.0, gt=0, description="seconds per request")
     include_deleted: bool = True
     api_reserve: float = Field(
         default=0.1, description="stop when fewer than this share of the daily API requests remain"
@@ -174,6 +180,9 @@ class ZendeskSource(_SourceBase):
         default_factory=lambda: list[ZendeskStream](["tickets", "users", "organizations"])
     )
     start_date: str | None = Field(default=None, description="ISO date for the first export (default: 2000-01-01)")
+    ca_file: str | None = Field(default=None, description="PEM file of CAs to trust for the API (relative to the "
+                                                          "project folder); default: the system's")
+    timeout: float = Field(default=60.0, gt=0, description="seconds per request")
     page_size: int = 1000
 
     @model_validator(mode="after")

@@ -312,7 +312,10 @@ def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Probl
                                         f"mapping.{spec.name}: no column {', '.join(map(repr, missing))} in the "
                                         "source", f"columns: {', '.join(columns)}"))
     cls = get_destination(cfg.destination["type"])
-    ctx = DestinationContext(sync=cfg.name, root=project.root, secret=project.secret)
+    from ..channels import ChannelConfigError, channels_of
+
+    ctx = DestinationContext(sync=cfg.name, root=project.root, secret=project.secret,
+                             channels_from=lambda: channels_of(project))
     try:
         dest = cls(sync.destination, ctx)
         try:
@@ -329,6 +332,10 @@ def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Probl
     except DeliveryError as exc:
         problems.append(Problem(sync.file, sync.line("destination"),
                                 f"cannot list the destination's fields: {exc}", "check the credentials and URL"))
+        declared = None
+    except ChannelConfigError as exc:
+        problems.append(Problem(sync.file, sync.line("destination"), f"outbound channel: {exc}",
+                                "see docs/project.md, \"Outbound channels\""))
         declared = None
     if declared is not None:
         prefixes = tuple(d[:-1] for d in declared if d.endswith(".*"))

@@ -115,8 +115,12 @@ class SyncRunner:
         return sync
 
     def context(self, name: str) -> DestinationContext:
-        return DestinationContext(sync=name, root=self.app.project.root, secret=self.app.project.secret,
-                                  store=self.app.store, time_scale=self.app.settings.time_scale)
+        from ..channels import channels_of
+
+        project = self.app.project
+        return DestinationContext(sync=name, root=project.root, secret=project.secret,
+                                  store=self.app.store, time_scale=self.app.settings.time_scale,
+                                  channels_from=lambda: channels_of(project))
 
     # -- one run -----------------------------------------------------------------------------------
     def run(self, name: str, *, dry_run: bool = False, full: bool = False, confirm_deletes: bool = False,

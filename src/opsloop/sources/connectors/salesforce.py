@@ -43,6 +43,8 @@ class SalesforceConnector:
         self.ctx = ctx
         self.http = Http(ctx.source, "Salesforce", ctx.budget, attempts=ctx.retry_attempts,
                          max_delay=ctx.max_retry_delay, backoff=ctx.retry_backoff, quota_check=_limit_exceeded,
+                         timeout=config.timeout,
+                         ca_file=str(ctx.project_root / config.ca_file) if config.ca_file else None,
                          credentials_hint=f"Check {config.client_id_env}, {config.client_secret_env}"
                          + (f" and {config.refresh_token_env}" if config.refresh_token_env else "")
                          + " and the connected app's OAuth policies (see docs/sources.md#salesforce).")
@@ -63,7 +65,9 @@ class SalesforceConnector:
         else:
             form["grant_type"] = "client_credentials"
         self.ctx.budget.check(self.ctx.source)
-        response = self.http.session.post(f"{cfg.login_url.rstrip('/')}/services/oauth2/token", data=form)
+        verify: str | bool = self.http.verify or True
+        response = self.http.session.post(f"{cfg.login_url.rstrip('/')}/services/oauth2/token", data=form,
+                                          timeout=cfg.timeout, verify=verify)
         if response.status_code >= 400:
             if response.status_code in (400, 401, 403):
                 raise SourceAuthError(

@@ -32,8 +32,10 @@ class StripeConnector:
         self.config = config
         self.ctx = ctx
         self.base = config.base_url.rstrip("/")
+        ca_file = str(ctx.project_root / config.ca_file) if config.ca_file else None
         self.http = Http(ctx.source, "Stripe", ctx.budget, attempts=ctx.retry_attempts,
                          max_delay=ctx.max_retry_delay, backoff=ctx.retry_backoff,
+                         timeout=config.timeout, ca_file=ca_file,
                          credentials_hint=f"Check the key in {config.key_env} (a restricted key needs read "
                                           "access to the objects listed and to events).")
         self.http.headers["Authorization"] = f"Bearer {ctx.secret(config.key_env) or ''}"

@@ -29,7 +29,8 @@ class ZendeskConnector:
         via = (f"the OAuth token in {config.oauth_token_env}" if config.oauth_token_env else
                f"{config.email_env} and the API token in {config.token_env}")
         self.http = Http(ctx.source, "Zendesk", ctx.budget, attempts=ctx.retry_attempts,
-                         max_delay=ctx.max_retry_delay, backoff=ctx.retry_backoff,
+                         max_delay=ctx.max_retry_delay, backoff=ctx.retry_backoff, timeout=config.timeout,
+                         ca_file=str(ctx.project_root / config.ca_file) if config.ca_file else None,
                          credentials_hint=f"Check {via} (an admin's token; see docs/sources.md#zendesk).")
         if config.oauth_token_env:
             self.http.headers["Authorization"] = f"Bearer {ctx.secret(config.oauth_token_env) or ''}"

@@ -8,8 +8,9 @@
 - Posts are paced per channel (Slack allows about one message per second per channel; ``SLACK_PACE``
   messages/s, 0 turns pacing off); HTTP 429 becomes a transient error carrying ``Retry-After``.
 
-Settings (environment or .env): ``SLACK_BOT_TOKEN``, ``SLACK_API_URL`` (default https://slack.com/api/),
-``SLACK_PACE``.
+The token, API root, timeout, CA file and pace are the project's Slack channel (``channels.slack``,
+docs/project.md "Outbound channels"; ``SLACK_BOT_TOKEN``, ``SLACK_API_URL``, ``SLACK_PACE`` fill any key
+opsloop.yml leaves out), shared with the slack destination and the metric alerts.
 """
 
 from __future__ import annotations
@@ -24,20 +25,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from ... import outbox
-from ...errors import TerminalDeliveryError, TransientDeliveryError
+from ...channels import SlackClient, channels_of
+from ...errors import TerminalDeliveryError
 
 if TYPE_CHECKING:
     from ..context import Context
 
-_TRANSIENT_ERRORS = {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable",
-                     "request_timeout"}
-_HINTS = {
-    "channel_not_found": "check the channel name, and invite the bot to it",
-    "not_in_channel": "invite the bot to the channel (/invite @yourbot)",
-    "invalid_auth": "SLACK_BOT_TOKEN is wrong or revoked",
-    "not_authed": "set SLACK_BOT_TOKEN",
-    "message_not_found": "the message was deleted, or the handle points at another channel",
-}
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 METADATA_TYPE = "opsloop_step"
 
@@ -83,29 +76,18 @@ class SlackService:
     """One per App: the client, per-channel pacing and the channel-name cache."""
 
     def __init__(self, app: Any) -> None:
-        env = app.project.env
         self.app = app
-        self.token = app.project.secret("SLACK_BOT_TOKEN")
-        self.base_url = env.get("SLACK_API_URL") or "https://slack.com/api/"
-        if not self.base_url.endswith("/"):
-            self.base_url += "/"
-        pace = float(env.get("SLACK_PACE") or 1.0)
+        self.slack = SlackClient(channels_of(app.project).slack)
+        self.base_url = self.slack.settings.api_url
+        pace = self.slack.settings.pace
         self.interval = 1.0 / pace if pace > 0 else 0.0
         self._next_slot: dict[str, float] = {}
         self._ids: dict[str, str] = {}
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="opsloop-slack")
-        self._client: Any = None
 
     @property
     def sandbox(self) -> bool:
-        return not self.token
-
-    def client(self) -> Any:
-        if self._client is None:
-            from slack_sdk import WebClient
-
-            self._client = WebClient(token=self.token, base_url=self.base_url, timeout=15, retry_handlers=[])
-        return self._client
+        return self.slack.sandbox
 
     async def _pace(self, channel: str) -> None:
         if not self.interval:
@@ -119,33 +101,7 @@ class SlackService:
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: self._call_sync(method, params))
-
-    def _call_sync(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        from slack_sdk.errors import SlackApiError
-
-        clean = {k: v for k, v in params.items() if v is not None}
-        try:
-            if method.startswith("chat."):
-                response = self.client().api_call(method, json=clean)
-            else:  # read methods take query parameters
-                query = {k: ("true" if v is True else "false" if v is False else v) for k, v in clean.items()}
-                response = self.client().api_call(method, http_verb="GET", params=query)
-            return dict(response.data) if isinstance(response.data, dict) else {}
-        except SlackApiError as exc:
-            status = exc.response.status_code
-            error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-            if status == 429 or error in _TRANSIENT_ERRORS or status >= 500:
-                after = exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after")
-                raise TransientDeliveryError(
-                    f"Slack {method}: {error or f'HTTP {status}'}", retry_after=float(after) if after else None
-                ) from None
-            hint = _HINTS.get(str(error), "")
-            raise TerminalDeliveryError(
-                f"Slack {method} failed: {error or f'HTTP {status}'}" + (f" ({hint})" if hint else "")
-            ) from None
-        except OSError as exc:
-            raise TransientDeliveryError(f"Slack {method}: cannot reach {self.base_url}: {exc}") from exc
+        return await loop.run_in_executor(self._pool, lambda: self.slack.call(method, **params))
 
     async def channel_id(self, channel: str) -> str:
         if _CHANNEL_ID.match(channel):
