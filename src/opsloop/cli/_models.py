@@ -191,8 +191,14 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def build(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
               full_refresh: FullRefreshOpt = False, threads: ThreadsOpt = None, json_out: JsonOpt = False) -> None:
-        """Seed, run and test the selected nodes in DAG order."""
-        _run_verb(project, select, exclude, full_refresh, ("model", "seed", "test"), json_out, threads)
+        """Seed, run, snapshot and test the selected nodes in DAG order."""
+        _run_verb(project, select, exclude, full_refresh, ("model", "seed", "snapshot", "test"), json_out, threads)
+
+    @app.command()
+    def snapshot(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
+                 threads: ThreadsOpt = None, json_out: JsonOpt = False) -> None:
+        """Build the selected snapshots (SCD2 tables, as `dbt snapshot`)."""
+        _run_verb(project, select, exclude, False, ("snapshot",), json_out, threads)
 
     @app.command()
     def run(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,

@@ -86,7 +86,7 @@ class ModelEngine:
 
     # -- verbs -------------------------------------------------------------------------------
     def build(self, select: list[str] | None = None, exclude: list[str] | None = None, full_refresh: bool = False,
-              kinds: tuple[str, ...] = ("model", "seed", "test"),
+              kinds: tuple[str, ...] = ("model", "seed", "snapshot", "test"),
               on_result: Callable[[NodeResult], None] | None = None,
               on_start: Callable[[str], None] | None = None, halt: Halt | None = None) -> list[NodeResult]:
         """Build the selection (seeds, models, tests in DAG order); one result per node. With ``halt``, a
@@ -114,7 +114,7 @@ class ModelEngine:
         RawEventLoader(self.warehouse).ensure_table()
 
     def selected(self, select: list[str] | None, exclude: list[str] | None = None,
-                 kinds: tuple[str, ...] = ("model", "seed", "test")) -> list[str]:
+                 kinds: tuple[str, ...] = ("model", "seed", "snapshot", "test")) -> list[str]:
         return select_nodes(self.compiler(), select, exclude, kinds)
 
     def compile_sql(self, name: str) -> str:

@@ -20,7 +20,7 @@ from ..warehouse import Warehouse
 from ..warehouse._sql import Statements
 from ._seeds import engine_type, seed_table
 from .compiler import Compiler
-from .nodes import DataTest, Model, Seed
+from .nodes import DataTest, Model, Seed, Snapshot
 
 
 @dataclass
@@ -155,7 +155,7 @@ class Runner:
         kind, _, name = uid.partition(".")
         if kind == "model":
             return self.c.mp.models[name].materialized
-        return "seed" if kind == "seed" else ("test" if kind == "test" else kind)
+        return kind
 
     def _run_node(self, uid: str, wh: Warehouse) -> NodeResult:
         kind, _, name = uid.partition(".")
@@ -167,6 +167,8 @@ class Runner:
                 res = self._seed(self.c.mp.seeds[name], wh)
             elif kind == "test":
                 res = self._test(self.c.mp.tests[name], wh)
+            elif kind == "snapshot":
+                res = self._snapshot(self.c.mp.snapshots[name], wh)
             else:
                 res = NodeResult(uid, name, kind, kind, self.c.relation_of(uid), "success")
         except Exception as exc:
@@ -177,6 +179,10 @@ class Runner:
                 where = f"{model.file}:{line}: " if line else f"{model.file}: "
             elif kind == "seed":
                 where = f"{self.c.mp.seeds[name].file}: "
+            elif kind == "snapshot":
+                snap = self.c.mp.snapshots[name]
+                line = getattr(exc, "line", None) or self.c.source_line(snap.raw_sql, str(exc)) or snap.line
+                where = f"{snap.file}:{line}: " if line else f"{snap.file}: "
             elif kind == "test":
                 t = self.c.mp.tests[name]
                 line = t.line or self.c.source_line(t.raw_sql, str(exc))
@@ -280,6 +286,62 @@ class Runner:
             cols = [c for c in new_names]
             return cols
         return [c for c in new_names if c.lower() in {o.lower() for o in old_names}]
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def _snapshot(self, snap: Snapshot, wh: Warehouse) -> NodeResult:
+        """Build a snapshot as dbt-duckdb does (see snapshots.py); --full-refresh does not rebuild it."""
+        from . import snapshots as sn
+
+        if wh.dialect != "duckdb":
+            raise ModelRunError(f"snapshots run on DuckDB only for now (this warehouse is {wh.dialect})")
+        schema, ident = self.c.node_relation(snap)
+        st = Statements(wh)
+        target = st.rel(schema, ident)
+        res = NodeResult(snap.uid, snap.name, "snapshot", "snapshot", f"{schema}.{ident}", "success")
+        self._ensure_schema(wh, schema)
+        strategy = sn.strategy_of(snap)
+        sql = self.c.sql(snap, dialect=wh.dialect)
+        existing = self._existing.get((schema.lower(), ident.lower()))
+        if existing is None:
+            for stmt in st.create_table(target, sn.first_build_sql(strategy, sql), replace=False):
+                wh.execute(stmt)
+            res.rows = res.changed_rows = int(wh.query(st.count(target)).rows[0][0])
+            self._set_existing(schema, ident, "table")
+            return res
+        if existing != "table":
+            raise ModelRunError(f"{schema}.{ident} is a {existing}, not the snapshot's table; drop it or set another "
+                                "schema/alias")
+        target_cols = [c for c, _ in wh.columns(schema, ident)]
+        source_cols = wh.query(f"select * from (\n{sql}\n) subq limit 0").columns
+        check: list[str] = []
+        added = False
+        if strategy.name == "check":
+            wanted = (source_cols if strategy.check_cols == "all" else
+                      wh.query(f"select {', '.join(strategy.check_cols or [])} from (\n{sql}\n) subq limit 0").columns)
+            have = {c for c in target_cols}
+            check = [st.q(c) for c in wanted if c in have]
+            added = any(c not in have for c in wanted)
+        changed = sn.row_changed(strategy, check, added)
+        staging_name = f"{ident}__dbt_tmp"
+        staging = st.rel(schema, staging_name)
+        wh.execute(st.drop(staging, "table"))
+        for stmt in st.create_table(staging, sn.staging_sql(strategy, sql, target, changed, list(source_cols),
+                                                           target_cols, st.q), replace=False):
+            wh.execute(stmt)
+        try:
+            lowered = {c.lower() for c in target_cols}
+            staged = [(c, t) for c, t in wh.columns(schema, staging_name) if not sn.internal_column(c)]
+            for col, type_ in staged:
+                if col.lower() not in lowered:  # a new column in the query: the snapshot gains it
+                    wh.execute(st.add_column(target, col, type_))
+            res.changed_rows = int(wh.query(f"select count(*) from {staging} where dbt_change_type = 'insert'")
+                                   .rows[0][0])
+            for stmt in sn.merge_sql(strategy, target, staging, [st.q(c) for c, _ in staged]):
+                wh.execute(stmt)
+        finally:
+            wh.execute(st.drop(staging, "table"))
+        res.rows = int(wh.query(st.count(target)).rows[0][0])
+        return res
 
     # -- seeds -------------------------------------------------------------------------------
     def _seed(self, seed: Seed, wh: Warehouse) -> NodeResult:
