@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +69,31 @@ class Compiler:
         self.order: list[str] = []
         self.problems: list[Problem] = list(self.renderer.problems)
         self._sql_cache: dict[tuple[str, bool, str], str] = {}
+        self.warehouse: Any = None
+        """The warehouse that run_query / statement / adapter.get_columns_in_relation ask (set by the engine)."""
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def using(self, warehouse: Any) -> Iterator[None]:
+        """Compile on this thread against ``warehouse`` (a build thread's own session)."""
+        saved = getattr(self._local, "wh", _UNSET)
+        self._local.wh = warehouse
+        try:
+            yield
+        finally:
+            self._local.wh = saved
+
+    def _query_fn(self) -> Callable[[str], Any] | None:
+        local: Any = getattr(self._local, "wh", _UNSET)
+        wh: Any = self.warehouse if local is _UNSET else local
+        if wh is None:
+            return None
+
+        def query(sql: str) -> Any:
+            self._local.touched = True  # the SQL depends on the warehouse's state: not cached
+            return wh.query(sql)
+
+        return query
 
     # -- relations ---------------------------------------------------------------------------
     def schema_for(self, custom: Any) -> str:
@@ -358,7 +385,10 @@ class Compiler:
         key = (model.uid, is_incremental, dialect or self.target.dialect)
         cached = self._sql_cache.get(key)
         if cached is None:
-            cached = self._sql_cache[key] = self._compile(model, is_incremental, dialect)
+            self._local.touched = False
+            cached = self._compile(model, is_incremental, dialect)
+            if not self._local.touched:
+                self._sql_cache[key] = cached
         return cached
 
     def _compile(self, model: Model | Snapshot, is_incremental: bool, dialect: str | None) -> str:
@@ -375,7 +405,8 @@ class Compiler:
         schema, ident = self.node_relation(model)
         this = Relation(schema, ident, self.rel_text(schema, ident))
         sql, _ = self.renderer.render(model.file, model.raw_sql,
-                                      RenderContext(ref, source, this, is_incremental, dict(model.config)))
+                                      RenderContext(ref, source, this, is_incremental, dict(model.config),
+                                                    query=self._query_fn()))
         return sql.strip().rstrip(";").strip()
 
     def _compile_resolvers(self, ephemerals: dict[str, str]) -> tuple[Callable[..., Relation],
@@ -433,7 +464,8 @@ class Compiler:
 
             ephemerals: dict[str, str] = {}
             sql, _ = self.renderer.render(test.file, test.raw_sql,
-                                          RenderContext(*self._compile_resolvers(ephemerals), None, False))
+                                          RenderContext(*self._compile_resolvers(ephemerals), None, False,
+                                                        query=self._query_fn()))
             sql = sql.strip().rstrip(";").strip()
             return transpile(_inject_ctes(sql, ephemerals) if ephemerals else sql, d, dialect or self.target.dialect)
         model_rel = self._uid_rel(test.attached)
@@ -476,6 +508,9 @@ class Compiler:
         src_name, _, table = rest.partition(".")
         src = self.mp.sources[(src_name, table)]
         return self.rel_text(src.schema, src.identifier)
+
+
+_UNSET = object()
 
 
 def _no_ref(*args: Any, **kwargs: Any) -> Any:

@@ -72,6 +72,7 @@ class ModelEngine:
             target = Target(schema=wh.default_schema, type=wh.dialect, dialect=wh.dialect,
                             threads=self.threads or min(4, os.cpu_count() or 1))
             compiler = Compiler(mp, target, self.project.env, self.project.config.vars)
+            compiler.warehouse = wh
             problems = [*mp.read_problems, *compiler.parse()]  # all of them in one pass
             if problems:
                 raise ConfigError(problems)

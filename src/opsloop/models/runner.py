@@ -161,16 +161,8 @@ class Runner:
         kind, _, name = uid.partition(".")
         started = time.perf_counter()
         try:
-            if kind == "model":
-                res = self._model(self.c.mp.models[name], wh)
-            elif kind == "seed":
-                res = self._seed(self.c.mp.seeds[name], wh)
-            elif kind == "test":
-                res = self._test(self.c.mp.tests[name], wh)
-            elif kind == "snapshot":
-                res = self._snapshot(self.c.mp.snapshots[name], wh)
-            else:
-                res = NodeResult(uid, name, kind, kind, self.c.relation_of(uid), "success")
+            with self.c.using(wh):
+                res = self._dispatch(kind, name, uid, wh)
         except Exception as exc:
             where = ""
             if kind == "model":
@@ -190,6 +182,17 @@ class Runner:
             res = NodeResult(uid, name, kind, self._mat(uid), "", "error", message=f"{where}{_short(exc)}")
         res.seconds = time.perf_counter() - started
         return res
+
+    def _dispatch(self, kind: str, name: str, uid: str, wh: Warehouse) -> NodeResult:
+        if kind == "model":
+            return self._model(self.c.mp.models[name], wh)
+        if kind == "seed":
+            return self._seed(self.c.mp.seeds[name], wh)
+        if kind == "test":
+            return self._test(self.c.mp.tests[name], wh)
+        if kind == "snapshot":
+            return self._snapshot(self.c.mp.snapshots[name], wh)
+        return NodeResult(uid, name, kind, kind, self.c.relation_of(uid), "success")
 
     def _ensure_schema(self, wh: Warehouse, schema: str) -> None:
         with self._lock:  # held while creating it: a second model in the schema waits until it exists
