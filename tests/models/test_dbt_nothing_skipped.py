@@ -59,19 +59,9 @@ def test_singular_tests_run_and_a_failing_one_fails_like_dbt(tmp_path: Path) -> 
 
 
 UNSUPPORTED = {
-    "dbt_project.yml": """
-        name: proj
-        version: '1.0.0'
-        profile: proj
-        on-run-start:
-          - "create table if not exists audit (x int)"
-        models:
-          proj:
-            +pre-hook: "select 1"
-    """,
     "seeds/payments.csv": SEED,
     "models/paid.sql": "select * from {{ ref('payments') }}\n",
-    "models/hooked.sql": "{{ config(post_hook='select 2') }}\nselect 1 as id\n",
+    "models/hooked.sql": "{{ config(sql_header='set threads = 1') }}\nselect 1 as id\n",
     "models/py_model.py": "def model(dbt, session):\n    return dbt.ref('paid')\n",
     "models/exported.sql": "\n{{ config(materialized='external', location='out.parquet') }}\nselect 1 as id\n",
     "models/schema.yml": """
@@ -103,9 +93,7 @@ UNSUPPORTED = {
 }
 
 EXPECTED = [
-    "dbt_project.yml:4: on-run-start hooks are not supported yet",
-    "dbt_project.yml:8: config 'pre-hook' (hooks) is not supported yet",
-    "models/hooked.sql:1: config 'post_hook' (hooks) is not supported",
+    "models/hooked.sql:1: config 'sql_header' is not supported",
     "models/exported.sql:1: unsupported materialization 'external'",
     "models/py_model.py:1: Python model 'py_model' is not supported yet",
     "models/schema.yml:7: unsupported test 'is_even'",

@@ -409,6 +409,18 @@ class Compiler:
                                                     query=self._query_fn()))
         return sql.strip().rstrip(";").strip()
 
+    def render_hook(self, node: Model | Seed | Snapshot | None, sql: str, file: str) -> str:
+        """A hook's SQL (pre/post-hook of ``node``, or on-run-start/end when None), rendered when it runs."""
+        ref, source = self._compile_resolvers({})
+        this = None
+        config: dict[str, Any] = {}
+        if node is not None:
+            schema, ident = self.node_relation(node)
+            this, config = Relation(schema, ident, self.rel_text(schema, ident)), dict(node.config)
+        out, _ = self.renderer.render(file, sql, RenderContext(ref, source, this, False, config,
+                                                               query=self._query_fn()))
+        return out.strip().rstrip(";").strip()
+
     def _compile_resolvers(self, ephemerals: dict[str, str]) -> tuple[Callable[..., Relation],
                                                                        Callable[..., Relation]]:
         """``ref`` and ``source`` for compiling: relation names, ephemeral models collected as CTEs."""

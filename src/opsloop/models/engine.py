@@ -37,6 +37,10 @@ class ModelEngine:
         self._signature: tuple[Any, ...] | None = None
         self._lock = threading.Lock()
         self.check_columns = True
+        self.cli_vars: dict[str, Any] = {}
+        """``--vars``: win over dbt_project.yml's and opsloop.yml's vars."""
+        self.target_name = "dev"
+        """``--target``: what ``target.name`` is in Jinja (dbt's profile target)."""
 
     # -- loading -----------------------------------------------------------------------------
     def _files_signature(self) -> tuple[Any, ...]:
@@ -54,6 +58,9 @@ class ModelEngine:
                     if p.suffix in (".sql", ".yml", ".yaml", ".csv"):
                         sig.append((str(p), p.stat().st_mtime_ns))
         sig.sort()
+        import json
+
+        sig.append(("--vars/--target", json.dumps([self.cli_vars, self.target_name], sort_keys=True, default=str)))
         return tuple(sig)
 
     def compiler(self) -> Compiler:
@@ -69,9 +76,9 @@ class ModelEngine:
             if mp is None:
                 raise ModelError("this project has no models (add models/*.sql or point dbt_project: at a dbt project)")
             wh = self.warehouse
-            target = Target(schema=wh.default_schema, type=wh.dialect, dialect=wh.dialect,
+            target = Target(schema=wh.default_schema, type=wh.dialect, dialect=wh.dialect, name=self.target_name,
                             threads=self.threads or min(4, os.cpu_count() or 1))
-            compiler = Compiler(mp, target, self.project.env, self.project.config.vars)
+            compiler = Compiler(mp, target, self.project.env, {**self.project.config.vars, **self.cli_vars})
             compiler.warehouse = wh
             problems = [*mp.read_problems, *compiler.parse()]  # all of them in one pass
             if problems:
@@ -99,7 +106,12 @@ class ModelEngine:
         self._ensure_raw_events(compiler, uids)
         runner = Runner(compiler, self.warehouse, full_refresh=full_refresh, threads=self.threads,
                         on_result=on_result, on_start=on_start, halt=halt)
-        return runner.run(uids)
+        mp = compiler.mp
+        started = runner.run_operations("on-run-start", mp.on_run_start)
+        if any(r.status == "error" for r in started):
+            return started  # as dbt: a failing on-run-start builds nothing
+        results = runner.run(uids)
+        return [*started, *results, *runner.run_operations("on-run-end", mp.on_run_end)]
 
     def _ensure_raw_events(self, compiler: Compiler, uids: list[str]) -> None:
         """Before the first `opsloop up`, raw.events does not exist yet: create it (empty) so the models

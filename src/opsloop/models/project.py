@@ -22,7 +22,9 @@ CONFIG_KEYS = {
     "strategy", "updated_at", "check_cols", "target_schema", "target_database", "hard_deletes",
     "invalidate_hard_deletes", "dbt_valid_to_current", "snapshot_meta_column_names",
 }
-UNSUPPORTED_CONFIG = {"pre-hook", "post-hook", "pre_hook", "post_hook", "sql_header"}
+UNSUPPORTED_CONFIG = {"sql_header"}
+HOOK_KEYS = {"pre-hook": "pre_hook", "post-hook": "post_hook", "pre_hook": "pre_hook", "post_hook": "post_hook"}
+"""Hooks add up across config levels, as in dbt (the project's, the folder's, the model's)."""
 _log = logging.getLogger("opsloop.models")
 _SNAPSHOT_RE = re.compile(r"{%-?\s*snapshot\s+(\w+)\s*-?%}(.*?){%-?\s*endsnapshot\s*-?%}", re.S)
 _REF_RE = re.compile(r"""^\s*ref\(\s*['"]([^'"]+)['"]\s*(?:,\s*['"]([^'"]+)['"]\s*)?\)\s*$""")
@@ -52,6 +54,8 @@ class ModelProject:
     dispatch: dict[str, list[str]] = field(default_factory=dict)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     snapshots_config: dict[str, Any] = field(default_factory=dict)
+    on_run_start: list[str] = field(default_factory=list)
+    on_run_end: list[str] = field(default_factory=list)
     read_problems: list[Problem] = field(default_factory=list)
     """What reading found (kept so `opsloop validate` reports them with the parse's, in one pass)."""
 
@@ -94,12 +98,29 @@ def _folder_config(tree: dict[str, Any], fqn: list[str]) -> dict[str, Any]:
 
 
 def _merge(target: dict[str, Any], key: str, value: Any) -> None:
-    if key == "tags":
+    if key in HOOK_KEYS:
+        key = HOOK_KEYS[key]
+        target[key] = [*hook_list(target.get(key)), *hook_list(value)]
+    elif key == "tags":
         target["tags"] = [*_as_list(target.get("tags")), *_as_list(value)]
     elif key in ("meta", "column_types") and isinstance(value, dict):
         target[key] = {**target.get(key, {}), **value}
     else:
         target[key] = value
+
+
+def hook_list(value: Any) -> list[str]:
+    """A hook config as a list of SQL strings (dbt takes a string, a list, or {sql: ...} entries)."""
+    if value is None or value == "":
+        return []
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            item = item.get("sql", "")
+        if str(item).strip():
+            out.append(str(item))
+    return out
 
 
 def merge_config(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -224,10 +245,8 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
 def _unsupported_project_keys(mp: ModelProject, doc: LocatedYaml, rel: str, problems: list[Problem]) -> None:
     """dbt_project.yml entries that make dbt run something opsloop does not run yet."""
     data = doc.data if isinstance(doc.data, dict) else {}
-    for key in ("on-run-start", "on-run-end"):
-        if data.get(key):
-            problems.append(Problem(rel, doc.line_of((key,)), f"{key} hooks are not supported yet (dbt runs them "
-                                    "around every build)", f"remove {key}: or run the statements in a model"))
+    mp.on_run_start = hook_list(data.get("on-run-start"))
+    mp.on_run_end = hook_list(data.get("on-run-end"))
 
     def walk(node: Any, loc: tuple[str | int, ...]) -> None:
         if not isinstance(node, dict):
@@ -235,7 +254,7 @@ def _unsupported_project_keys(mp: ModelProject, doc: LocatedYaml, rel: str, prob
         for key, value in node.items():
             bare = str(key).lstrip("+")
             if bare in UNSUPPORTED_CONFIG and value:
-                problems.append(Problem(rel, doc.line_of((*loc, key)), f"config {bare!r} (hooks) is not supported "
+                problems.append(Problem(rel, doc.line_of((*loc, key)), f"config {bare!r} is not supported "
                                         "yet", "move the statement into a model or remove it"))
             elif isinstance(value, dict):
                 walk(value, (*loc, key))
@@ -396,7 +415,7 @@ def _read_schema_file(mp: ModelProject, path: Path, problems: list[Problem]) -> 
             cfg = entry.get("config") or {}
             for key in cfg:
                 if key in UNSUPPORTED_CONFIG and cfg[key]:
-                    problems.append(Problem(rel, doc.line_of((*loc, "config", key)), f"config {key!r} (hooks) is "
+                    problems.append(Problem(rel, doc.line_of((*loc, "config", key)), f"config {key!r} is "
                                             "not supported yet", "move the statement into a model or remove it"))
             if isinstance(target, Model):
                 target.yaml_config = dict(cfg)
@@ -555,5 +574,5 @@ def _check_model_config(model: Model, config: dict[str, Any], problems: list[Pro
                                 f"use one of {', '.join(ON_SCHEMA_CHANGE)}"))
     for key in config if hooks else ():
         if key in UNSUPPORTED_CONFIG and config[key]:
-            problems.append(Problem(model.file, line, f"config {key!r} (hooks) is not supported",
+            problems.append(Problem(model.file, line, f"config {key!r} is not supported",
                                     "move the statement into a model or remove it"))

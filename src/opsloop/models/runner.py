@@ -184,15 +184,62 @@ class Runner:
         return res
 
     def _dispatch(self, kind: str, name: str, uid: str, wh: Warehouse) -> NodeResult:
-        if kind == "model":
-            return self._model(self.c.mp.models[name], wh)
-        if kind == "seed":
-            return self._seed(self.c.mp.seeds[name], wh)
         if kind == "test":
             return self._test(self.c.mp.tests[name], wh)
-        if kind == "snapshot":
-            return self._snapshot(self.c.mp.snapshots[name], wh)
-        return NodeResult(uid, name, kind, kind, self.c.relation_of(uid), "success")
+        node: Model | Seed | Snapshot
+        if kind == "model":
+            node = self.c.mp.models[name]
+        elif kind == "seed":
+            node = self.c.mp.seeds[name]
+        elif kind == "snapshot":
+            node = self.c.mp.snapshots[name]
+        else:
+            return NodeResult(uid, name, kind, kind, self.c.relation_of(uid), "success")
+        self._hooks(node, "pre_hook", wh)
+        if isinstance(node, Model):
+            res = self._model(node, wh)
+        elif isinstance(node, Seed):
+            res = self._seed(node, wh)
+        else:
+            res = self._snapshot(node, wh)
+        self._hooks(node, "post_hook", wh)
+        return res
+
+    def _hooks(self, node: Model | Seed | Snapshot, key: str, wh: Warehouse) -> None:
+        """The node's pre- or post-hooks (the project's, then the folder's, then its own), on its session."""
+        from .project import hook_list
+
+        if getattr(node, "materialized", "") == "ephemeral":
+            return
+        for i, sql in enumerate(hook_list(node.config.get(key)), 1):
+            text = self.c.render_hook(node, sql, node.file)
+            if not text:
+                continue
+            try:
+                wh.execute(text)
+            except Exception as exc:
+                raise ModelRunError(f"{key.replace('_', '-')} {i} failed: {_short(exc)}") from exc
+
+    def run_operations(self, which: str, hooks: list[str]) -> list[NodeResult]:
+        """on-run-start / on-run-end: each statement of dbt_project.yml, in order; stops at the first error."""
+        out: list[NodeResult] = []
+        project = self.c.mp.name
+        for i, sql in enumerate(hooks):
+            name = f"{project}-{which}-{i}"
+            res = NodeResult(f"operation.{name}", name, "operation", "hook", "", "success")
+            started = time.perf_counter()
+            try:
+                with self.c.using(self.wh):
+                    text = self.c.render_hook(None, sql, "dbt_project.yml")
+                    if text:
+                        self.wh.execute(text)
+            except Exception as exc:
+                res.status, res.message = "error", f"dbt_project.yml: {which} hook {i + 1} failed: {_short(exc)}"
+            res.seconds = time.perf_counter() - started
+            self._emit(res, out)
+            if res.status == "error":
+                break
+        return out
 
     def _ensure_schema(self, wh: Warehouse, schema: str) -> None:
         with self._lock:  # held while creating it: a second model in the schema waits until it exists
