@@ -70,6 +70,8 @@ class Compiler:
         self.problems: list[Problem] = list(self.renderer.problems)
         self._sql_cache: dict[tuple[str, bool, str], str] = {}
         self.warehouse: Any = None
+        self.state_dir: Any = None
+        """``--state``: the folder of an earlier build's manifest.json, for ``state:modified``."""
         """The warehouse that run_query / statement / adapter.get_columns_in_relation ask (set by the engine)."""
         self._local = threading.local()
 

@@ -41,6 +41,10 @@ class ModelEngine:
         """``--vars``: win over dbt_project.yml's and opsloop.yml's vars."""
         self.target_name = "dev"
         """``--target``: what ``target.name`` is in Jinja (dbt's profile target)."""
+        self.state_dir: Path | None = None
+        """``--state``: an earlier build's target/ folder, for ``state:modified`` / ``state:new``."""
+        self.write_artifacts = True
+        """Write target/manifest.json and run_results.json after each build."""
 
     # -- loading -----------------------------------------------------------------------------
     def _files_signature(self) -> tuple[Any, ...]:
@@ -99,7 +103,11 @@ class ModelEngine:
               on_start: Callable[[str], None] | None = None, halt: Halt | None = None) -> list[NodeResult]:
         """Build the selection (seeds, models, tests in DAG order); one result per node. With ``halt``, a
         stop ends the build between nodes and interrupts a running statement (raising ``Interrupted``)."""
+        import time
+
+        began = time.perf_counter()
         compiler = self.compiler()
+        compiler.state_dir = self.state_dir
         uids = select_nodes(compiler, select, exclude, kinds)
         uids = [u for u in uids if not (u.startswith("model.") and
                                         compiler.mp.models[u[6:]].materialized == "ephemeral")]
@@ -107,11 +115,15 @@ class ModelEngine:
         runner = Runner(compiler, self.warehouse, full_refresh=full_refresh, threads=self.threads,
                         on_result=on_result, on_start=on_start, halt=halt)
         mp = compiler.mp
-        started = runner.run_operations("on-run-start", mp.on_run_start)
-        if any(r.status == "error" for r in started):
-            return started  # as dbt: a failing on-run-start builds nothing
-        results = runner.run(uids)
-        return [*started, *results, *runner.run_operations("on-run-end", mp.on_run_end)]
+        results = runner.run_operations("on-run-start", mp.on_run_start)
+        if not any(r.status == "error" for r in results):  # as dbt: a failing on-run-start builds nothing
+            results += runner.run(uids)
+            results += runner.run_operations("on-run-end", mp.on_run_end)
+        if self.write_artifacts:
+            from .artifacts import write_artifacts
+
+            write_artifacts(compiler, results, time.perf_counter() - began)
+        return results
 
     def _ensure_raw_events(self, compiler: Compiler, uids: list[str]) -> None:
         """Before the first `opsloop up`, raw.events does not exist yet: create it (empty) so the models
@@ -128,7 +140,9 @@ class ModelEngine:
 
     def selected(self, select: list[str] | None, exclude: list[str] | None = None,
                  kinds: tuple[str, ...] = ("model", "seed", "snapshot", "test")) -> list[str]:
-        return select_nodes(self.compiler(), select, exclude, kinds)
+        compiler = self.compiler()
+        compiler.state_dir = self.state_dir
+        return select_nodes(compiler, select, exclude, kinds)
 
     def compile_sql(self, name: str) -> str:
         """The SQL a model runs (its SELECT, ephemerals inlined), in the warehouse's dialect."""

@@ -294,7 +294,7 @@ def _read_snapshot_file(mp: ModelProject, base: Path, path: Path, problems: list
         line = text.count("\n", 0, match.start()) + 1
         body = "\n" * text.count("\n", 0, match.start(2)) + match.group(2)  # the file's line numbers
         _add_snapshot(mp, Snapshot(name=match.group(1), file=rel, line=line, path=str(path.relative_to(mp.root)),
-                                   raw_sql=body, fqn=[mp.name, *folders, match.group(1)]), problems)
+                                   raw_sql=body, fqn=[mp.name, *folders, path.stem, match.group(1)]), problems)
     if not found and "snapshot" in text:
         bad_line = next((i for i, ln in enumerate(text.splitlines(), 1) if "snapshot" in ln), None)
         problems.append(Problem(rel, bad_line, "cannot read a snapshot here: expected {% snapshot name %} ... "

@@ -54,6 +54,8 @@ def _base(c: Compiler, body: str) -> set[str]:
         wanted = body[7:]
         return {s.uid for s in mp.sources.values()
                 if fnmatch.fnmatch(s.source_name, wanted) or fnmatch.fnmatch(f"{s.source_name}.{s.name}", wanted)}
+    if body.startswith("state:"):
+        return _state(c, body[6:])
     if body.startswith(("resource_type:", "test_type:")):
         kind = body.split(":", 1)[1]
         return {u for u in c.parents if u.startswith(kind + ".")}
@@ -65,13 +67,28 @@ def _base(c: Compiler, body: str) -> set[str]:
     return found
 
 
+def _state(c: Compiler, which: str) -> set[str]:
+    """``state:new`` / ``state:modified`` against the manifest in ``--state``."""
+    from .artifacts import modified_nodes
+
+    if c.state_dir is None:
+        raise SelectionError(f"state:{which} needs --state DIR (the target/ folder of an earlier build, with its "
+                             "manifest.json)")
+    new, modified = modified_nodes(c, c.state_dir)
+    if which == "new":
+        return new
+    if which in ("modified", "modified.body", "modified.configs"):
+        return modified
+    raise SelectionError(f"unknown selector state:{which}; use state:modified or state:new")
+
+
 def _term(c: Compiler, term: str) -> set[str]:
     match = _TERM.match(term)
     if not match:
         raise SelectionError(f"cannot read the selector {term!r}")
     up, body, down = match.group("up"), match.group("body"), match.group("down")
     base = _base(c, body)
-    if not base:
+    if not base and not body.startswith("state:"):  # nothing modified is an answer, not a typo
         raise SelectionError(f"--select {term!r} matches no model, seed or test; list them with `opsloop compile`")
     out = set(base)
     for uid in base:
