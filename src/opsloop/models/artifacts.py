@@ -64,7 +64,7 @@ def _config(node: Model | Seed | Snapshot, kind: str) -> dict[str, Any]:
 def _node(c: Compiler, node: Model | Seed | Snapshot, kind: str) -> dict[str, Any]:
     schema, alias = c.node_relation(node)
     raw = node.raw_sql if isinstance(node, Model | Snapshot) else ""
-    text = _file_text(c, node.path, raw)
+    text = raw if isinstance(node, Model) else _file_text(c, node.path, raw)  # a model's raw_sql is its file
     parents = sorted(dbt_uid(c, p) for p in c.parents.get(node.uid, set()))
     fqn = getattr(node, "fqn", None) or [c.mp.name, node.name]
     return {
