@@ -20,6 +20,9 @@ FILES = {
           - "insert into main.audit values ('start', '{{ target.name }}')"
         on-run-end:
           - "insert into main.audit select 'end', cast(count(*) as varchar) from main.audit"
+          - "create or replace table main.run_end as select '{{ schemas | join(',') }}' as schemas,
+             {{ results | selectattr('status', 'equalto', 'success') | list | length }} as ok_nodes,
+             '{{ results | map(attribute='node') | map(attribute='name') | sort | join(',') }}' as names"
         models:
           proj:
             +post-hook: "insert into main.audit values ('post', '{{ this.name }}')"
@@ -58,6 +61,7 @@ def test_hooks_vars_and_target_build_what_dbt_builds(tmp_path: Path) -> None:
     assert ("start", "prod") in audit and ("pre", "big") in audit and ("own post", "big") in audit
     assert ("post", "small") in audit and ("seeded", "payments") in audit
     assert mine["main.big"][1] == [(2, 8, "cli", "prod"), (3, 20, "cli", "prod")]  # type: ignore[index]
+    assert mine["main.run_end"][1] == [("main", 3, "big,payments,small")]  # type: ignore[index]
 
 
 def test_a_failing_hook_names_the_file_and_bad_vars_are_refused(tmp_path: Path) -> None:

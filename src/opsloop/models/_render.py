@@ -158,6 +158,8 @@ class RenderContext:
     """Runs SQL on the node's warehouse session (run_query, statement, adapter.get_columns_in_relation)."""
     statements: Any = None
     """``{% call statement('x') %}`` results for ``load_result('x')`` (a StatementResults)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """More names for this render only (``schemas`` and ``results`` in on-run-end)."""
 
 
 @dataclass
@@ -751,7 +753,7 @@ class Renderer:
         try:
             glob = dict(self._scopes())  # one copy; the context then shares it (render() would copy it again)
             glob.update(ref=ctx.ref, source=ctx.source, config=config, this=ctx.this,
-                        is_incremental=lambda: ctx.is_incremental)
+                        is_incremental=lambda: ctx.is_incremental, **ctx.extra)
             tpl = self.template(text)
             sql = "".join(tpl.root_render_func(tpl.new_context(glob, shared=True)))
         except RenderError as exc:

@@ -411,7 +411,8 @@ class Compiler:
                                                     query=self._query_fn()))
         return sql.strip().rstrip(";").strip()
 
-    def render_hook(self, node: Model | Seed | Snapshot | None, sql: str, file: str) -> str:
+    def render_hook(self, node: Model | Seed | Snapshot | None, sql: str, file: str,
+                    extra: dict[str, Any] | None = None) -> str:
         """A hook's SQL (pre/post-hook of ``node``, or on-run-start/end when None), rendered when it runs."""
         ref, source = self._compile_resolvers({})
         this = None
@@ -420,7 +421,7 @@ class Compiler:
             schema, ident = self.node_relation(node)
             this, config = Relation(schema, ident, self.rel_text(schema, ident)), dict(node.config)
         out, _ = self.renderer.render(file, sql, RenderContext(ref, source, this, False, config,
-                                                               query=self._query_fn()))
+                                                               query=self._query_fn(), extra=extra or {}))
         return out.strip().rstrip(";").strip()
 
     def _compile_resolvers(self, ephemerals: dict[str, str]) -> tuple[Callable[..., Relation],

@@ -118,7 +118,7 @@ class ModelEngine:
         results = runner.run_operations("on-run-start", mp.on_run_start)
         if not any(r.status == "error" for r in results):  # as dbt: a failing on-run-start builds nothing
             results += runner.run(uids)
-            results += runner.run_operations("on-run-end", mp.on_run_end)
+            results += runner.run_operations("on-run-end", mp.on_run_end, results)
         if self.write_artifacts:
             from .artifacts import write_artifacts
 

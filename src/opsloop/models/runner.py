@@ -220,17 +220,24 @@ class Runner:
             except Exception as exc:
                 raise ModelRunError(f"{key.replace('_', '-')} {i} failed: {_short(exc)}") from exc
 
-    def run_operations(self, which: str, hooks: list[str]) -> list[NodeResult]:
-        """on-run-start / on-run-end: each statement of dbt_project.yml, in order; stops at the first error."""
+    def run_operations(self, which: str, hooks: list[str], done: list[NodeResult] | None = None) -> list[NodeResult]:
+        """on-run-start / on-run-end: each statement of dbt_project.yml, in order; stops at the first error.
+        on-run-end sees ``schemas`` (where the build wrote) and ``results`` (one per node, as dbt's)."""
         out: list[NodeResult] = []
         project = self.c.mp.name
+        extra: dict[str, Any] = {}
+        if done is not None:
+            built = [r for r in done if r.kind in ("model", "seed", "snapshot") and r.relation]
+            extra["schemas"] = sorted({r.relation.rsplit(".", 1)[0] for r in built})
+            extra["database_schemas"] = [(None, s) for s in extra["schemas"]]
+            extra["results"] = [_HookResult(r, self.c.mp.name) for r in done if r.kind != "operation"]
         for i, sql in enumerate(hooks):
             name = f"{project}-{which}-{i}"
             res = NodeResult(f"operation.{name}", name, "operation", "hook", "", "success")
             started = time.perf_counter()
             try:
                 with self.c.using(self.wh):
-                    text = self.c.render_hook(None, sql, "dbt_project.yml")
+                    text = self.c.render_hook(None, sql, "dbt_project.yml", extra)
                     if text:
                         self.wh.execute(text)
             except Exception as exc:
@@ -427,6 +434,20 @@ class Runner:
         where = f"{test.file}:{test.line}" if test.line else test.file
         msg = "" if failures == 0 else f"{where}: {failures} failing row(s) for {test.describe()}"
         return NodeResult(test.uid, test.name, "test", "test", "", status, failures, None, message=msg)
+
+
+class _HookResult:
+    """One node's result as on-run-end's ``results`` shows it (dbt's RunResult: status, node, message)."""
+
+    def __init__(self, res: NodeResult, project: str) -> None:
+        self.status = res.status
+        self.message = res.message
+        self.execution_time = res.seconds
+        self.failures = res.rows if res.kind == "test" else None
+        self.adapter_response = {"rows_affected": res.changed_rows}
+        schema, _, alias = res.relation.rpartition(".")
+        self.node = {"unique_id": f"{res.kind}.{project}.{res.name}", "name": res.name, "resource_type": res.kind,
+                     "schema": schema, "alias": alias, "config": {"materialized": res.materialization}}
 
 
 def _short(exc: BaseException) -> str:
