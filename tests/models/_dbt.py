@@ -29,13 +29,15 @@ def opsloop(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli(*args, "--project", str(root), timeout=120)
 
 
-def dbt(root: Path, *args: str, name: str = "proj") -> subprocess.CompletedProcess[str]:
-    """Run the real dbt in ``root`` on its own DuckDB file (dbt.duckdb), schema main."""
+def dbt(root: Path, *args: str, name: str = "proj", targets: tuple[str, ...] = ("dev",)) -> \
+        subprocess.CompletedProcess[str]:
+    """Run the real dbt in ``root`` on its own DuckDB file (dbt.duckdb), schema main (each of ``targets``
+    is a profile output on that file)."""
     if not DBT.exists():
         pytest.skip("dbt-core is not installed: run scripts/setup (it creates .venv-dbt)")
-    (root / "profiles.yml").write_text(
-        f"{name}:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: {root / 'dbt.duckdb'}\n"
-        "      schema: main\n      threads: 1\n")
+    outputs = "".join(f"    {t}:\n      type: duckdb\n      path: {root / 'dbt.duckdb'}\n      schema: main\n"
+                      "      threads: 1\n" for t in targets)
+    (root / "profiles.yml").write_text(f"{name}:\n  target: {targets[0]}\n  outputs:\n{outputs}")
     env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false",
            "DBT_PROFILES_DIR": str(root)}
     return subprocess.run([str(DBT), *args, "--project-dir", str(root)], env=env, cwd=root, capture_output=True,

@@ -59,19 +59,9 @@ def test_singular_tests_run_and_a_failing_one_fails_like_dbt(tmp_path: Path) -> 
 
 
 UNSUPPORTED = {
-    "dbt_project.yml": """
-        name: proj
-        version: '1.0.0'
-        profile: proj
-        on-run-start:
-          - "create table if not exists audit (x int)"
-        models:
-          proj:
-            +pre-hook: "select 1"
-    """,
     "seeds/payments.csv": SEED,
     "models/paid.sql": "select * from {{ ref('payments') }}\n",
-    "models/hooked.sql": "{{ config(post_hook='select 2') }}\nselect 1 as id\n",
+    "models/hooked.sql": "{{ config(sql_header='set threads = 1') }}\nselect 1 as id\n",
     "models/py_model.py": "def model(dbt, session):\n    return dbt.ref('paid')\n",
     "models/exported.sql": "\n{{ config(materialized='external', location='out.parquet') }}\nselect 1 as id\n",
     "models/schema.yml": """
@@ -94,22 +84,6 @@ UNSUPPORTED = {
             tables:
               - name: orders
     """,
-    "snapshots/paid_snapshot.sql": """
-        -- a snapshot block
-        {% snapshot paid_snapshot %}
-        {{ config(unique_key='id', strategy='check', check_cols='all', target_schema='snapshots') }}
-        select * from {{ ref('paid') }}
-        {% endsnapshot %}
-    """,
-    "snapshots/yaml_snapshots.yml": """
-        snapshots:
-          - name: payments_snapshot
-            relation: ref('payments')
-            config:
-              unique_key: id
-              strategy: check
-              check_cols: all
-    """,
     "tests/generic/is_even.sql": """
         {% test is_even(model, column_name) %}
         select * from {{ model }} where {{ column_name }} % 2 = 1
@@ -119,16 +93,12 @@ UNSUPPORTED = {
 }
 
 EXPECTED = [
-    "dbt_project.yml:4: on-run-start hooks are not supported yet",
-    "dbt_project.yml:8: config 'pre-hook' (hooks) is not supported yet",
-    "models/hooked.sql:1: config 'post_hook' (hooks) is not supported",
+    "models/hooked.sql:1: config 'sql_header' is not supported",
     "models/exported.sql:1: unsupported materialization 'external'",
     "models/py_model.py:1: Python model 'py_model' is not supported yet",
     "models/schema.yml:7: unsupported test 'is_even'",
     "models/schema.yml:9: unit test 'test_paid' is not supported yet",
     "models/schema.yml:14: source 'files': external_location (dbt-duckdb external files) is not supported yet",
-    "snapshots/paid_snapshot.sql:2: snapshot 'paid_snapshot' is not supported yet",
-    "snapshots/yaml_snapshots.yml:2: snapshot 'payments_snapshot' is not supported yet",
 ]
 
 
@@ -142,18 +112,6 @@ def test_everything_not_run_is_an_error_with_file_line_in_one_pass(tmp_path: Pat
         assert "Traceback" not in proc.stderr
         assert "my_mat.sql" not in proc.stderr  # a custom materialization defined but unused is not a problem
     assert not relations(root / "warehouse.duckdb") if (root / "warehouse.duckdb").exists() else True
-
-
-def test_a_ref_to_a_snapshot_says_so(tmp_path: Path) -> None:
-    root = write_project(tmp_path / "proj", {
-        "seeds/payments.csv": SEED,
-        "snapshots/snap.sql": "{% snapshot payments_snap %}\nselect * from {{ ref('payments') }}\n{% endsnapshot %}\n",
-        "models/current.sql": "select *\nfrom {{ ref('payments_snap') }}\n",
-    })
-    proc = opsloop(root, "build")
-    assert proc.returncode == 1
-    assert "models/current.sql:2: ref('payments_snap') names a snapshot (snapshots/snap.sql:1)" in proc.stderr, \
-        proc.stderr
 
 
 NAMING = {

@@ -21,6 +21,25 @@ SelectOpt = Annotated[list[str] | None, typer.Option("--select", "-s", help="Nod
 ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="Leave these out (same syntax).")]
 FullRefreshOpt = Annotated[bool, typer.Option("--full-refresh", help="Rebuild incremental models from scratch.")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="Models run in parallel (default 4).")]
+VarsOpt = Annotated[str | None, typer.Option("--vars", help="Vars as a YAML or JSON mapping: '{key: value}' "
+                                                          "(win over dbt_project.yml's).")]
+StateOpt = Annotated[Path | None, typer.Option("--state", help="An earlier build's target/ folder, for "
+                                                            "-s state:modified / state:new.")]
+TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="target.name in Jinja (default dev).")]
+
+
+def _parse_vars(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        fail(f"--vars is not valid YAML or JSON: {str(exc).splitlines()[0]} (write it as '{{key: value}}')")
+    if not isinstance(data, dict):
+        fail(f"--vars must be a mapping such as '{{key: value}}', not {text!r}")
+    return {str(k): v for k, v in data.items()}
 
 
 def _project_root(project: Path) -> Path:
@@ -98,9 +117,14 @@ def _engine(root: Path) -> tuple[Any, Any]:
 
 
 def _run_verb(project: Path, select: list[str] | None, exclude: list[str] | None, full_refresh: bool,
-              kinds: tuple[str, ...], json_out: bool, threads: int | None) -> None:
+              kinds: tuple[str, ...], json_out: bool, threads: int | None, vars_text: str | None = None,
+              target: str | None = None, state: Path | None = None) -> None:
     root = _project_root(project)
+    cli_vars = _parse_vars(vars_text)
     if running_server(root) is not None:
+        if cli_vars or target or state:
+            fail("--vars, --target and --state do not go through the running server yet; stop `opsloop up` to use "
+                 "them, or put the vars in dbt_project.yml")
         data = _remote(root, "POST", "/api/models/build", {"select": select, "exclude": exclude,
                                                           "full_refresh": full_refresh, "kinds": list(kinds)})
         results = data["results"]
@@ -111,6 +135,9 @@ def _run_verb(project: Path, select: list[str] | None, exclude: list[str] | None
 
         app_, engine = _engine(root)
         engine.threads = threads
+        engine.cli_vars = cli_vars
+        engine.target_name = target or "dev"
+        engine.state_dir = state.resolve() if state else None
         try:
             progress = _Progress(json_out)
             try:
@@ -190,27 +217,39 @@ def _report(results: list[dict[str, Any]], json_out: bool) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def build(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
-              full_refresh: FullRefreshOpt = False, threads: ThreadsOpt = None, json_out: JsonOpt = False) -> None:
-        """Seed, run and test the selected nodes in DAG order."""
-        _run_verb(project, select, exclude, full_refresh, ("model", "seed", "test"), json_out, threads)
+              full_refresh: FullRefreshOpt = False, threads: ThreadsOpt = None, json_out: JsonOpt = False,
+              vars_text: VarsOpt = None, target: TargetOpt = None, state: StateOpt = None) -> None:
+        """Seed, run, snapshot and test the selected nodes in DAG order (writes target/manifest.json)."""
+        _run_verb(project, select, exclude, full_refresh, ("model", "seed", "snapshot", "test"), json_out, threads,
+                  vars_text, target, state)
+
+    @app.command()
+    def snapshot(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
+                 threads: ThreadsOpt = None, json_out: JsonOpt = False, vars_text: VarsOpt = None,
+                 target: TargetOpt = None) -> None:
+        """Build the selected snapshots (SCD2 tables, as `dbt snapshot`)."""
+        _run_verb(project, select, exclude, False, ("snapshot",), json_out, threads, vars_text, target)
 
     @app.command()
     def run(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
-            full_refresh: FullRefreshOpt = False, threads: ThreadsOpt = None, json_out: JsonOpt = False) -> None:
+            full_refresh: FullRefreshOpt = False, threads: ThreadsOpt = None, json_out: JsonOpt = False,
+            vars_text: VarsOpt = None, target: TargetOpt = None, state: StateOpt = None) -> None:
         """Build the selected models (no seeds, no tests)."""
-        _run_verb(project, select, exclude, full_refresh, ("model",), json_out, threads)
+        _run_verb(project, select, exclude, full_refresh, ("model",), json_out, threads, vars_text, target, state)
 
     @app.command("test")
     def test_(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
-              threads: ThreadsOpt = None, json_out: JsonOpt = False) -> None:
+              threads: ThreadsOpt = None, json_out: JsonOpt = False, vars_text: VarsOpt = None,
+              target: TargetOpt = None, state: StateOpt = None) -> None:
         """Run the data tests of the selected models."""
-        _run_verb(project, select, exclude, False, ("test",), json_out, threads)
+        _run_verb(project, select, exclude, False, ("test",), json_out, threads, vars_text, target, state)
 
     @app.command()
     def seed(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
-             full_refresh: FullRefreshOpt = False, json_out: JsonOpt = False) -> None:
+             full_refresh: FullRefreshOpt = False, json_out: JsonOpt = False, vars_text: VarsOpt = None,
+             target: TargetOpt = None) -> None:
         """Load seeds/*.csv into the warehouse."""
-        _run_verb(project, select, exclude, full_refresh, ("seed",), json_out, None)
+        _run_verb(project, select, exclude, full_refresh, ("seed",), json_out, None, vars_text, target)
 
     @app.command("compile")
     def compile_(model: Annotated[str, typer.Argument(help="The model to compile.")],

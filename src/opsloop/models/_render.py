@@ -14,15 +14,13 @@ from ..errors import Problem
 BUILTIN_NAMES = {
     "ref", "source", "config", "var", "env_var", "this", "is_incremental", "target", "execute", "log",
     "exceptions", "return", "run_started_at", "invocation_id", "project_name", "model", "flags",
-    "modules", "zip", "tojson", "fromjson", "set", "set_strict", "print", "adapter",
+    "modules", "zip", "tojson", "fromjson", "set", "set_strict", "print", "adapter", "run_query", "statement",
+    "load_result", "api",
     # Jinja's own globals
     "range", "lipsum", "dict", "cycler", "joiner", "namespace", "loop", "caller", "varargs", "kwargs", "super",
     "true", "false", "none", "True", "False", "None",
 }
 UNSUPPORTED_HINTS = {
-    "run_query": "run_query executes SQL at compile time",
-    "statement": "statement blocks execute SQL at compile time",
-    "load_result": "statement results are not available",
     "graph": "the dbt graph object is not available",
 }
 
@@ -156,6 +154,12 @@ class RenderContext:
     config: dict[str, Any] = field(default_factory=dict)
     execute: bool = True
     """False while parsing (as in dbt: macros guard ``run_query`` with ``{% if execute %}``)."""
+    query: Callable[[str], Any] | None = None
+    """Runs SQL on the node's warehouse session (run_query, statement, adapter.get_columns_in_relation)."""
+    statements: Any = None
+    """``{% call statement('x') %}`` results for ``load_result('x')`` (a StatementResults)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """More names for this render only (``schemas`` and ``results`` in on-run-end)."""
 
 
 @dataclass
@@ -370,11 +374,111 @@ class _Adapter:
     def quote(identifier: str) -> str:
         return '"' + str(identifier).replace('"', '""') + '"'
 
+    def type(self) -> str:
+        return self._r.adapter_type
+
+    def get_columns_in_relation(self, relation: Any) -> list[Any]:
+        """The relation's columns (name, data_type), from the warehouse; [] while parsing."""
+        from ._jinja_db import Column
+
+        ctx = self._r._cur.ctx
+        if ctx is None or not ctx.execute:
+            return []
+        schema, name = _schema_and_name(relation)
+        found = _ask(ctx, "adapter.get_columns_in_relation",
+                     "select column_name, data_type from information_schema.columns where table_schema = "
+                     f"{_lit(schema)} and table_name = {_lit(name)} order by ordinal_position")
+        return [Column(str(c), str(t)) for c, t in found.rows]
+
+    def get_relation(self, database: Any = None, schema: Any = None, identifier: Any = None) -> Any:
+        """The relation when it exists in the warehouse, else None (None while parsing)."""
+        ctx = self._r._cur.ctx
+        if ctx is None or not ctx.execute:
+            return None
+        found = _ask(ctx, "adapter.get_relation",
+                     "select table_schema, table_name, table_type from information_schema.tables where "
+                     f"lower(table_schema) = lower({_lit(schema)}) and lower(table_name) = lower({_lit(identifier)})")
+        if not found.rows:
+            return None
+        s, n, kind = found.rows[0]
+        return self._r.relation(str(s), str(n), database, "view" if "VIEW" in str(kind).upper() else "table")
+
     def __getattr__(self, item: str) -> Any:
         if item.startswith("_"):
             raise AttributeError(item)
         raise RenderError(f"adapter.{item}() is not supported yet (it asks the warehouse at compile time)",
                           hint="see docs/models.md for what opsloop supports")
+
+
+ADAPTER_METHODS = ("dispatch", "quote", "type", "get_columns_in_relation", "get_relation")
+
+
+def _lit(value: Any) -> str:
+    return "'" + str(value or "").replace("'", "''") + "'"
+
+
+def _schema_and_name(relation: Any) -> tuple[str, str]:
+    if isinstance(relation, Relation):
+        return relation.schema, relation.identifier
+    if isinstance(relation, _This):
+        this = relation._get()
+        return this.schema, this.identifier
+    text = str(relation).replace('"', "")
+    schema, _, name = text.rpartition(".")
+    return schema.rpartition(".")[2] or "main", name
+
+
+def _ask(ctx: RenderContext, what: str, sql: str) -> Any:
+    if ctx.query is None:
+        raise RenderError(f"{what} needs the warehouse, which this command does not open",
+                          hint="run it with `opsloop build` / `opsloop compile`")
+    try:
+        return ctx.query(sql)
+    except RenderError:
+        raise
+    except Exception as exc:
+        raise RenderError(f"{what}: the warehouse refused the query: {str(exc).strip().splitlines()[0]}") from exc
+
+
+class _RelationApi:
+    """``api.Relation.create(database=, schema=, identifier=)``."""
+
+    def __init__(self, renderer: Renderer) -> None:
+        self._r = renderer
+
+    def create(self, database: Any = None, schema: Any = None, identifier: Any = None, type: Any = None,
+               **_: Any) -> Relation:
+        return self._r.relation(str(schema or self._r.target.get("schema") or ""), str(identifier or ""), database,
+                                type)
+
+
+class _Api:
+    def __init__(self, renderer: Renderer) -> None:
+        self.Relation = _RelationApi(renderer)
+
+
+class _Statement:
+    """``{% call statement('name', fetch_result=True) %} sql {% endcall %}``: runs the SQL when executing."""
+
+    def __init__(self, cur: _Current) -> None:
+        self._cur = cur
+
+    def __call__(self, name: str | None = None, fetch_result: bool = False, auto_begin: bool = True,
+                 language: str = "sql", caller: Any = None, **_: Any) -> str:
+        from ._jinja_db import StatementResults, Table
+
+        ctx = self._cur.ctx
+        if caller is None or ctx is None:
+            return ""
+        sql = str(caller()).strip().rstrip(";")  # rendered while parsing too: its refs are dependencies
+        if not ctx.execute:
+            return ""
+        found = _ask(ctx, "statement", sql)
+        if name:
+            if ctx.statements is None:
+                ctx.statements = StatementResults()
+            ctx.statements.store(name, Table(list(found.columns), list(found.rows)) if fetch_result else None)
+        return ""
 
 
 def _set(value: Any, default: Any = None) -> Any:
@@ -507,6 +611,8 @@ class Renderer:
                 "run_started_at": None, "invocation_id": "", "project_name": self.project_name,
                 "adapter": _Adapter(self), "modules": _modules(), "zip": zip, "tojson": _tojson,
                 "fromjson": _fromjson, "set": _set, "set_strict": _set_strict,
+                "run_query": self._run_query, "statement": _Statement(cur), "load_result": self._load_result,
+                "api": _Api(self),
             }
             # One scope, as when dbt renders the project's nodes: dbt's macros and the project's own are
             # global; a package's macros are reached through its namespace (dbt_utils.x), not by bare name.
@@ -617,7 +723,8 @@ class Renderer:
                     problems.append(Problem(file, call.lineno, f"macro {full}() does not exist in the "
                                             f"{root.name} package", "check the name against its macros"))
                 continue
-            if root.name == "adapter" and "adapter" not in local and dotted[-1:] not in (["dispatch"], ["quote"]):
+            if root.name == "adapter" and "adapter" not in local and not (len(dotted) == 1
+                                                                           and dotted[0] in ADAPTER_METHODS):
                 problems.append(Problem(file, call.lineno, f"unsupported macro {full}(): adapter calls run "
                                         "against dbt internals", "see docs/models.md for what opsloop supports; "
                                         "inline the SQL instead"))
@@ -631,10 +738,6 @@ class Renderer:
                 why = UNSUPPORTED_HINTS.get(root.name, "it is not a macro opsloop knows (no such macro in macros/)")
                 problems.append(Problem(file, call.lineno, f"unsupported macro {full}(): {why}",
                                         "see docs/models.md for what opsloop supports; inline the SQL instead"))
-        for call_block in ast.find_all(nodes.CallBlock):
-            if isinstance(call_block.call.node, nodes.Name) and call_block.call.node.name == "statement":
-                problems.append(Problem(file, call_block.lineno, "unsupported {% call statement %} block",
-                                        "opsloop does not run SQL at compile time"))
         return problems
 
     # -- rendering ------------------------------------------------------------------------------
@@ -650,7 +753,7 @@ class Renderer:
         try:
             glob = dict(self._scopes())  # one copy; the context then shares it (render() would copy it again)
             glob.update(ref=ctx.ref, source=ctx.source, config=config, this=ctx.this,
-                        is_incremental=lambda: ctx.is_incremental)
+                        is_incremental=lambda: ctx.is_incremental, **ctx.extra)
             tpl = self.template(text)
             sql = "".join(tpl.root_render_func(tpl.new_context(glob, shared=True)))
         except RenderError as exc:
@@ -659,6 +762,8 @@ class Renderer:
             if line is None and cur.outer:  # raised inside a macro: the line that called it, and which one
                 line = _line_of_word(text, cur.outer.rsplit(".", 1)[-1])
                 message = f"{message} (in {cur.outer})"
+            if line is None:  # "run_query: ...", "adapter.get_relation: ...": the line that calls it
+                line = _line_of_word(text, message.split(":", 1)[0].rsplit(".", 1)[-1].strip())
             raise RenderError(message, line, exc.hint) from exc
         except _Return as ret:
             sql = str(ret.value)
@@ -693,6 +798,28 @@ class Renderer:
             raise RenderError(f"macro {name}: {exc}") from exc
         finally:
             cur.ctx, cur.config = saved
+
+    def relation(self, schema: str, name: str, database: Any = None, kind: Any = None) -> Relation:
+        """A relation object as ``ref()`` returns it, quoted for the project's dialect."""
+        from ..warehouse._sql import relation as rel_text
+
+        return Relation(schema, name, rel_text(schema, name, self.adapter_type), str(database) if database else None)
+
+    def _run_query(self, sql: Any) -> Any:
+        """dbt's ``run_query(sql)``: a table of the rows (None while parsing, as in dbt)."""
+        from ._jinja_db import Table
+
+        ctx = self._cur.ctx
+        if ctx is None or not ctx.execute:
+            return None
+        found = _ask(ctx, "run_query", str(sql).strip().rstrip(";"))
+        return Table(list(found.columns), list(found.rows))
+
+    def _load_result(self, name: str) -> Any:
+        ctx = self._cur.ctx
+        if ctx is None or not ctx.execute or ctx.statements is None:
+            return None
+        return ctx.statements.load(name)
 
     def _var(self, name: str, default: Any = _Config) -> Any:
         if name in self.vars:

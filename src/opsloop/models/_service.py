@@ -61,7 +61,7 @@ class ModelService:
         return parse_duration(value)
 
     def build(self, select: list[str] | None = None, exclude: list[str] | None = None,
-              full_refresh: bool = False, kinds: tuple[str, ...] = ("model", "seed", "test"),
+              full_refresh: bool = False, kinds: tuple[str, ...] = ("model", "seed", "snapshot", "test"),
               emit: bool = True) -> Any:
         """Build a selection and emit ``model.built`` per model built.
 
@@ -78,7 +78,7 @@ class ModelService:
         return self.build_async(select, exclude, full_refresh, kinds, emit)
 
     async def build_async(self, select: list[str] | None = None, exclude: list[str] | None = None,
-                          full_refresh: bool = False, kinds: tuple[str, ...] = ("model", "seed", "test"),
+                          full_refresh: bool = False, kinds: tuple[str, ...] = ("model", "seed", "snapshot", "test"),
                           emit: bool = True) -> list[NodeResult]:
         async with self._lock:
             log.info("model build started (select %s)", " ".join(select) if select else "all")
@@ -150,7 +150,7 @@ class ModelService:
                     continue
                 log.info("redoing the model build that the last stop interrupted (select %s)", build.get("select"))
                 await self.build_async(build.get("select"), build.get("exclude"), bool(build.get("full_refresh")),
-                                       tuple(build.get("kinds") or ("model", "seed", "test")))
+                                       tuple(build.get("kinds") or ("model", "seed", "snapshot", "test")))
             except Interrupted:
                 return
             except OpsloopError as exc:

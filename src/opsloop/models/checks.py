@@ -80,7 +80,8 @@ def output_columns(compiler: Compiler, warehouse: Warehouse | None,
             cols[uid] = None
             continue
         try:
-            sql = compiler.sql(model, dialect=d)
+            with compiler.using(None):  # no run_query / statement here: they run once, in the build
+                sql = compiler.sql(model, dialect=d)
         except Exception:
             cols[uid] = None
             continue

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Problem
 from ..warehouse._sql import literal, relation
 from ._render import DEFAULT_NAMING_MACROS, MacroPackage, Relation, RenderContext, Renderer, RenderError
-from .nodes import DataTest, Model, Seed, Source
+from .nodes import DataTest, Model, Seed, Snapshot, Source
 from .project import ModelProject, _as_list, _check_model_config, merge_config
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
@@ -67,12 +69,39 @@ class Compiler:
         self.order: list[str] = []
         self.problems: list[Problem] = list(self.renderer.problems)
         self._sql_cache: dict[tuple[str, bool, str], str] = {}
+        self.warehouse: Any = None
+        self.state_dir: Any = None
+        """``--state``: the folder of an earlier build's manifest.json, for ``state:modified``."""
+        """The warehouse that run_query / statement / adapter.get_columns_in_relation ask (set by the engine)."""
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def using(self, warehouse: Any) -> Iterator[None]:
+        """Compile on this thread against ``warehouse`` (a build thread's own session)."""
+        saved = getattr(self._local, "wh", _UNSET)
+        self._local.wh = warehouse
+        try:
+            yield
+        finally:
+            self._local.wh = saved
+
+    def _query_fn(self) -> Callable[[str], Any] | None:
+        local: Any = getattr(self._local, "wh", _UNSET)
+        wh: Any = self.warehouse if local is _UNSET else local
+        if wh is None:
+            return None
+
+        def query(sql: str) -> Any:
+            self._local.touched = True  # the SQL depends on the warehouse's state: not cached
+            return wh.query(sql)
+
+        return query
 
     # -- relations ---------------------------------------------------------------------------
     def schema_for(self, custom: Any) -> str:
         return f"{self.target.schema}_{custom}" if custom else self.target.schema
 
-    def _place(self, node: Model | Seed, kind: str) -> None:
+    def _place(self, node: Model | Seed | Snapshot, kind: str) -> None:
         """Set the node's schema and alias, through the project's generate_schema_name /
         generate_alias_name when it overrides them (as dbt does)."""
         custom, alias = node.config.get("schema"), node.config.get("alias")
@@ -92,7 +121,7 @@ class Compiler:
             self.problems.append(Problem(node.file, None, f"naming the {kind}'s relation: {exc}", exc.hint))
             node.schema, node.alias = self.schema_for(custom), str(alias or node.name)
 
-    def node_relation(self, node: Model | Seed) -> tuple[str, str]:
+    def node_relation(self, node: Model | Seed | Snapshot) -> tuple[str, str]:
         return node.schema, node.alias or node.name
 
     def rel_text(self, schema: str, name: str, dialect: str | None = None) -> str:
@@ -105,6 +134,8 @@ class Compiler:
             s, n = self.node_relation(self.mp.models[rest])
         elif kind == "seed":
             s, n = self.node_relation(self.mp.seeds[rest])
+        elif kind == "snapshot":
+            s, n = self.node_relation(self.mp.snapshots[rest])
         else:
             src = self.mp.sources[tuple(rest.split(".", 1))]  # type: ignore[index]
             s, n = src.schema, src.identifier
@@ -151,6 +182,8 @@ class Compiler:
                                              f"ref({uid[6:]!r}) names a disabled model", "enable it or remove the ref"))
         for name in [n for n, t in mp.tests.items() if t.attached in disabled]:
             del mp.tests[name]
+        for snap in list(mp.snapshots.values()):
+            self._parse_snapshot(snap)
         for test in mp.tests.values():
             self._parse_test(test)
         for name in [n for n, t in mp.tests.items() if t.test == "singular" and t.uid not in self.parents]:
@@ -198,6 +231,34 @@ class Compiler:
                                              "add unique_key='id' to config()"))
         self.parents[model.uid] = set(model.depends_on)
 
+    def _parse_snapshot(self, snap: Snapshot) -> None:
+        """A snapshot: its refs and sources, the config() it sets, its relation and a valid strategy."""
+        from .snapshots import snapshot_problems
+
+        found = self.renderer.check(snap.file, snap.raw_sql)
+        self.parents[snap.uid] = set()
+        if found:
+            self.problems.extend(found)
+            return
+        ref, source = self._resolvers(snap.raw_sql, snap.depends_on, snap.ref_lines)
+        this = Relation(self.target.schema, snap.name, "__this__")
+        try:
+            _, captured = self.renderer.render(snap.file, snap.raw_sql, RenderContext(
+                ref, source, this, False, dict(snap.config), execute=False))
+        except RenderError as exc:
+            self.problems.append(Problem(snap.file, exc.line, str(exc), exc.hint))
+            return
+        snap.config = merge_config(snap.config, captured)
+        if snap.config.get("enabled") is False:
+            del self.mp.snapshots[snap.name]
+            del self.parents[snap.uid]
+            return
+        self.problems.extend(snapshot_problems(snap))
+        self._place(snap, "snapshot")
+        if snap.config.get("target_schema"):  # the legacy config names the schema as it is (dbt < 1.9 style)
+            snap.schema = str(snap.config["target_schema"])
+        self.parents[snap.uid] = set(snap.depends_on)
+
     def _resolvers(self, raw_sql: str, depends_on: set[str],
                    ref_lines: dict[str, int]) -> tuple[Callable[..., Relation], Callable[..., Relation]]:
         """``ref`` and ``source`` for parsing: they record what a node reads, and where."""
@@ -211,12 +272,9 @@ class Compiler:
 
         def ref(*args: str, **kwargs: Any) -> Relation:
             name = str(kwargs.get("name") or args[-1]) if (args or kwargs) else ""
-            target = self.mp.models.get(name) or self.mp.seeds.get(name)
+            target = self.mp.models.get(name) or self.mp.seeds.get(name) or self.mp.snapshots.get(name)
             if target is None:
-                if name in self.mp.snapshots:
-                    raise RenderError(f"ref({name!r}) names a snapshot ({self.mp.snapshots[name]}), which opsloop "
-                                      "does not build yet", line_for("ref", name), "build it with dbt")
-                close = _closest(name, [*self.mp.models, *self.mp.seeds])
+                close = _closest(name, [*self.mp.models, *self.mp.seeds, *self.mp.snapshots])
                 raise RenderError(f"ref({name!r}) names no model or seed", line_for("ref", name),
                                   f"did you mean {close!r}?" if close else "check the name")
             depends_on.add(target.uid)
@@ -268,7 +326,7 @@ class Compiler:
         to = test.kwargs.get("_to_uid")
         if isinstance(to, str) and to.startswith("ref:"):
             name = to[4:]
-            target = self.mp.models.get(name) or self.mp.seeds.get(name)
+            target = self.mp.models.get(name) or self.mp.seeds.get(name) or self.mp.snapshots.get(name)
             if target is None:
                 self.problems.append(Problem(test.file, test.line, f"relationships test refers to ref({name!r}), "
                                              "which names no model or seed", "check the name"))
@@ -324,15 +382,18 @@ class Compiler:
             current = nxt
 
     # -- compile -----------------------------------------------------------------------------
-    def sql(self, model: Model, is_incremental: bool = False, dialect: str | None = None) -> str:
+    def sql(self, model: Model | Snapshot, is_incremental: bool = False, dialect: str | None = None) -> str:
         """The model's SELECT, with ephemeral models injected as CTEs, in the engine's dialect."""
-        key = (model.name, is_incremental, dialect or self.target.dialect)
+        key = (model.uid, is_incremental, dialect or self.target.dialect)
         cached = self._sql_cache.get(key)
         if cached is None:
-            cached = self._sql_cache[key] = self._compile(model, is_incremental, dialect)
+            self._local.touched = False
+            cached = self._compile(model, is_incremental, dialect)
+            if not self._local.touched:
+                self._sql_cache[key] = cached
         return cached
 
-    def _compile(self, model: Model, is_incremental: bool, dialect: str | None) -> str:
+    def _compile(self, model: Model | Snapshot, is_incremental: bool, dialect: str | None) -> str:
         ephemerals: dict[str, str] = {}
         body = self._render(model, is_incremental, ephemerals)
         if ephemerals:
@@ -341,20 +402,34 @@ class Compiler:
 
         return transpile(body, self.target.source_dialect, dialect or self.target.dialect)
 
-    def _render(self, model: Model, is_incremental: bool, ephemerals: dict[str, str]) -> str:
+    def _render(self, model: Model | Snapshot, is_incremental: bool, ephemerals: dict[str, str]) -> str:
         ref, source = self._compile_resolvers(ephemerals)
         schema, ident = self.node_relation(model)
         this = Relation(schema, ident, self.rel_text(schema, ident))
         sql, _ = self.renderer.render(model.file, model.raw_sql,
-                                      RenderContext(ref, source, this, is_incremental, dict(model.config)))
+                                      RenderContext(ref, source, this, is_incremental, dict(model.config),
+                                                    query=self._query_fn()))
         return sql.strip().rstrip(";").strip()
+
+    def render_hook(self, node: Model | Seed | Snapshot | None, sql: str, file: str,
+                    extra: dict[str, Any] | None = None) -> str:
+        """A hook's SQL (pre/post-hook of ``node``, or on-run-start/end when None), rendered when it runs."""
+        ref, source = self._compile_resolvers({})
+        this = None
+        config: dict[str, Any] = {}
+        if node is not None:
+            schema, ident = self.node_relation(node)
+            this, config = Relation(schema, ident, self.rel_text(schema, ident)), dict(node.config)
+        out, _ = self.renderer.render(file, sql, RenderContext(ref, source, this, False, config,
+                                                               query=self._query_fn(), extra=extra or {}))
+        return out.strip().rstrip(";").strip()
 
     def _compile_resolvers(self, ephemerals: dict[str, str]) -> tuple[Callable[..., Relation],
                                                                        Callable[..., Relation]]:
         """``ref`` and ``source`` for compiling: relation names, ephemeral models collected as CTEs."""
         def ref(*args: str, **kwargs: Any) -> Relation:
             name = str(kwargs.get("name") or args[-1])
-            target = self.mp.models.get(name) or self.mp.seeds.get(name)
+            target = self.mp.models.get(name) or self.mp.seeds.get(name) or self.mp.snapshots.get(name)
             if target is None:
                 raise RenderError(f"ref({name!r}) names no model or seed")
             if isinstance(target, Model) and target.materialized == "ephemeral":
@@ -404,7 +479,8 @@ class Compiler:
 
             ephemerals: dict[str, str] = {}
             sql, _ = self.renderer.render(test.file, test.raw_sql,
-                                          RenderContext(*self._compile_resolvers(ephemerals), None, False))
+                                          RenderContext(*self._compile_resolvers(ephemerals), None, False,
+                                                        query=self._query_fn()))
             sql = sql.strip().rstrip(";").strip()
             return transpile(_inject_ctes(sql, ephemerals) if ephemerals else sql, d, dialect or self.target.dialect)
         model_rel = self._uid_rel(test.attached)
@@ -442,9 +518,14 @@ class Compiler:
             return self.rel_text(*self.node_relation(model))
         if kind == "seed":
             return self.rel_text(*self.node_relation(self.mp.seeds[rest]))
+        if kind == "snapshot":
+            return self.rel_text(*self.node_relation(self.mp.snapshots[rest]))
         src_name, _, table = rest.partition(".")
         src = self.mp.sources[(src_name, table)]
         return self.rel_text(src.schema, src.identifier)
+
+
+_UNSET = object()
 
 
 def _no_ref(*args: Any, **kwargs: Any) -> Any:

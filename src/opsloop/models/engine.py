@@ -37,6 +37,14 @@ class ModelEngine:
         self._signature: tuple[Any, ...] | None = None
         self._lock = threading.Lock()
         self.check_columns = True
+        self.cli_vars: dict[str, Any] = {}
+        """``--vars``: win over dbt_project.yml's and opsloop.yml's vars."""
+        self.target_name = "dev"
+        """``--target``: what ``target.name`` is in Jinja (dbt's profile target)."""
+        self.state_dir: Path | None = None
+        """``--state``: an earlier build's target/ folder, for ``state:modified`` / ``state:new``."""
+        self.write_artifacts = True
+        """Write target/manifest.json and run_results.json after each build."""
 
     # -- loading -----------------------------------------------------------------------------
     def _files_signature(self) -> tuple[Any, ...]:
@@ -54,6 +62,9 @@ class ModelEngine:
                     if p.suffix in (".sql", ".yml", ".yaml", ".csv"):
                         sig.append((str(p), p.stat().st_mtime_ns))
         sig.sort()
+        import json
+
+        sig.append(("--vars/--target", json.dumps([self.cli_vars, self.target_name], sort_keys=True, default=str)))
         return tuple(sig)
 
     def compiler(self) -> Compiler:
@@ -69,9 +80,10 @@ class ModelEngine:
             if mp is None:
                 raise ModelError("this project has no models (add models/*.sql or point dbt_project: at a dbt project)")
             wh = self.warehouse
-            target = Target(schema=wh.default_schema, type=wh.dialect, dialect=wh.dialect,
+            target = Target(schema=wh.default_schema, type=wh.dialect, dialect=wh.dialect, name=self.target_name,
                             threads=self.threads or min(4, os.cpu_count() or 1))
-            compiler = Compiler(mp, target, self.project.env, self.project.config.vars)
+            compiler = Compiler(mp, target, self.project.env, {**self.project.config.vars, **self.cli_vars})
+            compiler.warehouse = wh
             problems = [*mp.read_problems, *compiler.parse()]  # all of them in one pass
             if problems:
                 raise ConfigError(problems)
@@ -86,19 +98,32 @@ class ModelEngine:
 
     # -- verbs -------------------------------------------------------------------------------
     def build(self, select: list[str] | None = None, exclude: list[str] | None = None, full_refresh: bool = False,
-              kinds: tuple[str, ...] = ("model", "seed", "test"),
+              kinds: tuple[str, ...] = ("model", "seed", "snapshot", "test"),
               on_result: Callable[[NodeResult], None] | None = None,
               on_start: Callable[[str], None] | None = None, halt: Halt | None = None) -> list[NodeResult]:
         """Build the selection (seeds, models, tests in DAG order); one result per node. With ``halt``, a
         stop ends the build between nodes and interrupts a running statement (raising ``Interrupted``)."""
+        import time
+
+        began = time.perf_counter()
         compiler = self.compiler()
+        compiler.state_dir = self.state_dir
         uids = select_nodes(compiler, select, exclude, kinds)
         uids = [u for u in uids if not (u.startswith("model.") and
                                         compiler.mp.models[u[6:]].materialized == "ephemeral")]
         self._ensure_raw_events(compiler, uids)
         runner = Runner(compiler, self.warehouse, full_refresh=full_refresh, threads=self.threads,
                         on_result=on_result, on_start=on_start, halt=halt)
-        return runner.run(uids)
+        mp = compiler.mp
+        results = runner.run_operations("on-run-start", mp.on_run_start)
+        if not any(r.status == "error" for r in results):  # as dbt: a failing on-run-start builds nothing
+            results += runner.run(uids)
+            results += runner.run_operations("on-run-end", mp.on_run_end, results)
+        if self.write_artifacts:
+            from .artifacts import write_artifacts
+
+            write_artifacts(compiler, results, time.perf_counter() - began)
+        return results
 
     def _ensure_raw_events(self, compiler: Compiler, uids: list[str]) -> None:
         """Before the first `opsloop up`, raw.events does not exist yet: create it (empty) so the models
@@ -114,8 +139,10 @@ class ModelEngine:
         RawEventLoader(self.warehouse).ensure_table()
 
     def selected(self, select: list[str] | None, exclude: list[str] | None = None,
-                 kinds: tuple[str, ...] = ("model", "seed", "test")) -> list[str]:
-        return select_nodes(self.compiler(), select, exclude, kinds)
+                 kinds: tuple[str, ...] = ("model", "seed", "snapshot", "test")) -> list[str]:
+        compiler = self.compiler()
+        compiler.state_dir = self.state_dir
+        return select_nodes(compiler, select, exclude, kinds)
 
     def compile_sql(self, name: str) -> str:
         """The SQL a model runs (its SELECT, ephemerals inlined), in the warehouse's dialect."""

@@ -82,6 +82,38 @@ class Seed:
 
 
 @dataclass
+class Snapshot:
+    """A dbt snapshot: a ``{% snapshot %}`` block in ``snapshots/*.sql`` or a YAML entry with ``relation:``."""
+
+    name: str
+    file: str
+    line: int | None
+    path: str
+    raw_sql: str
+    """The query (the block's body, padded with newlines so its lines are the file's)."""
+    fqn: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+    depends_on: set[str] = field(default_factory=set)
+    ref_lines: dict[str, int] = field(default_factory=dict)
+    description: str = ""
+    schema: str = "main"
+    alias: str = ""
+
+    @property
+    def uid(self) -> str:
+        return f"snapshot.{self.name}"
+
+    @property
+    def materialized(self) -> str:
+        return "snapshot"
+
+    @property
+    def tags(self) -> list[str]:
+        tags = self.config.get("tags", [])
+        return [tags] if isinstance(tags, str) else list(tags)
+
+
+@dataclass
 class DataTest:
     """A built-in generic test on a model, seed or source column, or a singular test (``tests/*.sql``)."""
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import Problem
 from ..project._yaml import LocatedYaml, YamlProblem, load_yaml
-from .nodes import INCREMENTAL_STRATEGIES, MATERIALIZATIONS, ON_SCHEMA_CHANGE, DataTest, Model, Seed, Source
+from .nodes import INCREMENTAL_STRATEGIES, MATERIALIZATIONS, ON_SCHEMA_CHANGE, DataTest, Model, Seed, Snapshot, Source
 from .packages import Package
 
 GENERIC_TESTS = ("unique", "not_null", "accepted_values", "relationships")
@@ -19,10 +19,14 @@ CONFIG_KEYS = {
     "enabled", "full_refresh", "database", "meta", "docs", "persist_docs", "contract", "grants", "column_types",
     "quote_columns", "delimiter", "severity", "where", "store_failures", "description", "group", "access",
     "sql_header", "pre-hook", "post-hook", "pre_hook", "post_hook", "batch_size", "event_time", "lookback",
+    "strategy", "updated_at", "check_cols", "target_schema", "target_database", "hard_deletes",
+    "invalidate_hard_deletes", "dbt_valid_to_current", "snapshot_meta_column_names",
 }
-UNSUPPORTED_CONFIG = {"pre-hook", "post-hook", "pre_hook", "post_hook", "sql_header"}
+UNSUPPORTED_CONFIG = {"sql_header"}
+HOOK_KEYS = {"pre-hook": "pre_hook", "post-hook": "post_hook", "pre_hook": "pre_hook", "post_hook": "post_hook"}
+"""Hooks add up across config levels, as in dbt (the project's, the folder's, the model's)."""
 _log = logging.getLogger("opsloop.models")
-_SNAPSHOT_RE = re.compile(r"{%-?\s*snapshot\s+(\w+)")
+_SNAPSHOT_RE = re.compile(r"{%-?\s*snapshot\s+(\w+)\s*-?%}(.*?){%-?\s*endsnapshot\s*-?%}", re.S)
 _REF_RE = re.compile(r"""^\s*ref\(\s*['"]([^'"]+)['"]\s*(?:,\s*['"]([^'"]+)['"]\s*)?\)\s*$""")
 _SOURCE_RE = re.compile(r"""^\s*source\(\s*['"]([^'"]+)['"]\s*,\s*['"]([^'"]+)['"]\s*\)\s*$""")
 
@@ -48,8 +52,10 @@ class ModelProject:
     packages: list[Package] = field(default_factory=list)
     """Installed dbt packages whose macros the project can call (packages.yml, dbt_packages/)."""
     dispatch: dict[str, list[str]] = field(default_factory=dict)
-    snapshots: dict[str, str] = field(default_factory=dict)
-    """Snapshots opsloop does not build yet, by name: where each is (``file:line``), for ref() messages."""
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    snapshots_config: dict[str, Any] = field(default_factory=dict)
+    on_run_start: list[str] = field(default_factory=list)
+    on_run_end: list[str] = field(default_factory=list)
     read_problems: list[Problem] = field(default_factory=list)
     """What reading found (kept so `opsloop validate` reports them with the parse's, in one pass)."""
 
@@ -61,7 +67,7 @@ class ModelProject:
 
     @property
     def empty(self) -> bool:
-        return not (self.models or self.seeds)
+        return not (self.models or self.seeds or self.snapshots)
 
 
 def _as_list(value: Any) -> list[str]:
@@ -92,12 +98,29 @@ def _folder_config(tree: dict[str, Any], fqn: list[str]) -> dict[str, Any]:
 
 
 def _merge(target: dict[str, Any], key: str, value: Any) -> None:
-    if key == "tags":
+    if key in HOOK_KEYS:
+        key = HOOK_KEYS[key]
+        target[key] = [*hook_list(target.get(key)), *hook_list(value)]
+    elif key == "tags":
         target["tags"] = [*_as_list(target.get("tags")), *_as_list(value)]
     elif key in ("meta", "column_types") and isinstance(value, dict):
         target[key] = {**target.get(key, {}), **value}
     else:
         target[key] = value
+
+
+def hook_list(value: Any) -> list[str]:
+    """A hook config as a list of SQL strings (dbt takes a string, a list, or {sql: ...} entries)."""
+    if value is None or value == "":
+        return []
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            item = item.get("sql", "")
+        if str(item).strip():
+            out.append(str(item))
+    return out
 
 
 def merge_config(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +176,11 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
         if isinstance(models_cfg, dict):
             top = {k: v for k, v in models_cfg.items() if str(k).startswith("+")}
             mp.models_config = {**top, **mp.models_config}
+        snaps_cfg = data.get("snapshots") or {}
+        mp.snapshots_config = snaps_cfg.get(mp.name, snaps_cfg) if isinstance(snaps_cfg, dict) else {}
+        if isinstance(snaps_cfg, dict):
+            top = {k: v for k, v in snaps_cfg.items() if str(k).startswith("+")}
+            mp.snapshots_config = {**top, **mp.snapshots_config}
         seeds_cfg = data.get("seeds") or {}
         mp.seeds_config = seeds_cfg.get(mp.name, seeds_cfg) if isinstance(seeds_cfg, dict) else {}
         from .packages import dispatch_config, read_packages
@@ -183,7 +211,7 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
         base = root / folder
         if base.is_dir():
             for path in sorted(base.rglob("*.sql")):
-                _read_snapshot_file(mp, path, problems)
+                _read_snapshot_file(mp, base, path, problems)
             yml_files.extend(sorted([*base.rglob("*.yml"), *base.rglob("*.yaml")]))
     for folder in mp.model_paths:
         base = root / folder
@@ -217,10 +245,8 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
 def _unsupported_project_keys(mp: ModelProject, doc: LocatedYaml, rel: str, problems: list[Problem]) -> None:
     """dbt_project.yml entries that make dbt run something opsloop does not run yet."""
     data = doc.data if isinstance(doc.data, dict) else {}
-    for key in ("on-run-start", "on-run-end"):
-        if data.get(key):
-            problems.append(Problem(rel, doc.line_of((key,)), f"{key} hooks are not supported yet (dbt runs them "
-                                    "around every build)", f"remove {key}: or run the statements in a model"))
+    mp.on_run_start = hook_list(data.get("on-run-start"))
+    mp.on_run_end = hook_list(data.get("on-run-end"))
 
     def walk(node: Any, loc: tuple[str | int, ...]) -> None:
         if not isinstance(node, dict):
@@ -228,7 +254,7 @@ def _unsupported_project_keys(mp: ModelProject, doc: LocatedYaml, rel: str, prob
         for key, value in node.items():
             bare = str(key).lstrip("+")
             if bare in UNSUPPORTED_CONFIG and value:
-                problems.append(Problem(rel, doc.line_of((*loc, key)), f"config {bare!r} (hooks) is not supported "
+                problems.append(Problem(rel, doc.line_of((*loc, key)), f"config {bare!r} is not supported "
                                         "yet", "move the statement into a model or remove it"))
             elif isinstance(value, dict):
                 walk(value, (*loc, key))
@@ -253,22 +279,77 @@ def _read_singular_test(mp: ModelProject, path: Path, problems: list[Problem]) -
                               raw_sql=text)
 
 
-def _read_snapshot_file(mp: ModelProject, path: Path, problems: list[Problem]) -> None:
+def _read_snapshot_file(mp: ModelProject, base: Path, path: Path, problems: list[Problem]) -> None:
+    """The ``{% snapshot name %} ... {% endsnapshot %}`` blocks of one file (a file may hold several)."""
     rel = mp.rel(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(rel, None, f"cannot read the snapshot: {exc}"))
         return
+    folders = list(path.relative_to(base).parts[:-1])
+    found = False
     for match in _SNAPSHOT_RE.finditer(text):
+        found = True
         line = text.count("\n", 0, match.start()) + 1
-        _unsupported_snapshot(mp, match.group(1), rel, line, problems)
+        body = "\n" * text.count("\n", 0, match.start(2)) + match.group(2)  # the file's line numbers
+        _add_snapshot(mp, Snapshot(name=match.group(1), file=rel, line=line, path=str(path.relative_to(mp.root)),
+                                   raw_sql=body, fqn=[mp.name, *folders, path.stem, match.group(1)]), problems)
+    if not found and "snapshot" in text:
+        bad_line = next((i for i, ln in enumerate(text.splitlines(), 1) if "snapshot" in ln), None)
+        problems.append(Problem(rel, bad_line, "cannot read a snapshot here: expected {% snapshot name %} ... "
+                                "{% endsnapshot %}", "close the block with {% endsnapshot %}"))
 
 
-def _unsupported_snapshot(mp: ModelProject, name: str, rel: str, line: int | None, problems: list[Problem]) -> None:
-    mp.snapshots[name] = f"{rel}:{line}" if line else rel
-    problems.append(Problem(rel, line, f"snapshot {name!r} is not supported yet (dbt would build it)",
-                            "build snapshots with dbt, or remove it"))
+def _add_snapshot(mp: ModelProject, snap: Snapshot, problems: list[Problem]) -> None:
+    if snap.name in mp.snapshots:
+        other = mp.snapshots[snap.name]
+        problems.append(Problem(snap.file, snap.line, f"two snapshots are named {snap.name!r} (also "
+                                f"{other.file}:{other.line})", "rename one"))
+        return
+    snap.config = _folder_config(mp.snapshots_config, snap.fqn)
+    mp.snapshots[snap.name] = snap
+
+
+def _read_snapshot_entry(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, entry: Any,
+                         problems: list[Problem]) -> None:
+    """A ``snapshots:`` YAML entry: dbt 1.9's form (``relation: ref('x')`` and ``config:``), or the
+    properties (config, description, column tests) of a ``{% snapshot %}`` block."""
+    loc: tuple[str | int, ...] = ("snapshots", i)
+    if not isinstance(entry, dict) or "name" not in entry:
+        problems.append(Problem(rel, doc.line_of(loc), "each entry under snapshots: needs a name:"))
+        return
+    name = str(entry["name"])
+    cfg = entry.get("config") or {}
+    if not isinstance(cfg, dict):
+        problems.append(Problem(rel, doc.line_of((*loc, "config")), "config: should be a mapping"))
+        return
+    relation = entry.get("relation")
+    if relation is not None:
+        rline = doc.line_of((*loc, "relation")) or doc.line_of(loc) or 1
+        if not (_REF_RE.match(str(relation)) or _SOURCE_RE.match(str(relation))):
+            problems.append(Problem(rel, rline, f"snapshot {name!r}: relation: should be ref('model') or "
+                                    f"source('src', 'table'), not {relation!r}"))
+            return
+        sql = "\n" * (rline - 1) + "select * from {{ " + str(relation).strip() + " }}\n"
+        folders = list(Path(rel).parts[1:-1])
+        _add_snapshot(mp, Snapshot(name=name, file=rel, line=doc.line_of(loc), path=rel, raw_sql=sql,
+                                   fqn=[mp.name, *folders, name]), problems)
+    snap = mp.snapshots.get(name)
+    if snap is None:
+        _log.warning("%s", Problem(rel, doc.line_of((*loc, "name")), f"warning: snapshot {name!r} is described "
+                                   "here but there is no {% snapshot " + name + " %} block and no relation:; "
+                                   "this entry is ignored", "fix the name, or add relation: ref('...')"))
+        return
+    snap.config = merge_config(snap.config, cfg)
+    snap.description = str(entry.get("description") or snap.description)
+    for c_i, col in enumerate(entry.get("columns") or []):
+        if not isinstance(col, dict) or "name" not in col:
+            continue
+        key = "data_tests" if "data_tests" in col else "tests"
+        for t_i, test in enumerate(col.get(key) or []):
+            _read_test(mp, doc, rel, (*loc, "columns", c_i, key, t_i), test, snap.uid, name, str(col["name"]),
+                       problems)
 
 
 def _read_model(mp: ModelProject, base: Path, folder: str, path: Path, problems: list[Problem]) -> None:
@@ -305,8 +386,7 @@ def _read_schema_file(mp: ModelProject, path: Path, problems: list[Problem]) -> 
     for i, src in enumerate(data.get("sources") or []):
         _read_source(mp, doc, rel, i, src, problems)
     for i, entry in enumerate(data.get("snapshots") or []):
-        name = str(entry.get("name")) if isinstance(entry, dict) else "?"
-        _unsupported_snapshot(mp, name, rel, doc.line_of(("snapshots", i)), problems)
+        _read_snapshot_entry(mp, doc, rel, i, entry, problems)
     for i, entry in enumerate(data.get("unit_tests") or []):
         name = str(entry.get("name")) if isinstance(entry, dict) else "?"
         problems.append(Problem(rel, doc.line_of(("unit_tests", i)), f"unit test {name!r} is not supported yet "
@@ -335,7 +415,7 @@ def _read_schema_file(mp: ModelProject, path: Path, problems: list[Problem]) -> 
             cfg = entry.get("config") or {}
             for key in cfg:
                 if key in UNSUPPORTED_CONFIG and cfg[key]:
-                    problems.append(Problem(rel, doc.line_of((*loc, "config", key)), f"config {key!r} (hooks) is "
+                    problems.append(Problem(rel, doc.line_of((*loc, "config", key)), f"config {key!r} is "
                                             "not supported yet", "move the statement into a model or remove it"))
             if isinstance(target, Model):
                 target.yaml_config = dict(cfg)
@@ -494,5 +574,5 @@ def _check_model_config(model: Model, config: dict[str, Any], problems: list[Pro
                                 f"use one of {', '.join(ON_SCHEMA_CHANGE)}"))
     for key in config if hooks else ():
         if key in UNSUPPORTED_CONFIG and config[key]:
-            problems.append(Problem(model.file, line, f"config {key!r} (hooks) is not supported",
+            problems.append(Problem(model.file, line, f"config {key!r} is not supported",
                                     "move the statement into a model or remove it"))

@@ -20,7 +20,7 @@ from ..warehouse import Warehouse
 from ..warehouse._sql import Statements
 from ._seeds import engine_type, seed_table
 from .compiler import Compiler
-from .nodes import DataTest, Model, Seed
+from .nodes import DataTest, Model, Seed, Snapshot
 
 
 @dataclass
@@ -155,20 +155,14 @@ class Runner:
         kind, _, name = uid.partition(".")
         if kind == "model":
             return self.c.mp.models[name].materialized
-        return "seed" if kind == "seed" else ("test" if kind == "test" else kind)
+        return kind
 
     def _run_node(self, uid: str, wh: Warehouse) -> NodeResult:
         kind, _, name = uid.partition(".")
         started = time.perf_counter()
         try:
-            if kind == "model":
-                res = self._model(self.c.mp.models[name], wh)
-            elif kind == "seed":
-                res = self._seed(self.c.mp.seeds[name], wh)
-            elif kind == "test":
-                res = self._test(self.c.mp.tests[name], wh)
-            else:
-                res = NodeResult(uid, name, kind, kind, self.c.relation_of(uid), "success")
+            with self.c.using(wh):
+                res = self._dispatch(kind, name, uid, wh)
         except Exception as exc:
             where = ""
             if kind == "model":
@@ -177,6 +171,10 @@ class Runner:
                 where = f"{model.file}:{line}: " if line else f"{model.file}: "
             elif kind == "seed":
                 where = f"{self.c.mp.seeds[name].file}: "
+            elif kind == "snapshot":
+                snap = self.c.mp.snapshots[name]
+                line = getattr(exc, "line", None) or self.c.source_line(snap.raw_sql, str(exc)) or snap.line
+                where = f"{snap.file}:{line}: " if line else f"{snap.file}: "
             elif kind == "test":
                 t = self.c.mp.tests[name]
                 line = t.line or self.c.source_line(t.raw_sql, str(exc))
@@ -184,6 +182,71 @@ class Runner:
             res = NodeResult(uid, name, kind, self._mat(uid), "", "error", message=f"{where}{_short(exc)}")
         res.seconds = time.perf_counter() - started
         return res
+
+    def _dispatch(self, kind: str, name: str, uid: str, wh: Warehouse) -> NodeResult:
+        if kind == "test":
+            return self._test(self.c.mp.tests[name], wh)
+        node: Model | Seed | Snapshot
+        if kind == "model":
+            node = self.c.mp.models[name]
+        elif kind == "seed":
+            node = self.c.mp.seeds[name]
+        elif kind == "snapshot":
+            node = self.c.mp.snapshots[name]
+        else:
+            return NodeResult(uid, name, kind, kind, self.c.relation_of(uid), "success")
+        self._hooks(node, "pre_hook", wh)
+        if isinstance(node, Model):
+            res = self._model(node, wh)
+        elif isinstance(node, Seed):
+            res = self._seed(node, wh)
+        else:
+            res = self._snapshot(node, wh)
+        self._hooks(node, "post_hook", wh)
+        return res
+
+    def _hooks(self, node: Model | Seed | Snapshot, key: str, wh: Warehouse) -> None:
+        """The node's pre- or post-hooks (the project's, then the folder's, then its own), on its session."""
+        from .project import hook_list
+
+        if getattr(node, "materialized", "") == "ephemeral":
+            return
+        for i, sql in enumerate(hook_list(node.config.get(key)), 1):
+            text = self.c.render_hook(node, sql, node.file)
+            if not text:
+                continue
+            try:
+                wh.execute(text)
+            except Exception as exc:
+                raise ModelRunError(f"{key.replace('_', '-')} {i} failed: {_short(exc)}") from exc
+
+    def run_operations(self, which: str, hooks: list[str], done: list[NodeResult] | None = None) -> list[NodeResult]:
+        """on-run-start / on-run-end: each statement of dbt_project.yml, in order; stops at the first error.
+        on-run-end sees ``schemas`` (where the build wrote) and ``results`` (one per node, as dbt's)."""
+        out: list[NodeResult] = []
+        project = self.c.mp.name
+        extra: dict[str, Any] = {}
+        if done is not None:
+            built = [r for r in done if r.kind in ("model", "seed", "snapshot") and r.relation]
+            extra["schemas"] = sorted({r.relation.rsplit(".", 1)[0] for r in built})
+            extra["database_schemas"] = [(None, s) for s in extra["schemas"]]
+            extra["results"] = [_HookResult(r, self.c.mp.name) for r in done if r.kind != "operation"]
+        for i, sql in enumerate(hooks):
+            name = f"{project}-{which}-{i}"
+            res = NodeResult(f"operation.{name}", name, "operation", "hook", "", "success")
+            started = time.perf_counter()
+            try:
+                with self.c.using(self.wh):
+                    text = self.c.render_hook(None, sql, "dbt_project.yml", extra)
+                    if text:
+                        self.wh.execute(text)
+            except Exception as exc:
+                res.status, res.message = "error", f"dbt_project.yml: {which} hook {i + 1} failed: {_short(exc)}"
+            res.seconds = time.perf_counter() - started
+            self._emit(res, out)
+            if res.status == "error":
+                break
+        return out
 
     def _ensure_schema(self, wh: Warehouse, schema: str) -> None:
         with self._lock:  # held while creating it: a second model in the schema waits until it exists
@@ -281,6 +344,62 @@ class Runner:
             return cols
         return [c for c in new_names if c.lower() in {o.lower() for o in old_names}]
 
+    # -- snapshots ---------------------------------------------------------------------------
+    def _snapshot(self, snap: Snapshot, wh: Warehouse) -> NodeResult:
+        """Build a snapshot as dbt-duckdb does (see snapshots.py); --full-refresh does not rebuild it."""
+        from . import snapshots as sn
+
+        if wh.dialect != "duckdb":
+            raise ModelRunError(f"snapshots run on DuckDB only for now (this warehouse is {wh.dialect})")
+        schema, ident = self.c.node_relation(snap)
+        st = Statements(wh)
+        target = st.rel(schema, ident)
+        res = NodeResult(snap.uid, snap.name, "snapshot", "snapshot", f"{schema}.{ident}", "success")
+        self._ensure_schema(wh, schema)
+        strategy = sn.strategy_of(snap)
+        sql = self.c.sql(snap, dialect=wh.dialect)
+        existing = self._existing.get((schema.lower(), ident.lower()))
+        if existing is None:
+            for stmt in st.create_table(target, sn.first_build_sql(strategy, sql), replace=False):
+                wh.execute(stmt)
+            res.rows = res.changed_rows = int(wh.query(st.count(target)).rows[0][0])
+            self._set_existing(schema, ident, "table")
+            return res
+        if existing != "table":
+            raise ModelRunError(f"{schema}.{ident} is a {existing}, not the snapshot's table; drop it or set another "
+                                "schema/alias")
+        target_cols = [c for c, _ in wh.columns(schema, ident)]
+        source_cols = wh.query(f"select * from (\n{sql}\n) subq limit 0").columns
+        check: list[str] = []
+        added = False
+        if strategy.name == "check":
+            wanted = (source_cols if strategy.check_cols == "all" else
+                      wh.query(f"select {', '.join(strategy.check_cols or [])} from (\n{sql}\n) subq limit 0").columns)
+            have = {c for c in target_cols}
+            check = [st.q(c) for c in wanted if c in have]
+            added = any(c not in have for c in wanted)
+        changed = sn.row_changed(strategy, check, added)
+        staging_name = f"{ident}__dbt_tmp"
+        staging = st.rel(schema, staging_name)
+        wh.execute(st.drop(staging, "table"))
+        for stmt in st.create_table(staging, sn.staging_sql(strategy, sql, target, changed, list(source_cols),
+                                                           target_cols, st.q), replace=False):
+            wh.execute(stmt)
+        try:
+            lowered = {c.lower() for c in target_cols}
+            staged = [(c, t) for c, t in wh.columns(schema, staging_name) if not sn.internal_column(c)]
+            for col, type_ in staged:
+                if col.lower() not in lowered:  # a new column in the query: the snapshot gains it
+                    wh.execute(st.add_column(target, col, type_))
+            res.changed_rows = int(wh.query(f"select count(*) from {staging} where dbt_change_type = 'insert'")
+                                   .rows[0][0])
+            for stmt in sn.merge_sql(strategy, target, staging, [st.q(c) for c, _ in staged]):
+                wh.execute(stmt)
+        finally:
+            wh.execute(st.drop(staging, "table"))
+        res.rows = int(wh.query(st.count(target)).rows[0][0])
+        return res
+
     # -- seeds -------------------------------------------------------------------------------
     def _seed(self, seed: Seed, wh: Warehouse) -> NodeResult:
         schema, ident = self.c.node_relation(seed)
@@ -315,6 +434,20 @@ class Runner:
         where = f"{test.file}:{test.line}" if test.line else test.file
         msg = "" if failures == 0 else f"{where}: {failures} failing row(s) for {test.describe()}"
         return NodeResult(test.uid, test.name, "test", "test", "", status, failures, None, message=msg)
+
+
+class _HookResult:
+    """One node's result as on-run-end's ``results`` shows it (dbt's RunResult: status, node, message)."""
+
+    def __init__(self, res: NodeResult, project: str) -> None:
+        self.status = res.status
+        self.message = res.message
+        self.execution_time = res.seconds
+        self.failures = res.rows if res.kind == "test" else None
+        self.adapter_response = {"rows_affected": res.changed_rows}
+        schema, _, alias = res.relation.rpartition(".")
+        self.node = {"unique_id": f"{res.kind}.{project}.{res.name}", "name": res.name, "resource_type": res.kind,
+                     "schema": schema, "alias": alias, "config": {"materialized": res.materialization}}
 
 
 def _short(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ import re
 
 from ..errors import OpsloopError
 from .compiler import Compiler
-from .nodes import Model, Seed
+from .nodes import Model, Seed, Snapshot
 
 _TERM = re.compile(r"^(?P<up>\d*\+)?(?P<body>.+?)(?P<down>\+\d*)?$")
 
@@ -43,24 +43,43 @@ def _base(c: Compiler, body: str) -> set[str]:
         tag = body[4:]
         return {m.uid for m in mp.models.values() if tag in m.tags} | \
                {s.uid for s in mp.seeds.values() if tag in s.tags} | \
+               {s.uid for s in mp.snapshots.values() if tag in s.tags} | \
                {t.uid for t in mp.tests.values() if tag in t.tags}
     if body.startswith("path:"):
         prefix = body[5:].rstrip("/")
-        nodes: list[Model | Seed] = [*mp.models.values(), *mp.seeds.values()]
+        nodes: list[Model | Seed | Snapshot] = [*mp.models.values(), *mp.seeds.values(), *mp.snapshots.values()]
         return {n.uid for n in nodes
                 if n.path == prefix or n.path.startswith(prefix + "/") or fnmatch.fnmatch(n.path, prefix)}
     if body.startswith("source:"):
         wanted = body[7:]
         return {s.uid for s in mp.sources.values()
                 if fnmatch.fnmatch(s.source_name, wanted) or fnmatch.fnmatch(f"{s.source_name}.{s.name}", wanted)}
+    if body.startswith("state:"):
+        return _state(c, body[6:])
     if body.startswith(("resource_type:", "test_type:")):
         kind = body.split(":", 1)[1]
         return {u for u in c.parents if u.startswith(kind + ".")}
-    name = body.removeprefix("model:").removeprefix("seed:")
+    name = body.removeprefix("model:").removeprefix("seed:").removeprefix("snapshot:")
     found = {m.uid for m in mp.models.values() if fnmatch.fnmatch(m.name, name)}
+    found |= {s.uid for s in mp.snapshots.values() if fnmatch.fnmatch(s.name, name)}
     found |= {s.uid for s in mp.seeds.values() if fnmatch.fnmatch(s.name, name)}
     found |= {t.uid for t in mp.tests.values() if fnmatch.fnmatch(t.name, name)}
     return found
+
+
+def _state(c: Compiler, which: str) -> set[str]:
+    """``state:new`` / ``state:modified`` against the manifest in ``--state``."""
+    from .artifacts import modified_nodes
+
+    if c.state_dir is None:
+        raise SelectionError(f"state:{which} needs --state DIR (the target/ folder of an earlier build, with its "
+                             "manifest.json)")
+    new, modified = modified_nodes(c, c.state_dir)
+    if which == "new":
+        return new
+    if which in ("modified", "modified.body", "modified.configs"):
+        return modified
+    raise SelectionError(f"unknown selector state:{which}; use state:modified or state:new")
 
 
 def _term(c: Compiler, term: str) -> set[str]:
@@ -69,7 +88,7 @@ def _term(c: Compiler, term: str) -> set[str]:
         raise SelectionError(f"cannot read the selector {term!r}")
     up, body, down = match.group("up"), match.group("body"), match.group("down")
     base = _base(c, body)
-    if not base:
+    if not base and not body.startswith("state:"):  # nothing modified is an answer, not a typo
         raise SelectionError(f"--select {term!r} matches no model, seed or test; list them with `opsloop compile`")
     out = set(base)
     for uid in base:
@@ -81,7 +100,7 @@ def _term(c: Compiler, term: str) -> set[str]:
 
 
 def select(c: Compiler, select: list[str] | None, exclude: list[str] | None = None,
-           kinds: tuple[str, ...] = ("model", "seed", "test")) -> list[str]:
+           kinds: tuple[str, ...] = ("model", "seed", "snapshot", "test")) -> list[str]:
     """The uids to run, in DAG order. A test runs when every model or seed it reads is selected."""
     if select:
         chosen: set[str] = set()
@@ -90,7 +109,7 @@ def select(c: Compiler, select: list[str] | None, exclude: list[str] | None = No
                 parts = [_term(c, p) for p in term.split(",")]
                 chosen |= set.intersection(*parts)
     else:
-        chosen = {u for u in c.parents if u.startswith(("model.", "seed."))}
+        chosen = {u for u in c.parents if u.startswith(("model.", "seed.", "snapshot."))}
     excluded: set[str] = set()
     for chunk in exclude or []:
         for term in chunk.split():

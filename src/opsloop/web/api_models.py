@@ -36,7 +36,7 @@ def routes(app: App) -> list[Route]:
 
     async def api_build(request: Request) -> Response:
         body = await openapi.BUILD.body(request)
-        kinds = tuple(body.kinds or ("model", "seed", "test"))
+        kinds = tuple(body.kinds or ("model", "seed", "snapshot", "test"))
         try:
             results = await service.build_async(body.select, body.exclude, body.full_refresh, kinds)
         except OpsloopError as exc:

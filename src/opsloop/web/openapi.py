@@ -287,7 +287,7 @@ class BuildBody(Body):
     select: list[str] | None = Field(None, description="dbt-style selectors (+orders, tag:daily); all when absent")
     exclude: list[str] | None = None
     full_refresh: bool = False
-    kinds: list[Annotated[str, Choice(("model", "seed", "test"))]] | None = None
+    kinds: list[Annotated[str, Choice(("model", "seed", "snapshot", "test"))]] | None = None
 
 
 class QueryBody(Body):

@@ -1,0 +1,207 @@
+"""``target/manifest.json`` and ``target/run_results.json`` in dbt's schemas (manifest v12, run results v6).
+
+Enough of them for the tools that read dbt's artifacts and for ``state:modified``: every model, seed,
+snapshot, test and source with its ``unique_id``, ``resource_type``, ``checksum`` (sha256 of the file, as
+dbt computes it), ``depends_on``, ``config``, ``fqn``, relation and SQL; and one result per node run.
+Data tests' ids are ``test.<project>.<name>`` (dbt adds a hash of the test's arguments).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .compiler import Compiler
+from .nodes import DataTest, Model, Seed, Snapshot
+
+MANIFEST_SCHEMA = "https://schemas.getdbt.com/dbt/manifest/v12.json"
+RUN_RESULTS_SCHEMA = "https://schemas.getdbt.com/dbt/run-results/v6.json"
+DBT_VERSION = "1.11.0"
+"""The dbt version whose artifacts these match."""
+
+
+def dbt_uid(c: Compiler, uid: str) -> str:
+    """opsloop's node id (``model.orders``) as dbt writes it (``model.shop.orders``)."""
+    kind, _, rest = uid.partition(".")
+    return f"{kind}.{c.mp.name}.{rest}"
+
+
+def _sha(text: str) -> dict[str, str]:
+    """dbt's FileHash of a file: sha256 of its stripped contents."""
+    return {"name": "sha256", "checksum": hashlib.sha256(text.strip().encode("utf-8")).hexdigest()}
+
+
+def _file_text(c: Compiler, path: str, fallback: str) -> str:
+    try:
+        return (c.mp.root / path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return fallback
+
+
+def _config(node: Model | Seed | Snapshot, kind: str) -> dict[str, Any]:
+    cfg = {k: v for k, v in node.config.items() if k not in ("pre_hook", "post_hook")}
+    out: dict[str, Any] = {
+        "enabled": True, "alias": cfg.pop("alias", None), "schema": cfg.pop("schema", None), "database": None,
+        "tags": node.tags, "meta": cfg.pop("meta", {}),
+        "materialized": "seed" if isinstance(node, Seed) else node.materialized,
+        "persist_docs": {}, "quoting": {}, "column_types": cfg.pop("column_types", {}),
+        "full_refresh": cfg.pop("full_refresh", None), "unique_key": cfg.pop("unique_key", None),
+        "on_schema_change": cfg.pop("on_schema_change", "ignore"),
+    }
+    for key in ("pre_hook", "post_hook"):
+        hooks = node.config.get(key) or []
+        out[key.replace("_", "-")] = [{"sql": h, "transaction": True, "index": i} for i, h in enumerate(hooks)]
+    cfg.pop("tags", None)
+    cfg.pop("materialized", None)
+    out.update(cfg)
+    return out
+
+
+def _node(c: Compiler, node: Model | Seed | Snapshot, kind: str) -> dict[str, Any]:
+    schema, alias = c.node_relation(node)
+    raw = node.raw_sql if isinstance(node, Model | Snapshot) else ""
+    text = raw if isinstance(node, Model) else _file_text(c, node.path, raw)  # a model's raw_sql is its file
+    parents = sorted(dbt_uid(c, p) for p in c.parents.get(node.uid, set()))
+    fqn = getattr(node, "fqn", None) or [c.mp.name, node.name]
+    return {
+        "database": None, "schema": schema, "name": node.name, "resource_type": kind,
+        "package_name": c.mp.name, "path": node.path.split("/", 1)[-1], "original_file_path": node.path,
+        "unique_id": dbt_uid(c, node.uid), "fqn": fqn, "alias": alias, "checksum": _sha(text),
+        "config": _config(node, kind), "tags": node.tags, "description": getattr(node, "description", ""),
+        "columns": {name: {"name": name, "description": str(col.get("description") or ""), "meta": {},
+                           "data_type": col.get("data_type"), "tags": []}
+                    for name, col in getattr(node, "columns", {}).items()},
+        "meta": {}, "relation_name": c.rel_text(schema, alias), "raw_code": raw.strip(), "language": "sql",
+        "refs": [{"name": p.split(".")[-1], "package": None, "version": None} for p in parents
+                 if not p.startswith("source.")],
+        "sources": [p.split(".")[2:] for p in parents if p.startswith("source.")],
+        "depends_on": {"macros": [], "nodes": parents},
+        "unrendered_config": {}, "created_at": 0.0,
+    }
+
+
+def _test_node(c: Compiler, test: DataTest) -> dict[str, Any]:
+    parents = sorted(dbt_uid(c, p) for p in c.parents.get(test.uid, set()))
+    node: dict[str, Any] = {
+        "database": None, "schema": c.target.schema, "name": test.name, "resource_type": "test",
+        "package_name": c.mp.name, "path": test.file, "original_file_path": test.file,
+        "unique_id": dbt_uid(c, test.uid), "fqn": [c.mp.name, test.name], "alias": test.name,
+        "checksum": _sha(test.raw_sql) if test.raw_sql else {"name": "none", "checksum": ""},
+        "config": {"enabled": True, "severity": test.severity.upper(), "where": test.where, "tags": test.tags,
+                   "materialized": "test"},
+        "tags": test.tags, "raw_code": test.raw_sql, "language": "sql",
+        "depends_on": {"macros": [], "nodes": parents}, "column_name": test.column or None,
+        "attached_node": dbt_uid(c, test.attached) if test.attached and not test.attached.startswith("source.")
+        else None,
+    }
+    if test.test != "singular":
+        kwargs = {k: v for k, v in test.kwargs.items() if not k.startswith("_")}
+        node["test_metadata"] = {"name": test.test, "kwargs": {"column_name": test.column, **kwargs},
+                                 "namespace": None}
+    return node
+
+
+def manifest(c: Compiler, invocation_id: str, generated_at: str) -> dict[str, Any]:
+    mp = c.mp
+    nodes: dict[str, Any] = {}
+    for model in mp.models.values():
+        nodes[dbt_uid(c, model.uid)] = _node(c, model, "model")
+    for seed in mp.seeds.values():
+        nodes[dbt_uid(c, seed.uid)] = _node(c, seed, "seed")
+    for snap in mp.snapshots.values():
+        nodes[dbt_uid(c, snap.uid)] = _node(c, snap, "snapshot")
+    for test in mp.tests.values():
+        nodes[dbt_uid(c, test.uid)] = _test_node(c, test)
+    sources = {}
+    for src in mp.sources.values():
+        if src.file == "(built in)":
+            continue
+        uid = dbt_uid(c, src.uid)
+        sources[uid] = {
+            "database": None, "schema": src.schema, "name": src.name, "source_name": src.source_name,
+            "resource_type": "source", "package_name": mp.name, "path": src.file, "original_file_path": src.file,
+            "unique_id": uid, "fqn": [mp.name, src.source_name, src.name], "identifier": src.identifier,
+            "relation_name": c.rel_text(src.schema, src.identifier), "description": src.description,
+            "columns": {n: {"name": n, "data_type": t or None} for n, t in src.columns.items()},
+            "config": {"enabled": True}, "loader": "", "tags": [], "meta": {},
+        }
+    parent_map: dict[str, list[str]] = {uid: [] for uid in [*nodes, *sources]}
+    child_map: dict[str, list[str]] = {uid: [] for uid in [*nodes, *sources]}
+    for uid, node in nodes.items():
+        for parent in node["depends_on"]["nodes"]:
+            parent_map[uid].append(parent)
+            child_map.setdefault(parent, []).append(uid)
+    return {
+        "metadata": {"dbt_schema_version": MANIFEST_SCHEMA, "dbt_version": DBT_VERSION, "generated_at": generated_at,
+                     "invocation_id": invocation_id, "env": {}, "project_name": mp.name,
+                     "adapter_type": c.target.type, "generator": "opsloop"},
+        "nodes": nodes, "sources": sources, "macros": {}, "docs": {}, "exposures": {}, "metrics": {},
+        "groups": {}, "selectors": {}, "disabled": {}, "parent_map": parent_map,
+        "child_map": {k: sorted(v) for k, v in child_map.items()}, "group_map": {}, "saved_queries": {},
+        "semantic_models": {}, "unit_tests": {},
+    }
+
+
+def run_results(c: Compiler, results: list[Any], invocation_id: str, generated_at: str,
+                elapsed: float) -> dict[str, Any]:
+    out = []
+    for r in results:
+        uid = dbt_uid(c, r.uid) if r.kind != "operation" else f"operation.{c.mp.name}.{r.name}"
+        out.append({
+            "status": r.status, "timing": [], "thread_id": "Thread-1", "execution_time": round(r.seconds, 4),
+            "adapter_response": {"_message": "OK", "rows_affected": r.changed_rows} if r.changed_rows is not None
+            else {}, "message": r.message or None,
+            "failures": r.rows if r.kind == "test" else None, "unique_id": uid,
+            "compiled": r.kind in ("model", "test", "snapshot"), "relation_name": r.relation or None,
+            "batch_results": None,
+        })
+    return {
+        "metadata": {"dbt_schema_version": RUN_RESULTS_SCHEMA, "dbt_version": DBT_VERSION,
+                     "generated_at": generated_at, "invocation_id": invocation_id, "env": {}},
+        "results": out, "elapsed_time": round(elapsed, 4), "args": {"which": "build"},
+    }
+
+
+def write_artifacts(c: Compiler, results: list[Any], elapsed: float) -> Path | None:
+    """Write both files into the dbt project's ``target/``; None when the folder is not writable."""
+    invocation_id = str(uuid.uuid4())
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    folder = c.mp.root / "target"
+    try:
+        folder.mkdir(exist_ok=True)
+        (folder / "manifest.json").write_text(json.dumps(manifest(c, invocation_id, now), default=str))
+        (folder / "run_results.json").write_text(json.dumps(run_results(c, results, invocation_id, now, elapsed),
+                                                            default=str))
+    except OSError:
+        return None
+    return folder
+
+
+def modified_nodes(c: Compiler, state_dir: Path) -> tuple[set[str], set[str]]:
+    """(new, modified) opsloop uids against the manifest in ``state_dir`` (``--state``), as dbt's
+    ``state:new`` / ``state:modified`` decide: a node not in it, or whose file or config changed."""
+    try:
+        old = json.loads((state_dir / "manifest.json").read_text())["nodes"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        from .selection import SelectionError
+
+        raise SelectionError(f"--state {state_dir}: cannot read manifest.json there ({exc}); point --state at the "
+                             "target/ folder of an earlier build") from exc
+    now = manifest(c, "", "")["nodes"]
+    new, modified = set(), set()
+    by_dbt = {dbt_uid(c, u): u for u in c.parents}
+    for uid, node in now.items():
+        ours = by_dbt.get(uid)
+        if ours is None:
+            continue
+        before = old.get(uid)
+        if before is None:
+            new.add(ours)
+        elif before.get("checksum") != node["checksum"] or before.get("config") != json.loads(
+                json.dumps(node["config"], default=str)):
+            modified.add(ours)
+    return new, new | modified
