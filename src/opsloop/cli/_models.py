@@ -81,6 +81,11 @@ def _record_built(project: Any, results: list[Any]) -> None:
     app_ = App(project)
     try:
         app_.services["models"].record_built(results)
+        # what the server's metrics service records from these events, so `opsloop metric` answers before
+        # any server has read them (the relation a metric over ref('model') reads)
+        for r in results:
+            if r.kind in ("model", "seed") and r.status == "success" and r.relation:
+                app_.services["metrics"].record_build(r.name, r.relation)
     finally:
         app_.close()
 
