@@ -129,3 +129,29 @@ def test_no_module_reads_the_lock_from_a_message() -> None:
     readers = [p.relative_to(src).as_posix() for p in src.rglob("*.py")
                if "in use by another process" in p.read_text(encoding="utf-8")]
     assert readers == ["warehouse/duckdb.py"]
+
+
+def test_a_stale_or_silent_server_file(project_dir: Path) -> None:
+    """``state/server.json`` of a process that has exited is ignored (the verb runs here); one of a live
+    process that does not answer is a clear error naming the file, not a traceback."""
+    import subprocess
+    import sys
+
+    info = project_dir / "state" / "server.json"
+    info.parent.mkdir(parents=True, exist_ok=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    info.write_text(json.dumps({"pid": int(gone.stdout), "host": "127.0.0.1", "port": free_port()}))
+    here = run_cli("build", "--json", "-p", str(project_dir))
+    assert here.returncode == 0, here.stderr
+    assert json.loads(here.stdout) == {"results": [], "ok": True}
+    port = free_port()
+    info.write_text(json.dumps({"pid": 1, "host": "0.0.0.0", "port": port}))  # pid 1 is always alive
+    silent = run_cli("query", "select 42 as answer", "-p", str(project_dir))
+    assert silent.returncode == 1
+    assert f"http://127.0.0.1:{port} did not answer" in silent.stderr
+    assert "delete state/server.json" in silent.stderr and "Traceback" not in silent.stderr
+    text = (project_dir / ".env").read_text()
+    (project_dir / ".env").write_text("\n".join(line for line in text.splitlines()
+                                                if not line.startswith("OPSLOOP_API_TOKEN")) + "\n")
+    no_token = run_cli("query", "select 1", "-p", str(project_dir), env={"OPSLOOP_API_TOKEN": ""})
+    assert no_token.returncode == 1 and "OPSLOOP_API_TOKEN is not set here" in no_token.stderr
