@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import ServerError, WarehouseLocked
+import typer
+
+from ..errors import ConfigError, OpsloopError, ServerError, WarehouseLocked
 
 T = TypeVar("T")
 
@@ -176,6 +179,15 @@ def local_or_server(root: Path, local: Callable[[], T], remote: Callable[[Server
     """``remote(server)`` when `opsloop up` runs for the project at ``root``, else ``local()``; and
     ``remote`` after all when ``local`` finds the warehouse locked by a server that wrote no
     ``state/server.json`` (asked at the project's configured address)."""
+    try:
+        return _either(root, local, remote)
+    except OpsloopError as exc:  # printed as `opsloop` prints it, also where a test invokes the Typer app itself
+        problems = exc.problems if isinstance(exc, ConfigError | ServerError) else []
+        sys.stderr.write("".join(f"{p}\n" for p in problems) if problems else f"error: {exc}\n")
+        raise typer.Exit(1) from exc
+
+
+def _either(root: Path, local: Callable[[], T], remote: Callable[[Server], T]) -> T:
     server = Server.find(root)
     if server is not None:
         return remote(server)
