@@ -74,6 +74,7 @@ def _pull_here(app_: Any, name: str, full_refresh: bool, json_out: bool) -> dict
     from ..sources import SourceError
     from ..sources import pull as run_pull
 
+    app_.warehouse.query("SELECT 1")  # WarehouseLocked here, before a pull that would report it as its failure
     with _Bars(name, sys.stderr.isatty() and not json_out) as bars:
         try:
             result = run_pull(app_, name, full_refresh, bars)
