@@ -84,7 +84,8 @@ def _record_built(project: Any, results: list[Any]) -> None:
         # what the server's metrics service records from these events, so `opsloop metric` answers before
         # any server has read them (the relation a metric over ref('model') reads)
         for r in results:
-            if r.kind in ("model", "seed") and r.status == "success" and r.relation:
+            if r.kind in ("model", "seed") and r.status == "success" and r.relation and \
+                    r.materialization != "ephemeral":
                 app_.services["metrics"].record_build(r.name, r.relation)
     finally:
         app_.close()
