@@ -36,6 +36,7 @@ def _here(project: Path | None, work: Callable[[Any], Any]) -> Any:
     """``work(identity_service)`` in this process, its answer as the server would send it."""
     app_ = _service(project)
     try:
+        app_.warehouse.query("SELECT 1")  # a locked warehouse: WarehouseLocked, before any read swallows it
         return jsonable(work(app_.services["identity"]))
     finally:
         app_.close()

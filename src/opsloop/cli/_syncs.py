@@ -51,7 +51,6 @@ def register(app: typer.Typer) -> None:
         """Run a sync now: send the rows added, changed or removed since the last successful delivery."""
         from ..syncs import SyncError, SyncRunner
 
-        root = (project or Path.cwd()).resolve()
         app_ = load_app(project)
         options = {"dry_run": dry_run, "full": full, "confirm_deletes": confirm_deletes, "reset": reset}
         try:
@@ -64,7 +63,7 @@ def register(app: typer.Typer) -> None:
                     runner.get(item)
                 except SyncError as exc:
                     fail(str(exc))
-            results = [_run_one(root, runner, item, options, json_out) for item in names]
+            results = [_run_one(app_, runner, item, options, json_out) for item in names]
         finally:
             app_.close()
         if json_out:
@@ -94,7 +93,7 @@ def register(app: typer.Typer) -> None:
 
         app_ = load_app(project)
         try:
-            listing = local_or_server(app_.project.root, lambda: jsonable(sync_listing(app_)), Server.syncs)
+            listing = local_or_server(app_.project.root, lambda: _here(app_, sync_listing), Server.syncs)
         finally:
             app_.close()
         if json_out:
@@ -123,8 +122,9 @@ def register(app: typer.Typer) -> None:
             known = sorted(app_.project.extras.get("syncs") or {})
             if name not in known:
                 fail(str(SyncError(f"no sync {name!r}; syncs: {', '.join(known) or 'none'}")))
-            detail: dict[str, Any] = local_or_server(app_.project.root, lambda: jsonable(sync_detail(app_, name) or {}),
-                                                     lambda server: server.sync(name))
+            detail: dict[str, Any] = local_or_server(
+                app_.project.root, lambda: _here(app_, lambda a: sync_detail(a, name) or {}),
+                lambda server: server.sync(name))
         finally:
             app_.close()
         if json_out or parent.get("json"):
@@ -142,16 +142,24 @@ def register(app: typer.Typer) -> None:
         print_table(["key", "attempts", "error"], [[r["key"], r["attempts"], r["error"]] for r in failed])
 
 
-def _run_one(root: Path, runner: Any, name: str, options: dict[str, bool], json_out: bool) -> RunResult:
+def _here(app_: Any, read: Any) -> Any:
+    """``read(app_)`` as the server would answer it; a locked warehouse raises ``WarehouseLocked`` first (the
+    listing itself reads a missing table as no runs)."""
+    app_.warehouse.query("SELECT 1")
+    return jsonable(read(app_))
+
+
+def _run_one(app_: Any, runner: Any, name: str, options: dict[str, bool], json_out: bool) -> RunResult:
     """One sync run, here or through the running server."""
     from ..syncs import RunResult
 
     def here() -> RunResult:
+        app_.warehouse.query("SELECT 1")  # WarehouseLocked here, before a run that would report it as its failure
         with _progress(name, enabled=not json_out) as progress:
             result: RunResult = runner.run(name, progress=progress, **options)
             return result
 
-    return local_or_server(root, here, lambda server: RunResult(**server.run_sync(name, **options)))
+    return local_or_server(app_.project.root, here, lambda server: RunResult(**server.run_sync(name, **options)))
 
 
 class _progress:
