@@ -8,6 +8,8 @@ and says what to do. Retry semantics live in the type, never in the message text
     ├── StateStoreError          the state store could not be opened or migrated
     ├── ServerBusy (Transient)   more load than the store can absorb right now (HTTP 503)
     ├── WarehouseError           a query or load failed in the warehouse
+    │   └── WarehouseLocked      another process (`opsloop up`) holds the single-writer warehouse file
+    ├── ServerError              the running `opsloop up` refused or could not answer a CLI verb's request
     └── DeliveryError            an outbound call failed
         ├── TransientDeliveryError (Transient)  try again later: 429, 5xx, timeouts, connection refused
         └── TerminalDeliveryError  (Terminal)   will not succeed by retrying: 4xx, validation
@@ -78,6 +80,30 @@ class ServerBusy(TransientError):
 
 class WarehouseError(OpsloopError):
     """A warehouse statement or load failed."""
+
+
+class WarehouseLocked(WarehouseError):
+    """Another process holds the single-writer warehouse file (DuckDB); ``path`` is the file.
+
+    The CLI catches this type (never its message) to go through the running server instead.
+    """
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ServerError(OpsloopError):
+    """The running server answered a CLI verb's request with an error, or did not answer at all.
+
+    ``status`` is the HTTP status (``None`` when it did not answer); ``problems`` the project problems
+    (``file:line: message``) that a 400 carries, one a line.
+    """
+
+    def __init__(self, message: str, status: int | None = None, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problems = problems or []
 
 
 class DeliveryError(OpsloopError):

@@ -35,13 +35,16 @@ _register_all()
 
 def main() -> None:
     """Entry point: user errors print one clear message, never a traceback."""
-    from ..errors import ConfigError, OpsloopError
+    from ..errors import ConfigError, OpsloopError, ServerError
 
     try:
         app()
     except ConfigError as exc:
         for problem in exc.problems:
             sys.stderr.write(f"{problem}\n")
+        sys.exit(1)
+    except ServerError as exc:  # the running server's answer: its project problems as they print in-process
+        sys.stderr.write("".join(f"{p}\n" for p in exc.problems) if exc.problems else f"error: {exc}\n")
         sys.exit(1)
     except OpsloopError as exc:
         sys.stderr.write(f"error: {exc}\n")

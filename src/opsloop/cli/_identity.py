@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ._client import Server, jsonable, local_or_server
 from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
 
 
 def _fmt(value: Any) -> str:
+    """A value as the tables show it; a timestamp (a datetime, or its text as the server sends it) to the
+    second."""
     if value is None:
         return ""
+    if isinstance(value, str) and len(value) >= 19 and value[10:11] in (" ", "T") and value[4:5] == "-":
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return str(value)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
+
+
+def _root(project: Path | None) -> Path:
+    return (project or Path.cwd()).resolve()
+
+
+def _here(project: Path | None, work: Callable[[Any], Any]) -> Any:
+    """``work(identity_service)`` in this process, its answer as the server would send it."""
+    app_ = _service(project)
+    try:
+        app_.warehouse.query("SELECT 1")  # a locked warehouse: WarehouseLocked, before any read swallows it
+        return jsonable(work(app_.services["identity"]))
+    finally:
+        app_.close()
 
 
 def _service(project: Any) -> Any:
@@ -42,16 +65,9 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Resolve identities, rebuild the golden record and segments; write their events to the log."""
-        from ..identity._sql import IdentityError
-
-        app_ = _service(project)
-        try:
-            result = app_.services["identity"].build(full=full, segments=not no_segments)
-        except IdentityError as exc:
-            fail(str(exc))
-            return
-        finally:
-            app_.close()
+        result = local_or_server(_root(project),
+                                 lambda: _here(project, lambda s: s.build(full=full, segments=not no_segments)),
+                                 lambda server: server.identity_build(full, not no_segments))
         if json_out:
             print_json(result)
             return
@@ -70,13 +86,8 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Identifier values that were not used to merge people (limits, shared values, unlinks)."""
-        app_ = _service(project)
-        try:
-            rows = app_.warehouse.query(
-                "SELECT recorded_at, rule, id_type, value, reason FROM identity.conflicts "
-                "ORDER BY recorded_at DESC LIMIT ?", (limit,)).as_dicts() if _has(app_, "conflicts") else []
-        finally:
-            app_.close()
+        rows = local_or_server(_root(project), lambda: _here(project, lambda s: s.conflicts(limit)),
+                               lambda server: server.conflicts(limit))
         if json_out:
             print_json(rows)
             return
@@ -90,25 +101,8 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Show one person: identifiers, linked records per system, golden fields with provenance."""
-        from ..identity._project import identity_of
-        from ..identity._sql import IdentityError
-        from ..identity.profile import find_person
-        from ..identity.profile import profile as get_profile
-
-        app_ = _service(project)
-        ip = identity_of(app_.project)
-        try:
-            db = app_.services["identity"].conn()
-            try:
-                assert ip.config is not None
-                data = get_profile(db, ip.field_names, find_person(db, ip.config, query))
-            finally:
-                db.close()
-        except IdentityError as exc:
-            fail(str(exc))
-            return
-        finally:
-            app_.close()
+        data = local_or_server(_root(project), lambda: _here(project, lambda s: s.profile(query)),
+                               lambda server: server.profile(query))
         if json_out:
             print_json(data)
             return
@@ -137,18 +131,8 @@ def register(app: typer.Typer) -> None:
         if ctx.invoked_subcommand is not None:
             ctx.obj = {"project": project, "json": json_out}
             return
-        from ..identity._project import identity_of
-        from ..identity.segments import summary
-
-        app_ = _service(project)
-        try:
-            db = app_.services["identity"].conn()
-            try:
-                rows = summary(db, identity_of(app_.project).segments)
-            finally:
-                db.close()
-        finally:
-            app_.close()
+        rows = local_or_server(_root(project), lambda: _here(project, lambda s: s.segment_summary()),
+                               Server.segments)
         if json_out:
             print_json(rows)
             return
@@ -166,26 +150,10 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Show who is in a segment now and who would enter or exit, without recording anything."""
-        from ..identity._project import identity_of
-        from ..identity._sql import IdentityError
-        from ..identity.segments import preview as run_preview
-
         parent = ctx.obj or {}
-        app_ = _service(parent.get("project") or project if project == Path(".") else project)
-        segs = identity_of(app_.project).segments
-        try:
-            if name not in segs:
-                fail(f"no segment {name!r}; segments: {', '.join(sorted(segs)) or 'none'} (files in segments/)")
-            db = app_.services["identity"].conn()
-            try:
-                data = run_preview(db, segs[name], limit)
-            finally:
-                db.close()
-        except IdentityError as exc:
-            fail(str(exc))
-            return
-        finally:
-            app_.close()
+        chosen = parent.get("project") or project if project == Path(".") else project
+        data = local_or_server(_root(chosen), lambda: _here(chosen, lambda s: s.segment_preview(name, limit)),
+                               lambda server: server.segment_preview(name, limit))
         if json_out or parent.get("json"):
             print_json(data)
             return
@@ -205,25 +173,13 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Evaluate segments now: record membership changes and write segment.entered / exited events."""
-        from ..identity._sql import IdentityError
-
         parent = ctx.obj or {}
-        app_ = _service(parent.get("project") or project if project == Path(".") else project)
-        try:
-            results = app_.services["identity"].evaluate_segments(names or None)
-        except IdentityError as exc:
-            fail(str(exc))
-            return
-        finally:
-            app_.close()
+        chosen = parent.get("project") or project if project == Path(".") else project
+        results = local_or_server(_root(chosen),
+                                  lambda: _here(chosen, lambda s: s.evaluate_segments(names or None)),
+                                  lambda server: server.run_segments(names or None))
         if json_out or parent.get("json"):
             print_json(results)
             return
         for seg in results:
             typer.echo(f"segment {seg['segment']}: {seg['members']} members (+{seg['entered']} -{seg['exited']})")
-
-
-def _has(app_: Any, table: str) -> bool:
-    rows = app_.warehouse.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
-                                "AND table_name = ?", (table,)).rows
-    return bool(rows[0][0])

@@ -7,27 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from ._client import Server, jsonable, local_or_server
 from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
-
-
-def _via_server(app: Any, path: str, params: list[tuple[str, str | int | float | bool | None]]) -> dict[str, Any]:
-    """Ask the running server (it owns the DuckDB file) for the same answer."""
-    import httpx
-
-    settings = app.settings
-    if not settings.api_token:
-        fail("the warehouse is in use by `opsloop up` and OPSLOOP_API_TOKEN is not set to ask it instead")
-    url = f"http://{settings.host}:{settings.port}{path}"
-    try:
-        response = httpx.get(url, params=params, headers={"Authorization": f"Bearer {settings.api_token}"},
-                             timeout=60)
-    except httpx.HTTPError as exc:
-        fail(f"the warehouse is locked by another process and the server at {url} did not answer: {exc}")
-        raise
-    data: dict[str, Any] = response.json()
-    if response.status_code != 200:
-        fail(str(data.get("error", response.text)))
-    return data
 
 
 def register(app: typer.Typer) -> None:
@@ -47,7 +28,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Query a metric: the same call as GET /api/metrics/NAME."""
-        from ..errors import OpsloopError, WarehouseError
+        from ..errors import OpsloopError
         from ..metrics import MetricQuery, MetricQueryError
 
         try:
@@ -55,27 +36,28 @@ def register(app: typer.Typer) -> None:
         except OpsloopError as exc:
             fail(str(exc))
             return
-        try:
+
+        def here() -> dict[str, Any]:
             try:
                 query = MetricQuery.from_params(name, grain, since, until, by or [], where or [], percentile)
             except OverflowError:
                 given = " and ".join(f"{o} {v!r}" for o, v in (("--since", since), ("--until", until)) if v)
                 fail(f"{given or 'the time range'} reaches past the calendar (before year 1 or after 9999); use a "
                      "shorter duration (90d) or a date (2026-01-01)")
-            result = loaded.services["metrics"].query(query)
-            data = result.as_dict()
-            data["sql"] = result.sql
-        except MetricQueryError as exc:
-            fail(str(exc))
-            return
-        except WarehouseError as exc:
-            if "in use by another process" not in str(exc):
+            try:
+                result = loaded.services["metrics"].query(query)
+            except MetricQueryError as exc:
                 fail(str(exc))
-            params: list[tuple[str, str | int | float | bool | None]] = [
-                (k, v) for k, v in (("grain", grain), ("since", since), ("until", until)) if v]
-            params += [("by", b) for b in by or []] + [("where", w) for w in where or []]
-            params += [("percentile", "1")] if percentile else []
-            data = _via_server(loaded, f"/api/metrics/{name}", [*params, ("sql", "1")])
+            answer: dict[str, Any] = jsonable({**result.as_dict(), "sql": result.sql})
+            return answer
+
+        params: list[tuple[str, str]] = [(k, v) for k, v in (("grain", grain), ("since", since), ("until", until))
+                                         if v]
+        params += [("by", b) for b in by or []] + [("where", w) for w in where or []]
+        params += [("percentile", "1")] if percentile else []
+        try:
+            data = local_or_server(loaded.project.root, here,
+                                   lambda server: server.metric(name, [*params, ("sql", "1")]))
         finally:
             loaded.close()
         if json_out:
@@ -99,11 +81,13 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
             return
         try:
-            states = loaded.services["metrics_alerts"].states()
+            runner = loaded.services["metrics_alerts"]
+            states = local_or_server(loaded.project.root, lambda: jsonable([s.as_dict() for s in runner.states()]),
+                                     Server.alerts)
         finally:
             loaded.close()
         if json_out:
-            print_json({"alerts": [s.as_dict() for s in states]})
+            print_json({"alerts": states})
             return
         print_table(["alert", "metric", "rule", "status", "value", "period"],
-                    [[s.name, s.metric, s.rule, s.status, s.value, s.period] for s in states])
+                    [[s["name"], s["metric"], s["rule"], s["status"], s["value"], s["period"]] for s in states])

@@ -1,19 +1,19 @@
 """build, run, test, seed, compile, lineage, query: the model engine's verbs.
 
-While `opsloop up` runs (state/server.json names it), verbs that touch a single-writer warehouse go
-through the server's API instead of opening the DuckDB file (which would fail on its lock).
+While `opsloop up` runs, verbs that touch the warehouse go through the server's API (``_client.Server``)
+instead of opening the DuckDB file (which would fail on its lock); a build in this process writes the same
+``model.built`` events as the server's.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ._client import Server, jsonable, local_or_server
 from ._common import JsonOpt, ProjectOpt, fail, print_json, print_table
 
 SelectOpt = Annotated[list[str] | None, typer.Option("--select", "-s", help="Nodes: name, +name, name+, tag:x, "
@@ -46,64 +46,6 @@ def _project_root(project: Path) -> Path:
     return (project or Path.cwd()).resolve()
 
 
-def running_server(root: Path) -> tuple[str, str | None] | None:
-    """``(base_url, token)`` of the `opsloop up` that owns this project's warehouse, if one is running."""
-    info_path = root / "state" / "server.json"
-    if not info_path.is_file():
-        return None
-    try:
-        info = json.loads(info_path.read_text())
-        pid = int(info["pid"])
-    except (ValueError, KeyError, OSError):
-        return None
-    if pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    from ..project._env import read_dotenv
-
-    token = os.environ.get("OPSLOOP_API_TOKEN") or read_dotenv(root / ".env").get("OPSLOOP_API_TOKEN")
-    host = info.get("host") or "127.0.0.1"
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return f"http://{host}:{info['port']}", token
-
-
-def _remote(root: Path, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    found = running_server(root)
-    assert found is not None
-    url, token = found
-    import httpx
-
-    if not token:
-        fail("`opsloop up` is running and owns the warehouse, but OPSLOOP_API_TOKEN is not set here; "
-             "set it (from the project's .env) so this command can go through the server")
-    try:
-        response = httpx.request(method, url + path, json=body, headers={"Authorization": f"Bearer {token}"},
-                                 timeout=3600)
-    except httpx.HTTPError as exc:
-        fail(f"`opsloop up` is running (state/server.json) but {url} did not answer: {exc}. "
-             "If it is not running any more, delete state/server.json")
-        return None
-    try:
-        data = response.json()
-    except ValueError:
-        data = {"error": response.text}
-    if response.status_code >= 400:
-        message = data.get("error") if isinstance(data, dict) else str(data)
-        problems = data.get("problems") if isinstance(data, dict) else None
-        if problems:
-            for p in problems:
-                sys.stderr.write(p + "\n")
-            raise typer.Exit(1)
-        fail(f"{message}")
-    return data
-
-
 def _engine(root: Path) -> tuple[Any, Any]:
     """The engine on the project's warehouse, without a whole App (keeps start-up fast)."""
     from ..models import ModelEngine
@@ -121,36 +63,60 @@ def _run_verb(project: Path, select: list[str] | None, exclude: list[str] | None
               target: str | None = None, state: Path | None = None) -> None:
     root = _project_root(project)
     cli_vars = _parse_vars(vars_text)
-    if running_server(root) is not None:
+
+    def remote(server: Server) -> list[dict[str, Any]]:
         if cli_vars or target or state:
             fail("--vars, --target and --state do not go through the running server yet; stop `opsloop up` to use "
                  "them, or put the vars in dbt_project.yml")
-        data = _remote(root, "POST", "/api/models/build", {"select": select, "exclude": exclude,
-                                                          "full_refresh": full_refresh, "kinds": list(kinds)})
-        results = data["results"]
         if not json_out:
-            sys.stderr.write(f"(through the running server at {running_server(root)[0]})\n")  # type: ignore[index]
-    else:
-        from ..models.runner import NodeResult
+            sys.stderr.write(f"(through the running server at {server.url})\n")
+        return server.build(select, exclude, full_refresh, kinds)
 
-        app_, engine = _engine(root)
-        engine.threads = threads
-        engine.cli_vars = cli_vars
-        engine.target_name = target or "dev"
-        engine.state_dir = state.resolve() if state else None
-        try:
-            progress = _Progress(json_out)
-            try:
-                with progress:
-                    progress.total = len(engine.selected(select, exclude, kinds))
-                    objs: list[NodeResult] = engine.build(select, exclude, full_refresh, kinds,
-                                                          on_result=progress.done, on_start=progress.started)
-            finally:
-                pass
-        finally:
-            app_.close()
-        results = [r.as_dict() for r in objs]
+    results = local_or_server(root, lambda: _build_here(root, select, exclude, full_refresh, kinds, json_out,
+                                                         threads, cli_vars, target, state), remote)
     _report(results, json_out)
+
+
+def _build_here(root: Path, select: list[str] | None, exclude: list[str] | None, full_refresh: bool,
+                kinds: tuple[str, ...], json_out: bool, threads: int | None, cli_vars: dict[str, Any],
+                target: str | None, state: Path | None) -> list[dict[str, Any]]:
+    """The build in this process; its ``model.built`` events go to the log, as the server's builds' do."""
+    from ..models.runner import NodeResult
+
+    wh, engine = _engine(root)
+    engine.threads = threads
+    engine.cli_vars = cli_vars
+    engine.target_name = target or "dev"
+    engine.state_dir = state.resolve() if state else None
+    try:
+        progress = _Progress(json_out)
+        with progress:
+            progress.total = len(engine.selected(select, exclude, kinds))
+            objs: list[NodeResult] = engine.build(select, exclude, full_refresh, kinds,
+                                                  on_result=progress.done, on_start=progress.started)
+    finally:
+        wh.close()
+    _record_built(engine.project, objs)
+    return [jsonable(r.as_dict()) for r in objs]
+
+
+def _record_built(project: Any, results: list[Any]) -> None:
+    """``model.built`` per model or seed built, in the project's event log (``ModelService`` writes them)."""
+    if not any(r.status == "success" for r in results):
+        return
+    from ..app import App
+
+    app_ = App(project)
+    try:
+        app_.services["models"].record_built(results)
+        # what the server's metrics service records from these events, so `opsloop metric` answers before
+        # any server has read them (the relation a metric over ref('model') reads)
+        for r in results:
+            if r.kind in ("model", "seed") and r.status == "success" and r.relation and \
+                    r.materialization != "ephemeral":
+                app_.services["metrics"].record_build(r.name, r.relation)
+    finally:
+        app_.close()
 
 
 class _Progress:
@@ -256,14 +222,15 @@ def register(app: typer.Typer) -> None:
                  project: ProjectOpt = Path("."), json_out: JsonOpt = False) -> None:
         """Print the SQL a model runs (refs resolved, ephemeral models inlined)."""
         root = _project_root(project)
-        if running_server(root) is not None:
-            sql = _remote(root, "GET", f"/api/models/{model}/compiled")["sql"]
-        else:
-            app_, engine = _engine(root)
+
+        def here() -> str:
+            wh, engine = _engine(root)
             try:
-                sql = engine.compile_sql(model)
+                return str(engine.compile_sql(model))
             finally:
-                app_.close()
+                wh.close()
+
+        sql = local_or_server(root, here, lambda server: server.compiled(model))
         if json_out:
             print_json({"model": model, "sql": sql})
         else:
@@ -294,13 +261,8 @@ def register(app: typer.Typer) -> None:
 
         Sandboxed: the query reads the warehouse's tables only (no host files, network or settings)."""
         root = _project_root(project)
-        if running_server(root) is not None:
-            body: dict[str, Any] = {"sql": sql, "limit": limit}
-            if timeout is not None:
-                body["timeout"] = timeout
-            data = _remote(root, "POST", "/api/query", body)
-            columns, rows, more = data["columns"], data["rows"], bool(data.get("truncated"))
-        else:
+
+        def here() -> dict[str, Any]:
             from ..models import ModelEngine
             from ..models.engine import load_project_light
             from ..settings import resolve_settings
@@ -313,7 +275,11 @@ def register(app: typer.Typer) -> None:
                 result = ModelEngine(loaded, wh).query(sql, limit, timeout)
             finally:
                 wh.close()
-            columns, rows, more = result.columns, [list(r) for r in result.rows], result.truncated
+            return {"columns": result.columns, "rows": jsonable([list(r) for r in result.rows]),
+                    "truncated": result.truncated}
+
+        data = local_or_server(root, here, lambda server: server.query(sql, limit, timeout))
+        columns, rows, more = data["columns"], data["rows"], bool(data.get("truncated"))
         if json_out:
             print_json([dict(zip(columns, r, strict=True)) for r in rows])
         else:

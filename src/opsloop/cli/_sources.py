@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ._client import Server, jsonable, local_or_server
 from ._common import JsonOpt, ProjectOpt, console, fail, load_app, print_json, print_table, when
 
 
@@ -68,35 +69,24 @@ def _print_run(name: str, run: dict[str, Any]) -> None:
     typer.echo(line)
 
 
-def _pull_via_server(app_: Any, source: str | None, full_refresh: bool, json_out: bool, why: str) -> None:
-    import httpx
+def _pull_here(app_: Any, name: str, full_refresh: bool, json_out: bool) -> dict[str, Any]:
+    """One source pulled in this process: its run as a JSON object (``status: failed`` when it failed)."""
+    from ..sources import SourceError
+    from ..sources import pull as run_pull
 
-    settings = app_.settings
-    if not settings.api_token:
-        fail(f"{why}; set OPSLOOP_API_TOKEN so `opsloop pull` can ask the running server to pull")
-    base = f"http://{settings.host}:{settings.port}"
-    headers = {"Authorization": f"Bearer {settings.api_token}"}
-    names = [source] if source else sorted(app_.project.extras.get("sources", {}))
-    results, failed = [], False
-    for name in names:
+    app_.warehouse.query("SELECT 1")  # WarehouseLocked here, before a pull that would report it as its failure
+    with _Bars(name, sys.stderr.isatty() and not json_out) as bars:
         try:
-            response = httpx.post(f"{base}/api/sources/{name}/pull", headers=headers, timeout=3600,
-                                  params={"full_refresh": "true"} if full_refresh else None)
-        except httpx.HTTPError as exc:
-            fail(f"{why}; and the server at {base} did not answer ({exc})")
-            return
-        body = response.json()
-        results.append(body)
-        if response.status_code >= 400:
-            failed = True
-            if not json_out:
-                sys.stderr.write(f"error: {body.get('message') or body.get('error')}\n")
-        elif not json_out:
-            _print_run(name, body)
-    if json_out:
-        print_json(results)
-    if failed:
-        raise typer.Exit(1)
+            result = run_pull(app_, name, full_refresh, bars)
+        except SourceError as exc:
+            return {"source": name, "status": "failed", "message": str(exc)}
+    data: dict[str, Any] = jsonable({**result.run.as_dict(), "drift": result.drift, "events": result.events})
+    return data
+
+
+def _pull_one(app_: Any, name: str, full_refresh: bool, json_out: bool) -> dict[str, Any]:
+    return local_or_server(app_.project.root, lambda: _pull_here(app_, name, full_refresh, json_out),
+                           lambda server: server.pull(name, full_refresh))
 
 
 def register(app: typer.Typer) -> None:
@@ -109,47 +99,28 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Pull sources into the warehouse now (incremental from each stream's cursor)."""
-        from ..errors import WarehouseError
-        from ..sources import SourceError
-        from ..sources import pull as run_pull
-
         app_ = load_app(project)
         try:
-            try:
-                app_.warehouse.query("SELECT 1")
-            except WarehouseError as exc:
-                if not app_.warehouse.SINGLE_WRITER:  # a server warehouse that is down: no server can help
-                    fail(str(exc))
-                # `opsloop up` owns the DuckDB file: ask it to pull
-                app_.close()
-                _pull_via_server(app_, source, full_refresh, json_out, str(exc))
-                return
             names = sorted(app_.project.extras.get("sources", {}))
             if source is not None:
                 names = [source]
             if not names:
                 fail("no sources in this project; add sources/<name>.yml (see docs/sources.md)")
             results = []
-            failed = False
             for name in names:
-                with _Bars(name, sys.stderr.isatty() and not json_out) as bars:
-                    try:
-                        result = run_pull(app_, name, full_refresh, bars)
-                    except SourceError as exc:
-                        failed = True
-                        results.append({"source": name, "status": "failed", "message": str(exc)})
-                        if not json_out:
-                            sys.stderr.write(f"error: {exc}\n")
-                        continue
-                run = result.run
-                results.append({**run.as_dict(), "drift": result.drift, "events": result.events})
-                if not json_out:
-                    _print_run(name, run.as_dict())
+                run = _pull_one(app_, name, full_refresh, json_out)
+                results.append(run)
+                if json_out:
+                    continue
+                if run["status"] == "failed":
+                    sys.stderr.write(f"error: {run['message']}\n")
+                else:
+                    _print_run(name, run)
         finally:
             app_.close()
         if json_out:
             print_json(results)
-        if failed:
+        if any(r["status"] == "failed" for r in results):
             raise typer.Exit(1)
 
     @app.command()
@@ -159,7 +130,7 @@ def register(app: typer.Typer) -> None:
 
         app_ = load_app(project)
         try:
-            status = source_status(app_)
+            status = local_or_server(app_.project.root, lambda: jsonable(source_status(app_)), Server.sources)
         finally:
             app_.close()
         if json_out:

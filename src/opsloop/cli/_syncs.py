@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ._client import Server, jsonable, local_or_server
 from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
 
 if TYPE_CHECKING:
@@ -48,8 +49,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Run a sync now: send the rows added, changed or removed since the last successful delivery."""
-        from ..syncs import RunResult, SyncError, SyncRunner
-        from ..syncs.listing import server_call, server_owns_warehouse
+        from ..syncs import SyncError, SyncRunner
 
         app_ = load_app(project)
         options = {"dry_run": dry_run, "full": full, "confirm_deletes": confirm_deletes, "reset": reset}
@@ -63,15 +63,7 @@ def register(app: typer.Typer) -> None:
                     runner.get(item)
                 except SyncError as exc:
                     fail(str(exc))
-            results = []
-            remote = server_owns_warehouse(app_)
-            for item in names:
-                if remote:
-                    results.append(RunResult(**server_call(app_, "POST", f"/api/syncs/{item}/run", options)))
-                    continue
-                with _progress(item, enabled=not json_out) as progress:
-                    results.append(runner.run(item, dry_run=dry_run, full=full, confirm_deletes=confirm_deletes,
-                                              reset=reset, progress=progress))
+            results = [_run_one(app_, runner, item, options, json_out) for item in names]
         finally:
             app_.close()
         if json_out:
@@ -97,11 +89,11 @@ def register(app: typer.Typer) -> None:
         if ctx.invoked_subcommand is not None:
             ctx.obj = {"project": project, "json": json_out}
             return
-        from ..syncs.listing import server_call, server_owns_warehouse, sync_listing
+        from ..syncs.listing import sync_listing
 
         app_ = load_app(project)
         try:
-            listing = server_call(app_, "GET", "/api/syncs") if server_owns_warehouse(app_) else sync_listing(app_)
+            listing = local_or_server(app_.project.root, lambda: _here(app_, sync_listing), Server.syncs)
         finally:
             app_.close()
         if json_out:
@@ -122,7 +114,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """One sync: its recent runs, and the failed rows with the destination's own error."""
         from ..syncs import SyncError
-        from ..syncs.listing import server_call, server_owns_warehouse, sync_detail
+        from ..syncs.listing import sync_detail
 
         parent = ctx.obj or {}
         app_ = load_app(parent.get("project") if project == Path(".") else project)
@@ -130,8 +122,9 @@ def register(app: typer.Typer) -> None:
             known = sorted(app_.project.extras.get("syncs") or {})
             if name not in known:
                 fail(str(SyncError(f"no sync {name!r}; syncs: {', '.join(known) or 'none'}")))
-            detail: dict[str, Any] = (server_call(app_, "GET", f"/api/syncs/{name}") if server_owns_warehouse(app_)
-                                      else sync_detail(app_, name) or {})
+            detail: dict[str, Any] = local_or_server(
+                app_.project.root, lambda: _here(app_, lambda a: sync_detail(a, name) or {}),
+                lambda server: server.sync(name))
         finally:
             app_.close()
         if json_out or parent.get("json"):
@@ -147,6 +140,26 @@ def register(app: typer.Typer) -> None:
                      for r in runs])
         typer.echo(f"failed rows ({len(failed)}):")
         print_table(["key", "attempts", "error"], [[r["key"], r["attempts"], r["error"]] for r in failed])
+
+
+def _here(app_: Any, read: Any) -> Any:
+    """``read(app_)`` as the server would answer it; a locked warehouse raises ``WarehouseLocked`` first (the
+    listing itself reads a missing table as no runs)."""
+    app_.warehouse.query("SELECT 1")
+    return jsonable(read(app_))
+
+
+def _run_one(app_: Any, runner: Any, name: str, options: dict[str, bool], json_out: bool) -> RunResult:
+    """One sync run, here or through the running server."""
+    from ..syncs import RunResult
+
+    def here() -> RunResult:
+        app_.warehouse.query("SELECT 1")  # WarehouseLocked here, before a run that would report it as its failure
+        with _progress(name, enabled=not json_out) as progress:
+            result: RunResult = runner.run(name, progress=progress, **options)
+            return result
+
+    return local_or_server(app_.project.root, here, lambda server: RunResult(**server.run_sync(name, **options)))
 
 
 class _progress:

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from ..state import EventRecord
 
 log = logging.getLogger("opsloop.identity")
+NO_IDENTITY = "there is no identity.yml in this project; write one (see docs/identity.md)"
+
+
+class UnknownSegment(IdentityError):
+    """A segment name that no ``segments/*.yml`` defines."""
 
 
 class IdentityService:
@@ -80,7 +85,7 @@ class IdentityService:
         chosen = list(segs) if names is None else list(names)
         unknown = [n for n in chosen if n not in segs]
         if unknown:
-            raise IdentityError(f"no segment {unknown[0]!r}; segments: {', '.join(sorted(segs)) or 'none'} "
+            raise UnknownSegment(f"no segment {unknown[0]!r}; segments: {', '.join(sorted(segs)) or 'none'} "
                                 "(files in segments/)")
         return [evaluate(db, segs[n]) for n in chosen if segs[n].enabled]
 
@@ -95,6 +100,61 @@ class IdentityService:
     def conn(self) -> Conn:
         """A private connection for reads (profile, preview)."""
         return self._conn()
+
+    # -- reads: the CLI verbs and their API routes (web/api_identity.py) share these ---------------------
+    def _config(self) -> Any:
+        ip = self.project
+        if ip.config is None and not ip.segments:
+            raise IdentityError(NO_IDENTITY)
+        return ip
+
+    def profile(self, query: str) -> dict[str, Any]:
+        """One person (by person id, ``system:record_id`` or an identifier value) with provenance."""
+        from .profile import find_person, profile
+
+        ip = self._config()
+        if ip.config is None:
+            raise IdentityError(NO_IDENTITY)
+        db = self._conn()
+        try:
+            return profile(db, ip.field_names, find_person(db, ip.config, query))
+        finally:
+            db.close()
+
+    def conflicts(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Identifier values not used to merge people (limits, shared values, unlinks), newest first."""
+        self._config()
+        wh = self.app.warehouse
+        if not wh.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
+                        "AND table_name = 'conflicts'").rows[0][0]:
+            return []
+        return list(wh.query("SELECT recorded_at, rule, id_type, value, reason FROM identity.conflicts "
+                             "ORDER BY recorded_at DESC LIMIT ?", (limit,)).as_dicts())
+
+    def segment_summary(self) -> list[dict[str, Any]]:
+        """Every segment with its member count and last evaluation."""
+        from .segments import summary
+
+        ip = self._config()
+        db = self._conn()
+        try:
+            return summary(db, ip.segments)
+        finally:
+            db.close()
+
+    def segment_preview(self, name: str, limit: int = 20) -> dict[str, Any]:
+        """Who is in segment ``name`` now and who would enter or exit, recording nothing."""
+        from .segments import preview
+
+        segs = self._config().segments
+        if name not in segs:
+            raise UnknownSegment(f"no segment {name!r}; segments: {', '.join(sorted(segs)) or 'none'} "
+                                 "(files in segments/)")
+        db = self._conn()
+        try:
+            return preview(db, segs[name], limit)
+        finally:
+            db.close()
 
     # -- reactions -----------------------------------------------------------------------------
     def source_relations(self) -> set[str]:

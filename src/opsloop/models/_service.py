@@ -159,6 +159,10 @@ class ModelService:
                 log.exception("the model build owed from the last stop failed")
         self.app.halt.settle("models")
 
+    def record_built(self, results: list[NodeResult]) -> None:
+        """The ``model.built`` events of a build that ran outside a server (`opsloop build` in the CLI)."""
+        asyncio.run(self._emit_built(results))
+
     async def _emit_built(self, results: list[NodeResult]) -> None:
         for res in results:
             # seeds too: identity, syncs and dashboards may read a seed's table

@@ -183,7 +183,7 @@ def check_syncs(project: Project) -> list[Problem]:
 def _open_readonly(project: Project, problems: list[Problem]) -> Any:
     """The warehouse to read the syncs' columns from: None when it does not exist yet, ``_LOCKED`` when the
     running server owns the DuckDB file (column checks are then skipped, not failed)."""
-    from ..errors import WarehouseError
+    from ..errors import WarehouseError, WarehouseLocked
     from ..settings import resolve_settings
     from ..warehouse import open_warehouse
 
@@ -203,9 +203,9 @@ def _open_readonly(project: Project, problems: list[Problem]) -> Any:
         return None
     try:
         warehouse.query("SELECT 1")
+    except WarehouseLocked:
+        return _LOCKED
     except WarehouseError as exc:
-        if "in use by another process" in str(exc):
-            return _LOCKED
         problems.append(Problem("opsloop.yml", None, f"cannot reach the warehouse to check the syncs' sources: "
                                 f"{str(exc).splitlines()[0]}", "start the warehouse or fix warehouse: in opsloop.yml"))
         return None

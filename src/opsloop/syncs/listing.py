@@ -43,33 +43,3 @@ def sync_detail(app_: Any, name: str) -> dict[str, Any] | None:
     if found is None:
         return None
     return {**found, "runs": recent_runs(app_, name), "failed_rows": SyncTables(app_.warehouse, name).failed_rows()}
-
-
-def server_owns_warehouse(app_: Any) -> bool:
-    """True when another process (``opsloop up``) holds the DuckDB file: CLI verbs then go through its API."""
-    try:
-        app_.warehouse.query("SELECT 1")
-    except WarehouseError as exc:
-        if "in use by another process" in str(exc):
-            return True
-        raise
-    return False
-
-
-def server_call(app_: Any, method: str, path: str, body: Any = None) -> Any:
-    """Call the running server's sync API with the project's token; raises SyncError when it cannot."""
-    import httpx
-
-    from .runner import SyncError
-
-    settings = app_.settings
-    url = f"http://{settings.host}:{settings.port}{path}"
-    try:
-        response = httpx.request(method, url, json=body, timeout=httpx.Timeout(10.0, read=3600.0),
-                                 headers={"authorization": f"Bearer {settings.api_token or ''}"})
-    except httpx.HTTPError as exc:
-        raise SyncError(f"the warehouse is in use by another process and no opsloop server answers at {url} "
-                        f"({exc}); stop that process or start `opsloop up`") from exc
-    if response.status_code >= 400:
-        raise SyncError(f"the server refused {method} {path}: HTTP {response.status_code} {response.text[:300]}")
-    return response.json()

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import WarehouseError
+from ..errors import WarehouseError, WarehouseLocked
 from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT
 from .base import QueryResult, Warehouse
 
@@ -47,9 +47,9 @@ class DuckDBWarehouse(Warehouse):
                 self._con = duckdb.connect(self.path, read_only=self.read_only)
             except duckdb.IOException as exc:
                 if "lock" in str(exc).lower():
-                    raise WarehouseError(
+                    raise WarehouseLocked(
                         f"the warehouse {self.path} is in use by another process (is `opsloop up` running? "
-                        "stop it, or run this command against the server, which owns the file)"
+                        "stop it, or run this command against the server, which owns the file)", self.path
                     ) from exc
                 raise WarehouseError(f"cannot open the warehouse {self.path}: {exc}") from exc
             if self.threads:

@@ -87,6 +87,9 @@ def live_names(app: App) -> dict[str, list[str]]:
     models = extras.get("models")
     if models is not None and not models.empty:
         names["model"] = sorted(models.models)
+    identity = app.services.get("identity")
+    if identity is not None:
+        names["segment"] = sorted(identity.project.segments)
     metrics = app.services.get("metrics")
     if metrics is not None:
         names["metric"] = sorted(metrics.catalog.metrics)
@@ -395,9 +398,63 @@ BOARD_EVENTS = Endpoint("GET", "/api/dashboards/{name}/events", "Server push: `e
 REFRESH = Endpoint("POST", "/api/dashboards/{name}/refresh", "Recompute every tile now", Empty, Empty,
                    _obj({"refreshed": _STR}), status=202, path_params=_BOARD, errors=(404,), tag="dashboards")
 
+
+
+class IdentityBuildBody(Body):
+    full: bool = Field(False, description="re-resolve every record, not only the changed ones")
+    segments: bool = Field(True, description="evaluate the segments after the build")
+
+
+class ProfileQuery(Query):
+    query: str = Field(min_length=1, description="a person id, system:record_id, or an email / phone / other id")
+
+
+class ConflictsQuery(Query):
+    limit: int = Field(50, ge=1, le=10_000, description="at most this many, newest first")
+
+
+class PreviewQuery(Query):
+    limit: int = Field(20, ge=1, le=10_000, description="show at most this many members")
+
+
+class SegmentsRunBody(Body):
+    names: list[str] | None = Field(None, description="the segments to evaluate; all when absent")
+
+
+_SEGMENT = _obj({"segment": _STR, "members": _INT})
+_SEGMENT_NAME = {"name": _named("segment", "the segment's name (segments/<name>.yml)")}
+_NO_IDENTITY = "404 when the project has no identity.yml (or no such segment); the error says what to write."
+IDENTITY_BUILD = Endpoint("POST", "/api/identity/build", "Resolve identities, rebuild the golden record and segments",
+                          Empty, IdentityBuildBody,
+                          _obj({"records": _INT, "persons": _INT, "segments": _arr(_SEGMENT), "events": _INT}),
+                          errors=(404, 409), tag="identity", example={"full": False, "segments": True},
+                          description=_NO_IDENTITY + " 409 when what identity.yml reads is not built yet.")
+PROFILE = Endpoint("GET", "/api/identity/profile", "One person: identifiers, records, golden fields with provenance",
+                   ProfileQuery, Empty,
+                   _obj({"person_id": _STR, "identifiers": _arr(_OBJ), "records": _arr(_OBJ), "fields": _OBJ,
+                         "segments": _arr(_STR), "merged_from": _arr(_STR)}),
+                   errors=(404,), tag="identity",
+                   description="404 when no person matches (or several do: the error lists them).")
+CONFLICTS = Endpoint("GET", "/api/identity/conflicts", "Identifier values that were not used to merge people",
+                     ConflictsQuery, Empty,
+                     _obj({"conflicts": _arr(_obj({"rule": _STR, "id_type": _STR, "value": _ANY, "reason": _STR}))}),
+                     errors=(404,), tag="identity", description=_NO_IDENTITY)
+SEGMENTS = Endpoint("GET", "/api/segments", "Segments with their member counts", Empty, Empty,
+                    _obj({"segments": _arr(_SEGMENT)}), errors=(404,), tag="identity", description=_NO_IDENTITY)
+SEGMENT_PREVIEW = Endpoint("GET", "/api/segments/{name}/preview",
+                           "Who is in a segment now and who would enter or exit (records nothing)", PreviewQuery,
+                           Empty, _obj({"segment": _STR, "members": _INT, "would_enter": _INT, "would_exit": _INT,
+                                        "sample": _arr(_OBJ)}),
+                           path_params=_SEGMENT_NAME, errors=(404, 409), tag="identity",
+                           description=_NO_IDENTITY + " 409 before the first identity build.")
+SEGMENTS_RUN = Endpoint("POST", "/api/segments/run", "Evaluate segments now: record changes, write enter/exit events",
+                        Empty, SegmentsRunBody, _obj({"segments": _arr(_SEGMENT)}), errors=(404, 409),
+                        tag="identity", description=_NO_IDENTITY + " 409 before the first identity build.")
+
 ENDPOINTS: tuple[Endpoint[Any, Any], ...] = (
     OPENAPI, EVENTS, EVENT, REPLAY_EVENT, REPLAY_EVENTS, STATUS, RUNS, REPLAY_RUNS, RUN, RERUN, CANCEL, WORKFLOWS,
     PAUSE, RESUME, MODELS, BUILD, COMPILED, QUERY, SOURCES, PULL, SYNCS, SYNC, RUN_SYNC, METRICS, METRIC, ALERTS,
     OUTBOX, DASHBOARD, TILE, BOARD_EVENTS, REFRESH,
+    IDENTITY_BUILD, PROFILE, CONFLICTS, SEGMENTS, SEGMENT_PREVIEW, SEGMENTS_RUN,
 )
 """Every API route's declaration."""

@@ -27,7 +27,7 @@ from ..settings import Settings
 from ..state import ALL_STATUSES
 from ..state.base import json_safe
 from ..state.sessions import Sessions
-from . import api_models, api_sources, api_syncs, api_workflows, auth, dashboards, openapi
+from . import api_identity, api_models, api_sources, api_syncs, api_workflows, auth, dashboards, openapi
 from ._params import ParamError, error_response, not_found
 from .guard import Guard
 from .ops import ops_routes
@@ -322,6 +322,7 @@ def create_asgi(app: App) -> HookFastPath:
         *api_models.routes(app),
         *api_sources.routes(app),
         *api_syncs.routes(app),
+        *api_identity.routes(app),
         *dashboards.routes(),
         *ops_routes(web),
         Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
