@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -159,7 +160,37 @@ class ModelService:
                 log.exception("the model build owed from the last stop failed")
         self.app.halt.settle("models")
 
+    def seeds_ahead(self, results: list[NodeResult]) -> list[str]:
+        """The relations of the seeds this build loaded whose downstream models it did not build (``opsloop
+        seed``, ``build -s my_seed``): those models now read old rows until a refresh builds them."""
+        compiler = self.engine.compiler()
+        built = {r.uid for r in results if r.status == "success"}
+        ahead: list[str] = []
+        for res in results:
+            if res.kind != "seed" or res.status != "success":
+                continue
+            todo, seen = [res.uid], set()
+            while todo:
+                for child in compiler.children.get(todo.pop(), set()):
+                    if child not in seen:
+                        seen.add(child)
+                        todo.append(child)
+            models = {uid for uid in seen if uid.startswith("model.")
+                      and compiler.mp.models[uid[6:]].materialized != "ephemeral"}
+            if models - built:
+                ahead.append(compiler.relation_of(res.uid).lower())
+        return ahead
+
     async def _emit_built(self, results: list[NodeResult]) -> None:
+        try:
+            ahead = await asyncio.to_thread(self.seeds_ahead, results)
+        except OpsloopError as exc:  # the project changed under the build; its next build sees it
+            log.warning("could not tell which models read the seeds just loaded: %s", exc)
+            ahead = []
+        if ahead:
+            # through the log (not straight to notify_loaded): a seed loaded with no server running is
+            # refreshed by the next start, which loads this event into raw.events
+            await self.app.emit(CHANGED, {"tables": ahead, "by": "seed"}, source="models")
         for res in results:
             # seeds too: identity, syncs and dashboards may read a seed's table
             if res.kind in ("model", "seed") and res.status == "success" and res.materialization != "ephemeral":
@@ -170,9 +201,14 @@ class ModelService:
 
     # -- reactive refresh --------------------------------------------------------------------
     async def on_raw_loaded(self, events: list[EventRecord]) -> None:
+        """Every batch that lands in raw.events: rebuild what reads raw.events, and what reads the tables
+        that the batch's load events name (a pull's ``source.<name>.loaded``, ``warehouse.changed``)."""
+        relations = {table for event in events for table in changed_tables(event)}
         # model.built events land in raw.events too; reacting to our own events would loop forever
         if any(e.source != "models" for e in events):
-            self.notify_loaded({"raw.events"})
+            relations.add("raw.events")
+        if relations:
+            self.notify_loaded(relations)
 
     def notify_loaded(self, relations: set[str]) -> None:
         """New rows landed in these ``schema.table`` relations: rebuild their downstream (debounced)."""
@@ -224,6 +260,34 @@ class ModelService:
         if self._pending:
             relations, self._pending = self._pending, set()
             self._owe({"relations": sorted(relations)})
+
+
+CHANGED = "warehouse.changed"
+"""The event that says rows changed in warehouse tables outside a model build: ``{"tables": ["schema.table",
+...], "by": "..."}``. Seed loads write it; a workflow that writes the warehouse emits it (``event.emit``)."""
+
+
+def changed_tables(event: EventRecord) -> list[str]:
+    """The ``schema.table`` relations a load event says it changed: ``source.<name>.loaded`` (its ``tables``
+    maps stream to relation) and ``warehouse.changed`` (a list). Only opsloop's own events count: a webhook
+    (an event with an endpoint) cannot make the models rebuild by naming itself so."""
+    if event.endpoint is not None or not (
+            event.name == CHANGED or (event.name.startswith("source.") and event.name.endswith(".loaded"))):
+        return []
+    payload = event.payload
+    if payload is None and event.payload_text is not None:
+        try:
+            payload = json.loads(event.payload_text)
+        except ValueError:
+            return []
+    tables = payload.get("tables") if isinstance(payload, dict) else None
+    if isinstance(tables, dict):
+        tables = list(tables.values())
+    if isinstance(tables, str):
+        tables = [tables]
+    if not isinstance(tables, list):
+        return []
+    return [t.lower() for t in tables if isinstance(t, str) and "." in t]
 
 
 def attach(app: App) -> None:
