@@ -250,3 +250,23 @@ def test_seeds_workflow_writes_and_a_pull_without_a_server(tmp_path: Path) -> No
     finally:
         hubspot.close()
         zendesk.close()
+
+
+def test_only_opsloops_own_load_events_name_tables() -> None:
+    from opsloop.models._service import changed_tables
+    from opsloop.state import EventRecord
+
+    def event(name: str, payload: Any, endpoint: str | None = None) -> EventRecord:
+        return EventRecord(seq=1, id="evt_1", endpoint=endpoint, name=name, received_at=0.0, idempotency_key=None,
+                           headers={}, body=None, payload=payload, status="received", error=None,
+                           source="internal", related_id=None, expires_at=None, dispatched_at=None)
+
+    loaded = {"source": "crm", "rows": 2, "tables": {"contacts": "crm.contacts", "deals": "CRM.Deals"}}
+    assert changed_tables(event("source.crm.loaded", loaded)) == ["crm.contacts", "crm.deals"]
+    assert changed_tables(event("warehouse.changed", {"tables": ["ops.tags"]})) == ["ops.tags"]
+    assert changed_tables(event("warehouse.changed", {"tables": "ops.tags"})) == ["ops.tags"]
+    # a webhook naming itself so, a payload without tables, a name that is no relation: nothing
+    assert changed_tables(event("warehouse.changed", {"tables": ["ops.tags"]}, endpoint="app")) == []
+    assert changed_tables(event("source.crm.loaded", {"rows": 2})) == []
+    assert changed_tables(event("warehouse.changed", {"tables": ["tags", 7, None]})) == []
+    assert changed_tables(event("source.crm.failed", loaded)) == []
