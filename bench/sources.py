@@ -355,19 +355,23 @@ def main() -> None:
                         help="records for dlt's default setup (it is ~100x slower; 0 skips it)")
     parser.add_argument("--only", choices=["opsloop", "parquet", "default", "small"], action="append")
     parser.add_argument("--pg-url", default="", help="an empty Postgres database to load into instead of DuckDB")
-    parser.add_argument("--small-records", type=int, default=5,
-                        help="records for the small-pull case (whole process and warm; 0 skips it)")
+    parser.add_argument("--small-records", type=int, default=None,
+                        help="records for the small-pull case (whole process and warm; default 5, 0 skips "
+                             "it; --smoke skips it unless given: its fresh processes would take most of a smoke "
+                             "run's time)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the whole path runs")
     args = parser.parse_args()
     if args.smoke:
         args.records, args.runs, args.default_records = 5000, 1, 1000
+    if args.small_records is None:
+        args.small_records = 0 if args.smoke else 5
     global PG_URL
     PG_URL = args.pg_url
     fast = "csv" if PG_URL else "parquet"
     wanted = args.only or ["opsloop", "parquet", "default", "small"]
     results: dict[str, list[dict]] = {}
     if wanted == ["small"]:
-        small_pull(args.small_records, max(args.runs, 3))
+        small_pull(args.small_records or 5, max(args.runs, 3))
         return
     proc, base = _server(args.records)
     try:
