@@ -204,6 +204,26 @@ def test_a_hubspot_phone_edit_reaches_zendesk_and_the_metric_with_no_command_run
             assert ["hubspot.contacts"] in loaded
             # the sync's first run sends every row once; Bob's did not change since
             assert _zendesk_phones(zendesk, "bob@example.com") in ([], ["+14155550100"])
+
+            # Later scheduled pulls re-read the lag window and find nothing changed: no rebuild.
+            def builds() -> int:
+                rows = _query(api, "select count(*) from raw.events where name = 'model.built' and "
+                                   "json_extract_string(payload, '$.model') = 'stg_contacts'")
+                return int(rows[0][0]) if rows else -1
+
+            def loaded() -> int:
+                rows = _query(api, "select count(*) from raw.events where name = 'source.hubspot.loaded'")
+                return int(rows[0][0]) if rows else -1
+
+            pulls = loaded()
+            wait_for(lambda: loaded() >= pulls + 1, 30, interval=0.1, what="one more scheduled pull in raw.events")
+            before = builds()
+            wait_for(lambda: loaded() >= pulls + 3, 30, interval=0.1, what="two more scheduled pulls in raw.events")
+            unchanged = _query(api, "select json_extract_string(payload, '$.unchanged[0]') from raw.events "
+                                    "where name = 'source.hubspot.loaded' order by seq desc limit 1")
+            assert unchanged == [["hubspot.contacts"]]
+            assert srv.app.services["models"].debounce is not None
+            assert builds() == before, "an unchanged pull rebuilt stg_contacts"
     finally:
         hubspot.close()
         zendesk.close()
@@ -270,3 +290,5 @@ def test_only_opsloops_own_load_events_name_tables() -> None:
     assert changed_tables(event("source.crm.loaded", {"rows": 2})) == []
     assert changed_tables(event("warehouse.changed", {"tables": ["tags", 7, None]})) == []
     assert changed_tables(event("source.crm.failed", loaded)) == []
+    # a pull that compared the re-read rows and found none changed leaves that table out
+    assert changed_tables(event("source.crm.loaded", {**loaded, "unchanged": ["crm.deals"]})) == ["crm.contacts"]

@@ -270,7 +270,8 @@ CHANGED = "warehouse.changed"
 def changed_tables(event: EventRecord) -> list[str]:
     """The ``schema.table`` relations a load event says it changed: ``source.<name>.loaded`` (its ``tables``
     maps stream to relation) and ``warehouse.changed`` (a list). Only opsloop's own events count: a webhook
-    (an event with an endpoint) cannot make the models rebuild by naming itself so."""
+    (an event with an endpoint) cannot make the models rebuild by naming itself so. A pull's ``unchanged``
+    tables (rows re-read and compared, none changed) are left out."""
     if event.endpoint is not None or not (
             event.name == CHANGED or (event.name.startswith("source.") and event.name.endswith(".loaded"))):
         return []
@@ -280,14 +281,19 @@ def changed_tables(event: EventRecord) -> list[str]:
             payload = json.loads(event.payload_text)
         except ValueError:
             return []
-    tables = payload.get("tables") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        return []
+    tables = payload.get("tables")
     if isinstance(tables, dict):
         tables = list(tables.values())
     if isinstance(tables, str):
         tables = [tables]
     if not isinstance(tables, list):
         return []
-    return [t.lower() for t in tables if isinstance(t, str) and "." in t]
+    # a pull that re-read rows (its lag window) and found none changed leaves their readers as they are
+    unchanged = payload.get("unchanged")
+    skip = {t.lower() for t in unchanged if isinstance(t, str)} if isinstance(unchanged, list) else set()
+    return [t.lower() for t in tables if isinstance(t, str) and "." in t and t.lower() not in skip]
 
 
 def attach(app: App) -> None:
