@@ -3,7 +3,8 @@
 a phone edited in (a local stand-in for) HubSpot -> the scheduled pull of ``sources/hubspot.yml`` ->
 ``source.hubspot.loaded`` names ``hubspot.contacts`` -> the staged model over ``source('hubspot', 'contacts')``
 rebuilds -> ``model.built`` -> the identity build -> ``profile.updated`` -> the sync writes the new phone to
-(a stand-in for) Zendesk, and the metric over the staged model (a dashboard tile) moves.
+(a stand-in for) Zendesk, and the metric over the staged model (a dashboard tile) moves. Later scheduled
+pulls that only re-read the lag window (nothing changed) rebuild nothing.
 
 Then the same for a seed loaded through the server (``opsloop seed`` with `opsloop up` running), for a
 workflow that writes the warehouse and says so (``event.emit: warehouse.changed``), and for a pull made

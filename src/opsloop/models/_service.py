@@ -4,7 +4,7 @@ that CLI verbs use while `opsloop up` owns the warehouse (its routes: ``opsloop.
 Other subsystems call ``app.services["models"]``::
 
     results = await app.services["models"].build(select=["+orders"])   # in a loop; without one it returns results
-    app.services["models"].notify_loaded({"raw.hubspot_contacts"})   # rebuild what reads it (debounced)
+    app.services["models"].notify_loaded({"hubspot.contacts"})   # rebuild what reads it (debounced)
 """
 
 from __future__ import annotations
