@@ -14,6 +14,13 @@ The API (a separate process on 127.0.0.1) serves records with 10 fields and a ne
 Prints records/s and peak RSS per contender (medians of --runs) and the ratio against dlt parquet.
 Goals: opsloop >= 5x dlt parquet, opsloop peak RSS < 1 GB.
 
+The small-pull case (``--small-records 5``, on by default; ``--small-records 0`` skips it) times a pull of
+a handful of records, where set-up is everything: the whole ``opsloop pull bench`` command (a fresh
+process, as a user runs it) against a fresh process running plain dlt's ``rest_api_source`` over the same
+pages, and a warm pull (the same App pulling again, as ``opsloop up`` does on a schedule) against plain
+dlt's ``pipeline.run`` again in one process. Wall and CPU seconds, medians of --runs; the ratios are
+opsloop's time over plain dlt's (1.0x: opsloop adds nothing to dlt's own set-up).
+
 With ``--pg-url postgresql://...`` (an empty database) both load into that Postgres database instead; dlt
 cannot load parquet into Postgres, so its fast contender is ``loader_file_format="csv"`` (COPY), which is
 what opsloop's Arrow pages become there too. Peak RSS is then the client's; Postgres does the rest.
@@ -206,23 +213,166 @@ def run_plain(base: str, fmt: str) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+SMALL_WARM_OPSLOOP = """
+import json, sys, time
+from opsloop.app import App
+from opsloop.project import load_project
+from opsloop.sources import pull
+app = App(load_project(sys.argv[1]))
+runs = int(sys.argv[2])
+pull(app, "bench", True)  # cold: imports, dlt's first pipeline
+out = []
+for _ in range(runs):
+    w, c = time.perf_counter(), time.process_time()
+    pull(app, "bench", True)
+    out.append((time.perf_counter() - w, time.process_time() - c))
+app.close()
+print(json.dumps({"runs": out}))
+"""
+
+SMALL_WARM_DLT = """
+import json, sys, time
+import dlt
+from dlt.sources.rest_api import rest_api_source
+base, workdir, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def source():
+    return rest_api_source({
+        "client": {"base_url": base, "paginator": {"type": "json_link", "next_url_path": "next"}},
+        "resources": [{"name": "records", "primary_key": "id", "write_disposition": "merge",
+                       "endpoint": {"path": "records", "data_selector": "data"}}],
+    })
+pipeline = dlt.pipeline(pipeline_name="bench_small", destination=dlt.destinations.duckdb(f"{workdir}/plain.duckdb"),
+                        dataset_name="bench", pipelines_dir=f"{workdir}/dlt")
+pipeline.run(source(), loader_file_format="parquet")
+out = []
+for _ in range(runs):
+    w, c = time.perf_counter(), time.process_time()
+    pipeline.run(source(), loader_file_format="parquet")
+    out.append((time.perf_counter() - w, time.process_time() - c))
+print(json.dumps({"runs": out}))
+"""
+
+SMALL_COLD_DLT = """
+import sys
+import dlt
+from dlt.sources.rest_api import rest_api_source
+base, workdir = sys.argv[1], sys.argv[2]
+source = rest_api_source({
+    "client": {"base_url": base, "paginator": {"type": "json_link", "next_url_path": "next"}},
+    "resources": [{"name": "records", "primary_key": "id", "write_disposition": "merge",
+                   "endpoint": {"path": "records", "data_selector": "data"}}],
+})
+pipeline = dlt.pipeline(pipeline_name="bench_small", destination=dlt.destinations.duckdb(f"{workdir}/plain.duckdb"),
+                        dataset_name="bench", pipelines_dir=f"{workdir}/dlt")
+pipeline.run(source, loader_file_format="parquet")
+"""
+
+
+def _cached_bytecode_env(cache: Path) -> dict[str, str]:
+    """The environment of a user's shell: Python caches compiled modules (a development shell that sets
+    PYTHONDONTWRITEBYTECODE recompiles every opsloop module on every command, ~0.4 s of CPU per start)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": str(cache), "RUNTIME__LOG_LEVEL": "ERROR"}
+
+
+def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, the process and its children) of one command."""
+    import resource
+    import time
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:4])} failed:\n{out.stderr[-3000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _small_project(work: Path, base: str) -> Path:
+    from opsloop.project.scaffold import init_project
+
+    root = work / "proj"
+    init_project(root)
+    (root / "sources" / "bench.yml").write_text(textwrap.dedent(f"""\
+        type: rest
+        client:
+          base_url: {base}/
+          paginator: {{type: json_link, next_url_path: next}}
+        resources:
+          - name: records
+            primary_key: id
+            endpoint: {{path: records, data_selector: data}}
+        """))
+    return root
+
+
+def small_pull(records: int, runs: int) -> None:
+    """The small-pull case: whole process and warm, opsloop against plain dlt (see the module docstring)."""
+    proc, base = _server(records)
+    work = Path(tempfile.mkdtemp(prefix="bench_small_"))
+    try:
+        root = _small_project(work, base)
+        env = _cached_bytecode_env(work / "pycache")
+        ours = [sys.executable, "-m", "opsloop", "pull", "bench", "--full-refresh", "--project", str(root)]
+        cold: dict[str, list[tuple[float, float]]] = {"opsloop pull": [], "plain dlt": []}
+        for i in range(runs + 1):  # the first round fills the bytecode cache and is not counted
+            opsloop_run = _timed(ours, env)
+            dlt_dir = work / f"dlt{i}"
+            dlt_dir.mkdir()
+            dlt_run = _timed([sys.executable, "-c", SMALL_COLD_DLT, f"{base}/", str(dlt_dir)], env)
+            if i:
+                cold["opsloop pull"].append(opsloop_run)
+                cold["plain dlt"].append(dlt_run)
+        warm = {
+            "opsloop pull": _child(SMALL_WARM_OPSLOOP, str(root), str(runs))["runs"],
+            "plain dlt": _child(SMALL_WARM_DLT, f"{base}/", str(work), str(runs))["runs"],
+        }
+    finally:
+        proc.terminate()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"small pull of {records} records: {'':14} {'wall s':>8} {'CPU s':>8}  runs")
+    medians: dict[tuple[str, str], tuple[float, float]] = {}
+    for case, table in (("whole process", cold), ("warm", warm)):
+        for name, times in table.items():
+            wall = statistics.median(t[0] for t in times)
+            cpu = statistics.median(t[1] for t in times)
+            medians[(case, name)] = (wall, cpu)
+            print(f"  {case:14} {name:14} {wall:>8.3f} {cpu:>8.3f}  {len(times)}")
+    for case in ("whole process", "warm"):
+        ours, theirs = medians[(case, "opsloop pull")], medians[(case, "plain dlt")]
+        ratio(f"small pull {case}, opsloop / plain dlt (CPU)", ours[1] / theirs[1],
+              f"wall {ours[0]:.2f}s vs {theirs[0]:.2f}s; opsloop's own CPU time "
+              f"{ours[1] - theirs[1]:+.2f}s over dlt's")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--default-records", type=int, default=100_000,
                         help="records for dlt's default setup (it is ~100x slower; 0 skips it)")
-    parser.add_argument("--only", choices=["opsloop", "parquet", "default"], action="append")
+    parser.add_argument("--only", choices=["opsloop", "parquet", "default", "small"], action="append")
     parser.add_argument("--pg-url", default="", help="an empty Postgres database to load into instead of DuckDB")
+    parser.add_argument("--small-records", type=int, default=None,
+                        help="records for the small-pull case (whole process and warm; default 5, 0 skips "
+                             "it; --smoke skips it unless given: its fresh processes would take most of a smoke "
+                             "run's time)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the whole path runs")
     args = parser.parse_args()
     if args.smoke:
         args.records, args.runs, args.default_records = 5000, 1, 1000
+    if args.small_records is None:
+        args.small_records = 0 if args.smoke else 5
     global PG_URL
     PG_URL = args.pg_url
     fast = "csv" if PG_URL else "parquet"
-    wanted = args.only or ["opsloop", "parquet", "default"]
+    wanted = args.only or ["opsloop", "parquet", "default", "small"]
     results: dict[str, list[dict]] = {}
+    if wanted == ["small"]:
+        small_pull(args.small_records or 5, max(args.runs, 3))
+        return
     proc, base = _server(args.records)
     try:
         for _ in range(args.runs):
@@ -252,6 +402,8 @@ def main() -> None:
         ratio(f"opsloop / dlt {fast} into {'Postgres' if PG_URL else 'DuckDB'}", faster,
               f"goal >= 5x: {'met' if faster >= 5 else 'NOT met'}; "
               f"opsloop peak RSS {rss:,.0f} MB (goal < 1024 MB: {'met' if rss < 1024 else 'NOT met'})")
+    if "small" in wanted and args.small_records and not PG_URL:
+        small_pull(args.small_records, max(args.runs, 3) if not args.smoke else 1)
 
 
 if __name__ == "__main__":

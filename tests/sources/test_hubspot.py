@@ -97,6 +97,13 @@ def test_lag_window_rereads_late_changes_without_duplicates(proj: Any, hs: HubSp
     assert int(f["value"]) == _ms(cursor["since"]) - 300_000
     assert proj.sql("SELECT count(*), count(DISTINCT id) FROM crm.contacts") == [(7, 7)]
     assert [e.payload for e in proj.events("hubspot.contact")] == []
+    # the re-read rows are unchanged: the models reading crm.contacts need no rebuild (docs/models.md)
+    loaded = proj.events("source.crm.loaded")
+    assert loaded[0].payload["unchanged"] == []  # a first load compares nothing
+    assert "crm.contacts" in loaded[-1].payload["unchanged"]
+    hs.put("contacts", "7", lifecyclestage="customer")
+    proj.pull("crm")
+    assert "crm.contacts" not in proj.events("source.crm.loaded")[-1].payload["unchanged"]
 
 
 def test_crash_mid_run_then_resume(proj: Any, hs: HubSpotFake) -> None:

@@ -4,13 +4,14 @@ that CLI verbs use while `opsloop up` owns the warehouse (its routes: ``opsloop.
 Other subsystems call ``app.services["models"]``::
 
     results = await app.services["models"].build(select=["+orders"])   # in a loop; without one it returns results
-    app.services["models"].notify_loaded({"raw.hubspot_contacts"})   # rebuild what reads it (debounced)
+    app.services["models"].notify_loaded({"hubspot.contacts"})   # rebuild what reads it (debounced)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -163,7 +164,37 @@ class ModelService:
         """The ``model.built`` events of a build that ran outside a server (`opsloop build` in the CLI)."""
         asyncio.run(self._emit_built(results))
 
+    def seeds_ahead(self, results: list[NodeResult]) -> list[str]:
+        """The relations of the seeds this build loaded whose downstream models it did not build (``opsloop
+        seed``, ``build -s my_seed``): those models now read old rows until a refresh builds them."""
+        compiler = self.engine.compiler()
+        built = {r.uid for r in results if r.status == "success"}
+        ahead: list[str] = []
+        for res in results:
+            if res.kind != "seed" or res.status != "success":
+                continue
+            todo, seen = [res.uid], set()
+            while todo:
+                for child in compiler.children.get(todo.pop(), set()):
+                    if child not in seen:
+                        seen.add(child)
+                        todo.append(child)
+            models = {uid for uid in seen if uid.startswith("model.")
+                      and compiler.mp.models[uid[6:]].materialized != "ephemeral"}
+            if models - built:
+                ahead.append(compiler.relation_of(res.uid).lower())
+        return ahead
+
     async def _emit_built(self, results: list[NodeResult]) -> None:
+        try:
+            ahead = await asyncio.to_thread(self.seeds_ahead, results)
+        except OpsloopError as exc:  # the project changed under the build; its next build sees it
+            log.warning("could not tell which models read the seeds just loaded: %s", exc)
+            ahead = []
+        if ahead:
+            # through the log (not straight to notify_loaded): a seed loaded with no server running is
+            # refreshed by the next start, which loads this event into raw.events
+            await self.app.emit(CHANGED, {"tables": ahead, "by": "seed"}, source="models")
         for res in results:
             # seeds too: identity, syncs and dashboards may read a seed's table
             if res.kind in ("model", "seed") and res.status == "success" and res.materialization != "ephemeral":
@@ -174,9 +205,14 @@ class ModelService:
 
     # -- reactive refresh --------------------------------------------------------------------
     async def on_raw_loaded(self, events: list[EventRecord]) -> None:
+        """Every batch that lands in raw.events: rebuild what reads raw.events, and what reads the tables
+        that the batch's load events name (a pull's ``source.<name>.loaded``, ``warehouse.changed``)."""
+        relations = {table for event in events for table in changed_tables(event)}
         # model.built events land in raw.events too; reacting to our own events would loop forever
         if any(e.source != "models" for e in events):
-            self.notify_loaded({"raw.events"})
+            relations.add("raw.events")
+        if relations:
+            self.notify_loaded(relations)
 
     def notify_loaded(self, relations: set[str]) -> None:
         """New rows landed in these ``schema.table`` relations: rebuild their downstream (debounced)."""
@@ -228,6 +264,40 @@ class ModelService:
         if self._pending:
             relations, self._pending = self._pending, set()
             self._owe({"relations": sorted(relations)})
+
+
+CHANGED = "warehouse.changed"
+"""The event that says rows changed in warehouse tables outside a model build: ``{"tables": ["schema.table",
+...], "by": "..."}``. Seed loads write it; a workflow that writes the warehouse emits it (``event.emit``)."""
+
+
+def changed_tables(event: EventRecord) -> list[str]:
+    """The ``schema.table`` relations a load event says it changed: ``source.<name>.loaded`` (its ``tables``
+    maps stream to relation) and ``warehouse.changed`` (a list). Only opsloop's own events count: a webhook
+    (an event with an endpoint) cannot make the models rebuild by naming itself so. A pull's ``unchanged``
+    tables (rows re-read and compared, none changed) are left out."""
+    if event.endpoint is not None or not (
+            event.name == CHANGED or (event.name.startswith("source.") and event.name.endswith(".loaded"))):
+        return []
+    payload = event.payload
+    if payload is None and event.payload_text is not None:
+        try:
+            payload = json.loads(event.payload_text)
+        except ValueError:
+            return []
+    if not isinstance(payload, dict):
+        return []
+    tables = payload.get("tables")
+    if isinstance(tables, dict):
+        tables = list(tables.values())
+    if isinstance(tables, str):
+        tables = [tables]
+    if not isinstance(tables, list):
+        return []
+    # a pull that re-read rows (its lag window) and found none changed leaves their readers as they are
+    unchanged = payload.get("unchanged")
+    skip = {t.lower() for t in unchanged if isinstance(t, str)} if isinstance(unchanged, list) else set()
+    return [t.lower() for t in tables if isinstance(t, str) and "." in t and t.lower() not in skip]
 
 
 def attach(app: App) -> None:

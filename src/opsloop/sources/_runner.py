@@ -72,6 +72,9 @@ class _StreamRun:
         self.rows = 0
         self.status = "running"
         self.json_columns: set[str] = set()
+        self.changes: int | None = None
+        """Records created, updated or deleted by this run, when the run compared them with the stored rows
+        (an incremental run with events on); None when it did not, or stopped counting at the event cap."""
 
 
 class Puller:
@@ -159,6 +162,8 @@ class Puller:
                 "source": self.name, "run_id": run.id, "status": run.status, "rows": run.rows,
                 "streams": {k: v["rows"] for k, v in run.streams.items()},
                 "tables": {k: v["table"] for k, v in run.streams.items()},
+                # the tables whose rows this run compared and found unchanged (re-read in the lag window)
+                "unchanged": sorted(f"{config.schema_name}.{s.table}" for s in self.runs.values() if s.changes == 0),
             }))
         cursors = {s.stream.name: s.new_cursor for s in self.runs.values() if s.cursor_moved}
         rows = {s.stream.name: s.rows for s in self.runs.values()}
@@ -238,6 +243,7 @@ class Puller:
         known = dict(existing)
         first_load = self.full_refresh or sr.cursor is None or not existing
         emit = self.config.emit_events and not first_load and bool(stream.primary_key)
+        sr.changes = 0 if emit else None
         if self.quota is not None or self.error is not None:
             sr.status = "partial" if self.quota is not None else "failed"
             self.progress(stream.name, 0, sr.status)
@@ -263,6 +269,7 @@ class Puller:
                     table, widen_to, notes = reconcile(table, sr.table, known)
                     in_warehouse = {c: k for c, k in widen_to.items() if c in existing}
                     if in_warehouse:
+                        sr.changes = None  # the stored column's type changed: the table did
                         self._widen(sr.table, in_warehouse)
                         existing.update(in_warehouse)
                         self.widened.setdefault(sr.table, {}).update(in_warehouse)
@@ -333,12 +340,14 @@ class Puller:
     def _diff(self, sr: _StreamRun, table: pa.Table, deleted: set[str]) -> None:
         keys = [self.normalize(k) for k in sr.stream.primary_key or []]
         if any(k not in table.column_names for k in keys):
+            sr.changes = None
             return
         assert self.target is not None
         old_rows = self.target.old_rows(self.dataset, sr.table, keys, table)
         id_field = self.normalize(sr.stream.id_field) if sr.stream.id_field else keys[0]
         for record in table.to_pylist():
             if not self._room():
+                sr.changes = None  # past the cap: not compared
                 return
             key = tuple(record.get(k) for k in keys)
             if str(record.get(id_field)) in deleted:
@@ -348,6 +357,7 @@ class Puller:
             if old is None:
                 self.events.append(self._event(self._event_name(sr.stream, "created"),
                                                {**base, "record": _jsonable(record)}))
+                sr.changes = None if sr.changes is None else sr.changes + 1
                 continue
             changed: dict[str, Any] = {}
             for column, new in record.items():
@@ -363,11 +373,14 @@ class Puller:
                     changed[column] = {"old": _jsonable(before), "new": _jsonable(new)}
             if changed:
                 self.events.append(self._event(self._event_name(sr.stream, "updated"), {**base, "changed": changed}))
+                sr.changes = None if sr.changes is None else sr.changes + 1
 
     def _deleted(self, sr: _StreamRun, ids: list[str]) -> None:
         for record_id in ids:
             if not self._room():
+                sr.changes = None
                 return
+            sr.changes = None if sr.changes is None else sr.changes + 1
             self.events.append(self._event(self._event_name(sr.stream, "deleted"),
                                            {"source": self.name, "stream": sr.stream.name, "id": record_id}))
 
