@@ -10,7 +10,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +42,6 @@ def _service(request: Request) -> MetricsService:
 def _filters(request: Request) -> BoardFilters:
     q = request.query_params
     return BoardFilters(since=q.get("since") or None, where=[w for w in q.getlist("where") if w.strip()])
-
-
-def _ts(value: float | None) -> str:
-    return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
 def plotly_path() -> Path:
@@ -197,7 +192,7 @@ async def dashboard_page(request: Request) -> Response:
     if board is None:
         return web.render(request, "dashboards.html", boards=[], missing=name)
     tiles = [{"id": i, "type": t.type, "title": tile_title(service.catalog, t), "width": t.width,
-              "refresh": t.refresh or "", "refreshed": _ts(service.refreshed.get((name, i)))}
+              "refresh": t.refresh or "", "refreshed": service.refreshed.get((name, i))}
              for i, t in enumerate(board.tiles)]
     filters = _filters(request)
     return web.render(request, "dashboard.html", board=board, name=name, tiles=tiles,
@@ -213,7 +208,7 @@ async def outbox_page(request: Request) -> Response:
     rows = await asyncio.to_thread(_outbox_rows, request, destination)
     for row in rows:
         row["payload_text"] = json.dumps(row["payload"], indent=1, default=str, ensure_ascii=False)
-        row["updated"] = _ts(row["updated_at"])
+        row["updated"] = row["updated_at"]
     return web.render(request, "outbox.html", items=rows, destination=destination, now=time.time())
 
 

@@ -7,7 +7,6 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -27,16 +26,12 @@ from ..settings import Settings
 from ..state import ALL_STATUSES
 from ..state.base import json_safe
 from ..state.sessions import Sessions
-from . import api_models, api_sources, api_syncs, api_workflows, auth, dashboards, openapi
+from . import api_models, api_sources, api_syncs, api_workflows, auth, dashboards, openapi, pages_format
 from ._params import ParamError, error_response, not_found
 from .guard import Guard
 from .ops import ops_routes
 
 _HERE = Path(__file__).parent
-
-
-def _ts(value: float | None) -> str:
-    return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
 class Web:
@@ -47,6 +42,7 @@ class Web:
         self.env = Environment(
             loader=FileSystemLoader(str(_HERE / "templates")), autoescape=select_autoescape(["html"])
         )
+        pages_format.install(self.env)
         self.throttle = auth.LoginThrottle()
 
     @property
@@ -66,6 +62,7 @@ class Web:
         html = self.env.get_template(template).render(
             project_name=self.app.project.config.name,
             authed=principal is not None,
+            request_path=request.url.path,
             csrf=principal.csrf if principal is not None else "",
             **context,
         )
@@ -194,7 +191,7 @@ class Web:
         rows = [
             {
                 "id": e.id,
-                "received": _ts(e.received_at),
+                "received": e.received_at,
                 "endpoint": e.endpoint,
                 "name": e.name,
                 "status": e.status,

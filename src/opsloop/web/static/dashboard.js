@@ -161,6 +161,9 @@
     if (!ts) return;
     time.textContent = new Date(ts * 1000).toLocaleTimeString() + " (" + ago(ts) + ")";
     time.setAttribute("datetime", new Date(ts * 1000).toISOString());
+    time.dataset.ts = String(ts);
+    time.classList.add("exact");  // opsloop.js keeps this text (clock time and age) and sets the tooltip
+    time.title = new Date(ts * 1000).toLocaleString();
   }
 
   const pending = {};
