@@ -36,12 +36,13 @@ def test_one_navigation_entry_per_page(page: Any, demo_site: DemoSite) -> None:
     violations = csp_violations(page)
     for path in every_page(demo_site):
         page.goto(demo_site.url + path)
-        assert page.locator("nav").count() == 1, path
-        hrefs = page.eval_on_selector_all("nav a", "links => links.map(a => a.getAttribute('href'))")
+        assert page.locator("body > nav").count() == 1, path
+        hrefs = page.eval_on_selector_all("body > nav a", "links => links.map(a => a.getAttribute('href'))")
         assert hrefs == NAV, (path, hrefs)  # each page once, in one order, on every page
-        current = page.eval_on_selector_all("nav a[aria-current=page]", "links => links.map(a => a.textContent)")
+        current = page.eval_on_selector_all("body > nav a[aria-current=page]", "links => links.map(a => a.textContent)")
         section = next(h for h in reversed(NAV) if path == h or (h != "/" and path.startswith(h + "/")))
-        assert len(current) == 1 and page.locator(f"nav a[href='{section}'][aria-current=page]").count() == 1, path
+        marked = page.locator(f"body > nav a[href='{section}'][aria-current=page]")
+        assert len(current) == 1 and marked.count() == 1, path
     assert violations == []
 
 

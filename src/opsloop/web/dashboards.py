@@ -1,4 +1,4 @@
-"""Dashboard pages, the metrics API, server push (SSE), the outbox page, and plotly.js served locally.
+"""Dashboard pages, the metrics API (with the outbox API), server push (SSE), and plotly.js served locally.
 
 Routes are listed by ``web.server.create_asgi``; the handlers call ``MetricsService``; auth is
 ``web.guard.Guard``'s, as for every route (a Bearer token, or a login session plus its CSRF token on writes).
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,16 +201,6 @@ async def dashboard_page(request: Request) -> Response:
                       ranges=["7d", "30d", "90d", "6mo", "1y", "all"])
 
 
-async def outbox_page(request: Request) -> Response:
-    web = _web(request)
-    destination = request.query_params.get("destination")
-    rows = await asyncio.to_thread(_outbox_rows, request, destination)
-    for row in rows:
-        row["payload_text"] = json.dumps(row["payload"], indent=1, default=str, ensure_ascii=False)
-        row["updated"] = row["updated_at"]
-    return web.render(request, "outbox.html", items=rows, destination=destination, now=time.time())
-
-
 def routes() -> list[Route]:
     return [
         Route("/assets/plotly.min.js", plotly_js),
@@ -225,5 +214,4 @@ def routes() -> list[Route]:
         Route("/api/dashboards/{name}/refresh", api_refresh, methods=["POST"]),
         Route("/dashboards", dashboards_page),
         Route("/dashboards/{name}", dashboard_page),
-        Route("/outbox", outbox_page),
     ]

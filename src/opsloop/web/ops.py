@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import pages_runs
+from . import pages_outbox, pages_runs
 
 if TYPE_CHECKING:
     from .server import Web
@@ -52,5 +52,5 @@ def ops_routes(web: Web) -> list[Route]:
         return handler
 
     routes = [Route(f"/{kind}", page(kind)) for kind in PAGES]
-    routes += [*pages_runs.routes(web), Route("/syncs/{name}", page("syncs"))]
+    routes += [*pages_runs.routes(web), *pages_outbox.routes(web), Route("/syncs/{name}", page("syncs"))]
     return routes
