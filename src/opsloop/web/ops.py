@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import pages_models, pages_outbox, pages_runs
+from . import pages_lists, pages_models, pages_outbox, pages_runs
 
 if TYPE_CHECKING:
     from .server import Web
@@ -52,7 +52,8 @@ def ops_routes(web: Web) -> list[Route]:
         return handler
 
     # the pages of their own first: a route listed earlier wins
-    routes = [*pages_runs.routes(web), *pages_outbox.routes(web), *pages_models.routes(web)]
+    routes = [*pages_lists.routes(web), *pages_runs.routes(web), *pages_outbox.routes(web),
+              *pages_models.routes(web)]
     routes += [Route(f"/{kind}", page(kind)) for kind in PAGES]
     routes += [Route("/syncs/{name}", page("syncs"))]
     return routes

@@ -23,8 +23,6 @@ from starlette.staticfiles import StaticFiles
 from ..app import App, ReplayError
 from ..events.inbox import Inbox
 from ..settings import Settings
-from ..state import ALL_STATUSES
-from ..state.base import json_safe
 from ..state.sessions import Sessions
 from . import api_models, api_sources, api_syncs, api_workflows, auth, dashboards, openapi, pages_format
 from ._params import ParamError, error_response, not_found
@@ -185,25 +183,6 @@ class Web:
             request, "home.html", endpoints=list(self.app.project.endpoints.values()), counts=counts, base_url=base
         )
 
-    async def events_page(self, request: Request) -> Response:
-        status = request.query_params.get("status")
-        events = await asyncio.to_thread(self.app.store.list_events, status=status, limit=200)
-        rows = [
-            {
-                "id": e.id,
-                "received": e.received_at,
-                "endpoint": e.endpoint,
-                "name": e.name,
-                "status": e.status,
-                "error": json.dumps(e.error) if e.error else "",
-            }
-            for e in events
-        ]
-        return self.render(
-            request, "events.html", events=json_safe(rows), status=status, statuses=ALL_STATUSES,
-            message=request.query_params.get("message"),
-        )
-
     async def replay_form(self, request: Request) -> Response:
         try:
             new_id = await asyncio.to_thread(self.app.replay, request.path_params["event_id"])
@@ -313,7 +292,6 @@ def create_asgi(app: App) -> HookFastPath:
         Route("/login", web.login, methods=["POST"]),
         Route("/logout", web.logout, methods=["POST"]),
         Route("/", web.home),
-        Route("/events", web.events_page),
         Route("/events/{event_id}/replay", web.replay_form, methods=["POST"]),
         *api_workflows.routes(app),
         *api_models.routes(app),
