@@ -104,10 +104,16 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False, sort_keys=False)
 
 
+def json_text(value: Any) -> str:
+    """One line of JSON (escaped by the template like any text, unlike Jinja's ``tojson``)."""
+    return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+
+
 def install(env: Environment) -> None:
     """Register the filters (``when``, ``duration``, ``between``, ``pretty_json``) and the ``time_like`` test."""
     env.filters["when"] = when
     env.filters["duration"] = duration
     env.filters["between"] = between
     env.filters["pretty_json"] = pretty_json
+    env.filters["json_text"] = json_text
     env.tests["time_like"] = looks_like_time
