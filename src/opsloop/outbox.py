@@ -53,6 +53,13 @@ def record(store: StateStore, destination: str, action: str, payload: Any, targe
 def update(store: StateStore, item_id: str, payload: Any, action: str | None = None) -> bool:
     """Replace an outbox item's payload in place (e.g. a Slack chat.update); False when it does not exist."""
     with store.transaction() as cur:
+        store.execute(  # keep the version being replaced, for the page's history
+            cur,
+            "INSERT INTO outbox_versions (item_id, version, action, payload, updated_at) "
+            "SELECT id, version, action, payload, updated_at FROM outbox WHERE id = ? "
+            "ON CONFLICT (item_id, version) DO NOTHING",
+            (item_id,),
+        )
         found = store.execute(
             cur,
             "UPDATE outbox SET payload = ?, action = COALESCE(?, action), version = version + 1, updated_at = ? "
@@ -67,12 +74,47 @@ def get(store: StateStore, item_id: str) -> OutboxItem | None:
     return _item(rows[0]) if rows else None
 
 
-def list_items(store: StateStore, destination: str | None = None, limit: int = 200) -> list[OutboxItem]:
+def list_items(store: StateStore, destination: str | None = None, limit: int = 200,
+               before: float | None = None) -> list[OutboxItem]:
+    """The newest items first; ``before`` (an ``updated_at``) pages on to older ones."""
+    where: list[str] = []
+    params: list[Any] = []
     if destination:
-        rows = store.query(
-            f"SELECT {_COLUMNS} FROM outbox WHERE destination = ? ORDER BY updated_at DESC LIMIT ?",
-            (destination, limit),
-        )
-    else:
-        rows = store.query(f"SELECT {_COLUMNS} FROM outbox ORDER BY updated_at DESC LIMIT ?", (limit,))
+        where.append("destination = ?")
+        params.append(destination)
+    if before is not None:
+        where.append("updated_at < ?")
+        params.append(before)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    rows = store.query(f"SELECT {_COLUMNS} FROM outbox {clause}ORDER BY updated_at DESC LIMIT ?",
+                       (*params, limit))
     return [_item(r) for r in rows]
+
+
+def destinations(store: StateStore) -> list[str]:
+    """Every destination that has an item, by name."""
+    return [str(r[0]) for r in store.query("SELECT DISTINCT destination FROM outbox ORDER BY destination")]
+
+
+@dataclass
+class OutboxVersion:
+    version: int
+    action: str
+    payload: Any
+    updated_at: float
+
+
+def versions(store: StateStore, item_ids: list[str]) -> dict[str, list[OutboxVersion]]:
+    """The earlier versions of each item (oldest first), for items updated in place."""
+    if not item_ids:
+        return {}
+    marks = ", ".join("?" for _ in item_ids)
+    rows = store.query(
+        f"SELECT item_id, version, action, payload, updated_at FROM outbox_versions WHERE item_id IN ({marks}) "
+        "ORDER BY item_id, version",
+        tuple(item_ids),
+    )
+    found: dict[str, list[OutboxVersion]] = {}
+    for r in rows:
+        found.setdefault(r[0], []).append(OutboxVersion(int(r[1]), r[2], json.loads(r[3]), float(r[4])))
+    return found

@@ -145,8 +145,12 @@ def test_unauthenticated_visit_goes_to_login_and_outbox_page(example_server: Ser
         assert "/login?next=" in page.url
         shot(page, "login")
         login(page, example_server.url, example_server.token, "/outbox")
-        row = page.inner_text(f"tr[id='{item}']")
-        assert "claimed by Ada" in row and "chat.update" in row and row.rstrip().endswith("2")
+        card = page.locator(f"li[id='{item}']")
+        assert "claimed by Ada" in card.locator(".slack-body").first.inner_text()
+        assert "edited" in card.locator(".slack-head").inner_text() and card.get_attribute("data-version") == "2"
+        card.locator("details.versions summary").click()
+        assert EVIL in card.locator("li.version[data-version='1']").inner_text()  # the first text, as text
+        assert page.locator("img[src=x]").count() == 0
         page.goto(example_server.url + "/dashboards")
         assert page.locator("a[href='/dashboards/sales']").count() == 1
         assert page.locator("a[href='/events']").count() >= 1

@@ -232,7 +232,10 @@ class Tile(_Strict):
     limit: int = 100
     refresh: str | None = None
     """Refresh on a schedule too (``5m``), besides on rebuilds of the models the tile reads."""
-    highlights: bool = True
+    highlights: bool | list[str] = True
+    """For ``timeseries``: which highlights to draw as annotations at the time each event happened: a list
+    of highlight names (``[customer_churned]``), ``true`` for every highlight of the metric's entities,
+    ``false`` for none."""
     # cohort
     entity: str | None = None
     signup: str | None = None

@@ -299,6 +299,12 @@ def _check(catalog: Catalog, problems: list[Problem]) -> None:
                     known = ", ".join(sorted(catalog.metrics)) or "none"
                     problems.append(Problem(loc.file, loc.line, f"tile {i + 1} uses metric {name!r}, "
                                             "which is not defined in metrics/*.yml", f"metrics: {known}"))
+            if isinstance(tile.highlights, list):
+                for name in tile.highlights:
+                    if name not in catalog.highlights:
+                        known = ", ".join(sorted(catalog.highlights)) or "none"
+                        problems.append(Problem(loc.file, loc.line, f"tile {i + 1} draws highlight {name!r}, "
+                                                "which is not defined in metrics/*.yml", f"highlights: {known}"))
             if tile.type == "cohort":
                 for ref, what in ((tile.signup, "signup"), (tile.activity, "activity")):
                     model, _, dim = str(ref).partition(".")

@@ -51,7 +51,7 @@ def tile_dependencies(catalog: Catalog, tile: Tile) -> set[str]:
                 models.append(sm)
     deps = {dep for sm in models for dep in sm_dependencies(catalog, sm)}
     if tile.type == "timeseries" and tile.highlights and tile.metric:
-        for h in highlights_for(catalog, tile.metric):
+        for h in highlights_for(catalog, tile.metric, tile.highlights):
             if h.event:
                 deps.add(f"event:{h.event}")
             elif h.semantic_model in catalog.semantic_models:
@@ -69,7 +69,13 @@ def sm_dependencies(catalog: Catalog, sm: SemanticModel) -> set[str]:
     return out
 
 
-def highlights_for(catalog: Catalog, metric_name: str) -> list[Highlight]:
+def highlights_for(catalog: Catalog, metric_name: str, chosen: bool | list[str] = True) -> list[Highlight]:
+    """The highlights a tile draws: those it names (in its order), or with ``True`` every highlight of the
+    metric's entities."""
+    if chosen is False:
+        return []
+    if isinstance(chosen, list):
+        return [catalog.highlights[n] for n in chosen if n in catalog.highlights]
     entities = catalog.entities_of(metric_name)
     return [h for h in catalog.highlights.values() if h.entity in entities]
 
@@ -154,12 +160,17 @@ class TileRenderer:
             totals: dict[str, float] = {}
             for row in result.rows:
                 totals[row[0]] = totals.get(row[0], 0.0) + float(row[-1] or 0)
-            for h in highlights_for(self.catalog, metric):
+            for h in highlights_for(self.catalog, metric, tile.highlights):
                 for when, subject in self.highlight_points(h, q.since):
                     day = as_date(when)
-                    period = truncate(day, grain).isoformat() if day else None
-                    markers.append({"x": period, "at": when.isoformat() if isinstance(when, datetime) else str(when),
-                                    "y": totals.get(period or "", 0.0), "highlight": h.name, "label": h.label,
+                    if day is None:
+                        continue
+                    period = truncate(day, grain).isoformat()
+                    at = when.isoformat() if isinstance(when, (datetime, date)) else str(when)
+                    # an annotation at the time it happened (x), not a point on the series; ``period`` and
+                    # ``y`` say which bar or point it falls in, for a reader of the JSON
+                    markers.append({"x": at, "at": at, "period": period, "y": totals.get(period, 0.0),
+                                    "highlight": h.name, "label": h.label,
                                     "subject": "" if subject is None else str(subject), "color": h.color})
         return {"metric": metric, "grain": grain, "chart": tile.chart, "format": result.format,
                 "series": [{"name": k, **v} for k, v in series.items()], "markers": markers}

@@ -38,6 +38,8 @@ class ModelService:
         self._pending: set[str] = set()
         self._timer: asyncio.Task[None] | None = None
         self.last_refresh: list[NodeResult] = []
+        self.last_results: dict[str, NodeResult] = {}
+        """The latest result of each node (by uid) built or tested by this process, for the model pages."""
         self.refreshes = 0
         self._stopping = False
 
@@ -73,6 +75,7 @@ class ModelService:
             asyncio.get_running_loop()
         except RuntimeError:
             results = self.engine.build(select, exclude, full_refresh, kinds)
+            self.last_results.update({r.uid: r for r in results})
             if emit:
                 asyncio.run(self._emit_built(results))
             return results
@@ -96,7 +99,9 @@ class ModelService:
     def _build_busy(self, select: list[str] | None, exclude: list[str] | None, full_refresh: bool,
                     kinds: tuple[str, ...]) -> list[NodeResult]:
         with self.app.halt.busy():
-            return self.engine.build(select, exclude, full_refresh, kinds, halt=self.app.halt)
+            results = self.engine.build(select, exclude, full_refresh, kinds, halt=self.app.halt)
+        self.last_results.update({r.uid: r for r in results})
+        return results
 
     def _owe(self, build: dict[str, Any]) -> None:
         owed = self.app.halt.owed().get("models")

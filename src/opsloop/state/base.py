@@ -119,6 +119,12 @@ class EventRecord:
         return safe
 
 
+def like_pattern(text: str) -> str:
+    """``%text%`` for ``LOWER(column) LIKE ? ESCAPE '\\'``, with the text's own ``%``, ``_`` and ``\\`` escaped."""
+    escaped = text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def json_safe(value: Any) -> Any:
     """``value`` unchanged when strict JSON can carry it, else a copy whose non-finite numbers and lone
     surrogates are written as text (and nesting past 200 levels elided)."""
@@ -212,6 +218,8 @@ class StateStore(ABC):
 
     backend: str = "?"
     placeholder: str = "?"
+    BODY_TEXT: str = "CAST(body AS TEXT)"
+    """SQL reading the raw body (bytes) as text, for searching events whose payload is stored as their body."""
 
     def __init__(self) -> None:
         self._write_lock = threading.Lock()
@@ -427,14 +435,25 @@ class StateStore(ABC):
         until: float | None = None,
         name: str | None = None,
         limit: int = 100,
+        before_seq: int | None = None,
+        search: str | None = None,
     ) -> list[EventRecord]:
-        """Newest first, filtered."""
+        """Newest first, filtered. ``before_seq`` pages on (keyset: the last ``seq`` shown); ``search`` finds
+        the text in the payload or the error (case-insensitive), or an event id."""
         where: list[str] = ["1 = 1"]
         params: list[Any] = []
         for column, value in (("status", status), ("endpoint", endpoint), ("name", name)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if before_seq is not None:
+            where.append("seq < ?")
+            params.append(before_seq)
+        if search:
+            where.append(f"(LOWER(payload) LIKE ? ESCAPE '\\' OR (payload = ? AND LOWER({self.BODY_TEXT}) LIKE ? "
+                         "ESCAPE '\\') OR LOWER(error) LIKE ? ESCAPE '\\' OR id = ?)")
+            pattern = like_pattern(search)
+            params += [pattern, SAME_AS_BODY, pattern, pattern, search.strip()]
         if since is not None:
             where.append("received_at >= ?")
             params.append(since)

@@ -27,6 +27,7 @@ def _split_schema(url: str) -> tuple[str, str | None]:
 
 class PostgresStateStore(StateStore):
     backend = "postgres"
+    BODY_TEXT = "encode(body, 'escape')"  # BYTEA as text; bytes past ASCII come out as \ooo, never an error
     placeholder = "%s"
 
     def __init__(self, url: str) -> None:

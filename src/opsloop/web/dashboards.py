@@ -1,4 +1,4 @@
-"""Dashboard pages, the metrics API, server push (SSE), the outbox page, and plotly.js served locally.
+"""Dashboard pages, the metrics API (with the outbox API), server push (SSE), and plotly.js served locally.
 
 Routes are listed by ``web.server.create_asgi``; the handlers call ``MetricsService``; auth is
 ``web.guard.Guard``'s, as for every route (a Bearer token, or a login session plus its CSRF token on writes).
@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +41,6 @@ def _service(request: Request) -> MetricsService:
 def _filters(request: Request) -> BoardFilters:
     q = request.query_params
     return BoardFilters(since=q.get("since") or None, where=[w for w in q.getlist("where") if w.strip()])
-
-
-def _ts(value: float | None) -> str:
-    return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
 def plotly_path() -> Path:
@@ -197,7 +191,7 @@ async def dashboard_page(request: Request) -> Response:
     if board is None:
         return web.render(request, "dashboards.html", boards=[], missing=name)
     tiles = [{"id": i, "type": t.type, "title": tile_title(service.catalog, t), "width": t.width,
-              "refresh": t.refresh or "", "refreshed": _ts(service.refreshed.get((name, i)))}
+              "refresh": t.refresh or "", "refreshed": service.refreshed.get((name, i))}
              for i, t in enumerate(board.tiles)]
     filters = _filters(request)
     return web.render(request, "dashboard.html", board=board, name=name, tiles=tiles,
@@ -205,16 +199,6 @@ async def dashboard_page(request: Request) -> Response:
                       dimensions=board.filters.dimensions,
                       where={w.split("=", 1)[0]: w.split("=", 1)[1] for w in filters.where if "=" in w},
                       ranges=["7d", "30d", "90d", "6mo", "1y", "all"])
-
-
-async def outbox_page(request: Request) -> Response:
-    web = _web(request)
-    destination = request.query_params.get("destination")
-    rows = await asyncio.to_thread(_outbox_rows, request, destination)
-    for row in rows:
-        row["payload_text"] = json.dumps(row["payload"], indent=1, default=str, ensure_ascii=False)
-        row["updated"] = _ts(row["updated_at"])
-    return web.render(request, "outbox.html", items=rows, destination=destination, now=time.time())
 
 
 def routes() -> list[Route]:
@@ -230,5 +214,4 @@ def routes() -> list[Route]:
         Route("/api/dashboards/{name}/refresh", api_refresh, methods=["POST"]),
         Route("/dashboards", dashboards_page),
         Route("/dashboards/{name}", dashboard_page),
-        Route("/outbox", outbox_page),
     ]

@@ -1,4 +1,4 @@
-"""Operational pages: workflow runs with their steps, models, sources and syncs (with failed rows).
+"""Operational pages: workflow runs (a run's own page is ``pages_runs``), models, sources and syncs (with failed rows).
 
 Each page shows what the subsystem's JSON API answers, fetched in-process for a user who logged in with
 the token, rendered as escaped HTML tables: one source of truth for the API, the CLI and the pages.
@@ -12,6 +12,8 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from . import pages_lists, pages_models, pages_outbox, pages_runs
 
 if TYPE_CHECKING:
     from .server import Web
@@ -49,6 +51,9 @@ def ops_routes(web: Web) -> list[Route]:
 
         return handler
 
-    routes = [Route(f"/{kind}", page(kind)) for kind in PAGES]
-    routes += [Route("/runs/{run_id}", page("runs")), Route("/syncs/{name}", page("syncs"))]
+    # the pages of their own first: a route listed earlier wins
+    routes = [*pages_lists.routes(web), *pages_runs.routes(web), *pages_outbox.routes(web),
+              *pages_models.routes(web)]
+    routes += [Route(f"/{kind}", page(kind)) for kind in PAGES]
+    routes += [Route("/syncs/{name}", page("syncs"))]
     return routes

@@ -7,7 +7,6 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -24,19 +23,13 @@ from starlette.staticfiles import StaticFiles
 from ..app import App, ReplayError
 from ..events.inbox import Inbox
 from ..settings import Settings
-from ..state import ALL_STATUSES
-from ..state.base import json_safe
 from ..state.sessions import Sessions
-from . import api_identity, api_models, api_sources, api_syncs, api_workflows, auth, dashboards, openapi
+from . import api_identity, api_models, api_sources, api_syncs, api_workflows, auth, dashboards, openapi, pages_format
 from ._params import ParamError, error_response, not_found
 from .guard import Guard
 from .ops import ops_routes
 
 _HERE = Path(__file__).parent
-
-
-def _ts(value: float | None) -> str:
-    return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
 class Web:
@@ -47,6 +40,7 @@ class Web:
         self.env = Environment(
             loader=FileSystemLoader(str(_HERE / "templates")), autoescape=select_autoescape(["html"])
         )
+        pages_format.install(self.env)
         self.throttle = auth.LoginThrottle()
 
     @property
@@ -66,6 +60,7 @@ class Web:
         html = self.env.get_template(template).render(
             project_name=self.app.project.config.name,
             authed=principal is not None,
+            request_path=request.url.path,
             csrf=principal.csrf if principal is not None else "",
             **context,
         )
@@ -188,25 +183,6 @@ class Web:
             request, "home.html", endpoints=list(self.app.project.endpoints.values()), counts=counts, base_url=base
         )
 
-    async def events_page(self, request: Request) -> Response:
-        status = request.query_params.get("status")
-        events = await asyncio.to_thread(self.app.store.list_events, status=status, limit=200)
-        rows = [
-            {
-                "id": e.id,
-                "received": _ts(e.received_at),
-                "endpoint": e.endpoint,
-                "name": e.name,
-                "status": e.status,
-                "error": json.dumps(e.error) if e.error else "",
-            }
-            for e in events
-        ]
-        return self.render(
-            request, "events.html", events=json_safe(rows), status=status, statuses=ALL_STATUSES,
-            message=request.query_params.get("message"),
-        )
-
     async def replay_form(self, request: Request) -> Response:
         try:
             new_id = await asyncio.to_thread(self.app.replay, request.path_params["event_id"])
@@ -316,7 +292,6 @@ def create_asgi(app: App) -> HookFastPath:
         Route("/login", web.login, methods=["POST"]),
         Route("/logout", web.logout, methods=["POST"]),
         Route("/", web.home),
-        Route("/events", web.events_page),
         Route("/events/{event_id}/replay", web.replay_form, methods=["POST"]),
         *api_workflows.routes(app),
         *api_models.routes(app),

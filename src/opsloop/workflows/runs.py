@@ -14,6 +14,7 @@ from typing import Any
 from .._ids import new_id
 from ..errors import OpsloopError
 from ..state import StateStore
+from ..state.base import like_pattern
 
 ACTIVE = ("queued", "running", "sleeping", "waiting")
 FINISHED = ("completed", "failed", "cancelled")
@@ -128,9 +129,11 @@ def require_run(store: StateStore, run_id: str) -> RunRow:
 
 def list_runs(
     store: StateStore, workflow: str | None = None, status: str | None = None, since: float | None = None,
-    until: float | None = None, limit: int = 100,
+    until: float | None = None, limit: int = 100, before: tuple[float, str] | None = None,
+    search: str | None = None,
 ) -> list[RunRow]:
-    """Newest first."""
+    """Newest first. ``before`` (the last row's ``created_at`` and ``id``) pages on, keyset; ``search``
+    finds the text in the trigger event or the error (case-insensitive), or a run id."""
     if status is not None and status not in RUN_STATUSES:
         raise RunError(f"unknown run status {status!r}; use one of {', '.join(RUN_STATUSES)}")
     where: list[str] = ["1 = 1"]
@@ -145,6 +148,13 @@ def list_runs(
     if until is not None:
         where.append("created_at <= ?")
         params.append(until)
+    if before is not None:
+        where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+        params += [before[0], before[0], before[1]]
+    if search:
+        where.append("(LOWER(trigger_event) LIKE ? ESCAPE '\\' OR LOWER(error) LIKE ? ESCAPE '\\' OR id = ?)")
+        pattern = like_pattern(search)
+        params += [pattern, pattern, search.strip()]
     rows = store.query(
         f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?",
         (*params, limit),

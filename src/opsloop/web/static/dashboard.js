@@ -50,7 +50,8 @@
   function drawKpi(body, d) {
     body.replaceChildren();
     body.appendChild(el("div", { class: "kpi-value", "data-value": String(d.value) }, fmt(d.value, d.format)));
-    if (d.change !== undefined) {
+    // a comparison only where there is something to compare with: no "vs –" for a period with no value
+    if (d.change !== undefined && d.previous !== null && d.previous !== undefined && d.value !== null) {
       const pct = d.change === null ? "–" : (d.change >= 0 ? "▲ " : "▼ ") + Math.abs(d.change * 100).toFixed(1) + "%";
       const cls = d.change === null ? "kpi-change" : "kpi-change " + (d.change >= 0 ? "up" : "down");
       body.appendChild(el("span", { class: cls }, pct));
@@ -71,18 +72,26 @@
       else { t.type = "scatter"; t.mode = "lines"; if (d.chart === "area") t.fill = "tozeroy"; }
       return t;
     });
-    if (d.markers && d.markers.length) {
-      traces.push({
-        type: "scatter", mode: "markers", name: "Highlights", x: d.markers.map((m) => m.x),
-        y: d.markers.map((m) => m.y), hoverinfo: "text",
-        hovertext: d.markers.map((m) => esc(m.label + (m.subject ? ": " + m.subject : "") + " (" + m.at.slice(0, 16) + ")")),
-        marker: { size: 12, symbol: "diamond", color: d.markers.map((m) => m.color || "#185a9d"),
-                  line: { width: 1, color: "#fff" } },
-        meta: d.markers.map((m) => m.highlight),
-      });
-    }
     const layout = { margin: { l: 40, r: 10, t: 10, b: 30 }, showlegend: traces.length > 1,
                      legend: { orientation: "h" }, xaxis: { type: "date" }, hovermode: "closest" };
+    const notes = d.markers || [];
+    if (notes.length) {
+      // business events as annotations at the time they happened: a dotted line across the chart and a
+      // marker on the time axis (its label on hover), one per event, on an overlay axis of its own
+      const when = (m) => m.at.replace("T", " ").slice(0, 16);
+      traces.push({
+        type: "scatter", mode: "markers", name: "Highlights", x: notes.map((m) => m.x), y: notes.map(() => 0),
+        yaxis: "y2", cliponaxis: false, hoverinfo: "text",
+        hovertext: notes.map((m) => esc(m.label + (m.subject ? ": " + m.subject : "") + " (" + when(m) + ")")),
+        marker: { size: 11, symbol: "triangle-up", color: notes.map((m) => m.color || "#185a9d"),
+                  line: { width: 1, color: "#fff" } },
+        meta: notes.map((m) => m.highlight),
+      });
+      layout.yaxis2 = { overlaying: "y", range: [0, 1], visible: false, fixedrange: true };
+      layout.shapes = notes.map((m) => ({ type: "line", xref: "x", yref: "paper", x0: m.x, x1: m.x, y0: 0, y1: 1,
+                                          layer: "below", line: { color: m.color || "#185a9d", width: 1, dash: "dot" } }));
+      layout.showlegend = traces.length > 1;
+    }
     Plotly.react(chart, traces, layout, { displayModeBar: false, responsive: true });
   }
 
@@ -161,6 +170,9 @@
     if (!ts) return;
     time.textContent = new Date(ts * 1000).toLocaleTimeString() + " (" + ago(ts) + ")";
     time.setAttribute("datetime", new Date(ts * 1000).toISOString());
+    time.dataset.ts = String(ts);
+    time.classList.add("exact");  // opsloop.js keeps this text (clock time and age) and sets the tooltip
+    time.title = new Date(ts * 1000).toLocaleString();
   }
 
   const pending = {};

@@ -1,0 +1,199 @@
+"""The run page: a workflow run as a timeline, and the event page its trigger links to.
+
+``/runs/<id>`` shows each step in order with its status, start, duration, attempts and error; sleeps and
+``wait_for_event`` with their deadline and what they wait for; the SLA helper's state (posted, due,
+breached at, claimed by, after); the run's input and output as collapsible JSON; the trigger event linked
+to ``/events/<id>``. The data is ``workflows.runs.run_detail``, the same as ``GET /api/runs/<id>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..workflows import runs
+
+if TYPE_CHECKING:
+    from .server import Web
+
+
+@dataclass
+class Step:
+    """One row of the timeline."""
+
+    position: int
+    name: str
+    kind: str
+    status: str
+    started_at: float | None
+    finished_at: float | None
+    attempts: int
+    error: Any
+    input: Any
+    output: Any
+    offset: float = 0.0  # seconds after the run started
+    length: float = 0.0  # seconds (so far, for a step still waiting)
+    waits_for: str | None = None
+    match: str | None = None
+    deadline: float | None = None
+    outcome: str | None = None
+    event_id: str | None = None
+    bar_left: float = 0.0  # percent of the run's span
+    bar_width: float = 0.0
+
+
+@dataclass
+class Sla:
+    """The SLA helper's state, read from its steps (``<name>.post``, ``.wait``, ``.breached``, ``.claimed``)."""
+
+    name: str
+    state: str  # waiting | met | breached | breached-claimed
+    posted_at: float | None = None
+    due_at: float | None = None
+    breached_at: float | None = None
+    claimed_by: str | None = None
+    claimed_at: float | None = None
+    claimed_after: float | None = None
+    events: list[str] = field(default_factory=list)
+
+
+def _claimer(event: Any) -> str | None:
+    data = event.get("data") if isinstance(event, dict) else None
+    if not isinstance(data, dict):
+        return None
+    user = data.get("user")
+    if isinstance(user, dict):
+        return str(user.get("name") or user.get("username") or user.get("id") or "someone")
+    if isinstance(user, str):
+        return user
+    by = data.get("by") or data.get("claimed_by")
+    return str(by) if by else None
+
+
+def timeline(detail: dict[str, Any], now: float | None = None) -> list[Step]:
+    """The run's steps in order, with offsets and bar geometry relative to the run's span."""
+    now = time.time() if now is None else now
+    start = detail.get("started_at") or detail.get("created_at") or now
+    steps: list[Step] = []
+    for s in sorted(detail.get("steps") or [], key=lambda s: s["position"]):
+        begun, ended = s.get("started_at"), s.get("finished_at")
+        step = Step(position=s["position"], name=s["step"], kind=s["kind"], status=s["status"], started_at=begun,
+                    finished_at=ended, attempts=int(s.get("attempts") or 0), error=s.get("error"),
+                    input=s.get("input"), output=s.get("output"))
+        if begun is not None:
+            step.offset = max(0.0, begun - start)
+            step.length = max(0.0, (ended if ended is not None else now) - begun)
+        spec = s.get("input") if isinstance(s.get("input"), dict) else {}
+        if step.kind == "wait":
+            step.waits_for = str(spec.get("event") or "")
+            step.match = spec.get("match")
+            step.deadline = spec.get("deadline")
+            if step.status == "completed":
+                got = s.get("output")
+                if isinstance(got, dict) and got.get("id"):
+                    step.outcome, step.event_id = "received", str(got["id"])
+                else:
+                    step.outcome = "timed out"
+            else:
+                step.outcome = "waiting"
+        elif step.kind == "sleep":
+            until = s.get("output") if isinstance(s.get("output"), dict) else {}
+            step.deadline = until.get("until")
+            step.outcome = "slept" if step.deadline is not None and step.deadline <= now else "sleeping"
+        elif step.kind == "emit" and isinstance(s.get("output"), dict) and s["output"].get("id"):
+            step.event_id = str(s["output"]["id"])
+        steps.append(step)
+    end = detail.get("finished_at") or now
+    for step in steps:  # sleeps and waits stretch to their deadline when it is later than the run's end
+        if step.deadline is not None and step.status != "completed":
+            end = max(end, step.deadline)
+    span = max(end - start, 1e-6)
+    for step in steps:
+        step.bar_left = min(100.0, 100.0 * step.offset / span)
+        step.bar_width = max(0.4, min(100.0 - step.bar_left, 100.0 * step.length / span))
+    return steps
+
+
+def sla_states(detail: dict[str, Any], now: float | None = None) -> list[Sla]:
+    """Each SLA the run holds (a ``<name>.post`` step followed by ``<name>.wait``), with its state."""
+    now = time.time() if now is None else now
+    by_name = {s["step"]: s for s in detail.get("steps") or []}
+    found: list[Sla] = []
+    for name in by_name:
+        if not name.endswith(".wait"):
+            continue
+        prefix = name[: -len(".wait")]
+        if f"{prefix}.post" not in by_name:
+            continue
+        wait = by_name[name]
+        posted = by_name.get(f"{prefix}.posted_at")
+        posted_at = posted.get("output") if posted else None
+        if not isinstance(posted_at, (int, float)):
+            posted_at = by_name[f"{prefix}.post"].get("finished_at")
+        spec = wait.get("input") if isinstance(wait.get("input"), dict) else {}
+        sla = Sla(name=prefix, state="waiting", posted_at=posted_at, due_at=spec.get("deadline"))
+        claim: Any = None
+        if wait["status"] == "completed":
+            if isinstance(wait.get("output"), dict) and wait["output"].get("id"):
+                claim, sla.state = wait["output"], "met"
+            else:
+                breached = by_name.get(f"{prefix}.breached") or by_name.get(f"{prefix}.breach_event")
+                sla.breached_at = (breached or wait).get("started_at") or wait.get("finished_at")
+                sla.state = "breached"
+                late = by_name.get(f"{prefix}.late_wait")
+                if late and isinstance(late.get("output"), dict) and late["output"].get("id"):
+                    claim, sla.state = late["output"], "breached-claimed"
+        elif sla.due_at is not None and now > sla.due_at:
+            sla.state = "breached"  # the deadline passed; the worker has not recorded it yet
+            sla.breached_at = sla.due_at
+        if claim is not None:
+            sla.claimed_by = _claimer(claim)
+            sla.claimed_at = claim.get("received_at")
+            if isinstance(sla.claimed_at, (int, float)) and isinstance(sla.posted_at, (int, float)):
+                sla.claimed_after = sla.claimed_at - sla.posted_at
+            sla.events.append(str(claim.get("id")))
+        found.append(sla)
+    return found
+
+
+def run_page_context(detail: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    start = detail.get("started_at") or detail.get("created_at")
+    end = detail.get("finished_at")
+    return {
+        "run": detail,
+        "steps": timeline(detail, now),
+        "slas": sla_states(detail, now),
+        "elapsed": (end if end is not None else now) - start if start is not None else None,
+        "finished": end is not None,
+    }
+
+
+def routes(web: Web) -> list[Route]:
+    app = web.app
+
+    async def run_page(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            detail = await asyncio.to_thread(runs.run_detail, app.store, run_id)
+        except runs.RunError as exc:
+            return web.render(request, "missing.html", status_code=404, title="No such run", message=str(exc),
+                              back="/runs", back_label="all runs")
+        return web.render(request, "run.html", **run_page_context(detail))
+
+    async def event_page(request: Request) -> Response:
+        event_id = request.path_params["event_id"]
+        event = await asyncio.to_thread(app.store.get_event, event_id)
+        if event is None:
+            return web.render(request, "missing.html", status_code=404, title="No such event",
+                              message=f"There is no event {event_id!r} in the log.", back="/events",
+                              back_label="all events")
+        return web.render(request, "event.html", event=event.detail())
+
+    return [Route("/runs/{run_id}", run_page), Route("/events/{event_id}", event_page, methods=["GET"])]

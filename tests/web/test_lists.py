@@ -1,0 +1,123 @@
+"""Lists that scale: events and runs with keyset pagination, status/endpoint/workflow/name filters and text
+search over payloads and errors."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsloop._ids import new_id
+from opsloop.state import NewEvent, open_store
+
+from ..conftest import wait_for
+from ..metrics.browser import csp_violations, shot
+from .conftest import DemoSite
+
+
+def rows(page: Any, table: str) -> list[dict[str, str]]:
+    found: list[dict[str, str]] = page.eval_on_selector_all(
+        f"#{table} tr[data-id]", "trs => trs.map(tr => ({id: tr.dataset.id, seq: tr.dataset.seq || '',"
+        " status: tr.querySelector('.badge').textContent, text: tr.textContent}))")
+    return found
+
+
+@pytest.mark.browser
+def test_events_page_filters_searches_and_pages(page: Any, demo_site: DemoSite) -> None:
+    violations = csp_violations(page)
+    wait_for(lambda: len(demo_site.get("/api/events", limit=200)["events"]) > 120, 90, interval=1,
+             what="more than two pages of events")
+    page.goto(f"{demo_site.url}/events")
+    first = rows(page, "events")
+    assert len(first) == 50
+    seqs = [int(r["seq"]) for r in first]
+    assert seqs == sorted(seqs, reverse=True)  # newest first
+    page.click("#older")
+    page.wait_for_url("**/events?before=*")
+    second = rows(page, "events")
+    assert second and max(int(r["seq"]) for r in second) < min(seqs)  # continues where the first page ended
+    assert page.locator("a:text('Newest')").count() == 1
+    # filters by status and endpoint, from the form
+    page.goto(f"{demo_site.url}/events")
+    page.select_option("select[name=endpoint]", "demo_request")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**/events?*endpoint=demo_request*")
+    shown = rows(page, "events")
+    assert shown and all("demo_request" in r["text"] for r in shown)
+    page.goto(f"{demo_site.url}/events?status=dispatched")
+    assert {r["status"] for r in rows(page, "events")} == {"dispatched"}
+    # text search in payloads: one person's email finds their events, and only those
+    event = demo_site.get("/api/events", endpoint="demo_request", limit=1)["events"][0]
+    email = demo_site.get(f"/api/events/{event['id']}")["payload"]["email"]
+    page.goto(f"{demo_site.url}/events")
+    page.fill("input[name=q]", email.upper())  # case does not matter
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**q=*")
+    found = rows(page, "events")
+    assert event["id"] in {r["id"] for r in found} and len(found) < 10
+    shot(page, "events-search")
+    page.goto(f"{demo_site.url}/events?q=no-such-text-anywhere")
+    assert "No event matches" in page.inner_text("#events")
+    answer = page.goto(f"{demo_site.url}/events?before=soon")
+    assert answer is not None and answer.status == 400 and "whole number" in page.inner_text("main")
+    answer = page.goto(f"{demo_site.url}/events?status=lost")
+    assert answer is not None and answer.status == 400 and "dispatched" in page.inner_text("main")
+    assert violations == []
+
+
+@pytest.mark.browser
+def test_runs_page_filters_searches_and_pages(page: Any, demo_site: DemoSite) -> None:
+    wait_for(lambda: len(demo_site.get("/api/runs", limit=200)["runs"]) > 60, 90, interval=1,
+             what="more than a page of runs")
+    page.goto(f"{demo_site.url}/runs")
+    first = rows(page, "runs")
+    assert len(first) == 50
+    page.click("#older")
+    page.wait_for_url("**/runs?before=*")
+    second = rows(page, "runs")
+    assert second and not {r["id"] for r in second} & {r["id"] for r in first}
+    page.goto(f"{demo_site.url}/runs")
+    page.select_option("select[name=workflow]", "purchase")
+    page.select_option("select[name=status]", "completed")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**/runs?*workflow=purchase*")
+    shown = rows(page, "runs")
+    assert shown and all("purchase" in r["text"] and r["status"] == "completed" for r in shown)
+    # search in the trigger event: the demo request's email finds its SLA run
+    run = demo_site.get("/api/runs", workflow="demo_request_sla", limit=1)["runs"][0]
+    email = demo_site.get(f"/api/runs/{run['id']}")["trigger"]["data"]["email"]
+    page.goto(f"{demo_site.url}/runs?q={email}")
+    assert run["id"] in {r["id"] for r in rows(page, "runs")}
+    page.click(f"#runs tr[data-id='{run['id']}'] td:nth-child(2) a")
+    page.wait_for_url(f"**/runs/{run['id']}")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def test_search_is_text_not_a_pattern(store_url: str) -> None:
+    store = open_store(store_url)
+    try:
+        now = time.time()
+        events = [NewEvent(id=new_id("evt_"), name="deal", received_at=now, payload={"note": note})
+                  for note in ("50% off", "5000 off", "a_b", "axb", "back\\slash")]
+        raw = b'{"email": "Ada@Example.com"}'  # a webhook: the payload is stored as its body
+        events.append(NewEvent(id=new_id("evt_"), name="hook", received_at=now, body=raw,
+                               payload={"email": "Ada@Example.com"}))
+        store.append_events(events)
+        for term, count in (("50%", 1), ("%", 1), ("a_b", 1), ("_", 1), ("\\", 1), ("OFF", 2), ("ada@EXAMPLE", 1)):
+            assert len(store.list_events(search=term)) == count, term
+        assert [e.id for e in store.list_events(search=events[3].id)] == [events[3].id]
+        assert store.list_events(search="ada@example")[0].payload == {"email": "Ada@Example.com"}
+        newest = store.list_events(limit=2)
+        rest = store.list_events(before_seq=newest[-1].seq)
+        assert [e.id for e in newest + rest] == [e.id for e in reversed(events)]
+    finally:
+        store.close()
