@@ -17,7 +17,7 @@ import pytest
 from opsloop.events._signatures import SignedRequest, make_preset
 from opsloop.project import load_project
 
-from .conftest import free_port, run_cli, wait_for
+from .conftest import free_port, keep_reading, run_cli, wait_for
 
 
 class UpProcess:
@@ -28,11 +28,15 @@ class UpProcess:
             [sys.executable, "-m", "opsloop", "up", "--project", str(root), "--port", str(port), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
-        wait_for(self._healthy, 20, what="opsloop up to answer /healthz")
+        self.lines: list[str] = []
+        self.reader = keep_reading(self.proc, self.lines)
+        # a start-up bound, not a speed claim: a 2-core machine under a loaded CI takes ~20 s to start
+        wait_for(self._healthy, 60, what="opsloop up to answer /healthz")
 
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:
-            raise AssertionError(f"opsloop up exited: {self.proc.stdout.read() if self.proc.stdout else ''}")
+            self.reader.join(5)
+            raise AssertionError(f"opsloop up exited: {''.join(self.lines)}")
         try:
             return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
@@ -40,7 +44,9 @@ class UpProcess:
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.proc.send_signal(sig)
-        return self.proc.wait(20)
+        code = self.proc.wait(20)
+        self.reader.join(5)  # every line the process wrote is in self.lines
+        return code
 
 
 @pytest.mark.slow

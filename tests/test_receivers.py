@@ -115,9 +115,7 @@ def test_restart_delay_grows_while_a_receiver_fails_at_start() -> None:
 def test_a_receiver_failing_at_start_is_retried_more_slowly_and_comes_back(project_dir: Path) -> None:
     sign, _ = _signer(project_dir)
     up = UpProcess(project_dir, free_port(), "--receivers", "1")
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(up.proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
+    lines = up.lines
     config = project_dir / "opsloop.yml"
     good = config.read_text()
     try:
@@ -184,7 +182,7 @@ def test_sigterm_drains_receivers_first(project_dir: Path) -> None:
     for t in threads:
         t.join(20)
     assert code == 0
-    out = up.proc.stdout.read() if up.proc.stdout else ""
+    out = "".join(up.lines)
     assert "2 receiver process(es)" in out and "stopped cleanly" in out
     shown = run_cli("events", "--json", "--limit", "100000", cwd=project_dir)
     stored = {e["id"] for e in json.loads(shown.stdout)}

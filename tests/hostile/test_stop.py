@@ -35,14 +35,7 @@ class Server:
 
     def __init__(self, target: Path | Running, *extra: str) -> None:
         self.up = target.proc if isinstance(target, Running) else UpProcess(target, free_port(), *extra)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.up.proc.stdout is not None
-        for line in self.up.proc.stdout:
-            self.lines.append(line)
+        self.lines = self.up.lines  # UpProcess reads the process's output from its start
 
     def saw(self, text: str) -> bool:
         return any(text in line for line in self.lines)
@@ -60,7 +53,7 @@ class Server:
             self.up.proc.kill()
             raise
         took = time.monotonic() - started
-        self._reader.join(5)
+        self.up.reader.join(5)
         return code, took
 
     def cpu_seconds(self) -> float:
