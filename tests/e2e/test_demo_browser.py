@@ -49,9 +49,12 @@ def test_demo_dashboard_and_outbox_in_a_browser(tmp_path: Path) -> None:
             assert shot(page, "demo-dashboard").stat().st_size > 10_000
             assert violations == [], violations
             page.goto(base + "/outbox")
-            text = page.inner_text("table.outbox")
-            assert all(w in text for w in wanted), text[:2000]
-            assert "SLA breached" in text or "claimed by" in text
+            destinations = page.inner_text("nav.filters")
+            assert all(w in destinations for w in wanted), destinations
+            page.goto(base + "/outbox?destination=slack")  # Slack messages as Slack shows them, not JSON
+            text = page.inner_text("ol.outbox")
+            assert "SLA breached" in text or "claimed by" in text, text[:2000]
+            assert '"blocks"' not in text
             assert shot(page, "demo-outbox").stat().st_size > 10_000
     finally:
         proc.terminate()
