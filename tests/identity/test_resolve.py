@@ -180,3 +180,23 @@ def test_values_that_pass_alone_but_break_a_limit_together_do_not_merge(tmp_path
                                             "values"}
     finally:
         w.app.close()
+
+
+def test_an_identifier_no_source_maps_still_normalises_the_fields_that_use_it(tmp_path: Path) -> None:
+    """`phone` declared as an identifier, used by a field's `normalize:`, mapped by no source's identifiers:
+    the build used to fail on every run ("Table with name _map_1 does not exist")."""
+    yml = IDENTITY_YML.replace("identifiers: {app_user_id: id, email: email, phone: phone}",
+                               "identifiers: {app_user_id: id, email: email}")
+    yml = yml.replace("identifiers: {crm_id: id, email: email, phone: phone, app_user_id: app_user_id}",
+                      "identifiers: {crm_id: id, email: email, app_user_id: app_user_id}")
+    yml = yml.replace("identifiers: {support_id: id, email: email, phone: phone}",
+                      "identifiers: {support_id: id, email: email}")
+    assert "phone: phone}" not in yml.split("fields:")[0]
+    w = make_world(tmp_path, identity_yml=yml)
+    try:
+        w.upsert("src.app_users", id="u1", email="ada@example.com", phone="(415) 555-0101", name="Ada",
+                 plan="pro", updated_at="2026-01-01T10:00:00Z")
+        w.build()
+        assert w.golden(w.person_of("app", "u1"))["phone"] == "+14155550101"
+    finally:
+        w.app.close()

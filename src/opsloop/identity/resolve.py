@@ -274,6 +274,8 @@ class Resolver:
         typed = []
         for t, icfg in self.cfg.identifiers.items():
             if not self._id_cols[t]:
+                if is_python(icfg) and t in self._field_norm.values():
+                    self._fill_cache(t)  # no source maps it, but a field normalises with it (_write_records)
                 continue
             if is_python(icfg):
                 self._fill_cache(t)
