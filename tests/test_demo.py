@@ -44,7 +44,7 @@ def test_demo_fills_the_outbox_and_the_dashboard(tmp_path: Path) -> None:
             assert line, "the demo stopped before serving:\n" + "".join(lines)
             lines.append(line)
         token = lines[-1].split("token:")[1].strip()
-        keep_reading(proc, lines)
+        reader = keep_reading(proc, lines)
         base = f"http://127.0.0.1:{port}"
         api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
@@ -81,7 +81,9 @@ def test_demo_fills_the_outbox_and_the_dashboard(tmp_path: Path) -> None:
         assert any((row[-1] or 0) > 0 for row in metric.json()["rows"]), metric.json()
 
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends: a clean stop with the closing summary
-        rest, _ = proc.communicate(timeout=30)
+        proc.wait(30)
+        reader.join(10)  # the reader has every line the demo wrote
+        rest = "".join(lines)
         assert proc.returncode == 0, rest
         assert "demo stopped;" in rest and "events in the log" in rest, rest
     finally:
