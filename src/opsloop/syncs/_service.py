@@ -1,5 +1,10 @@
 """Runs syncs from triggers inside ``opsloop up``: after their model builds, on a cron schedule, on events.
 
+A sync that enforces the hierarchy in a system (``system:``, ``enforce:`` on) and runs by itself (any trigger
+but manual) also runs after an ``identity.built`` whose ``systems`` include that system: a losing edit there
+changes no golden value, so no other trigger would fire. The run that follows the pull of the correction's
+echo finds the system holding the golden value and sends nothing, so this never loops.
+
 A trigger only asks for a run; it never carries rows. The diff is computed from the data at run time, so a
 trigger lost in a crash costs nothing: the next run sends everything that changed. Runs of one sync never
 overlap: a trigger arriving during a run queues exactly one more run.
@@ -82,6 +87,23 @@ class SyncService:
             ):
                 self.trigger(name, f"model.built:{model}")
 
+    def enforcing(self) -> dict[str, str]:
+        """The syncs that react to identity builds: name -> the system whose records they correct."""
+        out = {}
+        for name, sync in self.syncs.items():
+            cfg, t = sync.config, sync.config.triggers
+            if cfg.system and cfg.enforce and cfg.mode != "insert" and (t.after_build or t.cron or t.event):
+                out[name] = cfg.system
+        return out
+
+    async def on_identity_built(self, event: EventRecord) -> None:
+        data = event.payload if isinstance(event.payload, dict) else {}
+        changed = data.get("systems") or {}
+        for name, system in self.enforcing().items():
+            counts = changed.get(system) if isinstance(changed, dict) else None
+            if isinstance(counts, dict) and (counts.get("changed") or counts.get("deleted")):
+                self.trigger(name, f"identity.built:{system}")
+
     def on_event_for(self, pattern: str) -> Any:
         async def handle(event: EventRecord) -> None:
             for name, sync in self.syncs.items():
@@ -123,6 +145,8 @@ def attach(app: App) -> None:
         return
     if any(s.config.triggers.after_build for s in syncs.values()):
         app.on_event("model.built", service.on_model_built)
+    if service.enforcing():
+        app.on_event("identity.built", service.on_identity_built)
     for pattern in sorted({str(s.config.triggers.event) for s in syncs.values() if s.config.triggers.event}):
         app.on_event(pattern, service.on_event_for(pattern))
     app.background.append(app.as_leader(app.WAREHOUSE_ROLE, service.resume))
