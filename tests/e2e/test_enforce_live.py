@@ -10,6 +10,8 @@ brings back the golden value: another ``identity.built`` and another run, which 
 
 from __future__ import annotations
 
+import json
+import re
 import textwrap
 import time
 from pathlib import Path
@@ -125,6 +127,12 @@ def _project(root: Path, hubspot: LiveHubSpot) -> None:
         """)
 
 
+def _documented_identity_built() -> dict[str, Any]:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "identity.md").read_text()
+    [doc] = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", page, re.S) if '"identity.built"' in b]
+    return dict(doc)
+
+
 def _query(api: httpx.Client, sql: str) -> list[list[Any]]:
     answer = api.post("/api/query", json={"sql": sql})
     return list(answer.json()["rows"]) if answer.status_code == 200 else []
@@ -158,8 +166,11 @@ def test_a_reps_losing_edit_is_corrected_once_with_no_command_and_no_cron(tmp_pa
             wait_for(lambda: hubspot.phone() == APP_PHONE, 60, interval=0.1,
                      what="the app's phone written into HubSpot after the first identity build")
             assert _count(api, "profile.updated") == 0
-            built = _query(api, "select payload from raw.events where name = 'identity.built' order by seq")
-            assert built and '"crm"' in built[0][0]
+            built = wait_for(lambda: _query(api, "select payload from raw.events where name = 'identity.built' "
+                                                 "order by seq"), 30, interval=0.1, what="identity.built in raw.events")
+            first = json.loads(built[0][0])
+            assert first["systems"] == {"app": {"changed": 1, "deleted": 0}, "crm": {"changed": 1, "deleted": 0}}
+            assert set(first) == set(_documented_identity_built()["payload"])
 
             def settled(writes: int, corrections: int) -> None:
                 """The pull of opsloop's write came back as the golden value and two more pulls changed nothing."""
@@ -172,6 +183,8 @@ def test_a_reps_losing_edit_is_corrected_once_with_no_command_and_no_cron(tmp_pa
                 wait_for(lambda: not any(not t.done() for t in srv.app.services["syncs"]._running.values()),
                          30, interval=0.05, what="the CRM sync to be idle")
                 assert len(hubspot.writes) == writes, hubspot.writes
+                wait_for(lambda: _count(api, "source.hubspot.loaded") >= pulls + 3, 30, interval=0.1,
+                         what="a third pull in raw.events (the log before it is loaded too)")
                 assert len(_corrections(api)) == corrections
 
             settled(1, 0)
@@ -182,10 +195,15 @@ def test_a_reps_losing_edit_is_corrected_once_with_no_command_and_no_cron(tmp_pa
             wait_for(lambda: len(hubspot.writes) == 2, 60, interval=0.1, what="the correction of the rep's edit")
             assert hubspot.phone() == APP_PHONE and hubspot.writes[-1] == {"id": "1", "email": ADA,
                                                                             "phone": APP_PHONE}
-            assert _corrections(api) == [[REP_PHONE, APP_PHONE]]
+            # raw.events is loaded from the event log every load_interval: wait for it there
+            wait_for(lambda: _corrections(api) == [[REP_PHONE, APP_PHONE]], 30, interval=0.1,
+                     what="sync.crm.corrected with the rep's phone in raw.events")
             assert _query(api, "select phone, phone__source from identity.golden_records") == [[APP_PHONE, "app"]]
             assert _count(api, "profile.updated") == 0  # a losing edit changes no golden value
             settled(2, 1)  # the echo of the write triggered a run that sent nothing
             assert _count(api, "sync.crm.completed") >= runs + 2
+            last = json.loads(_query(api, "select payload from raw.events where name = 'identity.built' "
+                                          "order by seq desc limit 1")[0][0])
+            assert last["systems"] == {"crm": {"changed": 1, "deleted": 0}}  # the echo's build
     finally:
         hubspot.close()
