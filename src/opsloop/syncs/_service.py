@@ -36,6 +36,7 @@ class SyncService:
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._again: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._enforcing: dict[str, str] | None = None
         self.results: list[RunResult] = []
         """The results of runs started by triggers, newest last (bounded)."""
 
@@ -88,13 +89,17 @@ class SyncService:
                 self.trigger(name, f"model.built:{model}")
 
     def enforcing(self) -> dict[str, str]:
-        """The syncs that react to identity builds: name -> the system whose records they correct."""
-        out = {}
-        for name, sync in self.syncs.items():
-            cfg, t = sync.config, sync.config.triggers
-            if cfg.system and cfg.enforce and cfg.mode != "insert" and (t.after_build or t.cron or t.event):
-                out[name] = cfg.system
-        return out
+        """The syncs that react to identity builds: name -> the system whose records they correct (those that
+        run by itself and where enforcement applies; see ``enforce.why_not``)."""
+        if self._enforcing is None:
+            from .enforce import why_not
+
+            self._enforcing = {}
+            for name, sync in self.syncs.items():
+                cfg, t = sync.config, sync.config.triggers
+                if cfg.system and (t.after_build or t.cron or t.event) and why_not(self.app.project, sync) is None:
+                    self._enforcing[name] = cfg.system
+        return self._enforcing
 
     async def on_identity_built(self, event: EventRecord) -> None:
         data = event.payload if isinstance(event.payload, dict) else {}
