@@ -97,12 +97,13 @@ def test_events_in_the_outbox_reach_the_log_once_even_if_flushed_twice(tmp_path:
             Resolver(db, ip.config, ip.field_names).build()
             evaluate(db, ip.segments["pro"])
             db.x("CREATE TEMP TABLE _copy AS SELECT * FROM identity.outbox")
-            assert flush(db, w.app.store) == 2
+            assert flush(db, w.app.store) == 3  # profile.updated, identity.built, segment.entered
             db.x("INSERT INTO identity.outbox SELECT * FROM _copy")  # as if the delete never happened
             assert flush(db, w.app.store) == 0
         finally:
             db.close()
         assert len(w.events("segment.entered")) == 1 and len(w.events("profile.updated")) == 1
+        assert len(w.events("identity.built")) == 2  # the first build's and this one's
     finally:
         w.app.close()
 

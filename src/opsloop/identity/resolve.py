@@ -22,6 +22,7 @@ The output tables are documented in docs/identity.md.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -73,10 +74,12 @@ class BuildResult:
     refused: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    systems: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per system whose records this build saw change: ``{"changed": n, "deleted": m}``."""
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("run_id", "kind", "records", "changed", "deleted", "scope", "persons",
-                                             "profile_updates", "refused", "seconds")}
+                                             "profile_updates", "refused", "seconds", "systems")}
 
 
 def ensure_schema(db: Conn) -> None:
@@ -181,7 +184,13 @@ class Resolver:
             records = int(db.one("SELECT count(*) FROM identity.records"))
             persons = int(db.one("SELECT count(DISTINCT person_id) FROM identity.graph"))
             result = BuildResult(run_id, kind, records, changed, deleted, scope, persons, updates, refused,
-                                 round(time.perf_counter() - started, 3), timings)
+                                 round(time.perf_counter() - started, 3), timings, self._systems)
+            if self._systems:
+                # In the build's transaction, like profile.updated: syncs that enforce the hierarchy in a
+                # system run when its records changed, though no golden value did (syncs/_service.py).
+                payload = {k: v for k, v in result.as_dict().items() if k != "seconds"}
+                db.x("INSERT INTO identity.outbox VALUES (?, 'identity.built', ?, now())",
+                     (f"identity:{run_id}:built", json.dumps(payload)))
             db.x("INSERT INTO identity.runs VALUES (?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?)",
                  (run_id, kind, result.seconds, records, changed, deleted, scope, persons, updates, refused))
         return result
@@ -247,6 +256,10 @@ class Resolver:
                 WHERE s.node_key IS NULL OR r.nid IS NULL OR r.row_hash <> s.row_hash""")
         db.x("CREATE OR REPLACE TEMP TABLE _changed AS SELECT * FROM _cmp WHERE node_key IS NOT NULL")
         db.x("CREATE OR REPLACE TEMP TABLE _deleted AS SELECT old_nid AS nid FROM _cmp WHERE node_key IS NULL")
+        self._systems = {str(system): {"changed": int(ch), "deleted": int(de)} for system, ch, de in db.rows(
+            "SELECT coalesce(c.system, r.system), count(*) FILTER (WHERE c.node_key IS NOT NULL), "
+            "count(*) FILTER (WHERE c.node_key IS NULL) FROM _cmp c "
+            "LEFT JOIN identity.records r ON c.node_key IS NULL AND r.nid = c.old_nid GROUP BY 1 ORDER BY 1")}
         db.x("DROP TABLE _cmp")
         start = int(db.one("SELECT coalesce(max(nid), 0) FROM identity.records"))
         db.x(f"""CREATE OR REPLACE TEMP TABLE _new_records AS

@@ -1,5 +1,10 @@
 """Runs syncs from triggers inside ``opsloop up``: after their model builds, on a cron schedule, on events.
 
+A sync that enforces the hierarchy in a system (``system:``, ``enforce:`` on) and runs by itself (any trigger
+but manual) also runs after an ``identity.built`` whose ``systems`` include that system: a losing edit there
+changes no golden value, so no other trigger would fire. The run that follows the pull of the correction's
+echo finds the system holding the golden value and sends nothing, so this never loops.
+
 A trigger only asks for a run; it never carries rows. The diff is computed from the data at run time, so a
 trigger lost in a crash costs nothing: the next run sends everything that changed. Runs of one sync never
 overlap: a trigger arriving during a run queues exactly one more run.
@@ -31,6 +36,7 @@ class SyncService:
         self._running: dict[str, asyncio.Task[Any]] = {}
         self._again: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._enforcing: dict[str, str] | None = None
         self.results: list[RunResult] = []
         """The results of runs started by triggers, newest last (bounded)."""
 
@@ -82,6 +88,27 @@ class SyncService:
             ):
                 self.trigger(name, f"model.built:{model}")
 
+    def enforcing(self) -> dict[str, str]:
+        """The syncs that react to identity builds: name -> the system whose records they correct (those that
+        run by itself and where enforcement applies; see ``enforce.why_not``)."""
+        if self._enforcing is None:
+            from .enforce import why_not
+
+            self._enforcing = {}
+            for name, sync in self.syncs.items():
+                cfg, t = sync.config, sync.config.triggers
+                if cfg.system and (t.after_build or t.cron or t.event) and why_not(self.app.project, sync) is None:
+                    self._enforcing[name] = cfg.system
+        return self._enforcing
+
+    async def on_identity_built(self, event: EventRecord) -> None:
+        data = event.payload if isinstance(event.payload, dict) else {}
+        changed = data.get("systems") or {}
+        for name, system in self.enforcing().items():
+            counts = changed.get(system) if isinstance(changed, dict) else None
+            if isinstance(counts, dict) and (counts.get("changed") or counts.get("deleted")):
+                self.trigger(name, f"identity.built:{system}")
+
     def on_event_for(self, pattern: str) -> Any:
         async def handle(event: EventRecord) -> None:
             for name, sync in self.syncs.items():
@@ -123,6 +150,8 @@ def attach(app: App) -> None:
         return
     if any(s.config.triggers.after_build for s in syncs.values()):
         app.on_event("model.built", service.on_model_built)
+    if service.enforcing():
+        app.on_event("identity.built", service.on_identity_built)
     for pattern in sorted({str(s.config.triggers.event) for s in syncs.values() if s.config.triggers.event}):
         app.on_event(pattern, service.on_event_for(pattern))
     app.background.append(app.as_leader(app.WAREHOUSE_ROLE, service.resume))
