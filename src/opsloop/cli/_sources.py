@@ -84,6 +84,17 @@ def _pull_here(app_: Any, name: str, full_refresh: bool, json_out: bool) -> dict
     return data
 
 
+def _pull_app(project: Path) -> Any:
+    """An App with only what a pull needs: ``opsloop.yml`` and ``sources/*.yml``, the state store (runs,
+    cursors, change events), the warehouse and the bus; no other subsystem's files, services or imports."""
+    from ..app import App
+    from ..settings import resolve_settings
+    from ..sources._project import load_sources_project
+
+    loaded = load_sources_project(project)
+    return App(loaded, resolve_settings(loaded), services=False)
+
+
 def _pull_one(app_: Any, name: str, full_refresh: bool, json_out: bool) -> dict[str, Any]:
     return local_or_server(app_.project.root, lambda: _pull_here(app_, name, full_refresh, json_out),
                            lambda server: server.pull(name, full_refresh))
@@ -99,7 +110,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Pull sources into the warehouse now (incremental from each stream's cursor)."""
-        app_ = load_app(project)
+        app_ = _pull_app(project)
         try:
             names = sorted(app_.project.extras.get("sources", {}))
             if source is not None:
