@@ -12,20 +12,21 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._halt import Halt
 from ._ids import new_id
 from .errors import OpsloopError
 from .events._committer import GroupCommitter
 from .events._json import DEFAULT_MAX_DEPTH, BodyRefused, parse_body
-from .events.inbox import Inbox
-from .events.loader import RawEventLoader
 from .events.log import Consumer, EventBus
 from .project import Project, load_project
 from .settings import Settings, resolve_settings
 from .state import EventRecord, NewEvent, StateStore, open_store
 from .warehouse import Warehouse, open_warehouse
+
+if TYPE_CHECKING:  # the inbox (and jsonschema) is imported when first used, as is the raw.events loader
+    from .events.inbox import Inbox
 
 log = logging.getLogger("opsloop")
 
@@ -40,9 +41,13 @@ class ReplayError(OpsloopError):
 
 
 class App:
-    """One running opsloop: ``App(project, settings)``; ``await app.start()`` ... ``await app.stop()``."""
+    """One running opsloop: ``App(project, settings)``; ``await app.start()`` ... ``await app.stop()``.
 
-    def __init__(self, project: Project, settings: Settings | None = None) -> None:
+    ``services=False`` attaches no subsystem (no ``app.services``, handlers or background jobs): an App for
+    one job in this process that needs only the stores, the warehouse and the bus, such as `opsloop pull`.
+    """
+
+    def __init__(self, project: Project, settings: Settings | None = None, *, services: bool = True) -> None:
         self.project = project
         self.settings = settings or resolve_settings(project)
         self._store: StateStore | None = None
@@ -61,7 +66,7 @@ class App:
         """Subsystem objects by name (``app.services["workflows"]``)."""
         from ._subsystems import hooks
 
-        for module in hooks("_service"):
+        for module in hooks("_service") if services else ():
             module.attach(self)
         self._committer: GroupCommitter | None = None
         self._inbox: Inbox | None = None
@@ -108,6 +113,8 @@ class App:
     @property
     def inbox(self) -> Inbox:
         if self._inbox is None:
+            from .events.inbox import Inbox
+
             self._inbox = Inbox(self.project, self.committer, self.settings.retention_days)
         return self._inbox
 
@@ -127,6 +134,8 @@ class App:
         self.store.listen(self.bus.notify)
         self._tasks = []
         if self.settings.has_role("worker"):
+            from .events.loader import RawEventLoader
+
             loader = RawEventLoader(self.warehouse)
             self.loader = loader
             dispatcher = Consumer(

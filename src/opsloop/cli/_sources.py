@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ._client import Server, jsonable, local_or_server
-from ._common import JsonOpt, ProjectOpt, console, fail, load_app, print_json, print_table, when
+from ._common import JsonOpt, ProjectOpt, console, fail, print_json, print_table, when
 
 
 def _short(value: Any, width: int = 40) -> str:
@@ -84,6 +84,18 @@ def _pull_here(app_: Any, name: str, full_refresh: bool, json_out: bool) -> dict
     return data
 
 
+def _pull_app(project: Path) -> Any:
+    """An App with only what a pull (and ``opsloop sources``) needs: ``opsloop.yml`` and ``sources/*.yml``,
+    the state store (runs, cursors, change events), the warehouse and the bus; no other subsystem's files,
+    services or imports."""
+    from ..app import App
+    from ..settings import resolve_settings
+    from ..sources._project import load_sources_project
+
+    loaded = load_sources_project(project)
+    return App(loaded, resolve_settings(loaded), services=False)
+
+
 def _pull_one(app_: Any, name: str, full_refresh: bool, json_out: bool) -> dict[str, Any]:
     return local_or_server(app_.project.root, lambda: _pull_here(app_, name, full_refresh, json_out),
                            lambda server: server.pull(name, full_refresh))
@@ -99,7 +111,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Pull sources into the warehouse now (incremental from each stream's cursor)."""
-        app_ = load_app(project)
+        app_ = _pull_app(project)
         try:
             names = sorted(app_.project.extras.get("sources", {}))
             if source is not None:
@@ -128,7 +140,7 @@ def register(app: typer.Typer) -> None:
         """Each source's state, cursors, last run, rows and next scheduled run."""
         from ..sources import source_status
 
-        app_ = load_app(project)
+        app_ = _pull_app(project)  # the same few parts as a pull: the sources' config, the store
         try:
             status = local_or_server(app_.project.root, lambda: jsonable(source_status(app_)), Server.sources)
         finally:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import Problem
-from ..project._env import interpolate
-from ..project._yaml import yaml_mappings
+from ..errors import ConfigError, Problem
+from ..project._env import interpolate, read_dotenv
+from ..project._yaml import YamlProblem, load_yaml, yaml_mappings
+from ..project.config import ProjectConfig
 from ..project.loader import Project, register_loader, register_validator, validate_model
 from .config import MODELS, SOURCE_TYPES
 
@@ -59,6 +61,40 @@ def check_sources(project: Project) -> list[Problem]:
                                             f"no file matches {stream.path!r}",
                                             "paths are relative to the project folder"))
     return problems
+
+
+def load_sources_project(root: Path | str) -> Project:
+    """``opsloop.yml``, ``.env`` and ``sources/*.yml`` only: the project as `opsloop pull` needs it.
+
+    The other subsystems' loaders (workflows, models, syncs, metrics ...) and their imports are skipped,
+    which keeps a pull of a few rows short (docs/sources.md, "How fast a small pull starts"); a broken
+    file of theirs is reported by `opsloop validate` and `opsloop up`, not by a pull. Raises ``ConfigError``
+    as ``load_project`` does, for ``opsloop.yml`` and the sources' files.
+    """
+    root = Path(root).resolve()
+    env = {**read_dotenv(root / ".env"), **os.environ}
+    problems: list[Problem] = []
+    config = ProjectConfig()
+    config_path = root / "opsloop.yml"
+    if config_path.is_file():
+        try:
+            doc = load_yaml(config_path, root)
+        except YamlProblem as exc:
+            raise ConfigError([exc.problem]) from exc
+        data = interpolate(doc.data or {}, env)
+        if not isinstance(data, dict):
+            raise ConfigError([Problem("opsloop.yml", 1, "expected a mapping of keys (name:, warehouse:, ...)")])
+        config = validate_model(ProjectConfig, doc, "opsloop.yml", data, problems) or config
+    elif (root / "dbt_project.yml").is_file():
+        config = ProjectConfig(name=root.name, dbt_project=".")
+    else:
+        raise ConfigError([Problem(str(root), None, "no opsloop.yml here",
+                                   "run `opsloop init DIR` or pass --project DIR")])
+    project = Project(root=root, config=config, env=env)
+    load_sources(project, problems)
+    if problems:
+        raise ConfigError(problems)
+    return project
 
 
 register_loader(load_sources)
