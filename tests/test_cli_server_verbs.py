@@ -81,6 +81,10 @@ VERBS: dict[str, Callable[[Path], Any]] = {
 @pytest.fixture
 def saas(tmp_path: Path) -> Iterator[Path]:
     with example_project(tmp_path / "saas") as root:
+        # without this, the server runs the enforcing syncs at its start for the `identity.built` events the
+        # CLI's identity builds wrote (as it should), and `sync --dry-run` through it then plans nothing
+        for sync in (root / "syncs").glob("*.yml"):
+            sync.write_text(sync.read_text() + "enforce: false\n")
         # settle: models built, identities resolved, one pull done, so a verb run twice answers the same
         for verb in (("build",), ("identity", "build"), ("pull", "stripe")):
             out = run_cli(*verb, "-p", str(root), timeout=180)
