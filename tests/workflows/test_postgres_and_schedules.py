@@ -28,7 +28,7 @@ async def effect(app, label: str) -> str:
 async def jobs(ctx: Context) -> str:
     done = await ctx.step("work", effect, ctx.app, str(ctx.event["data"]["n"]))
     await ctx.sleep("1s")
-    got = await ctx.wait_for_event("job.ok", match="event.data.n == trigger.data.n", timeout="30s")
+    got = await ctx.wait_for_event("job.ok", match="event.data.n == trigger.data.n", timeout="300s")
     return done + (":ok" if got else ":timeout")
 '''
 
