@@ -97,14 +97,22 @@ class Halt:
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     # -- work owed to the next start -------------------------------------------------------------
-    def owe(self, job: str, detail: Any = True) -> None:
-        """Remember (in the project's state folder) that ``job`` was interrupted and must run at the next start."""
+    def owe(self, job: str, detail: Any = True, *, announce: bool = True) -> None:
+        """Remember (in the project's state folder) that ``job`` was interrupted and must run at the next start.
+        A job owed from its start (a pull, a sync: owed until it settles, so a crash anywhere redoes it) passes
+        ``announce=False`` and calls ``interrupted(job)`` only when a stop really cuts it off."""
         if self._owed_file is None:
             return
         with self._lock:
             owed = self._read()
             owed[job] = detail
             self._write(owed)
+        if announce:
+            self.interrupted(job)
+
+    @staticmethod
+    def interrupted(job: str) -> None:
+        """Say that a stop cut ``job`` off (it is owed, so the next start runs it again)."""
         log.info("%s was interrupted by the stop; it runs again at the next start", job)
 
     def owed(self) -> dict[str, Any]:

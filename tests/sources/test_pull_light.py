@@ -117,3 +117,20 @@ def test_pull_reads_only_the_sources_files(proj: Any, api: ItemsApi) -> None:
     proj.source("bad", "type: rest\nclient: {base_url: 5}\nresources: nope\n")
     out = run_cli("pull", "shop", "-p", str(proj.root))
     assert out.returncode == 1 and "sources/bad.yml" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_pull_no_stop_cut_off_says_nothing_of_an_interruption(proj: Any, api: ItemsApi,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A pull is owed from its start (a crash anywhere redoes it), but only a real stop is worth a log line."""
+    from opsloop.app import App
+    from opsloop.project import load_project
+
+    _rest(proj, api)
+    app = App(load_project(proj.root))
+    try:
+        with caplog.at_level("INFO", logger="opsloop"):
+            app.services["sources"].pull("shop")
+        assert app.halt.owed() == {}
+    finally:
+        app.close()
+    assert [r.getMessage() for r in caplog.records if "interrupted" in r.getMessage()] == []

@@ -103,7 +103,7 @@ class Puller:
     def run(self) -> PullResult:
         with self.app.halt.busy(), _pull_lock(self.app.project.root / "state" / "dlt", self.name):
             # owed from its start: a pull cut off anywhere (a stop past its bound, a crash) runs again at start
-            self.app.halt.owe(f"pull:{self.name}", {"full_refresh": self.full_refresh})
+            self.app.halt.owe(f"pull:{self.name}", {"full_refresh": self.full_refresh}, announce=False)
             return self._run()
 
     def _run(self) -> PullResult:
@@ -137,6 +137,8 @@ class Puller:
             self.state.add_requests(self.name, budget.count)
             if not isinstance(exc, Interrupted):  # a failed pull ran; one a stop interrupted stays owed
                 self.app.halt.settle(f"pull:{self.name}")
+            else:
+                self.app.halt.interrupted(f"pull:{self.name}")
             self.state.fail_run(run)
             self.app.bus.notify()
             if isinstance(exc, SourceError | Interrupted):

@@ -132,7 +132,7 @@ class SyncRunner:
         with self.app.halt.busy():
             if not (dry_run or reset):
                 # owed from its start: a run cut off anywhere (a stop past its bound, a crash) runs again at start
-                self.app.halt.owe(f"sync:{name}")
+                self.app.halt.owe(f"sync:{name}", announce=False)
             return self._run(sync, result, started, dry_run, full, confirm_deletes, reset, trigger, progress)
 
     def _run(self, sync: LoadedSync, result: RunResult, started: float, dry_run: bool, full: bool,
@@ -206,6 +206,7 @@ class SyncRunner:
         except Interrupted as exc:
             # sent batches are journaled; the rest (and a batch in flight) go out when the next start runs it again
             result.status, result.error = "interrupted", str(exc)
+            self.app.halt.interrupted(f"sync:{name}")
             return result
         except OpsloopError as exc:
             result.status, result.error = "failed", str(exc)
