@@ -363,3 +363,26 @@ def test_a_token_that_can_read_no_stream_fails_the_pull(proj: Any) -> None:
         assert SourceState(proj.apps[-1].store).runs("crm")[0].status == "failed"
     finally:
         fake.close()
+
+
+def test_explicit_properties_still_load_the_modified_date(proj: Any, hs: HubSpotFake) -> None:
+    """With `properties:` listed, the first load asks for the modified date too, so the next (search) pull
+    finds nothing changed in a record nobody touched."""
+    proj.source("crm", f"""\
+        type: hubspot
+        token_env: HS_TOKEN
+        base_url: {hs.url}
+        objects:
+          - name: contacts
+            properties: [email, firstname]
+        """)
+    proj.pull("crm")
+    lists = [r for r in hs.requests_to("/crm/v3/objects/contacts") if r.method == "GET"]
+    assert "lastmodifieddate" in (lists[0].arg("properties") or "").split(",")
+    assert proj.sql("SELECT count(*) FROM crm.contacts WHERE lastmodifieddate IS NOT NULL") == [(7,)]
+    proj.pull("crm")
+    assert proj.events("hubspot.contact") == []
+    hs.put("contacts", "2", firstname="Renamed")
+    proj.pull("crm")
+    [updated] = proj.events("hubspot.contact.updated")
+    assert set(updated.payload["changed"]) >= {"firstname"} and "email" not in updated.payload["changed"]

@@ -185,6 +185,8 @@ class HubSpotConnector:
         else:
             obj: HubSpotObject = stream.options["object"]
             properties = obj.properties or self._property_names(obj.name)
+            if obj.properties:  # a listed set still carries the modified date the next pull's search compares
+                properties = list(dict.fromkeys([*obj.properties, self._modified_property(obj.name)]))
             if isinstance(cursor, dict) and "since" in cursor:
                 yield from self._search(obj, properties, cursor["since"])
                 yield from self._archived(obj, properties, cursor["since"])
