@@ -119,4 +119,11 @@ class TransientDeliveryError(DeliveryError, TransientError):
 
 
 class TerminalDeliveryError(DeliveryError, TerminalError):
-    """The destination refused the request; retrying the same request will not help."""
+    """The destination refused the request; retrying the same request will not help.
+
+    ``every_request``: the refusal is not about the rows (bad credentials, a missing scope, an untrusted
+    certificate), so a sync does not split the batch to find bad rows: every row of it gets this error."""
+
+    def __init__(self, message: str, *, every_request: bool = False) -> None:
+        super().__init__(message)
+        self.every_request = every_request

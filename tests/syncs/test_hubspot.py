@@ -216,3 +216,19 @@ def test_validate_names_the_scope_a_token_lacks_for_the_field_check(sp: SyncProj
         assert "scopes: One or more of the following scopes are required: crm.schemas.contacts.read" in result.stderr
     finally:
         hub.close()
+
+
+def test_a_revoked_token_fails_each_batch_once_not_row_by_row(sp: SyncProject, fake_server: Any) -> None:
+    """A 401 is about the credentials, not the rows: one request per batch, every row failed with HubSpot's
+    text, and the next run (with a good token) sends them all."""
+    sp.customers(people(8))
+    hub, server = _setup(sp, fake_server)
+    sp.set_env(HUBSPOT_TOKEN="pat-revoked")
+    result = sp.run("crm")
+    assert (result.sent, result.failed) == (0, 8)
+    assert len(hub.calls(server, "/batch/upsert")) == 1
+    assert sp.state("crm")["user3@example.com"]["error"].endswith(
+        "HTTP 401: INVALID_AUTHENTICATION: Authentication credentials not found.")
+    sp.set_env(HUBSPOT_TOKEN=hub.token)
+    again = sp.run("crm")
+    assert (again.sent, again.failed) == (8, 0) and len(hub.contacts) == 8

@@ -45,7 +45,9 @@ def check(response: httpx.Response, what: str, describe: Describe | None = None)
     said = (describe(response) if describe else None) or body_text(response)
     if response.status_code == 429 or response.status_code >= 500:
         raise TransientDeliveryError(f"{what}: HTTP {response.status_code}: {said}", retry_after(response))
-    raise TerminalDeliveryError(f"{what}: HTTP {response.status_code}: {said}")
+    # 401/403: the credentials or their scopes, whatever the rows; other 4xx may be one bad row of the batch
+    raise TerminalDeliveryError(f"{what}: HTTP {response.status_code}: {said}",
+                                every_request=response.status_code in (401, 403))
 
 
 def request(client: httpx.Client, method: str, url: str, what: str, describe: Describe | None = None,
@@ -59,7 +61,8 @@ def request(client: httpx.Client, method: str, url: str, what: str, describe: De
         bad_cert = http_channel.certificate_error(exc)
         if bad_cert is not None:
             raise TerminalDeliveryError(f"{what}: the server's certificate is not trusted "
-                                        f"({http_channel.why_untrusted(bad_cert)}); {http_channel.CA_HINT}") from exc
+                                        f"({http_channel.why_untrusted(bad_cert)}); {http_channel.CA_HINT}",
+                                        every_request=True) from exc
         raise TransientDeliveryError(f"{what}: cannot connect ({exc})") from exc
     check(response, what, describe)
     return response

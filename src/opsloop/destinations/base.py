@@ -5,7 +5,9 @@ destination's own error text. Whole-batch problems are raised instead:
 
 - ``TransientDeliveryError`` (429, 5xx, timeouts): the runner waits (``retry_after``) and sends the batch again;
 - ``TerminalDeliveryError`` (a 4xx that rejects the whole request): the runner splits the batch in halves
-  until the bad rows are isolated, and records the error against them.
+  until the bad rows are isolated, and records the error against them — unless the error says
+  ``every_request`` (401/403, an untrusted certificate: not the rows' fault), when every row of the batch
+  gets it at once.
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ class DestinationContext:
 
         value = self.secret(name) if name else None
         if not value:
-            raise TerminalDeliveryError(f"{what}: the secret {name} is not set; add {name}=... to .env")
+            raise TerminalDeliveryError(f"{what}: the secret {name} is not set; add {name}=... to .env",
+                                        every_request=True)
         return value
 
 

@@ -41,7 +41,7 @@ class PostgresDestination(Destination):
 
             url = self.ctx.require_secret(self.config.url_env, "postgres") if self.config.url_env else self.config.url
             if not url:
-                raise TerminalDeliveryError("postgres: set url_env (or url) in the destination")
+                raise TerminalDeliveryError("postgres: set url_env (or url) in the destination", every_request=True)
             try:
                 self._conn = psycopg.connect(url, connect_timeout=10)
             except psycopg.OperationalError as exc:
@@ -61,7 +61,7 @@ class PostgresDestination(Destination):
             columns = {str(r[0]) for r in cur.fetchall()}
         self.conn.rollback()
         if not columns:
-            raise TerminalDeliveryError(f"postgres: table {self.config.table} not found")
+            raise TerminalDeliveryError(f"postgres: table {self.config.table} not found", every_request=True)
         return columns
 
     def send(self, batch: list[RowOp]) -> list[RowResult]:

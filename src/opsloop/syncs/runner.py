@@ -399,8 +399,8 @@ class SyncRunner:
                 log.info("%s: %s; retrying in %.1fs", dest.ctx.sync, exc, wait)
                 self.app.halt.sleep(wait * self.app.settings.time_scale, f"the sync {dest.ctx.sync!r}")
             except (TerminalDeliveryError, DeliveryError) as exc:
-                if len(batch) == 1:
-                    return [RowResult(batch[0].key, False, str(exc))]
+                if len(batch) == 1 or (isinstance(exc, TerminalDeliveryError) and exc.every_request):
+                    return [RowResult(r.key, False, str(exc)) for r in batch]
                 mid = len(batch) // 2
                 return [*self._deliver(dest, batch[:mid], pacer, per_day, quota_key),
                         *self._deliver(dest, batch[mid:], pacer, per_day, quota_key)]
