@@ -106,3 +106,42 @@ def test_an_open_stream_does_not_hold_the_stop(example_dir: Path, receivers: int
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_a_pull_into_a_raw_relation_refreshes_the_tiles_over_it(example_dir: Path) -> None:
+    """A metric over a table a source loads (``relation: shop.items``, no model) is pushed when the pull's
+    ``source.<name>.loaded`` event lands, not only on ``model.built``; a pull that found the table unchanged
+    pushes nothing."""
+    import asyncio
+
+    from opsloop.state import EventRecord
+
+    (example_dir / "metrics" / "items.yml").write_text(
+        "semantic_models:\n  - name: items\n    relation: shop.items\n"
+        "    defaults: {agg_time_dimension: updated_at}\n    dimensions:\n      - {name: updated_at, type: time}\n"
+        "    measures:\n      - {name: item_count, agg: count}\n"
+        "metrics:\n  - {name: items_in_stock, type: simple, type_params: {measure: item_count}}\n")
+    (example_dir / "dashboards" / "stock.yml").write_text(
+        "title: Stock\ntiles:\n  - {type: kpi, metric: items_in_stock}\n")
+    app = make_app(example_dir)
+    try:
+        service = app.services["metrics"]
+
+        def loaded(unchanged: list[str]) -> EventRecord:
+            return EventRecord(seq=1, id="evt_1", endpoint=None, name="source.shop.loaded", received_at=time.time(),
+                               idempotency_key=None, headers={}, body=None, status="done", error=None,
+                               payload={"tables": {"items": "shop.items"}, "unchanged": unchanged},
+                               source="sources", related_id=None, expires_at=None, dispatched_at=None)
+
+        async def pushed(unchanged: list[str]) -> list[dict[str, object]]:
+            queue = service.subscribe("stock")
+            try:
+                await service.on_raw_loaded([loaded(unchanged)])
+                return [queue.get_nowait() for _ in range(queue.qsize())]
+            finally:
+                service.unsubscribe("stock", queue)
+
+        assert [m["tiles"] for m in asyncio.run(pushed([]))] == [[0]]
+        assert asyncio.run(pushed(["shop.items"])) == []
+    finally:
+        app.close()

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from .._durations import parse_duration
+from ..events.changes import changed_tables
 from ..state import EventRecord
 from ._spec import SemanticModel
 from .catalog import Catalog, catalog_of
@@ -137,9 +138,12 @@ class MetricsService:
         await self.changed({str(model), *([str(relation)] if relation else [])}, f"model {model} rebuilt")
 
     async def on_raw_loaded(self, events: list[EventRecord]) -> None:
-        """Tiles over raw.events refresh on every load; event highlights only when their event arrived."""
+        """Tiles over raw.events refresh on every load; event highlights only when their event arrived;
+        tiles over a table a pull or another writer changed (``relation: hubspot.contacts``) when its load
+        event arrives."""
         names = {f"event:{e.name}" for e in events}
-        await self.changed({RAW_EVENTS, *names}, f"{len(events)} new event(s)")
+        tables = {table for event in events for table in changed_tables(event)}
+        await self.changed({RAW_EVENTS, *names, *tables}, f"{len(events)} new event(s)")
 
     def raw_dependent(self) -> bool:
         return any(RAW_EVENTS in sm_dependencies(self.catalog, sm) for sm in self.catalog.semantic_models.values())
