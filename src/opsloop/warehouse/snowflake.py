@@ -48,6 +48,14 @@ class SnowflakeWarehouse(Warehouse):
                 raise WarehouseError(str(exc)) from exc
         return QueryResult(columns, [tuple(r) for r in rows])
 
+    def relations(self) -> dict[tuple[str, str], str]:
+        """Tables and views; the views are read from ``information_schema.views`` too, which every Snowflake
+        account has (a stand-in such as fakesnow lists views only there)."""
+        out = super().relations()
+        views = self.query("SELECT table_schema, table_name FROM information_schema.views")
+        out.update({(str(s).lower(), str(n).lower()): "view" for s, n in views.rows})
+        return out
+
     def insert_arrow(self, table: str, data: Any) -> int:
         from ._sql import quote
 
