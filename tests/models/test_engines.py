@@ -165,3 +165,17 @@ def test_question_marks_and_percents_inside_literals_are_not_placeholders(
            ", /* and ? here */ ? AS w")
     result = wh.query(sql, ["a", 2])
     assert [[str(v) for v in r] for r in result.rows] == [["why?", "a", "100%", "it's ?", "2"]]
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "snowflake"], indirect=True)
+def test_a_script_runs_statement_by_statement_and_names_come_back_as_written(
+        warehouse: tuple[Warehouse, str]) -> None:
+    """Snowflake's connector runs one statement per call: a script (state tables, a swap) is split, with
+    ';' inside literals and comments left alone; unquoted names come back lower case as on every engine."""
+    wh, _ = warehouse
+    wh.ensure_schema("scripted")
+    wh.execute("CREATE TABLE scripted.t (id INTEGER, note VARCHAR); -- a comment; with a semicolon\n"
+               "INSERT INTO scripted.t VALUES (1, 'a;b'); INSERT INTO scripted.t VALUES (2, 'c');")
+    result = wh.query("SELECT id, note AS note_text FROM scripted.t ORDER BY id")
+    assert result.columns == ["id", "note_text"]
+    assert [tuple(r) for r in result.rows] == [(1, "a;b"), (2, "c")]

@@ -35,14 +35,26 @@ class SnowflakeWarehouse(Warehouse):
         return self._con
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.query(sql, params)
+        if params or ";" not in sql.strip().rstrip(";"):
+            self.query(sql, params)
+            return
+        # a script: Snowflake runs one statement per call (the connector's own splitter knows its quoting)
+        import io
+
+        from snowflake.connector.util_text import split_statements
+
+        for statement, _is_put_or_get in split_statements(io.StringIO(sql), remove_comments=True):
+            if statement.strip().rstrip(";").strip():
+                self.query(statement)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
         with self._lock:
             cur = self.con.cursor()
             try:
                 cur.execute(pyformat(sql) if params else sql, list(params) if params else None)
-                columns = [d[0] for d in cur.description] if cur.description else []
+                # Snowflake folds unquoted names to upper case; they come back as written (lower case), as on
+                # every other engine, so mappings and checks name columns alike everywhere
+                columns = [_unfold(d[0]) for d in cur.description] if cur.description else []
                 rows = cur.fetchall() if cur.description else []
             except Exception as exc:
                 raise WarehouseError(str(exc)) from exc
@@ -71,3 +83,8 @@ class SnowflakeWarehouse(Warehouse):
         if self._con is not None:
             self._con.close()
             self._con = None
+
+
+def _unfold(name: str) -> str:
+    """``EMAIL`` (an unquoted name Snowflake folded) -> ``email``; a quoted mixed-case name stays as it is."""
+    return name.lower() if name.isupper() else name
