@@ -77,7 +77,8 @@ def register(app: typer.Typer) -> None:
                    f"in {result['seconds']:.2f}s")
         for seg in result["segments"]:
             typer.echo(f"segment {seg['segment']}: {seg['members']} members (+{seg['entered']} -{seg['exited']})")
-        typer.echo(f"{result['events']} events written to the log")
+        count = int(result['events'])
+        typer.echo(f"{count} event{'' if count == 1 else 's'} written to the log")
 
     @identity_app.command("conflicts")
     def conflicts(
