@@ -31,11 +31,12 @@ from typing import Any
 from ._normalize import cache_key, is_python, python_normalizer, sql_expression
 from ._sql import Conn, expression, literal, quote, relation
 from .config import IdentityConfig
+from .golden import build_golden, golden_columns
 
 _RANDOM = "USING COMPRESSION uncompressed"
 """For 64-bit hash columns: random bits do not compress, and DuckDB's attempt costs a tenth of a build."""
 
-SCHEMA_SQL = [
+_SCHEMA_SQL = [
     "CREATE SCHEMA IF NOT EXISTS identity",
     "CREATE TABLE IF NOT EXISTS identity.records (nid BIGINT, node VARCHAR, system VARCHAR, record_id VARCHAR, "
     f"updated_at TIMESTAMPTZ, row_hash UBIGINT {_RANDOM}, seen_at TIMESTAMPTZ, node_key UBIGINT {_RANDOM})",
@@ -57,8 +58,10 @@ SCHEMA_SQL = [
     "profile_updates BIGINT, refused BIGINT)",
 ]
 
-_CAST = {"varchar": "VARCHAR", "integer": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE",
-         "boolean": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMPTZ"}
+
+def schema_sql(dialect: str) -> list[str]:
+    """The identity tables; ``USING COMPRESSION`` is DuckDB's alone."""
+    return [sql.replace(f" {_RANDOM}", "") if dialect != "duckdb" else sql for sql in _SCHEMA_SQL]
 
 
 @dataclass
@@ -83,8 +86,15 @@ class BuildResult:
 
 
 def ensure_schema(db: Conn) -> None:
-    for sql in SCHEMA_SQL:
+    for sql in schema_sql(db.dialect):
         db.x(sql)
+    if db.dialect == "postgres":
+        from ._engine import postgres_functions
+
+        if not db.one("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                      "WHERE n.nspname = 'identity' AND p.proname LIKE 'try\\_cast\\_%'"):
+            for sql in postgres_functions():
+                db.native(sql)
 
 
 class Resolver:
@@ -98,12 +108,7 @@ class Resolver:
 
     # -- golden-record table shape ----------------------------------------------------------
     def golden_columns(self) -> list[tuple[str, str]]:
-        cols = [("person_id", "VARCHAR")]
-        for name in self.fields:
-            ftype = _CAST[self.cfg.fields[name].type] if name in self.cfg.fields else "VARCHAR"
-            cols += [(name, ftype), (f"{name}__source", "VARCHAR"), (f"{name}__updated_at", "TIMESTAMPTZ")]
-        cols += [("record_count", "BIGINT"), ("systems", "VARCHAR[]"), ("resolved_at", "TIMESTAMPTZ")]
-        return cols
+        return golden_columns(self.cfg, self.fields)
 
     def _ensure_golden(self) -> bool:
         """Create identity.golden_records; True when it was (re)created, so this build is a baseline."""
@@ -129,24 +134,26 @@ class Resolver:
             t0[0] = now
 
         t0 = [started]
-        previous_limit = None
-        if self.cfg.memory_limit:
+        previous_limit = previous_order = None
+        if self.cfg.memory_limit and db.engine.memory_settings:
             from .._durations import parse_size
 
             previous_limit = db.one("SELECT current_setting('memory_limit')")
             db.x(f"SET memory_limit = '{parse_size(self.cfg.memory_limit) // 1_000_000}MB'")
         # Temp tables need no row order; without it DuckDB streams CREATE TABLE AS with less memory.
-        previous_order = db.one("SELECT current_setting('preserve_insertion_order')")
-        db.x("SET preserve_insertion_order = false")
+        if db.engine.memory_settings:
+            previous_order = db.one("SELECT current_setting('preserve_insertion_order')")
+            db.x("SET preserve_insertion_order = false")
         try:
             result = self._build(run_id, full, started, timings, mark, t0)
         finally:
             # also while stopping (check=False): memory_limit is the database's, not this cursor's
-            db.x(f"SET preserve_insertion_order = {'true' if previous_order else 'false'}", check=False)
+            if previous_order is not None:
+                db.x(f"SET preserve_insertion_order = {'true' if previous_order else 'false'}", check=False)
             if previous_limit is not None:
                 # The setting reads back rounded ("18.7 GiB"): RESET restores a default exactly.
                 db.x("RESET memory_limit", check=False)
-                if db.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] != previous_limit:
+                if db.one("SELECT current_setting('memory_limit')") != previous_limit:
                     db.x(f"SET memory_limit = {literal(str(previous_limit))}", check=False)
         self._drop_temp()
         return result
@@ -196,9 +203,8 @@ class Resolver:
         return result
 
     def _drop_temp(self) -> None:
-        for (name,) in self.db.rows("SELECT table_name FROM duckdb_tables() WHERE temporary AND "
-                                    "table_name LIKE '\\_%' ESCAPE '\\'"):
-            self.db.x(f"DROP TABLE IF EXISTS temp.{quote(name)}")
+        for name in self.db.temp_tables():
+            self.db.x(f"DROP TABLE IF EXISTS {quote(name)}")
 
     # -- 1. stage ------------------------------------------------------------------------------
     def _source_selects(self) -> None:
@@ -224,7 +230,7 @@ class Resolver:
                 mapped.append(quote(alias))
             origin = relation(src.relation) if src.relation else f"({expression(src.sql or '')})"
             self._selects.append(
-                f"SELECT node, hash(node) AS node_key, * FROM ("
+                f"SELECT hash(node) AS node_key, * FROM ("
                 f"SELECT {literal(src.system)} || ':' || record_id AS node, {literal(src.system)} AS system, "
                 f"hash(updated_at, {', '.join(mapped)}) AS row_hash, * "
                 f"FROM (SELECT {', '.join(cols)} FROM {origin} AS src) WHERE record_id IS NOT NULL)")
@@ -263,7 +269,7 @@ class Resolver:
         db.x("DROP TABLE _cmp")
         start = int(db.one("SELECT coalesce(max(nid), 0) FROM identity.records"))
         db.x(f"""CREATE OR REPLACE TEMP TABLE _new_records AS
-                 SELECT coalesce(old_nid, {start} + row_number() OVER (PARTITION BY old_nid IS NULL))
+                 SELECT coalesce(old_nid, {start} + row_number() OVER (PARTITION BY old_nid IS NULL ORDER BY node))
                         AS nid, node, node_key, system, record_id, updated_at, row_hash
                  FROM _changed""")
         db.x("DROP TABLE _stage_rec")
@@ -432,7 +438,7 @@ class Resolver:
             # identifiers are distinct per (record, type, value), so count(*) counts records
             db.x(f"""CREATE OR REPLACE TEMP TABLE _shared AS
                      SELECT vid, id_type, value FROM (
-                       SELECT i.vid, any_value(i.id_type) AS id_type, any_value(i.value) AS value, count(*) AS n
+                       SELECT i.vid, min(i.id_type) AS id_type, min(i.value) AS value, count(*) AS n
                        FROM identity.identifiers i
                        WHERE i.id_type IN ({in_types})
                          AND i.vid IN (SELECT vid FROM _ids WHERE id_type IN ({in_types}))
@@ -562,7 +568,7 @@ class Resolver:
             return 0
         rule = "+".join(types)
         if len(types) == 1:
-            shown = ("(SELECT i.vid, any_value(i.value) AS value FROM identity.identifiers i "
+            shown = ("(SELECT i.vid, min(i.value) AS value FROM identity.identifiers i "
                      "SEMI JOIN _refused r ON r.key = i.vid GROUP BY i.vid)")
         else:
             shown = "(SELECT key AS vid, '(' || key::VARCHAR || ')' AS value FROM _refused)"
@@ -599,7 +605,7 @@ class Resolver:
         db = self.db
         db.x("""CREATE OR REPLACE TEMP TABLE _cand AS
                 SELECT c.label, g.person_id, count(*) AS n FROM _comp c JOIN identity.graph g USING (nid)
-                GROUP BY ALL""")
+                GROUP BY c.label, g.person_id""")
         db.x("""CREATE OR REPLACE TEMP TABLE _owner AS
                 SELECT * FROM _cand QUALIFY row_number() OVER (PARTITION BY person_id ORDER BY n DESC, label) = 1""")
         db.x("""CREATE OR REPLACE TEMP TABLE _pick AS
@@ -634,103 +640,4 @@ class Resolver:
 
     # -- 6. golden record ------------------------------------------------------------------------------
     def _golden(self, run_id: str, emit: bool) -> int:
-        db = self.db
-        db.x("""CREATE OR REPLACE TEMP TABLE _affected AS
-                SELECT DISTINCT person_id FROM _assign UNION SELECT person_id FROM _retired""")
-        fcfg = [(name, self.cfg.fields.get(name)) for name in self.fields]
-        # One 124-bit sort key per value; arg_min picks the winner, the record id breaks ties deterministically.
-        age = "(1099511627776::HUGEINT - least(greatest(coalesce(epoch(updated_at)::BIGINT, 0), 0), 1099511627775))"
-        rank_cases = " ".join(f"WHEN field = {literal(n)} AND system = {literal(sys_)} THEN {r}"
-                              for n, c in fcfg if c is not None for r, sys_ in enumerate(c.priority))
-        prank = f"(CASE {rank_cases} ELSE 1000 END)" if rank_cases else "1000"
-        mf = [n for n, c in fcfg if c is not None and c.survivorship == "most_frequent"]
-        keys = []
-        for name, c in fcfg:
-            mode = c.survivorship if c is not None else "most_recent"
-            if mode == "priority":
-                key = f"(prank::HUGEINT << 84) + ({age} << 44) + nid"
-            elif mode == "most_frequent":
-                key = f"((1099511627776::HUGEINT - freq) << 84) + ({age} << 44) + nid"
-            elif mode == "most_recent":
-                key = f"({age} << 84) + (prank::HUGEINT << 44) + nid"
-            else:
-                continue
-            keys.append(f"WHEN {literal(name)} THEN {key}")
-        fv = (f"(SELECT a.label, f.field, f.value, f.system, f.updated_at, f.nid, {prank} AS prank "
-              "FROM identity.field_values f JOIN _assign a USING (nid))")
-        if mf or any(c is not None and c.survivorship == "sql" for _, c in fcfg):
-            db.x(f"CREATE OR REPLACE TEMP TABLE _fv AS SELECT * FROM {fv}")
-            fv = "_fv"
-        freq_join = ""
-        if mf:
-            db.x(f"""CREATE OR REPLACE TEMP TABLE _freq AS SELECT label, field, value, count(*) AS freq FROM {fv}
-                     WHERE field IN ({', '.join(literal(n) for n in mf)}) GROUP BY ALL""")
-            freq_join = "LEFT JOIN _freq q USING (label, field, value)"
-        picked_parts = []
-        if keys:
-            picked_parts.append(f"""
-                SELECT label, field, w.value, w.system, w.updated_at FROM (
-                  SELECT label, field,
-                         arg_min({{'value': value, 'system': system, 'updated_at': updated_at}},
-                                 CASE field {' '.join(keys)} END) AS w
-                  FROM (SELECT v.*, {'coalesce(q.freq, 0)' if mf else '0'} AS freq FROM {fv} v {freq_join})
-                  WHERE field IN ({', '.join(literal(n) for n, c in fcfg if c is None or c.survivorship != 'sql')})
-                  GROUP BY label, field)""")
-        for name, c in fcfg:
-            if c is not None and c.survivorship == "sql":
-                typed = f"TRY_CAST(value AS {_CAST[c.type]})"
-                picked_parts.append(f"""
-                    SELECT s.label, {literal(name)} AS field, CAST(s.v AS VARCHAR) AS value,
-                           p.w.system AS system, p.w.updated_at AS updated_at
-                    FROM (SELECT label, ({expression(c.sql or '')}) AS v
-                          FROM (SELECT label, {typed} AS value, system, updated_at FROM {fv}
-                                WHERE field = {literal(name)}) GROUP BY label) s
-                    LEFT JOIN (SELECT label, value,
-                                      arg_max({{'system': system, 'updated_at': updated_at}}, updated_at) AS w
-                               FROM {fv} WHERE field = {literal(name)} GROUP BY label, value) p
-                      ON p.label = s.label AND p.value = CAST(s.v AS VARCHAR)""")
-        if picked_parts:
-            db.x("CREATE OR REPLACE TEMP TABLE _picked AS " + " UNION ALL ".join(picked_parts))
-        else:
-            db.x("CREATE OR REPLACE TEMP TABLE _picked (label BIGINT, field VARCHAR, value VARCHAR, "
-                 "system VARCHAR, updated_at TIMESTAMPTZ)")
-        db.x("DROP TABLE IF EXISTS _fv")
-        selects = []
-        for name, c in fcfg:
-            ftype = _CAST[c.type] if c else "VARCHAR"
-            lit = literal(name)
-            selects += [f"TRY_CAST(max(value) FILTER (WHERE field = {lit}) AS {ftype}) AS {quote(name)}",
-                        f"max(system) FILTER (WHERE field = {lit}) AS {quote(name + '__source')}",
-                        f"max(updated_at) FILTER (WHERE field = {lit}) AS {quote(name + '__updated_at')}"]
-        names = sorted({src.system for src in self.cfg.sources})
-        systems = ("list_filter([" + ", ".join(f"CASE WHEN bool_or(r.system = {literal(n)}) THEN {literal(n)} END"
-                                              for n in names) + "], lambda x: x IS NOT NULL)")
-        golden = f"""
-                 SELECT s.person_id, g.* EXCLUDE (label), s.record_count, s.systems, now() AS resolved_at
-                 FROM (SELECT a.label, any_value(a.person_id) AS person_id, count(*) AS record_count,
-                              {systems} AS systems
-                       FROM _assign a JOIN identity.records r USING (nid) GROUP BY a.label) s
-                 LEFT JOIN (SELECT label{''.join(', ' + x for x in selects)} FROM _picked GROUP BY label) g
-                   USING (label)"""
-        if not (emit and self.fields):
-            # Nothing to compare: the new rows go straight in.
-            db.x("DELETE FROM identity.golden_records WHERE person_id IN (SELECT person_id FROM _affected)")
-            db.x(f"INSERT INTO identity.golden_records BY NAME {golden}")
-            return 0
-        db.x(f"CREATE OR REPLACE TEMP TABLE _golden AS {golden}")
-        items = ", ".join(
-            f"{{'key': {literal(n)}, 'value': {{'old': to_json(o.{quote(n)}), 'new': to_json(g.{quote(n)}), "
-            f"'source': g.{quote(n + '__source')}}}, 'changed': o.{quote(n)} IS DISTINCT FROM g.{quote(n)}}}"
-            for n in self.fields)
-        db.x(f"""CREATE OR REPLACE TEMP TABLE _changes AS
-                 SELECT person_id, to_json({{'person_id': person_id, 'changed': map_from_entries(
-                          list_transform(ch, lambda x: {{'key': x.key, 'value': x.value}}))}}) AS payload
-                 FROM (SELECT g.person_id, list_filter([{items}], lambda x: x.changed) AS ch
-                       FROM _golden g LEFT JOIN identity.golden_records o USING (person_id))
-                 WHERE len(ch) > 0""")
-        updates = int(db.one("SELECT count(*) FROM _changes"))
-        db.x(f"INSERT INTO identity.outbox SELECT 'identity:' || {literal(run_id)} || ':' || person_id, "
-             "'profile.updated', payload::VARCHAR, now() FROM _changes")
-        db.x("DELETE FROM identity.golden_records WHERE person_id IN (SELECT person_id FROM _affected)")
-        db.x("INSERT INTO identity.golden_records BY NAME SELECT * FROM _golden")
-        return updates
+        return build_golden(self.db, self.cfg, self.fields, run_id, emit)
