@@ -7,8 +7,8 @@ Reads ``_assign(nid, label, person_id)`` and ``_retired(person_id, merged_into)`
 
 from __future__ import annotations
 
-from ._sql import Conn, expression, literal, quote
-from .config import FieldConfig, IdentityConfig
+from .._sql import Conn, expression, literal, quote
+from ..config import FieldConfig, IdentityConfig
 
 CAST = {"varchar": "VARCHAR", "integer": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE",
         "boolean": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMPTZ"}
