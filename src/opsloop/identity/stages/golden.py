@@ -62,8 +62,8 @@ def _winners(db: Conn, fcfg: list[tuple[str, FieldConfig | None]], fv: str, sour
     k1 = "CASE field " + " ".join(f"WHEN {literal(n)} THEN {a}" for n, (a, _) in keys.items()) + " END"
     k2 = "CASE field " + " ".join(f"WHEN {literal(n)} THEN {b}" for n, (_, b) in keys.items()) + " END"
     return f"""
-        SELECT DISTINCT ON (label, field) label, field, value, system, updated_at
-        FROM {source} WHERE field IN ({names}) ORDER BY label, field, {k1}, {k2}, nid"""
+        SELECT * FROM (SELECT DISTINCT ON (label, field) label, field, value, system, updated_at
+                       FROM {source} WHERE field IN ({names}) ORDER BY label, field, {k1}, {k2}, nid) AS w"""
 
 
 def _sql_field(db: Conn, name: str, c: FieldConfig, fv: str) -> str:
