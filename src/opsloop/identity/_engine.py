@@ -90,8 +90,10 @@ def _replace_temp(tree: Any, dialect: str) -> tuple[str, ...]:
         return (f"DROP TABLE IF EXISTS {name}", tree.sql(dialect=dialect))
     scratch = f"{name}__new"
     table.set("this", exp.to_identifier(scratch))
+    # Postgres has no statistics for a new temp table (autovacuum never sees it): without them it plans the
+    # next joins of a build for a handful of rows.
     return (f"DROP TABLE IF EXISTS {scratch}", tree.sql(dialect=dialect), f"DROP TABLE IF EXISTS {name}",
-            f"ALTER TABLE {scratch} RENAME TO {name}")
+            f"ALTER TABLE {scratch} RENAME TO {name}", f"ANALYZE {name}")
 
 
 def _alias_derived_tables(tree: Any) -> None:
