@@ -18,7 +18,8 @@ generated in the engine's dialect (cached per statement text). The differences, 
 - QUALIFY, SEMI and ANTI JOIN, ``x::T`` and NULL ordering are transpiled by sqlglot itself.
 
 What the winner pick of the golden record needs (``arg_min`` over one wide sort key on DuckDB, ``DISTINCT ON``
-elsewhere) is decided in ``golden.py`` by ``Engine.arg_min``.
+elsewhere) is decided in ``stages/golden.py`` by ``Engine.arg_min``. A new temp table is analysed on
+Postgres (no statistics otherwise).
 """
 
 from __future__ import annotations
