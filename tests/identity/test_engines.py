@@ -207,3 +207,48 @@ def test_the_example_gives_the_same_people_as_on_duckdb(engine: str, on_duckdb: 
     assert got["profile"] == on_duckdb["profile"]
     assert got["split"] == on_duckdb["split"]
 
+
+
+def test_a_stop_interrupts_a_postgres_build_and_it_rolls_back(tmp_path: Path, pg_database: str) -> None:
+    """On Postgres a statement still running is cancelled at a stop (as DuckDB's is interrupted): the build
+    raises ``Interrupted`` at once and leaves no identity rows behind."""
+    import threading
+    import time
+
+    from opsloop._halt import Interrupted
+    from tests.identity.conftest import IDENTITY_YML, make_world
+
+    slow = IDENTITY_YML.replace("    relation: src.support_users\n",
+                                "    sql: \"select s.* from src.support_users s, (select pg_sleep(30)) as z\"\n")
+    w = make_world(tmp_path, slow, warehouse_url=pg_database)
+    try:
+        w.upsert("src.app_users", id="u1", email="a@example.com", phone=None, name="A", plan="pro",
+                 updated_at="2026-01-01")
+        w.upsert("src.support_users", id="s1", email="a@example.com", phone=None, name="A",
+                 updated_at="2026-01-01")
+        outcome: list[BaseException | None] = []
+
+        def build() -> None:
+            try:
+                w.build()
+                outcome.append(None)
+            except BaseException as exc:  # handed to the test thread
+                outcome.append(exc)
+
+        thread = threading.Thread(target=build)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not w.rows(
+                "SELECT 1 AS x FROM pg_stat_activity WHERE query LIKE '%pg\\_sleep(30)%' AND state = 'active' "
+                "AND pid <> pg_backend_pid()"):
+            time.sleep(0.05)
+        started = time.monotonic()
+        w.app.halt.trip()
+        thread.join(10)
+        assert not thread.is_alive() and time.monotonic() - started < 5
+        assert outcome and isinstance(outcome[0], Interrupted), outcome
+        assert w.rows("SELECT count(*) AS n FROM identity.records")[0]["n"] == 0
+        assert w.rows("SELECT count(*) AS n FROM identity.runs")[0]["n"] == 0
+    finally:
+        w.app.halt.reset()
+        w.app.close()
