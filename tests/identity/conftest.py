@@ -10,7 +10,7 @@ import pytest
 
 from opsloop.app import App
 from opsloop.project.scaffold import init_project
-from tests.conftest import make_app
+from tests.conftest import make_app, use_postgres_warehouse
 
 IDENTITY_YML = """\
 identifiers:
@@ -107,9 +107,12 @@ class IdentityWorld:
 
 
 def make_world(tmp_path: Path, identity_yml: str = IDENTITY_YML, segments: dict[str, str] | None = None,
-               state_url: str | None = None) -> IdentityWorld:
+               state_url: str | None = None, warehouse_url: str | None = None) -> IdentityWorld:
+    """A world on DuckDB, or on the Postgres warehouse at ``warehouse_url``."""
     root = tmp_path / "proj"
     init_project(root)
+    if warehouse_url:
+        use_postgres_warehouse(root, warehouse_url)
     (root / "identity.yml").write_text(identity_yml)
     if segments:
         (root / "segments").mkdir(exist_ok=True)
@@ -119,6 +122,22 @@ def make_world(tmp_path: Path, identity_yml: str = IDENTITY_YML, segments: dict[
         env = root / ".env"
         env.write_text(env.read_text() + f"\nOPSLOOP_STATE_URL={state_url}\n")
     return IdentityWorld(root)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def engine_url(request: pytest.FixtureRequest) -> str | None:
+    """Each warehouse that runs identity: None for DuckDB, else a fresh Postgres database's URL."""
+    if request.param == "duckdb":
+        return None
+    return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def any_world(tmp_path: Path, engine_url: str | None) -> Iterator[IdentityWorld]:
+    """``world`` on every warehouse that runs identity."""
+    w = make_world(tmp_path, warehouse_url=engine_url)
+    yield w
+    w.app.close()
 
 
 @pytest.fixture

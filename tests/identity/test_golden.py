@@ -20,7 +20,8 @@ def _seed_three_phones(world: IdentityWorld) -> str:
     return person
 
 
-def test_app_phone_wins_with_provenance(world: IdentityWorld) -> None:
+def test_app_phone_wins_with_provenance(any_world: IdentityWorld) -> None:
+    world = any_world
     person = _seed_three_phones(world)
     golden = world.golden(person)
     assert golden["phone"] == "+14155550101"          # the app's value, normalised to E.164
@@ -33,7 +34,8 @@ def test_app_phone_wins_with_provenance(world: IdentityWorld) -> None:
     assert world.events("profile.updated") == []
 
 
-def test_app_change_emits_profile_updated_once_and_crm_edit_does_not_override(world: IdentityWorld) -> None:
+def test_app_change_emits_profile_updated_once_and_crm_edit_does_not_override(any_world: IdentityWorld) -> None:
+    world = any_world
     person = _seed_three_phones(world)
     world.upsert("src.app_users", id="u1", email="ada@example.com", phone="+1 (415) 555-0199", name="Ada",
                  plan="pro", updated_at="2026-02-01T10:00:00Z")
@@ -67,8 +69,9 @@ def test_app_change_emits_profile_updated_once_and_crm_edit_does_not_override(wo
     assert last["changed"]["phone"] == {"old": "+14155550199", "new": "+14155550777", "source": "crm"}
 
 
-def test_unchanged_field_keeps_its_own_updated_at(world: IdentityWorld) -> None:
+def test_unchanged_field_keeps_its_own_updated_at(any_world: IdentityWorld) -> None:
     """A CRM edit of the name does not make the CRM's untouched phone look newer (provenance is per field)."""
+    world = any_world
     world.upsert("src.crm_contacts", id="c9", email="eve@example.com", phone="+14155550900", name="Eve",
                  company="E", app_user_id=None, updated_at="2026-01-01T00:00:00Z")
     world.build()
@@ -83,7 +86,7 @@ def test_unchanged_field_keeps_its_own_updated_at(world: IdentityWorld) -> None:
     assert event.payload["changed"] == {"name": {"old": "Eve", "new": "Eve Adams", "source": "crm"}}
 
 
-def test_most_frequent_and_sql_survivorship(tmp_path: object) -> None:
+def test_most_frequent_and_sql_survivorship(tmp_path: object, engine_url: str | None) -> None:
     from pathlib import Path
 
     from tests.identity.conftest import IDENTITY_YML, make_world
@@ -91,7 +94,7 @@ def test_most_frequent_and_sql_survivorship(tmp_path: object) -> None:
     yml = IDENTITY_YML.replace("  plan: {survivorship: priority, priority: [app]}\n",
                                "  plan: {survivorship: sql, sql: \"max(value)\"}\n")
     yml = yml.replace("crm_id: {max_per_person: 1}", "crm_id: {}")
-    w = make_world(Path(str(tmp_path)), yml)
+    w = make_world(Path(str(tmp_path)), yml, warehouse_url=engine_url)
     try:
         for i, company in enumerate(["Acme", "Globex", "Acme", "Globex", "Initech"]):
             w.upsert("src.crm_contacts", id=f"c{i}", email="x@example.com" if i == 0 else None,

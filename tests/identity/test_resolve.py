@@ -17,7 +17,8 @@ def _support(world: IdentityWorld, rid: str, email: str | None = None, phone: st
     world.upsert("src.support_users", id=rid, email=email, phone=phone, name=rid, updated_at="2026-01-01")
 
 
-def test_shared_email_and_phone_do_not_merge_two_crm_contacts(world: IdentityWorld) -> None:
+def test_shared_email_and_phone_do_not_merge_two_crm_contacts(any_world: IdentityWorld) -> None:
+    world = any_world
     _crm(world, "c1", email="family@example.com", phone="+14155550100")
     _crm(world, "c2", email="Family@Example.com", phone="(415) 555-0100")
     _support(world, "s1", email="family@example.com")
@@ -32,7 +33,8 @@ def test_shared_email_and_phone_do_not_merge_two_crm_contacts(world: IdentityWor
     assert "max_per_person" in conflicts[0]["reason"]
 
 
-def test_email_merges_when_no_limit_is_broken(world: IdentityWorld) -> None:
+def test_email_merges_when_no_limit_is_broken(any_world: IdentityWorld) -> None:
+    world = any_world
     _crm(world, "c1", email="ada@example.com")
     _support(world, "s1", email=" ADA@example.com")
     _support(world, "s2", phone="415-555-0101")
@@ -42,7 +44,8 @@ def test_email_merges_when_no_limit_is_broken(world: IdentityWorld) -> None:
     assert world.person_of("crm", "c2") == world.person_of("support", "s2") != world.person_of("crm", "c1")
 
 
-def test_blocked_values_never_link(world: IdentityWorld) -> None:
+def test_blocked_values_never_link(any_world: IdentityWorld) -> None:
+    world = any_world
     _support(world, "s1", email="test@example.com")
     _support(world, "s2", email="TEST@example.com ")
     _support(world, "s3", email="unknown")
@@ -53,11 +56,11 @@ def test_blocked_values_never_link(world: IdentityWorld) -> None:
     assert world.rows("SELECT count(*) AS n FROM identity.identifiers WHERE id_type = 'email'")[0]["n"] == 0
 
 
-def test_shared_number_limit_and_blocklist_per_identifier(tmp_path: Path) -> None:
+def test_shared_number_limit_and_blocklist_per_identifier(tmp_path: Path, engine_url: str | None) -> None:
     yml = IDENTITY_YML.replace(
         "  phone: {normalize: phone, region: US, max_per_person: 3}",
         "  phone: {normalize: phone, region: US, max_records_per_value: 2, block: ['(800) 555-0000']}")
-    w = make_world(tmp_path, yml)
+    w = make_world(tmp_path, yml, warehouse_url=engine_url)
     try:
         for i in range(3):  # a front-desk number on three support users
             _support(w, f"s{i}", phone="+1 212 555 0000")
@@ -75,7 +78,8 @@ def test_shared_number_limit_and_blocklist_per_identifier(tmp_path: Path) -> Non
         w.app.close()
 
 
-def test_person_ids_are_stable_across_runs_and_when_records_join(world: IdentityWorld) -> None:
+def test_person_ids_are_stable_across_runs_and_when_records_join(any_world: IdentityWorld) -> None:
+    world = any_world
     world.upsert("src.app_users", id="u1", email="ada@example.com", phone=None, name="Ada", plan="pro",
                  updated_at="2026-01-01")
     world.build()
@@ -112,9 +116,9 @@ def test_person_ids_are_stable_across_runs_and_when_records_join(world: Identity
     assert (world.person_of("app", "u1"), world.person_of("support", "s1")) == (ada, split)
 
 
-def test_manual_links_and_unlinks(tmp_path: Path) -> None:
+def test_manual_links_and_unlinks(tmp_path: Path, engine_url: str | None) -> None:
     yml = IDENTITY_YML + "links:\n  - [crm:c1, support:s9]\nunlinks:\n  - [app:u1, support:s1]\n"
-    w = make_world(tmp_path, yml)
+    w = make_world(tmp_path, yml, warehouse_url=engine_url)
     try:
         _crm(w, "c1", email="one@example.com")
         _support(w, "s9", email="other@example.com")
@@ -161,10 +165,10 @@ def test_memory_limit_applies_during_the_build_only(tmp_path: Path) -> None:
         w.app.close()
 
 
-def test_values_that_pass_alone_but_break_a_limit_together_do_not_merge(tmp_path: Path) -> None:
+def test_values_that_pass_alone_but_break_a_limit_together_do_not_merge(tmp_path: Path, engine_url: str | None) -> None:
     yml = IDENTITY_YML.replace("identifiers: {support_id: id, email: email, phone: phone}",
                                "identifiers: {support_id: id, email: [email, name], phone: phone}")
-    w = make_world(tmp_path, yml)
+    w = make_world(tmp_path, yml, warehouse_url=engine_url)
     try:
         _crm(w, "c1", email="x@example.com")
         _crm(w, "c2", email="y@example.com")
@@ -182,7 +186,8 @@ def test_values_that_pass_alone_but_break_a_limit_together_do_not_merge(tmp_path
         w.app.close()
 
 
-def test_an_identifier_no_source_maps_still_normalises_the_fields_that_use_it(tmp_path: Path) -> None:
+def test_an_identifier_no_source_maps_still_normalises_the_fields_that_use_it(tmp_path: Path,
+                                                                             engine_url: str | None) -> None:
     """`phone` declared as an identifier, used by a field's `normalize:`, mapped by no source's identifiers:
     the build used to fail on every run ("Table with name _map_1 does not exist")."""
     yml = IDENTITY_YML.replace("identifiers: {app_user_id: id, email: email, phone: phone}",
@@ -192,7 +197,7 @@ def test_an_identifier_no_source_maps_still_normalises_the_fields_that_use_it(tm
     yml = yml.replace("identifiers: {support_id: id, email: email, phone: phone}",
                       "identifiers: {support_id: id, email: email}")
     assert "phone: phone}" not in yml.split("fields:")[0]
-    w = make_world(tmp_path, identity_yml=yml)
+    w = make_world(tmp_path, identity_yml=yml, warehouse_url=engine_url)
     try:
         w.upsert("src.app_users", id="u1", email="ada@example.com", phone="(415) 555-0101", name="Ada",
                  plan="pro", updated_at="2026-01-01T10:00:00Z")

@@ -35,8 +35,8 @@ def _app_user(w: IdentityWorld, uid: str, plan: str | None, phone: str | None = 
              updated_at="2026-01-01")
 
 
-def test_enter_and_exit_fire_exactly_once_per_change(tmp_path: Path) -> None:
-    w = make_world(tmp_path, segments={"pro": PRO})
+def test_enter_and_exit_fire_exactly_once_per_change(tmp_path: Path, engine_url: str | None) -> None:
+    w = make_world(tmp_path, segments={"pro": PRO}, warehouse_url=engine_url)
     try:
         _app_user(w, "u1", "pro")
         _app_user(w, "u2", "free")
@@ -64,8 +64,8 @@ def test_enter_and_exit_fire_exactly_once_per_change(tmp_path: Path) -> None:
         w.app.close()
 
 
-def test_yaml_conditions_and_initial_events(tmp_path: Path) -> None:
-    w = make_world(tmp_path, segments={"vip": YAML_COND + "initial_events: true\n"})
+def test_yaml_conditions_and_initial_events(tmp_path: Path, engine_url: str | None) -> None:
+    w = make_world(tmp_path, segments={"vip": YAML_COND + "initial_events: true\n"}, warehouse_url=engine_url)
     try:
         _app_user(w, "u1", "pro", phone="+14155550101")
         _app_user(w, "u2", "enterprise", name="VIP Bob")

@@ -36,4 +36,4 @@ def flush(db: Conn, store: StateStore, retention_days: int = 30) -> int:
         results = store.append_events(events)
         written += sum(1 for r in results if r.duplicate_of is None)
         keys = [r[0] for r in rows]
-        db.x("DELETE FROM identity.outbox WHERE list_contains(?, key)", (keys,))
+        db.x(f"DELETE FROM identity.outbox WHERE key IN ({', '.join('?' for _ in keys)})", keys)

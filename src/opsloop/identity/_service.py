@@ -212,7 +212,11 @@ class IdentityService:
         """Segments read the golden record: before the first identity build there is nothing to evaluate."""
         from .segments import _golden_exists
 
-        return _golden_exists(self._conn())
+        db = self._conn()
+        try:
+            return _golden_exists(db)
+        finally:
+            db.close()  # on Postgres a connection of its own
 
     async def scheduler(self) -> None:
         """Runs identity builds and segment evaluations on their schedules (scaled by time_scale)."""

@@ -52,9 +52,9 @@ def profile(db: Conn, field_names: list[str], person_id: str) -> dict[str, Any]:
     identifiers = [
         {"type": t, "value": v, "systems": list(s)}
         for t, v, s in db.rows(
-            "SELECT i.id_type, i.value, list_sort(list_distinct(list(r.system))) FROM identity.identifiers i "
+            "SELECT i.id_type, i.value, array_agg(DISTINCT r.system ORDER BY r.system) FROM identity.identifiers i "
             "JOIN identity.graph g USING (nid) JOIN identity.records r USING (nid) WHERE g.person_id = ? "
-            "GROUP BY ALL ORDER BY 1, 2", (person_id,))
+            "GROUP BY i.id_type, i.value ORDER BY 1, 2", (person_id,))
     ]
     records = [
         {"system": s, "record_id": rid, "updated_at": u}

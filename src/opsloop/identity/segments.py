@@ -125,7 +125,7 @@ def _members_now(db: Conn, seg: SegmentConfig) -> None:
         raise IdentityError("there is no golden record yet; run `opsloop identity build` first")
     try:
         db.x(f"CREATE OR REPLACE TEMP TABLE _seg_now AS SELECT DISTINCT person_id FROM ({segment_sql(seg)}) "
-             "WHERE person_id IS NOT NULL")
+             "AS s WHERE person_id IS NOT NULL")
     except Exception as exc:
         raise IdentityError(f"segments/{seg.name}.yml: the segment's SQL failed: {exc}. Fix the condition; "
                             f"`opsloop segments preview {seg.name}` shows the result") from exc
@@ -155,8 +155,9 @@ def evaluate(db: Conn, seg: SegmentConfig) -> SegmentResult:
             db.x(f"""INSERT INTO identity.outbox
                      SELECT 'segment:' || {name} || ':' || ? || ':' || d.event || ':' || d.person_id,
                             'segment.' || d.event,
-                            to_json({{'segment': {name}, 'person_id': d.person_id,
-                                      'profile': coalesce(to_json(g), '{{}}'::JSON)}})::VARCHAR, now()
+                            CAST(json_object('segment', {name}, 'person_id', d.person_id, 'profile',
+                                             CASE WHEN g.person_id IS NULL THEN '{{}}'::JSON ELSE to_json(g) END)
+                                 AS VARCHAR), now()
                      FROM _seg_diff d LEFT JOIN {golden} g ON g.person_id = d.person_id
                      ORDER BY d.event, d.person_id""", (run_id,))
         db.x(f"DELETE FROM identity.segment_members WHERE segment = {name} AND person_id IN "
@@ -189,8 +190,8 @@ def summary(db: Conn, segs: dict[str, SegmentConfig]) -> list[dict[str, Any]]:
     ensure_schema(db)
     counts = dict(db.rows("SELECT segment, count(*) FROM identity.segment_members GROUP BY segment"))
     last = {r[0]: r[1:] for r in db.rows(
-        "SELECT segment, max(evaluated_at), arg_max(entered, evaluated_at), arg_max(exited, evaluated_at) "
-        "FROM identity.segment_runs GROUP BY segment")}
+        "SELECT segment, evaluated_at, entered, exited FROM identity.segment_runs "
+        "QUALIFY row_number() OVER (PARTITION BY segment ORDER BY evaluated_at DESC) = 1")}
     out = []
     for name, seg in sorted(segs.items()):
         when, entered, exited = last.get(name, (None, None, None))

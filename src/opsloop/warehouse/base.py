@@ -48,6 +48,8 @@ class Warehouse(ABC):
     """``DELETE FROM ... WHERE`` works (ClickHouse: lightweight deletes)."""
     RUNS_SYNCS: bool = False
     """Reverse-ETL syncs keep their diff state here (schema ``opsloop_sync``; the SQL DuckDB and Postgres share)."""
+    RUNS_IDENTITY: bool = False
+    """Identity resolution and segments run here (schema ``identity``; the SQL of ``identity/_engine.py``)."""
     SANDBOXED_QUERIES: bool = False
     """``sandboxed_query`` checks a caller's SQL with the engine's own rules and stops it at the timeout
     (DuckDB, Postgres); elsewhere a portable read-only check runs and the engine's own limits apply."""

@@ -30,6 +30,7 @@ class PostgresWarehouse(Warehouse):
     CREATE_OR_REPLACE_TABLE = False
     DROP_CASCADE = True
     RUNS_SYNCS = True
+    RUNS_IDENTITY = True
     SANDBOXED_QUERIES = True
 
     def __init__(self, url: str, query_role: str | None = None) -> None:
