@@ -12,7 +12,7 @@ from .conftest import DemoSite
 
 pytestmark = pytest.mark.browser
 
-NAV = ["/", "/events", "/runs", "/workflows", "/models", "/sources", "/syncs", "/dashboards", "/outbox"]
+NAV = ["/", "/events", "/runs", "/workflows", "/models", "/sources", "/syncs", "/people", "/dashboards", "/outbox"]
 # a Unix time in seconds (2001..2096, with or without a fraction) or in milliseconds, standing alone
 EPOCH = re.compile(r"(?<![\w.])(?:[1-3]\d{9}(?:\.\d+)?|[1-3]\d{12})(?![\w.])")
 

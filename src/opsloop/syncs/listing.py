@@ -19,6 +19,18 @@ def recent_runs(app_: Any, name: str, limit: int = 10) -> list[dict[str, Any]]:
         return []
 
 
+def one_run(app_: Any, name: str, run_id: str) -> dict[str, Any] | None:
+    """One run of ``name`` from ``opsloop_sync.runs``, or None."""
+    try:
+        found = app_.warehouse.query(
+            "SELECT run_id, trigger, started_at, finished_at, status, planned_creates, planned_updates, "
+            "planned_deletes, sent, failed, skipped, unconfirmed, error FROM opsloop_sync.runs WHERE sync = ? "
+            "AND run_id = ?", (name, run_id)).as_dicts()
+    except WarehouseError:
+        return None
+    return found[0] if found else None
+
+
 def sync_listing(app_: Any) -> list[dict[str, Any]]:
     status = SyncStatus(app_.store)
     out = []

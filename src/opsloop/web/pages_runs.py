@@ -194,6 +194,57 @@ def routes(web: Web) -> list[Route]:
             return web.render(request, "missing.html", status_code=404, title="No such event",
                               message=f"There is no event {event_id!r} in the log.", back="/events",
                               back_label="all events")
-        return web.render(request, "event.html", event=event.detail())
+
+        def consumers() -> dict[str, Any]:
+            started = [r.summary() for r in runs.runs_for_event(app.store, event_id)]
+            return {"started": started, "loaded": _loaded(event_id)}
+
+        found = await asyncio.to_thread(consumers)
+        return web.render(request, "event.html", event=event.detail(), signature=_signature(event),
+                          why=_why(event), **found)
+
+    def _loaded(event_id: str) -> dict[str, Any] | None:
+        """Whether the loader has put the event into ``raw.events`` (None: the warehouse has no such table)."""
+        from ..errors import WarehouseError
+        from ..events.loader import RAW_TABLE
+
+        try:
+            hit = app.warehouse.query(f"SELECT seq FROM {RAW_TABLE} WHERE event_id = ?", (event_id,)).rows
+            upto = app.warehouse.query(f"SELECT COALESCE(MAX(seq), 0) FROM {RAW_TABLE}").rows[0][0]
+        except WarehouseError:
+            return None
+        return {"table": RAW_TABLE, "loaded": bool(hit), "upto": int(upto)}
+
+    def _signature(event: Any) -> dict[str, str]:
+        error = event.error if isinstance(event.error, dict) else {}
+        if error.get("refused") == "signature":
+            return {"verdict": "refused", "text": str(error.get("reason") or "bad signature")}
+        if event.status == "rejected":
+            return {"verdict": "none", "text": f"not reached: refused for its {error.get('refused') or 'request'}"}
+        if event.source != "webhook" or not event.endpoint:
+            return {"verdict": "none", "text": f"written by opsloop ({event.source}); no signature to check"}
+        endpoint = app.project.endpoints.get(event.endpoint)
+        preset = endpoint.signature.preset if endpoint is not None else None
+        if preset in (None, "none"):
+            return {"verdict": "none", "text": "not checked: the endpoint declares no signature"}
+        return {"verdict": "verified", "text": f"verified ({preset})"}
 
     return [Route("/runs/{run_id}", run_page), Route("/events/{event_id}", event_page, methods=["GET"])]
+
+
+def _why(event: Any) -> str | None:
+    """Why a quarantined, rejected or failed event was not processed, in a sentence with what to do."""
+    error = event.error
+    reason = error.get("reason") if isinstance(error, dict) else error
+    if isinstance(error, dict) and isinstance(error.get("schema_errors"), list):
+        reason = "; ".join(f"{e.get('pointer') or '/'} {e.get('message')}" for e in error["schema_errors"]
+                           if isinstance(e, dict))
+    reason = reason or (error.get("error") if isinstance(error, dict) else None) or "no reason was recorded"
+    if event.status == "quarantined":
+        return (f"The payload did not match the endpoint's schema: {reason}. Fix the sender (or the schema in "
+                "events/), then Replay it.")
+    if event.status == "rejected":
+        return f"Refused at the door: {reason}. It was never processed; a sender retry with a good request is."
+    if event.status == "failed":
+        return f"A consumer failed on it: {reason}. Fix the cause, then Replay it."
+    return None
