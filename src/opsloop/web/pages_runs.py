@@ -227,7 +227,7 @@ def routes(web: Web) -> list[Route]:
         preset = endpoint.signature.preset if endpoint is not None else None
         if preset in (None, "none"):
             return {"verdict": "none", "text": "not checked: the endpoint declares no signature"}
-        return {"verdict": "verified", "text": f"verified ({preset})"}
+        return {"verdict": "verified", "text": f"by the endpoint's {preset} preset"}
 
     return [Route("/runs/{run_id}", run_page), Route("/events/{event_id}", event_page, methods=["GET"])]
 
