@@ -104,3 +104,19 @@ def test_unknown_sync_is_a_404_page(page: Any, demo_site: DemoSite) -> None:
     assert "There is no sync 'nope'" in page.inner_text("main")
     response = page.goto(demo_site.url + "/syncs/hubspot_contacts/runs/run_nope")
     assert response.status == 404
+
+
+def test_runs_page_on_with_older_keyset(page: Any, demo_site: DemoSite) -> None:
+    query = "select count(*) from opsloop_sync.runs where sync = 'zendesk_users'"
+    while demo_site.api.post("/api/query", json={"sql": query}).json()["rows"][0][0] <= 30:
+        assert demo_site.api.post("/api/syncs/zendesk_users/run", json={}).status_code == 200
+    page.goto(demo_site.url + "/syncs/zendesk_users")
+    first = page.eval_on_selector_all("#sync-runs tr[data-run]", "rs => rs.map(r => r.dataset.run)")
+    assert len(first) == 25
+    page.click("#older")
+    page.wait_for_url(lambda url: "before=" in url)
+    second = page.eval_on_selector_all("#sync-runs tr[data-run]", "rs => rs.map(r => r.dataset.run)")
+    assert second and not set(first) & set(second)  # the next page starts after the last row shown
+    assert page.locator("a", has_text="Newest").count() == 1
+    response = page.goto(demo_site.url + "/syncs/zendesk_users?before=yesterday")
+    assert response.status == 400 and "'before' should be what the Older link gives" in page.inner_text("main")

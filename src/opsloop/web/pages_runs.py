@@ -9,12 +9,14 @@ to ``/events/<id>``. The data is ``workflows.runs.run_detail``, the same as ``GE
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..workflows import runs
@@ -185,7 +187,60 @@ def routes(web: Web) -> list[Route]:
         except runs.RunError as exc:
             return web.render(request, "missing.html", status_code=404, title="No such run", message=str(exc),
                               back="/runs", back_label="all runs")
-        return web.render(request, "run.html", **run_page_context(detail))
+        paused = detail["workflow"] in await asyncio.to_thread(runs.paused_workflows, app.store)
+        return web.render(request, "run.html", paused=paused, message=request.query_params.get("message"),
+                          **run_page_context(detail))
+
+    def kick() -> None:
+        engine = app.services.get("workflows")
+        if engine is not None:
+            engine.kick()
+
+    def back_to(run_id: str, message: str) -> Response:
+        return RedirectResponse(f"/runs/{quote(run_id)}?message={quote(message)}", status_code=303)
+
+    async def rerun_form(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        form = await request.form()
+        from_step = str(form.get("from_step") or "") or None
+        raw = str(form.get("input") or "").strip()
+        try:
+            given = json.loads(raw) if raw else None
+        except ValueError as exc:
+            return back_to(run_id, f"the input is not JSON ({exc}); nothing was started")
+        try:
+            new = await asyncio.to_thread(runs.rerun, app.store, run_id, from_step, given)
+        except runs.RunError as exc:
+            return back_to(run_id, str(exc))
+        kick()
+        return back_to(new, f"rerun of {run_id}" + (f" from step {from_step}" if from_step else ""))
+
+    async def cancel_form(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            await asyncio.to_thread(runs.cancel_run, app.store, run_id)
+            told = "cancelled"
+        except runs.RunError as exc:
+            told = str(exc)
+        return back_to(run_id, told)
+
+    def pause_form(paused: bool) -> Any:
+        async def handler(request: Request) -> Response:
+            name = request.path_params["workflow"]
+            form = await request.form()
+            back = str(form.get("back") or "/workflows")
+            if not back.startswith("/") or back.startswith("//"):
+                back = "/workflows"
+            known = set(app.project.extras.get("workflows", {}))
+            try:
+                await asyncio.to_thread(runs.set_paused, app.store, name, paused, known)
+                told = f"{name} {'paused: its runs queue until you resume it' if paused else 'resumed'}"
+            except runs.RunError as exc:
+                told = str(exc)
+            kick()
+            return RedirectResponse(f"{back}?message={quote(told)}", status_code=303)
+
+        return handler
 
     async def event_page(request: Request) -> Response:
         event_id = request.path_params["event_id"]
@@ -229,7 +284,11 @@ def routes(web: Web) -> list[Route]:
             return {"verdict": "none", "text": "not checked: the endpoint declares no signature"}
         return {"verdict": "verified", "text": f"by the endpoint's {preset} preset"}
 
-    return [Route("/runs/{run_id}", run_page), Route("/events/{event_id}", event_page, methods=["GET"])]
+    return [Route("/runs/{run_id}", run_page), Route("/events/{event_id}", event_page, methods=["GET"]),
+            Route("/runs/{run_id}/rerun", rerun_form, methods=["POST"]),
+            Route("/runs/{run_id}/cancel", cancel_form, methods=["POST"]),
+            Route("/workflows/{workflow}/pause", pause_form(True), methods=["POST"]),
+            Route("/workflows/{workflow}/resume", pause_form(False), methods=["POST"])]
 
 
 def _why(event: Any) -> str | None:

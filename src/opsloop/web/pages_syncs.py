@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..syncs._service import SyncService
     from .server import Web
 
+RUNS_PAGE = 25
 _CODE = re.compile(r"^(?:HTTP )?([A-Z][A-Z0-9_]{2,}|\d{3})(?:: | )(.*)$", re.DOTALL)
 
 
@@ -94,14 +95,29 @@ def routes(web: Web) -> list[Route]:
         if name not in service.syncs:
             return missing(request, name)
         loaded = service.syncs[name]
+        raw_before = request.query_params.get("before", "").strip()
+        before: tuple[datetime, str] | None = None
+        if raw_before:
+            at, _, run_id = raw_before.partition("~")
+            try:
+                before = (datetime.fromisoformat(at), run_id)
+            except ValueError:
+                return web.render(request, "missing.html", status_code=400, title="Syncs",
+                                  message=f"'before' should be what the Older link gives, not {raw_before!r}",
+                                  back=f"/syncs/{quote(name)}", back_label=f"sync {name}")
 
         def load() -> dict[str, Any]:
             summary = next(s for s in sync_listing(app) if s["sync"] == name)
             tables = SyncTables(app.warehouse, name)
             failing = [{**r, "updated_at": _ts(r.get("updated_at")), "rejection": split_error(r.get("error"))}
                        for r in tables.failed_rows(100)]
-            return {"summary": summary, "runs": [_run_view(r) for r in recent_runs(app, name, 25)],
-                    "failing": failing}
+            found = recent_runs(app, name, RUNS_PAGE + 1, before)
+            older = None
+            if len(found) > RUNS_PAGE:
+                last = found[RUNS_PAGE - 1]
+                older = "?" + urlencode({"before": f"{last['started_at'].isoformat()}~{last['run_id']}"})
+            return {"summary": summary, "runs": [_run_view(r) for r in found[:RUNS_PAGE]], "failing": failing,
+                    "older": older, "first_page": before is None}
 
         data = await asyncio.to_thread(load)
         cfg = loaded.config

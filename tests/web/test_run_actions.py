@@ -1,0 +1,72 @@
+"""A run's actions, each a form behind the session's CSRF token that asks first: rerun from a chosen step
+(with edited input), cancel, pause and resume its workflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ..conftest import wait_for
+from ..metrics.browser import csp_violations
+from .conftest import DemoSite
+from .test_run_page import finished_sla_run
+
+pytestmark = pytest.mark.browser
+
+
+def confirm_then(page: Any, selector: str, asked: list[str]) -> None:
+    def accept(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    with page.expect_navigation(url=lambda url: "message=" in url):
+        page.click(selector)
+
+
+def test_rerun_from_a_step_with_edited_input(page: Any, demo_site: DemoSite) -> None:
+    violations = csp_violations(page)
+    run = finished_sla_run(demo_site)
+    steps = [s["step"] for s in sorted(run["steps"], key=lambda s: s["position"])]
+    page.goto(f"{demo_site.url}/runs/{run['id']}")
+    page.click("#run-actions summary")
+    assert page.locator("#cancel-run").count() == 0  # a finished run has nothing to cancel
+    page.select_option("#from-step", steps[1])
+    page.fill("#rerun-input", "{not json")
+    asked: list[str] = []
+    confirm_then(page, "#rerun", asked)
+    assert "the input is not JSON" in page.inner_text("p.notice") and f"/runs/{run['id']}?" in page.url
+    page.click("#run-actions summary")
+    page.select_option("#from-step", steps[1])
+    page.fill("#rerun-input", '{"edited": true}')
+    confirm_then(page, "#rerun", asked)
+    assert asked[-1].startswith("Start a new run of demo_request_sla?")
+    assert page.inner_text("p.notice") == f"rerun of {run['id']} from step {steps[1]}"
+    new_id = page.url.split("/runs/")[1].split("?")[0]
+    assert new_id != run["id"]
+    assert page.locator(f"a[href='/runs/{run['id']}']").count() >= 1  # "Rerun of" links the original
+    rerun = wait_for(lambda: demo_site.get(f"/api/runs/{new_id}"), 10, what="the new run")
+    assert rerun["input"] == {"edited": True} and rerun["rerun_of"] == run["id"]
+    assert violations == []
+
+
+def test_pause_then_resume_the_workflow(page: Any, demo_site: DemoSite) -> None:
+    run = finished_sla_run(demo_site)
+    page.goto(f"{demo_site.url}/runs/{run['id']}")
+    page.click("#run-actions summary")
+    asked: list[str] = []
+    confirm_then(page, "#pause-workflow", asked)
+    try:
+        assert "paused" in page.inner_text("p.notice")
+        paused = {w["name"]: w["paused"] for w in demo_site.get("/api/workflows")["workflows"]}
+        assert paused["demo_request_sla"] is True
+        page.click("#run-actions summary")
+        assert page.inner_text("#pause-workflow") == "Resume demo_request_sla"
+        confirm_then(page, "#pause-workflow", asked)
+        assert "resumed" in page.inner_text("p.notice")
+        paused = {w["name"]: w["paused"] for w in demo_site.get("/api/workflows")["workflows"]}
+        assert paused["demo_request_sla"] is False
+        assert asked[0].startswith("Pause demo_request_sla?") and asked[1].startswith("Resume demo_request_sla?")
+    finally:  # the other tests need the demo's workflow running
+        demo_site.api.post("/api/workflows/demo_request_sla/resume")
