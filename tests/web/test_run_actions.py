@@ -70,3 +70,26 @@ def test_pause_then_resume_the_workflow(page: Any, demo_site: DemoSite) -> None:
         assert asked[0].startswith("Pause demo_request_sla?") and asked[1].startswith("Resume demo_request_sla?")
     finally:  # the other tests need the demo's workflow running
         demo_site.api.post("/api/workflows/demo_request_sla/resume")
+
+
+def test_a_running_run_page_follows_the_run(page: Any, demo_site: DemoSite) -> None:
+    """No reload by hand: the page hears the run move on (server-sent events) and shows its new state."""
+    violations = csp_violations(page)
+
+    def running() -> list[dict[str, Any]] | None:
+        found = [r for r in demo_site.get("/api/runs", workflow="demo_request_sla", limit=50)["runs"]
+                 if r["status"] in ("waiting", "sleeping", "running", "queued")]
+        return found or None
+
+    run = wait_for(running, 60, interval=0.2, what="a demo-request run still waiting")[0]
+    page.goto(f"{demo_site.url}/runs/{run['id']}")
+    first = page.inner_text("#run-status")
+    if first in ("completed", "failed", "cancelled"):
+        pytest.skip("the run finished before its page opened")  # rare at the demo's rate; the next run shows it
+    assert page.locator("#live[data-live]").count() == 1
+    loads: list[str] = []
+    page.on("load", lambda _: loads.append(page.url))
+    wait_for(lambda: page.locator("#run-status").inner_text() != first, 60, interval=0.2,
+             what="the page showing the run's next state by itself")
+    assert loads, "the page moved on without reloading: the test does not see what it claims"
+    assert violations == []

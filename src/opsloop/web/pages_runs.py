@@ -11,18 +11,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..workflows import runs
 
 if TYPE_CHECKING:
     from .server import Web
+
+
+LIVE_POLL = 0.5
+"""Seconds between looks at a running run's row (a primary-key read) for its live page."""
 
 
 @dataclass
@@ -191,6 +196,37 @@ def routes(web: Web) -> list[Route]:
         return web.render(request, "run.html", paused=paused, message=request.query_params.get("message"),
                           **run_page_context(detail))
 
+    async def run_live(request: Request) -> Response:
+        """``event: changed`` each time the run's row moves on (a step done, a wait over), until it finishes;
+        the run page reloads on it (opsloop.js)."""
+        run_id = request.path_params["run_id"]
+        stopping = app.stopping
+
+        def version() -> tuple[float, str] | None:
+            found = runs.get_run(app.store, run_id)
+            return None if found is None else (found.updated_at, found.status)
+
+        async def stream() -> AsyncIterator[str]:
+            seen = await asyncio.to_thread(version)
+            yield "retry: 2000\nevent: hello\ndata: {}\n\n"
+            idle = 0
+            while seen is not None and not stopping.is_set():
+                await asyncio.sleep(LIVE_POLL)
+                now = await asyncio.to_thread(version)
+                if now != seen:
+                    seen = now
+                    yield f"event: changed\ndata: {json.dumps({'status': now[1] if now else None})}\n\n"
+                    if now is None or now[1] in runs.FINISHED:
+                        return
+                    idle = 0
+                else:
+                    idle += 1
+                    if idle % 15 == 0:
+                        yield ": keep-alive\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
     def kick() -> None:
         engine = app.services.get("workflows")
         if engine is not None:
@@ -285,6 +321,7 @@ def routes(web: Web) -> list[Route]:
         return {"verdict": "verified", "text": f"by the endpoint's {preset} preset"}
 
     return [Route("/runs/{run_id}", run_page), Route("/events/{event_id}", event_page, methods=["GET"]),
+            Route("/runs/{run_id}/live", run_live),
             Route("/runs/{run_id}/rerun", rerun_form, methods=["POST"]),
             Route("/runs/{run_id}/cancel", cancel_form, methods=["POST"]),
             Route("/workflows/{workflow}/pause", pause_form(True), methods=["POST"]),
