@@ -140,6 +140,8 @@ def main() -> None:
             served = p95(timed(page, args.requests))
             direct = p95(timed(bare_runs if label == "/runs" else bare(kwargs), args.requests))
             figures[label] = (served, direct)
+            print(f"measured {label}: page p95 {served * 1000:.1f} ms, bare store p95 {direct * 1000:.1f} ms",
+                  flush=True)
     finally:
         up.terminate()
         up.wait(30)
