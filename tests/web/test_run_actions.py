@@ -93,3 +93,23 @@ def test_a_running_run_page_follows_the_run(page: Any, demo_site: DemoSite) -> N
              what="the page showing the run's next state by itself")
     assert loads, "the page moved on without reloading: the test does not see what it claims"
     assert violations == []
+
+
+def test_workflows_page_lists_each_with_its_last_run_and_pauses_from_the_list(page: Any, demo_site: DemoSite) -> None:
+    violations = csp_violations(page)
+    page.goto(demo_site.url + "/workflows")
+    names = page.eval_on_selector_all("#workflows tr[data-workflow]", "rs => rs.map(r => r.dataset.workflow)")
+    assert sorted(names) == sorted(w["name"] for w in demo_site.get("/api/workflows")["workflows"])
+    row = page.locator("#workflows tr[data-workflow=demo_request_sla]")
+    assert "demo_request.created" in row.inner_text() and "active" in row.inner_text()
+    assert row.locator("a[href^='/runs/run_']").count() == 1  # its last run, linked
+    asked: list[str] = []
+    try:
+        confirm_then(page, "#workflows tr[data-workflow=demo_request_sla] button", asked)
+        assert "paused" in page.locator("#workflows tr[data-workflow=demo_request_sla]").inner_text()
+        confirm_then(page, "#workflows tr[data-workflow=demo_request_sla] button", asked)
+        assert "active" in page.locator("#workflows tr[data-workflow=demo_request_sla]").inner_text()
+        assert asked == ["Pause demo_request_sla?", "Resume demo_request_sla?"]
+    finally:
+        demo_site.api.post("/api/workflows/demo_request_sla/resume")
+    assert violations == []

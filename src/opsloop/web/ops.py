@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 PAGES = {
     "runs": ("Workflow runs", "/api/runs", "/runs/{id}"),
-    "workflows": ("Workflows", "/api/workflows", None),
     "models": ("Models", "/api/models", None),
 }
 

@@ -227,6 +227,20 @@ def routes(web: Web) -> list[Route]:
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
+    async def workflows_page(request: Request) -> Response:
+        def load() -> tuple[set[str], dict[str, list[runs.RunRow]]]:
+            paused = runs.paused_workflows(app.store)
+            latest = {name: runs.list_runs(app.store, workflow=name, limit=1)
+                      for name in app.project.extras.get("workflows", {})}
+            return paused, latest
+
+        paused, latest = await asyncio.to_thread(load)
+        rows = [{"name": wf.name, "source": wf.source, "on": wf.on,
+                 "schedule": wf.schedule.cron if wf.schedule else None, "paused": wf.name in paused,
+                 "last": latest[wf.name][0].summary() if latest.get(wf.name) else None}
+                for wf in app.project.extras.get("workflows", {}).values()]
+        return web.render(request, "workflows.html", workflows=rows, message=request.query_params.get("message"))
+
     def kick() -> None:
         engine = app.services.get("workflows")
         if engine is not None:
@@ -321,7 +335,7 @@ def routes(web: Web) -> list[Route]:
         return {"verdict": "verified", "text": f"by the endpoint's {preset} preset"}
 
     return [Route("/runs/{run_id}", run_page), Route("/events/{event_id}", event_page, methods=["GET"]),
-            Route("/runs/{run_id}/live", run_live),
+            Route("/runs/{run_id}/live", run_live), Route("/workflows", workflows_page),
             Route("/runs/{run_id}/rerun", rerun_form, methods=["POST"]),
             Route("/runs/{run_id}/cancel", cancel_form, methods=["POST"]),
             Route("/workflows/{workflow}/pause", pause_form(True), methods=["POST"]),
