@@ -28,6 +28,7 @@ EXPECTED: dict[str, list[str]] = {
     "identity": ["full resolution / baseline scan", "incremental (1%) / baseline scan"],
     "ingest": ["c/a", "c/b", "(c+r)/a"],
     "models": ["opsloop/floor at 10 models"],
+    "pages": ["/events p95 / bare store p95", "/events?q=<an email> p95 / bare store p95"],
     "query": ["API query / bare DuckDB (sum of the queries)", "CLI query / bare DuckDB (sum of the queries)"],
     "scale": ["accepted/s postgres x2 / sqlite x1"],
     "sources": ["opsloop / dlt parquet into DuckDB"],

@@ -12,17 +12,26 @@ from .conftest import DemoSite
 
 pytestmark = pytest.mark.browser
 
-NAV = ["/", "/events", "/runs", "/workflows", "/models", "/sources", "/syncs", "/dashboards", "/outbox"]
+NAV = ["/", "/events", "/runs", "/workflows", "/models", "/sources", "/syncs", "/people", "/dashboards", "/outbox"]
 # a Unix time in seconds (2001..2096, with or without a fraction) or in milliseconds, standing alone
 EPOCH = re.compile(r"(?<![\w.])(?:[1-3]\d{9}(?:\.\d+)?|[1-3]\d{12})(?![\w.])")
 
 
 def every_page(site: DemoSite) -> list[str]:
     """The navigation's pages and one detail page of each kind the lists link to."""
-    run = site.get("/api/runs")["runs"][0]["id"]
-    sync = site.get("/api/syncs")[0]["sync"]
+    run = site.get("/api/runs")["runs"][0]
+    sync = site.get("/api/syncs")[0]
+    event = run["trigger_event"] or site.get("/api/events")["events"][0]["id"]
     board = "overview"
-    return [*NAV, f"/runs/{run}", f"/syncs/{sync}", f"/dashboards/{board}"]
+    person = site.get("/api/identity/profile", query=site.api.post(
+        "/api/query", json={"sql": "select email from identity.golden_records where email is not null limit 1"}
+    ).json()["rows"][0][0])["person_id"]
+    pages = [*NAV, f"/runs/{run['id']}", f"/events/{event}", f"/syncs/{sync['sync']}", f"/dashboards/{board}",
+             "/sources/hubspot", f"/people/{person}", "/segments", "/segments/active_customers", "/conflicts",
+             "/models/customers"]
+    if sync["last_run_id"]:
+        pages.append(f"/syncs/{sync['sync']}/runs/{sync['last_run_id']}")
+    return pages
 
 
 def settle(page: Any) -> None:
@@ -40,7 +49,8 @@ def test_one_navigation_entry_per_page(page: Any, demo_site: DemoSite) -> None:
         hrefs = page.eval_on_selector_all("body > nav a", "links => links.map(a => a.getAttribute('href'))")
         assert hrefs == NAV, (path, hrefs)  # each page once, in one order, on every page
         current = page.eval_on_selector_all("body > nav a[aria-current=page]", "links => links.map(a => a.textContent)")
-        section = next(h for h in reversed(NAV) if path == h or (h != "/" and path.startswith(h + "/")))
+        owner = "/people/" if path.startswith(("/segments", "/conflicts")) else path
+        section = next(h for h in reversed(NAV) if owner == h or (h != "/" and owner.startswith(h + "/")))
         marked = page.locator(f"body > nav a[href='{section}'][aria-current=page]")
         assert len(current) == 1 and marked.count() == 1, path
     assert violations == []

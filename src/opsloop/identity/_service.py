@@ -121,6 +121,43 @@ class IdentityService:
         finally:
             db.close()
 
+    def search(self, query: str, limit: int = 50) -> list[dict[str, Any]]:
+        """People matching ``query`` (an id, a record, an identifier or part of one), for the People page."""
+        from .profile import search_people
+
+        ip = self._config()
+        if ip.config is None:
+            raise IdentityError(NO_IDENTITY)
+        db = self._conn()
+        try:
+            return search_people(db, ip.config, query, limit)
+        finally:
+            db.close()
+
+    def person_segment_history(self, person_id: str) -> list[dict[str, Any]]:
+        """When ``person_id`` entered and exited each segment, newest first."""
+        from .profile import segment_history
+
+        db = self._conn()
+        try:
+            return segment_history(db, person_id)
+        finally:
+            db.close()
+
+    def segment_activity(self, name: str, limit: int = 50) -> dict[str, Any]:
+        """Segment ``name``: its members (newest first), its entries and exits, and its evaluations."""
+        from .segments import activity
+
+        segs = self._config().segments
+        if name not in segs:
+            raise UnknownSegment(f"no segment {name!r}; segments: {', '.join(sorted(segs)) or 'none'} "
+                                 "(files in segments/)")
+        db = self._conn()
+        try:
+            return activity(db, name, limit)
+        finally:
+            db.close()
+
     def conflicts(self, limit: int = 50) -> list[dict[str, Any]]:
         """Identifier values not used to merge people (limits, shared values, unlinks), newest first."""
         self._config()

@@ -75,3 +75,32 @@ def profile(db: Conn, field_names: list[str], person_id: str) -> dict[str, Any]:
                                     (person_id,))]
     return {"person_id": person_id, "identifiers": identifiers, "records": records, "fields": fields,
             "segments": segments, "merged_from": merged}
+
+
+def search_people(db: Conn, cfg: IdentityConfig, query: str, limit: int = 50) -> list[dict[str, Any]]:
+    """People whose person id, ``system:record_id`` or an identifier value is ``query`` (normalised), or whose
+    identifier values contain it; each with the identifiers that matched."""
+    if not db.one("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
+                  "AND table_name = 'graph'"):
+        raise IdentityError("identities are not resolved yet; run `opsloop identity build` first")
+    try:
+        exact = [find_person(db, cfg, query)]
+    except IdentityError:
+        exact = []
+    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    found = db.rows(
+        "SELECT g.person_id, list_sort(list_distinct(list(i.id_type || ': ' || i.value))) "
+        "FROM identity.identifiers i JOIN identity.graph g USING (nid) "
+        "WHERE i.value ILIKE ? ESCAPE '\\' OR g.person_id = ANY(?) GROUP BY 1 ORDER BY 1 LIMIT ?",
+        (pattern, exact, limit))
+    ordered = sorted(found, key=lambda r: (r[0] not in exact, r[0]))
+    return [{"person_id": str(pid), "matched": list(ids)} for pid, ids in ordered]
+
+
+def segment_history(db: Conn, person_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """The person's segment entries and exits, newest first."""
+    if not db.one("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
+                  "AND table_name = 'segment_history'"):
+        return []
+    return db.dicts("SELECT segment, event, changed_at FROM identity.segment_history WHERE person_id = ? "
+                    "ORDER BY changed_at DESC LIMIT ?", (person_id, limit))

@@ -199,3 +199,20 @@ def summary(db: Conn, segs: dict[str, SegmentConfig]) -> list[dict[str, Any]]:
                     "members": int(counts.get(name, 0)), "last_evaluated": when,
                     "last_entered": entered, "last_exited": exited, "schedule": seg.schedule})
     return out
+
+
+def activity(db: Conn, name: str, limit: int = 50) -> dict[str, Any]:
+    """Members (newest first, with their email when the golden record has one), entries and exits, and runs."""
+    ensure_schema(db)
+    email = "g.email" if _golden_exists(db) and db.one(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'identity' "
+        "AND table_name = 'golden_records' AND column_name = 'email'") else "NULL"
+    join = f"LEFT JOIN {GOLDEN} g USING (person_id)" if email != "NULL" else ""
+    members = db.dicts(f"SELECT m.person_id, m.entered_at, {email} AS email FROM identity.segment_members m "
+                       f"{join} WHERE m.segment = ? ORDER BY m.entered_at DESC, m.person_id LIMIT ?", (name, limit))
+    changes = db.dicts(f"SELECT h.person_id, h.event, h.changed_at, {email} AS email FROM identity.segment_history h "
+                       f"{join} WHERE h.segment = ? ORDER BY h.changed_at DESC, h.person_id LIMIT ?", (name, limit))
+    runs = db.dicts("SELECT evaluated_at, members, entered, exited, seconds FROM identity.segment_runs "
+                    "WHERE segment = ? ORDER BY evaluated_at DESC LIMIT 20", (name,))
+    total = int(db.one("SELECT count(*) FROM identity.segment_members WHERE segment = ?", (name,)))
+    return {"segment": name, "members": total, "member_rows": members, "changes": changes, "runs": runs}

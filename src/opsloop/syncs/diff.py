@@ -391,6 +391,27 @@ class SyncTables:
         except WarehouseError:
             return []
 
+    def run_rows(self, run_id: str, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """The rows one run handled (``row_results``), failed first; ``status`` keeps one status."""
+        where = "run_id = ? AND sync = ?" + (" AND status = ?" if status else "")
+        params: tuple[Any, ...] = (run_id, self.sync, *((status,) if status else ()), limit)
+        try:
+            return self.wh.query(
+                f"SELECT key, op, status, error, dest_id, recorded_at FROM {SCHEMA}.row_results WHERE {where} "
+                "ORDER BY status = 'failed' DESC, key LIMIT ?", params).as_dicts()
+        except WarehouseError:
+            return []
+
+    def retry_failed(self) -> int:
+        """Give every failed row its attempts back, so the next run sends it again even when it had used up
+        ``max_retries`` on unchanged data; returns how many rows that is."""
+        try:
+            count = int(self.wh.query(f"SELECT count(*) FROM {self.state} WHERE failed_fp IS NOT NULL").rows[0][0])
+            self.wh.execute(f"UPDATE {self.state} SET attempts = 0 WHERE failed_fp IS NOT NULL")
+        except WarehouseError:
+            return 0
+        return count
+
     def state_counts(self) -> dict[str, int]:
         try:
             row = self.wh.query(

@@ -9,14 +9,29 @@ from ._status import SyncStatus
 from .diff import SyncTables
 
 
-def recent_runs(app_: Any, name: str, limit: int = 10) -> list[dict[str, Any]]:
+def recent_runs(app_: Any, name: str, limit: int = 10, before: tuple[Any, str] | None = None) -> list[dict[str, Any]]:
+    """The newest runs of ``name``; ``before`` (a run's ``started_at`` and ``run_id``) pages on, keyset."""
+    older = " AND (started_at < ? OR (started_at = ? AND run_id < ?))" if before else ""
+    params = (name, *((before[0], before[0], before[1]) if before else ()), limit)
     try:
         return list(app_.warehouse.query(
             "SELECT run_id, trigger, started_at, finished_at, status, planned_creates, planned_updates, "
-            "planned_deletes, sent, failed, skipped, unconfirmed, error FROM opsloop_sync.runs WHERE sync = ? "
-            "ORDER BY started_at DESC LIMIT ?", (name, limit)).as_dicts())
+            "planned_deletes, sent, failed, skipped, unconfirmed, error FROM opsloop_sync.runs WHERE sync = ?"
+            f"{older} ORDER BY started_at DESC, run_id DESC LIMIT ?", params).as_dicts())
     except WarehouseError:
         return []
+
+
+def one_run(app_: Any, name: str, run_id: str) -> dict[str, Any] | None:
+    """One run of ``name`` from ``opsloop_sync.runs``, or None."""
+    try:
+        found = app_.warehouse.query(
+            "SELECT run_id, trigger, started_at, finished_at, status, planned_creates, planned_updates, "
+            "planned_deletes, sent, failed, skipped, unconfirmed, error FROM opsloop_sync.runs WHERE sync = ? "
+            "AND run_id = ?", (name, run_id)).as_dicts()
+    except WarehouseError:
+        return None
+    return found[0] if found else None
 
 
 def sync_listing(app_: Any) -> list[dict[str, Any]]:

@@ -13,17 +13,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import pages_lists, pages_models, pages_outbox, pages_runs
+from . import pages_lists, pages_models, pages_outbox, pages_people, pages_runs, pages_sources, pages_syncs
 
 if TYPE_CHECKING:
     from .server import Web
 
 PAGES = {
     "runs": ("Workflow runs", "/api/runs", "/runs/{id}"),
-    "workflows": ("Workflows", "/api/workflows", None),
     "models": ("Models", "/api/models", None),
-    "sources": ("Sources", "/api/sources", None),
-    "syncs": ("Syncs", "/api/syncs", "/syncs/{name}"),
 }
 
 
@@ -53,7 +50,7 @@ def ops_routes(web: Web) -> list[Route]:
 
     # the pages of their own first: a route listed earlier wins
     routes = [*pages_lists.routes(web), *pages_runs.routes(web), *pages_outbox.routes(web),
-              *pages_models.routes(web)]
+              *pages_models.routes(web), *pages_syncs.routes(web),
+              *pages_people.routes(web), *pages_sources.routes(web)]
     routes += [Route(f"/{kind}", page(kind)) for kind in PAGES]
-    routes += [Route("/syncs/{name}", page("syncs"))]
     return routes

@@ -27,6 +27,8 @@ def _as_float(value: Any) -> float | None:
         return None
     if isinstance(value, (int, float)):
         return float(value)
+    if isinstance(value, datetime):
+        return value.timestamp()
     return None
 
 

@@ -9,18 +9,25 @@ to ``/events/<id>``. The data is ``workflows.runs.run_detail``, the same as ``GE
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..workflows import runs
 
 if TYPE_CHECKING:
     from .server import Web
+
+
+LIVE_POLL = 0.5
+"""Seconds between looks at a running run's row (a primary-key read) for its live page."""
 
 
 @dataclass
@@ -185,7 +192,105 @@ def routes(web: Web) -> list[Route]:
         except runs.RunError as exc:
             return web.render(request, "missing.html", status_code=404, title="No such run", message=str(exc),
                               back="/runs", back_label="all runs")
-        return web.render(request, "run.html", **run_page_context(detail))
+        paused = detail["workflow"] in await asyncio.to_thread(runs.paused_workflows, app.store)
+        return web.render(request, "run.html", paused=paused, message=request.query_params.get("message"),
+                          **run_page_context(detail))
+
+    async def run_live(request: Request) -> Response:
+        """``event: changed`` each time the run's row moves on (a step done, a wait over), until it finishes;
+        the run page reloads on it (opsloop.js)."""
+        run_id = request.path_params["run_id"]
+        stopping = app.stopping
+
+        def version() -> tuple[float, str] | None:
+            found = runs.get_run(app.store, run_id)
+            return None if found is None else (found.updated_at, found.status)
+
+        async def stream() -> AsyncIterator[str]:
+            seen = await asyncio.to_thread(version)
+            yield "retry: 2000\nevent: hello\ndata: {}\n\n"
+            idle = 0
+            while seen is not None and not stopping.is_set():
+                await asyncio.sleep(LIVE_POLL)
+                now = await asyncio.to_thread(version)
+                if now != seen:
+                    seen = now
+                    yield f"event: changed\ndata: {json.dumps({'status': now[1] if now else None})}\n\n"
+                    if now is None or now[1] in runs.FINISHED:
+                        return
+                    idle = 0
+                else:
+                    idle += 1
+                    if idle % 15 == 0:
+                        yield ": keep-alive\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def workflows_page(request: Request) -> Response:
+        def load() -> tuple[set[str], dict[str, list[runs.RunRow]]]:
+            paused = runs.paused_workflows(app.store)
+            latest = {name: runs.list_runs(app.store, workflow=name, limit=1)
+                      for name in app.project.extras.get("workflows", {})}
+            return paused, latest
+
+        paused, latest = await asyncio.to_thread(load)
+        rows = [{"name": wf.name, "source": wf.source, "on": wf.on,
+                 "schedule": wf.schedule.cron if wf.schedule else None, "paused": wf.name in paused,
+                 "last": latest[wf.name][0].summary() if latest.get(wf.name) else None}
+                for wf in app.project.extras.get("workflows", {}).values()]
+        return web.render(request, "workflows.html", workflows=rows, message=request.query_params.get("message"))
+
+    def kick() -> None:
+        engine = app.services.get("workflows")
+        if engine is not None:
+            engine.kick()
+
+    def back_to(run_id: str, message: str) -> Response:
+        return RedirectResponse(f"/runs/{quote(run_id)}?message={quote(message)}", status_code=303)
+
+    async def rerun_form(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        form = await request.form()
+        from_step = str(form.get("from_step") or "") or None
+        raw = str(form.get("input") or "").strip()
+        try:
+            given = json.loads(raw) if raw else None
+        except ValueError as exc:
+            return back_to(run_id, f"the input is not JSON ({exc}); nothing was started")
+        try:
+            new = await asyncio.to_thread(runs.rerun, app.store, run_id, from_step, given)
+        except runs.RunError as exc:
+            return back_to(run_id, str(exc))
+        kick()
+        return back_to(new, f"rerun of {run_id}" + (f" from step {from_step}" if from_step else ""))
+
+    async def cancel_form(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            await asyncio.to_thread(runs.cancel_run, app.store, run_id)
+            told = "cancelled"
+        except runs.RunError as exc:
+            told = str(exc)
+        return back_to(run_id, told)
+
+    def pause_form(paused: bool) -> Any:
+        async def handler(request: Request) -> Response:
+            name = request.path_params["workflow"]
+            form = await request.form()
+            back = str(form.get("back") or "/workflows")
+            if not back.startswith("/") or back.startswith("//"):
+                back = "/workflows"
+            known = set(app.project.extras.get("workflows", {}))
+            try:
+                await asyncio.to_thread(runs.set_paused, app.store, name, paused, known)
+                told = f"{name} {'paused: its runs queue until you resume it' if paused else 'resumed'}"
+            except runs.RunError as exc:
+                told = str(exc)
+            kick()
+            return RedirectResponse(f"{back}?message={quote(told)}", status_code=303)
+
+        return handler
 
     async def event_page(request: Request) -> Response:
         event_id = request.path_params["event_id"]
@@ -194,6 +299,62 @@ def routes(web: Web) -> list[Route]:
             return web.render(request, "missing.html", status_code=404, title="No such event",
                               message=f"There is no event {event_id!r} in the log.", back="/events",
                               back_label="all events")
-        return web.render(request, "event.html", event=event.detail())
 
-    return [Route("/runs/{run_id}", run_page), Route("/events/{event_id}", event_page, methods=["GET"])]
+        def consumers() -> dict[str, Any]:
+            started = [r.summary() for r in runs.runs_for_event(app.store, event_id)]
+            return {"started": started, "loaded": _loaded(event_id)}
+
+        found = await asyncio.to_thread(consumers)
+        return web.render(request, "event.html", event=event.detail(), signature=_signature(event),
+                          why=_why(event), **found)
+
+    def _loaded(event_id: str) -> dict[str, Any] | None:
+        """Whether the loader has put the event into ``raw.events`` (None: the warehouse has no such table)."""
+        from ..errors import WarehouseError
+        from ..events.loader import RAW_TABLE
+
+        try:
+            hit = app.warehouse.query(f"SELECT seq FROM {RAW_TABLE} WHERE event_id = ?", (event_id,)).rows
+            upto = app.warehouse.query(f"SELECT COALESCE(MAX(seq), 0) FROM {RAW_TABLE}").rows[0][0]
+        except WarehouseError:
+            return None
+        return {"table": RAW_TABLE, "loaded": bool(hit), "upto": int(upto)}
+
+    def _signature(event: Any) -> dict[str, str]:
+        error = event.error if isinstance(event.error, dict) else {}
+        if error.get("refused") == "signature":
+            return {"verdict": "refused", "text": str(error.get("reason") or "bad signature")}
+        if event.status == "rejected":
+            return {"verdict": "none", "text": f"not reached: refused for its {error.get('refused') or 'request'}"}
+        if event.source != "webhook" or not event.endpoint:
+            return {"verdict": "none", "text": f"written by opsloop ({event.source}); no signature to check"}
+        endpoint = app.project.endpoints.get(event.endpoint)
+        preset = endpoint.signature.preset if endpoint is not None else None
+        if preset in (None, "none"):
+            return {"verdict": "none", "text": "not checked: the endpoint declares no signature"}
+        return {"verdict": "verified", "text": f"by the endpoint's {preset} preset"}
+
+    return [Route("/runs/{run_id}", run_page), Route("/events/{event_id}", event_page, methods=["GET"]),
+            Route("/runs/{run_id}/live", run_live), Route("/workflows", workflows_page),
+            Route("/runs/{run_id}/rerun", rerun_form, methods=["POST"]),
+            Route("/runs/{run_id}/cancel", cancel_form, methods=["POST"]),
+            Route("/workflows/{workflow}/pause", pause_form(True), methods=["POST"]),
+            Route("/workflows/{workflow}/resume", pause_form(False), methods=["POST"])]
+
+
+def _why(event: Any) -> str | None:
+    """Why a quarantined, rejected or failed event was not processed, in a sentence with what to do."""
+    error = event.error
+    reason = error.get("reason") if isinstance(error, dict) else error
+    if isinstance(error, dict) and isinstance(error.get("schema_errors"), list):
+        reason = "; ".join(f"{e.get('pointer') or '/'} {e.get('message')}" for e in error["schema_errors"]
+                           if isinstance(e, dict))
+    reason = reason or (error.get("error") if isinstance(error, dict) else None) or "no reason was recorded"
+    if event.status == "quarantined":
+        return (f"The payload did not match the endpoint's schema: {reason}. Fix the sender (or the schema in "
+                "events/), then Replay it.")
+    if event.status == "rejected":
+        return f"Refused at the door: {reason}. It was never processed; a sender retry with a good request is."
+    if event.status == "failed":
+        return f"A consumer failed on it: {reason}. Fix the cause, then Replay it."
+    return None

@@ -26,6 +26,12 @@
   document.addEventListener("DOMContentLoaded", function () {
     stamp(document);
     setInterval(function () { stamp(document); }, 15000);
+    // [data-live="/runs/<id>/live"]: the server says "changed" when a running thing moves on; show it
+    const live = document.querySelector("[data-live]");
+    if (live && window.EventSource) {
+      const source = new EventSource(live.dataset.live);
+      source.addEventListener("changed", function () { source.close(); window.location.reload(); });
+    }
     // <button data-confirm="..."> inside a form asks before submitting (no inline handlers under the CSP)
     document.querySelectorAll("form [data-confirm]").forEach(function (button) {
       button.addEventListener("click", function (e) {

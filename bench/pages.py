@@ -1,0 +1,157 @@
+"""The list pages on a big event log: p95 of each page (``opsloop up``, logged in, HTML rendered) against the
+same query run bare on the state store (``StateStore.list_events`` in this process), in the same run.
+
+    .venv/bin/python bench/pages.py [--events 1000000] [--requests 40] [--smoke]
+
+The log is seeded through the store's own ``append_events`` with events that no consumer picks up again
+(duplicates, quarantined and rejected ones, as a busy inbox has), so the server measures pages, not a
+backlog. Prints a table (ms) and one ``ratio <page> p95 / bare store p95`` line per page; the issue's bar is
+300 ms per page with 1M events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from _report import ratio
+
+STATUSES = ("duplicate", "duplicate", "duplicate", "quarantined", "rejected")
+
+
+def p95(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def timed(fn: Callable[[], object], runs: int) -> list[float]:
+    fn()  # warm: the first call pays for caches and imports
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def seed(store: Any, count: int) -> int:
+    """``count`` events, 5,000 per append; returns the seq of the one in the middle."""
+    from opsloop._ids import new_id
+    from opsloop.state import NewEvent
+
+    t0 = time.time() - count  # one a second, up to now
+    batch: list[Any] = []
+    for n in range(count):
+        status = STATUSES[n % len(STATUSES)]
+        error = {"schema_errors": [{"pointer": "/email", "message": "'email' is a required property"}]} \
+            if status == "quarantined" else ({"reason": "bad signature: no signature header"}
+                                             if status == "rejected" else None)
+        batch.append(NewEvent(id=new_id("evt_"), name="demo_request.created", received_at=t0 + n, status=status,
+                              endpoint="demo_request", payload={"n": n, "name": f"Person {n}",
+                                                                "email": f"person{n}@example.com"},
+                              error=error))
+        if len(batch) == 5000:
+            store.append_events(batch)
+            batch = []
+    if batch:
+        store.append_events(batch)
+    rows = store.query("SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?", (count // 2,))
+    return int(rows[0][0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=40, help="timed requests per page")
+    parser.add_argument("--smoke", action="store_true", help="seconds: 3,000 events, 5 requests per page")
+    args = parser.parse_args()
+    if args.smoke:
+        args.events, args.requests = 3_000, 5
+
+    import httpx
+
+    from opsloop.project.scaffold import init_project
+    from opsloop.state import open_store
+
+    root = Path(tempfile.mkdtemp()) / "proj"
+    init_project(root)
+    store = open_store("sqlite:///state/opsloop.sqlite", root, fsync=False)
+    started = time.perf_counter()
+    middle = seed(store, args.events)
+    print(f"seeded {args.events} events in {time.perf_counter() - started:.1f}s", flush=True)
+    needle = f"person{args.events - 7}@example.com"  # near the newest end: a search a person makes
+    pages: dict[str, tuple[str, dict[str, Any]]] = {
+        "/events": ("/events", {}),
+        "/events?status=quarantined": ("/events?status=quarantined", {"status": "quarantined"}),
+        "/events?endpoint=demo_request": ("/events?endpoint=demo_request", {"endpoint": "demo_request"}),
+        "/events?before=<middle>": (f"/events?before={middle}", {"before_seq": middle}),
+        "/events?q=<an email>": (f"/events?q={needle}", {"search": needle}),
+        "/runs": ("/runs", {}),
+    }
+
+    def bare(kwargs: dict[str, Any]) -> Callable[[], object]:
+        return lambda: store.list_events(limit=51, **kwargs)
+
+    def bare_runs() -> object:
+        from opsloop.workflows import runs
+
+        return runs.list_runs(store, limit=51)
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSLOOP_")}
+    up = subprocess.Popen([sys.executable, "-m", "opsloop", "up", "-p", str(root), "--port", str(port)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    token = next(line.split("=", 1)[1] for line in (root / ".env").read_text().splitlines()
+                 if line.startswith("OPSLOOP_API_TOKEN="))
+    figures: dict[str, tuple[float, float]] = {}
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.get("/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if up.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("opsloop up did not start")
+            time.sleep(0.1)
+        assert client.post("/login", data={"token": token}).status_code == 303, "the login was refused"
+        for label, (path, kwargs) in pages.items():
+            def page(p: str = path) -> None:
+                answer = client.get(p)
+                assert answer.status_code == 200, (p, answer.status_code, answer.text[:300])
+
+            served = p95(timed(page, args.requests))
+            direct = p95(timed(bare_runs if label == "/runs" else bare(kwargs), args.requests))
+            figures[label] = (served, direct)
+            print(f"measured {label}: page p95 {served * 1000:.1f} ms, bare store p95 {direct * 1000:.1f} ms",
+                  flush=True)
+    finally:
+        up.terminate()
+        up.wait(30)
+    print(f"{'page':34} {'page p95':>10} {'bare store p95':>15}   ({args.events} events)")
+    for label, (served, direct) in figures.items():
+        flag = "" if served < 0.3 else "   over 300 ms"
+        print(f"{label:34} {served * 1000:8.1f}ms {direct * 1000:13.1f}ms{flag}")
+    for label, (served, direct) in figures.items():
+        ratio(f"{label} p95 / bare store p95", served / max(direct, 1e-6))
+
+
+if __name__ == "__main__":
+    main()

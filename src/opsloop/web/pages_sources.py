@@ -1,0 +1,101 @@
+"""The sources pages: ``/sources`` (each pull's state, schedule, last and next run, rows) and
+``/sources/<name>`` (its streams with their cursors and rows, its runs with their warnings, and "Pull now").
+
+The data is ``sources.source_status`` and the ``source_runs`` table (the same as ``GET /api/sources`` and
+``opsloop sources``); "Pull now" is a form posting the session's CSRF token after a confirmation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from .._halt import Interrupted
+from ..errors import OpsloopError
+from . import pages_format
+
+if TYPE_CHECKING:
+    from .server import Web
+
+
+def warnings_of(message: str | None) -> list[str]:
+    """A run's message split into its notes (missing scopes, drift, quota), one per line."""
+    return [part.strip() for part in (message or "").split("; ") if part.strip()]
+
+
+def routes(web: Web) -> list[Route]:
+    app = web.app
+
+    def configured() -> dict[str, Any]:
+        sources: dict[str, Any] = app.project.extras.get("sources", {})
+        return sources
+
+    async def sources_page(request: Request) -> Response:
+        if not configured():
+            return web.render(request, "sources.html", sources=[], message=None)
+        from ..sources import source_status
+
+        listing = await asyncio.to_thread(source_status, app)
+        return web.render(request, "sources.html", sources=listing, message=request.query_params.get("message"))
+
+    async def source_page(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in configured():
+            known = ", ".join(sorted(configured())) or "none"
+            return web.render(request, "missing.html", status_code=404, title="No such source",
+                              message=f"There is no source {name!r} in this project (sources: {known}).",
+                              back="/sources", back_label="all sources")
+        from ..sources import source_status
+        from ..sources._state import SourceState
+
+        def load() -> dict[str, Any]:
+            status = next(s for s in source_status(app) if s["name"] == name)
+            history = [r.as_dict() for r in SourceState(app.store).runs(name, 25)]
+            for run in history:
+                run["warnings"] = warnings_of(run.get("message"))
+            return {"source": status, "runs": history}
+
+        data = await asyncio.to_thread(load)
+        config = configured()[name]
+        return web.render(request, "source.html", name=name, config=config, message=request.query_params.get("message"),
+                          streams=sorted(data["source"]["streams"].items()), cursor_text=_cursor_text, **data)
+
+    async def pull_now(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in configured() or "sources" not in app.services:
+            return RedirectResponse("/sources", status_code=303)
+        scheduler = app.services["sources"]
+        try:
+            result = await asyncio.to_thread(scheduler.pull, name, False)
+            run = result.run
+            told = f"pull {run.status}: {run.rows} rows" + (f"; {run.message}" if run.message else "")
+        except Interrupted as exc:
+            told = f"pull interrupted: {exc}"
+        except OpsloopError as exc:
+            told = f"pull failed: {exc}"
+        return RedirectResponse(f"/sources/{quote(name)}?message={quote(told)}", status_code=303)
+
+    return [Route("/sources", sources_page), Route("/sources/{name}", source_page),
+            Route("/sources/{name}/pull", pull_now, methods=["POST"])]
+
+
+def _cursor_text(cursor: Any) -> str | Markup:
+    """A stream's cursor as a person reads it: a Unix time (seconds or milliseconds) as a time."""
+    if cursor is None:
+        return "none yet (the next pull reads everything)"
+    if isinstance(cursor, (int, float)) and not isinstance(cursor, bool):
+        for scale in (1.0, 1000.0):
+            if pages_format.EPOCH_MIN <= cursor / scale <= pages_format.EPOCH_MAX:
+                return pages_format.when(cursor / scale)
+    if isinstance(cursor, str):
+        return cursor
+    if isinstance(cursor, dict) and all(isinstance(v, (str, int, float)) for v in cursor.values()):
+        return ", ".join(f"{k} {v}" for k, v in cursor.items())  # {"since": "2026-…"} reads "since 2026-…"
+    return json.dumps(cursor, default=str)
