@@ -16,8 +16,9 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from ._subsystems import load_project
     from .app import App
-    from .project import Project, load_project
+    from .project import Project
     from .settings import Settings, resolve_settings
     from .workflows import Context, workflow
 
@@ -30,7 +31,7 @@ _LAZY = {
     "Context": "opsloop.workflows",
     "Project": "opsloop.project",
     "Settings": "opsloop.settings",
-    "load_project": "opsloop.project",
+    "load_project": "opsloop._subsystems",
     "resolve_settings": "opsloop.settings",
     "workflow": "opsloop.workflows",
 }

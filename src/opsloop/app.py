@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._halt import Halt
 from ._ids import new_id
+from ._subsystems import load_project, service_attachers
 from .errors import OpsloopError
-from .events._committer import GroupCommitter
-from .events._json import DEFAULT_MAX_DEPTH, BodyRefused, parse_body
+from .events.bodies import DEFAULT_MAX_DEPTH, BodyRefused, parse_body
+from .events.committer import GroupCommitter
 from .events.log import Consumer, EventBus
-from .project import Project, load_project
+from .project import Project
 from .settings import Settings, resolve_settings
 from .state import EventRecord, NewEvent, StateStore, open_store
 from .warehouse import Warehouse, open_warehouse
@@ -64,10 +65,8 @@ class App:
         """Awaited after each batch of events lands in the warehouse's ``raw.events`` (reactive models)."""
         self.services: dict[str, Any] = {}
         """Subsystem objects by name (``app.services["workflows"]``)."""
-        from ._subsystems import hooks
-
-        for module in hooks("_service") if services else ():
-            module.attach(self)
+        for attach in service_attachers() if services else ():
+            attach(self)
         self._committer: GroupCommitter | None = None
         self._inbox: Inbox | None = None
         self._consumers: list[Consumer] = []

@@ -274,7 +274,7 @@ def test_seeds_workflow_writes_and_a_pull_without_a_server(tmp_path: Path) -> No
 
 
 def test_only_opsloops_own_load_events_name_tables() -> None:
-    from opsloop.models._service import changed_tables
+    from opsloop.models.service import changed_tables
     from opsloop.state import EventRecord
 
     def event(name: str, payload: Any, endpoint: str | None = None) -> EventRecord:

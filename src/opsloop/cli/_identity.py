@@ -43,7 +43,7 @@ def _here(project: Path | None, work: Callable[[Any], Any]) -> Any:
 
 
 def _service(project: Any) -> Any:
-    from ..identity._project import identity_of
+    from ..identity.project_files import identity_of
 
     app_ = load_app(project)
     ip = identity_of(app_.project)

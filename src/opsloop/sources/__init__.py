@@ -1,7 +1,7 @@
 """Sources: pull SaaS APIs, REST APIs, databases and files into the warehouse on dlt's Arrow path.
 
-``sources/*.yml`` -> ``project.extras["sources"]`` (``opsloop.sources._project``); ``pull(app, name)``
-runs one source; ``opsloop up`` runs scheduled pulls (``opsloop.sources._service``).
+``sources/*.yml`` -> ``project.extras["sources"]`` (``opsloop.sources.project_files``); ``pull(app, name)``
+runs one source; ``opsloop up`` runs scheduled pulls (``opsloop.sources.service``).
 """
 
 from __future__ import annotations

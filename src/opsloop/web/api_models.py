@@ -1,5 +1,5 @@
 """``/api/models`` and ``/api/query``: the models JSON API that CLI verbs use while `opsloop up` owns the
-warehouse. The handlers call ``ModelService`` (``opsloop.models._service``); auth is ``web.guard``'s."""
+warehouse. The handlers call ``ModelService`` (``opsloop.models.service``); auth is ``web.guard``'s."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ._params import not_found
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..models._service import ModelService
+    from ..models.service import ModelService
 
 
 def _json(data: Any, status: int = 200) -> Response:

@@ -1,5 +1,5 @@
 """``/api/sources``: the sources JSON API (``opsloop pull`` goes through it while `opsloop up` owns the
-warehouse). The handlers call ``SourceScheduler`` (``opsloop.sources._service``); auth is ``web.guard``'s."""
+warehouse). The handlers call ``SourceScheduler`` (``opsloop.sources.service``); auth is ``web.guard``'s."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from . import openapi
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..sources._service import SourceScheduler
+    from ..sources.service import SourceScheduler
 
 
 def routes(app: App) -> list[Route]:

@@ -1,5 +1,5 @@
 """``GET /api/syncs`` and ``POST /api/syncs/{name}/run``, used by the CLI while the server owns the warehouse.
-The handlers call ``SyncService`` (``opsloop.syncs._service``); auth is ``web.guard``'s."""
+The handlers call ``SyncService`` (``opsloop.syncs.service``); auth is ``web.guard``'s."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from . import openapi
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..syncs._service import SyncService
+    from ..syncs.service import SyncService
 
 
 def routes(app: App) -> list[Route]:

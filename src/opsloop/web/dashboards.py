@@ -23,7 +23,7 @@ from . import openapi
 from ._params import not_found
 
 if TYPE_CHECKING:
-    from ..metrics._service import MetricsService
+    from ..metrics.service import MetricsService
     from .server import Web
 
 

@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 
 from ..errors import Problem
-from ..project.loader import Project, register_loader
+from ..project.loader import Project, ProjectLoader
 from ._api import WorkflowDef
 from .yaml_workflows import load_yaml_workflow
 
@@ -80,4 +80,5 @@ def load_workflows(project: Project, problems: list[Problem]) -> None:
             workflows[wf.name] = wf
 
 
-register_loader(load_workflows)
+LOADER = ProjectLoader("workflows", load=load_workflows)
+"""What the composition root (``opsloop._subsystems``) lists to load and check this subsystem's files."""
