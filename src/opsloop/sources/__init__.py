@@ -6,9 +6,26 @@ runs one source; ``opsloop up`` runs scheduled pulls (``opsloop.sources.service`
 
 from __future__ import annotations
 
-from ._errors import QuotaExhausted, SourceAuthError, SourceError, SourceUnavailable
-from ._runner import PullResult, pull
-from ._status import source_status
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from ._errors import QuotaExhausted, SourceAuthError, SourceError, SourceUnavailable
+    from ._runner import PullResult, pull
+    from ._status import source_status
+
+# imported on first use: importing one module of the package (its project_files for `opsloop validate`)
+# must not load the rest
+__getattr__ = lazy_exports(__name__, {
+    "PullResult": "._runner",
+    "QuotaExhausted": "._errors",
+    "SourceAuthError": "._errors",
+    "SourceError": "._errors",
+    "SourceUnavailable": "._errors",
+    "pull": "._runner",
+    "source_status": "._status",
+})
 
 __all__ = [
     "PullResult",

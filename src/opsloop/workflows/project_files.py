@@ -12,7 +12,6 @@ from pathlib import Path
 from ..errors import Problem
 from ..project.loader import Project, ProjectLoader
 from ._api import WorkflowDef
-from .yaml_workflows import load_yaml_workflow
 
 
 def _rel(project: Project, path: Path) -> str:
@@ -69,6 +68,8 @@ def load_workflows(project: Project, problems: list[Problem]) -> None:
         if path.suffix == ".py":
             defs = _load_python(project, path, rel, problems)
         else:
+            from .yaml_workflows import load_yaml_workflow  # Jinja and the actions: only for a YAML workflow
+
             loaded = load_yaml_workflow(project, path, rel, problems)
             defs = [loaded] if loaded is not None else []
         for wf in defs:
