@@ -37,7 +37,7 @@ def _here(project: Path | None, work: Callable[[Any], Any]) -> Any:
     app_ = _service(project)
     try:
         app_.warehouse.query("SELECT 1")  # a locked warehouse: WarehouseLocked, before any read swallows it
-        return jsonable(work(app_.services["identity"]))
+        return jsonable(work(app_.identity))
     finally:
         app_.close()
 

@@ -108,13 +108,13 @@ def _record_built(project: Any, results: list[Any]) -> None:
 
     app_ = App(project)
     try:
-        app_.services["models"].record_built(results)
+        app_.models.record_built(results)
         # what the server's metrics service records from these events, so `opsloop metric` answers before
         # any server has read them (the relation a metric over ref('model') reads)
         for r in results:
             if r.kind in ("model", "seed") and r.status == "success" and r.relation and \
                     r.materialization != "ephemeral":
-                app_.services["metrics"].record_build(r.name, r.relation)
+                app_.metrics.record_build(r.name, r.relation)
     finally:
         app_.close()
 

@@ -24,7 +24,6 @@ from ._params import ParamError
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..identity.service import IdentityService
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -33,7 +32,7 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def routes(app: App) -> list[Route]:
-    service: IdentityService = app.services["identity"]
+    service = app.identity
 
     def configured(segments: bool = False) -> None:
         from ..identity.service import NO_IDENTITY

@@ -18,7 +18,6 @@ from ._params import not_found
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..models.service import ModelService
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -32,7 +31,7 @@ def _error(exc: Exception) -> Response:
 
 
 def routes(app: App) -> list[Route]:
-    service: ModelService = app.services["models"]
+    service = app.models
 
     async def api_build(request: Request) -> Response:
         body = await openapi.BUILD.body(request)

@@ -16,14 +16,13 @@ from . import openapi
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..sources.service import SourceScheduler
 
 
 def routes(app: App) -> list[Route]:
     """The routes exist only in a project with sources (as the scheduler does)."""
     if "sources" not in app.services:
         return []
-    scheduler: SourceScheduler = app.services["sources"]
+    scheduler = app.sources
 
     async def api_sources(request: Request) -> Response:
         from ..sources import source_status  # sources (pyarrow, connectors) load on first use, not at import

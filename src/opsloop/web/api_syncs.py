@@ -15,11 +15,10 @@ from . import openapi
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..syncs.service import SyncService
 
 
 def routes(app: App) -> list[Route]:
-    service: SyncService = app.services["syncs"]
+    service = app.syncs
 
     async def list_syncs(request: Request) -> Response:
         from ..syncs.listing import sync_listing

@@ -148,7 +148,7 @@ def model_page_context(web: Web, service: ModelService, name: str) -> dict[str, 
 
 def routes(web: Web) -> list[Route]:
     def service() -> ModelService:
-        found: ModelService = web.app.services["models"]
+        found = web.app.models
         return found
 
     async def models_page(request: Request) -> Response:
