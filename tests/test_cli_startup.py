@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,25 @@ def test_help_loads_no_heavy_library(args: list[str]) -> None:
 def test_the_probe_sees_a_heavy_import() -> None:
     """The check itself can fail: loading the project's config shows its pydantic models in ``sys.modules``."""
     assert "opsloop.project.config" in _heavy(_loaded("import opsloop.project"), allow=("pydantic",))
+
+
+VALIDATE = """
+import runpy, sys
+sys.argv = ["opsloop", "validate", "--project", {root!r}]
+try:
+    runpy.run_module("opsloop", run_name="__main__")
+except SystemExit as exc:
+    assert not exc.code, exc.code
+"""
+
+
+def test_validate_of_a_dbt_project_loads_no_engine(tmp_path: Path) -> None:
+    """`opsloop validate` reads files and compiles SQL: no warehouse engine, loader, chart or web library."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "dbt_project.yml").write_text("name: shop\nversion: '1.0'\nprofile: shop\n")
+    (tmp_path / "models" / "orders.sql").write_text("select 1 as id\n")
+    modules = _loaded(VALIDATE.format(root=str(tmp_path)))
+    assert "opsloop.models.compiler" in modules  # the models were loaded and compiled
+    engines = sorted({m.split(".")[0] for m in modules} & {"dlt", "duckdb", "pyarrow", "plotly", "starlette",
+                                                            "uvicorn", "slack_sdk", "psycopg"})
+    assert not engines, f"`opsloop validate` imported {engines} (import them where a verb runs, not at load)"
