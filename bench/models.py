@@ -159,8 +159,8 @@ def main() -> None:
             proc = subprocess.run(cmd, cwd=folder, env=ENV, capture_output=True, text=True)
             count = len(json.loads(proc.stdout)["results"])
             sys.path.insert(0, str(REPO / "src"))
+            from opsloop import load_project
             from opsloop.models import ModelEngine
-            from opsloop.project import load_project
             from opsloop.warehouse.duckdb import DuckDBWarehouse
 
             wh = DuckDBWarehouse(folder / "warehouse.duckdb")

@@ -97,7 +97,7 @@ def serve(port_queue: mp.Queue, total: int) -> None:
 OPSLOOP = """
 import json, resource, sys, time
 from opsloop.app import App
-from opsloop.project import load_project
+from opsloop import load_project
 from opsloop.sources import pull
 root = sys.argv[1]
 project = load_project(root)
@@ -216,7 +216,7 @@ def run_plain(base: str, fmt: str) -> dict:
 SMALL_WARM_OPSLOOP = """
 import json, sys, time
 from opsloop.app import App
-from opsloop.project import load_project
+from opsloop import load_project
 from opsloop.sources import pull
 app = App(load_project(sys.argv[1]))
 runs = int(sys.argv[2])

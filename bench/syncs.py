@@ -76,8 +76,8 @@ def make_project(root: Path, rows: int, destination: str = "{type: outbox}", bat
 
 
 def _app(root: Path) -> Any:
+    from opsloop import load_project
     from opsloop.app import App
-    from opsloop.project import load_project
     from opsloop.settings import resolve_settings
 
     project = load_project(root)
@@ -87,8 +87,8 @@ def _app(root: Path) -> Any:
 def prepare_diff(root: Path, rows: int) -> None:
     """A synced state for every row, then 1% of the rows changed."""
     from opsloop.syncs import SyncRunner
-    from opsloop.syncs._project import source_sql
     from opsloop.syncs.diff import SyncTables
+    from opsloop.syncs.project_files import source_sql
 
     make_project(root, rows)
     app = _app(root)
@@ -104,8 +104,8 @@ def prepare_diff(root: Path, rows: int) -> None:
 
 def _diff_step(root: Path) -> Any:
     from opsloop.syncs import SyncRunner
-    from opsloop.syncs._project import source_sql
     from opsloop.syncs.diff import SyncTables
+    from opsloop.syncs.project_files import source_sql
 
     app = _app(root)
     sync = SyncRunner(app).get("big")

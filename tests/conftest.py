@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from opsloop import load_project
 from opsloop.app import App
-from opsloop.project import load_project
 from opsloop.project.scaffold import init_project
 from opsloop.settings import resolve_settings
 

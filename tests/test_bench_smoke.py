@@ -24,6 +24,7 @@ RATIO = re.compile(r"^ratio (?P<what>.+?) = (?P<value>\d+(?:\.\d+)?)x(?:\s|$)")
 
 # What each benchmark's smoke run must print besides its ratio lines, and what it needs from the machine.
 EXPECTED: dict[str, list[str]] = {
+    "cli": ["opsloop --help / bare python (cpu)"],
     "dashboards": ["webhook -> tile in browser / webhook ack (p50)", "metric API after a build / direct SQL (p50)"],
     "identity": ["full resolution / baseline scan", "incremental (1%) / baseline scan"],
     "ingest": ["c/a", "c/b", "(c+r)/a"],
@@ -72,6 +73,9 @@ def test_benchmark_smoke_run(name: str) -> None:
     expected = list(EXPECTED[name])
     if name == "models":
         expected += ["dbt/opsloop at 10 models"] if DBT.exists() else []
+        assert DBT.exists() or "dbt baseline skipped:" in proc.stdout, output
+    if name == "cli":
+        expected += ["dbt --help / opsloop --help (cpu)", "dbt build / opsloop build (cpu)"] if DBT.exists() else []
         assert DBT.exists() or "dbt baseline skipped:" in proc.stdout, output
     if name == "workflows":
         assert "DBOS baseline skipped:" in proc.stdout, output

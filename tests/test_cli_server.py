@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from opsloop.events._signatures import SignedRequest, make_preset
-from opsloop.project import load_project
+from opsloop import load_project
+from opsloop.events.signatures import SignedRequest, make_preset
 
 from .conftest import free_port, keep_reading, run_cli, wait_for
 

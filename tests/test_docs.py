@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from opsloop.project import load_project
+from opsloop import load_project
 
 from .conftest import run_cli
 

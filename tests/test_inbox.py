@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from opsloop.events._signatures import SignedRequest, make_preset
+from opsloop.events.signatures import SignedRequest, make_preset
 
 from .conftest import ServerThread, wait_for
 

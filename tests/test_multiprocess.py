@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from opsloop.events._signatures import SignedRequest, make_preset
-from opsloop.project import load_project
+from opsloop import load_project
+from opsloop.events.signatures import SignedRequest, make_preset
 from opsloop.state import open_store
 
 from .conftest import free_port, wait_for

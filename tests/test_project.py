@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from opsloop import load_project
 from opsloop.errors import ConfigError
-from opsloop.project import load_project
 
 from .conftest import run_cli
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from opsloop.events._signatures import SignedRequest, make_preset
-from opsloop.project import load_project
+from opsloop import load_project
+from opsloop.events.signatures import SignedRequest, make_preset
 
 from .conftest import free_port, run_cli, wait_for
 from .test_cli_server import UpProcess, receiver_pids

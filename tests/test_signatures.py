@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from opsloop.events._signatures import SignedRequest, make_preset
+from opsloop.events.signatures import SignedRequest, make_preset
 from opsloop.project.config import SignatureConfig
 
 BODY = b'{"id":"evt_1","type":"checkout.session.completed","data":{"amount":4200}}'

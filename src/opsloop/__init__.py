@@ -5,6 +5,7 @@ The public surface is this module's ``__all__``; everything else is private and 
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -13,23 +14,40 @@ from .errors import (
     TerminalError,
     TransientError,
 )
-from .project import Project, load_project
-from .settings import Settings, resolve_settings
-from .workflows import Context, workflow
 
 if TYPE_CHECKING:
+    from ._subsystems import load_project
     from .app import App
+    from .project import Project
+    from .settings import Settings, resolve_settings
+    from .workflows import Context, workflow
 
 __version__ = "0.1.0"
 
+# Where each lazily imported name lives. ``import opsloop`` (and so ``opsloop --help``) must not build the
+# project's pydantic models, the workflow context or the web stack: each name is imported on first use.
+_LAZY = {
+    "App": "opsloop.app",
+    "Context": "opsloop.workflows",
+    "Project": "opsloop.project",
+    "Settings": "opsloop.settings",
+    "load_project": "opsloop._subsystems",
+    "resolve_settings": "opsloop.settings",
+    "workflow": "opsloop.workflows",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # ``App`` pulls in the web stack and Arrow; importing it lazily keeps `opsloop <verb>` start-up fast
-    if name == "App":
-        from .app import App
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'opsloop' has no attribute {name!r}")
+    value = getattr(import_module(where), name)
+    globals()[name] = value
+    return value
 
-        return App
-    raise AttributeError(f"module 'opsloop' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

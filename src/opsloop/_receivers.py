@@ -32,7 +32,7 @@ from .errors import OpsloopError
 
 if TYPE_CHECKING:
     from .app import App
-    from .events._remote import AppendChannel
+    from .events.remote import AppendChannel
 
 log = logging.getLogger("opsloop.receivers")
 
@@ -81,7 +81,7 @@ class ReceiverPool:
 
     async def start(self) -> None:
         """After the App started (its group commit runs): open the append channel, start the receivers."""
-        from .events._remote import AppendChannel
+        from .events.remote import AppendChannel
 
         self.channel = AppendChannel(self.app.committer, self.append_path)
         await self.channel.start()
@@ -178,9 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from ._server import settle_gc
-    from .events._remote import RemoteCommitter
+    from ._subsystems import load_project
     from .events.inbox import Inbox
-    from .project import load_project
+    from .events.remote import RemoteCommitter
     from .settings import resolve_settings
     from .web.receiver import ReceiverApp, ReceiverHost
 

@@ -12,21 +12,30 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._halt import Halt
 from ._ids import new_id
+from ._subsystems import load_project, service_attachers
 from .errors import OpsloopError
-from .events._committer import GroupCommitter
-from .events._json import DEFAULT_MAX_DEPTH, BodyRefused, parse_body
+from .events.bodies import DEFAULT_MAX_DEPTH, BodyRefused, parse_body
+from .events.committer import GroupCommitter
 from .events.log import Consumer, EventBus
-from .project import Project, load_project
+from .project import Project
 from .settings import Settings, resolve_settings
 from .state import EventRecord, NewEvent, StateStore, open_store
 from .warehouse import Warehouse, open_warehouse
 
 if TYPE_CHECKING:  # the inbox (and jsonschema) is imported when first used, as is the raw.events loader
     from .events.inbox import Inbox
+    from .identity.service import IdentityService
+    from .metrics.alerts import AlertRunner
+    from .metrics.service import MetricsService
+    from .models.service import ModelService
+    from .sources.service import SourceScheduler
+    from .syncs.service import SyncService
+    from .workflows.engine import Engine
+
 
 log = logging.getLogger("opsloop")
 
@@ -64,10 +73,8 @@ class App:
         """Awaited after each batch of events lands in the warehouse's ``raw.events`` (reactive models)."""
         self.services: dict[str, Any] = {}
         """Subsystem objects by name (``app.services["workflows"]``)."""
-        from ._subsystems import hooks
-
-        for module in hooks("_service") if services else ():
-            module.attach(self)
+        for attach in service_attachers() if services else ():
+            attach(self)
         self._committer: GroupCommitter | None = None
         self._inbox: Inbox | None = None
         self._consumers: list[Consumer] = []
@@ -87,6 +94,48 @@ class App:
     def from_path(cls, root: Path | str, **overrides: Any) -> App:
         project = load_project(root)
         return cls(project, resolve_settings(project, overrides))
+
+    # -- the subsystems, typed ---------------------------------------------------------------
+    def _service(self, name: str) -> object:
+        found = self.services.get(name)
+        if found is None:
+            raise OpsloopError(f"this opsloop App has no {name} service (it was made with services=False)")
+        return found
+
+    @property
+    def workflows(self) -> Engine:
+        """The workflow engine (``opsloop.workflows.engine.Engine``)."""
+        return cast("Engine", self._service("workflows"))
+
+    @property
+    def models(self) -> ModelService:
+        """Builds, the model catalog and reactive rebuilds (``opsloop.models.service.ModelService``)."""
+        return cast("ModelService", self._service("models"))
+
+    @property
+    def sources(self) -> SourceScheduler:
+        """Scheduled pulls (``opsloop.sources.service.SourceScheduler``)."""
+        return cast("SourceScheduler", self._service("sources"))
+
+    @property
+    def syncs(self) -> SyncService:
+        """Reverse-ETL runs (``opsloop.syncs.service.SyncService``)."""
+        return cast("SyncService", self._service("syncs"))
+
+    @property
+    def identity(self) -> IdentityService:
+        """Identity resolution and segments (``opsloop.identity.service.IdentityService``)."""
+        return cast("IdentityService", self._service("identity"))
+
+    @property
+    def metrics(self) -> MetricsService:
+        """Metric queries and dashboards (``opsloop.metrics.service.MetricsService``)."""
+        return cast("MetricsService", self._service("metrics"))
+
+    @property
+    def metrics_alerts(self) -> AlertRunner:
+        """The dashboards' threshold alerts (``opsloop.metrics.alerts.AlertRunner``)."""
+        return cast("AlertRunner", self._service("metrics_alerts"))
 
     # -- owned resources ---------------------------------------------------------------------
     @property

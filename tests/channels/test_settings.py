@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from opsloop import load_project
 from opsloop.channels import ChannelConfigError, channels_of
 from opsloop.errors import ConfigError
-from opsloop.project import load_project
 from opsloop.project.scaffold import init_project
 
 from ..conftest import run_cli

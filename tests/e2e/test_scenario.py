@@ -29,7 +29,7 @@ import pytest
 from opsloop.demo import payloads
 from opsloop.demo.history import build_history, load_history
 from opsloop.demo.people import Person
-from opsloop.events._signatures import SignedRequest, make_preset
+from opsloop.events.signatures import SignedRequest, make_preset
 from opsloop.project.scaffold import init_project
 
 from ..conftest import ServerThread, free_port, make_app, wait_for

@@ -142,8 +142,8 @@ def example_project(root: Path) -> Iterator[Path]:
 
 def send_webhook(root: Path, url: str, endpoint: str, payload: dict[str, Any], msg_id: str) -> str:
     """POST ``payload`` to one of the project's webhook endpoints, signed as its preset says; the event id."""
-    from opsloop.events._signatures import SignedRequest, make_preset
-    from opsloop.project import load_project
+    from opsloop import load_project
+    from opsloop.events.signatures import SignedRequest, make_preset
 
     project = load_project(root)
     cfg = project.endpoints[endpoint]

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from opsloop.project import load_project
+from opsloop import load_project
 
 from .. import conftest as base
 from ._door import (

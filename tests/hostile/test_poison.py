@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from opsloop import load_project
 from opsloop._ids import new_id
 from opsloop.errors import WarehouseError
 from opsloop.events.log import Consumer, EventBus
-from opsloop.project import load_project
 from opsloop.settings import resolve_settings
 from opsloop.state import EventRecord, NewEvent, open_store
 

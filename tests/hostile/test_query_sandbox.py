@@ -365,7 +365,7 @@ def test_the_docs_say_what_the_sandbox_does(project_dir: Path) -> None:
     """docs/project.md's "The query sandbox" names every allowed PRAGMA and its query_role example loads."""
     import re
 
-    from opsloop.project import load_project
+    from opsloop import load_project
     from opsloop.settings import resolve_settings
     from opsloop.warehouse import open_warehouse
     from opsloop.warehouse._sandbox import DUCKDB_PRAGMAS

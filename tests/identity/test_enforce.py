@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from opsloop.project import load_project
+from opsloop import load_project
 from tests.conftest import make_app, wait_for
 from tests.identity.test_e2e_syncs import ADA, Loop
 from tests.syncs.conftest import cli

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from opsloop import load_project
 from opsloop.metrics import MetricEngine, MetricQuery
 from opsloop.metrics.catalog import catalog_of
 from opsloop.metrics.dashboards import BoardFilters, TileRenderer
-from opsloop.project import load_project
 from opsloop.warehouse import Warehouse
 from opsloop.warehouse.clickhouse import ClickHouseWarehouse
 from opsloop.warehouse.duckdb import DuckDBWarehouse

@@ -10,8 +10,8 @@ import yaml
 
 from opsloop.app import App
 from opsloop.metrics import MetricQuery, MetricQueryError
-from opsloop.metrics._spec import Dashboard, MetricsFile
 from opsloop.metrics.catalog import catalog_of
+from opsloop.metrics.spec import Dashboard, MetricsFile
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from opsloop import load_project
 from opsloop.app import App
 from opsloop.errors import ConfigError
 from opsloop.metrics import MetricQuery, MetricQueryError
-from opsloop.project import load_project
 
 from ..conftest import ServerThread, run_cli
 from .conftest import monday_base

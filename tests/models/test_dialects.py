@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import sqlglot
 
+from opsloop import load_project
 from opsloop.models import ModelEngine
-from opsloop.project import load_project
 from opsloop.warehouse import QueryResult, Warehouse
 from opsloop.warehouse.bigquery import BigQueryWarehouse
 from opsloop.warehouse.snowflake import SnowflakeWarehouse

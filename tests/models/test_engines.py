@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from opsloop import load_project
 from opsloop.models import ModelEngine
-from opsloop.project import load_project
 from opsloop.warehouse import Warehouse
-from opsloop.warehouse._sql import relation
+from opsloop.warehouse.sql import relation
 
 from .conftest import SHOP, event_rows
 

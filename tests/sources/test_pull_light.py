@@ -23,8 +23,8 @@ from .test_rest_files import ItemsApi, _rest
 
 # What a pull must not import: other subsystems' services and the libraries only they need.
 NOT_FOR_A_PULL = {
-    "opsloop.workflows.actions", "opsloop.workflows._service", "opsloop.models.engine", "opsloop.syncs._service",
-    "opsloop.identity._service", "opsloop.metrics._service", "opsloop.events.inbox", "jsonschema", "plotly",
+    "opsloop.workflows.actions", "opsloop.workflows.service", "opsloop.models.engine", "opsloop.syncs.service",
+    "opsloop.identity.service", "opsloop.metrics.service", "opsloop.events.inbox", "jsonschema", "plotly",
 }
 DLTS_OWN = {"sqlglot", "croniter"}
 """Imported by dlt itself (its destination capabilities, its incremental intervals), whose cost they are
@@ -69,8 +69,8 @@ def api() -> Iterator[ItemsApi]:
 
 
 def _events(root: Path, prefix: str) -> list[Any]:
+    from opsloop import load_project
     from opsloop.app import App
-    from opsloop.project import load_project
 
     app = App(load_project(root))
     try:
@@ -122,8 +122,8 @@ def test_pull_reads_only_the_sources_files(proj: Any, api: ItemsApi) -> None:
 def test_a_pull_no_stop_cut_off_says_nothing_of_an_interruption(proj: Any, api: ItemsApi,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     """A pull is owed from its start (a crash anywhere redoes it), but only a real stop is worth a log line."""
+    from opsloop import load_project
     from opsloop.app import App
-    from opsloop.project import load_project
 
     _rest(proj, api)
     app = App(load_project(proj.root))

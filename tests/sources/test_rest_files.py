@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from opsloop import load_project
+from opsloop._subsystems import validate_project as run_validators
 from opsloop.errors import ConfigError
-from opsloop.project import load_project
-from opsloop.project.loader import run_validators
 from opsloop.sources import SourceAuthError, SourceError
 from tests.conftest import run_cli
 

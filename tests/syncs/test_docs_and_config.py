@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
+from opsloop import load_project
 from opsloop.destinations import get_destination
 from opsloop.errors import ConfigError
-from opsloop.project import load_project
 from tests.conftest import run_cli
 
 from .conftest import SyncProject, cli, people

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from opsloop.project import load_project
+from opsloop import load_project
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "workflows.md"
 

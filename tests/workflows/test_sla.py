@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import httpx
 
 from opsloop import outbox
-from opsloop.events._signatures import SignedRequest, make_preset
+from opsloop.events.signatures import SignedRequest, make_preset
 from opsloop.project.config import SignatureConfig
 
 from ..conftest import ServerThread, wait_for

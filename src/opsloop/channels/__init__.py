@@ -13,20 +13,44 @@ world through these. Settings come from ``channels:`` in ``opsloop.yml``, then e
 
 from __future__ import annotations
 
-from . import http, smtp
-from ._settings import (
-    ChannelConfigError,
-    Channels,
-    HttpSettings,
-    Security,
-    SlackSettings,
-    SmtpSettings,
-    ca_path,
-    channels_of,
-    resolve_channels,
-    with_overrides,
-)
-from .slack import SlackClient, SlackRefused
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from . import http, smtp
+    from ._settings import (
+        ChannelConfigError,
+        Channels,
+        HttpSettings,
+        Security,
+        SlackSettings,
+        SmtpSettings,
+        ca_path,
+        channels_of,
+        resolve_channels,
+        with_overrides,
+    )
+    from .slack import SlackClient, SlackRefused
+
+# imported on first use: importing one module of the package (its project_files for `opsloop validate`)
+# must not load the rest
+__getattr__ = lazy_exports(__name__, {
+    "ChannelConfigError": "._settings",
+    "Channels": "._settings",
+    "HttpSettings": "._settings",
+    "Security": "._settings",
+    "SlackClient": ".slack",
+    "SlackRefused": ".slack",
+    "SlackSettings": "._settings",
+    "SmtpSettings": "._settings",
+    "ca_path": "._settings",
+    "channels_of": "._settings",
+    "http": ".http",
+    "resolve_channels": "._settings",
+    "smtp": ".smtp",
+    "with_overrides": "._settings",
+})
 
 __all__ = [
     "ChannelConfigError",

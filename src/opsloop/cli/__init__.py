@@ -11,6 +11,8 @@ app = typer.Typer(
     help="Data Operations in one pip install: webhooks, workflows, warehouse, models, syncs, dashboards.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # plain Click help: typer's Rich help imports rich.markdown and pygments (~0.4 s) before printing a line
+    rich_markup_mode=None,
     add_completion=False,
 )
 

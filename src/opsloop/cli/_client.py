@@ -58,7 +58,7 @@ class Server:
             return None  # a server that was killed leaves its file behind
         except PermissionError:
             pass  # alive, under another user
-        from ..project._env import read_dotenv
+        from ..project.env import read_dotenv
 
         token = os.environ.get("OPSLOOP_API_TOKEN") or read_dotenv(root / ".env").get("OPSLOOP_API_TOKEN")
         host = str(info.get("host") or "127.0.0.1")
@@ -72,10 +72,10 @@ class Server:
     def configured(cls, root: Path) -> Server:
         """The server at the address the project's settings give (``server:`` in opsloop.yml, OPSLOOP_HOST /
         OPSLOOP_PORT): for a warehouse that is locked while no ``state/server.json`` names its owner."""
-        from ..models.engine import load_project_light
+        from ..project import read_project_config
         from ..settings import resolve_settings
 
-        settings = resolve_settings(load_project_light(root))
+        settings = resolve_settings(read_project_config(root))
         host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         return cls(f"http://{host}:{settings.port}", settings.api_token)
 

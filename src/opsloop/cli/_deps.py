@@ -15,10 +15,10 @@ def register(app: typer.Typer) -> None:
     def deps(project: ProjectOpt = Path(".")) -> None:
         """Install packages.yml's local: and git: packages into dbt_packages/ (as `dbt deps` does)."""
         from ..errors import ConfigError
-        from ..models.engine import load_project_light
         from ..models.packages import DepsError, install
+        from ..project import read_project_config
 
-        loaded = load_project_light((project or Path.cwd()).resolve())
+        loaded = read_project_config((project or Path.cwd()).resolve())
         dbt_dir = loaded.config.dbt_project
         root = (loaded.root / dbt_dir).resolve() if dbt_dir else loaded.root
         try:

@@ -52,8 +52,8 @@ def register(app: typer.Typer) -> None:
         """Post a test event through the real HTTP path, signed with the project's secret."""
         import httpx
 
-        from ..events._signatures import SignedRequest, make_preset
-        from ..project import load_project
+        from .._subsystems import load_project
+        from ..events.signatures import SignedRequest, make_preset
         from ..settings import resolve_settings
 
         loaded = load_project(project)

@@ -37,13 +37,13 @@ def _here(project: Path | None, work: Callable[[Any], Any]) -> Any:
     app_ = _service(project)
     try:
         app_.warehouse.query("SELECT 1")  # a locked warehouse: WarehouseLocked, before any read swallows it
-        return jsonable(work(app_.services["identity"]))
+        return jsonable(work(app_.identity))
     finally:
         app_.close()
 
 
 def _service(project: Any) -> Any:
-    from ..identity._project import identity_of
+    from ..identity.project_files import identity_of
 
     app_ = load_app(project)
     ip = identity_of(app_.project)

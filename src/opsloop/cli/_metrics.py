@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
                 fail(f"{given or 'the time range'} reaches past the calendar (before year 1 or after 9999); use a "
                      "shorter duration (90d) or a date (2026-01-01)")
             try:
-                result = loaded.services["metrics"].query(query)
+                result = loaded.metrics.query(query)
             except MetricQueryError as exc:
                 fail(str(exc))
             answer: dict[str, Any] = jsonable({**result.as_dict(), "sql": result.sql})
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
             return
         try:
-            runner = loaded.services["metrics_alerts"]
+            runner = loaded.metrics_alerts
             states = local_or_server(loaded.project.root, lambda: jsonable([s.as_dict() for s in runner.states()]),
                                      Server.alerts)
         finally:

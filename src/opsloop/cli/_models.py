@@ -49,11 +49,11 @@ def _project_root(project: Path) -> Path:
 def _engine(root: Path) -> tuple[Any, Any]:
     """The engine on the project's warehouse, without a whole App (keeps start-up fast)."""
     from ..models import ModelEngine
-    from ..models.engine import load_project_light
+    from ..project import read_project_config
     from ..settings import resolve_settings
     from ..warehouse import open_warehouse
 
-    loaded = load_project_light(root)
+    loaded = read_project_config(root)
     wh = open_warehouse(resolve_settings(loaded).warehouse, loaded.root)
     return wh, ModelEngine(loaded, wh)
 
@@ -108,13 +108,13 @@ def _record_built(project: Any, results: list[Any]) -> None:
 
     app_ = App(project)
     try:
-        app_.services["models"].record_built(results)
+        app_.models.record_built(results)
         # what the server's metrics service records from these events, so `opsloop metric` answers before
         # any server has read them (the relation a metric over ref('model') reads)
         for r in results:
             if r.kind in ("model", "seed") and r.status == "success" and r.relation and \
                     r.materialization != "ephemeral":
-                app_.services["metrics"].record_build(r.name, r.relation)
+                app_.metrics.record_build(r.name, r.relation)
     finally:
         app_.close()
 
@@ -240,10 +240,10 @@ def register(app: typer.Typer) -> None:
     def lineage(target: Annotated[str, typer.Argument(help="MODEL or MODEL.COLUMN.")],
                 project: ProjectOpt = Path("."), json_out: JsonOpt = False) -> None:
         """Column lineage: where each column of a model comes from, back to seeds and sources."""
-        from ..models.engine import load_project_light
         from ..models.lineage import lineage as lineage_of
+        from ..project import read_project_config
 
-        data = lineage_of(load_project_light(_project_root(project)), target)
+        data = lineage_of(read_project_config(_project_root(project)), target)
         if json_out:
             print_json(data)
             return
@@ -264,11 +264,11 @@ def register(app: typer.Typer) -> None:
 
         def here() -> dict[str, Any]:
             from ..models import ModelEngine
-            from ..models.engine import load_project_light
+            from ..project import read_project_config
             from ..settings import resolve_settings
             from ..warehouse import open_warehouse
 
-            loaded = load_project_light(root)
+            loaded = read_project_config(root)
             wh = open_warehouse(resolve_settings(loaded).warehouse, loaded.root, read_only=True)
             try:
                 wh.lock_down()

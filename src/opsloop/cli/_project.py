@@ -44,17 +44,15 @@ def register(app: typer.Typer) -> None:
 
         Errors exit 1. Warnings (a destination that cannot be reached, a table the first build, pull or
         identity build creates) are printed and exit 0, unless --strict."""
+        from .._subsystems import load_project, validate_project
         from ..errors import ConfigError
-        from ..project import load_project
 
         try:
             loaded = load_project(project)
         except ConfigError as exc:
             _report_problems(exc.problems, json_out, strict, {})
             raise typer.Exit(1) from None
-        from ..project.loader import run_validators
-
-        problems = run_validators(loaded)
+        problems = validate_project(loaded)
         if not _report_problems(problems, json_out, strict, {"endpoints": sorted(loaded.endpoints)}):
             raise typer.Exit(1)
         if not json_out:

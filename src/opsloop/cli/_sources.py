@@ -90,7 +90,7 @@ def _pull_app(project: Path) -> Any:
     services or imports."""
     from ..app import App
     from ..settings import resolve_settings
-    from ..sources._project import load_sources_project
+    from ..sources.project_files import load_sources_project
 
     loaded = load_sources_project(project)
     return App(loaded, resolve_settings(loaded), services=False)

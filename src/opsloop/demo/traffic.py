@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import httpx
 
 from ..app import App
-from ..events._signatures import SignedRequest, make_preset
+from ..events.signatures import SignedRequest, make_preset
 from ..project.config import SignatureConfig
 from . import payloads
 from .people import Person, make_person

@@ -13,9 +13,9 @@ from .._ids import new_id
 from ..errors import ServerBusy
 from ..project import EndpointConfig, Project
 from ..state import AppendResult, NewEvent
-from ._json import BodyRefused, parse_body
-from ._schemas import PayloadValidator
-from ._signatures import Preset, SignedRequest, make_preset
+from .bodies import BodyRefused, parse_body
+from .schemas import PayloadValidator
+from .signatures import Preset, SignedRequest, make_preset
 
 DROPPED_HEADERS = {"authorization", "cookie", "proxy-authorization"}
 REDACTED = "[redacted]"

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._project import identity_of
 from ._sql import literal, quote
+from .project_files import identity_of
 
 _TYPES = {"varchar": "VARCHAR", "integer": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE",
           "boolean": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMPTZ"}

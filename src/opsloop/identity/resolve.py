@@ -203,7 +203,7 @@ class Resolver:
                                  round(time.perf_counter() - started, 3), timings, plan.systems)
             if plan.systems:
                 # In the build's transaction, like profile.updated: syncs that enforce the hierarchy in a
-                # system run when its records changed, though no golden value did (syncs/_service.py).
+                # system run when its records changed, though no golden value did (syncs/service.py).
                 payload = {k: v for k, v in result.as_dict().items() if k != "seconds"}
                 db.x("INSERT INTO identity.outbox VALUES (?, 'identity.built', ?, now())",
                      (f"identity:{run_id}:built", json.dumps(payload)))

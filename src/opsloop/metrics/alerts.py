@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 from .. import outbox
 from ..channels import SlackClient, SlackRefused, channels_of, smtp
 from ..errors import TerminalDeliveryError
-from ._spec import Alert
-from ._time import step, truncate
 from .dashboards import sm_dependencies
 from .engine import MetricQuery
+from .periods import step, truncate
+from .spec import Alert
 
 if TYPE_CHECKING:
     from ..app import App
-    from ._service import MetricsService
+    from .service import MetricsService
 
 log = logging.getLogger("opsloop.metrics.alerts")
 

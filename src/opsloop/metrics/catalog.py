@@ -16,7 +16,7 @@ import sqlglot
 from sqlglot import exp
 
 from ..errors import Problem
-from ._spec import (
+from .spec import (
     Alert,
     Dashboard,
     Dimension,
@@ -127,8 +127,8 @@ def parse_condition(text: str) -> exp.Expr:
 def load_catalog(root: Path, problems: list[Problem]) -> Catalog:
     from pydantic import ValidationError
 
-    from ..project._yaml import yaml_mappings
     from ..project.loader import pydantic_problems, validate_model
+    from ..project.yaml_files import yaml_mappings
 
     catalog = Catalog()
     expected = "expected a mapping: semantic_models:, metrics:, highlights:, alerts:"
@@ -252,7 +252,7 @@ def _check(catalog: Catalog, problems: list[Problem]) -> None:
                 problems.append(_problem(catalog, "metrics", metric.name,
                                          f"metric {metric.name!r} uses metric {inp.name!r}, which is not defined"))
             if inp.offset_window:
-                from ._time import parse_window
+                from .periods import parse_window
 
                 try:
                     parse_window(inp.offset_window)
@@ -267,7 +267,7 @@ def _check(catalog: Catalog, problems: list[Problem]) -> None:
             except ValueError as exc:
                 problems.append(_problem(catalog, "metrics", metric.name, f"expr: {exc}"))
         if metric.type == "cumulative" and metric.type_params.window:
-            from ._time import parse_window
+            from .periods import parse_window
 
             try:
                 parse_window(metric.type_params.window)

@@ -16,8 +16,8 @@ import sqlglot
 from sqlglot import exp
 
 from ..errors import OpsloopError
-from ._spec import Dimension, Measure, SemanticModel
 from .catalog import jinja_to_sql
+from .spec import Dimension, Measure, SemanticModel
 
 _WHERE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(!=|<>|>=|<=|=|>|<)\s*(.*?)\s*$", re.S)
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")

@@ -11,11 +11,11 @@ from typing import Any
 from sqlglot import exp
 
 from ..errors import WarehouseError
-from ._spec import Dashboard, Highlight, SemanticModel, Tile
-from ._time import as_date, as_datetime, parse_since, periods_apart, periods_between, step, truncate
 from .catalog import Catalog
 from .compiler import MetricQueryError, column_expr, compile_rows, placeholder
 from .engine import MetricEngine, MetricQuery
+from .periods import as_date, as_datetime, parse_since, periods_apart, periods_between, step, truncate
+from .spec import Dashboard, Highlight, SemanticModel, Tile
 
 RAW_EVENTS = "raw.events"
 
@@ -272,7 +272,7 @@ def _deps(catalog: Catalog, sm: SemanticModel, relation: str) -> tuple[set[str],
 
 def _same_day(month_start: date, today: date) -> date:
     """The same day of the month as ``today`` inside the month starting ``month_start`` (clamped)."""
-    from ._time import add_months
+    from .periods import add_months
 
     months = (today.year - month_start.year) * 12 + today.month - month_start.month
     return add_months(today, -months)

@@ -19,10 +19,10 @@ import sqlglot
 from sqlglot import exp
 
 from ..warehouse import Warehouse
-from ._spec import GRAINS, Metric, SemanticModel
-from ._time import as_date, parse_since, parse_window, periods_between, shift, step, truncate
 from .catalog import Catalog
 from .compiler import Filter, MeasureQuery, MetricQueryError, compile_measure
+from .periods import as_date, parse_since, parse_window, periods_between, shift, step, truncate
+from .spec import GRAINS, Metric, SemanticModel
 
 Key = tuple[Any, ...]
 Series = dict[Key, float | None]

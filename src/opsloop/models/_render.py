@@ -801,7 +801,7 @@ class Renderer:
 
     def relation(self, schema: str, name: str, database: Any = None, kind: Any = None) -> Relation:
         """A relation object as ``ref()`` returns it, quoted for the project's dialect."""
-        from ..warehouse._sql import relation as rel_text
+        from ..warehouse.sql import relation as rel_text
 
         return Relation(schema, name, rel_text(schema, name, self.adapter_type), str(database) if database else None)
 

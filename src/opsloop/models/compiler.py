@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Problem
-from ..warehouse._sql import literal, relation
+from ..warehouse.sql import literal, relation
 from ._render import DEFAULT_NAMING_MACROS, MacroPackage, Relation, RenderContext, Renderer, RenderError
 from .nodes import DataTest, Model, Seed, Snapshot, Source
 from .project import ModelProject, _as_list, _check_model_config, merge_config
@@ -398,7 +398,7 @@ class Compiler:
         body = self._render(model, is_incremental, ephemerals)
         if ephemerals:
             body = _inject_ctes(body, ephemerals)
-        from ..warehouse._sql import transpile
+        from ..warehouse.sql import transpile
 
         return transpile(body, self.target.source_dialect, dialect or self.target.dialect)
 
@@ -475,7 +475,7 @@ class Compiler:
         """A query returning the failing rows, as dbt's built-in tests write it."""
         d = self.target.source_dialect
         if test.test == "singular":
-            from ..warehouse._sql import transpile
+            from ..warehouse.sql import transpile
 
             ephemerals: dict[str, str] = {}
             sql, _ = self.renderer.render(test.file, test.raw_sql,
@@ -505,7 +505,7 @@ class Compiler:
                    f"parent as (\n  select {field_} as to_field\n  from {parent}\n)\n"
                    "select from_field\nfrom child\nleft join parent on child.from_field = parent.to_field\n"
                    "where parent.to_field is null")
-        from ..warehouse._sql import transpile
+        from ..warehouse.sql import transpile
 
         return transpile(sql, d, dialect or self.target.dialect)
 
@@ -533,7 +533,7 @@ def _no_ref(*args: Any, **kwargs: Any) -> Any:
 
 
 def _q(name: str, dialect: str) -> str:
-    from ..warehouse._sql import quote
+    from ..warehouse.sql import quote
 
     return quote(name, dialect)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Problem
-from ..project._yaml import YamlProblem, load_yaml
+from ..project.yaml_files import YamlProblem, load_yaml
 
 if TYPE_CHECKING:
     from .project import ModelProject

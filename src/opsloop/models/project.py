@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Problem
-from ..project._yaml import LocatedYaml, YamlProblem, load_yaml
+from ..project.yaml_files import LocatedYaml, YamlProblem, load_yaml
 from .nodes import INCREMENTAL_STRATEGIES, MATERIALIZATIONS, ON_SCHEMA_CHANGE, DataTest, Model, Seed, Snapshot, Source
 from .packages import Package
 

@@ -17,7 +17,7 @@ from typing import Any
 from .._halt import Halt
 from ..errors import OpsloopError
 from ..warehouse import Warehouse
-from ..warehouse._sql import Statements
+from ..warehouse.sql import Statements
 from ._seeds import engine_type, seed_table
 from .compiler import Compiler
 from .nodes import DataTest, Model, Seed, Snapshot

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, Problem
-from ._env import interpolate, read_dotenv
-from ._yaml import LocatedYaml, YamlProblem, load_yaml, rel_path, yaml_mappings
 from .config import EndpointConfig, ProjectConfig
+from .env import interpolate, read_dotenv
+from .yaml_files import LocatedYaml, YamlProblem, load_yaml
 
 
 @dataclass
@@ -37,17 +36,19 @@ class Project:
         return candidate if candidate.is_absolute() else self.root / candidate
 
 
-ExtraLoader = Callable[[Project, list[Problem]], None]
-"""A later subsystem's loader: reads its own files into ``project.extras`` and appends problems."""
+@dataclass(frozen=True)
+class ProjectLoader:
+    """One subsystem's part of loading a project: ``load`` reads its own files (``workflows/*.yml``,
+    ``syncs/*.yml`` ...) onto the project and appends problems; ``validate`` is a whole-project check that
+    `opsloop validate` runs after loading (SQL compile checks, reachable destinations ...).
 
-_EXTRA_LOADERS: list[ExtraLoader] = []
+    The composition root (``opsloop._subsystems.PROJECT_LOADERS``) lists every subsystem's loader, one line
+    each; nothing registers itself at import.
+    """
 
-
-def register_loader(loader: ExtraLoader) -> ExtraLoader:
-    """Add a loader for another kind of project file (workflows, models, syncs ...)."""
-    if loader not in _EXTRA_LOADERS:
-        _EXTRA_LOADERS.append(loader)
-    return loader
+    name: str
+    load: Callable[[Project, list[Problem]], None] | None = None
+    validate: Callable[[Project], list[Problem]] | None = None
 
 
 def pydantic_problems(doc: LocatedYaml, rel: str, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[Problem]:
@@ -81,10 +82,21 @@ def validate_model(
         return None
 
 
-def load_project(root: Path | str, environ: Mapping[str, str] | None = None) -> Project:
-    """Load the project at ``root``. Raises ``ConfigError`` listing every problem found."""
-    root = Path(root).resolve()
+def read_project_config(root: Path | str, environ: Mapping[str, str] | None = None) -> Project:
+    """``opsloop.yml`` and ``.env`` only (a bare dbt project folder reads as one without ``opsloop.yml``).
+
+    The one reader of ``opsloop.yml``: the model verbs need no more than this (warehouse, vars, the
+    environment), and ``load_project`` starts from it. Raises ``ConfigError`` listing the file's problems.
+    """
     problems: list[Problem] = []
+    project = _read_config(Path(root).resolve(), environ, problems)
+    if problems:
+        raise ConfigError(problems)
+    return project
+
+
+def _read_config(root: Path, environ: Mapping[str, str] | None, problems: list[Problem]) -> Project:
+    """``opsloop.yml`` into a Project; a problem in its keys is appended (the defaults stand in for them)."""
     env = {**read_dotenv(root / ".env"), **(os.environ if environ is None else environ)}
     config_path = root / "opsloop.yml"
     config = ProjectConfig()
@@ -106,79 +118,31 @@ def load_project(root: Path | str, environ: Mapping[str, str] | None = None) -> 
         loaded = validate_model(ProjectConfig, doc, "opsloop.yml", data, problems)
         if loaded is not None:
             config = loaded
-    project = Project(root=root, config=config, env=env)
-    _load_endpoints(project, problems)
-    from .._subsystems import hooks
+    return Project(root=root, config=config, env=env)
 
-    hooks("_project")
-    for loader in _EXTRA_LOADERS:
-        loader(project, problems)
+
+def load_project(
+    root: Path | str, environ: Mapping[str, str] | None = None, *, loaders: Sequence[ProjectLoader] = ()
+) -> Project:
+    """``opsloop.yml`` and ``.env``, then each of ``loaders`` in order. Raises ``ConfigError`` listing every
+    problem found.
+
+    ``opsloop.load_project(root)`` is this with every subsystem's loader (the composition root's list).
+    """
+    problems: list[Problem] = []
+    project = _read_config(Path(root).resolve(), environ, problems)
+    for loader in loaders:
+        if loader.load is not None:
+            loader.load(project, problems)
     if problems:
         raise ConfigError(problems)
     return project
 
 
-def _load_endpoints(project: Project, problems: list[Problem]) -> None:
-    expected = "expected a mapping describing one endpoint (name:, event:, schema: ...)"
-    for path, rel, doc in yaml_mappings(project.root / "events", project.root, expected, problems):
-        data = {"name": path.stem, **doc.data}
-        endpoint = validate_model(EndpointConfig, doc, rel, data, problems)
-        if endpoint is None:
-            continue
-        if endpoint.name in project.endpoints:
-            problems.append(Problem(rel, doc.line_of(("name",)), f"endpoint {endpoint.name!r} is defined twice"))
-            continue
-        schema = endpoint.schema_
-        if endpoint.schema_file:
-            schema_path = project.path(endpoint.schema_file)
-            if not schema_path.is_file():
-                problems.append(
-                    Problem(rel, doc.line_of(("schema_file",)), f"schema file {endpoint.schema_file!r} not found")
-                )
-                continue
-            try:
-                schema = json.loads(schema_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                problems.append(Problem(rel_path(project.root, schema_path), exc.lineno, f"invalid JSON: {exc.msg}"))
-                continue
-        if schema is not None:
-            from ..events._schemas import check_schema
-
-            error = check_schema(schema)
-            if error:
-                line = doc.line_of(("schema",)) if endpoint.schema_ is not None else doc.line_of(("schema_file",))
-                problems.append(Problem(rel, line, f"the JSON Schema is invalid: {error}"))
-                continue
-            project.schemas[endpoint.name] = schema
-        sig = endpoint.signature
-        if sig.secret_env and not project.secret(sig.secret_env):
-            problems.append(
-                Problem(
-                    rel,
-                    doc.line_of(("signature", "secret_env")),
-                    f"the secret {sig.secret_env} is not set",
-                    f"add {sig.secret_env}=... to .env or the environment",
-                )
-            )
-        project.endpoints[endpoint.name] = endpoint
-
-
-Validator = Callable[[Project], list[Problem]]
-_VALIDATORS: list[Validator] = []
-
-
-def register_validator(validator: Validator) -> Validator:
-    """Add a whole-project check run by ``opsloop validate`` after loading (e.g. SQL compile checks)."""
-    if validator not in _VALIDATORS:
-        _VALIDATORS.append(validator)
-    return validator
-
-
-def run_validators(project: Project) -> list[Problem]:
-    from .._subsystems import hooks
-
-    hooks("_project")
+def run_validators(project: Project, loaders: Sequence[ProjectLoader]) -> list[Problem]:
+    """The whole-project checks of ``loaders`` (what `opsloop validate` runs after loading)."""
     problems: list[Problem] = []
-    for validator in _VALIDATORS:
-        problems.extend(validator(project))
+    for loader in loaders:
+        if loader.validate is not None:
+            problems.extend(loader.validate(project))
     return problems

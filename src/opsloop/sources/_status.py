@@ -46,3 +46,8 @@ def source_status(app: App) -> list[dict[str, Any]]:
             },
         })
     return out
+
+
+def source_runs(app: App, name: str, limit: int = 25) -> list[dict[str, Any]]:
+    """The last ``limit`` runs of source ``name``, newest first, as dicts (the source's page)."""
+    return [r.as_dict() for r in SourceState(app.store).runs(name, limit)]

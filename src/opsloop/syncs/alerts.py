@@ -14,7 +14,7 @@ from ..destinations import RowOp, get_destination
 from ..errors import OpsloopError
 
 if TYPE_CHECKING:
-    from ._project import LoadedSync
+    from .project_files import LoadedSync
     from .runner import RunResult, SyncRunner
 
 log = logging.getLogger("opsloop.syncs")

@@ -23,7 +23,7 @@ from .diff import Enforcement, PlanColumns
 if TYPE_CHECKING:
     from ..project.loader import Project
     from ..warehouse import Warehouse
-    from ._project import LoadedSync
+    from .project_files import LoadedSync
 
 PERSON_COLUMN = "person_id"
 """The source column that links a sync's row to the identity graph (identity.golden_records has it)."""

@@ -22,10 +22,10 @@ from .._ids import new_id
 from ..destinations import Destination, DestinationContext, RowOp, RowResult, get_destination
 from ..errors import DeliveryError, OpsloopError, TerminalDeliveryError, TransientDeliveryError, WarehouseError
 from ..state import NewEvent
-from ._project import LoadedSync, source_sql
 from ._status import QuotaExhausted, SyncStatus
 from .diff import Enforcement, SyncTables, ensure_tables
 from .enforce import corrections, enforcement_for
+from .project_files import LoadedSync, source_sql
 
 if TYPE_CHECKING:
     from ..app import App

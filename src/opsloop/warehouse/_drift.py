@@ -75,7 +75,7 @@ def wider(current: str, incoming: str) -> str | None:
 def load_widening(wh: Warehouse, schema: str, table: str, data: Any) -> list[str]:
     """Append ``data`` (an Arrow table) to ``schema.table``, creating it, adding columns and widening
     types as needed. Returns one line per change made."""
-    from ._sql import quote, relation
+    from .sql import quote, relation
 
     sql_types = _SQL.get(wh.dialect, _SQL["duckdb"])
     target = relation(schema, table, wh.dialect)

@@ -118,7 +118,7 @@ class Warehouse(ABC):
         return [(str(c), str(t)) for c, t in result.rows]
 
     def ensure_schema(self, schema: str) -> None:
-        from ._sql import quote
+        from .sql import quote
 
         self.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema, self.dialect)}")
 

@@ -44,7 +44,7 @@ class ClickHouseWarehouse(Warehouse):
     def _inline(self, sql: str, params: Sequence[Any]) -> str:
         if not params:
             return sql
-        from ._sql import literal, split_placeholders
+        from .sql import literal, split_placeholders
 
         parts = split_placeholders(sql)
         if len(parts) != len(params) + 1:
@@ -82,7 +82,7 @@ class ClickHouseWarehouse(Warehouse):
         return [(str(c), str(t)) for c, t in result.rows]
 
     def ensure_schema(self, schema: str) -> None:
-        from ._sql import quote
+        from .sql import quote
 
         self.execute(f"CREATE DATABASE IF NOT EXISTS {quote(schema, self.dialect)}")
 
@@ -95,7 +95,7 @@ class ClickHouseWarehouse(Warehouse):
         return int(data.num_rows)
 
     def _insert(self, table: str, data: Any) -> None:
-        from ._sql import literal, quote
+        from .sql import literal, quote
 
         columns = list(data.column_names)
         cols = ", ".join(quote(c, self.dialect) for c in columns)

@@ -9,8 +9,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import WarehouseError
 from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT
-from ._sql import pyformat
 from .base import QueryResult, Warehouse
+from .sql import pyformat
 
 
 def _split_schema(url: str) -> tuple[str, str]:
@@ -131,7 +131,7 @@ class PostgresWarehouse(Warehouse):
         return self._query_con
 
     def insert_rows(self, target: str, columns: list[str], rows: list[list[Any]]) -> int:
-        from ._sql import quote
+        from .sql import quote
 
         cols = ", ".join(quote(c, self.dialect) for c in columns)
         with self._lock:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import WarehouseError
-from ._sql import pyformat
 from .base import QueryResult, Warehouse
+from .sql import pyformat
 
 
 class SnowflakeWarehouse(Warehouse):
@@ -69,7 +69,7 @@ class SnowflakeWarehouse(Warehouse):
         return out
 
     def insert_arrow(self, table: str, data: Any) -> int:
-        from ._sql import quote
+        from .sql import quote
 
         columns = list(data.column_names)
         cols = ", ".join(quote(c, self.dialect) for c in columns)

@@ -1,6 +1,6 @@
 """``/api/identity/...`` and ``/api/segments/...``: identity builds, profiles, conflicts and segments over
 the JSON API, which `opsloop identity`, `opsloop profile` and `opsloop segments` use while `opsloop up` owns
-the warehouse. The handlers call ``IdentityService`` (``opsloop.identity._service``); auth is ``web.guard``'s.
+the warehouse. The handlers call ``IdentityService`` (``opsloop.identity.service``); auth is ``web.guard``'s.
 
 Answers: 404 when the project has no ``identity.yml`` / ``segments/``, no such segment or no such person;
 409 when the work cannot run yet (what ``identity.yml`` reads is not built, no golden record yet).
@@ -24,7 +24,6 @@ from ._params import ParamError
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..identity._service import IdentityService
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -33,10 +32,10 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def routes(app: App) -> list[Route]:
-    service: IdentityService = app.services["identity"]
+    service = app.identity
 
     def configured(segments: bool = False) -> None:
-        from ..identity._service import NO_IDENTITY
+        from ..identity.service import NO_IDENTITY
 
         ip = service.project
         if (ip.config is None and not ip.segments) or (not segments and ip.config is None):
@@ -44,7 +43,7 @@ def routes(app: App) -> list[Route]:
 
     async def run(work: Callable[[], Any], missing: int = 409) -> Response:
         """``work`` in a thread; an identity error is ``missing`` (404: the thing named does not exist) or 409."""
-        from ..identity._service import UnknownSegment
+        from ..identity.service import UnknownSegment
 
         try:
             return _json(await asyncio.to_thread(work))

@@ -1,5 +1,5 @@
 """``/api/models`` and ``/api/query``: the models JSON API that CLI verbs use while `opsloop up` owns the
-warehouse. The handlers call ``ModelService`` (``opsloop.models._service``); auth is ``web.guard``'s."""
+warehouse. The handlers call ``ModelService`` (``opsloop.models.service``); auth is ``web.guard``'s."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from ._params import not_found
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..models._service import ModelService
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -32,7 +31,7 @@ def _error(exc: Exception) -> Response:
 
 
 def routes(app: App) -> list[Route]:
-    service: ModelService = app.services["models"]
+    service = app.models
 
     async def api_build(request: Request) -> Response:
         body = await openapi.BUILD.body(request)

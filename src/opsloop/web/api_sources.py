@@ -1,5 +1,5 @@
 """``/api/sources``: the sources JSON API (``opsloop pull`` goes through it while `opsloop up` owns the
-warehouse). The handlers call ``SourceScheduler`` (``opsloop.sources._service``); auth is ``web.guard``'s."""
+warehouse). The handlers call ``SourceScheduler`` (``opsloop.sources.service``); auth is ``web.guard``'s."""
 
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ from . import openapi
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..sources._service import SourceScheduler
 
 
 def routes(app: App) -> list[Route]:
     """The routes exist only in a project with sources (as the scheduler does)."""
     if "sources" not in app.services:
         return []
-    scheduler: SourceScheduler = app.services["sources"]
+    scheduler = app.sources
 
     async def api_sources(request: Request) -> Response:
         from ..sources import source_status  # sources (pyarrow, connectors) load on first use, not at import

@@ -1,5 +1,5 @@
 """``GET /api/syncs`` and ``POST /api/syncs/{name}/run``, used by the CLI while the server owns the warehouse.
-The handlers call ``SyncService`` (``opsloop.syncs._service``); auth is ``web.guard``'s."""
+The handlers call ``SyncService`` (``opsloop.syncs.service``); auth is ``web.guard``'s."""
 
 from __future__ import annotations
 
@@ -15,11 +15,10 @@ from . import openapi
 
 if TYPE_CHECKING:
     from ..app import App
-    from ..syncs._service import SyncService
 
 
 def routes(app: App) -> list[Route]:
-    service: SyncService = app.services["syncs"]
+    service = app.syncs
 
     async def list_syncs(request: Request) -> Response:
         from ..syncs.listing import sync_listing

@@ -116,7 +116,7 @@ def routes(app: App) -> list[Route]:
 
 async def _slack_interaction(app: App, request: Request) -> Response:
     """Slack posts ``payload=<json>`` (form-encoded) when someone clicks a button; it must answer within 3 s."""
-    from ..events._signatures import SignedRequest, make_preset
+    from ..events.signatures import SignedRequest, make_preset
     from ..project.config import SignatureConfig
 
     secret = app.project.secret("SLACK_SIGNING_SECRET")

@@ -23,7 +23,7 @@ from . import openapi
 from ._params import not_found
 
 if TYPE_CHECKING:
-    from ..metrics._service import MetricsService
+    from ..metrics.service import MetricsService
     from .server import Web
 
 
@@ -34,7 +34,7 @@ def _web(request: Request) -> Web:
 
 
 def _service(request: Request) -> MetricsService:
-    service: MetricsService = request.app.state.opsloop.services["metrics"]
+    service: MetricsService = request.app.state.opsloop.metrics
     return service
 
 
@@ -82,7 +82,7 @@ async def api_metric(request: Request) -> Response:
 
 
 async def api_alerts(request: Request) -> Response:
-    runner = request.app.state.opsloop.services["metrics_alerts"]
+    runner = request.app.state.opsloop.metrics_alerts
     states = await asyncio.to_thread(runner.states)
     return JSONResponse({"alerts": [s.as_dict() for s in states]})
 

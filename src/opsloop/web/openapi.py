@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import AfterValidator, Field
 from starlette.routing import BaseRoute, Route
 
-from ..metrics._spec import GRAINS
+from ..metrics.spec import GRAINS
 from ..state import ALL_STATUSES
 from ..workflows.runs import RUN_STATUSES, list_runs
 from ._params import ERROR_SCHEMA, ERROR_TEXT, Body, Choice, Empty, Endpoint, Query, Timestamp
@@ -342,7 +342,7 @@ RUN_SYNC = Endpoint("POST", "/api/syncs/{name}/run", "Run a sync now", Empty, Sy
 
 
 def _since_text(value: Any) -> Any:
-    from ..metrics._time import parse_since
+    from ..metrics.periods import parse_since
 
     try:
         parse_since(value)

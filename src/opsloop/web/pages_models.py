@@ -20,8 +20,8 @@ from starlette.routing import Route
 from ..errors import OpsloopError
 
 if TYPE_CHECKING:
-    from ..models._service import ModelService
     from ..models.compiler import Compiler
+    from ..models.service import ModelService
     from .server import Web
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 170, 34, 70, 14, 12
@@ -148,7 +148,7 @@ def model_page_context(web: Web, service: ModelService, name: str) -> dict[str, 
 
 def routes(web: Web) -> list[Route]:
     def service() -> ModelService:
-        found: ModelService = web.app.services["models"]
+        found = web.app.models
         return found
 
     async def models_page(request: Request) -> Response:

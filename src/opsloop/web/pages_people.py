@@ -25,7 +25,7 @@ from starlette.routing import Route
 from ..errors import OpsloopError
 
 if TYPE_CHECKING:
-    from ..identity._service import IdentityService
+    from ..identity.service import IdentityService
     from .server import Web
 
 T = TypeVar("T")
@@ -41,7 +41,7 @@ def _times(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def routes(web: Web) -> list[Route]:
     app = web.app
-    service: IdentityService = app.services["identity"]
+    service: IdentityService = app.identity
 
     def unavailable(request: Request, title: str, message: str, status: int = 404) -> Response:
         return web.render(request, "missing.html", status_code=status, title=title, message=message,
@@ -50,7 +50,7 @@ def routes(web: Web) -> list[Route]:
     async def attempt(request: Request, title: str, work: Callable[[], T], missing: int = 409) -> T | Response:
         """``work`` in a thread; an identity error is a page saying it (``missing``: the status for
         "nothing by that name"; 409 is "not ready yet", e.g. identities not built)."""
-        from ..identity._service import UnknownSegment
+        from ..identity.service import UnknownSegment
 
         try:
             return await asyncio.to_thread(work)

@@ -52,12 +52,11 @@ def routes(web: Web) -> list[Route]:
             return web.render(request, "missing.html", status_code=404, title="No such source",
                               message=f"There is no source {name!r} in this project (sources: {known}).",
                               back="/sources", back_label="all sources")
-        from ..sources import source_status
-        from ..sources._state import SourceState
+        from ..sources import source_runs, source_status
 
         def load() -> dict[str, Any]:
             status = next(s for s in source_status(app) if s["name"] == name)
-            history = [r.as_dict() for r in SourceState(app.store).runs(name, 25)]
+            history = source_runs(app, name, 25)
             for run in history:
                 run["warnings"] = warnings_of(run.get("message"))
             return {"source": status, "runs": history}
@@ -71,7 +70,7 @@ def routes(web: Web) -> list[Route]:
         name = request.path_params["name"]
         if name not in configured() or "sources" not in app.services:
             return RedirectResponse("/sources", status_code=303)
-        scheduler = app.services["sources"]
+        scheduler = app.sources
         try:
             result = await asyncio.to_thread(scheduler.pull, name, False)
             run = result.run

@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 if TYPE_CHECKING:
-    from ..syncs._service import SyncService
+    from ..syncs.service import SyncService
     from .server import Web
 
 RUNS_PAGE = 25
@@ -61,7 +61,7 @@ def _run_view(run: dict[str, Any]) -> dict[str, Any]:
 
 def routes(web: Web) -> list[Route]:
     app = web.app
-    service: SyncService = app.services["syncs"]
+    service: SyncService = app.syncs
 
     def missing(request: Request, name: str) -> Response:
         known = ", ".join(sorted(service.syncs)) or "none"

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from ..events._remote import RemoteCommitter
 from ..events.inbox import Inbox
+from ..events.remote import RemoteCommitter
 from ..settings import Settings
 from .guard import ClientGone, read_bounded, send_json, too_large, with_security_headers
 from .server import HookFastPath, _respond

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .._durations import parse_duration
 from ..errors import Problem
-from ..project._yaml import LocatedYaml, YamlProblem, load_yaml
 from ..project.loader import Project, validate_model
+from ..project.yaml_files import LocatedYaml, YamlProblem, load_yaml
 from . import _templates
 from ._api import CancelOn, Schedule, WorkflowDef
 from .actions import ACTIONS

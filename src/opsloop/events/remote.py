@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import ServerBusy
 from ..state import AppendResult, NewEvent
-from ._committer import GroupCommitter
+from .committer import GroupCommitter
 
 log = logging.getLogger("opsloop.receivers")
 _FRAME = struct.Struct("!I")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, Problem
-from ..project._env import interpolate, read_dotenv
-from ..project._yaml import YamlProblem, load_yaml, yaml_mappings
-from ..project.config import ProjectConfig
-from ..project.loader import Project, register_loader, register_validator, validate_model
+from ..errors import Problem
+from ..project.env import interpolate
+from ..project.loader import Project, ProjectLoader, validate_model
+from ..project.yaml_files import yaml_mappings
 from .config import MODELS, SOURCE_TYPES
 
 
@@ -71,31 +69,10 @@ def load_sources_project(root: Path | str) -> Project:
     file of theirs is reported by `opsloop validate` and `opsloop up`, not by a pull. Raises ``ConfigError``
     as ``load_project`` does, for ``opsloop.yml`` and the sources' files.
     """
-    root = Path(root).resolve()
-    env = {**read_dotenv(root / ".env"), **os.environ}
-    problems: list[Problem] = []
-    config = ProjectConfig()
-    config_path = root / "opsloop.yml"
-    if config_path.is_file():
-        try:
-            doc = load_yaml(config_path, root)
-        except YamlProblem as exc:
-            raise ConfigError([exc.problem]) from exc
-        data = interpolate(doc.data or {}, env)
-        if not isinstance(data, dict):
-            raise ConfigError([Problem("opsloop.yml", 1, "expected a mapping of keys (name:, warehouse:, ...)")])
-        config = validate_model(ProjectConfig, doc, "opsloop.yml", data, problems) or config
-    elif (root / "dbt_project.yml").is_file():
-        config = ProjectConfig(name=root.name, dbt_project=".")
-    else:
-        raise ConfigError([Problem(str(root), None, "no opsloop.yml here",
-                                   "run `opsloop init DIR` or pass --project DIR")])
-    project = Project(root=root, config=config, env=env)
-    load_sources(project, problems)
-    if problems:
-        raise ConfigError(problems)
-    return project
+    from ..project.loader import load_project
+
+    return load_project(root, loaders=[LOADER])
 
 
-register_loader(load_sources)
-register_validator(check_sources)
+LOADER = ProjectLoader("sources", load=load_sources, validate=check_sources)
+"""What the composition root (``opsloop._subsystems``) lists to load and check this subsystem's files."""

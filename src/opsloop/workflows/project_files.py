@@ -10,9 +10,8 @@ import traceback
 from pathlib import Path
 
 from ..errors import Problem
-from ..project.loader import Project, register_loader
+from ..project.loader import Project, ProjectLoader
 from ._api import WorkflowDef
-from .yaml_workflows import load_yaml_workflow
 
 
 def _rel(project: Project, path: Path) -> str:
@@ -69,6 +68,8 @@ def load_workflows(project: Project, problems: list[Problem]) -> None:
         if path.suffix == ".py":
             defs = _load_python(project, path, rel, problems)
         else:
+            from .yaml_workflows import load_yaml_workflow  # Jinja and the actions: only for a YAML workflow
+
             loaded = load_yaml_workflow(project, path, rel, problems)
             defs = [loaded] if loaded is not None else []
         for wf in defs:
@@ -80,4 +81,5 @@ def load_workflows(project: Project, problems: list[Problem]) -> None:
             workflows[wf.name] = wf
 
 
-register_loader(load_workflows)
+LOADER = ProjectLoader("workflows", load=load_workflows)
+"""What the composition root (``opsloop._subsystems``) lists to load and check this subsystem's files."""

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .engine import Engine
 
+if TYPE_CHECKING:
+    from ..app import App
 
-def attach(app: Any) -> None:
+
+def attach(app: App) -> None:
     engine = Engine(app)
     app.services["workflows"] = engine
     app.on_start.append(engine.start)

@@ -9,9 +9,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import Problem
-from ..project._env import interpolate
-from ..project._yaml import LocatedYaml, yaml_mappings
-from ..project.loader import Project, pydantic_problems, register_loader, register_validator, validate_model
+from ..project.env import interpolate
+from ..project.loader import Project, ProjectLoader, pydantic_problems, validate_model
+from ..project.yaml_files import LocatedYaml, yaml_mappings
 from ..warehouse import TYPES as WAREHOUSE_TYPES
 from .config import FieldSpec, SyncConfig, compile_mapping
 
@@ -347,5 +347,5 @@ def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Probl
     return problems
 
 
-register_loader(load_syncs)
-register_validator(check_syncs)
+LOADER = ProjectLoader("syncs", load=load_syncs, validate=check_syncs)
+"""What the composition root (``opsloop._subsystems``) lists to load and check this subsystem's files."""

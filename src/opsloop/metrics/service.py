@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from .._durations import parse_duration
 from ..events.changes import changed_tables
 from ..state import EventRecord
-from ._spec import SemanticModel
 from .catalog import Catalog, catalog_of
 from .dashboards import RAW_EVENTS, BoardFilters, TileRenderer, sm_dependencies, tile_dependencies
 from .engine import MetricEngine, MetricQuery, MetricResult
+from .spec import SemanticModel
 
 if TYPE_CHECKING:
     from ..app import App

@@ -22,7 +22,7 @@ from .runner import RunResult, SyncRunner
 if TYPE_CHECKING:
     from ..app import App
     from ..state import EventRecord
-    from ._project import LoadedSync
+    from .project_files import LoadedSync
 
 log = logging.getLogger("opsloop.syncs")
 

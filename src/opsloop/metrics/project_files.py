@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import Problem
-from ..project.loader import Project, register_loader
+from ..project.loader import Project, ProjectLoader
 from .catalog import load_catalog
 
 
@@ -11,4 +11,5 @@ def _load(project: Project, problems: list[Problem]) -> None:
     project.extras["metrics"] = load_catalog(project.root, problems)
 
 
-register_loader(_load)
+LOADER = ProjectLoader("metrics", load=_load)
+"""What the composition root (``opsloop._subsystems``) lists to load and check this subsystem's files."""

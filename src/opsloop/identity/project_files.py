@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Problem
-from ..project._yaml import LocatedYaml, YamlProblem, load_yaml, yaml_mappings
-from ..project.loader import Project, register_loader, validate_model
+from ..project.loader import Project, ProjectLoader, validate_model
+from ..project.yaml_files import LocatedYaml, YamlProblem, load_yaml, yaml_mappings
 from .config import ConditionGroup, IdentityConfig, SegmentConfig
 
 
@@ -165,4 +165,5 @@ def _load_segment(path: Path, rel: str, doc: LocatedYaml, result: IdentityProjec
     result.segment_files[seg.name] = rel
 
 
-register_loader(load_identity)
+LOADER = ProjectLoader("identity", load=load_identity)
+"""What the composition root (``opsloop._subsystems``) lists to load and check this subsystem's files."""

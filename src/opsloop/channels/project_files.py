@@ -4,12 +4,11 @@ a ``ca_file`` that does not exist) is reported against ``opsloop.yml`` before an
 from __future__ import annotations
 
 from ..errors import Problem
-from ..project._yaml import YamlProblem, load_yaml
-from ..project.loader import Project, register_validator
+from ..project.loader import Project, ProjectLoader
+from ..project.yaml_files import YamlProblem, load_yaml
 from ._settings import ChannelConfigError, channels_of
 
 
-@register_validator
 def check_channels(project: Project) -> list[Problem]:
     try:
         channels_of(project)
@@ -24,3 +23,7 @@ def check_channels(project: Project) -> list[Problem]:
         return [Problem("opsloop.yml", line, f"channels.{exc.channel}: {exc}",
                         "see docs/project.md, \"Outbound channels\"")]
     return []
+
+
+LOADER = ProjectLoader("channels", validate=check_channels)
+"""What the composition root (``opsloop._subsystems``) lists to load and check this subsystem's files."""

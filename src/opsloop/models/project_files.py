@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import Problem
-from ..project.loader import Project, register_loader, register_validator
+from ..project.loader import Project, ProjectLoader
 
 
 def _load(project: Project, problems: list[Problem]) -> None:
@@ -18,7 +18,6 @@ def _load(project: Project, problems: list[Problem]) -> None:
         project.extras["models"] = mp  # its read_problems are reported by _validate, with the parse's
 
 
-register_loader(_load)
 
 
 def _validate(project: Project) -> list[Problem]:
@@ -46,4 +45,5 @@ def _validate(project: Project) -> list[Problem]:
     return problems
 
 
-register_validator(_validate)
+LOADER = ProjectLoader("models", load=_load, validate=_validate)
+"""What the composition root (``opsloop._subsystems``) lists to load and check this subsystem's files."""

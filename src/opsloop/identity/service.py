@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._halt import Interrupted
-from ._project import identity_of
 from ._sql import Conn, IdentityError, relation
+from .project_files import identity_of
 
 if TYPE_CHECKING:
     from ..app import App
