@@ -61,7 +61,6 @@ def test_singular_tests_run_and_a_failing_one_fails_like_dbt(tmp_path: Path) -> 
 UNSUPPORTED = {
     "seeds/payments.csv": SEED,
     "models/paid.sql": "select * from {{ ref('payments') }}\n",
-    "models/hooked.sql": "{{ config(sql_header='set threads = 1') }}\nselect 1 as id\n",
     "models/py_model.py": "def model(dbt, session):\n    return dbt.ref('paid')\n",
     "models/exported.sql": "\n{{ config(materialized='external', location='out.parquet') }}\nselect 1 as id\n",
     "models/schema.yml": """
@@ -72,11 +71,6 @@ UNSUPPORTED = {
               - name: id
                 data_tests:
                   - is_even
-        unit_tests:
-          - name: test_paid
-            model: paid
-            given: []
-            expect: {rows: []}
         sources:
           - name: files
             meta:
@@ -93,12 +87,10 @@ UNSUPPORTED = {
 }
 
 EXPECTED = [
-    "models/hooked.sql:1: config 'sql_header' is not supported",
     "models/exported.sql:1: unsupported materialization 'external'",
     "models/py_model.py:1: Python model 'py_model' is not supported yet",
     "models/schema.yml:7: unsupported test 'is_even'",
-    "models/schema.yml:9: unit test 'test_paid' is not supported yet",
-    "models/schema.yml:14: source 'files': external_location (dbt-duckdb external files) is not supported yet",
+    "models/schema.yml:9: source 'files': external_location (dbt-duckdb external files) is not supported yet",
 ]
 
 

@@ -22,6 +22,9 @@ class Source:
     line: int | None
     columns: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    freshness: dict[str, Any] | None = None
+    """``warn_after`` / ``error_after`` (``{count, period}``) and ``filter``; None: not checked."""
+    loaded_at_field: str | None = None
 
     @property
     def uid(self) -> str:
@@ -115,11 +118,12 @@ class Snapshot:
 
 @dataclass
 class DataTest:
-    """A built-in generic test on a model, seed or source column, or a singular test (``tests/*.sql``)."""
+    """A built-in generic test on a model, seed or source column, a singular test (``tests/*.sql``), or a
+    unit test (``unit_tests:``; its given/expect rows in ``kwargs['_unit']``)."""
 
     name: str
     test: str
-    """unique | not_null | accepted_values | relationships | singular"""
+    """unique | not_null | accepted_values | relationships | singular | unit"""
     attached: str
     """uid of the model/seed/source the test checks."""
     column: str
@@ -132,6 +136,18 @@ class DataTest:
     tags: list[str] = field(default_factory=list)
     raw_sql: str = ""
     """A singular test's SQL (selects the failing rows)."""
+    store_failures: bool | None = None
+    store_failures_as: str | None = None
+    """``table`` / ``view`` (stored whatever ``store_failures`` says) or ``ephemeral`` (not stored)."""
+    alias: str = ""
+    """The audit table's name when ``name`` is too long for one (as dbt shortens it, with an md5)."""
+
+    @property
+    def stores_failures(self) -> bool:
+        """dbt's rule: ``store_failures_as`` wins when set; else ``store_failures``."""
+        if self.store_failures_as:
+            return self.store_failures_as in ("table", "view")
+        return bool(self.store_failures)
 
     @property
     def uid(self) -> str:
@@ -141,4 +157,6 @@ class DataTest:
         """What a failure message names: ``unique on orders.id`` or ``singular test assert_positive``."""
         if self.test == "singular":
             return f"singular test {self.name}"
+        if self.test == "unit":
+            return f"unit test {self.name} on {self.attached.split('.', 1)[1]}"
         return f"{self.test} on {self.attached.split('.', 1)[1]}.{self.column}"

@@ -38,6 +38,8 @@ class NodeResult:
     changed_rows: int | None = None
     seconds: float = 0.0
     message: str = ""
+    failing_rows: dict[str, Any] | None = None
+    """A failing test's first rows (``columns``, ``rows``) with ``--show-failures``."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +63,8 @@ class Runner:
         self._existing: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._schemas: set[str] = set()
+        self.show_failures = 0
+        """``--show-failures``: keep up to this many failing rows of each failing test (0: none)."""
 
     # -- orchestration -----------------------------------------------------------------------
     def run(self, selected: list[str]) -> list[NodeResult]:
@@ -69,6 +73,10 @@ class Runner:
         chosen = set(selected)
         # ephemeral models are compiled into their children: their parents become the children's parents
         parents = {uid: {p for p in self._through_ephemeral(uid) if p in chosen} for uid in chosen}
+        for uid in chosen:  # a model waits for its unit tests (a failing one skips it), as in dbt's build
+            test = self.c.mp.tests.get(uid[5:]) if uid.startswith("test.") else None
+            if test is not None and test.test == "unit" and test.attached in chosen:
+                parents[test.attached].add(uid)
         results: list[NodeResult] = []
         state: dict[str, str] = {}
         children: dict[str, list[str]] = {uid: [] for uid in chosen}
@@ -155,6 +163,8 @@ class Runner:
         kind, _, name = uid.partition(".")
         if kind == "model":
             return self.c.mp.models[name].materialized
+        if kind == "test" and self.c.mp.tests[name].test == "unit":
+            return "unit_test"
         return kind
 
     def _run_node(self, uid: str, wh: Warehouse) -> NodeResult:
@@ -267,6 +277,14 @@ class Runner:
         if mat == "ephemeral":
             return res
         self._ensure_schema(wh, schema)
+        header = model.config.get("sql_header")
+        if header:  # dbt-duckdb runs it with the statement that builds the model, on the same connection
+            text = self.c.render_hook(model, str(header), model.file)
+            if text:
+                try:
+                    wh.execute(text)
+                except Exception as exc:
+                    raise ModelRunError(f"sql_header failed: {_short(exc)}") from exc
         existing = self._existing.get((schema.lower(), ident.lower()))
         if mat == "view":
             if existing == "table":
@@ -428,12 +446,62 @@ class Runner:
 
     # -- tests -------------------------------------------------------------------------------
     def _test(self, test: DataTest, wh: Warehouse) -> NodeResult:
+        if test.test == "unit":
+            return self._unit_test(test, wh)
         sql = self.c.test_sql(test, wh.dialect)
-        failures = int(wh.query(f"select count(*) from (\n{sql}\n) dbt_internal_test").rows[0][0])
+        relation = ""
+        if test.stores_failures:  # as dbt: the failing rows go into <schema>_dbt_test__audit.<test>
+            relation = self._store_failures(test, sql, wh)
+            failures = int(wh.query(f"select count(*) from {relation}").rows[0][0])
+        else:
+            failures = int(wh.query(f"select count(*) from (\n{sql}\n) dbt_internal_test").rows[0][0])
         status = "pass" if failures == 0 else ("warn" if test.severity == "warn" else "fail")
         where = f"{test.file}:{test.line}" if test.line else test.file
         msg = "" if failures == 0 else f"{where}: {failures} failing row(s) for {test.describe()}"
-        return NodeResult(test.uid, test.name, "test", "test", "", status, failures, None, message=msg)
+        if failures and relation:
+            msg += f" (see them: select * from {relation})"
+        res = NodeResult(test.uid, test.name, "test", "test", relation, status, failures, None, message=msg)
+        if failures and self.show_failures:
+            found = wh.query(f"select * from {relation} limit {self.show_failures}" if relation else
+                             f"select * from (\n{sql}\n) dbt_internal_test limit {self.show_failures}")
+            res.failing_rows = {"columns": list(found.columns), "rows": [list(r) for r in found.rows]}
+        return res
+
+    def audit_schema(self) -> str:
+        """Where stored test failures go: ``generate_schema_name('dbt_test__audit')``, as in dbt."""
+        return self.c.schema_for_custom("dbt_test__audit")
+
+    def _store_failures(self, test: DataTest, sql: str, wh: Warehouse) -> str:
+        schema = self.audit_schema()
+        ident = test.alias or test.name
+        st = Statements(wh)
+        target = st.rel(schema, ident)
+        self._ensure_schema(wh, schema)
+        existing = self._existing.get((schema.lower(), ident.lower()))
+        if existing:
+            wh.execute(st.drop(target, existing))
+        if test.store_failures_as == "view":
+            for stmt in st.create_view(target, sql):
+                wh.execute(stmt)
+            self._set_existing(schema, ident, "view")
+        else:
+            for stmt in st.create_table(target, sql, replace=False):
+                wh.execute(stmt)
+            self._set_existing(schema, ident, "table")
+        return target
+
+
+    def _unit_test(self, test: DataTest, wh: Warehouse) -> NodeResult:
+        from .unit_tests import run_unit_test
+
+        try:
+            differing, diff = run_unit_test(self.c, test, wh)
+        except Exception as exc:
+            raise ModelRunError(f"{test.describe()}: {_short(exc)}") from exc
+        where = f"{test.file}:{test.line}" if test.line else test.file
+        msg = f"{where}: {test.describe()}: {diff}" if differing else ""
+        return NodeResult(test.uid, test.name, "test", "unit_test", "", "pass" if not differing else "fail",
+                          differing, None, message=msg)
 
 
 class _HookResult:
