@@ -61,7 +61,6 @@ def test_singular_tests_run_and_a_failing_one_fails_like_dbt(tmp_path: Path) -> 
 UNSUPPORTED = {
     "seeds/payments.csv": SEED,
     "models/paid.sql": "select * from {{ ref('payments') }}\n",
-    "models/py_model.py": "def model(dbt, session):\n    return dbt.ref('paid')\n",
     "models/exported.sql": "\n{{ config(materialized='external', location='out.parquet') }}\nselect 1 as id\n",
     "models/schema.yml": """
         version: 2
@@ -88,7 +87,6 @@ UNSUPPORTED = {
 
 EXPECTED = [
     "models/exported.sql:1: unsupported materialization 'external'",
-    "models/py_model.py:1: Python model 'py_model' is not supported yet",
     "models/schema.yml:7: unsupported test 'is_even'",
     "models/schema.yml:9: source 'files': external_location (dbt-duckdb external files) is not supported yet",
 ]

@@ -78,7 +78,8 @@ def _node(c: Compiler, node: Model | Seed | Snapshot, kind: str) -> dict[str, An
         "columns": {name: {"name": name, "description": str(col.get("description") or ""), "meta": {},
                            "data_type": col.get("data_type"), "tags": []}
                     for name, col in getattr(node, "columns", {}).items()},
-        "meta": {}, "relation_name": c.rel_text(schema, alias), "raw_code": raw.strip(), "language": "sql",
+        "meta": {}, "relation_name": c.rel_text(schema, alias), "raw_code": raw.strip(),
+        "language": getattr(node, "language", "sql"),
         "refs": [{"name": p.split(".")[-1], "package": None, "version": None} for p in parents
                  if not p.startswith("source.")],
         "sources": [p.split(".")[2:] for p in parents if p.startswith("source.")],

@@ -171,6 +171,13 @@ class Compiler:
                     setattr(source, attr, rendered.strip())
         cache = _ParseCache(self)
         for model in mp.models.values():
+            if model.language == "python":  # read with ast, not rendered (see python_models.py)
+                from .python_models import parse as parse_python
+
+                self.problems.extend(parse_python(self, model))
+                self._place(model, "model")
+                self.parents[model.uid] = set(model.depends_on)
+                continue
             key = cache.key(model)
             hit = cache.get(model.name, key)
             if hit is not None:

@@ -61,7 +61,7 @@ class ModelEngine:
                 sig.append((str(path), path.stat().st_mtime_ns))
             elif path.is_dir():
                 for p in path.rglob("*"):
-                    if p.suffix in (".sql", ".yml", ".yaml", ".csv"):
+                    if p.suffix in (".sql", ".py", ".yml", ".yaml", ".csv"):
                         sig.append((str(p), p.stat().st_mtime_ns))
         sig.sort()
         import json
@@ -180,6 +180,8 @@ class ModelEngine:
             if name in compiler.mp.tests:
                 return compiler.test_sql(compiler.mp.tests[name])
             raise ModelError(f"no model named {name!r}; models: {', '.join(sorted(compiler.mp.models)[:20])}")
+        if model.language == "python":
+            return model.raw_sql
         schema, ident = compiler.node_relation(model)
         exists = (schema.lower(), ident.lower()) in self.warehouse.relations()
         incremental = model.materialized == "incremental" and exists

@@ -50,6 +50,8 @@ class Model:
     description: str = ""
     schema: str = "main"
     alias: str = ""
+    language: str = "sql"
+    """``python`` for a ``.py`` model (``raw_sql`` then holds its code)."""
 
     @property
     def uid(self) -> str:

@@ -229,8 +229,7 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
         for path in sorted(base.rglob("*.sql")):
             _read_model(mp, base, folder, path, problems)
         for path in sorted(base.rglob("*.py")):
-            problems.append(Problem(mp.rel(path), 1, f"Python model {path.stem!r} is not supported yet (dbt would "
-                                    "build it)", "rewrite it as a SQL model, or build it with dbt"))
+            _read_model(mp, base, folder, path, problems)
         yml_files.extend(sorted([*base.rglob("*.yml"), *base.rglob("*.yaml")]))
     for folder in seed_paths:
         base = root / folder
@@ -384,7 +383,7 @@ def _read_model(mp: ModelProject, base: Path, folder: str, path: Path, problems:
         return
     parts = list(path.relative_to(base).with_suffix("").parts)
     model = Model(name=path.stem, file=rel, path=str(path.relative_to(mp.root)), raw_sql=text,
-                  fqn=[mp.name, *parts])
+                  fqn=[mp.name, *parts], language="python" if path.suffix == ".py" else "sql")
     model.config = _folder_config(mp.models_config, model.fqn)
     if model.name in mp.models:
         problems.append(Problem(rel, None, f"two models are named {model.name!r} "

@@ -294,6 +294,15 @@ class Runner:
             res.rows, res.changed_rows = None, 0
             self._set_existing(schema, ident, "view")
             return res
+        if model.language == "python":
+            from .python_models import build as build_python
+
+            if existing == "view":
+                wh.execute(st.drop(target, "view"))
+            build_python(self.c, model, wh, target)
+            res.rows = res.changed_rows = int(wh.query(st.count(target)).rows[0][0])
+            self._set_existing(schema, ident, "table")
+            return res
         full = self.full_refresh and model.config.get("full_refresh") is not False
         if mat == "incremental" and existing == "table" and not full:
             return self._incremental(model, wh, st, target, schema, ident, res)

@@ -51,6 +51,10 @@ class UnitSpec:
     vars: dict[str, Any] = field(default_factory=dict)
     env_vars: dict[str, Any] = field(default_factory=dict)
 
+    def __str__(self) -> str:  # as the model page shows a test's arguments
+        return f"{len(self.given)} input(s), {len(self.expect.rows)} expected row(s)" if \
+            self.expect.format == "dict" else f"{len(self.given)} input(s)"
+
 
 class UnitTestError(Exception):
     """A unit test cannot run (a missing input, an input relation not built yet)."""
