@@ -88,7 +88,6 @@ UNSUPPORTED = {
 EXPECTED = [
     "models/exported.sql:1: unsupported materialization 'external'",
     "models/schema.yml:7: unsupported test 'is_even'",
-    "models/schema.yml:9: source 'files': external_location (dbt-duckdb external files) is not supported yet",
 ]
 
 

@@ -476,7 +476,7 @@ class Compiler:
 
         def source(source_name: str, table_name: str) -> Relation:
             src = self.mp.sources[(source_name, table_name)]
-            return Relation(src.schema, src.identifier, self.rel_text(src.schema, src.identifier))
+            return Relation(src.schema, src.identifier, src.external or self.rel_text(src.schema, src.identifier))
 
         return ref, source
 
@@ -550,7 +550,7 @@ class Compiler:
             return self.rel_text(*self.node_relation(self.mp.snapshots[rest]))
         src_name, _, table = rest.partition(".")
         src = self.mp.sources[(src_name, table)]
-        return self.rel_text(src.schema, src.identifier)
+        return src.external or self.rel_text(src.schema, src.identifier)
 
 
 _UNSET = object()

@@ -25,6 +25,9 @@ class Source:
     freshness: dict[str, Any] | None = None
     """``warn_after`` / ``error_after`` (``{count, period}``) and ``filter``; None: not checked."""
     loaded_at_field: str | None = None
+    external: str | None = None
+    """dbt-duckdb's ``external_location``, formatted: the SQL that reads the files (``'data/x.parquet'``,
+    ``read_csv('data/x.csv')``), used wherever ``source()`` names this table."""
 
     @property
     def uid(self) -> str:

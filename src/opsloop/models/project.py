@@ -468,25 +468,21 @@ def _read_source(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, src: Any,
         return
     sname = str(src["name"])
     schema = str(src.get("schema") or sname)
-    if _external_location(src):
-        problems.append(Problem(rel, doc.line_of(loc), f"source {sname!r}: external_location (dbt-duckdb external "
-                                "files) is not supported yet", "load the files into a table first, or use dbt"))
     for t_i, table in enumerate(src.get("tables") or []):
         tloc = (*loc, "tables", t_i)
         if not isinstance(table, dict) or "name" not in table:
             problems.append(Problem(rel, doc.line_of(tloc), "each source table needs a name:"))
             continue
         tname = str(table["name"])
-        if _external_location(table):
-            problems.append(Problem(rel, doc.line_of(tloc), f"source table {sname}.{tname}: external_location "
-                                    "(dbt-duckdb external files) is not supported yet",
-                                    "load the files into a table first, or use dbt"))
         source = Source(source_name=sname, name=tname, schema=schema,
                         identifier=str(table.get("identifier") or tname), file=rel, line=doc.line_of(tloc),
                         description=str(table.get("description") or ""))
         from .freshness import read_freshness
 
         read_freshness(source, src, table, doc, tloc, problems)
+        template = _external_location(table) or _external_location(src)
+        if template:
+            source.external = _format_location(mp, template, source, src, table, doc, tloc, rel, problems)
         for c_i, col in enumerate(table.get("columns") or []):
             if isinstance(col, dict) and "name" in col:
                 source.columns[str(col["name"])] = str(col.get("data_type") or "")
@@ -497,9 +493,41 @@ def _read_source(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, src: Any,
         mp.sources[(sname, tname)] = source
 
 
-def _external_location(entry: dict[str, Any]) -> bool:
-    return any(isinstance(part, dict) and part.get("external_location")
-               for part in (entry, entry.get("meta"), entry.get("config")))
+def _external_location(entry: dict[str, Any]) -> str | None:
+    for part in (entry.get("config"), entry.get("meta"), entry):
+        if isinstance(part, dict):
+            found = part.get("external_location")
+            if not found and isinstance(part.get("meta"), dict):
+                found = part["meta"].get("external_location")
+            if found:
+                return str(found)
+    return None
+
+
+def _format_location(mp: ModelProject, template: str, source: Source, src: dict[str, Any], table: dict[str, Any],
+                     doc: LocatedYaml, tloc: tuple[str | int, ...], rel: str, problems: list[Problem]) -> str | None:
+    """dbt-duckdb's rule: ``{name}``, ``{identifier}``, ``{schema}``, meta keys ... formatted in; quoted as a
+    file path unless it is a function call (``read_csv(...)``). A relative path is the dbt project's."""
+    fields: dict[str, Any] = {}
+    for part in (src.get("meta"), table.get("meta"), (src.get("config") or {}).get("meta"),
+                 (table.get("config") or {}).get("meta")):
+        if isinstance(part, dict):
+            fields.update(part)
+    fields.update(name=source.name, identifier=source.identifier, schema=source.schema, database=None,
+                  source_name=source.source_name)
+    try:
+        location = template.format_map(fields)
+    except (KeyError, ValueError, IndexError) as exc:
+        problems.append(Problem(rel, doc.line_of(tloc), f"source table {source.source_name}.{source.name}: "
+                                f"external_location {template!r} names {exc}, which is not one of the table's "
+                                "fields", "use {name}, {identifier}, {schema} or a meta: key"))
+        return None
+    if "(" in location or location.startswith("'"):
+        return location
+    path = Path(location)
+    if not path.is_absolute() and "://" not in location:
+        location = str(mp.root / path)
+    return "'" + location.replace("'", "''") + "'"
 
 
 def _slug(value: Any) -> str:

@@ -90,6 +90,11 @@ class Runner:
         own = self.threads > 1 or (self.halt is not None and self.wh.PARALLEL_SESSIONS)
         sessions = [self.wh.session() for _ in range(self.threads)] if own else [self.wh]
         free = list(sessions)
+        if self.wh.dialect == "duckdb" and any(src.external for src in self.c.mp.sources.values()):
+            from ..warehouse._sql import literal
+
+            for s in sessions:  # read_csv('data/x.csv') in an external_location: the dbt project's data/
+                s.execute(f"SET file_search_path = {literal(str(self.c.mp.root), 'duckdb')}")
         watching = contextlib.ExitStack()
         if self.halt is not None and self.wh.dialect == "duckdb":
             for s in sessions:
