@@ -61,7 +61,10 @@ def test_singular_tests_run_and_a_failing_one_fails_like_dbt(tmp_path: Path) -> 
 UNSUPPORTED = {
     "seeds/payments.csv": SEED,
     "models/paid.sql": "select * from {{ ref('payments') }}\n",
-    "models/exported.sql": "\n{{ config(materialized='external', location='out.parquet') }}\nselect 1 as id\n",
+    "models/py_inc.py": "def model(dbt, session):\n    dbt.config(materialized='incremental')\n"
+                        "    return dbt.ref('paid')\n",
+    "models/batched.sql": "{{ config(materialized='incremental', incremental_strategy='microbatch') }}\n"
+                          "select 1 as id\n",
     "models/schema.yml": """
         version: 2
         models:
@@ -86,7 +89,8 @@ UNSUPPORTED = {
 }
 
 EXPECTED = [
-    "models/exported.sql:1: unsupported materialization 'external'",
+    "models/py_inc.py:2: Python model 'py_inc': materialized 'incremental' is not supported for Python models",
+    "models/batched.sql:1: unsupported incremental_strategy 'microbatch'",
     "models/schema.yml:7: unsupported test 'is_even'",
 ]
 

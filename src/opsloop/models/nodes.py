@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-MATERIALIZATIONS = ("view", "table", "incremental", "ephemeral")
+MATERIALIZATIONS = ("view", "table", "incremental", "ephemeral", "external")
 INCREMENTAL_STRATEGIES = ("append", "merge", "delete+insert")
 ON_SCHEMA_CHANGE = ("ignore", "fail", "append_new_columns", "sync_all_columns")
 

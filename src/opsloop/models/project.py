@@ -22,6 +22,7 @@ CONFIG_KEYS = {
     "sql_header", "pre-hook", "post-hook", "pre_hook", "post_hook", "batch_size", "event_time", "lookback",
     "strategy", "updated_at", "check_cols", "target_schema", "target_database", "hard_deletes",
     "invalidate_hard_deletes", "dbt_valid_to_current", "snapshot_meta_column_names", "store_failures_as",
+    "location", "format", "options",
 }
 UNSUPPORTED_CONFIG: set[str] = set()
 """Config keys dbt acts on that opsloop does not yet (an error with file:line where they are set)."""

@@ -308,6 +308,8 @@ class Runner:
             res.rows = res.changed_rows = int(wh.query(st.count(target)).rows[0][0])
             self._set_existing(schema, ident, "table")
             return res
+        if mat == "external":
+            return self._external(model, wh, st, target, existing, res)
         full = self.full_refresh and model.config.get("full_refresh") is not False
         if mat == "incremental" and existing == "table" and not full:
             return self._incremental(model, wh, st, target, schema, ident, res)
@@ -321,6 +323,40 @@ class Runner:
             count = int(wh.query(st.count(target)).rows[0][0])
         res.rows = res.changed_rows = count
         self._set_existing(schema, ident, "table")
+        return res
+
+    def _external(self, model: Model, wh: Warehouse, st: Statements, target: str, existing: str | None,
+                  res: NodeResult) -> NodeResult:
+        """dbt-duckdb's ``external``: the rows written to a parquet/csv/json file (``location``, default
+        ``./<name>.<format>``), and the model a view over the file. A relative location is the dbt project's."""
+        from pathlib import Path
+
+        from ..warehouse._sql import literal
+
+        if wh.dialect != "duckdb":
+            raise ModelRunError(f"materialized='external' runs on DuckDB only (this warehouse is {wh.dialect})")
+        location = str(model.config.get("location") or "")
+        fmt = str(model.config.get("format") or (Path(location).suffix.lstrip(".") if location else "") or "parquet")
+        fmt = fmt.lower()
+        if fmt not in ("parquet", "csv", "json"):
+            raise ModelRunError(f"external format {fmt!r} is not supported; use parquet, csv or json")
+        path = Path(location or f"{model.alias or model.name}.{fmt}")
+        if not path.is_absolute() and "://" not in str(path):
+            path = self.c.mp.root / path
+        if "://" not in str(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        where = literal(str(path), "duckdb")
+        options = {"parquet": "FORMAT PARQUET", "csv": "FORMAT CSV, HEADER", "json": "FORMAT JSON"}[fmt]
+        wh.execute(f"COPY (\n{self.c.sql(model, dialect=wh.dialect)}\n) TO {where} ({options})")
+        if existing == "table":
+            wh.execute(st.drop(target, "table"))
+        reader = {"parquet": f"read_parquet({where})", "csv": f"read_csv({where}, auto_detect = true)",
+                  "json": f"read_json_auto({where})"}[fmt]
+        for stmt in st.create_view(target, f"select * from {reader}"):
+            wh.execute(stmt)
+        schema, _, ident = res.relation.partition(".")
+        self._set_existing(schema, ident, "view")
+        res.rows = res.changed_rows = int(wh.query(st.count(target)).rows[0][0])
         return res
 
     def _set_existing(self, schema: str, ident: str, kind: str) -> None:
