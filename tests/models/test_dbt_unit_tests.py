@@ -160,6 +160,7 @@ BAD = {
     "seeds/payments.csv": "id,amount\n1,10\n",
     "models/paid.sql": "select * from {{ ref('payments') }}\n",
     "models/inc.sql": "{{ config(materialized='incremental') }}\nselect * from {{ ref('payments') }}\n",
+    "models/py.py": "def model(dbt, session):\n    return dbt.ref('payments')\n",
     "models/schema.yml": """
         version: 2
         unit_tests:
@@ -186,6 +187,10 @@ BAD = {
                 format: json
                 rows: []
             expect: {rows: []}
+          - name: on_python
+            model: py
+            given: []
+            expect: {rows: []}
     """,
 }
 
@@ -197,6 +202,7 @@ def test_a_unit_test_that_cannot_run_is_an_error_with_file_line(tmp_path: Path) 
     for line in ["models/schema.yml:3: unit test 'no_such_model' is on model 'unpaid', which does not exist",
                  "models/schema.yml:10: unit test 'bad_input': each given entry needs input: ref('model')",
                  "models/schema.yml:13: unit test 'says_no_way': inc is incremental",
-                 "models/schema.yml:23: unit test 'bad_format', input ref('payments'): unknown format 'json'"]:
+                 "models/schema.yml:23: unit test 'bad_format', input ref('payments'): unknown format 'json'",
+                 "models/schema.yml:26: unit test 'on_python': py is a Python model; unit tests are for SQL models"]:
         assert line in proc.stderr, (line, proc.stderr)
     assert "Traceback" not in proc.stderr

@@ -167,6 +167,9 @@ def parse_problems(c: Any, test: DataTest) -> list[Problem]:
     if model is None:
         return [Problem(test.file, test.line, f"unit test {test.name!r} is on model {spec.model!r}, which does "
                         "not exist", "fix model: (the name of a SQL model)")]
+    if model.language != "sql":
+        return [Problem(test.file, test.line, f"unit test {test.name!r}: {spec.model} is a Python model; unit tests "
+                        "are for SQL models (as in dbt)")]
     if model.materialized == "incremental" and not isinstance(spec.macros.get("is_incremental"), bool):
         return [Problem(test.file, test.line, f"unit test {test.name!r}: {spec.model} is incremental, so the "
                         "test must say which way it runs", "add overrides: {macros: {is_incremental: true}} "
@@ -250,6 +253,10 @@ def run_unit_test(c: Any, test: DataTest, wh: Warehouse) -> tuple[int, str]:
             if fixture.format == "sql":
                 ctes[cte] = str(fixture.rows).strip().rstrip(";")
             else:
+                node = c.mp.models.get(key[1]) if key[0] == "ref" else None
+                if node is not None and node.materialized == "ephemeral":
+                    raise UnitTestError(f"{label} is ephemeral (it has no table to take column types from): give "
+                                        "its rows with format: sql")
                 columns = wh.columns(schema, ident)
                 if not columns:
                     raise UnitTestError(f"cannot read the columns of {label} ({schema}.{ident} does not exist "
