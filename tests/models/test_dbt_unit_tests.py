@@ -17,6 +17,8 @@ FILES = {
     """,
     "models/paid.sql": "select id, amount * 2 as doubled, note, '{{ var('tag', 'none') }}' as tag\n"
                        "from {{ ref('payments') }} where amount > 0\n",
+    "tests/fixtures/two_payments.csv": "id,amount,note\n7,1,x\n8,-1,y\n",
+    "tests/fixtures/paid_expected.csv": "id,doubled\n7,2\n",
     "models/with_customers.sql": "select p.id, p.doubled, c.note as name from {{ ref('paid') }} p\n"
                                  "join {{ source('crm', 'customers') }} c on c.id = p.id\n",
     "models/latest.sql": """
@@ -74,6 +76,15 @@ FILES = {
             expect:
               rows:
                 - {id: 1, name: ann}
+          - name: from_fixture_files
+            model: paid
+            given:
+              - input: ref('payments')
+                format: csv
+                fixture: two_payments
+            expect:
+              format: csv
+              fixture: paid_expected
           - name: first_build_takes_all
             model: latest
             overrides:
@@ -116,7 +127,8 @@ def _verdicts(stdout: str, names: list[str], word: str) -> dict[str, bool]:
 def test_unit_tests_pass_fail_and_skip_their_model_as_in_dbt(tmp_path: Path) -> None:
     ours = write_project(tmp_path / "ours", FILES)
     theirs = write_project(tmp_path / "theirs", FILES)
-    names = ["doubles_positive_amounts", "csv_rows_and_nulls", "joins_the_source", "first_build_takes_all"]
+    names = ["doubles_positive_amounts", "csv_rows_and_nulls", "joins_the_source", "first_build_takes_all",
+             "from_fixture_files"]
 
     proc = opsloop(ours, "build")
     assert proc.returncode == 0, proc.stdout + proc.stderr

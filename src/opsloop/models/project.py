@@ -59,6 +59,7 @@ class ModelProject:
     snapshots_config: dict[str, Any] = field(default_factory=dict)
     tests_config: dict[str, Any] = field(default_factory=dict)
     """``data_tests:`` (or ``tests:``) in dbt_project.yml: ``+store_failures``, ``+severity`` ... by folder."""
+    test_paths: list[str] = field(default_factory=lambda: ["tests"])
     on_run_start: list[str] = field(default_factory=list)
     on_run_end: list[str] = field(default_factory=list)
     read_problems: list[Problem] = field(default_factory=list)
@@ -167,6 +168,7 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
         seed_paths = _as_list(data.get("seed-paths") or data.get("data-paths")) or ["seeds"]
         macro_paths = _as_list(data.get("macro-paths")) or ["macros"]
         test_paths = _as_list(data.get("test-paths")) or ["tests"]
+        mp.test_paths = test_paths
         snapshot_paths = _as_list(data.get("snapshot-paths")) or ["snapshots"]
         _unsupported_project_keys(mp, doc, mp.rel(config_path), problems)
         raw_vars = data.get("vars") or {}
@@ -213,6 +215,8 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
         base = root / folder
         if base.is_dir():
             for path in sorted(base.rglob("*.sql")):
+                if "fixtures" in path.relative_to(base).parts[:-1]:
+                    continue  # unit test fixture files (format: sql), not tests
                 if "generic" in path.relative_to(base).parts[:-1]:
                     mp.macro_files.append(path)  # {% test %} definitions are macros, as in dbt
                 else:

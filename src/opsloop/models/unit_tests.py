@@ -72,7 +72,7 @@ def input_key(text: str) -> tuple[str, ...] | None:
     return ("this",)
 
 
-def _fixture(doc: LocatedYaml, rel: str, loc: tuple[str | int, ...], entry: Any, what: str,
+def _fixture(mp: Any, doc: LocatedYaml, rel: str, loc: tuple[str | int, ...], entry: Any, what: str,
              problems: list[Problem]) -> Fixture | None:
     line = doc.line_of(loc)
     if not isinstance(entry, dict):
@@ -83,11 +83,20 @@ def _fixture(doc: LocatedYaml, rel: str, loc: tuple[str | int, ...], entry: Any,
         problems.append(Problem(rel, doc.line_of((*loc, "format")) or line, f"{what}: unknown format {fmt!r}",
                                 "use dict (the default), csv or sql"))
         return None
-    if "fixture" in entry:
-        problems.append(Problem(rel, doc.line_of((*loc, "fixture")) or line, f"{what}: fixture files "
-                                "(tests/fixtures/) are not supported yet", "put the rows inline under rows:"))
-        return None
     rows = entry.get("rows")
+    if entry.get("fixture"):  # dbt's fixture files: tests/fixtures/<name>.csv (or .sql with format: sql)
+        fline = doc.line_of((*loc, "fixture")) or line
+        if fmt == "dict":
+            problems.append(Problem(rel, fline, f"{what}: a fixture file needs format: csv or sql"))
+            return None
+        name = f"{entry['fixture']}.{fmt}"
+        found = [p for folder in mp.test_paths for p in sorted((mp.root / folder).rglob(name))
+                 if "fixtures" in p.relative_to(mp.root / folder).parts[:-1]]
+        if not found:
+            problems.append(Problem(rel, fline, f"{what}: no fixture file {name} in a fixtures/ folder of "
+                                    f"{', '.join(mp.test_paths)}", f"add {mp.test_paths[0]}/fixtures/{name}"))
+            return None
+        rows = found[0].read_text(encoding="utf-8")
     if fmt == "dict":
         rows = rows or []
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
@@ -125,7 +134,7 @@ def read_unit_test(mp: Any, doc: LocatedYaml, rel: str, i: int, entry: Any, prob
                                     f"input: ref('model'), source('src', 'table') or this, not {text!r}"))
             ok = False
             continue
-        fixture = _fixture(doc, rel, gloc, item, f"unit test {name!r}, input {text}", problems)
+        fixture = _fixture(mp, doc, rel, gloc, item, f"unit test {name!r}, input {text}", problems)
         if fixture is None:
             ok = False
             continue
@@ -133,7 +142,8 @@ def read_unit_test(mp: Any, doc: LocatedYaml, rel: str, i: int, entry: Any, prob
     if "expect" not in entry:
         problems.append(Problem(rel, line, f"unit test {name!r} needs expect: (the rows the model should give)"))
         return
-    expect = _fixture(doc, rel, (*loc, "expect"), entry.get("expect"), f"unit test {name!r}, expect", problems)
+    expect = _fixture(mp, doc, rel, (*loc, "expect"), entry.get("expect"), f"unit test {name!r}, expect",
+                      problems)
     if expect is None or not ok:
         return
     spec.expect = expect
