@@ -61,7 +61,7 @@ def test_singular_tests_run_and_a_failing_one_fails_like_dbt(tmp_path: Path) -> 
 UNSUPPORTED = {
     "seeds/payments.csv": SEED,
     "models/paid.sql": "select * from {{ ref('payments') }}\n",
-    "models/py_inc.py": "def model(dbt, session):\n    dbt.config(materialized='incremental')\n"
+    "models/py_view.py": "def model(dbt, session):\n    dbt.config(materialized='view')\n"
                         "    return dbt.ref('paid')\n",
     "models/batched.sql": "{{ config(materialized='incremental', incremental_strategy='microbatch') }}\n"
                           "select 1 as id\n",
@@ -89,7 +89,7 @@ UNSUPPORTED = {
 }
 
 EXPECTED = [
-    "models/py_inc.py:2: Python model 'py_inc': materialized 'incremental' is not supported for Python models",
+    "models/py_view.py:2: Python model 'py_view': materialized 'view' is not supported for Python models",
     "models/batched.sql:1: unsupported incremental_strategy 'microbatch'",
     "models/schema.yml:7: unsupported test 'is_even'",
 ]

@@ -27,6 +27,15 @@ FILES = {
             n = dbt.ref("totals").count("*").fetchall()[0][0]
             return session.sql(f"select {n} as n, '{dbt.config.get('materialized')}' as how")
     """,
+    "models/new_payments.py": """
+        def model(dbt, session):
+            dbt.config(materialized="incremental", unique_key="id")
+            rows = dbt.ref("payments")
+            if dbt.is_incremental:
+                top = session.sql(f"select max(id) from {dbt.this}").fetchall()[0][0]
+                rows = rows.filter(f"id > {top}")
+            return rows.project("id, amount")
+    """,
     "models/report.sql": "select customer, total * 2 as doubled from {{ ref('totals') }}\n",
 }
 
@@ -43,6 +52,16 @@ def test_python_models_build_the_tables_dbt_duckdb_builds(tmp_path: Path) -> Non
     assert built["main.counted"][1] == [(1, "table")]
     assert built == relations(theirs / "dbt.duckdb")
     assert opsloop(ours, "build", "-s", "tag:py").returncode == 0  # the config() it sets is read without running it
+
+    # an incremental Python model takes only the new ids the second time, as in dbt-duckdb
+    for root in (ours, theirs):
+        (root / "seeds" / "payments.csv").write_text("id,customer,amount\n1,ann,99\n2,bob,-5\n3,ann,7\n4,cy,1\n")
+    assert opsloop(ours, "build").returncode == 0
+    assert dbt(theirs, "build").returncode == 0
+    built = relations(ours / "warehouse.duckdb")
+    assert built["main.new_payments"][1] == [(1, 10), (2, -5), (3, 7), (4, 1)]
+    # dbt-duckdb leaves its new rows' table (new_payments__dbt_tmp<timestamp>) behind; opsloop drops it
+    assert built == {k: v for k, v in relations(theirs / "dbt.duckdb").items() if "__dbt_tmp" not in k}
 
 
 def test_a_python_model_returning_a_dataframe_and_its_errors(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ Parsing reads the file's ``dbt.ref(...)``, ``dbt.source(...)`` and ``dbt.config(
 build time the module runs in this process on the model's DuckDB session: ``dbt.ref('x')`` and
 ``dbt.source('s', 't')`` return DuckDB relations, ``session`` is the DuckDB connection, and what
 ``model()`` returns (a DuckDB relation, a pandas or polars DataFrame, an Arrow table) becomes the
-model's table (``create or replace table ... as select * from`` it). Materialization ``table`` only.
+model's table (``create or replace table ... as select * from`` it). ``incremental`` models get
+``dbt.is_incremental`` true once their table exists, and their rows are merged as SQL models' are.
 """
 
 from __future__ import annotations
@@ -82,12 +83,16 @@ def parse(compiler: Any, model: Model) -> list[Problem]:
     if "materialized" not in captured and model.config.get("materialized", "view") == "view":
         model.config["materialized"] = "table"  # dbt's default for Python models
     mat = model.config.get("materialized")
-    if mat != "table":
+    strategy = model.config.get("incremental_strategy")
+    if mat == "incremental" and strategy in ("merge", "delete+insert") and not model.config.get("unique_key"):
+        problems.append(Problem(model.file, 1, f"incremental_strategy {strategy!r} needs unique_key",
+                                "add unique_key='id' to dbt.config()"))
+    if mat not in ("table", "incremental"):
         line = next((n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
                      and n.func.attr == "config"), 1)
         problems.append(Problem(model.file, line, f"Python model {model.name!r}: materialized {mat!r} is not "
-                                "supported for Python models yet (opsloop builds them as tables)",
-                                "use materialized='table'"))
+                                "supported for Python models (dbt builds them as tables or incremental tables)",
+                                "use materialized='table' or 'incremental'"))
     return problems
 
 
@@ -125,15 +130,19 @@ class _Dbt:
         return self._con.sql(f"select * from {self._c.rel_text(src.schema, src.identifier)}")
 
 
-def build(compiler: Any, model: Model, wh: Warehouse, target: str) -> None:
-    """Run the model's code and write what it returns into ``target`` (a table)."""
+def build(compiler: Any, model: Model, wh: Warehouse, target: str, this: str | None = None,
+          is_incremental: bool = False) -> None:
+    """Run the model's code and write what it returns into ``target`` (a table; for an incremental build,
+    the new rows' temporary table, with ``this`` the model's own)."""
     con = getattr(wh, "con", None)
     if wh.dialect != "duckdb" or con is None:
         raise PythonModelError(f"Python models run on DuckDB only for now (this warehouse is {wh.dialect})")
     namespace: dict[str, Any] = {"__name__": f"opsloop_model_{model.name}"}
     try:
         exec(compile(model.raw_sql, model.file, "exec"), namespace)  # noqa: S102 - the project's own model code
-        result = namespace["model"](_Dbt(compiler, model, con, target), con)
+        dbt = _Dbt(compiler, model, con, this or target)
+        dbt.is_incremental = is_incremental
+        result = namespace["model"](dbt, con)
     except PythonModelError:
         raise
     except Exception as exc:

@@ -302,6 +302,11 @@ class Runner:
         if model.language == "python":
             from .python_models import build as build_python
 
+            full = self.full_refresh and model.config.get("full_refresh") is not False
+            if mat == "incremental" and existing == "table" and not full:  # dbt.is_incremental is True
+                return self._incremental(model, wh, st, target, schema, ident, res,
+                                         fill=lambda tmp: build_python(self.c, model, wh, tmp, this=target,
+                                                                       is_incremental=True))
             if existing == "view":
                 wh.execute(st.drop(target, "view"))
             build_python(self.c, model, wh, target)
@@ -364,13 +369,18 @@ class Runner:
             self._existing[(schema.lower(), ident.lower())] = kind
 
     def _incremental(self, model: Model, wh: Warehouse, st: Statements, target: str, schema: str, ident: str,
-                     res: NodeResult) -> NodeResult:
+                     res: NodeResult, fill: Callable[[str], None] | None = None) -> NodeResult:
+        """The new rows into ``<model>__dbt_tmp`` (the SQL with is_incremental() true, or ``fill`` for a Python
+        model), then appended / merged / delete+inserted into the model's table."""
         tmp_name = f"{ident}__dbt_tmp"
         tmp = st.rel(schema, tmp_name)
-        body = self.c.sql(model, is_incremental=True, dialect=wh.dialect)
         wh.execute(st.drop(tmp, "table"))
-        for stmt in st.create_table(tmp, body, replace=False):
-            wh.execute(stmt)
+        if fill is not None:
+            fill(tmp)
+        else:
+            body = self.c.sql(model, is_incremental=True, dialect=wh.dialect)
+            for stmt in st.create_table(tmp, body, replace=False):
+                wh.execute(stmt)
         try:
             new_cols = wh.columns(schema, tmp_name)
             old_cols = wh.columns(schema, ident)
