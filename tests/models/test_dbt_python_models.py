@@ -64,12 +64,12 @@ def test_python_models_build_the_tables_dbt_duckdb_builds(tmp_path: Path) -> Non
     assert built == {k: v for k, v in relations(theirs / "dbt.duckdb").items() if "__dbt_tmp" not in k}
 
 
-def test_a_python_model_returning_a_dataframe_and_its_errors(tmp_path: Path) -> None:
+def test_a_python_model_returning_an_arrow_table_and_its_errors(tmp_path: Path) -> None:
     root = write_project(tmp_path / "proj", {
         "seeds/payments.csv": "id,amount\n1,10\n2,20\n",
-        "models/frame.py": "import pandas as pd\n\n\ndef model(dbt, session):\n"
-                           "    df = dbt.ref('payments').df()\n"
-                           "    return pd.DataFrame({'total': [df['amount'].sum()]})\n",
+        "models/frame.py": "import pyarrow as pa\n\n\ndef model(dbt, session):\n"
+                           "    rows = dbt.ref('payments').fetchall()\n"
+                           "    return pa.table({'total': [sum(r[1] for r in rows)]})\n",
         "models/from_source.py": "def model(dbt, session):\n    return dbt.source('raw', 'events').limit(0)\n",
     })
     proc = opsloop(root, "build")
