@@ -61,9 +61,10 @@ def test_singular_tests_run_and_a_failing_one_fails_like_dbt(tmp_path: Path) -> 
 UNSUPPORTED = {
     "seeds/payments.csv": SEED,
     "models/paid.sql": "select * from {{ ref('payments') }}\n",
-    "models/hooked.sql": "{{ config(sql_header='set threads = 1') }}\nselect 1 as id\n",
-    "models/py_model.py": "def model(dbt, session):\n    return dbt.ref('paid')\n",
-    "models/exported.sql": "\n{{ config(materialized='external', location='out.parquet') }}\nselect 1 as id\n",
+    "models/py_view.py": "def model(dbt, session):\n    dbt.config(materialized='view')\n"
+                        "    return dbt.ref('paid')\n",
+    "models/batched.sql": "{{ config(materialized='incremental', incremental_strategy='microbatch') }}\n"
+                          "select 1 as id\n",
     "models/schema.yml": """
         version: 2
         models:
@@ -72,11 +73,6 @@ UNSUPPORTED = {
               - name: id
                 data_tests:
                   - is_even
-        unit_tests:
-          - name: test_paid
-            model: paid
-            given: []
-            expect: {rows: []}
         sources:
           - name: files
             meta:
@@ -93,12 +89,9 @@ UNSUPPORTED = {
 }
 
 EXPECTED = [
-    "models/hooked.sql:1: config 'sql_header' is not supported",
-    "models/exported.sql:1: unsupported materialization 'external'",
-    "models/py_model.py:1: Python model 'py_model' is not supported yet",
+    "models/py_view.py:2: Python model 'py_view': materialized 'view' is not supported for Python models",
+    "models/batched.sql:1: unsupported incremental_strategy 'microbatch'",
     "models/schema.yml:7: unsupported test 'is_even'",
-    "models/schema.yml:9: unit test 'test_paid' is not supported yet",
-    "models/schema.yml:14: source 'files': external_location (dbt-duckdb external files) is not supported yet",
 ]
 
 

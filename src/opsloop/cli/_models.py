@@ -25,6 +25,8 @@ VarsOpt = Annotated[str | None, typer.Option("--vars", help="Vars as a YAML or J
                                                           "(win over dbt_project.yml's).")]
 StateOpt = Annotated[Path | None, typer.Option("--state", help="An earlier build's target/ folder, for "
                                                             "-s state:modified / state:new.")]
+ShowFailuresOpt = Annotated[bool, typer.Option("--show-failures", help="Print each failing test's rows.")]
+LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="With --show-failures: at most this many rows a test.")]
 TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="target.name in Jinja (default dev).")]
 
 
@@ -60,26 +62,26 @@ def _engine(root: Path) -> tuple[Any, Any]:
 
 def _run_verb(project: Path, select: list[str] | None, exclude: list[str] | None, full_refresh: bool,
               kinds: tuple[str, ...], json_out: bool, threads: int | None, vars_text: str | None = None,
-              target: str | None = None, state: Path | None = None) -> None:
+              target: str | None = None, state: Path | None = None, show_failures: int = 0) -> None:
     root = _project_root(project)
     cli_vars = _parse_vars(vars_text)
 
     def remote(server: Server) -> list[dict[str, Any]]:
-        if cli_vars or target or state:
-            fail("--vars, --target and --state do not go through the running server yet; stop `opsloop up` to use "
-                 "them, or put the vars in dbt_project.yml")
+        if cli_vars or target or state or show_failures:
+            fail("--vars, --target, --state and --show-failures do not go through the running server yet; stop "
+                 "`opsloop up` to use them, or put the vars in dbt_project.yml")
         if not json_out:
             sys.stderr.write(f"(through the running server at {server.url})\n")
         return server.build(select, exclude, full_refresh, kinds)
 
     results = local_or_server(root, lambda: _build_here(root, select, exclude, full_refresh, kinds, json_out,
-                                                         threads, cli_vars, target, state), remote)
+                                                         threads, cli_vars, target, state, show_failures), remote)
     _report(results, json_out)
 
 
 def _build_here(root: Path, select: list[str] | None, exclude: list[str] | None, full_refresh: bool,
                 kinds: tuple[str, ...], json_out: bool, threads: int | None, cli_vars: dict[str, Any],
-                target: str | None, state: Path | None) -> list[dict[str, Any]]:
+                target: str | None, state: Path | None, show_failures: int = 0) -> list[dict[str, Any]]:
     """The build in this process; its ``model.built`` events go to the log, as the server's builds' do."""
     from ..models.runner import NodeResult
 
@@ -88,6 +90,7 @@ def _build_here(root: Path, select: list[str] | None, exclude: list[str] | None,
     engine.cli_vars = cli_vars
     engine.target_name = target or "dev"
     engine.state_dir = state.resolve() if state else None
+    engine.show_failures = show_failures
     try:
         progress = _Progress(json_out)
         with progress:
@@ -172,6 +175,8 @@ def _report(results: list[dict[str, Any]], json_out: bool) -> None:
         for r in results:
             if r["message"] and r["status"] in ("error", "fail", "warn", "skipped"):
                 sys.stderr.write(f"{r['status']}: {r['name']}: {r['message']}\n")
+            if r.get("failing_rows"):
+                _print_failing_rows(r["name"], r["failing_rows"])
         counts: dict[str, int] = {}
         for r in results:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -180,14 +185,25 @@ def _report(results: list[dict[str, Any]], json_out: bool) -> None:
         raise typer.Exit(1)
 
 
+def _print_failing_rows(name: str, found: dict[str, Any]) -> None:
+    """``--show-failures``: a failing test's first rows, as aligned columns on stderr."""
+    rows = [["NULL" if v is None else str(v) for v in row] for row in found["rows"]]
+    table = [list(found["columns"]), *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))] if table[0] else []
+    sys.stderr.write(f"failing rows of {name} (the first {len(rows)}):\n")
+    for row in table:
+        sys.stderr.write("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def build(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
               full_refresh: FullRefreshOpt = False, threads: ThreadsOpt = None, json_out: JsonOpt = False,
-              vars_text: VarsOpt = None, target: TargetOpt = None, state: StateOpt = None) -> None:
+              vars_text: VarsOpt = None, target: TargetOpt = None, state: StateOpt = None,
+              show_failures: ShowFailuresOpt = False, limit: LimitOpt = 10) -> None:
         """Seed, run, snapshot and test the selected nodes in DAG order (writes target/manifest.json)."""
         _run_verb(project, select, exclude, full_refresh, ("model", "seed", "snapshot", "test"), json_out, threads,
-                  vars_text, target, state)
+                  vars_text, target, state, limit if show_failures else 0)
 
     @app.command()
     def snapshot(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
@@ -206,9 +222,11 @@ def register(app: typer.Typer) -> None:
     @app.command("test")
     def test_(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
               threads: ThreadsOpt = None, json_out: JsonOpt = False, vars_text: VarsOpt = None,
-              target: TargetOpt = None, state: StateOpt = None) -> None:
-        """Run the data tests of the selected models."""
-        _run_verb(project, select, exclude, False, ("test",), json_out, threads, vars_text, target, state)
+              target: TargetOpt = None, state: StateOpt = None, show_failures: ShowFailuresOpt = False,
+              limit: LimitOpt = 10) -> None:
+        """Run the data tests and unit tests of the selected models (--show-failures prints failing rows)."""
+        _run_verb(project, select, exclude, False, ("test",), json_out, threads, vars_text, target, state,
+                  limit if show_failures else 0)
 
     @app.command()
     def seed(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
@@ -216,6 +234,43 @@ def register(app: typer.Typer) -> None:
              target: TargetOpt = None) -> None:
         """Load seeds/*.csv into the warehouse."""
         _run_verb(project, select, exclude, full_refresh, ("seed",), json_out, None, vars_text, target)
+
+    source_app = typer.Typer(help="dbt sources: how fresh their tables are.")
+    app.add_typer(source_app, name="source")
+
+    @source_app.command("freshness")
+    def freshness(project: ProjectOpt = Path("."), select: SelectOpt = None,
+                  output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write sources.json "
+                                                              "(default target/sources.json).")] = None,
+                  json_out: JsonOpt = False) -> None:
+        """Check the freshness of sources with freshness: and loaded_at_field: (as `dbt source freshness`)."""
+        root = _project_root(project)
+
+        def here() -> list[Any]:
+            wh, engine = _engine(root)
+            try:
+                return list(engine.source_freshness(select, output.resolve() if output else None))
+            finally:
+                wh.close()
+
+        def remote(server: Server) -> list[Any]:
+            fail("`opsloop source freshness` does not go through the running server yet; stop `opsloop up` first")
+
+        results = local_or_server(root, here, remote)
+        rows = [{"source": f"{r.source.source_name}.{r.source.name}", "status": r.status,
+                 "max_loaded_at": r.max_loaded_at.isoformat() if r.max_loaded_at else None,
+                 "age_seconds": None if r.age is None else round(r.age, 1), "message": r.message} for r in results]
+        if json_out:
+            print_json({"results": rows, "ok": not any(r["status"] in ("error", "runtime error") for r in rows)})
+        else:
+            print_table(["source", "max_loaded_at", "age_seconds", "status"],
+                        [[r["source"], r["max_loaded_at"] or "", "" if r["age_seconds"] is None else r["age_seconds"],
+                          r["status"]] for r in rows])
+            for r in rows:
+                if r["message"]:
+                    sys.stderr.write(f"{r['status']}: {r['source']}: {r['message']}\n")
+        if any(r["status"] in ("error", "runtime error") for r in rows):
+            raise typer.Exit(1)
 
     @app.command("compile")
     def compile_(model: Annotated[str, typer.Argument(help="The model to compile.")],

@@ -27,6 +27,9 @@ DBT_VERSION = "1.11.0"
 def dbt_uid(c: Compiler, uid: str) -> str:
     """opsloop's node id (``model.orders``) as dbt writes it (``model.shop.orders``)."""
     kind, _, rest = uid.partition(".")
+    test = c.mp.tests.get(rest) if kind == "test" else None
+    if test is not None and test.test == "unit":
+        return f"unit_test.{c.mp.name}.{test.attached.split('.', 1)[1]}.{rest}"
     return f"{kind}.{c.mp.name}.{rest}"
 
 
@@ -75,7 +78,8 @@ def _node(c: Compiler, node: Model | Seed | Snapshot, kind: str) -> dict[str, An
         "columns": {name: {"name": name, "description": str(col.get("description") or ""), "meta": {},
                            "data_type": col.get("data_type"), "tags": []}
                     for name, col in getattr(node, "columns", {}).items()},
-        "meta": {}, "relation_name": c.rel_text(schema, alias), "raw_code": raw.strip(), "language": "sql",
+        "meta": {}, "relation_name": c.rel_text(schema, alias), "raw_code": raw.strip(),
+        "language": getattr(node, "language", "sql"),
         "refs": [{"name": p.split(".")[-1], "package": None, "version": None} for p in parents
                  if not p.startswith("source.")],
         "sources": [p.split(".")[2:] for p in parents if p.startswith("source.")],
@@ -105,6 +109,24 @@ def _test_node(c: Compiler, test: DataTest) -> dict[str, Any]:
     return node
 
 
+def _unit_test_node(c: Compiler, test: DataTest) -> dict[str, Any]:
+    spec = test.kwargs["_unit"]
+
+    def fixture(f: Any) -> dict[str, Any]:
+        return {"rows": f.rows, "format": f.format, "fixture": None}
+
+    given = [{"input": ("this" if key[0] == "this" else f"ref('{key[1]}')" if key[0] == "ref"
+                        else f"source('{key[1]}', '{key[2]}')"), **fixture(f)} for key, f in spec.given.items()]
+    return {
+        "name": test.name, "resource_type": "unit_test", "package_name": c.mp.name, "path": test.file,
+        "original_file_path": test.file, "unique_id": dbt_uid(c, test.uid), "model": spec.model,
+        "fqn": [c.mp.name, spec.model, test.name], "given": given, "expect": fixture(spec.expect),
+        "overrides": {"macros": spec.macros, "vars": spec.vars, "env_vars": spec.env_vars},
+        "depends_on": {"macros": [], "nodes": [dbt_uid(c, test.attached)]},
+        "config": {"tags": test.tags, "meta": {}, "enabled": True}, "schema": c.target.schema,
+    }
+
+
 def manifest(c: Compiler, invocation_id: str, generated_at: str) -> dict[str, Any]:
     mp = c.mp
     nodes: dict[str, Any] = {}
@@ -114,8 +136,12 @@ def manifest(c: Compiler, invocation_id: str, generated_at: str) -> dict[str, An
         nodes[dbt_uid(c, seed.uid)] = _node(c, seed, "seed")
     for snap in mp.snapshots.values():
         nodes[dbt_uid(c, snap.uid)] = _node(c, snap, "snapshot")
+    unit_tests: dict[str, Any] = {}
     for test in mp.tests.values():
-        nodes[dbt_uid(c, test.uid)] = _test_node(c, test)
+        if test.test == "unit":
+            unit_tests[dbt_uid(c, test.uid)] = _unit_test_node(c, test)
+        else:
+            nodes[dbt_uid(c, test.uid)] = _test_node(c, test)
     sources = {}
     for src in mp.sources.values():
         if src.file == "(built in)":
@@ -142,7 +168,7 @@ def manifest(c: Compiler, invocation_id: str, generated_at: str) -> dict[str, An
         "nodes": nodes, "sources": sources, "macros": {}, "docs": {}, "exposures": {}, "metrics": {},
         "groups": {}, "selectors": {}, "disabled": {}, "parent_map": parent_map,
         "child_map": {k: sorted(v) for k, v in child_map.items()}, "group_map": {}, "saved_queries": {},
-        "semantic_models": {}, "unit_tests": {},
+        "semantic_models": {}, "unit_tests": unit_tests,
     }
 
 

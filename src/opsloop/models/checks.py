@@ -74,6 +74,9 @@ def output_columns(compiler: Compiler, warehouse: Warehouse | None,
         if not uid.startswith("model."):
             continue
         model = compiler.mp.models[uid[6:]]
+        if model.language == "python":  # its columns are known once it has run
+            cols[uid] = None
+            continue
         parents = _data_parents(compiler, uid)
         mapping = _mapping(compiler, cols, parents)
         if mapping is None:

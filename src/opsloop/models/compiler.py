@@ -101,6 +101,15 @@ class Compiler:
     def schema_for(self, custom: Any) -> str:
         return f"{self.target.schema}_{custom}" if custom else self.target.schema
 
+    def schema_for_custom(self, custom: str) -> str:
+        """The schema for a custom schema name, through the project's generate_schema_name when it has one
+        (where dbt puts stored test failures: ``dbt_test__audit``)."""
+        if "generate_schema_name" not in self._naming:
+            return self.schema_for(custom)
+        info = {"name": custom, "resource_type": "test", "config": {}, "fqn": [], "path": "",
+                "package_name": self.mp.name, "unique_id": "", "tags": []}
+        return self.renderer.call("generate_schema_name", (custom, info), RenderContext(_no_ref, _no_ref, None, False))
+
     def _place(self, node: Model | Seed | Snapshot, kind: str) -> None:
         """Set the node's schema and alias, through the project's generate_schema_name /
         generate_alias_name when it overrides them (as dbt does)."""
@@ -162,6 +171,13 @@ class Compiler:
                     setattr(source, attr, rendered.strip())
         cache = _ParseCache(self)
         for model in mp.models.values():
+            if model.language == "python":  # read with ast, not rendered (see python_models.py)
+                from .python_models import parse as parse_python
+
+                self.problems.extend(parse_python(self, model))
+                self._place(model, "model")
+                self.parents[model.uid] = set(model.depends_on)
+                continue
             key = cache.key(model)
             hit = cache.get(model.name, key)
             if hit is not None:
@@ -315,6 +331,9 @@ class Compiler:
             self.problems.append(Problem(test.file, None, f"severity must be error or warn, not {severity!r}"))
         test.severity = severity
         test.tags = [*test.tags, *_as_list(captured.get("tags"))]
+        from .project import apply_test_config
+
+        apply_test_config(test, captured)
         if captured.get("where"):
             test.where = str(captured["where"])
         self.parents[test.uid] = set(test.depends_on)
@@ -322,6 +341,15 @@ class Compiler:
     def _parse_test(self, test: DataTest) -> None:
         if test.test == "singular":
             self._parse_singular(test)
+            return
+        if test.test == "unit":  # it reads what its model reads (and the model waits for it in a build)
+            from .unit_tests import parse_problems
+
+            found = parse_problems(self, test)
+            if found:
+                self.problems.extend(found)
+                return
+            self.parents[test.uid] = set(self.parents.get(test.attached, set()))
             return
         to = test.kwargs.get("_to_uid")
         if isinstance(to, str) and to.startswith("ref:"):
@@ -448,7 +476,7 @@ class Compiler:
 
         def source(source_name: str, table_name: str) -> Relation:
             src = self.mp.sources[(source_name, table_name)]
-            return Relation(src.schema, src.identifier, self.rel_text(src.schema, src.identifier))
+            return Relation(src.schema, src.identifier, src.external or self.rel_text(src.schema, src.identifier))
 
         return ref, source
 
@@ -488,8 +516,8 @@ class Compiler:
         q = _q(test.column, d) if _IDENT.fullmatch(test.column) else f"({test.column})"
         if test.where:
             model_rel = f"(select * from {model_rel} where {test.where}) dbt_subquery"
-        if test.test == "not_null":
-            sql = f"select {q}\nfrom {model_rel}\nwhere {q} is null"
+        if test.test == "not_null":  # with store_failures dbt keeps the whole failing rows
+            sql = f"select {'*' if test.stores_failures else q}\nfrom {model_rel}\nwhere {q} is null"
         elif test.test == "unique":
             sql = (f"select {q} as unique_field, count(*) as n_records\nfrom {model_rel}\nwhere {q} is not null\n"
                    f"group by {q}\nhaving count(*) > 1")
@@ -522,7 +550,7 @@ class Compiler:
             return self.rel_text(*self.node_relation(self.mp.snapshots[rest]))
         src_name, _, table = rest.partition(".")
         src = self.mp.sources[(src_name, table)]
-        return self.rel_text(src.schema, src.identifier)
+        return src.external or self.rel_text(src.schema, src.identifier)
 
 
 _UNSET = object()

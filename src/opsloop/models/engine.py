@@ -43,6 +43,8 @@ class ModelEngine:
         """``--target``: what ``target.name`` is in Jinja (dbt's profile target)."""
         self.state_dir: Path | None = None
         """``--state``: an earlier build's target/ folder, for ``state:modified`` / ``state:new``."""
+        self.show_failures = 0
+        """``--show-failures``: keep up to this many failing rows of each failing test (on its result)."""
         self.write_artifacts = True
         """Write target/manifest.json and run_results.json after each build."""
 
@@ -59,7 +61,7 @@ class ModelEngine:
                 sig.append((str(path), path.stat().st_mtime_ns))
             elif path.is_dir():
                 for p in path.rglob("*"):
-                    if p.suffix in (".sql", ".yml", ".yaml", ".csv"):
+                    if p.suffix in (".sql", ".py", ".yml", ".yaml", ".csv"):
                         sig.append((str(p), p.stat().st_mtime_ns))
         sig.sort()
         import json
@@ -114,6 +116,7 @@ class ModelEngine:
         self._ensure_raw_events(compiler, uids)
         runner = Runner(compiler, self.warehouse, full_refresh=full_refresh, threads=self.threads,
                         on_result=on_result, on_start=on_start, halt=halt)
+        runner.show_failures = self.show_failures
         mp = compiler.mp
         results = runner.run_operations("on-run-start", mp.on_run_start)
         if not any(r.status == "error" for r in results):  # as dbt: a failing on-run-start builds nothing
@@ -123,6 +126,31 @@ class ModelEngine:
             from .artifacts import write_artifacts
 
             write_artifacts(compiler, results, time.perf_counter() - began)
+        return results
+
+    def source_freshness(self, select: list[str] | None = None, output: Path | None = None) -> list[Any]:
+        """``dbt source freshness``: check each selected source table with ``freshness:`` (``source:raw``,
+        ``raw.orders``, globs); writes target/sources.json (or ``output``). Returns FreshnessResults."""
+        import fnmatch
+        import time
+
+        from .freshness import check, sources_json, write_sources_json
+
+        began = time.perf_counter()
+        compiler = self.compiler()
+        terms = [t.removeprefix("source:") for chunk in select or [] for t in chunk.split()]
+        chosen = [src for src in compiler.mp.sources.values() if src.freshness is not None and (
+            not terms or any(fnmatch.fnmatch(src.source_name, t) or fnmatch.fnmatch(f"{src.source_name}.{src.name}", t)
+                             for t in terms))]
+        if terms and not chosen:
+            raise ModelError(f"--select {' '.join(terms)!r} matches no source table with freshness: configured")
+        results = [check(src, self.warehouse, compiler.rel_text(src.schema, src.identifier))
+                   for src in sorted(chosen, key=lambda s: (s.source_name, s.name))]
+        path = output or compiler.mp.root / "target" / "sources.json"
+        try:
+            write_sources_json(path, sources_json(compiler.mp.name, results, time.perf_counter() - began))
+        except OSError as exc:
+            raise ModelError(f"cannot write {path}: {exc}") from exc
         return results
 
     def _ensure_raw_events(self, compiler: Compiler, uids: list[str]) -> None:
@@ -152,6 +180,8 @@ class ModelEngine:
             if name in compiler.mp.tests:
                 return compiler.test_sql(compiler.mp.tests[name])
             raise ModelError(f"no model named {name!r}; models: {', '.join(sorted(compiler.mp.models)[:20])}")
+        if model.language == "python":
+            return model.raw_sql
         schema, ident = compiler.node_relation(model)
         exists = (schema.lower(), ident.lower()) in self.warehouse.relations()
         incremental = model.materialized == "incremental" and exists

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-MATERIALIZATIONS = ("view", "table", "incremental", "ephemeral")
+MATERIALIZATIONS = ("view", "table", "incremental", "ephemeral", "external")
 INCREMENTAL_STRATEGIES = ("append", "merge", "delete+insert")
 ON_SCHEMA_CHANGE = ("ignore", "fail", "append_new_columns", "sync_all_columns")
 
@@ -22,6 +22,12 @@ class Source:
     line: int | None
     columns: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    freshness: dict[str, Any] | None = None
+    """``warn_after`` / ``error_after`` (``{count, period}``) and ``filter``; None: not checked."""
+    loaded_at_field: str | None = None
+    external: str | None = None
+    """dbt-duckdb's ``external_location``, formatted: the SQL that reads the files (``'data/x.parquet'``,
+    ``read_csv('data/x.csv')``), used wherever ``source()`` names this table."""
 
     @property
     def uid(self) -> str:
@@ -47,6 +53,8 @@ class Model:
     description: str = ""
     schema: str = "main"
     alias: str = ""
+    language: str = "sql"
+    """``python`` for a ``.py`` model (``raw_sql`` then holds its code)."""
 
     @property
     def uid(self) -> str:
@@ -115,11 +123,12 @@ class Snapshot:
 
 @dataclass
 class DataTest:
-    """A built-in generic test on a model, seed or source column, or a singular test (``tests/*.sql``)."""
+    """A built-in generic test on a model, seed or source column, a singular test (``tests/*.sql``), or a
+    unit test (``unit_tests:``; its given/expect rows in ``kwargs['_unit']``)."""
 
     name: str
     test: str
-    """unique | not_null | accepted_values | relationships | singular"""
+    """unique | not_null | accepted_values | relationships | singular | unit"""
     attached: str
     """uid of the model/seed/source the test checks."""
     column: str
@@ -132,6 +141,18 @@ class DataTest:
     tags: list[str] = field(default_factory=list)
     raw_sql: str = ""
     """A singular test's SQL (selects the failing rows)."""
+    store_failures: bool | None = None
+    store_failures_as: str | None = None
+    """``table`` / ``view`` (stored whatever ``store_failures`` says) or ``ephemeral`` (not stored)."""
+    alias: str = ""
+    """The audit table's name when ``name`` is too long for one (as dbt shortens it, with an md5)."""
+
+    @property
+    def stores_failures(self) -> bool:
+        """dbt's rule: ``store_failures_as`` wins when set; else ``store_failures``."""
+        if self.store_failures_as:
+            return self.store_failures_as in ("table", "view")
+        return bool(self.store_failures)
 
     @property
     def uid(self) -> str:
@@ -141,4 +162,6 @@ class DataTest:
         """What a failure message names: ``unique on orders.id`` or ``singular test assert_positive``."""
         if self.test == "singular":
             return f"singular test {self.name}"
+        if self.test == "unit":
+            return f"unit test {self.name} on {self.attached.split('.', 1)[1]}"
         return f"{self.test} on {self.attached.split('.', 1)[1]}.{self.column}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -20,9 +21,11 @@ CONFIG_KEYS = {
     "quote_columns", "delimiter", "severity", "where", "store_failures", "description", "group", "access",
     "sql_header", "pre-hook", "post-hook", "pre_hook", "post_hook", "batch_size", "event_time", "lookback",
     "strategy", "updated_at", "check_cols", "target_schema", "target_database", "hard_deletes",
-    "invalidate_hard_deletes", "dbt_valid_to_current", "snapshot_meta_column_names",
+    "invalidate_hard_deletes", "dbt_valid_to_current", "snapshot_meta_column_names", "store_failures_as",
+    "location", "format", "options",
 }
-UNSUPPORTED_CONFIG = {"sql_header"}
+UNSUPPORTED_CONFIG: set[str] = set()
+"""Config keys dbt acts on that opsloop does not yet (an error with file:line where they are set)."""
 HOOK_KEYS = {"pre-hook": "pre_hook", "post-hook": "post_hook", "pre_hook": "pre_hook", "post_hook": "post_hook"}
 """Hooks add up across config levels, as in dbt (the project's, the folder's, the model's)."""
 _log = logging.getLogger("opsloop.models")
@@ -54,6 +57,9 @@ class ModelProject:
     dispatch: dict[str, list[str]] = field(default_factory=dict)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     snapshots_config: dict[str, Any] = field(default_factory=dict)
+    tests_config: dict[str, Any] = field(default_factory=dict)
+    """``data_tests:`` (or ``tests:``) in dbt_project.yml: ``+store_failures``, ``+severity`` ... by folder."""
+    test_paths: list[str] = field(default_factory=lambda: ["tests"])
     on_run_start: list[str] = field(default_factory=list)
     on_run_end: list[str] = field(default_factory=list)
     read_problems: list[Problem] = field(default_factory=list)
@@ -162,6 +168,7 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
         seed_paths = _as_list(data.get("seed-paths") or data.get("data-paths")) or ["seeds"]
         macro_paths = _as_list(data.get("macro-paths")) or ["macros"]
         test_paths = _as_list(data.get("test-paths")) or ["tests"]
+        mp.test_paths = test_paths
         snapshot_paths = _as_list(data.get("snapshot-paths")) or ["snapshots"]
         _unsupported_project_keys(mp, doc, mp.rel(config_path), problems)
         raw_vars = data.get("vars") or {}
@@ -181,6 +188,11 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
         if isinstance(snaps_cfg, dict):
             top = {k: v for k, v in snaps_cfg.items() if str(k).startswith("+")}
             mp.snapshots_config = {**top, **mp.snapshots_config}
+        tests_cfg = data.get("data_tests") or data.get("tests") or {}
+        if isinstance(tests_cfg, dict):
+            top = {k: v for k, v in tests_cfg.items() if str(k).startswith("+")}
+            scoped = tests_cfg.get(mp.name)
+            mp.tests_config = {**top, **(scoped if isinstance(scoped, dict) else {})}
         seeds_cfg = data.get("seeds") or {}
         mp.seeds_config = seeds_cfg.get(mp.name, seeds_cfg) if isinstance(seeds_cfg, dict) else {}
         from .packages import dispatch_config, read_packages
@@ -203,6 +215,8 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
         base = root / folder
         if base.is_dir():
             for path in sorted(base.rglob("*.sql")):
+                if "fixtures" in path.relative_to(base).parts[:-1]:
+                    continue  # unit test fixture files (format: sql), not tests
                 if "generic" in path.relative_to(base).parts[:-1]:
                     mp.macro_files.append(path)  # {% test %} definitions are macros, as in dbt
                 else:
@@ -220,8 +234,7 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
         for path in sorted(base.rglob("*.sql")):
             _read_model(mp, base, folder, path, problems)
         for path in sorted(base.rglob("*.py")):
-            problems.append(Problem(mp.rel(path), 1, f"Python model {path.stem!r} is not supported yet (dbt would "
-                                    "build it)", "rewrite it as a SQL model, or build it with dbt"))
+            _read_model(mp, base, folder, path, problems)
         yml_files.extend(sorted([*base.rglob("*.yml"), *base.rglob("*.yaml")]))
     for folder in seed_paths:
         base = root / folder
@@ -275,8 +288,22 @@ def _read_singular_test(mp: ModelProject, path: Path, problems: list[Problem]) -
         problems.append(Problem(rel, None, f"two data tests are named {name!r} (also {mp.tests[name].file})",
                                 "rename one of the files"))
         return
-    mp.tests[name] = DataTest(name=name, test="singular", attached="", column="", kwargs={}, file=rel, line=None,
-                              raw_sql=text)
+    test = DataTest(name=name, test="singular", attached="", column="", kwargs={}, file=rel, line=None, raw_sql=text)
+    apply_test_config(test, merge_config(_test_folder_config(mp, rel, name), {}))
+    mp.tests[name] = test
+
+
+def _test_folder_config(mp: ModelProject, rel: str, name: str) -> dict[str, Any]:
+    """dbt_project.yml's ``data_tests:`` config for a test defined in ``rel`` (fqn: project, folders, name)."""
+    return _folder_config(mp.tests_config, [mp.name, *Path(rel).parts[1:-1], name])
+
+
+def apply_test_config(test: DataTest, config: dict[str, Any]) -> None:
+    """store_failures / store_failures_as from a test's merged config (the project's, then its own)."""
+    if "store_failures" in config:
+        test.store_failures = bool(config["store_failures"])
+    if config.get("store_failures_as"):
+        test.store_failures_as = str(config["store_failures_as"]).lower()
 
 
 def _read_snapshot_file(mp: ModelProject, base: Path, path: Path, problems: list[Problem]) -> None:
@@ -361,7 +388,7 @@ def _read_model(mp: ModelProject, base: Path, folder: str, path: Path, problems:
         return
     parts = list(path.relative_to(base).with_suffix("").parts)
     model = Model(name=path.stem, file=rel, path=str(path.relative_to(mp.root)), raw_sql=text,
-                  fqn=[mp.name, *parts])
+                  fqn=[mp.name, *parts], language="python" if path.suffix == ".py" else "sql")
     model.config = _folder_config(mp.models_config, model.fqn)
     if model.name in mp.models:
         problems.append(Problem(rel, None, f"two models are named {model.name!r} "
@@ -387,10 +414,10 @@ def _read_schema_file(mp: ModelProject, path: Path, problems: list[Problem]) -> 
         _read_source(mp, doc, rel, i, src, problems)
     for i, entry in enumerate(data.get("snapshots") or []):
         _read_snapshot_entry(mp, doc, rel, i, entry, problems)
+    from .unit_tests import read_unit_test
+
     for i, entry in enumerate(data.get("unit_tests") or []):
-        name = str(entry.get("name")) if isinstance(entry, dict) else "?"
-        problems.append(Problem(rel, doc.line_of(("unit_tests", i)), f"unit test {name!r} is not supported yet "
-                                "(dbt would run it)", "run unit tests with dbt, or remove it"))
+        read_unit_test(mp, doc, rel, i, entry, problems)
     for kind in ("models", "seeds"):
         entries = data.get(kind) or []
         if not isinstance(entries, list):
@@ -446,22 +473,21 @@ def _read_source(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, src: Any,
         return
     sname = str(src["name"])
     schema = str(src.get("schema") or sname)
-    if _external_location(src):
-        problems.append(Problem(rel, doc.line_of(loc), f"source {sname!r}: external_location (dbt-duckdb external "
-                                "files) is not supported yet", "load the files into a table first, or use dbt"))
     for t_i, table in enumerate(src.get("tables") or []):
         tloc = (*loc, "tables", t_i)
         if not isinstance(table, dict) or "name" not in table:
             problems.append(Problem(rel, doc.line_of(tloc), "each source table needs a name:"))
             continue
         tname = str(table["name"])
-        if _external_location(table):
-            problems.append(Problem(rel, doc.line_of(tloc), f"source table {sname}.{tname}: external_location "
-                                    "(dbt-duckdb external files) is not supported yet",
-                                    "load the files into a table first, or use dbt"))
         source = Source(source_name=sname, name=tname, schema=schema,
                         identifier=str(table.get("identifier") or tname), file=rel, line=doc.line_of(tloc),
                         description=str(table.get("description") or ""))
+        from .freshness import read_freshness
+
+        read_freshness(source, src, table, doc, tloc, problems)
+        template = _external_location(table) or _external_location(src)
+        if template:
+            source.external = _format_location(mp, template, source, src, table, doc, tloc, rel, problems)
         for c_i, col in enumerate(table.get("columns") or []):
             if isinstance(col, dict) and "name" in col:
                 source.columns[str(col["name"])] = str(col.get("data_type") or "")
@@ -472,9 +498,41 @@ def _read_source(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, src: Any,
         mp.sources[(sname, tname)] = source
 
 
-def _external_location(entry: dict[str, Any]) -> bool:
-    return any(isinstance(part, dict) and part.get("external_location")
-               for part in (entry, entry.get("meta"), entry.get("config")))
+def _external_location(entry: dict[str, Any]) -> str | None:
+    for part in (entry.get("config"), entry.get("meta"), entry):
+        if isinstance(part, dict):
+            found = part.get("external_location")
+            if not found and isinstance(part.get("meta"), dict):
+                found = part["meta"].get("external_location")
+            if found:
+                return str(found)
+    return None
+
+
+def _format_location(mp: ModelProject, template: str, source: Source, src: dict[str, Any], table: dict[str, Any],
+                     doc: LocatedYaml, tloc: tuple[str | int, ...], rel: str, problems: list[Problem]) -> str | None:
+    """dbt-duckdb's rule: ``{name}``, ``{identifier}``, ``{schema}``, meta keys ... formatted in; quoted as a
+    file path unless it is a function call (``read_csv(...)``). A relative path is the dbt project's."""
+    fields: dict[str, Any] = {}
+    for part in (src.get("meta"), table.get("meta"), (src.get("config") or {}).get("meta"),
+                 (table.get("config") or {}).get("meta")):
+        if isinstance(part, dict):
+            fields.update(part)
+    fields.update(name=source.name, identifier=source.identifier, schema=source.schema, database=None,
+                  source_name=source.source_name)
+    try:
+        location = template.format_map(fields)
+    except (KeyError, ValueError, IndexError) as exc:
+        problems.append(Problem(rel, doc.line_of(tloc), f"source table {source.source_name}.{source.name}: "
+                                f"external_location {template!r} names {exc}, which is not one of the table's "
+                                "fields", "use {name}, {identifier}, {schema} or a meta: key"))
+        return None
+    if "(" in location or location.startswith("'"):
+        return location
+    path = Path(location)
+    if not path.is_absolute() and "://" not in location:
+        location = str(mp.root / path)
+    return "'" + location.replace("'", "''") + "'"
 
 
 def _slug(value: Any) -> str:
@@ -505,7 +563,8 @@ def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | in
     config = dict(args.pop("config", None) or {})
     kwargs = dict(args.pop("arguments", None) or {})
     custom_name = args.pop("name", None)
-    for key in ("where", "severity", "tags", "enabled", "store_failures", "warn_if", "error_if", "limit", "meta"):
+    for key in ("where", "severity", "tags", "enabled", "store_failures", "store_failures_as", "warn_if", "error_if",
+                "limit", "meta"):
         if key in args:
             config.setdefault(key, args.pop(key))
     kwargs.update(args)
@@ -536,11 +595,12 @@ def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | in
         elif smatch:
             kwargs["_to_uid"] = f"source.{smatch.group(1)}.{smatch.group(2)}"
             name_bits.append(f"_{_slug(field_)}__source_{smatch.group(1)}_{smatch.group(2)}_")
+    name = str(custom_name) if custom_name else "_".join(name_bits)
+    config = merge_config(_test_folder_config(mp, rel, name), config)
     severity = str(config.get("severity", "error")).lower()
     if severity not in ("error", "warn"):
         problems.append(Problem(rel, line, f"severity must be error or warn, not {severity!r}"))
         return
-    name = str(custom_name) if custom_name else "_".join(name_bits)
     if config.get("enabled") is False:
         return
     if name in mp.tests:
@@ -548,9 +608,12 @@ def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | in
         problems.append(Problem(rel, line, f"two data tests are named {name!r} (the other is at "
                                 f"{other.file}:{other.line})", "give one of them a name: key"))
         return
-    mp.tests[name] = DataTest(name=name, test=kind, attached=attached, column=column, kwargs=kwargs, file=rel,
-                              line=line, severity=severity, where=config.get("where"), depends_on=depends,
-                              tags=_as_list(config.get("tags")))
+    test = DataTest(name=name, test=kind, attached=attached, column=column, kwargs=kwargs, file=rel, line=line,
+                    severity=severity, where=config.get("where"), depends_on=depends, tags=_as_list(config.get("tags")))
+    apply_test_config(test, config)
+    if len(name) >= 64 and not custom_name:  # dbt's alias for a long generic test name: a prefix and an md5
+        test.alias = f"{prefix + kind}_{owner}"[:30] + "_" + hashlib.md5(name.encode()).hexdigest()  # noqa: S324
+    mp.tests[name] = test
 
 
 def _check_configs(mp: ModelProject, problems: list[Problem]) -> None:

@@ -38,6 +38,8 @@ class NodeResult:
     changed_rows: int | None = None
     seconds: float = 0.0
     message: str = ""
+    failing_rows: dict[str, Any] | None = None
+    """A failing test's first rows (``columns``, ``rows``) with ``--show-failures``."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +63,8 @@ class Runner:
         self._existing: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._schemas: set[str] = set()
+        self.show_failures = 0
+        """``--show-failures``: keep up to this many failing rows of each failing test (0: none)."""
 
     # -- orchestration -----------------------------------------------------------------------
     def run(self, selected: list[str]) -> list[NodeResult]:
@@ -69,6 +73,10 @@ class Runner:
         chosen = set(selected)
         # ephemeral models are compiled into their children: their parents become the children's parents
         parents = {uid: {p for p in self._through_ephemeral(uid) if p in chosen} for uid in chosen}
+        for uid in chosen:  # a model waits for its unit tests (a failing one skips it), as in dbt's build
+            test = self.c.mp.tests.get(uid[5:]) if uid.startswith("test.") else None
+            if test is not None and test.test == "unit" and test.attached in chosen:
+                parents[test.attached].add(uid)
         results: list[NodeResult] = []
         state: dict[str, str] = {}
         children: dict[str, list[str]] = {uid: [] for uid in chosen}
@@ -82,6 +90,11 @@ class Runner:
         own = self.threads > 1 or (self.halt is not None and self.wh.PARALLEL_SESSIONS)
         sessions = [self.wh.session() for _ in range(self.threads)] if own else [self.wh]
         free = list(sessions)
+        if self.wh.dialect == "duckdb" and any(src.external for src in self.c.mp.sources.values()):
+            from ..warehouse._sql import literal
+
+            for s in sessions:  # read_csv('data/x.csv') in an external_location: the dbt project's data/
+                s.execute(f"SET file_search_path = {literal(str(self.c.mp.root), 'duckdb')}")
         watching = contextlib.ExitStack()
         if self.halt is not None and self.wh.dialect == "duckdb":
             for s in sessions:
@@ -155,6 +168,8 @@ class Runner:
         kind, _, name = uid.partition(".")
         if kind == "model":
             return self.c.mp.models[name].materialized
+        if kind == "test" and self.c.mp.tests[name].test == "unit":
+            return "unit_test"
         return kind
 
     def _run_node(self, uid: str, wh: Warehouse) -> NodeResult:
@@ -267,6 +282,14 @@ class Runner:
         if mat == "ephemeral":
             return res
         self._ensure_schema(wh, schema)
+        header = model.config.get("sql_header")
+        if header:  # dbt-duckdb runs it with the statement that builds the model, on the same connection
+            text = self.c.render_hook(model, str(header), model.file)
+            if text:
+                try:
+                    wh.execute(text)
+                except Exception as exc:
+                    raise ModelRunError(f"sql_header failed: {_short(exc)}") from exc
         existing = self._existing.get((schema.lower(), ident.lower()))
         if mat == "view":
             if existing == "table":
@@ -276,6 +299,22 @@ class Runner:
             res.rows, res.changed_rows = None, 0
             self._set_existing(schema, ident, "view")
             return res
+        if model.language == "python":
+            from .python_models import build as build_python
+
+            full = self.full_refresh and model.config.get("full_refresh") is not False
+            if mat == "incremental" and existing == "table" and not full:  # dbt.is_incremental is True
+                return self._incremental(model, wh, st, target, schema, ident, res,
+                                         fill=lambda tmp: build_python(self.c, model, wh, tmp, this=target,
+                                                                       is_incremental=True))
+            if existing == "view":
+                wh.execute(st.drop(target, "view"))
+            build_python(self.c, model, wh, target)
+            res.rows = res.changed_rows = int(wh.query(st.count(target)).rows[0][0])
+            self._set_existing(schema, ident, "table")
+            return res
+        if mat == "external":
+            return self._external(model, wh, st, target, existing, res)
         full = self.full_refresh and model.config.get("full_refresh") is not False
         if mat == "incremental" and existing == "table" and not full:
             return self._incremental(model, wh, st, target, schema, ident, res)
@@ -291,18 +330,57 @@ class Runner:
         self._set_existing(schema, ident, "table")
         return res
 
+    def _external(self, model: Model, wh: Warehouse, st: Statements, target: str, existing: str | None,
+                  res: NodeResult) -> NodeResult:
+        """dbt-duckdb's ``external``: the rows written to a parquet/csv/json file (``location``, default
+        ``./<name>.<format>``), and the model a view over the file. A relative location is the dbt project's."""
+        from pathlib import Path
+
+        from ..warehouse._sql import literal
+
+        if wh.dialect != "duckdb":
+            raise ModelRunError(f"materialized='external' runs on DuckDB only (this warehouse is {wh.dialect})")
+        location = str(model.config.get("location") or "")
+        fmt = str(model.config.get("format") or (Path(location).suffix.lstrip(".") if location else "") or "parquet")
+        fmt = fmt.lower()
+        if fmt not in ("parquet", "csv", "json"):
+            raise ModelRunError(f"external format {fmt!r} is not supported; use parquet, csv or json")
+        path = Path(location or f"{model.alias or model.name}.{fmt}")
+        if not path.is_absolute() and "://" not in str(path):
+            path = self.c.mp.root / path
+        if "://" not in str(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        where = literal(str(path), "duckdb")
+        options = {"parquet": "FORMAT PARQUET", "csv": "FORMAT CSV, HEADER", "json": "FORMAT JSON"}[fmt]
+        wh.execute(f"COPY (\n{self.c.sql(model, dialect=wh.dialect)}\n) TO {where} ({options})")
+        if existing == "table":
+            wh.execute(st.drop(target, "table"))
+        reader = {"parquet": f"read_parquet({where})", "csv": f"read_csv({where}, auto_detect = true)",
+                  "json": f"read_json_auto({where})"}[fmt]
+        for stmt in st.create_view(target, f"select * from {reader}"):
+            wh.execute(stmt)
+        schema, _, ident = res.relation.partition(".")
+        self._set_existing(schema, ident, "view")
+        res.rows = res.changed_rows = int(wh.query(st.count(target)).rows[0][0])
+        return res
+
     def _set_existing(self, schema: str, ident: str, kind: str) -> None:
         with self._lock:
             self._existing[(schema.lower(), ident.lower())] = kind
 
     def _incremental(self, model: Model, wh: Warehouse, st: Statements, target: str, schema: str, ident: str,
-                     res: NodeResult) -> NodeResult:
+                     res: NodeResult, fill: Callable[[str], None] | None = None) -> NodeResult:
+        """The new rows into ``<model>__dbt_tmp`` (the SQL with is_incremental() true, or ``fill`` for a Python
+        model), then appended / merged / delete+inserted into the model's table."""
         tmp_name = f"{ident}__dbt_tmp"
         tmp = st.rel(schema, tmp_name)
-        body = self.c.sql(model, is_incremental=True, dialect=wh.dialect)
         wh.execute(st.drop(tmp, "table"))
-        for stmt in st.create_table(tmp, body, replace=False):
-            wh.execute(stmt)
+        if fill is not None:
+            fill(tmp)
+        else:
+            body = self.c.sql(model, is_incremental=True, dialect=wh.dialect)
+            for stmt in st.create_table(tmp, body, replace=False):
+                wh.execute(stmt)
         try:
             new_cols = wh.columns(schema, tmp_name)
             old_cols = wh.columns(schema, ident)
@@ -428,12 +506,62 @@ class Runner:
 
     # -- tests -------------------------------------------------------------------------------
     def _test(self, test: DataTest, wh: Warehouse) -> NodeResult:
+        if test.test == "unit":
+            return self._unit_test(test, wh)
         sql = self.c.test_sql(test, wh.dialect)
-        failures = int(wh.query(f"select count(*) from (\n{sql}\n) dbt_internal_test").rows[0][0])
+        relation = ""
+        if test.stores_failures:  # as dbt: the failing rows go into <schema>_dbt_test__audit.<test>
+            relation = self._store_failures(test, sql, wh)
+            failures = int(wh.query(f"select count(*) from {relation}").rows[0][0])
+        else:
+            failures = int(wh.query(f"select count(*) from (\n{sql}\n) dbt_internal_test").rows[0][0])
         status = "pass" if failures == 0 else ("warn" if test.severity == "warn" else "fail")
         where = f"{test.file}:{test.line}" if test.line else test.file
         msg = "" if failures == 0 else f"{where}: {failures} failing row(s) for {test.describe()}"
-        return NodeResult(test.uid, test.name, "test", "test", "", status, failures, None, message=msg)
+        if failures and relation:
+            msg += f" (see them: select * from {relation})"
+        res = NodeResult(test.uid, test.name, "test", "test", relation, status, failures, None, message=msg)
+        if failures and self.show_failures:
+            found = wh.query(f"select * from {relation} limit {self.show_failures}" if relation else
+                             f"select * from (\n{sql}\n) dbt_internal_test limit {self.show_failures}")
+            res.failing_rows = {"columns": list(found.columns), "rows": [list(r) for r in found.rows]}
+        return res
+
+    def audit_schema(self) -> str:
+        """Where stored test failures go: ``generate_schema_name('dbt_test__audit')``, as in dbt."""
+        return self.c.schema_for_custom("dbt_test__audit")
+
+    def _store_failures(self, test: DataTest, sql: str, wh: Warehouse) -> str:
+        schema = self.audit_schema()
+        ident = test.alias or test.name
+        st = Statements(wh)
+        target = st.rel(schema, ident)
+        self._ensure_schema(wh, schema)
+        existing = self._existing.get((schema.lower(), ident.lower()))
+        if existing:
+            wh.execute(st.drop(target, existing))
+        if test.store_failures_as == "view":
+            for stmt in st.create_view(target, sql):
+                wh.execute(stmt)
+            self._set_existing(schema, ident, "view")
+        else:
+            for stmt in st.create_table(target, sql, replace=False):
+                wh.execute(stmt)
+            self._set_existing(schema, ident, "table")
+        return target
+
+
+    def _unit_test(self, test: DataTest, wh: Warehouse) -> NodeResult:
+        from .unit_tests import run_unit_test
+
+        try:
+            differing, diff = run_unit_test(self.c, test, wh)
+        except Exception as exc:
+            raise ModelRunError(f"{test.describe()}: {_short(exc)}") from exc
+        where = f"{test.file}:{test.line}" if test.line else test.file
+        msg = f"{where}: {test.describe()}: {diff}" if differing else ""
+        return NodeResult(test.uid, test.name, "test", "unit_test", "", "pass" if not differing else "fail",
+                          differing, None, message=msg)
 
 
 class _HookResult:

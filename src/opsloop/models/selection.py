@@ -119,6 +119,10 @@ def select(c: Compiler, select: list[str] | None, exclude: list[str] | None = No
         for test in c.mp.tests.values():
             if test.uid in chosen or test.uid in excluded:
                 continue
+            if test.test == "unit":  # a unit test goes with its model (it needs only its inputs built)
+                if test.attached in chosen:
+                    chosen.add(test.uid)
+                continue
             parents = c.parents.get(test.uid, set())
             model_parents = {p for p in parents if not p.startswith("source.")}
             on_sources = not model_parents and (bool(parents & chosen) or select is None)
