@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Problem
-from ..project._yaml import LocatedYaml
+from ..project.yaml_files import LocatedYaml
 from ..warehouse import Warehouse
 from .nodes import Source
 

@@ -91,7 +91,7 @@ class Runner:
         sessions = [self.wh.session() for _ in range(self.threads)] if own else [self.wh]
         free = list(sessions)
         if self.wh.dialect == "duckdb" and any(src.external for src in self.c.mp.sources.values()):
-            from ..warehouse._sql import literal
+            from ..warehouse.sql import literal
 
             for s in sessions:  # read_csv('data/x.csv') in an external_location: the dbt project's data/
                 s.execute(f"SET file_search_path = {literal(str(self.c.mp.root), 'duckdb')}")
@@ -336,7 +336,7 @@ class Runner:
         ``./<name>.<format>``), and the model a view over the file. A relative location is the dbt project's."""
         from pathlib import Path
 
-        from ..warehouse._sql import literal
+        from ..warehouse.sql import literal
 
         if wh.dialect != "duckdb":
             raise ModelRunError(f"materialized='external' runs on DuckDB only (this warehouse is {wh.dialect})")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Problem
-from ..project._yaml import LocatedYaml
+from ..project.yaml_files import LocatedYaml
 from ..warehouse import Warehouse
 from .nodes import DataTest
 
@@ -196,7 +196,7 @@ def parse_problems(c: Any, test: DataTest) -> list[Problem]:
 
 # -- running -------------------------------------------------------------------------------------
 def _literal(value: Any) -> str:
-    from ..warehouse._sql import literal
+    from ..warehouse.sql import literal
 
     if isinstance(value, dt.date | dt.datetime | dt.time):
         return literal(value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat(), "duckdb")
@@ -216,7 +216,7 @@ def _rows(fixture: Fixture) -> list[dict[str, Any]]:
 
 def _typed_select(rows: list[dict[str, Any]], columns: list[tuple[str, str]], what: str) -> str:
     """``select cast(v as T) as "c", ...`` per row, union all (``limit 0`` for no rows), as dbt's fixtures."""
-    from ..warehouse._sql import quote
+    from ..warehouse.sql import quote
 
     known = {c.lower() for c, _ in columns}
     for row in rows:
@@ -242,7 +242,7 @@ def _describe(wh: Warehouse, sql: str) -> list[tuple[str, str]]:
 
 def run_unit_test(c: Any, test: DataTest, wh: Warehouse) -> tuple[int, str]:
     """(number of differing rows, the diff) for one unit test, on ``wh``'s session."""
-    from ..warehouse._sql import quote
+    from ..warehouse.sql import quote
     from ._render import Relation, RenderContext, RenderError
     from .compiler import _inject_ctes
 
