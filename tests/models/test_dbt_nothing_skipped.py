@@ -96,7 +96,6 @@ EXPECTED = [
     "models/hooked.sql:1: config 'sql_header' is not supported",
     "models/exported.sql:1: unsupported materialization 'external'",
     "models/py_model.py:1: Python model 'py_model' is not supported yet",
-    "models/schema.yml:7: unsupported test 'is_even'",
     "models/schema.yml:9: unit test 'test_paid' is not supported yet",
     "models/schema.yml:14: source 'files': external_location (dbt-duckdb external files) is not supported yet",
 ]

@@ -119,7 +119,7 @@ class DataTest:
 
     name: str
     test: str
-    """unique | not_null | accepted_values | relationships | singular"""
+    """unique | not_null | accepted_values | relationships | singular | generic (a ``test_<name>`` macro)"""
     attached: str
     """uid of the model/seed/source the test checks."""
     column: str
@@ -131,7 +131,10 @@ class DataTest:
     depends_on: set[str] = field(default_factory=set)
     tags: list[str] = field(default_factory=list)
     raw_sql: str = ""
-    """A singular test's SQL (selects the failing rows)."""
+    """A singular test's SQL (selects the failing rows); for a custom generic test, the call of its macro."""
+    fail_calc: str = "count(*)"
+    warn_if: str = "!= 0"
+    error_if: str = "!= 0"
 
     @property
     def uid(self) -> str:
@@ -141,4 +144,7 @@ class DataTest:
         """What a failure message names: ``unique on orders.id`` or ``singular test assert_positive``."""
         if self.test == "singular":
             return f"singular test {self.name}"
+        if self.test == "generic":
+            on = self.attached.split('.', 1)[1] + (f".{self.column}" if self.column else "")
+            return f"{self.kwargs.get('_macro')} on {on}"
         return f"{self.test} on {self.attached.split('.', 1)[1]}.{self.column}"

@@ -497,10 +497,6 @@ def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | in
         problems.append(Problem(rel, line, f"cannot read this test entry: {test!r}"))
         return
     kind = str(kind)
-    if kind not in GENERIC_TESTS:
-        problems.append(Problem(rel, line, f"unsupported test {kind!r}",
-                                "opsloop runs the built-in tests unique, not_null, accepted_values and relationships"))
-        return
     args = dict(args)
     config = dict(args.pop("config", None) or {})
     kwargs = dict(args.pop("arguments", None) or {})
@@ -510,6 +506,11 @@ def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | in
             config.setdefault(key, args.pop(key))
     kwargs.update(args)
     column = str(kwargs.pop("column_name", column)) if kwargs.get("column_name") or column else None
+    if kind not in GENERIC_TESTS:  # a {% test %} macro of the project's or a package's
+        from ._generic import add_generic_test
+
+        add_generic_test(mp, rel, line, kind, kwargs, column, attached, owner, prefix, config, custom_name, problems)
+        return
     if column is None:
         problems.append(Problem(rel, line, f"test {kind!r} needs a column",
                                 "put it under columns:, or give column_name"))

@@ -69,6 +69,7 @@ class Runner:
         chosen = set(selected)
         # ephemeral models are compiled into their children: their parents become the children's parents
         parents = {uid: {p for p in self._through_ephemeral(uid) if p in chosen} for uid in chosen}
+        _gate_on_tests(parents)
         results: list[NodeResult] = []
         state: dict[str, str] = {}
         children: dict[str, list[str]] = {uid: [] for uid in chosen}
@@ -429,10 +430,13 @@ class Runner:
     # -- tests -------------------------------------------------------------------------------
     def _test(self, test: DataTest, wh: Warehouse) -> NodeResult:
         sql = self.c.test_sql(test, wh.dialect)
-        failures = int(wh.query(f"select count(*) from (\n{sql}\n) dbt_internal_test").rows[0][0])
-        status = "pass" if failures == 0 else ("warn" if test.severity == "warn" else "fail")
+        calc = test.fail_calc  # as dbt's test materialization: fail_calc, warn_if, error_if
+        row = wh.query(f"select {calc} as failures, ({calc}) {test.warn_if} as should_warn, ({calc}) {test.error_if} "
+                       f"as should_error from (\n{sql}\n) dbt_internal_test").rows[0]
+        failures = int(row[0] or 0)
+        status = "fail" if test.severity == "error" and row[2] else "warn" if row[1] else "pass"
         where = f"{test.file}:{test.line}" if test.line else test.file
-        msg = "" if failures == 0 else f"{where}: {failures} failing row(s) for {test.describe()}"
+        msg = "" if status == "pass" else f"{where}: {failures} failing row(s) for {test.describe()}"
         return NodeResult(test.uid, test.name, "test", "test", "", status, failures, None, message=msg)
 
 
@@ -448,6 +452,34 @@ class _HookResult:
         schema, _, alias = res.relation.rpartition(".")
         self.node = {"unique_id": f"{res.kind}.{project}.{res.name}", "name": res.name, "resource_type": res.kind,
                      "schema": schema, "alias": alias, "config": {"materialized": res.materialization}}
+
+
+def _gate_on_tests(parents: dict[str, set[str]]) -> None:
+    """As ``dbt build``: the tests of a node run before what reads it, and a failing one skips it. A test
+    joins the parents of each node downstream of one of its parents when all its parents are upstream."""
+    tests = [(t, ps) for t, ps in parents.items() if t.startswith("test.") and ps]
+    if not tests:
+        return
+    children: dict[str, list[str]] = {}
+    for uid, ps in parents.items():
+        if not uid.startswith("test."):
+            for p in ps:
+                children.setdefault(p, []).append(uid)
+    ancestors: dict[str, set[str]] = {}
+
+    def upstream(uid: str) -> set[str]:
+        found = ancestors.get(uid)
+        if found is None:
+            found = ancestors[uid] = set()
+            for p in parents.get(uid, ()):
+                if not p.startswith("test."):
+                    found |= {p, *upstream(p)}
+        return found
+
+    for test, ps in tests:
+        for child in {c for p in ps for c in children.get(p, ())}:
+            if ps <= upstream(child):
+                parents[child].add(test)
 
 
 def _short(exc: BaseException) -> str:
