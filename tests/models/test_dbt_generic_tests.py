@@ -1,8 +1,9 @@
 """Custom generic tests run as dbt runs them: `{% test %}` blocks in a package's macros/ (dispatched, with
 `config(fail_calc=...)`, `warn_if` / `error_if`), in the project's tests/generic/ and macros/, called from
 schema files with arguments (`ref()` strings, lists, `where`, `severity`), on a column or a whole model;
-a singular test with `config(enabled=false)` is not run; `load_relation`, `adapter.drop_relation` (in a
-post-hook) and `flags.WHICH` answer as under dbt. Every test's verdict and name equal dbt-duckdb's."""
+a singular test with `config(enabled=false)` and a unit-test fixture (tests/fixtures/) are not run;
+`load_relation`, `adapter.drop_relation` (in a post-hook) and `flags.WHICH` answer as under dbt.
+Every test's verdict and name equal dbt-duckdb's."""
 
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ PROJECT = {
                '{{ flags.WHICH }}' as which
     """,
     "tests/disabled.sql": "{{ config(enabled=false) }}\nselect 1 as fails\n",
+    "tests/fixtures/rows.sql": "select 1 as fails\n",  # a unit-test fixture, not a singular test
     "models/schema.yml": """
         version: 2
         seeds:

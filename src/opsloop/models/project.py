@@ -203,8 +203,11 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
         base = root / folder
         if base.is_dir():
             for path in sorted(base.rglob("*.sql")):
-                if "generic" in path.relative_to(base).parts[:-1]:
+                parts = path.relative_to(base).parts[:-1]
+                if "generic" in parts:
                     mp.macro_files.append(path)  # {% test %} definitions are macros, as in dbt
+                elif parts[:1] == ("fixtures",):
+                    continue  # unit-test fixtures (tests/fixtures/), not singular tests, as in dbt
                 else:
                     _read_singular_test(mp, path, problems)
     for folder in snapshot_paths:
