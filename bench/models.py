@@ -11,7 +11,11 @@ joins, several DAG levels), then times, as whole processes, medians of --runs:
 - floor:  a bare Python script that runs the same compiled CREATE TABLE statements on DuckDB in DAG
           order (what any runner must at least do)
 
-and, in the largest project, the time to rebuild the downstream of one changed model
+With ``--variants plain,package`` (the default) each size runs twice: as above, and with every model
+calling macros of a local package (``benchutils``: an ``adapter.dispatch``'d macro built on ``dbt.concat``
+and ``dbt.safe_cast``, as dbt_utils' macros are), so the figures include packages in play.
+
+And, in the largest project, the time to rebuild the downstream of one changed model
 (`opsloop run -s MODEL+`, whole process, and the same through the warm Python API).
 """
 
@@ -36,10 +40,29 @@ DBT = REPO / ".venv-dbt" / "bin" / "dbt"
 ENV = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false"}
 
 
-def make_project(folder: Path, n: int, rows: int) -> None:
+PACKAGE_MACROS = """
+{% macro tag(col, prefix) %}{{ return(adapter.dispatch('tag', 'benchutils')(col, prefix)) }}{% endmacro %}
+{% macro default__tag(col, prefix) -%}
+  {{ dbt.concat([dbt.string_literal(prefix), dbt.safe_cast(col, dbt.type_string())]) }}
+{%- endmacro %}
+{% macro duckdb__tag(col, prefix) %}{{ benchutils.default__tag(col, prefix) }}{% endmacro %}
+"""
+
+
+def make_package(folder: Path) -> None:
+    """A small local package whose macro dispatches, as dbt_utils' macros do."""
+    (folder / "benchutils" / "macros").mkdir(parents=True)
+    (folder / "benchutils" / "dbt_project.yml").write_text("name: benchutils\nversion: '1.0'\nconfig-version: 2\n")
+    (folder / "benchutils" / "macros" / "tag.sql").write_text(PACKAGE_MACROS)
+    (folder / "packages.yml").write_text("packages:\n  - local: benchutils\n")
+
+
+def make_project(folder: Path, n: int, rows: int, package: bool = False) -> None:
     (folder / "models").mkdir(parents=True)
     (folder / "dbt_project.yml").write_text(
         "name: bench\nversion: '1.0'\nprofile: bench\nmodels:\n  bench:\n    +materialized: table\n")
+    if package:
+        make_package(folder)
     (folder / "models" / "sources.yml").write_text(
         "version: 2\nsources:\n  - name: raw\n    tables:\n      - name: src\n")
     width = max(1, n // 10)  # ten DAG levels
@@ -56,6 +79,9 @@ def make_project(folder: Path, n: int, rows: int) -> None:
             p = (level - 1) * width + (i % width)
             body = (f"select id, (grp + {i}) % 97 as grp, val * 1.0001 as val, label\n"
                     f"from {{{{ ref('m{p}') }}}}\nwhere val > -1")
+        if package:  # the label goes through the package's dispatched macro
+            body = body.replace("a.label", "{{ benchutils.tag('a.label', 'x') }} as label", 1) if "a.label" in body \
+                else body.replace(", label", ", {{ benchutils.tag('label', 'x') }} as label", 1)
         (folder / "models" / f"m{i}.sql").write_text(body + "\n")
 
 
@@ -112,6 +138,8 @@ def main() -> None:
     parser.add_argument("--no-dbt", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the whole path runs")
+    parser.add_argument("--variants", default="plain,package",
+                        help="plain: the models alone; package: every model calls a local package's macros")
     args = parser.parse_args()
     if args.smoke:
         args.sizes, args.runs, args.rows = "10", 1, 1000
@@ -121,17 +149,22 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="opsloop-bench-models-"))
     print(f"# {args.rows} source rows, medians of {args.runs} runs, whole processes; work dir {work}")
-    print(f"{'models':>6} {'dbt s':>8} {'opsloop s':>10} {'floor s':>8} {'dbt/opsloop':>12} {'opsloop/floor':>14}")
+    print(f"{'models':>6} {'variant':>8} {'dbt s':>8} {'opsloop s':>10} {'floor s':>8} {'dbt/opsloop':>12} "
+          f"{'opsloop/floor':>14}")
     rebuild: dict[str, float] = {}
-    for n in sizes:
-        folder = work / f"p{n}"
-        make_project(folder, n, args.rows)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for n, variant in [(n, v) for n in sizes for v in variants]:
+        package = variant == "package"
+        folder = work / f"p{n}{'_pkg' if package else ''}"
+        make_project(folder, n, args.rows, package)
         (folder / "profiles.yml").write_text(
             f"bench:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: {folder / 'dbt.duckdb'}\n"
             "      schema: main\n      threads: 4\n")
         for db in ("dbt.duckdb", "warehouse.duckdb", "floor.duckdb"):
             seed_source(folder / db, args.rows)
         script = floor_script(folder)
+        if package and use_dbt:  # dbt needs its deps step once (opsloop reads a local: package in place)
+            timed([str(DBT), "deps", "--project-dir", str(folder), "--profiles-dir", str(folder)], folder)
         ops_cmd = [PY, "-m", "opsloop", "build", "--project", str(folder)]
         if args.threads:
             ops_cmd += ["--threads", str(args.threads)]
@@ -144,11 +177,12 @@ def main() -> None:
                                    folder))
         d = median(dbt_t) if dbt_t else float("nan")
         o, f = median(ops_t), median(floor_t)
-        print(f"{n:>6} {d:>8.2f} {o:>10.2f} {f:>8.2f} {d / o:>11.1f}x {o / f:>13.2f}x", flush=True)
-        ratio(f"opsloop/floor at {n} models", o / f)
+        print(f"{n:>6} {variant:>8} {d:>8.2f} {o:>10.2f} {f:>8.2f} {d / o:>11.1f}x {o / f:>13.2f}x", flush=True)
+        label = f"{n} models" + (" with a package" if package else "")
+        ratio(f"opsloop/floor at {label}", o / f)
         if use_dbt:
-            ratio(f"dbt/opsloop at {n} models", d / o)
-        if n == max(sizes):
+            ratio(f"dbt/opsloop at {label}", d / o)
+        if n == max(sizes) and variant == variants[0]:
             # one changed model: rebuild it and everything downstream of it
             width = max(1, n // 10)
             target = f"m{8 * width}"  # two levels from the leaves

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ._dbt import dbt, opsloop, relations, write_project
@@ -66,12 +67,13 @@ def test_deps_installs_local_and_git_packages_like_dbt_deps(tmp_path: Path) -> N
     assert relations(ours / "warehouse.duckdb")["main.m"][1] == [("one!", 1)]
 
 
-def test_deps_names_the_line_of_a_package_it_cannot_install(tmp_path: Path) -> None:
+def test_deps_names_the_line_of_a_package_it_cannot_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBT_PACKAGE_HUB_URL", "http://127.0.0.1:9/")  # nothing listens there: no network
     root = write_project(tmp_path / "proj", {
         "packages.yml": "packages:\n  - local: ../nowhere\n  - package: dbt-labs/dbt_utils\n    version: 1.3.0\n",
     })
     proc = opsloop(root, "deps")
     assert proc.returncode == 1
     assert "packages.yml:2: local package '../nowhere' has no dbt_project.yml" in proc.stderr, proc.stderr
-    assert "packages.yml:3: cannot install 'dbt-labs/dbt_utils' offline" in proc.stderr
+    assert "packages.yml:3: cannot reach the package hub for package 'dbt-labs/dbt_utils'" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -107,7 +107,9 @@ def test_a_runtime_sql_error_names_the_model_file_and_its_line(tmp_path: Path) -
         "models/a.sql": "{{ config(materialized='table') }}\n\n{# a comment #}\nselect id,\n  amount\n"
                         "from {{ ref('p') }}\nwhere amount > 'abc'::int\n",
         "models/b.sql": "-- a view\nselect id\nfrom {{ ref('p') }}\nwhere lenght(id) > 0\n",
-        "tests/assert_cast.sql": "select *\nfrom {{ ref('p') }}\nwhere amount = 'two'::int\n",
+        # its own seed: a failing test skips what reads the seed it tests, as in dbt build
+        "seeds/q.csv": "id,amount\n1,2\n",
+        "tests/assert_cast.sql": "select *\nfrom {{ ref('q') }}\nwhere amount = 'two'::int\n",
     })
     proc = opsloop(root, "build")
     assert proc.returncode == 1

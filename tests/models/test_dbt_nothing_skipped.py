@@ -91,7 +91,6 @@ UNSUPPORTED = {
 EXPECTED = [
     "models/py_view.py:2: Python model 'py_view': materialized 'view' is not supported for Python models",
     "models/batched.sql:1: unsupported incremental_strategy 'microbatch'",
-    "models/schema.yml:7: unsupported test 'is_even'",
 ]
 
 

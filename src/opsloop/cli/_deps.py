@@ -1,4 +1,4 @@
-"""deps: install the dbt packages packages.yml names into dbt_packages/ (local: and git: packages)."""
+"""deps: install the dbt packages packages.yml names into dbt_packages/ (local, git, hub, tarball)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,19 @@ from ._common import ProjectOpt
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def deps(project: ProjectOpt = Path(".")) -> None:
-        """Install packages.yml's local: and git: packages into dbt_packages/ (as `dbt deps` does)."""
+    def deps(project: ProjectOpt = Path("."),
+             upgrade: bool = typer.Option(False, "--upgrade", help="resolve afresh, ignore package-lock.yml")) -> None:
+        """Install packages.yml's packages (local:, git:, hub package:, tarball:) into dbt_packages/, as
+        `dbt deps` does; package-lock.yml pins them (DBT_PACKAGE_HUB_URL names another hub)."""
         from ..errors import ConfigError
-        from ..models.packages import DepsError, install
+        from ..models.deps import DepsError, install
         from ..project import read_project_config
 
         loaded = read_project_config((project or Path.cwd()).resolve())
         dbt_dir = loaded.config.dbt_project
         root = (loaded.root / dbt_dir).resolve() if dbt_dir else loaded.root
         try:
-            lines = install(root, loaded.root)
+            lines = install(root, loaded.root, upgrade=upgrade)
         except DepsError as exc:
             raise ConfigError(exc.problems) from exc
         for line in lines:

@@ -49,8 +49,22 @@ _DISPATCHED = {
 }
 
 
+_PLAIN = {
+    # dbt-core's global macros that packages call by bare name (not dispatched)
+    "should_store_failures": "{% macro should_store_failures() %}{% set c = config.get('store_failures') %}"
+                             "{% if c is none %}{% set c = flags.STORE_FAILURES %}{% endif %}{% do return(c) %}"
+                             "{% endmacro %}",
+    "should_full_refresh": "{% macro should_full_refresh() %}{% set c = config.get('full_refresh') %}"
+                           "{% if c is none %}{% set c = flags.FULL_REFRESH %}{% endif %}{% do return(c) %}"
+                           "{% endmacro %}",
+    "get_where_subquery": "{% macro get_where_subquery(relation) %}{% set where = config.get('where', '') %}"
+                          "{% if where %}{% do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') "
+                          "dbt_subquery') %}{% else %}{% do return(relation) %}{% endif %}{% endmacro %}",
+}
+
+
 def _macros() -> str:
-    parts = []
+    parts = list(_PLAIN.values())
     for name, (args, default, duckdb) in _DISPATCHED.items():
         call_args = ", ".join(a.split("=")[0].strip() for a in args.split(",") if a.strip())
         parts.append(f"{{% macro {name}({args}) -%}}{{{{ return(adapter.dispatch('{name}', 'dbt')({call_args})) }}}}"
@@ -63,5 +77,6 @@ def _macros() -> str:
 
 DBT_MACROS = _macros()
 DBT_MACRO_NAMES = frozenset(
-    [*_DISPATCHED, *(f"default__{n}" for n in _DISPATCHED), *(f"duckdb__{n}" for n, v in _DISPATCHED.items() if v[2])])
+    [*_PLAIN, *_DISPATCHED, *(f"default__{n}" for n in _DISPATCHED),
+     *(f"duckdb__{n}" for n, v in _DISPATCHED.items() if v[2])])
 """Every macro DBT_MACROS defines (known without compiling it)."""

@@ -78,6 +78,12 @@ class _Columns(list[TableColumn]):
             raise KeyError(key)
         return list.__getitem__(self, key)
 
+    def keys(self) -> list[str]:
+        return [c.name for c in self]
+
+    def items(self) -> list[tuple[str, TableColumn]]:  # agate's MappedSequence: name -> column
+        return [(c.name, c) for c in self]
+
 
 class Table:
     """What ``run_query`` returns (shaped as the agate table dbt returns)."""

@@ -15,7 +15,7 @@ BUILTIN_NAMES = {
     "ref", "source", "config", "var", "env_var", "this", "is_incremental", "target", "execute", "log",
     "exceptions", "return", "run_started_at", "invocation_id", "project_name", "model", "flags",
     "modules", "zip", "tojson", "fromjson", "set", "set_strict", "print", "adapter", "run_query", "statement",
-    "load_result", "api",
+    "load_result", "api", "load_relation",
     # Jinja's own globals
     "range", "lipsum", "dict", "cycler", "joiner", "namespace", "loop", "caller", "varargs", "kwargs", "super",
     "true", "false", "none", "True", "False", "None",
@@ -94,6 +94,9 @@ class Relation(Mapping[str, Any]):
         return self.text
 
     def include(self, **_: Any) -> Relation:
+        return self
+
+    def incorporate(self, **_: Any) -> Relation:
         return self
 
     __hash__ = object.__hash__
@@ -202,6 +205,23 @@ class _MacroCall:
             return ret.value
         finally:
             cur.depth -= 1
+
+
+def _catch_return(macro: Any) -> None:
+    """Make ``{{ return(x) }}`` end this macro even when a macro of the same file calls it directly (that
+    call reaches Jinja's Macro, not the _MacroCall wrapper): ``get_x()[0]`` then indexes x."""
+    inner = macro._func
+    if getattr(inner, "_catches_return", False):
+        return
+
+    def func(*args: Any) -> Any:
+        try:
+            return inner(*args)
+        except _Return as ret:
+            return ret.value
+
+    func._catches_return = True  # type: ignore[attr-defined]
+    macro._func = func
 
 
 class _LazyMacro:
@@ -403,6 +423,27 @@ class _Adapter:
         s, n, kind = found.rows[0]
         return self._r.relation(str(s), str(n), database, "view" if "VIEW" in str(kind).upper() else "table")
 
+    def _load_relation(self, relation: Any) -> Any:
+        """dbt's ``load_relation(relation)``: the relation when it exists in the warehouse, else None."""
+        schema, name = _schema_and_name(relation)
+        return self.get_relation(getattr(relation, "database", None), schema, name)
+
+    def drop_relation(self, relation: Any) -> str:
+        """Drop the table or view, if it exists (nothing while parsing)."""
+        ctx = self._r._cur.ctx
+        if ctx is None or not ctx.execute:
+            return ""
+        schema, name = _schema_and_name(relation)
+        found = _ask(ctx, "adapter.drop_relation",
+                     "select table_type from information_schema.tables where "
+                     f"lower(table_schema) = lower({_lit(schema)}) and lower(table_name) = lower({_lit(name)})")
+        if found.rows:
+            from ..warehouse._sql import relation as rel_text
+
+            kind = "view" if "VIEW" in str(found.rows[0][0]).upper() else "table"
+            _ask(ctx, "adapter.drop_relation", f"drop {kind} if exists {rel_text(schema, name, self._r.adapter_type)}")
+        return ""
+
     def __getattr__(self, item: str) -> Any:
         if item.startswith("_"):
             raise AttributeError(item)
@@ -410,7 +451,7 @@ class _Adapter:
                           hint="see docs/models.md for what opsloop supports")
 
 
-ADAPTER_METHODS = ("dispatch", "quote", "type", "get_columns_in_relation", "get_relation")
+ADAPTER_METHODS = ("dispatch", "quote", "type", "get_columns_in_relation", "get_relation", "drop_relation")
 
 
 def _lit(value: Any) -> str:
@@ -455,6 +496,22 @@ class _RelationApi:
 class _Api:
     def __init__(self, renderer: Renderer) -> None:
         self.Relation = _RelationApi(renderer)
+
+
+class _Flags:
+    """dbt's ``flags``: what packages read of the invocation (``flags.WHICH``, ``flags.FULL_REFRESH``)."""
+
+    WHICH = "build"
+    FULL_REFRESH = False
+    STORE_FAILURES = False
+    EMPTY = False
+    WARN_ERROR = False
+    DEBUG = False
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("__"):
+            raise AttributeError(item)
+        return None
 
 
 class _Statement:
@@ -533,7 +590,8 @@ class Renderer:
                  dispatch: Mapping[str, list[str]] | None = None, adapter_type: str = "duckdb") -> None:
         from ._dbt_macros import DBT_MACRO_NAMES, DBT_MACROS
 
-        self.jinja = _sandbox()(extensions=["jinja2.ext.do"], undefined=_strict_undefined())
+        self._cur = _Current()
+        self.jinja = _sandbox()(extensions=["jinja2.ext.do"], undefined=_strict_undefined(self._cur))
         self.vars = dict(vars_)
         self.env = dict(env)
         self.target = dict(target)
@@ -550,7 +608,6 @@ class Renderer:
         self._templates: dict[str, Any] = {}
         self.problems: list[Problem] = []
         self._dbt = [("(dbt's cross-database macros)", DBT_MACROS)]
-        self._cur = _Current()
         self._scope: dict[str, Any] | None = None
         self._macros: dict[str, Any] = {}
         self._scope_lock = threading.Lock()
@@ -612,7 +669,7 @@ class Renderer:
                 "adapter": _Adapter(self), "modules": _modules(), "zip": zip, "tojson": _tojson,
                 "fromjson": _fromjson, "set": _set, "set_strict": _set_strict,
                 "run_query": self._run_query, "statement": _Statement(cur), "load_result": self._load_result,
-                "api": _Api(self),
+                "api": _Api(self), "flags": _Flags(), "load_relation": lambda r: _Adapter(self)._load_relation(r),
             }
             # One scope, as when dbt renders the project's nodes: dbt's macros and the project's own are
             # global; a package's macros are reached through its namespace (dbt_utils.x), not by bare name.
@@ -655,6 +712,7 @@ class Renderer:
 
             for name, value in context.vars.items():
                 if isinstance(value, Macro):
+                    _catch_return(value)
                     found[name] = _MacroCall(value, f"{owner}.{name}" if owner else name, self._cur)
                     if export:
                         scope[name] = found[name]
@@ -841,10 +899,34 @@ def _no_ctx(name: str) -> Any:
     raise RenderError(f"{name}() cannot be used here")
 
 
-def _strict_undefined() -> Any:
+def _strict_undefined(cur: _Current) -> Any:
     from jinja2 import StrictUndefined
 
-    return StrictUndefined
+    class MacroUndefined(StrictUndefined):
+        """Strict in a model's own text; inside a macro an undefined name prints as nothing, as under dbt
+        (dbt_utils prints a variable it sets in one branch only: ``{{ select_gb_cols }}``)."""
+
+        def __str__(self) -> str:  # type: ignore[override]
+            return "" if cur.depth > 0 else str(super().__str__())
+
+        def __bool__(self) -> bool:  # type: ignore[override]
+            return False if cur.depth > 0 else bool(super().__bool__())
+
+        def __iter__(self) -> Any:
+            return iter(()) if cur.depth > 0 else super().__iter__()
+
+        def __len__(self) -> int:  # type: ignore[override]
+            return 0 if cur.depth > 0 else int(super().__len__())
+
+        def __eq__(self, other: object) -> bool:  # type: ignore[override]
+            return type(self) is type(other) if cur.depth > 0 else bool(super().__eq__(other))
+
+        def __ne__(self, other: object) -> bool:  # type: ignore[override]
+            return not self.__eq__(other)
+
+        __hash__ = object.__hash__  # type: ignore[assignment]
+
+    return MacroUndefined
 
 
 def _undefined_name(message: str) -> str:

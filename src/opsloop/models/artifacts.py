@@ -104,8 +104,9 @@ def _test_node(c: Compiler, test: DataTest) -> dict[str, Any]:
     }
     if test.test != "singular":
         kwargs = {k: v for k, v in test.kwargs.items() if not k.startswith("_")}
-        node["test_metadata"] = {"name": test.test, "kwargs": {"column_name": test.column, **kwargs},
-                                 "namespace": None}
+        ns, _, name = str(test.kwargs.get("_macro") or test.test).rpartition(".")
+        node["test_metadata"] = {"name": name, "kwargs": {"column_name": test.column or None, **kwargs},
+                                 "namespace": ns or None}
     return node
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -202,7 +204,7 @@ class Compiler:
             self._parse_snapshot(snap)
         for test in mp.tests.values():
             self._parse_test(test)
-        for name in [n for n, t in mp.tests.items() if t.test == "singular" and t.uid not in self.parents]:
+        for name in [n for n, t in mp.tests.items() if t.test in ("singular", "generic") and t.uid not in self.parents]:
             del mp.tests[name]  # disabled, or it did not parse (reported)
         self.order = self._toposort()
         return self.problems
@@ -312,9 +314,49 @@ class Compiler:
 
         return ref, source
 
+    def _parse_generic(self, test: DataTest) -> None:
+        """A custom generic test: the call of its ``test_<name>`` macro, then parsed as a singular test."""
+        from ._generic import call_text, resolve_macro
+
+        kind = str(test.kwargs.get("_macro"))
+        callee = resolve_macro(self.renderer, kind)
+        if callee is None:
+            ns, _, bare = kind.rpartition(".")
+            where = f"the {ns} package" if ns else "a package"
+            self.problems.append(Problem(test.file, test.line, f"unknown test {kind!r}: no {{% test {bare} %}} macro "
+                                         f"in macros/, tests/generic/ or {where}",
+                                         "check the name, or install the package that defines it"))
+            return
+        for attr in ("_enabled", "severity", "where"):  # config values may be Jinja ("{{ 'warn' if ... }}")
+            raw = test.kwargs.get(attr) if attr == "_enabled" else getattr(test, attr)
+            if isinstance(raw, str) and "{{" in raw:
+                ref, source = self._resolvers(raw, set(), {})
+                try:
+                    value, _ = self.renderer.render(test.file, raw, RenderContext(ref, source, None, False,
+                                                                                  execute=False))
+                except RenderError as exc:
+                    self.problems.append(Problem(test.file, test.line, f"{attr}: {exc}", exc.hint))
+                    return
+                if attr == "_enabled":
+                    if value.strip().lower() in ("false", "0", "no", "none", ""):
+                        return  # disabled: not a node (dropped with the tests that did not parse)
+                    continue
+                setattr(test, attr, value.strip().lower() if attr == "severity" else value.strip())
+        if test.severity not in ("error", "warn"):
+            self.problems.append(Problem(test.file, test.line, f"severity must be error or warn, not "
+                                         f"{test.severity!r}"))
+            return
+        group, _, rest = test.attached.partition(".")
+        args = ", ".join(json.dumps(p) for p in rest.split(".", 1))
+        target = f"source({args})" if group == "source" else f"ref({json.dumps(rest)})"
+        test.raw_sql = call_text(test, callee, target)
+        self._parse_singular(test)
+
     def _parse_singular(self, test: DataTest) -> None:
         """A singular test: its refs and sources, and the config() it sets (severity, enabled, tags)."""
         found = self.renderer.check(test.file, test.raw_sql)
+        if test.test == "generic":
+            found = [dataclasses.replace(p, line=test.line) for p in found]
         if found:
             self.problems.extend(found)
             return
@@ -323,22 +365,31 @@ class Compiler:
         try:
             _, captured = self.renderer.render(test.file, test.raw_sql, RenderContext(ref, source, None, False,
                                                                                           execute=False))
-        except RenderError as exc:
-            self.problems.append(Problem(test.file, exc.line, str(exc), exc.hint))
+        except RenderError as exc:  # a generic test's error is at its schema file's line
+            line = test.line if test.test == "generic" else exc.line
+            self.problems.append(Problem(test.file, line, str(exc), exc.hint))
             return
-        severity = str(captured.get("severity", "error")).lower()
+        severity = str(captured.get("severity", test.severity)).lower()
         if severity not in ("error", "warn"):
             self.problems.append(Problem(test.file, None, f"severity must be error or warn, not {severity!r}"))
         test.severity = severity
+        for key in ("fail_calc", "warn_if", "error_if"):
+            if captured.get(key):
+                setattr(test, key, str(captured[key]))
         test.tags = [*test.tags, *_as_list(captured.get("tags"))]
         from .project import apply_test_config
 
         apply_test_config(test, captured)
         if captured.get("where"):
             test.where = str(captured["where"])
+        if captured.get("enabled") is False:  # {{ config(enabled=false) }}: not a node, as in dbt
+            return
         self.parents[test.uid] = set(test.depends_on)
 
     def _parse_test(self, test: DataTest) -> None:
+        if test.test == "generic":
+            self._parse_generic(test)
+            return
         if test.test == "singular":
             self._parse_singular(test)
             return
@@ -502,7 +553,7 @@ class Compiler:
     def test_sql(self, test: DataTest, dialect: str | None = None) -> str:
         """A query returning the failing rows, as dbt's built-in tests write it."""
         d = self.target.source_dialect
-        if test.test == "singular":
+        if test.test in ("singular", "generic"):
             from ..warehouse.sql import transpile
 
             ephemerals: dict[str, str] = {}

@@ -128,7 +128,8 @@ class DataTest:
 
     name: str
     test: str
-    """unique | not_null | accepted_values | relationships | singular | unit"""
+    """unique | not_null | accepted_values | relationships | singular | unit | generic (a ``test_<name>``
+    macro)"""
     attached: str
     """uid of the model/seed/source the test checks."""
     column: str
@@ -140,7 +141,10 @@ class DataTest:
     depends_on: set[str] = field(default_factory=set)
     tags: list[str] = field(default_factory=list)
     raw_sql: str = ""
-    """A singular test's SQL (selects the failing rows)."""
+    """A singular test's SQL (selects the failing rows); for a custom generic test, the call of its macro."""
+    fail_calc: str = "count(*)"
+    warn_if: str = "!= 0"
+    error_if: str = "!= 0"
     store_failures: bool | None = None
     store_failures_as: str | None = None
     """``table`` / ``view`` (stored whatever ``store_failures`` says) or ``ephemeral`` (not stored)."""
@@ -164,4 +168,7 @@ class DataTest:
             return f"singular test {self.name}"
         if self.test == "unit":
             return f"unit test {self.name} on {self.attached.split('.', 1)[1]}"
+        if self.test == "generic":
+            on = self.attached.split('.', 1)[1] + (f".{self.column}" if self.column else "")
+            return f"{self.kwargs.get('_macro')} on {on}"
         return f"{self.test} on {self.attached.split('.', 1)[1]}.{self.column}"

@@ -215,10 +215,11 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
         base = root / folder
         if base.is_dir():
             for path in sorted(base.rglob("*.sql")):
-                if "fixtures" in path.relative_to(base).parts[:-1]:
-                    continue  # unit test fixture files (format: sql), not tests
-                if "generic" in path.relative_to(base).parts[:-1]:
+                parts = path.relative_to(base).parts[:-1]
+                if "generic" in parts:
                     mp.macro_files.append(path)  # {% test %} definitions are macros, as in dbt
+                elif "fixtures" in parts:
+                    continue  # unit-test fixtures (tests/fixtures/, format: sql), not singular tests, as in dbt
                 else:
                     _read_singular_test(mp, path, problems)
     for folder in snapshot_paths:
@@ -555,10 +556,6 @@ def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | in
         problems.append(Problem(rel, line, f"cannot read this test entry: {test!r}"))
         return
     kind = str(kind)
-    if kind not in GENERIC_TESTS:
-        problems.append(Problem(rel, line, f"unsupported test {kind!r}",
-                                "opsloop runs the built-in tests unique, not_null, accepted_values and relationships"))
-        return
     args = dict(args)
     config = dict(args.pop("config", None) or {})
     kwargs = dict(args.pop("arguments", None) or {})
@@ -569,6 +566,11 @@ def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | in
             config.setdefault(key, args.pop(key))
     kwargs.update(args)
     column = str(kwargs.pop("column_name", column)) if kwargs.get("column_name") or column else None
+    if kind not in GENERIC_TESTS:  # a {% test %} macro of the project's or a package's
+        from ._generic import add_generic_test
+
+        add_generic_test(mp, rel, line, kind, kwargs, column, attached, owner, prefix, config, custom_name, problems)
+        return
     if column is None:
         problems.append(Problem(rel, line, f"test {kind!r} needs a column",
                                 "put it under columns:, or give column_name"))

@@ -73,9 +73,12 @@ class Runner:
         chosen = set(selected)
         # ephemeral models are compiled into their children: their parents become the children's parents
         parents = {uid: {p for p in self._through_ephemeral(uid) if p in chosen} for uid in chosen}
-        for uid in chosen:  # a model waits for its unit tests (a failing one skips it), as in dbt's build
-            test = self.c.mp.tests.get(uid[5:]) if uid.startswith("test.") else None
-            if test is not None and test.test == "unit" and test.attached in chosen:
+        units = {uid for uid in chosen if uid.startswith("test.")
+                 and getattr(self.c.mp.tests.get(uid[5:]), "test", None) == "unit"}
+        _gate_on_tests(parents, units)
+        for uid in units:  # a model waits for its unit tests (a failing one skips it), as in dbt's build
+            test = self.c.mp.tests[uid[5:]]
+            if test.attached in chosen:
                 parents[test.attached].add(uid)
         results: list[NodeResult] = []
         state: dict[str, str] = {}
@@ -510,14 +513,17 @@ class Runner:
             return self._unit_test(test, wh)
         sql = self.c.test_sql(test, wh.dialect)
         relation = ""
+        source = sql
         if test.stores_failures:  # as dbt: the failing rows go into <schema>_dbt_test__audit.<test>
             relation = self._store_failures(test, sql, wh)
-            failures = int(wh.query(f"select count(*) from {relation}").rows[0][0])
-        else:
-            failures = int(wh.query(f"select count(*) from (\n{sql}\n) dbt_internal_test").rows[0][0])
-        status = "pass" if failures == 0 else ("warn" if test.severity == "warn" else "fail")
+            source = f"select * from {relation}"
+        calc = test.fail_calc  # as dbt's test materialization: fail_calc, warn_if, error_if
+        row = wh.query(f"select {calc} as failures, ({calc}) {test.warn_if} as should_warn, ({calc}) {test.error_if} "
+                       f"as should_error from (\n{source}\n) dbt_internal_test").rows[0]
+        failures = int(row[0] or 0)
+        status = "fail" if test.severity == "error" and row[2] else "warn" if row[1] else "pass"
         where = f"{test.file}:{test.line}" if test.line else test.file
-        msg = "" if failures == 0 else f"{where}: {failures} failing row(s) for {test.describe()}"
+        msg = "" if status == "pass" else f"{where}: {failures} failing row(s) for {test.describe()}"
         if failures and relation:
             msg += f" (see them: select * from {relation})"
         res = NodeResult(test.uid, test.name, "test", "test", relation, status, failures, None, message=msg)
@@ -576,6 +582,35 @@ class _HookResult:
         schema, _, alias = res.relation.rpartition(".")
         self.node = {"unique_id": f"{res.kind}.{project}.{res.name}", "name": res.name, "resource_type": res.kind,
                      "schema": schema, "alias": alias, "config": {"materialized": res.materialization}}
+
+
+def _gate_on_tests(parents: dict[str, set[str]], units: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    """As ``dbt build``: the tests of a node run before what reads it, and a failing one skips it. A test
+    joins the parents of each node downstream of one of its parents when all its parents are upstream.
+    Unit tests (``units``) gate only the model they test; the caller adds that edge."""
+    tests = [(t, ps) for t, ps in parents.items() if t.startswith("test.") and ps and t not in units]
+    if not tests:
+        return
+    children: dict[str, list[str]] = {}
+    for uid, ps in parents.items():
+        if not uid.startswith("test."):
+            for p in ps:
+                children.setdefault(p, []).append(uid)
+    ancestors: dict[str, set[str]] = {}
+
+    def upstream(uid: str) -> set[str]:
+        found = ancestors.get(uid)
+        if found is None:
+            found = ancestors[uid] = set()
+            for p in parents.get(uid, ()):
+                if not p.startswith("test."):
+                    found |= {p, *upstream(p)}
+        return found
+
+    for test, ps in tests:
+        for child in {c for p in ps for c in children.get(p, ())}:
+            if ps <= upstream(child):
+                parents[child].add(test)
 
 
 def _short(exc: BaseException) -> str:
