@@ -97,8 +97,8 @@ def test_catch_up_after_downtime(project_dir: Path, start: Callable[..., ServerT
         store.execute(cur, "INSERT INTO wf_schedule_ticks (schedule, tick, run_id, created_at) VALUES (?, ?, NULL, ?)",
                       ("yearly", 1703980800.0, time.time()))  # 2023-12-31
     engine = srv.app.services["workflows"]
-    engine._fire_schedules()
-    engine._fire_schedules()  # a second pass (or a second server) fires nothing more
+    engine.scheduler.fire_due()
+    engine.scheduler.fire_due()  # a second pass (or a second server) fires nothing more
     if policy == "skip":
         time.sleep(0.3)
         assert runs_of(srv, "yearly") == []
@@ -144,9 +144,9 @@ def test_a_paused_schedule_does_not_fire_and_catches_up_on_resume(project_dir: P
         store.execute(cur, "INSERT INTO wf_schedule_ticks (schedule, tick, run_id, created_at) VALUES (?, ?, NULL, ?)",
                       ("yearly", 1703980800.0, time.time()))
     engine = srv.app.services["workflows"]
-    engine._fire_schedules()
+    engine.scheduler.fire_due()
     assert runs_of(srv, "yearly") == []
     runs.set_paused(store, "yearly", False)
-    engine._fire_schedules()
+    engine.scheduler.fire_due()
     [run] = wait_runs(srv, 1, workflow="yearly")
     assert run.output["missed"] == time.gmtime().tm_year - 2023
