@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._ids import new_id
@@ -57,7 +57,8 @@ class Executor:
         ``claim`` is False: a process that runs no workflows)."""
         self.stopping = False
         self._kick = asyncio.Event()
-        self.batch = WriteBatcher(self.runs.store)
+        runs, owner = self.runs, self.owner
+        self.batch = WriteBatcher(runs.store, fence=lambda cur, ids: runs.fence_many(cur, ids, owner), lane=runs.lane)
         self.batch.start()
         if not claim:
             return []
@@ -134,7 +135,7 @@ class Executor:
 
     # -- running -----------------------------------------------------------------------------
     async def _execute(self, run: RunRow, memo: dict[str, StepMemo]) -> None:
-        journal = RunJournal(self, run)
+        journal = RunJournal(self, run, waited=any(m.kind == "wait" for m in memo.values()))
         try:
             wf = self.definitions().get(run.workflow)
             if wf is None:
@@ -171,12 +172,13 @@ class Executor:
             self.active.pop(run.id, None)
             self.kick()
 
-    async def submit(self, write: Callable[[Cursor], Any]) -> Any:
-        """Commit ``write`` with the next batch of this worker's writes."""
+    async def submit(self, write: Callable[[Cursor], Any], fence: str, events: Sequence[NewEvent] = ()) -> Any:
+        """Commit ``write`` (and append ``events``) with the next batch of this worker's writes, if this
+        worker still holds the lease on run ``fence``."""
         if self.batch is None:
             raise LeaseLost("the engine is stopping")
         try:
-            return await self.batch.submit(write)
+            return await self.batch.submit(write, fence=fence, events=events)
         except LeaseLost:
             raise
         except RuntimeError as exc:
@@ -188,19 +190,15 @@ class Executor:
 class RunJournal:
     """One run's journal (``_journal.Journal``): every write is fenced by this worker's lease on the run."""
 
-    def __init__(self, executor: Executor, run: RunRow) -> None:
+    def __init__(self, executor: Executor, run: RunRow, waited: bool = True) -> None:
         self._ex = executor
         self._runs = executor.runs
         self._run = run
+        self._waited = waited
+        """Whether the run may have a wait registered (its end then removes it)."""
 
-    async def _write(self, write: Callable[[Cursor], None]) -> None:
-        run_id, owner = self._run.id, self._ex.owner
-
-        def fenced(cur: Cursor) -> None:
-            self._runs.fence(cur, run_id, owner)
-            write(cur)
-
-        await self._ex.submit(fenced)
+    async def _write(self, write: Callable[[Cursor], None], events: Sequence[NewEvent] = ()) -> None:
+        await self._ex.submit(write, self._run.id, events)
 
     async def record_step(self, step_id: str, pos: int, kind: str, status: str, output: str | None,
                           error: str | None, attempts: int, started: float) -> None:
@@ -210,6 +208,7 @@ class RunJournal:
 
     async def register_wait(self, step_id: str, pos: int, spec: WaitSpec) -> None:
         run = self._run
+        self._waited = True
         await self._write(lambda cur: self._runs.register_wait(cur, run.id, run.workflow, step_id, pos, dict(spec)))
 
     async def resolve_wait(self, step_id: str, event: dict[str, Any] | None) -> None:
@@ -225,13 +224,13 @@ class RunJournal:
             id=new_id("evt_"), name=name, received_at=time.time(), payload=data, source=f"workflow:{run.workflow}",
             related_id=run.id, expires_at=time.time() + self._ex.retention_days * 86400.0,
         )
-        await self._write(lambda cur: self._runs.emit(cur, run.id, step_id, pos, event))
+        await self._write(lambda cur: self._runs.record_emit(cur, run.id, step_id, pos, event), [event])
         self._ex.notify()
         return event.id
 
     async def finish(self, status: str, output: str | None, error: str | None) -> None:
-        run_id = self._run.id
-        await self._write(lambda cur: self._runs.finish(cur, run_id, status, output, error))
+        run_id, waited = self._run.id, self._waited
+        await self._write(lambda cur: self._runs.finish(cur, run_id, status, output, error, waited))
 
     async def park(self, parked: Suspend) -> None:
         run = self._run

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,22 @@ class StepMemo:
 
 
 @dataclass
+class NewRun:
+    """A run an event starts (``RunStore.insert_runs``)."""
+
+    workflow: str
+    trigger: dict[str, Any]
+    dedupe_key: str
+    start_seq: int
+    priority: int = 0
+    concurrency_key: str | None = None
+    lease_owner: str | None = None
+    """Set: the run starts leased to this worker (no claim needed)."""
+    lease: float = 0.0
+    """Seconds the lease lasts."""
+
+
+@dataclass
 class StoredEvent:
     """An accepted event as ``wait_for_event`` scans for it (payload still text)."""
 
@@ -120,8 +137,14 @@ def row_to_run(row: Sequence[Any]) -> RunRow:
 class RunStore:
     """The ``wf_*`` tables of one state store."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, lane: str | None = None) -> None:
         self.store = store
+        self.lane = lane
+        """The store's write lane for this owner's transactions (the engine's own on Postgres)."""
+
+    def transaction(self) -> AbstractContextManager[Cursor]:
+        """A write transaction in this owner's lane."""
+        return self.store.transaction(lane=self.lane)
 
     @property
     def backend(self) -> str:
@@ -139,7 +162,7 @@ class RunStore:
         """
         now = time.time()
         top = self.store.max_seq()
-        with self.store.transaction() as cur:
+        with self.transaction() as cur:
             for name in names:
                 self._x(
                     cur,
@@ -158,7 +181,7 @@ class RunStore:
 
     def set_paused(self, workflow: str, paused: bool) -> None:
         now = time.time()
-        with self.store.transaction() as cur:
+        with self.transaction() as cur:
             self._x(
                 cur,
                 "INSERT INTO wf_workflows (name, paused, since_seq, created_at, updated_at) VALUES (?, ?, 0, ?, ?) "
@@ -198,6 +221,38 @@ class RunStore:
             ),
         ).fetchone()
         return str(row[0]) if row else None
+
+    def insert_runs(self, cur: Cursor, runs: list[NewRun]) -> dict[str, RunRow]:
+        """Insert many runs in few statements; returns those inserted, by id (a run whose (workflow,
+        dedupe key) already has one is skipped). A run with ``lease_owner`` starts leased to it."""
+        seen: set[tuple[str, str]] = set()
+        rows: list[tuple[Any, ...]] = []
+        now = time.time()
+        for r in runs:
+            if (r.workflow, r.dedupe_key) in seen:
+                continue
+            seen.add((r.workflow, r.dedupe_key))
+            trigger = json.dumps(r.trigger)
+            leased = r.lease_owner is not None
+            rows.append((
+                new_id("run_"), r.workflow, "running" if leased else "queued", r.dedupe_key, trigger,
+                f"[{trigger}]", r.start_seq, r.priority, r.concurrency_key, now, r.lease_owner,
+                now + r.lease if leased else None, 1 if leased else 0, now if leased else None, now, now,
+            ))
+        inserted: dict[str, RunRow] = {}
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            marks = ", ".join(["(" + ", ".join("?" * len(chunk[0])) + ")"] * len(chunk))
+            found = self._x(
+                cur,
+                "INSERT INTO wf_runs (id, workflow, status, dedupe_key, trigger_event, events, start_seq, priority, "
+                "concurrency_key, wake_at, lease_owner, lease_until, attempts, started_at, created_at, updated_at) "
+                f"VALUES {marks} ON CONFLICT (workflow, dedupe_key) DO NOTHING RETURNING {RUN_COLUMNS}",
+                [v for row in chunk for v in row],
+            ).fetchall()
+            for row in found:
+                inserted[str(row[0])] = row_to_run(row)
+        return inserted
 
     def queued_debounce(self, cur: Cursor, workflow: str, key: str) -> tuple[str, list[dict[str, Any]]] | None:
         """The queued run collecting events for this debounce key, with the events it holds."""
@@ -292,7 +347,7 @@ class RunStore:
         now = time.time()
         lock = " FOR UPDATE SKIP LOCKED" if store.backend == "postgres" else ""
         claimed: list[RunRow] = []
-        with store.transaction() as cur:
+        with self.transaction() as cur:
             candidates = self._x(
                 cur,
                 "SELECT id, workflow, concurrency_key, status FROM wf_runs WHERE "
@@ -356,26 +411,34 @@ class RunStore:
         return memos
 
     def renew(self, owner: str, lease: float) -> None:
-        with self.store.transaction() as cur:
+        with self.transaction() as cur:
             self._x(cur, "UPDATE wf_runs SET lease_until = ? WHERE lease_owner = ? AND status = 'running'",
                     (time.time() + lease, owner))
 
     def release(self, owner: str) -> None:
-        with self.store.transaction() as cur:
+        with self.transaction() as cur:
             self._x(cur, "UPDATE wf_runs SET lease_until = 0 WHERE lease_owner = ? AND status = 'running'", (owner,))
 
     # -- a run's journal (each write fenced by the run's lease) ------------------------------
-    def fence(self, cur: Cursor, run_id: str, owner: str) -> None:
-        """Raise ``LeaseLost`` unless ``owner`` still holds the run's lease."""
-        row = self._x(
-            cur,
-            "UPDATE wf_runs SET updated_at = ? WHERE id = ? AND lease_owner = ? AND status = 'running' RETURNING id",
-            (time.time(), run_id, owner),
-        ).fetchone()
-        if row is None:
-            raise LeaseLost(run_id)
+    def fence_many(self, cur: Cursor, run_ids: list[str], owner: str) -> set[str]:
+        """The runs among ``run_ids`` that ``owner`` still holds the lease of, locked in id order."""
+        held: set[str] = set()
+        for start in range(0, len(run_ids), 500):
+            chunk = sorted(run_ids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            lock = " ORDER BY id FOR UPDATE" if self.backend == "postgres" else ""
+            rows = self._x(
+                cur,
+                f"UPDATE wf_runs SET updated_at = ? WHERE id IN (SELECT id FROM wf_runs WHERE id IN ({marks}) "
+                f"AND lease_owner = ? AND status = 'running'{lock}) RETURNING id",
+                (time.time(), *chunk, owner),
+            ).fetchall()
+            held.update(str(r[0]) for r in rows)
+        return held
 
-    def finish(self, cur: Cursor, run_id: str, status: str, output: str | None, error: str | None) -> None:
+    def finish(self, cur: Cursor, run_id: str, status: str, output: str | None, error: str | None,
+               waited: bool = True) -> None:
+        """Record the run's end (``waited``: it may have a wait registered, to be removed)."""
         now = time.time()
         self._x(
             cur,
@@ -383,7 +446,8 @@ class RunStore:
             "lease_owner = NULL, lease_until = NULL, wake_at = NULL WHERE id = ?",
             (status, output, error, now, now, run_id),
         )
-        self._x(cur, "DELETE FROM wf_waits WHERE run_id = ?", (run_id,))
+        if waited:
+            self._x(cur, "DELETE FROM wf_waits WHERE run_id = ?", (run_id,))
 
     def park(self, cur: Cursor, run_id: str, status: str, wake_at: float | None, pokes: int) -> None:
         now = time.time()
@@ -431,10 +495,9 @@ class RunStore:
         )
         self._x(cur, "DELETE FROM wf_waits WHERE run_id = ? AND step_id = ?", (run_id, step_id))
 
-    def emit(self, cur: Cursor, run_id: str, step_id: str, pos: int, event: NewEvent) -> None:
-        """Append ``event`` to the log and record the step that emitted it, in one transaction."""
+    def record_emit(self, cur: Cursor, run_id: str, step_id: str, pos: int, event: NewEvent) -> None:
+        """Record the step that emits ``event`` (the caller appends the event in the same transaction)."""
         now = time.time()
-        self.store.append_events_in(cur, [event])
         self._x(
             cur,
             "INSERT INTO wf_steps (run_id, step_id, pos, kind, status, input, output, error, attempts, started_at, "
@@ -527,7 +590,7 @@ class RunStore:
     # -- retention ---------------------------------------------------------------------------
     def purge(self, older_than: float) -> int:
         """Delete finished runs (and their steps) created before ``older_than``."""
-        with self.store.transaction() as cur:
+        with self.transaction() as cur:
             ids = [r[0] for r in self._x(
                 cur, "SELECT id FROM wf_runs WHERE status IN ('completed', 'failed', 'cancelled') AND created_at < ?",
                 (older_than,),

@@ -70,7 +70,7 @@ class Scheduler:
 
     def _fire_tick(self, wf: WorkflowDef, tick: float, fire: bool, missed: int) -> None:
         runs = self.runs
-        with runs.store.transaction() as cur:
+        with runs.transaction() as cur:
             if not runs.claim_tick(cur, wf.name, tick) or not fire:
                 return
             zone = ZoneInfo(wf.schedule.timezone if wf.schedule else "UTC")

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..events.log import Consumer, EventBus
@@ -19,10 +20,24 @@ from ..state import EventRecord
 from . import _templates
 from ._api import CancelOn, WorkflowDef
 from ._executor import LEASE_SECONDS, Executor, read_payload
-from ._runstore import Cursor, RunRow, RunStore
+from ._runstore import Cursor, NewRun, RunRow, RunStore
 from .context import event_dict
 
 log = logging.getLogger("opsloop.workflows")
+
+
+@dataclass
+class _Batch:
+    """One trigger transaction's state."""
+
+    cur: Cursor
+    paused: set[str]
+    waited: set[str]
+    """Event names some run waited for when the batch was read."""
+    room: int
+    """How many more new runs this worker may lease directly."""
+    starts: list[NewRun] = field(default_factory=list)
+    fresh: list[RunRow] = field(default_factory=list)
 
 
 class TriggerHandler:
@@ -40,6 +55,7 @@ class TriggerHandler:
         self.consumer: Consumer | None = None
         self._saved_seq = -1
         self._saved_at = 0.0
+        self._waited: set[str] | None = None
 
     def start(self) -> asyncio.Task[None]:
         store = self.runs.store
@@ -71,6 +87,7 @@ class TriggerHandler:
         # Read outside the write transaction: a wait registered after this read scans the log itself
         # (find_event) from its after_seq, so an event passed over here is still seen by that run.
         waited = await asyncio.to_thread(self.runs.waited_names)
+        self._waited = waited
         names: dict[str, bool] = {}
         wanted = [ev for ev in events if names.setdefault(ev.name, self._wanted(ev.name, waited))]
         if not wanted:
@@ -80,7 +97,10 @@ class TriggerHandler:
         for ev in wanted:
             if ev.payload is None and ev.payload_text is not None:
                 ev.payload = read_payload(ev.payload_text)
-        fresh = await asyncio.to_thread(self.handle, wanted, events[-1].seq)
+        try:
+            fresh = await asyncio.to_thread(self.handle, wanted, events[-1].seq)
+        finally:
+            self._waited = None
         for run in fresh:
             self.executor.spawn(run, {})
         self.executor.kick()
@@ -103,47 +123,63 @@ class TriggerHandler:
         this worker in the same transaction and start at once, saving a claim round trip.
         """
         store = self.runs.store
-        fresh: list[RunRow] = []
         seq = upto if upto is not None else events[-1].seq
-        with store.transaction() as cur:
-            paused = self.runs.paused(cur)
+        waited = self.runs.waited_names() if self._waited is None else self._waited
+        with self.runs.transaction() as cur:
+            batch = _Batch(cur, self.runs.paused(cur), waited, self.executor.room())
             for ev in events:
-                self._handle_event(cur, ev, fresh, paused)
+                self._handle_event(batch, ev)
+            self._flush(batch)
             store.set_cursor("workflows", seq, cur)
         self._saved_seq, self._saved_at = max(self._saved_seq, seq), time.monotonic()
-        return fresh
+        return batch.fresh
 
-    def _handle_event(self, cur: Cursor, ev: EventRecord, fresh: list[RunRow], paused: set[str]) -> None:
+    def _flush(self, batch: _Batch) -> None:
+        """Insert the runs the batch's events started so far (before anything that reads runs)."""
+        if not batch.starts:
+            return
+        inserted = self.runs.insert_runs(batch.cur, batch.starts)
+        batch.starts = []
+        batch.fresh += [run for run in inserted.values() if run.lease_owner == self.executor.owner]
+
+    def _handle_event(self, batch: _Batch, ev: EventRecord) -> None:
+        cur = batch.cur
         evd = event_dict(ev.seq, ev.id, ev.name, ev.payload, ev.received_at, ev.source, ev.endpoint)
         wrapped = _templates.wrap(evd)
         for wf in self.definitions().values():
             if wf.on and wf.triggered_by(ev.name) and ev.seq > self.since.get(wf.name, 0):
-                run_id = self._start_from_event(cur, wf, evd, wrapped)
-                direct = not wf.concurrency and wf.name not in paused
-                if run_id and direct and len(fresh) < self.executor.room():
-                    fresh.append(self.runs.lease_new(cur, run_id, self.executor.owner, LEASE_SECONDS))
+                self._start_from_event(batch, wf, evd, wrapped)
             for cancel in wf.cancel_on:
                 if cancel.event == ev.name:
+                    self._flush(batch)
                     self._cancel_matching(cur, wf, cancel, evd, wrapped)
+        if ev.name not in batch.waited:
+            # no wait for this name when the batch began; one registered since scans the log itself
+            return
         for run_id, match, trigger in self.runs.waits_for(cur, ev.name, ev.seq):
             if match and not matches(match, wrapped, trigger):
                 continue
             self.runs.poke(cur, run_id)
 
-    def _start_from_event(self, cur: Cursor, wf: WorkflowDef, evd: dict[str, Any], wrapped: Any) -> str | None:
-        """Create the run an event asks for; its id when a new, immediately runnable run was made."""
+    def _start_from_event(self, batch: _Batch, wf: WorkflowDef, evd: dict[str, Any], wrapped: Any) -> None:
+        """Add the run an event asks for to the batch (a debounced one is made or extended at once).
+
+        Runs that need no queueing decision (no concurrency limit, debounce or pause) are leased to this
+        worker in the same transaction and start at once, saving a claim round trip."""
         context = {"event": wrapped, "trigger": wrapped}
         try:
             if wf.when and not _templates.truthy(_templates.evaluate(wf.when, context)):
-                return None
+                return
             key = str(_templates.render(wf.idempotency, context)) if wf.idempotency else evd["id"]
             priority = int(_templates.render(wf.priority, context)) if isinstance(wf.priority, str) else wf.priority
             ckey = str(_templates.render(wf.concurrency_key, context)) if wf.concurrency_key else None
             dkey = str(_templates.render(wf.debounce_key, context)) if wf.debounce_key else "-"
         except Exception as exc:
             log.warning("workflow %s: cannot evaluate its trigger options on event %s: %s", wf.name, evd["id"], exc)
-            return None
+            return
+        cur = batch.cur
         if wf.debounce is not None:
+            self._flush(batch)
             due = time.time() + wf.debounce * self.time_scale
             queued = self.runs.queued_debounce(cur, wf.name, dkey)
             if queued is not None:
@@ -151,12 +187,17 @@ class TriggerHandler:
                 if all(e["id"] != evd["id"] for e in held):
                     held.append(evd)
                     self.runs.hold_events(cur, run_id, held, due)
-                return None
+                return
             self.runs.insert_run(cur, wf.name, evd, dedupe_key=evd["id"], start_seq=evd["seq"], priority=priority,
                                  concurrency_key=ckey, debounce_key=dkey, wake_at=due)
-            return None
-        return self.runs.insert_run(cur, wf.name, evd, dedupe_key=key, start_seq=evd["seq"], priority=priority,
-                                    concurrency_key=ckey)
+            return
+        direct = not wf.concurrency and wf.name not in batch.paused and batch.room > 0
+        if direct:
+            batch.room -= 1
+        batch.starts.append(NewRun(
+            wf.name, evd, key, evd["seq"], priority, ckey,
+            lease_owner=self.executor.owner if direct else None, lease=LEASE_SECONDS,
+        ))
 
     def _cancel_matching(self, cur: Cursor, wf: WorkflowDef, cancel: CancelOn, evd: dict[str, Any],
                          wrapped: Any) -> None:

@@ -60,7 +60,8 @@ class Engine:
     @property
     def runs(self) -> RunStore:
         if self._runs is None:
-            self._runs = RunStore(self.app.store)
+            # its own writer connection on Postgres: its batches do not queue behind the inbox's commits
+            self._runs = RunStore(self.app.store, lane="workflows")
         return self._runs
 
     @property
