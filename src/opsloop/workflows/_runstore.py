@@ -411,9 +411,10 @@ class RunStore:
         return memos
 
     def renew(self, owner: str, lease: float) -> None:
+        lock = " ORDER BY id FOR UPDATE" if self.backend == "postgres" else ""
         with self.transaction() as cur:
-            self._x(cur, "UPDATE wf_runs SET lease_until = ? WHERE lease_owner = ? AND status = 'running'",
-                    (time.time() + lease, owner))
+            self._x(cur, "UPDATE wf_runs SET lease_until = ? WHERE id IN (SELECT id FROM wf_runs WHERE "
+                    f"lease_owner = ? AND status = 'running'{lock})", (time.time() + lease, owner))
 
     def release(self, owner: str) -> None:
         with self.transaction() as cur:

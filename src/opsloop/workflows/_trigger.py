@@ -38,6 +38,8 @@ class _Batch:
     """How many more new runs this worker may lease directly."""
     starts: list[NewRun] = field(default_factory=list)
     fresh: list[RunRow] = field(default_factory=list)
+    pokes: set[str] = field(default_factory=set)
+    """Runs whose wait an event matched: made due at the end of the transaction."""
 
 
 class TriggerHandler:
@@ -56,8 +58,9 @@ class TriggerHandler:
         self._saved_seq = -1
         self._saved_at = 0.0
         self._waited: set[str] | None = None
+        self._running = False
 
-    def start(self) -> asyncio.Task[None]:
+    def prepare(self) -> None:
         store = self.runs.store
         # Payloads are parsed only for the events a workflow cares about (see _on_events).
         self.consumer = Consumer(
@@ -66,7 +69,16 @@ class TriggerHandler:
         )
         self._saved_seq = -1
         self._saved_at = 0.0
-        return asyncio.create_task(self.consumer.run(), name="workflows:consumer")
+        self._running = False
+
+    async def run(self) -> None:
+        """Consume the log from the shared cursor (in one process at a time: the engine runs this under
+        the ``workflows`` lead, so several workers do not all handle every event)."""
+        if self.consumer is None:
+            self.prepare()
+        assert self.consumer is not None
+        self._running = True
+        await self.consumer.run()
 
     def stop(self) -> None:
         if self.consumer is not None:
@@ -108,7 +120,9 @@ class TriggerHandler:
     def save_position(self, force: bool, seq: int | None = None) -> None:
         """Store the cursor after events no workflow wanted: at most once a second, and at stop."""
         if seq is None:
-            seq = self.consumer.position if self.consumer is not None else -1
+            if not self._running or self.consumer is None:
+                return  # a standby never read the log: its position says nothing
+            seq = self.consumer.position
         if seq <= self._saved_seq:
             return
         now = time.monotonic()
@@ -130,6 +144,9 @@ class TriggerHandler:
             for ev in events:
                 self._handle_event(batch, ev)
             self._flush(batch)
+            # wake-ups last and in run-id order, the order every writer of wf_runs locks rows in
+            for run_id in sorted(batch.pokes):
+                self.runs.poke(cur, run_id)
             store.set_cursor("workflows", seq, cur)
         self._saved_seq, self._saved_at = max(self._saved_seq, seq), time.monotonic()
         return batch.fresh
@@ -159,7 +176,7 @@ class TriggerHandler:
         for run_id, match, trigger in self.runs.waits_for(cur, ev.name, ev.seq):
             if match and not matches(match, wrapped, trigger):
                 continue
-            self.runs.poke(cur, run_id)
+            batch.pokes.add(run_id)
 
     def _start_from_event(self, batch: _Batch, wf: WorkflowDef, evd: dict[str, Any], wrapped: Any) -> None:
         """Add the run an event asks for to the batch (a debounced one is made or extended at once).

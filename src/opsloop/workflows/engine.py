@@ -92,8 +92,9 @@ class Engine:
         # Process roles (docs/deploy.md): receivers run no workflows; a scheduler fires schedule ticks only.
         self._tasks = []
         if settings.has_role("worker"):
+            self.trigger.prepare()
             self._tasks = [
-                self.trigger.start(),
+                asyncio.create_task(self.app.as_leader("workflows", self.trigger.run)(), name="workflows:consumer"),
                 *self.executor.start(),
                 asyncio.create_task(self._housekeeping(), name="workflows:housekeeping"),
             ]
