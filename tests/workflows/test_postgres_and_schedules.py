@@ -63,6 +63,12 @@ def test_two_servers_share_postgres_and_run_each_run_once(project_dir: Path, pg_
         steps = runs.run_steps(one.app.store, r.id)
         assert [s["step"] for s in steps] == ["work", "sleep", "wait:job.ok"]
         assert steps[0]["attempts"] == 1
+        # the wait resumed soon after its event arrived (measured: 0.04-0.45 s idle, up to 1.4 s beside a
+        # CPU hog). The 15 s wait timeout is not that bound: under load the test's own 80 appends can take
+        # longer than a short timeout, and the run then rightly times out before its event exists.
+        got = steps[2]["output"]
+        assert got["name"] == "job.ok"
+        assert steps[2]["finished_at"] - got["received_at"] < 5.0
 
 
 def test_schedules_fire_once_per_tick_across_two_servers(project_dir: Path, pg_url: str,
