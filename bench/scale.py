@@ -6,7 +6,10 @@ Each event starts a one-step workflow (an `event.emit`).
 
 Layouts: sqlite x1 (role all); postgres x1 (role all); postgres x2 (2 receivers + the first also
 dispatches: receiver + all); postgres x3 (2 receivers + 1 worker). Load: wrk, 32 connections per receiver,
-1 KB signed JSON. "dispatched/s" counts events taken off the log by the dispatcher during the window,
+1 KB signed JSON. "workflows per CPU-s" is the workflows completed in the window over the CPU seconds
+(user + system) the opsloop processes (and their children) used in it: the engine's efficiency, which
+shows the gain from more workers even when a 2-core machine cannot run them side by side.
+"dispatched/s" counts events taken off the log by the dispatcher during the window,
 including the `bench.done` events the workflows emit (so about twice the accepted rate when keeping up).
 Needs wrk (apt-get install wrk). Each run uses a fresh Postgres schema, dropped afterwards.
 
@@ -76,6 +79,35 @@ def start(project: Path, role: str, env: dict[str, str]) -> tuple[subprocess.Pop
     raise SystemExit(f"{role} did not start")
 
 
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes and their descendants (Linux /proc)."""
+    kids = _children()
+    todo, total = list(pids), 0.0
+    while todo:
+        pid = todo.pop()
+        todo += kids.get(pid, [])
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 WORKFLOW = """\
 on: bench.received
 steps:
@@ -103,6 +135,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--only", action="append", default=[], metavar="LAYOUT",
+                        help='run only this layout ("postgres x2"); repeatable')
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the whole path runs")
     args = parser.parse_args()
     if args.smoke:
@@ -134,7 +168,9 @@ def main() -> None:
     }
     if args.smoke:  # one process alone, and two sharing the Postgres store (all + receiver)
         layouts = {k: v for k, v in layouts.items() if k in ("sqlite x1", "postgres x2")}
-    results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in layouts}
+    if args.only:
+        layouts = {k: v for k, v in layouts.items() if k in args.only}
+    results: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in layouts}
     for run in range(args.repeat):
         for name, (backend, roles) in layouts.items():
             project = work / f"p-{run}-{name.replace(' ', '')}"
@@ -151,6 +187,7 @@ def main() -> None:
             receivers = [url for (p, url), role in zip(procs, roles, strict=True) if role in ("all", "receiver")]
             try:
                 before = count(env, project)
+                cpu_before = cpu_seconds([p.pid for p, _ in procs])
                 if use_wrk:
                     loads = [
                         subprocess.Popen(["wrk", "-t", "1", "-c", "32", "-d", f"{args.seconds}s", "-s", str(script),
@@ -168,12 +205,15 @@ def main() -> None:
                     for t in threads:
                         t.join()
                     accepted = sum(rates)
+                cpu = cpu_seconds([p.pid for p, _ in procs]) - cpu_before
                 after = count(env, project)
                 dispatched = (after[1] - before[1]) / args.seconds
                 completed = (after[2] - before[2]) / args.seconds
-                results[name].append((accepted, dispatched, completed))
+                per_cpu = (after[2] - before[2]) / cpu if cpu > 0 else 0.0
+                results[name].append((accepted, dispatched, completed, per_cpu))
                 print(f"run {run + 1} {name:12s} accepted/s {accepted:8.0f}  dispatched/s {dispatched:8.0f}  "
-                      f"workflows completed/s {completed:8.0f}", flush=True)
+                      f"workflows completed/s {completed:8.0f}  per CPU-s {per_cpu:7.1f} ({cpu:.1f} CPU-s)",
+                      flush=True)
             finally:
                 for proc, _ in procs:
                     proc.send_signal(signal.SIGTERM)
@@ -186,14 +226,15 @@ def main() -> None:
                     with psycopg.connect(args.pg, autocommit=True) as conn:
                         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     print(f"\nmedians of {args.repeat} runs, {args.seconds}s each, {os.cpu_count()} cores")
-    base = statistics.median(r[0] for r in results["sqlite x1"])
+    base = statistics.median(r[0] for r in results.get("sqlite x1") or next(iter(results.values())))
     print(f"{'layout':14s} {'accepted/s':>11s} {'dispatched/s':>13s} {'workflows/s':>12s} "
-          f"{'accepted vs sqlite x1':>22s}")
+          f"{'workflows per CPU-s':>20s} {'accepted vs sqlite x1':>22s}")
     for name, rows in results.items():
         acc = statistics.median(r[0] for r in rows)
         dis = statistics.median(r[1] for r in rows)
         done = statistics.median(r[2] for r in rows)
-        print(f"{name:14s} {acc:11.0f} {dis:13.0f} {done:12.0f} {acc / base:22.2f}")
+        per_cpu = statistics.median(r[3] for r in rows)
+        print(f"{name:14s} {acc:11.0f} {dis:13.0f} {done:12.0f} {per_cpu:20.1f} {acc / base:22.2f}")
     for name, rows in results.items():
         if name != "sqlite x1":
             ratio(f"accepted/s {name} / sqlite x1", statistics.median(r[0] for r in rows) / base)

@@ -94,7 +94,7 @@ def test_an_event_starts_exactly_one_run_per_workflow(project_dir: Path, start: 
     wait_runs(srv, 1, workflow="onboard")
     # the dispatcher is at-least-once: feed the same event through the consumer again
     engine = srv.app.services["workflows"]
-    engine._handle_events_txn([srv.app.store.get_event(event_id)])
+    engine.trigger.handle([srv.app.store.get_event(event_id)])
     assert len(runs_of(srv, "onboard")) == 1
     assert json.loads(json.dumps(runs_of(srv)[0].trigger))["id"] == event_id
 

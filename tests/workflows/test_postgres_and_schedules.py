@@ -63,6 +63,12 @@ def test_two_servers_share_postgres_and_run_each_run_once(project_dir: Path, pg_
         steps = runs.run_steps(one.app.store, r.id)
         assert [s["step"] for s in steps] == ["work", "sleep", "wait:job.ok"]
         assert steps[0]["attempts"] == 1
+        # the wait resumed soon after its event arrived (measured: 0.04-0.45 s idle, up to 1.4 s beside a
+        # CPU hog). The 15 s wait timeout is not that bound: under load the test's own 80 appends can take
+        # longer than a short timeout, and the run then rightly times out before its event exists.
+        got = steps[2]["output"]
+        assert got["name"] == "job.ok"
+        assert steps[2]["finished_at"] - got["received_at"] < 5.0
 
 
 def test_schedules_fire_once_per_tick_across_two_servers(project_dir: Path, pg_url: str,
@@ -97,8 +103,8 @@ def test_catch_up_after_downtime(project_dir: Path, start: Callable[..., ServerT
         store.execute(cur, "INSERT INTO wf_schedule_ticks (schedule, tick, run_id, created_at) VALUES (?, ?, NULL, ?)",
                       ("yearly", 1703980800.0, time.time()))  # 2023-12-31
     engine = srv.app.services["workflows"]
-    engine._fire_schedules()
-    engine._fire_schedules()  # a second pass (or a second server) fires nothing more
+    engine.scheduler.fire_due()
+    engine.scheduler.fire_due()  # a second pass (or a second server) fires nothing more
     if policy == "skip":
         time.sleep(0.3)
         assert runs_of(srv, "yearly") == []
@@ -144,9 +150,9 @@ def test_a_paused_schedule_does_not_fire_and_catches_up_on_resume(project_dir: P
         store.execute(cur, "INSERT INTO wf_schedule_ticks (schedule, tick, run_id, created_at) VALUES (?, ?, NULL, ?)",
                       ("yearly", 1703980800.0, time.time()))
     engine = srv.app.services["workflows"]
-    engine._fire_schedules()
+    engine.scheduler.fire_due()
     assert runs_of(srv, "yearly") == []
     runs.set_paused(store, "yearly", False)
-    engine._fire_schedules()
+    engine.scheduler.fire_due()
     [run] = wait_runs(srv, 1, workflow="yearly")
     assert run.output["missed"] == time.gmtime().tm_year - 2023

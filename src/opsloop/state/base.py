@@ -15,7 +15,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -237,15 +237,26 @@ class StateStore(ABC):
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
+    def _lane_lock(self, lane: str | None) -> threading.Lock:
+        """The lock of a write lane: one lane (the single writer) unless a backend has more."""
+        return self._write_lock
+
+    def _lane_conn(self, lane: str | None) -> Any:
+        """The connection of a write lane (called holding its lock)."""
+        return self._write_conn()
+
     @contextmanager
-    def transaction(self, durable: bool = True) -> Iterator[Any]:
+    def transaction(self, durable: bool = True, lane: str | None = None) -> Iterator[Any]:
         """A write transaction on the single writer connection: yields a cursor.
 
         ``durable=False`` is for bookkeeping that is safe to redo (dispatch marks, consumer cursors): on
         SQLite its commit skips the fsync, so it does not delay the durable commits of accepted events.
+        ``lane``: on Postgres, a writer connection of its own for this kind of work (the workflow engine
+        uses one), so that its transactions do not queue behind the event log's commits in this process;
+        SQLite has one writer whatever the lane.
         """
-        with self._write_lock:
-            conn = self._write_conn()
+        with self._lane_lock(lane):
+            conn = self._lane_conn(lane)
             cur = conn.cursor()
             relaxed = not durable and self._relax(cur)
             try:
@@ -259,6 +270,12 @@ class StateStore(ABC):
                 if relaxed:
                     self._unrelax(cur)
                 cur.close()
+
+    def pipeline(self, cur: Any) -> AbstractContextManager[Any]:
+        """Inside a transaction: send the statements that return nothing without waiting for each
+        reply (Postgres pipeline mode; a no-op for SQLite). An error surfaces at the block's end, or at
+        the first statement whose rows are fetched."""
+        return nullcontext()
 
     def _relax(self, cur: Any) -> bool:
         """Make the next commit skip its fsync; returns whether anything changed."""
@@ -384,12 +401,17 @@ class StateStore(ABC):
                      "status, accepted, error, source, related_id, expires_at, dispatched_at) VALUES ")
 
     def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int]:
-        """Insert event rows in order; returns their ``seq``s."""
-        seqs = []
-        for row in rows:
-            marks = ", ".join("?" * len(row))
-            found = self.execute(cur, f"{self._EVENT_INSERT}({marks}) RETURNING seq", row).fetchone()
-            seqs.append(int(found[0]))
+        """Insert event rows in order; returns their ``seq``s. Many rows go in one statement per 200 (one
+        round trip to a server store instead of one per event); ``seq``s are matched back by event id."""
+        seqs: list[int] = []
+        for start in range(0, len(rows), 200):
+            chunk = rows[start : start + 200]
+            marks = ", ".join(["(" + ", ".join("?" * len(chunk[0])) + ")"] * len(chunk))
+            found = self.execute(
+                cur, f"{self._EVENT_INSERT}{marks} RETURNING id, seq", [v for row in chunk for v in row],
+            ).fetchall()
+            by_id = {str(r[0]): int(r[1]) for r in found}
+            seqs += [by_id[str(row[0])] for row in chunk]
         return seqs
 
     @staticmethod

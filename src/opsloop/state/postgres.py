@@ -39,6 +39,8 @@ class PostgresStateStore(StateStore):
         self._closed = False
         self._leading: dict[str, Any] = {}
         self._listeners: list[Any] = []
+        self._lanes: dict[str, tuple[threading.Lock, Any]] = {}
+        self._lanes_lock = threading.Lock()
         if self.schema:
             conn = self._open(with_schema=False)
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
@@ -69,6 +71,25 @@ class PostgresStateStore(StateStore):
             self._writer = self._open()
         return self._writer
 
+    def _lane_lock(self, lane: str | None) -> threading.Lock:
+        if lane is None:
+            return self._write_lock
+        with self._lanes_lock:
+            if lane not in self._lanes:
+                self._lanes[lane] = (threading.Lock(), None)
+            return self._lanes[lane][0]
+
+    def _lane_conn(self, lane: str | None) -> Any:
+        if lane is None:
+            return self._write_conn()
+        lock, conn = self._lanes[lane]
+        if conn is None or conn.closed:
+            if self._closed:
+                raise StateStoreError("the state store is closed")
+            conn = self._open()
+            self._lanes[lane] = (lock, conn)
+        return conn
+
     def _read_conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
@@ -86,6 +107,9 @@ class PostgresStateStore(StateStore):
                 conn.close()
             with contextlib.suppress(ValueError):
                 self._conns.remove(conn)
+
+    def pipeline(self, cur: Any) -> contextlib.AbstractContextManager[Any]:
+        return cur.connection.pipeline()  # type: ignore[no-any-return]
 
     def _before_append(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(726917002)")
@@ -143,4 +167,5 @@ class PostgresStateStore(StateStore):
         self._conns.clear()
         self._listeners.clear()
         self._leading.clear()
+        self._lanes.clear()
         self._writer = None

@@ -76,6 +76,11 @@ def evaluate(expression: str, context: dict[str, Any]) -> Any:
     return unwrap(_expression(expression)(**context))
 
 
+def truthy(value: Any) -> bool:
+    """Whether an evaluated condition holds (the strings "false", "0", "none" do not)."""
+    return bool(value) and value not in ("false", "False", "0", "none", "None")
+
+
 def check(text: str, is_expression: bool) -> str | None:
     """None when ``text`` parses, else the syntax error's message."""
     try:

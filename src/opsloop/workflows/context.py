@@ -20,10 +20,14 @@ from typing import TYPE_CHECKING, Any
 from .._durations import parse_duration
 from ..errors import OpsloopError, TerminalError
 from . import _templates
+from ._runstore import StepMemo
 
 if TYPE_CHECKING:
-    from .engine import Engine
-    from .runs import RunRow
+    from ._api import WorkflowDef
+    from ._journal import Journal, WaitSpec
+    from ._runstore import RunRow
+
+__all__ = ["MAX_STEP_OUTPUT", "Context", "StepFailed", "StepMemo", "StepOutputError", "Suspend", "event_dict"]
 
 MAX_STEP_OUTPUT = 4 * 1024 * 1024
 
@@ -43,17 +47,6 @@ class Suspend(BaseException):
         super().__init__(status)
         self.status = status
         self.wake_at = wake_at
-
-
-@dataclass
-class StepMemo:
-    step_id: str
-    kind: str
-    status: str
-    input: Any
-    output: Any
-    error: str | None
-    attempts: int
 
 
 @dataclass
@@ -80,8 +73,12 @@ def event_dict(seq: int, event_id: str, name: str, payload: Any, received_at: fl
 class Context:
     """Handed to a workflow function. See the module docstring for replay rules."""
 
-    def __init__(self, engine: Engine, run: RunRow, memo: dict[str, StepMemo]) -> None:
-        self._engine = engine
+    def __init__(self, app: Any, run: RunRow, memo: dict[str, StepMemo], journal: Journal,
+                 definition: WorkflowDef, time_scale: float = 1.0) -> None:
+        self._app = app
+        self._journal = journal
+        self._wf = definition
+        self._time_scale = time_scale
         self._run = run
         self._memo = memo
         self._ids = _Counter()
@@ -123,7 +120,7 @@ class Context:
 
     @property
     def app(self) -> Any:
-        return self._engine.app
+        return self._app
 
     @property
     def possibly_repeated(self) -> bool:
@@ -178,7 +175,7 @@ class Context:
         if memo is not None and memo.status == "completed":
             self.steps[step_id] = memo.output
             return memo.output
-        wf = self._engine.definition(self.workflow)
+        wf = self._wf
         limit = wf.retries if retries is None else retries
         limit_s = parse_duration(timeout) if timeout is not None else wf.step_timeout
         started = _now()
@@ -186,7 +183,7 @@ class Context:
         if memo is not None and memo.status == "retrying":
             # interrupted between attempts (a crash or a stop): wait the backoff it was waiting, then go on
             attempt = memo.attempts
-            await asyncio.sleep(wf.retry_backoff * (2 ** (attempt - 1)) * self._engine.time_scale)
+            await asyncio.sleep(wf.retry_backoff * (2 ** (attempt - 1)) * self._time_scale)
         while True:
             attempt += 1
             self.attempt, self.step_id = attempt, step_id
@@ -200,24 +197,24 @@ class Context:
             except asyncio.CancelledError:
                 raise
             except TerminalError as exc:
-                await self._engine.record_step(self._run, step_id, self._position_next(), "step", "failed",
+                await self._journal.record_step(step_id, self._position_next(), "step", "failed",
                                                None, _describe(exc), attempt, started)
                 raise StepFailed(f"step {step_id!r} failed: {_describe(exc)}") from exc
             except Exception as exc:
                 if attempt > limit:
-                    await self._engine.record_step(self._run, step_id, self._position_next(), "step", "failed",
+                    await self._journal.record_step(step_id, self._position_next(), "step", "failed",
                                                    None, _describe(exc), attempt, started)
                     raise StepFailed(
                         f"step {step_id!r} failed after {attempt} attempts: {_describe(exc)}"
                     ) from exc
                 retry_after = getattr(exc, "retry_after", None)
-                backoff = wf.retry_backoff * (2 ** (attempt - 1)) * self._engine.time_scale
-                await self._engine.record_step(self._run, step_id, self._position_next(), "step", "retrying",
+                backoff = wf.retry_backoff * (2 ** (attempt - 1)) * self._time_scale
+                await self._journal.record_step(step_id, self._position_next(), "step", "retrying",
                                                None, _describe(exc), attempt, started)
                 await asyncio.sleep(float(retry_after) if retry_after else backoff)
         encoded = _encode(step_id, result)
         output = json.loads(encoded)
-        await self._engine.record_step(self._run, step_id, self._position_next(), "step", "completed", encoded,
+        await self._journal.record_step(step_id, self._position_next(), "step", "completed", encoded,
                                        None, attempt, started)
         self._suspect = False
         self.attempt, self.step_id = 1, None
@@ -237,10 +234,10 @@ class Context:
             if until is not None:
                 deadline = until.timestamp() if isinstance(until, datetime) else float(until)
             elif duration is not None:
-                deadline = _now() + parse_duration(duration) * self._engine.time_scale
+                deadline = _now() + parse_duration(duration) * self._time_scale
             else:
                 raise OpsloopError("ctx.sleep needs a duration (\"15m\") or until=")
-            await self._engine.record_step(self._run, step_id, self._position_next(), "sleep", "completed",
+            await self._journal.record_step(step_id, self._position_next(), "sleep", "completed",
                                            json.dumps({"until": deadline}), None, 1, _now())
         self.steps[step_id] = {"until": deadline}
         remaining = deadline - _now()
@@ -262,19 +259,19 @@ class Context:
             self.steps[step_id] = memo.output
             return memo.output  # type: ignore[no-any-return]
         if memo is not None:
-            spec = memo.input
+            spec: WaitSpec = memo.input
         else:
-            deadline = (_now() + parse_duration(timeout) * self._engine.time_scale) if timeout is not None else None
+            deadline = (_now() + parse_duration(timeout) * self._time_scale) if timeout is not None else None
             spec = {"event": name, "match": match, "after_seq": self._last_seq, "deadline": deadline}
-            await self._engine.register_wait(self._run, step_id, self._position_next(), spec)
-        found = await self._engine.find_event(spec, self.template_context())
+            await self._journal.register_wait(step_id, self._position_next(), spec)
+        found = await self._journal.find_event(spec, self.template_context())
         if found is None and spec["deadline"] is not None and _now() >= spec["deadline"]:
-            await self._engine.resolve_wait(self._run, step_id, None)
+            await self._journal.resolve_wait(step_id, None)
             self.steps[step_id] = None
             return None
         if found is None:
             raise Suspend("waiting", spec["deadline"])
-        await self._engine.resolve_wait(self._run, step_id, found)
+        await self._journal.resolve_wait(step_id, found)
         self._note_event(found)
         self.steps[step_id] = found
         return found
@@ -289,7 +286,7 @@ class Context:
         if memo is not None and memo.status == "completed":
             self.steps[step_id] = memo.output
             return str(memo.output["id"])
-        event_id = await self._engine.emit_step(self._run, step_id, self._position_next(), name, data)
+        event_id = await self._journal.emit(step_id, self._position_next(), name, data)
         self.steps[step_id] = {"id": event_id}
         return event_id
 

@@ -359,11 +359,9 @@ async def _run_steps(ctx: Context, nodes: list[StepNode]) -> None:
 
 
 async def _run_step(ctx: Context, node: StepNode) -> None:
-    from .engine import truthy
-
     kind = node.kind
     if kind == "if":
-        chosen = truthy(_templates.evaluate(node.params, ctx.template_context()))
+        chosen = _templates.truthy(_templates.evaluate(node.params, ctx.template_context()))
         await _run_steps(ctx, node.then if chosen else node.otherwise)
     elif kind == "sleep":
         params = ctx.render(node.params)

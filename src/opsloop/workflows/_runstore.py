@@ -1,0 +1,609 @@
+"""The run store: every statement over the ``wf_*`` tables the engine runs.
+
+The engine's other parts (trigger handling, the executor, the scheduler) and the run operations in
+``runs.py`` call these methods; none of them writes SQL over ``wf_*`` itself. Methods that take a cursor
+run inside the caller's transaction (the trigger's cursor advance, a batch of step writes); the others
+open their own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from .._ids import new_id
+from ..state import NewEvent, StateStore, payload_text_of
+from ..state.base import like_pattern
+
+RUN_COLUMNS = (
+    "id, workflow, status, dedupe_key, trigger_event, events, input, output, error, start_seq, priority, "
+    "concurrency_key, debounce_key, wake_at, lease_owner, lease_until, attempts, rerun_of, created_at, "
+    "started_at, finished_at, updated_at, pokes"
+)
+
+Cursor = Any
+"""A cursor of the state store's write transaction (sqlite3 or psycopg)."""
+
+
+class LeaseLost(BaseException):
+    """This worker no longer owns the run (cancelled, or another worker took it over)."""
+
+
+@dataclass
+class RunRow:
+    id: str
+    workflow: str
+    status: str
+    dedupe_key: str | None
+    trigger: dict[str, Any] | None
+    events: list[dict[str, Any]]
+    input: Any
+    output: Any
+    error: str | None
+    start_seq: int
+    priority: int
+    concurrency_key: str | None
+    debounce_key: str | None
+    wake_at: float | None
+    lease_owner: str | None
+    lease_until: float | None
+    attempts: int
+    rerun_of: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+    pokes: int
+    recovered: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "workflow": self.workflow,
+            "status": self.status,
+            "trigger_event": self.trigger["id"] if self.trigger else None,
+            "trigger_name": self.trigger["name"] if self.trigger else None,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "wake_at": self.wake_at,
+            "attempts": self.attempts,
+            "priority": self.priority,
+            "error": self.error,
+            "rerun_of": self.rerun_of,
+        }
+
+
+@dataclass
+class StepMemo:
+    """A step as stored, read back when a run replays."""
+
+    step_id: str
+    kind: str
+    status: str
+    input: Any
+    output: Any
+    error: str | None
+    attempts: int
+
+
+@dataclass
+class NewRun:
+    """A run an event starts (``RunStore.insert_runs``)."""
+
+    workflow: str
+    trigger: dict[str, Any]
+    dedupe_key: str
+    start_seq: int
+    priority: int = 0
+    concurrency_key: str | None = None
+    lease_owner: str | None = None
+    """Set: the run starts leased to this worker (no claim needed)."""
+    lease: float = 0.0
+    """Seconds the lease lasts."""
+
+
+@dataclass
+class StoredEvent:
+    """An accepted event as ``wait_for_event`` scans for it (payload still text)."""
+
+    seq: int
+    id: str
+    name: str
+    payload_text: str | None
+    received_at: float
+    source: str | None
+    endpoint: str | None
+
+
+def _loads(text: Any) -> Any:
+    return json.loads(text) if text is not None else None
+
+
+def row_to_run(row: Sequence[Any]) -> RunRow:
+    return RunRow(
+        id=row[0], workflow=row[1], status=row[2], dedupe_key=row[3], trigger=_loads(row[4]),
+        events=_loads(row[5]) or [], input=_loads(row[6]), output=_loads(row[7]), error=row[8],
+        start_seq=int(row[9]), priority=int(row[10]), concurrency_key=row[11], debounce_key=row[12],
+        wake_at=row[13], lease_owner=row[14], lease_until=row[15], attempts=int(row[16]), rerun_of=row[17],
+        created_at=row[18], started_at=row[19], finished_at=row[20], updated_at=row[21], pokes=int(row[22]),
+    )
+
+
+class RunStore:
+    """The ``wf_*`` tables of one state store."""
+
+    def __init__(self, store: StateStore, lane: str | None = None) -> None:
+        self.store = store
+        self.lane = lane
+        """The store's write lane for this owner's transactions (the engine's own on Postgres)."""
+
+    def transaction(self) -> AbstractContextManager[Cursor]:
+        """A write transaction in this owner's lane."""
+        return self.store.transaction(lane=self.lane)
+
+    @property
+    def backend(self) -> str:
+        return self.store.backend
+
+    def _x(self, cur: Cursor, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.store.execute(cur, sql, params)
+
+    # -- workflows ---------------------------------------------------------------------------
+    def register_workflows(self, names: Collection[str], resume_running: bool) -> dict[str, int]:
+        """Record each workflow (with the log position it starts from); returns every workflow's start.
+
+        ``resume_running``: this process alone owns the store (SQLite), so whatever was running when it
+        stopped is its to resume now.
+        """
+        now = time.time()
+        top = self.store.max_seq()
+        with self.transaction() as cur:
+            for name in names:
+                self._x(
+                    cur,
+                    "INSERT INTO wf_workflows (name, paused, since_seq, created_at, updated_at) VALUES (?, 0, ?, ?, ?) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    (name, top, now, now),
+                )
+            if resume_running:
+                self._x(cur, "UPDATE wf_runs SET lease_until = 0 WHERE status = 'running'")
+        return {str(r[0]): int(r[1]) for r in self.store.query("SELECT name, since_seq FROM wf_workflows")}
+
+    def paused(self, cur: Cursor | None = None) -> set[str]:
+        sql = "SELECT name FROM wf_workflows WHERE paused = 1"
+        rows = self._x(cur, sql).fetchall() if cur is not None else self.store.query(sql)
+        return {str(r[0]) for r in rows}
+
+    def set_paused(self, workflow: str, paused: bool) -> None:
+        now = time.time()
+        with self.transaction() as cur:
+            self._x(
+                cur,
+                "INSERT INTO wf_workflows (name, paused, since_seq, created_at, updated_at) VALUES (?, ?, 0, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
+                (workflow, 1 if paused else 0, now, now),
+            )
+            if not paused:
+                # runs that became due while paused start now
+                self._x(cur, "UPDATE wf_runs SET updated_at = ? WHERE workflow = ? AND status = 'queued'",
+                        (now, workflow))
+
+    def created_at(self, workflow: str) -> float | None:
+        rows = self.store.query("SELECT created_at FROM wf_workflows WHERE name = ?", (workflow,))
+        return float(rows[0][0]) if rows else None
+
+    # -- creating runs -----------------------------------------------------------------------
+    def insert_run(
+        self, cur: Cursor, workflow: str, trigger: dict[str, Any] | None, *, dedupe_key: str | None,
+        start_seq: int, events: list[dict[str, Any]] | None = None, input: Any = None, priority: int = 0,
+        concurrency_key: str | None = None, debounce_key: str | None = None, wake_at: float | None = None,
+        rerun_of: str | None = None, run_id: str | None = None,
+    ) -> str | None:
+        """Insert a queued run; None when (workflow, dedupe_key) already has one (an at-least-once redelivery)."""
+        now = time.time()
+        run_id = run_id or new_id("run_")
+        row = self._x(
+            cur,
+            "INSERT INTO wf_runs (id, workflow, status, dedupe_key, trigger_event, events, input, start_seq, "
+            "priority, concurrency_key, debounce_key, wake_at, rerun_of, created_at, updated_at) "
+            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (workflow, dedupe_key) DO NOTHING RETURNING id",
+            (
+                run_id, workflow, dedupe_key, json.dumps(trigger) if trigger is not None else None,
+                json.dumps(events if events is not None else ([trigger] if trigger else [])),
+                json.dumps(input) if input is not None else None, start_seq, priority, concurrency_key,
+                debounce_key, now if wake_at is None else wake_at, rerun_of, now, now,
+            ),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def insert_runs(self, cur: Cursor, runs: list[NewRun]) -> dict[str, RunRow]:
+        """Insert many runs in few statements; returns those inserted, by id (a run whose (workflow,
+        dedupe key) already has one is skipped). A run with ``lease_owner`` starts leased to it."""
+        seen: set[tuple[str, str]] = set()
+        rows: list[tuple[Any, ...]] = []
+        now = time.time()
+        for r in runs:
+            if (r.workflow, r.dedupe_key) in seen:
+                continue
+            seen.add((r.workflow, r.dedupe_key))
+            trigger = json.dumps(r.trigger)
+            leased = r.lease_owner is not None
+            rows.append((
+                new_id("run_"), r.workflow, "running" if leased else "queued", r.dedupe_key, trigger,
+                f"[{trigger}]", r.start_seq, r.priority, r.concurrency_key, now, r.lease_owner,
+                now + r.lease if leased else None, 1 if leased else 0, now if leased else None, now, now,
+            ))
+        inserted: dict[str, RunRow] = {}
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            marks = ", ".join(["(" + ", ".join("?" * len(chunk[0])) + ")"] * len(chunk))
+            found = self._x(
+                cur,
+                "INSERT INTO wf_runs (id, workflow, status, dedupe_key, trigger_event, events, start_seq, priority, "
+                "concurrency_key, wake_at, lease_owner, lease_until, attempts, started_at, created_at, updated_at) "
+                f"VALUES {marks} ON CONFLICT (workflow, dedupe_key) DO NOTHING RETURNING {RUN_COLUMNS}",
+                [v for row in chunk for v in row],
+            ).fetchall()
+            for row in found:
+                inserted[str(row[0])] = row_to_run(row)
+        return inserted
+
+    def queued_debounce(self, cur: Cursor, workflow: str, key: str) -> tuple[str, list[dict[str, Any]]] | None:
+        """The queued run collecting events for this debounce key, with the events it holds."""
+        row = self._x(
+            cur, "SELECT id, events FROM wf_runs WHERE workflow = ? AND debounce_key = ? AND status = 'queued'",
+            (workflow, key),
+        ).fetchone()
+        return (str(row[0]), json.loads(row[1])) if row is not None else None
+
+    def hold_events(self, cur: Cursor, run_id: str, events: list[dict[str, Any]], due: float) -> None:
+        self._x(cur, "UPDATE wf_runs SET events = ?, wake_at = ?, updated_at = ? WHERE id = ?",
+                (json.dumps(events), due, time.time(), run_id))
+
+    def lease_new(self, cur: Cursor, run_id: str, owner: str, lease: float) -> RunRow:
+        """Lease a run just inserted to ``owner`` (it starts at once, without a claim)."""
+        now = time.time()
+        row = self._x(
+            cur,
+            "UPDATE wf_runs SET status = 'running', lease_owner = ?, lease_until = ?, attempts = 1, started_at = ?, "
+            f"updated_at = ? WHERE id = ? RETURNING {RUN_COLUMNS}",
+            (owner, now + lease, now, now, run_id),
+        ).fetchone()
+        return row_to_run(row)
+
+    def copy_completed_steps(self, cur: Cursor, run_id: str, steps: list[dict[str, Any]]) -> None:
+        """Give a new run (a rerun ``from_step``) the results of earlier steps."""
+        now = time.time()
+        for s in steps:
+            self._x(
+                cur,
+                "INSERT INTO wf_steps (run_id, step_id, pos, kind, status, input, output, error, attempts, "
+                "started_at, finished_at) VALUES (?, ?, ?, ?, 'completed', ?, ?, NULL, ?, ?, ?)",
+                (run_id, s["step"], s["position"], s["kind"],
+                 json.dumps(s["input"]) if s["input"] is not None else None, json.dumps(s["output"]),
+                 s["attempts"], now, now),
+            )
+
+    # -- waits and cancellation --------------------------------------------------------------
+    def waited_names(self) -> set[str]:
+        return {str(r[0]) for r in self.store.query("SELECT DISTINCT event_name FROM wf_waits")}
+
+    def waits_for(self, cur: Cursor, event_name: str, seq: int) -> list[tuple[str, str | None, str | None]]:
+        """(run id, match expression, trigger event JSON) of the waits registered before ``seq``."""
+        rows = self._x(
+            cur,
+            "SELECT w.run_id, w.match_expr, r.trigger_event FROM wf_waits w JOIN wf_runs r ON r.id = w.run_id "
+            "WHERE w.event_name = ? AND w.after_seq < ?",
+            (event_name, seq),
+        ).fetchall()
+        return [(str(r[0]), r[1], r[2]) for r in rows]
+
+    def poke(self, cur: Cursor, run_id: str) -> None:
+        """An event matched the run's wait: make it due now (and let a running run know)."""
+        now = time.time()
+        self._x(
+            cur,
+            "UPDATE wf_runs SET pokes = pokes + 1, wake_at = ?, updated_at = ? "
+            "WHERE id = ? AND status IN ('waiting', 'running', 'sleeping', 'queued')",
+            (now, now, run_id),
+        )
+
+    def cancellable(self, cur: Cursor, workflow: str, before_seq: int) -> list[tuple[str, str | None]]:
+        """(run id, trigger event JSON) of the workflow's active runs started before ``before_seq``."""
+        rows = self._x(
+            cur,
+            "SELECT id, trigger_event FROM wf_runs WHERE workflow = ? AND status IN "
+            "('queued', 'running', 'sleeping', 'waiting') AND start_seq < ?",
+            (workflow, before_seq),
+        ).fetchall()
+        return [(str(r[0]), r[1]) for r in rows]
+
+    def cancel(self, cur: Cursor, run_id: str, reason: str) -> None:
+        now = time.time()
+        self._x(
+            cur,
+            "UPDATE wf_runs SET status = 'cancelled', error = ?, finished_at = ?, updated_at = ?, wake_at = NULL, "
+            "lease_owner = NULL, lease_until = NULL WHERE id = ?",
+            (reason, now, now, run_id),
+        )
+        self._x(cur, "DELETE FROM wf_waits WHERE run_id = ?", (run_id,))
+
+    # -- claiming and leases -----------------------------------------------------------------
+    def claim(
+        self, owner: str, limit: int, lease: float, skip: Collection[str], concurrency: Callable[[str], int | None],
+    ) -> tuple[list[tuple[RunRow, dict[str, StepMemo]]], float | None]:
+        """Lease up to ``limit`` runnable runs (due, or whose lease ran out) to ``owner``, with their steps.
+
+        ``skip``: runs this worker runs already. ``concurrency(workflow)``: the workflow's limit of
+        running runs per concurrency key, if any. Also returns the next wake time of a parked run.
+        """
+        store = self.store
+        now = time.time()
+        lock = " FOR UPDATE SKIP LOCKED" if store.backend == "postgres" else ""
+        claimed: list[RunRow] = []
+        with self.transaction() as cur:
+            candidates = self._x(
+                cur,
+                "SELECT id, workflow, concurrency_key, status FROM wf_runs WHERE "
+                "((status IN ('queued', 'sleeping', 'waiting') AND wake_at <= ?) OR "
+                "(status = 'running' AND lease_until < ?)) "
+                "AND workflow NOT IN (SELECT name FROM wf_workflows WHERE paused = 1) "
+                f"ORDER BY priority DESC, wake_at LIMIT ?{lock}",
+                (now, now, limit),
+            ).fetchall()
+            running: dict[tuple[str, str], int] = {}
+            for run_id, workflow, ckey, status in candidates:
+                if run_id in skip:
+                    continue
+                most = concurrency(workflow)
+                if most and ckey is not None:
+                    slot = (workflow, ckey)
+                    if slot not in running:
+                        running[slot] = int(self._x(
+                            cur,
+                            "SELECT COUNT(*) FROM wf_runs WHERE workflow = ? AND concurrency_key = ? "
+                            "AND status = 'running' AND lease_until >= ?",
+                            (workflow, ckey, now),
+                        ).fetchone()[0])
+                    if running[slot] >= most:
+                        continue
+                    running[slot] += 1
+                row = self._x(
+                    cur,
+                    "UPDATE wf_runs SET status = 'running', lease_owner = ?, lease_until = ?, attempts = attempts + 1, "
+                    "started_at = COALESCE(started_at, ?), debounce_key = NULL, updated_at = ? "
+                    f"WHERE id = ? RETURNING {RUN_COLUMNS}",
+                    (owner, now + lease, now, now, run_id),
+                ).fetchone()
+                run = row_to_run(row)
+                run.recovered = status == "running"
+                claimed.append(run)
+            nxt = self._x(
+                cur,
+                "SELECT MIN(wake_at) FROM wf_runs WHERE status IN ('queued', 'sleeping', 'waiting') AND wake_at > ?",
+                (now,),
+            ).fetchone()
+        next_due = float(nxt[0]) if nxt and nxt[0] is not None else None
+        memos = self.memos([run.id for run in claimed])
+        return [(run, memos[run.id]) for run in claimed], next_due
+
+    def memos(self, run_ids: list[str]) -> dict[str, dict[str, StepMemo]]:
+        """Each run's stored steps, by step id."""
+        memos: dict[str, dict[str, StepMemo]] = {run_id: {} for run_id in run_ids}
+        for start in range(0, len(run_ids), 500):
+            chunk = run_ids[start : start + 500]
+            rows = self.store.query(
+                "SELECT run_id, step_id, kind, status, input, output, error, attempts FROM wf_steps "
+                f"WHERE run_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for r in rows:
+                memos[r[0]][r[1]] = StepMemo(
+                    r[1], r[2], r[3], json.loads(r[4]) if r[4] else None,
+                    json.loads(r[5]) if r[5] is not None else None, r[6], int(r[7]),
+                )
+        return memos
+
+    def renew(self, owner: str, lease: float) -> None:
+        lock = " ORDER BY id FOR UPDATE" if self.backend == "postgres" else ""
+        with self.transaction() as cur:
+            self._x(cur, "UPDATE wf_runs SET lease_until = ? WHERE id IN (SELECT id FROM wf_runs WHERE "
+                    f"lease_owner = ? AND status = 'running'{lock})", (time.time() + lease, owner))
+
+    def release(self, owner: str) -> None:
+        with self.transaction() as cur:
+            self._x(cur, "UPDATE wf_runs SET lease_until = 0 WHERE lease_owner = ? AND status = 'running'", (owner,))
+
+    # -- a run's journal (each write fenced by the run's lease) ------------------------------
+    def fence_many(self, cur: Cursor, run_ids: list[str], owner: str) -> set[str]:
+        """The runs among ``run_ids`` that ``owner`` still holds the lease of, locked in id order."""
+        held: set[str] = set()
+        for start in range(0, len(run_ids), 500):
+            chunk = sorted(run_ids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            lock = " ORDER BY id FOR UPDATE" if self.backend == "postgres" else ""
+            rows = self._x(
+                cur,
+                f"UPDATE wf_runs SET updated_at = ? WHERE id IN (SELECT id FROM wf_runs WHERE id IN ({marks}) "
+                f"AND lease_owner = ? AND status = 'running'{lock}) RETURNING id",
+                (time.time(), *chunk, owner),
+            ).fetchall()
+            held.update(str(r[0]) for r in rows)
+        return held
+
+    def finish(self, cur: Cursor, run_id: str, status: str, output: str | None, error: str | None,
+               waited: bool = True) -> None:
+        """Record the run's end (``waited``: it may have a wait registered, to be removed)."""
+        now = time.time()
+        self._x(
+            cur,
+            "UPDATE wf_runs SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ?, "
+            "lease_owner = NULL, lease_until = NULL, wake_at = NULL WHERE id = ?",
+            (status, output, error, now, now, run_id),
+        )
+        if waited:
+            self._x(cur, "DELETE FROM wf_waits WHERE run_id = ?", (run_id,))
+
+    def park(self, cur: Cursor, run_id: str, status: str, wake_at: float | None, pokes: int) -> None:
+        now = time.time()
+        self._x(
+            cur,
+            "UPDATE wf_runs SET status = ?, wake_at = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? "
+            "WHERE id = ?",
+            (status, wake_at, now, run_id),
+        )
+        # an event matched while we were running: run again now rather than at the deadline
+        self._x(cur, "UPDATE wf_runs SET wake_at = ? WHERE id = ? AND pokes <> ?", (now, run_id, pokes))
+
+    def record_step(self, cur: Cursor, run_id: str, step_id: str, pos: int, kind: str, status: str,
+                    output: str | None, error: str | None, attempts: int, started: float) -> None:
+        self._x(
+            cur,
+            "INSERT INTO wf_steps (run_id, step_id, pos, kind, status, input, output, error, attempts, started_at, "
+            "finished_at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO UPDATE SET "
+            "status = excluded.status, output = excluded.output, error = excluded.error, "
+            "attempts = excluded.attempts, finished_at = excluded.finished_at",
+            (run_id, step_id, pos, kind, status, output, error, attempts, started, time.time()),
+        )
+
+    def register_wait(self, cur: Cursor, run_id: str, workflow: str, step_id: str, pos: int,
+                      spec: dict[str, Any]) -> None:
+        now = time.time()
+        self._x(
+            cur,
+            "INSERT INTO wf_steps (run_id, step_id, pos, kind, status, input, output, error, attempts, started_at) "
+            "VALUES (?, ?, ?, 'wait', 'waiting', ?, NULL, NULL, 1, ?) ON CONFLICT (run_id, step_id) DO NOTHING",
+            (run_id, step_id, pos, json.dumps(spec), now),
+        )
+        self._x(
+            cur,
+            "INSERT INTO wf_waits (run_id, step_id, workflow, event_name, match_expr, after_seq, deadline) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO NOTHING",
+            (run_id, step_id, workflow, spec["event"], spec["match"], spec["after_seq"], spec["deadline"]),
+        )
+
+    def resolve_wait(self, cur: Cursor, run_id: str, step_id: str, event: dict[str, Any] | None) -> None:
+        self._x(
+            cur,
+            "UPDATE wf_steps SET status = 'completed', output = ?, finished_at = ? WHERE run_id = ? AND step_id = ?",
+            (json.dumps(event), time.time(), run_id, step_id),
+        )
+        self._x(cur, "DELETE FROM wf_waits WHERE run_id = ? AND step_id = ?", (run_id, step_id))
+
+    def record_emit(self, cur: Cursor, run_id: str, step_id: str, pos: int, event: NewEvent) -> None:
+        """Record the step that emits ``event`` (the caller appends the event in the same transaction)."""
+        now = time.time()
+        self._x(
+            cur,
+            "INSERT INTO wf_steps (run_id, step_id, pos, kind, status, input, output, error, attempts, started_at, "
+            "finished_at) VALUES (?, ?, ?, 'emit', 'completed', ?, ?, NULL, 1, ?, ?)",
+            (run_id, step_id, pos, json.dumps({"name": event.name, "data": event.payload}),
+             json.dumps({"id": event.id}), now, now),
+        )
+
+    def events_after(self, name: str, after_seq: int, limit: int) -> list[StoredEvent]:
+        """Accepted events named ``name`` after ``after_seq``, in log order (what a wait scans)."""
+        rows = self.store.query(
+            "SELECT seq, id, name, payload, received_at, source, endpoint, CASE WHEN payload = '' THEN body END "
+            "FROM events WHERE name = ? AND accepted = 1 AND seq > ? ORDER BY seq LIMIT ?",
+            (name, after_seq, limit),
+        )
+        return [StoredEvent(int(r[0]), r[1], r[2], payload_text_of(r[3], r[7]), r[4], r[5], r[6]) for r in rows]
+
+    # -- schedules ---------------------------------------------------------------------------
+    def last_tick(self, schedule: str) -> float | None:
+        rows = self.store.query("SELECT MAX(tick) FROM wf_schedule_ticks WHERE schedule = ?", (schedule,))
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def claim_tick(self, cur: Cursor, schedule: str, tick: float) -> bool:
+        """Record the tick; False when another process (or an earlier pass) already did."""
+        inserted = self._x(
+            cur,
+            "INSERT INTO wf_schedule_ticks (schedule, tick, run_id, created_at) VALUES (?, ?, NULL, ?) "
+            "ON CONFLICT (schedule, tick) DO NOTHING RETURNING tick",
+            (schedule, tick, time.time()),
+        ).fetchone()
+        return inserted is not None
+
+    def tick_ran(self, cur: Cursor, schedule: str, tick: float, run_id: str | None) -> None:
+        self._x(cur, "UPDATE wf_schedule_ticks SET run_id = ? WHERE schedule = ? AND tick = ?",
+                (run_id, schedule, tick))
+
+    def log_top(self, cur: Cursor) -> int:
+        return int(self._x(cur, "SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+    # -- reading runs ------------------------------------------------------------------------
+    def get(self, run_id: str) -> RunRow | None:
+        rows = self.store.query(f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE id = ?", (run_id,))
+        return row_to_run(rows[0]) if rows else None
+
+    def list_runs(
+        self, workflow: str | None = None, status: str | None = None, since: float | None = None,
+        until: float | None = None, limit: int = 100, before: tuple[float, str] | None = None,
+        search: str | None = None,
+    ) -> list[RunRow]:
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        for column, value in (("workflow", workflow), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("created_at <= ?")
+            params.append(until)
+        if before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params += [before[0], before[0], before[1]]
+        if search:
+            where.append("(LOWER(trigger_event) LIKE ? ESCAPE '\\' OR LOWER(error) LIKE ? ESCAPE '\\' OR id = ?)")
+            pattern = like_pattern(search)
+            params += [pattern, pattern, search.strip()]
+        rows = self.store.query(
+            f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [row_to_run(r) for r in rows]
+
+    def steps(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.store.query(
+            "SELECT step_id, pos, kind, status, input, output, error, attempts, started_at, finished_at "
+            "FROM wf_steps WHERE run_id = ? ORDER BY pos",
+            (run_id,),
+        )
+        return [
+            {
+                "step": r[0], "position": r[1], "kind": r[2], "status": r[3], "input": _loads(r[4]),
+                "output": _loads(r[5]), "error": r[6], "attempts": r[7], "started_at": r[8], "finished_at": r[9],
+                "duration_ms": round((r[9] - r[8]) * 1000, 1) if r[9] is not None else None,
+            }
+            for r in rows
+        ]
+
+    # -- retention ---------------------------------------------------------------------------
+    def purge(self, older_than: float) -> int:
+        """Delete finished runs (and their steps) created before ``older_than``."""
+        with self.transaction() as cur:
+            ids = [r[0] for r in self._x(
+                cur, "SELECT id FROM wf_runs WHERE status IN ('completed', 'failed', 'cancelled') AND created_at < ?",
+                (older_than,),
+            ).fetchall()]
+            for run_id in ids:
+                self._x(cur, "DELETE FROM wf_steps WHERE run_id = ?", (run_id,))
+                self._x(cur, "DELETE FROM wf_runs WHERE id = ?", (run_id,))
+            # old schedule ticks, keeping each schedule's latest (it marks where the schedule stands)
+            self._x(
+                cur,
+                "DELETE FROM wf_schedule_ticks WHERE created_at < ? AND tick < "
+                "(SELECT MAX(t.tick) FROM wf_schedule_ticks t WHERE t.schedule = wf_schedule_ticks.schedule)",
+                (older_than,),
+            )
+        return len(ids)
