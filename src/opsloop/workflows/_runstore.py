@@ -573,6 +573,14 @@ class RunStore:
         )
         return [row_to_run(r) for r in rows]
 
+    def runs_for_event(self, event_id: str, limit: int = 50) -> list[RunRow]:
+        """The runs ``event_id`` started (its trigger), newest first."""
+        # trigger_event holds the event as JSON (its id inside); the text match narrows, the id decides
+        rows = self.store.query(f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE LOWER(trigger_event) LIKE ? ESCAPE '\\' "
+                                "ORDER BY created_at DESC LIMIT ?", (like_pattern(event_id), limit))
+        found = [row_to_run(r) for r in rows]
+        return [r for r in found if r.trigger and r.trigger.get("id") == event_id]
+
     def steps(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.store.query(
             "SELECT step_id, pos, kind, status, input, output, error, attempts, started_at, finished_at "

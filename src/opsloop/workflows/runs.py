@@ -68,11 +68,7 @@ def list_runs(
 
 def runs_for_event(store: StateStore, event_id: str, limit: int = 50) -> list[RunRow]:
     """The runs ``event_id`` started (its trigger), newest first."""
-    # trigger_event holds the event as JSON (its id inside); the text match narrows, the id decides
-    rows = store.query(f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE LOWER(trigger_event) LIKE ? ESCAPE '\\' "
-                       "ORDER BY created_at DESC LIMIT ?", (like_pattern(event_id), limit))
-    found = [row_to_run(r) for r in rows]
-    return [r for r in found if r.trigger and r.trigger.get("id") == event_id]
+    return RunStore(store).runs_for_event(event_id, limit)
 
 
 def run_steps(store: StateStore, run_id: str) -> list[dict[str, Any]]:
