@@ -438,7 +438,7 @@ class _Adapter:
                      "select table_type from information_schema.tables where "
                      f"lower(table_schema) = lower({_lit(schema)}) and lower(table_name) = lower({_lit(name)})")
         if found.rows:
-            from ..warehouse._sql import relation as rel_text
+            from ..warehouse.sql import relation as rel_text
 
             kind = "view" if "VIEW" in str(found.rows[0][0]).upper() else "table"
             _ask(ctx, "adapter.drop_relation", f"drop {kind} if exists {rel_text(schema, name, self._r.adapter_type)}")

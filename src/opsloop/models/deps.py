@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from ..errors import Problem
-from ..project._yaml import YamlProblem, load_yaml
+from ..project.yaml_files import YamlProblem, load_yaml
 from . import _semver
 from .packages import _project_file, install_path, spec_file
 
