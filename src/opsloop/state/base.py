@@ -1,9 +1,8 @@
 """The operational state store: the event log, consumer cursors, and (later) runs, timers, snapshots.
 
 One interface, two implementations that share their SQL: SQLite (the embedded default) and Postgres
-(several processes). Schema changes are numbered migrations under ``migrations/<backend>/``; each
-subsystem owns a range of numbers (0001-0099 events, 0100-0199 workflows, 0200 sources, 0300 syncs,
-0400 identity, 0500 metrics) so that they never collide.
+(several processes). Schema changes are numbered migrations under ``migrations/``, written once for both
+stores (``_migrations.py`` says how, and which subsystem owns which numbers).
 """
 
 from __future__ import annotations
@@ -17,8 +16,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
+
+from ._migrations import migrations
 
 ACCEPTED_STATUSES = ("received", "dispatched", "failed")
 ALL_STATUSES = ("received", "rejected", "duplicate", "quarantined", "dispatched", "failed", "replayed")
@@ -309,10 +309,9 @@ class StateStore(ABC):
         """Finish a read (Postgres closes its implicit transaction so it sees new commits)."""
 
     # -- migrations --------------------------------------------------------------------------
-    def migrate(self) -> list[str]:
-        """Apply every migration not applied yet, in number order; returns the names applied."""
-        folder = resources.files("opsloop.state").joinpath("migrations", self.backend)
-        files = sorted(f.name for f in folder.iterdir() if f.name.endswith(".sql"))
+    def migrate(self, upto: int | None = None) -> list[str]:
+        """Apply every migration not applied yet (up to number ``upto``), in number order; returns the names
+        applied."""
         applied: list[str] = []
         with self.transaction() as cur:
             self.execute(
@@ -322,18 +321,16 @@ class StateStore(ABC):
             )
             self._lock_migrations(cur)
             done = {row[0] for row in self.execute(cur, "SELECT version FROM schema_migrations").fetchall()}
-            for name in files:
-                version = int(name.split("_", 1)[0])
-                if version in done:
+            for migration in migrations(self.backend):
+                if migration.version in done or (upto is not None and migration.version > upto):
                     continue
-                sql = folder.joinpath(name).read_text(encoding="utf-8")
-                self._run_script(cur, sql)
+                self._run_script(cur, migration.sql)
                 self.execute(
                     cur,
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, time.time()),
+                    (migration.version, migration.name, time.time()),
                 )
-                applied.append(name)
+                applied.append(migration.name)
         return applied
 
     def _before_append(self, cur: Any) -> None:
