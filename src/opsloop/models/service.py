@@ -18,6 +18,7 @@ from .._halt import Interrupted
 from ..errors import OpsloopError
 from ..events.changes import CHANGED, changed_tables
 from .engine import ModelEngine
+from .project_files import MODELS
 from .runner import NodeResult
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class ModelService:
     def debounce(self) -> float | None:
         """Seconds to wait after data lands before rebuilding (None: reactive refresh is off)."""
         env = self.app.project.env.get("OPSLOOP_MODELS_DEBOUNCE")
-        mp = self.app.project.extras.get("models")
+        mp = MODELS.of(self.app.project)
         value: Any = env if env is not None else (getattr(mp, "vars", {}) or {}).get("opsloop_refresh_debounce")
         if value is None:
             return DEFAULT_DEBOUNCE
@@ -274,7 +275,7 @@ class ModelService:
 def attach(app: App) -> None:
     service = ModelService(app)
     app.services["models"] = service
-    mp = app.project.extras.get("models")
+    mp = MODELS.of(app.project)
     if mp is not None and not mp.empty:
         app.on_raw_loaded.append(service.on_raw_loaded)
         app.background.append(app.as_leader(app.WAREHOUSE_ROLE, service.resume))

@@ -17,6 +17,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from .project_files import SYNCS
 from .runner import RunResult, SyncRunner
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ class SyncService:
 
 
 def attach(app: App) -> None:
-    syncs: dict[str, LoadedSync] = app.project.extras.get("syncs") or {}
+    syncs = SYNCS.of(app.project)
     service = SyncService(app)
     app.services["syncs"] = service
     if not syncs:
