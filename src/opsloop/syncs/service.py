@@ -80,7 +80,7 @@ class SyncService:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def on_model_built(self, event: EventRecord) -> None:
-        data = event.payload or {}
+        data = event.payload if isinstance(event.payload, dict) else {}
         model, relation = data.get("model"), data.get("relation")
         for name, sync in self.syncs.items():
             cfg = sync.config
