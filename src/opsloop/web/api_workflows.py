@@ -46,9 +46,8 @@ def routes(app: App) -> list[Route]:
             raise not_found(f"no run {run_id!r}; list runs with GET /api/runs", "run_id")
 
     def kick() -> None:
-        engine = app.services.get("workflows")
-        if engine is not None:
-            engine.kick()
+        if "workflows" in app.services:
+            app.workflows.kick()
 
     async def rerun(request: Request) -> Response:
         spec = await openapi.RERUN.body(request)

@@ -91,11 +91,10 @@ def live_names(app: App) -> dict[str, list[str]]:
     models = MODELS_SECTION.of(project)
     if models is not None and not models.empty:
         names["model"] = sorted(models.models)
-    identity = app.services.get("identity")
-    if identity is not None:
-        names["segment"] = sorted(identity.project.segments)
-    metrics = app.services.get("metrics")
-    if metrics is not None:
+    if "identity" in app.services:
+        names["segment"] = sorted(app.identity.project.segments)
+    if "metrics" in app.services:
+        metrics = app.metrics
         names["metric"] = sorted(metrics.catalog.metrics)
         names["dashboard"] = sorted(metrics.catalog.dashboards)
     return names

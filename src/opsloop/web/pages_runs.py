@@ -243,9 +243,8 @@ def routes(web: Web) -> list[Route]:
         return web.render(request, "workflows.html", workflows=rows, message=request.query_params.get("message"))
 
     def kick() -> None:
-        engine = app.services.get("workflows")
-        if engine is not None:
-            engine.kick()
+        if "workflows" in app.services:
+            app.workflows.kick()
 
     def back_to(run_id: str, message: str) -> Response:
         return RedirectResponse(f"/runs/{quote(run_id)}?message={quote(message)}", status_code=303)
