@@ -18,8 +18,9 @@ import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
+from ._json import JsonValue
 from .errors import TransientError
 
 log = logging.getLogger("opsloop")
@@ -29,13 +30,19 @@ class Interrupted(TransientError):
     """The server is stopping: the work was rolled back and is redone at the next start."""
 
 
+class Interruptible(Protocol):
+    """A connection whose running statement can be aborted from another thread (DuckDB's)."""
+
+    def interrupt(self) -> None: ...
+
+
 class Halt:
     """A stop flag shared by an App's long jobs, with the DuckDB connections to interrupt when it trips."""
 
     def __init__(self, owed_file: Path | None = None) -> None:
         self._event = threading.Event()
         self._lock = threading.RLock()  # trip() may run in a signal handler on a thread holding it
-        self._watched: set[Any] = set()
+        self._watched: set[Interruptible] = set()
         self._owed_file = owed_file
         self._busy = 0
         self._idle = threading.Condition(self._lock)
@@ -68,8 +75,12 @@ class Halt:
         self._event.clear()
 
     @contextlib.contextmanager
-    def watching(self, con: Any) -> Iterator[None]:
-        """While inside, a ``trip()`` interrupts the statement running on the DuckDB connection ``con``."""
+    def watching(self, con: Interruptible | None) -> Iterator[None]:
+        """While inside, a ``trip()`` interrupts the statement running on the DuckDB connection ``con``
+        (None: a session without one, nothing to interrupt)."""
+        if con is None:
+            yield
+            return
         with self._lock:
             self._watched.add(con)
         try:
@@ -97,7 +108,7 @@ class Halt:
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     # -- work owed to the next start -------------------------------------------------------------
-    def owe(self, job: str, detail: Any = True, *, announce: bool = True) -> None:
+    def owe(self, job: str, detail: JsonValue = True, *, announce: bool = True) -> None:
         """Remember (in the project's state folder) that ``job`` was interrupted and must run at the next start.
         A job owed from its start (a pull, a sync: owed until it settles, so a crash anywhere redoes it) passes
         ``announce=False`` and calls ``interrupted(job)`` only when a stop really cuts it off."""
@@ -115,7 +126,7 @@ class Halt:
         """Say that a stop cut ``job`` off (it is owed, so the next start runs it again)."""
         log.info("%s was interrupted by the stop; it runs again at the next start", job)
 
-    def owed(self) -> dict[str, Any]:
+    def owed(self) -> dict[str, JsonValue]:
         """The jobs owed from an interrupted run (each stays owed until ``settle(job)``)."""
         if self._owed_file is None:
             return {}
@@ -132,15 +143,15 @@ class Halt:
                 del owed[job]
                 self._write(owed)
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self) -> dict[str, JsonValue]:
         assert self._owed_file is not None
         try:
-            data = json.loads(self._owed_file.read_text())
+            data: JsonValue = json.loads(self._owed_file.read_text())
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _write(self, owed: dict[str, Any]) -> None:
+    def _write(self, owed: dict[str, JsonValue]) -> None:
         assert self._owed_file is not None
         if not owed:
             self._owed_file.unlink(missing_ok=True)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping
 from importlib import import_module
-from typing import Any
 
 
-def lazy_exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+def lazy_exports(package: str, names: Mapping[str, str]) -> Callable[[str], object]:
     """A module ``__getattr__`` that imports ``names[name]`` (relative to ``package``) on first use."""
 
-    def __getattr__(name: str) -> Any:
+    def __getattr__(name: str) -> object:
         where = names.get(name)
         if where is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

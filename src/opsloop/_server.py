@@ -12,11 +12,13 @@ import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import OpsloopError
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from .app import App
 
 
@@ -42,7 +44,8 @@ def _overdue() -> None:
     os._exit(1)
 
 
-def uvicorn_server(config: Any, app: App, before_shutdown: Callable[[], Awaitable[None]] | None = None) -> Any:
+def uvicorn_server(config: uvicorn.Config, app: App,
+                   before_shutdown: Callable[[], Awaitable[None]] | None = None) -> uvicorn.Server:
     """A uvicorn server that tells ``app`` when a stop begins, before uvicorn waits for open responses;
     ``before_shutdown`` is awaited while it still serves (the receiver processes drain then)."""
     import uvicorn

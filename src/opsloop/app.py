@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Unpack, cast
 
 from ._halt import Halt
 from ._ids import new_id
@@ -22,7 +22,7 @@ from .events.bodies import DEFAULT_MAX_DEPTH, BodyRefused, parse_body
 from .events.committer import GroupCommitter
 from .events.log import Consumer, EventBus
 from .project import Project
-from .settings import Settings, resolve_settings
+from .settings import Settings, SettingsOverrides, resolve_settings
 from .state import EventRecord, NewEvent, StateStore, open_store
 from .warehouse import Warehouse, open_warehouse
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # the inbox (and jsonschema) is imported when first used, as 
 
 log = logging.getLogger("opsloop")
 
-Job = Callable[[], Coroutine[Any, Any, None]]
+Job = Callable[[], Coroutine[object, object, None]]
 """A background job: a coroutine function the app starts with its workers and cancels at stop."""
 
 EventHandler = Callable[[EventRecord], Awaitable[None]]
@@ -63,7 +63,7 @@ class App:
         self._warehouse: Warehouse | None = None
         self.bus = EventBus()
         self.handlers: list[tuple[str, EventHandler]] = []
-        self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self.background: list[Job] = []
         """Coroutine factories started as tasks by ``start()`` and cancelled by ``stop()``."""
         self.on_start: list[Callable[[], Awaitable[None]]] = []
         """Awaited at the end of ``start()``, in order."""
@@ -71,15 +71,15 @@ class App:
         """Awaited at the start of ``stop()``, in reverse order."""
         self.on_raw_loaded: list[Callable[[list[EventRecord]], Awaitable[None]]] = []
         """Awaited after each batch of events lands in the warehouse's ``raw.events`` (reactive models)."""
-        self.services: dict[str, Any] = {}
+        self.services: dict[str, object] = {}
         """Subsystem objects by name (``app.services["workflows"]``)."""
         for attach in service_attachers() if services else ():
             attach(self)
         self._committer: GroupCommitter | None = None
         self._inbox: Inbox | None = None
         self._consumers: list[Consumer] = []
-        self._tasks: list[asyncio.Task[Any]] = []
-        self._bg_tasks: list[asyncio.Task[Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._bg_tasks: list[asyncio.Task[None]] = []
         self._leading: set[str] = set()
         self.started = False
         self.stopping = asyncio.Event()
@@ -91,7 +91,7 @@ class App:
         stop at their next safe point, roll back, and are owed to the next start (see ``_halt.py``)."""
 
     @classmethod
-    def from_path(cls, root: Path | str, **overrides: Any) -> App:
+    def from_path(cls, root: Path | str, **overrides: Unpack[SettingsOverrides]) -> App:
         project = load_project(root)
         return cls(project, resolve_settings(project, overrides))
 
@@ -344,7 +344,7 @@ class App:
         await asyncio.to_thread(self.store.mark_events, dispatched, "dispatched", None, ("dispatcher", events[-1].seq))
 
     # -- writing events from code ------------------------------------------------------------
-    async def emit(self, name: str, data: Any, source: str = "internal", related_id: str | None = None) -> str:
+    async def emit(self, name: str, data: object, source: str = "internal", related_id: str | None = None) -> str:
         """Append an internal event (``model.built``, ``segment.entered`` ...) to the log."""
         event = NewEvent(
             id=new_id("evt_"), name=name, received_at=time.time(), payload=data, source=source, related_id=related_id,
@@ -358,7 +358,7 @@ class App:
         return result.event_id
 
     # -- replay ------------------------------------------------------------------------------
-    def replay(self, event_id: str, payload: Any = None) -> str:
+    def replay(self, event_id: str, payload: object = None) -> str:
         """Re-dispatch one event as a new log entry; returns the new event's id.
 
         A quarantined event is validated again (against the current schema, or ``payload`` when given);
@@ -409,7 +409,7 @@ class App:
         self.bus.notify()
         return new.id
 
-    def _replay_body(self, event_id: str, endpoint_name: str | None, payload: Any) -> bytes:
+    def _replay_body(self, event_id: str, endpoint_name: str | None, payload: object) -> bytes:
         """``payload`` as the body of a replay, held to what the inbox accepts (the log carries only that)."""
         endpoint = self.inbox.endpoints.get(endpoint_name or "")
         depth = endpoint.config.max_depth if endpoint is not None else DEFAULT_MAX_DEPTH

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._ids import new_id
+from ._json import JsonValue
 from .state import StateStore
+from .state.base import Cursor
 
 
 @dataclass
@@ -22,7 +24,7 @@ class OutboxItem:
     action: str
     target: str | None
     key: str | None
-    payload: Any
+    payload: JsonValue
     version: int
     created_at: float
     updated_at: float
@@ -35,8 +37,8 @@ def _item(row: tuple[Any, ...]) -> OutboxItem:
     return OutboxItem(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), int(row[6]), row[7], row[8])
 
 
-def record(store: StateStore, destination: str, action: str, payload: Any, target: str | None = None,
-           key: str | None = None, cur: Any = None) -> str:
+def record(store: StateStore, destination: str, action: str, payload: object, target: str | None = None,
+           key: str | None = None, cur: Cursor | None = None) -> str:
     """Record a new outbound message; returns its id (use it as a handle for later updates)."""
     item_id = new_id("out_")
     now = time.time()
@@ -50,7 +52,7 @@ def record(store: StateStore, destination: str, action: str, payload: Any, targe
     return item_id
 
 
-def update(store: StateStore, item_id: str, payload: Any, action: str | None = None) -> bool:
+def update(store: StateStore, item_id: str, payload: object, action: str | None = None) -> bool:
     """Replace an outbox item's payload in place (e.g. a Slack chat.update); False when it does not exist."""
     with store.transaction() as cur:
         store.execute(  # keep the version being replaced, for the page's history
@@ -78,7 +80,7 @@ def list_items(store: StateStore, destination: str | None = None, limit: int = 2
                before: float | None = None) -> list[OutboxItem]:
     """The newest items first; ``before`` (an ``updated_at``) pages on to older ones."""
     where: list[str] = []
-    params: list[Any] = []
+    params: list[object] = []
     if destination:
         where.append("destination = ?")
         params.append(destination)
@@ -100,7 +102,7 @@ def destinations(store: StateStore) -> list[str]:
 class OutboxVersion:
     version: int
     action: str
-    payload: Any
+    payload: JsonValue
     updated_at: float
 
 

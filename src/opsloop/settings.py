@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TypedDict, Unpack
 
 from .errors import OpsloopError
 from .project import Project
@@ -31,6 +31,28 @@ def _port(env: Mapping[str, str], default: int) -> int:
     if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
         raise OpsloopError(f"OPSLOOP_PORT={text!r} is not a TCP port; set it to a number from 1 to 65535")
     return int(text)
+
+
+class SettingsOverrides(TypedDict, total=False):
+    """What a caller may set over the resolved settings (``App.from_path(root, port=0)``); None keeps the
+    resolved value."""
+
+    state_url: str | None
+    warehouse: WarehouseConfig | None
+    host: str | None
+    port: int | None
+    fsync_on_commit: bool | None
+    max_pending: int | None
+    load_interval: float | None
+    api_token: str | None
+    retention_days: int | None
+    time_scale: float | None
+    role: str | None
+    public_url: str | None
+    lead_retry: float | None
+    receiver_processes: int | None
+    session_expiry: float | None
+    max_request_body: int | None
 
 
 @dataclass(frozen=True)
@@ -68,11 +90,12 @@ class Settings:
     def __repr__(self) -> str:  # keep the token out of logs and tracebacks
         return f"Settings(state_url={self.state_url!r}, host={self.host!r}, port={self.port}, api_token=***)"
 
-    def with_(self, **changes: Any) -> Settings:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+    def with_(self, **changes: Unpack[SettingsOverrides]) -> Settings:
+        given: dict[str, object] = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **given)  # type: ignore[arg-type]  # each value is typed by SettingsOverrides
 
 
-def resolve_settings(project: Project, overrides: Mapping[str, Any] | None = None) -> Settings:
+def resolve_settings(project: Project, overrides: SettingsOverrides | None = None) -> Settings:
     """Build settings for ``project``; ``project.env`` already lays the environment over ``.env``."""
     cfg = project.config
     env = project.env

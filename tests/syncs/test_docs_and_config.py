@@ -12,6 +12,7 @@ import yaml
 from opsloop import load_project
 from opsloop.destinations import get_destination
 from opsloop.errors import ConfigError
+from opsloop.syncs.project_files import SYNCS
 from tests.conftest import run_cli
 
 from .conftest import SyncProject, cli, people
@@ -30,7 +31,7 @@ def test_every_yaml_example_in_the_docs_is_valid(sp: SyncProject) -> None:
                SMTP_PASSWORD="x", CRM_DATABASE_URL="postgresql://x", OPSLOOP_WEBHOOK_SECRET="whsec_eA==")
     sp.write_sync("crm_contacts", blocks[0])
     project = load_project(sp.root)
-    sync = project.extras["syncs"]["crm_contacts"]
+    sync = SYNCS.of(project)["crm_contacts"]
     assert [s.kind for s in sync.specs] == ["column", "column", "column", "jinja", "sql"]
     assert sync.config.triggers.after_build and sync.config.rate_limit.per_day == 200000
     for block in blocks[1:]:

@@ -113,7 +113,9 @@ def register(app: typer.Typer) -> None:
         """Pull sources into the warehouse now (incremental from each stream's cursor)."""
         app_ = _pull_app(project)
         try:
-            names = sorted(app_.project.extras.get("sources", {}))
+            from ..sources.project_files import SOURCES
+
+            names = sorted(SOURCES.of(app_.project))
             if source is not None:
                 names = [source]
             if not names:

@@ -115,11 +115,12 @@ def register(app: typer.Typer) -> None:
         """One sync: its recent runs, and the failed rows with the destination's own error."""
         from ..syncs import SyncError
         from ..syncs.listing import sync_detail
+        from ..syncs.project_files import SYNCS
 
         parent = ctx.obj or {}
         app_ = load_app(parent.get("project") if project == Path(".") else project)
         try:
-            known = sorted(app_.project.extras.get("syncs") or {})
+            known = sorted(SYNCS.of(app_.project))
             if name not in known:
                 fail(str(SyncError(f"no sync {name!r}; syncs: {', '.join(known) or 'none'}")))
             detail: dict[str, Any] = local_or_server(

@@ -28,7 +28,9 @@ def _open(project: Path | None) -> App:
 
 
 def _known(app_: App) -> set[str]:
-    return set(app_.project.extras.get("workflows", {}))
+    from ..workflows.project_files import WORKFLOWS
+
+    return set(WORKFLOWS.of(app_.project))
 
 
 def _on_store(project: Path | None, work: Callable[[App], T]) -> T:
@@ -49,7 +51,9 @@ def register(app: typer.Typer) -> None:
         app_ = _open(project)
         try:
             paused = R.paused_workflows(app_.store)
-            defs = list(app_.project.extras.get("workflows", {}).values())
+            from ..workflows.project_files import WORKFLOWS
+
+            defs = list(WORKFLOWS.of(app_.project).values())
         finally:
             app_.close()
         rows = [{"name": d.name, "source": d.source, "on": ", ".join(d.on),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..settings import SettingsOverrides
 
 HISTORY_KEY = "demo.history_loaded"
 
@@ -37,7 +38,7 @@ def run_demo(directory: Path, port: int = 8620, host: str = "127.0.0.1", duratio
     if not (directory / "opsloop.yml").exists():
         init_project(directory, example="saas")
         print(f"Wrote the example company to {directory}/", flush=True)
-    overrides: dict[str, object] = {"port": port, "host": host}
+    overrides: SettingsOverrides = {"port": port, "host": host}
     if time_scale is not None or not os.environ.get("OPSLOOP_TIME_SCALE"):
         overrides["time_scale"] = DEMO_TIME_SCALE if time_scale is None else time_scale
     app = App.from_path(directory, **overrides)
@@ -101,21 +102,19 @@ async def build_models(app: App, baseline: bool = False) -> None:
     With ``baseline`` (the first run), the identity graph is built now and the syncs are reset to it, so
     the sample history's people are treated as already in the CRM and the support tool: the outbox then
     shows only what the live traffic changes, not a first upload of everyone."""
-    models = app.services.get("models")
-    if models is None:
+    if "models" not in app.services:
         return
     try:
-        results = await models.build()
+        results = await app.models.build()
     except Exception as exc:  # the demo still serves; the error is shown
         print(f"building the models failed: {exc}", flush=True)
         return
     failed = [r for r in results if r.status in ("error", "fail")]
-    identity, syncs = app.services.get("identity"), app.services.get("syncs")
-    if baseline and identity is not None and syncs is not None and getattr(identity.project, "config", None):
+    if baseline and "identity" in app.services and "syncs" in app.services and app.identity.project.config:
         try:
-            await asyncio.to_thread(identity.build)
-            for name in list(getattr(syncs, "syncs", {}) or {}):
-                await syncs.run_now(name, reset=True)
+            await asyncio.to_thread(app.identity.build)
+            for name in list(app.syncs.syncs):
+                await app.syncs.run_now(name, reset=True)
         except Exception as exc:
             print(f"the identity baseline failed: {exc}", flush=True)
     print(f"Built {len(results)} seeds, models and tests" + (f"; {len(failed)} failed: " + ", ".join(

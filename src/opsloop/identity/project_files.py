@@ -1,4 +1,4 @@
-"""Reads ``identity.yml`` and ``segments/*.yml`` into ``project.extras["identity"]`` with located problems."""
+"""Reads ``identity.yml`` and ``segments/*.yml`` into the project's ``IDENTITY`` section with located problems."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Problem
-from ..project.loader import Project, ProjectLoader, validate_model
+from ..project.loader import Project, ProjectLoader, Section, validate_model
 from ..project.yaml_files import LocatedYaml, YamlProblem, load_yaml, yaml_mappings
 from .config import ConditionGroup, IdentityConfig, SegmentConfig
 
@@ -33,9 +33,12 @@ class IdentityProject:
         return names
 
 
+IDENTITY: Section[IdentityProject | None] = Section("identity", lambda: None)
+"""What ``identity.yml`` and ``segments/`` hold (``IDENTITY.of(project)``); None when not loaded."""
+
+
 def identity_of(project: Project) -> IdentityProject:
-    found = project.extras.get("identity")
-    return found if isinstance(found, IdentityProject) else IdentityProject()
+    return IDENTITY.of(project) or IdentityProject()
 
 
 def _parse_expression(text: str, doc: LocatedYaml, rel: str, loc: tuple[Any, ...], problems: list[Problem]) -> None:
@@ -137,7 +140,7 @@ def load_identity(project: Project, problems: list[Problem]) -> None:
     expected = "expected a mapping describing one segment (where:, sql: or conditions:)"
     for seg_path, rel, doc in yaml_mappings(project.root / "segments", project.root, expected, problems):
         _load_segment(seg_path, rel, doc, result, problems)
-    project.extras["identity"] = result
+    IDENTITY.put(project, result)
 
 
 def _load_segment(path: Path, rel: str, doc: LocatedYaml, result: IdentityProject, problems: list[Problem]) -> None:

@@ -16,6 +16,7 @@ import sqlglot
 from sqlglot import exp
 
 from ..errors import Problem
+from ..project.loader import Project, Section
 from .spec import (
     Alert,
     Dashboard,
@@ -317,7 +318,10 @@ def _check(catalog: Catalog, problems: list[Problem]) -> None:
                                                 f"no entity {tile.entity!r}"))
 
 
-def catalog_of(project: Any) -> Catalog:
+CATALOG: Section[Catalog | None] = Section("metrics", lambda: None)
+"""``metrics/*.yml`` and ``dashboards/*.yml`` (``CATALOG.of(project)``); None when not loaded."""
+
+
+def catalog_of(project: Project) -> Catalog:
     """The project's catalog (loaded with the project); an empty one when there are no metric files."""
-    found = project.extras.get("metrics")
-    return found if isinstance(found, Catalog) else Catalog()
+    return CATALOG.of(project) or Catalog()

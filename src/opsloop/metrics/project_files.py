@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ..errors import Problem
 from ..project.loader import Project, ProjectLoader
-from .catalog import load_catalog
+from .catalog import CATALOG, load_catalog
 
 
 def _load(project: Project, problems: list[Problem]) -> None:
-    project.extras["metrics"] = load_catalog(project.root, problems)
+    CATALOG.put(project, load_catalog(project.root, problems))
 
 
 LOADER = ProjectLoader("metrics", load=_load)

@@ -124,9 +124,8 @@ class MetricsService:
             self._engine.cache.invalidate(deps)
         for board, ids in self.affected(deps).items():
             self.push(board, ids, reason)
-        alerts = self.app.services.get("metrics_alerts")
-        if alerts is not None:
-            await alerts.evaluate_for(deps)
+        if "metrics_alerts" in self.app.services:
+            await self.app.metrics_alerts.evaluate_for(deps)
 
     async def on_model_built(self, event: EventRecord) -> None:
         data = event.payload if isinstance(event.payload, dict) else {}

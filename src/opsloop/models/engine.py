@@ -18,6 +18,7 @@ from ..project import Project
 from ..warehouse import DEFAULT_LIMIT, MAX_LIMIT, QueryRefused, QueryResult, Warehouse, query_timeout
 from .compiler import Compiler, Target
 from .project import ModelProject, read_model_project
+from .project_files import MODELS
 from .runner import NodeResult, Runner
 from .selection import select as select_nodes
 
@@ -76,7 +77,7 @@ class ModelEngine:
             if self._compiler is not None and sig == self._signature:
                 return self._compiler
             problems: list[Problem] = []
-            mp = self.project.extras.get("models") if self._signature is None else None
+            mp = MODELS.of(self.project) if self._signature is None else None
             if not isinstance(mp, ModelProject):
                 mp = read_model_project(self.project.root, self.project.config.dbt_project, problems)
             if mp is None:

@@ -24,9 +24,10 @@ def _compiler(project: Project) -> Compiler:
     from ..settings import resolve_settings
     from ..warehouse import open_warehouse
     from .project import ModelProject, read_model_project
+    from .project_files import MODELS
 
     problems: list[Problem] = []
-    mp = project.extras.get("models")
+    mp = MODELS.of(project)
     if not isinstance(mp, ModelProject):
         mp = read_model_project(project.root, project.config.dbt_project, problems)
     if mp is None or problems:

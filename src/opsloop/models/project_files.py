@@ -1,9 +1,17 @@
-"""Reads models/, seeds/ and dbt_project.yml into ``project.extras["models"]`` when a project loads."""
+"""Reads models/, seeds/ and dbt_project.yml into the project's ``MODELS`` section when a project loads."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import Problem
-from ..project.loader import Project, ProjectLoader
+from ..project.loader import Project, ProjectLoader, Section
+
+if TYPE_CHECKING:
+    from .project import ModelProject
+
+MODELS: Section[ModelProject | None] = Section("models", lambda: None)
+"""The project's dbt layout (``MODELS.of(project)``); None when it has no models, seeds or dbt project."""
 
 
 def _load(project: Project, problems: list[Problem]) -> None:
@@ -15,14 +23,14 @@ def _load(project: Project, problems: list[Problem]) -> None:
 
     mp = read_model_project(root, dbt, [])
     if mp is not None:
-        project.extras["models"] = mp  # its read_problems are reported by _validate, with the parse's
+        MODELS.put(project, mp)  # its read_problems are reported by _validate, with the parse's
 
 
 
 
 def _validate(project: Project) -> list[Problem]:
     """`opsloop validate`: refs, sources, cycles, macros and column checks, without touching the warehouse."""
-    mp = project.extras.get("models")
+    mp = MODELS.of(project)
     if mp is None:
         return []
     if mp.empty:

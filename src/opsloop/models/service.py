@@ -18,9 +18,11 @@ from .._halt import Interrupted
 from ..errors import OpsloopError
 from ..events.changes import CHANGED, changed_tables
 from .engine import ModelEngine
+from .project_files import MODELS
 from .runner import NodeResult
 
 if TYPE_CHECKING:
+    from .._json import JsonValue
     from ..app import App
     from ..state import EventRecord
 
@@ -53,7 +55,7 @@ class ModelService:
     def debounce(self) -> float | None:
         """Seconds to wait after data lands before rebuilding (None: reactive refresh is off)."""
         env = self.app.project.env.get("OPSLOOP_MODELS_DEBOUNCE")
-        mp = self.app.project.extras.get("models")
+        mp = MODELS.of(self.app.project)
         value: Any = env if env is not None else (getattr(mp, "vars", {}) or {}).get("opsloop_refresh_debounce")
         if value is None:
             return DEFAULT_DEBOUNCE
@@ -146,17 +148,20 @@ class ModelService:
         if not isinstance(owed, list):
             return
         for build in owed:
+            if not isinstance(build, dict):
+                continue
             try:
-                if "relations" in build:  # a reactive refresh that was still waiting
-                    select = await asyncio.to_thread(self.engine.downstream_of_relations, set(build["relations"]))
-                    log.info("refreshing what reads %s: data landed as the last stop began",
-                             ", ".join(build["relations"]))
+                relations = _strings(build.get("relations"))
+                if relations is not None:  # a reactive refresh that was still waiting
+                    select = await asyncio.to_thread(self.engine.downstream_of_relations, set(relations))
+                    log.info("refreshing what reads %s: data landed as the last stop began", ", ".join(relations))
                     if select:
                         await self.build_async(select=select, kinds=("model",))
                     continue
                 log.info("redoing the model build that the last stop interrupted (select %s)", build.get("select"))
-                await self.build_async(build.get("select"), build.get("exclude"), bool(build.get("full_refresh")),
-                                       tuple(build.get("kinds") or ("model", "seed", "snapshot", "test")))
+                await self.build_async(_strings(build.get("select")), _strings(build.get("exclude")),
+                                       bool(build.get("full_refresh")),
+                                       tuple(_strings(build.get("kinds")) or ("model", "seed", "snapshot", "test")))
             except Interrupted:
                 return
             except OpsloopError as exc:
@@ -271,10 +276,15 @@ class ModelService:
             self._owe({"relations": sorted(relations)})
 
 
+def _strings(value: JsonValue) -> list[str] | None:
+    """A list of names as ``halt.owe`` recorded it (None when it recorded none)."""
+    return [str(v) for v in value] if isinstance(value, list) else None
+
+
 def attach(app: App) -> None:
     service = ModelService(app)
     app.services["models"] = service
-    mp = app.project.extras.get("models")
+    mp = MODELS.of(app.project)
     if mp is not None and not mp.empty:
         app.on_raw_loaded.append(service.on_raw_loaded)
         app.background.append(app.as_leader(app.WAREHOUSE_ROLE, service.resume))

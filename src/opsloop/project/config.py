@@ -202,10 +202,10 @@ class EndpointConfig(_Strict):
             raise ValueError("give either schema (inline) or schema_file, not both")
         return self
 
-    def event_name_for(self, payload: Any) -> str:
+    def event_name_for(self, payload: object) -> str:
         """The event name this endpoint produces for ``payload``."""
         if self.event_from:
-            value: Any = payload
+            value: object = payload
             for part in self.event_from.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
             if isinstance(value, str) and value:

@@ -6,26 +6,61 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Generic, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, Problem
 from .config import EndpointConfig, ProjectConfig
 from .env import interpolate, read_dotenv
-from .yaml_files import LocatedYaml, YamlProblem, load_yaml
+from .yaml_files import Loc, LocatedYaml, YamlProblem, load_yaml
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, eq=False)
+class Section(Generic[T]):
+    """The typed key of one subsystem's part of a loaded project: what its loader read.
+
+    Each subsystem declares its key beside its loader (``workflows.project_files.WORKFLOWS``); the loader
+    stores what it read with ``KEY.put(project, value)`` and every reader gets it, typed ``T``, with
+    ``KEY.of(project)``; ``default`` makes the value of a project loaded without that loader (`opsloop
+    pull` reads only ``sources/``)::
+
+        WORKFLOWS: Section[dict[str, WorkflowDef]] = Section("workflows", dict)
+        workflows = WORKFLOWS.of(project)  # dict[str, WorkflowDef]
+    """
+
+    name: str
+    default: Callable[[], T]
+
+    def of(self, project: Project) -> T:
+        """What this section's loader read into ``project`` (``default()`` when that loader did not run)."""
+        if self in project.sections:
+            return cast(T, project.sections[self])  # only ``put`` writes it, with a value of type T
+        return self.default()
+
+    def put(self, project: Project, value: T) -> None:
+        """Store what this section's loader read (called by the loader)."""
+        project.sections[self] = value
 
 
 @dataclass
 class Project:
-    """A loaded project folder. ``env`` is the process environment laid over ``.env``."""
+    """A loaded project folder. ``env`` is the process environment laid over ``.env``.
+
+    ``endpoints`` and ``schemas`` are the webhook endpoints; each subsystem's own files are a typed
+    ``Section`` of it (``WORKFLOWS.of(project)``).
+    """
 
     root: Path
     config: ProjectConfig
     env: dict[str, str]
     endpoints: dict[str, EndpointConfig] = field(default_factory=dict)
-    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
+    schemas: dict[str, dict[str, object]] = field(default_factory=dict)
+    sections: dict[object, object] = field(default_factory=dict, repr=False)
+    """What each subsystem's loader read, by its key; read and written through ``Section.of`` and ``put``."""
 
     def secret(self, name: str) -> str | None:
         """A secret from the environment or ``.env``; never read from YAML text."""
@@ -51,7 +86,7 @@ class ProjectLoader:
     validate: Callable[[Project], list[Problem]] | None = None
 
 
-def pydantic_problems(doc: LocatedYaml, rel: str, exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[Problem]:
+def pydantic_problems(doc: LocatedYaml, rel: str, exc: ValidationError, prefix: Loc = ()) -> list[Problem]:
     """Turn a pydantic error into Problems that point at the YAML line of each bad key."""
     problems = []
     for err in exc.errors():
@@ -72,8 +107,8 @@ def pydantic_problems(doc: LocatedYaml, rel: str, exc: ValidationError, prefix: 
 
 
 def validate_model(
-    model: type[BaseModel], doc: LocatedYaml, rel: str, data: Any, problems: list[Problem]
-) -> Any | None:
+    model: type[M], doc: LocatedYaml, rel: str, data: object, problems: list[Problem]
+) -> M | None:
     """Validate ``data`` against ``model``; on failure append located problems and return None."""
     try:
         return model.model_validate(data)

@@ -1,6 +1,6 @@
 """Sources: pull SaaS APIs, REST APIs, databases and files into the warehouse on dlt's Arrow path.
 
-``sources/*.yml`` -> ``project.extras["sources"]`` (``opsloop.sources.project_files``); ``pull(app, name)``
+``sources/*.yml`` -> ``SOURCES.of(project)`` (``opsloop.sources.project_files``); ``pull(app, name)``
 runs one source; ``opsloop up`` runs scheduled pulls (``opsloop.sources.service``).
 """
 

@@ -31,6 +31,7 @@ from ._http import Budget
 from ._state import RunRecord, SourceState
 from ._target import LoadTarget, load_target
 from .connectors import PullContext, Stream, make_connector
+from .project_files import SOURCES
 
 if TYPE_CHECKING:
     from ..app import App
@@ -81,7 +82,7 @@ class Puller:
     """Runs one pull. Use ``pull(app, name)``."""
 
     def __init__(self, app: App, name: str, full_refresh: bool = False, progress: Progress | None = None) -> None:
-        sources = app.project.extras.get("sources", {})
+        sources = SOURCES.of(app.project)
         if name not in sources:
             known = ", ".join(sorted(sources)) or "none (add sources/<name>.yml)"
             raise SourceError(f"no source named {name!r}; sources: {known}")

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ._state import SourceState
+from .project_files import SOURCES
 
 if TYPE_CHECKING:
     from ..app import App
@@ -25,7 +26,7 @@ def next_run(schedule: str | None, after: float | None = None) -> float | None:
 def source_status(app: App) -> list[dict[str, Any]]:
     state = SourceState(app.store)
     out = []
-    for name, config in sorted(app.project.extras.get("sources", {}).items()):
+    for name, config in sorted(SOURCES.of(app.project).items()):
         last = state.last_run(name)
         streams = state.streams(name)
         upcoming = next_run(config.schedule)

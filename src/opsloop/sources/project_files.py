@@ -1,23 +1,28 @@
-"""Reads ``sources/*.yml`` into ``project.extras["sources"]`` with file:line problems."""
+"""Reads ``sources/*.yml`` into the project's ``SOURCES`` section with file:line problems."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from ..errors import Problem
 from ..project.env import interpolate
-from ..project.loader import Project, ProjectLoader, validate_model
-from ..project.yaml_files import yaml_mappings
-from .config import MODELS, SOURCE_TYPES
+from ..project.loader import Project, ProjectLoader, Section, validate_model
+from ..project.yaml_files import LocatedYaml, yaml_mappings
+from .config import MODELS, SOURCE_TYPES, SourceConfig
+
+SOURCES: Section[dict[str, SourceConfig]] = Section("sources", dict)
+"""The project's sources by name (``SOURCES.of(project)``)."""
+SOURCE_FILES: Section[dict[str, tuple[str, LocatedYaml]]] = Section("source_files", dict)
+"""Each source's file (relative to the project) and its parsed YAML, for located problems."""
 
 
 def load_sources(project: Project, problems: list[Problem]) -> None:
     folder = project.root / "sources"
-    found: dict[str, Any] = {}
-    lines: dict[str, tuple[str, Any]] = {}
-    project.extras["sources"] = found
-    project.extras["sources_files"] = lines
+    found: dict[str, SourceConfig] = {}
+    lines: dict[str, tuple[str, LocatedYaml]] = {}
+    SOURCES.put(project, found)
+    SOURCE_FILES.put(project, lines)
     expected = "expected a mapping describing one source (type:, streams ...)"
     for path, rel, doc in yaml_mappings(folder, project.root, expected, problems):
         data = doc.data
@@ -37,15 +42,15 @@ def load_sources(project: Project, problems: list[Problem]) -> None:
             problems.append(Problem(rel, doc.line_of(("name",)), f"source {config.name!r} is defined twice",
                                     f"it is also in {lines[config.name][0]}; rename one"))
             continue
-        found[config.name] = config
+        found[config.name] = cast("SourceConfig", config)  # MODELS[kind] is the SourceConfig member of that type
         lines[config.name] = (rel, doc)
 
 
 def check_sources(project: Project) -> list[Problem]:
     """``opsloop validate``: credentials named by each source must be set."""
     problems: list[Problem] = []
-    files = project.extras.get("sources_files", {})
-    for name, config in project.extras.get("sources", {}).items():
+    files = SOURCE_FILES.of(project)
+    for name, config in SOURCES.of(project).items():
         rel, doc = files[name]
         for key, value in config.model_dump().items():
             skip = config.type == "zendesk" and config.oauth_token_env and key in ("email_env", "token_env")

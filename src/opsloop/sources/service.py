@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .._halt import Interrupted
+from .project_files import SOURCES
 
 if TYPE_CHECKING:
     from ..app import App
@@ -71,7 +72,7 @@ class SourceScheduler:
             name = job.removeprefix("pull:")
             if not job.startswith("pull:"):
                 continue
-            if name not in self.app.project.extras.get("sources", {}):
+            if name not in SOURCES.of(self.app.project):
                 self.app.halt.settle(job)
                 continue
             log.info("pulling %s again: the last stop interrupted its pull", name)
@@ -111,7 +112,7 @@ class SourceScheduler:
 
 
 def attach(app: App) -> None:
-    sources = app.project.extras.get("sources", {})
+    sources = SOURCES.of(app.project)
     if not sources:
         return
     schedules = {name: cfg.schedule for name, cfg in sources.items() if cfg.schedule}

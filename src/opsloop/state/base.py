@@ -1,9 +1,8 @@
 """The operational state store: the event log, consumer cursors, and (later) runs, timers, snapshots.
 
 One interface, two implementations that share their SQL: SQLite (the embedded default) and Postgres
-(several processes). Schema changes are numbered migrations under ``migrations/<backend>/``; each
-subsystem owns a range of numbers (0001-0099 events, 0100-0199 workflows, 0200 sources, 0300 syncs,
-0400 identity, 0500 metrics) so that they never collide.
+(several processes). Schema changes are numbered migrations under ``migrations/``, written once for both
+stores (``_migrations.py`` says how, and which subsystem owns which numbers).
 """
 
 from __future__ import annotations
@@ -17,8 +16,40 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from importlib import resources
-from typing import Any
+from typing import Any, Protocol, cast
+
+from .._json import JsonObject, JsonValue
+from ._migrations import migrations
+
+
+class Cursor(Protocol):
+    """A cursor of either store's driver (``sqlite3`` or ``psycopg``), as ``StateStore.transaction`` yields it.
+
+    A row is a tuple of the column values the driver read (``str``, ``int``, ``float``, ``bytes`` or None
+    for the store's own tables); both drivers type its items ``Any``, so a reader converts each as it uses it.
+    """
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, sql: str, params: Sequence[object] = ..., /) -> Cursor: ...
+
+    def fetchone(self) -> tuple[Any, ...] | None: ...
+
+    def fetchall(self) -> Sequence[tuple[Any, ...]]: ...
+
+    def close(self) -> None: ...
+
+
+class Connection(Protocol):
+    """A connection of either store's driver: what a transaction needs of it."""
+
+    def cursor(self) -> Cursor: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
 
 ACCEPTED_STATUSES = ("received", "dispatched", "failed")
 ALL_STATUSES = ("received", "rejected", "duplicate", "quarantined", "dispatched", "failed", "replayed")
@@ -36,8 +67,9 @@ class NewEvent:
     idempotency_key: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
-    payload: Any = None
-    error: Any = None
+    payload: object = None
+    """What ``json.dumps`` writes as the stored payload (unless ``payload_text`` is given)."""
+    error: object = None
     source: str = "webhook"
     related_id: str | None = None
     expires_at: float | None = None
@@ -69,9 +101,9 @@ class EventRecord:
     idempotency_key: str | None
     headers: dict[str, str]
     body: bytes | None
-    payload: Any
+    payload: JsonValue
     status: str
-    error: Any
+    error: JsonValue
     source: str
     related_id: str | None
     expires_at: float | None
@@ -79,9 +111,9 @@ class EventRecord:
     payload_text: str | None = None
     """The payload as stored (JSON text), for consumers that pass it on unparsed."""
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JsonObject:
         """The fields a listing shows (no headers or body)."""
-        out: dict[str, Any] = json_safe({
+        return json_safe_object({
             "id": self.id,
             "seq": self.seq,
             "endpoint": self.endpoint,
@@ -93,12 +125,11 @@ class EventRecord:
             "related_id": self.related_id,
             "error": self.error,
         })
-        return out
 
-    def detail(self) -> dict[str, Any]:
+    def detail(self) -> JsonObject:
         """Everything about the event, as JSON any encoder can write (odd stored values are shown, not
         raised: a body that is not UTF-8 comes as ``body_base64``, NaN or a lone surrogate as text)."""
-        out = self.summary()
+        out: dict[str, object] = dict(self.summary())
         body = self.body or b""
         try:
             body_text: str | None = body.decode("utf-8")
@@ -115,8 +146,7 @@ class EventRecord:
             dispatched_at=self.dispatched_at,
             expires_at=self.expires_at,
         )
-        safe: dict[str, Any] = json_safe(out)
-        return safe
+        return json_safe_object(out)
 
 
 def like_pattern(text: str) -> str:
@@ -125,17 +155,34 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` unchanged when strict JSON can carry it, else a copy whose non-finite numbers and lone
-    surrogates are written as text (and nesting past 200 levels elided)."""
+def _strict_json(value: object) -> bool:
     try:
         json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
-        return value
     except (ValueError, UnicodeEncodeError, RecursionError, TypeError):
-        return _mend(value, 0)
+        return False
+    return True
 
 
-def _mend(value: Any, depth: int) -> Any:
+def json_safe(value: object) -> JsonValue:
+    """``value`` unchanged when strict JSON can carry it, else a copy whose non-finite numbers and lone
+    surrogates are written as text (and nesting past 200 levels elided)."""
+    if _strict_json(value):
+        return cast("JsonValue", value)  # strict JSON just wrote it, so it reads back as this value
+    return _mend(value, 0)
+
+
+def json_safe_object(value: dict[str, object]) -> JsonObject:
+    """``json_safe`` for an object: the same dict when strict JSON can carry it, else a mended copy."""
+    if _strict_json(value):
+        return cast("JsonObject", value)  # as in json_safe
+    return {_mend_key(k): _mend(v, 1) for k, v in value.items()}
+
+
+def _mend_key(key: object) -> str:
+    return str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _mend(value: object, depth: int) -> JsonValue:
     if depth > 200:
         return "[nested too deep to show]"
     if isinstance(value, float) and not math.isfinite(value):
@@ -143,7 +190,7 @@ def _mend(value: Any, depth: int) -> Any:
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
-        return {_mend(str(k), depth + 1): _mend(v, depth + 1) for k, v in value.items()}
+        return {_mend_key(k): _mend(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_mend(v, depth + 1) for v in value]
     if value is None or isinstance(value, bool | int | float):
@@ -173,25 +220,26 @@ def _stored_payload(ev: NewEvent) -> str | None:
     return json.dumps(ev.payload) if ev.payload is not None else None
 
 
-def _json_or_none(text: str | None) -> Any:
+def _json_or_none(text: str | None) -> JsonValue:
     """The stored JSON ``text`` parsed; None when it cannot be (an event stored before the inbox refused
     such bodies must not break a listing: ``EventRecord.detail`` says so instead)."""
     if text is None:
         return None
     try:
-        return json.loads(text)
+        value: JsonValue = json.loads(text)
     except (ValueError, RecursionError):
         return None
+    return value
 
 
-def payload_text_of(payload: str | None, body: Any) -> str | None:
+def payload_text_of(payload: str | None, body: bytes | memoryview | None) -> str | None:
     """The stored payload text of an event row (``payload``, or the body it is the same as)."""
     if payload == SAME_AS_BODY and body is not None:
         return bytes(body).decode("utf-8", "replace")
     return payload
 
 
-def _row_to_event(row: Sequence[Any], parse: bool = True, light: bool = False) -> EventRecord:
+def _row_to_event(row: tuple[Any, ...], parse: bool = True, light: bool = False) -> EventRecord:
     text = payload_text_of(row[8], row[7])
     return EventRecord(
         seq=int(row[0]),
@@ -226,10 +274,10 @@ class StateStore(ABC):
 
     # -- connections -------------------------------------------------------------------------
     @abstractmethod
-    def _write_conn(self) -> Any: ...
+    def _write_conn(self) -> Connection: ...
 
     @abstractmethod
-    def _read_conn(self) -> Any: ...
+    def _read_conn(self) -> Connection: ...
 
     @abstractmethod
     def close(self) -> None: ...
@@ -241,12 +289,12 @@ class StateStore(ABC):
         """The lock of a write lane: one lane (the single writer) unless a backend has more."""
         return self._write_lock
 
-    def _lane_conn(self, lane: str | None) -> Any:
+    def _lane_conn(self, lane: str | None) -> Connection:
         """The connection of a write lane (called holding its lock)."""
         return self._write_conn()
 
     @contextmanager
-    def transaction(self, durable: bool = True, lane: str | None = None) -> Iterator[Any]:
+    def transaction(self, durable: bool = True, lane: str | None = None) -> Iterator[Cursor]:
         """A write transaction on the single writer connection: yields a cursor.
 
         ``durable=False`` is for bookkeeping that is safe to redo (dispatch marks, consumer cursors): on
@@ -271,27 +319,27 @@ class StateStore(ABC):
                     self._unrelax(cur)
                 cur.close()
 
-    def pipeline(self, cur: Any) -> AbstractContextManager[Any]:
+    def pipeline(self, cur: Cursor) -> AbstractContextManager[object]:
         """Inside a transaction: send the statements that return nothing without waiting for each
         reply (Postgres pipeline mode; a no-op for SQLite). An error surfaces at the block's end, or at
         the first statement whose rows are fetched."""
         return nullcontext()
 
-    def _relax(self, cur: Any) -> bool:
+    def _relax(self, cur: Cursor) -> bool:
         """Make the next commit skip its fsync; returns whether anything changed."""
         return False
 
-    def _unrelax(self, cur: Any) -> None:
+    def _unrelax(self, cur: Cursor) -> None:
         """Undo ``_relax``."""
 
-    def _begin(self, cur: Any) -> None:
+    def _begin(self, cur: Cursor) -> None:
         """Start a write transaction (SQLite takes the write lock up front)."""
 
-    def execute(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+    def execute(self, cur: Cursor, sql: str, params: Sequence[object] = ()) -> Cursor:
         cur.execute(self._sql(sql), tuple(params))
         return cur
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query on this thread's read connection."""
         conn = self._read_conn()
         cur = conn.cursor()
@@ -305,14 +353,13 @@ class StateStore(ABC):
             self._end_read(conn)
         return rows
 
-    def _end_read(self, conn: Any) -> None:
+    def _end_read(self, conn: Connection) -> None:
         """Finish a read (Postgres closes its implicit transaction so it sees new commits)."""
 
     # -- migrations --------------------------------------------------------------------------
-    def migrate(self) -> list[str]:
-        """Apply every migration not applied yet, in number order; returns the names applied."""
-        folder = resources.files("opsloop.state").joinpath("migrations", self.backend)
-        files = sorted(f.name for f in folder.iterdir() if f.name.endswith(".sql"))
+    def migrate(self, upto: int | None = None) -> list[str]:
+        """Apply every migration not applied yet (up to number ``upto``), in number order; returns the names
+        applied."""
         applied: list[str] = []
         with self.transaction() as cur:
             self.execute(
@@ -322,21 +369,19 @@ class StateStore(ABC):
             )
             self._lock_migrations(cur)
             done = {row[0] for row in self.execute(cur, "SELECT version FROM schema_migrations").fetchall()}
-            for name in files:
-                version = int(name.split("_", 1)[0])
-                if version in done:
+            for migration in migrations(self.backend):
+                if migration.version in done or (upto is not None and migration.version > upto):
                     continue
-                sql = folder.joinpath(name).read_text(encoding="utf-8")
-                self._run_script(cur, sql)
+                self._run_script(cur, migration.sql)
                 self.execute(
                     cur,
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, time.time()),
+                    (migration.version, migration.name, time.time()),
                 )
-                applied.append(name)
+                applied.append(migration.name)
         return applied
 
-    def _before_append(self, cur: Any) -> None:
+    def _before_append(self, cur: Cursor) -> None:
         """Called once per transaction that appends: Postgres serialises appenders here so that ``seq``
         order is commit order, and consumers reading ``seq > cursor`` never skip an event that commits
         late. Also announces the append to listeners in other processes."""
@@ -350,10 +395,10 @@ class StateStore(ABC):
     def listen(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (from another thread) when another process appends events. No-op on SQLite."""
 
-    def _lock_migrations(self, cur: Any) -> None:
+    def _lock_migrations(self, cur: Cursor) -> None:
         """Serialise concurrent migrators (Postgres advisory lock)."""
 
-    def _run_script(self, cur: Any, sql: str) -> None:
+    def _run_script(self, cur: Cursor, sql: str) -> None:
         for statement in (s.strip() for s in sql.split(";")):
             body = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
             if body.strip():
@@ -365,9 +410,9 @@ class StateStore(ABC):
         with self.transaction() as cur:
             return self.append_events_in(cur, batch)
 
-    def append_events_in(self, cur: Any, batch: Sequence[NewEvent]) -> list[AppendResult]:
+    def append_events_in(self, cur: Cursor, batch: Sequence[NewEvent]) -> list[AppendResult]:
         """Append inside a caller's transaction (workflows write events with their step results)."""
-        rows: list[tuple[Any, ...]] = []
+        rows: list[tuple[object, ...]] = []
         dups: list[str | None] = []
         if batch:
             self._before_append(cur)
@@ -394,13 +439,13 @@ class StateStore(ABC):
             rows.append(self._event_row(ev, status, related))
             dups.append(duplicate_of)
         seqs = self._insert_events(cur, rows)
-        return [AppendResult(event_id=row[0], seq=seq, duplicate_of=dup)
+        return [AppendResult(event_id=str(row[0]), seq=seq, duplicate_of=dup)
                 for row, seq, dup in zip(rows, seqs, dups, strict=True)]
 
     _EVENT_INSERT = ("INSERT INTO events (id, endpoint, name, received_at, idempotency_key, headers, body, payload, "
                      "status, accepted, error, source, related_id, expires_at, dispatched_at) VALUES ")
 
-    def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int]:
+    def _insert_events(self, cur: Cursor, rows: list[tuple[object, ...]]) -> list[int]:
         """Insert event rows in order; returns their ``seq``s. Many rows go in one statement per 200 (one
         round trip to a server store instead of one per event); ``seq``s are matched back by event id."""
         seqs: list[int] = []
@@ -415,7 +460,7 @@ class StateStore(ABC):
         return seqs
 
     @staticmethod
-    def _event_row(ev: NewEvent, status: str, related: str | None) -> tuple[Any, ...]:
+    def _event_row(ev: NewEvent, status: str, related: str | None) -> tuple[object, ...]:
         return (
             ev.id,
             ev.endpoint,
@@ -463,7 +508,7 @@ class StateStore(ABC):
         """Newest first, filtered. ``before_seq`` pages on (keyset: the last ``seq`` shown); ``search`` finds
         the text in the payload or the error (case-insensitive), or an event id."""
         where: list[str] = ["1 = 1"]
-        params: list[Any] = []
+        params: list[object] = []
         for column, value in (("status", status), ("endpoint", endpoint), ("name", name)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -497,7 +542,7 @@ class StateStore(ABC):
             return int(self.query("SELECT COUNT(*) FROM events")[0][0])
         return int(self.query("SELECT COUNT(*) FROM events WHERE status = ?", (status,))[0][0])
 
-    def mark_events(self, ids: Sequence[str], status: str, error: Any = None,
+    def mark_events(self, ids: Sequence[str], status: str, error: object = None,
                     cursor: tuple[str, int] | None = None) -> None:
         """Set the dispatch outcome of accepted events; ``cursor`` (consumer, seq) moves in the same commit."""
         if not ids and cursor is None:
@@ -530,7 +575,7 @@ class StateStore(ABC):
                 (error, time.time(), event_id),
             )
 
-    def set_event_status(self, cur: Any, event_id: str, status: str, related_id: str | None = None) -> None:
+    def set_event_status(self, cur: Cursor, event_id: str, status: str, related_id: str | None = None) -> None:
         self.execute(
             cur,
             "UPDATE events SET status = ?, related_id = COALESCE(?, related_id), accepted = ? WHERE id = ?",
@@ -541,7 +586,7 @@ class StateStore(ABC):
         rows = self.query("SELECT seq FROM cursors WHERE consumer = ?", (consumer,))
         return int(rows[0][0]) if rows else 0
 
-    def set_cursor(self, consumer: str, seq: int, cur: Any = None) -> None:
+    def set_cursor(self, consumer: str, seq: int, cur: Cursor | None = None) -> None:
         sql = (
             "INSERT INTO cursors (consumer, seq, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at"

@@ -10,11 +10,18 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import StateStoreError
-from .base import StateStore
+from .base import Cursor, StateStore
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+    from psycopg.rows import TupleRow
+
+    PgConnection = Connection[TupleRow]
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:
@@ -34,12 +41,12 @@ class PostgresStateStore(StateStore):
         super().__init__()
         self.url, self.schema = _split_schema(url)
         self._local = threading.local()
-        self._writer: Any = None
-        self._conns: list[Any] = []
+        self._writer: PgConnection | None = None
+        self._conns: list[PgConnection] = []
         self._closed = False
-        self._leading: dict[str, Any] = {}
-        self._listeners: list[Any] = []
-        self._lanes: dict[str, tuple[threading.Lock, Any]] = {}
+        self._leading: dict[str, PgConnection] = {}
+        self._listeners: list[Connection[TupleRow]] = []
+        self._lanes: dict[str, tuple[threading.Lock, PgConnection | None]] = {}
         self._lanes_lock = threading.Lock()
         if self.schema:
             conn = self._open(with_schema=False)
@@ -47,7 +54,7 @@ class PostgresStateStore(StateStore):
             conn.commit()
             conn.close()
 
-    def _open(self, with_schema: bool = True) -> Any:
+    def _open(self, with_schema: bool = True) -> PgConnection:
         import psycopg
 
         try:
@@ -64,7 +71,7 @@ class PostgresStateStore(StateStore):
         self._conns.append(conn)
         return conn
 
-    def _write_conn(self) -> Any:
+    def _write_conn(self) -> PgConnection:
         if self._closed:
             raise StateStoreError("the state store is closed")
         if self._writer is None:
@@ -79,7 +86,7 @@ class PostgresStateStore(StateStore):
                 self._lanes[lane] = (threading.Lock(), None)
             return self._lanes[lane][0]
 
-    def _lane_conn(self, lane: str | None) -> Any:
+    def _lane_conn(self, lane: str | None) -> PgConnection:
         if lane is None:
             return self._write_conn()
         lock, conn = self._lanes[lane]
@@ -90,14 +97,14 @@ class PostgresStateStore(StateStore):
             self._lanes[lane] = (lock, conn)
         return conn
 
-    def _read_conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
+    def _read_conn(self) -> PgConnection:
+        conn: PgConnection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._open()
             self._local.conn = conn
         return conn
 
-    def _end_read(self, conn: Any) -> None:
+    def _end_read(self, conn: PgConnection) -> None:  # type: ignore[override]  # only its own connections
         try:
             conn.rollback()
         except Exception:
@@ -108,10 +115,13 @@ class PostgresStateStore(StateStore):
             with contextlib.suppress(ValueError):
                 self._conns.remove(conn)
 
-    def pipeline(self, cur: Any) -> contextlib.AbstractContextManager[Any]:
-        return cur.connection.pipeline()  # type: ignore[no-any-return]
+    def pipeline(self, cur: Cursor) -> AbstractContextManager[object]:
+        import psycopg
 
-    def _before_append(self, cur: Any) -> None:
+        assert isinstance(cur, psycopg.Cursor)  # this store's transactions yield psycopg's cursors
+        return cur.connection.pipeline()
+
+    def _before_append(self, cur: Cursor) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(726917002)")
         cur.execute("SELECT pg_notify(%s, '')", (self._channel,))
 
@@ -124,7 +134,8 @@ class PostgresStateStore(StateStore):
             return True
         conn = self._open()
         key = int.from_bytes(hashlib.sha256(f"{self.schema}:{role}".encode()).digest()[:8], "big", signed=True)
-        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        got = bool(row and row[0])
         conn.commit()
         if got:
             self._leading[role] = conn
@@ -154,7 +165,7 @@ class PostgresStateStore(StateStore):
         thread = threading.Thread(target=run, name="opsloop-pg-listen", daemon=True)
         thread.start()
 
-    def _lock_migrations(self, cur: Any) -> None:
+    def _lock_migrations(self, cur: Cursor) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(726917001)")
 
     def close(self) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
 
 from ..errors import StateStoreError
-from .base import StateStore
+from .base import Connection, Cursor, StateStore
 
 
 class SQLiteStateStore(StateStore):
@@ -42,17 +41,17 @@ class SQLiteStateStore(StateStore):
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
-    def _write_conn(self) -> Any:
+    def _write_conn(self) -> Connection:
         if self._closed:
             raise StateStoreError("the state store is closed")
         if self._writer is None:
             self._writer = self._open()
         return _AutoBegin(self._writer)
 
-    def _begin(self, cur: Any) -> None:
+    def _begin(self, cur: Cursor) -> None:
         cur.execute("BEGIN IMMEDIATE")
 
-    def _insert_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[int]:
+    def _insert_events(self, cur: Cursor, rows: list[tuple[object, ...]]) -> list[int]:
         """One multi-row INSERT per 500 events with the seqs given explicitly: far fewer round trips into
         SQLite (each releases and retakes the GIL, slow while the event loop is busy). The write lock is
         held (BEGIN IMMEDIATE), and sqlite_sequence holds the highest seq ever used, so seqs stay unique
@@ -60,8 +59,8 @@ class SQLiteStateStore(StateStore):
         if not rows:
             return []
         found = cur.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        top = max(int(found[0]) if found else 0,
-                  int(cur.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]))
+        highest = cur.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        top = max(int(found[0]) if found else 0, int(highest[0]) if highest else 0)
         seqs = list(range(top + 1, top + 1 + len(rows)))
         for start in range(0, len(rows), 500):
             chunk = rows[start : start + 500]
@@ -70,16 +69,16 @@ class SQLiteStateStore(StateStore):
             cur.execute(self._EVENT_INSERT.replace("(id,", "(seq, id,", 1) + values, params)
         return seqs
 
-    def _relax(self, cur: Any) -> bool:
+    def _relax(self, cur: Cursor) -> bool:
         if not self.fsync:
             return False
         cur.execute("PRAGMA synchronous=NORMAL")
         return True
 
-    def _unrelax(self, cur: Any) -> None:
+    def _unrelax(self, cur: Cursor) -> None:
         cur.execute("PRAGMA synchronous=FULL")
 
-    def _read_conn(self) -> Any:
+    def _read_conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._open()

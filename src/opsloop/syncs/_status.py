@@ -56,6 +56,7 @@ class SyncStatus:
             )
             row = self.store.execute(cur, "SELECT lease_owner, lease_until FROM sync_status WHERE sync = ?",
                                      (sync,)).fetchone()
+            assert row is not None  # the INSERT above made it
             holder, until = row[0], row[1]
             if holder and holder != me and until and until > now and not _owner_dead(holder):
                 raise SyncBusy(f"sync {sync!r} is running in another process ({holder}); wait for it to finish")
@@ -101,6 +102,7 @@ class SyncStatus:
                 "DO UPDATE SET used = sync_quota.used + 1 RETURNING used",
                 (key, day),
             ).fetchone()
+            assert row is not None  # RETURNING gives the row it wrote
             if int(row[0]) > per_day:
                 self.store.execute(cur, "UPDATE sync_quota SET used = ? WHERE quota_key = ? AND day = ?",
                                    (per_day, key, day))

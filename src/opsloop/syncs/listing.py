@@ -7,6 +7,7 @@ from typing import Any
 from ..errors import WarehouseError
 from ._status import SyncStatus
 from .diff import SyncTables
+from .project_files import SYNCS
 
 
 def recent_runs(app_: Any, name: str, limit: int = 10, before: tuple[Any, str] | None = None) -> list[dict[str, Any]]:
@@ -37,7 +38,7 @@ def one_run(app_: Any, name: str, run_id: str) -> dict[str, Any] | None:
 def sync_listing(app_: Any) -> list[dict[str, Any]]:
     status = SyncStatus(app_.store)
     out = []
-    for name, loaded in sorted((app_.project.extras.get("syncs") or {}).items()):
+    for name, loaded in sorted(SYNCS.of(app_.project).items()):
         st = status.get(name) or {}
         runs = recent_runs(app_, name, 1)
         last = runs[0] if runs else {}

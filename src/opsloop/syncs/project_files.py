@@ -1,4 +1,4 @@
-"""Reads ``syncs/*.yml`` into ``project.extras["syncs"]`` and checks mappings for ``opsloop validate``."""
+"""Reads ``syncs/*.yml`` into the project's ``SYNCS`` section and checks mappings for ``opsloop validate``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import Problem
 from ..project.env import interpolate
-from ..project.loader import Project, ProjectLoader, pydantic_problems, validate_model
+from ..project.loader import Project, ProjectLoader, Section, pydantic_problems, validate_model
 from ..project.yaml_files import LocatedYaml, yaml_mappings
 from ..warehouse import TYPES as WAREHOUSE_TYPES
 from .config import FieldSpec, SyncConfig, compile_mapping
@@ -33,6 +33,10 @@ class LoadedSync:
 
     def line(self, *loc: str | int) -> int | None:
         return self.doc.line_of(tuple(loc))
+
+
+SYNCS: Section[dict[str, LoadedSync]] = Section("syncs", dict)
+"""The project's syncs by name (``SYNCS.of(project)``)."""
 
 
 def _typed_destination(
@@ -61,7 +65,7 @@ def _typed_destination(
 def load_syncs(project: Project, problems: list[Problem]) -> None:
     folder = project.root / "syncs"
     syncs: dict[str, LoadedSync] = {}
-    project.extras["syncs"] = syncs
+    SYNCS.put(project, syncs)
     expected = "expected a mapping (model:, key:, destination:, mapping: ...)"
     for path, rel, doc in yaml_mappings(folder, project.root, expected, problems):
         data = interpolate({"name": path.stem, **doc.data}, project.env)
@@ -132,8 +136,10 @@ def _model_defined(project: Project, model: str) -> bool:
     """A model or seed of the project's dbt layout is named ``model`` (the first build creates it)."""
     if any(project.root.glob(f"models/**/{model}.sql")):
         return True
-    models = project.extras.get("models")
-    return model in getattr(models, "models", {}) or model in getattr(models, "seeds", {})
+    from ..models.project_files import MODELS
+
+    models = MODELS.of(project)
+    return models is not None and (model in models.models or model in models.seeds)
 
 
 def created_by_first_run(project: Project, relation: str) -> str | None:
@@ -141,9 +147,12 @@ def created_by_first_run(project: Project, relation: str) -> str | None:
     project would: a sync reading it before then is a warning for ``opsloop validate``, not an error."""
     schema, _, name = relation.rpartition(".")
     schema, name = schema.strip('"').lower(), name.strip('"')
-    if schema == "identity" and project.extras.get("identity") is not None:
+    from ..identity.project_files import IDENTITY
+    from ..sources.project_files import SOURCES
+
+    if schema == "identity" and IDENTITY.of(project) is not None:
         return "opsloop identity build"
-    for source, config in sorted((project.extras.get("sources") or {}).items()):
+    for source, config in sorted(SOURCES.of(project).items()):
         if schema == str(config.schema_name).lower() and name in {_snake(s) for s in config.stream_names()}:
             return f"opsloop pull {source}"
     if _model_defined(project, name):
@@ -164,7 +173,7 @@ def _not_yet(sync: LoadedSync, key: str, relation: str, creator: str) -> Problem
 
 def check_syncs(project: Project) -> list[Problem]:
     """Mappings against the source's columns (asked of the warehouse) and the destination's fields."""
-    syncs: dict[str, LoadedSync] = project.extras.get("syncs") or {}
+    syncs = SYNCS.of(project)
     if not syncs:
         return []
     problems: list[Problem] = []
@@ -196,7 +205,7 @@ def _open_readonly(project: Project, problems: list[Problem]) -> Any:
             return None
     warehouse = open_warehouse(settings.warehouse, project.root, read_only=True)
     if not warehouse.RUNS_SYNCS:
-        for sync in (project.extras.get("syncs") or {}).values():
+        for sync in SYNCS.of(project).values():
             problems.append(Problem(sync.file, 1, f"syncs run on a DuckDB or Postgres warehouse; this project's "
                                     f"(warehouse.type in opsloop.yml) is {warehouse.dialect}, where syncs are not "
                                     "supported yet", "sync from a DuckDB or Postgres warehouse"))

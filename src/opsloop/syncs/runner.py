@@ -106,7 +106,9 @@ class SyncRunner:
 
     @property
     def syncs(self) -> dict[str, LoadedSync]:
-        return dict(self.app.project.extras.get("syncs") or {})
+        from .project_files import SYNCS
+
+        return dict(SYNCS.of(self.app.project))
 
     def get(self, name: str) -> LoadedSync:
         sync = self.syncs.get(name)

@@ -17,6 +17,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from .project_files import SYNCS
 from .runner import RunResult, SyncRunner
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class SyncService:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def on_model_built(self, event: EventRecord) -> None:
-        data = event.payload or {}
+        data = event.payload if isinstance(event.payload, dict) else {}
         model, relation = data.get("model"), data.get("relation")
         for name, sync in self.syncs.items():
             cfg = sync.config
@@ -143,7 +144,7 @@ class SyncService:
 
 
 def attach(app: App) -> None:
-    syncs: dict[str, LoadedSync] = app.project.extras.get("syncs") or {}
+    syncs = SYNCS.of(app.project)
     service = SyncService(app)
     app.services["syncs"] = service
     if not syncs:

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from .._halt import Interrupted
 from ..errors import TransientError
+from ..sources.project_files import SOURCES
 from . import openapi
 
 if TYPE_CHECKING:
@@ -34,8 +35,8 @@ def routes(app: App) -> list[Route]:
 
         name = request.path_params["name"]
         full = openapi.PULL.query(request).full_refresh
-        if name not in app.project.extras.get("sources", {}):
-            message = f"no source named {name!r}; sources: {', '.join(sorted(app.project.extras['sources']))}"
+        if name not in SOURCES.of(app.project):
+            message = f"no source named {name!r}; sources: {', '.join(sorted(SOURCES.of(app.project)))}"
             return JSONResponse({"error": message, "message": message, "parameter": "name", "in": "path"}, 404)
         try:
             result = await asyncio.to_thread(scheduler.pull, name, full)

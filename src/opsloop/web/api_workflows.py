@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..workflows import runs
+from ..workflows.project_files import WORKFLOWS
 from . import openapi
 from ._params import not_found
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 def routes(app: App) -> list[Route]:
     def known() -> set[str]:
-        return set(app.project.extras.get("workflows", {}))
+        return set(WORKFLOWS.of(app.project))
 
     async def list_runs(request: Request) -> Response:
         q = openapi.RUNS.query(request)
@@ -45,9 +46,8 @@ def routes(app: App) -> list[Route]:
             raise not_found(f"no run {run_id!r}; list runs with GET /api/runs", "run_id")
 
     def kick() -> None:
-        engine = app.services.get("workflows")
-        if engine is not None:
-            engine.kick()
+        if "workflows" in app.services:
+            app.workflows.kick()
 
     async def rerun(request: Request) -> Response:
         spec = await openapi.RERUN.body(request)
@@ -95,7 +95,7 @@ def routes(app: App) -> list[Route]:
         return JSONResponse({"workflows": [
             {"name": wf.name, "source": wf.source, "on": wf.on, "schedule": wf.schedule.cron if wf.schedule else None,
              "paused": wf.name in paused}
-            for wf in app.project.extras.get("workflows", {}).values()
+            for wf in WORKFLOWS.of(app.project).values()
         ]})
 
     async def slack_interactions(request: Request) -> Response:

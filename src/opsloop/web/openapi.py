@@ -15,7 +15,11 @@ from pydantic import AfterValidator, Field
 from starlette.routing import BaseRoute, Route
 
 from ..metrics.spec import GRAINS
+from ..models.project_files import MODELS as MODELS_SECTION
+from ..sources.project_files import SOURCES as SOURCES_SECTION
 from ..state import ALL_STATUSES
+from ..syncs.project_files import SYNCS as SYNCS_SECTION
+from ..workflows.project_files import WORKFLOWS as WORKFLOWS_SECTION
 from ..workflows.runs import RUN_STATUSES, list_runs
 from ._params import ERROR_SCHEMA, ERROR_TEXT, Body, Choice, Empty, Endpoint, Query, Timestamp
 
@@ -79,19 +83,18 @@ def document(routes: Iterable[BaseRoute], title: str, version: str,
 
 def live_names(app: App) -> dict[str, list[str]]:
     """The project's names (and a few recent event and run ids) by kind, for the path parameters' examples."""
-    extras = app.project.extras
-    names = {"source": sorted(extras.get("sources") or {}), "sync": sorted(extras.get("syncs") or {}),
-             "workflow": sorted(extras.get("workflows") or {}),
+    project = app.project
+    names = {"source": sorted(SOURCES_SECTION.of(project)), "sync": sorted(SYNCS_SECTION.of(project)),
+             "workflow": sorted(WORKFLOWS_SECTION.of(project)),
              "event": [e.id for e in app.store.list_events(limit=3)],
              "run": [r.id for r in list_runs(app.store, limit=3)]}
-    models = extras.get("models")
+    models = MODELS_SECTION.of(project)
     if models is not None and not models.empty:
         names["model"] = sorted(models.models)
-    identity = app.services.get("identity")
-    if identity is not None:
-        names["segment"] = sorted(identity.project.segments)
-    metrics = app.services.get("metrics")
-    if metrics is not None:
+    if "identity" in app.services:
+        names["segment"] = sorted(app.identity.project.segments)
+    if "metrics" in app.services:
+        metrics = app.metrics
         names["metric"] = sorted(metrics.catalog.metrics)
         names["dashboard"] = sorted(metrics.catalog.dashboards)
     return names

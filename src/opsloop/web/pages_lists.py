@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from ..state import ALL_STATUSES
 from ..workflows import runs
+from ..workflows.project_files import WORKFLOWS
 
 if TYPE_CHECKING:
     from .server import Web
@@ -84,7 +85,7 @@ def routes(web: Web) -> list[Route]:
         more = len(found) > PAGE_SIZE
         found = found[:PAGE_SIZE]
         older = _older(filters, f"{found[-1].created_at!r}~{found[-1].id}") if more and found else None
-        workflows = sorted(app.project.extras.get("workflows", {}))
+        workflows = sorted(WORKFLOWS.of(app.project))
         return web.render(request, "runs.html", runs=[r.summary() for r in found], filters=filters,
                           statuses=runs.RUN_STATUSES, workflows=workflows, older=older, first_page=before is None,
                           newest="?" + urlencode(filters) if filters else "/runs")

@@ -21,6 +21,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..workflows import runs
+from ..workflows.project_files import WORKFLOWS
 
 if TYPE_CHECKING:
     from .server import Web
@@ -231,20 +232,19 @@ def routes(web: Web) -> list[Route]:
         def load() -> tuple[set[str], dict[str, list[runs.RunRow]]]:
             paused = runs.paused_workflows(app.store)
             latest = {name: runs.list_runs(app.store, workflow=name, limit=1)
-                      for name in app.project.extras.get("workflows", {})}
+                      for name in WORKFLOWS.of(app.project)}
             return paused, latest
 
         paused, latest = await asyncio.to_thread(load)
         rows = [{"name": wf.name, "source": wf.source, "on": wf.on,
                  "schedule": wf.schedule.cron if wf.schedule else None, "paused": wf.name in paused,
                  "last": latest[wf.name][0].summary() if latest.get(wf.name) else None}
-                for wf in app.project.extras.get("workflows", {}).values()]
+                for wf in WORKFLOWS.of(app.project).values()]
         return web.render(request, "workflows.html", workflows=rows, message=request.query_params.get("message"))
 
     def kick() -> None:
-        engine = app.services.get("workflows")
-        if engine is not None:
-            engine.kick()
+        if "workflows" in app.services:
+            app.workflows.kick()
 
     def back_to(run_id: str, message: str) -> Response:
         return RedirectResponse(f"/runs/{quote(run_id)}?message={quote(message)}", status_code=303)
@@ -281,7 +281,7 @@ def routes(web: Web) -> list[Route]:
             back = str(form.get("back") or "/workflows")
             if not back.startswith("/") or back.startswith("//"):
                 back = "/workflows"
-            known = set(app.project.extras.get("workflows", {}))
+            known = set(WORKFLOWS.of(app.project))
             try:
                 await asyncio.to_thread(runs.set_paused, app.store, name, paused, known)
                 told = f"{name} {'paused: its runs queue until you resume it' if paused else 'resumed'}"

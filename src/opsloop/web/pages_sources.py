@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from .._halt import Interrupted
 from ..errors import OpsloopError
+from ..sources.project_files import SOURCES
 from . import pages_format
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def routes(web: Web) -> list[Route]:
     app = web.app
 
     def configured() -> dict[str, Any]:
-        sources: dict[str, Any] = app.project.extras.get("sources", {})
+        sources: dict[str, Any] = SOURCES.of(app.project)
         return sources
 
     async def sources_page(request: Request) -> Response:

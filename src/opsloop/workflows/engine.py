@@ -23,6 +23,7 @@ from ._runstore import LeaseLost, RunStore
 from ._scheduler import SCHEDULE_GRACE, Scheduler
 from ._templates import truthy
 from ._trigger import TriggerHandler
+from .project_files import WORKFLOWS
 
 __all__ = ["LEASE_SECONDS", "SCHEDULE_GRACE", "Engine", "LeaseLost", "truthy"]
 
@@ -44,8 +45,7 @@ class Engine:
     # -- configuration -----------------------------------------------------------------------
     @property
     def definitions(self) -> dict[str, WorkflowDef]:
-        found: dict[str, WorkflowDef] = self.app.project.extras.get("workflows", {})
-        return found
+        return WORKFLOWS.of(self.app.project)
 
     def definition(self, name: str) -> WorkflowDef:
         wf = self.definitions.get(name)

@@ -1,4 +1,4 @@
-"""Read ``workflows/*.py`` and ``workflows/*.yml`` into ``project.extras["workflows"]``."""
+"""Read ``workflows/*.py`` and ``workflows/*.yml`` into the project's ``WORKFLOWS`` section."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import traceback
 from pathlib import Path
 
 from ..errors import Problem
-from ..project.loader import Project, ProjectLoader
+from ..project.loader import Project, ProjectLoader, Section
 from ._api import WorkflowDef
+
+WORKFLOWS: Section[dict[str, WorkflowDef]] = Section("workflows", dict)
+"""The project's workflows by name (``WORKFLOWS.of(project)``); empty when there are none."""
 
 
 def _rel(project: Project, path: Path) -> str:
@@ -57,7 +60,7 @@ def _load_python(project: Project, path: Path, rel: str, problems: list[Problem]
 def load_workflows(project: Project, problems: list[Problem]) -> None:
     folder = project.root / "workflows"
     workflows: dict[str, WorkflowDef] = {}
-    project.extras["workflows"] = workflows
+    WORKFLOWS.put(project, workflows)
     if not folder.is_dir():
         return
     paths = sorted([*folder.glob("*.py"), *folder.glob("*.yml"), *folder.glob("*.yaml")])

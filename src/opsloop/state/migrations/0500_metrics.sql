@@ -2,14 +2,14 @@
 CREATE TABLE metric_relations (
     model TEXT PRIMARY KEY,
     relation TEXT NOT NULL,
-    built_at REAL NOT NULL
+    built_at ${float} NOT NULL
 );
 CREATE TABLE metric_alerts (
     name TEXT PRIMARY KEY,
     status TEXT NOT NULL,
-    value REAL,
+    value ${float},
     period TEXT,
     message TEXT,
-    changed_at REAL NOT NULL,
-    evaluated_at REAL NOT NULL
+    changed_at ${float} NOT NULL,
+    evaluated_at ${float} NOT NULL
 );

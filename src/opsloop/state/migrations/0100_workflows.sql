@@ -2,9 +2,9 @@
 CREATE TABLE wf_workflows (
     name TEXT PRIMARY KEY,
     paused INTEGER NOT NULL DEFAULT 0,
-    since_seq INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    since_seq ${seq} NOT NULL,
+    created_at ${float} NOT NULL,
+    updated_at ${float} NOT NULL
 );
 
 CREATE TABLE wf_runs (
@@ -17,19 +17,19 @@ CREATE TABLE wf_runs (
     input TEXT,
     output TEXT,
     error TEXT,
-    start_seq INTEGER NOT NULL DEFAULT 0,
+    start_seq ${seq} NOT NULL DEFAULT 0,
     priority INTEGER NOT NULL DEFAULT 0,
     concurrency_key TEXT,
     debounce_key TEXT,
-    wake_at REAL,
+    wake_at ${float},
     lease_owner TEXT,
-    lease_until REAL,
+    lease_until ${float},
     attempts INTEGER NOT NULL DEFAULT 0,
     rerun_of TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    updated_at REAL NOT NULL,
+    created_at ${float} NOT NULL,
+    started_at ${float},
+    finished_at ${float},
+    updated_at ${float} NOT NULL,
     pokes INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX wf_runs_dedupe ON wf_runs (workflow, dedupe_key);
@@ -47,8 +47,8 @@ CREATE TABLE wf_steps (
     output TEXT,
     error TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    started_at REAL NOT NULL,
-    finished_at REAL,
+    started_at ${float} NOT NULL,
+    finished_at ${float},
     PRIMARY KEY (run_id, step_id)
 );
 
@@ -58,17 +58,17 @@ CREATE TABLE wf_waits (
     workflow TEXT NOT NULL,
     event_name TEXT NOT NULL,
     match_expr TEXT,
-    after_seq INTEGER NOT NULL,
-    deadline REAL,
+    after_seq ${seq} NOT NULL,
+    deadline ${float},
     PRIMARY KEY (run_id, step_id)
 );
 CREATE INDEX wf_waits_event ON wf_waits (event_name);
 
 CREATE TABLE wf_schedule_ticks (
     schedule TEXT NOT NULL,
-    tick REAL NOT NULL,
+    tick ${float} NOT NULL,
     run_id TEXT,
-    created_at REAL NOT NULL,
+    created_at ${float} NOT NULL,
     PRIMARY KEY (schedule, tick)
 );
 

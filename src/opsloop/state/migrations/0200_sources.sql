@@ -8,21 +8,21 @@ CREATE TABLE source_streams (
     rows_total BIGINT NOT NULL DEFAULT 0,
     last_rows BIGINT NOT NULL DEFAULT 0,
     last_run_id TEXT,
-    updated_at REAL NOT NULL,
+    updated_at ${float} NOT NULL,
     PRIMARY KEY (source, stream)
 );
 CREATE TABLE source_runs (
     id TEXT PRIMARY KEY,
     source TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    finished_at REAL,
+    started_at ${float} NOT NULL,
+    finished_at ${float},
     status TEXT NOT NULL,
     full_refresh INTEGER NOT NULL DEFAULT 0,
     rows BIGINT NOT NULL DEFAULT 0,
     streams TEXT,
     requests INTEGER NOT NULL DEFAULT 0,
     message TEXT,
-    resume_at REAL
+    resume_at ${float}
 );
 CREATE INDEX source_runs_source ON source_runs (source, started_at);
 CREATE TABLE source_requests (

@@ -5,6 +5,6 @@ CREATE TABLE outbox_versions (
     version INTEGER NOT NULL,
     action TEXT NOT NULL,
     payload TEXT NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL,
+    updated_at ${float} NOT NULL,
     PRIMARY KEY (item_id, version)
 );

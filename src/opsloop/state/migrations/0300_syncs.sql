@@ -6,10 +6,10 @@ CREATE TABLE sync_status (
     health TEXT NOT NULL DEFAULT 'unknown',
     last_status TEXT,
     last_run_id TEXT,
-    last_run_at REAL,
+    last_run_at ${float},
     lease_owner TEXT,
-    lease_until REAL,
-    updated_at REAL NOT NULL
+    lease_until ${float},
+    updated_at ${float} NOT NULL
 );
 CREATE TABLE sync_quota (
     quota_key TEXT NOT NULL,

@@ -2,8 +2,8 @@
 -- and a tag of the API token it was opened with (a new token ends the old sessions).
 CREATE TABLE sessions (
     id_hash TEXT PRIMARY KEY,
-    created_at DOUBLE PRECISION NOT NULL,
-    expires_at DOUBLE PRECISION NOT NULL,
+    created_at ${float} NOT NULL,
+    expires_at ${float} NOT NULL,
     client TEXT,
     token_tag TEXT NOT NULL
 );

@@ -8,8 +8,8 @@ CREATE TABLE outbox (
     key TEXT,
     payload TEXT NOT NULL,
     version INTEGER NOT NULL DEFAULT 1,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    created_at ${float} NOT NULL,
+    updated_at ${float} NOT NULL
 );
 CREATE INDEX outbox_destination ON outbox (destination, updated_at);
 CREATE INDEX outbox_key ON outbox (destination, key);
