@@ -8,7 +8,7 @@ with people as (
 companies as (
     select
         lower(trim(company)) as company_key,
-        any_value(company) as company_name
+        min(company) as company_name
     from people
     where company is not null and company <> ''
     group by 1

@@ -3,8 +3,8 @@
 with changes as (
     select
         email,
-        any_value(company) as company,
-        any_value(stripe_customer_id) as stripe_customer_id,
+        min(company) as company,
+        min(stripe_customer_id) as stripe_customer_id,
         min(case when change = 'created' then occurred_at end) as became_customer_at,
         max(case when change = 'deleted' then occurred_at end) as churned_at,
         max(case when change = 'created' then occurred_at end) as last_created_at

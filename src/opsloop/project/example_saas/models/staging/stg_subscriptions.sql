@@ -9,6 +9,6 @@ select
         when 'stripe.customer.subscription.created' then 'created'
         when 'stripe.customer.subscription.deleted' then 'deleted'
     end as change,
-    coalesce(to_timestamp(try_cast(json_extract(payload, '$.created') as bigint)), received_at) as occurred_at
+    coalesce(to_timestamp(try_cast(json_extract_string(payload, '$.created') as bigint)), received_at) as occurred_at
 from {{ source('raw', 'events') }}
 where name in ('stripe.customer.subscription.created', 'stripe.customer.subscription.deleted')
