@@ -24,7 +24,7 @@ from ._api import WorkflowDef
 from ._batch import WriteBatcher
 from ._journal import WaitSpec
 from ._runstore import Cursor, LeaseLost, RunRow, RunStore, StepMemo
-from .context import Context, Suspend, _describe, event_dict
+from .context import WAKE_EARLY, Context, Suspend, _describe, event_dict
 
 log = logging.getLogger("opsloop.workflows")
 
@@ -109,7 +109,8 @@ class Executor:
             if free > 0:
                 try:
                     claimed, next_due = await asyncio.to_thread(
-                        self.runs.claim, self.owner, free, LEASE_SECONDS, set(self.active), self._concurrency)
+                        self.runs.claim, self.owner, free, LEASE_SECONDS, set(self.active), self._concurrency,
+                        WAKE_EARLY)
                 except Exception:
                     log.exception("claiming workflow runs failed; retrying")
                     await asyncio.sleep(1.0)

@@ -337,25 +337,35 @@ class RunStore:
     # -- claiming and leases -----------------------------------------------------------------
     def claim(
         self, owner: str, limit: int, lease: float, skip: Collection[str], concurrency: Callable[[str], int | None],
+        early: float = 0.0,
     ) -> tuple[list[tuple[RunRow, dict[str, StepMemo]]], float | None]:
         """Lease up to ``limit`` runnable runs (due, or whose lease ran out) to ``owner``, with their steps.
 
         ``skip``: runs this worker runs already. ``concurrency(workflow)``: the workflow's limit of
-        running runs per concurrency key, if any. Also returns the next wake time of a parked run.
+        running runs per concurrency key, if any. ``early``: a sleeping or waiting run is claimed this many
+        seconds before its wake time (its ``Context`` waits out the rest in the process, so the claim's
+        own latency does not make the timer late). Also returns when the next parked run becomes
+        claimable.
+
+        Whether anything is claimable is read first, outside a write transaction: the executor looks after
+        every run that ends, and most of those looks find nothing, so they take no write lock.
         """
         store = self.store
         now = time.time()
+        soon = now + early
+        runnable = (
+            "((status = 'queued' AND wake_at <= ?) OR (status IN ('sleeping', 'waiting') AND wake_at <= ?) OR "
+            "(status = 'running' AND lease_until < ?)) AND workflow NOT IN (SELECT name FROM wf_workflows WHERE "
+            "paused = 1)"
+        )
+        if not store.query(f"SELECT 1 FROM wf_runs WHERE {runnable} LIMIT 1", (now, soon, now)):
+            return [], self._next_due(now, early)
         lock = " FOR UPDATE SKIP LOCKED" if store.backend == "postgres" else ""
         claimed: list[RunRow] = []
         with self.transaction() as cur:
             candidates = self._x(
-                cur,
-                "SELECT id, workflow, concurrency_key, status FROM wf_runs WHERE "
-                "((status IN ('queued', 'sleeping', 'waiting') AND wake_at <= ?) OR "
-                "(status = 'running' AND lease_until < ?)) "
-                "AND workflow NOT IN (SELECT name FROM wf_workflows WHERE paused = 1) "
-                f"ORDER BY priority DESC, wake_at LIMIT ?{lock}",
-                (now, now, limit),
+                cur, f"SELECT id, workflow, concurrency_key, status FROM wf_runs WHERE {runnable} "
+                f"ORDER BY priority DESC, wake_at LIMIT ?{lock}", (now, soon, now, limit),
             ).fetchall()
             running: dict[tuple[str, str], int] = {}
             for run_id, workflow, ckey, status in candidates:
@@ -384,14 +394,18 @@ class RunStore:
                 run = row_to_run(row)
                 run.recovered = status == "running"
                 claimed.append(run)
-            nxt = self._x(
-                cur,
-                "SELECT MIN(wake_at) FROM wf_runs WHERE status IN ('queued', 'sleeping', 'waiting') AND wake_at > ?",
-                (now,),
-            ).fetchone()
-        next_due = float(nxt[0]) if nxt and nxt[0] is not None else None
         memos = self.memos([run.id for run in claimed])
-        return [(run, memos[run.id]) for run in claimed], next_due
+        return [(run, memos[run.id]) for run in claimed], self._next_due(now, early)
+
+    def _next_due(self, now: float, early: float) -> float | None:
+        """When the next parked run becomes claimable (``early`` before a sleeping or waiting run's wake)."""
+        rows = self.store.query(
+            "SELECT MIN(CASE WHEN status = 'queued' THEN wake_at ELSE wake_at - ? END) FROM wf_runs "
+            "WHERE status IN ('queued', 'sleeping', 'waiting') AND wake_at > ?",
+            (early, now),
+        )
+        found = rows[0][0] if rows else None
+        return float(found) if found is not None else None
 
     def memos(self, run_ids: list[str]) -> dict[str, dict[str, StepMemo]]:
         """Each run's stored steps, by step id."""

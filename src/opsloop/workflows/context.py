@@ -27,9 +27,15 @@ if TYPE_CHECKING:
     from ._journal import Journal, WaitSpec
     from ._runstore import RunRow
 
-__all__ = ["MAX_STEP_OUTPUT", "Context", "StepFailed", "StepMemo", "StepOutputError", "Suspend", "event_dict"]
+__all__ = ["MAX_STEP_OUTPUT", "WAKE_EARLY", "Context", "StepFailed", "StepMemo", "StepOutputError", "Suspend",
+           "event_dict"]
 
 MAX_STEP_OUTPUT = 4 * 1024 * 1024
+
+WAKE_EARLY = 0.05
+"""Seconds before a sleep's or a wait's deadline that the executor claims its run; the run waits out
+the rest in the process, so the claim's own latency (a store round trip, more on a busy machine) does
+not make timers late. A sleep that has at most this long left does not park."""
 
 
 class StepFailed(TerminalError):
@@ -241,7 +247,7 @@ class Context:
                                            json.dumps({"until": deadline}), None, 1, _now())
         self.steps[step_id] = {"until": deadline}
         remaining = deadline - _now()
-        if remaining > 0.02:
+        if remaining > WAKE_EARLY:
             raise Suspend("sleeping", deadline)
         if remaining > 0:
             await asyncio.sleep(remaining)
@@ -265,7 +271,12 @@ class Context:
             spec = {"event": name, "match": match, "after_seq": self._last_seq, "deadline": deadline}
             await self._journal.register_wait(step_id, self._position_next(), spec)
         found = await self._journal.find_event(spec, self.template_context())
-        if found is None and spec["deadline"] is not None and _now() >= spec["deadline"]:
+        deadline = spec["deadline"]
+        if found is None and deadline is not None and 0 < deadline - _now() <= WAKE_EARLY:
+            # claimed just before the deadline (WAKE_EARLY): wait it out here, then look once more
+            await asyncio.sleep(max(0.0, deadline - _now()))
+            found = await self._journal.find_event(spec, self.template_context())
+        if found is None and deadline is not None and _now() >= deadline:
             await self._journal.resolve_wait(step_id, None)
             self.steps[step_id] = None
             return None
