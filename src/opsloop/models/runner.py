@@ -18,6 +18,7 @@ from .._halt import Halt
 from ..errors import OpsloopError
 from ..warehouse import Warehouse
 from ..warehouse.sql import Statements
+from ._config import as_list, as_mapping
 from ._seeds import engine_type, seed_table
 from .compiler import Compiler
 from .nodes import DataTest, Model, Seed, Snapshot
@@ -390,7 +391,7 @@ class Runner:
             columns = self._schema_change(model, wh, st, target, new_cols, old_cols)
             res.changed_rows = int(wh.query(st.count(tmp)).rows[0][0])
             keys = model.config.get("unique_key")
-            key_list = [keys] if isinstance(keys, str) else list(keys or [])
+            key_list = as_list(keys) if keys else []
             strategy = model.config.get("incremental_strategy") or ("merge" if key_list else "append")
             if not key_list or strategy == "append":
                 wh.execute(st.insert_select(target, tmp, columns))
@@ -488,7 +489,7 @@ class Runner:
         target = st.rel(schema, ident)
         self._ensure_schema(wh, schema)
         path = self.c.mp.root / seed.path
-        col_types = {str(k): str(v) for k, v in (seed.config.get("column_types") or {}).items()}
+        col_types = {k: str(v) for k, v in as_mapping(seed.config.get("column_types")).items()}
         header, types, rows = seed_table(path, col_types, str(seed.config.get("delimiter") or ","))
         if not header:
             raise ModelRunError(f"{seed.file} is empty; a seed needs a header row")
