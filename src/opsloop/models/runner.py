@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from .._halt import Halt
 from ..errors import OpsloopError
@@ -39,10 +38,10 @@ class NodeResult:
     changed_rows: int | None = None
     seconds: float = 0.0
     message: str = ""
-    failing_rows: dict[str, Any] | None = None
+    failing_rows: dict[str, object] | None = None
     """A failing test's first rows (``columns``, ``rows``) with ``--show-failures``."""
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -244,11 +243,12 @@ class Runner:
         on-run-end sees ``schemas`` (where the build wrote) and ``results`` (one per node, as dbt's)."""
         out: list[NodeResult] = []
         project = self.c.mp.name
-        extra: dict[str, Any] = {}
+        extra: dict[str, object] = {}
         if done is not None:
             built = [r for r in done if r.kind in ("model", "seed", "snapshot") and r.relation]
-            extra["schemas"] = sorted({r.relation.rsplit(".", 1)[0] for r in built})
-            extra["database_schemas"] = [(None, s) for s in extra["schemas"]]
+            schemas = sorted({r.relation.rsplit(".", 1)[0] for r in built})
+            extra["schemas"] = schemas
+            extra["database_schemas"] = [(None, s) for s in schemas]
             extra["results"] = [_HookResult(r, self.c.mp.name) for r in done if r.kind != "operation"]
         for i, sql in enumerate(hooks):
             name = f"{project}-{which}-{i}"
