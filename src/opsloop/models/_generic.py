@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import Problem
+from ._config import as_list, opt_str, slug
 from .nodes import DataTest
 
 if TYPE_CHECKING:
@@ -27,9 +28,9 @@ _LOOKS_LIKE_CALL = re.compile(r"^\s*(env_var|ref|var|source|doc)\s*\(.+\)\s*$", 
 _WHOLE_JINJA = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 
 
-def add_generic_test(mp: ModelProject, rel: str, line: int | None, kind: str, kwargs: dict[str, Any],
-                     column: str | None, attached: str, owner: str, prefix: str, config: dict[str, Any],
-                     custom_name: Any, problems: list[Problem]) -> None:
+def add_generic_test(mp: ModelProject, rel: str, line: int | None, kind: str, kwargs: dict[str, object],
+                     column: str | None, attached: str, owner: str, prefix: str, config: dict[str, object],
+                     custom_name: object, problems: list[Problem]) -> None:
     """Record a custom generic test from a schema file (its macro is looked up when the project compiles)."""
     severity = str(config.get("severity", "error")).lower()
     if severity not in ("error", "warn") and "{{" not in severity:  # Jinja is rendered when the project compiles
@@ -49,33 +50,23 @@ def add_generic_test(mp: ModelProject, rel: str, line: int | None, kind: str, kw
         name = f"{name}_{hashlib.md5(f'{rel}:{line}'.encode()).hexdigest()[:8]}"  # noqa: S324 - a name
     test = DataTest(name=name, test="generic", attached=attached, column=column or "",
                     kwargs={**args, "_macro": kind}, file=rel, line=line, severity=severity,
-                    where=config.get("where"), depends_on={attached}, tags=_as_list(config.get("tags")))
+                    where=opt_str(config.get("where")), depends_on={attached}, tags=as_list(config.get("tags")))
     for key in ("fail_calc", "warn_if", "error_if"):
         if config.get(key):
             setattr(test, key, str(config[key]))
-    if isinstance(config.get("enabled"), str) and "{{" in config["enabled"]:
-        test.kwargs["_enabled"] = config["enabled"]  # rendered when the project compiles
+    if isinstance(enabled := config.get("enabled"), str) and "{{" in enabled:
+        test.kwargs["_enabled"] = enabled  # rendered when the project compiles
     mp.tests[name] = test
 
 
-def _name(test_type: str, owner: str, args: dict[str, Any]) -> str:
+def _name(test_type: str, owner: str, args: dict[str, object]) -> str:
     """dbt's test name: ``<namespace>_<test>_<model>_<arguments by name, values joined by __>``."""
-    flat: list[Any] = []
+    flat: list[object] = []
     for key in sorted(args):
         value = args[key]
         flat.extend(value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple)
                     else [value])
-    return f"{test_type}_{owner}_" + "__".join(_slug(v) for v in flat)
-
-
-def _slug(value: Any) -> str:
-    return re.sub(r"[^0-9a-zA-Z_]+", "_", str(value))
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [str(value)] if isinstance(value, str) else [str(v) for v in value]
+    return f"{test_type}_{owner}_" + "__".join(slug(v) for v in flat)
 
 
 def resolve_macro(renderer: Renderer, kind: str) -> str | None:
@@ -108,7 +99,7 @@ def call_text(test: DataTest, callee: str, target: str) -> str:
     return "{{ " + callee + "(" + ", ".join(parts) + ") }}\n"
 
 
-def _jinja(value: Any) -> str:
+def _jinja(value: object) -> str:
     """A YAML value as a Jinja expression."""
     if isinstance(value, bool):
         return "true" if value else "false"

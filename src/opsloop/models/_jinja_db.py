@@ -9,24 +9,27 @@ dbt's agate tables where macros read them: ``table.columns[0].values()``, ``tabl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
-
-QueryFn = Callable[[str], Any]
-"""Runs one statement on the node's warehouse session; returns a QueryResult (columns, rows)."""
+from collections.abc import Iterator
+from typing import SupportsIndex, overload
 
 
-class Row(tuple[Any, ...]):
+class Row(tuple[object, ...]):
     """One row: by position (``row[0]``) or by column name (``row['id']``), as an agate row."""
 
     _names: tuple[str, ...] = ()
 
-    def __new__(cls, values: tuple[Any, ...], names: tuple[str, ...]) -> Row:
+    def __new__(cls, values: tuple[object, ...], names: tuple[str, ...]) -> Row:
         row = super().__new__(cls, values)
         row._names = names
         return row
 
-    def __getitem__(self, key: Any) -> Any:
+    @overload
+    def __getitem__(self, key: SupportsIndex | str) -> object: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> tuple[object, ...]: ...
+
+    def __getitem__(self, key: SupportsIndex | str | slice) -> object:
         if isinstance(key, str):
             try:
                 return tuple.__getitem__(self, self._names.index(key))
@@ -34,33 +37,33 @@ class Row(tuple[Any, ...]):
                 raise KeyError(key) from None
         return tuple.__getitem__(self, key)
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str, default: object = None) -> object:
         return self[key] if key in self._names else default
 
     def keys(self) -> list[str]:
         return list(self._names)
 
-    def values(self) -> list[Any]:
+    def values(self) -> list[object]:
         return list(self)
 
-    def items(self) -> list[tuple[str, Any]]:
+    def items(self) -> list[tuple[str, object]]:
         return list(zip(self._names, self, strict=True))
 
-    def dict(self) -> dict[str, Any]:
+    def dict(self) -> dict[str, object]:
         return dict(self.items())
 
 
 class TableColumn:
     """One column of a result: ``.name`` and ``.values()``."""
 
-    def __init__(self, name: str, values: list[Any]) -> None:
+    def __init__(self, name: str, values: list[object]) -> None:
         self.name = name
         self._values = values
 
-    def values(self) -> list[Any]:
+    def values(self) -> list[object]:
         return list(self._values)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[object]:
         return iter(self._values)
 
     def __len__(self) -> int:
@@ -70,7 +73,13 @@ class TableColumn:
 class _Columns(list[TableColumn]):
     """``table.columns``: by position, or by name (``table.columns['id']``)."""
 
-    def __getitem__(self, key: Any) -> Any:
+    @overload
+    def __getitem__(self, key: SupportsIndex | str) -> TableColumn: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> list[TableColumn]: ...
+
+    def __getitem__(self, key: SupportsIndex | str | slice) -> TableColumn | list[TableColumn]:
         if isinstance(key, str):
             for column in self:
                 if column.name == key:
@@ -88,7 +97,7 @@ class _Columns(list[TableColumn]):
 class Table:
     """What ``run_query`` returns (shaped as the agate table dbt returns)."""
 
-    def __init__(self, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    def __init__(self, columns: list[str], rows: list[tuple[object, ...]]) -> None:
         names = tuple(columns)
         self.column_names = names
         self.rows = [Row(tuple(r), names) for r in rows]
@@ -103,10 +112,10 @@ class Table:
     def __bool__(self) -> bool:
         return True  # an empty result is still a result ({% if results %} is true in dbt too)
 
-    def print_table(self, *args: Any, **kwargs: Any) -> str:
+    def print_table(self, *args: object, **kwargs: object) -> str:
         return ""
 
-    def to_dict(self) -> list[dict[str, Any]]:
+    def to_dict(self) -> list[dict[str, object]]:
         return [r.dict() for r in self.rows]
 
 
@@ -151,11 +160,11 @@ class StatementResults:
     """``{% call statement('name', fetch_result=True) %}`` ... and ``load_result('name')``."""
 
     def __init__(self) -> None:
-        self.results: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, dict[str, object]] = {}
 
     def store(self, name: str, table: Table | None) -> None:
         data = [tuple(r) for r in table.rows] if table is not None else []
         self.results[name] = {"response": "OK", "data": data, "table": table}
 
-    def load(self, name: str) -> dict[str, Any] | None:
+    def load(self, name: str) -> dict[str, object] | None:
         return self.results.get(name)

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from ..errors import Problem
+
+if TYPE_CHECKING:
+    from jinja2 import Template, Undefined, nodes
+    from jinja2.runtime import Macro
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from ..warehouse.base import QueryResult
+    from ._jinja_db import Column, StatementResults, Table
 
 BUILTIN_NAMES = {
     "ref", "source", "config", "var", "env_var", "this", "is_incremental", "target", "execute", "log",
@@ -63,7 +72,7 @@ class RenderError(Exception):
 
 
 @dataclass
-class Relation(Mapping[str, Any]):
+class Relation(Mapping[str, object]):
     """What ``ref()``/``source()``/``this`` return: prints as the quoted relation name. Also a mapping
     shaped like dbt's relation dict, which packages check (``obj is mapping and obj.get('metadata')``)."""
 
@@ -72,11 +81,11 @@ class Relation(Mapping[str, Any]):
     text: str
     database: str | None = None
 
-    def _as_dict(self) -> dict[str, Any]:
+    def _as_dict(self) -> dict[str, object]:
         return {"metadata": {"type": "DuckDBRelation"}, "type": None,
                 "path": {"database": self.database, "schema": self.schema, "identifier": self.identifier}}
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str) -> object:
         return self._as_dict()[key]
 
     def __iter__(self) -> Iterator[str]:
@@ -93,10 +102,10 @@ class Relation(Mapping[str, Any]):
     def render(self) -> str:
         return self.text
 
-    def include(self, **_: Any) -> Relation:
+    def include(self, **_: object) -> Relation:
         return self
 
-    def incorporate(self, **_: Any) -> Relation:
+    def incorporate(self, **_: object) -> Relation:
         return self
 
     __hash__ = object.__hash__
@@ -119,20 +128,20 @@ class Relation(Mapping[str, Any]):
 class _Config:
     """``config(...)`` in a model; ``config.get(key, default)`` reads the resolved config."""
 
-    def __init__(self, resolved: dict[str, Any]) -> None:
-        self.captured: dict[str, Any] = {}
+    def __init__(self, resolved: Mapping[str, object]) -> None:
+        self.captured: dict[str, object] = {}
         self.resolved = resolved
 
-    def __call__(self, *args: Any, **kwargs: Any) -> str:
+    def __call__(self, *args: object, **kwargs: object) -> str:
         if args and isinstance(args[0], dict):
             self.captured.update(args[0])
         self.captured.update(kwargs)
         return ""
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str, default: object = None) -> object:
         return self.captured.get(key, self.resolved.get(key, default))
 
-    def require(self, key: str) -> Any:
+    def require(self, key: str) -> object:
         if key not in self.captured and key not in self.resolved:
             raise RenderError(f"config {key!r} is required here but not set")
         return self.get(key)
@@ -150,18 +159,18 @@ class _Exceptions:
 
 @dataclass
 class RenderContext:
-    ref: Callable[..., Any]
-    source: Callable[..., Any]
+    ref: Callable[..., Relation]
+    source: Callable[..., Relation]
     this: Relation | None
     is_incremental: bool
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, object] = field(default_factory=dict)
     execute: bool = True
     """False while parsing (as in dbt: macros guard ``run_query`` with ``{% if execute %}``)."""
-    query: Callable[[str], Any] | None = None
+    query: Callable[[str], QueryResult] | None = None
     """Runs SQL on the node's warehouse session (run_query, statement, adapter.get_columns_in_relation)."""
-    statements: Any = None
-    """``{% call statement('x') %}`` results for ``load_result('x')`` (a StatementResults)."""
-    extra: dict[str, Any] = field(default_factory=dict)
+    statements: StatementResults | None = None
+    """``{% call statement('x') %}`` results for ``load_result('x')``."""
+    extra: dict[str, object] = field(default_factory=dict)
     """More names for this render only (``schemas`` and ``results`` in on-run-end)."""
 
 
@@ -175,11 +184,11 @@ class MacroPackage:
 
 
 class _Return(Exception):  # dbt's return() is control flow, not an error
-    def __init__(self, value: Any) -> None:
+    def __init__(self, value: object) -> None:
         self.value = value
 
 
-def _return(value: Any = None) -> None:
+def _return(value: object = None) -> NoReturn:
     raise _Return(value)
 
 
@@ -189,12 +198,12 @@ class _MacroCall:
 
     __slots__ = ("cur", "macro", "name")
 
-    def __init__(self, macro: Any, name: str, cur: _Current) -> None:
+    def __init__(self, macro: Macro, name: str, cur: _Current) -> None:
         self.macro = macro
         self.name = name
         self.cur = cur
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: object, **kwargs: object) -> object:
         cur = self.cur
         if cur.depth == 0:
             cur.outer = self.name
@@ -207,21 +216,21 @@ class _MacroCall:
             cur.depth -= 1
 
 
-def _catch_return(macro: Any) -> None:
+def _catch_return(macro: Macro) -> None:
     """Make ``{{ return(x) }}`` end this macro even when a macro of the same file calls it directly (that
     call reaches Jinja's Macro, not the _MacroCall wrapper): ``get_x()[0]`` then indexes x."""
     inner = macro._func
     if getattr(inner, "_catches_return", False):
         return
 
-    def func(*args: Any) -> Any:
+    def func(*args: object) -> object:
         try:
             return inner(*args)
         except _Return as ret:
             return ret.value
 
     func._catches_return = True  # type: ignore[attr-defined]
-    macro._func = func
+    macro._func = func  # type: ignore[assignment]  # Jinja says str; a dbt return() hands back any value
 
 
 class _LazyMacro:
@@ -233,11 +242,22 @@ class _LazyMacro:
         self.renderer = renderer
         self.name = name
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: object, **kwargs: object) -> object:
         return self.renderer._dbt_macros()[self.name](*args, **kwargs)
 
 
 _MACRO_DEF = re.compile(r"{%-?\s*macro\s+(\w+)\s*\(")
+
+MacroFn = _MacroCall | _LazyMacro
+"""A macro as a template calls it."""
+
+
+class Macros(Protocol):
+    """One package's macros by name: a dict, or a package's lazily compiled files."""
+
+    def get(self, name: str, /) -> MacroFn | None: ...
+
+    def __getitem__(self, name: str, /) -> MacroFn: ...
 
 
 class _PackageMacros:
@@ -259,7 +279,7 @@ class _PackageMacros:
     def names(self) -> set[str]:
         return set(self._where)
 
-    def get(self, name: str, default: Any = None) -> Any:
+    def get(self, name: str, /) -> _MacroCall | None:
         hit = self._loaded.get(name)
         if hit is None and name in self._where:
             with self._r._load_lock:
@@ -269,9 +289,9 @@ class _PackageMacros:
                     self._loaded.update(self._r._load(self._r._scopes(), [self._files[index]], export=False,
                                                       owner=self._owner))
             hit = self._loaded.get(name)
-        return default if hit is None else hit
+        return hit
 
-    def __getitem__(self, name: str) -> Any:
+    def __getitem__(self, name: str, /) -> _MacroCall:
         hit = self.get(name)
         if hit is None:
             raise KeyError(name)
@@ -281,11 +301,11 @@ class _PackageMacros:
 class _Namespace:
     """``dbt_utils.star(...)``, ``dbt.concat(...)``: one package's macros as attributes."""
 
-    def __init__(self, name: str, macros: Any) -> None:
+    def __init__(self, name: str, macros: Macros) -> None:
         self.__package = name  # name-mangled: a macro may be called _name or _macros (dbt_utils._is_relation)
         self.__macros = macros
 
-    def __getattr__(self, item: str) -> Any:
+    def __getattr__(self, item: str) -> MacroFn:
         if item.startswith("__"):
             raise AttributeError(item)
         try:
@@ -295,13 +315,13 @@ class _Namespace:
                               hint=f"check the name against the {self.__package} package's macros") from None
 
 
-def _sandbox() -> Any:
+def _sandbox() -> type[SandboxedEnvironment]:
     from jinja2.sandbox import SandboxedEnvironment
 
     class Sandbox(SandboxedEnvironment):
         """Jinja's sandbox, letting packages call their private macros (``dbt_utils._is_relation``)."""
 
-        def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        def is_safe_attribute(self, obj: object, attr: str, value: object) -> bool:
             if isinstance(obj, _Namespace) and not attr.startswith("__"):
                 return True
             return bool(super().is_safe_attribute(obj, attr, value))
@@ -323,13 +343,13 @@ class _This:
     def __init__(self, cur: _Current) -> None:
         self._cur = cur
 
-    def _get(self) -> Any:
+    def _get(self) -> Relation:
         this = self._cur.ctx.this if self._cur.ctx else None
         if this is None:
             raise RenderError("this is not defined here")
         return this
 
-    def __getattr__(self, item: str) -> Any:
+    def __getattr__(self, item: str) -> object:
         if item.startswith("_"):
             raise AttributeError(item)
         return getattr(self._get(), item)
@@ -345,13 +365,13 @@ class _ConfigProxy:
     def __init__(self, cur: _Current) -> None:
         self._cur = cur
 
-    def __call__(self, *args: Any, **kwargs: Any) -> str:
+    def __call__(self, *args: object, **kwargs: object) -> str:
         return self._cur.config(*args, **kwargs) if self._cur.config else ""
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str, default: object = None) -> object:
         return self._cur.config.get(key, default) if self._cur.config else default
 
-    def require(self, key: str) -> Any:
+    def require(self, key: str) -> object:
         if self._cur.config is None:
             raise RenderError(f"config {key!r} is required here but not set")
         return self._cur.config.require(key)
@@ -376,13 +396,13 @@ class _Adapter:
     def __init__(self, renderer: Renderer) -> None:
         self._r = renderer
 
-    def dispatch(self, macro_name: str, macro_namespace: str | None = None, packages: Any = None) -> Any:
+    def dispatch(self, macro_name: str, macro_namespace: str | None = None, packages: object = None) -> MacroFn:
         r = self._r
         macros = r.macros()
         for package in r.search_order(macro_namespace):
-            found = macros.get(package, {})
+            found = macros.get(package)
             for prefix in (r.adapter_type, "default"):
-                macro = found.get(f"{prefix}__{macro_name}")
+                macro = found.get(f"{prefix}__{macro_name}") if found is not None else None
                 if macro is not None:
                     return macro
         where = f"{macro_namespace}." if macro_namespace else ""
@@ -397,7 +417,7 @@ class _Adapter:
     def type(self) -> str:
         return self._r.adapter_type
 
-    def get_columns_in_relation(self, relation: Any) -> list[Any]:
+    def get_columns_in_relation(self, relation: object) -> list[Column]:
         """The relation's columns (name, data_type), from the warehouse; [] while parsing."""
         from ._jinja_db import Column
 
@@ -410,7 +430,8 @@ class _Adapter:
                      f"{_lit(schema)} and table_name = {_lit(name)} order by ordinal_position")
         return [Column(str(c), str(t)) for c, t in found.rows]
 
-    def get_relation(self, database: Any = None, schema: Any = None, identifier: Any = None) -> Any:
+    def get_relation(self, database: object = None, schema: object = None,
+                     identifier: object = None) -> Relation | None:
         """The relation when it exists in the warehouse, else None (None while parsing)."""
         ctx = self._r._cur.ctx
         if ctx is None or not ctx.execute:
@@ -423,12 +444,12 @@ class _Adapter:
         s, n, kind = found.rows[0]
         return self._r.relation(str(s), str(n), database, "view" if "VIEW" in str(kind).upper() else "table")
 
-    def _load_relation(self, relation: Any) -> Any:
+    def _load_relation(self, relation: object) -> Relation | None:
         """dbt's ``load_relation(relation)``: the relation when it exists in the warehouse, else None."""
         schema, name = _schema_and_name(relation)
         return self.get_relation(getattr(relation, "database", None), schema, name)
 
-    def drop_relation(self, relation: Any) -> str:
+    def drop_relation(self, relation: object) -> str:
         """Drop the table or view, if it exists (nothing while parsing)."""
         ctx = self._r._cur.ctx
         if ctx is None or not ctx.execute:
@@ -444,7 +465,7 @@ class _Adapter:
             _ask(ctx, "adapter.drop_relation", f"drop {kind} if exists {rel_text(schema, name, self._r.adapter_type)}")
         return ""
 
-    def __getattr__(self, item: str) -> Any:
+    def __getattr__(self, item: str) -> NoReturn:
         if item.startswith("_"):
             raise AttributeError(item)
         raise RenderError(f"adapter.{item}() is not supported yet (it asks the warehouse at compile time)",
@@ -454,11 +475,11 @@ class _Adapter:
 ADAPTER_METHODS = ("dispatch", "quote", "type", "get_columns_in_relation", "get_relation", "drop_relation")
 
 
-def _lit(value: Any) -> str:
+def _lit(value: object) -> str:
     return "'" + str(value or "").replace("'", "''") + "'"
 
 
-def _schema_and_name(relation: Any) -> tuple[str, str]:
+def _schema_and_name(relation: object) -> tuple[str, str]:
     if isinstance(relation, Relation):
         return relation.schema, relation.identifier
     if isinstance(relation, _This):
@@ -469,7 +490,7 @@ def _schema_and_name(relation: Any) -> tuple[str, str]:
     return schema.rpartition(".")[2] or "main", name
 
 
-def _ask(ctx: RenderContext, what: str, sql: str) -> Any:
+def _ask(ctx: RenderContext, what: str, sql: str) -> QueryResult:
     if ctx.query is None:
         raise RenderError(f"{what} needs the warehouse, which this command does not open",
                           hint="run it with `opsloop build` / `opsloop compile`")
@@ -487,8 +508,8 @@ class _RelationApi:
     def __init__(self, renderer: Renderer) -> None:
         self._r = renderer
 
-    def create(self, database: Any = None, schema: Any = None, identifier: Any = None, type: Any = None,
-               **_: Any) -> Relation:
+    def create(self, database: object = None, schema: object = None, identifier: object = None,
+               type: object = None, **_: object) -> Relation:
         return self._r.relation(str(schema or self._r.target.get("schema") or ""), str(identifier or ""), database,
                                 type)
 
@@ -508,7 +529,7 @@ class _Flags:
     WARN_ERROR = False
     DEBUG = False
 
-    def __getattr__(self, item: str) -> Any:
+    def __getattr__(self, item: str) -> None:
         if item.startswith("__"):
             raise AttributeError(item)
         return None
@@ -521,7 +542,7 @@ class _Statement:
         self._cur = cur
 
     def __call__(self, name: str | None = None, fetch_result: bool = False, auto_begin: bool = True,
-                 language: str = "sql", caller: Any = None, **_: Any) -> str:
+                 language: str = "sql", caller: Callable[[], object] | None = None, **_: object) -> str:
         from ._jinja_db import StatementResults, Table
 
         ctx = self._cur.ctx
@@ -538,18 +559,18 @@ class _Statement:
         return ""
 
 
-def _set(value: Any, default: Any = None) -> Any:
+def _set(value: Iterable[object], default: object = None) -> object:
     try:
         return set(value)
     except TypeError:
         return default
 
 
-def _set_strict(value: Any) -> set[Any]:
+def _set_strict(value: Iterable[object]) -> set[object]:
     return set(value)
 
 
-def _fromjson(text: str, default: Any = None) -> Any:
+def _fromjson(text: str, default: object = None) -> object:
     import json
 
     try:
@@ -558,7 +579,7 @@ def _fromjson(text: str, default: Any = None) -> Any:
         return default
 
 
-def _tojson(value: Any, default: Any = None) -> Any:
+def _tojson(value: object, default: object = None) -> object:
     import json
 
     try:
@@ -567,12 +588,11 @@ def _tojson(value: Any, default: Any = None) -> Any:
         return default
 
 
-def _modules() -> Any:
+def _modules() -> SimpleNamespace:
     import datetime
     import itertools
-    from types import SimpleNamespace
 
-    mods: dict[str, Any] = {"datetime": datetime, "re": re, "itertools": itertools}
+    mods: dict[str, object] = {"datetime": datetime, "re": re, "itertools": itertools}
     try:
         import pytz
 
@@ -585,7 +605,7 @@ def _modules() -> Any:
 class Renderer:
     """One sandboxed Jinja environment per project, with the project's own macros."""
 
-    def __init__(self, vars_: Mapping[str, Any], env: Mapping[str, str], target: Mapping[str, Any],
+    def __init__(self, vars_: Mapping[str, object], env: Mapping[str, str], target: Mapping[str, object],
                  macro_sources: list[tuple[str, str]], packages: list[MacroPackage] | None = None,
                  dispatch: Mapping[str, list[str]] | None = None, adapter_type: str = "duckdb") -> None:
         from ._dbt_macros import DBT_MACRO_NAMES, DBT_MACROS
@@ -604,12 +624,12 @@ class Renderer:
         self.macro_names: set[str] = set()
         """Macros callable without a namespace in the project's models (its own and dbt's)."""
         self.package_macros: dict[str, set[str]] = {}
-        self._asts: dict[str, Any] = {}
-        self._templates: dict[str, Any] = {}
+        self._asts: dict[str, nodes.Template] = {}
+        self._templates: dict[str, Template] = {}
         self.problems: list[Problem] = []
         self._dbt = [("(dbt's cross-database macros)", DBT_MACROS)]
-        self._scope: dict[str, Any] | None = None
-        self._macros: dict[str, Any] = {}
+        self._scope: dict[str, object] | None = None
+        self._macros: dict[str, Macros] = {}
         self._scope_lock = threading.Lock()
         self._dbt_lock = threading.Lock()
         self._load_lock = threading.RLock()
@@ -643,12 +663,12 @@ class Renderer:
             return [self.project_name, namespace]
         return [namespace]
 
-    def macros(self) -> dict[str, Any]:
+    def macros(self) -> dict[str, Macros]:
         """Every package's macros by name (``dbt``, the installed packages, the project), built once."""
         self._scopes()
         return self._macros
 
-    def _scopes(self) -> dict[str, Any]:
+    def _scopes(self) -> dict[str, object]:
         """The project's scope: dbt's context, every package as a namespace, its own macros.
 
         Built once per project and shared by reference, so a macro finds the others whatever file defines
@@ -657,7 +677,7 @@ class Renderer:
             if self._scope is not None:
                 return self._scope
             cur = self._cur
-            base: dict[str, Any] = {
+            base: dict[str, object] = {
                 **self.jinja.globals,
                 "ref": lambda *a, **k: cur.ctx.ref(*a, **k) if cur.ctx else _no_ctx("ref"),
                 "source": lambda *a, **k: cur.ctx.source(*a, **k) if cur.ctx else _no_ctx("source"),
@@ -674,10 +694,10 @@ class Renderer:
             # One scope, as when dbt renders the project's nodes: dbt's macros and the project's own are
             # global; a package's macros are reached through its namespace (dbt_utils.x), not by bare name.
             root = dict(base)
-            dbt_macros: dict[str, Any] = {name: _LazyMacro(self, name) for name in self.package_macros["dbt"]}
+            dbt_macros = {name: _LazyMacro(self, name) for name in self.package_macros["dbt"]}
             root.update(dbt_macros)
             self._macros = {"dbt": dbt_macros}
-            namespaces: dict[str, Any] = {"dbt": _Namespace("dbt", dbt_macros)}
+            namespaces = {"dbt": _Namespace("dbt", dbt_macros)}
             for name, lazy in self._lazy.items():
                 self._macros[name] = lazy
                 namespaces[name] = _Namespace(name, lazy)
@@ -694,7 +714,7 @@ class Renderer:
                 self._dbt_loaded = self._load(self._scopes(), self._dbt, export=False, owner="dbt")
             return self._dbt_loaded
 
-    def _load(self, scope: dict[str, Any], files: list[tuple[str, str]], export: bool = True,
+    def _load(self, scope: dict[str, object], files: list[tuple[str, str]], export: bool = True,
               owner: str = "") -> dict[str, _MacroCall]:
         found: dict[str, _MacroCall] = {}
         for rel, text in files:
@@ -719,14 +739,14 @@ class Renderer:
         return found
 
     # -- static checks -------------------------------------------------------------------------
-    def parse(self, text: str) -> Any:
+    def parse(self, text: str) -> nodes.Template:
         """The Jinja AST of a model (cached by text: a model is parsed once per process)."""
         ast = self._asts.get(text)
         if ast is None:
             ast = self._asts[text] = self.jinja.parse(text)
         return ast
 
-    def template(self, text: str) -> Any:
+    def template(self, text: str) -> Template:
         """The compiled template (cached by text)."""
         tpl = self._templates.get(text)
         if tpl is None:
@@ -756,19 +776,21 @@ class Renderer:
             ast = self.parse(text)
         except TemplateSyntaxError as exc:
             return [Problem(file, exc.lineno, f"Jinja syntax error: {exc.message}")]
-        def names(target: Any) -> set[str]:  # the target itself when it is one name ({% set cols = [] %})
+        def names(target: nodes.Node) -> set[str]:  # the target itself when it is one name ({% set cols = [] %})
             found = {n.name for n in target.find_all(nodes.Name)}
             return found | {target.name} if isinstance(target, nodes.Name) else found
 
         local = {m.name for m in ast.find_all(nodes.Macro)}
-        for assign in [*ast.find_all(nodes.Assign), *ast.find_all(nodes.AssignBlock), *ast.find_all(nodes.For)]:
+        assigns: list[nodes.Assign | nodes.AssignBlock | nodes.For] = [
+            *ast.find_all(nodes.Assign), *ast.find_all(nodes.AssignBlock), *ast.find_all(nodes.For)]
+        for assign in assigns:
             local |= names(assign.target)
         for macro in ast.find_all(nodes.Macro):
             local.update(a.name for a in macro.args)
         known = BUILTIN_NAMES | self.macro_names | local
         problems: list[Problem] = []
         for call in ast.find_all(nodes.Call):
-            root: Any = call.node
+            root = call.node
             dotted = []
             while isinstance(root, nodes.Getattr):
                 dotted.append(root.attr)
@@ -799,7 +821,7 @@ class Renderer:
         return problems
 
     # -- rendering ------------------------------------------------------------------------------
-    def render(self, file: str, text: str, ctx: RenderContext) -> tuple[str, dict[str, Any]]:
+    def render(self, file: str, text: str, ctx: RenderContext) -> tuple[str, dict[str, object]]:
         """The SQL text and the config() values the model set."""
         from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 
@@ -841,7 +863,7 @@ class Renderer:
             cur.ctx, cur.config = saved
         return sql, config.captured
 
-    def call(self, name: str, args: tuple[Any, ...], ctx: RenderContext) -> str:
+    def call(self, name: str, args: tuple[object, ...], ctx: RenderContext) -> str:
         """Call one of the project's macros (``generate_schema_name(custom, node)``); its output, stripped."""
         from jinja2 import TemplateError
 
@@ -849,7 +871,10 @@ class Renderer:
         saved = cur.ctx, cur.config
         cur.ctx, cur.config = ctx, _Config(ctx.config)
         try:
-            return str(self._scopes()[name](*args)).strip()
+            macro = self._scopes()[name]
+            if not callable(macro):
+                raise RenderError(f"{name} is not a macro")
+            return str(macro(*args)).strip()
         except RenderError:
             raise
         except TemplateError as exc:
@@ -857,13 +882,13 @@ class Renderer:
         finally:
             cur.ctx, cur.config = saved
 
-    def relation(self, schema: str, name: str, database: Any = None, kind: Any = None) -> Relation:
+    def relation(self, schema: str, name: str, database: object = None, kind: object = None) -> Relation:
         """A relation object as ``ref()`` returns it, quoted for the project's dialect."""
         from ..warehouse.sql import relation as rel_text
 
         return Relation(schema, name, rel_text(schema, name, self.adapter_type), str(database) if database else None)
 
-    def _run_query(self, sql: Any) -> Any:
+    def _run_query(self, sql: object) -> Table | None:
         """dbt's ``run_query(sql)``: a table of the rows (None while parsing, as in dbt)."""
         from ._jinja_db import Table
 
@@ -873,20 +898,20 @@ class Renderer:
         found = _ask(ctx, "run_query", str(sql).strip().rstrip(";"))
         return Table(list(found.columns), list(found.rows))
 
-    def _load_result(self, name: str) -> Any:
+    def _load_result(self, name: str) -> dict[str, object] | None:
         ctx = self._cur.ctx
         if ctx is None or not ctx.execute or ctx.statements is None:
             return None
         return ctx.statements.load(name)
 
-    def _var(self, name: str, default: Any = _Config) -> Any:
+    def _var(self, name: str, default: object = _Config) -> object:
         if name in self.vars:
             return self.vars[name]
         if default is not _Config:
             return default
         raise RenderError(f"var {name!r} is not defined", hint="add it under vars: in dbt_project.yml or opsloop.yml")
 
-    def _env_var(self, name: str, default: Any = None) -> Any:
+    def _env_var(self, name: str, default: object = None) -> object:
         if name in self.env:
             return self.env[name]
         if default is not None:
@@ -895,11 +920,11 @@ class Renderer:
                           hint=f"set {name} in the environment or .env, or pass a default")
 
 
-def _no_ctx(name: str) -> Any:
+def _no_ctx(name: str) -> NoReturn:
     raise RenderError(f"{name}() cannot be used here")
 
 
-def _strict_undefined(cur: _Current) -> Any:
+def _strict_undefined(cur: _Current) -> type[Undefined]:
     from jinja2 import StrictUndefined
 
     class MacroUndefined(StrictUndefined):
@@ -912,7 +937,7 @@ def _strict_undefined(cur: _Current) -> Any:
         def __bool__(self) -> bool:  # type: ignore[override]
             return False if cur.depth > 0 else bool(super().__bool__())
 
-        def __iter__(self) -> Any:
+        def __iter__(self) -> Iterator[object]:  # type: ignore[override]
             return iter(()) if cur.depth > 0 else super().__iter__()
 
         def __len__(self) -> int:  # type: ignore[override]

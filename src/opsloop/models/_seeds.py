@@ -7,7 +7,6 @@ import csv
 import re
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
 
 _INT = re.compile(r"^[+-]?\d+$")
 _NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -43,7 +42,11 @@ def infer_type(values: list[str]) -> str:
     return "text"
 
 
-def convert(value: str, type_: str) -> Any:
+SeedValue = int | float | bool | date | datetime | str | None
+"""A CSV cell converted to its column's type."""
+
+
+def convert(value: str, type_: str) -> SeedValue:
     if value.strip().lower() in NULLS:
         return None
     t = type_.lower()
@@ -61,7 +64,7 @@ def convert(value: str, type_: str) -> Any:
 
 
 def seed_table(path: Path, column_types: dict[str, str], delimiter: str = ",") -> tuple[
-        list[str], list[str], list[list[Any]]]:
+        list[str], list[str], list[list[SeedValue]]]:
     """Columns, their SQL types and converted rows."""
     header, rows = read_csv(path, delimiter)
     types = []

@@ -13,10 +13,15 @@ import hashlib
 import json
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from ._config import as_list
 from .compiler import Compiler
 from .nodes import DataTest, Model, Seed, Snapshot
+from .unit_tests import Fixture, unit_spec
+
+if TYPE_CHECKING:
+    from .runner import NodeResult
 
 MANIFEST_SCHEMA = "https://schemas.getdbt.com/dbt/manifest/v12.json"
 RUN_RESULTS_SCHEMA = "https://schemas.getdbt.com/dbt/run-results/v6.json"
@@ -45,9 +50,9 @@ def _file_text(c: Compiler, path: str, fallback: str) -> str:
         return fallback
 
 
-def _config(node: Model | Seed | Snapshot, kind: str) -> dict[str, Any]:
+def _config(node: Model | Seed | Snapshot, kind: str) -> dict[str, object]:
     cfg = {k: v for k, v in node.config.items() if k not in ("pre_hook", "post_hook")}
-    out: dict[str, Any] = {
+    out: dict[str, object] = {
         "enabled": True, "alias": cfg.pop("alias", None), "schema": cfg.pop("schema", None), "database": None,
         "tags": node.tags, "meta": cfg.pop("meta", {}),
         "materialized": "seed" if isinstance(node, Seed) else node.materialized,
@@ -56,7 +61,7 @@ def _config(node: Model | Seed | Snapshot, kind: str) -> dict[str, Any]:
         "on_schema_change": cfg.pop("on_schema_change", "ignore"),
     }
     for key in ("pre_hook", "post_hook"):
-        hooks = node.config.get(key) or []
+        hooks = as_list(node.config.get(key))
         out[key.replace("_", "-")] = [{"sql": h, "transaction": True, "index": i} for i, h in enumerate(hooks)]
     cfg.pop("tags", None)
     cfg.pop("materialized", None)
@@ -64,11 +69,16 @@ def _config(node: Model | Seed | Snapshot, kind: str) -> dict[str, Any]:
     return out
 
 
-def _node(c: Compiler, node: Model | Seed | Snapshot, kind: str) -> dict[str, Any]:
+def _parents(c: Compiler, uid: str) -> list[str]:
+    """The node's parents' dbt unique_ids, sorted (its ``depends_on.nodes``)."""
+    return sorted(dbt_uid(c, p) for p in c.parents.get(uid, set()))
+
+
+def _node(c: Compiler, node: Model | Seed | Snapshot, kind: str) -> dict[str, object]:
     schema, alias = c.node_relation(node)
     raw = node.raw_sql if isinstance(node, Model | Snapshot) else ""
     text = raw if isinstance(node, Model) else _file_text(c, node.path, raw)  # a model's raw_sql is its file
-    parents = sorted(dbt_uid(c, p) for p in c.parents.get(node.uid, set()))
+    parents = _parents(c, node.uid)
     fqn = getattr(node, "fqn", None) or [c.mp.name, node.name]
     return {
         "database": None, "schema": schema, "name": node.name, "resource_type": kind,
@@ -88,9 +98,9 @@ def _node(c: Compiler, node: Model | Seed | Snapshot, kind: str) -> dict[str, An
     }
 
 
-def _test_node(c: Compiler, test: DataTest) -> dict[str, Any]:
-    parents = sorted(dbt_uid(c, p) for p in c.parents.get(test.uid, set()))
-    node: dict[str, Any] = {
+def _test_node(c: Compiler, test: DataTest) -> dict[str, object]:
+    parents = _parents(c, test.uid)
+    node: dict[str, object] = {
         "database": None, "schema": c.target.schema, "name": test.name, "resource_type": "test",
         "package_name": c.mp.name, "path": test.file, "original_file_path": test.file,
         "unique_id": dbt_uid(c, test.uid), "fqn": [c.mp.name, test.name], "alias": test.name,
@@ -110,10 +120,10 @@ def _test_node(c: Compiler, test: DataTest) -> dict[str, Any]:
     return node
 
 
-def _unit_test_node(c: Compiler, test: DataTest) -> dict[str, Any]:
-    spec = test.kwargs["_unit"]
+def _unit_test_node(c: Compiler, test: DataTest) -> dict[str, object]:
+    spec = unit_spec(test)
 
-    def fixture(f: Any) -> dict[str, Any]:
+    def fixture(f: Fixture) -> dict[str, object]:
         return {"rows": f.rows, "format": f.format, "fixture": None}
 
     given = [{"input": ("this" if key[0] == "this" else f"ref('{key[1]}')" if key[0] == "ref"
@@ -128,21 +138,28 @@ def _unit_test_node(c: Compiler, test: DataTest) -> dict[str, Any]:
     }
 
 
-def manifest(c: Compiler, invocation_id: str, generated_at: str) -> dict[str, Any]:
+def _nodes(c: Compiler) -> dict[str, tuple[str, dict[str, object]]]:
+    """The manifest's ``nodes`` (models, seeds, snapshots, data tests) by dbt unique_id, each with its
+    opsloop uid."""
     mp = c.mp
-    nodes: dict[str, Any] = {}
+    nodes: dict[str, tuple[str, dict[str, object]]] = {}
     for model in mp.models.values():
-        nodes[dbt_uid(c, model.uid)] = _node(c, model, "model")
+        nodes[dbt_uid(c, model.uid)] = model.uid, _node(c, model, "model")
     for seed in mp.seeds.values():
-        nodes[dbt_uid(c, seed.uid)] = _node(c, seed, "seed")
+        nodes[dbt_uid(c, seed.uid)] = seed.uid, _node(c, seed, "seed")
     for snap in mp.snapshots.values():
-        nodes[dbt_uid(c, snap.uid)] = _node(c, snap, "snapshot")
-    unit_tests: dict[str, Any] = {}
+        nodes[dbt_uid(c, snap.uid)] = snap.uid, _node(c, snap, "snapshot")
     for test in mp.tests.values():
-        if test.test == "unit":
-            unit_tests[dbt_uid(c, test.uid)] = _unit_test_node(c, test)
-        else:
-            nodes[dbt_uid(c, test.uid)] = _test_node(c, test)
+        if test.test != "unit":
+            nodes[dbt_uid(c, test.uid)] = test.uid, _test_node(c, test)
+    return nodes
+
+
+def manifest(c: Compiler, invocation_id: str, generated_at: str) -> dict[str, object]:
+    mp = c.mp
+    found = _nodes(c)
+    nodes = {uid: node for uid, (_, node) in found.items()}
+    unit_tests = {dbt_uid(c, test.uid): _unit_test_node(c, test) for test in mp.tests.values() if test.test == "unit"}
     sources = {}
     for src in mp.sources.values():
         if src.file == "(built in)":
@@ -158,8 +175,8 @@ def manifest(c: Compiler, invocation_id: str, generated_at: str) -> dict[str, An
         }
     parent_map: dict[str, list[str]] = {uid: [] for uid in [*nodes, *sources]}
     child_map: dict[str, list[str]] = {uid: [] for uid in [*nodes, *sources]}
-    for uid, node in nodes.items():
-        for parent in node["depends_on"]["nodes"]:
+    for uid, (ours, _) in found.items():
+        for parent in _parents(c, ours):
             parent_map[uid].append(parent)
             child_map.setdefault(parent, []).append(uid)
     return {
@@ -173,8 +190,8 @@ def manifest(c: Compiler, invocation_id: str, generated_at: str) -> dict[str, An
     }
 
 
-def run_results(c: Compiler, results: list[Any], invocation_id: str, generated_at: str,
-                elapsed: float) -> dict[str, Any]:
+def run_results(c: Compiler, results: list[NodeResult], invocation_id: str, generated_at: str,
+                elapsed: float) -> dict[str, object]:
     out = []
     for r in results:
         uid = dbt_uid(c, r.uid) if r.kind != "operation" else f"operation.{c.mp.name}.{r.name}"
@@ -193,7 +210,7 @@ def run_results(c: Compiler, results: list[Any], invocation_id: str, generated_a
     }
 
 
-def write_artifacts(c: Compiler, results: list[Any], elapsed: float) -> Path | None:
+def write_artifacts(c: Compiler, results: list[NodeResult], elapsed: float) -> Path | None:
     """Write both files into the dbt project's ``target/``; None when the folder is not writable."""
     invocation_id = str(uuid.uuid4())
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -218,12 +235,9 @@ def modified_nodes(c: Compiler, state_dir: Path) -> tuple[set[str], set[str]]:
 
         raise SelectionError(f"--state {state_dir}: cannot read manifest.json there ({exc}); point --state at the "
                              "target/ folder of an earlier build") from exc
-    now = manifest(c, "", "")["nodes"]
     new, modified = set(), set()
-    by_dbt = {dbt_uid(c, u): u for u in c.parents}
-    for uid, node in now.items():
-        ours = by_dbt.get(uid)
-        if ours is None:
+    for uid, (ours, node) in _nodes(c).items():
+        if ours not in c.parents:
             continue
         before = old.get(uid)
         if before is None:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from ..errors import Problem
 from ..warehouse import Warehouse
@@ -52,15 +52,20 @@ def known_columns(compiler: Compiler, warehouse: Warehouse | None) -> dict[str, 
     return cols
 
 
-def _mapping(compiler: Compiler, cols: dict[str, list[str] | None], uids: set[str]) -> dict[str, Any] | None:
-    schema: dict[str, Any] = {}
+def _mapping(compiler: Compiler, cols: dict[str, list[str] | None],
+             uids: set[str]) -> dict[str, object] | None:
+    """sqlglot's schema for the relations ``uids`` ({schema: {table: {column: type}}}); None when one of
+    them has unknown columns."""
+    tables: dict[str, dict[str, dict[str, str]]] = {}
     for uid in uids:
         names = cols.get(uid)
         if names is None:
             return None
         rel = compiler.relation_of(uid)
         db, _, table = rel.partition(".")
-        schema.setdefault(db, {})[table] = {n: "text" for n in names}
+        tables.setdefault(db, {})[table] = {n: "text" for n in names}
+    schema: dict[str, object] = {}
+    schema.update(tables)
     return schema
 
 
@@ -92,14 +97,14 @@ def output_columns(compiler: Compiler, warehouse: Warehouse | None,
         hit = cache.get(model.name, key)
         if hit is not None:
             cols[uid] = hit.get("columns")
-            if hit.get("problem") and problems is not None:
-                problems.append(Problem(model.file, hit["problem"][0], hit["problem"][1], hit["problem"][2]))
+            if "problem" in hit and problems is not None:
+                problems.append(Problem(model.file, *hit["problem"]))
             continue
         import sqlglot
         from sqlglot.errors import OptimizeError, ParseError
         from sqlglot.optimizer.qualify import qualify
 
-        result: dict[str, Any] = {"columns": None}
+        result: _Checked = {"columns": None}
         try:
             expr = sqlglot.parse_one(sql, read=d)
             qualified = qualify(expr, schema=mapping, dialect=d, validate_qualify_columns=True,
@@ -111,15 +116,15 @@ def output_columns(compiler: Compiler, warehouse: Warehouse | None,
             if match:
                 column = match.group(1) or match.group(2)
                 upstream = ", ".join(sorted(compiler.relation_of(p).split(".")[-1] for p in parents))
-                result["problem"] = [_line_of(model.raw_sql, column), f"column {column!r} does not exist in "
+                result["problem"] = (_line_of(model.raw_sql, column), f"column {column!r} does not exist in "
                                      f"{upstream or 'the tables this model reads'}",
-                                     "check the spelling against the upstream model's columns"]
+                                     "check the spelling against the upstream model's columns")
                 if problems is not None:
                     problems.append(Problem(model.file, *result["problem"]))
         except (ParseError, Exception):  # noqa: S110 - SQL sqlglot cannot read is left to the warehouse
             pass
         cache.put(model.name, key, result)
-        cols[uid] = result["columns"]
+        cols[uid] = result.get("columns")
     cache.save()
     return cols
 
@@ -151,22 +156,38 @@ def _line_of(text: str, word: str) -> int | None:
     return None
 
 
+class _Checked(TypedDict, total=False):
+    """What checking a model's SQL found: its output columns (None: unknown), and a column it reads that
+    does not exist upstream (line, message, hint)."""
+
+    columns: list[str] | None
+    problem: tuple[int | None, str, str]
+
+
 class _Cache:
     """Check results by model and content hash, in state/model_checks.json (skips re-checking unchanged SQL)."""
 
     def __init__(self, compiler: Compiler) -> None:
         self.path: Path = compiler.mp.display_root / "state" / "model_checks.json"
         try:
-            self.data: dict[str, Any] = json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            self.data = {}
+            data = {}
+        self.data: dict[str, object] = data if isinstance(data, dict) else {}
         self.dirty = False
 
-    def get(self, name: str, key: str) -> dict[str, Any] | None:
+    def get(self, name: str, key: str) -> _Checked | None:
         entry = self.data.get(name)
-        return entry["result"] if isinstance(entry, dict) and entry.get("key") == key else None
+        if not isinstance(entry, dict) or entry.get("key") != key:
+            return None
+        found = entry["result"]
+        checked: _Checked = {"columns": found.get("columns")}
+        if found.get("problem"):
+            line, message, hint = found["problem"]
+            checked["problem"] = (line, message, hint)
+        return checked
 
-    def put(self, name: str, key: str, result: dict[str, Any]) -> None:
+    def put(self, name: str, key: str, result: _Checked) -> None:
         self.data[name] = {"key": key, "result": result}
         self.dirty = True
 

@@ -9,13 +9,18 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TypedDict
 
 from ..errors import Problem
 from ..warehouse.sql import literal, relation
+from ._config import as_list
 from ._render import DEFAULT_NAMING_MACROS, MacroPackage, Relation, RenderContext, Renderer, RenderError
 from .nodes import DataTest, Model, Seed, Snapshot, Source
-from .project import ModelProject, _as_list, _check_model_config, merge_config
+from .project import ModelProject, _check_model_config, merge_config
+
+if TYPE_CHECKING:
+    from ..warehouse import QueryResult, Warehouse
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 RAW_EVENTS_COLUMNS = {
@@ -45,7 +50,7 @@ class Compiler:
     """The parsed project for one target: relations, parents, order; ``sql(model)`` compiles one model."""
 
     def __init__(self, mp: ModelProject, target: Target, env: Mapping[str, str],
-                 extra_vars: Mapping[str, Any] | None = None) -> None:
+                 extra_vars: Mapping[str, object] | None = None) -> None:
         self.mp = mp
         self.target = target
         if ("raw", "events") not in mp.sources:
@@ -71,36 +76,35 @@ class Compiler:
         self.order: list[str] = []
         self.problems: list[Problem] = list(self.renderer.problems)
         self._sql_cache: dict[tuple[str, bool, str], str] = {}
-        self.warehouse: Any = None
-        self.state_dir: Any = None
-        """``--state``: the folder of an earlier build's manifest.json, for ``state:modified``."""
+        self.warehouse: Warehouse | None = None
         """The warehouse that run_query / statement / adapter.get_columns_in_relation ask (set by the engine)."""
-        self._local = threading.local()
+        self.state_dir: Path | None = None
+        """``--state``: the folder of an earlier build's manifest.json, for ``state:modified``."""
+        self._local = _OnThread()
 
     @contextlib.contextmanager
-    def using(self, warehouse: Any) -> Iterator[None]:
+    def using(self, warehouse: Warehouse | None) -> Iterator[None]:
         """Compile on this thread against ``warehouse`` (a build thread's own session)."""
-        saved = getattr(self._local, "wh", _UNSET)
-        self._local.wh = warehouse
+        saved = self._local.using, self._local.wh
+        self._local.using, self._local.wh = True, warehouse
         try:
             yield
         finally:
-            self._local.wh = saved
+            self._local.using, self._local.wh = saved
 
-    def _query_fn(self) -> Callable[[str], Any] | None:
-        local: Any = getattr(self._local, "wh", _UNSET)
-        wh: Any = self.warehouse if local is _UNSET else local
+    def _query_fn(self) -> Callable[[str], QueryResult] | None:
+        wh = self._local.wh if self._local.using else self.warehouse
         if wh is None:
             return None
 
-        def query(sql: str) -> Any:
+        def query(sql: str) -> QueryResult:
             self._local.touched = True  # the SQL depends on the warehouse's state: not cached
             return wh.query(sql)
 
         return query
 
     # -- relations ---------------------------------------------------------------------------
-    def schema_for(self, custom: Any) -> str:
+    def schema_for(self, custom: object) -> str:
         return f"{self.target.schema}_{custom}" if custom else self.target.schema
 
     def schema_for_custom(self, custom: str) -> str:
@@ -209,7 +213,7 @@ class Compiler:
         self.order = self._toposort()
         return self.problems
 
-    def _apply_parsed(self, model: Model, hit: dict[str, Any]) -> None:
+    def _apply_parsed(self, model: Model, hit: _Parsed) -> None:
         """A cached parse: the same config(), refs and sources as last time, without rendering."""
         if hit["captured"]:
             model.config = merge_config(model.config, hit["captured"])
@@ -288,7 +292,7 @@ class Compiler:
                     return line
             return None
 
-        def ref(*args: str, **kwargs: Any) -> Relation:
+        def ref(*args: str, **kwargs: object) -> Relation:
             name = str(kwargs.get("name") or args[-1]) if (args or kwargs) else ""
             target = self.mp.models.get(name) or self.mp.seeds.get(name) or self.mp.snapshots.get(name)
             if target is None:
@@ -376,7 +380,7 @@ class Compiler:
         for key in ("fail_calc", "warn_if", "error_if"):
             if captured.get(key):
                 setattr(test, key, str(captured[key]))
-        test.tags = [*test.tags, *_as_list(captured.get("tags"))]
+        test.tags = [*test.tags, *as_list(captured.get("tags"))]
         from .project import apply_test_config
 
         apply_test_config(test, captured)
@@ -414,8 +418,8 @@ class Compiler:
         elif isinstance(to, str) and to.startswith("source.") and tuple(to.split(".")[1:3]) not in self.mp.sources:
             self.problems.append(Problem(test.file, test.line, f"relationships test refers to an undeclared {to}"))
             return
-        if isinstance(test.kwargs.get("_to_uid"), str):
-            test.depends_on.add(test.kwargs["_to_uid"])
+        if isinstance(to_uid := test.kwargs.get("_to_uid"), str):
+            test.depends_on.add(to_uid)
         self.parents[test.uid] = set(test.depends_on)
 
     def _toposort(self) -> list[str]:
@@ -491,11 +495,11 @@ class Compiler:
         return sql.strip().rstrip(";").strip()
 
     def render_hook(self, node: Model | Seed | Snapshot | None, sql: str, file: str,
-                    extra: dict[str, Any] | None = None) -> str:
+                    extra: dict[str, object] | None = None) -> str:
         """A hook's SQL (pre/post-hook of ``node``, or on-run-start/end when None), rendered when it runs."""
         ref, source = self._compile_resolvers({})
         this = None
-        config: dict[str, Any] = {}
+        config: dict[str, object] = {}
         if node is not None:
             schema, ident = self.node_relation(node)
             this, config = Relation(schema, ident, self.rel_text(schema, ident)), dict(node.config)
@@ -506,7 +510,7 @@ class Compiler:
     def _compile_resolvers(self, ephemerals: dict[str, str]) -> tuple[Callable[..., Relation],
                                                                        Callable[..., Relation]]:
         """``ref`` and ``source`` for compiling: relation names, ephemeral models collected as CTEs."""
-        def ref(*args: str, **kwargs: Any) -> Relation:
+        def ref(*args: str, **kwargs: object) -> Relation:
             name = str(kwargs.get("name") or args[-1])
             target = self.mp.models.get(name) or self.mp.seeds.get(name) or self.mp.snapshots.get(name)
             if target is None:
@@ -574,7 +578,7 @@ class Compiler:
                    f"group by {q}\nhaving count(*) > 1")
         elif test.test == "accepted_values":
             quote = test.kwargs.get("quote", True)
-            values = ", ".join(literal(str(v), d) if quote else str(v) for v in test.kwargs["values"])
+            values = ", ".join(literal(str(v), d) if quote else str(v) for v in as_list(test.kwargs["values"]))
             sql = (f"with all_values as (\n  select {q} as value_field, count(*) as n_records\n  from {model_rel}\n"
                    f"  group by {q}\n)\nselect *\nfrom all_values\nwhere value_field not in ({values})")
         else:
@@ -604,10 +608,15 @@ class Compiler:
         return src.external or self.rel_text(src.schema, src.identifier)
 
 
-_UNSET = object()
+class _OnThread(threading.local):
+    """What this thread compiles against: ``Compiler.using``'s warehouse, and whether the SQL asked it."""
+
+    using = False
+    wh: Warehouse | None = None
+    touched = False
 
 
-def _no_ref(*args: Any, **kwargs: Any) -> Any:
+def _no_ref(*args: object, **kwargs: object) -> NoReturn:
     raise RenderError("ref() and source() cannot be used here")
 
 
@@ -644,6 +653,14 @@ def _closest(name: str, options: list[str]) -> str | None:
     return found[0] if found else None
 
 
+class _Parsed(TypedDict):
+    """What parsing a model found, as the parse cache keeps it."""
+
+    captured: dict[str, object]
+    depends_on: list[str]
+    ref_lines: dict[str, int]
+
+
 class _ParseCache:
     """What parsing each model found (config(), refs, sources), by content, in state/model_parse.json.
 
@@ -667,11 +684,11 @@ class _ParseCache:
         self.env = hashlib.sha256(json.dumps(sorted(compiler.renderer.env.items())).encode()).hexdigest()
         self.uses_env = any("env_var" in m for m in macros)
         try:
-            self.data: dict[str, Any] = json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            self.data = {}
-        if self.data.get("base") != self.base:
-            self.data = {"base": self.base, "models": {}}
+            data = {}
+        models = data.get("models") if isinstance(data, dict) and data.get("base") == self.base else None
+        self.models: dict[str, object] = models if isinstance(models, dict) else {}
         self.dirty = False
 
     def key(self, model: Model) -> str:
@@ -682,16 +699,17 @@ class _ParseCache:
         text = json.dumps([model.raw_sql, model.config, env], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def get(self, name: str, key: str) -> dict[str, Any] | None:
-        entry = self.data["models"].get(name)
-        if isinstance(entry, dict) and entry.get("key") == key:
-            return dict(entry["parsed"])
-        return None
+    def get(self, name: str, key: str) -> _Parsed | None:
+        entry = self.models.get(name)
+        if not isinstance(entry, dict) or entry.get("key") != key:
+            return None
+        parsed = entry["parsed"]
+        return _Parsed(captured=dict(parsed["captured"]), depends_on=list(parsed["depends_on"]),
+                       ref_lines=dict(parsed["ref_lines"]))
 
     def put(self, model: Model, key: str) -> None:
-        self.data["models"][model.name] = {"key": key, "parsed": {
-            "captured": getattr(model, "captured", {}), "depends_on": sorted(model.depends_on),
-            "ref_lines": model.ref_lines}}
+        parsed = _Parsed(captured=model.captured, depends_on=sorted(model.depends_on), ref_lines=model.ref_lines)
+        self.models[model.name] = {"key": key, "parsed": parsed}
         self.dirty = True
 
     def save(self) -> None:
@@ -701,6 +719,6 @@ class _ParseCache:
 
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.data))
+            self.path.write_text(json.dumps({"base": self.base, "models": self.models}))
         except OSError:
             pass

@@ -24,13 +24,13 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from ..errors import Problem
 from ..project.yaml_files import YamlProblem, load_yaml
 from . import _semver
+from ._config import as_mapping
 from .packages import _project_file, install_path, spec_file
 
 LOCK_FILE = "package-lock.yml"
@@ -64,7 +64,7 @@ class _Want:
 
     kind: str  # local | git | hub | tarball
     key: str
-    entry: dict[str, Any]
+    entry: dict[str, object]
     rel: str
     line: int | None
     base: Path
@@ -79,16 +79,16 @@ class _Got:
 
     name: str
     folder: Path
-    locked: dict[str, Any]
+    locked: dict[str, object]
     pin: str
-    deps: list[dict[str, Any]]
+    deps: list[dict[str, object]]
     link: bool = False
 
 
-def spec_dict(entry: dict[str, Any]) -> dict[str, Any]:
+def spec_dict(entry: dict[str, object]) -> dict[str, object]:
     """A packages.yml entry as dbt's ``PackageSpec.to_dict()`` gives it (the input of the lock's hash)."""
     raw = dict(entry)
-    out: dict[str, Any]
+    out: dict[str, object]
     if "local" in entry:
         out = {"local": entry["local"]}
     elif "tarball" in entry:
@@ -109,7 +109,7 @@ def spec_dict(entry: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def lock_hash(entries: list[dict[str, Any]]) -> str:
+def lock_hash(entries: list[dict[str, object]]) -> str:
     """dbt's ``sha1_hash`` of packages.yml: the sorted JSON of each entry, one a line."""
     lines = sorted(json.dumps(spec_dict(e), sort_keys=True) for e in entries)
     return hashlib.sha1("\n".join(lines).encode()).hexdigest()  # noqa: S324 - the hash dbt writes
@@ -135,9 +135,10 @@ def install(root: Path, display_root: Path | None = None, upgrade: bool = False)
     wants: dict[str, _Want] = {}
     lock_path = root / LOCK_FILE
     lock = _read_lock(lock_path) if not upgrade else None
-    if lock is not None and lock.get("sha1_hash") == digest and isinstance(lock.get("packages"), list):
+    locked_packages = lock.get("packages") if lock is not None and lock.get("sha1_hash") == digest else None
+    if isinstance(locked_packages, list):
         lock_doc = load_yaml(lock_path, display)
-        for i, entry in enumerate(lock["packages"]):
+        for i, entry in enumerate(locked_packages):
             _add(wants, root, entry if isinstance(entry, dict) else {}, LOCK_FILE,
                  lock_doc.line_of(("packages", i)), problems, pinned=True)
     else:
@@ -173,7 +174,7 @@ class _LockDumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
-def _read_lock(path: Path) -> dict[str, Any] | None:
+def _read_lock(path: Path) -> dict[str, object] | None:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
@@ -181,7 +182,7 @@ def _read_lock(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _add(wants: dict[str, _Want], base: Path, entry: dict[str, Any], rel: str, line: int | None,
+def _add(wants: dict[str, _Want], base: Path, entry: dict[str, object], rel: str, line: int | None,
          problems: list[Problem], pinned: bool = False) -> bool:
     """Record what an entry asks for; True when it is new or narrows a hub package's range."""
     if entry.get("local"):
@@ -292,10 +293,10 @@ def _pin(want: _Want) -> str:
     return chosen
 
 
-_hub_cache: dict[str, dict[str, Any]] = {}
+_hub_cache: dict[str, dict[str, object]] = {}
 
 
-def _hub_versions(package: str) -> dict[str, dict[str, Any]]:
+def _hub_versions(package: str) -> dict[str, dict[str, object]]:
     """The hub's ``api/v1/<namespace>/<name>.json``: {version: {name, packages, downloads: {tarball}}}."""
     url = f"{hub_url()}api/v1/{package}.json"
     if url not in _hub_cache:
@@ -304,11 +305,11 @@ def _hub_versions(package: str) -> dict[str, dict[str, Any]]:
             raise _InstallProblem(f"the package hub's answer for {package!r} has no versions ({url})",
                                   "check DBT_PACKAGE_HUB_URL")
         _hub_cache[url] = data
-    versions = _hub_cache[url]["versions"]
-    return {str(k): v for k, v in versions.items() if isinstance(v, dict)}
+    versions = as_mapping(_hub_cache[url]["versions"])
+    return {k: v for k, v in versions.items() if isinstance(v, dict)}
 
 
-def _works_with_dbt(info: dict[str, Any]) -> bool:
+def _works_with_dbt(info: dict[str, object]) -> bool:
     """A release's ``require_dbt_version`` against the dbt version opsloop stands for (as dbt filters
     releases, unless DBT_VERSION_CHECK=false)."""
     if os.environ.get("DBT_VERSION_CHECK", "").lower() in ("false", "0"):
@@ -323,7 +324,7 @@ def _works_with_dbt(info: dict[str, Any]) -> bool:
     return all(b.allows(_semver.Version.parse(DBT_COMPAT_VERSION)) for b in bounds)
 
 
-def _get_json(url: str, what: str) -> Any:
+def _get_json(url: str, what: str) -> object:
     import httpx
 
     try:
@@ -379,7 +380,7 @@ def _untar(archive: Path, into: Path, url: str) -> Path:
     return tops[0]
 
 
-def _own_deps(folder: Path) -> list[dict[str, Any]]:
+def _own_deps(folder: Path) -> list[dict[str, object]]:
     spec = spec_file(folder)
     if spec is None:
         return []
@@ -412,7 +413,7 @@ def _fetch(want: _Want, pin: str, tmp: Path) -> _Got:
         return _Got(str(entry["name"]), folder, {"tarball": url}, "tarball", _own_deps(folder))
     package = str(entry["package"])
     info = _hub_versions(package).get(pin) or {}
-    url = str((info.get("downloads") or {}).get("tarball") or "")
+    url = str(as_mapping(info.get("downloads")).get("tarball") or "")
     if not url:
         raise _InstallProblem(f"the package hub lists no tarball for {package} {pin}", "try another version")
     _download(url, tmp / "package.tar.gz")
@@ -421,12 +422,13 @@ def _fetch(want: _Want, pin: str, tmp: Path) -> _Got:
     if data is None:
         raise _InstallProblem(f"{package} {pin} ({url}) has no dbt_project.yml", "try another version")
     name = str(info.get("name") or data.get("name") or package.split("/")[-1])
-    deps = [e for e in info.get("packages") or [] if isinstance(e, dict)] if "packages" in info \
+    listed = info.get("packages")
+    deps = [e for e in listed if isinstance(e, dict)] if isinstance(listed, list) else [] if "packages" in info \
         else _own_deps(folder)
     return _Got(name, folder, {"package": package, "version": pin}, pin, deps)
 
 
-def _fetch_git(entry: dict[str, Any], tmp: Path) -> _Got:
+def _fetch_git(entry: dict[str, object], tmp: Path) -> _Got:
     url, revision = str(entry["git"]), entry.get("revision")
     checkout = tmp / "repo"
     clone = subprocess.run(["git", "clone", "--quiet", url, str(checkout)], capture_output=True, text=True,
@@ -446,7 +448,7 @@ def _fetch_git(entry: dict[str, Any], tmp: Path) -> _Got:
     if data is None:
         sub = f"/{entry['subdirectory']}" if entry.get("subdirectory") else ""
         raise _InstallProblem(f"{url}{sub} has no dbt_project.yml", "check subdirectory:")
-    locked: dict[str, Any] = {"git": url, "revision": sha}
+    locked: dict[str, object] = {"git": url, "revision": sha}
     if entry.get("subdirectory"):
         locked["subdirectory"] = entry["subdirectory"]
     return _Got(str(data.get("name") or source.name), source, locked, sha, _own_deps(source))

@@ -10,7 +10,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .._halt import Halt
 from ..errors import ConfigError, OpsloopError, Problem
@@ -21,6 +21,9 @@ from .project import ModelProject, read_model_project
 from .project_files import MODELS
 from .runner import NodeResult, Runner
 from .selection import select as select_nodes
+
+if TYPE_CHECKING:
+    from .freshness import FreshnessResult
 
 
 class ModelError(OpsloopError):
@@ -35,10 +38,10 @@ class ModelEngine:
         self.warehouse = warehouse
         self.threads = threads
         self._compiler: Compiler | None = None
-        self._signature: tuple[Any, ...] | None = None
+        self._signature: tuple[tuple[str, int | str], ...] | None = None
         self._lock = threading.Lock()
         self.check_columns = True
-        self.cli_vars: dict[str, Any] = {}
+        self.cli_vars: dict[str, object] = {}
         """``--vars``: win over dbt_project.yml's and opsloop.yml's vars."""
         self.target_name = "dev"
         """``--target``: what ``target.name`` is in Jinja (dbt's profile target)."""
@@ -50,11 +53,11 @@ class ModelEngine:
         """Write target/manifest.json and run_results.json after each build."""
 
     # -- loading -----------------------------------------------------------------------------
-    def _files_signature(self) -> tuple[Any, ...]:
+    def _files_signature(self) -> tuple[tuple[str, int | str], ...]:
         root = self.project.root
         dbt = self.project.config.dbt_project
         base = (root / dbt).resolve() if dbt else root
-        sig: list[Any] = []
+        sig: list[tuple[str, int | str]] = []
         for folder in ("models", "seeds", "macros", "tests", "snapshots", "dbt_project.yml", "packages.yml",
                        "dependencies.yml", "dbt_packages"):
             path = base / folder
@@ -129,7 +132,8 @@ class ModelEngine:
             write_artifacts(compiler, results, time.perf_counter() - began)
         return results
 
-    def source_freshness(self, select: list[str] | None = None, output: Path | None = None) -> list[Any]:
+    def source_freshness(self, select: list[str] | None = None,
+                         output: Path | None = None) -> list[FreshnessResult]:
         """``dbt source freshness``: check each selected source table with ``freshness:`` (``source:raw``,
         ``raw.orders``, globs); writes target/sources.json (or ``output``). Returns FreshnessResults."""
         import fnmatch

@@ -16,7 +16,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import Problem
 from ..project.yaml_files import LocatedYaml
@@ -28,7 +27,7 @@ SOURCES_SCHEMA = "https://schemas.getdbt.com/dbt/sources/v3.json"
 _NEVER = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 
 
-def _part(entry: dict[str, Any], key: str) -> Any:
+def _part(entry: dict[str, object], key: str) -> object:
     config = entry.get("config")
     if isinstance(config, dict) and key in config:
         return config[key]
@@ -38,7 +37,7 @@ def _part(entry: dict[str, Any], key: str) -> Any:
 _MISSING = object()
 
 
-def read_freshness(source: Source, src: dict[str, Any], table: dict[str, Any], doc: LocatedYaml,
+def read_freshness(source: Source, src: dict[str, object], table: dict[str, object], doc: LocatedYaml,
                    tloc: tuple[str | int, ...], problems: list[Problem]) -> None:
     """The table's freshness criteria and loaded_at_field (the table's over its source's)."""
     field_ = _part(table, "loaded_at_field")
@@ -50,7 +49,7 @@ def read_freshness(source: Source, src: dict[str, Any], table: dict[str, Any], d
     if inner is None:
         source.freshness = None
         return
-    merged: dict[str, Any] = {}
+    merged: dict[str, object] = {}
     for part in (outer, inner):
         if isinstance(part, dict):
             merged.update(part)
@@ -87,7 +86,7 @@ class FreshnessResult:
         return (self.snapshotted_at - self.max_loaded_at).total_seconds()
 
 
-def _utc(value: Any) -> dt.datetime:
+def _utc(value: object) -> dt.datetime:
     if value is None:
         return _NEVER
     if isinstance(value, dt.datetime):
@@ -97,7 +96,7 @@ def _utc(value: Any) -> dt.datetime:
     return dt.datetime.fromisoformat(str(value)).replace(tzinfo=dt.UTC)
 
 
-def _seconds(criterion: Any) -> float | None:
+def _seconds(criterion: object) -> float | None:
     if not isinstance(criterion, dict) or criterion.get("count") is None:
         return None
     return float(criterion["count"]) * PERIODS[str(criterion["period"])]
@@ -146,10 +145,10 @@ def _stamp(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def sources_json(project: str, results: list[FreshnessResult], elapsed: float) -> dict[str, Any]:
+def sources_json(project: str, results: list[FreshnessResult], elapsed: float) -> dict[str, object]:
     """dbt's sources.json (v3): one result per table checked (runtime errors are left out, as dbt does)."""
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, object]] = []
     for r in results:
         if r.status == "runtime error":
             continue
@@ -169,6 +168,6 @@ def sources_json(project: str, results: list[FreshnessResult], elapsed: float) -
             "results": out, "elapsed_time": round(elapsed, 4)}
 
 
-def write_sources_json(path: Path, data: dict[str, Any]) -> None:
+def write_sources_json(path: Path, data: dict[str, object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str))

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from ..project import Project
 from .checks import _data_parents, _mapping, output_columns
@@ -90,7 +90,26 @@ class Lineage:
         return lines
 
 
-def lineage(project: Project, target: str) -> dict[str, Any]:
+class ColumnLineage(TypedDict):
+    """``opsloop lineage MODEL.COLUMN``: the column's sources and its lineage as a tree (``lines``)."""
+
+    model: str
+    column: str
+    sources: list[str]
+    lines: list[str]
+
+
+class ModelLineage(TypedDict):
+    """``opsloop lineage MODEL``: its upstream and downstream nodes, each column's direct sources."""
+
+    model: str
+    upstream: list[str]
+    downstream: list[str]
+    columns: dict[str, list[str]]
+    lines: list[str]
+
+
+def lineage(project: Project, target: str) -> ColumnLineage | ModelLineage:
     """``MODEL`` lists its upstream and downstream nodes and each column's direct sources;
     ``MODEL.COLUMN`` prints that column's lineage as a tree."""
     compiler = _compiler(project)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+from ._config import as_list
 
 MATERIALIZATIONS = ("view", "table", "incremental", "ephemeral", "external")
 INCREMENTAL_STRATEGIES = ("append", "merge", "delete+insert")
@@ -22,7 +23,7 @@ class Source:
     line: int | None
     columns: dict[str, str] = field(default_factory=dict)
     description: str = ""
-    freshness: dict[str, Any] | None = None
+    freshness: dict[str, object] | None = None
     """``warn_after`` / ``error_after`` (``{count, period}``) and ``filter``; None: not checked."""
     loaded_at_field: str | None = None
     external: str | None = None
@@ -43,13 +44,13 @@ class Model:
     """Path relative to the dbt project folder (``models/staging/stg_orders.sql``), for ``path:``."""
     raw_sql: str
     fqn: list[str]
-    config: dict[str, Any] = field(default_factory=dict)
-    yaml_config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, object] = field(default_factory=dict)
+    yaml_config: dict[str, object] = field(default_factory=dict)
     depends_on: set[str] = field(default_factory=set)
     ref_lines: dict[str, int] = field(default_factory=dict)
-    captured: dict[str, Any] = field(default_factory=dict)
+    captured: dict[str, object] = field(default_factory=dict)
     """What the model's own ``config(...)`` call set (cached with the parse)."""
-    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    columns: dict[str, dict[str, object]] = field(default_factory=dict)
     description: str = ""
     schema: str = "main"
     alias: str = ""
@@ -66,8 +67,7 @@ class Model:
 
     @property
     def tags(self) -> list[str]:
-        tags = self.config.get("tags", [])
-        return [tags] if isinstance(tags, str) else list(tags)
+        return as_list(self.config.get("tags"))
 
 
 @dataclass
@@ -75,7 +75,7 @@ class Seed:
     name: str
     file: str
     path: str
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, object] = field(default_factory=dict)
     schema: str = "main"
     alias: str = ""
 
@@ -85,8 +85,7 @@ class Seed:
 
     @property
     def tags(self) -> list[str]:
-        tags = self.config.get("tags", [])
-        return [tags] if isinstance(tags, str) else list(tags)
+        return as_list(self.config.get("tags"))
 
 
 @dataclass
@@ -100,7 +99,7 @@ class Snapshot:
     raw_sql: str
     """The query (the block's body, padded with newlines so its lines are the file's)."""
     fqn: list[str]
-    config: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, object] = field(default_factory=dict)
     depends_on: set[str] = field(default_factory=set)
     ref_lines: dict[str, int] = field(default_factory=dict)
     description: str = ""
@@ -117,8 +116,7 @@ class Snapshot:
 
     @property
     def tags(self) -> list[str]:
-        tags = self.config.get("tags", [])
-        return [tags] if isinstance(tags, str) else list(tags)
+        return as_list(self.config.get("tags"))
 
 
 @dataclass
@@ -133,7 +131,7 @@ class DataTest:
     attached: str
     """uid of the model/seed/source the test checks."""
     column: str
-    kwargs: dict[str, Any]
+    kwargs: dict[str, object]
     file: str
     line: int | None
     severity: str = "error"

@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import Problem
 from ..project.yaml_files import YamlProblem, load_yaml
+from ._config import as_list
 
 if TYPE_CHECKING:
     from .project import ModelProject
@@ -32,7 +33,7 @@ class Package:
     name: str
     root: Path
     macro_files: list[Path] = field(default_factory=list)
-    vars: dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, object] = field(default_factory=dict)
 
 
 def spec_file(root: Path) -> Path | None:
@@ -40,7 +41,7 @@ def spec_file(root: Path) -> Path | None:
     return next((root / name for name in SPEC_FILES if (root / name).is_file()), None)
 
 
-def _project_file(folder: Path) -> dict[str, Any] | None:
+def _project_file(folder: Path) -> dict[str, object] | None:
     try:
         import yaml
 
@@ -52,7 +53,7 @@ def _project_file(folder: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _guess(entry: dict[str, Any]) -> str:
+def _guess(entry: dict[str, object]) -> str:
     """The name a remote entry is likely installed under (``dbt-labs/dbt-utils.git`` -> ``dbt_utils``)."""
     for key in _REMOTE_KEYS:
         if entry.get(key):
@@ -61,11 +62,11 @@ def _guess(entry: dict[str, Any]) -> str:
     return ""
 
 
-def install_path(root: Path, project: dict[str, Any]) -> Path:
+def install_path(root: Path, project: dict[str, object]) -> Path:
     return root / str(project.get("packages-install-path") or "dbt_packages")
 
 
-def read_packages(mp: ModelProject, project: dict[str, Any], problems: list[Problem]) -> list[Package]:
+def read_packages(mp: ModelProject, project: dict[str, object], problems: list[Problem]) -> list[Package]:
     """The packages the project uses, each once; a listed package that is not installed is a problem."""
     root = mp.root
     spec = spec_file(root)
@@ -134,16 +135,15 @@ def read_packages(mp: ModelProject, project: dict[str, Any], problems: list[Prob
     return packages
 
 
-def _paths(data: dict[str, Any], key: str, default: str) -> list[str]:
-    value = data.get(key) or [default]
-    return [value] if isinstance(value, str) else [str(v) for v in value]
+def _paths(data: dict[str, object], key: str, default: str) -> list[str]:
+    return as_list(data.get(key) or [default])
 
 
-def dispatch_config(project: dict[str, Any]) -> dict[str, list[str]]:
+def dispatch_config(project: dict[str, object]) -> dict[str, list[str]]:
     """dbt_project.yml ``dispatch:`` as {macro_namespace: search_order}."""
     out: dict[str, list[str]] = {}
-    for entry in project.get("dispatch") or []:
+    entries = project.get("dispatch")
+    for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, dict) and entry.get("macro_namespace"):
-            order = entry.get("search_order") or []
-            out[str(entry["macro_namespace"])] = [order] if isinstance(order, str) else [str(o) for o in order]
+            out[str(entry["macro_namespace"])] = as_list(entry.get("search_order") or [])
     return out

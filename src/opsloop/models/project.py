@@ -7,10 +7,10 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..errors import Problem
 from ..project.yaml_files import LocatedYaml, YamlProblem, load_yaml
+from ._config import as_list, as_mapping, opt_str, slug
 from .nodes import INCREMENTAL_STRATEGIES, MATERIALIZATIONS, ON_SCHEMA_CHANGE, DataTest, Model, Seed, Snapshot, Source
 from .packages import Package
 
@@ -43,21 +43,21 @@ class ModelProject:
     display_root: Path
     """The opsloop project folder; messages name files relative to it."""
     name: str = "opsloop"
-    vars: dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, object] = field(default_factory=dict)
     models: dict[str, Model] = field(default_factory=dict)
     seeds: dict[str, Seed] = field(default_factory=dict)
     sources: dict[tuple[str, str], Source] = field(default_factory=dict)
     tests: dict[str, DataTest] = field(default_factory=dict)
     macro_files: list[Path] = field(default_factory=list)
-    models_config: dict[str, Any] = field(default_factory=dict)
-    seeds_config: dict[str, Any] = field(default_factory=dict)
+    models_config: dict[str, object] = field(default_factory=dict)
+    seeds_config: dict[str, object] = field(default_factory=dict)
     model_paths: list[str] = field(default_factory=lambda: ["models"])
     packages: list[Package] = field(default_factory=list)
     """Installed dbt packages whose macros the project can call (packages.yml, dbt_packages/)."""
     dispatch: dict[str, list[str]] = field(default_factory=dict)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
-    snapshots_config: dict[str, Any] = field(default_factory=dict)
-    tests_config: dict[str, Any] = field(default_factory=dict)
+    snapshots_config: dict[str, object] = field(default_factory=dict)
+    tests_config: dict[str, object] = field(default_factory=dict)
     """``data_tests:`` (or ``tests:``) in dbt_project.yml: ``+store_failures``, ``+severity`` ... by folder."""
     test_paths: list[str] = field(default_factory=lambda: ["tests"])
     on_run_start: list[str] = field(default_factory=list)
@@ -76,16 +76,10 @@ class ModelProject:
         return not (self.models or self.seeds or self.snapshots)
 
 
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
-
-
-def _folder_config(tree: dict[str, Any], fqn: list[str]) -> dict[str, Any]:
+def _folder_config(tree: dict[str, object], fqn: list[str]) -> dict[str, object]:
     """dbt_project.yml ``models:`` config for a node at ``fqn`` (project, folders..., name)."""
-    merged: dict[str, Any] = {}
-    node: Any = tree
+    merged: dict[str, object] = {}
+    node: object = tree
     parts = list(fqn[1:])
     while isinstance(node, dict):
         for key, value in node.items():
@@ -103,19 +97,19 @@ def _folder_config(tree: dict[str, Any], fqn: list[str]) -> dict[str, Any]:
     return merged
 
 
-def _merge(target: dict[str, Any], key: str, value: Any) -> None:
+def _merge(target: dict[str, object], key: str, value: object) -> None:
     if key in HOOK_KEYS:
         key = HOOK_KEYS[key]
         target[key] = [*hook_list(target.get(key)), *hook_list(value)]
     elif key == "tags":
-        target["tags"] = [*_as_list(target.get("tags")), *_as_list(value)]
+        target["tags"] = [*as_list(target.get("tags")), *as_list(value)]
     elif key in ("meta", "column_types") and isinstance(value, dict):
-        target[key] = {**target.get(key, {}), **value}
+        target[key] = {**as_mapping(target.get(key)), **value}
     else:
         target[key] = value
 
 
-def hook_list(value: Any) -> list[str]:
+def hook_list(value: object) -> list[str]:
     """A hook config as a list of SQL strings (dbt takes a string, a list, or {sql: ...} entries)."""
     if value is None or value == "":
         return []
@@ -129,7 +123,7 @@ def hook_list(value: Any) -> list[str]:
     return out
 
 
-def merge_config(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def merge_config(base: dict[str, object], override: dict[str, object]) -> dict[str, object]:
     out = dict(base)
     for key, value in override.items():
         _merge(out, key, value)
@@ -164,12 +158,12 @@ def _read_project(mp: ModelProject, root: Path, project_root: Path, dbt_dir: str
             return
         data = doc.data if isinstance(doc.data, dict) else {}
         mp.name = str(data.get("name") or root.name)
-        mp.model_paths = _as_list(data.get("model-paths") or data.get("source-paths")) or ["models"]
-        seed_paths = _as_list(data.get("seed-paths") or data.get("data-paths")) or ["seeds"]
-        macro_paths = _as_list(data.get("macro-paths")) or ["macros"]
-        test_paths = _as_list(data.get("test-paths")) or ["tests"]
+        mp.model_paths = as_list(data.get("model-paths") or data.get("source-paths")) or ["models"]
+        seed_paths = as_list(data.get("seed-paths") or data.get("data-paths")) or ["seeds"]
+        macro_paths = as_list(data.get("macro-paths")) or ["macros"]
+        test_paths = as_list(data.get("test-paths")) or ["tests"]
         mp.test_paths = test_paths
-        snapshot_paths = _as_list(data.get("snapshot-paths")) or ["snapshots"]
+        snapshot_paths = as_list(data.get("snapshot-paths")) or ["snapshots"]
         _unsupported_project_keys(mp, doc, mp.rel(config_path), problems)
         raw_vars = data.get("vars") or {}
         if isinstance(raw_vars, dict):
@@ -262,7 +256,7 @@ def _unsupported_project_keys(mp: ModelProject, doc: LocatedYaml, rel: str, prob
     mp.on_run_start = hook_list(data.get("on-run-start"))
     mp.on_run_end = hook_list(data.get("on-run-end"))
 
-    def walk(node: Any, loc: tuple[str | int, ...]) -> None:
+    def walk(node: object, loc: tuple[str | int, ...]) -> None:
         if not isinstance(node, dict):
             return
         for key, value in node.items():
@@ -294,12 +288,12 @@ def _read_singular_test(mp: ModelProject, path: Path, problems: list[Problem]) -
     mp.tests[name] = test
 
 
-def _test_folder_config(mp: ModelProject, rel: str, name: str) -> dict[str, Any]:
+def _test_folder_config(mp: ModelProject, rel: str, name: str) -> dict[str, object]:
     """dbt_project.yml's ``data_tests:`` config for a test defined in ``rel`` (fqn: project, folders, name)."""
     return _folder_config(mp.tests_config, [mp.name, *Path(rel).parts[1:-1], name])
 
 
-def apply_test_config(test: DataTest, config: dict[str, Any]) -> None:
+def apply_test_config(test: DataTest, config: dict[str, object]) -> None:
     """store_failures / store_failures_as from a test's merged config (the project's, then its own)."""
     if "store_failures" in config:
         test.store_failures = bool(config["store_failures"])
@@ -339,7 +333,7 @@ def _add_snapshot(mp: ModelProject, snap: Snapshot, problems: list[Problem]) -> 
     mp.snapshots[snap.name] = snap
 
 
-def _read_snapshot_entry(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, entry: Any,
+def _read_snapshot_entry(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, entry: object,
                          problems: list[Problem]) -> None:
     """A ``snapshots:`` YAML entry: dbt 1.9's form (``relation: ref('x')`` and ``config:``), or the
     properties (config, description, column tests) of a ``{% snapshot %}`` block."""
@@ -467,7 +461,7 @@ def _read_schema_file(mp: ModelProject, path: Path, problems: list[Problem]) -> 
                                str(col["name"]), problems)
 
 
-def _read_source(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, src: Any, problems: list[Problem]) -> None:
+def _read_source(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, src: object, problems: list[Problem]) -> None:
     loc: tuple[str | int, ...] = ("sources", i)
     if not isinstance(src, dict) or "name" not in src:
         problems.append(Problem(rel, doc.line_of(loc), "each source needs a name: and tables:"))
@@ -499,7 +493,7 @@ def _read_source(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, src: Any,
         mp.sources[(sname, tname)] = source
 
 
-def _external_location(entry: dict[str, Any]) -> str | None:
+def _external_location(entry: dict[str, object]) -> str | None:
     for part in (entry.get("config"), entry.get("meta"), entry):
         if isinstance(part, dict):
             found = part.get("external_location")
@@ -510,13 +504,13 @@ def _external_location(entry: dict[str, Any]) -> str | None:
     return None
 
 
-def _format_location(mp: ModelProject, template: str, source: Source, src: dict[str, Any], table: dict[str, Any],
+def _format_location(mp: ModelProject, template: str, source: Source, src: dict[str, object], table: dict[str, object],
                      doc: LocatedYaml, tloc: tuple[str | int, ...], rel: str, problems: list[Problem]) -> str | None:
     """dbt-duckdb's rule: ``{name}``, ``{identifier}``, ``{schema}``, meta keys ... formatted in; quoted as a
     file path unless it is a function call (``read_csv(...)``). A relative path is the dbt project's."""
-    fields: dict[str, Any] = {}
-    for part in (src.get("meta"), table.get("meta"), (src.get("config") or {}).get("meta"),
-                 (table.get("config") or {}).get("meta")):
+    fields: dict[str, object] = {}
+    for part in (src.get("meta"), table.get("meta"), as_mapping(src.get("config")).get("meta"),
+                 as_mapping(table.get("config")).get("meta")):
         if isinstance(part, dict):
             fields.update(part)
     fields.update(name=source.name, identifier=source.identifier, schema=source.schema, database=None,
@@ -536,14 +530,10 @@ def _format_location(mp: ModelProject, template: str, source: Source, src: dict[
     return "'" + location.replace("'", "''") + "'"
 
 
-def _slug(value: Any) -> str:
-    return re.sub(r"[^0-9a-zA-Z_]+", "_", str(value))
-
-
-def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | int, ...], test: Any, attached: str,
+def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | int, ...], test: object, attached: str,
                owner: str, column: str | None, problems: list[Problem], prefix: str = "") -> None:
     line = doc.line_of(loc)
-    args: dict[str, Any]
+    args: dict[str, object]
     if isinstance(test, str):
         kind, args = test, {}
     elif isinstance(test, dict) and len(test) >= 1:
@@ -557,8 +547,8 @@ def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | in
         return
     kind = str(kind)
     args = dict(args)
-    config = dict(args.pop("config", None) or {})
-    kwargs = dict(args.pop("arguments", None) or {})
+    config = as_mapping(args.pop("config", None))
+    kwargs = as_mapping(args.pop("arguments", None))
     custom_name = args.pop("name", None)
     for key in ("where", "severity", "tags", "enabled", "store_failures", "store_failures_as", "warn_if", "error_if",
                 "limit", "meta"):
@@ -582,7 +572,7 @@ def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | in
         if not isinstance(values, list):
             problems.append(Problem(rel, line, "accepted_values needs values: a list of the allowed values"))
             return
-        name_bits.append("_" + "__".join(_slug(v) for v in values))
+        name_bits.append("_" + "__".join(slug(v) for v in values))
     if kind == "relationships":
         to, field_ = kwargs.get("to"), kwargs.get("field")
         match = _REF_RE.match(str(to)) if to else None
@@ -593,10 +583,10 @@ def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | in
         if match:
             parent = match.group(2) or match.group(1)
             kwargs["_to_uid"] = f"ref:{parent}"
-            name_bits.append(f"_{_slug(field_)}__ref_{parent}_")
+            name_bits.append(f"_{slug(field_)}__ref_{parent}_")
         elif smatch:
             kwargs["_to_uid"] = f"source.{smatch.group(1)}.{smatch.group(2)}"
-            name_bits.append(f"_{_slug(field_)}__source_{smatch.group(1)}_{smatch.group(2)}_")
+            name_bits.append(f"_{slug(field_)}__source_{smatch.group(1)}_{smatch.group(2)}_")
     name = str(custom_name) if custom_name else "_".join(name_bits)
     config = merge_config(_test_folder_config(mp, rel, name), config)
     severity = str(config.get("severity", "error")).lower()
@@ -611,7 +601,8 @@ def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | in
                                 f"{other.file}:{other.line})", "give one of them a name: key"))
         return
     test = DataTest(name=name, test=kind, attached=attached, column=column, kwargs=kwargs, file=rel, line=line,
-                    severity=severity, where=config.get("where"), depends_on=depends, tags=_as_list(config.get("tags")))
+                    severity=severity, where=opt_str(config.get("where")), depends_on=depends,
+                    tags=as_list(config.get("tags")))
     apply_test_config(test, config)
     if len(name) >= 64 and not custom_name:  # dbt's alias for a long generic test name: a prefix and an md5
         test.alias = f"{prefix + kind}_{owner}"[:30] + "_" + hashlib.md5(name.encode()).hexdigest()  # noqa: S324
@@ -623,7 +614,7 @@ def _check_configs(mp: ModelProject, problems: list[Problem]) -> None:
         _check_model_config(model, model.config, problems, None, hooks=False)
 
 
-def _check_model_config(model: Model, config: dict[str, Any], problems: list[Problem], line: int | None,
+def _check_model_config(model: Model, config: dict[str, object], problems: list[Problem], line: int | None,
                         hooks: bool = True) -> None:
     mat = config.get("materialized", "view")
     if mat not in MATERIALIZATIONS:

@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import ast
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import Problem
 from ..warehouse import Warehouse
 from .nodes import Model
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection, DuckDBPyRelation
+
+    from .compiler import Compiler
 
 
 class PythonModelError(Exception):
@@ -28,11 +33,11 @@ class PythonModelError(Exception):
         self.line = line
 
 
-def _const(node: ast.expr) -> Any:
+def _const(node: ast.expr) -> object:
     return ast.literal_eval(node)
 
 
-def parse(compiler: Any, model: Model) -> list[Problem]:
+def parse(compiler: Compiler, model: Model) -> list[Problem]:
     """The model's refs, sources and config, read from its code; problems with file:line."""
     from ._render import RenderError
 
@@ -45,7 +50,7 @@ def parse(compiler: Any, model: Model) -> list[Problem]:
     if not any(isinstance(n, ast.FunctionDef) and n.name == "model" for n in tree.body):
         return [Problem(model.file, 1, "a Python model needs a top-level def model(dbt, session): returning its "
                         "rows (a DuckDB relation or a DataFrame)")]
-    captured: dict[str, Any] = {}
+    captured: dict[str, object] = {}
     ref, source = compiler._resolvers("", model.depends_on, model.ref_lines)
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
@@ -97,27 +102,27 @@ def parse(compiler: Any, model: Model) -> list[Problem]:
 
 
 class _Config:
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, object]) -> None:
         self._config = config
 
-    def __call__(self, *args: Any, **kwargs: Any) -> str:
+    def __call__(self, *args: object, **kwargs: object) -> str:
         return ""
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str, default: object = None) -> object:
         return self._config.get(key, default)
 
 
 class _Dbt:
     """The ``dbt`` argument of ``model(dbt, session)``."""
 
-    def __init__(self, compiler: Any, model: Model, con: Any, this: str) -> None:
+    def __init__(self, compiler: Compiler, model: Model, con: DuckDBPyConnection, this: str) -> None:
         self._c = compiler
         self._con = con
         self.config = _Config(dict(model.config))
         self.this = this
         self.is_incremental = False
 
-    def ref(self, *args: str, **kwargs: Any) -> Any:
+    def ref(self, *args: str, **kwargs: object) -> DuckDBPyRelation:
         name = str(kwargs.get("name") or args[-1])
         mp = self._c.mp
         node = mp.models.get(name) or mp.seeds.get(name) or mp.snapshots.get(name)
@@ -125,24 +130,27 @@ class _Dbt:
             raise PythonModelError(f"dbt.ref({name!r}) names no model or seed")
         return self._con.sql(f"select * from {self._c.rel_text(*self._c.node_relation(node))}")
 
-    def source(self, source_name: str, table_name: str) -> Any:
+    def source(self, source_name: str, table_name: str) -> DuckDBPyRelation:
         src = self._c.mp.sources[(source_name, table_name)]
         return self._con.sql(f"select * from {self._c.rel_text(src.schema, src.identifier)}")
 
 
-def build(compiler: Any, model: Model, wh: Warehouse, target: str, this: str | None = None,
+def build(compiler: Compiler, model: Model, wh: Warehouse, target: str, this: str | None = None,
           is_incremental: bool = False) -> None:
     """Run the model's code and write what it returns into ``target`` (a table; for an incremental build,
     the new rows' temporary table, with ``this`` the model's own)."""
-    con = getattr(wh, "con", None)
+    con: DuckDBPyConnection | None = getattr(wh, "con", None)
     if wh.dialect != "duckdb" or con is None:
         raise PythonModelError(f"Python models run on DuckDB only for now (this warehouse is {wh.dialect})")
-    namespace: dict[str, Any] = {"__name__": f"opsloop_model_{model.name}"}
+    namespace: dict[str, object] = {"__name__": f"opsloop_model_{model.name}"}
     try:
         exec(compile(model.raw_sql, model.file, "exec"), namespace)  # noqa: S102 - the project's own model code
         dbt = _Dbt(compiler, model, con, this or target)
         dbt.is_incremental = is_incremental
-        result = namespace["model"](dbt, con)
+        model_fn = namespace["model"]
+        if not callable(model_fn):
+            raise TypeError("model is not a function; define def model(dbt, session):")
+        result = model_fn(dbt, con)
     except PythonModelError:
         raise
     except Exception as exc:

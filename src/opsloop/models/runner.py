@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from .._halt import Halt
 from ..errors import OpsloopError
 from ..warehouse import Warehouse
 from ..warehouse.sql import Statements
+from ._config import as_list, as_mapping
 from ._seeds import engine_type, seed_table
 from .compiler import Compiler
 from .nodes import DataTest, Model, Seed, Snapshot
@@ -38,10 +38,10 @@ class NodeResult:
     changed_rows: int | None = None
     seconds: float = 0.0
     message: str = ""
-    failing_rows: dict[str, Any] | None = None
+    failing_rows: dict[str, object] | None = None
     """A failing test's first rows (``columns``, ``rows``) with ``--show-failures``."""
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -243,11 +243,12 @@ class Runner:
         on-run-end sees ``schemas`` (where the build wrote) and ``results`` (one per node, as dbt's)."""
         out: list[NodeResult] = []
         project = self.c.mp.name
-        extra: dict[str, Any] = {}
+        extra: dict[str, object] = {}
         if done is not None:
             built = [r for r in done if r.kind in ("model", "seed", "snapshot") and r.relation]
-            extra["schemas"] = sorted({r.relation.rsplit(".", 1)[0] for r in built})
-            extra["database_schemas"] = [(None, s) for s in extra["schemas"]]
+            schemas = sorted({r.relation.rsplit(".", 1)[0] for r in built})
+            extra["schemas"] = schemas
+            extra["database_schemas"] = [(None, s) for s in schemas]
             extra["results"] = [_HookResult(r, self.c.mp.name) for r in done if r.kind != "operation"]
         for i, sql in enumerate(hooks):
             name = f"{project}-{which}-{i}"
@@ -390,7 +391,7 @@ class Runner:
             columns = self._schema_change(model, wh, st, target, new_cols, old_cols)
             res.changed_rows = int(wh.query(st.count(tmp)).rows[0][0])
             keys = model.config.get("unique_key")
-            key_list = [keys] if isinstance(keys, str) else list(keys or [])
+            key_list = as_list(keys) if keys else []
             strategy = model.config.get("incremental_strategy") or ("merge" if key_list else "append")
             if not key_list or strategy == "append":
                 wh.execute(st.insert_select(target, tmp, columns))
@@ -488,7 +489,7 @@ class Runner:
         target = st.rel(schema, ident)
         self._ensure_schema(wh, schema)
         path = self.c.mp.root / seed.path
-        col_types = {str(k): str(v) for k, v in (seed.config.get("column_types") or {}).items()}
+        col_types = {k: str(v) for k, v in as_mapping(seed.config.get("column_types")).items()}
         header, types, rows = seed_table(path, col_types, str(seed.config.get("delimiter") or ","))
         if not header:
             raise ModelRunError(f"{seed.file} is empty; a seed needs a header row")

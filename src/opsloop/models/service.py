@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING
 
 from .._halt import Interrupted
 from ..errors import OpsloopError
@@ -56,18 +57,18 @@ class ModelService:
         """Seconds to wait after data lands before rebuilding (None: reactive refresh is off)."""
         env = self.app.project.env.get("OPSLOOP_MODELS_DEBOUNCE")
         mp = MODELS.of(self.app.project)
-        value: Any = env if env is not None else (getattr(mp, "vars", {}) or {}).get("opsloop_refresh_debounce")
+        value: object = env if env is not None else (getattr(mp, "vars", {}) or {}).get("opsloop_refresh_debounce")
         if value is None:
             return DEFAULT_DEBOUNCE
         if str(value).lower() in ("off", "false", "none", "-1"):
             return None
         from .._durations import parse_duration
 
-        return parse_duration(value)
+        return parse_duration(value if isinstance(value, int | float) else str(value))
 
     def build(self, select: list[str] | None = None, exclude: list[str] | None = None,
               full_refresh: bool = False, kinds: tuple[str, ...] = ("model", "seed", "snapshot", "test"),
-              emit: bool = True) -> Any:
+              emit: bool = True) -> list[NodeResult] | Coroutine[None, None, list[NodeResult]]:
         """Build a selection and emit ``model.built`` per model built.
 
         Inside an event loop this returns an awaitable (``await service.build(...)``; the build runs in a
@@ -105,7 +106,7 @@ class ModelService:
         self.last_results.update({r.uid: r for r in results})
         return results
 
-    def _owe(self, build: dict[str, Any]) -> None:
+    def _owe(self, build: dict[str, object]) -> None:
         owed = self.app.halt.owed().get("models")
         builds = owed if isinstance(owed, list) else []
         if build not in builds:

@@ -12,10 +12,11 @@ Strategies: ``timestamp`` (a row changed when its ``updated_at`` is newer than t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import Problem
+from ._config import as_list, as_mapping
 from .nodes import Snapshot
 
 STRATEGIES = ("timestamp", "check")
@@ -55,14 +56,16 @@ def strategy_of(snap: Snapshot) -> Strategy:
     name = str(cfg.get("strategy"))
     updated_at = str(cfg["updated_at"]) if cfg.get("updated_at") else NOW
     names = {c: c for c in META_COLUMNS}
-    for meta, custom in (cfg.get("snapshot_meta_column_names") or {}).items():
-        names[str(meta)] = str(custom)
+    for meta, custom in as_mapping(cfg.get("snapshot_meta_column_names")).items():
+        names[meta] = str(custom)
     vtc = cfg.get("dbt_valid_to_current")
-    return Strategy(name, keys, is_list, updated_at, cfg.get("check_cols"), hard_deletes_of(cfg),
+    check = cfg.get("check_cols")
+    check_cols = check if check is None or isinstance(check, str) else as_list(check)
+    return Strategy(name, keys, is_list, updated_at, check_cols, hard_deletes_of(cfg),
                     str(vtc) if vtc else None, names)
 
 
-def hard_deletes_of(cfg: dict[str, Any]) -> str:
+def hard_deletes_of(cfg: Mapping[str, object]) -> str:
     if cfg.get("invalidate_hard_deletes") or cfg.get("hard_deletes") == "invalidate":
         return "invalidate"
     return "new_record" if cfg.get("hard_deletes") == "new_record" else "ignore"
@@ -148,7 +151,7 @@ def row_changed(s: Strategy, check_cols: list[str], column_added: bool) -> str:
 
 
 def staging_sql(s: Strategy, sql: str, target: str, changed: str, source_cols: list[str],
-                target_cols: list[str], quote: Any) -> str:
+                target_cols: list[str], quote: Callable[[str], str]) -> str:
     """The rows to insert (new versions) and to close (changed, and deleted with hard_deletes)."""
     c = s.cols
     keys = _key_fields(s)

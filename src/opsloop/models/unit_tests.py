@@ -19,12 +19,16 @@ import io
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import Problem
 from ..project.yaml_files import LocatedYaml
 from ..warehouse import Warehouse
 from .nodes import DataTest
+
+if TYPE_CHECKING:
+    from .compiler import Compiler
+    from .project import ModelProject
 
 FORMATS = ("dict", "csv", "sql")
 _INPUT_RE = re.compile(r"""^\s*(?:(ref)\(\s*['"]([^'"]+)['"]\s*(?:,\s*['"]([^'"]+)['"]\s*)?\)|"""
@@ -36,7 +40,8 @@ class Fixture:
     """Rows for one input of a unit test (or its expected output)."""
 
     format: str
-    rows: Any
+    rows: list[dict[str, object]] | str
+    """A list of mappings (``format: dict``), or the text of the CSV or SQL."""
     line: int | None = None
 
 
@@ -47,9 +52,9 @@ class UnitSpec:
     model: str
     given: dict[tuple[str, ...], Fixture] = field(default_factory=dict)
     expect: Fixture = field(default_factory=lambda: Fixture("dict", []))
-    macros: dict[str, Any] = field(default_factory=dict)
-    vars: dict[str, Any] = field(default_factory=dict)
-    env_vars: dict[str, Any] = field(default_factory=dict)
+    macros: dict[str, object] = field(default_factory=dict)
+    vars: dict[str, object] = field(default_factory=dict)
+    env_vars: dict[str, object] = field(default_factory=dict)
 
     def __str__(self) -> str:  # as the model page shows a test's arguments
         return f"{len(self.given)} input(s), {len(self.expect.rows)} expected row(s)" if \
@@ -72,7 +77,7 @@ def input_key(text: str) -> tuple[str, ...] | None:
     return ("this",)
 
 
-def _fixture(mp: Any, doc: LocatedYaml, rel: str, loc: tuple[str | int, ...], entry: Any, what: str,
+def _fixture(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | int, ...], entry: object, what: str,
              problems: list[Problem]) -> Fixture | None:
     line = doc.line_of(loc)
     if not isinstance(entry, dict):
@@ -110,7 +115,8 @@ def _fixture(mp: Any, doc: LocatedYaml, rel: str, loc: tuple[str | int, ...], en
     return Fixture(fmt, rows, line)
 
 
-def read_unit_test(mp: Any, doc: LocatedYaml, rel: str, i: int, entry: Any, problems: list[Problem]) -> None:
+def read_unit_test(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, entry: object,
+                   problems: list[Problem]) -> None:
     """One ``unit_tests:`` entry into ``mp.tests`` (checked against the model once models are parsed)."""
     loc: tuple[str | int, ...] = ("unit_tests", i)
     line = doc.line_of(loc)
@@ -170,9 +176,17 @@ def read_unit_test(mp: Any, doc: LocatedYaml, rel: str, i: int, entry: Any, prob
                               tags=[tags] if isinstance(tags, str) else [str(t) for t in tags])
 
 
-def parse_problems(c: Any, test: DataTest) -> list[Problem]:
+def unit_spec(test: DataTest) -> UnitSpec:
+    """The given/expect rows and overrides of a unit test."""
+    spec = test.kwargs["_unit"]
+    if not isinstance(spec, UnitSpec):
+        raise TypeError(f"{test.name} is not a unit test")
+    return spec
+
+
+def parse_problems(c: Compiler, test: DataTest) -> list[Problem]:
     """Checks once the models are parsed: the model exists; an incremental one says is_incremental."""
-    spec: UnitSpec = test.kwargs["_unit"]
+    spec = unit_spec(test)
     model = c.mp.models.get(spec.model)
     if model is None:
         return [Problem(test.file, test.line, f"unit test {test.name!r} is on model {spec.model!r}, which does "
@@ -195,7 +209,7 @@ def parse_problems(c: Any, test: DataTest) -> list[Problem]:
 
 
 # -- running -------------------------------------------------------------------------------------
-def _literal(value: Any) -> str:
+def _literal(value: object) -> str:
     from ..warehouse.sql import literal
 
     if isinstance(value, dt.date | dt.datetime | dt.time):
@@ -206,15 +220,15 @@ def _literal(value: Any) -> str:
     return literal(str(value), "duckdb")
 
 
-def _rows(fixture: Fixture) -> list[dict[str, Any]]:
-    if fixture.format == "dict":
+def _rows(fixture: Fixture) -> list[dict[str, object]]:
+    if isinstance(fixture.rows, list):  # format: dict
         return [dict(r) for r in fixture.rows]
     reader = csv.DictReader(io.StringIO(str(fixture.rows).strip() + "\n"))
     return [{k.strip(): (None if v is None or v.strip() == "" else v.strip()) for k, v in row.items() if k}
             for row in reader]
 
 
-def _typed_select(rows: list[dict[str, Any]], columns: list[tuple[str, str]], what: str) -> str:
+def _typed_select(rows: list[dict[str, object]], columns: list[tuple[str, str]], what: str) -> str:
     """``select cast(v as T) as "c", ...`` per row, union all (``limit 0`` for no rows), as dbt's fixtures."""
     from ..warehouse.sql import quote
 
@@ -240,7 +254,7 @@ def _describe(wh: Warehouse, sql: str) -> list[tuple[str, str]]:
     return [(str(r[0]), str(r[1])) for r in wh.query(f"DESCRIBE (\n{sql}\n)").rows]
 
 
-def run_unit_test(c: Any, test: DataTest, wh: Warehouse) -> tuple[int, str]:
+def run_unit_test(c: Compiler, test: DataTest, wh: Warehouse) -> tuple[int, str]:
     """(number of differing rows, the diff) for one unit test, on ``wh``'s session."""
     from ..warehouse.sql import quote
     from ._render import Relation, RenderContext, RenderError
@@ -248,7 +262,7 @@ def run_unit_test(c: Any, test: DataTest, wh: Warehouse) -> tuple[int, str]:
 
     if wh.dialect != "duckdb":
         raise UnitTestError(f"unit tests run on DuckDB only for now (this warehouse is {wh.dialect})")
-    spec: UnitSpec = test.kwargs["_unit"]
+    spec = unit_spec(test)
     model = c.mp.models[spec.model]
     ctes: dict[str, str] = {}
     used: set[tuple[str, ...]] = set()
@@ -276,7 +290,7 @@ def run_unit_test(c: Any, test: DataTest, wh: Warehouse) -> tuple[int, str]:
         used.add(key)
         return Relation(schema, ident, cte)
 
-    def ref(*args: str, **kwargs: Any) -> Relation:
+    def ref(*args: str, **kwargs: object) -> Relation:
         name = str(kwargs.get("name") or args[-1])
         node = c.mp.models.get(name) or c.mp.seeds.get(name) or c.mp.snapshots.get(name)
         if node is None:
@@ -293,7 +307,7 @@ def run_unit_test(c: Any, test: DataTest, wh: Warehouse) -> tuple[int, str]:
     this = (fixture_rel(("this",), "this", schema, ident) if ("this",) in spec.given
             else Relation(schema, ident, c.rel_text(schema, ident)))
     renderer = c.renderer
-    extra: dict[str, Any] = {
+    extra: dict[str, object] = {
         "var": lambda name, *default: spec.vars[name] if name in spec.vars else renderer._var(name, *default),
         "env_var": lambda name, *default: (str(spec.env_vars[name]) if name in spec.env_vars
                                            else renderer._env_var(name, *default)),
@@ -338,14 +352,15 @@ def run_unit_test(c: Any, test: DataTest, wh: Warehouse) -> tuple[int, str]:
     return _diff(columns, actual, expected)
 
 
-def _diff(columns: list[str], actual: list[tuple[Any, ...]], expected: list[tuple[Any, ...]]) -> tuple[int, str]:
+def _diff(columns: list[str], actual: list[tuple[object, ...]],
+          expected: list[tuple[object, ...]]) -> tuple[int, str]:
     """Rows only in the actual output (``+++``) and only in the expected (``---``), with the rows both have,
     in a daff-like table as dbt prints it; (0, "") when they hold the same rows in any order."""
     have, want = Counter(actual), Counter(expected)
     if have == want:
         return 0, ""
     extra, missing = have - want, want - have
-    lines: list[tuple[str, tuple[Any, ...]]] = []
+    lines: list[tuple[str, tuple[object, ...]]] = []
     for row in sorted(have & want, key=repr):
         lines.append(("", row))
     for row in sorted(extra.elements(), key=repr):
@@ -353,7 +368,7 @@ def _diff(columns: list[str], actual: list[tuple[Any, ...]], expected: list[tupl
     for row in sorted(missing.elements(), key=repr):
         lines.append(("---", row))
 
-    def show(v: Any) -> str:
+    def show(v: object) -> str:
         return "NULL" if v is None else str(v)
 
     table = [["@@", *columns], *[[mark, *map(show, row)] for mark, row in lines]]
