@@ -10,7 +10,9 @@ In one run, on loopback, 1 KB JSON payloads, 64 concurrent connections (wrk):
   (c+r) the same with `server.receiver_processes: 1`: webhooks are verified and answered in a second
        process, the main one commits them and runs everything else
 Each server runs under the same uvicorn settings. Prints accepted/s, p50/p99 latency (medians of
---repeat runs) and the ratios c/a and c/b.
+--repeat runs), the ratios c/a and c/b, and where the CPU goes: each server's CPU per accepted request
+(main process and receivers apart, from /proc), and for (c) and (c+r) each stage of the main process's
+event path per event (from ``GET /api/status``'s ``ingest_cpu``), so the next thing to cut is visible.
 
     python bench/ingest.py [--seconds 10] [--repeat 3] [--connections 64]
     python bench/ingest.py --smoke     # 1 s per server, one run, 8 connections (the CI smoke test)
@@ -152,7 +154,43 @@ def parse_wrk(text: str) -> dict[str, float]:
     out["rps"] = float(m.group(1)) if m else 0.0
     m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     out["non2xx"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"(\d+) requests in", text)
+    out["requests"] = float(m.group(1)) if m else 0.0
     return out
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of process ``pid`` and of its children (the receivers), from /proc."""
+
+    def stat(path: Path) -> list[str] | None:
+        try:
+            text = path.read_text()
+        except OSError:
+            return None
+        return text[text.rindex(")") + 2 :].split()  # the fields after "pid (comm)"
+
+    def cpu(fields: list[str]) -> float:
+        return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+    own = stat(Path(f"/proc/{pid}/stat"))
+    children = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(pid):
+            fields = stat(entry / "stat")
+            if fields is not None and fields[1] == str(pid):  # its parent
+                children += cpu(fields)
+    return (cpu(own) if own else 0.0), children
+
+
+def stage_cpu(url: str, token: str) -> dict[str, dict[str, float]]:
+    """The main process's CPU per stage so far (``ingest_cpu`` of /api/status)."""
+    answer = httpx.get(url + "/api/status", headers={"authorization": f"Bearer {token}"}, timeout=30)
+    answer.raise_for_status()
+    figures: dict[str, dict[str, float]] = answer.json().get("ingest_cpu", {})
+    return figures
 
 
 def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
@@ -188,7 +226,8 @@ def run_python_load(url: str, body: str, headers: dict[str, str], seconds: float
     elapsed = asyncio.run(load())
     ordered = sorted(latencies) or [float("nan")]
     return {"rps": len(latencies) / elapsed, "p50": ordered[len(ordered) // 2],
-            "p99": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], "non2xx": float(non2xx)}
+            "p99": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], "non2xx": float(non2xx),
+            "requests": float(len(latencies))}
 
 
 def main() -> None:
@@ -243,8 +282,12 @@ def main() -> None:
         env = {**os.environ, "BENCH_SECRET": secret, "BENCH_SCHEMA": json.dumps(SCHEMA)}
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
+    token = next(line.split("=", 1)[1] for line in (project / ".env").read_text().splitlines()
+                 if line.startswith("OPSLOOP_API_TOKEN="))
     results: dict[str, list[dict[str, float]]] = {
         "bare": [], "checks": [], "sqlite": [], "opsloop": [], "receivers": []}
+    stages: dict[str, list[dict[str, float]]] = {"opsloop": [], "receivers": []}
+    """Per run: each stage's CPU per event (microseconds) during the measured load."""
     for run in range(args.repeat):
         for kind in results:
             port = free_port()
@@ -255,13 +298,26 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}"
             try:
                 wait_up(url, proc)
+                if use_wrk and not args.smoke:  # warm up
+                    run_wrk(url + "/hooks/bench", script, 2, args.connections)
+                opsloop_kind = kind in stages
+                before = stage_cpu(url, token) if opsloop_kind else {}
+                cpu_before = tree_cpu(proc.pid)
                 if use_wrk:
-                    if not args.smoke:  # warm up
-                        run_wrk(url + "/hooks/bench", script, 2, args.connections)
-                    results[kind].append(run_wrk(url + "/hooks/bench", script, args.seconds, args.connections))
+                    figures = run_wrk(url + "/hooks/bench", script, args.seconds, args.connections)
                 else:
-                    results[kind].append(run_python_load(url + "/hooks/bench", payload, headers, args.seconds,
-                                                         args.connections))
+                    figures = run_python_load(url + "/hooks/bench", payload, headers, args.seconds, args.connections)
+                cpu_after = tree_cpu(proc.pid)
+                accepted = max(1.0, figures["requests"] - figures["non2xx"])
+                figures["main_us"] = (cpu_after[0] - cpu_before[0]) / accepted * 1e6
+                figures["receivers_us"] = (cpu_after[1] - cpu_before[1]) / accepted * 1e6
+                if opsloop_kind:
+                    after = stage_cpu(url, token)
+                    spent = {name: (fig["cpu_seconds"] - before.get(name, {}).get("cpu_seconds", 0.0)) / accepted * 1e6
+                             for name, fig in after.items()}
+                    spent["(rest of the main process)"] = figures["main_us"] - sum(spent.values())
+                    stages[kind].append(spent)
+                results[kind].append(figures)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -276,13 +332,25 @@ def main() -> None:
     print()
     print(f"1 KB JSON, {args.connections} connections, {args.seconds}s x {args.repeat} runs (medians), "
           f"{os.cpu_count()} cores")
-    print(f"{'server':36s} {'accepted/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s}")
+    print(f"load average (1, 5, 15 min) at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'server':36s} {'accepted/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s} {'non-2xx':>8s} "
+          f"{'main µs/req':>12s} {'recv µs/req':>12s}")
     names = {"bare": "(a) bare Starlette, no storage", "checks": "(a') bare + signature + schema",
              "sqlite": "(b) bare + SQLite fsync/request", "opsloop": "(c) opsloop up, fsync on",
              "receivers": "(c+r) the same, 1 receiver process"}
     for kind, label in names.items():
         print(f"{label:36s} {med(kind, 'rps'):11.0f} {med(kind, 'p50'):8.2f} {med(kind, 'p99'):8.2f} "
-              f"{med(kind, 'non2xx'):8.0f}")
+              f"{med(kind, 'non2xx'):8.0f} {med(kind, 'main_us'):12.1f} {med(kind, 'receivers_us'):12.1f}")
+    print()
+    print("CPU per accepted event in the main process, by stage (µs, medians; thread CPU, so waiting for")
+    print("the interpreter lock is not counted; the rest is HTTP, the inbox's checks without receivers,")
+    print("and the consumers' writes in worker threads):")
+    for kind in stages:
+        stage_names = sorted({name for run in stages[kind] for name in run})
+        label = "(c)" if kind == "opsloop" else "(c+r)"
+        for name in stage_names:
+            value = statistics.median(run.get(name, 0.0) for run in stages[kind])
+            print(f"  {label:6s} {name:34s} {value:8.1f}")
     ratio("c/a", med("opsloop", "rps") / med("bare", "rps"), "goal >= 0.80")
     ratio("a'/a", med("checks", "rps") / med("bare", "rps"), "the checks alone, nothing stored")
     ratio("c/a'", med("opsloop", "rps") / med("checks", "rps"), "storage, dispatch and loading")

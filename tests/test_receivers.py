@@ -208,3 +208,100 @@ def test_port_in_use_is_a_clear_error(project_dir: Path) -> None:
         done = run_cli("up", "--port", str(port), "--receivers", "1", cwd=project_dir, timeout=30)
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "--port" in done.stderr
+
+
+# -- receiver_processes: auto ----------------------------------------------------------------------
+
+
+def test_auto_starts_one_receiver_per_spare_core_and_none_on_one_core() -> None:
+    from opsloop.settings import AUTO_RECEIVERS_MAX, auto_receivers
+
+    assert [auto_receivers(n) for n in (1, 2, 3, 4)] == [0, 1, 2, 3]
+    assert auto_receivers(64) == AUTO_RECEIVERS_MAX == 4
+
+
+def test_usable_cores_follow_a_cgroup_cpu_quota(tmp_path: Path) -> None:
+    from opsloop.settings import usable_cores
+
+    affinity = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert usable_cores(tmp_path) == affinity
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # docker run --cpus 1.5: one whole core
+    assert usable_cores(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("20000 100000\n")  # a fifth of a core still runs the main process
+    assert usable_cores(tmp_path) == 1
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # cgroup v1, no quota
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert usable_cores(tmp_path) == affinity
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    assert usable_cores(tmp_path) == 1
+
+
+def _set_receivers(root: Path, value: str) -> int:
+    """Write ``server.receiver_processes: value`` into opsloop.yml; returns its line number."""
+    config = root / "opsloop.yml"
+    text = config.read_text()
+    assert "receiver_processes" not in text
+    text = text.replace("server:\n", f"server:\n  receiver_processes: {value}\n", 1)
+    config.write_text(text)
+    return text.splitlines().index(f"  receiver_processes: {value}") + 1
+
+
+def test_auto_is_the_default_and_resolves_on_the_cores_and_the_role(project_dir: Path) -> None:
+    from opsloop.project.config import ServerConfig
+    from opsloop.settings import resolve_settings
+
+    assert ServerConfig().receiver_processes == "auto"
+    settings = resolve_settings(load_project(project_dir))
+    assert settings.receiver_processes == "auto"
+    assert [settings.receivers(cores=n) for n in (1, 2, 8)] == [0, 1, 4]
+    # past one machine a receiver or worker process takes no receivers of its own (and is not refused)
+    assert settings.with_(role="receiver").receivers(cores=8) == 0
+    assert settings.with_(role="worker").receivers(cores=8) == 0
+
+
+def test_an_explicit_number_wins_over_auto(project_dir: Path) -> None:
+    from opsloop.settings import resolve_settings
+
+    _set_receivers(project_dir, "0")
+    in_file = resolve_settings(load_project(project_dir))
+    assert in_file.receiver_processes == 0 and in_file.receivers(cores=8) == 0
+    env = {**os.environ, "OPSLOOP_RECEIVER_PROCESSES": "2"}
+    assert resolve_settings(load_project(project_dir, environ=env)).receivers(cores=1) == 2
+    env["OPSLOOP_RECEIVER_PROCESSES"] = "auto"  # the environment may ask for auto over the file's number
+    assert resolve_settings(load_project(project_dir, environ=env)).receivers(cores=2) == 1
+    assert resolve_settings(load_project(project_dir), {"receiver_processes": 3}).receivers(cores=1) == 3
+
+
+@pytest.mark.parametrize("value", ["lots", "-1", "65", "true", "1.5"])
+def test_a_bad_receiver_processes_names_the_file_and_line(project_dir: Path, value: str) -> None:
+    from opsloop.errors import ConfigError
+    from opsloop.project import read_project_config
+
+    line = _set_receivers(project_dir, value)
+    with pytest.raises(ConfigError) as caught:
+        read_project_config(project_dir)
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line) == ("opsloop.yml", line)
+    assert "receiver_processes" in problem.message and "auto" in problem.message, problem.message
+    checked = run_cli("validate", cwd=project_dir)
+    assert checked.returncode == 1 and f"opsloop.yml:{line}" in checked.stderr + checked.stdout
+
+
+@pytest.mark.slow
+def test_opsloop_up_starts_the_receivers_auto_resolves_to(project_dir: Path) -> None:
+    from opsloop.settings import auto_receivers, usable_cores
+
+    expected = auto_receivers(usable_cores())
+    up = UpProcess(project_dir, free_port())
+    try:
+        wait_for(lambda: len(receiver_pids(up.proc.pid)) == expected, 30,
+                 what=f"{expected} receiver process(es) from receiver_processes: auto")
+    finally:
+        assert up.stop() == 0
+    out = "".join(up.lines)
+    assert f"receiver_processes auto on {usable_cores()} core(s)" in out
+    if expected:
+        assert f"{expected} receiver process(es)" in out

@@ -91,6 +91,7 @@ def serve(
     import uvicorn
 
     from .app import App
+    from .settings import usable_cores
     from .web import create_asgi
 
     if role not in ("all", "receiver", "worker", "scheduler"):
@@ -106,7 +107,7 @@ def serve(
             f"--role {role} runs opsloop as several processes, which share a Postgres state store: set state.url "
             "in opsloop.yml (or OPSLOOP_STATE_URL) to postgresql://..., or use --role all"
         )
-    receivers = app.settings.receiver_processes
+    receivers = app.settings.receivers()
     if receivers and role != "all":
         raise OpsloopError("server.receiver_processes works with --role all; past one machine, run more "
                            "--role receiver processes instead")
@@ -123,6 +124,8 @@ def serve(
     info.parent.mkdir(parents=True, exist_ok=True)
     info.write_text(json.dumps({"pid": os.getpid(), "host": app.settings.host, "port": app.settings.port}))
     extra = f", {receivers} receiver process(es)" if receivers else ""
+    if app.settings.receiver_processes == "auto":
+        extra += f", receiver_processes auto on {usable_cores()} core(s)"
     print(
         f"opsloop serving {app.project.config.name} on http://{app.settings.host}:{app.settings.port} "
         f"(role {role}{extra})",

@@ -155,7 +155,7 @@ class App:
         if self._committer is None:
             self._committer = GroupCommitter(
                 self.store, max_pending=self.settings.max_pending, on_commit=lambda _r: self.bus.notify(),
-                prepare=self._settle,
+                prepare=self._settle, clock=self.bus.clock,
             )
         return self._committer
 
@@ -185,7 +185,7 @@ class App:
         if self.settings.has_role("worker"):
             from .events.loader import RawEventLoader
 
-            loader = RawEventLoader(self.warehouse)
+            loader = RawEventLoader(self.warehouse, self.bus.clock)
             self.loader = loader
             dispatcher = Consumer(
                 "dispatcher", self.store, self.bus, self._dispatch, poll=0.5, batch=1000, min_interval=0.005,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TypedDict, Unpack
+from pathlib import Path
+from typing import Literal, TypedDict, Unpack
 
 from .errors import OpsloopError
 from .project import Project
@@ -22,6 +25,53 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     if not text.strip().isdigit():
         raise OpsloopError(f"{name}={text!r} is not a whole number; set it to 0, 1, 2 ...")
     return int(text)
+
+
+AUTO_RECEIVERS_MAX = 4
+"""The most receiver processes ``auto`` starts: past that the main process (the event log's one writer)
+is the bottleneck, not the receivers (docs/webhooks.md, "Throughput")."""
+
+
+def auto_receivers(cores: int) -> int:
+    """What ``server.receiver_processes: auto`` starts on ``cores`` usable cores: one per core beyond the
+    main process's, none on one core (a receiver there only takes CPU from the main process)."""
+    return max(0, min(cores - 1, AUTO_RECEIVERS_MAX))
+
+
+def _cgroup_cpu_limit(root: Path) -> float | None:
+    """The CPUs a cgroup quota allows (a container's ``--cpus``), or None without one."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]  # cgroup v2: "max 100000" or "150000 100000"
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def usable_cores(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The cores this process may run on: its CPU affinity, bounded by a cgroup CPU quota (whole CPUs)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit(cgroup_root)
+    if limit is not None:
+        cores = min(cores, math.floor(limit))
+    return max(1, cores)
+
+
+def _receivers(env: Mapping[str, str], default: int | Literal["auto"]) -> int | Literal["auto"]:
+    text = env.get("OPSLOOP_RECEIVER_PROCESSES")
+    if text and text.strip().lower() == "auto":
+        return "auto"
+    if text and not text.strip().isdigit():
+        raise OpsloopError(f"OPSLOOP_RECEIVER_PROCESSES={text!r} is not a whole number; set it to auto, 0, 1, 2 ...")
+    return int(text) if text else default
 
 
 def _port(env: Mapping[str, str], default: int) -> int:
@@ -75,9 +125,10 @@ class Settings:
     public_url: str | None = None
     """The public address of the server (``server.public_url``); webhook URLs for signatures are built on it."""
     lead_retry: float = 2.0
-    receiver_processes: int = 0
-    """Extra processes that take webhooks (``server.receiver_processes``); 0 answers them in-process."""
     """Seconds between attempts to take over a leader-only job (dispatcher, loader, scheduler)."""
+    receiver_processes: int | Literal["auto"] = "auto"
+    """Extra processes that take webhooks (``server.receiver_processes``); 0 answers them in-process;
+    ``receivers()`` says how many ``auto`` means here."""
     session_expiry: float = 12 * 3600.0
     """Seconds a login session lasts (``server.session_expiry``)."""
     max_request_body: int = 1_000_000
@@ -86,6 +137,16 @@ class Settings:
     def has_role(self, role: str) -> bool:
         """Whether this process runs ``role``'s work (``all`` runs everything)."""
         return self.role == "all" or self.role == role
+
+    def receivers(self, cores: int | None = None) -> int:
+        """How many receiver processes ``opsloop up`` starts: the number set, or for ``auto`` one per usable
+        core beyond the first (``auto_receivers``); ``auto`` starts none in a process whose role is not
+        ``all`` (past one machine, run more ``--role receiver`` processes instead)."""
+        if self.receiver_processes != "auto":
+            return self.receiver_processes
+        if self.role != "all":
+            return 0
+        return auto_receivers(usable_cores() if cores is None else cores)
 
     def __repr__(self) -> str:  # keep the token out of logs and tracebacks
         return f"Settings(state_url={self.state_url!r}, host={self.host!r}, port={self.port}, api_token=***)"
@@ -114,7 +175,7 @@ def resolve_settings(project: Project, overrides: SettingsOverrides | None = Non
         retention_days=cfg.retention_days,
         time_scale=float(env.get("OPSLOOP_TIME_SCALE") or 1.0),
         role=env.get("OPSLOOP_ROLE") or "all",
-        receiver_processes=_count(env, "OPSLOOP_RECEIVER_PROCESSES", cfg.server.receiver_processes),
+        receiver_processes=_receivers(env, cfg.server.receiver_processes),
         public_url=(env.get("OPSLOOP_PUBLIC_URL") or cfg.server.public_url or "").rstrip("/") or None,
         session_expiry=cfg.server.session_expiry,
         max_request_body=cfg.server.max_request_body,

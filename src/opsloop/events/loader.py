@@ -6,13 +6,13 @@ warehouse write and a cursor save can neither skip nor duplicate an event.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pyarrow as pa
 
 from ..state import EventRecord
 from ..warehouse import Warehouse
+from .clock import StageClock
 
 RAW_SCHEMA = "raw"
 RAW_TABLE = "raw.events"
@@ -32,8 +32,9 @@ _ARROW_SCHEMA = pa.schema(
 
 
 class RawEventLoader:
-    def __init__(self, warehouse: Warehouse) -> None:
+    def __init__(self, warehouse: Warehouse, clock: StageClock | None = None) -> None:
         self.warehouse = warehouse
+        self.clock = clock or StageClock()
         self.loaded = 0
         self._ready = False
 
@@ -78,4 +79,4 @@ class RawEventLoader:
         return written
 
     async def handle(self, events: list[EventRecord]) -> None:
-        await asyncio.to_thread(self.load, events)
+        await self.clock.in_thread("raw.events load", len(events), lambda: self.load(events))

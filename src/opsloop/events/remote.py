@@ -19,6 +19,7 @@ import marshal
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -145,6 +146,7 @@ class AppendChannel:
                 data = conn.read(_FRAME.unpack(head)[0])
                 if data is None:
                     return
+                start = time.thread_time()
                 rid, wire = marshal.loads(data)  # noqa: S302 (our own receivers, private socket)
                 reply = _Reply(conn, rid, len(wire))
                 for index, values in enumerate(wire):
@@ -152,6 +154,7 @@ class AppendChannel:
                         self.committer.put(from_wire(values), reply, index)
                     except ServerBusy as exc:
                         reply.deliver([(index, exc)])
+                self.committer.clock.add("channel", time.thread_time() - start, len(wire))
         except OSError:
             return
         finally:

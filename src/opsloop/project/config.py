@@ -34,9 +34,10 @@ class ServerConfig(_Strict):
     fsync_on_commit: bool = True
     max_pending: int = 20000
     load_interval: float = 0.5
-    receiver_processes: int = Field(default=0, ge=0, le=64)
+    receiver_processes: int | Literal["auto"] = "auto"
     """Extra processes that verify and answer webhooks while this one commits them and runs everything
-    else (docs/webhooks.md, "Throughput"); 0 answers webhooks in the main process."""
+    else (docs/webhooks.md, "Throughput"); 0 answers webhooks in the main process; ``auto`` (the
+    default) starts one per core this process may use beyond the first, up to 4, and none on one core."""
     public_url: str | None = None
     """The address senders use (``https://hooks.example.com``) when opsloop runs behind a proxy or tunnel:
     signatures over the URL (HubSpot v3) are checked against it instead of the address the request reached."""
@@ -44,6 +45,14 @@ class ServerConfig(_Strict):
     """How long a login lasts (``30m``, ``12h``, ``7d``); logout ends it sooner (docs/project.md)."""
     max_request_body: int = Field(default=1_000_000, gt=0)
     """The largest body any non-webhook request may carry (``1MB``); webhooks have their ``max_body``."""
+
+    @field_validator("receiver_processes", mode="before")
+    @classmethod
+    def _receivers(cls, value: object) -> int | str:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 64):
+            return value
+        raise ValueError(f"{value!r} is not a number of processes: write auto (the default), 0 (webhooks "
+                         "answered in the main process) or a whole number up to 64")
 
     @field_validator("session_expiry", mode="before")
     @classmethod

@@ -242,8 +242,11 @@ REPLAY_EVENT = Endpoint("POST", "/api/events/{event_id}/replay", "Replay one eve
                         path_params=_EVENT_ID, errors=(404, 409), tag="events")
 REPLAY_EVENTS = Endpoint("POST", "/api/replay", "Replay the events that match", Empty, ReplayManyBody, _REPLAYED,
                          status=202, tag="events")
-STATUS = Endpoint("GET", "/api/status", "The project's name and its events counted by status", Empty, Empty,
-                  _obj({"project": _STR, "events": {"type": "object", "additionalProperties": _INT}}), tag="events")
+_STAGE = _obj({"cpu_seconds": _NUM, "events": _INT, "calls": _INT})
+STATUS = Endpoint("GET", "/api/status", "The project's name, its events counted by status, and the CPU each stage of "
+                  "the event path has spent since the server started", Empty, Empty,
+                  _obj({"project": _STR, "events": {"type": "object", "additionalProperties": _INT},
+                        "ingest_cpu": {"type": "object", "additionalProperties": _STAGE}}), tag="events")
 
 
 class RunsQuery(Query):

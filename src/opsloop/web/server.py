@@ -123,7 +123,8 @@ class Web:
 
     async def api_status(self, request: Request) -> Response:
         counts = await asyncio.to_thread(self._counts)
-        return JSONResponse({"project": self.app.project.config.name, "events": dict(counts)})
+        return JSONResponse({"project": self.app.project.config.name, "events": dict(counts),
+                             "ingest_cpu": self.app.bus.clock.snapshot()})
 
     async def api_openapi(self, request: Request) -> Response:
         from .. import __version__
