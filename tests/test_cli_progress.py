@@ -241,6 +241,47 @@ def test_identity_build_on_a_terminal_shows_the_stages_then_clears_them(identity
     assert shown[0].startswith("full build: 2 records"), shown
 
 
+# -- sync ---------------------------------------------------------------------------------------------------
+SYNC = "table: customers\nkey: email\ndestination: {type: outbox, object: contacts}\n" \
+       "mapping: {email: email, phone: phone}\n"
+
+
+def _sync_project(tmp_path: Path, rows: int = 30) -> Path:
+    from opsloop.project.scaffold import init_project
+    from tests.syncs.conftest import SyncProject, people
+
+    root = tmp_path / "proj"
+    init_project(root)
+    sp = SyncProject(root)
+    sp.customers(people(rows))
+    sp.write_sync("contacts", SYNC)
+    return root
+
+
+def test_sync_in_a_pipe_prints_the_rows_sent(tmp_path: Path) -> None:
+    root = _sync_project(tmp_path)
+    out = run_cli("sync", "contacts", "-p", str(root))
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines()[-1] == "sync contacts: 30 of 30 rows sent", out.stderr
+    assert out.stdout.startswith("contacts: ok: 30 to create"), out.stdout
+
+    root2 = _sync_project(tmp_path / "json")
+    as_json = run_cli("sync", "contacts", "--json", "-p", str(root2))
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)[0]["sent"] == 30
+    assert "rows sent" not in as_json.stderr
+
+
+def test_sync_on_a_terminal_shows_a_bar_then_clears_it(tmp_path: Path) -> None:
+    root = _sync_project(tmp_path)
+    code, raw = run_tty("sync", "contacts", "-p", str(root), cwd=tmp_path)
+    assert code == 0, plain(raw)
+    assert "sync contacts" in plain(raw) and "/30" in plain(raw), plain(raw)
+    shown = screen(raw)
+    assert not any("/30" in line for line in shown), shown
+    assert shown[0].startswith("contacts: ok: 30 to create"), shown
+
+
 # -- deps --------------------------------------------------------------------------------------------------
 def _with_local_package(tmp_path: Path) -> Path:
     root = _shop(tmp_path / "shop")
