@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ._common import ProjectOpt
+from ._progress import Progress
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +25,14 @@ def register(app: typer.Typer) -> None:
         dbt_dir = loaded.config.dbt_project
         root = (loaded.root / dbt_dir).resolve() if dbt_dir else loaded.root
         try:
-            lines = install(root, loaded.root, upgrade=upgrade)
+            with Progress() as progress:
+                progress.add("deps", "deps", detail="reading packages.yml")
+
+                def step(text: str) -> None:
+                    progress.update("deps", detail=text)
+                    progress.step(text)
+
+                lines = install(root, loaded.root, upgrade=upgrade, on_step=step)
         except DepsError as exc:
             raise ConfigError(exc.problems) from exc
         for line in lines:

@@ -11,6 +11,7 @@ import typer
 
 from ._client import Server, jsonable, local_or_server
 from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
+from ._progress import Progress, seconds
 
 
 def _fmt(value: Any) -> str:
@@ -53,6 +54,38 @@ def _service(project: Any) -> Any:
     return app_
 
 
+_STAGE_LABELS = {"stage": "staging records", "diff": "finding changed records", "normalize": "normalizing identifiers",
+                 "scope": "choosing whom to re-resolve", "merge": "merging", "ids": "assigning stable ids",
+                 "golden": "building the golden record", "segments": "evaluating segments",
+                 "events": "writing events to the log"}
+
+
+class _Stages:
+    """An identity build's ``on_stage`` callback: a bar of stages done on a terminal, with the one running;
+    a line per stage otherwise."""
+
+    def __init__(self, progress: Progress, segments: bool) -> None:
+        from ..identity.resolve import BUILD_STAGES
+        from ..identity.service import SERVICE_STAGES
+
+        self.progress = progress
+        self.names = [*BUILD_STAGES, *(s for s in SERVICE_STAGES if segments or s != "segments")]
+        self.done = 0
+        progress.add("identity", "identity build", total=len(self.names), detail=self._running())
+
+    def _running(self) -> str:
+        if self.done >= len(self.names):
+            return ""
+        name = self.names[self.done]
+        return f"{_STAGE_LABELS.get(name, name)}…"
+
+    def __call__(self, name: str, took: float) -> None:
+        self.done = min(self.done + 1, len(self.names))
+        self.progress.update("identity", completed=self.done, detail=self._running())
+        self.progress.step(f"identity build: {name} ({_STAGE_LABELS.get(name, name)}) done in {seconds(took)} "
+                           f"({self.done} of {len(self.names)})")
+
+
 def register(app: typer.Typer) -> None:
     identity_app = typer.Typer(help="Resolve identities into people and build the golden record.")
     app.add_typer(identity_app, name="identity")
@@ -65,9 +98,13 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Resolve identities, rebuild the golden record and segments; write their events to the log."""
-        result = local_or_server(_root(project),
-                                 lambda: _here(project, lambda s: s.build(full=full, segments=not no_segments)),
-                                 lambda server: server.identity_build(full, not no_segments))
+
+        def here() -> Any:
+            with Progress(json_out) as progress:
+                stages = _Stages(progress, segments=not no_segments)
+                return _here(project, lambda s: s.build(full=full, segments=not no_segments, on_stage=stages))
+
+        result = local_or_server(_root(project), here, lambda server: server.identity_build(full, not no_segments))
         if json_out:
             print_json(result)
             return

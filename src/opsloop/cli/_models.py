@@ -7,14 +7,22 @@ instead of opening the DuckDB file (which would fail on its lock); a build in th
 
 from __future__ import annotations
 
+import json
+import statistics
 import sys
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ._client import Server, jsonable, local_or_server
 from ._common import JsonOpt, ProjectOpt, fail, print_json, print_table
+from ._progress import Progress, seconds
+
+if TYPE_CHECKING:
+    from ..models import ModelEngine
+    from ..models.runner import NodeResult
 
 SelectOpt = Annotated[list[str] | None, typer.Option("--select", "-s", help="Nodes: name, +name, name+, tag:x, "
                                                                               "path:models/dir (repeatable).")]
@@ -83,7 +91,6 @@ def _build_here(root: Path, select: list[str] | None, exclude: list[str] | None,
                 kinds: tuple[str, ...], json_out: bool, threads: int | None, cli_vars: dict[str, Any],
                 target: str | None, state: Path | None, show_failures: int = 0) -> list[dict[str, Any]]:
     """The build in this process; its ``model.built`` events go to the log, as the server's builds' do."""
-    from ..models.runner import NodeResult
 
     wh, engine = _engine(root)
     engine.threads = threads
@@ -92,15 +99,24 @@ def _build_here(root: Path, select: list[str] | None, exclude: list[str] | None,
     engine.state_dir = state.resolve() if state else None
     engine.show_failures = show_failures
     try:
-        progress = _Progress(json_out)
-        with progress:
-            progress.total = len(engine.selected(select, exclude, kinds))
+        with Progress(json_out) as progress:
+            uids = _built_uids(engine, select, exclude, kinds)
+            shown = _BuildProgress(progress, uids, *_last_timings(engine, uids))
             objs: list[NodeResult] = engine.build(select, exclude, full_refresh, kinds,
-                                                  on_result=progress.done, on_start=progress.started)
+                                                  on_result=shown.done, on_start=shown.started)
     finally:
         wh.close()
     _record_built(engine.project, objs)
     return [jsonable(r.as_dict()) for r in objs]
+
+
+def _built_uids(engine: ModelEngine, select: list[str] | None, exclude: list[str] | None,
+                kinds: tuple[str, ...]) -> list[str]:
+    """The nodes a build runs (as ``ModelEngine.build`` chooses them: ephemeral models are compiled into their
+    children, not run)."""
+    models = engine.compiler().mp.models
+    return [u for u in engine.selected(select, exclude, kinds)
+            if not (u.startswith("model.") and models[u[6:]].materialized == "ephemeral")]
 
 
 def _record_built(project: Any, results: list[Any]) -> None:
@@ -122,46 +138,79 @@ def _record_built(project: Any, results: list[Any]) -> None:
         app_.close()
 
 
-class _Progress:
-    """A Rich progress bar on a terminal; one line per node otherwise (on stderr)."""
+class _BuildProgress:
+    """A build's ``on_start``/``on_result`` callbacks: on a terminal a bar of nodes done of total, the
+    running ones and an ETA from the last build's timings (``target/run_results.json``); otherwise the
+    line per node that dbt prints."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.total = 0
+    def __init__(self, progress: Progress, uids: list[str], last: dict[str, float], scale: float) -> None:
+        self.progress = progress
+        self.total = len(uids)
         self.count = 0
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> _Progress:
-        if not self.quiet and sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            from ._common import console
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=console(stderr=True), transient=True)
-            self.bar.__enter__()
-            self.task = self.bar.add_task("building", total=None)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
+        self.running: dict[str, float] = {}
+        known = [last[u] for u in uids if u in last]
+        typical = statistics.median(known) if known else 0.0
+        # each node's seconds in the last build (the median for a new one); the ETA is what is left of them,
+        # scaled by how much wall time a node-second took then (threads run several at once)
+        self.weight = {u: last.get(u, typical) for u in uids}
+        self.left = sum(self.weight.values())
+        self.scale = scale if known else 0.0
+        progress.add("build", "building", total=self.total)
 
     def started(self, uid: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, total=self.total or None, description=uid.split(".", 1)[1])
+        self.running[uid] = time.monotonic()
+        self._show()
 
-    def done(self, res: Any) -> None:
-        self.count += 1
-        if self.quiet:
-            return
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1)
-            return
+    def done(self, res: NodeResult) -> None:
         rows = "" if res.rows is None else f" rows={res.rows}"
-        sys.stderr.write(f"{self.count} of {self.total} {res.status.upper():7} {res.kind} {res.name}"
-                         f" [{res.materialization}{rows} in {res.seconds:.2f}s]\n")
+        what = f"{res.status.upper():7} {res.kind} {res.name} [{res.materialization}{rows} in {res.seconds:.2f}s]"
+        if res.uid not in self.weight:  # an on-run-start/-end hook: not one of the nodes counted
+            self.progress.step(what)
+            return
+        self.count += 1
+        self.running.pop(res.uid, None)
+        self.left -= self.weight[res.uid]
+        self._show()
+        eta = self.eta()
+        left = f"  (about {seconds(eta)} left)" if eta is not None and self.count < self.total else ""
+        self.progress.step(f"{self.count} of {self.total} {what}{left}")
+
+    def eta(self) -> float | None:
+        """Seconds left, from the last build's timings of the nodes not done yet (None on a first build)."""
+        if not self.scale:
+            return None
+        now = time.monotonic()
+        left = self.left - sum(min(now - began, self.weight.get(uid, 0.0)) for uid, began in self.running.items())
+        return max(0.0, left * self.scale)
+
+    def _show(self) -> None:
+        names = [uid.split(".", 1)[1] for uid in self.running]
+        detail = ("running " + ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")) \
+            if names else ""
+        eta = self.eta()
+        if eta is not None and self.count < self.total:
+            detail += f"  about {seconds(eta)} left"
+        self.progress.update("build", completed=self.count, detail=detail)
+
+
+def _last_timings(engine: ModelEngine, uids: list[str]) -> tuple[dict[str, float], float]:
+    """The last build's seconds per node (opsloop uids) and its wall seconds per node-second, from
+    ``target/run_results.json`` (empty and 0 when there is none, or it cannot be read)."""
+    from ..models.artifacts import dbt_uid
+
+    compiler = engine.compiler()
+    path = compiler.mp.root / "target" / "run_results.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        times = {str(r["unique_id"]): float(r["execution_time"]) for r in data["results"]}
+        elapsed = float(data["elapsed_time"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, 0.0
+    by_dbt = {dbt_uid(compiler, u): u for u in uids}
+    node_seconds = sum(times.values())
+    # at most 1: the last build's elapsed time also holds its start (parsing), which this one has done
+    scale = min(1.0, elapsed / node_seconds) if node_seconds > 0 else 0.0
+    return {by_dbt[k]: v for k, v in times.items() if k in by_dbt}, scale
 
 
 def _report(results: list[dict[str, Any]], json_out: bool) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ._common import ProjectOpt, console, fail, print_json
+from ._progress import Progress
 
 
 def register(app: typer.Typer) -> None:
@@ -105,6 +106,17 @@ def register_demo(app: typer.Typer) -> None:
         rate: Annotated[float, typer.Option(min=0.001, help="Generated demo requests per second.")] = 0.5,
     ) -> None:
         """Run the example company with no accounts: sample traffic, live pages, sandbox destinations."""
-        from ..demo import run_demo
+        with Progress() as progress:
+            progress.add("demo", "opsloop demo")
 
-        run_demo(directory, port=port, host=host, duration=duration, rate=rate)
+            def step(text: str | None) -> None:
+                if text is None:  # the demo is up: its URL and its traffic's lines follow
+                    progress.close()
+                    return
+                progress.update("demo", detail=text)
+                progress.step(f"demo: {text}")
+
+            step("loading opsloop")
+            from ..demo import run_demo
+
+            run_demo(directory, port=port, host=host, duration=duration, rate=rate, on_step=step)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ._client import Server, jsonable, local_or_server
-from ._common import JsonOpt, ProjectOpt, console, fail, print_json, print_table, when
+from ._common import JsonOpt, ProjectOpt, fail, print_json, print_table, when
+from ._progress import Progress, count, seconds
+
+if TYPE_CHECKING:
+    from ..sources import StreamProgress
 
 
 def _short(value: Any, width: int = 40) -> str:
@@ -20,43 +25,32 @@ def _short(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-class _Bars:
-    """A Rich progress bar per stream (records, rate) on a terminal; a line per stream otherwise."""
+class _PullProgress:
+    """A pull's ``progress`` callback: a row per stream (pages, rows, rows/s) on a terminal; a line per
+    page (at most one a second per stream) and one when the stream ends, otherwise."""
 
-    def __init__(self, source: str, live: bool) -> None:
+    def __init__(self, source: str, progress: Progress) -> None:
         self.source = source
-        self.live = live
-        self.tasks: dict[str, Any] = {}
-        self.progress: Any = None
-        if live:
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        self.progress = progress
+        self.started: dict[str, float] = {}
 
-            self.progress = Progress(
-                SpinnerColumn(), TextColumn("{task.description}"),
-                TextColumn("{task.completed:>10,.0f} records"),
-                TextColumn("{task.fields[rate]:>8,.0f}/s"), TextColumn("{task.fields[status]}"),
-                TimeElapsedColumn(), console=console(stderr=True), transient=False,
-            )
-
-    def __enter__(self) -> _Bars:
-        if self.progress is not None:
-            self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(None, None, None)
-
-    def __call__(self, stream: str, rows: int, status: str) -> None:
-        if self.progress is None:
-            return
-        if stream not in self.tasks:
-            self.tasks[stream] = self.progress.add_task(f"{self.source}.{stream}", total=None, rate=0.0,
-                                                        status=status)
-        task_id = self.tasks[stream]
-        task = self.progress.tasks[task_id]
-        elapsed = task.elapsed or 0.0
-        self.progress.update(task_id, completed=rows, rate=rows / elapsed if elapsed > 0 else 0.0, status=status)
+    def __call__(self, report: StreamProgress) -> None:
+        key = f"{self.source}.{report.stream}"
+        began = self.started.setdefault(key, time.monotonic())
+        elapsed = time.monotonic() - began
+        rate = report.rows / elapsed if elapsed > 0 else 0.0
+        pages = f"{count(report.pages)} page{'' if report.pages == 1 else 's'}"
+        detail = f"{pages}  {count(report.rows)} rows  {count(rate)} rows/s"
+        ended = report.status in ("done", "partial", "failed")
+        if report.status != "running":
+            detail += f"  {report.status}"
+        self.progress.update(key, label=key, detail=detail, finished=ended)
+        if ended:
+            self.progress.step(f"{key}: {report.status}, {pages}, {count(report.rows)} rows in {seconds(elapsed)}")
+        elif report.status == "loading":
+            self.progress.step(f"{key}: loading {count(report.rows)} rows into the warehouse")
+        elif report.pages:
+            self.progress.step(f"{key}: {pages}, {count(report.rows)} rows, {count(rate)} rows/s", throttle=key)
 
 
 def _print_run(name: str, run: dict[str, Any]) -> None:
@@ -75,9 +69,9 @@ def _pull_here(app_: Any, name: str, full_refresh: bool, json_out: bool) -> dict
     from ..sources import pull as run_pull
 
     app_.warehouse.query("SELECT 1")  # WarehouseLocked here, before a pull that would report it as its failure
-    with _Bars(name, sys.stderr.isatty() and not json_out) as bars:
+    with Progress(json_out) as progress:
         try:
-            result = run_pull(app_, name, full_refresh, bars)
+            result = run_pull(app_, name, full_refresh, _PullProgress(name, progress))
         except SourceError as exc:
             return {"source": name, "status": "failed", "message": str(exc)}
     data: dict[str, Any] = jsonable({**result.run.as_dict(), "drift": result.drift, "events": result.events})

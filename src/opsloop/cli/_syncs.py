@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -10,6 +9,7 @@ import typer
 
 from ._client import Server, jsonable, local_or_server
 from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
+from ._progress import Progress, count
 
 if TYPE_CHECKING:
     from ..syncs import RunResult
@@ -156,36 +156,23 @@ def _run_one(app_: Any, runner: Any, name: str, options: dict[str, bool], json_o
 
     def here() -> RunResult:
         app_.warehouse.query("SELECT 1")  # WarehouseLocked here, before a run that would report it as its failure
-        with _progress(name, enabled=not json_out) as progress:
-            result: RunResult = runner.run(name, progress=progress, **options)
+        with Progress(json_out) as progress:
+            result: RunResult = runner.run(name, progress=_SyncProgress(name, progress), **options)
             return result
 
     return local_or_server(app_.project.root, here, lambda server: RunResult(**server.run_sync(name, **options)))
 
 
-class _progress:
-    """A Rich progress bar on a terminal (stderr); silent otherwise."""
+class _SyncProgress:
+    """A sync run's ``progress(done, total)`` callback: a bar of rows sent on a terminal; a line per batch
+    (at most one a second) and one at the end otherwise."""
 
-    def __init__(self, name: str, enabled: bool) -> None:
-        self.name = name
-        self.enabled = enabled and sys.stderr.isatty()
-        self._bar: Any = None
-        self._task: Any = None
+    def __init__(self, name: str, progress: Progress) -> None:
+        self.key = f"sync {name}"
+        self.progress = progress
+        progress.add(self.key, self.key)
 
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return None
-        from rich.progress import Progress
-
-        self._bar = Progress(transient=True)
-        self._bar.start()
-        self._task = self._bar.add_task(f"sync {self.name}", total=None)
-
-        def update(done: int, total: int) -> None:
-            self._bar.update(self._task, completed=done, total=total)
-
-        return update
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+    def __call__(self, done: int, total: int) -> None:
+        self.progress.update(self.key, completed=done, total=total)
+        line = f"{self.key}: {count(done)} of {count(total)} rows sent"
+        self.progress.step(line, throttle=None if done >= total else self.key)

@@ -10,12 +10,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..app import App
     from ..settings import SettingsOverrides
+
+Step = Callable[[str | None], None]
+"""``run_demo(..., on_step=callback)``: ``callback("loading sample history")`` as each step of the start
+begins, and ``callback(None)`` once the demo is up (before it prints its URL)."""
 
 HISTORY_KEY = "demo.history_loaded"
 
@@ -25,7 +30,12 @@ DEMO_TIME_SCALE = 0.02
 
 
 def run_demo(directory: Path, port: int = 8620, host: str = "127.0.0.1", duration: float | None = None,
-             rate: float = 0.5, history_days: int = 120, time_scale: float | None = None) -> None:
+             rate: float = 0.5, history_days: int = 120, time_scale: float | None = None,
+             on_step: Step | None = None) -> None:
+    def step(text: str | None) -> None:
+        if on_step is not None:
+            on_step(text)
+
     import uvicorn
 
     from .._server import uvicorn_server
@@ -36,18 +46,23 @@ def run_demo(directory: Path, port: int = 8620, host: str = "127.0.0.1", duratio
     from .traffic import Traffic
 
     if not (directory / "opsloop.yml").exists():
+        step("writing the example company")
         init_project(directory, example="saas")
         print(f"Wrote the example company to {directory}/", flush=True)
     overrides: SettingsOverrides = {"port": port, "host": host}
     if time_scale is not None or not os.environ.get("OPSLOOP_TIME_SCALE"):
         overrides["time_scale"] = DEMO_TIME_SCALE if time_scale is None else time_scale
+    step("opening the project")
     app = App.from_path(directory, **overrides)
     first_run = app.store.kv_get(HISTORY_KEY) is None
     if first_run:
+        step(f"making {history_days} days of sample history")
         rows, _people = build_history(days=history_days)
+        step(f"loading {len(rows):,} events of sample history into the warehouse")
         loaded = load_history(app.warehouse, rows)
         app.store.kv_set(HISTORY_KEY, str(loaded))
         print(f"Loaded {loaded} events of sample history ({history_days} days) into raw.events", flush=True)
+    step("starting the server")
     asgi = create_asgi(app)
     url = f"http://{host}:{port}"
     config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
@@ -62,7 +77,8 @@ def run_demo(directory: Path, port: int = 8620, host: str = "127.0.0.1", duratio
                 await serving
                 return
             await asyncio.sleep(0.05)
-        await build_models(app, baseline=first_run)
+        await build_models(app, baseline=first_run, on_step=step)
+        step(None)
         print(f"opsloop demo is running: {url}/", flush=True)
         print(f"  dashboard: {url}/dashboards/overview   outbox: {url}/outbox", flush=True)
         print(f"log in with the token: {app.settings.api_token}", flush=True)
@@ -95,7 +111,7 @@ def run_demo(directory: Path, port: int = 8620, host: str = "127.0.0.1", duratio
             signal.signal(sig, handler)
 
 
-async def build_models(app: App, baseline: bool = False) -> None:
+async def build_models(app: App, baseline: bool = False, on_step: Step | None = None) -> None:
     """Build seeds and models once inside the running server, so ``model.built`` events start the identity
     build, segments and dashboards (later rebuilds happen by themselves as events land).
 
@@ -104,13 +120,17 @@ async def build_models(app: App, baseline: bool = False) -> None:
     shows only what the live traffic changes, not a first upload of everyone."""
     if "models" not in app.services:
         return
+    if on_step is not None:
+        on_step("building the models")
     try:
-        results = await app.models.build()
+        results = await app.models.build_async()
     except Exception as exc:  # the demo still serves; the error is shown
         print(f"building the models failed: {exc}", flush=True)
         return
     failed = [r for r in results if r.status in ("error", "fail")]
     if baseline and "identity" in app.services and "syncs" in app.services and app.identity.project.config:
+        if on_step is not None:
+            on_step("building the identity graph and resetting the syncs to it")
         try:
             await asyncio.to_thread(app.identity.build)
             for name in list(app.syncs.syncs):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,12 @@ from .stages.normalizing import normalize_changed
 from .stages.plan import Plan
 from .stages.scoping import incremental_scope, write_records
 from .stages.staging import diff, stage
+
+BUILD_STAGES = ("stage", "diff", "normalize", "scope", "merge", "ids", "golden")
+"""The stages of a build, in the order they run (the keys of ``BuildResult.timings``)."""
+
+StageDone = Callable[[str, float], None]
+"""``on_stage(name, seconds)``: called as each stage of a build ends (names from ``BUILD_STAGES``)."""
 
 _RANDOM = "USING COMPRESSION uncompressed"
 """For 64-bit hash columns: random bits do not compress, and DuckDB's attempt costs a tenth of a build."""
@@ -129,7 +136,8 @@ class Resolver:
         return True
 
     # -- build -------------------------------------------------------------------------------
-    def build(self, full: bool = False) -> BuildResult:
+    def build(self, full: bool = False, on_stage: StageDone | None = None) -> BuildResult:
+        """One build in one transaction; ``on_stage(name, seconds)`` hears of each stage as it ends."""
         started = time.perf_counter()
         run_id = time.strftime("%Y%m%dT%H%M%S") + "_" + uuid.uuid4().hex[:6]
         db = self.db
@@ -140,6 +148,8 @@ class Resolver:
             now = time.perf_counter()
             timings[name] = round(now - t0[0], 4)
             t0[0] = now
+            if on_stage is not None:
+                on_stage(name, timings[name])
 
         t0 = [started]
         previous_limit = previous_order = None

@@ -14,10 +14,16 @@ from ._sql import Conn, IdentityError, relation
 from .project_files import identity_of
 
 if TYPE_CHECKING:
+    from .resolve import StageDone
+
+if TYPE_CHECKING:
     from ..app import App
     from ..state import EventRecord
 
 log = logging.getLogger("opsloop.identity")
+SERVICE_STAGES = ("segments", "events")
+"""What ``IdentityService.build`` does after the resolver's stages (``resolve.BUILD_STAGES``): evaluate the
+segments (unless told not to), then move the build's events to the log."""
 NO_IDENTITY = "there is no identity.yml in this project; write one (see docs/identity.md)"
 
 
@@ -40,8 +46,10 @@ class IdentityService:
         return Conn(self.app.warehouse, self.app.halt)
 
     # -- sync API (CLI, tests, threads) --------------------------------------------------------
-    def build(self, full: bool = False, segments: bool = True) -> dict[str, Any]:
-        """Resolve identities, rebuild the golden record, evaluate segments, move events to the log."""
+    def build(self, full: bool = False, segments: bool = True, on_stage: StageDone | None = None) -> dict[str, Any]:
+        """Resolve identities, rebuild the golden record, evaluate segments, move events to the log;
+        ``on_stage(name, seconds)`` hears of each stage as it ends (``resolve.BUILD_STAGES``, then
+        ``SERVICE_STAGES``)."""
         from .resolve import Resolver
 
         ip = self.project
@@ -51,9 +59,15 @@ class IdentityService:
             log.info("identity build started")
             db = self._conn()
             try:
-                result = Resolver(db, ip.config, ip.field_names).build(full=full)
+                result = Resolver(db, ip.config, ip.field_names).build(full=full, on_stage=on_stage)
+                began = time.perf_counter()
                 seg_results = self._evaluate(db, None) if segments else []
+                if segments and on_stage is not None:
+                    on_stage("segments", round(time.perf_counter() - began, 4))
+                began = time.perf_counter()
                 events = self._flush(db)
+                if on_stage is not None:
+                    on_stage("events", round(time.perf_counter() - began, 4))
             except Interrupted:
                 self.app.halt.owe("identity", {"full": full})
                 raise

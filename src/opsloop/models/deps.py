@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,11 @@ LOCK_FILE = "package-lock.yml"
 DEFAULT_HUB = "https://hub.getdbt.com/"
 DBT_COMPAT_VERSION = "1.11.0"
 """The dbt-core version opsloop answers to a hub package's ``require_dbt_version``."""
+
+
+Step = Callable[[str], None]
+"""``install(..., on_step=callback)``: ``callback("fetching dbt-labs/dbt_utils 1.3.0")`` before each fetch
+and ``callback("installing dbt_utils")`` before each copy into dbt_packages/."""
 
 
 class DepsError(Exception):
@@ -115,8 +121,10 @@ def lock_hash(entries: list[dict[str, object]]) -> str:
     return hashlib.sha1("\n".join(lines).encode()).hexdigest()  # noqa: S324 - the hash dbt writes
 
 
-def install(root: Path, display_root: Path | None = None, upgrade: bool = False) -> list[str]:
-    """Install the project's packages; returns one line per package (``name: version``)."""
+def install(root: Path, display_root: Path | None = None, upgrade: bool = False,
+            on_step: Step | None = None) -> list[str]:
+    """Install the project's packages; returns one line per package (``name: version``). ``on_step`` hears
+    of each fetch and each copy as it begins."""
     display = display_root or root
     project = _project_file(root) or {}
     target = install_path(root, project)
@@ -146,7 +154,7 @@ def install(root: Path, display_root: Path | None = None, upgrade: bool = False)
             _add(wants, root, entry, rel, doc.line_of(("packages", i)), problems)
     want_file = rel
     with tempfile.TemporaryDirectory(prefix="opsloop-deps-") as tmp:
-        got = _resolve(wants, Path(tmp), display, problems)
+        got = _resolve(wants, Path(tmp), display, problems, on_step)
         if problems:
             raise DepsError(sorted(problems, key=lambda p: (p.file != want_file, str(p.file), p.line or 0)))
         if target.is_dir() and not target.is_symlink():
@@ -156,6 +164,8 @@ def install(root: Path, display_root: Path | None = None, upgrade: bool = False)
         target.mkdir(parents=True)
         lines = []
         for g in got:
+            if on_step is not None:
+                on_step(f"installing {g.name}")
             dest = target / g.name
             if g.link:
                 dest.symlink_to(g.folder, target_is_directory=True)
@@ -227,10 +237,12 @@ def _add(wants: dict[str, _Want], base: Path, entry: dict[str, object], rel: str
     return bool(new)
 
 
-def _resolve(wants: dict[str, _Want], tmp: Path, display: Path, problems: list[Problem]) -> list[_Got]:
+def _resolve(wants: dict[str, _Want], tmp: Path, display: Path, problems: list[Problem],
+             on_step: Step | None = None) -> list[_Got]:
     """Fetch every wanted package and what it needs, until nothing changes (a hub package whose range
     another package narrows is chosen again)."""
     got: dict[str, _Got] = {}
+    asked: dict[str, str] = {}
     failed: set[str] = set()
     fetches = 0
     for _ in range(50):
@@ -240,9 +252,12 @@ def _resolve(wants: dict[str, _Want], tmp: Path, display: Path, problems: list[P
                 continue
             try:
                 pin = _pin(want)
-                if key in got and got[key].pin == pin:
-                    continue
+                if key in got and asked.get(key) == pin:  # fetched at this pin already (local, git and
+                    continue                                # tarball packages record another pin than asked)
+                asked[key] = pin
                 fetches += 1
+                if on_step is not None:
+                    on_step(f"fetching {_describe(want)}" + (f" {pin}" if pin else ""))
                 g = _fetch(want, pin, tmp / str(fetches))
             except _InstallProblem as exc:
                 problems.append(Problem(want.rel, want.line, str(exc), exc.hint))
@@ -268,6 +283,11 @@ def _resolve(wants: dict[str, _Want], tmp: Path, display: Path, problems: list[P
         names[g.name] = key
         out.append(g)
     return out
+
+
+def _describe(want: _Want) -> str:
+    """A want as the progress names it: the hub package, git URL, tarball URL or local path."""
+    return str(want.entry.get({"hub": "package"}.get(want.kind, want.kind)) or want.key)
 
 
 def _pin(want: _Want) -> str:

@@ -12,7 +12,7 @@ from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._errors import QuotaExhausted, SourceAuthError, SourceError, SourceUnavailable
-    from ._runner import PullResult, pull
+    from ._runner import PullResult, StreamProgress, pull
     from ._status import source_runs, source_status
 
 # imported on first use: importing one module of the package (its project_files for `opsloop validate`)
@@ -23,6 +23,7 @@ __getattr__ = lazy_exports(__name__, {
     "SourceAuthError": "._errors",
     "SourceError": "._errors",
     "SourceUnavailable": "._errors",
+    "StreamProgress": "._runner",
     "pull": "._runner",
     "source_runs": "._status",
     "source_status": "._status",
@@ -34,6 +35,7 @@ __all__ = [
     "SourceAuthError",
     "SourceError",
     "SourceUnavailable",
+    "StreamProgress",
     "pull",
     "source_runs",
     "source_status",

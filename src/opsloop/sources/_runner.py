@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
@@ -38,8 +38,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("opsloop.sources")
 
-Progress = Callable[[str, int, str], None]
-"""``progress(stream, rows_so_far, status)``; status is "running", "done", "partial" or "failed"."""
+StreamStatus = Literal["running", "loading", "done", "partial", "failed"]
+
+
+@dataclass(frozen=True)
+class StreamProgress:
+    """What a pull tells its ``progress`` callback about one stream: after each page it read (``running``),
+    when its pages are being loaded into the warehouse (``loading``) and at its end (``done``, ``partial``
+    after a quota stop, ``failed``)."""
+
+    stream: str
+    status: StreamStatus
+    rows: int
+    """Records read so far."""
+    pages: int
+    """Pages (API responses, file chunks) read so far."""
+
+
+Progress = Callable[[StreamProgress], None]
+"""``pull(..., progress=callback)``: ``callback(StreamProgress(...))``, called on the pulling thread."""
 
 
 @dataclass
@@ -71,7 +88,8 @@ class _StreamRun:
         self.new_cursor: Any = None
         self.cursor_moved = False
         self.rows = 0
-        self.status = "running"
+        self.pages = 0
+        self.status: StreamStatus = "running"
         self.json_columns: set[str] = set()
         self.changes: int | None = None
         """Records created, updated or deleted by this run, when the run compared them with the stored rows
@@ -90,7 +108,7 @@ class Puller:
         self.config = sources[name]
         self.name = name
         self.full_refresh = full_refresh
-        self.progress = progress or (lambda *_: None)
+        self.progress = progress
         self.state = SourceState(app.store)
         self.events: list[NewEvent] = []
         self.drift: list[DriftNote] = []
@@ -134,7 +152,7 @@ class Puller:
                 self._event(f"source.{self.name}.failed", {"source": self.name, "run_id": run.id,
                                                             "error": run.message})]
             for stream_run in self.runs.values():
-                self.progress(stream_run.stream.name, stream_run.rows, "failed")
+                self._report(stream_run, "failed")
             self.state.add_requests(self.name, budget.count)
             if not isinstance(exc, Interrupted):  # a failed pull ran; one a stop interrupted stays owed
                 self.app.halt.settle(f"pull:{self.name}")
@@ -229,6 +247,9 @@ class Puller:
                         schema.tables[table]["columns"][column]["data_type"] = DLT_TYPES[kind]
             schema._bump_version()
             pipeline.schemas.save_schema(schema)
+        for stream_run in self.runs.values():
+            if stream_run.status == "running":
+                self._report(stream_run, "loading")
         try:
             pipeline.normalize()
             pipeline.load()
@@ -237,7 +258,7 @@ class Puller:
         for stream_run in self.runs.values():
             if stream_run.status == "running":
                 stream_run.status = "done"
-            self.progress(stream_run.stream.name, stream_run.rows, stream_run.status)
+            self._report(stream_run, stream_run.status)
 
     # -- pages --------------------------------------------------------------------------------
     def _pages(self, connector: Any, sr: _StreamRun) -> Any:
@@ -249,9 +270,9 @@ class Puller:
         sr.changes = 0 if emit else None
         if self.quota is not None or self.error is not None:
             sr.status = "partial" if self.quota is not None else "failed"
-            self.progress(stream.name, 0, sr.status)
+            self._report(sr, sr.status)
             return
-        self.progress(stream.name, 0, "running")
+        self._report(sr, "running")
         batch: list[pa.Table] = []
         batched = 0
         batch_json: set[str] = set()
@@ -291,7 +312,8 @@ class Puller:
                     sr.new_cursor = page.cursor
                     sr.cursor_moved = True
                 sr.rows += table.num_rows
-                self.progress(stream.name, sr.rows, "running")
+                sr.pages += 1
+                self._report(sr, "running")
                 if table.num_rows:
                     batch.append(table)
                     batched += table.num_rows
@@ -308,6 +330,10 @@ class Puller:
         if batch and self.error is None:
             # pages read before a quota stop are loaded: their cursor is committed with them
             yield self._hinted(_concat(batch), batch_json)
+
+    def _report(self, sr: _StreamRun, status: StreamStatus) -> None:
+        if self.progress is not None:
+            self.progress(StreamProgress(sr.stream.name, status, sr.rows, sr.pages))
 
     def _hinted(self, table: pa.Table, text_json: set[str]) -> Any:
         """JSON-text columns land as DuckDB ``JSON`` (as nested Arrow columns would)."""
