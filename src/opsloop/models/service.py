@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .._halt import Interrupted
 from ..errors import OpsloopError
@@ -110,7 +110,7 @@ class ModelService:
         owed = self.app.halt.owed().get("models")
         builds = owed if isinstance(owed, list) else []
         if build not in builds:
-            builds.append(build)
+            builds.append(cast("JsonValue", build))  # the build's options: strings, lists of strings, a bool
         self.app.halt.owe("models", builds)
 
     def missing_seeds(self) -> list[str]:
