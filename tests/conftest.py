@@ -53,6 +53,29 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
     raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}; last value {last!r}")
 
 
+def comparable(v: Any) -> Any:
+    """A warehouse value in a form equal across engines: numbers rounded floats, times naive UTC text,
+    containers element-wise (DuckDB, Postgres, Snowflake and ClickHouse rows compared with each other)."""
+    import datetime as dt
+    import decimal
+
+    if v is None or isinstance(v, bool | str):
+        return v
+    if isinstance(v, int | float | decimal.Decimal):
+        return round(float(v), 6)
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.UTC).replace(tzinfo=None)
+        return v.isoformat(sep=" ")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, list | tuple):
+        return [comparable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): comparable(x) for k, x in v.items()}
+    return str(v)
+
+
 @pytest.fixture
 def project_dir(tmp_path: Path) -> Path:
     root = tmp_path / "proj"

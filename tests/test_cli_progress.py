@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, run_cli
-from tests.identity.conftest import make_world
+from tests.identity.conftest import ada_in_two_systems
 
 COLUMNS, LINES = 140, 60
 
@@ -203,13 +203,7 @@ STAGES = ["stage", "diff", "normalize", "scope", "merge", "ids", "golden", "segm
 
 @pytest.fixture
 def identity_project(tmp_path: Path) -> Path:
-    w = make_world(tmp_path, segments={"pro": "description: Pro\nwhere: plan = 'pro'\n"})
-    w.upsert("src.app_users", id="u1", email="ada@example.com", phone="(415) 555-0101", name="Ada", plan="pro",
-             updated_at="2026-01-01T10:00:00Z")
-    w.upsert("src.crm_contacts", id="c1", email="ADA@example.com", phone="+14155550202", name="Ada L",
-             company="AE", app_user_id=None, updated_at="2026-01-02T10:00:00Z")
-    w.app.close()
-    return w.root
+    return ada_in_two_systems(tmp_path, segments={"pro": "description: Pro\nwhere: plan = 'pro'\n"})
 
 
 def test_identity_build_in_a_pipe_prints_each_stage(identity_project: Path) -> None:

@@ -38,8 +38,12 @@ GRACEFUL = 5
 def _overdue() -> None:
     """The stop took longer than ``HARD_STOP``: exit now (what was committed stays; what was in flight is
     redone at the next start, as after a crash)."""
+    import faulthandler
+
     sys.stderr.write(f"opsloop did not stop within {HARD_STOP:.0f} s; exiting now (work in flight is redone at "
-                     "the next start)\n")
+                     "the next start). What was still running, for a bug report:\n")
+    sys.stderr.flush()
+    faulthandler.dump_traceback(sys.stderr, all_threads=True)
     sys.stderr.flush()
     os._exit(1)
 

@@ -124,6 +124,18 @@ def make_world(tmp_path: Path, identity_yml: str = IDENTITY_YML, segments: dict[
     return IdentityWorld(root)
 
 
+def ada_in_two_systems(tmp_path: Path, segments: dict[str, str] | None = None) -> Path:
+    """A closed project holding one person twice: the app's user and the CRM's contact (the same email in
+    another case, two phones), ready for ``opsloop identity build``."""
+    w = make_world(tmp_path, segments=segments)
+    w.upsert("src.app_users", id="u1", email="ada@example.com", phone="(415) 555-0101", name="Ada", plan="pro",
+             updated_at="2026-01-01T10:00:00Z")
+    w.upsert("src.crm_contacts", id="c1", email="ADA@example.com", phone="+14155550202", name="Ada L",
+             company="AE", app_user_id=None, updated_at="2026-01-02T10:00:00Z")
+    w.app.close()
+    return w.root
+
+
 @pytest.fixture(params=["duckdb", "postgres"])
 def engine_url(request: pytest.FixtureRequest) -> str | None:
     """Each warehouse that runs identity: None for DuckDB, else a fresh Postgres database's URL."""

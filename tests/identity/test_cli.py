@@ -9,20 +9,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_cli
-from tests.identity.conftest import make_world
+from tests.identity.conftest import ada_in_two_systems
 
 SEGMENT = "description: Pro customers\nwhere: plan = 'pro'\n"
 
 
 @pytest.fixture
 def built(tmp_path: Path) -> Path:
-    w = make_world(tmp_path, segments={"pro": SEGMENT})
-    w.upsert("src.app_users", id="u1", email="ada@example.com", phone="(415) 555-0101", name="Ada", plan="pro",
-             updated_at="2026-01-01T10:00:00Z")
-    w.upsert("src.crm_contacts", id="c1", email="ADA@example.com", phone="+14155550202", name="Ada L",
-             company="AE", app_user_id=None, updated_at="2026-01-02T10:00:00Z")
-    w.app.close()
-    return w.root
+    return ada_in_two_systems(tmp_path, segments={"pro": SEGMENT})
 
 
 def test_build_then_profile_by_email_phone_record_and_id(built: Path) -> None:

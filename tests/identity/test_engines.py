@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import decimal
 import json
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 
 from opsloop.warehouse.sql import relation
-from tests.conftest import make_app, run_cli
+from tests.conftest import comparable, make_app, run_cli
 
 NOW_TS = float(int(time.time()))
 NOW = dt.datetime.fromtimestamp(NOW_TS, tz=dt.UTC)
@@ -45,23 +44,6 @@ mapping:
 mode: mirror
 """
 
-
-def _value(v: Any) -> Any:
-    if v is None or isinstance(v, bool | str):
-        return v
-    if isinstance(v, int | float | decimal.Decimal):
-        return round(float(v), 6)
-    if isinstance(v, dt.datetime):
-        if v.tzinfo is not None:
-            v = v.astimezone(dt.UTC).replace(tzinfo=None)
-        return v.isoformat(sep=" ")
-    if isinstance(v, dt.date):
-        return v.isoformat()
-    if isinstance(v, list | tuple):
-        return [_value(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _value(x) for k, x in v.items()}
-    return str(v)
 
 
 def _history() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -128,7 +110,7 @@ class Company:
             if schema != wh.default_schema.lower():
                 continue
             result = wh.query(f"SELECT * FROM {relation(wh.default_schema, name, wh.dialect)}")
-            rows = sorted(([_value(v) for v in r] for r in result.rows), key=json.dumps)
+            rows = sorted(([comparable(v) for v in r] for r in result.rows), key=json.dumps)
             out[name] = {"columns": [c.lower() for c in result.columns], "rows": rows}
         return out
 
@@ -137,7 +119,7 @@ class Company:
         self.started = self.started or dt.datetime.now(dt.UTC)
         started = self.started
         built = identity.build()
-        rows = lambda sql: [{k: _value(v) for k, v in r.items()}  # noqa: E731
+        rows = lambda sql: [{k: comparable(v) for k, v in r.items()}  # noqa: E731
                             for r in self.app.warehouse.query(sql).as_dicts()]
         golden = []
         for row in self.app.warehouse.query("SELECT * FROM identity.golden_records ORDER BY person_id").as_dicts():
@@ -145,7 +127,7 @@ class Company:
             for key, value in row.items():
                 if isinstance(value, dt.datetime) and value >= started:  # a source without updated_at: as of a build
                     row[key] = "at build"
-            golden.append(_value(row))
+            golden.append(comparable(row))
         return {
             "kind": built["kind"], "records": built["records"], "persons": built["persons"],
             "profile_updates": built["profile_updates"],
@@ -168,7 +150,7 @@ class Company:
             assert ran.status == "ok", f"{self.engine}: sync {name}: {ran.status} {ran.error}"
             out[name] = {"planned": ran.planned, "sent": ran.sent, "failed": ran.failed}
         items = outbox.list_items(self.app.store, limit=100000)
-        out["outbox"] = sorted(([i.destination, i.action, i.key, _value(i.payload.get("fields"))] for i in items),
+        out["outbox"] = sorted(([i.destination, i.action, i.key, comparable(i.payload.get("fields"))] for i in items),
                                key=json.dumps)
         return out
 

@@ -4,8 +4,6 @@ including the incremental models after a second batch of events."""
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import json
 import os
 import shutil
@@ -19,6 +17,7 @@ from opsloop import load_project
 from opsloop.models import ModelEngine
 from opsloop.warehouse import Warehouse
 from opsloop.warehouse.sql import relation
+from tests.conftest import comparable
 
 from .conftest import SHOP, event_rows
 
@@ -36,19 +35,6 @@ RAW_TYPES = {
 COLUMNS = ["event_id", "seq", "endpoint", "name", "received_at", "idempotency_key", "source", "payload"]
 
 
-def _value(v: Any) -> Any:
-    if v is None or isinstance(v, bool | str):
-        return v
-    if isinstance(v, int | float | decimal.Decimal):
-        return round(float(v), 6)
-    if isinstance(v, dt.datetime):
-        if v.tzinfo is not None:
-            v = v.astimezone(dt.UTC).replace(tzinfo=None)
-        return v.isoformat(sep=" ")
-    if isinstance(v, dt.date):
-        return v.isoformat()
-    return str(v)
-
 
 def snapshot(wh: Warehouse) -> dict[str, Any]:
     schema = wh.default_schema.lower()
@@ -57,7 +43,7 @@ def snapshot(wh: Warehouse) -> dict[str, Any]:
         if s != schema:
             continue
         result = wh.query(f"SELECT * FROM {relation(wh.default_schema, name, wh.dialect)}")
-        rows = sorted(([_value(v) for v in r] for r in result.rows), key=lambda r: json.dumps(r, default=str))
+        rows = sorted(([comparable(v) for v in r] for r in result.rows), key=lambda r: json.dumps(r, default=str))
         out[name] = {"columns": result.columns, "rows": rows}
     return out
 
