@@ -131,8 +131,10 @@ def test_sigkill_under_load_loses_no_acknowledged_event(project_dir: Path, recei
                 with lock:
                     if r.status_code in (200, 202):
                         acked.append((msg, r.json()["id"]))
-                    else:
+                    elif r.status_code < 500:
                         refused.append(msg)
+                    # a 503 is "outcome unknown, retry" (a receiver whose main process died mid-answer),
+                    # like a dropped connection: the event may be stored, a retry with its id dedupes
 
     threads = [threading.Thread(target=load, args=(w,)) for w in range(8)]
     for t in threads:
