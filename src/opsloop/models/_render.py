@@ -24,14 +24,13 @@ BUILTIN_NAMES = {
     "ref", "source", "config", "var", "env_var", "this", "is_incremental", "target", "execute", "log",
     "exceptions", "return", "run_started_at", "invocation_id", "project_name", "model", "flags",
     "modules", "zip", "tojson", "fromjson", "set", "set_strict", "print", "adapter", "run_query", "statement",
-    "load_result", "api", "load_relation",
+    "load_result", "api", "load_relation", "graph",
     # Jinja's own globals
     "range", "lipsum", "dict", "cycler", "joiner", "namespace", "loop", "caller", "varargs", "kwargs", "super",
     "true", "false", "none", "True", "False", "None",
 }
-UNSUPPORTED_HINTS = {
-    "graph": "the dbt graph object is not available",
-}
+UNSUPPORTED_HINTS: dict[str, str] = {}
+"""Names dbt offers that opsloop does not yet, and why (each an error with file:line where it is called)."""
 
 
 _TEST_BLOCK = re.compile(r"{%(-?)\s*test\s+(\w+)\s*\(")
@@ -390,6 +389,42 @@ class _Flag:
         return str(bool(self))
 
 
+_EMPTY_GRAPH: dict[str, object] = {key: {} for key in ("nodes", "sources", "exposures", "functions", "groups",
+                                                       "metrics", "semantic_models", "saved_queries")}
+
+
+class _Graph(Mapping[str, object]):
+    """dbt's ``graph``: ``graph.nodes`` / ``graph.sources`` ... by unique_id, each node a dict as in
+    manifest.json. Built on first use when executing; empty while parsing (as dbt's is before its
+    manifest is complete), so ``{% for node in graph.nodes.values() %}`` then loops over nothing."""
+
+    def __init__(self, renderer: Renderer) -> None:
+        self._r = renderer
+
+    def _get(self) -> Mapping[str, object]:
+        ctx = self._r._cur.ctx
+        if ctx is None or not ctx.execute or self._r.graph is None:
+            return _EMPTY_GRAPH
+        return self._r.graph()
+
+    def __getitem__(self, key: str) -> object:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __getattr__(self, item: str) -> object:
+        if item.startswith("_"):
+            raise AttributeError(item)
+        try:
+            return self._get()[item]
+        except KeyError:
+            raise AttributeError(item) from None
+
+
 class _Adapter:
     """``adapter.dispatch`` (with the project's ``dispatch:`` search order) and ``adapter.quote``."""
 
@@ -635,6 +670,8 @@ class Renderer:
         self._load_lock = threading.RLock()
         self._lazy = {p.name: _PackageMacros(self, p.name, p.files) for p in self.packages}
         self._dbt_loaded: dict[str, _MacroCall] | None = None
+        self.graph: Callable[[], Mapping[str, object]] | None = None
+        """dbt's ``graph`` for nodes compiled to run (set by the compiler once it has parsed the project)."""
         self.package_macros["dbt"] = set(DBT_MACRO_NAMES)
         for name, lazy in self._lazy.items():
             self.package_macros[name] = lazy.names
@@ -690,6 +727,7 @@ class Renderer:
                 "fromjson": _fromjson, "set": _set, "set_strict": _set_strict,
                 "run_query": self._run_query, "statement": _Statement(cur), "load_result": self._load_result,
                 "api": _Api(self), "flags": _Flags(), "load_relation": lambda r: _Adapter(self)._load_relation(r),
+                "graph": _Graph(self),
             }
             # One scope, as when dbt renders the project's nodes: dbt's macros and the project's own are
             # global; a package's macros are reached through its namespace (dbt_utils.x), not by bare name.

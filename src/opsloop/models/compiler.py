@@ -82,6 +82,18 @@ class Compiler:
         self.state_dir: Path | None = None
         """``--state``: the folder of an earlier build's manifest.json, for ``state:modified``."""
         self._local = _OnThread()
+        self._graph: dict[str, object] | None = None
+        self._graph_lock = threading.Lock()
+        self.renderer.graph = self.graph
+
+    def graph(self) -> dict[str, object]:
+        """dbt's ``graph`` context variable, built once (the first time a node compiled to run reads it)."""
+        with self._graph_lock:
+            if self._graph is None:
+                from .artifacts import flat_graph
+
+                self._graph = flat_graph(self)
+            return self._graph
 
     @contextlib.contextmanager
     def using(self, warehouse: Warehouse | None) -> Iterator[None]:
