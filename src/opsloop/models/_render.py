@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from jinja2.sandbox import SandboxedEnvironment
 
     from ..warehouse.base import QueryResult
-    from ._jinja_db import Column, StatementResults, Table
+    from ._jinja_db import StatementResults, Table
 
 BUILTIN_NAMES = {
     "ref", "source", "config", "var", "env_var", "this", "is_incremental", "target", "execute", "log",
@@ -425,89 +425,6 @@ class _Graph(Mapping[str, object]):
             raise AttributeError(item) from None
 
 
-class _Adapter:
-    """``adapter.dispatch`` (with the project's ``dispatch:`` search order) and ``adapter.quote``."""
-
-    def __init__(self, renderer: Renderer) -> None:
-        self._r = renderer
-
-    def dispatch(self, macro_name: str, macro_namespace: str | None = None, packages: object = None) -> MacroFn:
-        r = self._r
-        macros = r.macros()
-        for package in r.search_order(macro_namespace):
-            found = macros.get(package)
-            for prefix in (r.adapter_type, "default"):
-                macro = found.get(f"{prefix}__{macro_name}") if found is not None else None
-                if macro is not None:
-                    return macro
-        where = f"{macro_namespace}." if macro_namespace else ""
-        raise RenderError(f"adapter.dispatch found no {r.adapter_type}__{macro_name} or default__{macro_name} "
-                          f"for {where}{macro_name} (searched {', '.join(r.search_order(macro_namespace))})",
-                          hint="install the package that defines it, or fix dispatch: in dbt_project.yml")
-
-    @staticmethod
-    def quote(identifier: str) -> str:
-        return '"' + str(identifier).replace('"', '""') + '"'
-
-    def type(self) -> str:
-        return self._r.adapter_type
-
-    def get_columns_in_relation(self, relation: object) -> list[Column]:
-        """The relation's columns (name, data_type), from the warehouse; [] while parsing."""
-        from ._jinja_db import Column
-
-        ctx = self._r._cur.ctx
-        if ctx is None or not ctx.execute:
-            return []
-        schema, name = _schema_and_name(relation)
-        found = _ask(ctx, "adapter.get_columns_in_relation",
-                     "select column_name, data_type from information_schema.columns where table_schema = "
-                     f"{_lit(schema)} and table_name = {_lit(name)} order by ordinal_position")
-        return [Column(str(c), str(t)) for c, t in found.rows]
-
-    def get_relation(self, database: object = None, schema: object = None,
-                     identifier: object = None) -> Relation | None:
-        """The relation when it exists in the warehouse, else None (None while parsing)."""
-        ctx = self._r._cur.ctx
-        if ctx is None or not ctx.execute:
-            return None
-        found = _ask(ctx, "adapter.get_relation",
-                     "select table_schema, table_name, table_type from information_schema.tables where "
-                     f"lower(table_schema) = lower({_lit(schema)}) and lower(table_name) = lower({_lit(identifier)})")
-        if not found.rows:
-            return None
-        s, n, kind = found.rows[0]
-        return self._r.relation(str(s), str(n), database, "view" if "VIEW" in str(kind).upper() else "table")
-
-    def _load_relation(self, relation: object) -> Relation | None:
-        """dbt's ``load_relation(relation)``: the relation when it exists in the warehouse, else None."""
-        schema, name = _schema_and_name(relation)
-        return self.get_relation(getattr(relation, "database", None), schema, name)
-
-    def drop_relation(self, relation: object) -> str:
-        """Drop the table or view, if it exists (nothing while parsing)."""
-        ctx = self._r._cur.ctx
-        if ctx is None or not ctx.execute:
-            return ""
-        schema, name = _schema_and_name(relation)
-        found = _ask(ctx, "adapter.drop_relation",
-                     "select table_type from information_schema.tables where "
-                     f"lower(table_schema) = lower({_lit(schema)}) and lower(table_name) = lower({_lit(name)})")
-        if found.rows:
-            from ..warehouse.sql import relation as rel_text
-
-            kind = "view" if "VIEW" in str(found.rows[0][0]).upper() else "table"
-            _ask(ctx, "adapter.drop_relation", f"drop {kind} if exists {rel_text(schema, name, self._r.adapter_type)}")
-        return ""
-
-    def __getattr__(self, item: str) -> NoReturn:
-        if item.startswith("_"):
-            raise AttributeError(item)
-        raise RenderError(f"adapter.{item}() is not supported yet (it asks the warehouse at compile time)",
-                          hint="see docs/models.md for what opsloop supports")
-
-
-ADAPTER_METHODS = ("dispatch", "quote", "type", "get_columns_in_relation", "get_relation", "drop_relation")
 
 
 def _lit(value: object) -> str:
@@ -713,7 +630,10 @@ class Renderer:
         with self._scope_lock:
             if self._scope is not None:
                 return self._scope
+            from ._adapter import Adapter
+
             cur = self._cur
+            adapter = Adapter(self)
             base: dict[str, object] = {
                 **self.jinja.globals,
                 "ref": lambda *a, **k: cur.ctx.ref(*a, **k) if cur.ctx else _no_ctx("ref"),
@@ -723,10 +643,10 @@ class Renderer:
                 "var": self._var, "env_var": self._env_var, "target": self.target, "log": lambda *a, **k: "",
                 "print": lambda *a, **k: "", "exceptions": _Exceptions(), "return": _return,
                 "run_started_at": None, "invocation_id": "", "project_name": self.project_name,
-                "adapter": _Adapter(self), "modules": _modules(), "zip": zip, "tojson": _tojson,
+                "adapter": adapter, "modules": _modules(), "zip": zip, "tojson": _tojson,
                 "fromjson": _fromjson, "set": _set, "set_strict": _set_strict,
                 "run_query": self._run_query, "statement": _Statement(cur), "load_result": self._load_result,
-                "api": _Api(self), "flags": _Flags(), "load_relation": lambda r: _Adapter(self)._load_relation(r),
+                "api": _Api(self), "flags": _Flags(), "load_relation": adapter.load_relation,
                 "graph": _Graph(self),
             }
             # One scope, as when dbt renders the project's nodes: dbt's macros and the project's own are
@@ -809,6 +729,8 @@ class Renderer:
     def check(self, file: str, text: str) -> list[Problem]:
         """Syntax errors and calls opsloop cannot run, with the line of each."""
         from jinja2 import TemplateSyntaxError, nodes
+
+        from ._adapter import ADAPTER_METHODS
 
         try:
             ast = self.parse(text)
