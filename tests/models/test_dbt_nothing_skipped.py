@@ -90,7 +90,7 @@ UNSUPPORTED = {
 
 EXPECTED = [
     "models/py_view.py:2: Python model 'py_view': materialized 'view' is not supported for Python models",
-    "models/batched.sql:1: unsupported incremental_strategy 'microbatch'",
+    "models/batched.sql:1: microbatch model 'batched': needs an event_time config",
 ]
 
 

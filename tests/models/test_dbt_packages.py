@@ -136,14 +136,14 @@ def test_a_listed_package_not_installed_names_packages_yml_line(tmp_path: Path) 
 def test_a_package_macro_needing_the_warehouse_fails_at_the_models_line(tmp_path: Path) -> None:
     root = _write(tmp_path)
     (tmp_path / "my_utils" / "macros" / "introspect.sql").write_text(
-        "{% macro columns_of(rel) %}{% set cols = adapter.get_missing_columns(rel, rel) %}"
+        "{% macro columns_of(rel) %}{% set cols = adapter.get_column_schema_from_query('select * from ' ~ rel) %}"
         "{{ cols | map(attribute='name') | join(', ') }}{% endmacro %}\n")
     (root / "models" / "listed.sql").write_text("select 1 as x,\n  {{ my_utils.columns_of(ref('payments')) }}\n"
                                                 "from {{ ref('payments') }}\n")
     for verb in ("validate", "build"):
         proc = opsloop(root, verb)
         assert proc.returncode == 1, verb
-        assert "models/listed.sql:2: adapter.get_missing_columns() is not supported yet" in proc.stderr, \
+        assert "models/listed.sql:2: adapter.get_column_schema_from_query() is not supported yet" in proc.stderr, \
             (verb, proc.stderr)
         assert "(in my_utils.columns_of)" in proc.stderr
         assert "Traceback" not in proc.stderr

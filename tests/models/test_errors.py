@@ -41,8 +41,8 @@ CASES = [
                  "models/staging/stg_products.sql:1: unsupported macro dbt_utils.star(): dbt_utils is not an "
                  "installed package", id="unsupported-macro"),
     pytest.param("models/staging/stg_products.sql", "select id",
-                 "{% set cols = adapter.get_missing_columns(ref('products'), ref('products')) %}\nselect id",
-                 "models/staging/stg_products.sql:1: unsupported macro adapter.get_missing_columns(): adapter "
+                 "{% set cols = adapter.get_column_schema_from_query('select 1') %}\nselect id",
+                 "models/staging/stg_products.sql:1: unsupported macro adapter.get_column_schema_from_query(): adapter "
                  "calls run against dbt internals", id="adapter-call"),
     pytest.param("models/marts/repeat_customers.sql", "var('min_orders')", "var('min_order')",
                  "models/marts/repeat_customers.sql:3: var 'min_order' is not defined", id="undefined-var"),

@@ -11,6 +11,7 @@ import json
 import statistics
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -36,6 +37,26 @@ StateOpt = Annotated[Path | None, typer.Option("--state", help="An earlier build
 ShowFailuresOpt = Annotated[bool, typer.Option("--show-failures", help="Print each failing test's rows.")]
 LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="With --show-failures: at most this many rows a test.")]
 TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="target.name in Jinja (default dev).")]
+_TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+EventTimeStartOpt = Annotated[datetime | None, typer.Option(
+    "--event-time-start", formats=_TIME_FORMATS, help="Microbatch models: rebuild the batches from this time "
+    "(UTC, inclusive; with --event-time-end).")]
+EventTimeEndOpt = Annotated[datetime | None, typer.Option(
+    "--event-time-end", formats=_TIME_FORMATS, help="Microbatch models: rebuild the batches up to this time "
+    "(UTC, exclusive).")]
+
+
+def _event_times(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime] | None:
+    """``--event-time-start`` / ``--event-time-end``: both or neither, start before end (as dbt checks)."""
+    if start is None and end is None:
+        return None
+    if start is None or end is None:
+        given, missing = ("--event-time-start", "--event-time-end") if end is None else \
+            ("--event-time-end", "--event-time-start")
+        fail(f"{given} was given without {missing}; give both (the range microbatch models rebuild)")
+    if start >= end:
+        fail("--event-time-start must be before --event-time-end")
+    return start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
 
 
 def _parse_vars(text: str | None) -> dict[str, Any]:
@@ -70,26 +91,29 @@ def _engine(root: Path) -> tuple[Any, Any]:
 
 def _run_verb(project: Path, select: list[str] | None, exclude: list[str] | None, full_refresh: bool,
               kinds: tuple[str, ...], json_out: bool, threads: int | None, vars_text: str | None = None,
-              target: str | None = None, state: Path | None = None, show_failures: int = 0) -> None:
+              target: str | None = None, state: Path | None = None, show_failures: int = 0,
+              event_times: tuple[datetime, datetime] | None = None) -> None:
     root = _project_root(project)
     cli_vars = _parse_vars(vars_text)
 
     def remote(server: Server) -> list[dict[str, Any]]:
-        if cli_vars or target or state or show_failures:
-            fail("--vars, --target, --state and --show-failures do not go through the running server yet; stop "
-                 "`opsloop up` to use them, or put the vars in dbt_project.yml")
+        if cli_vars or target or state or show_failures or event_times:
+            fail("--vars, --target, --state, --show-failures and --event-time-start/-end do not go through the "
+                 "running server yet; stop `opsloop up` to use them, or put the vars in dbt_project.yml")
         if not json_out:
             sys.stderr.write(f"(through the running server at {server.url})\n")
         return server.build(select, exclude, full_refresh, kinds)
 
     results = local_or_server(root, lambda: _build_here(root, select, exclude, full_refresh, kinds, json_out,
-                                                         threads, cli_vars, target, state, show_failures), remote)
+                                                         threads, cli_vars, target, state, show_failures,
+                                                         event_times), remote)
     _report(results, json_out)
 
 
 def _build_here(root: Path, select: list[str] | None, exclude: list[str] | None, full_refresh: bool,
                 kinds: tuple[str, ...], json_out: bool, threads: int | None, cli_vars: dict[str, Any],
-                target: str | None, state: Path | None, show_failures: int = 0) -> list[dict[str, Any]]:
+                target: str | None, state: Path | None, show_failures: int = 0,
+                event_times: tuple[datetime, datetime] | None = None) -> list[dict[str, Any]]:
     """The build in this process; its ``model.built`` events go to the log, as the server's builds' do."""
 
     wh, engine = _engine(root)
@@ -98,6 +122,7 @@ def _build_here(root: Path, select: list[str] | None, exclude: list[str] | None,
     engine.target_name = target or "dev"
     engine.state_dir = state.resolve() if state else None
     engine.show_failures = show_failures
+    engine.event_time_start, engine.event_time_end = event_times or (None, None)
     try:
         with Progress(json_out) as progress:
             uids = _built_uids(engine, select, exclude, kinds)
@@ -249,10 +274,12 @@ def register(app: typer.Typer) -> None:
     def build(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
               full_refresh: FullRefreshOpt = False, threads: ThreadsOpt = None, json_out: JsonOpt = False,
               vars_text: VarsOpt = None, target: TargetOpt = None, state: StateOpt = None,
-              show_failures: ShowFailuresOpt = False, limit: LimitOpt = 10) -> None:
+              show_failures: ShowFailuresOpt = False, limit: LimitOpt = 10,
+              event_time_start: EventTimeStartOpt = None, event_time_end: EventTimeEndOpt = None) -> None:
         """Seed, run, snapshot and test the selected nodes in DAG order (writes target/manifest.json)."""
         _run_verb(project, select, exclude, full_refresh, ("model", "seed", "snapshot", "test"), json_out, threads,
-                  vars_text, target, state, limit if show_failures else 0)
+                  vars_text, target, state, limit if show_failures else 0,
+                  _event_times(event_time_start, event_time_end))
 
     @app.command()
     def snapshot(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
@@ -264,9 +291,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def run(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,
             full_refresh: FullRefreshOpt = False, threads: ThreadsOpt = None, json_out: JsonOpt = False,
-            vars_text: VarsOpt = None, target: TargetOpt = None, state: StateOpt = None) -> None:
+            vars_text: VarsOpt = None, target: TargetOpt = None, state: StateOpt = None,
+            event_time_start: EventTimeStartOpt = None, event_time_end: EventTimeEndOpt = None) -> None:
         """Build the selected models (no seeds, no tests)."""
-        _run_verb(project, select, exclude, full_refresh, ("model",), json_out, threads, vars_text, target, state)
+        _run_verb(project, select, exclude, full_refresh, ("model",), json_out, threads, vars_text, target, state,
+                  event_times=_event_times(event_time_start, event_time_end))
 
     @app.command("test")
     def test_(project: ProjectOpt = Path("."), select: SelectOpt = None, exclude: ExcludeOpt = None,

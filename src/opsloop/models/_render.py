@@ -18,20 +18,19 @@ if TYPE_CHECKING:
     from jinja2.sandbox import SandboxedEnvironment
 
     from ..warehouse.base import QueryResult
-    from ._jinja_db import Column, StatementResults, Table
+    from ._jinja_db import StatementResults, Table
 
 BUILTIN_NAMES = {
     "ref", "source", "config", "var", "env_var", "this", "is_incremental", "target", "execute", "log",
     "exceptions", "return", "run_started_at", "invocation_id", "project_name", "model", "flags",
     "modules", "zip", "tojson", "fromjson", "set", "set_strict", "print", "adapter", "run_query", "statement",
-    "load_result", "api", "load_relation",
+    "load_result", "api", "load_relation", "graph",
     # Jinja's own globals
     "range", "lipsum", "dict", "cycler", "joiner", "namespace", "loop", "caller", "varargs", "kwargs", "super",
     "true", "false", "none", "True", "False", "None",
 }
-UNSUPPORTED_HINTS = {
-    "graph": "the dbt graph object is not available",
-}
+UNSUPPORTED_HINTS: dict[str, str] = {}
+"""Names dbt offers that opsloop does not yet, and why (each an error with file:line where it is called)."""
 
 
 _TEST_BLOCK = re.compile(r"{%(-?)\s*test\s+(\w+)\s*\(")
@@ -390,89 +389,42 @@ class _Flag:
         return str(bool(self))
 
 
-class _Adapter:
-    """``adapter.dispatch`` (with the project's ``dispatch:`` search order) and ``adapter.quote``."""
+_EMPTY_GRAPH: dict[str, object] = {key: {} for key in ("nodes", "sources", "exposures", "functions", "groups",
+                                                       "metrics", "semantic_models", "saved_queries")}
+
+
+class _Graph(Mapping[str, object]):
+    """dbt's ``graph``: ``graph.nodes`` / ``graph.sources`` ... by unique_id, each node a dict as in
+    manifest.json. Built on first use when executing; empty while parsing (as dbt's is before its
+    manifest is complete), so ``{% for node in graph.nodes.values() %}`` then loops over nothing."""
 
     def __init__(self, renderer: Renderer) -> None:
         self._r = renderer
 
-    def dispatch(self, macro_name: str, macro_namespace: str | None = None, packages: object = None) -> MacroFn:
-        r = self._r
-        macros = r.macros()
-        for package in r.search_order(macro_namespace):
-            found = macros.get(package)
-            for prefix in (r.adapter_type, "default"):
-                macro = found.get(f"{prefix}__{macro_name}") if found is not None else None
-                if macro is not None:
-                    return macro
-        where = f"{macro_namespace}." if macro_namespace else ""
-        raise RenderError(f"adapter.dispatch found no {r.adapter_type}__{macro_name} or default__{macro_name} "
-                          f"for {where}{macro_name} (searched {', '.join(r.search_order(macro_namespace))})",
-                          hint="install the package that defines it, or fix dispatch: in dbt_project.yml")
-
-    @staticmethod
-    def quote(identifier: str) -> str:
-        return '"' + str(identifier).replace('"', '""') + '"'
-
-    def type(self) -> str:
-        return self._r.adapter_type
-
-    def get_columns_in_relation(self, relation: object) -> list[Column]:
-        """The relation's columns (name, data_type), from the warehouse; [] while parsing."""
-        from ._jinja_db import Column
-
+    def _get(self) -> Mapping[str, object]:
         ctx = self._r._cur.ctx
-        if ctx is None or not ctx.execute:
-            return []
-        schema, name = _schema_and_name(relation)
-        found = _ask(ctx, "adapter.get_columns_in_relation",
-                     "select column_name, data_type from information_schema.columns where table_schema = "
-                     f"{_lit(schema)} and table_name = {_lit(name)} order by ordinal_position")
-        return [Column(str(c), str(t)) for c, t in found.rows]
+        if ctx is None or not ctx.execute or self._r.graph is None:
+            return _EMPTY_GRAPH
+        return self._r.graph()
 
-    def get_relation(self, database: object = None, schema: object = None,
-                     identifier: object = None) -> Relation | None:
-        """The relation when it exists in the warehouse, else None (None while parsing)."""
-        ctx = self._r._cur.ctx
-        if ctx is None or not ctx.execute:
-            return None
-        found = _ask(ctx, "adapter.get_relation",
-                     "select table_schema, table_name, table_type from information_schema.tables where "
-                     f"lower(table_schema) = lower({_lit(schema)}) and lower(table_name) = lower({_lit(identifier)})")
-        if not found.rows:
-            return None
-        s, n, kind = found.rows[0]
-        return self._r.relation(str(s), str(n), database, "view" if "VIEW" in str(kind).upper() else "table")
+    def __getitem__(self, key: str) -> object:
+        return self._get()[key]
 
-    def _load_relation(self, relation: object) -> Relation | None:
-        """dbt's ``load_relation(relation)``: the relation when it exists in the warehouse, else None."""
-        schema, name = _schema_and_name(relation)
-        return self.get_relation(getattr(relation, "database", None), schema, name)
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
 
-    def drop_relation(self, relation: object) -> str:
-        """Drop the table or view, if it exists (nothing while parsing)."""
-        ctx = self._r._cur.ctx
-        if ctx is None or not ctx.execute:
-            return ""
-        schema, name = _schema_and_name(relation)
-        found = _ask(ctx, "adapter.drop_relation",
-                     "select table_type from information_schema.tables where "
-                     f"lower(table_schema) = lower({_lit(schema)}) and lower(table_name) = lower({_lit(name)})")
-        if found.rows:
-            from ..warehouse.sql import relation as rel_text
+    def __len__(self) -> int:
+        return len(self._get())
 
-            kind = "view" if "VIEW" in str(found.rows[0][0]).upper() else "table"
-            _ask(ctx, "adapter.drop_relation", f"drop {kind} if exists {rel_text(schema, name, self._r.adapter_type)}")
-        return ""
-
-    def __getattr__(self, item: str) -> NoReturn:
+    def __getattr__(self, item: str) -> object:
         if item.startswith("_"):
             raise AttributeError(item)
-        raise RenderError(f"adapter.{item}() is not supported yet (it asks the warehouse at compile time)",
-                          hint="see docs/models.md for what opsloop supports")
+        try:
+            return self._get()[item]
+        except KeyError:
+            raise AttributeError(item) from None
 
 
-ADAPTER_METHODS = ("dispatch", "quote", "type", "get_columns_in_relation", "get_relation", "drop_relation")
 
 
 def _lit(value: object) -> str:
@@ -635,6 +587,8 @@ class Renderer:
         self._load_lock = threading.RLock()
         self._lazy = {p.name: _PackageMacros(self, p.name, p.files) for p in self.packages}
         self._dbt_loaded: dict[str, _MacroCall] | None = None
+        self.graph: Callable[[], Mapping[str, object]] | None = None
+        """dbt's ``graph`` for nodes compiled to run (set by the compiler once it has parsed the project)."""
         self.package_macros["dbt"] = set(DBT_MACRO_NAMES)
         for name, lazy in self._lazy.items():
             self.package_macros[name] = lazy.names
@@ -676,7 +630,10 @@ class Renderer:
         with self._scope_lock:
             if self._scope is not None:
                 return self._scope
+            from ._adapter import Adapter
+
             cur = self._cur
+            adapter = Adapter(self)
             base: dict[str, object] = {
                 **self.jinja.globals,
                 "ref": lambda *a, **k: cur.ctx.ref(*a, **k) if cur.ctx else _no_ctx("ref"),
@@ -686,10 +643,11 @@ class Renderer:
                 "var": self._var, "env_var": self._env_var, "target": self.target, "log": lambda *a, **k: "",
                 "print": lambda *a, **k: "", "exceptions": _Exceptions(), "return": _return,
                 "run_started_at": None, "invocation_id": "", "project_name": self.project_name,
-                "adapter": _Adapter(self), "modules": _modules(), "zip": zip, "tojson": _tojson,
+                "adapter": adapter, "modules": _modules(), "zip": zip, "tojson": _tojson,
                 "fromjson": _fromjson, "set": _set, "set_strict": _set_strict,
                 "run_query": self._run_query, "statement": _Statement(cur), "load_result": self._load_result,
-                "api": _Api(self), "flags": _Flags(), "load_relation": lambda r: _Adapter(self)._load_relation(r),
+                "api": _Api(self), "flags": _Flags(), "load_relation": adapter.load_relation,
+                "graph": _Graph(self),
             }
             # One scope, as when dbt renders the project's nodes: dbt's macros and the project's own are
             # global; a package's macros are reached through its namespace (dbt_utils.x), not by bare name.
@@ -771,6 +729,8 @@ class Renderer:
     def check(self, file: str, text: str) -> list[Problem]:
         """Syntax errors and calls opsloop cannot run, with the line of each."""
         from jinja2 import TemplateSyntaxError, nodes
+
+        from ._adapter import ADAPTER_METHODS
 
         try:
             ast = self.parse(text)

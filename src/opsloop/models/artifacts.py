@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._config import as_list
+from ._config import as_list, as_mapping
 from .compiler import Compiler
 from .nodes import DataTest, Model, Seed, Snapshot
 from .unit_tests import Fixture, unit_spec
@@ -85,10 +85,12 @@ def _node(c: Compiler, node: Model | Seed | Snapshot, kind: str) -> dict[str, ob
         "package_name": c.mp.name, "path": node.path.split("/", 1)[-1], "original_file_path": node.path,
         "unique_id": dbt_uid(c, node.uid), "fqn": fqn, "alias": alias, "checksum": _sha(text),
         "config": _config(node, kind), "tags": node.tags, "description": getattr(node, "description", ""),
-        "columns": {name: {"name": name, "description": str(col.get("description") or ""), "meta": {},
-                           "data_type": col.get("data_type"), "tags": []}
+        "columns": {name: {"name": name, "description": str(col.get("description") or ""),
+                           "meta": dict(as_mapping(col.get("meta"))), "data_type": col.get("data_type"),
+                           "tags": as_list(col.get("tags"))}
                     for name, col in getattr(node, "columns", {}).items()},
-        "meta": {}, "relation_name": c.rel_text(schema, alias), "raw_code": raw.strip(),
+        "meta": dict(as_mapping(node.config.get("meta"))), "relation_name": c.rel_text(schema, alias),
+        "raw_code": raw.strip(),
         "language": getattr(node, "language", "sql"),
         "refs": [{"name": p.split(".")[-1], "package": None, "version": None} for p in parents
                  if not p.startswith("source.")],
@@ -155,24 +157,42 @@ def _nodes(c: Compiler) -> dict[str, tuple[str, dict[str, object]]]:
     return nodes
 
 
-def manifest(c: Compiler, invocation_id: str, generated_at: str) -> dict[str, object]:
+def _sources(c: Compiler) -> dict[str, dict[str, object]]:
+    """The manifest's ``sources`` by dbt unique_id (the built-in ``raw.events`` left out)."""
     mp = c.mp
-    found = _nodes(c)
-    nodes = {uid: node for uid, (_, node) in found.items()}
-    unit_tests = {dbt_uid(c, test.uid): _unit_test_node(c, test) for test in mp.tests.values() if test.test == "unit"}
-    sources = {}
+    sources: dict[str, dict[str, object]] = {}
     for src in mp.sources.values():
         if src.file == "(built in)":
             continue
         uid = dbt_uid(c, src.uid)
+        config: dict[str, object] = {"enabled": True}
+        if src.event_time:
+            config["event_time"] = src.event_time
         sources[uid] = {
             "database": None, "schema": src.schema, "name": src.name, "source_name": src.source_name,
             "resource_type": "source", "package_name": mp.name, "path": src.file, "original_file_path": src.file,
             "unique_id": uid, "fqn": [mp.name, src.source_name, src.name], "identifier": src.identifier,
             "relation_name": c.rel_text(src.schema, src.identifier), "description": src.description,
             "columns": {n: {"name": n, "data_type": t or None} for n, t in src.columns.items()},
-            "config": {"enabled": True}, "loader": "", "tags": [], "meta": {},
+            "config": config, "loader": "", "tags": [], "meta": {},
         }
+    return sources
+
+
+def flat_graph(c: Compiler) -> dict[str, object]:
+    """dbt's ``graph`` Jinja variable: the manifest's nodes (models, seeds, snapshots, data tests) and
+    sources by unique_id, as dicts shaped as in manifest.json, and its (here empty) other parts."""
+    return {"nodes": {uid: node for uid, (_, node) in _nodes(c).items()}, "sources": _sources(c),
+            "exposures": {}, "functions": {}, "groups": {}, "metrics": {}, "semantic_models": {},
+            "saved_queries": {}}
+
+
+def manifest(c: Compiler, invocation_id: str, generated_at: str) -> dict[str, object]:
+    mp = c.mp
+    found = _nodes(c)
+    nodes = {uid: node for uid, (_, node) in found.items()}
+    unit_tests = {dbt_uid(c, test.uid): _unit_test_node(c, test) for test in mp.tests.values() if test.test == "unit"}
+    sources = _sources(c)
     parent_map: dict[str, list[str]] = {uid: [] for uid in [*nodes, *sources]}
     child_map: dict[str, list[str]] = {uid: [] for uid in [*nodes, *sources]}
     for uid, (ours, _) in found.items():

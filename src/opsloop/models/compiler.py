@@ -21,6 +21,7 @@ from .project import ModelProject, _check_model_config, merge_config
 
 if TYPE_CHECKING:
     from ..warehouse import QueryResult, Warehouse
+    from .microbatch import Batch
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 RAW_EVENTS_COLUMNS = {
@@ -75,12 +76,24 @@ class Compiler:
         self.parents: dict[str, set[str]] = {}
         self.order: list[str] = []
         self.problems: list[Problem] = list(self.renderer.problems)
-        self._sql_cache: dict[tuple[str, bool, str], str] = {}
+        self._sql_cache: dict[tuple[str, bool, str, Batch | None], str] = {}
         self.warehouse: Warehouse | None = None
         """The warehouse that run_query / statement / adapter.get_columns_in_relation ask (set by the engine)."""
         self.state_dir: Path | None = None
         """``--state``: the folder of an earlier build's manifest.json, for ``state:modified``."""
         self._local = _OnThread()
+        self._graph: dict[str, object] | None = None
+        self._graph_lock = threading.Lock()
+        self.renderer.graph = self.graph
+
+    def graph(self) -> dict[str, object]:
+        """dbt's ``graph`` context variable, built once (the first time a node compiled to run reads it)."""
+        with self._graph_lock:
+            if self._graph is None:
+                from .artifacts import flat_graph
+
+                self._graph = flat_graph(self)
+            return self._graph
 
     @contextlib.contextmanager
     def using(self, warehouse: Warehouse | None) -> Iterator[None]:
@@ -251,6 +264,11 @@ class Compiler:
             if strategy in ("merge", "delete+insert") and not model.config.get("unique_key"):
                 self.problems.append(Problem(model.file, None, f"incremental_strategy {strategy!r} needs unique_key",
                                              "add unique_key='id' to config()"))
+            if strategy == "microbatch":
+                from .microbatch import config_problems
+
+                line = next((i for i, ln in enumerate(model.raw_sql.splitlines(), 1) if "config(" in ln), None)
+                self.problems.extend(config_problems(model, line))
         self.parents[model.uid] = set(model.depends_on)
 
     def _parse_snapshot(self, snap: Snapshot) -> None:
@@ -465,28 +483,32 @@ class Compiler:
             current = nxt
 
     # -- compile -----------------------------------------------------------------------------
-    def sql(self, model: Model | Snapshot, is_incremental: bool = False, dialect: str | None = None) -> str:
-        """The model's SELECT, with ephemeral models injected as CTEs, in the engine's dialect."""
-        key = (model.uid, is_incremental, dialect or self.target.dialect)
+    def sql(self, model: Model | Snapshot, is_incremental: bool = False, dialect: str | None = None,
+            batch: Batch | None = None) -> str:
+        """The model's SELECT, with ephemeral models injected as CTEs, in the engine's dialect. With a
+        microbatch ``batch``, refs and sources that have an ``event_time`` read only the batch's window."""
+        key = (model.uid, is_incremental, dialect or self.target.dialect, batch)
         cached = self._sql_cache.get(key)
         if cached is None:
             self._local.touched = False
-            cached = self._compile(model, is_incremental, dialect)
+            cached = self._compile(model, is_incremental, dialect, batch)
             if not self._local.touched:
                 self._sql_cache[key] = cached
         return cached
 
-    def _compile(self, model: Model | Snapshot, is_incremental: bool, dialect: str | None) -> str:
+    def _compile(self, model: Model | Snapshot, is_incremental: bool, dialect: str | None,
+                 batch: Batch | None = None) -> str:
         ephemerals: dict[str, str] = {}
-        body = self._render(model, is_incremental, ephemerals)
+        body = self._render(model, is_incremental, ephemerals, batch)
         if ephemerals:
             body = _inject_ctes(body, ephemerals)
         from ..warehouse.sql import transpile
 
         return transpile(body, self.target.source_dialect, dialect or self.target.dialect)
 
-    def _render(self, model: Model | Snapshot, is_incremental: bool, ephemerals: dict[str, str]) -> str:
-        ref, source = self._compile_resolvers(ephemerals)
+    def _render(self, model: Model | Snapshot, is_incremental: bool, ephemerals: dict[str, str],
+                batch: Batch | None = None) -> str:
+        ref, source = self._compile_resolvers(ephemerals, batch)
         schema, ident = self.node_relation(model)
         this = Relation(schema, ident, self.rel_text(schema, ident))
         sql, _ = self.renderer.render(model.file, model.raw_sql,
@@ -507,10 +529,19 @@ class Compiler:
                                                                query=self._query_fn(), extra=extra or {}))
         return out.strip().rstrip(";").strip()
 
-    def _compile_resolvers(self, ephemerals: dict[str, str]) -> tuple[Callable[..., Relation],
-                                                                       Callable[..., Relation]]:
-        """``ref`` and ``source`` for compiling: relation names, ephemeral models collected as CTEs."""
+    def _compile_resolvers(self, ephemerals: dict[str, str], batch: Batch | None = None) \
+            -> tuple[Callable[..., Relation], Callable[..., Relation]]:
+        """``ref`` and ``source`` for compiling: relation names, ephemeral models collected as CTEs; in a
+        microbatch ``batch``, a node with an ``event_time`` config is read through the batch's window."""
+        def windowed(rel: Relation, event_time: object) -> Relation:
+            if batch is None or not event_time:
+                return rel
+            return Relation(rel.schema, rel.identifier, batch.filtered(rel.text, str(event_time)), rel.database)
+
         def ref(*args: str, **kwargs: object) -> Relation:
+            return windowed(plain_ref(*args, **kwargs), _node_event_time(self, *args, **kwargs))
+
+        def plain_ref(*args: str, **kwargs: object) -> Relation:
             name = str(kwargs.get("name") or args[-1])
             target = self.mp.models.get(name) or self.mp.seeds.get(name) or self.mp.snapshots.get(name)
             if target is None:
@@ -531,7 +562,8 @@ class Compiler:
 
         def source(source_name: str, table_name: str) -> Relation:
             src = self.mp.sources[(source_name, table_name)]
-            return Relation(src.schema, src.identifier, src.external or self.rel_text(src.schema, src.identifier))
+            return windowed(Relation(src.schema, src.identifier,
+                                     src.external or self.rel_text(src.schema, src.identifier)), src.event_time)
 
         return ref, source
 
@@ -614,6 +646,14 @@ class _OnThread(threading.local):
     using = False
     wh: Warehouse | None = None
     touched = False
+
+
+def _node_event_time(compiler: Compiler, *args: str, **kwargs: object) -> object:
+    """The ``event_time`` config of the model, seed or snapshot a ``ref(...)`` names (None: not filtered)."""
+    name = str(kwargs.get("name") or args[-1])
+    mp = compiler.mp
+    target = mp.models.get(name) or mp.seeds.get(name) or mp.snapshots.get(name)
+    return target.config.get("event_time") if target is not None else None
 
 
 def _no_ref(*args: object, **kwargs: object) -> NoReturn:

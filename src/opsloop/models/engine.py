@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,9 @@ class ModelEngine:
         """``--show-failures``: keep up to this many failing rows of each failing test (on its result)."""
         self.write_artifacts = True
         """Write target/manifest.json and run_results.json after each build."""
+        self.event_time_start: datetime | None = None
+        self.event_time_end: datetime | None = None
+        """``--event-time-start`` / ``--event-time-end``: the range microbatch models rebuild (UTC when naive)."""
 
     # -- loading -----------------------------------------------------------------------------
     def _files_signature(self) -> tuple[tuple[str, int | str], ...]:
@@ -121,6 +125,7 @@ class ModelEngine:
         runner = Runner(compiler, self.warehouse, full_refresh=full_refresh, threads=self.threads,
                         on_result=on_result, on_start=on_start, halt=halt)
         runner.show_failures = self.show_failures
+        runner.event_time_start, runner.event_time_end = self.event_time_start, self.event_time_end
         mp = compiler.mp
         results = runner.run_operations("on-run-start", mp.on_run_start)
         if not any(r.status == "error" for r in results):  # as dbt: a failing on-run-start builds nothing

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ._config import as_list
 
 MATERIALIZATIONS = ("view", "table", "incremental", "ephemeral", "external")
-INCREMENTAL_STRATEGIES = ("append", "merge", "delete+insert")
+INCREMENTAL_STRATEGIES = ("append", "merge", "delete+insert", "microbatch")
 ON_SCHEMA_CHANGE = ("ignore", "fail", "append_new_columns", "sync_all_columns")
 
 
@@ -29,6 +29,8 @@ class Source:
     external: str | None = None
     """dbt-duckdb's ``external_location``, formatted: the SQL that reads the files (``'data/x.parquet'``,
     ``read_csv('data/x.csv')``), used wherever ``source()`` names this table."""
+    event_time: str | None = None
+    """``config: {event_time: col}`` (the table's, else the source's): a microbatch model reads its batch's window."""
 
     @property
     def uid(self) -> str:

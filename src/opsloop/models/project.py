@@ -22,7 +22,7 @@ CONFIG_KEYS = {
     "sql_header", "pre-hook", "post-hook", "pre_hook", "post_hook", "batch_size", "event_time", "lookback",
     "strategy", "updated_at", "check_cols", "target_schema", "target_database", "hard_deletes",
     "invalidate_hard_deletes", "dbt_valid_to_current", "snapshot_meta_column_names", "store_failures_as",
-    "location", "format", "options",
+    "location", "format", "options", "begin", "concurrent_batches",
 }
 UNSUPPORTED_CONFIG: set[str] = set()
 """Config keys dbt acts on that opsloop does not yet (an error with file:line where they are set)."""
@@ -480,6 +480,7 @@ def _read_source(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, src: obje
         from .freshness import read_freshness
 
         read_freshness(source, src, table, doc, tloc, problems)
+        source.event_time = _source_event_time(table) or _source_event_time(src)
         template = _external_location(table) or _external_location(src)
         if template:
             source.external = _format_location(mp, template, source, src, table, doc, tloc, rel, problems)
@@ -491,6 +492,12 @@ def _read_source(mp: ModelProject, doc: LocatedYaml, rel: str, i: int, src: obje
                     _read_test(mp, doc, rel, (*tloc, "columns", c_i, key, k_i), test, source.uid,
                                f"{sname}_{tname}", str(col["name"]), problems, prefix="source_")
         mp.sources[(sname, tname)] = source
+
+
+def _source_event_time(entry: dict[str, object]) -> str | None:
+    config = entry.get("config")
+    found = config.get("event_time") if isinstance(config, dict) else None
+    return str(found) if found else None
 
 
 def _external_location(entry: dict[str, object]) -> str | None:

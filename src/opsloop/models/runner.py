@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from .._halt import Halt
 from ..errors import OpsloopError
@@ -21,6 +23,9 @@ from ._config import as_list, as_mapping
 from ._seeds import engine_type, seed_table
 from .compiler import Compiler
 from .nodes import DataTest, Model, Seed, Snapshot
+
+if TYPE_CHECKING:
+    from .microbatch import Batch
 
 
 @dataclass
@@ -65,6 +70,11 @@ class Runner:
         self._schemas: set[str] = set()
         self.show_failures = 0
         """``--show-failures``: keep up to this many failing rows of each failing test (0: none)."""
+        self.event_time_start: datetime | None = None
+        self.event_time_end: datetime | None = None
+        """``--event-time-start`` / ``--event-time-end``: the range microbatch models rebuild (a backfill)."""
+        self.started_at = datetime.now(UTC)
+        """'now' for microbatch models: the end of their last batch (dbt's invocation time)."""
 
     # -- orchestration -----------------------------------------------------------------------
     def run(self, selected: list[str]) -> list[NodeResult]:
@@ -320,6 +330,8 @@ class Runner:
         if mat == "external":
             return self._external(model, wh, st, target, existing, res)
         full = self.full_refresh and model.config.get("full_refresh") is not False
+        if mat == "incremental" and model.config.get("incremental_strategy") == "microbatch":
+            return self._microbatch(model, wh, st, target, schema, ident, res, existing == "table" and not full)
         if mat == "incremental" and existing == "table" and not full:
             return self._incremental(model, wh, st, target, schema, ident, res)
         if existing == "view":
@@ -372,23 +384,75 @@ class Runner:
         with self._lock:
             self._existing[(schema.lower(), ident.lower())] = kind
 
+    def _microbatch(self, model: Model, wh: Warehouse, st: Statements, target: str, schema: str, ident: str,
+                    res: NodeResult, incremental: bool) -> NodeResult:
+        """dbt's microbatch: the batches in order (see microbatch.py). Without the table (or with
+        --full-refresh) the first batch creates it; each later one replaces its window. A failed batch is
+        reported and the others still run, as in dbt (all of them skipped when the first one fails)."""
+        from .microbatch import plan
+
+        batches = plan(model.config, incremental, self.started_at, self.event_time_start, self.event_time_end)
+        event_time = str(model.config["event_time"])
+        failed: list[str] = []
+        changed = 0
+        for i, batch in enumerate(batches):
+            if i == 1 and failed:  # the first batch failed: the others are skipped, as in dbt
+                failed += [f"batch {b.label} skipped" for b in batches[i:]]
+                break
+            try:
+                if not incremental:
+                    if self._existing.get((schema.lower(), ident.lower())) == "view":
+                        wh.execute(st.drop(target, "view"))
+                    for stmt in st.create_table(target, self.c.sql(model, dialect=wh.dialect, batch=batch),
+                                                replace=self._existing.get((schema.lower(), ident.lower())) == "table"):
+                        wh.execute(stmt)
+                    self._set_existing(schema, ident, "table")
+                    changed += int(wh.query(st.count(target)).rows[0][0])
+                    incremental = True
+                else:
+                    self._incremental(model, wh, st, target, schema, ident, res, batch=(batch, event_time))
+                    changed += res.changed_rows or 0
+            except Exception as exc:
+                line = getattr(exc, "line", None) or self.c.source_line(model.raw_sql, str(exc))
+                failed.append(f"batch {batch.label} failed: {f'line {line}: ' if line else ''}{_short(exc)}")
+        res.changed_rows = changed
+        if self._existing.get((schema.lower(), ident.lower())) == "table":
+            res.rows = int(wh.query(st.count(target)).rows[0][0])
+        if failed:
+            ok = len(batches) - len(failed)
+            summary = "; ".join(failed)
+            if ok:
+                raise ModelRunError(f"partial success ({ok}/{len(batches)} batches): {summary}")
+            raise ModelRunError(f"every batch failed ({len(batches)}): {summary}")
+        res.message = f"{len(batches)} batch(es) from {batches[0].label}"
+        return res
+
     def _incremental(self, model: Model, wh: Warehouse, st: Statements, target: str, schema: str, ident: str,
-                     res: NodeResult, fill: Callable[[str], None] | None = None) -> NodeResult:
+                     res: NodeResult, fill: Callable[[str], None] | None = None,
+                     batch: tuple[Batch, str] | None = None) -> NodeResult:
         """The new rows into ``<model>__dbt_tmp`` (the SQL with is_incremental() true, or ``fill`` for a Python
-        model), then appended / merged / delete+inserted into the model's table."""
+        model), then appended / merged / delete+inserted into the model's table. A microbatch ``batch``
+        (and its event_time column) replaces its window: delete it, insert the new rows inside it."""
         tmp_name = f"{ident}__dbt_tmp"
         tmp = st.rel(schema, tmp_name)
         wh.execute(st.drop(tmp, "table"))
         if fill is not None:
             fill(tmp)
         else:
-            body = self.c.sql(model, is_incremental=True, dialect=wh.dialect)
+            body = self.c.sql(model, is_incremental=True, dialect=wh.dialect, batch=batch[0] if batch else None)
             for stmt in st.create_table(tmp, body, replace=False):
                 wh.execute(stmt)
         try:
             new_cols = wh.columns(schema, tmp_name)
             old_cols = wh.columns(schema, ident)
             columns = self._schema_change(model, wh, st, target, new_cols, old_cols)
+            if batch is not None:  # as dbt-duckdb's microbatch: delete the window, insert its new rows
+                window = batch[0].predicate(batch[1])
+                names = ", ".join(st.q(c) for c in columns)
+                res.changed_rows = int(wh.query(f"select count(*) from {tmp} where {window}").rows[0][0])
+                wh.execute(f"delete from {target} where {window}")
+                wh.execute(f"insert into {target} ({names}) select {names} from {tmp} where {window}")
+                return res
             res.changed_rows = int(wh.query(st.count(tmp)).rows[0][0])
             keys = model.config.get("unique_key")
             key_list = as_list(keys) if keys else []
