@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from ..errors import StateStoreError
@@ -32,8 +33,15 @@ MIN_INDEXED = 3
 """The shortest text a trigram index can find; shorter ones are searched by a scan."""
 
 INDEX_BATCH = 500
-"""Events indexed per transaction: short enough (about 10-25 ms on SQLite) that an append waiting for
-the writer is hardly delayed."""
+"""Events ``index_search`` indexes per transaction unless told otherwise (the bench, a backfill by hand)."""
+
+BATCH_SECONDS = 0.004
+"""How long the background indexer's transactions aim to take: it sizes each batch from the last one (1 KB
+payloads index at about 20-50 µs an event on SQLite, so some 100 events), so an append waiting for the
+single writer waits no longer than that; after each batch it waits as long as the batch took, leaving the
+writer to the appends at least half the time."""
+
+_BATCH_RANGE = (10, 2000)
 
 _IDLE = 0.5
 """Seconds the indexer waits for an append before it looks again (appends in other processes or inside
@@ -47,11 +55,12 @@ def fts_phrase(text: str) -> str:
 
 
 class SearchIndexer:
-    """A daemon thread calling ``step`` (index one batch, return how many events it indexed) until the
-    log is indexed, then waiting for ``kick`` (an append) or ``_IDLE`` seconds."""
+    """A daemon thread calling ``step(limit)`` (index up to ``limit`` events in one transaction, return how
+    many it indexed) until the log is indexed, then waiting for ``kick`` (an append) or ``_IDLE`` seconds."""
 
-    def __init__(self, step: Callable[[], int], name: str = "opsloop-search-index") -> None:
+    def __init__(self, step: Callable[[int], int], name: str = "opsloop-search-index") -> None:
         self._step = step
+        self._batch = 100
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -72,7 +81,7 @@ class SearchIndexer:
             self._wake.wait(_IDLE)
             self._wake.clear()
             try:
-                while not self._stopping.is_set() and self._step() > 0:
+                while not self._stopping.is_set() and self._index_one() > 0:
                     pass
             except StateStoreError:
                 return  # the store was closed under it
@@ -81,3 +90,14 @@ class SearchIndexer:
                     return
                 log.exception("indexing events for search failed; searches scan the events not indexed")
                 self._stopping.wait(5.0)
+
+    def _index_one(self) -> int:
+        started = time.perf_counter()
+        done = self._step(self._batch)
+        took = time.perf_counter() - started
+        if done >= self._batch:  # a full batch: size the next one to take BATCH_SECONDS
+            low, high = _BATCH_RANGE
+            self._batch = max(low, min(high, int(self._batch * BATCH_SECONDS / max(took, 1e-4))))
+        if done:
+            self._stopping.wait(took)  # the writer is the appends' at least half the time
+        return done
