@@ -7,11 +7,17 @@ The log is seeded through the store's own ``append_events`` with events that no 
 (duplicates, quarantined and rejected ones, as a busy inbox has), so the server measures pages, not a
 backlog. Prints a table (ms) and one ``ratio <page> p95 / bare store p95`` line per page; the issue's bar is
 300 ms per page with 1M events.
+
+Text search: the log is indexed for search (``StateStore.index_search``, what the server's background
+indexer does) before the pages are timed, and each search is also run bare as the scan it replaced
+(``search_index`` off): ``ratio search <text>: scan p95 / index p95`` lines. Then the append path with
+the indexer running beside it against a store migrated without the search index (``ratio append ...``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import socket
@@ -94,13 +100,21 @@ def main() -> None:
     started = time.perf_counter()
     middle = seed(store, args.events)
     print(f"seeded {args.events} events in {time.perf_counter() - started:.1f}s", flush=True)
+    started = time.perf_counter()
+    while store.index_search():  # batches as the background indexer takes them
+        pass
+    took = time.perf_counter() - started
+    print(f"indexed {args.events} events for search in {took:.1f}s ({args.events / took:,.0f} events/s)", flush=True)
     needle = f"person{args.events - 7}@example.com"  # near the newest end: a search a person makes
+    searches = {"an email": needle, "the oldest email": "person7@example.com", "text in every event": "example.com",
+                "an error": "required property", "no match": "no-such-text", "2 characters": "zz"}
     pages: dict[str, tuple[str, dict[str, Any]]] = {
         "/events": ("/events", {}),
         "/events?status=quarantined": ("/events?status=quarantined", {"status": "quarantined"}),
         "/events?endpoint=demo_request": ("/events?endpoint=demo_request", {"endpoint": "demo_request"}),
         "/events?before=<middle>": (f"/events?before={middle}", {"before_seq": middle}),
         "/events?q=<an email>": (f"/events?q={needle}", {"search": needle}),
+        "/events?q=<no match>": ("/events?q=no-such-text", {"search": "no-such-text"}),
         "/runs": ("/runs", {}),
     }
 
@@ -145,12 +159,74 @@ def main() -> None:
     finally:
         up.terminate()
         up.wait(30)
+    searched: dict[str, tuple[float, float]] = {}
+    for label, text in searches.items():
+        indexed = p95(timed(bare({"search": text}), args.requests))
+        store.search_index = False
+        try:
+            scan = p95(timed(bare({"search": text}), max(3, args.requests // 4)))
+        finally:
+            store.search_index = True
+        searched[label] = (indexed, scan)
+        print(f"measured search {label!r}: index p95 {indexed * 1000:.1f} ms, scan p95 {scan * 1000:.1f} ms",
+              flush=True)
+    appends = measure_appends(root, args.smoke)
+    store.close()
     print(f"{'page':34} {'page p95':>10} {'bare store p95':>15}   ({args.events} events)")
     for label, (served, direct) in figures.items():
         flag = "" if served < 0.3 else "   over 300 ms"
         print(f"{label:34} {served * 1000:8.1f}ms {direct * 1000:13.1f}ms{flag}")
+    print(f"{'search (bare store)':34} {'index p95':>10} {'scan p95':>15}")
+    for label, (indexed, scan) in searched.items():
+        print(f"{label:34} {indexed * 1000:8.1f}ms {scan * 1000:13.1f}ms")
+    print(f"{'append 200 events (1 KB each)':34} {'p50':>10} {'p99':>15}")
+    for label, (p50, p99) in appends.items():
+        print(f"{label:34} {p50 * 1000:8.1f}ms {p99 * 1000:13.1f}ms")
     for label, (served, direct) in figures.items():
         ratio(f"{label} p95 / bare store p95", served / max(direct, 1e-6))
+    for label, (indexed, scan) in searched.items():
+        ratio(f"search {label}: scan p95 / index p95", scan / max(indexed, 1e-6))
+    (base50, base99), (with50, with99) = appends["without the search index"], appends["with the indexer beside it"]
+    ratio("append p50 with the search indexer / without", with50 / max(base50, 1e-6))
+    ratio("append p99 with the search indexer / without", with99 / max(base99, 1e-6))
+
+
+def measure_appends(root: Path, smoke: bool) -> dict[str, tuple[float, float]]:
+    """p50 and p99 of ``append_events`` (200 webhook-like events of 1 KB a batch, fsync on) on a store
+    migrated without the search index (0005), and on one with it, its background indexer running."""
+    from opsloop._ids import new_id
+    from opsloop.state import NewEvent, open_store
+    from opsloop.state.sqlite import SQLiteStateStore
+
+    batches = 10 if smoke else 150
+    out: dict[str, tuple[float, float]] = {}
+    for label, path in (("without the search index", "plain.sqlite"), ("with the indexer beside it", "indexed.sqlite")):
+        if path == "plain.sqlite":
+            store: Any = SQLiteStateStore(root / "state" / path)
+            store.migrate(upto=4)
+        else:
+            store = open_store(f"sqlite:///state/{path}", root)
+        samples = []
+        for b in range(batches):
+            batch = []
+            for n in range(200):
+                body = json.dumps({"email": f"person{b * 200 + n}@example.com", "note": "x" * 960}).encode()
+                batch.append(NewEvent(id=new_id("evt_"), name="signup", received_at=time.time(), endpoint="signup",
+                                      body=body, payload_text=body.decode()))
+            start = time.perf_counter()
+            store.append_events(batch)
+            samples.append(time.perf_counter() - start)
+        samples.sort()
+        out[label] = (samples[len(samples) // 2], samples[min(len(samples) - 1, math.ceil(0.99 * len(samples)) - 1)])
+        if path == "indexed.sqlite":
+            behind, started = store.max_seq() - store.search_indexed_upto(), time.perf_counter()
+            deadline = time.monotonic() + 120
+            while store.search_indexed_upto() < store.max_seq() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            print(f"the indexer was {behind} events behind after the last append, caught up "
+                  f"{time.perf_counter() - started:.2f}s later", flush=True)
+        store.close()
+    return out
 
 
 if __name__ == "__main__":

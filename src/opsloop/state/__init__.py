@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import StateStoreError
+from ._search import MIN_INDEXED
 from .base import (
     ACCEPTED_STATUSES,
     ALL_STATUSES,
@@ -41,6 +42,7 @@ def open_store(url: str, root: Path | None = None, fsync: bool = True) -> StateS
 __all__ = [
     "ACCEPTED_STATUSES",
     "ALL_STATUSES",
+    "MIN_INDEXED",
     "AppendResult",
     "EventRecord",
     "NewEvent",

@@ -20,6 +20,7 @@ from typing import Any, Protocol, cast
 
 from .._json import JsonObject, JsonValue
 from ._migrations import migrations
+from ._search import INDEX_BATCH, MIN_INDEXED, SEARCH_CURSOR, SearchIndexer
 
 
 class Cursor(Protocol):
@@ -379,7 +380,14 @@ class StateStore(ABC):
                     (migration.version, migration.name, time.time()),
                 )
                 applied.append(migration.name)
+        self.search_index = self._prepare_search()
+        self._start_indexer()
         return applied
+
+    def _prepare_search(self) -> bool:
+        """After migrating: whether the search index is there (making what the store makes outside the
+        migrations); False leaves every search a scan."""
+        return False
 
     def _before_append(self, cur: Cursor) -> None:
         """Called once per transaction that appends: Postgres serialises appenders here so that ``seq``
@@ -408,7 +416,10 @@ class StateStore(ABC):
     def append_events(self, batch: Sequence[NewEvent]) -> list[AppendResult]:
         """Append ``batch`` in one transaction, deduplicating on (endpoint, idempotency key)."""
         with self.transaction() as cur:
-            return self.append_events_in(cur, batch)
+            results = self.append_events_in(cur, batch)
+        if self._indexer is not None:
+            self._indexer.kick()
+        return results
 
     def append_events_in(self, cur: Cursor, batch: Sequence[NewEvent]) -> list[AppendResult]:
         """Append inside a caller's transaction (workflows write events with their step results)."""
@@ -506,32 +517,133 @@ class StateStore(ABC):
         search: str | None = None,
     ) -> list[EventRecord]:
         """Newest first, filtered. ``before_seq`` pages on (keyset: the last ``seq`` shown); ``search`` finds
-        the text in the payload or the error (case-insensitive), or an event id."""
-        where: list[str] = ["1 = 1"]
+        the text in the payload (or the raw body it came as) or the error (case-insensitive), or an event id.
+
+        A search of 3 characters or more reads the store's trigram index where it has one
+        (``search_index``); what it finds is what the scan finds (``_search.py`` says how)."""
+        where: list[str] = []
         params: list[object] = []
         for column, value in (("status", status), ("endpoint", endpoint), ("name", name)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        if before_seq is not None:
-            where.append("seq < ?")
-            params.append(before_seq)
-        if search:
-            where.append(f"(LOWER(payload) LIKE ? ESCAPE '\\' OR (payload = ? AND LOWER({self.BODY_TEXT}) LIKE ? "
-                         "ESCAPE '\\') OR LOWER(error) LIKE ? ESCAPE '\\' OR id = ?)")
-            pattern = like_pattern(search)
-            params += [pattern, SAME_AS_BODY, pattern, pattern, search.strip()]
         if since is not None:
             where.append("received_at >= ?")
             params.append(since)
         if until is not None:
             where.append("received_at <= ?")
             params.append(until)
+        text = (search or "").strip()
+        if search and "\x00" in text and not self.TEXT_HOLDS_NUL:
+            return []  # no stored text holds it, and the driver refuses it as a parameter
+        if search and self.search_index and len(text) >= MIN_INDEXED and "\x00" not in text:
+            return self._search_events(text, where, params, before_seq, limit)
+        if before_seq is not None:
+            where.append("seq < ?")
+            params.append(before_seq)
+        if search:
+            where.append(f"({self._scan_predicate()} OR id = ?)")
+            params += [*self._scan_params(text), text]
         rows = self.query(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where) or '1 = 1'} ORDER BY seq DESC LIMIT ?",
             (*params, limit),
         )
         return [_row_to_event(r) for r in rows]
+
+    # -- text search -------------------------------------------------------------------------
+    TEXT_HOLDS_NUL: bool = True
+    """Whether a text value (and so a search) may hold the NUL character (Postgres refuses it)."""
+
+    search_index: bool = False
+    """Whether this store has a trigram index for ``list_events(search=...)`` (set by ``migrate``; False:
+    every search scans the log). Setting it False on an instance makes its searches scan (bench/pages.py
+    compares the two)."""
+
+    def _scan_predicate(self) -> str:
+        """The search as a scan: the text in the payload, in the body stored as the payload, or the error."""
+        return (f"(LOWER(payload) LIKE ? ESCAPE '\\' OR (payload = ? AND LOWER({self.BODY_TEXT}) LIKE ? "
+                "ESCAPE '\\') OR LOWER(error) LIKE ? ESCAPE '\\')")
+
+    @staticmethod
+    def _scan_params(text: str) -> list[object]:
+        pattern = like_pattern(text)
+        return [pattern, SAME_AS_BODY, pattern, pattern]
+
+    def _search_arms(self, text: str) -> list[tuple[str, str, list[object], str]]:
+        """The indexed lookups of a search, each ``(from, condition, params, seq column)``: rows of
+        ``events`` (joined to an index) whose text may hold ``text``, newest first by the seq column."""
+        return []
+
+    def _search_events(self, text: str, where: list[str], params: list[object], before_seq: int | None,
+                       limit: int) -> list[EventRecord]:
+        """Each indexed arm, the scan of the events past the index's cursor, and the id, each newest first
+        and cut to ``limit``; merged, the newest ``limit`` of them are the newest ``limit`` matches."""
+        upto = self.get_cursor(SEARCH_CURSOR)
+        scan = [self._scan_predicate(), *where]
+        scan_params = [*self._scan_params(text), *params]
+        found: dict[int, tuple[Any, ...]] = {}
+        columns = ", ".join(f"events.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
+        lookups: list[tuple[str, list[str], list[object], str]] = [
+            (source, [condition, f"{seq} <= ?", *scan], [*arm_params, upto, *scan_params], seq)
+            for source, condition, arm_params, seq in self._search_arms(text)
+        ]
+        lookups.append(("events", ["seq > ?", *scan], [upto, *scan_params], "seq"))
+        lookups.append(("events", ["id = ?", *where], [text, *params], "seq"))
+        for source, conditions, arm_params, seq in lookups:
+            if before_seq is not None:
+                conditions = [*conditions, f"{seq} < ?"]
+                arm_params = [*arm_params, before_seq]
+            rows = self.query(f"SELECT {columns} FROM {source} WHERE {' AND '.join(conditions)} "
+                              f"ORDER BY {seq} DESC LIMIT ?", (*arm_params, limit))
+            for row in rows:
+                found[int(row[0])] = row
+        newest = sorted(found, reverse=True)[:limit]
+        return [_row_to_event(found[seq]) for seq in newest]
+
+    def index_search(self, limit: int = INDEX_BATCH) -> int:
+        """Index the next ``limit`` events past the search cursor for text search, in one transaction;
+        returns how many it indexed (0: the log is indexed). The store's background indexer calls it."""
+        if not self.search_index or self.max_seq() <= self.get_cursor(SEARCH_CURSOR):
+            return 0
+        return self._index_batch(limit)
+
+    def _index_batch(self, limit: int) -> int:
+        """``index_search`` once there is something to index."""
+        return 0
+
+    def _next_batch(self, cur: Cursor, limit: int) -> tuple[int, int, int]:
+        """In an indexing transaction: (the search cursor, the last seq of the next ``limit`` events past
+        it, how many they are)."""
+        start = self.execute(cur, "SELECT seq FROM cursors WHERE consumer = ?", (SEARCH_CURSOR,)).fetchone()
+        after = int(start[0]) if start else 0
+        row = self.execute(cur, "SELECT MAX(seq), COUNT(*) FROM (SELECT seq FROM events WHERE seq > ? ORDER BY seq "
+                                "LIMIT ?) batch", (after, limit)).fetchone()
+        if row is None or not row[1]:
+            return after, after, 0
+        return after, int(row[0]), int(row[1])
+
+    def search_indexed_upto(self) -> int:
+        """The ``seq`` up to which every event is in the search index (later ones are scanned)."""
+        return self.get_cursor(SEARCH_CURSOR)
+
+    _indexer: SearchIndexer | None = None
+
+    def _start_indexer(self) -> None:
+        if self.search_index and self._indexer is None:
+            self._indexer = SearchIndexer(self.index_search)
+
+    def _stop_indexer(self) -> None:
+        if self._indexer is not None:
+            self._indexer.stop()
+            self._indexer = None
+
+    def _search_errors_changed(self, cur: Cursor, condition: str, params: Sequence[object]) -> None:
+        """In the transaction that set the error of the events matching ``condition``: bring the search
+        index's copy of their errors up to date (a store that indexes ``events.error`` itself needs nothing)."""
+
+    def _search_forget(self, cur: Cursor, condition: str, params: Sequence[object]) -> None:
+        """In the transaction about to delete the events matching ``condition``: take them out of the
+        search index (a store whose index rows go with the event needs nothing)."""
 
     def get_event(self, event_id: str) -> EventRecord | None:
         rows = self.query(f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,))
@@ -560,6 +672,8 @@ class StateStore(ABC):
                     f"UPDATE events SET status = ?, error = ?, dispatched_at = ? WHERE id IN ({marks}){keep}",
                     (status, error_text, now, *chunk),
                 )
+                if error_text is not None:
+                    self._search_errors_changed(cur, f"id IN ({marks})", chunk)
             if cursor is not None:
                 self.set_cursor(cursor[0], cursor[1], cur)
 
@@ -574,6 +688,7 @@ class StateStore(ABC):
                 "WHERE id = ? AND accepted = 1",
                 (error, time.time(), event_id),
             )
+            self._search_errors_changed(cur, "id = ? AND accepted = 1", [event_id])
 
     def set_event_status(self, cur: Cursor, event_id: str, status: str, related_id: str | None = None) -> None:
         self.execute(
@@ -603,13 +718,10 @@ class StateStore(ABC):
     def purge_expired(self, now: float | None = None) -> int:
         """Delete events past retention. Quarantined and failed events are kept until resolved."""
         now = time.time() if now is None else now
+        expired = "expires_at IS NOT NULL AND expires_at < ? AND status NOT IN ('quarantined', 'failed')"
         with self.transaction() as cur:
-            cur2 = self.execute(
-                cur,
-                "DELETE FROM events WHERE expires_at IS NOT NULL AND expires_at < ? "
-                "AND status NOT IN ('quarantined', 'failed')",
-                (now,),
-            )
+            self._search_forget(cur, expired, [now])
+            cur2 = self.execute(cur, f"DELETE FROM events WHERE {expired}", (now,))
             count = int(cur2.rowcount or 0)
             self.execute(cur, "DELETE FROM idempotency WHERE expires_at < ?", (now,))
         return count

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,13 +16,17 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import StateStoreError
-from .base import Cursor, StateStore
+from ._search import SEARCH_CURSOR
+from .base import Cursor, StateStore, like_pattern
 
 if TYPE_CHECKING:
     from psycopg import Connection
     from psycopg.rows import TupleRow
 
     PgConnection = Connection[TupleRow]
+
+
+log = logging.getLogger("opsloop.state")
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:
@@ -36,6 +41,7 @@ class PostgresStateStore(StateStore):
     backend = "postgres"
     BODY_TEXT = "encode(body, 'escape')"  # BYTEA as text; bytes past ASCII come out as \ooo, never an error
     placeholder = "%s"
+    TEXT_HOLDS_NUL = False
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -165,10 +171,67 @@ class PostgresStateStore(StateStore):
         thread = threading.Thread(target=run, name="opsloop-pg-listen", daemon=True)
         thread.start()
 
+    # -- text search (migration 0005; _search.py) ----------------------------------------------
+    _SEARCH_TEXT = "CASE WHEN payload = '' THEN encode(body, 'escape') ELSE payload END"
+    """What ``event_search.doc`` holds of an event: its payload, or the body it is the same as (read as the scan
+    reads it)."""
+
+    def _prepare_search(self) -> bool:
+        """The pg_trgm GIN indexes over ``event_search.doc`` and ``events.error``, made here rather than in
+        migration 0005 because they need the extension: created (in schema ``public``) when this user may,
+        else searched by a scan. An extension installed later (``CREATE EXTENSION pg_trgm`` by a superuser or
+        the database owner) is used from the next start."""
+        import psycopg
+
+        with self.transaction() as cur:
+            if self.execute(cur, "SELECT to_regclass('event_search')").fetchone() in (None, (None,)):
+                return False
+            found = self.execute(cur, "SELECT extnamespace::regnamespace::text FROM pg_extension "
+                                      "WHERE extname = 'pg_trgm'").fetchone()
+            if found is None:
+                cur.execute("SAVEPOINT trgm")
+                try:
+                    cur.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+                except psycopg.Error as exc:
+                    cur.execute("ROLLBACK TO SAVEPOINT trgm")
+                    log.warning("text search scans the event log: the pg_trgm extension cannot be created (%s); "
+                                "a superuser can run CREATE EXTENSION pg_trgm SCHEMA public in this database",
+                                str(exc).strip().splitlines()[0])
+                    return False
+                cur.execute("RELEASE SAVEPOINT trgm")
+                found = ("public",)
+            ops = f"{found[0]}.gin_trgm_ops"
+            cur.execute(f"CREATE INDEX IF NOT EXISTS event_search_doc_trgm ON event_search USING gin (doc {ops})")
+            cur.execute(f"CREATE INDEX IF NOT EXISTS events_error_trgm ON events USING gin (LOWER(error) {ops}) "
+                        "WHERE error IS NOT NULL")
+        return True
+
+    def _search_arms(self, text: str) -> list[tuple[str, str, list[object], str]]:
+        pattern = like_pattern(text)  # LIKE's default escape on Postgres is the backslash like_pattern uses
+        return [
+            ("event_search JOIN events ON events.seq = event_search.event_seq", "event_search.doc ILIKE ?",
+             [pattern], "event_search.event_seq"),
+            ("events", "error IS NOT NULL AND LOWER(error) LIKE ?", [pattern], "events.seq"),
+        ]
+
+    def _index_batch(self, limit: int) -> int:
+        with self.transaction(lane="search") as cur:
+            locked = self.execute(cur, "SELECT pg_try_advisory_xact_lock(726917003)").fetchone()
+            if not (locked and locked[0]):
+                return 0  # another process is indexing
+            after, top, count = self._next_batch(cur, limit)
+            if count:
+                self.execute(cur, f"INSERT INTO event_search (event_seq, doc) SELECT seq, {self._SEARCH_TEXT} "
+                                  f"FROM events WHERE seq > ? AND seq <= ? AND {self._SEARCH_TEXT} IS NOT NULL "
+                                  "ON CONFLICT (event_seq) DO NOTHING", (after, top))
+                self.set_cursor(SEARCH_CURSOR, top, cur)
+            return count
+
     def _lock_migrations(self, cur: Cursor) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(726917001)")
 
     def close(self) -> None:
+        self._stop_indexer()
         self._closed = True
         for conn in [*self._listeners, *self._conns]:
             try:

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import StateStoreError
+from ._search import SEARCH_CURSOR, fts_phrase
 from .base import Connection, Cursor, StateStore
 
 
 class SQLiteStateStore(StateStore):
     backend = "sqlite"
+    _SEARCH_TEXT = "CASE WHEN payload = '' THEN CAST(body AS TEXT) ELSE payload END"
+    """What ``events_search`` indexes of an event (migration 0005): its payload, or the body it is the same as."""
 
     def __init__(self, path: Path | str, fsync: bool = True) -> None:
         super().__init__()
@@ -78,6 +82,52 @@ class SQLiteStateStore(StateStore):
     def _unrelax(self, cur: Cursor) -> None:
         cur.execute("PRAGMA synchronous=FULL")
 
+    # -- text search (migration 0005; _search.py) ----------------------------------------------
+    def _prepare_search(self) -> bool:
+        return bool(self.query("SELECT 1 FROM sqlite_master WHERE name = 'events_search'"))
+
+    def _search_arms(self, text: str) -> list[tuple[str, str, list[object], str]]:
+        phrase = fts_phrase(text)
+        return [(f"{table} CROSS JOIN events ON events.seq = {table}.rowid", f"{table} MATCH ?", [phrase],
+                 f"{table}.rowid") for table in ("events_search", "events_search_errors")]
+
+    def _index_batch(self, limit: int) -> int:
+        with self.transaction(durable=False) as cur:
+            after, top, count = self._next_batch(cur, limit)
+            if count:
+                self.execute(cur, f"INSERT INTO events_search (rowid, txt) SELECT seq, {self._SEARCH_TEXT} FROM events "
+                                  f"WHERE seq > ? AND seq <= ? AND {self._SEARCH_TEXT} IS NOT NULL", (after, top))
+                self.execute(cur, "INSERT INTO events_search_errors (rowid, txt) SELECT seq, error FROM events "
+                                  "WHERE seq > ? AND seq <= ? AND error IS NOT NULL", (after, top))
+                self.set_cursor(SEARCH_CURSOR, top, cur)
+            return count
+
+    def _indexed_upto(self, cur: Cursor) -> int | None:
+        if not self.search_index:
+            return None
+        row = self.execute(cur, "SELECT seq FROM cursors WHERE consumer = ?", (SEARCH_CURSOR,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _search_errors_changed(self, cur: Cursor, condition: str, params: Sequence[object]) -> None:
+        upto = self._indexed_upto(cur)
+        if upto is None:
+            return
+        self.execute(cur, f"DELETE FROM events_search_errors WHERE rowid IN (SELECT seq FROM events WHERE {condition} "
+                          "AND seq <= ?)", (*params, upto))
+        self.execute(cur, "INSERT INTO events_search_errors (rowid, txt) SELECT seq, error FROM events "
+                          f"WHERE {condition} AND seq <= ? AND error IS NOT NULL", (*params, upto))
+
+    def _search_forget(self, cur: Cursor, condition: str, params: Sequence[object]) -> None:
+        upto = self._indexed_upto(cur)
+        if upto is None:
+            return
+        # a contentless FTS5 table forgets a row when told the text it indexed for it (the same expression)
+        self.execute(cur, f"INSERT INTO events_search (events_search, rowid, txt) SELECT 'delete', seq, "
+                          f"{self._SEARCH_TEXT} FROM events WHERE {condition} AND seq <= ? "
+                          f"AND {self._SEARCH_TEXT} IS NOT NULL", (*params, upto))
+        self.execute(cur, f"DELETE FROM events_search_errors WHERE rowid IN (SELECT seq FROM events WHERE {condition} "
+                          "AND seq <= ?)", (*params, upto))
+
     def _read_conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
@@ -87,6 +137,7 @@ class SQLiteStateStore(StateStore):
         return conn
 
     def close(self) -> None:
+        self._stop_indexer()
         self._closed = True
         with self._write_lock:
             if self._writer is not None:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..state import ALL_STATUSES
+from ..state import ALL_STATUSES, MIN_INDEXED, StateStore
 from ..workflows import runs
 from ..workflows.project_files import WORKFLOWS
 
@@ -28,6 +28,20 @@ def _clean(request: Request, *names: str) -> dict[str, str]:
 
 def _older(filters: dict[str, str], before: str) -> str:
     return "?" + urlencode({**filters, "before": before})
+
+
+def _search_note(store: StateStore, text: str) -> str | None:
+    """How far the search index covered this search (results are complete either way: events past it are
+    scanned), or None when it covered every event."""
+    if not store.search_index:
+        return "Searched by a scan of every event: this store has no text index (see docs/pages.md)."
+    if len(text) < MIN_INDEXED:
+        return f"Searched by a scan of every event: the text index finds {MIN_INDEXED} characters or more."
+    upto, top = store.search_indexed_upto(), store.max_seq()
+    if upto >= top:
+        return None
+    return (f"The text index is complete up to event #{upto}; the {top - upto:,} newer events were searched "
+            "by a scan.")
 
 
 def routes(web: Web) -> list[Route]:
@@ -57,8 +71,9 @@ def routes(web: Web) -> list[Route]:
         more = len(found) > PAGE_SIZE
         found = found[:PAGE_SIZE]
         older = _older(filters, str(found[-1].seq)) if more and found else None
+        note = await asyncio.to_thread(_search_note, app.store, filters["q"]) if filters.get("q") else None
         return web.render(
-            request, "events.html", events=found, filters=filters, statuses=ALL_STATUSES,
+            request, "events.html", events=found, filters=filters, statuses=ALL_STATUSES, search_note=note,
             endpoints=sorted(app.project.endpoints), older=older, first_page=before is None,
             newest="?" + urlencode(filters) if filters else "/events", message=request.query_params.get("message"),
         )
