@@ -3,10 +3,11 @@ every key left out, then defaults. Secrets (tokens, passwords) only ever come fr
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypedDict, TypeVar, Unpack, overload
 
 from ..errors import OpsloopError
 from ..project.config import ChannelsConfig
@@ -208,9 +209,54 @@ def channels_of(project: Project) -> Channels:
 S = TypeVar("S", SlackSettings, SmtpSettings, HttpSettings)
 
 
-def with_overrides(settings: S, **changes: Any) -> S:
-    """A copy of channel settings with the given keys replaced (None values keep the channel's).
+class SlackOverrides(TypedDict, total=False):
+    token_env: str | None
+    token: str | None
+    api_url: str | None
+    timeout: float | None
+    ca_file: Path | None
+    pace: float | None
 
-    ``changes`` stays loosely typed: ``dataclasses.replace`` checks each key against the settings' own fields,
-    which a keyword mapping over three settings types cannot state."""
-    return replace(settings, **{k: v for k, v in changes.items() if v is not None})
+
+class SmtpOverrides(TypedDict, total=False):
+    host: str | None
+    port: int | None
+    security: Security | None
+    username_env: str | None
+    password_env: str | None
+    username: str | None
+    password: str | None
+    sender: str | None
+    timeout: float | None
+    ca_file: Path | None
+
+
+class HttpOverrides(TypedDict, total=False):
+    timeout: float | None
+    ca_file: Path | None
+    retries: int | None
+    max_retry_delay: float | None
+
+
+@overload
+def with_overrides(settings: SlackSettings, **changes: Unpack[SlackOverrides]) -> SlackSettings: ...
+
+
+@overload
+def with_overrides(settings: SmtpSettings, **changes: Unpack[SmtpOverrides]) -> SmtpSettings: ...
+
+
+@overload
+def with_overrides(settings: HttpSettings, **changes: Unpack[HttpOverrides]) -> HttpSettings: ...
+
+
+def with_overrides(settings: S, **changes: object) -> S:
+    """A copy of channel settings with the given keys replaced (None values keep the channel's)."""
+    unknown = set(changes) - {f.name for f in fields(settings)}
+    if unknown:
+        raise TypeError(f"{type(settings).__name__} has no {', '.join(sorted(unknown))}")
+    copied = copy.copy(settings)
+    for name, value in changes.items():
+        if value is not None:
+            object.__setattr__(copied, name, value)  # a new frozen copy, not shared yet (as replace() sets it)
+    return copied
