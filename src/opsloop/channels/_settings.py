@@ -3,13 +3,17 @@ every key left out, then defaults. Secrets (tokens, passwords) only ever come fr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict, TypeVar, Unpack, overload
 
 from ..errors import OpsloopError
 from ..project.config import ChannelsConfig
+
+if TYPE_CHECKING:
+    from ..project import Project
 
 Security = Literal["starttls", "tls", "none"]
 SLACK_API_URL = "https://slack.com/api/"
@@ -127,33 +131,43 @@ def ca_path(root: Path, value: str | None) -> Path | None:
     return path
 
 
-def _first(*values: Any) -> Any:
+T = TypeVar("T")
+
+
+def _first(*values: T | None) -> T | None:
+    """The first value that is set (not None, not empty text)."""
     return next((v for v in values if v is not None and v != ""), None)
+
+
+def _pick(*values: T | None, default: T) -> T:
+    """The first value that is set, else ``default``."""
+    found = _first(*values)
+    return default if found is None else found
 
 
 def resolve_channels(config: ChannelsConfig, env: Mapping[str, str], root: Path) -> Channels:
     """The channels for a project: each key from ``opsloop.yml``, else its environment variable, else the
     default. Raises :class:`ChannelConfigError` naming the variable or key for a value that cannot work."""
-    parts: dict[str, Any] = {}
-    for name, build in (("slack", _slack), ("smtp", _smtp), ("http", _http)):
+    def built(name: str, build: Callable[[ChannelsConfig, Mapping[str, str], Path], T]) -> T:
         try:
-            parts[name] = build(config, env, root)
+            return build(config, env, root)
         except ChannelConfigError as exc:
             exc.channel = name
             raise
-    return Channels(**parts)
+
+    return Channels(slack=built("slack", _slack), smtp=built("smtp", _smtp), http=built("http", _http))
 
 
 def _slack(config: ChannelsConfig, env: Mapping[str, str], root: Path) -> SlackSettings:
     s = config.slack
     token_env = s.token_env or "SLACK_BOT_TOKEN"
-    api_url = str(_first(s.api_url, env.get("SLACK_API_URL"), SLACK_API_URL))
+    api_url = _pick(s.api_url, env.get("SLACK_API_URL"), default=SLACK_API_URL)
     return SlackSettings(
         token_env=token_env, token=env.get(token_env) or None,
         api_url=api_url if api_url.endswith("/") else api_url + "/",
-        timeout=float(_first(s.timeout, _number(env, "SLACK_TIMEOUT"), 15.0)),
+        timeout=float(_pick(s.timeout, _number(env, "SLACK_TIMEOUT"), default=15.0)),
         ca_file=ca_path(root, _first(s.ca_file, env.get("SLACK_CA_FILE"))),
-        pace=float(_first(s.pace, _number(env, "SLACK_PACE"), 1.0)),
+        pace=float(_pick(s.pace, _number(env, "SLACK_PACE"), default=1.0)),
     )
 
 
@@ -167,12 +181,12 @@ def _smtp(config: ChannelsConfig, env: Mapping[str, str], root: Path) -> SmtpSet
     password_env = m.password_env or "SMTP_PASSWORD"
     return SmtpSettings(
         host=_first(m.host, env.get("SMTP_HOST"), env.get("OPSLOOP_SMTP_HOST")),
-        port=int(_first(m.port, _port(env, "SMTP_PORT"), _port(env, "OPSLOOP_SMTP_PORT") if legacy else None,
-                        default_port)),
+        port=int(_pick(m.port, _port(env, "SMTP_PORT"), _port(env, "OPSLOOP_SMTP_PORT") if legacy else None,
+                       default=default_port)),
         security=security, username_env=username_env, password_env=password_env,
         username=env.get(username_env) or None, password=env.get(password_env) or None,
-        sender=str(_first(m.from_, env.get("SMTP_FROM"), env.get("OPSLOOP_SMTP_FROM"), "opsloop@localhost")),
-        timeout=float(_first(m.timeout, _number(env, "SMTP_TIMEOUT"), 30.0)),
+        sender=str(_pick(m.from_, env.get("SMTP_FROM"), env.get("OPSLOOP_SMTP_FROM"), default="opsloop@localhost")),
+        timeout=float(_pick(m.timeout, _number(env, "SMTP_TIMEOUT"), default=30.0)),
         ca_file=ca_path(root, _first(m.ca_file, env.get("SMTP_CA_FILE"))),
     )
 
@@ -180,18 +194,69 @@ def _smtp(config: ChannelsConfig, env: Mapping[str, str], root: Path) -> SmtpSet
 def _http(config: ChannelsConfig, env: Mapping[str, str], root: Path) -> HttpSettings:
     h = config.http
     return HttpSettings(
-        timeout=float(_first(h.timeout, _number(env, "OPSLOOP_HTTP_TIMEOUT"), 30.0)),
+        timeout=float(_pick(h.timeout, _number(env, "OPSLOOP_HTTP_TIMEOUT"), default=30.0)),
         ca_file=ca_path(root, _first(h.ca_file, env.get("OPSLOOP_HTTP_CA_FILE"))),
-        retries=int(_first(h.retries, _number(env, "OPSLOOP_HTTP_RETRIES"), 2)),
-        max_retry_delay=float(_first(h.max_retry_delay, _number(env, "OPSLOOP_HTTP_MAX_RETRY_DELAY"), 30.0)),
+        retries=int(_pick(h.retries, _number(env, "OPSLOOP_HTTP_RETRIES"), default=2)),
+        max_retry_delay=float(_pick(h.max_retry_delay, _number(env, "OPSLOOP_HTTP_MAX_RETRY_DELAY"), default=30.0)),
     )
 
 
-def channels_of(project: Any) -> Channels:
+def channels_of(project: Project) -> Channels:
     """The resolved channels of a loaded :class:`~opsloop.project.Project`."""
     return resolve_channels(project.config.channels, project.env, project.root)
 
 
-def with_overrides(settings: Any, **changes: Any) -> Any:
+S = TypeVar("S", SlackSettings, SmtpSettings, HttpSettings)
+
+
+class SlackOverrides(TypedDict, total=False):
+    token_env: str | None
+    token: str | None
+    api_url: str | None
+    timeout: float | None
+    ca_file: Path | None
+    pace: float | None
+
+
+class SmtpOverrides(TypedDict, total=False):
+    host: str | None
+    port: int | None
+    security: Security | None
+    username_env: str | None
+    password_env: str | None
+    username: str | None
+    password: str | None
+    sender: str | None
+    timeout: float | None
+    ca_file: Path | None
+
+
+class HttpOverrides(TypedDict, total=False):
+    timeout: float | None
+    ca_file: Path | None
+    retries: int | None
+    max_retry_delay: float | None
+
+
+@overload
+def with_overrides(settings: SlackSettings, **changes: Unpack[SlackOverrides]) -> SlackSettings: ...
+
+
+@overload
+def with_overrides(settings: SmtpSettings, **changes: Unpack[SmtpOverrides]) -> SmtpSettings: ...
+
+
+@overload
+def with_overrides(settings: HttpSettings, **changes: Unpack[HttpOverrides]) -> HttpSettings: ...
+
+
+def with_overrides(settings: S, **changes: object) -> S:
     """A copy of channel settings with the given keys replaced (None values keep the channel's)."""
-    return replace(settings, **{k: v for k, v in changes.items() if v is not None})
+    unknown = set(changes) - {f.name for f in fields(settings)}
+    if unknown:
+        raise TypeError(f"{type(settings).__name__} has no {', '.join(sorted(unknown))}")
+    copied = copy.copy(settings)
+    for name, value in changes.items():
+        if value is not None:
+            object.__setattr__(copied, name, value)  # a new frozen copy, not shared yet (as replace() sets it)
+    return copied

@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, Unpack
 
 import httpx
 
@@ -125,8 +125,16 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+class ClientOptions(TypedDict, total=False):
+    """What :func:`client` and :func:`async_client` hand on to httpx."""
+
+    base_url: str
+    headers: Mapping[str, str]
+    auth: tuple[str, str]
+
+
 def client(settings: HttpSettings, *, timeout: float | None = None, ca_file: Path | None = None,
-           **kwargs: Any) -> httpx.Client:
+           **kwargs: Unpack[ClientOptions]) -> httpx.Client:
     """An ``httpx.Client`` on the channel (``timeout`` / ``ca_file`` override the channel's for one caller);
     other keyword arguments (``base_url``, ``headers``, ``auth``) go to httpx."""
     chosen = with_overrides(settings, timeout=timeout, ca_file=ca_file)
@@ -134,7 +142,7 @@ def client(settings: HttpSettings, *, timeout: float | None = None, ca_file: Pat
 
 
 def async_client(settings: HttpSettings, *, timeout: float | None = None, ca_file: Path | None = None,
-                 **kwargs: Any) -> httpx.AsyncClient:
+                 **kwargs: Unpack[ClientOptions]) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` on the channel; see :func:`client`."""
     chosen = with_overrides(settings, timeout=timeout, ca_file=ca_file)
     return httpx.AsyncClient(timeout=chosen.timeout, transport=AsyncRetryTransport(chosen), **kwargs)

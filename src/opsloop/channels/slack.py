@@ -10,11 +10,15 @@ from ``channels.slack`` (docs/project.md, "Outbound channels").
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
+from .._json import JsonObject
 from ..errors import TerminalDeliveryError, TransientDeliveryError
 from ._settings import SlackSettings
 from .http import CA_HINT, certificate_error, ssl_context, why_untrusted
+
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
 
 TRANSIENT_ERRORS = frozenset({"ratelimited", "rate_limited", "internal_error", "fatal_error",
                               "service_unavailable", "request_timeout"})
@@ -46,14 +50,14 @@ class SlackClient:
 
     def __init__(self, settings: SlackSettings) -> None:
         self.settings = settings
-        self._client: Any = None
+        self._client: WebClient | None = None
         self._lock = threading.Lock()
 
     @property
     def sandbox(self) -> bool:
         return self.settings.sandbox
 
-    def _web(self) -> Any:
+    def _web(self) -> WebClient:
         with self._lock:
             if self._client is None:
                 from slack_sdk import WebClient
@@ -63,7 +67,7 @@ class SlackClient:
                                          ssl=ssl_context(self.settings.ca_file), retry_handlers=[])
             return self._client
 
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
+    def call(self, method: str, **params: object) -> JsonObject:
         """Call a Web API method; the answer's data, or a typed error."""
         from slack_sdk.errors import SlackApiError
 
@@ -76,7 +80,8 @@ class SlackClient:
             else:  # read methods take query parameters
                 query = {k: ("true" if v is True else "false" if v is False else v) for k, v in clean.items()}
                 response = self._web().api_call(method, http_verb="GET", params=query)
-            return dict(response.data) if isinstance(response.data, dict) else {}
+            data: JsonObject = dict(response.data) if isinstance(response.data, dict) else {}
+            return data
         except SlackApiError as exc:
             status = exc.response.status_code
             data = exc.response.data if isinstance(exc.response.data, dict) else {}
@@ -86,7 +91,8 @@ class SlackClient:
                 raise TransientDeliveryError(
                     f"Slack {method}: {error or f'HTTP {status}'}", retry_after=float(after) if after else None
                 ) from None
-            raise SlackRefused(method, str(error or f"HTTP {status}"), data.get("needed"),
+            needed = data.get("needed")
+            raise SlackRefused(method, str(error or f"HTTP {status}"), needed if isinstance(needed, str) else None,
                                self.settings.token_env) from None
         except OSError as exc:
             bad_cert = certificate_error(exc)
@@ -95,6 +101,6 @@ class SlackClient:
                                             f"trusted ({why_untrusted(bad_cert)}); {CA_HINT}") from exc
             raise TransientDeliveryError(f"Slack {method}: cannot reach {self.settings.api_url}: {exc}") from exc
 
-    def post_message(self, channel: str, text: str, **extra: Any) -> dict[str, Any]:
+    def post_message(self, channel: str, text: str, **extra: object) -> JsonObject:
         """``chat.postMessage``; the answer holds ``channel`` (the id) and ``ts``."""
         return self.call("chat.postMessage", channel=channel, text=text, **extra)

@@ -111,9 +111,10 @@ def register(app: typer.Typer) -> None:
         for key in ("id", "workflow", "status", "attempts", "rerun_of", "error"):
             if detail.get(key) not in (None, ""):
                 typer.echo(f"{key}: {detail[key]}")
-        for key in ("created_at", "started_at", "finished_at", "wake_at"):
-            if detail.get(key):
-                typer.echo(f"{key}: {when(detail[key])}")
+        for key, stamp in (("created_at", detail["created_at"]), ("started_at", detail["started_at"]),
+                           ("finished_at", detail["finished_at"]), ("wake_at", detail["wake_at"])):
+            if stamp:
+                typer.echo(f"{key}: {when(stamp)}")
         trigger = detail.get("trigger") or {}
         if trigger:
             typer.echo(f"trigger: {trigger.get('name')} {trigger.get('id')} {json.dumps(trigger.get('data'))}")

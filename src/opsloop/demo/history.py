@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import random
 import time
-from typing import Any
+from typing import TypedDict
 
 import pyarrow as pa
 
+from .._json import JsonObject
 from ..events.loader import RAW_TABLE, RawEventLoader
 from ..warehouse import Warehouse
 from . import payloads
@@ -20,16 +21,25 @@ DAY = 86400.0
 PRICES = [4900, 9900, 19900]
 
 
-def build_history(days: int = 120, seed: int = 11, now: float | None = None) -> tuple[list[dict[str, Any]],
+class HistoryRow(TypedDict):
+    """One sample event for ``raw.events``."""
+
+    endpoint: str
+    name: str
+    at: float
+    payload: JsonObject
+
+
+def build_history(days: int = 120, seed: int = 11, now: float | None = None) -> tuple[list[HistoryRow],
                                                                                        list[Person]]:
     """Rows for ``raw.events`` and the people they mention."""
     rng = random.Random(seed)
     now = time.time() if now is None else now
     start = now - days * DAY
-    rows: list[dict[str, Any]] = []
+    rows: list[HistoryRow] = []
     people: list[Person] = []
 
-    def add(endpoint: str, name: str, at: float, payload: dict[str, Any]) -> None:
+    def add(endpoint: str, name: str, at: float, payload: JsonObject) -> None:
         rows.append({"endpoint": endpoint, "name": name, "at": at, "payload": payload})
 
     key = 0
@@ -65,7 +75,7 @@ def build_history(days: int = 120, seed: int = 11, now: float | None = None) -> 
     return rows, people
 
 
-def load_history(warehouse: Warehouse, rows: list[dict[str, Any]]) -> int:
+def load_history(warehouse: Warehouse, rows: list[HistoryRow]) -> int:
     """Write ``rows`` into ``raw.events`` with negative sequence numbers (they precede the live log)."""
     RawEventLoader(warehouse).ensure_table()
     n = len(rows)

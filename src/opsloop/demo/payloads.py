@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
+from .._json import JsonObject
 from .people import Person
 
 
@@ -12,11 +12,11 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat()
 
 
-def demo_request(p: Person, at: float) -> dict[str, Any]:
+def demo_request(p: Person, at: float) -> JsonObject:
     return {"email": p.email, "name": p.name, "company": p.company, "requested_at": iso(at)}
 
 
-def subscription(p: Person, at: float, change: str, seq: int) -> dict[str, Any]:
+def subscription(p: Person, at: float, change: str, seq: int) -> JsonObject:
     return {
         "id": f"evt_sub_{change}_{p.key}_{seq}",
         "type": f"customer.subscription.{change}",
@@ -26,7 +26,7 @@ def subscription(p: Person, at: float, change: str, seq: int) -> dict[str, Any]:
     }
 
 
-def invoice_paid(p: Person, at: float, amount_cents: int, seq: int) -> dict[str, Any]:
+def invoice_paid(p: Person, at: float, amount_cents: int, seq: int) -> JsonObject:
     return {
         "id": f"evt_inv_{p.key}_{seq}",
         "type": "invoice.paid",
@@ -36,6 +36,6 @@ def invoice_paid(p: Person, at: float, amount_cents: int, seq: int) -> dict[str,
     }
 
 
-def app_event(p: Person, at: float, kind: str) -> dict[str, Any]:
+def app_event(p: Person, at: float, kind: str) -> JsonObject:
     return {"type": kind, "occurred_at": iso(at),
             "user": {"id": p.app_user_id, "email": p.email, "phone": p.phone}}

@@ -10,11 +10,11 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
+from .._json import JsonObject
 from ..app import App
 from ..events.signatures import SignedRequest, make_preset
 from ..project.config import SignatureConfig
@@ -61,7 +61,7 @@ class Traffic:
     def _count(self, what: str) -> None:
         self.state.sent[what] = self.state.sent.get(what, 0) + 1
 
-    async def post(self, client: httpx.AsyncClient, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def post(self, client: httpx.AsyncClient, endpoint: str, payload: JsonObject) -> JsonObject:
         """POST a signed webhook; returns the inbox's answer (``{"id": ...}`` on 202), empty on failure."""
         cfg = self.app.project.endpoints.get(endpoint)
         if cfg is None:

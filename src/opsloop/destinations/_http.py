@@ -6,27 +6,38 @@ Clients come from :func:`client` (the project's HTTP channel: timeout, CA file, 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TypedDict, Unpack
 
 import httpx
 
+from .._json import JsonObject, JsonValue
 from ..channels import ca_path
 from ..channels import http as http_channel
-from ..channels.http import retry_after
+from ..channels.http import ClientOptions, retry_after
 from ..errors import TerminalDeliveryError, TransientDeliveryError
 from .base import DestinationContext
 
 
 def client(ctx: DestinationContext, *, timeout: float | None = None, ca_file: str | None = None,
-           **kwargs: Any) -> httpx.Client:
+           **kwargs: Unpack[ClientOptions]) -> httpx.Client:
     """An httpx client on the project's HTTP channel; a destination's own ``timeout`` / ``ca_file``
     (relative to the project folder) override the channel's."""
     return http_channel.client(ctx.outbound().http, timeout=timeout, ca_file=ca_path(ctx.root, ca_file),
                                **kwargs)
 
 
-__all__ = ["body_text", "check", "client", "json_body", "request", "retry_after"]
+__all__ = ["RequestOptions", "body_text", "check", "client", "items", "json_body", "json_object", "objects",
+           "request", "retry_after"]
+
+
+class RequestOptions(TypedDict, total=False):
+    """What :func:`request` hands on to ``httpx.Client.request``."""
+
+    json: object
+    content: bytes
+    params: Mapping[str, str]
+    headers: Mapping[str, str]
 
 
 def body_text(response: httpx.Response, limit: int = 500) -> str:
@@ -51,7 +62,7 @@ def check(response: httpx.Response, what: str, describe: Describe | None = None)
 
 
 def request(client: httpx.Client, method: str, url: str, what: str, describe: Describe | None = None,
-            **kwargs: Any) -> httpx.Response:
+            **kwargs: Unpack[RequestOptions]) -> httpx.Response:
     """Send a request; connection failures and timeouts are transient."""
     try:
         response = client.request(method, url, **kwargs)
@@ -68,8 +79,24 @@ def request(client: httpx.Client, method: str, url: str, what: str, describe: De
     return response
 
 
-def json_body(response: httpx.Response, what: str) -> Any:
+def json_body(response: httpx.Response, what: str) -> JsonValue:
     try:
-        return response.json()
+        body: JsonValue = response.json()
     except json.JSONDecodeError as exc:
         raise TransientDeliveryError(f"{what}: the response was not JSON: {body_text(response)}") from exc
+    return body
+
+
+def json_object(value: JsonValue) -> JsonObject:
+    """``value`` when it is a JSON object, else ``{}`` (a vendor's answer read leniently)."""
+    return value if isinstance(value, dict) else {}
+
+
+def items(value: JsonValue) -> list[JsonValue]:
+    """``value`` when it is a JSON list, else ``[]``."""
+    return value if isinstance(value, list) else []
+
+
+def objects(value: JsonValue) -> list[JsonObject]:
+    """The objects in ``value`` when it is a JSON list (other items and other values give nothing)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []

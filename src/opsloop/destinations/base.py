@@ -17,9 +17,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from ..channels import Channels
+    from ..state import StateStore
 
 Op = Literal["upsert", "update", "insert", "delete"]
 
@@ -37,7 +41,7 @@ class RowOp:
 
     key: str
     op: Op
-    fields: dict[str, Any]
+    fields: dict[str, object]
     idempotency_key: str
     dest_id: str | None = None
     """The id the destination gave this record on an earlier delivery, when known."""
@@ -63,15 +67,15 @@ class DestinationContext:
     sync: str
     root: Path
     secret: Callable[[str], str | None]
-    store: Any = None
+    store: StateStore | None = None
     time_scale: float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
-    channels: Any = None
+    extra: dict[str, object] = field(default_factory=dict)
+    channels: Channels | None = None
     """The project's outbound channels (:class:`opsloop.channels.Channels`); when None, resolved on first use
     by ``channels_from``, else from the environment alone (``SLACK_*``, ``SMTP_*``, ``OPSLOOP_HTTP_*``)."""
-    channels_from: Callable[[], Any] | None = None
+    channels_from: Callable[[], Channels] | None = None
 
-    def outbound(self) -> Any:
+    def outbound(self) -> Channels:
         """The outbound channels (Slack, SMTP, HTTP) this destination sends through."""
         if self.channels is None and self.channels_from is not None:
             self.channels = self.channels_from()
@@ -129,12 +133,16 @@ class Destination(ABC):
     REQUESTS_PER_SECOND: ClassVar[float | None] = None
     """Default pacing when the sync sets no rate limit (the vendor's documented limit)."""
 
-    def __init__(self, config: Any, ctx: DestinationContext) -> None:
+    def __init__(self, config: BaseModel, ctx: DestinationContext) -> None:
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}, not {type(config).__name__}")
         self.config = config
+        """This destination's typed config (a subclass narrows the type to its ``Config``)."""
         self.ctx = ctx
 
     @classmethod
-    def validate(cls, config: Any, secret: Callable[[str], str | None]) -> list[tuple[tuple[str, ...], str]]:
+    def validate(cls, config: BaseModel,
+                 secret: Callable[[str], str | None]) -> list[tuple[tuple[str, ...], str]]:
         """Static checks beyond the typed config: ``[(location under destination:, message)]``."""
         problems: list[tuple[tuple[str, ...], str]] = []
         for name in ("token_env", "secret_env", "password_env", "url_env"):

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import smtplib
 from email.message import EmailMessage
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from ..channels import Security, SmtpSettings, ca_path, smtp, with_overrides
 from ..errors import TerminalDeliveryError, TransientDeliveryError
-from .base import Destination, DestinationConfig, RowOp, RowResult
+from .base import Destination, DestinationConfig, DestinationContext, RowOp, RowResult
 
 
 class EmailConfig(DestinationConfig):
@@ -47,7 +47,7 @@ class EmailDestination(Destination):
     MAX_BATCH = 100
     config: EmailConfig
 
-    def __init__(self, config: Any, ctx: Any) -> None:
+    def __init__(self, config: BaseModel, ctx: DestinationContext) -> None:
         super().__init__(config, ctx)
         from jinja2.sandbox import SandboxedEnvironment
 

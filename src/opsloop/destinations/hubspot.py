@@ -8,15 +8,15 @@ back to its row. Auth: a private app token (``Authorization: Bearer``). Scopes: 
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
+from pydantic import BaseModel
 
+from .._json import JsonObject
 from . import _http
-from .base import Destination, DestinationConfig, RowOp, RowResult
+from .base import Destination, DestinationConfig, DestinationContext, RowOp, RowResult
 
 
-def record_error(err: dict[str, Any]) -> str:
+def record_error(err: JsonObject) -> str:
     """One per-record error as a person reads it, with HubSpot's codes beside each message::
 
         VALIDATION_ERROR: phone: INVALID_PHONE_NUMBER: 555-CALL-NOW is not a valid phone number
@@ -38,14 +38,13 @@ def record_error(err: dict[str, Any]) -> str:
             message = head
             details = [": ".join(str(p) for p in (i.get("name"), i.get("error") or i.get("code"), i.get("message"))
                                  if p) for i in items]
-    for sub in err.get("errors") or []:
-        if isinstance(sub, dict):
-            context = sub.get("context") or {}
-            props = context.get("propertyName") or []
-            scopes = context.get("requiredGranularScopes") or []
-            said = str(sub.get("message") or "").rstrip(". ") if scopes else sub.get("message")
-            parts = [", ".join(map(str, props)), sub.get("code"), said, " ".join(map(str, scopes))]
-            details.append(": ".join(str(p) for p in parts if p))
+    for sub in _http.objects(err.get("errors")):
+        context = _http.json_object(sub.get("context"))
+        props = _http.items(context.get("propertyName"))
+        scopes = _http.items(context.get("requiredGranularScopes"))
+        said = str(sub.get("message") or "").rstrip(". ") if scopes else sub.get("message")
+        parts = [", ".join(map(str, props)), sub.get("code"), said, " ".join(map(str, scopes))]
+        details.append(": ".join(str(p) for p in parts if p))
     text = "; ".join([message.rstrip(". "), *(d for d in details if d)]) if details else message
     text = text.replace("; ", ": ", 1)
     category = err.get("category")
@@ -83,7 +82,7 @@ class HubSpotDestination(Destination):
     REQUESTS_PER_SECOND = 10.0
     config: HubSpotConfig
 
-    def __init__(self, config: Any, ctx: Any) -> None:
+    def __init__(self, config: BaseModel, ctx: DestinationContext) -> None:
         super().__init__(config, ctx)
         self._client: httpx.Client | None = None
 
@@ -103,7 +102,7 @@ class HubSpotDestination(Destination):
         response = _http.request(self.client, "GET", f"/crm/v3/properties/{self.config.object}",
                                  f"hubspot properties of {self.config.object}", describe=_described)
         data = _http.json_body(response, "hubspot properties")
-        return {str(p["name"]) for p in data.get("results", [])}
+        return {str(p["name"]) for p in _http.objects(_http.json_object(data).get("results"))}
 
     def send(self, batch: list[RowOp]) -> list[RowResult]:
         if batch[0].op == "delete":
@@ -118,23 +117,23 @@ class HubSpotDestination(Destination):
         response = _http.request(self.client, "POST", self._path(action), what, describe=_described,
                                  json={"inputs": inputs})
         data = _http.json_body(response, what)
-        return self._results(batch, data)
+        return self._results(batch, _http.json_object(data))
 
-    def _results(self, batch: list[RowOp], data: dict[str, Any]) -> list[RowResult]:
+    def _results(self, batch: list[RowOp], data: JsonObject) -> list[RowResult]:
         keys = {row.key for row in batch}
         out: dict[str, RowResult] = {}
-        for item in data.get("results", []):
-            props = item.get("properties") or {}
+        for item in _http.objects(data.get("results")):
+            props = _http.json_object(item.get("properties"))
             key = item.get("objectWriteTraceId") or props.get(self.config.id_property)
-            if key in keys:
+            if isinstance(key, str) and key in keys:
                 out[key] = RowResult(key, True, dest_id=str(item.get("id")), created=bool(item.get("new")))
-        for err in data.get("errors", []):
+        for err in _http.objects(data.get("errors")):
             message = record_error(err)
-            context = err.get("context") or {}
-            ids = [err.get("objectWriteTraceId"), *(context.get("objectWriteTraceId") or []),
-                   *(context.get("ids") or [])]
+            context = _http.json_object(err.get("context"))
+            ids = [err.get("objectWriteTraceId"), *_http.items(context.get("objectWriteTraceId")),
+                   *_http.items(context.get("ids"))]
             for key in ids:
-                if key in keys:
+                if isinstance(key, str) and key in keys:
                     out[key] = RowResult(key, False, error=message)
         for row in batch:
             out.setdefault(row.key, RowResult(row.key, False, error="hubspot returned no result for this record"))

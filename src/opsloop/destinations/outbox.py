@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic import ConfigDict
 
 from .. import outbox
+from ..errors import TerminalDeliveryError
 from .base import Destination, DestinationConfig, RowOp, RowResult
 
 
@@ -32,6 +33,8 @@ class OutboxDestination(Destination):
 
     def send(self, batch: list[RowOp]) -> list[RowResult]:
         store = self.ctx.store
+        if store is None:
+            raise TerminalDeliveryError("the outbox destination needs the app's state store", every_request=True)
         label = self.config.name or f"sync:{self.ctx.sync}"
         results = []
         with store.transaction() as cur:

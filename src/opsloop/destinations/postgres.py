@@ -7,10 +7,17 @@ column needs a unique index.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
 
 from ..errors import TerminalDeliveryError, TransientDeliveryError
-from .base import Destination, DestinationConfig, RowOp, RowResult
+from .base import Destination, DestinationConfig, DestinationContext, RowOp, RowResult
+
+if TYPE_CHECKING:  # psycopg is imported when a postgres destination first connects
+    import psycopg
+    from psycopg import sql
+    from psycopg.rows import TupleRow
 
 
 class PostgresConfig(DestinationConfig):
@@ -30,12 +37,12 @@ class PostgresDestination(Destination):
     MAX_BATCH = 1000
     config: PostgresConfig
 
-    def __init__(self, config: Any, ctx: Any) -> None:
+    def __init__(self, config: BaseModel, ctx: DestinationContext) -> None:
         super().__init__(config, ctx)
-        self._conn: Any = None
+        self._conn: psycopg.Connection[TupleRow] | None = None
 
     @property
-    def conn(self) -> Any:
+    def conn(self) -> psycopg.Connection[TupleRow]:
         if self._conn is None:
             import psycopg
 
@@ -48,7 +55,7 @@ class PostgresDestination(Destination):
                 raise TransientDeliveryError(f"postgres: cannot connect: {exc}".strip()) from exc
         return self._conn
 
-    def _table(self) -> Any:
+    def _table(self) -> sql.Identifier:
         from psycopg import sql
 
         return sql.Identifier(*self.config.table.split(".", 1))
@@ -75,7 +82,7 @@ class PostgresDestination(Destination):
                 for row in batch:
                     try:
                         with self.conn.transaction():
-                            out.append(self._write(cur, row, key, sql))
+                            out.append(self._write(cur, row, key))
                     except psycopg.errors.Error as exc:
                         if isinstance(exc, psycopg.OperationalError):
                             raise
@@ -85,7 +92,9 @@ class PostgresDestination(Destination):
             raise TransientDeliveryError(f"postgres: {exc}".strip()) from exc
         return out
 
-    def _write(self, cur: Any, row: RowOp, key: Any, sql: Any) -> RowResult:
+    def _write(self, cur: psycopg.Cursor[TupleRow], row: RowOp, key: sql.Identifier) -> RowResult:
+        from psycopg import sql
+
         table = self._table()
         if row.op == "delete":
             cur.execute(sql.SQL("DELETE FROM {} WHERE {} = %s").format(table, key), (row.key,))

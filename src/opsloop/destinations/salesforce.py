@@ -8,12 +8,12 @@ in order), ``PATCH /composite/sobjects`` by record id (update), ``DELETE /compos
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
+from pydantic import BaseModel
 
+from .._json import JsonObject
 from . import _http
-from .base import Destination, DestinationConfig, RowOp, RowResult
+from .base import Destination, DestinationConfig, DestinationContext, RowOp, RowResult
 
 
 class SalesforceConfig(DestinationConfig):
@@ -29,12 +29,12 @@ class SalesforceConfig(DestinationConfig):
     """PEM file of CAs to trust for ``instance_url`` (default: ``channels.http.ca_file``, else the system's)."""
 
 
-def _errors(item: dict[str, Any]) -> str:
+def _errors(item: JsonObject) -> str:
     parts = []
-    for err in item.get("errors") or []:
+    for err in _http.objects(item.get("errors")):
         text = f"{err.get('statusCode', 'ERROR')}: {err.get('message', '')}"
         if err.get("fields"):
-            text += f" ({', '.join(err['fields'])})"
+            text += f" ({', '.join(map(str, _http.items(err['fields'])))})"
         parts.append(text)
     return "; ".join(parts) or "rejected"
 
@@ -47,7 +47,7 @@ class SalesforceDestination(Destination):
     MAX_BATCH = 200
     config: SalesforceConfig
 
-    def __init__(self, config: Any, ctx: Any) -> None:
+    def __init__(self, config: BaseModel, ctx: DestinationContext) -> None:
         super().__init__(config, ctx)
         self._client: httpx.Client | None = None
 
@@ -64,7 +64,8 @@ class SalesforceDestination(Destination):
         what = f"salesforce describe {self.config.object}"
         data = _http.json_body(_http.request(self.client, "GET", f"/sobjects/{self.config.object}/describe", what),
                                what)
-        return {str(f["name"]) for f in data.get("fields", []) if f.get("createable") or f.get("updateable")}
+        return {str(f["name"]) for f in _http.objects(_http.json_object(data).get("fields"))
+                if f.get("createable") or f.get("updateable")}
 
     def send(self, batch: list[RowOp]) -> list[RowResult]:
         if batch[0].op == "delete":
@@ -81,14 +82,18 @@ class SalesforceDestination(Destination):
         records = [{"attributes": {"type": cfg.object}, **r.fields, cfg.external_id_field: r.key} for r in batch]
         return self._collection("PATCH", f"/composite/sobjects/{cfg.object}/{cfg.external_id_field}", batch, records)
 
-    def _collection(self, method: str, path: str, batch: list[RowOp], records: list[dict[str, Any]]) -> list[RowResult]:
+    def _collection(self, method: str, path: str, batch: list[RowOp],
+                    records: list[dict[str, object]]) -> list[RowResult]:
         what = f"salesforce {method} {path}"
         response = _http.request(self.client, method, path, what, json={"allOrNone": False, "records": records})
         items = _http.json_body(response, what)
         out = []
-        for row, item in zip(batch, items, strict=False):
+        for row, answer in zip(batch, _http.items(items), strict=False):
+            item = _http.json_object(answer)
             if item.get("success"):
-                out.append(RowResult(row.key, True, dest_id=item.get("id"), created=bool(item.get("created"))))
+                found = item.get("id")
+                out.append(RowResult(row.key, True, dest_id=None if found is None else str(found),
+                                     created=bool(item.get("created"))))
             else:
                 out.append(RowResult(row.key, False, _errors(item)))
         return out
@@ -100,7 +105,8 @@ class SalesforceDestination(Destination):
             what = "salesforce DELETE /composite/sobjects"
             response = _http.request(self.client, "DELETE", "/composite/sobjects", what,
                                      params={"ids": ",".join(str(r.dest_id) for r in rows), "allOrNone": "false"})
-            for row, item in zip(rows, _http.json_body(response, what), strict=False):
+            for row, answer in zip(rows, _http.items(_http.json_body(response, what)), strict=False):
+                item = _http.json_object(answer)
                 out.append(RowResult(row.key, bool(item.get("success")), None if item.get("success") else _errors(item),
                                      dest_id=row.dest_id))
         return out

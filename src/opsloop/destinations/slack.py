@@ -8,13 +8,13 @@ has not joined).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from ..channels import SlackClient, SlackRefused, ca_path, with_overrides
 from ..errors import TerminalDeliveryError, TransientDeliveryError
-from .base import Destination, DestinationConfig, RowOp, RowResult
+from .base import Destination, DestinationConfig, DestinationContext, RowOp, RowResult
 
 
 class SlackConfig(DestinationConfig):
@@ -40,7 +40,7 @@ class SlackDestination(Destination):
     REQUESTS_PER_SECOND = 1.0
     config: SlackConfig
 
-    def __init__(self, config: Any, ctx: Any) -> None:
+    def __init__(self, config: BaseModel, ctx: DestinationContext) -> None:
         super().__init__(config, ctx)
         self._client: SlackClient | None = None
         from jinja2.sandbox import SandboxedEnvironment

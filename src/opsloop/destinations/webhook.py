@@ -12,12 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
+from .._json import JsonValue
 from . import _http
-from .base import Destination, DestinationConfig, RowOp, RowResult
+from .base import Destination, DestinationConfig, DestinationContext, RowOp, RowResult
+
+if TYPE_CHECKING:
+    from standardwebhooks import Webhook
 
 
 class WebhookConfig(DestinationConfig):
@@ -45,11 +49,11 @@ class WebhookDestination(Destination):
     MAX_BATCH = 1000
     config: WebhookConfig
 
-    def __init__(self, config: Any, ctx: Any) -> None:
+    def __init__(self, config: BaseModel, ctx: DestinationContext) -> None:
         super().__init__(config, ctx)
         self._client = _http.client(ctx, timeout=self.config.timeout, ca_file=self.config.ca_file)
         secret = ctx.secret(self.config.secret_env) if self.config.secret_env else None
-        self._signer: Any = None
+        self._signer: Webhook | None = None
         if secret:
             from standardwebhooks import Webhook
 
@@ -79,14 +83,16 @@ class WebhookDestination(Destination):
             headers["webhook-signature"] = self._signer.sign(msg_id, now, body)
         response = _http.request(self._client, "POST", self.config.url, f"webhook {self.config.url}",
                                  content=body.encode(), headers=headers)
-        errors: dict[str, Any] = {}
+        errors: dict[str, JsonValue] = {}
         if response.headers.get("content-type", "").startswith("application/json"):
+            data: JsonValue
             try:
                 data = response.json()
             except ValueError:
                 data = None
-            if isinstance(data, dict) and isinstance(data.get("errors"), dict):
-                errors = data["errors"]
+            said = data.get("errors") if isinstance(data, dict) else None
+            if isinstance(said, dict):
+                errors = said
         return [
             RowResult(r.key, r.key not in errors, error=str(errors[r.key]) if r.key in errors else None,
                       dest_id=r.dest_id or r.key, created=r.new and r.op != "delete")

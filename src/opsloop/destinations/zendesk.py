@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 import httpx
-from pydantic import model_validator
+from pydantic import BaseModel, model_validator
 
+from .._json import JsonObject, JsonValue
 from ..errors import TerminalDeliveryError, TransientDeliveryError
 from . import _http
-from .base import Destination, DestinationConfig, RowOp, RowResult
+from .base import Destination, DestinationConfig, DestinationContext, RowOp, RowResult
 
 USER_FIELDS = frozenset({
     "name", "email", "phone", "external_id", "role", "organization_id", "tags", "notes", "details",
@@ -55,16 +56,29 @@ class ZendeskConfig(DestinationConfig):
         return self
 
 
-def _nest(fields: dict[str, Any]) -> dict[str, Any]:
+def _nest(fields: dict[str, object]) -> dict[str, object]:
     """``user_fields.plan: x`` becomes ``{"user_fields": {"plan": x}}``."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for name, value in fields.items():
         head, dot, rest = name.partition(".")
         if dot and head in ("user_fields", "organization_fields"):
-            out.setdefault(head, {})[rest] = value
+            group = out.get(head)
+            if not isinstance(group, dict):
+                group = out[head] = {}
+            group[rest] = value
         else:
             out[name] = value
     return out
+
+
+def _index(value: JsonValue) -> int | None:
+    """A job result's ``index`` (its user's place in the batch)."""
+    return int(value) if isinstance(value, int | float | str) else None
+
+
+def _job(body: JsonValue) -> JsonObject:
+    """The ``job_status`` of an answer (``{}`` when it has none)."""
+    return _http.json_object(_http.json_object(body).get("job_status"))
 
 
 class ZendeskDestination(Destination):
@@ -75,7 +89,7 @@ class ZendeskDestination(Destination):
     MAX_BATCH = 100
     config: ZendeskConfig
 
-    def __init__(self, config: Any, ctx: Any) -> None:
+    def __init__(self, config: BaseModel, ctx: DestinationContext) -> None:
         super().__init__(config, ctx)
         self._client: httpx.Client | None = None
 
@@ -90,9 +104,10 @@ class ZendeskDestination(Destination):
         return self._client
 
     @classmethod
-    def validate(cls, config: Any, secret: Callable[[str], str | None]) -> list[tuple[tuple[str, ...], str]]:
+    def validate(cls, config: BaseModel,
+                 secret: Callable[[str], str | None]) -> list[tuple[tuple[str, ...], str]]:
         problems = super().validate(config, secret)
-        if not config.email and not secret(config.email_env):
+        if isinstance(config, ZendeskConfig) and not config.email and not secret(config.email_env):
             problems.append((("email_env",), f"the agent's email is not set; add {config.email_env}=agent@... to "
                                              ".env (or write email: in the destination)"))
         return problems
@@ -109,8 +124,8 @@ class ZendeskDestination(Destination):
         what = "zendesk users/create_or_update_many"
         response = _http.request(self.client, "POST", "/api/v2/users/create_or_update_many", what,
                                  json={"users": users})
-        job = self._wait(_http.json_body(response, what).get("job_status") or {}, what)
-        by_index = {int(r["index"]): r for r in job.get("results") or [] if "index" in r}
+        job = self._wait(_job(_http.json_body(response, what)), what)
+        by_index = {_index(r["index"]): r for r in _http.objects(job.get("results")) if "index" in r}
         out = []
         for i, row in enumerate(batch):
             item = by_index.get(i)
@@ -126,7 +141,7 @@ class ZendeskDestination(Destination):
                 out.append(RowResult(row.key, True, dest_id=str(item.get("id")), created=created))
         return out
 
-    def _wait(self, job: dict[str, Any], what: str) -> dict[str, Any]:
+    def _wait(self, job: JsonObject, what: str) -> JsonObject:
         deadline = time.monotonic() + self.config.job_timeout
         while job.get("status") in ("queued", "working"):
             if time.monotonic() > deadline:
@@ -134,7 +149,7 @@ class ZendeskDestination(Destination):
                                              f"{self.config.job_timeout:.0f}s")
             time.sleep(self.config.poll_interval * self.ctx.time_scale)
             response = _http.request(self.client, "GET", f"/api/v2/job_statuses/{job['id']}", f"{what} job status")
-            job = _http.json_body(response, what).get("job_status") or {}
+            job = _job(_http.json_body(response, what))
         if job.get("status") != "completed":
             raise TerminalDeliveryError(f"{what}: job {job.get('id')} {job.get('status')}: {job.get('message')}")
         return job
@@ -146,7 +161,7 @@ class ZendeskDestination(Destination):
             what = "zendesk users/destroy_many"
             response = _http.request(self.client, "DELETE", "/api/v2/users/destroy_many", what,
                                      params={"ids": ",".join(str(r.dest_id) for r in rows)})
-            self._wait(_http.json_body(response, what).get("job_status") or {}, what)
+            self._wait(_job(_http.json_body(response, what)), what)
             results += [RowResult(r.key, True, dest_id=r.dest_id) for r in rows]
         return results
 
@@ -162,7 +177,7 @@ class ZendeskDestination(Destination):
                                      json={"organization": org})
         except TerminalDeliveryError as exc:
             return RowResult(row.key, False, str(exc))
-        data = _http.json_body(response, what).get("organization") or {}
+        data = _http.json_object(_http.json_object(_http.json_body(response, what)).get("organization"))
         return RowResult(row.key, True, dest_id=str(data.get("id")), created=response.status_code == 201)
 
     def close(self) -> None:

@@ -16,8 +16,11 @@ import json
 import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import NoReturn
+
+from .._json import JsonValue
 
 BOM = b"\xef\xbb\xbf"
 DEFAULT_MAX_DEPTH = 64
@@ -35,12 +38,12 @@ class BodyRefused(ValueError):
 
 @dataclass
 class Parsed:
-    payload: Any
+    payload: JsonValue
     text: str
     """The JSON text as parsed (the body without a leading BOM)."""
 
 
-def _refuse_constant(name: str) -> Any:
+def _refuse_constant(name: str) -> NoReturn:
     raise BodyRefused(f"{name} is not a JSON number (RFC 8259 section 6); send it as a string or null")
 
 
@@ -82,7 +85,7 @@ def parse_body(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Parsed:
     if "\x00" in text:
         raise BodyRefused(f"the body is not UTF-8 JSON{_encoding_hint(raw)}: it holds NUL characters")
     try:
-        payload = _DECODER.decode(text)
+        payload: JsonValue = _DECODER.decode(text)
     except BodyRefused:
         raise
     except RecursionError:
@@ -116,7 +119,7 @@ def parse_body(body: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Parsed:
     return Parsed(payload, text)
 
 
-def _children(node: Any, pointer: str) -> list[tuple[Any, str]]:
+def _children(node: JsonValue, pointer: str) -> list[tuple[JsonValue, str]]:
     if isinstance(node, dict):
         return [(v, f"{pointer}/{_escape(k)}") for k, v in node.items()] + [(k, f"{pointer}/{_escape(k)} (key)")
                                                                            for k in node]
@@ -129,9 +132,9 @@ def _escape(key: str) -> str:
     return key.encode("utf-8", "backslashreplace").decode().replace("~", "~0").replace("/", "~1")
 
 
-def _depth(payload: Any) -> int:
+def _depth(payload: JsonValue) -> int:
     deepest = 0
-    stack: list[tuple[Any, int]] = [(payload, 1)]
+    stack: list[tuple[JsonValue, int]] = [(payload, 1)]
     while stack:
         node, level = stack.pop()
         if isinstance(node, dict | list):
@@ -140,9 +143,9 @@ def _depth(payload: Any) -> int:
     return deepest
 
 
-def _find_string(payload: Any, bad: Any) -> str | None:
+def _find_string(payload: JsonValue, bad: Callable[[str], bool]) -> str | None:
     """The JSON pointer of the first string (value or key) for which ``bad`` holds."""
-    stack: list[tuple[Any, str]] = [(payload, "")]
+    stack: list[tuple[JsonValue, str]] = [(payload, "")]
     while stack:
         node, pointer = stack.pop()
         if isinstance(node, str):
@@ -161,9 +164,9 @@ def _is_unencodable(text: str) -> bool:
     return False
 
 
-def _lone_surrogate(payload: Any) -> str | None:
+def _lone_surrogate(payload: JsonValue) -> str | None:
     return _find_string(payload, _is_unencodable)
 
 
-def _nul_string(payload: Any) -> str | None:
+def _nul_string(payload: JsonValue) -> str | None:
     return _find_string(payload, lambda s: "\x00" in s)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..errors import ServerBusy
 from ..state import AppendResult, NewEvent, StateStore
@@ -24,9 +24,10 @@ Outcome = AppendResult | BaseException
 
 
 class Sink(Protocol):
-    """Receives the outcomes of its events after each commit (called on the writer thread)."""
+    """Receives the outcomes of its events after each commit (called on the writer thread), each with the
+    key its event was put with (``GroupCommitter.put``): the sink's own, handed back as it came."""
 
-    def deliver(self, outcomes: list[tuple[Any, Outcome]]) -> None: ...
+    def deliver(self, outcomes: list[tuple[object, Outcome]]) -> None: ...
 
 
 class _LoopSink:
@@ -35,12 +36,12 @@ class _LoopSink:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
 
-    def deliver(self, outcomes: list[tuple[Any, Outcome]]) -> None:
+    def deliver(self, outcomes: list[tuple[object, Outcome]]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             self.loop.call_soon_threadsafe(_resolve, outcomes)
 
 
-_Item = tuple[NewEvent, Sink, Any]
+_Item = tuple[NewEvent, Sink, object]
 
 
 class GroupCommitter:
@@ -92,7 +93,7 @@ class GroupCommitter:
         self.put(event, sink, future)
         return await future
 
-    def put(self, event: NewEvent, sink: Sink, key: Any) -> None:
+    def put(self, event: NewEvent, sink: Sink, key: object) -> None:
         """Queue ``event``; after its commit ``sink.deliver`` gets ``(key, result or error)``. From any thread."""
         if self._thread is None:
             raise ServerBusy("the server is shutting down", retry_after=2.0)
@@ -132,7 +133,7 @@ class GroupCommitter:
             outcomes = list(results)
         except Exception as exc:  # every waiter gets the failure; nothing was acknowledged
             results, outcomes = [], [exc] * len(items)
-        by_sink: dict[int, tuple[Sink, list[tuple[Any, Outcome]]]] = {}
+        by_sink: dict[int, tuple[Sink, list[tuple[object, Outcome]]]] = {}
         for (_, sink, key), outcome in zip(items, outcomes, strict=True):
             by_sink.setdefault(id(sink), (sink, []))[1].append((key, outcome))
         for sink, pairs in by_sink.values():
@@ -145,8 +146,9 @@ class GroupCommitter:
             self.on_commit(results)
 
 
-def _resolve(pairs: list[tuple[Any, Outcome]]) -> None:
+def _resolve(pairs: list[tuple[object, Outcome]]) -> None:
     for future, outcome in pairs:
+        assert isinstance(future, asyncio.Future)  # _LoopSink's keys are the futures ``submit`` awaits
         if future.done():
             continue
         if isinstance(outcome, BaseException):

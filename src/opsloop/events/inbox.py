@@ -7,9 +7,10 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from .._ids import new_id
+from .._json import JsonObject, JsonValue
 from ..errors import ServerBusy
 from ..project import EndpointConfig, Project
 from ..state import AppendResult, NewEvent
@@ -33,7 +34,7 @@ class Outcome:
     """What the HTTP layer answers."""
 
     status_code: int
-    body: dict[str, Any]
+    body: JsonObject
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -57,38 +58,43 @@ def compile_endpoints(project: Project) -> dict[str, Endpoint]:
     return out
 
 
-def redact(payload: Any, paths: list[str]) -> tuple[Any, bool]:
+def redact(payload: JsonValue, paths: list[str]) -> tuple[JsonValue, bool]:
     """Replace the values at dotted ``paths`` (``*`` matches every list item or key)."""
     if not paths:
         return payload, False
     out = copy.deepcopy(payload)
     changed = False
 
-    def walk(node: Any, parts: list[str]) -> None:
+    def visit(child: JsonValue, rest: list[str]) -> JsonValue:
+        """``child`` after the rest of the path is applied (the path's end: redacted, unless null)."""
         nonlocal changed
+        if rest:
+            walk(child, rest)
+            return child
+        if child is None:
+            return None
+        changed = True
+        return REDACTED
+
+    def walk(node: JsonValue, parts: list[str]) -> None:
         head, rest = parts[0], parts[1:]
-        children: list[tuple[Any, Any]] = []
         if isinstance(node, dict):
-            keys = list(node) if head == "*" else ([head] if head in node else [])
-            children = [(node, k) for k in keys]
+            for key in list(node) if head == "*" else ([head] if head in node else []):
+                node[key] = visit(node[key], rest)
         elif isinstance(node, list):
             if head == "*":
-                children = [(node, i) for i in range(len(node))]
-            elif head.isdigit() and int(head) < len(node):
-                children = [(node, int(head))]
-        for parent, key in children:
-            if rest:
-                walk(parent[key], rest)
-            elif parent[key] is not None:
-                parent[key] = REDACTED
-                changed = True
+                indexes = list(range(len(node)))
+            else:
+                indexes = [int(head)] if head.isdigit() and int(head) < len(node) else []
+            for i in indexes:
+                node[i] = visit(node[i], rest)
 
     for path in paths:
         walk(out, path.split("."))
     return out, changed
 
 
-def _field(payload: Any, dotted: str) -> Any:
+def _field(payload: JsonValue, dotted: str) -> JsonValue:
     value = payload
     for part in dotted.split("."):
         value = value.get(part) if isinstance(value, dict) else None
@@ -157,7 +163,7 @@ class Inbox:
         )
         reason = endpoint.preset.verify(SignedRequest(body, lower, url, method), now)
         if reason is not None:
-            answer = {"error": "invalid signature", "reason": reason}
+            answer: JsonObject = {"error": "invalid signature", "reason": reason}
             if not self.refusals.take(name, client or "unknown", cfg.refused_per_minute, now):
                 return Outcome(401, answer)  # the same answer; past the budget nothing is stored
             kept = body[: cfg.refused_body]
@@ -189,7 +195,7 @@ class Inbox:
         if endpoint.validator is not None:
             errors = endpoint.validator.errors(payload)
             if errors:
-                listed = [e.as_dict() for e in errors]
+                listed: list[JsonValue] = [e.as_dict() for e in errors]
                 base.status, base.error = "quarantined", {"schema_errors": listed}
                 base.expires_at = None
                 await self._append_quiet(base)

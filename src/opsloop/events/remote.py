@@ -34,12 +34,13 @@ _FIELDS = ("id", "name", "received_at", "status", "endpoint", "idempotency_key",
            "error", "source", "related_id", "expires_at", "dedupe_until", "payload_text")
 
 
-def _pack(obj: Any) -> bytes:
-    data = marshal.dumps(obj)
+def _pack(rid: int, items: list[tuple[object, ...]] | list[object]) -> bytes:
+    """A frame: its request id and its events (to the main process) or their answers (back)."""
+    data = marshal.dumps((rid, items))
     return _FRAME.pack(len(data)) + data
 
 
-def to_wire(event: NewEvent) -> tuple[Any, ...]:
+def to_wire(event: NewEvent) -> tuple[object, ...]:
     """An event as plain values (marshal is several times faster than pickling the dataclass)."""
     values = [getattr(event, f) for f in _FIELDS]
     if event.payload_text is not None:
@@ -48,6 +49,7 @@ def to_wire(event: NewEvent) -> tuple[Any, ...]:
 
 
 def from_wire(values: tuple[Any, ...]) -> NewEvent:
+    """The event ``to_wire`` made (``values`` come from ``marshal.loads``: each field's own type)."""
     return NewEvent(**dict(zip(_FIELDS, values, strict=True)))
 
 
@@ -56,13 +58,14 @@ class _Reply:
 
     def __init__(self, conn: _Connection, rid: int, size: int) -> None:
         self.conn, self.rid = conn, rid
-        self.answers: list[Any] = [None] * size
+        self.answers: list[object] = [None] * size
         self.left = size
         self.lock = threading.Lock()
 
-    def deliver(self, outcomes: list[tuple[Any, AppendResult | BaseException]]) -> None:
+    def deliver(self, outcomes: list[tuple[object, AppendResult | BaseException]]) -> None:
         with self.lock:
             for index, outcome in outcomes:
+                assert isinstance(index, int)  # the keys are the events' places in the frame (``_serve``)
                 if isinstance(outcome, AppendResult):
                     self.answers[index] = (0, outcome.event_id, outcome.seq, outcome.duplicate_of)
                 else:
@@ -71,7 +74,7 @@ class _Reply:
             self.left -= len(outcomes)
             done = self.left == 0
         if done:
-            self.conn.send(_pack((self.rid, self.answers)))
+            self.conn.send(_pack(self.rid, self.answers))
 
 
 class _Connection:
@@ -113,7 +116,7 @@ class AppendChannel:
         self._listener = listener
         self._spawn(self._accept, "opsloop-append-accept")
 
-    def _spawn(self, target: Callable[..., None], name: str, *args: Any) -> None:
+    def _spawn(self, target: Callable[..., None], name: str, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -170,7 +173,7 @@ class RemoteCommitter:
         self.on_lost = on_lost
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
-        self._pending: list[tuple[Any, ...]] = []
+        self._pending: list[tuple[object, ...]] = []
         self._pending_futures: list[asyncio.Future[AppendResult]] = []
         self._waiting: dict[int, list[asyncio.Future[AppendResult]]] = {}
         self._next_id = 0
@@ -222,7 +225,7 @@ class RemoteCommitter:
             return
         self._next_id += 1
         self._waiting[self._next_id] = futures
-        self._writer.write(_pack((self._next_id, events)))
+        self._writer.write(_pack(self._next_id, events))
 
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
         try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import fastjsonschema
 import jsonschema
+
+from .._json import JsonObject
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _FORMATS = {"email": _EMAIL.pattern, "idn-email": _EMAIL.pattern}
@@ -26,11 +27,11 @@ class SchemaError:
     pointer: str
     message: str
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> JsonObject:
         return {"pointer": self.pointer, "message": self.message}
 
 
-def check_schema(schema: Any) -> str | None:
+def check_schema(schema: object) -> str | None:
     """None when ``schema`` is a valid JSON Schema, else the reason."""
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
@@ -42,13 +43,13 @@ def check_schema(schema: Any) -> str | None:
 class PayloadValidator:
     """Validate payloads against one schema; fast when they are valid, thorough when not."""
 
-    def __init__(self, schema: dict[str, Any]) -> None:
+    def __init__(self, schema: dict[str, object]) -> None:
         self.schema = schema
-        self._fast: Callable[[Any], Any] = fastjsonschema.compile(schema, formats=_FORMATS)
+        self._fast: Callable[[object], object] = fastjsonschema.compile(schema, formats=_FORMATS)
         cls = jsonschema.validators.validator_for(schema)
         self._slow = cls(schema, format_checker=_checker)
 
-    def errors(self, payload: Any) -> list[SchemaError]:
+    def errors(self, payload: object) -> list[SchemaError]:
         """Every violation in ``payload``, each with a JSON pointer; empty when valid."""
         try:
             self._fast(payload)

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .._durations import parse_duration, parse_size
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
+
+
+def _as_duration(value: object) -> float:
+    """A duration as YAML gave it (``15m``, ``30``)."""
+    if isinstance(value, str | int | float):
+        return parse_duration(value)
+    raise ValueError(f"{value!r} is not a duration; write a number with a unit, like 500ms, 30s, 15m, 24h, 7d")
+
+
+def _as_size(value: object) -> int:
+    """A size as YAML gave it (``512KB``, ``1000``)."""
+    if isinstance(value, str | int):
+        return parse_size(value)
+    raise ValueError(f"{value!r} is not a size; write a number with a unit, like 512KB or 1MB")
 
 
 class _Strict(BaseModel):
@@ -21,7 +35,7 @@ class WarehouseConfig(_Strict):
     path: str = "warehouse.duckdb"
     url: str | None = None
     threads: int | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, object] = Field(default_factory=dict)
 
 
 class StateConfig(_Strict):
@@ -56,13 +70,13 @@ class ServerConfig(_Strict):
 
     @field_validator("session_expiry", mode="before")
     @classmethod
-    def _expiry(cls, value: Any) -> float:
-        return parse_duration(value)
+    def _expiry(cls, value: object) -> float:
+        return _as_duration(value)
 
     @field_validator("max_request_body", mode="before")
     @classmethod
-    def _body(cls, value: Any) -> int:
-        return parse_size(value)
+    def _body(cls, value: object) -> int:
+        return _as_size(value)
 
 
 class SlackChannelConfig(_Strict):
@@ -118,7 +132,7 @@ class ProjectConfig(_Strict):
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
     retention_days: int = 30
     dbt_project: str | None = None
-    vars: dict[str, Any] = Field(default_factory=dict)
+    vars: dict[str, object] = Field(default_factory=dict)
 
 
 Preset = Literal["none", "stripe", "slack", "github", "hubspot", "standard_webhooks", "zendesk", "shopify", "hmac"]
@@ -140,8 +154,8 @@ class SignatureConfig(_Strict):
 
     @field_validator("tolerance", mode="before")
     @classmethod
-    def _tolerance(cls, value: Any) -> float:
-        return parse_duration(value)
+    def _tolerance(cls, value: object) -> float:
+        return _as_duration(value)
 
     @model_validator(mode="after")
     def _needs(self) -> SignatureConfig:
@@ -159,8 +173,8 @@ class IdempotencyConfig(_Strict):
 
     @field_validator("window", mode="before")
     @classmethod
-    def _window(cls, value: Any) -> float:
-        return parse_duration(value)
+    def _window(cls, value: object) -> float:
+        return _as_duration(value)
 
     @model_validator(mode="after")
     def _one(self) -> IdempotencyConfig:
@@ -177,7 +191,7 @@ class EndpointConfig(_Strict):
     event: str | None = None
     event_from: str | None = None
     event_prefix: str = ""
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_: dict[str, object] | None = Field(default=None, alias="schema")
     schema_file: str | None = None
     signature: SignatureConfig = Field(default_factory=lambda: SignatureConfig(preset="none"))
     idempotency: IdempotencyConfig | None = None
@@ -193,8 +207,8 @@ class EndpointConfig(_Strict):
 
     @field_validator("max_body", "refused_body", mode="before")
     @classmethod
-    def _size(cls, value: Any) -> int:
-        return parse_size(value)
+    def _size(cls, value: object) -> int:
+        return _as_size(value)
 
     @field_validator("name")
     @classmethod

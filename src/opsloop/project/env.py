@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import overload
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -29,7 +29,15 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def interpolate(value: Any, env: Mapping[str, str]) -> Any:
+@overload
+def interpolate(value: dict[str, object], env: Mapping[str, str]) -> dict[str, object]: ...
+
+
+@overload
+def interpolate(value: object, env: Mapping[str, str]) -> object: ...
+
+
+def interpolate(value: object, env: Mapping[str, str]) -> object:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string inside ``value``.
 
     As in the shell, ``${VAR:-default}`` uses the default when VAR is unset or empty.

@@ -11,7 +11,9 @@ import yaml
 
 from ..errors import Problem
 
-Loc = tuple[str | int, ...]
+Loc = tuple[object, ...]
+"""Where a value sits in a document: mapping keys (any scalar YAML allows, ``on:`` reads as True) and
+list indexes."""
 
 
 @dataclass
@@ -32,10 +34,10 @@ class LocatedYaml:
         return self.lines.get((), 1)
 
 
-def _build(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
+def _build(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> object:
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
+        out: dict[object, object] = {}
         for key_node, value_node in node.value:
             key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) else (
                 _scalar(key_node)
@@ -48,7 +50,7 @@ def _build(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
     return _scalar(node)
 
 
-def _scalar(node: yaml.Node) -> Any:
+def _scalar(node: yaml.Node) -> object:
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(node, deep=True)

@@ -195,7 +195,7 @@ def routes(web: Web) -> list[Route]:
                               back="/runs", back_label="all runs")
         paused = detail["workflow"] in await asyncio.to_thread(runs.paused_workflows, app.store)
         return web.render(request, "run.html", paused=paused, message=request.query_params.get("message"),
-                          **run_page_context(detail))
+                          **run_page_context(dict(detail)))
 
     async def run_live(request: Request) -> Response:
         """``event: changed`` each time the run's row moves on (a step done, a wait over), until it finishes;

@@ -7,7 +7,7 @@ Python workflows live in ``workflows/*.py`` (functions decorated with :func:`wor
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._api import CancelOn, Schedule, WorkflowDef, workflow
@@ -25,7 +25,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     where = _LAZY.get(name)
     if where is None:
         raise AttributeError(f"module 'opsloop.workflows' has no attribute {name!r}")

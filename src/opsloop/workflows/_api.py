@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, overload
 
 from .._durations import parse_duration
 
 if TYPE_CHECKING:
     from .context import Context
 
-WorkflowFn = Callable[["Context"], Awaitable[Any]]
+WorkflowFn = Callable[["Context"], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,58 @@ class WorkflowDef:
         return False
 
 
+@overload
+def workflow(
+    fn: WorkflowFn,
+    *,
+    name: str | None = None,
+    on: str | list[str] | None = None,
+    when: str | None = None,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    catch_up: Literal["skip", "run_once"] = "skip",
+    on_model: str | None = None,
+    on_segment: str | None = None,
+    segment_event: Literal["entered", "exited"] = "entered",
+    retries: int = 3,
+    retry_backoff: str | float = 1.0,
+    step_timeout: str | float | None = None,
+    concurrency: int | None = None,
+    concurrency_key: str | None = None,
+    debounce: str | float | None = None,
+    debounce_key: str | None = None,
+    idempotency: str | None = None,
+    cancel_on: list[CancelOn] | None = None,
+    priority: int | str = 0,
+) -> WorkflowDef: ...
+
+
+@overload
+def workflow(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    on: str | list[str] | None = None,
+    when: str | None = None,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    catch_up: Literal["skip", "run_once"] = "skip",
+    on_model: str | None = None,
+    on_segment: str | None = None,
+    segment_event: Literal["entered", "exited"] = "entered",
+    retries: int = 3,
+    retry_backoff: str | float = 1.0,
+    step_timeout: str | float | None = None,
+    concurrency: int | None = None,
+    concurrency_key: str | None = None,
+    debounce: str | float | None = None,
+    debounce_key: str | None = None,
+    idempotency: str | None = None,
+    cancel_on: list[CancelOn] | None = None,
+    priority: int | str = 0,
+) -> Callable[[WorkflowFn], WorkflowDef]: ...
+
+
 def workflow(
     fn: WorkflowFn | None = None,
     *,
@@ -84,7 +136,7 @@ def workflow(
     idempotency: str | None = None,
     cancel_on: list[CancelOn] | None = None,
     priority: int | str = 0,
-) -> Any:
+) -> WorkflowDef | Callable[[WorkflowFn], WorkflowDef]:
     """Declare a durable workflow in ``workflows/*.py``.
 
     Example::

@@ -17,15 +17,14 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ..state import NewEvent, StateStore
-from ._runstore import LeaseLost
+from ._runstore import Cursor, LeaseLost
 
 log = logging.getLogger("opsloop.workflows")
 
-Write = Callable[[Any], Any]
-Fence = Callable[[Any, list[str]], set[str]]
+Write = Callable[[Cursor], object]
+Fence = Callable[[Cursor, list[str]], set[str]]
 """``fence(cur, run_ids)``: the runs among ``run_ids`` whose lease this worker still holds (locked)."""
 _FATAL = (KeyboardInterrupt, SystemExit)
 
@@ -35,7 +34,7 @@ class _Pending:
     write: Write
     fence: str | None
     events: Sequence[NewEvent]
-    future: asyncio.Future[Any]
+    future: asyncio.Future[object]
 
 
 class WriteBatcher:
@@ -63,12 +62,12 @@ class WriteBatcher:
                 item.future.set_exception(RuntimeError("the workflow engine stopped"))
         self._queue.clear()
 
-    async def submit(self, write: Write, *, fence: str | None = None, events: Sequence[NewEvent] = ()) -> Any:
+    async def submit(self, write: Write, *, fence: str | None = None, events: Sequence[NewEvent] = ()) -> object:
         """Commit ``write`` (after checking the lease on run ``fence``; raises ``LeaseLost`` when it is
         gone) and append ``events`` in the same transaction."""
         if fence is not None and self.fence is None:
             raise ValueError("this batcher was made without a fence")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         item = _Pending(write, fence, events, fut)
         if self._task is None:
             return await asyncio.to_thread(self._run_one, item)
@@ -76,7 +75,7 @@ class WriteBatcher:
         self._wake.set()
         return await fut
 
-    def _run_one(self, item: _Pending) -> Any:
+    def _run_one(self, item: _Pending) -> object:
         with self.store.transaction(lane=self.lane) as cur:
             if item.fence is not None and self.fence is not None and not self.fence(cur, [item.fence]):
                 raise LeaseLost(item.fence)
@@ -85,8 +84,8 @@ class WriteBatcher:
                 self.store.append_events_in(cur, item.events)
             return result
 
-    def _run_batch(self, items: list[_Pending]) -> list[tuple[bool, Any]]:
-        out: list[tuple[bool, Any]] = [(False, None)] * len(items)
+    def _run_batch(self, items: list[_Pending]) -> list[tuple[bool, object]]:
+        out: list[tuple[bool, object]] = [(False, None)] * len(items)
         order = sorted(range(len(items)), key=lambda i: items[i].fence or "")
         with self.store.transaction(lane=self.lane) as cur:
             fenced = sorted({item.fence for item in items if item.fence is not None})
@@ -104,7 +103,7 @@ class WriteBatcher:
                 self.store.append_events_in(cur, events)
         return out
 
-    def _run_many(self, items: list[_Pending]) -> list[tuple[bool, Any]]:
+    def _run_many(self, items: list[_Pending]) -> list[tuple[bool, object]]:
         """Every write's outcome. A write may raise a BaseException that is not an error of the process
         (the engine's LeaseLost): it belongs to that write's run alone and must not end this batcher, or
         every later write would wait for ever while the heartbeat kept the runs leased."""
@@ -116,7 +115,7 @@ class WriteBatcher:
             except BaseException as exc:
                 # one of them failed: run each alone so that one bad write cannot fail the others
                 log.debug("a batch of %d writes failed (%r); retrying them one by one", len(items), exc)
-        out: list[tuple[bool, Any]] = []
+        out: list[tuple[bool, object]] = []
         for item in items:
             try:
                 out.append((True, self._run_one(item)))
@@ -142,4 +141,5 @@ class WriteBatcher:
                     if ok:
                         item.future.set_result(value)
                     else:
+                        assert isinstance(value, BaseException)  # a failed write's outcome is its exception
                         item.future.set_exception(value)

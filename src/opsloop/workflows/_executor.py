@@ -14,9 +14,10 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .._ids import new_id
+from .._json import JsonObject, JsonValue
 from ..state import NewEvent
 from ..state.base import json_safe
 from . import _templates
@@ -25,6 +26,9 @@ from ._batch import WriteBatcher
 from ._journal import WaitSpec
 from ._runstore import Cursor, LeaseLost, RunRow, RunStore, StepMemo
 from .context import WAKE_EARLY, Context, Suspend, _describe, event_dict
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger("opsloop.workflows")
 
@@ -35,7 +39,7 @@ class Executor:
     """Runs this worker's share of the runs, at most ``max_active`` at a time."""
 
     def __init__(self, runs: RunStore, owner: str, definitions: Callable[[], Mapping[str, WorkflowDef]],
-                 app: Any, time_scale: float, notify: Callable[[], None]) -> None:
+                 app: App, time_scale: float, notify: Callable[[], None]) -> None:
         self.runs = runs
         self.owner = owner
         self.definitions = definitions
@@ -52,7 +56,7 @@ class Executor:
         self._kick: asyncio.Event | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, claim: bool = True) -> list[asyncio.Task[Any]]:
+    def start(self, claim: bool = True) -> list[asyncio.Task[None]]:
         """Start the group committer; returns the claim loop and the lease heartbeat as tasks (none when
         ``claim`` is False: a process that runs no workflows)."""
         self.stopping = False
@@ -173,7 +177,7 @@ class Executor:
             self.active.pop(run.id, None)
             self.kick()
 
-    async def submit(self, write: Callable[[Cursor], Any], fence: str, events: Sequence[NewEvent] = ()) -> Any:
+    async def submit(self, write: Callable[[Cursor], object], fence: str, events: Sequence[NewEvent] = ()) -> object:
         """Commit ``write`` (and append ``events``) with the next batch of this worker's writes, if this
         worker still holds the lease on run ``fence``."""
         if self.batch is None:
@@ -210,16 +214,16 @@ class RunJournal:
     async def register_wait(self, step_id: str, pos: int, spec: WaitSpec) -> None:
         run = self._run
         self._waited = True
-        await self._write(lambda cur: self._runs.register_wait(cur, run.id, run.workflow, step_id, pos, dict(spec)))
+        await self._write(lambda cur: self._runs.register_wait(cur, run.id, run.workflow, step_id, pos, spec))
 
-    async def resolve_wait(self, step_id: str, event: dict[str, Any] | None) -> None:
+    async def resolve_wait(self, step_id: str, event: JsonObject | None) -> None:
         run_id = self._run.id
         await self._write(lambda cur: self._runs.resolve_wait(cur, run_id, step_id, event))
 
-    async def find_event(self, spec: WaitSpec, context: dict[str, Any]) -> dict[str, Any] | None:
+    async def find_event(self, spec: WaitSpec, context: Mapping[str, object]) -> JsonObject | None:
         return await asyncio.to_thread(find_event, self._runs, spec, context)
 
-    async def emit(self, step_id: str, pos: int, name: str, data: Any) -> str:
+    async def emit(self, step_id: str, pos: int, name: str, data: object) -> str:
         run = self._run
         event = NewEvent(
             id=new_id("evt_"), name=name, received_at=time.time(), payload=data, source=f"workflow:{run.workflow}",
@@ -238,7 +242,7 @@ class RunJournal:
         await self._write(lambda cur: self._runs.park(cur, run.id, parked.status, parked.wake_at, run.pokes))
 
 
-def find_event(runs: RunStore, spec: WaitSpec, context: dict[str, Any]) -> dict[str, Any] | None:
+def find_event(runs: RunStore, spec: WaitSpec, context: Mapping[str, object]) -> JsonObject | None:
     """The first event after the wait's position that its match accepts (None: none yet)."""
     after = int(spec["after_seq"])
     match = spec.get("match")
@@ -263,11 +267,11 @@ def find_event(runs: RunStore, spec: WaitSpec, context: dict[str, Any]) -> dict[
         after = rows[-1].seq
 
 
-def read_payload(text: str) -> Any:
+def read_payload(text: str) -> JsonValue:
     """A stored payload for a run. One the inbox would refuse (emitted by code, or stored by an older
     opsloop) has its NaN or lone surrogate made text, so that the run, its pages and its steps can write
     it as JSON."""
-    payload = json.loads(text)
+    payload: JsonValue = json.loads(text)
     if "NaN" in text or "Infinity" in text or "\\u" in text:
         payload = json_safe(payload)
     return payload

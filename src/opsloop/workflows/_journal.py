@@ -7,7 +7,10 @@ protocol. The executor hands each run a journal bound to that run and to the wor
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypedDict
+from collections.abc import Mapping
+from typing import Protocol, TypedDict
+
+from .._json import JsonObject
 
 
 class WaitSpec(TypedDict):
@@ -31,14 +34,14 @@ class Journal(Protocol):
         """Store a wait (once), so that a matching event wakes the run."""
         ...
 
-    async def resolve_wait(self, step_id: str, event: dict[str, Any] | None) -> None:
+    async def resolve_wait(self, step_id: str, event: JsonObject | None) -> None:
         """Complete a wait with the event it found (None: it timed out)."""
         ...
 
-    async def find_event(self, spec: WaitSpec, context: dict[str, Any]) -> dict[str, Any] | None:
+    async def find_event(self, spec: WaitSpec, context: Mapping[str, object]) -> JsonObject | None:
         """The first event in the log after the wait's position that its match accepts."""
         ...
 
-    async def emit(self, step_id: str, pos: int, name: str, data: Any) -> str:
+    async def emit(self, step_id: str, pos: int, name: str, data: object) -> str:
         """Append an event to the log together with its step; returns the event's id."""
         ...

@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from .._ids import new_id
+from .._json import JsonObject, JsonValue
 from ..state import NewEvent, StateStore, payload_text_of
-from ..state.base import like_pattern
+from ..state.base import Cursor, like_pattern
+from ._journal import WaitSpec
 
 RUN_COLUMNS = (
     "id, workflow, status, dedupe_key, trigger_event, events, input, output, error, start_seq, priority, "
@@ -25,8 +27,8 @@ RUN_COLUMNS = (
     "started_at, finished_at, updated_at, pokes"
 )
 
-Cursor = Any
-"""A cursor of the state store's write transaction (sqlite3 or psycopg)."""
+__all__ = ["RUN_COLUMNS", "Cursor", "LeaseLost", "NewRun", "RunRow", "RunStore", "RunSummary", "StepMemo",
+           "StepRecord", "StoredEvent", "row_to_run"]
 
 
 class LeaseLost(BaseException):
@@ -39,10 +41,10 @@ class RunRow:
     workflow: str
     status: str
     dedupe_key: str | None
-    trigger: dict[str, Any] | None
-    events: list[dict[str, Any]]
-    input: Any
-    output: Any
+    trigger: JsonObject | None
+    events: list[JsonObject]
+    input: JsonValue
+    output: JsonValue
     error: str | None
     start_seq: int
     priority: int
@@ -60,7 +62,7 @@ class RunRow:
     pokes: int
     recovered: bool = False
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> RunSummary:
         return {
             "id": self.id,
             "workflow": self.workflow,
@@ -85,8 +87,8 @@ class StepMemo:
     step_id: str
     kind: str
     status: str
-    input: Any
-    output: Any
+    input: JsonValue
+    output: JsonValue
     error: str | None
     attempts: int
 
@@ -96,7 +98,7 @@ class NewRun:
     """A run an event starts (``RunStore.insert_runs``)."""
 
     workflow: str
-    trigger: dict[str, Any]
+    trigger: JsonObject
     dedupe_key: str
     start_seq: int
     priority: int = 0
@@ -120,17 +122,94 @@ class StoredEvent:
     endpoint: str | None
 
 
-def _loads(text: Any) -> Any:
-    return json.loads(text) if text is not None else None
+class RunSummary(TypedDict):
+    """A run as the lists show it (``RunRow.summary``)."""
+
+    id: str
+    workflow: str
+    status: str
+    trigger_event: JsonValue
+    trigger_name: JsonValue
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    wake_at: float | None
+    attempts: int
+    priority: int
+    error: str | None
+    rerun_of: str | None
 
 
-def row_to_run(row: Sequence[Any]) -> RunRow:
+class StepRecord(TypedDict):
+    """A step as ``RunStore.steps`` reads it (the run pages, the API, ``rerun --from-step``)."""
+
+    step: str
+    position: int
+    kind: str
+    status: str
+    input: JsonValue
+    output: JsonValue
+    error: str | None
+    attempts: int
+    started_at: float | None
+    finished_at: float | None
+    duration_ms: float | None
+
+
+def _loads(text: object) -> JsonValue:
+    if text is None:
+        return None
+    value: JsonValue = json.loads(str(text))
+    return value
+
+
+def _loads_object(text: object) -> JsonObject | None:
+    value = _loads(text)
+    return value if isinstance(value, dict) else None
+
+
+def _loads_objects(text: object) -> list[JsonObject]:
+    value = _loads(text)
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _opt_float(value: object) -> float | None:
+    return None if value is None else _float(value)
+
+
+def _float(value: object) -> float:
+    if isinstance(value, int | float | str):
+        return float(value)
+    raise TypeError(f"a number was expected in wf_runs, not {value!r}")
+
+
+def _int(value: object) -> int:
+    if isinstance(value, int | float | str):
+        return int(value)
+    raise TypeError(f"an integer was expected in wf_runs, not {value!r}")
+
+
+def _one(cur: Cursor) -> tuple[object, ...]:
+    """The row a statement that always returns one (an aggregate, an UPDATE of a locked row) returned."""
+    row = cur.fetchone()
+    if row is None:
+        raise LookupError("the run store's statement returned no row")
+    return row
+
+
+def row_to_run(row: Sequence[object]) -> RunRow:
     return RunRow(
-        id=row[0], workflow=row[1], status=row[2], dedupe_key=row[3], trigger=_loads(row[4]),
-        events=_loads(row[5]) or [], input=_loads(row[6]), output=_loads(row[7]), error=row[8],
-        start_seq=int(row[9]), priority=int(row[10]), concurrency_key=row[11], debounce_key=row[12],
-        wake_at=row[13], lease_owner=row[14], lease_until=row[15], attempts=int(row[16]), rerun_of=row[17],
-        created_at=row[18], started_at=row[19], finished_at=row[20], updated_at=row[21], pokes=int(row[22]),
+        id=str(row[0]), workflow=str(row[1]), status=str(row[2]), dedupe_key=_opt_str(row[3]),
+        trigger=_loads_object(row[4]), events=_loads_objects(row[5]), input=_loads(row[6]), output=_loads(row[7]),
+        error=_opt_str(row[8]), start_seq=_int(row[9]), priority=_int(row[10]), concurrency_key=_opt_str(row[11]),
+        debounce_key=_opt_str(row[12]), wake_at=_opt_float(row[13]), lease_owner=_opt_str(row[14]),
+        lease_until=_opt_float(row[15]), attempts=_int(row[16]), rerun_of=_opt_str(row[17]),
+        created_at=_float(row[18]), started_at=_opt_float(row[19]), finished_at=_opt_float(row[20]),
+        updated_at=_float(row[21]), pokes=_int(row[22]),
     )
 
 
@@ -150,7 +229,7 @@ class RunStore:
     def backend(self) -> str:
         return self.store.backend
 
-    def _x(self, cur: Cursor, sql: str, params: Sequence[Any] = ()) -> Any:
+    def _x(self, cur: Cursor, sql: str, params: Sequence[object] = ()) -> Cursor:
         return self.store.execute(cur, sql, params)
 
     # -- workflows ---------------------------------------------------------------------------
@@ -199,8 +278,8 @@ class RunStore:
 
     # -- creating runs -----------------------------------------------------------------------
     def insert_run(
-        self, cur: Cursor, workflow: str, trigger: dict[str, Any] | None, *, dedupe_key: str | None,
-        start_seq: int, events: list[dict[str, Any]] | None = None, input: Any = None, priority: int = 0,
+        self, cur: Cursor, workflow: str, trigger: JsonObject | None, *, dedupe_key: str | None,
+        start_seq: int, events: list[JsonObject] | None = None, input: JsonValue = None, priority: int = 0,
         concurrency_key: str | None = None, debounce_key: str | None = None, wake_at: float | None = None,
         rerun_of: str | None = None, run_id: str | None = None,
     ) -> str | None:
@@ -226,7 +305,7 @@ class RunStore:
         """Insert many runs in few statements; returns those inserted, by id (a run whose (workflow,
         dedupe key) already has one is skipped). A run with ``lease_owner`` starts leased to it."""
         seen: set[tuple[str, str]] = set()
-        rows: list[tuple[Any, ...]] = []
+        rows: list[tuple[object, ...]] = []
         now = time.time()
         for r in runs:
             if (r.workflow, r.dedupe_key) in seen:
@@ -254,7 +333,7 @@ class RunStore:
                 inserted[str(row[0])] = row_to_run(row)
         return inserted
 
-    def queued_debounce(self, cur: Cursor, workflow: str, key: str) -> tuple[str, list[dict[str, Any]]] | None:
+    def queued_debounce(self, cur: Cursor, workflow: str, key: str) -> tuple[str, list[JsonObject]] | None:
         """The queued run collecting events for this debounce key, with the events it holds."""
         row = self._x(
             cur, "SELECT id, events FROM wf_runs WHERE workflow = ? AND debounce_key = ? AND status = 'queued'",
@@ -262,7 +341,7 @@ class RunStore:
         ).fetchone()
         return (str(row[0]), json.loads(row[1])) if row is not None else None
 
-    def hold_events(self, cur: Cursor, run_id: str, events: list[dict[str, Any]], due: float) -> None:
+    def hold_events(self, cur: Cursor, run_id: str, events: list[JsonObject], due: float) -> None:
         self._x(cur, "UPDATE wf_runs SET events = ?, wake_at = ?, updated_at = ? WHERE id = ?",
                 (json.dumps(events), due, time.time(), run_id))
 
@@ -274,10 +353,10 @@ class RunStore:
             "UPDATE wf_runs SET status = 'running', lease_owner = ?, lease_until = ?, attempts = 1, started_at = ?, "
             f"updated_at = ? WHERE id = ? RETURNING {RUN_COLUMNS}",
             (owner, now + lease, now, now, run_id),
-        ).fetchone()
-        return row_to_run(row)
+        )
+        return row_to_run(_one(row))
 
-    def copy_completed_steps(self, cur: Cursor, run_id: str, steps: list[dict[str, Any]]) -> None:
+    def copy_completed_steps(self, cur: Cursor, run_id: str, steps: list[StepRecord]) -> None:
         """Give a new run (a rerun ``from_step``) the results of earlier steps."""
         now = time.time()
         for s in steps:
@@ -375,12 +454,12 @@ class RunStore:
                 if most and ckey is not None:
                     slot = (workflow, ckey)
                     if slot not in running:
-                        running[slot] = int(self._x(
+                        running[slot] = _int(_one(self._x(
                             cur,
                             "SELECT COUNT(*) FROM wf_runs WHERE workflow = ? AND concurrency_key = ? "
                             "AND status = 'running' AND lease_until >= ?",
                             (workflow, ckey, now),
-                        ).fetchone()[0])
+                        ))[0])
                     if running[slot] >= most:
                         continue
                     running[slot] += 1
@@ -390,8 +469,8 @@ class RunStore:
                     "started_at = COALESCE(started_at, ?), debounce_key = NULL, updated_at = ? "
                     f"WHERE id = ? RETURNING {RUN_COLUMNS}",
                     (owner, now + lease, now, now, run_id),
-                ).fetchone()
-                run = row_to_run(row)
+                )
+                run = row_to_run(_one(row))
                 run.recovered = status == "running"
                 claimed.append(run)
         memos = self.memos([run.id for run in claimed])
@@ -487,7 +566,7 @@ class RunStore:
         )
 
     def register_wait(self, cur: Cursor, run_id: str, workflow: str, step_id: str, pos: int,
-                      spec: dict[str, Any]) -> None:
+                      spec: WaitSpec) -> None:
         now = time.time()
         self._x(
             cur,
@@ -502,7 +581,7 @@ class RunStore:
             (run_id, step_id, workflow, spec["event"], spec["match"], spec["after_seq"], spec["deadline"]),
         )
 
-    def resolve_wait(self, cur: Cursor, run_id: str, step_id: str, event: dict[str, Any] | None) -> None:
+    def resolve_wait(self, cur: Cursor, run_id: str, step_id: str, event: JsonObject | None) -> None:
         self._x(
             cur,
             "UPDATE wf_steps SET status = 'completed', output = ?, finished_at = ? WHERE run_id = ? AND step_id = ?",
@@ -550,7 +629,7 @@ class RunStore:
                 (run_id, schedule, tick))
 
     def log_top(self, cur: Cursor) -> int:
-        return int(self._x(cur, "SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+        return _int(_one(self._x(cur, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0])
 
     # -- reading runs ------------------------------------------------------------------------
     def get(self, run_id: str) -> RunRow | None:
@@ -563,7 +642,7 @@ class RunStore:
         search: str | None = None,
     ) -> list[RunRow]:
         where: list[str] = ["1 = 1"]
-        params: list[Any] = []
+        params: list[object] = []
         for column, value in (("workflow", workflow), ("status", status)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -595,7 +674,7 @@ class RunStore:
         found = [row_to_run(r) for r in rows]
         return [r for r in found if r.trigger and r.trigger.get("id") == event_id]
 
-    def steps(self, run_id: str) -> list[dict[str, Any]]:
+    def steps(self, run_id: str) -> list[StepRecord]:
         rows = self.store.query(
             "SELECT step_id, pos, kind, status, input, output, error, attempts, started_at, finished_at "
             "FROM wf_steps WHERE run_id = ? ORDER BY pos",

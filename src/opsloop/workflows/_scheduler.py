@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from .._json import JsonObject
 from ._api import WorkflowDef
 from ._runstore import RunStore
 
@@ -75,7 +76,7 @@ class Scheduler:
                 return
             zone = ZoneInfo(wf.schedule.timezone if wf.schedule else "UTC")
             at = datetime.fromtimestamp(tick, zone).isoformat()
-            trigger = {"id": f"tick:{wf.name}:{tick:.0f}", "name": "schedule.tick", "seq": 0,
+            trigger: JsonObject = {"id": f"tick:{wf.name}:{tick:.0f}", "name": "schedule.tick", "seq": 0,
                        "data": {"schedule": wf.schedule.cron if wf.schedule else "", "tick": tick, "at": at,
                                 "missed": missed},
                        "received_at": time.time(), "source": "schedule", "endpoint": None}

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import Template, TemplateSyntaxError, nodes
+from jinja2.environment import TemplateExpression
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _ENV = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
 _SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
 
-class Attr(dict[str, Any]):
+class Attr(dict[str, object]):
     """A dict whose keys read as attributes in Jinja and Python alike (``event.data.email``)."""
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> object:
         try:
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
 
 
-def wrap(value: Any) -> Any:
+def wrap(value: object) -> object:
     if isinstance(value, dict) and not isinstance(value, Attr):
         return Attr({k: wrap(v) for k, v in value.items()})
     if isinstance(value, list):
@@ -31,7 +32,7 @@ def wrap(value: Any) -> Any:
     return value
 
 
-def unwrap(value: Any) -> Any:
+def unwrap(value: object) -> object:
     if isinstance(value, dict):
         return {k: unwrap(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -40,12 +41,12 @@ def unwrap(value: Any) -> Any:
 
 
 @lru_cache(maxsize=4096)
-def _template(text: str) -> Any:
+def _template(text: str) -> Template:
     return _ENV.from_string(text)
 
 
 @lru_cache(maxsize=4096)
-def _expression(text: str) -> Any:
+def _expression(text: str) -> TemplateExpression:
     return _ENV.compile_expression(strip_braces(text), undefined_to_none=True)
 
 
@@ -55,7 +56,7 @@ def strip_braces(text: str) -> str:
     return match.group(1).strip() if match else text.strip()
 
 
-def render(value: Any, context: dict[str, Any]) -> Any:
+def render(value: object, context: Mapping[str, object]) -> object:
     """Render every string inside ``value``; a string that is one ``{{ expr }}`` keeps its type."""
     if isinstance(value, str):
         if "{{" not in value and "{%" not in value:
@@ -71,12 +72,12 @@ def render(value: Any, context: dict[str, Any]) -> Any:
     return value
 
 
-def evaluate(expression: str, context: dict[str, Any]) -> Any:
+def evaluate(expression: str, context: Mapping[str, object]) -> object:
     """The value of a Jinja expression (``event.data.email == trigger.data.email``)."""
     return unwrap(_expression(expression)(**context))
 
 
-def truthy(value: Any) -> bool:
+def truthy(value: object) -> bool:
     """Whether an evaluated condition holds (the strings "false", "0", "none" do not)."""
     return bool(value) and value not in ("false", "False", "0", "none", "None")
 
@@ -109,7 +110,7 @@ def step_refs(text: str, is_expression: bool = False) -> set[str]:
     return found
 
 
-def strings_in(value: Any) -> list[str]:
+def strings_in(value: object) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):

@@ -13,8 +13,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
+from .._json import JsonObject
 from ..events.log import Consumer, EventBus
 from ..state import EventRecord
 from . import _templates
@@ -165,11 +165,11 @@ class TriggerHandler:
         wrapped = _templates.wrap(evd)
         for wf in self.definitions().values():
             if wf.on and wf.triggered_by(ev.name) and ev.seq > self.since.get(wf.name, 0):
-                self._start_from_event(batch, wf, evd, wrapped)
+                self._start_from_event(batch, wf, ev, evd, wrapped)
             for cancel in wf.cancel_on:
                 if cancel.event == ev.name:
                     self._flush(batch)
-                    self._cancel_matching(cur, wf, cancel, evd, wrapped)
+                    self._cancel_matching(cur, wf, cancel, ev, wrapped)
         if ev.name not in batch.waited:
             # no wait for this name when the batch began; one registered since scans the log itself
             return
@@ -178,7 +178,8 @@ class TriggerHandler:
                 continue
             batch.pokes.add(run_id)
 
-    def _start_from_event(self, batch: _Batch, wf: WorkflowDef, evd: dict[str, Any], wrapped: Any) -> None:
+    def _start_from_event(self, batch: _Batch, wf: WorkflowDef, ev: EventRecord, evd: JsonObject,
+                          wrapped: object) -> None:
         """Add the run an event asks for to the batch (a debounced one is made or extended at once).
 
         Runs that need no queueing decision (no concurrency limit, debounce or pause) are leased to this
@@ -187,12 +188,13 @@ class TriggerHandler:
         try:
             if wf.when and not _templates.truthy(_templates.evaluate(wf.when, context)):
                 return
-            key = str(_templates.render(wf.idempotency, context)) if wf.idempotency else evd["id"]
-            priority = int(_templates.render(wf.priority, context)) if isinstance(wf.priority, str) else wf.priority
+            key = str(_templates.render(wf.idempotency, context)) if wf.idempotency else ev.id
+            priority = (_priority(_templates.render(wf.priority, context)) if isinstance(wf.priority, str)
+                        else wf.priority)
             ckey = str(_templates.render(wf.concurrency_key, context)) if wf.concurrency_key else None
             dkey = str(_templates.render(wf.debounce_key, context)) if wf.debounce_key else "-"
         except Exception as exc:
-            log.warning("workflow %s: cannot evaluate its trigger options on event %s: %s", wf.name, evd["id"], exc)
+            log.warning("workflow %s: cannot evaluate its trigger options on event %s: %s", wf.name, ev.id, exc)
             return
         cur = batch.cur
         if wf.debounce is not None:
@@ -201,30 +203,37 @@ class TriggerHandler:
             queued = self.runs.queued_debounce(cur, wf.name, dkey)
             if queued is not None:
                 run_id, held = queued
-                if all(e["id"] != evd["id"] for e in held):
+                if all(e["id"] != ev.id for e in held):
                     held.append(evd)
                     self.runs.hold_events(cur, run_id, held, due)
                 return
-            self.runs.insert_run(cur, wf.name, evd, dedupe_key=evd["id"], start_seq=evd["seq"], priority=priority,
+            self.runs.insert_run(cur, wf.name, evd, dedupe_key=ev.id, start_seq=ev.seq, priority=priority,
                                  concurrency_key=ckey, debounce_key=dkey, wake_at=due)
             return
         direct = not wf.concurrency and wf.name not in batch.paused and batch.room > 0
         if direct:
             batch.room -= 1
         batch.starts.append(NewRun(
-            wf.name, evd, key, evd["seq"], priority, ckey,
+            wf.name, evd, key, ev.seq, priority, ckey,
             lease_owner=self.executor.owner if direct else None, lease=LEASE_SECONDS,
         ))
 
-    def _cancel_matching(self, cur: Cursor, wf: WorkflowDef, cancel: CancelOn, evd: dict[str, Any],
-                         wrapped: Any) -> None:
-        for run_id, trigger in self.runs.cancellable(cur, wf.name, evd["seq"]):
+    def _cancel_matching(self, cur: Cursor, wf: WorkflowDef, cancel: CancelOn, ev: EventRecord,
+                         wrapped: object) -> None:
+        for run_id, trigger in self.runs.cancellable(cur, wf.name, ev.seq):
             if cancel.match and not matches(cancel.match, wrapped, trigger):
                 continue
-            self.runs.cancel(cur, run_id, f"cancelled by event {evd['name']} {evd['id']}")
+            self.runs.cancel(cur, run_id, f"cancelled by event {ev.name} {ev.id}")
 
 
-def matches(match: str, event: Any, trigger_json: str | None) -> bool:
+def _priority(value: object) -> int:
+    """A rendered ``priority`` as a number (``int()`` of what the template gave)."""
+    if isinstance(value, int | float | str):
+        return int(value)
+    raise ValueError(f"priority must be a number, not {value!r}")
+
+
+def matches(match: str, event: object, trigger_json: str | None) -> bool:
     """Whether a wait's or a ``cancel_on``'s match holds for ``event`` (``trigger``: the run's trigger)."""
     trigger = _templates.wrap(json.loads(trigger_json)) if trigger_json else None
     try:

@@ -15,17 +15,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Unpack
 
 from .._durations import parse_duration
+from .._json import JsonObject, JsonValue
 from ..errors import OpsloopError, TerminalError
 from . import _templates
 from ._runstore import StepMemo
 
 if TYPE_CHECKING:
+    from ..app import App
     from ._api import WorkflowDef
     from ._journal import Journal, WaitSpec
     from ._runstore import RunRow
+    from .sla import SlaOptions
 
 __all__ = ["MAX_STEP_OUTPUT", "WAKE_EARLY", "Context", "StepFailed", "StepMemo", "StepOutputError", "Suspend",
            "event_dict"]
@@ -69,8 +72,8 @@ def _now() -> float:
     return time.time()
 
 
-def event_dict(seq: int, event_id: str, name: str, payload: Any, received_at: float, source: str | None,
-               endpoint: str | None) -> dict[str, Any]:
+def event_dict(seq: int, event_id: str, name: str, payload: JsonValue, received_at: float, source: str | None,
+               endpoint: str | None) -> JsonObject:
     """How an event looks to workflows and templates: ``event.data.email``."""
     return {"id": event_id, "seq": seq, "name": name, "data": payload, "received_at": received_at,
             "source": source, "endpoint": endpoint}
@@ -79,7 +82,7 @@ def event_dict(seq: int, event_id: str, name: str, payload: Any, received_at: fl
 class Context:
     """Handed to a workflow function. See the module docstring for replay rules."""
 
-    def __init__(self, app: Any, run: RunRow, memo: dict[str, StepMemo], journal: Journal,
+    def __init__(self, app: App, run: RunRow, memo: dict[str, StepMemo], journal: Journal,
                  definition: WorkflowDef, time_scale: float = 1.0) -> None:
         self._app = app
         self._journal = journal
@@ -91,7 +94,7 @@ class Context:
         self._position = len(memo)
         self._suspect = run.recovered
         self._last_seq = run.start_seq
-        self.steps: dict[str, Any] = {}
+        self.steps: dict[str, JsonValue] = {}
         """Outputs of the steps taken so far in this run, by step id (YAML templates read ``steps.<id>``)."""
         self.attempt = 1
         """Attempt number of the step running now (1 on the first try)."""
@@ -108,24 +111,24 @@ class Context:
         return self._run.workflow
 
     @property
-    def event(self) -> dict[str, Any] | None:
+    def event(self) -> JsonObject | None:
         """The event that started the run: ``{"id", "name", "data", "seq", "received_at", ...}``."""
         return self._run.trigger
 
     @property
-    def events(self) -> list[dict[str, Any]]:
+    def events(self) -> list[JsonObject]:
         """Every event handed to this run (several when the workflow debounces)."""
         return self._run.events
 
     @property
-    def input(self) -> Any:
+    def input(self) -> JsonValue:
         """The run's input (``opsloop rerun --input``), else the trigger event's data."""
         if self._run.input is not None:
             return self._run.input
         return self._run.trigger["data"] if self._run.trigger else None
 
     @property
-    def app(self) -> Any:
+    def app(self) -> App:
         return self._app
 
     @property
@@ -136,9 +139,9 @@ class Context:
         """
         return self.attempt > 1 or self._suspect
 
-    def template_context(self, **extra: Any) -> dict[str, Any]:
+    def template_context(self, **extra: object) -> dict[str, object]:
         """Variables for Jinja values: ``event``, ``trigger``, ``events``, ``steps``, ``run``, ``input``."""
-        base = {
+        base: dict[str, object] = {
             "event": self.event,
             "trigger": self.event,
             "events": self.events,
@@ -149,7 +152,7 @@ class Context:
         }
         return {k: _templates.wrap(v) for k, v in base.items()}
 
-    def render(self, value: Any, **extra: Any) -> Any:
+    def render(self, value: object, **extra: object) -> object:
         return _templates.render(value, self.template_context(**extra))
 
     # -- steps -------------------------------------------------------------------------------
@@ -164,12 +167,12 @@ class Context:
     async def step(
         self,
         name: str,
-        fn: Callable[..., Any],
-        *args: Any,
+        fn: Callable[..., object],
+        *args: object,
         retries: int | None = None,
         timeout: str | float | None = None,
-        **kwargs: Any,
-    ) -> Any:
+        **kwargs: object,
+    ) -> JsonValue:
         """Run ``fn(*args, **kwargs)`` once; its (JSON) result is stored and replayed afterwards.
 
         A ``TerminalError`` fails the step at once; any other exception is retried ``retries`` times
@@ -219,7 +222,7 @@ class Context:
                                                None, _describe(exc), attempt, started)
                 await asyncio.sleep(float(retry_after) if retry_after else backoff)
         encoded = _encode(step_id, result)
-        output = json.loads(encoded)
+        output: JsonValue = json.loads(encoded)
         await self._journal.record_step(step_id, self._position_next(), "step", "completed", encoded,
                                        None, attempt, started)
         self._suspect = False
@@ -235,7 +238,7 @@ class Context:
         """
         step_id, memo = self._take(name or "sleep")
         if memo is not None:
-            deadline = float(memo.output["until"])
+            deadline = _stored_number(memo.output, "until")
         else:
             if until is not None:
                 deadline = until.timestamp() if isinstance(until, datetime) else float(until)
@@ -253,7 +256,7 @@ class Context:
             await asyncio.sleep(remaining)
 
     async def wait_for_event(self, name: str, match: str | None = None, timeout: str | float | None = None, *,
-                             step: str | None = None) -> dict[str, Any] | None:
+                             step: str | None = None) -> JsonObject | None:
         """Wait for an event named ``name`` for which ``match`` (Jinja over ``event``, ``trigger``) holds.
 
         Events that arrived after this run started count too, even before this call (no race window).
@@ -261,11 +264,12 @@ class Context:
         """
         step_id, memo = self._take(step or f"wait:{name}")
         if memo is not None and memo.status == "completed":
-            self._note_event(memo.output)
-            self.steps[step_id] = memo.output
-            return memo.output  # type: ignore[no-any-return]
+            found_before = memo.output if isinstance(memo.output, dict) else None
+            self._note_event(found_before)
+            self.steps[step_id] = found_before
+            return found_before
         if memo is not None:
-            spec: WaitSpec = memo.input
+            spec = _stored_wait(memo.input)
         else:
             deadline = (_now() + parse_duration(timeout) * self._time_scale) if timeout is not None else None
             spec = {"event": name, "match": match, "after_seq": self._last_seq, "deadline": deadline}
@@ -287,29 +291,30 @@ class Context:
         self.steps[step_id] = found
         return found
 
-    def _note_event(self, event: Any) -> None:
-        if isinstance(event, dict) and isinstance(event.get("seq"), int):
-            self._last_seq = max(self._last_seq, event["seq"])
+    def _note_event(self, event: JsonObject | None) -> None:
+        seq = event.get("seq") if event is not None else None
+        if isinstance(seq, int):
+            self._last_seq = max(self._last_seq, seq)
 
-    async def emit(self, name: str, data: Any = None, *, step: str | None = None) -> str:
+    async def emit(self, name: str, data: object = None, *, step: str | None = None) -> str:
         """Append an event to the log (once: the step and the event commit together); returns its id."""
         step_id, memo = self._take(step or f"emit:{name}")
         if memo is not None and memo.status == "completed":
             self.steps[step_id] = memo.output
-            return str(memo.output["id"])
+            return str(_stored_field(memo.output, "id"))
         event_id = await self._journal.emit(step_id, self._position_next(), name, data)
         self.steps[step_id] = {"id": event_id}
         return event_id
 
     async def action(self, kind: str, *, step: str | None = None, retries: int | None = None,
-                     timeout: str | float | None = None, **params: Any) -> Any:
+                     timeout: str | float | None = None, **params: object) -> JsonValue:
         """Run a built-in action as a step: ``await ctx.action("slack.post", channel="#sales", text="hi")``."""
         from .actions import get_action
 
         act = get_action(kind)
         return await self.step(step or kind, act, self, params, retries=retries, timeout=timeout)
 
-    async def sla(self, **options: Any) -> dict[str, Any]:
+    async def sla(self, **options: Unpack[SlaOptions]) -> JsonObject:
         """The SLA pattern (post, wait, update on breach and on claim); see ``opsloop.workflows.sla``."""
         from .sla import run_sla
 
@@ -321,7 +326,29 @@ def _describe(exc: BaseException) -> str:
     return text if isinstance(exc, OpsloopError) else f"{type(exc).__name__}: {text}"
 
 
-def _encode(step_id: str, value: Any) -> str:
+def _stored_field(output: JsonValue, key: str) -> JsonValue:
+    """``key`` of a completed step's stored output (a JSON object this module wrote)."""
+    if not isinstance(output, dict) or key not in output:
+        raise StepFailed(f"a stored step result has no {key!r}: {output!r}")
+    return output[key]
+
+
+def _stored_number(output: JsonValue, key: str) -> float:
+    value = _stored_field(output, key)
+    if not isinstance(value, int | float):
+        raise StepFailed(f"a stored step result's {key!r} is not a number: {value!r}")
+    return float(value)
+
+
+def _stored_wait(spec: JsonValue) -> WaitSpec:
+    """A wait step's stored input, as ``wait_for_event`` wrote it."""
+    event, match, deadline = _stored_field(spec, "event"), _stored_field(spec, "match"), _stored_field(spec, "deadline")
+    return {"event": str(event), "match": match if isinstance(match, str) else None,
+            "after_seq": int(_stored_number(spec, "after_seq")),
+            "deadline": float(deadline) if isinstance(deadline, int | float) else None}
+
+
+def _encode(step_id: str, value: object) -> str:
     try:
         encoded = json.dumps(value, separators=(",", ":"))
     except (TypeError, ValueError) as exc:

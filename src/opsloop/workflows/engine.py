@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .._ids import new_id
 from ._api import WorkflowDef
@@ -25,6 +25,9 @@ from ._templates import truthy
 from ._trigger import TriggerHandler
 from .project_files import WORKFLOWS
 
+if TYPE_CHECKING:
+    from ..app import App
+
 __all__ = ["LEASE_SECONDS", "SCHEDULE_GRACE", "Engine", "LeaseLost", "truthy"]
 
 log = logging.getLogger("opsloop.workflows")
@@ -33,14 +36,14 @@ log = logging.getLogger("opsloop.workflows")
 class Engine:
     """One App's workflow engine: ``app.services["workflows"]``."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
         self.owner = new_id("wkr_")
         self._runs: RunStore | None = None
         self._executor: Executor | None = None
         self._trigger: TriggerHandler | None = None
         self._scheduler: Scheduler | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     # -- configuration -----------------------------------------------------------------------
     @property

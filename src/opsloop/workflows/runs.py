@@ -7,17 +7,16 @@ Their SQL is the run store's (``_runstore.py``), the one owner of the ``wf_*`` t
 
 from __future__ import annotations
 
-from typing import Any
-
 from .._ids import new_id
+from .._json import JsonObject, JsonValue
 from ..errors import OpsloopError
 from ..state import StateStore
-from ._runstore import RUN_COLUMNS, Cursor, RunRow, RunStore, row_to_run
+from ._runstore import RUN_COLUMNS, Cursor, RunRow, RunStore, RunSummary, StepRecord, row_to_run
 
 __all__ = [
-    "ACTIVE", "FINISHED", "RUN_COLUMNS", "RUN_STATUSES", "RunError", "RunRow", "cancel_run", "get_run",
-    "insert_run", "list_runs", "paused_workflows", "purge_runs", "replay_runs", "require_run", "rerun",
-    "row_to_run", "run_detail", "run_steps", "set_paused",
+    "ACTIVE", "FINISHED", "RUN_COLUMNS", "RUN_STATUSES", "RunDetail", "RunError", "RunRow", "RunSummary",
+    "StepRecord", "cancel_run", "get_run", "insert_run", "list_runs", "paused_workflows", "purge_runs",
+    "replay_runs", "require_run", "rerun", "row_to_run", "run_detail", "run_steps", "set_paused",
 ]
 
 ACTIVE = ("queued", "running", "sleeping", "waiting")
@@ -29,9 +28,19 @@ class RunError(OpsloopError):
     """A run operation cannot be done; the message says why and what to do."""
 
 
+class RunDetail(RunSummary):
+    """A run with its trigger, events, input, output and steps (``opsloop runs show``, ``/api/runs/<id>``)."""
+
+    trigger: JsonObject | None
+    events: list[JsonObject]
+    input: JsonValue
+    output: JsonValue
+    steps: list[StepRecord]
+
+
 def insert_run(
-    store: StateStore, cur: Cursor, workflow: str, trigger: dict[str, Any] | None, *, dedupe_key: str | None,
-    start_seq: int, events: list[dict[str, Any]] | None = None, input: Any = None, priority: int = 0,
+    store: StateStore, cur: Cursor, workflow: str, trigger: JsonObject | None, *, dedupe_key: str | None,
+    start_seq: int, events: list[JsonObject] | None = None, input: JsonValue = None, priority: int = 0,
     concurrency_key: str | None = None, debounce_key: str | None = None, wake_at: float | None = None,
     rerun_of: str | None = None, run_id: str | None = None,
 ) -> str | None:
@@ -71,11 +80,11 @@ def runs_for_event(store: StateStore, event_id: str, limit: int = 50) -> list[Ru
     return RunStore(store).runs_for_event(event_id, limit)
 
 
-def run_steps(store: StateStore, run_id: str) -> list[dict[str, Any]]:
+def run_steps(store: StateStore, run_id: str) -> list[StepRecord]:
     return RunStore(store).steps(run_id)
 
 
-def run_detail(store: StateStore, run_id: str) -> dict[str, Any]:
+def run_detail(store: StateStore, run_id: str) -> RunDetail:
     run = require_run(store, run_id)
     return {**run.summary(), "trigger": run.trigger, "events": run.events, "input": run.input,
             "output": run.output, "steps": run_steps(store, run_id)}
@@ -101,11 +110,11 @@ def paused_workflows(store: StateStore) -> set[str]:
     return RunStore(store).paused()
 
 
-def rerun(store: StateStore, run_id: str, from_step: str | None = None, input: Any = None) -> str:
+def rerun(store: StateStore, run_id: str, from_step: str | None = None, input: JsonValue = None) -> str:
     """A new run of the same workflow and trigger; ``from_step`` reuses the results of the steps before it."""
     run = require_run(store, run_id)
     steps = run_steps(store, run_id)
-    keep: list[dict[str, Any]] = []
+    keep: list[StepRecord] = []
     if from_step is not None:
         names = [s["step"] for s in steps]
         if from_step not in names:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Required, TypedDict
 
 from .._durations import parse_duration
+from .._json import JsonObject, JsonValue
 
 if TYPE_CHECKING:
     from .context import Context
@@ -35,7 +36,27 @@ def human(seconds: float) -> str:
     return f"{hours} h {rest} min" if rest else f"{hours} h"
 
 
-def _claimer(claim: dict[str, Any]) -> str:
+class SlaOptions(TypedDict, total=False):
+    """``ctx.sla(...)``'s options: ``run_sla``'s keyword arguments."""
+
+    channel: Required[str]
+    text: Required[str]
+    within: Required[str | float]
+    step: str
+    wait_for: str | None
+    match: str | None
+    claim_button: str | None
+    breached_text: str
+    claimed_text: str
+    escalate: Callable[[Context], Awaitable[object]] | None
+    max_wait: str | float
+
+
+def _number(value: JsonValue, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and value else default
+
+
+def _claimer(claim: JsonObject) -> str:
     data = claim.get("data") or {}
     user = data.get("user") if isinstance(data, dict) else None
     if isinstance(user, dict):
@@ -57,9 +78,9 @@ async def run_sla(
     claim_button: str | None = "Claim",
     breached_text: str = DEFAULT_BREACHED,
     claimed_text: str = DEFAULT_CLAIMED,
-    escalate: Callable[[Context], Awaitable[Any]] | None = None,
+    escalate: Callable[[Context], Awaitable[object]] | None = None,
     max_wait: str | float = "7d",
-) -> dict[str, Any]:
+) -> JsonObject:
     """Run the SLA pattern; returns ``{"channel", "ts", "breached", "claimed_by", "claimed_after"}``.
 
     ``text`` is rendered now; ``breached_text`` and ``claimed_text`` when they are used. The default
@@ -72,8 +93,9 @@ async def run_sla(
     rendered = str(ctx.render(text))
     seconds = parse_duration(within)
     sla_vars = {"within": human(seconds), "text": rendered, "channel": channel}
-    handle = await ctx.action("slack.post", step=f"{step}.post", channel=channel, text=rendered,
+    posted = await ctx.action("slack.post", step=f"{step}.post", channel=channel, text=rendered,
                               claim_button=claim_button, claim_event=claim_event)
+    handle: JsonObject = posted if isinstance(posted, dict) else {}
     posted_at = await ctx.step(f"{step}.posted_at", time.time)
     claim = await ctx.wait_for_event(claim_event, match=condition, timeout=seconds, step=f"{step}.wait")
     breached = claim is None
@@ -88,10 +110,10 @@ async def run_sla(
         if escalate is not None:
             await escalate(ctx)
         claim = await ctx.wait_for_event(claim_event, match=condition, timeout=max_wait, step=f"{step}.late_wait")
-    result: dict[str, Any] = {"channel": handle.get("channel"), "ts": handle.get("ts"), "breached": breached,
+    result: JsonObject = {"channel": handle.get("channel"), "ts": handle.get("ts"), "breached": breached,
                               "claimed_by": None, "claimed_after": None}
     if claim is not None:
-        after = float(claim.get("received_at") or time.time()) - float(posted_at)
+        after = _number(claim.get("received_at"), time.time()) - _number(posted_at, 0.0)
         claim_vars = {**claim, "after": human(after), "after_seconds": after, "by": _claimer(claim)}
         await ctx.action("slack.update", step=f"{step}.claimed", message=handle,
                          text=str(ctx.render(claimed_text, sla=sla_vars, claim=claim_vars)))

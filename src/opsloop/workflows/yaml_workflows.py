@@ -14,28 +14,40 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .._durations import parse_duration
+from .._json import JsonValue
 from ..errors import Problem
 from ..project.loader import Project, validate_model
-from ..project.yaml_files import LocatedYaml, YamlProblem, load_yaml
+from ..project.yaml_files import Loc, LocatedYaml, YamlProblem, load_yaml
 from . import _templates
 from ._api import CancelOn, Schedule, WorkflowDef
 from .actions import ACTIONS
 from .context import Context
 
+if TYPE_CHECKING:
+    from .sla import SlaOptions
+
 CONTROL = ("event.emit", "wait_for", "sleep", "if", "sla")
 STEP_KINDS = tuple(sorted(ACTIONS)) + CONTROL
+M = TypeVar("M", bound=BaseModel)
+
 STEP_OPTIONS = {"id", "retries", "timeout", "then", "else", "description"}
 
 
-def _duration(value: Any) -> float:
-    return parse_duration(value)
+def _duration(value: object) -> float:
+    return parse_duration(_duration_value(value))
+
+
+def _duration_value(value: object) -> str | float:
+    """A duration as YAML (or a template) gave it: a number of seconds, else its text (``15m``)."""
+    return value if isinstance(value, int | float | str) else str(value)
 
 
 class _Strict(BaseModel):
@@ -99,11 +111,11 @@ class WorkflowSpec(_Strict):
     idempotency: str | None = None
     cancel_on: list[CancelSpec] = []
     priority: int | str = 0
-    steps: list[Any]
+    steps: list[object]
 
     @field_validator("retry_backoff", "timeout", mode="before")
     @classmethod
-    def _durations(cls, value: Any) -> Any:
+    def _durations(cls, value: object) -> float | None:
         return None if value is None else _duration(value)
 
 
@@ -115,7 +127,7 @@ class WaitSpec(_Strict):
 
 class EmitSpec(_Strict):
     name: str
-    data: Any = None
+    data: object = None
 
 
 class SlaSpec(_Strict):
@@ -127,7 +139,7 @@ class SlaSpec(_Strict):
     claim_button: str | None = "Claim"
     breached_text: str | None = None
     claimed_text: str | None = None
-    escalate: list[Any] = []
+    escalate: list[object] = []
     max_wait: str | float = "7d"
 
 
@@ -135,7 +147,7 @@ class SlaSpec(_Strict):
 class StepNode:
     id: str
     kind: str
-    params: Any
+    params: object
     retries: int | None = None
     timeout: float | None = None
     then: list[StepNode] = field(default_factory=list)
@@ -149,10 +161,10 @@ class _Checker:
         self.problems = problems
         self.ids: set[str] = set()
 
-    def problem(self, loc: tuple[Any, ...], message: str, hint: str = "") -> None:
+    def problem(self, loc: Loc, message: str, hint: str = "") -> None:
         self.problems.append(Problem(self.rel, self.doc.line_of(loc), message, hint))
 
-    def templates(self, value: Any, loc: tuple[Any, ...], known: list[str], expression: bool = False,
+    def templates(self, value: object, loc: Loc, known: list[str], expression: bool = False,
                   extra: tuple[str, ...] = ()) -> None:
         for text in _templates.strings_in(value):
             is_expr = expression
@@ -168,7 +180,7 @@ class _Checker:
                     f"steps before this one: {', '.join(known)}" if known else "no step comes before this one")
                 self.problem(loc, f"unknown step {ref!r} in {text!r}", hint)
 
-    def steps(self, items: Any, loc: tuple[Any, ...], known: list[str]) -> list[StepNode]:
+    def steps(self, items: object, loc: Loc, known: list[str]) -> list[StepNode]:
         nodes: list[StepNode] = []
         if not isinstance(items, list):
             self.problem(loc, "steps must be a list of steps", "write each step as '- slack.post: {...}'")
@@ -179,7 +191,7 @@ class _Checker:
                 nodes.append(node)
         return nodes
 
-    def step(self, item: Any, loc: tuple[Any, ...], known: list[str], index: int) -> StepNode | None:
+    def step(self, item: object, loc: Loc, known: list[str], index: int) -> StepNode | None:
         if not isinstance(item, dict):
             self.problem(loc, "a step must be a mapping with one action", f"actions: {', '.join(STEP_KINDS)}")
             return None
@@ -247,35 +259,35 @@ class _Checker:
                 self.problem(loc, "if needs a 'then:' list of steps")
             known.extend(n.id for n in [*node.then, *node.otherwise])
         elif kind == "sla":
-            spec = self._model(SlaSpec, params, ploc, kind)
-            if spec is not None:
-                self.templates({"channel": spec.channel, "text": spec.text}, ploc, known)
-                self.templates({"b": spec.breached_text, "c": spec.claimed_text}, ploc, known,
+            sla = self._model(SlaSpec, params, ploc, kind)
+            if sla is not None:
+                self.templates({"channel": sla.channel, "text": sla.text}, ploc, known)
+                self.templates({"b": sla.breached_text, "c": sla.claimed_text}, ploc, known,
                                extra=())
-                if spec.match:
-                    self.templates(spec.match, (*ploc, "match"), known, expression=True)
-                self._duration(spec.within, (*ploc, "within"))
-                node.then = self.steps(spec.escalate, (*ploc, "escalate"), [*known, step_id])
+                if sla.match:
+                    self.templates(sla.match, (*ploc, "match"), known, expression=True)
+                self._duration(sla.within, (*ploc, "within"))
+                node.then = self.steps(sla.escalate, (*ploc, "escalate"), [*known, step_id])
         if kind != "if":
             known.append(step_id)
         return node
 
-    def _duration(self, value: Any, loc: tuple[Any, ...]) -> None:
+    def _duration(self, value: object, loc: Loc) -> None:
         if value is None or (isinstance(value, str) and "{{" in value):
             return
         try:
-            parse_duration(value)
+            parse_duration(_duration_value(value))
         except ValueError as exc:
             self.problem(loc, str(exc))
 
-    def _model(self, model: type[BaseModel], params: Any, loc: tuple[Any, ...], kind: str) -> Any:
+    def _model(self, model: type[M], params: object, loc: Loc, kind: str) -> M | None:
         try:
             return model.model_validate(params)
         except Exception as exc:
             self._pydantic(exc, loc, kind)
             return None
 
-    def _pydantic(self, exc: Exception, loc: tuple[Any, ...], kind: str) -> None:
+    def _pydantic(self, exc: Exception, loc: Loc, kind: str) -> None:
         errors = getattr(exc, "errors", None)
         if errors is None:
             self.problem(loc, f"{kind}: {exc}")
@@ -345,8 +357,8 @@ def load_yaml_workflow(project: Project, path: Path, rel: str, problems: list[Pr
     )
 
 
-def _interpreter(nodes: list[StepNode]) -> Any:
-    async def run(ctx: Context) -> Any:
+def _interpreter(nodes: list[StepNode]) -> Callable[[Context], Awaitable[JsonValue]]:
+    async def run(ctx: Context) -> JsonValue:
         await _run_steps(ctx, nodes)
         return ctx.steps.get(nodes[-1].id) if nodes else None
 
@@ -361,7 +373,7 @@ async def _run_steps(ctx: Context, nodes: list[StepNode]) -> None:
 async def _run_step(ctx: Context, node: StepNode) -> None:
     kind = node.kind
     if kind == "if":
-        chosen = _templates.truthy(_templates.evaluate(node.params, ctx.template_context()))
+        chosen = _templates.truthy(_templates.evaluate(str(node.params), ctx.template_context()))
         await _run_steps(ctx, node.then if chosen else node.otherwise)
     elif kind == "sleep":
         params = ctx.render(node.params)
@@ -372,11 +384,11 @@ async def _run_step(ctx: Context, node: StepNode) -> None:
             when = datetime.fromisoformat(str(until)).timestamp() if not isinstance(until, int | float) else until
             await ctx.sleep(until=float(when), name=node.id)
         else:
-            await ctx.sleep(params["for"] if isinstance(params, dict) else params, name=node.id)
+            await ctx.sleep(_duration_value(params["for"] if isinstance(params, dict) else params), name=node.id)
     elif kind == "wait_for":
         spec = WaitSpec.model_validate(node.params)
-        await ctx.wait_for_event(str(ctx.render(spec.event)), match=spec.match,
-                                 timeout=ctx.render(spec.timeout) if spec.timeout is not None else None, step=node.id)
+        timeout = _duration_value(ctx.render(spec.timeout)) if spec.timeout is not None else None
+        await ctx.wait_for_event(str(ctx.render(spec.event)), match=spec.match, timeout=timeout, step=node.id)
     elif kind == "event.emit":
         emit = EmitSpec.model_validate(ctx.render(node.params))
         await ctx.emit(emit.name, emit.data, step=node.id)
@@ -387,17 +399,19 @@ async def _run_step(ctx: Context, node: StepNode) -> None:
         async def escalate(c: Context) -> None:
             await _run_steps(c, escalation)
 
-        options: dict[str, Any] = {}
+        options: SlaOptions = {
+            "step": node.id, "channel": str(ctx.render(sla.channel)), "text": sla.text, "within": sla.within,
+            "wait_for": sla.wait_for, "match": sla.match, "claim_button": sla.claim_button,
+            "escalate": escalate if escalation else None, "max_wait": sla.max_wait,
+        }
         if sla.breached_text is not None:
             options["breached_text"] = sla.breached_text
         if sla.claimed_text is not None:
             options["claimed_text"] = sla.claimed_text
-        result = await ctx.sla(
-            step=node.id, channel=str(ctx.render(sla.channel)), text=sla.text, within=sla.within,
-            wait_for=sla.wait_for, match=sla.match, claim_button=sla.claim_button,
-            escalate=escalate if escalation else None, max_wait=sla.max_wait, **options,
-        )
+        result = await ctx.sla(**options)
         ctx.steps[node.id] = result
     else:
         params = ctx.render(node.params)
+        if not isinstance(params, dict):  # the checker let only a mapping through
+            raise TypeError(f"step {node.id}: {kind} takes a mapping of options")
         await ctx.action(kind, step=node.id, retries=node.retries, timeout=node.timeout, **params)

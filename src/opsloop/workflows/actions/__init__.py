@@ -6,17 +6,18 @@ YAML steps name them (``slack.post: {...}``); Python workflows call ``ctx.action
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from ..._json import JsonValue
 from ...errors import TerminalError
 from . import email, http, slack, warehouse
 
 if TYPE_CHECKING:
     from ..context import Context
 
-Action = Callable[["Context", dict[str, Any]], Awaitable[Any]]
+Action = Callable[["Context", dict[str, object]], Awaitable[JsonValue]]
 
 ACTIONS: dict[str, tuple[Action, type[BaseModel]]] = {
     "slack.post": (slack.post, slack.SlackPost),

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ... import outbox
+from ..._json import JsonObject
 from ...channels import channels_of, smtp
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class EmailSend(BaseModel):
     reply_to: str | None = None
 
 
-async def send(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+async def send(ctx: Context, params: dict[str, object]) -> JsonObject:
     spec = EmailSend.model_validate(params)
     settings = channels_of(ctx.app.project).smtp
     recipients = [spec.to] if isinstance(spec.to, str) else list(spec.to)
@@ -52,4 +53,4 @@ async def send(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     if spec.html:
         msg.add_alternative(spec.html, subtype="html")
     await asyncio.to_thread(smtp.send, settings, msg)
-    return {"message_id": message_id, "to": recipients}
+    return {"message_id": message_id, "to": list(recipients)}

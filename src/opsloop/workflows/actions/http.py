@@ -8,11 +8,12 @@ step (retried with backoff, honouring Retry-After) when it is a 429, a 5xx or a 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..._json import JsonObject, JsonValue
 from ...channels import channels_of
 from ...channels import http as http_channel
 from ...errors import TerminalDeliveryError, TransientDeliveryError
@@ -26,13 +27,13 @@ class HttpRequest(BaseModel):
     url: str
     method: str = "POST"
     headers: dict[str, str] = {}
-    json_body: Any = Field(default=None, alias="json")
+    json_body: object = Field(default=None, alias="json")
     body: str | None = None
     timeout: float | None = None
     """Seconds for the call (default: ``channels.http.timeout``)."""
 
 
-async def request(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+async def request(ctx: Context, params: dict[str, object]) -> JsonObject:
     spec = HttpRequest.model_validate(params)
     headers = {"Idempotency-Key": f"{ctx.run_id}:{ctx.step_id}", **spec.headers}
     try:
@@ -59,7 +60,7 @@ async def request(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     if response.status_code >= 400:
         raise TerminalDeliveryError(f"{spec.method.upper()} {spec.url} answered {response.status_code}: {text[:300]}")
     try:
-        data: Any = response.json()
+        data: JsonValue = response.json()
     except ValueError:
         data = text
     return {"status": response.status_code, "body": data}

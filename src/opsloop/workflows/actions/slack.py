@@ -20,15 +20,17 @@ import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from ... import outbox
+from ..._json import JsonObject, JsonValue
 from ...channels import SlackClient, channels_of
 from ...errors import TerminalDeliveryError
 
 if TYPE_CHECKING:
+    from ...app import App
     from ..context import Context
 
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
@@ -39,7 +41,7 @@ class SlackPost(BaseModel):
     model_config = ConfigDict(extra="forbid")
     channel: str
     text: str
-    blocks: list[dict[str, Any]] | None = None
+    blocks: list[dict[str, object]] | None = None
     claim_button: str | None = None
     """Label of a button that, when clicked, emits ``claim_event`` (see the Slack interactions endpoint)."""
     claim_event: str | None = None
@@ -48,17 +50,17 @@ class SlackPost(BaseModel):
 
 class SlackUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    message: dict[str, Any] | None = None
+    message: dict[str, object] | None = None
     """The handle a slack.post returned (``{{ steps.notify }}``); or give channel and ts."""
     channel: str | None = None
     ts: str | None = None
     text: str
-    blocks: list[dict[str, Any]] | None = None
+    blocks: list[dict[str, object]] | None = None
     claim_button: str | None = None
     claim_event: str | None = None
 
 
-def claim_blocks(text: str, label: str, value: dict[str, Any]) -> list[dict[str, Any]]:
+def claim_blocks(text: str, label: str, value: JsonObject) -> list[dict[str, object]]:
     return [
         {"type": "section", "text": {"type": "mrkdwn", "text": text}},
         {
@@ -75,7 +77,7 @@ def claim_blocks(text: str, label: str, value: dict[str, Any]) -> list[dict[str,
 class SlackService:
     """One per App: the client, per-channel pacing and the channel-name cache."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
         self.slack = SlackClient(channels_of(app.project).slack)
         self.base_url = self.slack.settings.api_url
@@ -99,7 +101,7 @@ class SlackService:
         if slot > now:
             await asyncio.sleep(slot - now)
 
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+    async def call(self, method: str, **params: object) -> JsonObject:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: self.slack.call(method, **params))
 
@@ -113,11 +115,11 @@ class SlackService:
         while True:
             page = await self.call("conversations.list", types="public_channel,private_channel", limit=200,
                                    cursor=cursor or None)
-            for ch in page.get("channels", []):
+            for ch in _objects(page.get("channels")):
                 if ch.get("name") == wanted:
                     self._ids[channel] = str(ch["id"])
                     return str(ch["id"])
-            cursor = (page.get("response_metadata") or {}).get("next_cursor") or ""
+            cursor = _next_cursor(page)
             if not cursor:
                 raise TerminalDeliveryError(f"Slack channel {channel!r} not found (invite the bot to it)")
 
@@ -128,11 +130,11 @@ class SlackService:
         while True:
             page = await self.call("conversations.history", channel=cid, oldest=f"{since:.6f}", limit=200,
                                    include_all_metadata=True, cursor=cursor or None)
-            for message in page.get("messages", []):
-                meta = message.get("metadata") or {}
-                if meta.get("event_type") == METADATA_TYPE and (meta.get("event_payload") or {}).get("step") == key:
+            for message in _objects(page.get("messages")):
+                meta = _object(message.get("metadata"))
+                if meta.get("event_type") == METADATA_TYPE and _object(meta.get("event_payload")).get("step") == key:
                     return str(message["ts"])
-            cursor = (page.get("response_metadata") or {}).get("next_cursor") or ""
+            cursor = _next_cursor(page)
             if not cursor or not page.get("has_more"):
                 return None
 
@@ -140,16 +142,29 @@ class SlackService:
         self._pool.shutdown(wait=False)
 
 
-def service(app: Any) -> SlackService:
-    svc: SlackService | None = app.services.get("workflows.slack")
-    if svc is None:
+def _object(value: JsonValue) -> JsonObject:
+    return value if isinstance(value, dict) else {}
+
+
+def _objects(value: JsonValue) -> list[JsonObject]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _next_cursor(page: JsonObject) -> str:
+    """The cursor of a Slack list's next page ("" on the last)."""
+    return str(_object(page.get("response_metadata")).get("next_cursor") or "")
+
+
+def service(app: App) -> SlackService:
+    svc = app.services.get("workflows.slack")
+    if not isinstance(svc, SlackService):
         svc = SlackService(app)
         app.services["workflows.slack"] = svc
     return svc
 
 
-def _message_blocks(ctx: Context, text: str, blocks: list[dict[str, Any]] | None, label: str | None,
-                    claim_event: str | None) -> list[dict[str, Any]] | None:
+def _message_blocks(ctx: Context, text: str, blocks: list[dict[str, object]] | None, label: str | None,
+                    claim_event: str | None) -> list[dict[str, object]] | None:
     if blocks is not None or not label:
         return blocks
     trigger = ctx.event or {}
@@ -157,7 +172,7 @@ def _message_blocks(ctx: Context, text: str, blocks: list[dict[str, Any]] | None
     return claim_blocks(text, label, {"event": event, "ref": trigger.get("id"), "run": ctx.run_id})
 
 
-async def post(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+async def post(ctx: Context, params: dict[str, object]) -> JsonObject:
     spec = SlackPost.model_validate(params)
     svc = service(ctx.app)
     key = f"{ctx.run_id}:{ctx.step_id}"
@@ -165,12 +180,13 @@ async def post(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     if svc.sandbox:
         return _post_sandbox(ctx, spec, blocks, key)
     if ctx.possibly_repeated:
-        since = (ctx.event or {}).get("received_at") or time.time() - 86400
-        found = await svc.find_posted(spec.channel, key, float(since) - 60)
+        since = (ctx.event or {}).get("received_at")
+        found = await svc.find_posted(spec.channel, key,
+                                      (since if isinstance(since, int | float) and since else time.time() - 86400) - 60)
         if found is not None:
             return {"channel": await svc.channel_id(spec.channel), "ts": found, "reused": True}
     await svc._pace(spec.channel)
-    body: dict[str, Any] = {
+    body: dict[str, object] = {
         "channel": spec.channel, "text": spec.text,
         "metadata": {"event_type": METADATA_TYPE, "event_payload": {"step": key}},
     }
@@ -184,7 +200,7 @@ async def post(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return {"channel": channel_id, "ts": str(data.get("ts"))}
 
 
-def _post_sandbox(ctx: Context, spec: SlackPost, blocks: list[dict[str, Any]] | None, key: str) -> dict[str, Any]:
+def _post_sandbox(ctx: Context, spec: SlackPost, blocks: list[dict[str, object]] | None, key: str) -> JsonObject:
     store = ctx.app.store
     if ctx.possibly_repeated:
         rows = store.query("SELECT id FROM outbox WHERE destination = 'slack' AND key = ?", (key,))
@@ -195,7 +211,7 @@ def _post_sandbox(ctx: Context, spec: SlackPost, blocks: list[dict[str, Any]] | 
     return {"channel": spec.channel, "ts": item, "sandbox": True}
 
 
-async def update(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+async def update(ctx: Context, params: dict[str, object]) -> JsonObject:
     spec = SlackUpdate.model_validate(params)
     handle = spec.message or {}
     channel = spec.channel or handle.get("channel")
@@ -210,9 +226,9 @@ async def update(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         payload = {"channel": channel, "text": spec.text, "blocks": blocks}
         if not outbox.update(ctx.app.store, str(ts), payload, action="chat.update"):
             raise TerminalDeliveryError(f"no sandbox Slack message {ts} to update")
-        return {"channel": channel, "ts": ts, "sandbox": True}
+        return {"channel": str(channel), "ts": str(ts), "sandbox": True}
     await svc._pace(str(channel))
-    body: dict[str, Any] = {"channel": channel, "ts": ts, "text": spec.text}
+    body: dict[str, object] = {"channel": channel, "ts": ts, "text": spec.text}
     body["blocks"] = blocks if blocks is not None else []
     data = await svc.call("chat.update", **body)
     return {"channel": str(data.get("channel", channel)), "ts": str(data.get("ts", ts))}

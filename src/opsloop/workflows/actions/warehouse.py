@@ -8,10 +8,11 @@ rendered into it is a webhook sender's text: put event values in ``params`` (``?
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
+from ..._json import JsonValue
 from ...errors import TerminalError
 from ...warehouse import QueryRefused, query_timeout
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 class WarehouseQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sql: str
-    params: list[Any] = []
+    params: list[object] = []
     max_rows: int = 1000
 
 
@@ -34,7 +35,7 @@ class QueryNotAllowed(TerminalError):
     """The step's query does more than read the warehouse (the sandbox refused it); retrying will not help."""
 
 
-async def query(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
+async def query(ctx: Context, params: dict[str, object]) -> list[JsonValue]:
     spec = WarehouseQuery.model_validate(params)
     timeout = query_timeout(ctx.app.project.env)
     try:
@@ -50,7 +51,7 @@ async def query(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: _plain(v) for k, v in row.items()} for row in result.as_dicts()]
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> JsonValue:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
