@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import typer
 
+from .._json import JsonObject, JsonValue
 from ..errors import ConfigError, OpsloopError, ServerError, WarehouseLocked
 
 T = TypeVar("T")
@@ -80,8 +81,8 @@ class Server:
         return cls(f"http://{host}:{settings.port}", settings.api_token)
 
     # -- the call ----------------------------------------------------------------------------------
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None,
-             params: list[tuple[str, Any]] | None = None, ok: tuple[int, ...] = ()) -> Any:
+    def call(self, method: str, path: str, body: Mapping[str, object] | None = None,
+             params: list[tuple[str, str]] | None = None, ok: tuple[int, ...] = ()) -> JsonValue:
         """``method path`` on the server; the JSON answer. A status of 400 or more raises ``ServerError``
         unless it is in ``ok`` (then its body is returned as for a success)."""
         import httpx
@@ -90,89 +91,112 @@ class Server:
             raise ServerError("`opsloop up` is running and owns the warehouse, but OPSLOOP_API_TOKEN is not set "
                               "here; set it (the project's .env has it) so this command can go through the server")
         try:
-            response = httpx.request(method, self.url + path, json=body, params=params,
+            response = httpx.request(method, self.url + path, json=body,
+                                     params=None if params is None else tuple(params),
                                      headers={"Authorization": f"Bearer {self.token}"},
                                      timeout=httpx.Timeout(10.0, read=3600.0))
         except httpx.HTTPError as exc:
             raise ServerError(f"`opsloop up` is running (pid {self.pid}, state/server.json) but {self.url} did not "
                               f"answer: {exc}. If it is not running any more, delete state/server.json") from exc
         try:
-            data = response.json()
+            data: JsonValue = response.json()
         except ValueError:
             data = {"error": response.text[:500]}
         if response.status_code >= 400 and response.status_code not in ok:
             message = str(data.get("error") or data.get("message")) if isinstance(data, dict) else str(data)
             problems = data.get("problems") if isinstance(data, dict) else None
-            raise ServerError(message, response.status_code, [str(p) for p in problems or []])
+            raise ServerError(message, response.status_code,
+                              [str(p) for p in problems] if isinstance(problems, list) else [])
         return data
 
     # -- models --------------------------------------------------------------------------------------
     def build(self, select: list[str] | None = None, exclude: list[str] | None = None, full_refresh: bool = False,
-              kinds: tuple[str, ...] = ("model", "seed", "test")) -> list[dict[str, Any]]:
+              kinds: tuple[str, ...] = ("model", "seed", "test")) -> list[JsonObject]:
         """``POST /api/models/build``: one result per node (``NodeResult.as_dict()``)."""
-        data = self.call("POST", "/api/models/build", {"select": select, "exclude": exclude,
-                                                       "full_refresh": full_refresh, "kinds": list(kinds)})
-        return list(data["results"])
+        data = self._object("POST", "/api/models/build", {"select": select, "exclude": exclude,
+                                                          "full_refresh": full_refresh, "kinds": list(kinds)})
+        return _objects(data.get("results"), "/api/models/build")
 
     def compiled(self, model: str) -> str:
-        return str(self.call("GET", f"/api/models/{_seg(model)}/compiled")["sql"])
+        return str(self._object("GET", f"/api/models/{_seg(model)}/compiled").get("sql"))
 
-    def query(self, sql: str, limit: int, timeout: float | None = None) -> dict[str, Any]:
+    def query(self, sql: str, limit: int, timeout: float | None = None) -> JsonObject:
         """``POST /api/query``: ``{"columns", "rows", "truncated"}``."""
-        body: dict[str, Any] = {"sql": sql, "limit": limit}
+        body: dict[str, object] = {"sql": sql, "limit": limit}
         if timeout is not None:
             body["timeout"] = timeout
-        return dict(self.call("POST", "/api/query", body))
+        return self._object("POST", "/api/query", body)
 
     # -- identity and segments -------------------------------------------------------------------------
-    def identity_build(self, full: bool = False, segments: bool = True) -> dict[str, Any]:
-        return dict(self.call("POST", "/api/identity/build", {"full": full, "segments": segments}))
+    def identity_build(self, full: bool = False, segments: bool = True) -> JsonObject:
+        return self._object("POST", "/api/identity/build", {"full": full, "segments": segments})
 
-    def profile(self, query: str) -> dict[str, Any]:
-        return dict(self.call("GET", "/api/identity/profile", params=[("query", query)]))
+    def profile(self, query: str) -> JsonObject:
+        return self._object("GET", "/api/identity/profile", params=[("query", query)])
 
-    def conflicts(self, limit: int = 50) -> list[dict[str, Any]]:
-        return list(self.call("GET", "/api/identity/conflicts", params=[("limit", str(limit))])["conflicts"])
+    def conflicts(self, limit: int = 50) -> list[JsonObject]:
+        data = self._object("GET", "/api/identity/conflicts", params=[("limit", str(limit))])
+        return _objects(data.get("conflicts"), "/api/identity/conflicts")
 
-    def segments(self) -> list[dict[str, Any]]:
-        return list(self.call("GET", "/api/segments")["segments"])
+    def segments(self) -> list[JsonObject]:
+        return _objects(self._object("GET", "/api/segments").get("segments"), "/api/segments")
 
-    def segment_preview(self, name: str, limit: int = 20) -> dict[str, Any]:
-        return dict(self.call("GET", f"/api/segments/{_seg(name)}/preview", params=[("limit", str(limit))]))
+    def segment_preview(self, name: str, limit: int = 20) -> JsonObject:
+        return self._object("GET", f"/api/segments/{_seg(name)}/preview", params=[("limit", str(limit))])
 
-    def run_segments(self, names: list[str] | None = None) -> list[dict[str, Any]]:
-        return list(self.call("POST", "/api/segments/run", {"names": names})["segments"])
+    def run_segments(self, names: list[str] | None = None) -> list[JsonObject]:
+        return _objects(self._object("POST", "/api/segments/run", {"names": names}).get("segments"),
+                        "/api/segments/run")
 
     # -- sources and syncs -----------------------------------------------------------------------------
-    def sources(self) -> list[dict[str, Any]]:
-        return list(self.call("GET", "/api/sources"))
+    def sources(self) -> list[JsonObject]:
+        return _objects(self.call("GET", "/api/sources"), "/api/sources")
 
-    def pull(self, source: str, full_refresh: bool = False) -> dict[str, Any]:
+    def pull(self, source: str, full_refresh: bool = False) -> JsonObject:
         """``POST /api/sources/{name}/pull``: the run; a refused or unreachable vendor (409, 502) is a run whose
         ``status`` is ``failed``, as in-process."""
-        data = self.call("POST", f"/api/sources/{_seg(source)}/pull",
-                         params=[("full_refresh", "true")] if full_refresh else None, ok=(404, 409, 502))
+        data = self._object("POST", f"/api/sources/{_seg(source)}/pull",
+                            params=[("full_refresh", "true")] if full_refresh else None, ok=(404, 409, 502))
         if data.get("status") == "failed" or "error" in data:
             return {"source": data.get("source", source), "status": "failed", "message": data.get("message")}
-        return dict(data)
+        return data
 
-    def syncs(self) -> list[dict[str, Any]]:
-        return list(self.call("GET", "/api/syncs"))
+    def syncs(self) -> list[JsonObject]:
+        return _objects(self.call("GET", "/api/syncs"), "/api/syncs")
 
-    def sync(self, name: str) -> dict[str, Any]:
-        return dict(self.call("GET", f"/api/syncs/{_seg(name)}"))
+    def sync(self, name: str) -> JsonObject:
+        return self._object("GET", f"/api/syncs/{_seg(name)}")
 
     def run_sync(self, name: str, dry_run: bool = False, full: bool = False, confirm_deletes: bool = False,
-                 reset: bool = False) -> dict[str, Any]:
-        return dict(self.call("POST", f"/api/syncs/{_seg(name)}/run", {
-            "dry_run": dry_run, "full": full, "confirm_deletes": confirm_deletes, "reset": reset}))
+                 reset: bool = False) -> JsonObject:
+        return self._object("POST", f"/api/syncs/{_seg(name)}/run", {
+            "dry_run": dry_run, "full": full, "confirm_deletes": confirm_deletes, "reset": reset})
 
     # -- metrics ---------------------------------------------------------------------------------------
-    def metric(self, name: str, params: list[tuple[str, str]]) -> dict[str, Any]:
-        return dict(self.call("GET", f"/api/metrics/{_seg(name)}", params=params))
+    def metric(self, name: str, params: list[tuple[str, str]]) -> JsonObject:
+        return self._object("GET", f"/api/metrics/{_seg(name)}", params=params)
 
-    def alerts(self) -> list[dict[str, Any]]:
-        return list(self.call("GET", "/api/alerts")["alerts"])
+    def alerts(self) -> list[JsonObject]:
+        return _objects(self._object("GET", "/api/alerts").get("alerts"), "/api/alerts")
+
+    def _object(self, method: str, path: str, body: Mapping[str, object] | None = None,
+                params: list[tuple[str, str]] | None = None, ok: tuple[int, ...] = ()) -> JsonObject:
+        """``call`` of a route that answers a JSON object."""
+        data = self.call(method, path, body, params, ok)
+        if not isinstance(data, dict):
+            raise ServerError(f"{method} {path} answered {type(data).__name__}, not a JSON object; is the server "
+                              "the same opsloop version as this command?")
+        return data
+
+
+def _objects(data: JsonValue, path: str) -> list[JsonObject]:
+    """A route's answer (or the field of it) that is a list of JSON objects."""
+    items = data if isinstance(data, list) else []
+    objects = [item for item in items if isinstance(item, dict)]
+    if not isinstance(data, list) or len(objects) != len(items):
+        raise ServerError(f"{path} answered something other than a list of JSON objects; is the server the same "
+                          "opsloop version as this command?")
+    return objects
 
 
 def local_or_server(root: Path, local: Callable[[], T], remote: Callable[[Server], T]) -> T:
@@ -210,7 +234,8 @@ def _seg(name: str) -> str:
     return quote(name, safe="")
 
 
-def jsonable(data: Any) -> Any:
+def jsonable(data: object) -> JsonValue:
     """``data`` as it comes back from the server (datetimes and decimals as text): an in-process result
     goes through this before printing, so a verb prints the same with and without a server."""
-    return json.loads(json.dumps(data, default=str))
+    found: JsonValue = json.loads(json.dumps(data, default=str))
+    return found

@@ -5,14 +5,22 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from .._json import JsonObject, JsonValue
+
 if TYPE_CHECKING:
+    from typing import Unpack
+
+    from rich.console import Console
+
     from ..app import App
+    from ..settings import SettingsOverrides
 
 ProjectOpt = Annotated[
     Path, typer.Option("--project", "-p", help="Project folder (default: the current folder).", show_default=False)
@@ -20,17 +28,17 @@ ProjectOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def console(stderr: bool = False) -> Any:
+def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def print_json(data: Any) -> None:
+def print_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def print_table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None) -> None:
     """A Rich table on a terminal; tab-separated lines with a header otherwise."""
     if sys.stdout.isatty():
         from rich.table import Table
@@ -47,10 +55,30 @@ def print_table(columns: list[str], rows: list[list[Any]], title: str | None = N
         sys.stdout.write("\t".join("" if v is None else str(v) for v in row) + "\n")
 
 
-def load_app(project: Path | None, **overrides: Any) -> App:
+def load_app(project: Path | None, **overrides: Unpack[SettingsOverrides]) -> App:
     from ..app import App
 
     return App.from_path(project or Path.cwd(), **overrides)
+
+
+def json_object(value: JsonValue) -> JsonObject:
+    """A JSON value that should be an object (an answer, one of its rows); anything else is empty."""
+    return value if isinstance(value, dict) else {}
+
+
+def json_list(value: JsonValue) -> list[JsonValue]:
+    """A JSON value that should be a list; anything else is empty."""
+    return value if isinstance(value, list) else []
+
+
+def json_objects(value: JsonValue) -> list[JsonObject]:
+    """The objects in a JSON value that should be a list of them (an answer's rows)."""
+    return [item for item in json_list(value) if isinstance(item, dict)]
+
+
+def json_number(value: JsonValue) -> float | None:
+    """A JSON value that should be a number (a time, seconds); anything else is None."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -5,16 +5,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .._json import JsonObject, JsonValue
 from ._client import Server, jsonable, local_or_server
-from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
+from ._common import (
+    JsonOpt,
+    ProjectOpt,
+    fail,
+    json_list,
+    json_number,
+    json_object,
+    json_objects,
+    load_app,
+    print_json,
+    print_table,
+)
 from ._progress import Progress, seconds
 
+if TYPE_CHECKING:
+    from ..app import App
+    from ..identity.service import IdentityService
 
-def _fmt(value: Any) -> str:
+
+def _fmt(value: object) -> str:
     """A value as the tables show it; a timestamp (a datetime, or its text as the server sends it) to the
     second."""
     if value is None:
@@ -29,11 +45,16 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _names(value: JsonValue) -> str:
+    """A JSON list of names (``merged_from``, ``systems``, ``segments``) as the text lines show it."""
+    return ", ".join(str(name) for name in json_list(value))
+
+
 def _root(project: Path | None) -> Path:
     return (project or Path.cwd()).resolve()
 
 
-def _here(project: Path | None, work: Callable[[Any], Any]) -> Any:
+def _here(project: Path | None, work: Callable[[IdentityService], object]) -> JsonValue:
     """``work(identity_service)`` in this process, its answer as the server would send it."""
     app_ = _service(project)
     try:
@@ -43,7 +64,7 @@ def _here(project: Path | None, work: Callable[[Any], Any]) -> Any:
         app_.close()
 
 
-def _service(project: Any) -> Any:
+def _service(project: Path | None) -> App:
     from ..identity.project_files import identity_of
 
     app_ = load_app(project)
@@ -99,10 +120,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Resolve identities, rebuild the golden record and segments; write their events to the log."""
 
-        def here() -> Any:
+        def here() -> JsonObject:
             with Progress(json_out) as progress:
                 stages = _Stages(progress, segments=not no_segments)
-                return _here(project, lambda s: s.build(full=full, segments=not no_segments, on_stage=stages))
+                return json_object(_here(project, lambda s: s.build(full=full, segments=not no_segments,
+                                                                    on_stage=stages)))
 
         result = local_or_server(_root(project), here, lambda server: server.identity_build(full, not no_segments))
         if json_out:
@@ -112,9 +134,9 @@ def register(app: typer.Typer) -> None:
                    f"{result['deleted']} deleted), {result['scope']} re-resolved, {result['persons']} people, "
                    f"{result['profile_updates']} profile updates, {result['refused']} merges refused by limits, "
                    f"in {result['seconds']:.2f}s")
-        for seg in result["segments"]:
+        for seg in json_objects(result["segments"]):
             typer.echo(f"segment {seg['segment']}: {seg['members']} members (+{seg['entered']} -{seg['exited']})")
-        count = int(result['events'])
+        count = int(json_number(result["events"]) or 0)
         typer.echo(f"{count} event{'' if count == 1 else 's'} written to the log")
 
     @identity_app.command("conflicts")
@@ -124,7 +146,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Identifier values that were not used to merge people (limits, shared values, unlinks)."""
-        rows = local_or_server(_root(project), lambda: _here(project, lambda s: s.conflicts(limit)),
+        rows = local_or_server(_root(project), lambda: json_objects(_here(project, lambda s: s.conflicts(limit))),
                                lambda server: server.conflicts(limit))
         if json_out:
             print_json(rows)
@@ -139,25 +161,25 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Show one person: identifiers, linked records per system, golden fields with provenance."""
-        data = local_or_server(_root(project), lambda: _here(project, lambda s: s.profile(query)),
+        data = local_or_server(_root(project), lambda: json_object(_here(project, lambda s: s.profile(query))),
                                lambda server: server.profile(query))
         if json_out:
             print_json(data)
             return
         typer.echo(f"person {data['person_id']}")
         if data["merged_from"]:
-            typer.echo(f"merged from: {', '.join(data['merged_from'])}")
+            typer.echo(f"merged from: {_names(data['merged_from'])}")
         typer.echo("identifiers:")
-        for item in data["identifiers"]:
-            typer.echo(f"  {item['type']}: {item['value']}  ({', '.join(item['systems'])})")
+        for item in json_objects(data["identifiers"]):
+            typer.echo(f"  {item['type']}: {item['value']}  ({_names(item['systems'])})")
         typer.echo("records:")
-        for rec in data["records"]:
+        for rec in json_objects(data["records"]):
             typer.echo(f"  {rec['system']}:{rec['record_id']}  updated {_fmt(rec['updated_at'])}")
         typer.echo("fields:")
         print_table(["field", "value", "source", "updated_at"],
                     [[name, _fmt(f["value"]), f["source"], _fmt(f["updated_at"])]
-                     for name, f in data["fields"].items()])
-        typer.echo(f"segments: {', '.join(data['segments']) or '(none)'}")
+                     for name, f in ((k, json_object(v)) for k, v in json_object(data["fields"]).items())])
+        typer.echo(f"segments: {_names(data['segments']) or '(none)'}")
 
     segments_app = typer.Typer(help="Audiences over the golden record, with enter/exit events.",
                                invoke_without_command=True)
@@ -169,13 +191,13 @@ def register(app: typer.Typer) -> None:
         if ctx.invoked_subcommand is not None:
             ctx.obj = {"project": project, "json": json_out}
             return
-        rows = local_or_server(_root(project), lambda: _here(project, lambda s: s.segment_summary()),
+        rows = local_or_server(_root(project), lambda: json_objects(_here(project, lambda s: s.segment_summary())),
                                Server.segments)
         if json_out:
             print_json(rows)
             return
         print_table(["segment", "members", "last_evaluated", "entered", "exited", "schedule", "description"],
-                    [[r["segment"] + ("" if r["enabled"] else " (disabled)"), r["members"],
+                    [[str(r["segment"]) + ("" if r["enabled"] else " (disabled)"), r["members"],
                       _fmt(r["last_evaluated"]), _fmt(r["last_entered"]), _fmt(r["last_exited"]),
                       r["schedule"] or "", r["description"]] for r in rows])
 
@@ -190,14 +212,15 @@ def register(app: typer.Typer) -> None:
         """Show who is in a segment now and who would enter or exit, without recording anything."""
         parent = ctx.obj or {}
         chosen = parent.get("project") or project if project == Path(".") else project
-        data = local_or_server(_root(chosen), lambda: _here(chosen, lambda s: s.segment_preview(name, limit)),
+        data = local_or_server(_root(chosen),
+                               lambda: json_object(_here(chosen, lambda s: s.segment_preview(name, limit))),
                                lambda server: server.segment_preview(name, limit))
         if json_out or parent.get("json"):
             print_json(data)
             return
         typer.echo(f"segment {name}: {data['members']} members; would enter: {data['would_enter']}, "
                    f"would exit: {data['would_exit']}")
-        sample = data["sample"]
+        sample = json_objects(data["sample"])
         if sample:
             cols = [c for c in sample[0] if not c.endswith(("__source", "__updated_at")) and
                     c not in ("systems", "resolved_at")]
@@ -214,7 +237,7 @@ def register(app: typer.Typer) -> None:
         parent = ctx.obj or {}
         chosen = parent.get("project") or project if project == Path(".") else project
         results = local_or_server(_root(chosen),
-                                  lambda: _here(chosen, lambda s: s.evaluate_segments(names or None)),
+                                  lambda: json_objects(_here(chosen, lambda s: s.evaluate_segments(names or None))),
                                   lambda server: server.run_segments(names or None))
         if json_out or parent.get("json"):
             print_json(results)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from .._json import JsonObject
 from ._client import Server, jsonable, local_or_server
-from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
+from ._common import JsonOpt, ProjectOpt, fail, json_list, json_object, json_objects, load_app, print_json, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -37,7 +38,7 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
             return
 
-        def here() -> dict[str, Any]:
+        def here() -> JsonObject:
             try:
                 query = MetricQuery.from_params(name, grain, since, until, by or [], where or [], percentile)
             except OverflowError:
@@ -48,8 +49,7 @@ def register(app: typer.Typer) -> None:
                 result = loaded.metrics.query(query)
             except MetricQueryError as exc:
                 fail(str(exc))
-            answer: dict[str, Any] = jsonable({**result.as_dict(), "sql": result.sql})
-            return answer
+            return json_object(jsonable({**result.as_dict(), "sql": result.sql}))
 
         params: list[tuple[str, str]] = [(k, v) for k, v in (("grain", grain), ("since", since), ("until", until))
                                          if v]
@@ -65,9 +65,11 @@ def register(app: typer.Typer) -> None:
                 data.pop("sql", None)
             print_json(data)
             return
-        print_table(data["columns"], data["rows"], title=data.get("label"))
+        label = data.get("label")
+        print_table([str(c) for c in json_list(data["columns"])], [json_list(r) for r in json_list(data["rows"])],
+                    title=None if label is None else str(label))
         if show_sql:
-            for text in data.get("sql", []):
+            for text in json_list(data.get("sql", [])):
                 typer.echo(text)
 
     @app.command()
@@ -82,7 +84,8 @@ def register(app: typer.Typer) -> None:
             return
         try:
             runner = loaded.metrics_alerts
-            states = local_or_server(loaded.project.root, lambda: jsonable([s.as_dict() for s in runner.states()]),
+            states = local_or_server(loaded.project.root,
+                                     lambda: json_objects(jsonable([s.as_dict() for s in runner.states()])),
                                      Server.alerts)
         finally:
             loaded.close()

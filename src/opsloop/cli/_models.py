@@ -13,17 +13,21 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ._client import Server, jsonable, local_or_server
-from ._common import JsonOpt, ProjectOpt, fail, print_json, print_table
+from ._common import JsonOpt, ProjectOpt, fail, json_list, json_object, print_json, print_table
 from ._progress import Progress, seconds
 
 if TYPE_CHECKING:
+    from .._json import JsonObject
     from ..models import ModelEngine
+    from ..models.freshness import FreshnessResult
     from ..models.runner import NodeResult
+    from ..project import Project
+    from ..warehouse import Warehouse
 
 SelectOpt = Annotated[list[str] | None, typer.Option("--select", "-s", help="Nodes: name, +name, name+, tag:x, "
                                                                               "path:models/dir (repeatable).")]
@@ -59,7 +63,7 @@ def _event_times(start: datetime | None, end: datetime | None) -> tuple[datetime
     return start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
 
 
-def _parse_vars(text: str | None) -> dict[str, Any]:
+def _parse_vars(text: str | None) -> dict[str, object]:
     if not text:
         return {}
     import yaml
@@ -77,7 +81,7 @@ def _project_root(project: Path) -> Path:
     return (project or Path.cwd()).resolve()
 
 
-def _engine(root: Path) -> tuple[Any, Any]:
+def _engine(root: Path) -> tuple[Warehouse, ModelEngine]:
     """The engine on the project's warehouse, without a whole App (keeps start-up fast)."""
     from ..models import ModelEngine
     from ..project import read_project_config
@@ -96,7 +100,7 @@ def _run_verb(project: Path, select: list[str] | None, exclude: list[str] | None
     root = _project_root(project)
     cli_vars = _parse_vars(vars_text)
 
-    def remote(server: Server) -> list[dict[str, Any]]:
+    def remote(server: Server) -> list[JsonObject]:
         if cli_vars or target or state or show_failures or event_times:
             fail("--vars, --target, --state, --show-failures and --event-time-start/-end do not go through the "
                  "running server yet; stop `opsloop up` to use them, or put the vars in dbt_project.yml")
@@ -111,9 +115,9 @@ def _run_verb(project: Path, select: list[str] | None, exclude: list[str] | None
 
 
 def _build_here(root: Path, select: list[str] | None, exclude: list[str] | None, full_refresh: bool,
-                kinds: tuple[str, ...], json_out: bool, threads: int | None, cli_vars: dict[str, Any],
+                kinds: tuple[str, ...], json_out: bool, threads: int | None, cli_vars: dict[str, object],
                 target: str | None, state: Path | None, show_failures: int = 0,
-                event_times: tuple[datetime, datetime] | None = None) -> list[dict[str, Any]]:
+                event_times: tuple[datetime, datetime] | None = None) -> list[JsonObject]:
     """The build in this process; its ``model.built`` events go to the log, as the server's builds' do."""
 
     wh, engine = _engine(root)
@@ -132,7 +136,7 @@ def _build_here(root: Path, select: list[str] | None, exclude: list[str] | None,
     finally:
         wh.close()
     _record_built(engine.project, objs)
-    return [jsonable(r.as_dict()) for r in objs]
+    return [json_object(jsonable(r.as_dict())) for r in objs]
 
 
 def _built_uids(engine: ModelEngine, select: list[str] | None, exclude: list[str] | None,
@@ -144,7 +148,7 @@ def _built_uids(engine: ModelEngine, select: list[str] | None, exclude: list[str
             if not (u.startswith("model.") and models[u[6:]].materialized == "ephemeral")]
 
 
-def _record_built(project: Any, results: list[Any]) -> None:
+def _record_built(project: Project, results: list[NodeResult]) -> None:
     """``model.built`` per model or seed built, in the project's event log (``ModelService`` writes them)."""
     if not any(r.status == "success" for r in results):
         return
@@ -238,7 +242,7 @@ def _last_timings(engine: ModelEngine, uids: list[str]) -> tuple[dict[str, float
     return {by_dbt[k]: v for k, v in times.items() if k in by_dbt}, scale
 
 
-def _report(results: list[dict[str, Any]], json_out: bool) -> None:
+def _report(results: list[JsonObject], json_out: bool) -> None:
     bad = [r for r in results if r["status"] in ("error", "fail")]
     if json_out:
         print_json({"results": results, "ok": not bad})
@@ -250,19 +254,20 @@ def _report(results: list[dict[str, Any]], json_out: bool) -> None:
             if r["message"] and r["status"] in ("error", "fail", "warn", "skipped"):
                 sys.stderr.write(f"{r['status']}: {r['name']}: {r['message']}\n")
             if r.get("failing_rows"):
-                _print_failing_rows(r["name"], r["failing_rows"])
+                _print_failing_rows(str(r["name"]), json_object(r["failing_rows"]))
         counts: dict[str, int] = {}
         for r in results:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
+            status = str(r["status"])
+            counts[status] = counts.get(status, 0) + 1
         sys.stderr.write("done: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + "\n")
     if bad:
         raise typer.Exit(1)
 
 
-def _print_failing_rows(name: str, found: dict[str, Any]) -> None:
+def _print_failing_rows(name: str, found: JsonObject) -> None:
     """``--show-failures``: a failing test's first rows, as aligned columns on stderr."""
-    rows = [["NULL" if v is None else str(v) for v in row] for row in found["rows"]]
-    table = [list(found["columns"]), *rows]
+    rows = [["NULL" if v is None else str(v) for v in json_list(row)] for row in json_list(found["rows"])]
+    table = [[str(c) for c in json_list(found["columns"])], *rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))] if table[0] else []
     sys.stderr.write(f"failing rows of {name} (the first {len(rows)}):\n")
     for row in table:
@@ -324,14 +329,14 @@ def register(app: typer.Typer) -> None:
         """Check the freshness of sources with freshness: and loaded_at_field: (as `dbt source freshness`)."""
         root = _project_root(project)
 
-        def here() -> list[Any]:
+        def here() -> list[FreshnessResult]:
             wh, engine = _engine(root)
             try:
                 return list(engine.source_freshness(select, output.resolve() if output else None))
             finally:
                 wh.close()
 
-        def remote(server: Server) -> list[Any]:
+        def remote(server: Server) -> list[FreshnessResult]:
             fail("`opsloop source freshness` does not go through the running server yet; stop `opsloop up` first")
 
         results = local_or_server(root, here, remote)
@@ -395,7 +400,7 @@ def register(app: typer.Typer) -> None:
         Sandboxed: the query reads the warehouse's tables only (no host files, network or settings)."""
         root = _project_root(project)
 
-        def here() -> dict[str, Any]:
+        def here() -> JsonObject:
             from ..models import ModelEngine
             from ..project import read_project_config
             from ..settings import resolve_settings
@@ -408,11 +413,12 @@ def register(app: typer.Typer) -> None:
                 result = ModelEngine(loaded, wh).query(sql, limit, timeout)
             finally:
                 wh.close()
-            return {"columns": result.columns, "rows": jsonable([list(r) for r in result.rows]),
+            return {"columns": [*result.columns], "rows": jsonable([list(r) for r in result.rows]),
                     "truncated": result.truncated}
 
         data = local_or_server(root, here, lambda server: server.query(sql, limit, timeout))
-        columns, rows, more = data["columns"], data["rows"], bool(data.get("truncated"))
+        columns = [str(c) for c in json_list(data["columns"])]
+        rows, more = [json_list(r) for r in json_list(data["rows"])], bool(data.get("truncated"))
         if json_out:
             print_json([dict(zip(columns, r, strict=True)) for r in rows])
         else:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ._common import ProjectOpt, console, fail, print_json
 from ._progress import Progress
+
+if TYPE_CHECKING:
+    from ..errors import Problem
 
 
 def register(app: typer.Typer) -> None:
@@ -76,7 +80,7 @@ def register(app: typer.Typer) -> None:
         serve(project, host=host, port=port, role=role, receivers=receivers)
 
 
-def _report_problems(problems: list[Any], json_out: bool, strict: bool, extra: dict[str, Any]) -> bool:
+def _report_problems(problems: Sequence[Problem], json_out: bool, strict: bool, extra: Mapping[str, object]) -> bool:
     """Print errors and warnings; True when validate passes (no errors; with ``strict``, no warnings)."""
     errors = [p for p in problems if p.severity == "error" or strict]
     warnings = [p for p in problems if p not in errors]

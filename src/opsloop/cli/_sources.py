@@ -6,19 +6,21 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .._json import JsonObject
 from ._client import Server, jsonable, local_or_server
-from ._common import JsonOpt, ProjectOpt, fail, print_json, print_table, when
+from ._common import JsonOpt, ProjectOpt, fail, json_number, json_object, json_objects, print_json, print_table, when
 from ._progress import Progress, count, seconds
 
 if TYPE_CHECKING:
+    from ..app import App
     from ..sources import StreamProgress
 
 
-def _short(value: Any, width: int = 40) -> str:
+def _short(value: object, width: int = 40) -> str:
     if value is None:
         return ""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -53,17 +55,19 @@ class _PullProgress:
             self.progress.step(f"{key}: {pages}, {count(report.rows)} rows, {count(rate)} rows/s", throttle=key)
 
 
-def _print_run(name: str, run: dict[str, Any]) -> None:
-    for stream, info in (run.get("streams") or {}).items():
+def _print_run(name: str, run: JsonObject) -> None:
+    for stream, found in json_object(run.get("streams")).items():
+        info = json_object(found)
         typer.echo(f"{name}.{stream}: {info['rows']} rows -> {info.get('table', '')} ({info['status']})")
-    duration = (run["finished_at"] - run["started_at"]) if run.get("finished_at") else 0.0
+    finished, started = json_number(run.get("finished_at")), json_number(run.get("started_at"))
+    duration = finished - started if finished and started is not None else 0.0
     line = f"{name}: {run['status']}, {run['rows']} rows in {duration:.1f}s, {run['requests']} requests"
     if run.get("message"):
         line += f" — {run['message']}"
     typer.echo(line)
 
 
-def _pull_here(app_: Any, name: str, full_refresh: bool, json_out: bool) -> dict[str, Any]:
+def _pull_here(app_: App, name: str, full_refresh: bool, json_out: bool) -> JsonObject:
     """One source pulled in this process: its run as a JSON object (``status: failed`` when it failed)."""
     from ..sources import SourceError
     from ..sources import pull as run_pull
@@ -74,11 +78,10 @@ def _pull_here(app_: Any, name: str, full_refresh: bool, json_out: bool) -> dict
             result = run_pull(app_, name, full_refresh, _PullProgress(name, progress))
         except SourceError as exc:
             return {"source": name, "status": "failed", "message": str(exc)}
-    data: dict[str, Any] = jsonable({**result.run.as_dict(), "drift": result.drift, "events": result.events})
-    return data
+    return json_object(jsonable({**result.run.as_dict(), "drift": result.drift, "events": result.events}))
 
 
-def _pull_app(project: Path) -> Any:
+def _pull_app(project: Path) -> App:
     """An App with only what a pull (and ``opsloop sources``) needs: ``opsloop.yml`` and ``sources/*.yml``,
     the state store (runs, cursors, change events), the warehouse and the bus; no other subsystem's files,
     services or imports."""
@@ -90,7 +93,7 @@ def _pull_app(project: Path) -> Any:
     return App(loaded, resolve_settings(loaded), services=False)
 
 
-def _pull_one(app_: Any, name: str, full_refresh: bool, json_out: bool) -> dict[str, Any]:
+def _pull_one(app_: App, name: str, full_refresh: bool, json_out: bool) -> JsonObject:
     return local_or_server(app_.project.root, lambda: _pull_here(app_, name, full_refresh, json_out),
                            lambda server: server.pull(name, full_refresh))
 
@@ -114,7 +117,7 @@ def register(app: typer.Typer) -> None:
                 names = [source]
             if not names:
                 fail("no sources in this project; add sources/<name>.yml (see docs/sources.md)")
-            results = []
+            results: list[JsonObject] = []
             for name in names:
                 run = _pull_one(app_, name, full_refresh, json_out)
                 results.append(run)
@@ -138,7 +141,8 @@ def register(app: typer.Typer) -> None:
 
         app_ = _pull_app(project)  # the same few parts as a pull: the sources' config, the store
         try:
-            status = local_or_server(app_.project.root, lambda: jsonable(source_status(app_)), Server.sources)
+            status = local_or_server(app_.project.root, lambda: json_objects(jsonable(source_status(app_))),
+                                     Server.sources)
         finally:
             app_.close()
         if json_out:
@@ -146,10 +150,12 @@ def register(app: typer.Typer) -> None:
             return
         rows = []
         for s in status:
-            last = s["last_run"] or {}
-            cursors = "; ".join(f"{k}={_short(v['cursor'], 30)}" for k, v in s["streams"].items() if v["cursor"])
-            rows.append([s["name"], s["type"], s["state"], when(last.get("started_at")), last.get("rows", ""),
-                         s["rows_total"], when(s["next_run"]) or "on demand", _short(cursors, 60),
+            last = json_object(s["last_run"])
+            cursors = "; ".join(f"{k}={_short(cursor, 30)}" for k, v in json_object(s["streams"]).items()
+                                if (cursor := json_object(v)["cursor"]))
+            rows.append([s["name"], s["type"], s["state"], when(json_number(last.get("started_at"))),
+                         last.get("rows", ""), s["rows_total"], when(json_number(s["next_run"])) or "on demand",
+                         _short(cursors, 60),
                          _short(last.get("message"), 60)])
         print_table(["source", "type", "state", "last run", "last rows", "total rows", "next run", "cursors",
                      "message"], rows)

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, TypedDict
 
 import typer
 
+from .._json import JsonValue
 from ._client import Server, jsonable, local_or_server
-from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
+from ._common import JsonOpt, ProjectOpt, fail, json_object, json_objects, load_app, print_json, print_table
 from ._progress import Progress, count
 
 if TYPE_CHECKING:
-    from ..syncs import RunResult
+    from ..app import App
+    from ..syncs import RunResult, SyncRunner
+
+
+class _Options(TypedDict):
+    """What `opsloop sync` asks of each run (``SyncRunner.run``'s and ``POST /api/syncs/{name}/run``'s options)."""
+
+    dry_run: bool
+    full: bool
+    confirm_deletes: bool
+    reset: bool
 
 
 def _summary(r: RunResult) -> str:
@@ -52,7 +64,7 @@ def register(app: typer.Typer) -> None:
         from ..syncs import SyncError, SyncRunner
 
         app_ = load_app(project)
-        options = {"dry_run": dry_run, "full": full, "confirm_deletes": confirm_deletes, "reset": reset}
+        options: _Options = {"dry_run": dry_run, "full": full, "confirm_deletes": confirm_deletes, "reset": reset}
         try:
             runner = SyncRunner(app_)
             names = [name] if name else sorted(runner.syncs)
@@ -93,7 +105,7 @@ def register(app: typer.Typer) -> None:
 
         app_ = load_app(project)
         try:
-            listing = local_or_server(app_.project.root, lambda: _here(app_, sync_listing), Server.syncs)
+            listing = local_or_server(app_.project.root, lambda: json_objects(_here(app_, sync_listing)), Server.syncs)
         finally:
             app_.close()
         if json_out:
@@ -123,15 +135,15 @@ def register(app: typer.Typer) -> None:
             known = sorted(SYNCS.of(app_.project))
             if name not in known:
                 fail(str(SyncError(f"no sync {name!r}; syncs: {', '.join(known) or 'none'}")))
-            detail: dict[str, Any] = local_or_server(
-                app_.project.root, lambda: _here(app_, lambda a: sync_detail(a, name) or {}),
+            detail = local_or_server(
+                app_.project.root, lambda: json_object(_here(app_, lambda a: sync_detail(a, name) or {})),
                 lambda server: server.sync(name))
         finally:
             app_.close()
         if json_out or parent.get("json"):
             print_json(detail)
             return
-        runs, failed = detail["runs"], detail["failed_rows"]
+        runs, failed = json_objects(detail["runs"]), json_objects(detail["failed_rows"])
         info = detail
         for key in ("sync", "file", "destination", "mode", "health", "last_status", "last_run_at", "pending_retry"):
             typer.echo(f"{key}: {info[key] if info[key] is not None else ''}")
@@ -143,15 +155,17 @@ def register(app: typer.Typer) -> None:
         print_table(["key", "attempts", "error"], [[r["key"], r["attempts"], r["error"]] for r in failed])
 
 
-def _here(app_: Any, read: Any) -> Any:
+def _here(app_: App, read: Callable[[App], object]) -> JsonValue:
     """``read(app_)`` as the server would answer it; a locked warehouse raises ``WarehouseLocked`` first (the
     listing itself reads a missing table as no runs)."""
     app_.warehouse.query("SELECT 1")
     return jsonable(read(app_))
 
 
-def _run_one(app_: Any, runner: Any, name: str, options: dict[str, bool], json_out: bool) -> RunResult:
-    """One sync run, here or through the running server."""
+def _run_one(app_: App, runner: SyncRunner, name: str, options: _Options, json_out: bool) -> RunResult:
+    """One sync run, here or through the running server (whose answer is parsed back into a ``RunResult``)."""
+    from pydantic import TypeAdapter
+
     from ..syncs import RunResult
 
     def here() -> RunResult:
@@ -160,7 +174,8 @@ def _run_one(app_: Any, runner: Any, name: str, options: dict[str, bool], json_o
             result: RunResult = runner.run(name, progress=_SyncProgress(name, progress), **options)
             return result
 
-    return local_or_server(app_.project.root, here, lambda server: RunResult(**server.run_sync(name, **options)))
+    answer = TypeAdapter(RunResult).validate_python
+    return local_or_server(app_.project.root, here, lambda server: answer(server.run_sync(name, **options)))
 
 
 class _SyncProgress:

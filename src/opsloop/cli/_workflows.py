@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from .._json import JsonValue
 from ..workflows import runs as R
 from ._common import JsonOpt, ProjectOpt, fail, load_app, parse_time, print_json, print_table, when
 
@@ -173,7 +174,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Start a run again (a new run), optionally from a step, optionally with new input."""
-        data: Any = None
+        data: JsonValue = None
         if input is not None:
             text = input
             if input.startswith("@"):

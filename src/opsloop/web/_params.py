@@ -27,18 +27,28 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Generic, NoReturn, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    WithJsonSchema,
+)
 from pydantic_core import core_schema
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-Q = TypeVar("Q", bound=BaseModel)
-B = TypeVar("B", bound=BaseModel)
+from .._json import JsonObject, JsonValue
 
-ERROR_SCHEMA: dict[str, Any] = {
+Q = TypeVar("Q", bound=BaseModel, covariant=True)
+B = TypeVar("B", bound=BaseModel, covariant=True)
+
+ERROR_SCHEMA: JsonObject = {
     "type": "object",
     "required": ["error"],
     "properties": {
@@ -72,8 +82,8 @@ class ParamError(Exception):
         self.parameter = parameter
         self.where = where
 
-    def body(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"error": str(self)}
+    def body(self) -> JsonObject:
+        data: JsonObject = {"error": str(self)}
         if self.parameter is not None:
             data["parameter"] = self.parameter
         if self.where is not None:
@@ -102,7 +112,7 @@ async def error_response(request: Request, exc: Exception) -> Response:
 
 
 # -- value types ---------------------------------------------------------------------------------
-def _epoch(value: Any) -> Any:
+def _epoch(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected seconds since the epoch or an ISO 8601 time")
     if isinstance(value, int | float):
@@ -138,12 +148,12 @@ class Choice:
 
     values: tuple[str, ...]
 
-    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(self, source: object, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         return core_schema.no_info_after_validator_function(self._check, handler(source))
 
-    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
-        js: dict[str, Any] = handler(schema)
-        js["enum"] = list(self.values)
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> JsonObject:
+        js: JsonObject = handler(schema)
+        js["enum"] = [*self.values]
         return js
 
     def _check(self, value: str) -> str:
@@ -171,24 +181,25 @@ class Query(BaseModel):
 
 
 # -- the declaration -----------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class Endpoint(Generic[Q, B]):
-    """One API route: what it takes and what it answers."""
+    """One API route: what it takes and what it answers (frozen, so an ``Endpoint[EventsQuery, Empty]`` is an
+    ``Endpoint[BaseModel, BaseModel]`` where routes are listed together)."""
 
     method: str
     path: str
     summary: str
     query_model: type[Q]
     body_model: type[B]
-    ok: dict[str, Any]
+    ok: JsonObject
     """JSON Schema of the success answer."""
     status: int = 200
-    path_params: Mapping[str, str | dict[str, Any]] = field(default_factory=dict)
+    path_params: Mapping[str, str | JsonObject] = field(default_factory=dict)
     """name -> a description (a string) or a JSON Schema."""
     errors: tuple[int, ...] = ()
     """Answers beyond 400/401/403/422, which follow from the declaration."""
     media_type: str = "application/json"
-    example: dict[str, Any] | None = None
+    example: JsonObject | None = None
     """A body that works, shown in the document (and sent first by a fuzzer)."""
     description: str = ""
     tag: str = "api"
@@ -196,7 +207,7 @@ class Endpoint(Generic[Q, B]):
     # -- parsing ---------------------------------------------------------------------------------
     def query(self, request: Request) -> Q:
         """The query string as ``query_model``; empty values count as absent. Raises ``ParamError`` (400)."""
-        data: dict[str, Any] = {}
+        data: dict[str, str | list[str]] = {}
         for name, info in self.query_model.model_fields.items():
             values = [v for v in request.query_params.getlist(name) if v != ""]
             if values:
@@ -209,7 +220,7 @@ class Endpoint(Generic[Q, B]):
     async def body(self, request: Request) -> B:
         """The JSON body as ``body_model`` (an empty body is ``{}``). Raises ``ParamError`` (400 or 422)."""
         raw = await request.body()
-        data: Any = {}
+        data: JsonValue = {}
         if raw.strip():
             try:
                 data = json.loads(raw, parse_constant=_no_constant)
@@ -238,11 +249,11 @@ class Endpoint(Generic[Q, B]):
         return sorted(codes)
 
 
-def _no_constant(name: str) -> Any:
+def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number (RFC 8259)")
 
 
-def _is_list(annotation: Any) -> bool:
+def _is_list(annotation: object) -> bool:
     if get_origin(annotation) is list:
         return True
     if get_origin(annotation) in (Union, types.UnionType):

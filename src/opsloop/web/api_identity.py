@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..app import App
 
 
-def _json(data: Any, status: int = 200) -> Response:
+def _json(data: object, status: int = 200) -> Response:
     return Response(json.dumps(data, default=str), status_code=status, media_type="application/json",
                     headers={"cache-control": "no-store"})
 
@@ -41,7 +41,7 @@ def routes(app: App) -> list[Route]:
         if (ip.config is None and not ip.segments) or (not segments and ip.config is None):
             raise ParamError(404, NO_IDENTITY)
 
-    async def run(work: Callable[[], Any], missing: int = 409) -> Response:
+    async def run(work: Callable[[], object], missing: int = 409) -> Response:
         """``work`` in a thread; an identity error is ``missing`` (404: the thing named does not exist) or 409."""
         from ..identity.service import UnknownSegment
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlglot.errors import SqlglotError
 from starlette.requests import Request
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..app import App
 
 
-def _json(data: Any, status: int = 200) -> Response:
+def _json(data: object, status: int = 200) -> Response:
     return Response(json.dumps(data, default=str), status_code=status, media_type="application/json")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
@@ -16,6 +16,7 @@ from starlette.routing import Route
 from ..workflows import runs
 from ..workflows.project_files import WORKFLOWS
 from . import openapi
+from ._handler import Handler
 from ._params import not_found
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def routes(app: App) -> list[Route]:
         kick()
         return JSONResponse({"results": [{"original": o, "id": n} for o, n in pairs]}, status_code=202)
 
-    def pauser(paused: bool) -> Any:
+    def pauser(paused: bool) -> Handler:
         async def handler(request: Request) -> Response:
             name = request.path_params["workflow"]
             try:

@@ -21,10 +21,11 @@ import hashlib
 import hmac
 import time
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Literal
+from typing import Literal
+
+from starlette.types import Scope
 
 COOKIE = "opsloop_session"
 CSRF_FIELD = "csrf"
@@ -114,13 +115,13 @@ def session_cookie(headers: dict[str, str]) -> str | None:
     return morsel.value if morsel is not None and morsel.value else None
 
 
-def principal_of(scope: Mapping[str, Any]) -> Principal | None:
+def principal_of(scope: Scope) -> Principal | None:
     """Who the guard let in (``None`` on a public path reached by a stranger)."""
     found = scope.get("auth")
     return found if isinstance(found, Principal) else None
 
 
-def client_address(scope: Mapping[str, Any]) -> str:
+def client_address(scope: Scope) -> str:
     """The address of the client that sent the request.
 
     A request on the private Unix socket comes from one of this server's receiver processes (the socket's

@@ -10,7 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -24,6 +24,7 @@ from ._params import not_found
 
 if TYPE_CHECKING:
     from ..metrics.service import MetricsService
+    from ..metrics.spec import Dashboard
     from .server import Web
 
 
@@ -87,7 +88,7 @@ async def api_alerts(request: Request) -> Response:
     return JSONResponse({"alerts": [s.as_dict() for s in states]})
 
 
-def _guarded_board(request: Request) -> tuple[str, Any] | Response:
+def _guarded_board(request: Request) -> tuple[str, Dashboard] | Response:
     """The dashboard named in the path; or the 404 answer."""
     name = request.path_params["name"]
     board = _service(request).catalog.dashboards.get(name)
@@ -165,7 +166,7 @@ async def api_outbox(request: Request) -> Response:
     return JSONResponse({"items": items})
 
 
-def _outbox_rows(request: Request, destination: str | None) -> list[dict[str, Any]]:
+def _outbox_rows(request: Request, destination: str | None) -> list[dict[str, object]]:
     from .. import outbox
 
     store = request.app.state.opsloop.store

@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .._json import JsonObject
 from . import auth
 from .auth import Access, Principal
 
 if TYPE_CHECKING:
     from ..app import App
     from ..state.sessions import Sessions
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
@@ -54,7 +50,7 @@ def with_security_headers(send: Send) -> Send:
     return sender
 
 
-async def send_json(send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+async def send_json(send: Send, status: int, body: JsonObject, headers: dict[str, str] | None = None) -> None:
     data = json.dumps(body).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
@@ -62,7 +58,7 @@ async def send_json(send: Send, status: int, body: dict[str, Any], headers: dict
     await send({"type": "http.response.body", "body": data})
 
 
-def too_large(limit: int) -> dict[str, Any]:
+def too_large(limit: int) -> JsonObject:
     return {"error": f"the request body exceeds this server's limit of {limit} bytes (server.max_request_body "
                      "in opsloop.yml)"}
 
@@ -182,7 +178,7 @@ class Guard:
 
     def refusal(
         self, scope: Scope, access: Access, principal: Principal | None, body: bytes | None
-    ) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    ) -> tuple[int, JsonObject, dict[str, str]] | None:
         """``(status, JSON body, headers)`` when the request may not go on, else ``None``."""
         if principal is None:
             if access is Access.PAGE:

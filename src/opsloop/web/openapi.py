@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from pydantic import JsonValue as PydanticJson
 from starlette.routing import BaseRoute, Route
 
+from .._json import JsonObject, JsonValue
 from ..metrics.spec import GRAINS
 from ..models.project_files import MODELS as MODELS_SECTION
 from ..sources.project_files import SOURCES as SOURCES_SECTION
@@ -29,6 +31,9 @@ OPENAPI = Endpoint("GET", "/api/openapi.json", "This document: every API route, 
 
 if TYPE_CHECKING:
     from ..app import App
+
+AnyEndpoint = Endpoint[BaseModel, BaseModel]
+"""An endpoint of whatever query and body models (``Endpoint`` is covariant in both)."""
 
 _CONVERTOR = re.compile(r"{(\w+):\w+}")
 
@@ -46,7 +51,7 @@ def api_routes(routes: Iterable[BaseRoute]) -> Iterator[tuple[Route, str]]:
                 yield route, method
 
 
-def declared(routes: Iterable[BaseRoute]) -> list[Endpoint[Any, Any]]:
+def declared(routes: Iterable[BaseRoute]) -> list[AnyEndpoint]:
     """The declarations of the app's API routes, in route order (a project without sources has no
     source routes, and its document none either)."""
     by_route = {(e.method, e.path): e for e in ENDPOINTS}
@@ -60,14 +65,15 @@ def undeclared(routes: Iterable[BaseRoute]) -> list[str]:
 
 
 def document(routes: Iterable[BaseRoute], title: str, version: str,
-             names: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+             names: Mapping[str, list[str]] | None = None) -> JsonObject:
     """The OpenAPI 3.1 document for the API routes among ``routes``; ``names`` (``live_names``) gives each
     path parameter the project's own names and ids as ``examples``."""
-    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
-    paths: dict[str, dict[str, Any]] = {}
+    schemas: JsonObject = {"Error": ERROR_SCHEMA}
+    by_path: dict[str, JsonObject] = {}
     for endpoint in declared(routes):
         op = _operation(endpoint, schemas, names or {})
-        paths.setdefault(openapi_path(endpoint.path), {})[endpoint.method.lower()] = op
+        by_path.setdefault(openapi_path(endpoint.path), {})[endpoint.method.lower()] = op
+    paths: JsonObject = {**by_path}
     return {
         "openapi": "3.1.0",
         "info": {"title": f"opsloop API: {title}", "version": version,
@@ -100,9 +106,8 @@ def live_names(app: App) -> dict[str, list[str]]:
     return names
 
 
-def _operation(endpoint: Endpoint[Any, Any], schemas: dict[str, Any],
-               names: Mapping[str, list[str]]) -> dict[str, Any]:
-    op: dict[str, Any] = {
+def _operation(endpoint: AnyEndpoint, schemas: JsonObject, names: Mapping[str, list[str]]) -> JsonObject:
+    op: JsonObject = {
         "operationId": re.sub(r"\W+", "_", f"{endpoint.method.lower()}{openapi_path(endpoint.path)}").strip("_"),
         "summary": endpoint.summary,
         "tags": [endpoint.tag],
@@ -114,7 +119,7 @@ def _operation(endpoint: Endpoint[Any, Any], schemas: dict[str, Any],
     if endpoint.has_body:
         body = endpoint.body_model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(body.pop("$defs", {}))
-        content: dict[str, Any] = {"schema": body}
+        content: JsonObject = {"schema": body}
         if endpoint.example is not None:
             content["example"] = endpoint.example
         op["requestBody"] = {"required": False, "content": {"application/json": content},
@@ -122,29 +127,29 @@ def _operation(endpoint: Endpoint[Any, Any], schemas: dict[str, Any],
     return op
 
 
-def _path_parameters(endpoint: Endpoint[Any, Any], names: Mapping[str, list[str]]) -> list[dict[str, Any]]:
-    out = []
+def _path_parameters(endpoint: AnyEndpoint, names: Mapping[str, list[str]]) -> list[JsonObject]:
+    out: list[JsonObject] = []
     for name, spec in endpoint.path_params.items():
-        schema: dict[str, Any] = {"type": "string", "description": spec} if isinstance(spec, str) else dict(spec)
+        schema: JsonObject = {"type": "string", "description": spec} if isinstance(spec, str) else dict(spec)
         kind = schema.pop("x-names", None)
-        if kind and names.get(kind):
-            schema["examples"] = list(names[kind][:5])
+        if isinstance(kind, str) and names.get(kind):
+            schema["examples"] = [*names[kind][:5]]
         out.append({"name": name, "in": "path", "required": True, "schema": schema,
                     "description": schema.get("description", "")})
     return out
 
 
-def _query_parameters(endpoint: Endpoint[Any, Any]) -> list[dict[str, Any]]:
+def _query_parameters(endpoint: AnyEndpoint) -> list[JsonObject]:
     model = endpoint.query_model
     if not model.model_fields:
         return []
     full = model.model_json_schema()
     required = set(full.get("required", []))
-    out = []
+    out: list[JsonObject] = []
     for name, info in model.model_fields.items():
         schema = _without_null(full["properties"][name])
         schema.pop("title", None)
-        param: dict[str, Any] = {"name": name, "in": "query", "required": name in required, "schema": schema}
+        param: JsonObject = {"name": name, "in": "query", "required": name in required, "schema": schema}
         if name not in required:
             param["allowEmptyValue"] = True  # `?status=` is the same as no status (as an HTML form sends it)
         if info.description:
@@ -155,11 +160,11 @@ def _query_parameters(endpoint: Endpoint[Any, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+def _without_null(schema: JsonObject) -> JsonObject:
     """A query value is absent or a string: drop the ``null`` branch pydantic writes for ``X | None``."""
     branches = schema.get("anyOf")
-    if branches:
-        rest = [b for b in branches if b.get("type") != "null"]
+    if isinstance(branches, list) and branches:
+        rest = [b for b in branches if isinstance(b, dict) and b.get("type") != "null"]
         if len(rest) == 1:
             merged = {**{k: v for k, v in schema.items() if k != "anyOf"}, **rest[0]}
             if merged.get("default") is None:
@@ -168,8 +173,8 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     return dict(schema)
 
 
-def _responses(endpoint: Endpoint[Any, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _responses(endpoint: AnyEndpoint) -> JsonObject:
+    out: JsonObject = {}
     for code in endpoint.statuses():
         if code == endpoint.status:
             out[str(code)] = {"description": "Success",
@@ -183,28 +188,31 @@ def _responses(endpoint: Endpoint[Any, Any]) -> dict[str, Any]:
 # -- the declarations: one per API route -----------------------------------------------------------
 # Handlers parse with these (``EVENTS.query(request)``); ``document`` publishes them. Schemas of answers
 # name the fields a client can rely on; objects may carry more.
-def _obj(required: dict[str, Any] | None = None, **optional: Any) -> dict[str, Any]:
-    props = {**(required or {}), **optional}
-    schema: dict[str, Any] = {"type": "object", "properties": props}
+def _obj(required: JsonObject | None = None, **optional: JsonValue) -> JsonObject:
+    props: JsonObject = {**(required or {}), **optional}
+    schema: JsonObject = {"type": "object", "properties": props}
     if required:
-        schema["required"] = list(required)
+        schema["required"] = [*required]
     return schema
 
 
-def _arr(items: dict[str, Any]) -> dict[str, Any]:
+def _arr(items: JsonObject) -> JsonObject:
     return {"type": "array", "items": items}
 
 
-_STR, _NUM, _INT, _BOOL = {"type": "string"}, {"type": "number"}, {"type": "integer"}, {"type": "boolean"}
-_ANY: dict[str, Any] = {}
+_STR: JsonObject = {"type": "string"}
+_NUM: JsonObject = {"type": "number"}
+_INT: JsonObject = {"type": "integer"}
+_BOOL: JsonObject = {"type": "boolean"}
+_ANY: JsonObject = {}
 
 
-def _named(kind: str, description: str) -> dict[str, Any]:
+def _named(kind: str, description: str) -> JsonObject:
     """A string path parameter naming a ``kind`` of thing (``live_names`` lists the project's)."""
     return {"type": "string", "description": description, "x-names": kind}
 
-_OBJ: dict[str, Any] = {"type": "object"}
-_OPT_STR: dict[str, Any] = {"type": ["string", "null"]}
+_OBJ: JsonObject = {"type": "object"}
+_OPT_STR: JsonObject = {"type": ["string", "null"]}
 _EVENT = _obj({"id": _STR, "seq": _INT, "endpoint": _OPT_STR, "name": _STR, "received_at": _NUM, "status": _STR},
               error={"type": ["object", "null"]})
 _RUN = _obj({"id": _STR, "workflow": _STR, "status": _STR, "created_at": _NUM}, error=_ANY)
@@ -219,8 +227,14 @@ class EventsQuery(Query):
     limit: int = Field(100, ge=1, le=10_000, description="at most this many, newest first")
 
 
+AnyJson = Annotated[PydanticJson, WithJsonSchema({})]
+"""Any JSON value in a body (typed as ``opsloop._json.JsonValue`` is; published as ``{}``, any value)."""
+JsonObjectBody = Annotated[dict[str, PydanticJson], WithJsonSchema({"type": "object", "additionalProperties": True})]
+"""A JSON object of any values in a body."""
+
+
 class ReplayOneBody(Body):
-    payload: Any = Field(None, description="replay with this payload instead of the original one")
+    payload: AnyJson = Field(None, title="Payload", description="replay with this payload instead of the original one")
 
 
 class ReplayManyBody(Body):
@@ -267,7 +281,7 @@ class RunsReplayBody(Body):
 
 class RerunBody(Body):
     from_step: str | None = Field(None, description="start again at this step (earlier steps keep their results)")
-    input: dict[str, Any] | None = Field(None, description="run with this input instead of the original one")
+    input: JsonObjectBody | None = Field(None, description="run with this input instead of the original one")
 
 
 _RUN_ID = {"run_id": _named("run", "the run's id")}
@@ -347,7 +361,7 @@ RUN_SYNC = Endpoint("POST", "/api/syncs/{name}/run", "Run a sync now", Empty, Sy
                     _obj({"status": _STR}), path_params=_SYNC_NAME, errors=(404,), tag="syncs")
 
 
-def _since_text(value: Any) -> Any:
+def _since_text(value: str) -> str:
     from ..metrics.periods import parse_since
 
     try:
@@ -457,7 +471,7 @@ SEGMENTS_RUN = Endpoint("POST", "/api/segments/run", "Evaluate segments now: rec
                         Empty, SegmentsRunBody, _obj({"segments": _arr(_SEGMENT)}), errors=(404, 409),
                         tag="identity", description=_NO_IDENTITY + " 409 before the first identity build.")
 
-ENDPOINTS: tuple[Endpoint[Any, Any], ...] = (
+ENDPOINTS: tuple[AnyEndpoint, ...] = (
     OPENAPI, EVENTS, EVENT, REPLAY_EVENT, REPLAY_EVENTS, STATUS, RUNS, REPLAY_RUNS, RUN, RERUN, CANCEL, WORKFLOWS,
     PAUSE, RESUME, MODELS, BUILD, COMPILED, QUERY, SOURCES, PULL, SYNCS, SYNC, RUN_SYNC, METRICS, METRIC, ALERTS,
     OUTBOX, DASHBOARD, TILE, BOARD_EVENTS, REFRESH,

@@ -6,14 +6,16 @@ the token, rendered as escaped HTML tables: one source of truth for the API, the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .._json import JsonValue
 from . import pages_lists, pages_models, pages_outbox, pages_people, pages_runs, pages_sources, pages_syncs
+from ._handler import Handler
 
 if TYPE_CHECKING:
     from .server import Web
@@ -25,7 +27,7 @@ PAGES = {
 
 
 def ops_routes(web: Web) -> list[Route]:
-    async def fetch(request: Request, path: str) -> tuple[int, Any]:
+    async def fetch(request: Request, path: str) -> tuple[int, JsonValue]:
         transport = httpx.ASGITransport(app=request.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://opsloop.internal") as client:
             answer = await client.get(path, params=dict(request.query_params),
@@ -35,7 +37,7 @@ def ops_routes(web: Web) -> list[Route]:
         except ValueError:
             return answer.status_code, {"error": answer.text[:500]}
 
-    def page(kind: str) -> Any:
+    def page(kind: str) -> Handler:
         title, api, link = PAGES[kind]
 
         async def handler(request: Request) -> Response:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from jinja2 import Environment
 from markupsafe import Markup, escape
@@ -22,7 +21,7 @@ EPOCH_MAX = 4_102_444_800.0  # 2100-01-01
 TIME_KEYS = ("_at", "_until", "deadline", "received", "updated", "created")
 
 
-def _as_float(value: Any) -> float | None:
+def _as_float(value: object) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
@@ -32,7 +31,7 @@ def _as_float(value: Any) -> float | None:
     return None
 
 
-def looks_like_time(value: Any, key: str | None = None) -> bool:
+def looks_like_time(value: object, key: str | None = None) -> bool:
     """True for a number that reads as a Unix time: named like one (``*_at``) or in 2000..2100."""
     number = _as_float(value)
     if number is None:
@@ -67,7 +66,7 @@ def exact(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def when(value: Any, empty: str = "") -> Markup:
+def when(value: object, empty: str = "") -> Markup:
     """A ``<time>`` element: relative text, the exact time on hover (local time once opsloop.js ran)."""
     ts = _as_float(value)
     if ts is None or ts <= 0:
@@ -78,7 +77,7 @@ def when(value: Any, empty: str = "") -> Markup:
     )
 
 
-def duration(seconds: Any) -> str:
+def duration(seconds: object) -> str:
     """``"12 ms"``, ``"3.4 s"``, ``"2 min 5 s"``, ``"1 h 20 min"``, ``"2 days 3 h"``."""
     s = _as_float(seconds)
     if s is None:
@@ -95,18 +94,18 @@ def duration(seconds: Any) -> str:
     return f"{int(s // 86_400)} days {int(s % 86_400 // 3600)} h"
 
 
-def between(start: Any, end: Any) -> str:
+def between(start: object, end: object) -> str:
     a, b = _as_float(start), _as_float(end)
     if a is None or b is None:
         return ""
     return duration(b - a)
 
 
-def pretty_json(value: Any) -> str:
+def pretty_json(value: object) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False, sort_keys=False)
 
 
-def json_text(value: Any) -> str:
+def json_text(value: object) -> str:
     """One line of JSON (escaped by the template like any text, unlike Jinja's ``tojson``)."""
     return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
 

@@ -10,8 +10,9 @@ and every node is a link to its page. No layout library and no script.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,6 +22,8 @@ from ..errors import OpsloopError
 
 if TYPE_CHECKING:
     from ..models.compiler import Compiler
+    from ..models.nodes import Model
+    from ..models.runner import NodeResult
     from ..models.service import ModelService
     from .server import Web
 
@@ -50,7 +53,7 @@ class Graph:
     height: float
 
 
-def lineage(compiler: Compiler, results: dict[str, Any] | None = None) -> Graph:
+def lineage(compiler: Compiler, results: Mapping[str, NodeResult] | None = None) -> Graph:
     """Sources, seeds and models with their dependencies, laid out left to right."""
     mp = compiler.mp
     nodes: dict[str, Node] = {}
@@ -98,7 +101,7 @@ def lineage(compiler: Compiler, results: dict[str, Any] | None = None) -> Graph:
     return Graph(sorted(nodes.values(), key=lambda n: (n.column, n.row)), edges, width, height)
 
 
-def _last_build(web: Web, name: str) -> dict[str, Any] | None:
+def _last_build(web: Web, name: str) -> dict[str, object] | None:
     """The newest ``model.built`` event for ``name`` (the log is the record of builds)."""
     for event in web.app.store.list_events(name="model.built", limit=500):
         payload = event.payload if isinstance(event.payload, dict) else {}
@@ -108,7 +111,32 @@ def _last_build(web: Web, name: str) -> dict[str, Any] | None:
     return None
 
 
-def model_page_context(web: Web, service: ModelService, name: str) -> dict[str, Any] | None:
+class ModelsPage(TypedDict):
+    """What ``models.html`` shows: the lineage graph and the models' list."""
+
+    graph: Graph
+    models: list[dict[str, object]]
+    node_w: int
+    node_h: int
+
+
+class ModelPage(TypedDict):
+    """What ``model.html`` shows of one model."""
+
+    model: Model
+    relation: str
+    columns: list[dict[str, object]]
+    tests: list[dict[str, object]]
+    raw_sql: str
+    compiled: str | None
+    compile_error: str | None
+    upstream: list[dict[str, str | None]]
+    downstream: list[str]
+    last_build: dict[str, object] | None
+    last_result: dict[str, object] | None
+
+
+def model_page_context(web: Web, service: ModelService, name: str) -> ModelPage | None:
     compiler = service.engine.compiler()
     model = compiler.mp.models.get(name)
     if model is None:
@@ -118,7 +146,7 @@ def model_page_context(web: Web, service: ModelService, name: str) -> dict[str, 
         compiled, compile_error = service.engine.compile_sql(name), None
     except OpsloopError as exc:
         compiled, compile_error = None, str(exc)
-    tests = []
+    tests: list[dict[str, object]] = []
     for test in sorted(compiler.mp.tests.values(), key=lambda t: (t.column, t.name)):
         if test.attached != model.uid:
             continue
@@ -127,11 +155,12 @@ def model_page_context(web: Web, service: ModelService, name: str) -> dict[str, 
                       "severity": test.severity, "status": getattr(result, "status", None),
                       "message": getattr(result, "message", "") if result else "",
                       "failures": getattr(result, "rows", None) if result else None})
-    columns = [{"name": c, "description": (spec or {}).get("description", ""), "type": (spec or {}).get("data_type"),
-                "tests": [t for t in tests if t["column"] == c]} for c, spec in model.columns.items()]
+    columns: list[dict[str, object]] = [
+        {"name": c, "description": (spec or {}).get("description", ""), "type": (spec or {}).get("data_type"),
+         "tests": [t for t in tests if t["column"] == c]} for c, spec in model.columns.items()]
     downstream = sorted(m.name for m in compiler.mp.models.values() if model.uid in m.depends_on)
 
-    def upstream_link(uid: str) -> dict[str, Any]:
+    def upstream_link(uid: str) -> dict[str, str | None]:
         kind, _, rest = uid.partition(".")
         return {"kind": kind, "name": rest, "href": f"/models/{rest}" if kind == "model" else None}
 
@@ -152,12 +181,13 @@ def routes(web: Web) -> list[Route]:
         return found
 
     async def models_page(request: Request) -> Response:
-        def load() -> dict[str, Any]:
+        def load() -> ModelsPage:
             compiler = service().engine.compiler()
             graph = lineage(compiler, service().last_results)
-            models = [{"name": m.name, "materialized": m.materialized, "relation": compiler.relation_of(m.uid),
-                       "description": m.description, "file": m.file, "tags": m.tags}
-                      for m in sorted(compiler.mp.models.values(), key=lambda m: m.name)]
+            models: list[dict[str, object]] = [
+                {"name": m.name, "materialized": m.materialized, "relation": compiler.relation_of(m.uid),
+                 "description": m.description, "file": m.file, "tags": m.tags}
+                for m in sorted(compiler.mp.models.values(), key=lambda m: m.name)]
             return {"graph": graph, "models": models, "node_w": NODE_W, "node_h": NODE_H}
 
         try:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from markupsafe import Markup, escape
 from starlette.requests import Request
@@ -21,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import outbox
+from .._json import JsonValue
 
 if TYPE_CHECKING:
     from .server import Web
@@ -83,7 +85,7 @@ def _styles(text: str) -> str:
     return html
 
 
-def mrkdwn(text: Any) -> Markup:
+def mrkdwn(text: object) -> Markup:
     """Slack mrkdwn to safe HTML (line breaks kept; ``&gt;`` quotes; code blocks as ``<pre>``)."""
     source = "" if text is None else str(text)
     parts: list[str] = []
@@ -107,18 +109,18 @@ def _lines(text: str) -> str:
     return joined.removesuffix("<br>")
 
 
-def plain(text: Any) -> Markup:
+def plain(text: object) -> Markup:
     return Markup(str(escape("" if text is None else str(text))).replace("\n", "<br>"))  # noqa: S704
 
 
-def _text_of(obj: Any) -> Markup:
+def _text_of(obj: object) -> Markup:
     """A Slack text object (``{"type": "mrkdwn"|"plain_text", "text"}``) or a bare string."""
     if isinstance(obj, dict):
         return mrkdwn(obj.get("text")) if obj.get("type") == "mrkdwn" else plain(obj.get("text"))
     return plain(obj)
 
 
-def block_html(block: Any) -> Markup:
+def block_html(block: object) -> Markup:
     """One Block Kit block as HTML; an unknown block type is named, not dropped."""
     if not isinstance(block, dict):
         return Markup("")
@@ -156,17 +158,18 @@ def block_html(block: Any) -> Markup:
     return Markup('<div class="block unknown">[{} block]</div>').format(kind or "unknown")
 
 
-def _button(element: dict[str, Any]) -> Markup:
+def _button(element: Mapping[str, object]) -> Markup:
     if element.get("type") != "button":
         return Markup('<span class="slack-element">[{}]</span>').format(element.get("type") or "element")
     style = element.get("style") if element.get("style") in ("primary", "danger") else "default"
-    label = (element.get("text") or {}).get("text") if isinstance(element.get("text"), dict) else element.get("text")
+    text = element.get("text")
+    label = text.get("text") if isinstance(text, dict) else text
     # a picture of Slack's button: it does nothing here, so it is not a <button> a keyboard would stop at
     return Markup('<span class="slack-button {}" data-action="{}">{}</span>').format(
         style, element.get("action_id") or "", label or "")
 
 
-def slack_html(payload: Any) -> Markup:
+def slack_html(payload: object) -> Markup:
     """The message body: its blocks when it has them (as Slack shows), else its text."""
     payload = payload if isinstance(payload, dict) else {"text": payload}
     blocks = payload.get("blocks")
@@ -187,9 +190,9 @@ class Card:
     version: int
     created_at: float
     updated_at: float
-    payload: Any
+    payload: JsonValue
     body: Markup = field(default_factory=Markup)
-    earlier: list[dict[str, Any]] = field(default_factory=list)
+    earlier: list[dict[str, object]] = field(default_factory=list)
 
 
 def _kind(destination: str) -> str:

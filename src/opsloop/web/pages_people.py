@@ -14,28 +14,30 @@ The data is ``IdentityService``'s (the same as ``/api/identity/profile`` and ``o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..errors import OpsloopError
+from ._narrow import mapping_of, records_of
 
 if TYPE_CHECKING:
     from ..identity.service import IdentityService
+    from ..state import EventRecord
     from .server import Web
 
 T = TypeVar("T")
 
 
-def _ts(value: Any) -> Any:
+def _ts(value: object) -> object:
     return value.timestamp() if isinstance(value, datetime) else value
 
 
-def _times(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _times(rows: Iterable[Mapping[str, object]]) -> list[dict[str, object]]:
     return [{k: _ts(v) for k, v in row.items()} for row in rows]
 
 
@@ -67,7 +69,7 @@ def routes(web: Web) -> list[Route]:
         if not configured():
             return unavailable(request, "People", "This project has no identity.yml, so there are no people to "
                                                   "show; write one (see docs/identity.md).", 200)
-        found: list[dict[str, Any]] = []
+        found: Sequence[Mapping[str, object]] = []
         error = None
         if query:
             try:
@@ -86,25 +88,26 @@ def routes(web: Web) -> list[Route]:
         if not configured():
             return unavailable(request, "No such person", "This project has no identity.yml.")
 
-        def load() -> dict[str, Any]:
+        def load() -> tuple[Mapping[str, object], list[dict[str, object]], list[EventRecord]]:
             profile = service.profile(person_id)
-            history = _times(service.person_segment_history(profile["person_id"]))
-            emails = [i["value"] for i in profile["identifiers"] if i["type"] == "email"]
+            history = _times(service.person_segment_history(str(profile["person_id"])))
+            emails = [str(i["value"]) for i in records_of(profile["identifiers"]) if i["type"] == "email"]
             events = app.store.list_events(search=emails[0], limit=25) if emails else []
-            return {"profile": profile, "history": history, "events": events}
+            return profile, history, events
 
         data = await attempt(request, "No such person", load, missing=404)
         if isinstance(data, Response):
             return data
-        profile = data["profile"]
+        profile, history, events = data
         if profile["person_id"] != person_id:  # an old id, merged into this person
             return RedirectResponse(f"/people/{profile['person_id']}", status_code=303)
-        fields = [{"name": k, **v, "updated_at": _ts(v.get("updated_at"))} for k, v in profile["fields"].items()]
-        by_system: dict[str, list[dict[str, Any]]] = {}
-        for record in _times(profile["records"]):
-            by_system.setdefault(record["system"], []).append(record)
+        fields = [{"name": k, **mapping_of(v), "updated_at": _ts(mapping_of(v).get("updated_at"))}
+                  for k, v in mapping_of(profile["fields"]).items()]
+        by_system: dict[str, list[dict[str, object]]] = {}
+        for record in _times(records_of(profile["records"])):
+            by_system.setdefault(str(record["system"]), []).append(record)
         return web.render(request, "person.html", person=profile, fields=fields, by_system=by_system,
-                          history=data["history"], events=data["events"])
+                          history=history, events=events)
 
     async def segments_page(request: Request) -> Response:
         segments = await attempt(request, "Segments", service.segment_summary)
@@ -119,8 +122,8 @@ def routes(web: Web) -> list[Route]:
             return data
         seg = service.project.segments[name]
         return web.render(request, "segment.html", name=name, seg=seg, members=data["members"],
-                          member_rows=_times(data["member_rows"]), changes=_times(data["changes"]),
-                          runs=_times(data["runs"]))
+                          member_rows=_times(records_of(data["member_rows"])),
+                          changes=_times(records_of(data["changes"])), runs=_times(records_of(data["runs"])))
 
     async def conflicts_page(request: Request) -> Response:
         rows = await attempt(request, "Conflicts", lambda: service.conflicts(200))

@@ -11,17 +11,21 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .._json import JsonObject
+from ..state import EventRecord
 from ..workflows import runs
 from ..workflows.project_files import WORKFLOWS
+from ._handler import Handler
+from ._narrow import mapping_of, number_of, records_of
 
 if TYPE_CHECKING:
     from .server import Web
@@ -42,9 +46,9 @@ class Step:
     started_at: float | None
     finished_at: float | None
     attempts: int
-    error: Any
-    input: Any
-    output: Any
+    error: object
+    input: object
+    output: object
     offset: float = 0.0  # seconds after the run started
     length: float = 0.0  # seconds (so far, for a step still waiting)
     waits_for: str | None = None
@@ -71,8 +75,8 @@ class Sla:
     events: list[str] = field(default_factory=list)
 
 
-def _claimer(event: Any) -> str | None:
-    data = event.get("data") if isinstance(event, dict) else None
+def _claimer(event: Mapping[str, object]) -> str | None:
+    data = event.get("data")
     if not isinstance(data, dict):
         return None
     user = data.get("user")
@@ -84,40 +88,41 @@ def _claimer(event: Any) -> str | None:
     return str(by) if by else None
 
 
-def timeline(detail: dict[str, Any], now: float | None = None) -> list[Step]:
+def timeline(detail: Mapping[str, object], now: float | None = None) -> list[Step]:
     """The run's steps in order, with offsets and bar geometry relative to the run's span."""
     now = time.time() if now is None else now
-    start = detail.get("started_at") or detail.get("created_at") or now
+    start = number_of(detail.get("started_at")) or number_of(detail.get("created_at")) or now
     steps: list[Step] = []
-    for s in sorted(detail.get("steps") or [], key=lambda s: s["position"]):
-        begun, ended = s.get("started_at"), s.get("finished_at")
-        step = Step(position=s["position"], name=s["step"], kind=s["kind"], status=s["status"], started_at=begun,
-                    finished_at=ended, attempts=int(s.get("attempts") or 0), error=s.get("error"),
-                    input=s.get("input"), output=s.get("output"))
+    for s in sorted(records_of(detail.get("steps")), key=lambda s: number_of(s["position"]) or 0):
+        begun, ended = number_of(s.get("started_at")), number_of(s.get("finished_at"))
+        step = Step(position=int(number_of(s["position"]) or 0), name=str(s["step"]), kind=str(s["kind"]),
+                    status=str(s["status"]), started_at=begun, finished_at=ended,
+                    attempts=int(number_of(s.get("attempts")) or 0), error=s.get("error"), input=s.get("input"),
+                    output=s.get("output"))
         if begun is not None:
             step.offset = max(0.0, begun - start)
             step.length = max(0.0, (ended if ended is not None else now) - begun)
-        spec = s.get("input") if isinstance(s.get("input"), dict) else {}
+        spec = mapping_of(s.get("input"))
+        output = mapping_of(s.get("output"))
         if step.kind == "wait":
             step.waits_for = str(spec.get("event") or "")
-            step.match = spec.get("match")
-            step.deadline = spec.get("deadline")
+            match = spec.get("match")
+            step.match = None if match is None else str(match)
+            step.deadline = number_of(spec.get("deadline"))
             if step.status == "completed":
-                got = s.get("output")
-                if isinstance(got, dict) and got.get("id"):
-                    step.outcome, step.event_id = "received", str(got["id"])
+                if output.get("id"):
+                    step.outcome, step.event_id = "received", str(output["id"])
                 else:
                     step.outcome = "timed out"
             else:
                 step.outcome = "waiting"
         elif step.kind == "sleep":
-            until = s.get("output") if isinstance(s.get("output"), dict) else {}
-            step.deadline = until.get("until")
+            step.deadline = number_of(output.get("until"))
             step.outcome = "slept" if step.deadline is not None and step.deadline <= now else "sleeping"
-        elif step.kind == "emit" and isinstance(s.get("output"), dict) and s["output"].get("id"):
-            step.event_id = str(s["output"]["id"])
+        elif step.kind == "emit" and output.get("id"):
+            step.event_id = str(output["id"])
         steps.append(step)
-    end = detail.get("finished_at") or now
+    end = number_of(detail.get("finished_at")) or now
     for step in steps:  # sleeps and waits stretch to their deadline when it is later than the run's end
         if step.deadline is not None and step.status != "completed":
             end = max(end, step.deadline)
@@ -128,10 +133,10 @@ def timeline(detail: dict[str, Any], now: float | None = None) -> list[Step]:
     return steps
 
 
-def sla_states(detail: dict[str, Any], now: float | None = None) -> list[Sla]:
+def sla_states(detail: Mapping[str, object], now: float | None = None) -> list[Sla]:
     """Each SLA the run holds (a ``<name>.post`` step followed by ``<name>.wait``), with its state."""
     now = time.time() if now is None else now
-    by_name = {s["step"]: s for s in detail.get("steps") or []}
+    by_name = {str(s["step"]): s for s in records_of(detail.get("steps"))}
     found: list[Sla] = []
     for name in by_name:
         if not name.endswith(".wait"):
@@ -141,39 +146,49 @@ def sla_states(detail: dict[str, Any], now: float | None = None) -> list[Sla]:
             continue
         wait = by_name[name]
         posted = by_name.get(f"{prefix}.posted_at")
-        posted_at = posted.get("output") if posted else None
-        if not isinstance(posted_at, (int, float)):
-            posted_at = by_name[f"{prefix}.post"].get("finished_at")
-        spec = wait.get("input") if isinstance(wait.get("input"), dict) else {}
-        sla = Sla(name=prefix, state="waiting", posted_at=posted_at, due_at=spec.get("deadline"))
-        claim: Any = None
+        posted_at = number_of(posted.get("output")) if posted else None
+        if posted_at is None:
+            posted_at = number_of(by_name[f"{prefix}.post"].get("finished_at"))
+        spec = mapping_of(wait.get("input"))
+        sla = Sla(name=prefix, state="waiting", posted_at=posted_at, due_at=number_of(spec.get("deadline")))
+        claim: Mapping[str, object] | None = None
         if wait["status"] == "completed":
-            if isinstance(wait.get("output"), dict) and wait["output"].get("id"):
-                claim, sla.state = wait["output"], "met"
+            if mapping_of(wait.get("output")).get("id"):
+                claim, sla.state = mapping_of(wait.get("output")), "met"
             else:
                 breached = by_name.get(f"{prefix}.breached") or by_name.get(f"{prefix}.breach_event")
-                sla.breached_at = (breached or wait).get("started_at") or wait.get("finished_at")
+                sla.breached_at = number_of((breached or wait).get("started_at")) or number_of(wait.get("finished_at"))
                 sla.state = "breached"
                 late = by_name.get(f"{prefix}.late_wait")
-                if late and isinstance(late.get("output"), dict) and late["output"].get("id"):
-                    claim, sla.state = late["output"], "breached-claimed"
+                if late and mapping_of(late.get("output")).get("id"):
+                    claim, sla.state = mapping_of(late.get("output")), "breached-claimed"
         elif sla.due_at is not None and now > sla.due_at:
             sla.state = "breached"  # the deadline passed; the worker has not recorded it yet
             sla.breached_at = sla.due_at
         if claim is not None:
             sla.claimed_by = _claimer(claim)
-            sla.claimed_at = claim.get("received_at")
-            if isinstance(sla.claimed_at, (int, float)) and isinstance(sla.posted_at, (int, float)):
+            sla.claimed_at = number_of(claim.get("received_at"))
+            if sla.claimed_at is not None and sla.posted_at is not None:
                 sla.claimed_after = sla.claimed_at - sla.posted_at
             sla.events.append(str(claim.get("id")))
         found.append(sla)
     return found
 
 
-def run_page_context(detail: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+class RunPage(TypedDict):
+    """What ``run.html`` shows of a run, besides whether its workflow is paused."""
+
+    run: Mapping[str, object]
+    steps: list[Step]
+    slas: list[Sla]
+    elapsed: float | None
+    finished: bool
+
+
+def run_page_context(detail: Mapping[str, object], now: float | None = None) -> RunPage:
     now = time.time() if now is None else now
-    start = detail.get("started_at") or detail.get("created_at")
-    end = detail.get("finished_at")
+    start = number_of(detail.get("started_at")) or number_of(detail.get("created_at"))
+    end = number_of(detail.get("finished_at"))
     return {
         "run": detail,
         "steps": timeline(detail, now),
@@ -274,7 +289,7 @@ def routes(web: Web) -> list[Route]:
             told = str(exc)
         return back_to(run_id, told)
 
-    def pause_form(paused: bool) -> Any:
+    def pause_form(paused: bool) -> Handler:
         async def handler(request: Request) -> Response:
             name = request.path_params["workflow"]
             form = await request.form()
@@ -300,15 +315,15 @@ def routes(web: Web) -> list[Route]:
                               message=f"There is no event {event_id!r} in the log.", back="/events",
                               back_label="all events")
 
-        def consumers() -> dict[str, Any]:
+        def consumers() -> tuple[list[JsonObject], dict[str, object] | None]:
             started = [r.summary() for r in runs.runs_for_event(app.store, event_id)]
-            return {"started": started, "loaded": _loaded(event_id)}
+            return started, _loaded(event_id)
 
-        found = await asyncio.to_thread(consumers)
+        started, loaded = await asyncio.to_thread(consumers)
         return web.render(request, "event.html", event=event.detail(), signature=_signature(event),
-                          why=_why(event), **found)
+                          why=_why(event), started=started, loaded=loaded)
 
-    def _loaded(event_id: str) -> dict[str, Any] | None:
+    def _loaded(event_id: str) -> dict[str, object] | None:
         """Whether the loader has put the event into ``raw.events`` (None: the warehouse has no such table)."""
         from ..errors import WarehouseError
         from ..events.loader import RAW_TABLE
@@ -320,7 +335,7 @@ def routes(web: Web) -> list[Route]:
             return None
         return {"table": RAW_TABLE, "loaded": bool(hit), "upto": int(upto)}
 
-    def _signature(event: Any) -> dict[str, str]:
+    def _signature(event: EventRecord) -> dict[str, str]:
         error = event.error if isinstance(event.error, dict) else {}
         if error.get("refused") == "signature":
             return {"verdict": "refused", "text": str(error.get("reason") or "bad signature")}
@@ -342,13 +357,13 @@ def routes(web: Web) -> list[Route]:
             Route("/workflows/{workflow}/resume", pause_form(False), methods=["POST"])]
 
 
-def _why(event: Any) -> str | None:
+def _why(event: EventRecord) -> str | None:
     """Why a quarantined, rejected or failed event was not processed, in a sentence with what to do."""
     error = event.error
     reason = error.get("reason") if isinstance(error, dict) else error
-    if isinstance(error, dict) and isinstance(error.get("schema_errors"), list):
-        reason = "; ".join(f"{e.get('pointer') or '/'} {e.get('message')}" for e in error["schema_errors"]
-                           if isinstance(e, dict))
+    problems = error.get("schema_errors") if isinstance(error, dict) else None
+    if isinstance(problems, list):
+        reason = "; ".join(f"{e.get('pointer') or '/'} {e.get('message')}" for e in problems if isinstance(e, dict))
     reason = reason or (error.get("error") if isinstance(error, dict) else None) or "no reason was recorded"
     if event.status == "quarantined":
         return (f"The payload did not match the endpoint's schema: {reason}. Fix the sender (or the schema in "

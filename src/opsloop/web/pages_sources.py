@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from markupsafe import Markup
@@ -23,20 +24,21 @@ from ..sources.project_files import SOURCES
 from . import pages_format
 
 if TYPE_CHECKING:
+    from ..sources.config import SourceConfig
     from .server import Web
 
 
-def warnings_of(message: str | None) -> list[str]:
+def warnings_of(message: object) -> list[str]:
     """A run's message split into its notes (missing scopes, drift, quota), one per line."""
-    return [part.strip() for part in (message or "").split("; ") if part.strip()]
+    text = message if isinstance(message, str) else ""
+    return [part.strip() for part in text.split("; ") if part.strip()]
 
 
 def routes(web: Web) -> list[Route]:
     app = web.app
 
-    def configured() -> dict[str, Any]:
-        sources: dict[str, Any] = SOURCES.of(app.project)
-        return sources
+    def configured() -> dict[str, SourceConfig]:
+        return SOURCES.of(app.project)
 
     async def sources_page(request: Request) -> Response:
         if not configured():
@@ -55,17 +57,19 @@ def routes(web: Web) -> list[Route]:
                               back="/sources", back_label="all sources")
         from ..sources import source_runs, source_status
 
-        def load() -> dict[str, Any]:
+        def load() -> tuple[Mapping[str, object], Sequence[Mapping[str, object]]]:
             status = next(s for s in source_status(app) if s["name"] == name)
             history = source_runs(app, name, 25)
             for run in history:
                 run["warnings"] = warnings_of(run.get("message"))
-            return {"source": status, "runs": history}
+            return status, history
 
-        data = await asyncio.to_thread(load)
+        status, history = await asyncio.to_thread(load)
         config = configured()[name]
+        streams = status.get("streams")
         return web.render(request, "source.html", name=name, config=config, message=request.query_params.get("message"),
-                          streams=sorted(data["source"]["streams"].items()), cursor_text=_cursor_text, **data)
+                          streams=sorted(streams.items()) if isinstance(streams, dict) else [],
+                          cursor_text=_cursor_text, source=status, runs=history)
 
     async def pull_now(request: Request) -> Response:
         name = request.path_params["name"]
@@ -86,7 +90,7 @@ def routes(web: Web) -> list[Route]:
             Route("/sources/{name}/pull", pull_now, methods=["POST"])]
 
 
-def _cursor_text(cursor: Any) -> str | Markup:
+def _cursor_text(cursor: object) -> str | Markup:
     """A stream's cursor as a person reads it: a Unix time (seconds or milliseconds) as a time."""
     if cursor is None:
         return "none yet (the next pull reads everything)"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, SupportsInt, TypedDict
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
@@ -35,7 +36,7 @@ class Rejection:
     message: str
 
 
-def split_error(error: Any) -> Rejection:
+def split_error(error: object) -> Rejection:
     """``"VALIDATION_ERROR: Property values were not valid: …"`` -> code and message; text without a code
     keeps it all as the message."""
     text = "" if error is None else str(error)
@@ -45,7 +46,7 @@ def split_error(error: Any) -> Rejection:
     return Rejection(None, text)
 
 
-def _ts(value: Any) -> float | None:
+def _ts(value: object) -> float | None:
     if isinstance(value, datetime):
         return value.timestamp()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -53,10 +54,24 @@ def _ts(value: Any) -> float | None:
     return None
 
 
-def _run_view(run: dict[str, Any]) -> dict[str, Any]:
+def _count(value: object) -> int:
+    return int(value) if isinstance(value, SupportsInt) and value else 0
+
+
+def _run_view(run: Mapping[str, object]) -> dict[str, object]:
     started, finished = _ts(run.get("started_at")), _ts(run.get("finished_at"))
     return {**run, "started_at": started, "finished_at": finished,
-            "planned": sum(int(run.get(k) or 0) for k in ("planned_creates", "planned_updates", "planned_deletes"))}
+            "planned": sum(_count(run.get(k)) for k in ("planned_creates", "planned_updates", "planned_deletes"))}
+
+
+class SyncPage(TypedDict):
+    """What ``sync.html`` shows of a sync's state, besides its configuration."""
+
+    summary: Mapping[str, object]
+    runs: list[dict[str, object]]
+    failing: list[dict[str, object]]
+    older: str | None
+    first_page: bool
 
 
 def routes(web: Web) -> list[Route]:
@@ -73,9 +88,9 @@ def routes(web: Web) -> list[Route]:
         from ..syncs.listing import sync_listing
 
         listing = await asyncio.to_thread(sync_listing, app)
-        runs = await asyncio.to_thread(_last_runs, [s["sync"] for s in listing])
+        runs = await asyncio.to_thread(_last_runs, [str(s["sync"]) for s in listing])
         for row in listing:
-            row["last_run_ts"] = runs.get(row["sync"])
+            row["last_run_ts"] = runs.get(str(row["sync"]))
         return web.render(request, "syncs.html", syncs=listing, message=request.query_params.get("message"))
 
     def _last_runs(names: list[str]) -> dict[str, float | None]:
@@ -106,16 +121,19 @@ def routes(web: Web) -> list[Route]:
                                   message=f"'before' should be what the Older link gives, not {raw_before!r}",
                                   back=f"/syncs/{quote(name)}", back_label=f"sync {name}")
 
-        def load() -> dict[str, Any]:
+        def load() -> SyncPage:
             summary = next(s for s in sync_listing(app) if s["sync"] == name)
             tables = SyncTables(app.warehouse, name)
-            failing = [{**r, "updated_at": _ts(r.get("updated_at")), "rejection": split_error(r.get("error"))}
-                       for r in tables.failed_rows(100)]
+            failing: list[dict[str, object]] = [
+                {**r, "updated_at": _ts(r.get("updated_at")), "rejection": split_error(r.get("error"))}
+                for r in tables.failed_rows(100)]
             found = recent_runs(app, name, RUNS_PAGE + 1, before)
             older = None
             if len(found) > RUNS_PAGE:
                 last = found[RUNS_PAGE - 1]
-                older = "?" + urlencode({"before": f"{last['started_at'].isoformat()}~{last['run_id']}"})
+                started = last["started_at"]
+                at = started.isoformat() if isinstance(started, datetime) else str(started)
+                older = "?" + urlencode({"before": f"{at}~{last['run_id']}"})
             return {"summary": summary, "runs": [_run_view(r) for r in found[:RUNS_PAGE]], "failing": failing,
                     "older": older, "first_page": before is None}
 
@@ -140,7 +158,7 @@ def routes(web: Web) -> list[Route]:
         if name not in service.syncs:
             return missing(request, name)
 
-        def load() -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        def load() -> tuple[Mapping[str, object] | None, Sequence[Mapping[str, object]]]:
             return one_run(app, name, run_id), SyncTables(app.warehouse, name).run_rows(run_id)
 
         run, rows = await asyncio.to_thread(load)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
+from starlette.types import Receive, Scope, Send
 
 from ..events.inbox import Inbox
 from ..events.remote import RemoteCommitter
@@ -48,7 +48,7 @@ class PassThrough:
         self.transport = httpx.AsyncHTTPTransport(uds=uds)
         self.limit = limit
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # no websockets here; lifespan is the receiver app's own
             return
         send = with_security_headers(send)
@@ -90,7 +90,7 @@ class PassThrough:
             await response.aclose()
 
     @staticmethod
-    async def _stream(response: httpx.Response, send: Any) -> None:
+    async def _stream(response: httpx.Response, send: Send) -> None:
         async for chunk in response.aiter_raw():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -99,7 +99,7 @@ class PassThrough:
         await self.transport.aclose()
 
 
-async def _disconnected(receive: Any) -> None:
+async def _disconnected(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
 
@@ -112,13 +112,13 @@ class ReceiverApp:
         self.passthrough = PassThrough(upstream_uds, host.settings.max_request_body)
         self.hooks = HookFastPath(host, self.passthrough)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         else:
             await self.hooks(scope, receive, send)
 
-    async def _lifespan(self, receive: Any, send: Any) -> None:
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":

@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -19,7 +19,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._json import JsonObject
 from ..app import App, ReplayError
 from ..events.inbox import Inbox
 from ..settings import Settings
@@ -55,7 +57,7 @@ class Web:
         return token
 
     # -- rendering -------------------------------------------------------------------------
-    def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    def render(self, request: Request, template: str, status_code: int = 200, **context: object) -> HTMLResponse:
         principal = auth.principal_of(request.scope)
         html = self.env.get_template(template).render(
             project_name=self.app.project.config.name,
@@ -210,12 +212,12 @@ class HookFastPath:
     receiver process the proxy to the main process).
     """
 
-    def __init__(self, app: HookHost, fallback: Any) -> None:
+    def __init__(self, app: HookHost, fallback: ASGIApp) -> None:
         self.app = app
         self.fallback = fallback
         self.state = getattr(fallback, "state", None)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if not (path.startswith("/hooks/") and scope["method"] == "POST" and path.count("/") == 2):
             await self.fallback(scope, receive, send)
@@ -229,7 +231,7 @@ class HookFastPath:
             return
         limit = endpoint.config.max_body
         declared = headers.get("content-length")
-        too_big = {"error": f"body exceeds this endpoint's limit of {limit} bytes"}
+        too_big: JsonObject = {"error": f"body exceeds this endpoint's limit of {limit} bytes"}
         if declared and declared.isdigit() and int(declared) > limit:
             await _respond(send, 413, too_big, {"connection": "close"})  # the unread rest: hang up
             return
@@ -260,7 +262,7 @@ class HookFastPath:
         await _respond(send, outcome.status_code, outcome.body, outcome.headers)
 
 
-async def _respond(send: Any, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+async def _respond(send: Send, status: int, body: JsonObject, headers: dict[str, str] | None = None) -> None:
     data = json.dumps(body, separators=(",", ":")).encode()
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
