@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlglot import exp
 
 from ..errors import WarehouseError
-from ..warehouse import Warehouse
+from ..warehouse import Warehouse, as_int
 from .config import FieldSpec
 
 if TYPE_CHECKING:
@@ -247,12 +247,12 @@ class SyncTables:
         ).rows
         counts = {"create": 0, "update": 0, "delete": 0, "forget": 0}
         for op, created, n in rows:
-            counts["delete" if op == "delete" and created else "forget" if op == "delete" else op] += int(n)
+            counts["delete" if op == "delete" and created else "forget" if op == "delete" else str(op)] += as_int(n)
         return counts
 
     def correction_count(self, enforcement: Enforcement) -> int:
         """Rows of the current plan that correct a losing value in their system."""
-        return int(self.wh.query(f"SELECT count(*) FROM {self.plan} WHERE {enforcement.any_fix()}").rows[0][0])
+        return as_int(self.wh.query(f"SELECT count(*) FROM {self.plan} WHERE {enforcement.any_fix()}").rows[0][0])
 
     def correction_sample(self, enforcement: Enforcement, limit: int) -> list[dict[str, Any]]:
         return self.wh.query(f"SELECT * FROM {self.plan} WHERE {enforcement.any_fix()} ORDER BY __n LIMIT ?",
@@ -280,7 +280,7 @@ class SyncTables:
         self.wh.execute(f"DROP TABLE IF EXISTS {self.plan}")
 
     def owned_count(self) -> int:
-        return int(self.wh.query(f"SELECT count(*) FROM {self.state} WHERE created").rows[0][0])
+        return as_int(self.wh.query(f"SELECT count(*) FROM {self.state} WHERE created").rows[0][0])
 
     # -- the journal --------------------------------------------------------------------------------
     def journal(self, rows: list[dict[str, Any]]) -> None:
@@ -297,7 +297,7 @@ class SyncTables:
 
     def settle_inflight(self, idempotent: bool) -> int:
         """After a crash: rows left ``sending`` are resent (idempotent) or recorded as unconfirmed."""
-        count = int(self.wh.query(
+        count = as_int(self.wh.query(
             f"SELECT count(*) FROM {SCHEMA}.journal j WHERE sync = {self._sync_lit} AND status = 'sending' AND "
             f"NOT EXISTS (SELECT 1 FROM {SCHEMA}.journal k WHERE k.sync = j.sync AND k.key = j.key AND k.seq > j.seq)"
         ).rows[0][0])
@@ -379,7 +379,7 @@ class SyncTables:
             COMMIT;
             """
         )
-        return int(self.wh.query(f"SELECT count(*) FROM {self.state}").rows[0][0])
+        return as_int(self.wh.query(f"SELECT count(*) FROM {self.state}").rows[0][0])
 
     # -- queries for the CLI ------------------------------------------------------------------------
     def failed_rows(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -406,7 +406,7 @@ class SyncTables:
         """Give every failed row its attempts back, so the next run sends it again even when it had used up
         ``max_retries`` on unchanged data; returns how many rows that is."""
         try:
-            count = int(self.wh.query(f"SELECT count(*) FROM {self.state} WHERE failed_fp IS NOT NULL").rows[0][0])
+            count = as_int(self.wh.query(f"SELECT count(*) FROM {self.state} WHERE failed_fp IS NOT NULL").rows[0][0])
             self.wh.execute(f"UPDATE {self.state} SET attempts = 0 WHERE failed_fp IS NOT NULL")
         except WarehouseError:
             return 0
@@ -420,4 +420,4 @@ class SyncTables:
             ).rows[0]
         except WarehouseError:
             return {"synced": 0, "failing": 0, "owned": 0}
-        return {"synced": int(row[0]), "failing": int(row[1]), "owned": int(row[2])}
+        return {"synced": as_int(row[0]), "failing": as_int(row[1]), "owned": as_int(row[2])}
