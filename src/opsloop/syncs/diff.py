@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
@@ -254,7 +254,7 @@ class SyncTables:
         """Rows of the current plan that correct a losing value in their system."""
         return as_int(self.wh.query(f"SELECT count(*) FROM {self.plan} WHERE {enforcement.any_fix()}").rows[0][0])
 
-    def correction_sample(self, enforcement: Enforcement, limit: int) -> list[dict[str, Any]]:
+    def correction_sample(self, enforcement: Enforcement, limit: int) -> list[dict[str, object]]:
         return self.wh.query(f"SELECT * FROM {self.plan} WHERE {enforcement.any_fix()} ORDER BY __n LIMIT ?",
                              (limit,)).as_dicts()
 
@@ -262,14 +262,14 @@ class SyncTables:
         rows = self.wh.query(f"SELECT __key FROM {self.plan} GROUP BY 1 HAVING count(*) > 1 LIMIT 5").rows
         return [str(r[0]) for r in rows]
 
-    def plan_page(self, after: int, limit: int) -> list[dict[str, Any]]:
+    def plan_page(self, after: int, limit: int) -> list[dict[str, object]]:
         return self.wh.query(
             f"SELECT * FROM {self.plan} WHERE __n > ? ORDER BY __n LIMIT ?", (after, limit)
         ).as_dicts()
 
-    def plan_sample(self, op: str, created: bool | None, limit: int) -> list[dict[str, Any]]:
+    def plan_sample(self, op: str, created: bool | None, limit: int) -> list[dict[str, object]]:
         where = "__op = ?"
-        params: list[Any] = [op]
+        params: list[object] = [op]
         if created is not None:
             where += " AND __created = ?"
             params.append(created)
@@ -283,7 +283,7 @@ class SyncTables:
         return as_int(self.wh.query(f"SELECT count(*) FROM {self.state} WHERE created").rows[0][0])
 
     # -- the journal --------------------------------------------------------------------------------
-    def journal(self, rows: list[dict[str, Any]]) -> None:
+    def journal(self, rows: list[dict[str, object]]) -> None:
         """Append journal rows (one warehouse commit, through Arrow where the engine takes it)."""
         if not rows:
             return
@@ -382,7 +382,7 @@ class SyncTables:
         return as_int(self.wh.query(f"SELECT count(*) FROM {self.state}").rows[0][0])
 
     # -- queries for the CLI ------------------------------------------------------------------------
-    def failed_rows(self, limit: int = 50) -> list[dict[str, Any]]:
+    def failed_rows(self, limit: int = 50) -> list[dict[str, object]]:
         try:
             return self.wh.query(
                 f"SELECT key, error, attempts, updated_at FROM {self.state} WHERE failed_fp IS NOT NULL "
@@ -391,10 +391,10 @@ class SyncTables:
         except WarehouseError:
             return []
 
-    def run_rows(self, run_id: str, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    def run_rows(self, run_id: str, status: str | None = None, limit: int = 200) -> list[dict[str, object]]:
         """The rows one run handled (``row_results``), failed first; ``status`` keeps one status."""
         where = "run_id = ? AND sync = ?" + (" AND status = ?" if status else "")
-        params: tuple[Any, ...] = (run_id, self.sync, *((status,) if status else ()), limit)
+        params: tuple[object, ...] = (run_id, self.sync, *((status,) if status else ()), limit)
         try:
             return self.wh.query(
                 f"SELECT key, op, status, error, dest_id, recorded_at FROM {SCHEMA}.row_results WHERE {where} "

@@ -73,9 +73,9 @@ def routes(web: Web) -> list[Route]:
         from ..syncs.listing import sync_listing
 
         listing = await asyncio.to_thread(sync_listing, app)
-        runs = await asyncio.to_thread(_last_runs, [s["sync"] for s in listing])
+        runs = await asyncio.to_thread(_last_runs, [str(s["sync"]) for s in listing])
         for row in listing:
-            row["last_run_ts"] = runs.get(row["sync"])
+            row["last_run_ts"] = runs.get(str(row["sync"]))
         return web.render(request, "syncs.html", syncs=listing, message=request.query_params.get("message"))
 
     def _last_runs(names: list[str]) -> dict[str, float | None]:
@@ -115,7 +115,9 @@ def routes(web: Web) -> list[Route]:
             older = None
             if len(found) > RUNS_PAGE:
                 last = found[RUNS_PAGE - 1]
-                older = "?" + urlencode({"before": f"{last['started_at'].isoformat()}~{last['run_id']}"})
+                started = last["started_at"]
+                assert isinstance(started, datetime)  # a TIMESTAMP column
+                older = "?" + urlencode({"before": f"{started.isoformat()}~{last['run_id']}"})
             return {"summary": summary, "runs": [_run_view(r) for r in found[:RUNS_PAGE]], "failing": failing,
                     "older": older, "first_page": before is None}
 
