@@ -11,7 +11,7 @@ import json
 import pyarrow as pa
 
 from ..state import EventRecord
-from ..warehouse import Warehouse
+from ..warehouse import Warehouse, as_int
 from .clock import StageClock
 
 RAW_SCHEMA = "raw"
@@ -51,7 +51,7 @@ class RawEventLoader:
     def cursor(self) -> int:
         self.ensure_table()
         value = self.warehouse.query(f"SELECT COALESCE(MAX(seq), 0) FROM {RAW_TABLE}").rows[0][0]
-        return int(value)
+        return as_int(value)
 
     def load(self, events: list[EventRecord]) -> int:
         self.ensure_table()

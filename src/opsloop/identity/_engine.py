@@ -26,9 +26,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 TRY_CAST_TYPES = {"INT": "integer", "BIGINT": "bigint", "DOUBLE PRECISION": "double precision",
                   "BOOLEAN": "boolean", "DATE": "date", "TIMESTAMPTZ": "timestamptz", "VARCHAR": "varchar",
@@ -81,7 +84,7 @@ def _translate(text: str, dialect: str, replace_table: bool) -> tuple[str, ...]:
     return (tree.sql(dialect=dialect),)
 
 
-def _replace_temp(tree: Any, dialect: str) -> tuple[str, ...]:
+def _replace_temp(tree: exp.Expr, dialect: str) -> tuple[str, ...]:
     from sqlglot import exp
 
     table = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
@@ -97,7 +100,7 @@ def _replace_temp(tree: Any, dialect: str) -> tuple[str, ...]:
             f"ALTER TABLE {scratch} RENAME TO {name}", f"ANALYZE {name}")
 
 
-def _alias_derived_tables(tree: Any) -> None:
+def _alias_derived_tables(tree: exp.Expr) -> None:
     from sqlglot import exp
 
     for n, sub in enumerate(tree.find_all(exp.Subquery)):
@@ -105,13 +108,13 @@ def _alias_derived_tables(tree: Any) -> None:
             sub.set("alias", exp.TableAlias(this=exp.to_identifier(f"_d{n}")))
 
 
-def _text(node: Any) -> Any:
+def _text(node: exp.Expr) -> exp.Expr:
     from sqlglot import exp
 
     return exp.Cast(this=node, to=exp.DataType.build("TEXT"))
 
 
-def _rewrite(node: Any) -> Any:
+def _rewrite(node: exp.Expr) -> exp.Expr:
     from sqlglot import exp
 
     if isinstance(node, exp.DataType) and node.this in (exp.DataType.Type.UBIGINT, exp.DataType.Type.UINT128,
@@ -155,11 +158,11 @@ def _rewrite(node: Any) -> Any:
     return node
 
 
-def _full_match(value: Any, pattern: Any) -> Any:
+def _full_match(value: exp.Expr, pattern: exp.Expr) -> exp.Expr:
     from sqlglot import exp
 
     if isinstance(pattern, exp.Literal):
-        anchored: Any = exp.Literal.string(f"^(?:{pattern.this})$")
+        anchored: exp.Expr = exp.Literal.string(f"^(?:{pattern.this})$")
     else:
         anchored = exp.DPipe(this=exp.DPipe(this=exp.Literal.string("^(?:"), expression=pattern),
                              expression=exp.Literal.string(")$"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from typing import Any
 
 from .config import IdentifierConfig
 
@@ -103,6 +102,6 @@ def python_normalizer(cfg: IdentifierConfig) -> Callable[[str], str | None]:
     return plain
 
 
-def normalize_many(cfg: IdentifierConfig, values: list[Any]) -> list[str | None]:
+def normalize_many(cfg: IdentifierConfig, values: list[object]) -> list[str | None]:
     fn = python_normalizer(cfg)
     return [None if v is None else fn(str(v)) for v in values]

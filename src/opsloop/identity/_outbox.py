@@ -30,8 +30,9 @@ def flush(db: Conn, store: StateStore, retention_days: int = 30) -> int:
             return written
         now = time.time()
         expires = now + retention_days * 86400.0
-        events = [NewEvent(id=new_id("evt_"), name=name, received_at=now, payload=json.loads(payload),
-                           source="identity", idempotency_key=key, dedupe_until=expires, expires_at=expires)
+        events = [NewEvent(id=new_id("evt_"), name=str(name), received_at=now, payload=json.loads(str(payload)),
+                           source="identity", idempotency_key=None if key is None else str(key),
+                           dedupe_until=expires, expires_at=expires)
                   for key, name, payload in rows]
         results = store.append_events(events)
         written += sum(1 for r in results if r.duplicate_of is None)

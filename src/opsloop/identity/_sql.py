@@ -7,13 +7,16 @@ not blocked.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._halt import Halt
 from ..errors import OpsloopError, WarehouseError
-from ..warehouse import Warehouse
+from ..warehouse import Params, Row, Warehouse
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class IdentityError(OpsloopError):
@@ -96,7 +99,7 @@ class Conn:
         except self._errors as exc:
             raise WarehouseError(f"{exc}\n  while running: {sql[:300]}") from exc
 
-    def _execute(self, sql: str, params: Sequence[Any]) -> Any:
+    def _execute(self, sql: str, params: Params) -> Any:
         if self.dialect == "duckdb":
             return self.con.execute(sql, list(params))
         cur = None
@@ -108,7 +111,7 @@ class Conn:
                 cur.execute(text)
         return cur
 
-    def _run(self, sql: str, params: Sequence[Any], check: bool) -> Any:
+    def _run(self, sql: str, params: Params, check: bool) -> Any:
         if self.halt is None:
             try:
                 return self._execute(sql, params)
@@ -124,23 +127,23 @@ class Conn:
                     self.halt.check("the identity build")  # an interrupted statement: say why
                 raise WarehouseError(f"{exc}\n  while running: {sql[:300]}") from exc
 
-    def x(self, sql: str, params: Sequence[Any] = (), check: bool = True) -> None:
+    def x(self, sql: str, params: Params = (), check: bool = True) -> None:
         """Run one statement; ``check=False`` for clean-up that must run during a stop (ROLLBACK, RESET)."""
         self._run(sql, params, check)
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Params = ()) -> list[Row]:
         return [tuple(r) for r in self._run(sql, params, True).fetchall()]
 
-    def dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def dicts(self, sql: str, params: Params = ()) -> list[dict[str, object]]:
         cur = self._run(sql, params, True)
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
-    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def one(self, sql: str, params: Params = ()) -> object:
         found = self.rows(sql, params)
         return found[0][0] if found else None
 
-    def insert_arrow(self, table: str, data: Any) -> None:
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
         if self.dialect != "duckdb":
             cols = ", ".join(quote(c) for c in data.column_names)
             try:
@@ -157,7 +160,7 @@ class Conn:
             self.con.unregister("_identity_arrow_in")
 
     def columns(self, schema: str, table: str) -> list[str]:
-        return [r[0] for r in self.rows(
+        return [str(r[0]) for r in self.rows(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
             "ORDER BY ordinal_position", (schema, table))]
 

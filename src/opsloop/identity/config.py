@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -147,7 +147,7 @@ class IdentityConfig(_Strict):
 
     @field_validator("identifiers", "fields")
     @classmethod
-    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _names(cls, value: dict[str, object]) -> dict[str, object]:
         for name in value:
             _check_name(name, "name")
         return value
@@ -180,14 +180,14 @@ class Condition(_Strict):
     """One YAML condition on a golden-record field."""
 
     field: str
-    equals: Any = None
-    not_equals: Any = None
-    in_: list[Any] | None = Field(default=None, alias="in")
-    not_in: list[Any] | None = None
-    gt: Any = None
-    gte: Any = None
-    lt: Any = None
-    lte: Any = None
+    equals: object = None
+    not_equals: object = None
+    in_: list[object] | None = Field(default=None, alias="in")
+    not_in: list[object] | None = None
+    gt: object = None
+    gte: object = None
+    lt: object = None
+    lte: object = None
     contains: str | None = None
     is_null: bool | None = None
     within_last: str | None = None

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ._sql import literal, quote
 from .project_files import identity_of
+
+if TYPE_CHECKING:
+    from ..project.loader import Project
 
 _TYPES = {"varchar": "VARCHAR", "integer": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE",
           "boolean": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMPTZ"}
@@ -54,7 +57,7 @@ class FieldRule:
             return f"({held} IS DISTINCT FROM CAST({value} AS VARCHAR))"
         return f"(TRY_CAST({held} AS {sql_type}) IS DISTINCT FROM TRY_CAST({value} AS {sql_type}))"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"survivorship": self.survivorship, "priority": list(self.priority)}
 
 
@@ -97,7 +100,7 @@ class Holdings:
             ) AS by_record GROUP BY person_id"""
 
 
-def rules(project: Any) -> dict[str, FieldRule]:
+def rules(project: Project) -> dict[str, FieldRule]:
     """Every golden field's rule (fields that identity.yml does not configure are ``most_recent`` varchar)."""
     ip = identity_of(project)
     if ip.config is None:
@@ -110,7 +113,7 @@ def rules(project: Any) -> dict[str, FieldRule]:
     return out
 
 
-def systems(project: Any) -> list[str]:
+def systems(project: Project) -> list[str]:
     """The systems identity.yml reads, in file order."""
     ip = identity_of(project)
     if ip.config is None:
@@ -118,7 +121,7 @@ def systems(project: Any) -> list[str]:
     return list(dict.fromkeys(s.system for s in ip.config.sources))
 
 
-def holdings(project: Any, system: str) -> Holdings | None:
+def holdings(project: Project, system: str) -> Holdings | None:
     """What ``system`` holds, or None when identity.yml reads no source of that system."""
     ip = identity_of(project)
     if ip.config is None:

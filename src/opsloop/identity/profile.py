@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from ._normalize import python_normalizer
 from ._sql import Conn, IdentityError
@@ -24,7 +24,7 @@ def find_person(db: Conn, cfg: IdentityConfig, query: str) -> str:
             return person
         if merged_into is None:
             raise IdentityError(f"person {query} no longer exists (all of their records were deleted)")
-        person = merged_into
+        person = str(merged_into)
     if ":" in query:
         system, _, record_id = query.partition(":")
         hit = db.one("SELECT person_id FROM identity.graph WHERE system = ? AND record_id = ?", (system, record_id))
@@ -47,10 +47,30 @@ def find_person(db: Conn, cfg: IdentityConfig, query: str) -> str:
                         "check the spelling, or run `opsloop identity build` if the record is new")
 
 
-def profile(db: Conn, field_names: list[str], person_id: str) -> dict[str, Any]:
+class Identifier(TypedDict):
+    type: str
+    value: str
+    systems: list[str]
+    """The systems whose records carry it."""
+
+
+class Profile(TypedDict):
+    """One person: identifiers, linked records, golden fields with provenance, segments, merged persons."""
+
+    person_id: str
+    identifiers: list[Identifier]
+    records: list[dict[str, object]]
+    """``system``, ``record_id``, ``updated_at`` of each linked record."""
+    fields: dict[str, dict[str, object]]
+    """Golden field -> ``value``, ``source`` (the system it came from), ``updated_at``."""
+    segments: list[str]
+    merged_from: list[str]
+
+
+def profile(db: Conn, field_names: list[str], person_id: str) -> Profile:
     """Identifiers, linked records per system and golden fields with provenance."""
     identifiers = [
-        {"type": t, "value": v, "systems": list(s)}
+        Identifier(type=str(t), value=str(v), systems=[str(x) for x in s] if isinstance(s, list | tuple) else [])
         for t, v, s in db.rows(
             "SELECT i.id_type, i.value, array_agg(DISTINCT r.system ORDER BY r.system) FROM identity.identifiers i "
             "JOIN identity.graph g USING (nid) JOIN identity.records r USING (nid) WHERE g.person_id = ? "
@@ -69,15 +89,15 @@ def profile(db: Conn, field_names: list[str], person_id: str) -> dict[str, Any]:
     segments: list[str] = []
     if db.one("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
               "AND table_name = 'segment_members'"):
-        segments = [r[0] for r in db.rows("SELECT segment FROM identity.segment_members WHERE person_id = ? "
+        segments = [str(r[0]) for r in db.rows("SELECT segment FROM identity.segment_members WHERE person_id = ? "
                                           "ORDER BY 1", (person_id,))]
-    merged = [r[0] for r in db.rows("SELECT person_id FROM identity.persons WHERE merged_into = ? ORDER BY 1",
+    merged = [str(r[0]) for r in db.rows("SELECT person_id FROM identity.persons WHERE merged_into = ? ORDER BY 1",
                                     (person_id,))]
     return {"person_id": person_id, "identifiers": identifiers, "records": records, "fields": fields,
             "segments": segments, "merged_from": merged}
 
 
-def search_people(db: Conn, cfg: IdentityConfig, query: str, limit: int = 50) -> list[dict[str, Any]]:
+def search_people(db: Conn, cfg: IdentityConfig, query: str, limit: int = 50) -> list[dict[str, object]]:
     """People whose person id, ``system:record_id`` or an identifier value is ``query`` (normalised), or whose
     identifier values contain it; each with the identifiers that matched."""
     if not db.one("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
@@ -94,10 +114,11 @@ def search_people(db: Conn, cfg: IdentityConfig, query: str, limit: int = 50) ->
         "WHERE i.value ILIKE ? ESCAPE '\\' OR g.person_id = ANY(?) GROUP BY 1 ORDER BY 1 LIMIT ?",
         (pattern, exact, limit))
     ordered = sorted(found, key=lambda r: (r[0] not in exact, r[0]))
-    return [{"person_id": str(pid), "matched": list(ids)} for pid, ids in ordered]
+    return [{"person_id": str(pid), "matched": list(ids) if isinstance(ids, list | tuple) else []}
+            for pid, ids in ordered]
 
 
-def segment_history(db: Conn, person_id: str, limit: int = 100) -> list[dict[str, Any]]:
+def segment_history(db: Conn, person_id: str, limit: int = 100) -> list[dict[str, object]]:
     """The person's segment entries and exits, newest first."""
     if not db.one("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
                   "AND table_name = 'segment_history'"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..errors import Problem
 from ..project.loader import Project, ProjectLoader, Section, validate_model
@@ -41,7 +40,8 @@ def identity_of(project: Project) -> IdentityProject:
     return IDENTITY.of(project) or IdentityProject()
 
 
-def _parse_expression(text: str, doc: LocatedYaml, rel: str, loc: tuple[Any, ...], problems: list[Problem]) -> None:
+def _parse_expression(text: str, doc: LocatedYaml, rel: str, loc: tuple[str | int, ...],
+                      problems: list[Problem]) -> None:
     import sqlglot
     from sqlglot.errors import ParseError
 

@@ -28,8 +28,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from ..warehouse import as_int
 from ._sql import Conn, literal, quote
 from .config import IdentityConfig
 from .stages.golden import build_golden, golden_columns
@@ -93,7 +93,7 @@ class BuildResult:
     systems: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per system whose records this build saw change: ``{"changed": n, "deleted": m}``."""
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in ("run_id", "kind", "records", "changed", "deleted", "scope", "persons",
                                              "profile_updates", "refused", "seconds", "systems")}
 
@@ -176,8 +176,8 @@ class Resolver:
         self._drop_temp()
         return result
 
-    def _build(self, run_id: str, full: bool, started: float, timings: dict[str, float], mark: Any,
-               t0: list[float]) -> BuildResult:
+    def _build(self, run_id: str, full: bool, started: float, timings: dict[str, float],
+               mark: Callable[[str, list[float]], None], t0: list[float]) -> BuildResult:
         db = self.db
         with db.transaction():
             baseline = self._ensure_golden()
@@ -199,7 +199,7 @@ class Resolver:
             write_records(db, plan)
             if kind == "full":
                 db.x("CREATE OR REPLACE TEMP TABLE _scope AS SELECT nid FROM identity.records")
-            scope = int(db.one("SELECT count(*) FROM _scope"))
+            scope = as_int(db.one("SELECT count(*) FROM _scope"))
             mark("scope", t0)
             refused = merge(db, plan, run_id)
             mark("merge", t0)
@@ -207,8 +207,8 @@ class Resolver:
             mark("ids", t0)
             updates = build_golden(db, self.cfg, self.fields, run_id, emit=not baseline)
             mark("golden", t0)
-            records = int(db.one("SELECT count(*) FROM identity.records"))
-            persons = int(db.one("SELECT count(DISTINCT person_id) FROM identity.graph"))
+            records = as_int(db.one("SELECT count(*) FROM identity.records"))
+            persons = as_int(db.one("SELECT count(DISTINCT person_id) FROM identity.graph"))
             result = BuildResult(run_id, kind, records, changed, deleted, scope, persons, updates, refused,
                                  round(time.perf_counter() - started, 3), timings, plan.systems)
             if plan.systems:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
+from ..warehouse import as_int
 from ._sql import Conn, IdentityError, expression, literal
 from .config import Condition, ConditionGroup, SegmentConfig
+
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 GOLDEN = "identity.golden_records"
 
@@ -39,12 +43,12 @@ class SegmentResult:
     first: bool
     seconds: float
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"segment": self.segment, "members": self.members, "entered": self.entered, "exited": self.exited,
                 "first": self.first, "seconds": self.seconds}
 
 
-def _condition_sql(cond: Condition) -> Any:
+def _condition_sql(cond: Condition) -> exp.Expr:
     from sqlglot import exp
 
     col = exp.column(cond.field, quoted=True)
@@ -74,7 +78,7 @@ def _condition_sql(cond: Condition) -> Any:
     raise AssertionError(op)
 
 
-def _group_sql(group: ConditionGroup) -> Any:
+def _group_sql(group: ConditionGroup) -> exp.Expr:
     from sqlglot import exp
 
     parts = [(_group_sql(c) if isinstance(c, ConditionGroup) else _condition_sql(c))
@@ -146,8 +150,8 @@ def evaluate(db: Conn, seg: SegmentConfig) -> SegmentResult:
                  UNION ALL
                  SELECT person_id, 'exited' FROM identity.segment_members
                  WHERE segment = {name} AND person_id NOT IN (SELECT person_id FROM _seg_now)""")
-        entered = int(db.one("SELECT count(*) FROM _seg_diff WHERE event = 'entered'"))
-        exited = int(db.one("SELECT count(*) FROM _seg_diff WHERE event = 'exited'"))
+        entered = as_int(db.one("SELECT count(*) FROM _seg_diff WHERE event = 'entered'"))
+        exited = as_int(db.one("SELECT count(*) FROM _seg_diff WHERE event = 'exited'"))
         db.x(f"INSERT INTO identity.segment_history SELECT {name}, person_id, event, now(), ? FROM _seg_diff",
              (run_id,))
         if not first or seg.initial_events:
@@ -164,31 +168,44 @@ def evaluate(db: Conn, seg: SegmentConfig) -> SegmentResult:
              "(SELECT person_id FROM _seg_diff WHERE event = 'exited')")
         db.x(f"INSERT INTO identity.segment_members SELECT {name}, person_id, now() FROM _seg_diff "
              "WHERE event = 'entered'")
-        members = int(db.one("SELECT count(*) FROM _seg_now"))
+        members = as_int(db.one("SELECT count(*) FROM _seg_now"))
         seconds = round(time.perf_counter() - started, 4)
         db.x("INSERT INTO identity.segment_runs VALUES (?, ?, now(), ?, ?, ?, ?)",
              (seg.name, run_id, members, entered, exited, seconds))
     return SegmentResult(seg.name, members, entered, exited, first, seconds)
 
 
-def preview(db: Conn, seg: SegmentConfig, limit: int = 20) -> dict[str, Any]:
+class SegmentActivity(TypedDict):
+    """A segment's page: ``members`` (how many now), the newest members, entries and exits, and runs."""
+
+    segment: str
+    members: int
+    member_rows: list[dict[str, object]]
+    """``person_id``, ``entered_at`` and ``email`` (None without a golden ``email`` field), newest first."""
+    changes: list[dict[str, object]]
+    """``person_id``, ``event`` (entered/exited), ``changed_at`` and ``email``, newest first."""
+    runs: list[dict[str, object]]
+    """``evaluated_at``, ``members``, ``entered``, ``exited``, ``seconds`` of the last 20 evaluations."""
+
+
+def preview(db: Conn, seg: SegmentConfig, limit: int = 20) -> dict[str, object]:
     """Members now, who would enter and exit, and a sample — without recording anything."""
     ensure_schema(db)
     _members_now(db, seg)
     name = literal(seg.name)
-    entering = int(db.one(f"SELECT count(*) FROM _seg_now WHERE person_id NOT IN "
+    entering = as_int(db.one(f"SELECT count(*) FROM _seg_now WHERE person_id NOT IN "
                           f"(SELECT person_id FROM identity.segment_members WHERE segment = {name})"))
-    exiting = int(db.one(f"SELECT count(*) FROM identity.segment_members WHERE segment = {name} AND person_id "
+    exiting = as_int(db.one(f"SELECT count(*) FROM identity.segment_members WHERE segment = {name} AND person_id "
                          "NOT IN (SELECT person_id FROM _seg_now)"))
     sample = db.dicts(f"SELECT g.* FROM _seg_now n JOIN {GOLDEN} g USING (person_id) ORDER BY g.person_id "
                       f"LIMIT {int(limit)}")
-    return {"segment": seg.name, "sql": segment_sql(seg), "members": int(db.one("SELECT count(*) FROM _seg_now")),
+    return {"segment": seg.name, "sql": segment_sql(seg), "members": as_int(db.one("SELECT count(*) FROM _seg_now")),
             "would_enter": entering, "would_exit": exiting, "sample": sample}
 
 
-def summary(db: Conn, segs: dict[str, SegmentConfig]) -> list[dict[str, Any]]:
+def summary(db: Conn, segs: dict[str, SegmentConfig]) -> list[dict[str, object]]:
     ensure_schema(db)
-    counts = dict(db.rows("SELECT segment, count(*) FROM identity.segment_members GROUP BY segment"))
+    counts = {str(s): n for s, n in db.rows("SELECT segment, count(*) FROM identity.segment_members GROUP BY segment")}
     last = {r[0]: r[1:] for r in db.rows(
         "SELECT segment, evaluated_at, entered, exited FROM identity.segment_runs "
         "QUALIFY row_number() OVER (PARTITION BY segment ORDER BY evaluated_at DESC) = 1")}
@@ -196,12 +213,12 @@ def summary(db: Conn, segs: dict[str, SegmentConfig]) -> list[dict[str, Any]]:
     for name, seg in sorted(segs.items()):
         when, entered, exited = last.get(name, (None, None, None))
         out.append({"segment": name, "description": seg.description, "enabled": seg.enabled,
-                    "members": int(counts.get(name, 0)), "last_evaluated": when,
+                    "members": as_int(counts.get(name, 0)), "last_evaluated": when,
                     "last_entered": entered, "last_exited": exited, "schedule": seg.schedule})
     return out
 
 
-def activity(db: Conn, name: str, limit: int = 50) -> dict[str, Any]:
+def activity(db: Conn, name: str, limit: int = 50) -> SegmentActivity:
     """Members (newest first, with their email when the golden record has one), entries and exits, and runs."""
     ensure_schema(db)
     email = "g.email" if _golden_exists(db) and db.one(
@@ -214,5 +231,5 @@ def activity(db: Conn, name: str, limit: int = 50) -> dict[str, Any]:
                        f"{join} WHERE h.segment = ? ORDER BY h.changed_at DESC, h.person_id LIMIT ?", (name, limit))
     runs = db.dicts("SELECT evaluated_at, members, entered, exited, seconds FROM identity.segment_runs "
                     "WHERE segment = ? ORDER BY evaluated_at DESC LIMIT 20", (name,))
-    total = int(db.one("SELECT count(*) FROM identity.segment_members WHERE segment = ?", (name,)))
+    total = as_int(db.one("SELECT count(*) FROM identity.segment_members WHERE segment = ?", (name,)))
     return {"segment": name, "members": total, "member_rows": members, "changes": changes, "runs": runs}

@@ -7,14 +7,17 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._halt import Interrupted
 from ._sql import Conn, IdentityError, relation
 from .project_files import identity_of
 
 if TYPE_CHECKING:
+    from .profile import Profile
+    from .project_files import IdentityProject
     from .resolve import StageDone
+    from .segments import SegmentActivity, SegmentResult
 
 if TYPE_CHECKING:
     from ..app import App
@@ -39,14 +42,14 @@ class IdentityService:
         self._lock = threading.Lock()
 
     @property
-    def project(self) -> Any:
+    def project(self) -> IdentityProject:
         return identity_of(self.app.project)
 
     def _conn(self) -> Conn:
         return Conn(self.app.warehouse, self.app.halt)
 
     # -- sync API (CLI, tests, threads) --------------------------------------------------------
-    def build(self, full: bool = False, segments: bool = True, on_stage: StageDone | None = None) -> dict[str, Any]:
+    def build(self, full: bool = False, segments: bool = True, on_stage: StageDone | None = None) -> dict[str, object]:
         """Resolve identities, rebuild the golden record, evaluate segments, move events to the log;
         ``on_stage(name, seconds)`` hears of each stage as it ends (``resolve.BUILD_STAGES``, then
         ``SERVICE_STAGES``)."""
@@ -77,7 +80,7 @@ class IdentityService:
         return {**result.as_dict(), "timings": result.timings, "segments": [s.as_dict() for s in seg_results],
                 "events": events}
 
-    def evaluate_segments(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def evaluate_segments(self, names: Iterable[str] | None = None) -> list[dict[str, object]]:
         with self.app.halt.busy(), self._lock:
             db = self._conn()
             try:
@@ -92,7 +95,7 @@ class IdentityService:
             self.app.halt.settle("segments")
         return [r.as_dict() for r in results]
 
-    def _evaluate(self, db: Conn, names: Iterable[str] | None) -> list[Any]:
+    def _evaluate(self, db: Conn, names: Iterable[str] | None) -> list[SegmentResult]:
         from .segments import evaluate
 
         segs = self.project.segments
@@ -116,13 +119,13 @@ class IdentityService:
         return self._conn()
 
     # -- reads: the CLI verbs and their API routes (web/api_identity.py) share these ---------------------
-    def _config(self) -> Any:
+    def _config(self) -> IdentityProject:
         ip = self.project
         if ip.config is None and not ip.segments:
             raise IdentityError(NO_IDENTITY)
         return ip
 
-    def profile(self, query: str) -> dict[str, Any]:
+    def profile(self, query: str) -> Profile:
         """One person (by person id, ``system:record_id`` or an identifier value) with provenance."""
         from .profile import find_person, profile
 
@@ -135,7 +138,7 @@ class IdentityService:
         finally:
             db.close()
 
-    def search(self, query: str, limit: int = 50) -> list[dict[str, Any]]:
+    def search(self, query: str, limit: int = 50) -> list[dict[str, object]]:
         """People matching ``query`` (an id, a record, an identifier or part of one), for the People page."""
         from .profile import search_people
 
@@ -148,7 +151,7 @@ class IdentityService:
         finally:
             db.close()
 
-    def person_segment_history(self, person_id: str) -> list[dict[str, Any]]:
+    def person_segment_history(self, person_id: str) -> list[dict[str, object]]:
         """When ``person_id`` entered and exited each segment, newest first."""
         from .profile import segment_history
 
@@ -158,7 +161,7 @@ class IdentityService:
         finally:
             db.close()
 
-    def segment_activity(self, name: str, limit: int = 50) -> dict[str, Any]:
+    def segment_activity(self, name: str, limit: int = 50) -> SegmentActivity:
         """Segment ``name``: its members (newest first), its entries and exits, and its evaluations."""
         from .segments import activity
 
@@ -172,7 +175,7 @@ class IdentityService:
         finally:
             db.close()
 
-    def conflicts(self, limit: int = 50) -> list[dict[str, Any]]:
+    def conflicts(self, limit: int = 50) -> list[dict[str, object]]:
         """Identifier values not used to merge people (limits, shared values, unlinks), newest first."""
         self._config()
         wh = self.app.warehouse
@@ -182,7 +185,7 @@ class IdentityService:
         return list(wh.query("SELECT recorded_at, rule, id_type, value, reason FROM identity.conflicts "
                              "ORDER BY recorded_at DESC LIMIT ?", (limit,)).as_dicts())
 
-    def segment_summary(self) -> list[dict[str, Any]]:
+    def segment_summary(self) -> list[dict[str, object]]:
         """Every segment with its member count and last evaluation."""
         from .segments import summary
 
@@ -193,7 +196,7 @@ class IdentityService:
         finally:
             db.close()
 
-    def segment_preview(self, name: str, limit: int = 20) -> dict[str, Any]:
+    def segment_preview(self, name: str, limit: int = 20) -> dict[str, object]:
         """Who is in segment ``name`` now and who would enter or exit, recording nothing."""
         from .segments import preview
 

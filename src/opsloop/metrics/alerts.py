@@ -13,7 +13,7 @@ import logging
 import statistics
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import outbox
 from ..channels import SlackClient, SlackRefused, channels_of, smtp
@@ -42,7 +42,7 @@ class AlertState:
     changed_at: float | None
     evaluated_at: float | None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -127,7 +126,7 @@ def _trunc(grain: str, value: exp.Expr) -> exp.Expr:
     return exp.TimestampTrunc(this=value, unit=exp.var(grain.upper()))
 
 
-def placeholder(dialect: str, params: list[Any], value: Any) -> exp.Expr:
+def placeholder(dialect: str, params: list[object], value: object) -> exp.Expr:
     """Append ``value`` to ``params`` and return its placeholder: ``?`` in every dialect.
 
     Warehouse adapters take ``?`` and bind the values their driver's way (psycopg ``%s``, DuckDB ``?``,
@@ -137,11 +136,11 @@ def placeholder(dialect: str, params: list[Any], value: Any) -> exp.Expr:
     return exp.Var(this="?")
 
 
-def compile_measure(q: MeasureQuery, dialect: str = "duckdb") -> tuple[str, list[Any]]:
+def compile_measure(q: MeasureQuery, dialect: str = "duckdb") -> tuple[str, list[object]]:
     """SQL and parameters returning columns ``period`` (when a grain is set), each ``by``, and ``value``."""
-    params: list[Any] = []
+    params: list[object] = []
 
-    def param(value: Any) -> exp.Expr:
+    def param(value: object) -> exp.Expr:
         return placeholder(dialect, params, value)
 
     time_dim = time_dimension(q.sm, q.measure)
@@ -174,7 +173,7 @@ def compile_measure(q: MeasureQuery, dialect: str = "duckdb") -> tuple[str, list
             cmp: exp.Expr = exp.EQ(this=text_col, expression=param(f.value)) if f.op == "=" else exp.NEQ(
                 this=text_col, expression=param(f.value))
         else:
-            value: Any = float(f.value) if _NUMBER.match(f.value) else f.value
+            value: object = float(f.value) if _NUMBER.match(f.value) else f.value
             node = {">": exp.GT, ">=": exp.GTE, "<": exp.LT, "<=": exp.LTE}[f.op]
             cmp = node(this=col, expression=param(value))
         where.append(cmp)
@@ -187,9 +186,9 @@ def compile_measure(q: MeasureQuery, dialect: str = "duckdb") -> tuple[str, list
 
 def compile_rows(sm: SemanticModel, relation: str, columns: dict[str, str], time_name: str,
                  since: date | None, until: date | None, condition: str | None = None,
-                 dialect: str = "duckdb", limit: int = 1000) -> tuple[str, list[Any]]:
+                 dialect: str = "duckdb", limit: int = 1000) -> tuple[str, list[object]]:
     """Row-level SELECT of named dimensions (for highlights and cohorts), filtered by time."""
-    params: list[Any] = []
+    params: list[object] = []
     time_col = column_expr(sm, time_name)
     projections = [exp.alias_(column_expr(sm, dim), alias) for alias, dim in columns.items()]
     where: list[exp.Expr] = [exp.Not(this=exp.Is(this=time_col.copy(), expression=exp.Null()))]

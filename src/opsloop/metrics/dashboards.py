@@ -6,7 +6,6 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
 
 from sqlglot import exp
 
@@ -87,9 +86,9 @@ class TileRenderer:
         self.engine = engine
         self.catalog = engine.catalog
 
-    def render(self, board: Dashboard, index: int, filters: BoardFilters) -> dict[str, Any]:
+    def render(self, board: Dashboard, index: int, filters: BoardFilters) -> dict[str, object]:
         tile = board.tiles[index]
-        base: dict[str, Any] = {"id": index, "type": tile.type, "title": tile_title(self.catalog, tile),
+        base: dict[str, object] = {"id": index, "type": tile.type, "title": tile_title(self.catalog, tile),
                                 "refreshed_at": time.time()}
         try:
             base.update(self._render(board, tile, filters))
@@ -111,7 +110,7 @@ class TileRenderer:
     def _since(self, board: Dashboard, tile: Tile, filters: BoardFilters) -> str | None:
         return filters.since or tile.since or board.filters.time_range
 
-    def _render(self, board: Dashboard, tile: Tile, filters: BoardFilters) -> dict[str, Any]:
+    def _render(self, board: Dashboard, tile: Tile, filters: BoardFilters) -> dict[str, object]:
         if tile.type == "kpi":
             return self._kpi(tile, filters)
         if tile.type == "timeseries":
@@ -126,13 +125,13 @@ class TileRenderer:
         result = self.engine.query(MetricQuery(metric, None, since, until, [], where))
         return result.rows[0][-1] if result.rows else None
 
-    def _kpi(self, tile: Tile, filters: BoardFilters) -> dict[str, Any]:
+    def _kpi(self, tile: Tile, filters: BoardFilters) -> dict[str, object]:
         metric = str(tile.metric)
         where = self._where(metric, tile, filters)
         today = self.engine.today()
         start = truncate(today, tile.period)
         value = self._total(metric, start, today, where)
-        out: dict[str, Any] = {"metric": metric, "value": value, "format": self.catalog.metrics[metric].format,
+        out: dict[str, object] = {"metric": metric, "value": value, "format": self.catalog.metrics[metric].format,
                                "period": tile.period, "since": start.isoformat(), "until": today.isoformat()}
         if tile.compare == "previous_period":
             prev_start = step(start, tile.period, -1)
@@ -143,19 +142,19 @@ class TileRenderer:
             out["change"] = (value - previous) / abs(previous) if value is not None and previous else None
         return out
 
-    def _timeseries(self, board: Dashboard, tile: Tile, filters: BoardFilters) -> dict[str, Any]:
+    def _timeseries(self, board: Dashboard, tile: Tile, filters: BoardFilters) -> dict[str, object]:
         metric = str(tile.metric)
         grain = tile.grain or "day"
         since = self._since(board, tile, filters)
         q = MetricQuery.from_params(metric, grain, since, None, tile.by, self._where(metric, tile, filters))
         result = self.engine.query(q)
-        series: dict[str, dict[str, list[Any]]] = {}
+        series: dict[str, dict[str, list[object]]] = {}
         for row in result.rows:
             name = " / ".join(str(v) for v in row[1:-1]) if tile.by else result.label
             s = series.setdefault(name, {"x": [], "y": []})
             s["x"].append(row[0])
             s["y"].append(row[-1])
-        markers: list[dict[str, Any]] = []
+        markers: list[dict[str, object]] = []
         if tile.highlights:
             totals: dict[str, float] = {}
             for row in result.rows:
@@ -175,7 +174,7 @@ class TileRenderer:
         return {"metric": metric, "grain": grain, "chart": tile.chart, "format": result.format,
                 "series": [{"name": k, **v} for k, v in series.items()], "markers": markers}
 
-    def highlight_points(self, h: Highlight, since: date | None) -> list[tuple[Any, Any]]:
+    def highlight_points(self, h: Highlight, since: date | None) -> list[tuple[object, object]]:
         wh = self.engine.warehouse
         if h.semantic_model:
             sm = self.catalog.semantic_models[h.semantic_model]
@@ -186,7 +185,7 @@ class TileRenderer:
                                        h.filter, wh.dialect, limit=500)
             rows = self.engine.rows(sql, params, *_deps(self.catalog, sm, self.engine.resolve(sm)))
             return [(as_datetime(r[0]), r[1] if len(r) > 1 else None) for r in rows]
-        event_params: list[Any] = []
+        event_params: list[object] = []
         select = (exp.select("received_at", "payload").from_(exp.to_table(RAW_EVENTS))
                   .where(exp.EQ(this=exp.column("name"), expression=placeholder(wh.dialect, event_params, h.event))))
         if since is not None:
@@ -203,7 +202,7 @@ class TileRenderer:
             out.append((received_at, _dotted(data, h.subject) if h.subject else None))
         return out
 
-    def _table(self, board: Dashboard, tile: Tile, filters: BoardFilters) -> dict[str, Any]:
+    def _table(self, board: Dashboard, tile: Tile, filters: BoardFilters) -> dict[str, object]:
         metric = str(tile.metric)
         q = MetricQuery.from_params(metric, tile.grain, self._since(board, tile, filters), None, tile.by,
                                     self._where(metric, tile, filters), tile.percentile)
@@ -211,7 +210,7 @@ class TileRenderer:
         rows = sorted(result.rows, key=lambda r: (r[-1] is None, r[-1] if r[-1] is not None else 0))
         return {"metric": metric, "format": result.format, "columns": result.columns, "rows": rows[: tile.limit]}
 
-    def _funnel(self, board: Dashboard, tile: Tile, filters: BoardFilters) -> dict[str, Any]:
+    def _funnel(self, board: Dashboard, tile: Tile, filters: BoardFilters) -> dict[str, object]:
         since = parse_since(self._since(board, tile, filters))
         today = self.engine.today()
         steps = []
@@ -221,7 +220,7 @@ class TileRenderer:
             steps.append({"metric": name, "label": metric.label or name, "value": value})
         return {"steps": steps}
 
-    def _cohort(self, board: Dashboard, tile: Tile, filters: BoardFilters) -> dict[str, Any]:
+    def _cohort(self, board: Dashboard, tile: Tile, filters: BoardFilters) -> dict[str, object]:
         grain = tile.grain or "week"
         wh = self.engine.warehouse
         since = parse_since(self._since(board, tile, filters))
@@ -231,14 +230,14 @@ class TileRenderer:
         entity = str(tile.entity)
         sql, params = compile_rows(s_sm, self.engine.resolve(s_sm), {"id": entity, "t": s_dim}, s_dim, since, None,
                                    dialect=wh.dialect, limit=1_000_000)
-        joined: dict[Any, date] = {}
+        joined: dict[object, date] = {}
         for ident, when in self.engine.rows(sql, params, *_deps(self.catalog, s_sm, self.engine.resolve(s_sm))):
             day = as_date(when)
             if day is not None and (ident not in joined or day < joined[ident]):
                 joined[ident] = day
         sql, params = compile_rows(a_sm, self.engine.resolve(a_sm), {"id": entity, "t": a_dim}, a_dim, since, None,
                                    dialect=wh.dialect, limit=5_000_000)
-        active: dict[tuple[date, int], set[Any]] = {}
+        active: dict[tuple[date, int], set[object]] = {}
         for ident, when in self.engine.rows(sql, params, *_deps(self.catalog, a_sm, self.engine.resolve(a_sm))):
             day = as_date(when)
             if ident not in joined or day is None:
@@ -253,7 +252,7 @@ class TileRenderer:
         today = truncate(self.engine.today(), grain)
         rows = []
         for cohort in sorted(sizes):
-            cells: list[dict[str, Any] | None] = []
+            cells: list[dict[str, object] | None] = []
             for k in range(tile.periods):
                 if step(cohort, grain, k) > today:
                     cells.append(None)
@@ -278,7 +277,7 @@ def _same_day(month_start: date, today: date) -> date:
     return add_months(today, -months)
 
 
-def _dotted(data: Any, path: str) -> Any:
+def _dotted(data: object, path: str) -> object:
     for part in path.split("."):
         if not isinstance(data, dict):
             return None

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._durations import parse_duration
 from ..events.changes import changed_tables
@@ -31,7 +31,7 @@ class MetricsService:
         self.app = app
         self._relations: dict[str, str] | None = None
         self._engine: MetricEngine | None = None
-        self.subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self.subscribers: dict[str, set[asyncio.Queue[dict[str, object]]]] = {}
         self.refreshed: dict[tuple[str, int], float] = {}
         self.today_override: date | None = None
 
@@ -90,19 +90,21 @@ class MetricsService:
     def renderer(self) -> TileRenderer:
         return TileRenderer(self.engine)
 
-    def tile(self, board: str, index: int, filters: BoardFilters) -> dict[str, Any]:
+    def tile(self, board: str, index: int, filters: BoardFilters) -> dict[str, object]:
         dash = self.catalog.dashboards[board]
         data = self.renderer().render(dash, index, filters)
-        self.refreshed[(board, index)] = data["refreshed_at"]
+        refreshed = data["refreshed_at"]
+        if isinstance(refreshed, float):  # always: TileRenderer.render sets it from time.time()
+            self.refreshed[(board, index)] = refreshed
         return data
 
     # -- live updates ----------------------------------------------------------------------------
-    def subscribe(self, board: str) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=100)
+    def subscribe(self, board: str) -> asyncio.Queue[dict[str, object]]:
+        queue: asyncio.Queue[dict[str, object]] = asyncio.Queue(maxsize=100)
         self.subscribers.setdefault(board, set()).add(queue)
         return queue
 
-    def unsubscribe(self, board: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, board: str, queue: asyncio.Queue[dict[str, object]]) -> None:
         self.subscribers.get(board, set()).discard(queue)
 
     def affected(self, changed: set[str]) -> dict[str, list[int]]:

@@ -7,7 +7,7 @@ users recognise them; ``highlights:`` and ``alerts:`` are opsloop's additions.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -107,7 +107,7 @@ class MetricInput(_Strict):
 
 
 class MetricTypeParams(_Strict):
-    measure: str | dict[str, Any] | None = None
+    measure: str | dict[str, object] | None = None
     numerator: str | MetricInput | None = None
     denominator: str | MetricInput | None = None
     expr: str | None = None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .._halt import Halt
 from ..errors import OpsloopError
-from ..warehouse import Warehouse
+from ..warehouse import Warehouse, as_int
 from ..warehouse.sql import Statements
 from ._config import as_list, as_mapping
 from ._seeds import engine_type, seed_table
@@ -324,7 +324,7 @@ class Runner:
             if existing == "view":
                 wh.execute(st.drop(target, "view"))
             build_python(self.c, model, wh, target)
-            res.rows = res.changed_rows = int(wh.query(st.count(target)).rows[0][0])
+            res.rows = res.changed_rows = as_int(wh.query(st.count(target)).rows[0][0])
             self._set_existing(schema, ident, "table")
             return res
         if mat == "external":
@@ -341,7 +341,7 @@ class Runner:
         for stmt in st.create_table(target, body, replace=existing == "table"):
             count = wh.execute_count(stmt)
         if count is None:
-            count = int(wh.query(st.count(target)).rows[0][0])
+            count = as_int(wh.query(st.count(target)).rows[0][0])
         res.rows = res.changed_rows = count
         self._set_existing(schema, ident, "table")
         return res
@@ -377,7 +377,7 @@ class Runner:
             wh.execute(stmt)
         schema, _, ident = res.relation.partition(".")
         self._set_existing(schema, ident, "view")
-        res.rows = res.changed_rows = int(wh.query(st.count(target)).rows[0][0])
+        res.rows = res.changed_rows = as_int(wh.query(st.count(target)).rows[0][0])
         return res
 
     def _set_existing(self, schema: str, ident: str, kind: str) -> None:
@@ -449,11 +449,11 @@ class Runner:
             if batch is not None:  # as dbt-duckdb's microbatch: delete the window, insert its new rows
                 window = batch[0].predicate(batch[1])
                 names = ", ".join(st.q(c) for c in columns)
-                res.changed_rows = int(wh.query(f"select count(*) from {tmp} where {window}").rows[0][0])
+                res.changed_rows = as_int(wh.query(f"select count(*) from {tmp} where {window}").rows[0][0])
                 wh.execute(f"delete from {target} where {window}")
                 wh.execute(f"insert into {target} ({names}) select {names} from {tmp} where {window}")
                 return res
-            res.changed_rows = int(wh.query(st.count(tmp)).rows[0][0])
+            res.changed_rows = as_int(wh.query(st.count(tmp)).rows[0][0])
             keys = model.config.get("unique_key")
             key_list = as_list(keys) if keys else []
             strategy = model.config.get("incremental_strategy") or ("merge" if key_list else "append")
@@ -466,7 +466,7 @@ class Runner:
                 wh.execute(st.insert_select(target, tmp, columns))
         finally:
             wh.execute(st.drop(tmp, "table"))
-        res.rows = int(wh.query(st.count(target)).rows[0][0])
+        res.rows = as_int(wh.query(st.count(target)).rows[0][0])
         return res
 
     def _schema_change(self, model: Model, wh: Warehouse, st: Statements, target: str,
@@ -508,7 +508,7 @@ class Runner:
         if existing is None:
             for stmt in st.create_table(target, sn.first_build_sql(strategy, sql), replace=False):
                 wh.execute(stmt)
-            res.rows = res.changed_rows = int(wh.query(st.count(target)).rows[0][0])
+            res.rows = res.changed_rows = as_int(wh.query(st.count(target)).rows[0][0])
             self._set_existing(schema, ident, "table")
             return res
         if existing != "table":
@@ -537,13 +537,13 @@ class Runner:
             for col, type_ in staged:
                 if col.lower() not in lowered:  # a new column in the query: the snapshot gains it
                     wh.execute(st.add_column(target, col, type_))
-            res.changed_rows = int(wh.query(f"select count(*) from {staging} where dbt_change_type = 'insert'")
+            res.changed_rows = as_int(wh.query(f"select count(*) from {staging} where dbt_change_type = 'insert'")
                                    .rows[0][0])
             for stmt in sn.merge_sql(strategy, target, staging, [st.q(c) for c, _ in staged]):
                 wh.execute(stmt)
         finally:
             wh.execute(st.drop(staging, "table"))
-        res.rows = int(wh.query(st.count(target)).rows[0][0])
+        res.rows = as_int(wh.query(st.count(target)).rows[0][0])
         return res
 
     # -- seeds -------------------------------------------------------------------------------
@@ -585,7 +585,7 @@ class Runner:
         calc = test.fail_calc  # as dbt's test materialization: fail_calc, warn_if, error_if
         row = wh.query(f"select {calc} as failures, ({calc}) {test.warn_if} as should_warn, ({calc}) {test.error_if} "
                        f"as should_error from (\n{source}\n) dbt_internal_test").rows[0]
-        failures = int(row[0] or 0)
+        failures = as_int(row[0] or 0)
         status = "fail" if test.severity == "error" and row[2] else "warn" if row[1] else "pass"
         where = f"{test.file}:{test.line}" if test.line else test.file
         msg = "" if status == "pass" else f"{where}: {failures} failing row(s) for {test.describe()}"

@@ -8,12 +8,11 @@ whose values disagree in type inside one page (a number here, text there) is loa
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pyarrow as pa
 
 
-def _json_text(value: Any) -> str | None:
+def _json_text(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -25,7 +24,7 @@ JSON_META = {b"opsloop": b"json"}
 """Field metadata of a string column that holds JSON text (loaded into a DuckDB ``JSON`` column)."""
 
 
-def records_to_arrow(records: list[dict[str, Any]]) -> pa.Table:
+def records_to_arrow(records: list[dict[str, object]]) -> pa.Table:
     """One Arrow table for a page; tolerant of mixed types and of keys missing from some records.
 
     Nested values (lists, objects) become JSON text in a string column marked with ``JSON_META``: that is
@@ -68,7 +67,7 @@ def json_columns(table: pa.Table) -> list[str]:
     return [f.name for f in table.schema if f.metadata and f.metadata.get(b"opsloop") == b"json"]
 
 
-def column_max(table: pa.Table, column: str) -> Any:
+def column_max(table: pa.Table, column: str) -> object:
     """The largest value of ``column`` in ``table`` (None when absent or all null)."""
     import pyarrow.compute as pc
 

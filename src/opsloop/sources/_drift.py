@@ -9,13 +9,17 @@ reverse) is reported with the field and both types, and that field is left out o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+if TYPE_CHECKING:
+    from dlt.common.data_types import TDataType
+
 NUMERIC = ("BOOLEAN", "BIGINT", "DOUBLE")
 
-DLT_TYPES = {"BOOLEAN": "bool", "BIGINT": "bigint", "DOUBLE": "double", "VARCHAR": "text", "JSON": "json",
-             "TIMESTAMP": "timestamp", "DATE": "date"}
+DLT_TYPES: dict[str, TDataType] = {"BOOLEAN": "bool", "BIGINT": "bigint", "DOUBLE": "double", "VARCHAR": "text",
+                                   "JSON": "json", "TIMESTAMP": "timestamp", "DATE": "date"}
 
 
 @dataclass

@@ -3,13 +3,17 @@ a request budget, one clear error per failure naming the source and what the ven
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import QuotaExhausted, SourceAuthError, SourceError, SourceRequestError, SourceUnavailable
 
-QuotaCheck = Callable[[Any], bool]
+if TYPE_CHECKING:
+    from requests import Response
+    from requests.auth import AuthBase
+
+QuotaCheck = Callable[["Response"], bool]
 """Given a response, True when it says the daily quota is exhausted (so: do not retry, stop cleanly)."""
 
 
@@ -18,7 +22,7 @@ def next_utc_midnight() -> float:
     return (now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).timestamp()
 
 
-def vendor_message(response: Any) -> str:
+def vendor_message(response: Response) -> str:
     """The vendor's own error text from a JSON error body (several shapes), else the raw text."""
     try:
         body = response.json()
@@ -68,11 +72,11 @@ class Http:
         self.hint = credentials_hint
         self.quota_check = quota_check
         self.headers: dict[str, str] = {}
-        self.auth: Any = None
+        self.auth: AuthBase | tuple[str, str] | None = None
         self.on_unauthorized: Callable[[], bool] | None = None
         """Called once on 401 (e.g. refresh an OAuth token); True means: try the request again."""
 
-        def retry(response: Any, exc: BaseException | None) -> bool:
+        def retry(response: Response | None, exc: BaseException | None) -> bool:
             if response is None:
                 return False
             if response.status_code == 429:
@@ -89,11 +93,11 @@ class Http:
         """Per request: requests lets ``REQUESTS_CA_BUNDLE`` override a session's ``verify``."""
         self.session.hooks["response"].append(self._count)
 
-    def _count(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+    def _count(self, response: Response, *args: object, **kwargs: Any) -> Response:
         self.budget.count += 1
         return response
 
-    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+    def request(self, method: str, url: str, **kwargs: Any) -> Response:
         """Send one request (with retries); returns the ``requests.Response`` when it succeeded."""
         self.budget.check(self.source)
         headers = {**self.headers, **kwargs.pop("headers", {})}
@@ -106,7 +110,7 @@ class Http:
         self.raise_for(response)
         return response
 
-    def raise_for(self, response: Any) -> None:
+    def raise_for(self, response: Response) -> None:
         status = response.status_code
         if status < 400:
             return
@@ -118,7 +122,7 @@ class Http:
             error.body = None
         raise error
 
-    def _error(self, response: Any) -> SourceError:
+    def _error(self, response: Response) -> SourceError:
         status = response.status_code
         said = vendor_message(response)
         if self.quota_check and self.quota_check(response):
@@ -141,14 +145,15 @@ class Http:
             f"{response.request.path_url.split('?')[0]} (HTTP {status}: {said})"
         )
 
-    def get(self, url: str, params: Any = None, **kwargs: Any) -> Any:
+    def get(self, url: str, params: Mapping[str, object] | None = None, **kwargs: Any) -> Any:
         return self.json(self.request("GET", url, params=params, **kwargs))
 
-    def post(self, url: str, json: Any = None, **kwargs: Any) -> Any:
+    def post(self, url: str, json: object = None, **kwargs: Any) -> Any:
         return self.json(self.request("POST", url, json=json, **kwargs))
 
     @staticmethod
-    def json(response: Any) -> Any:
+    def json(response: Response) -> Any:
+        """The body parsed (the vendor's JSON, which each connector reads by its API's documented shape)."""
         import orjson
 
         return orjson.loads(response.content)

@@ -30,10 +30,12 @@ from ._errors import QuotaExhausted, SourceError
 from ._http import Budget
 from ._state import RunRecord, SourceState
 from ._target import LoadTarget, load_target
-from .connectors import PullContext, Stream, make_connector
+from .connectors import Connector, PullContext, Stream, make_connector
 from .project_files import SOURCES
 
 if TYPE_CHECKING:
+    from dlt.extract.resource import DltResource
+
     from ..app import App
 
 log = logging.getLogger("opsloop.sources")
@@ -70,22 +72,30 @@ class PullResult:
         return self.run.status
 
 
-def _dlt() -> Any:
+def _configure_dlt() -> None:
+    """dlt reads these at import: call before the first ``import dlt``."""
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     os.environ.setdefault("DATA_WRITER__ARROW_CONCAT_PROMOTE_OPTIONS", "default")
     os.environ.setdefault("EXTRACT__NEXT_ITEM_MODE", "fifo")
+
+
+def _resource(pages: Iterator[object], **hints: Any) -> DltResource:
+    """``dlt.resource`` over a stream's pages. The hints are what a ``Stream`` says (``primary_key`` None when
+    it has none, ``write_disposition`` as the source's YAML wrote it): dlt checks them at run time, while its
+    type hints admit neither None nor an unchecked string."""
     import dlt
 
-    return dlt
+    resource: DltResource = dlt.resource(pages, **hints)
+    return resource
 
 
 class _StreamRun:
-    def __init__(self, stream: Stream, table: str, cursor: Any) -> None:
+    def __init__(self, stream: Stream, table: str, cursor: object) -> None:
         self.stream = stream
         self.table = table
         self.cursor = cursor
-        self.new_cursor: Any = None
+        self.new_cursor: object = None
         self.cursor_moved = False
         self.rows = 0
         self.pages = 0
@@ -195,15 +205,17 @@ class Puller:
         self.app.halt.settle(f"pull:{self.name}")
         return PullResult(run, [str(d) for d in self.drift], len(self.events))
 
-    def _extract_and_load(self, connector: Any) -> None:
-        dlt = _dlt()
-        self.dlt = dlt
+    def _extract_and_load(self, connector: Connector) -> None:
+        _configure_dlt()
+        import dlt
+        from dlt.common.normalizers.naming.snake_case import NamingConvention
+
         self.target = target = load_target(self.app.warehouse, self.name)
         config = self.config
         self.dataset = config.schema_name
         pipelines_dir = self.app.project.root / "state" / "dlt"
         pipeline = dlt.pipeline(
-            pipeline_name=f"opsloop_{self.name}", destination=target.destination(dlt),
+            pipeline_name=f"opsloop_{self.name}", destination=target.destination(),
             dataset_name=self.dataset, pipelines_dir=str(pipelines_dir),
         )
         logging.getLogger("dlt").setLevel(logging.ERROR)
@@ -212,7 +224,7 @@ class Puller:
             # same records again; the old package would only repeat them
             pipeline.abort_packages()
         # dlt's snake_case naming: the same column names dlt gives the tables
-        normalize = dlt.common.normalizers.naming.snake_case.NamingConvention().normalize_identifier
+        normalize = NamingConvention().normalize_identifier
         self.normalize = normalize
         known = {} if self.full_refresh else self.state.streams(self.name)
         resources = []
@@ -222,7 +234,7 @@ class Puller:
             stream_run = _StreamRun(stream, table, previous.cursor if previous else None)
             self.runs[stream.name] = stream_run
             resources.append(
-                dlt.resource(
+                _resource(
                     self._pages(connector, stream_run), name=table, table_name=table,
                     primary_key=[normalize(k) for k in stream.primary_key] if stream.primary_key else None,
                     write_disposition=stream.write_disposition if stream.primary_key else (
@@ -261,7 +273,8 @@ class Puller:
             self._report(stream_run, stream_run.status)
 
     # -- pages --------------------------------------------------------------------------------
-    def _pages(self, connector: Any, sr: _StreamRun) -> Any:
+    def _pages(self, connector: Connector, sr: _StreamRun) -> Iterator[object]:
+        """The stream's pages as Arrow tables (with dlt's column hints where JSON is text) for ``dlt.resource``."""
         stream = sr.stream
         existing = self._describe(sr.table)
         known = dict(existing)
@@ -335,12 +348,14 @@ class Puller:
         if self.progress is not None:
             self.progress(StreamProgress(sr.stream.name, status, sr.rows, sr.pages))
 
-    def _hinted(self, table: pa.Table, text_json: set[str]) -> Any:
+    def _hinted(self, table: pa.Table, text_json: set[str]) -> object:
         """JSON-text columns land as DuckDB ``JSON`` (as nested Arrow columns would)."""
         if not text_json:
             return table
-        hints = self.dlt.mark.make_hints(columns={c: {"name": c, "data_type": "json"} for c in text_json})
-        return self.dlt.mark.with_hints(table, hints)
+        import dlt
+
+        hints = dlt.mark.make_hints(columns={c: {"name": c, "data_type": "json"} for c in text_json})
+        return dlt.mark.with_hints(table, hints)
 
     def _describe(self, table: str) -> dict[str, str]:
         assert self.target is not None
@@ -358,7 +373,7 @@ class Puller:
             else self.name
         return f"{prefix}.{noun}.{action}"
 
-    def _event(self, name: str, payload: Any) -> NewEvent:
+    def _event(self, name: str, payload: object) -> NewEvent:
         return NewEvent(id=new_id("evt_"), name=name, received_at=time.time(), payload=payload,
                         source=f"source:{self.name}",
                         expires_at=time.time() + self.app.settings.retention_days * 86400.0)
@@ -388,7 +403,7 @@ class Puller:
                                                {**base, "record": _jsonable(record)}))
                 sr.changes = None if sr.changes is None else sr.changes + 1
                 continue
-            changed: dict[str, Any] = {}
+            changed: dict[str, object] = {}
             for column, new in record.items():
                 if column.startswith("_dlt_") or column not in old:
                     if column not in old and new is not None and not column.startswith("_dlt_"):
@@ -435,7 +450,7 @@ def _pull_lock(folder: Path, name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _parsed(value: Any) -> Any:
+def _parsed(value: object) -> object:
     import json
 
     if isinstance(value, str):
@@ -446,7 +461,7 @@ def _parsed(value: Any) -> Any:
     return value
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: object) -> object:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -470,7 +485,7 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _blank(value: Any) -> bool:
+def _blank(value: object) -> bool:
     return value is None or value == [] or value == {} or value == ""
 
 

@@ -6,16 +6,25 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict
 
 from ..state import NewEvent, StateStore
+
+
+class StreamOutcome(TypedDict, total=False):
+    """One stream's part of a run (``RunRecord.streams``)."""
+
+    rows: int
+    status: str
+    table: str
+    """``schema.table`` it loaded into (absent when the run failed)."""
 
 
 @dataclass
 class StreamState:
     source: str
     stream: str
-    cursor: Any
+    cursor: object
     rows_total: int
     last_rows: int
     last_run_id: str | None
@@ -31,13 +40,13 @@ class RunRecord:
     status: str
     full_refresh: bool
     rows: int
-    streams: dict[str, Any] = field(default_factory=dict)
+    streams: dict[str, StreamOutcome] = field(default_factory=dict)
     requests: int = 0
     message: str | None = None
     resume_at: float | None = None
     events: list[NewEvent] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             "id": self.id, "source": self.source, "started_at": self.started_at, "finished_at": self.finished_at,
             "status": self.status, "full_refresh": self.full_refresh, "rows": self.rows, "streams": self.streams,
@@ -81,7 +90,7 @@ class SourceState:
             )
 
     def finish_run(
-        self, run: RunRecord, cursors: dict[str, Any], rows: dict[str, int], events: list[NewEvent],
+        self, run: RunRecord, cursors: dict[str, object], rows: dict[str, int], events: list[NewEvent],
         reset: bool = False,
     ) -> None:
         """Commit the run's outcome, the streams' new cursors and the change events in one transaction."""

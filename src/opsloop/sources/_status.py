@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._state import SourceState
 from .project_files import SOURCES
@@ -23,9 +23,9 @@ def next_run(schedule: str | None, after: float | None = None) -> float | None:
     return float(croniter(schedule, base).get_next(float))
 
 
-def source_status(app: App) -> list[dict[str, Any]]:
+def source_status(app: App) -> list[dict[str, object]]:
     state = SourceState(app.store)
-    out = []
+    out: list[dict[str, object]] = []
     for name, config in sorted(SOURCES.of(app.project).items()):
         last = state.last_run(name)
         streams = state.streams(name)
@@ -49,6 +49,6 @@ def source_status(app: App) -> list[dict[str, Any]]:
     return out
 
 
-def source_runs(app: App, name: str, limit: int = 25) -> list[dict[str, Any]]:
+def source_runs(app: App, name: str, limit: int = 25) -> list[dict[str, object]]:
     """The last ``limit`` runs of source ``name``, newest first, as dicts (the source's page)."""
     return [r.as_dict() for r in SourceState(app.store).runs(name, limit)]

@@ -6,7 +6,7 @@ DuckDB (the embedded default) and Postgres. Other warehouses are refused with a 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
 import pyarrow as pa
 
@@ -14,14 +14,18 @@ from ._drift import warehouse_kind
 from ._errors import SourceError
 
 if TYPE_CHECKING:
-    from ..warehouse.base import Warehouse
+    from dlt.common.destination.reference import AnyDestination_CO as AnyDestination
+    from duckdb import DuckDBPyConnection
+
+    from ..warehouse.base import Row, Warehouse
 
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-OldRows = dict[tuple[Any, ...], dict[str, Any]]
+OldRows: TypeAlias = "dict[Row, dict[str, object]]"
+"""The stored rows a page changes: by their primary-key values (in key order), each as column -> value."""
 
 
 class LoadTarget:
@@ -33,7 +37,8 @@ class LoadTarget:
     def __init__(self, warehouse: Warehouse) -> None:
         self.wh = warehouse
 
-    def destination(self, dlt: Any) -> Any:
+    def destination(self) -> AnyDestination:
+        """dlt's destination for this warehouse (call after ``_runner._dlt()`` has configured dlt)."""
         raise NotImplementedError
 
     def describe(self, schema: str, table: str) -> dict[str, str]:
@@ -64,9 +69,11 @@ class DuckDBTarget(LoadTarget):
 
     def __init__(self, warehouse: Warehouse) -> None:
         super().__init__(warehouse.session())
-        self.con: Any = getattr(self.wh, "con")  # noqa: B009 - a DuckDB session's own connection
+        self.con: DuckDBPyConnection = getattr(self.wh, "con")  # noqa: B009 - a DuckDB session's own connection
 
-    def destination(self, dlt: Any) -> Any:
+    def destination(self) -> AnyDestination:
+        import dlt
+
         return dlt.destinations.duckdb(self.con)
 
     def old_rows(self, schema: str, table: str, keys: list[str], page: pa.Table) -> OldRows:
@@ -94,7 +101,8 @@ class PostgresTarget(LoadTarget):
     TYPES: ClassVar[dict[str, str]] = {
         "DOUBLE": "DOUBLE PRECISION", "TIMESTAMP": "TIMESTAMP WITH TIME ZONE", "JSON": "JSONB"}
 
-    def destination(self, dlt: Any) -> Any:
+    def destination(self) -> AnyDestination:
+        import dlt
         from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
         credentials = PostgresCredentials()

@@ -48,8 +48,8 @@ class _SourceBase(_Strict):
 
     @field_validator("lag", "max_retry_delay", mode="before")
     @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return None if value is None else parse_duration(value)
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str | int | float) else value
 
     @property
     def default_lag(self) -> float:
@@ -219,14 +219,14 @@ class RestSource(_SourceBase):
 
     @field_validator("client")
     @classmethod
-    def _client(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _client(cls, value: dict[str, object]) -> dict[str, object]:
         if "base_url" not in value:
             raise ValueError("client needs base_url: (the API's root URL)")
         return value
 
     @field_validator("resources")
     @classmethod
-    def _resources(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+    def _resources(cls, value: list[str | dict[str, object]]) -> list[str | dict[str, object]]:
         for item in value:
             if isinstance(item, dict) and "name" not in item:
                 raise ValueError("every resource needs name:")

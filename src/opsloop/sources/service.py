@@ -12,13 +12,14 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._halt import Interrupted
 from .project_files import SOURCES
 
 if TYPE_CHECKING:
     from ..app import App
+    from ._runner import PullResult
 
 log = logging.getLogger("opsloop.sources")
 
@@ -60,7 +61,7 @@ class SourceScheduler:
             due = max(due, _next(schedule, last.resume_at - 1))
         return due
 
-    def pull(self, name: str, full_refresh: bool = False) -> Any:
+    def pull(self, name: str, full_refresh: bool = False) -> PullResult:
         from ._runner import pull
 
         with self.lock:
@@ -96,7 +97,7 @@ class SourceScheduler:
                 continue
             self.running = name
             try:
-                result: Any = await asyncio.to_thread(self.pull, name)
+                result = await asyncio.to_thread(self.pull, name)
                 self.completed.append((name, result.status))
                 log.info("scheduled pull of %s: %s, %s rows", name, result.status, result.run.rows)
             except Interrupted:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ..destinations import RowOp, get_destination
+from ..destinations import Destination, RowOp, get_destination
 from ..errors import OpsloopError
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def send_alert(runner: SyncRunner, sync: LoadedSync, result: RunResult, health: 
         return
     subject, body = alert_text(sync, result, health)
     alert_type = str(getattr(sync.alert, "type", ""))
-    dest: Any = None
+    dest: Destination | None = None
     try:
         dest = get_destination(alert_type)(sync.alert, runner.context(sync.name))
         key = f"alert:{sync.name}:{result.run_id}"

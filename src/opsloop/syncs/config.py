@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -56,8 +56,8 @@ class SyncConfig(_Strict):
     table: str | None = None
     sql: str | None = None
     key: str
-    destination: dict[str, Any]
-    mapping: dict[str, Any]
+    destination: dict[str, object]
+    mapping: dict[str, object]
     mode: Literal["upsert", "update", "insert", "mirror"] = "upsert"
     trigger: TriggerConfig | Literal["manual", "after_build"] = "manual"
     null_policy: Literal["skip", "overwrite"] = "skip"
@@ -73,7 +73,7 @@ class SyncConfig(_Strict):
     enforce: bool = True
     """With ``system:`` naming a system of identity.yml: correct a record of that system that holds a losing
     value (a value other than the golden record's), even when the golden value did not change."""
-    alert: dict[str, Any] | None = None
+    alert: dict[str, object] | None = None
     """A destination (slack, email, outbox) told once per status change: failing, then recovered."""
 
     @field_validator("name")
@@ -110,7 +110,8 @@ class FieldSpec:
     """Source columns the value depends on."""
 
 
-def compile_mapping(mapping: dict[str, Any], dialect: str = "duckdb") -> tuple[list[FieldSpec], list[tuple[str, str]]]:
+def compile_mapping(mapping: dict[str, object],
+                    dialect: str = "duckdb") -> tuple[list[FieldSpec], list[tuple[str, str]]]:
     """Compile ``mapping`` into FieldSpecs; returns (specs, [(field, problem)]). ``sql:`` expressions are
     written in the warehouse's own SQL (``dialect``, a sqlglot dialect name)."""
     specs: list[FieldSpec] = []

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
 from ..errors import WarehouseError
-from ..warehouse import Warehouse
+from ..warehouse import Warehouse, as_int
 from .config import FieldSpec
 
 if TYPE_CHECKING:
@@ -247,14 +247,14 @@ class SyncTables:
         ).rows
         counts = {"create": 0, "update": 0, "delete": 0, "forget": 0}
         for op, created, n in rows:
-            counts["delete" if op == "delete" and created else "forget" if op == "delete" else op] += int(n)
+            counts["delete" if op == "delete" and created else "forget" if op == "delete" else str(op)] += as_int(n)
         return counts
 
     def correction_count(self, enforcement: Enforcement) -> int:
         """Rows of the current plan that correct a losing value in their system."""
-        return int(self.wh.query(f"SELECT count(*) FROM {self.plan} WHERE {enforcement.any_fix()}").rows[0][0])
+        return as_int(self.wh.query(f"SELECT count(*) FROM {self.plan} WHERE {enforcement.any_fix()}").rows[0][0])
 
-    def correction_sample(self, enforcement: Enforcement, limit: int) -> list[dict[str, Any]]:
+    def correction_sample(self, enforcement: Enforcement, limit: int) -> list[dict[str, object]]:
         return self.wh.query(f"SELECT * FROM {self.plan} WHERE {enforcement.any_fix()} ORDER BY __n LIMIT ?",
                              (limit,)).as_dicts()
 
@@ -262,14 +262,14 @@ class SyncTables:
         rows = self.wh.query(f"SELECT __key FROM {self.plan} GROUP BY 1 HAVING count(*) > 1 LIMIT 5").rows
         return [str(r[0]) for r in rows]
 
-    def plan_page(self, after: int, limit: int) -> list[dict[str, Any]]:
+    def plan_page(self, after: int, limit: int) -> list[dict[str, object]]:
         return self.wh.query(
             f"SELECT * FROM {self.plan} WHERE __n > ? ORDER BY __n LIMIT ?", (after, limit)
         ).as_dicts()
 
-    def plan_sample(self, op: str, created: bool | None, limit: int) -> list[dict[str, Any]]:
+    def plan_sample(self, op: str, created: bool | None, limit: int) -> list[dict[str, object]]:
         where = "__op = ?"
-        params: list[Any] = [op]
+        params: list[object] = [op]
         if created is not None:
             where += " AND __created = ?"
             params.append(created)
@@ -280,10 +280,10 @@ class SyncTables:
         self.wh.execute(f"DROP TABLE IF EXISTS {self.plan}")
 
     def owned_count(self) -> int:
-        return int(self.wh.query(f"SELECT count(*) FROM {self.state} WHERE created").rows[0][0])
+        return as_int(self.wh.query(f"SELECT count(*) FROM {self.state} WHERE created").rows[0][0])
 
     # -- the journal --------------------------------------------------------------------------------
-    def journal(self, rows: list[dict[str, Any]]) -> None:
+    def journal(self, rows: list[dict[str, object]]) -> None:
         """Append journal rows (one warehouse commit, through Arrow where the engine takes it)."""
         if not rows:
             return
@@ -297,7 +297,7 @@ class SyncTables:
 
     def settle_inflight(self, idempotent: bool) -> int:
         """After a crash: rows left ``sending`` are resent (idempotent) or recorded as unconfirmed."""
-        count = int(self.wh.query(
+        count = as_int(self.wh.query(
             f"SELECT count(*) FROM {SCHEMA}.journal j WHERE sync = {self._sync_lit} AND status = 'sending' AND "
             f"NOT EXISTS (SELECT 1 FROM {SCHEMA}.journal k WHERE k.sync = j.sync AND k.key = j.key AND k.seq > j.seq)"
         ).rows[0][0])
@@ -379,10 +379,10 @@ class SyncTables:
             COMMIT;
             """
         )
-        return int(self.wh.query(f"SELECT count(*) FROM {self.state}").rows[0][0])
+        return as_int(self.wh.query(f"SELECT count(*) FROM {self.state}").rows[0][0])
 
     # -- queries for the CLI ------------------------------------------------------------------------
-    def failed_rows(self, limit: int = 50) -> list[dict[str, Any]]:
+    def failed_rows(self, limit: int = 50) -> list[dict[str, object]]:
         try:
             return self.wh.query(
                 f"SELECT key, error, attempts, updated_at FROM {self.state} WHERE failed_fp IS NOT NULL "
@@ -391,10 +391,10 @@ class SyncTables:
         except WarehouseError:
             return []
 
-    def run_rows(self, run_id: str, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    def run_rows(self, run_id: str, status: str | None = None, limit: int = 200) -> list[dict[str, object]]:
         """The rows one run handled (``row_results``), failed first; ``status`` keeps one status."""
         where = "run_id = ? AND sync = ?" + (" AND status = ?" if status else "")
-        params: tuple[Any, ...] = (run_id, self.sync, *((status,) if status else ()), limit)
+        params: tuple[object, ...] = (run_id, self.sync, *((status,) if status else ()), limit)
         try:
             return self.wh.query(
                 f"SELECT key, op, status, error, dest_id, recorded_at FROM {SCHEMA}.row_results WHERE {where} "
@@ -406,7 +406,7 @@ class SyncTables:
         """Give every failed row its attempts back, so the next run sends it again even when it had used up
         ``max_retries`` on unchanged data; returns how many rows that is."""
         try:
-            count = int(self.wh.query(f"SELECT count(*) FROM {self.state} WHERE failed_fp IS NOT NULL").rows[0][0])
+            count = as_int(self.wh.query(f"SELECT count(*) FROM {self.state} WHERE failed_fp IS NOT NULL").rows[0][0])
             self.wh.execute(f"UPDATE {self.state} SET attempts = 0 WHERE failed_fp IS NOT NULL")
         except WarehouseError:
             return 0
@@ -420,4 +420,4 @@ class SyncTables:
             ).rows[0]
         except WarehouseError:
             return {"synced": 0, "failing": 0, "owned": 0}
-        return {"synced": int(row[0]), "failing": int(row[1]), "owned": int(row[2])}
+        return {"synced": as_int(row[0]), "failing": as_int(row[1]), "owned": as_int(row[2])}

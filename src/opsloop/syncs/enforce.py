@@ -15,8 +15,8 @@ origin guard), nor the key, nor (with ``null_policy: skip``) a field whose golde
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .diff import Enforcement, PlanColumns
 
@@ -76,8 +76,8 @@ def why_not(project: Project, sync: LoadedSync, columns: Sequence[str] | None = 
     return None
 
 
-def corrections(sync: LoadedSync, enforcement: Enforcement, pc: PlanColumns, row: dict[str, Any],
-                jsonable: Any) -> list[dict[str, Any]]:
+def corrections(sync: LoadedSync, enforcement: Enforcement, pc: PlanColumns, row: dict[str, object],
+                jsonable: Callable[[object], object]) -> list[dict[str, object]]:
     """The ``sync.<name>.corrected`` payloads (without ``run_id``) for one plan row; empty when it corrects
     nothing."""
     out = []
@@ -85,7 +85,8 @@ def corrections(sync: LoadedSync, enforcement: Enforcement, pc: PlanColumns, row
         x, h, hr, ha = Enforcement.columns(i)
         if not row.get(x):
             continue
-        source = row.get(pc.origin_cols[i]) if i in pc.origin_cols else None
+        origin = row.get(pc.origin_cols[i]) if i in pc.origin_cols else None
+        source = None if origin is None else str(origin)
         held_at = row.get(ha)  # a datetime: jsonable() writes it in ISO 8601
         out.append({
             "sync": sync.config.name, "key": row["__key"], "person_id": row.get("__person"),

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import WarehouseError
 from ._status import SyncStatus
 from .diff import SyncTables
 from .project_files import SYNCS
 
+if TYPE_CHECKING:
+    from ..app import App
 
-def recent_runs(app_: Any, name: str, limit: int = 10, before: tuple[Any, str] | None = None) -> list[dict[str, Any]]:
+
+def recent_runs(app_: App, name: str, limit: int = 10,
+                before: tuple[object, str] | None = None) -> list[dict[str, object]]:
     """The newest runs of ``name``; ``before`` (a run's ``started_at`` and ``run_id``) pages on, keyset."""
     older = " AND (started_at < ? OR (started_at = ? AND run_id < ?))" if before else ""
     params = (name, *((before[0], before[0], before[1]) if before else ()), limit)
@@ -23,7 +27,7 @@ def recent_runs(app_: Any, name: str, limit: int = 10, before: tuple[Any, str] |
         return []
 
 
-def one_run(app_: Any, name: str, run_id: str) -> dict[str, Any] | None:
+def one_run(app_: App, name: str, run_id: str) -> dict[str, object] | None:
     """One run of ``name`` from ``opsloop_sync.runs``, or None."""
     try:
         found = app_.warehouse.query(
@@ -35,7 +39,7 @@ def one_run(app_: Any, name: str, run_id: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def sync_listing(app_: Any) -> list[dict[str, Any]]:
+def sync_listing(app_: App) -> list[dict[str, object]]:
     status = SyncStatus(app_.store)
     out = []
     for name, loaded in sorted(SYNCS.of(app_.project).items()):
@@ -54,7 +58,7 @@ def sync_listing(app_: Any) -> list[dict[str, Any]]:
     return out
 
 
-def sync_detail(app_: Any, name: str) -> dict[str, Any] | None:
+def sync_detail(app_: App, name: str) -> dict[str, object] | None:
     found = {s["sync"]: s for s in sync_listing(app_)}.get(name)
     if found is None:
         return None

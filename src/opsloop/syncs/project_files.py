@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
@@ -14,6 +14,9 @@ from ..project.loader import Project, ProjectLoader, Section, pydantic_problems,
 from ..project.yaml_files import LocatedYaml, yaml_mappings
 from ..warehouse import TYPES as WAREHOUSE_TYPES
 from .config import FieldSpec, SyncConfig, compile_mapping
+
+if TYPE_CHECKING:
+    from ..warehouse import Warehouse
 
 
 @dataclass
@@ -40,7 +43,7 @@ SYNCS: Section[dict[str, LoadedSync]] = Section("syncs", dict)
 
 
 def _typed_destination(
-    data: Any, doc: LocatedYaml, rel: str, where: str, project: Project, problems: list[Problem]
+    data: object, doc: LocatedYaml, rel: str, where: str, project: Project, problems: list[Problem]
 ) -> BaseModel | None:
     from ..destinations import UnknownDestination, get_destination
 
@@ -97,7 +100,7 @@ def load_syncs(project: Project, problems: list[Problem]) -> None:
             continue
         from ..destinations import get_destination
 
-        cls = get_destination(config.destination["type"])
+        cls = get_destination(str(config.destination["type"]))
         if config.mode == "mirror" and not cls.DELETES:
             problems.append(Problem(rel, doc.line_of(("mode",)), f"the {cls.type} destination cannot delete records",
                                     "use mode: upsert"))
@@ -107,7 +110,7 @@ def load_syncs(project: Project, problems: list[Problem]) -> None:
         syncs[config.name] = LoadedSync(config, specs, destination, alert, rel, doc)
 
 
-def source_sql(project: Project, sync: LoadedSync, warehouse: Any) -> str:
+def source_sql(project: Project, sync: LoadedSync, warehouse: Warehouse) -> str:
     """The FROM clause for a sync's rows: a table, a model's relation, or the sync's own SQL."""
     from ..errors import WarehouseError
     from .diff import relation_sql
@@ -189,7 +192,7 @@ def check_syncs(project: Project) -> list[Problem]:
     return problems
 
 
-def _open_readonly(project: Project, problems: list[Problem]) -> Any:
+def _open_readonly(project: Project, problems: list[Problem]) -> Warehouse | _Locked | None:
     """The warehouse to read the syncs' columns from: None when it does not exist yet, ``_LOCKED`` when the
     running server owns the DuckDB file (column checks are then skipped, not failed)."""
     from ..errors import WarehouseError, WarehouseLocked
@@ -221,7 +224,7 @@ def _open_readonly(project: Project, problems: list[Problem]) -> Any:
     return warehouse
 
 
-def _creator(project: Project, cfg: Any) -> str | None:
+def _creator(project: Project, cfg: SyncConfig) -> str | None:
     if cfg.table:
         return created_by_first_run(project, str(cfg.table))
     if cfg.model and _model_defined(project, str(cfg.model).rpartition(".")[2]):
@@ -229,7 +232,7 @@ def _creator(project: Project, cfg: Any) -> str | None:
     return None
 
 
-def _pending(project: Project, cfg: Any, warehouse: Any) -> list[tuple[str, str]]:
+def _pending(project: Project, cfg: SyncConfig, warehouse: Warehouse) -> list[tuple[str, str]]:
     """(relation, command) for each relation the sync reads that is missing but a first run creates; empty
     when any missing relation is one nothing in the project creates (then it is an error)."""
     if cfg.sql:
@@ -253,7 +256,7 @@ def _pending(project: Project, cfg: Any, warehouse: Any) -> list[tuple[str, str]
     return [(r, str(creator)) for r, creator in found]
 
 
-def _exists(warehouse: Any, relation: str) -> bool:
+def _exists(warehouse: Warehouse, relation: str) -> bool:
     schema, _, name = relation.rpartition(".")
     sql = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
     params: tuple[str, ...] = (name.strip('"'),)
@@ -271,7 +274,7 @@ class _Locked:
 _LOCKED = _Locked()
 
 
-def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Problem]:
+def _check_one(project: Project, sync: LoadedSync, warehouse: Warehouse | _Locked | None) -> list[Problem]:
     from ..destinations import DestinationContext, get_destination
     from ..errors import DeliveryError, TransientDeliveryError, WarehouseError
     from .diff import SyncTables
@@ -280,7 +283,7 @@ def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Probl
     cfg = sync.config
     columns: list[str] | None = None
     src_key = "sql" if cfg.sql else "table" if cfg.table else "model"
-    if warehouse is _LOCKED:
+    if isinstance(warehouse, _Locked):
         pass
     elif warehouse is not None:
         try:
@@ -320,7 +323,7 @@ def _check_one(project: Project, sync: LoadedSync, warehouse: Any) -> list[Probl
                 problems.append(Problem(sync.file, sync.line("mapping", spec.name),
                                         f"mapping.{spec.name}: no column {', '.join(map(repr, missing))} in the "
                                         "source", f"columns: {', '.join(columns)}"))
-    cls = get_destination(cfg.destination["type"])
+    cls = get_destination(str(cfg.destination["type"]))
     from ..channels import ChannelConfigError, channels_of
 
     ctx = DestinationContext(sync=cfg.name, root=project.root, secret=project.secret,

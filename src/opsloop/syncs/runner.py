@@ -15,19 +15,22 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._halt import Interrupted
 from .._ids import new_id
 from ..destinations import Destination, DestinationContext, RowOp, RowResult, get_destination
 from ..errors import DeliveryError, OpsloopError, TerminalDeliveryError, TransientDeliveryError, WarehouseError
 from ..state import NewEvent
+from ..warehouse import as_int
 from ._status import QuotaExhausted, SyncStatus
-from .diff import Enforcement, SyncTables, ensure_tables
+from .diff import Enforcement, PlanColumns, SyncTables, ensure_tables
 from .enforce import corrections, enforcement_for
 from .project_files import LoadedSync, source_sql
 
 if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
+
     from ..app import App
 
 log = logging.getLogger("opsloop.syncs")
@@ -60,14 +63,19 @@ class RunResult:
     corrected: int = 0
     """Rows sent to correct a losing value their system held (``sync.<name>.corrected`` has each field)."""
     error: str | None = None
-    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    samples: dict[str, list[dict[str, object]]] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def _jsonable(value: Any) -> Any:
+def _opt_str(value: object) -> str | None:
+    """A plan column that is text when set (``__fp``, ``__batch``, ``__dest_id``); None stays None."""
+    return None if value is None else str(value)
+
+
+def _jsonable(value: object) -> object:
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
@@ -102,7 +110,7 @@ class SyncRunner:
     def __init__(self, app: App) -> None:
         self.app = app
         self.status = SyncStatus(app.store)
-        self._jinja: Any = None
+        self._jinja: SandboxedEnvironment | None = None
 
     @property
     def syncs(self) -> dict[str, LoadedSync]:
@@ -151,7 +159,7 @@ class SyncRunner:
             tables = SyncTables(self.app.warehouse, name)
             tables.ensure()
             self._interrupt_stale_runs(name)
-            cls = get_destination(sync.config.destination["type"])
+            cls = get_destination(str(sync.config.destination["type"]))
             dest = cls(sync.destination, self.context(name))
             if not dry_run:
                 result.unconfirmed = tables.settle_inflight(cls.IDEMPOTENT) if not cls.IDEMPOTENT else 0
@@ -226,7 +234,7 @@ class SyncRunner:
                 self.status.release(name)
 
     # -- sending -----------------------------------------------------------------------------------
-    def _send_plan(self, sync: LoadedSync, tables: SyncTables, pc: Any, dest: Destination, result: RunResult,
+    def _send_plan(self, sync: LoadedSync, tables: SyncTables, pc: PlanColumns, dest: Destination, result: RunResult,
                    progress: Progress | None, enforcement: Enforcement | None = None) -> None:
         cfg = sync.config
         total = sum(v for k, v in result.planned.items() if k != "correct")
@@ -236,10 +244,10 @@ class SyncRunner:
         emitted = 0
         pending: dict[str, list[tuple[RowOp, str | None, str]]] = {}
         pending_batch: dict[str, str | None] = {}
-        carry: list[dict[str, Any]] = []
+        carry: list[dict[str, object]] = []
         """Finished rows not yet journaled: written in the same commit as the next batch's ``sending`` marks
         (one warehouse commit per batch). A crash loses at most their results; their rows count as in flight."""
-        fixes: dict[str, list[dict[str, Any]]] = {}
+        fixes: dict[str, list[dict[str, object]]] = {}
         """Key -> the ``sync.<name>.corrected`` payloads of a row that corrects its system, emitted once sent."""
 
         def flush(kind: str) -> None:
@@ -259,14 +267,14 @@ class SyncRunner:
             )])
             carry.clear()
             try:
-                results = self._deliver(dest, ops, pacer, cfg.rate_limit.per_day, cfg.destination["type"])
+                results = self._deliver(dest, ops, pacer, cfg.rate_limit.per_day, str(cfg.destination["type"]))
             except QuotaExhausted:
                 tables.journal([{"sync": cfg.name, "run_id": result.run_id, "batch_id": batch_id, "key": op.key,
                                  "fp": fps[op.key], "op": op.op, "status": "cancelled",
                                  "recorded_at": dt.datetime.now(dt.UTC)} for op in ops])
                 raise
             by_key = {r.key: r for r in results}
-            rows = []
+            rows: list[dict[str, object]] = []
             failures: list[NewEvent] = []
             fixed: list[NewEvent] = []
             now = dt.datetime.now(dt.UTC)
@@ -302,7 +310,7 @@ class SyncRunner:
             nonlocal done
             done += count
 
-        def correcting(row: dict[str, Any], op: RowOp) -> None:
+        def correcting(row: dict[str, object], op: RowOp) -> None:
             found = corrections(sync, enforcement, pc, row, _jsonable) if enforcement is not None else []
             if found:
                 fixes[op.key] = found
@@ -316,18 +324,18 @@ class SyncRunner:
         finally:
             tables.journal(carry)
 
-    def _pages(self, sync: LoadedSync, tables: SyncTables, pc: Any, result: RunResult,
+    def _pages(self, sync: LoadedSync, tables: SyncTables, pc: PlanColumns, result: RunResult,
                pending: dict[str, list[tuple[RowOp, str | None, str]]], pending_batch: dict[str, str | None],
-               batch_size: int, flush: Callable[[str], None], carry: list[dict[str, Any]],
-               skipped: Callable[[int], None], correcting: Callable[[dict[str, Any], RowOp], None]) -> None:
+               batch_size: int, flush: Callable[[str], None], carry: list[dict[str, object]],
+               skipped: Callable[[int], None], correcting: Callable[[dict[str, object], RowOp], None]) -> None:
         cfg = sync.config
         after = 0
         while True:
             page = tables.plan_page(after, PAGE)
             if not page:
                 break
-            after = int(page[-1]["__n"])
-            direct: list[dict[str, Any]] = []
+            after = as_int(page[-1]["__n"])
+            direct: list[dict[str, object]] = []
             for row in page:
                 op, fp, note = self._row_op(sync, pc, row)
                 if op is None:
@@ -338,7 +346,7 @@ class SyncRunner:
                 kind = "delete" if op.op == "delete" else "write"
                 if kind == "write":
                     correcting(row, op)
-                batch = row.get("__batch")
+                batch = _opt_str(row.get("__batch"))
                 if kind in pending and (pending_batch.get(kind) != batch or len(pending[kind]) >= batch_size):
                     flush(kind)
                 pending.setdefault(kind, []).append((op, batch, fp or ""))
@@ -352,20 +360,22 @@ class SyncRunner:
         for kind in list(pending):
             flush(kind)
 
-    def _row_op(self, sync: LoadedSync, pc: Any, row: dict[str, Any]) -> tuple[RowOp | None, str | None, str]:
+    def _row_op(self, sync: LoadedSync, pc: PlanColumns,
+                row: dict[str, object]) -> tuple[RowOp | None, str | None, str]:
         cfg = sync.config
         key = str(row["__key"])
-        fp = row["__fp"]
+        fp = _opt_str(row["__fp"])
+        dest_id = _opt_str(row["__dest_id"])
         if row["__op"] == "delete":
             if cfg.mode == "mirror" and row["__created"]:
-                return RowOp(key, "delete", {}, _idem(cfg.name, key, "delete"), dest_id=row["__dest_id"]), None, ""
+                return RowOp(key, "delete", {}, _idem(cfg.name, key, "delete"), dest_id=dest_id), None, ""
             return None, None, "forgotten"
-        fields: dict[str, Any] = {}
+        fields: dict[str, object] = {}
         for i, spec in enumerate(pc.specs):
             if i in pc.origin_cols and cfg.system and row[pc.origin_cols[i]] == cfg.system:
                 continue
             if spec.kind == "jinja":
-                value: Any = self._render(spec.source, {col: row[alias] for col, alias in pc.jinja_cols[i]})
+                value: object = self._render(spec.source, {col: row[alias] for col, alias in pc.jinja_cols[i]})
             else:
                 value = row[pc.value_cols[i]]
             if value is None and cfg.null_policy == "skip":
@@ -375,9 +385,9 @@ class SyncRunner:
         if not fields and not new:
             return None, fp, "skipped"
         mode_op = {"upsert": "upsert", "mirror": "upsert", "update": "update", "insert": "insert"}[cfg.mode]
-        return RowOp(key, mode_op, fields, _idem(cfg.name, key, fp), dest_id=row["__dest_id"], new=new), fp, ""  # type: ignore[arg-type]
+        return RowOp(key, mode_op, fields, _idem(cfg.name, key, fp), dest_id=dest_id, new=new), fp, ""  # type: ignore[arg-type]
 
-    def _render(self, template: str, variables: dict[str, Any]) -> str:
+    def _render(self, template: str, variables: dict[str, object]) -> str:
         if self._jinja is None:
             from jinja2.sandbox import SandboxedEnvironment
 
@@ -408,9 +418,9 @@ class SyncRunner:
                         *self._deliver(dest, batch[mid:], pacer, per_day, quota_key)]
 
     # -- results -----------------------------------------------------------------------------------
-    def _samples(self, sync: LoadedSync, tables: SyncTables, pc: Any,
-                 enforcement: Enforcement | None = None) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {}
+    def _samples(self, sync: LoadedSync, tables: SyncTables, pc: PlanColumns,
+                 enforcement: Enforcement | None = None) -> dict[str, list[dict[str, object]]]:
+        out: dict[str, list[dict[str, object]]] = {}
         if enforcement is not None:
             out["correct"] = []
             for row in tables.correction_sample(enforcement, 5):
@@ -428,7 +438,7 @@ class SyncRunner:
             out[label] = rows
         return out
 
-    def _event(self, name: str, payload: dict[str, Any], related: str | None = None) -> NewEvent:
+    def _event(self, name: str, payload: dict[str, object], related: str | None = None) -> NewEvent:
         return NewEvent(id=new_id("evt_"), name=name, received_at=time.time(), payload=payload, source="sync",
                         related_id=related, expires_at=time.time() + self.app.settings.retention_days * 86400.0)
 

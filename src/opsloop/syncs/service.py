@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from .project_files import SYNCS
 from .runner import RunResult, SyncRunner
@@ -34,7 +35,7 @@ class SyncService:
     def __init__(self, app: App) -> None:
         self.app = app
         self.runner = SyncRunner(app)
-        self._running: dict[str, asyncio.Task[Any]] = {}
+        self._running: dict[str, asyncio.Task[object]] = {}
         self._again: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._enforcing: dict[str, str] | None = None
@@ -56,10 +57,13 @@ class SyncService:
         """Held while ``name`` runs in this process (triggers and API calls take turns)."""
         return self._locks.setdefault(name, asyncio.Lock())
 
-    async def run_now(self, name: str, **options: Any) -> RunResult:
-        """Run ``name`` once, after any run in progress (the API's ``POST /api/syncs/{name}/run``)."""
+    async def run_now(self, name: str, *, dry_run: bool = False, full: bool = False, confirm_deletes: bool = False,
+                      reset: bool = False, trigger: str = "manual") -> RunResult:
+        """Run ``name`` once, after any run in progress (the API's ``POST /api/syncs/{name}/run``); the options
+        are ``SyncRunner.run``'s."""
         async with self.lock(name):
-            return await asyncio.to_thread(self.runner.run, name, **options)
+            return await asyncio.to_thread(self.runner.run, name, dry_run=dry_run, full=full,
+                                           confirm_deletes=confirm_deletes, reset=reset, trigger=trigger)
 
     async def _run(self, name: str, reason: str) -> None:
         while True:
@@ -110,7 +114,7 @@ class SyncService:
             if isinstance(counts, dict) and (counts.get("changed") or counts.get("deleted")):
                 self.trigger(name, f"identity.built:{system}")
 
-    def on_event_for(self, pattern: str) -> Any:
+    def on_event_for(self, pattern: str) -> Callable[[EventRecord], Awaitable[None]]:
         async def handle(event: EventRecord) -> None:
             for name, sync in self.syncs.items():
                 if sync.config.triggers.event == pattern and not event.name.startswith(f"sync.{name}."):

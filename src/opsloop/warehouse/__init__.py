@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ConfigError, Problem
 from ..project.config import WarehouseConfig
 from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT, MAX_LIMIT, QueryRefused, QueryTimeout, query_timeout
-from .base import QueryResult, Warehouse
+from .base import Params, QueryResult, Row, Warehouse, as_int
 
 TYPES = ("duckdb", "postgres", "clickhouse", "snowflake", "bigquery")
 
@@ -58,5 +58,5 @@ def open_warehouse(config: WarehouseConfig, root: Path, read_only: bool = False)
     )
 
 
-__all__ = ["DEFAULT_LIMIT", "DEFAULT_TIMEOUT", "MAX_LIMIT", "QueryRefused", "QueryResult", "QueryTimeout", "Warehouse",
-           "open_warehouse", "query_timeout"]
+__all__ = ["DEFAULT_LIMIT", "DEFAULT_TIMEOUT", "MAX_LIMIT", "Params", "QueryRefused", "QueryResult", "QueryTimeout",
+           "Row", "Warehouse", "as_int", "open_warehouse", "query_timeout"]

@@ -7,9 +7,12 @@ instead of failing; the caller gets a list of what changed, to report.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .base import Warehouse
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _LADDER = ["boolean", "integer", "bigint", "double", "text"]
 _SQL = {
@@ -43,7 +46,7 @@ def kind_of_sql(type_: str) -> str:
     return "text"
 
 
-def kind_of_arrow(type_: Any) -> str:
+def kind_of_arrow(type_: pa.DataType) -> str:
     import pyarrow as pa
 
     if pa.types.is_boolean(type_):
@@ -72,7 +75,7 @@ def wider(current: str, incoming: str) -> str | None:
     return "text"
 
 
-def load_widening(wh: Warehouse, schema: str, table: str, data: Any) -> list[str]:
+def load_widening(wh: Warehouse, schema: str, table: str, data: pa.Table) -> list[str]:
     """Append ``data`` (an Arrow table) to ``schema.table``, creating it, adding columns and widening
     types as needed. Returns one line per change made."""
     from .sql import quote, relation

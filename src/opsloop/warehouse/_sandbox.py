@@ -30,10 +30,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .._durations import parse_duration
+from .._json import JsonValue
 from ..errors import ConfigError, Problem, WarehouseError
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a query may run before it is stopped (``OPSLOOP_QUERY_TIMEOUT``)."""
@@ -154,7 +158,7 @@ def _first_word(text: str) -> str:
     return stripped.split(" ", 1)[0].upper() if stripped else ""
 
 
-def duckdb_checked(cursor: Any, sql: str) -> str:
+def duckdb_checked(cursor: DuckDBPyConnection, sql: str) -> str:
     """The statement to run for ``sql`` on a DuckDB ``cursor``; raises ``QueryRefused`` for anything
     but a read of the warehouse's tables (see the module docstring)."""
     import duckdb
@@ -171,11 +175,14 @@ def duckdb_checked(cursor: Any, sql: str) -> str:
         text = _duckdb_pragma(text)
     elif kind != "SELECT":
         raise _refuse_statement(kind, text)
-    serialized, database = cursor.execute("SELECT json_serialize_sql(?), current_database()", [text]).fetchone()
+    [(serialized, database)] = cursor.execute("SELECT json_serialize_sql(?), current_database()", [text]).fetchall()
+    tree: JsonValue
     try:
         tree = json.loads(serialized)
     except RecursionError:  # deeper than Python's decoder goes (a chain of ~500 operators): DuckDB decodes it
         tree = _json_without_recursion(cursor, serialized)
+    if not isinstance(tree, dict):
+        raise QueryRefused(f"cannot check the query; {WHAT_QUERIES_MAY_DO}")
     if tree.get("error"):
         raise QueryRefused(f"cannot check the query: {tree.get('error_message')}; {WHAT_QUERIES_MAY_DO}")
     catalogs = {"", "system", "temp", str(database)}
@@ -208,25 +215,26 @@ def _duckdb_pragma(text: str) -> str:
     return DUCKDB_PRAGMAS[name].format(args=args)
 
 
-def _json_without_recursion(cursor: Any, serialized: str) -> Any:
+def _json_without_recursion(cursor: DuckDBPyConnection, serialized: str) -> JsonValue:
     """``serialized`` decoded by DuckDB's ``json_tree`` (no recursion limit) and rebuilt in a loop."""
     rows = cursor.execute("SELECT id, parent, key, type, atom FROM json_tree(?::JSON) ORDER BY id",
                           [serialized]).fetchall()
-    nodes: dict[int, Any] = {}
-    root: Any = None
+    nodes: dict[int, JsonValue] = {}
+    root: JsonValue = None
     for node_id, parent, key, kind, atom in rows:
-        value: Any = {} if kind == "OBJECT" else [] if kind == "ARRAY" else json.loads(atom or "null")
+        value: JsonValue = {} if kind == "OBJECT" else [] if kind == "ARRAY" else json.loads(atom or "null")
         nodes[node_id] = value
+        container = None if parent is None else nodes[parent]
         if parent is None:
             root = value
-        elif isinstance(nodes[parent], dict):
-            nodes[parent][key] = value
-        else:
-            nodes[parent].append(value)
+        elif isinstance(container, dict):
+            container[key] = value
+        elif isinstance(container, list):
+            container.append(value)
     return root
 
 
-def _walk_duckdb(tree: Any, catalogs: set[str]) -> None:
+def _walk_duckdb(tree: JsonValue, catalogs: set[str]) -> None:
     stack = [tree]
     while stack:
         node = stack.pop()
@@ -237,7 +245,7 @@ def _walk_duckdb(tree: Any, catalogs: set[str]) -> None:
             stack.extend(v for v in node.values() if isinstance(v, dict | list))
 
 
-def _check_duckdb_node(node: dict[str, Any], catalogs: set[str]) -> None:
+def _check_duckdb_node(node: dict[str, JsonValue], catalogs: set[str]) -> None:
     kind, cls = node.get("type"), node.get("class")
     if cls == "FUNCTION":
         name = str(node.get("function_name", "")).lower()
@@ -248,8 +256,8 @@ def _check_duckdb_node(node: dict[str, Any], catalogs: set[str]) -> None:
             allowed = f" (it may read {readable})" if name == "current_setting" else ""
             raise QueryRefused(f"{DUCKDB_SCALAR_DENIED[name]}: {name}{allowed}")
     elif kind == "TABLE_FUNCTION":
-        function = node.get("function") or {}
-        name = str(function.get("function_name", "")).lower()
+        function = node.get("function")
+        name = str(function.get("function_name", "")).lower() if isinstance(function, dict) else ""
         if name not in DUCKDB_TABLE_FUNCTIONS:
             raise QueryRefused(_table_function_reason(name))
     elif kind == "BASE_TABLE":
@@ -262,12 +270,14 @@ def _check_duckdb_node(node: dict[str, Any], catalogs: set[str]) -> None:
                                "warehouse's settings; SHOW TABLES, SHOW ALL TABLES and DESCRIBE are allowed")
 
 
-def _readable_setting(function: dict[str, Any]) -> bool:
+def _readable_setting(function: dict[str, JsonValue]) -> bool:
     arguments = function.get("arguments") or function.get("children") or []
-    if len(arguments) != 1 or not isinstance(arguments[0], dict):
+    if not isinstance(arguments, list) or len(arguments) != 1 or not isinstance(arguments[0], dict):
         return False
     argument = arguments[0].get("expression", arguments[0])
-    literal = argument.get("literal") if isinstance(argument, dict) else None
+    if not isinstance(argument, dict):
+        return False
+    literal = argument.get("literal")
     if argument.get("class") != "CONSTANT" or not isinstance(literal, dict) or literal.get("kind") != "STRING":
         return False
     return str(literal.get("text", "")).lower() in DUCKDB_READABLE_SETTINGS

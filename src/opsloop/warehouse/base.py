@@ -5,19 +5,40 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, SupportsInt, TypeAlias
 
 from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+Row: TypeAlias = tuple[object, ...]
+"""One result row: the driver's Python values (int, float, Decimal, str, bool, date, datetime, None, ...);
+a reader narrows a value with ``isinstance`` (or ``str()``) before it uses it."""
+
+Params: TypeAlias = Sequence[object]
+"""Values for a statement's ``?`` placeholders, in order."""
+
+
+def as_int(value: object) -> int:
+    """A number the engine returned (a count is ``int`` on DuckDB, ``Decimal`` on some engines, text on
+    others) as an ``int``, as ``int(value)`` gives it; anything else is a ``TypeError``.
+
+        as_int(wh.query("SELECT count(*) FROM t").rows[0][0])
+    """
+    if isinstance(value, str | bytes | SupportsInt):
+        return int(value)
+    raise TypeError(f"not a number: {value!r}")
 
 
 @dataclass
 class QueryResult:
     columns: list[str]
-    rows: list[tuple[Any, ...]]
+    rows: list[Row]
     truncated: bool = False
     """More rows matched than the caller's limit; ``rows`` holds the first ``limit`` of them."""
 
-    def as_dicts(self) -> list[dict[str, Any]]:
+    def as_dicts(self) -> list[dict[str, object]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
 
@@ -55,13 +76,13 @@ class Warehouse(ABC):
     (DuckDB, Postgres); elsewhere a portable read-only check runs and the engine's own limits apply."""
 
     @abstractmethod
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    def execute(self, sql: str, params: Params = ()) -> None: ...
 
     @abstractmethod
-    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult: ...
+    def query(self, sql: str, params: Params = ()) -> QueryResult: ...
 
     @abstractmethod
-    def insert_arrow(self, table: str, data: Any) -> int:
+    def insert_arrow(self, table: str, data: pa.Table) -> int:
         """Append an Arrow table to ``table`` (schema-qualified); returns rows written."""
 
     @abstractmethod
@@ -69,7 +90,7 @@ class Warehouse(ABC):
 
     # -- callers' queries (`opsloop query`, /api/query) ------------------------------------------
     def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT,
-                        params: Sequence[Any] = ()) -> QueryResult:
+                        params: Params = ()) -> QueryResult:
         """Run a caller's read-only query: one statement that reads the warehouse's tables and nothing
         else (no host files, network or settings), at most ``limit`` rows (``truncated`` says when more
         matched), stopped after ``timeout`` seconds. Raises ``QueryRefused`` (what was refused and why) or
@@ -122,7 +143,7 @@ class Warehouse(ABC):
 
         self.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema, self.dialect)}")
 
-    def insert_rows(self, target: str, columns: list[str], rows: list[list[Any]]) -> int:
+    def insert_rows(self, target: str, columns: list[str], rows: Sequence[Sequence[object]]) -> int:
         """Append Python rows to ``target`` (a quoted relation); adapters use their bulk path."""
         if not rows:
             return 0

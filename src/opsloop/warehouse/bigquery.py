@@ -7,11 +7,14 @@ that matter here, and DML MERGE is supported.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import WarehouseError
-from .base import QueryResult, Warehouse
+from .base import Params, QueryResult, Row, Warehouse
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from google.cloud.bigquery import Client
 
 
 class BigQueryWarehouse(Warehouse):
@@ -20,14 +23,14 @@ class BigQueryWarehouse(Warehouse):
     CREATE_OR_REPLACE_TABLE = True
     PARALLEL_SESSIONS = False
 
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: dict[str, object]) -> None:
         self.options = options
         self.default_schema = str(options.get("dataset") or "analytics")
-        self._client: Any = None
+        self._client: Client | None = None
         self._lock = threading.RLock()
 
     @property
-    def client(self) -> Any:
+    def client(self) -> Client:
         if self._client is None:
             try:
                 from google.cloud import bigquery
@@ -36,10 +39,10 @@ class BigQueryWarehouse(Warehouse):
             self._client = bigquery.Client(project=self.options.get("project"))
         return self._client
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+    def execute(self, sql: str, params: Params = ()) -> None:
         self.query(sql, params)
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+    def query(self, sql: str, params: Params = ()) -> QueryResult:
         if params:
             raise WarehouseError("the BigQuery adapter takes no positional parameters")
         with self._lock:
@@ -49,7 +52,7 @@ class BigQueryWarehouse(Warehouse):
             except Exception as exc:
                 raise WarehouseError(str(exc)) from exc
             columns = [f.name for f in result.schema] if result.schema else []
-            rows = [tuple(r.values()) for r in result]
+            rows: list[Row] = [tuple(r.values()) for r in result]
         return QueryResult(columns, rows)
 
     def relations(self) -> dict[tuple[str, str], str]:
@@ -64,7 +67,7 @@ class BigQueryWarehouse(Warehouse):
         table = self.client.get_table(f"{schema}.{name}")
         return [(f.name, f.field_type) for f in table.schema]
 
-    def insert_arrow(self, table: str, data: Any) -> int:
+    def insert_arrow(self, table: str, data: pa.Table) -> int:
         with self._lock:
             job = self.client.load_table_from_dataframe(data.to_pandas(), table.replace("`", ""))
             job.result()

@@ -6,13 +6,26 @@ Schemas are ClickHouse databases; tables are MergeTree; joins use SQL NULL seman
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import WarehouseError
-from .base import QueryResult, Warehouse
+from .base import Params, QueryResult, Row, Warehouse
+from .sql import literal
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+class _Session(Protocol):
+    """What this adapter uses of a ``chdb.session.Session`` (chdb ships no types)."""
+
+    def query(self, sql: str, fmt: str = ...) -> pa.Table:
+        """Run ``sql``; with ``fmt="ArrowTable"`` the result is an Arrow table (other formats: unused)."""
+
+    def close(self) -> None: ...
 
 
 class ClickHouseWarehouse(Warehouse):
@@ -25,26 +38,27 @@ class ClickHouseWarehouse(Warehouse):
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
-        self._session: Any = None
+        self._session: _Session | None = None
         self._lock = threading.RLock()
 
     @property
-    def session_(self) -> Any:
+    def session_(self) -> _Session:
         if self._session is None:
             try:
                 from chdb import session
             except ImportError as exc:
                 raise WarehouseError("the ClickHouse warehouse needs chdb: pip install chdb") from exc
             Path(self.path).mkdir(parents=True, exist_ok=True)
-            self._session = session.Session(self.path)  # type: ignore[no-untyped-call]
-            self._session.query("SET join_use_nulls = 1")
-            self._session.query("SET mutations_sync = 2")
+            opened: _Session = session.Session(self.path)  # type: ignore[no-untyped-call]
+            self._session = opened
+            opened.query("SET join_use_nulls = 1")
+            opened.query("SET mutations_sync = 2")
         return self._session
 
-    def _inline(self, sql: str, params: Sequence[Any]) -> str:
+    def _inline(self, sql: str, params: Params) -> str:
         if not params:
             return sql
-        from .sql import literal, split_placeholders
+        from .sql import split_placeholders
 
         parts = split_placeholders(sql)
         if len(parts) != len(params) + 1:
@@ -54,21 +68,21 @@ class ClickHouseWarehouse(Warehouse):
             out += literal(value, self.dialect) + rest
         return out
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+    def execute(self, sql: str, params: Params = ()) -> None:
         with self._lock:
             try:
                 self.session_.query(self._inline(sql, params))
             except Exception as exc:
                 raise WarehouseError(str(exc).strip()) from exc
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+    def query(self, sql: str, params: Params = ()) -> QueryResult:
         with self._lock:
             try:
                 table = self.session_.query(self._inline(sql, params), "ArrowTable")
             except Exception as exc:
                 raise WarehouseError(str(exc).strip()) from exc
         columns = list(table.column_names)
-        rows = [tuple(r[c] for c in columns) for r in table.to_pylist()]
+        rows: list[Row] = [tuple(r[c] for c in columns) for r in table.to_pylist()]
         return QueryResult(columns, rows)
 
     def relations(self) -> dict[tuple[str, str], str]:
@@ -86,7 +100,7 @@ class ClickHouseWarehouse(Warehouse):
 
         self.execute(f"CREATE DATABASE IF NOT EXISTS {quote(schema, self.dialect)}")
 
-    def insert_arrow(self, table: str, data: Any) -> int:
+    def insert_arrow(self, table: str, data: pa.Table) -> int:
         with self._lock:
             try:
                 self._insert(table, data)
@@ -94,15 +108,15 @@ class ClickHouseWarehouse(Warehouse):
                 raise WarehouseError(str(exc).strip()) from exc
         return int(data.num_rows)
 
-    def _insert(self, table: str, data: Any) -> None:
-        from .sql import literal, quote
+    def _insert(self, table: str, data: pa.Table) -> None:
+        from .sql import quote
 
         columns = list(data.column_names)
         cols = ", ".join(quote(c, self.dialect) for c in columns)
         rows = data.to_pylist()
         for start in range(0, len(rows), 1000):
             chunk = rows[start:start + 1000]
-            values = ", ".join("(" + ", ".join(_lit(r[c], literal, self.dialect) for c in columns) + ")"
+            values = ", ".join("(" + ", ".join(_lit(r[c], self.dialect) for c in columns) + ")"
                                for r in chunk)
             self.session_.query(f"INSERT INTO {table} ({cols}) VALUES {values}")
 
@@ -113,9 +127,7 @@ class ClickHouseWarehouse(Warehouse):
                 self._session = None
 
 
-def _lit(value: Any, literal: Any, dialect: str) -> str:
-    import datetime as dt
-
+def _lit(value: object, dialect: str) -> str:
     if isinstance(value, dt.datetime | dt.date):
-        return str(literal(value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat(), dialect))
-    return str(literal(value, dialect))
+        return literal(value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat(), dialect)
+    return literal(value, dialect)

@@ -6,13 +6,16 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import WarehouseError, WarehouseLocked
 from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT
-from .base import QueryResult, Warehouse
+from .base import Params, QueryResult, Warehouse
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from duckdb import DuckDBPyConnection
 
 log = logging.getLogger("opsloop.warehouse")
 
@@ -34,18 +37,18 @@ class DuckDBWarehouse(Warehouse):
         self.path = str(path)
         self.read_only = read_only
         self.threads = threads
-        self._con: Any = None
+        self._con: DuckDBPyConnection | None = None
         self._lock = threading.RLock()
 
     @property
-    def con(self) -> Any:
+    def con(self) -> DuckDBPyConnection:
         if self._con is None:
             import duckdb
 
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             try:
-                self._con = duckdb.connect(self.path, read_only=self.read_only)
+                con = duckdb.connect(self.path, read_only=self.read_only)
             except duckdb.IOException as exc:
                 if "lock" in str(exc).lower():
                     raise WarehouseLocked(
@@ -53,11 +56,12 @@ class DuckDBWarehouse(Warehouse):
                         "stop it, or run this command against the server, which owns the file)", self.path
                     ) from exc
                 raise WarehouseError(f"cannot open the warehouse {self.path}: {exc}") from exc
+            self._con = con
             if self.threads:
-                self._con.execute(f"SET threads = {int(self.threads)}")
+                con.execute(f"SET threads = {int(self.threads)}")
         return self._con
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+    def execute(self, sql: str, params: Params = ()) -> None:
         import duckdb
 
         with self._lock:
@@ -66,7 +70,7 @@ class DuckDBWarehouse(Warehouse):
             except duckdb.Error as exc:
                 raise WarehouseError(str(exc)) from exc
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+    def query(self, sql: str, params: Params = ()) -> QueryResult:
         import duckdb
 
         with self._lock:
@@ -79,7 +83,7 @@ class DuckDBWarehouse(Warehouse):
         return QueryResult(columns, [tuple(r) for r in rows])
 
     def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT,
-                        params: Sequence[Any] = ()) -> QueryResult:
+                        params: Params = ()) -> QueryResult:
         """A caller's query on a cursor of its own: checked by DuckDB's own parser (``_sandbox``), never
         holding the warehouse's lock while it runs (the loader and builds go on), interrupted at
         ``timeout``; only the first ``limit`` + 1 rows are fetched."""
@@ -128,7 +132,7 @@ class DuckDBWarehouse(Warehouse):
             self.con.execute("SET autoload_known_extensions = false")
             self.con.execute("SET lock_configuration = true")
 
-    def insert_arrow(self, table: str, data: Any) -> int:
+    def insert_arrow(self, table: str, data: pa.Table) -> int:
         with self._lock:
             self.con.register("_opsloop_arrow_in", data)
             try:
@@ -199,7 +203,7 @@ CLOSE_WAIT = 60.0
 class _DuckDBSession(DuckDBWarehouse):
     """One worker thread's cursor; closing it leaves the owning connection open."""
 
-    def __init__(self, parent: DuckDBWarehouse, cursor: Any) -> None:
+    def __init__(self, parent: DuckDBWarehouse, cursor: DuckDBPyConnection) -> None:
         super().__init__(parent.path, parent.read_only, parent.threads)
         self._con = cursor
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import WarehouseError
 from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT
-from .base import QueryResult, Warehouse
+from .base import Params, QueryResult, Warehouse
 from .sql import pyformat
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from psycopg import Connection, Cursor
+    from psycopg.rows import TupleRow
 
 
 def _split_schema(url: str) -> tuple[str, str]:
@@ -36,25 +41,26 @@ class PostgresWarehouse(Warehouse):
     def __init__(self, url: str, query_role: str | None = None) -> None:
         self.url, self.default_schema = _split_schema(url)
         self.query_role = query_role
-        self._con: Any = None
+        self._con: Connection[TupleRow] | None = None
         self._lock = threading.RLock()
-        self._query_con: Any = None
+        self._query_con: Connection[TupleRow] | None = None
         self._query_lock = threading.Lock()
 
     @property
-    def con(self) -> Any:
+    def con(self) -> Connection[TupleRow]:
         if self._con is None:
             import psycopg
 
             try:
-                self._con = psycopg.connect(self.url, autocommit=True)
+                con = psycopg.connect(self.url, autocommit=True)
             except psycopg.Error as exc:
                 raise WarehouseError(f"cannot connect to the Postgres warehouse: {exc}") from exc
-            if self._con.info.server_version < 150000:
+            self._con = con
+            if con.info.server_version < 150000:
                 self.SUPPORTS_MERGE = False
         return self._con
 
-    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+    def _run(self, sql: str, params: Params) -> Cursor[TupleRow]:
         import psycopg
 
         text = pyformat(sql) if params else sql
@@ -65,7 +71,7 @@ class PostgresWarehouse(Warehouse):
         except psycopg.Error as exc:
             raise WarehouseError(str(exc).strip()) from exc
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+    def execute(self, sql: str, params: Params = ()) -> None:
         with self._lock:
             self._run(sql, params)
 
@@ -74,7 +80,7 @@ class PostgresWarehouse(Warehouse):
             cur = self._run(sql, ())
             return int(cur.rowcount) if cur.rowcount is not None and cur.rowcount >= 0 else None
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+    def query(self, sql: str, params: Params = ()) -> QueryResult:
         with self._lock:
             cur = self._run(sql, params)
             columns = [d.name for d in cur.description] if cur.description else []
@@ -82,7 +88,7 @@ class PostgresWarehouse(Warehouse):
         return QueryResult(columns, [tuple(r) for r in rows])
 
     def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT,
-                        params: Sequence[Any] = ()) -> QueryResult:
+                        params: Params = ()) -> QueryResult:
         """A caller's query: refused by ``_sandbox.postgres_check`` when it is more than one read-only
         statement or calls a file/admin/settings function, then run on a connection of its own in a
         ``READ ONLY`` transaction with ``statement_timeout`` (and ``SET ROLE`` to
@@ -120,7 +126,7 @@ class PostgresWarehouse(Warehouse):
         kept = rows[:limit] if more else rows
         return QueryResult(columns, [tuple(r) for r in kept], truncated=more)
 
-    def _query_connection(self) -> Any:
+    def _query_connection(self) -> Connection[TupleRow]:
         import psycopg
 
         if self._query_con is None or self._query_con.closed:
@@ -130,7 +136,7 @@ class PostgresWarehouse(Warehouse):
                 raise WarehouseError(f"cannot connect to the Postgres warehouse: {exc}") from exc
         return self._query_con
 
-    def insert_rows(self, target: str, columns: list[str], rows: list[list[Any]]) -> int:
+    def insert_rows(self, target: str, columns: list[str], rows: Sequence[Sequence[object]]) -> int:
         from .sql import quote
 
         cols = ", ".join(quote(c, self.dialect) for c in columns)
@@ -145,7 +151,7 @@ class PostgresWarehouse(Warehouse):
                 raise WarehouseError(str(exc).strip()) from exc
         return len(rows)
 
-    def insert_arrow(self, table: str, data: Any) -> int:
+    def insert_arrow(self, table: str, data: pa.Table) -> int:
         columns = list(data.column_names)
         rows = [list(r.values()) for r in data.to_pylist()]
         return self.insert_rows(table, columns, rows)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import WarehouseError
-from .base import QueryResult, Warehouse
+from .base import Params, QueryResult, Warehouse
 from .sql import pyformat
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from snowflake.connector import SnowflakeConnection
 
 
 class SnowflakeWarehouse(Warehouse):
@@ -18,14 +21,14 @@ class SnowflakeWarehouse(Warehouse):
     CREATE_OR_REPLACE_TABLE = True
     PARALLEL_SESSIONS = False
 
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: dict[str, object]) -> None:
         self.options = options
         self.default_schema = str(options.get("schema") or "PUBLIC")
-        self._con: Any = None
+        self._con: SnowflakeConnection | None = None
         self._lock = threading.RLock()
 
     @property
-    def con(self) -> Any:
+    def con(self) -> SnowflakeConnection:
         if self._con is None:
             try:
                 import snowflake.connector
@@ -34,7 +37,7 @@ class SnowflakeWarehouse(Warehouse):
             self._con = snowflake.connector.connect(**self.options)
         return self._con
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+    def execute(self, sql: str, params: Params = ()) -> None:
         if params or ";" not in sql.strip().rstrip(";"):
             self.query(sql, params)
             return
@@ -47,7 +50,7 @@ class SnowflakeWarehouse(Warehouse):
             if statement.strip().rstrip(";").strip():
                 self.query(statement)
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+    def query(self, sql: str, params: Params = ()) -> QueryResult:
         with self._lock:
             cur = self.con.cursor()
             try:
@@ -68,7 +71,7 @@ class SnowflakeWarehouse(Warehouse):
         out.update({(str(s).lower(), str(n).lower()): "view" for s, n in views.rows})
         return out
 
-    def insert_arrow(self, table: str, data: Any) -> int:
+    def insert_arrow(self, table: str, data: pa.Table) -> int:
         from .sql import quote
 
         columns = list(data.column_names)

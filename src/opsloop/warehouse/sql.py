@@ -7,7 +7,7 @@ as sqlglot expressions, never by formatting user values into strings.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .base import Warehouse
@@ -42,7 +42,7 @@ def relation(schema: str | None, name: str, dialect: str) -> str:
     return table.sql(dialect=dialect)
 
 
-def literal(value: Any, dialect: str) -> str:
+def literal(value: object, dialect: str) -> str:
     from sqlglot import exp
 
     if value is None:

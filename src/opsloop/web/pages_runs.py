@@ -327,13 +327,14 @@ def routes(web: Web) -> list[Route]:
         """Whether the loader has put the event into ``raw.events`` (None: the warehouse has no such table)."""
         from ..errors import WarehouseError
         from ..events.loader import RAW_TABLE
+        from ..warehouse import as_int
 
         try:
             hit = app.warehouse.query(f"SELECT seq FROM {RAW_TABLE} WHERE event_id = ?", (event_id,)).rows
             upto = app.warehouse.query(f"SELECT COALESCE(MAX(seq), 0) FROM {RAW_TABLE}").rows[0][0]
         except WarehouseError:
             return None
-        return {"table": RAW_TABLE, "loaded": bool(hit), "upto": int(upto)}
+        return {"table": RAW_TABLE, "loaded": bool(hit), "upto": as_int(upto)}
 
     def _signature(event: EventRecord) -> dict[str, str]:
         error = event.error if isinstance(event.error, dict) else {}

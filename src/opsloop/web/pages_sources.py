@@ -61,7 +61,8 @@ def routes(web: Web) -> list[Route]:
             status = next(s for s in source_status(app) if s["name"] == name)
             history = source_runs(app, name, 25)
             for run in history:
-                run["warnings"] = warnings_of(run.get("message"))
+                message = run.get("message")
+                run["warnings"] = warnings_of(message if isinstance(message, str) else None)
             return status, history
 
         status, history = await asyncio.to_thread(load)

@@ -7,6 +7,7 @@ Reads ``_assign(nid, label, person_id)`` and ``_retired(person_id, merged_into)`
 
 from __future__ import annotations
 
+from ...warehouse import as_int
 from .._sql import Conn, expression, literal, quote
 from ..config import FieldConfig, IdentityConfig
 
@@ -155,7 +156,7 @@ def build_golden(db: Conn, cfg: IdentityConfig, fields: list[str], run_id: str, 
              SELECT person_id, CAST(json_object('person_id', person_id, 'changed', json_group_object(
                       field, json_object('old', old, 'new', new, 'source', source))) AS VARCHAR) AS payload
              FROM ({changed}) AS c GROUP BY person_id""")
-    updates = int(db.one("SELECT count(*) FROM _changes"))
+    updates = as_int(db.one("SELECT count(*) FROM _changes"))
     db.x(f"INSERT INTO identity.outbox SELECT 'identity:' || {literal(run_id)} || ':' || person_id, "
          "'profile.updated', payload, now() FROM _changes")
     db.x("DELETE FROM identity.golden_records WHERE person_id IN (SELECT person_id FROM _affected)")

@@ -5,6 +5,7 @@ Keys and limited values are 64-bit hashes of (type, value) (``vid``), so every j
 
 from __future__ import annotations
 
+from ...warehouse import as_int
 from .._sql import Conn, literal
 from .plan import Plan
 
@@ -91,7 +92,7 @@ def _edges(db: Conn, plan: Plan) -> int:
     db.x("""CREATE OR REPLACE TEMP TABLE _e AS
             SELECT a, key FROM (SELECT DISTINCT c.label AS a, k.key FROM _keys k JOIN _comp c USING (nid))
             QUALIFY count(*) OVER (PARTITION BY key) > 1""")
-    return int(db.one("SELECT count(*) FROM _e"))
+    return as_int(db.one("SELECT count(*) FROM _e"))
 
 
 def _limits_of_edges(db: Conn, plan: Plan) -> None:
@@ -150,11 +151,11 @@ def _bad_clusters(db: Conn, plan: Plan, mapping: str, only_large: bool) -> int:
                   UNION
                   SELECT l FROM (SELECT DISTINCT m.l, cl.lim_type, cl.max_n, cl.v FROM {joined} cl.max_n > 1)
                   GROUP BY l, lim_type, max_n HAVING count(*) > max_n""")
-    return int(db.one("SELECT count(*) FROM _bad"))
+    return as_int(db.one("SELECT count(*) FROM _bad"))
 
 
 def _record_refused(db: Conn, plan: Plan, run_id: str, types: list[str], reason: str) -> int:
-    n = int(db.one("SELECT count(*) FROM _refused"))
+    n = as_int(db.one("SELECT count(*) FROM _refused"))
     if not n:
         return 0
     rule = "+".join(types)

@@ -72,7 +72,7 @@ def _fill_cache(db: Conn, plan: Plan, id_type: str) -> None:
     if not missing:
         return
     fn = python_normalizer(icfg)
-    values = [fn(v) for v in missing]
+    values = [None if v is None else fn(str(v)) for v in missing]
     db.insert_arrow("identity.normalized_values", pa.table(
         {"normalizer": [cache_key(icfg)] * len(missing), "raw": missing, "value": values}))
     db.x(f"""UPDATE {name} SET value = c.value FROM identity.normalized_values c

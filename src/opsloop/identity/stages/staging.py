@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...warehouse import as_int
 from .._sql import Conn, expression, literal, quote, relation
 from .plan import Plan
 
@@ -61,15 +62,15 @@ def diff(db: Conn, plan: Plan) -> tuple[int, int]:
             WHERE s.node_key IS NULL OR r.nid IS NULL OR r.row_hash <> s.row_hash""")
     db.x("CREATE OR REPLACE TEMP TABLE _changed AS SELECT * FROM _cmp WHERE node_key IS NOT NULL")
     db.x("CREATE OR REPLACE TEMP TABLE _deleted AS SELECT old_nid AS nid FROM _cmp WHERE node_key IS NULL")
-    plan.systems = {str(system): {"changed": int(ch), "deleted": int(de)} for system, ch, de in db.rows(
+    plan.systems = {str(system): {"changed": as_int(ch), "deleted": as_int(de)} for system, ch, de in db.rows(
         "SELECT coalesce(c.system, r.system), count(*) FILTER (WHERE c.node_key IS NOT NULL), "
         "count(*) FILTER (WHERE c.node_key IS NULL) FROM _cmp c "
         "LEFT JOIN identity.records r ON c.node_key IS NULL AND r.nid = c.old_nid GROUP BY 1 ORDER BY 1")}
     db.x("DROP TABLE _cmp")
-    start = int(db.one("SELECT coalesce(max(nid), 0) FROM identity.records"))
+    start = as_int(db.one("SELECT coalesce(max(nid), 0) FROM identity.records"))
     db.x(f"""CREATE OR REPLACE TEMP TABLE _new_records AS
              SELECT coalesce(old_nid, {start} + row_number() OVER (PARTITION BY old_nid IS NULL ORDER BY node))
                     AS nid, node, node_key, system, record_id, updated_at, row_hash
              FROM _changed""")
     db.x("DROP TABLE _stage_rec")
-    return int(db.one("SELECT count(*) FROM _changed")), int(db.one("SELECT count(*) FROM _deleted"))
+    return as_int(db.one("SELECT count(*) FROM _changed")), as_int(db.one("SELECT count(*) FROM _deleted"))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .base import Connector, Page, PullContext, Stream
+
+if TYPE_CHECKING:
+    from ..config import SourceConfig
 
 _MODULES = {
     "hubspot": "hubspot", "stripe": "stripe", "salesforce": "salesforce", "zendesk": "zendesk",
@@ -13,7 +16,7 @@ _MODULES = {
 }
 
 
-def make_connector(config: Any, ctx: PullContext) -> Connector:
+def make_connector(config: SourceConfig, ctx: PullContext) -> Connector:
     """The connector for ``config.type``; its module (and any heavy client) is imported here."""
     module = importlib.import_module(f"{__name__}.{_MODULES[config.type]}")
     connector: Connector = module.build(config, ctx)

@@ -9,9 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, TypeVar
 
 from .._http import Budget
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+Record: TypeAlias = dict[str, object]
+"""One record as a connector read it (parsed JSON, or a database row by column)."""
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -24,14 +32,14 @@ class Stream:
     """Singular record noun for change events (``contact`` -> ``hubspot.contact.updated``)."""
     id_field: str | None = None
     """The record's id in change events (default: the first primary key)."""
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
 class Page:
-    records: list[dict[str, Any]] | Any
+    records: list[Record] | pa.Table
     """A list of JSON records, or an Arrow table."""
-    cursor: Any = None
+    cursor: object = None
     """The stream's cursor once this page is loaded; None keeps the previous one."""
     deleted: list[str] = field(default_factory=list)
     """Ids of records the vendor reports deleted (they also appear in ``records`` with its flag)."""
@@ -62,18 +70,19 @@ class PullContext:
 class Connector(Protocol):
     def streams(self) -> list[Stream]: ...
 
-    def read(self, stream: Stream, cursor: Any) -> Iterator[Page]: ...
+    def read(self, stream: Stream, cursor: object) -> Iterator[Page]: ...
 
     def close(self) -> None: ...
 
 
-def prefetch(pages: Iterator[Any], depth: int = 3) -> Iterator[Any]:
+def prefetch(pages: Iterator[_T], depth: int = 3) -> Iterator[_T]:
     """Run ``pages`` in a worker thread, ``depth`` items ahead: the next request is in flight while the
     caller converts and writes the current page. Errors are re-raised in the caller, in order."""
     import queue
     import threading
 
-    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    box: queue.Queue[tuple[Literal["item"], _T] | tuple[Literal["error"], BaseException] | tuple[Literal["end"], None]]
+    box = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def work() -> None:
@@ -95,11 +104,11 @@ def prefetch(pages: Iterator[Any], depth: int = 3) -> Iterator[Any]:
     thread.start()
     try:
         while True:
-            kind, value = box.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
+            got = box.get()
+            if got[0] == "item":
+                yield got[1]
+            elif got[0] == "error":
+                raise got[1]
             else:
                 return
     finally:

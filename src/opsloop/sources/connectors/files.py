@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .._errors import SourceRequestError
 from ..config import FilesSource, FileStream
 from .base import Page, PullContext, Stream
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
             ".json": "jsonl"}
@@ -43,9 +46,11 @@ class FilesConnector:
             return sorted(p for p in anchor.glob(pattern[len(anchor.as_posix()):]) if p.is_file())
         return sorted(p for p in self.ctx.project_root.glob(pattern) if p.is_file())
 
-    def read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
-        spec: FileStream = stream.options["config"]
-        seen: dict[str, list[float]] = dict(cursor or {})
+    def read(self, stream: Stream, cursor: object) -> Iterator[Page]:
+        spec = stream.options["config"]
+        if not isinstance(spec, FileStream):
+            raise TypeError(f"stream {stream.name!r} has no file spec")
+        seen: dict[str, object] = dict(cursor) if isinstance(cursor, dict) else {}
         for path in self._files(spec):
             stat = path.stat()
             key = str(path)
@@ -56,7 +61,7 @@ class FilesConnector:
             seen[key] = stamp
             yield Page(table, cursor=dict(seen))
 
-    def _read(self, path: Path, spec: FileStream) -> Any:
+    def _read(self, path: Path, spec: FileStream) -> pa.Table:
         fmt = spec.format or _FORMATS.get(path.suffix.lower())
         try:
             if fmt == "csv":
@@ -88,7 +93,7 @@ KEEP_AS_TEXT = r"^\s*(\+|0\d)"
 with leading zeros read as a number would lose its ``+`` and zeros, and a later value would not match it."""
 
 
-def _read_csv(path: Path) -> Any:
+def _read_csv(path: Path) -> pa.Table:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv

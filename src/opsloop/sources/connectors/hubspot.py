@@ -159,7 +159,7 @@ class HubSpotConnector:
             return exc
         error = SourceAuthError(
             f"source {self.ctx.source!r}: the HubSpot token in {self.config.token_env} lacks the scope "
-            f"{self._scopes(exc, stream.options['path'])} needed for the {stream.name} stream (HTTP 403). "
+            f"{self._scopes(exc, str(stream.options['path']))} needed for the {stream.name} stream (HTTP 403). "
             "Add it to the private app, or drop the stream from the source's YAML (see docs/sources.md#hubspot)."
         )
         error.status, error.body = exc.status, exc.body
@@ -170,7 +170,7 @@ class HubSpotConnector:
         stop = ("set owners: false" if kind == "owners" else "set pipelines: []" if kind == "pipelines"
                 else f"list objects: without {stream.name}")
         if exc.status == 403:
-            why = f"the token lacks the scope {self._scopes(exc, stream.options['path'])}; grant it, or {stop}"
+            why = f"the token lacks the scope {self._scopes(exc, str(stream.options['path']))}; grant it, or {stop}"
         else:
             why = f"HubSpot answered 404 for {stream.options['path']}; {stop}"
         return f"warning: skipped {stream.name} ({why} to stop asking)"
@@ -183,7 +183,9 @@ class HubSpotConnector:
             data = self.http.get(f"{self.base}/crm/v3/pipelines/{stream.options['object']}")
             yield Page(data.get("results", []))
         else:
-            obj: HubSpotObject = stream.options["object"]
+            obj = stream.options["object"]
+            if not isinstance(obj, HubSpotObject):
+                raise TypeError(f"stream {stream.name!r} has no HubSpot object")
             properties = obj.properties or self._property_names(obj.name)
             if obj.properties:  # a listed set still carries the modified date the next pull's search compares
                 properties = list(dict.fromkeys([*obj.properties, self._modified_property(obj.name)]))

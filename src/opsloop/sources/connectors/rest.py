@@ -95,6 +95,8 @@ class RestConnector:
         from dlt.sources.rest_api.config_setup import create_paginator
 
         spec = stream.options["spec"]
+        if not isinstance(spec, dict):
+            raise TypeError(f"stream {stream.name!r} has no resource spec")
         endpoint = dict(spec["endpoint"])
         params = dict(endpoint.get("params") or {})
         incremental = endpoint.get("incremental")

@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import QuotaExhausted, SourceAuthError
 from .._http import Http, vendor_message
 from ..config import SalesforceSource
 from .base import Page, PullContext, Stream
 
+if TYPE_CHECKING:
+    from requests import Response
+
 _COMPOUND = {"address", "location"}
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 
 
-def _limit_exceeded(response: Any) -> bool:
+def _limit_exceeded(response: Response) -> bool:
     return response.status_code == 403 and "REQUEST_LIMIT_EXCEEDED" in response.text
 
 
@@ -92,7 +95,8 @@ class SalesforceConnector:
     def _url(self, path: str) -> str:
         return f"{self.instance}/services/data/{self.config.api_version}{path}"
 
-    def _get(self, url: str, params: Any = None) -> Any:
+    def _get(self, url: str, params: Mapping[str, object] | None = None) -> Any:
+        """The parsed JSON answer (as ``Http.get``), counting the request against the daily allowance."""
         if self.remaining is not None and self.max is not None:
             reserve = int(self.max * self.config.api_reserve)
             if self.remaining <= reserve:
@@ -124,7 +128,7 @@ class SalesforceConnector:
         data = self._get(self._url(f"/sobjects/{obj}/describe"))
         return [f["name"] for f in data.get("fields", []) if f.get("type") not in _COMPOUND]
 
-    def read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
+    def read(self, stream: Stream, cursor: object) -> Iterator[Page]:
         obj = stream.name
         fields = self._fields(obj)
         soql = f"SELECT {', '.join(fields)} FROM {obj}"

@@ -27,7 +27,7 @@ def _keys(value: list[str] | str | None) -> list[str] | None:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _to_arrow(names: list[str], rows: list[tuple[Any, ...]]) -> pa.Table:
+def _to_arrow(names: list[str], rows: list[tuple[object, ...]]) -> pa.Table:
     columns: dict[str, pa.Array] = {}
     for i, name in enumerate(names):
         values = [r[i] for r in rows]
@@ -39,7 +39,7 @@ def _to_arrow(names: list[str], rows: list[tuple[Any, ...]]) -> pa.Table:
     return pa.table(columns)
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: object) -> object:
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, int | float | str) or value is None:
@@ -47,7 +47,7 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _restore(value: Any) -> Any:
+def _restore(value: object) -> object:
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value)
@@ -56,7 +56,7 @@ def _restore(value: Any) -> Any:
     return value
 
 
-def _minus(value: Any, lag: float) -> Any:
+def _minus(value: object, lag: float) -> object:
     if not lag:
         return value
     if isinstance(value, datetime):
@@ -74,7 +74,7 @@ class SqlConnector:
         self.mysql = scheme in ("mysql", "mariadb")
         self.conn = self._connect()
 
-    def _connect(self) -> Any:
+    def _connect(self) -> Any:  # a DB-API connection: psycopg's or PyMySQL's
         url = self.config.connection
         where = urlsplit(url)
         safe = f"{where.scheme}://{where.hostname}:{where.port or ''}{where.path}"
@@ -109,10 +109,12 @@ class SqlConnector:
             out.append(Stream(t.name, keys, t.write_disposition or default, options={"table": t}))
         return out
 
-    def read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
-        spec: SqlTable = stream.options["table"]
+    def read(self, stream: Stream, cursor: object) -> Iterator[Page]:
+        spec = stream.options["table"]
+        if not isinstance(spec, SqlTable):
+            raise TypeError(f"stream {stream.name!r} has no table spec")
         sql = f"SELECT * FROM {self._quote(spec.table or spec.name)}"
-        params: list[Any] = []
+        params: list[object] = []
         if spec.incremental:
             column = self._quote(spec.incremental)
             if cursor is not None:

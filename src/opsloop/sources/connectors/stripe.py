@@ -43,13 +43,15 @@ class StripeConnector:
     def streams(self) -> list[Stream]:
         return [Stream(name, ["id"], "merge", OBJECTS[name][0]) for name in self.config.objects]
 
-    def read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
+    def read(self, stream: Stream, cursor: object) -> Iterator[Page]:
         if isinstance(cursor, dict) and cursor.get("phase") != "full":
             yield from self._changes(stream, int(cursor["events_from"]))
         else:
             yield from self._full(stream, cursor if isinstance(cursor, dict) else {})
 
-    def _list(self, path: str, params: dict[str, Any], starting_after: str | None) -> Iterator[tuple[Any, str | None]]:
+    def _list(self, path: str, params: dict[str, object],
+              starting_after: str | None) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
+        """Pages of a Stripe list (its JSON objects as the API documents them) and the id to start after."""
         while True:
             query = {**params, "limit": self.config.page_size}
             if starting_after:
@@ -61,13 +63,14 @@ class StripeConnector:
             if not starting_after:
                 return
 
-    def _full(self, stream: Stream, resume: dict[str, Any]) -> Iterator[Page]:
+    def _full(self, stream: Stream, resume: dict[str, object]) -> Iterator[Page]:
         events_from = resume.get("events_from")
         if events_from is None:
             newest = self.http.get(f"{self.base}/v1/events", {"limit": 1}).get("data", [])
             events_from = int(newest[0]["created"]) if newest else int(time.time())
-        params = {"status": "all"} if stream.name == "subscriptions" else {}
-        for items, after in self._list(f"/v1/{stream.name}", params, resume.get("starting_after")):
+        params: dict[str, object] = {"status": "all"} if stream.name == "subscriptions" else {}
+        start = resume.get("starting_after")
+        for items, after in self._list(f"/v1/{stream.name}", params, None if start is None else str(start)):
             if after:
                 yield Page(items, cursor={"phase": "full", "starting_after": after, "events_from": events_from})
             else:

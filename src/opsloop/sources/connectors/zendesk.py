@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 from .._http import Http
 from ..config import ZendeskSource
@@ -43,15 +42,15 @@ class ZendeskConnector:
     def streams(self) -> list[Stream]:
         return [Stream(s, ["id"], "merge", _NOUN[s]) for s in self.config.streams]
 
-    def read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
+    def read(self, stream: Stream, cursor: object) -> Iterator[Page]:
         if stream.name == "organizations":
             yield from self._time_based(stream, cursor)
         else:
             yield from self._cursor_based(stream, cursor)
 
-    def _cursor_based(self, stream: Stream, cursor: Any) -> Iterator[Page]:
+    def _cursor_based(self, stream: Stream, cursor: object) -> Iterator[Page]:
         url = f"{self.base}/api/v2/incremental/{stream.name}/cursor.json"
-        params: dict[str, Any] = {"per_page": self.config.page_size}
+        params: dict[str, object] = {"per_page": self.config.page_size}
         if cursor:
             params["cursor"] = cursor
         else:
@@ -66,9 +65,9 @@ class ZendeskConnector:
                 return
             params = {"per_page": self.config.page_size, "cursor": data["after_cursor"]}
 
-    def _time_based(self, stream: Stream, cursor: Any) -> Iterator[Page]:
+    def _time_based(self, stream: Stream, cursor: object) -> Iterator[Page]:
         url = f"{self.base}/api/v2/incremental/{stream.name}.json"
-        start = int(cursor) if cursor else self.start_time
+        start = int(cursor) if cursor and isinstance(cursor, int | float | str) else self.start_time
         while True:
             data = self.http.get(url, {"start_time": start, "per_page": self.config.page_size})
             records = data.get(stream.name, [])
