@@ -407,7 +407,7 @@ class Runner:
                                                 replace=self._existing.get((schema.lower(), ident.lower())) == "table"):
                         wh.execute(stmt)
                     self._set_existing(schema, ident, "table")
-                    changed += int(wh.query(st.count(target)).rows[0][0])
+                    changed += as_int(wh.query(st.count(target)).rows[0][0])
                     incremental = True
                 else:
                     self._incremental(model, wh, st, target, schema, ident, res, batch=(batch, event_time))
@@ -417,7 +417,7 @@ class Runner:
                 failed.append(f"batch {batch.label} failed: {f'line {line}: ' if line else ''}{_short(exc)}")
         res.changed_rows = changed
         if self._existing.get((schema.lower(), ident.lower())) == "table":
-            res.rows = int(wh.query(st.count(target)).rows[0][0])
+            res.rows = as_int(wh.query(st.count(target)).rows[0][0])
         if failed:
             ok = len(batches) - len(failed)
             summary = "; ".join(failed)
