@@ -288,12 +288,13 @@ class RunStore:
         run_id = run_id or new_id("run_")
         row = self._x(
             cur,
-            "INSERT INTO wf_runs (id, workflow, status, dedupe_key, trigger_event, events, input, start_seq, "
-            "priority, concurrency_key, debounce_key, wake_at, rerun_of, created_at, updated_at) "
-            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO wf_runs (id, workflow, status, dedupe_key, trigger_event, trigger_id, events, input, "
+            "start_seq, priority, concurrency_key, debounce_key, wake_at, rerun_of, created_at, updated_at) "
+            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (workflow, dedupe_key) DO NOTHING RETURNING id",
             (
                 run_id, workflow, dedupe_key, json.dumps(trigger) if trigger is not None else None,
+                _trigger_id(trigger),
                 json.dumps(events if events is not None else ([trigger] if trigger else [])),
                 json.dumps(input) if input is not None else None, start_seq, priority, concurrency_key,
                 debounce_key, now if wake_at is None else wake_at, rerun_of, now, now,
@@ -315,7 +316,7 @@ class RunStore:
             leased = r.lease_owner is not None
             rows.append((
                 new_id("run_"), r.workflow, "running" if leased else "queued", r.dedupe_key, trigger,
-                f"[{trigger}]", r.start_seq, r.priority, r.concurrency_key, now, r.lease_owner,
+                _trigger_id(r.trigger), f"[{trigger}]", r.start_seq, r.priority, r.concurrency_key, now, r.lease_owner,
                 now + r.lease if leased else None, 1 if leased else 0, now if leased else None, now, now,
             ))
         inserted: dict[str, RunRow] = {}
@@ -324,8 +325,9 @@ class RunStore:
             marks = ", ".join(["(" + ", ".join("?" * len(chunk[0])) + ")"] * len(chunk))
             found = self._x(
                 cur,
-                "INSERT INTO wf_runs (id, workflow, status, dedupe_key, trigger_event, events, start_seq, priority, "
-                "concurrency_key, wake_at, lease_owner, lease_until, attempts, started_at, created_at, updated_at) "
+                "INSERT INTO wf_runs (id, workflow, status, dedupe_key, trigger_event, trigger_id, events, start_seq, "
+                "priority, concurrency_key, wake_at, lease_owner, lease_until, attempts, started_at, created_at, "
+                "updated_at) "
                 f"VALUES {marks} ON CONFLICT (workflow, dedupe_key) DO NOTHING RETURNING {RUN_COLUMNS}",
                 [v for row in chunk for v in row],
             ).fetchall()
@@ -668,11 +670,9 @@ class RunStore:
 
     def runs_for_event(self, event_id: str, limit: int = 50) -> list[RunRow]:
         """The runs ``event_id`` started (its trigger), newest first."""
-        # trigger_event holds the event as JSON (its id inside); the text match narrows, the id decides
-        rows = self.store.query(f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE LOWER(trigger_event) LIKE ? ESCAPE '\\' "
-                                "ORDER BY created_at DESC LIMIT ?", (like_pattern(event_id), limit))
-        found = [row_to_run(r) for r in rows]
-        return [r for r in found if r.trigger and r.trigger.get("id") == event_id]
+        rows = self.store.query(f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE trigger_id = ? "
+                                "ORDER BY created_at DESC LIMIT ?", (event_id, limit))
+        return [row_to_run(r) for r in rows]
 
     def steps(self, run_id: str) -> list[StepRecord]:
         rows = self.store.query(
@@ -708,3 +708,9 @@ class RunStore:
                 (older_than,),
             )
         return len(ids)
+
+
+def _trigger_id(trigger: JsonObject | None) -> str | None:
+    """The starting event's id (``wf_runs.trigger_id``, indexed for the event page); a schedule tick has none."""
+    found = trigger.get("id") if trigger is not None else None
+    return found if isinstance(found, str) else None
