@@ -176,9 +176,9 @@ def register(app: typer.Typer) -> None:
         for rec in json_objects(data["records"]):
             typer.echo(f"  {rec['system']}:{rec['record_id']}  updated {_fmt(rec['updated_at'])}")
         typer.echo("fields:")
+        fields = {name: json_object(f) for name, f in json_object(data["fields"]).items()}
         print_table(["field", "value", "source", "updated_at"],
-                    [[name, _fmt(f["value"]), f["source"], _fmt(f["updated_at"])]
-                     for name, f in ((k, json_object(v)) for k, v in json_object(data["fields"]).items())])
+                    [[name, _fmt(f["value"]), f["source"], _fmt(f["updated_at"])] for name, f in fields.items()])
         typer.echo(f"segments: {_names(data['segments']) or '(none)'}")
 
     segments_app = typer.Typer(help="Audiences over the golden record, with enter/exit events.",

@@ -228,7 +228,7 @@ class EventsQuery(Query):
 
 
 AnyJson = Annotated[PydanticJson, WithJsonSchema({})]
-"""Any JSON value in a body (typed as ``opsloop._json.JsonValue`` is; published as ``{}``, any value)."""
+"""A body field that holds whatever JSON value (typed as ``opsloop._json.JsonValue`` is; published as ``{}``)."""
 JsonObjectBody = Annotated[dict[str, PydanticJson], WithJsonSchema({"type": "object", "additionalProperties": True})]
 """A JSON object of any values in a body."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import quote
@@ -314,7 +314,7 @@ def routes(web: Web) -> list[Route]:
                               message=f"There is no event {event_id!r} in the log.", back="/events",
                               back_label="all events")
 
-        def consumers() -> tuple[list[runs.RunSummary], dict[str, object] | None]:
+        def consumers() -> tuple[Sequence[Mapping[str, object]], dict[str, object] | None]:
             started = [r.summary() for r in runs.runs_for_event(app.store, event_id)]
             return started, _loaded(event_id)
 
