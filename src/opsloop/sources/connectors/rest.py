@@ -87,7 +87,7 @@ class RestConnector:
             out.append(Stream(spec["name"], keys, disposition, options={"spec": spec}))
         return out
 
-    def read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
+    def read(self, stream: Stream, cursor: object) -> Iterator[Page]:
         return prefetch(self._read(stream, cursor))
 
     def _read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
