@@ -30,7 +30,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _minus_lag(value: Any, lag: float) -> Any:
+def _minus_lag(value: object, lag: float) -> object:
     if not lag or value is None:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
