@@ -12,7 +12,7 @@ from sqlglot import exp
 from ..errors import WarehouseError
 from .catalog import Catalog
 from .compiler import MetricQueryError, column_expr, compile_rows, placeholder
-from .engine import MetricEngine, MetricQuery
+from .engine import MetricEngine, MetricQuery, number
 from .periods import as_date, as_datetime, parse_since, periods_apart, periods_between, step, truncate
 from .spec import Dashboard, Highlight, SemanticModel, Tile
 
@@ -123,7 +123,7 @@ class TileRenderer:
 
     def _total(self, metric: str, since: date | None, until: date, where: list[str]) -> float | None:
         result = self.engine.query(MetricQuery(metric, None, since, until, [], where))
-        return result.rows[0][-1] if result.rows else None
+        return number(result.rows[0][-1]) if result.rows else None
 
     def _kpi(self, tile: Tile, filters: BoardFilters) -> dict[str, object]:
         metric = str(tile.metric)
@@ -158,7 +158,8 @@ class TileRenderer:
         if tile.highlights:
             totals: dict[str, float] = {}
             for row in result.rows:
-                totals[row[0]] = totals.get(row[0], 0.0) + float(row[-1] or 0)
+                bucket = str(row[0])
+                totals[bucket] = totals.get(bucket, 0.0) + (number(row[-1]) or 0.0)
             for h in highlights_for(self.catalog, metric, tile.highlights):
                 for when, subject in self.highlight_points(h, q.since):
                     day = as_date(when)

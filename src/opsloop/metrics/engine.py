@@ -13,12 +13,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, SupportsFloat
 
 import sqlglot
 from sqlglot import exp
 
-from ..warehouse import Warehouse
+from ..warehouse import Row, Warehouse
 from .catalog import Catalog
 from .compiler import Filter, MeasureQuery, MetricQueryError, compile_measure
 from .periods import as_date, parse_since, parse_window, periods_between, shift, step, truncate
@@ -63,10 +63,10 @@ class MetricResult:
     format: str
     grain: str | None
     columns: list[str]
-    rows: list[list[Any]]
+    rows: list[list[object]]
     sql: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"metric": self.metric, "label": self.label, "format": self.format, "grain": self.grain,
                 "columns": self.columns, "rows": self.rows}
 
@@ -120,11 +120,21 @@ def _evaluate(node: exp.Expr, values: dict[str, float | None]) -> float | None:
     raise ValueError(f"unsupported expression {node.sql()}")
 
 
-def _num(value: Any) -> float | None:
+def _num(value: object) -> float | None:
     if value is None:
         return None
+    if not isinstance(value, str | SupportsFloat):
+        raise TypeError(f"a metric value is not a number: {value!r}")
     out = float(value)
     return None if math.isnan(out) else out
+
+
+def number(value: object) -> float | None:
+    """A result cell that holds a metric value (``MetricResult.rows``: the value, then the percentile when
+    asked for) as its number; None when the period has none."""
+    if value is None or isinstance(value, int | float):
+        return value
+    raise TypeError(f"a metric value is not a number: {value!r}")
 
 
 class MetricEngine:
@@ -137,7 +147,7 @@ class MetricEngine:
         self.resolve = resolve
         self.today = today or (lambda: datetime.now(UTC).date())
         self.cache = ResultCache()
-        self._compiled: dict[Key, tuple[str, list[Any]]] = {}
+        self._compiled: dict[Key, tuple[str, list[object]]] = {}
         """Measure results of tracked relations, kept until a build or load of what they read."""
 
     # -- public ----------------------------------------------------------------------------------
@@ -155,7 +165,7 @@ class MetricEngine:
                                        f"dimensions: {', '.join(sorted(allowed)) or 'none'}")
         sql: list[str] = []
         series = self._series(metric, q, filters, sql, set())
-        rows: list[list[Any]] = []
+        rows: list[list[object]] = []
         for key in sorted(series, key=_sort_key):
             value = series[key]
             if q.grain and q.since and as_date(key[0]) is not None and as_date(key[0]) < truncate(q.since, q.grain):  # type: ignore[operator]
@@ -170,7 +180,7 @@ class MetricEngine:
         return MetricResult(q.metric, metric.label or metric.name.replace("_", " ").capitalize(), metric.format,
                             q.grain, columns, rows, sql)
 
-    def rows(self, sql: str, params: list[Any], deps: set[str], cacheable: bool = True) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: list[object], deps: set[str], cacheable: bool = True) -> list[Row]:
         """Run ``sql``; results of relations whose freshness is known (built models, raw.events) are kept
         until ``cache.invalidate`` names one of ``deps``."""
         key = (self.today(), sql, tuple(params))
@@ -342,11 +352,11 @@ class ResultCache:
 
     def __init__(self, size: int = 512) -> None:
         self.size = size
-        self._rows: OrderedDict[Key, tuple[list[tuple[Any, ...]], set[str]]] = OrderedDict()
+        self._rows: OrderedDict[Key, tuple[list[Row], set[str]]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
 
-    def get(self, key: Key) -> list[tuple[Any, ...]] | None:
+    def get(self, key: Key) -> list[Row] | None:
         with self._lock:
             found = self._rows.get(key)
             if found is None:
@@ -355,7 +365,7 @@ class ResultCache:
             self.hits += 1
             return found[0]
 
-    def put(self, key: Key, rows: list[tuple[Any, ...]], deps: set[str]) -> None:
+    def put(self, key: Key, rows: list[Row], deps: set[str]) -> None:
         with self._lock:
             self._rows[key] = (rows, deps)
             while len(self._rows) > self.size:
@@ -383,18 +393,19 @@ def _round(value: float | None) -> float | int | None:
     return round(value, 6)
 
 
-def _sort_key(key: Key) -> tuple[Any, ...]:
+def _sort_key(key: Key) -> tuple[tuple[bool, int | float | date | str], ...]:
     return tuple((v is None, v if isinstance(v, int | float | date) and not isinstance(v, bool) else str(v))
                  for v in key)
 
 
-def _add_percentile(rows: list[list[Any]]) -> None:
+def _add_percentile(rows: list[list[object]]) -> None:
     """Each row's percentile among the rows (PERCENT_RANK: 0 for the lowest value, 1 for the highest)."""
-    values = sorted(r[-1] for r in rows if r[-1] is not None)
+    values = sorted(v for v in (number(r[-1]) for r in rows) if v is not None)
     n = len(values)
     for row in rows:
-        if row[-1] is None or n == 0:
+        value = number(row[-1])
+        if value is None or n == 0:
             row.append(None)
             continue
-        below = sum(1 for v in values if v < row[-1])
+        below = sum(1 for v in values if v < value)
         row.append(round(below / (n - 1), 4) if n > 1 else 0.0)

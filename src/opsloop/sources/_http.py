@@ -93,7 +93,7 @@ class Http:
         """Per request: requests lets ``REQUESTS_CA_BUNDLE`` override a session's ``verify``."""
         self.session.hooks["response"].append(self._count)
 
-    def _count(self, response: Response, *args: object, **kwargs: Any) -> Response:
+    def _count(self, response: Response, *args: object, **kwargs: object) -> Response:
         self.budget.count += 1
         return response
 

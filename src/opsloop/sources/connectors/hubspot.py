@@ -17,12 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import SourceAuthError, SourceError, SourceRequestError
 from .._http import Http
 from ..config import HubSpotObject, HubSpotSource
 from .base import Page, PullContext, Stream
+
+if TYPE_CHECKING:
+    from requests import Response
 
 SEARCH_LIMIT = 10000
 _NOUNS = {"companies": "company", "contacts": "contact", "deals": "deal", "tickets": "ticket",
@@ -37,7 +40,7 @@ def noun(name: str) -> str:
     return name[:-1] if name.endswith("s") else name
 
 
-def _daily_quota(response: Any) -> bool:
+def _daily_quota(response: Response) -> bool:
     if response.status_code != 429:
         return False
     try:
@@ -131,7 +134,7 @@ class HubSpotConnector:
         return out
 
     # -- reading ------------------------------------------------------------------------------
-    def read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
+    def read(self, stream: Stream, cursor: object) -> Iterator[Page]:
         try:
             for page in self._read(stream, cursor):
                 self._read_any = True
@@ -175,7 +178,7 @@ class HubSpotConnector:
             why = f"HubSpot answered 404 for {stream.options['path']}; {stop}"
         return f"warning: skipped {stream.name} ({why} to stop asking)"
 
-    def _read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
+    def _read(self, stream: Stream, cursor: object) -> Iterator[Page]:
         kind = stream.options.get("kind")
         if kind == "owners":
             yield from self._owners()
@@ -198,7 +201,7 @@ class HubSpotConnector:
     def _owners(self) -> Iterator[Page]:
         after: str | None = None
         while True:
-            params: dict[str, Any] = {"limit": self.config.page_size}
+            params: dict[str, object] = {"limit": self.config.page_size}
             if after:
                 params["after"] = after
             data = self.http.get(f"{self.base}/crm/v3/owners", params)
@@ -236,7 +239,7 @@ class HubSpotConnector:
         after: str | None = resume.get("after")
         newest: str | None = resume.get("newest")
         while True:
-            params: dict[str, Any] = {"limit": self.config.page_size, "archived": "false"}
+            params: dict[str, object] = {"limit": self.config.page_size, "archived": "false"}
             if properties:
                 params["properties"] = ",".join(properties)
             if obj.associations:
@@ -264,7 +267,7 @@ class HubSpotConnector:
         cursor = since
         after: str | None = None
         while True:
-            body: dict[str, Any] = {
+            body: dict[str, object] = {
                 "filterGroups": [{"filters": [{"propertyName": prop, "operator": "GTE", "value": str(start_ms)}]}],
                 "sorts": [{"propertyName": prop, "direction": "ASCENDING"}],
                 "properties": sorted({*properties, prop}), "limit": self.config.page_size,
@@ -295,7 +298,7 @@ class HubSpotConnector:
         floor = _ms(since) - int(self.ctx.lag * 1000)
         after: str | None = None
         while True:
-            params: dict[str, Any] = {"limit": self.config.page_size, "archived": "true"}
+            params: dict[str, object] = {"limit": self.config.page_size, "archived": "true"}
             if properties:
                 params["properties"] = ",".join(properties)
             if after:

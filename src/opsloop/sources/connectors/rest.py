@@ -30,7 +30,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _minus_lag(value: Any, lag: float) -> Any:
+def _minus_lag(value: object, lag: float) -> object:
     if not lag or value is None:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -87,7 +87,7 @@ class RestConnector:
             out.append(Stream(spec["name"], keys, disposition, options={"spec": spec}))
         return out
 
-    def read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
+    def read(self, stream: Stream, cursor: object) -> Iterator[Page]:
         return prefetch(self._read(stream, cursor))
 
     def _read(self, stream: Stream, cursor: Any) -> Iterator[Page]:
