@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack, overload
 
 from .._durations import parse_duration
 
@@ -62,80 +62,41 @@ class WorkflowDef:
         return False
 
 
+class WorkflowOptions(TypedDict, total=False):
+    """The options of ``@workflow(...)`` (each documented on ``workflow``)."""
+
+    name: str | None
+    on: str | list[str] | None
+    when: str | None
+    schedule: str | None
+    timezone: str
+    catch_up: Literal["skip", "run_once"]
+    on_model: str | None
+    on_segment: str | None
+    segment_event: Literal["entered", "exited"]
+    retries: int
+    retry_backoff: str | float
+    step_timeout: str | float | None
+    concurrency: int | None
+    concurrency_key: str | None
+    debounce: str | float | None
+    debounce_key: str | None
+    idempotency: str | None
+    cancel_on: list[CancelOn] | None
+    priority: int | str
+
+
+
 @overload
-def workflow(
-    fn: WorkflowFn,
-    *,
-    name: str | None = None,
-    on: str | list[str] | None = None,
-    when: str | None = None,
-    schedule: str | None = None,
-    timezone: str = "UTC",
-    catch_up: Literal["skip", "run_once"] = "skip",
-    on_model: str | None = None,
-    on_segment: str | None = None,
-    segment_event: Literal["entered", "exited"] = "entered",
-    retries: int = 3,
-    retry_backoff: str | float = 1.0,
-    step_timeout: str | float | None = None,
-    concurrency: int | None = None,
-    concurrency_key: str | None = None,
-    debounce: str | float | None = None,
-    debounce_key: str | None = None,
-    idempotency: str | None = None,
-    cancel_on: list[CancelOn] | None = None,
-    priority: int | str = 0,
-) -> WorkflowDef: ...
+def workflow(fn: WorkflowFn, **options: Unpack[WorkflowOptions]) -> WorkflowDef: ...
 
 
 @overload
-def workflow(
-    fn: None = None,
-    *,
-    name: str | None = None,
-    on: str | list[str] | None = None,
-    when: str | None = None,
-    schedule: str | None = None,
-    timezone: str = "UTC",
-    catch_up: Literal["skip", "run_once"] = "skip",
-    on_model: str | None = None,
-    on_segment: str | None = None,
-    segment_event: Literal["entered", "exited"] = "entered",
-    retries: int = 3,
-    retry_backoff: str | float = 1.0,
-    step_timeout: str | float | None = None,
-    concurrency: int | None = None,
-    concurrency_key: str | None = None,
-    debounce: str | float | None = None,
-    debounce_key: str | None = None,
-    idempotency: str | None = None,
-    cancel_on: list[CancelOn] | None = None,
-    priority: int | str = 0,
-) -> Callable[[WorkflowFn], WorkflowDef]: ...
+def workflow(fn: None = None, **options: Unpack[WorkflowOptions]) -> Callable[[WorkflowFn], WorkflowDef]: ...
 
 
 def workflow(
-    fn: WorkflowFn | None = None,
-    *,
-    name: str | None = None,
-    on: str | list[str] | None = None,
-    when: str | None = None,
-    schedule: str | None = None,
-    timezone: str = "UTC",
-    catch_up: Literal["skip", "run_once"] = "skip",
-    on_model: str | None = None,
-    on_segment: str | None = None,
-    segment_event: Literal["entered", "exited"] = "entered",
-    retries: int = 3,
-    retry_backoff: str | float = 1.0,
-    step_timeout: str | float | None = None,
-    concurrency: int | None = None,
-    concurrency_key: str | None = None,
-    debounce: str | float | None = None,
-    debounce_key: str | None = None,
-    idempotency: str | None = None,
-    cancel_on: list[CancelOn] | None = None,
-    priority: int | str = 0,
+    fn: WorkflowFn | None = None, **given: Unpack[WorkflowOptions]
 ) -> WorkflowDef | Callable[[WorkflowFn], WorkflowDef]:
     """Declare a durable workflow in ``workflows/*.py``.
 
@@ -157,31 +118,40 @@ def workflow(
     ``idempotency`` and ``priority`` are Jinja over ``event``.
     """
 
+    unknown = sorted(set(given) - WorkflowOptions.__optional_keys__)
+    if unknown:  # a typo in a workflow file is named, as a keyword argument's would be
+        raise TypeError(f"@workflow got an unknown option {', '.join(map(repr, unknown))}; its options are: "
+                        + ", ".join(WorkflowOptions.__annotations__))
+    o = given
+
     def wrap(func: WorkflowFn) -> WorkflowDef:
+        on = o.get("on")
         triggers = [on] if isinstance(on, str) else list(on or [])
-        condition = when
+        condition = o.get("when")
+        on_model, on_segment = o.get("on_model"), o.get("on_segment")
         if on_model:
             triggers.append("model.built")
             condition = _and(condition, f"event.data.model == {on_model!r}")
         if on_segment:
-            triggers.append(f"segment.{segment_event}")
+            triggers.append(f"segment.{o.get('segment_event', 'entered')}")
             condition = _and(condition, f"event.data.segment == {on_segment!r}")
+        schedule, step_timeout, debounce = o.get("schedule"), o.get("step_timeout"), o.get("debounce")
         return WorkflowDef(
-            name=name or func.__name__,
+            name=o.get("name") or func.__name__,
             fn=func,
             on=triggers,
             when=condition,
-            schedule=Schedule(schedule, timezone, catch_up) if schedule else None,
-            retries=retries,
-            retry_backoff=parse_duration(retry_backoff),
+            schedule=Schedule(schedule, o.get("timezone", "UTC"), o.get("catch_up", "skip")) if schedule else None,
+            retries=o.get("retries", 3),
+            retry_backoff=parse_duration(o.get("retry_backoff", 1.0)),
             step_timeout=parse_duration(step_timeout) if step_timeout is not None else None,
-            concurrency=concurrency,
-            concurrency_key=concurrency_key,
+            concurrency=o.get("concurrency"),
+            concurrency_key=o.get("concurrency_key"),
             debounce=parse_duration(debounce) if debounce is not None else None,
-            debounce_key=debounce_key,
-            idempotency=idempotency,
-            cancel_on=list(cancel_on or []),
-            priority=priority,
+            debounce_key=o.get("debounce_key"),
+            idempotency=o.get("idempotency"),
+            cancel_on=list(o.get("cancel_on") or []),
+            priority=o.get("priority", 0),
         )
 
     if fn is not None:
