@@ -5,10 +5,10 @@ as), error or id contains the text, case-insensitive: exactly what ``LOWER(colum
 The trigram indexes (FTS5 on SQLite, pg_trgm on Postgres) only narrow the rows that predicate is checked
 on, so an index never changes what a search finds, only how fast:
 
-- events up to the ``search-index`` cursor are found through the index, newest first, reading about as
-  many rows as the page shows;
-- events past the cursor (appended since the indexer last ran) are scanned, so a search is complete
-  however far the indexer is behind; it is as fast as the index while the indexer keeps up;
+- the newest ``SCAN_FIRST`` events, and every event past the ``search-index`` cursor (appended since the
+  indexer last ran), are scanned, so a search is complete however far the indexer is behind, and a common
+  text fills the page from the newest events;
+- when that scan did not fill the page, the older events are found through the index, newest first;
 - a text shorter than 3 characters has no trigram, and is searched by a scan of the whole log.
 
 The indexer runs in a thread of the process that owns the store, after each append (or every half second),
@@ -28,6 +28,11 @@ log = logging.getLogger("opsloop.state")
 
 SEARCH_CURSOR = "search-index"
 """The consumer cursor (``cursors`` table) of the search index: every event up to it is indexed."""
+
+SCAN_FIRST = 2000
+"""The newest events a search scans before it reads the index: a text that many events hold fills the page
+from them (an index lookup of a common text reads every event holding it), and a rare one costs a few ms
+more."""
 
 MIN_INDEXED = 3
 """The shortest text a trigram index can find; shorter ones are searched by a scan."""

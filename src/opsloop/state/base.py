@@ -20,7 +20,7 @@ from typing import Any, Protocol, cast
 
 from .._json import JsonObject, JsonValue
 from ._migrations import migrations
-from ._search import INDEX_BATCH, MIN_INDEXED, SEARCH_CURSOR, SearchIndexer
+from ._search import INDEX_BATCH, MIN_INDEXED, SCAN_FIRST, SEARCH_CURSOR, SearchIndexer
 
 
 class Cursor(Protocol):
@@ -559,6 +559,9 @@ class StateStore(ABC):
     every search scans the log). Setting it False on an instance makes its searches scan (bench/pages.py
     compares the two)."""
 
+    search_scan_first: int = SCAN_FIRST
+    """How many of the newest events a search scans before it reads the index (``_search.SCAN_FIRST``)."""
+
     def _scan_predicate(self) -> str:
         """The search as a scan: the text in the payload, in the body stored as the payload, or the error."""
         return (f"(LOWER(payload) LIKE ? ESCAPE '\\' OR (payload = ? AND LOWER({self.BODY_TEXT}) LIKE ? "
@@ -576,29 +579,30 @@ class StateStore(ABC):
 
     def _search_events(self, text: str, where: list[str], params: list[object], before_seq: int | None,
                        limit: int) -> list[EventRecord]:
-        """Each indexed arm, the scan of the events past the index's cursor, and the id, each newest first
-        and cut to ``limit``; merged, the newest ``limit`` of them are the newest ``limit`` matches."""
-        upto = self.get_cursor(SEARCH_CURSOR)
+        """The id, a scan of the newest events (``search_scan_first`` of them, and every one past the index's
+        cursor) and, when that scan did not fill the page, each indexed arm below it: each newest first and
+        cut to ``limit``, so that the newest ``limit`` of them all are the newest ``limit`` matches."""
+        newest = before_seq - 1 if before_seq is not None else self.max_seq()
+        bound = min(self.get_cursor(SEARCH_CURSOR), newest - self.search_scan_first)
         scan = [self._scan_predicate(), *where]
         scan_params = [*self._scan_params(text), *params]
-        found: dict[int, tuple[Any, ...]] = {}
         columns = ", ".join(f"events.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
-        lookups: list[tuple[str, list[str], list[object], str]] = [
-            (source, [condition, f"{seq} <= ?", *scan], [*arm_params, upto, *scan_params], seq)
-            for source, condition, arm_params, seq in self._search_arms(text)
-        ]
-        lookups.append(("events", ["seq > ?", *scan], [upto, *scan_params], "seq"))
-        lookups.append(("events", ["id = ?", *where], [text, *params], "seq"))
-        for source, conditions, arm_params, seq in lookups:
+
+        def newest_first(source: str, conditions: list[str], arm_params: list[object], seq: str) -> list[Any]:
             if before_seq is not None:
-                conditions = [*conditions, f"{seq} < ?"]
-                arm_params = [*arm_params, before_seq]
-            rows = self.query(f"SELECT {columns} FROM {source} WHERE {' AND '.join(conditions)} "
+                conditions, arm_params = [*conditions, f"{seq} < ?"], [*arm_params, before_seq]
+            return self.query(f"SELECT {columns} FROM {source} WHERE {' AND '.join(conditions)} "
                               f"ORDER BY {seq} DESC LIMIT ?", (*arm_params, limit))
-            for row in rows:
-                found[int(row[0])] = row
-        newest = sorted(found, reverse=True)[:limit]
-        return [_row_to_event(found[seq]) for seq in newest]
+
+        found = {int(r[0]): r for r in newest_first("events", ["id = ?", *where], [text, *params], "seq")}
+        scanned = newest_first("events", ["seq > ?", *scan], [bound, *scan_params], "seq")
+        found.update((int(r[0]), r) for r in scanned)
+        if len(scanned) < limit:  # a full page from the scan is newer than anything the index holds
+            for source, condition, arm_params, seq in self._search_arms(text):
+                rows = newest_first(source, [condition, f"{seq} <= ?", *scan], [*arm_params, bound, *scan_params],
+                                    seq)
+                found.update((int(r[0]), r) for r in rows)
+        return [_row_to_event(found[seq]) for seq in sorted(found, reverse=True)[:limit]]
 
     def index_search(self, limit: int = INDEX_BATCH) -> int:
         """Index the next ``limit`` events past the search cursor for text search, in one transaction;

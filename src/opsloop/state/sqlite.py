@@ -83,8 +83,12 @@ class SQLiteStateStore(StateStore):
         cur.execute("PRAGMA synchronous=FULL")
 
     # -- text search (migration 0005; _search.py) ----------------------------------------------
+    _search_tables = False
+    """Whether migration 0005's tables are there: kept current even while ``search_index`` is set False."""
+
     def _prepare_search(self) -> bool:
-        return bool(self.query("SELECT 1 FROM sqlite_master WHERE name = 'events_search'"))
+        self._search_tables = bool(self.query("SELECT 1 FROM sqlite_master WHERE name = 'events_search'"))
+        return self._search_tables
 
     def _search_arms(self, text: str) -> list[tuple[str, str, list[object], str]]:
         phrase = fts_phrase(text)
@@ -103,7 +107,7 @@ class SQLiteStateStore(StateStore):
             return count
 
     def _indexed_upto(self, cur: Cursor) -> int | None:
-        if not self.search_index:
+        if not self._search_tables:
             return None
         row = self.execute(cur, "SELECT seq FROM cursors WHERE consumer = ?", (SEARCH_CURSOR,)).fetchone()
         return int(row[0]) if row else 0
