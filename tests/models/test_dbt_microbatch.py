@@ -152,6 +152,8 @@ def test_microbatch_config_problems_name_the_file_and_line(tmp_path: Path) -> No
                                "select now() as ts\n",
         "models/keyed.sql": "{{ config(materialized='incremental', incremental_strategy='microbatch', "
                             "event_time='ts', batch_size='day', unique_key='id') }}\nselect now() as ts, 1 as id\n",
+        "models/py_batched.py": "def model(dbt, session):\n    dbt.config(materialized='incremental', "
+                                "incremental_strategy='microbatch')\n    return session.sql('select 1 as id')\n",
     })
     proc = opsloop(root, "validate")
     assert proc.returncode == 1
@@ -159,7 +161,8 @@ def test_microbatch_config_problems_name_the_file_and_line(tmp_path: Path) -> No
                  "models/bad_size.sql:2: microbatch model 'bad_size': batch_size must be one of hour, day, month, "
                  "year, not 'week'",
                  "models/keyed.sql:1: microbatch model 'keyed': needs a begin config",
-                 "models/keyed.sql:1: microbatch model 'keyed': unique_key is not used"):
+                 "models/keyed.sql:1: microbatch model 'keyed': unique_key is not used",
+                 "models/py_batched.py: microbatch model 'py_batched': Python models cannot use the microbatch"):
         assert line in proc.stderr, (line, proc.stderr)
     proc = opsloop(root, "build", "--event-time-start", "2024-01-02")
     assert proc.returncode != 0 and "--event-time-start was given without --event-time-end" in proc.stderr

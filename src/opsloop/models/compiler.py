@@ -194,6 +194,10 @@ class Compiler:
                 from .python_models import parse as parse_python
 
                 self.problems.extend(parse_python(self, model))
+                if model.config.get("incremental_strategy") == "microbatch":
+                    from .microbatch import config_problems
+
+                    self.problems.extend(config_problems(model, None)[:1])  # dbt refuses it for Python models
                 self._place(model, "model")
                 self.parents[model.uid] = set(model.depends_on)
                 continue
