@@ -57,7 +57,8 @@ def _files() -> dict[str, str]:
         "models/monthly_clicks.sql": f"""
             {{{{ config(materialized='incremental', incremental_strategy='microbatch', event_time='month_start',
                         batch_size='month', begin='{month_begin}') }}}}
-            select date_trunc('month', ts) as month_start, count(*) as clicks
+            select date_trunc('month', ts) as month_start, count(*) as clicks,
+              '{{{{ model.batch.id if model.batch else "" }}}}' as batch_id, '{{{{ model.name }}}}' as model_name
             from {{{{ source('files', 'clicks') }}}}
             group by 1
         """,
@@ -90,6 +91,8 @@ def test_microbatch_builds_backfills_and_adds_new_rows_as_dbt_duckdb(tmp_path: P
     assert ref.returncode == 0, ref.stdout
     built = _same(ours, theirs)
     assert len(built["main.daily"][1]) == 10  # type: ignore[arg-type]
+    batch_ids = {row[2] for row in built["main.monthly_clicks"][1]}  # type: ignore[attr-defined]
+    assert len(batch_ids) > 1 and all(len(b) == 6 for b in batch_ids), batch_ids  # model.batch.id: 202612
 
     # new rows land: today and yesterday are rebuilt (lookback 1), three days ago is not (yet)
     late = f"11,{_at(0, 1)},110\n12,{_at(-1, 2)},120\n13,{_at(-3, 3)},130\n"
@@ -152,6 +155,8 @@ def test_microbatch_config_problems_name_the_file_and_line(tmp_path: Path) -> No
                                "select now() as ts\n",
         "models/keyed.sql": "{{ config(materialized='incremental', incremental_strategy='microbatch', "
                             "event_time='ts', batch_size='day', unique_key='id') }}\nselect now() as ts, 1 as id\n",
+        "models/py_batched.py": "def model(dbt, session):\n    dbt.config(materialized='incremental', "
+                                "incremental_strategy='microbatch')\n    return session.sql('select 1 as id')\n",
     })
     proc = opsloop(root, "validate")
     assert proc.returncode == 1
@@ -159,7 +164,8 @@ def test_microbatch_config_problems_name_the_file_and_line(tmp_path: Path) -> No
                  "models/bad_size.sql:2: microbatch model 'bad_size': batch_size must be one of hour, day, month, "
                  "year, not 'week'",
                  "models/keyed.sql:1: microbatch model 'keyed': needs a begin config",
-                 "models/keyed.sql:1: microbatch model 'keyed': unique_key is not used"):
+                 "models/keyed.sql:1: microbatch model 'keyed': unique_key is not used",
+                 "models/py_batched.py: microbatch model 'py_batched': Python models cannot use the microbatch"):
         assert line in proc.stderr, (line, proc.stderr)
     proc = opsloop(root, "build", "--event-time-start", "2024-01-02")
     assert proc.returncode != 0 and "--event-time-start was given without --event-time-end" in proc.stderr

@@ -171,6 +171,9 @@ class RenderContext:
     """``{% call statement('x') %}`` results for ``load_result('x')``."""
     extra: dict[str, object] = field(default_factory=dict)
     """More names for this render only (``schemas`` and ``results`` in on-run-end)."""
+    model: Callable[[], Mapping[str, object]] | None = None
+    """dbt's ``model``: the node being rendered as ``graph.nodes`` has it (with ``batch`` in a microbatch
+    model's batch), built the first time the template reads it."""
 
 
 @dataclass
@@ -427,6 +430,34 @@ class _Graph(Mapping[str, object]):
 
 
 
+class _Model(Mapping[str, object]):
+    """dbt's ``model`` in a node's template: ``model.name``, ``model.config``, ``model.batch.event_time_start``."""
+
+    def __init__(self, cur: _Current) -> None:
+        self._cur = cur
+
+    def _get(self) -> Mapping[str, object]:
+        ctx = self._cur.ctx
+        return ctx.model() if ctx is not None and ctx.model is not None else {}
+
+    def __getitem__(self, key: str) -> object:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __getattr__(self, item: str) -> object:
+        if item.startswith("_"):
+            raise AttributeError(item)
+        try:
+            return self._get()[item]
+        except KeyError:
+            raise AttributeError(item) from None
+
+
 def _lit(value: object) -> str:
     return "'" + str(value or "").replace("'", "''") + "'"
 
@@ -647,7 +678,7 @@ class Renderer:
                 "fromjson": _fromjson, "set": _set, "set_strict": _set_strict,
                 "run_query": self._run_query, "statement": _Statement(cur), "load_result": self._load_result,
                 "api": _Api(self), "flags": _Flags(), "load_relation": adapter.load_relation,
-                "graph": _Graph(self),
+                "graph": _Graph(self), "model": _Model(cur),
             }
             # One scope, as when dbt renders the project's nodes: dbt's macros and the project's own are
             # global; a package's macros are reached through its namespace (dbt_utils.x), not by bare name.

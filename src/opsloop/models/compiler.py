@@ -194,6 +194,10 @@ class Compiler:
                 from .python_models import parse as parse_python
 
                 self.problems.extend(parse_python(self, model))
+                if model.config.get("incremental_strategy") == "microbatch":
+                    from .microbatch import config_problems
+
+                    self.problems.extend(config_problems(model, None)[:1])  # dbt refuses it for Python models
                 self._place(model, "model")
                 self.parents[model.uid] = set(model.depends_on)
                 continue
@@ -248,7 +252,11 @@ class Compiler:
         try:
             _, captured = self.renderer.render(model.file, model.raw_sql,
                                                RenderContext(ref, source, this, False, dict(model.config),
-                                                             execute=False))
+                                                             execute=False, model=lambda: {
+                                                                 "name": model.name, "resource_type": "model",
+                                                                 "unique_id": f"model.{self.mp.name}.{model.name}",
+                                                                 "package_name": self.mp.name,
+                                                                 "config": model.config, "batch": None}))
         except RenderError as exc:
             self.problems.append(Problem(model.file, exc.line, str(exc), exc.hint))
             self.parents[model.uid] = set(model.depends_on)
@@ -513,8 +521,19 @@ class Compiler:
         this = Relation(schema, ident, self.rel_text(schema, ident))
         sql, _ = self.renderer.render(model.file, model.raw_sql,
                                       RenderContext(ref, source, this, is_incremental, dict(model.config),
-                                                    query=self._query_fn()))
+                                                    query=self._query_fn(),
+                                                    model=lambda: self._model_context(model, batch)))
         return sql.strip().rstrip(";").strip()
+
+    def _model_context(self, node: Model | Snapshot, batch: Batch | None) -> dict[str, object]:
+        """dbt's ``model`` for a node compiled to run: its ``graph.nodes`` entry, and ``batch``."""
+        from .artifacts import dbt_uid
+
+        nodes = self.graph()["nodes"]
+        found = nodes.get(dbt_uid(self, node.uid)) if isinstance(nodes, dict) else None
+        out = dict(found) if isinstance(found, dict) else {"name": node.name, "config": node.config}
+        out["batch"] = batch.context() if batch is not None else None
+        return out
 
     def render_hook(self, node: Model | Seed | Snapshot | None, sql: str, file: str,
                     extra: dict[str, object] | None = None) -> str:

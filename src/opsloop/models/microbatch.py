@@ -39,6 +39,15 @@ class Batch:
         fmt = {"year": "%Y", "month": "%Y-%m", "day": "%Y-%m-%d", "hour": "%Y-%m-%dT%H"}[self.size]
         return self.start.strftime(fmt)
 
+    @property
+    def id(self) -> str:
+        """dbt's ``model.batch.id``: the label without dashes (``20240917``)."""
+        return self.label.replace("-", "")
+
+    def context(self) -> dict[str, object]:
+        """``model.batch`` in the model's Jinja: ``id``, ``event_time_start``, ``event_time_end``."""
+        return {"id": self.id, "event_time_start": self.start, "event_time_end": self.end}
+
     def predicate(self, column: str) -> str:
         """``column >= 'start' and column < 'end'``, with the times written as dbt writes them."""
         return f"{column} >= '{self.start}' and {column} < '{self.end}'"
