@@ -60,3 +60,16 @@ def relations(path: Path) -> dict[str, object]:
         return out
     finally:
         con.close()
+
+
+
+def build_both(tmp_path: Path, files: dict[str, str]) -> tuple[Path, Path]:
+    """The same project written twice (``ours``, ``theirs``) and built by ``opsloop build`` and by
+    ``dbt build``, each of which must succeed; returns the two project folders."""
+    ours = write_project(tmp_path / "ours", files)
+    theirs = write_project(tmp_path / "theirs", files)
+    proc = opsloop(ours, "build")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ref = dbt(theirs, "build")
+    assert ref.returncode == 0, ref.stdout
+    return ours, theirs

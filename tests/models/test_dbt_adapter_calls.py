@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._dbt import dbt, opsloop, relations, write_project
+from ._dbt import build_both, opsloop, relations, write_project
 
 FILES = {
     "data/orders.csv": "id,amount,note\n1,10.5,a\n2,20,b\n",
@@ -59,12 +59,7 @@ FILES = {
 
 
 def test_adapter_calls_answer_as_under_dbt_duckdb(tmp_path: Path) -> None:
-    ours = write_project(tmp_path / "ours", FILES)
-    theirs = write_project(tmp_path / "theirs", FILES)
-    proc = opsloop(ours, "build")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    ref = dbt(theirs, "build")
-    assert ref.returncode == 0, ref.stdout
+    ours, theirs = build_both(tmp_path, FILES)
     built = relations(ours / "warehouse.duckdb")
     theirs_built = relations(theirs / "dbt.duckdb")
     assert built["main.answers"] == theirs_built["main.answers"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._dbt import dbt, opsloop, relations, write_project
+from ._dbt import build_both, relations
 
 KEYS = ("resource_type", "name", "package_name", "unique_id", "schema", "alias", "original_file_path")
 
@@ -79,12 +79,7 @@ FILES = {
 
 
 def test_a_macro_over_graph_nodes_renders_as_under_dbt(tmp_path: Path) -> None:
-    ours = write_project(tmp_path / "ours", FILES)
-    theirs = write_project(tmp_path / "theirs", FILES)
-    proc = opsloop(ours, "build")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    ref = dbt(theirs, "build")
-    assert ref.returncode == 0, ref.stdout
+    ours, theirs = build_both(tmp_path, FILES)
     built = relations(ours / "warehouse.duckdb")
     names = sorted(row[1] for row in built["main.finance_catalog"][1])  # type: ignore[attr-defined]
     assert names == ["refunds", "revenue"], built["main.finance_catalog"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._dbt import dbt, opsloop, relations, write_project
+from ._dbt import build_both, opsloop, relations, write_project
 
 FILES = {
     "seeds/payments.csv": """
@@ -78,12 +78,7 @@ FILES = {
 
 
 def test_warehouse_calls_in_jinja_build_what_dbt_builds(tmp_path: Path) -> None:
-    ours = write_project(tmp_path / "ours", FILES)
-    theirs = write_project(tmp_path / "theirs", FILES)
-    proc = opsloop(ours, "build")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    ref = dbt(theirs, "build")
-    assert ref.returncode == 0, ref.stdout
+    ours, theirs = build_both(tmp_path, FILES)
     mine = relations(ours / "warehouse.duckdb")
     assert mine == relations(theirs / "dbt.duckdb")
     cols, rows = mine["main.by_method"]  # type: ignore[misc]

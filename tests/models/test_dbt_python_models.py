@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._dbt import dbt, opsloop, relations, write_project
+from ._dbt import build_both, dbt, opsloop, relations, write_project
 
 FILES = {
     "seeds/payments.csv": """
@@ -41,12 +41,7 @@ FILES = {
 
 
 def test_python_models_build_the_tables_dbt_duckdb_builds(tmp_path: Path) -> None:
-    ours = write_project(tmp_path / "ours", FILES)
-    theirs = write_project(tmp_path / "theirs", FILES)
-    proc = opsloop(ours, "build")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    ref = dbt(theirs, "build")
-    assert ref.returncode == 0, ref.stdout
+    ours, theirs = build_both(tmp_path, FILES)
     built = relations(ours / "warehouse.duckdb")
     assert built["main.report"][1] == [("ann", 34)]
     assert built["main.counted"][1] == [(1, "table")]
