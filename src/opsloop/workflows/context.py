@@ -72,6 +72,13 @@ def _now() -> float:
     return time.time()
 
 
+async def _sleep_until(deadline: float) -> None:
+    """Return at ``deadline`` by the wall clock, never before: ``asyncio.sleep`` runs on the loop's monotonic
+    clock and may wake up to its resolution early (a timer woke 0.9 ms before its deadline under load)."""
+    while (left := deadline - _now()) > 0:
+        await asyncio.sleep(left)
+
+
 def event_dict(seq: int, event_id: str, name: str, payload: JsonValue, received_at: float, source: str | None,
                endpoint: str | None) -> JsonObject:
     """How an event looks to workflows and templates: ``event.data.email``."""
@@ -253,7 +260,7 @@ class Context:
         if remaining > WAKE_EARLY:
             raise Suspend("sleeping", deadline)
         if remaining > 0:
-            await asyncio.sleep(remaining)
+            await _sleep_until(deadline)
 
     async def wait_for_event(self, name: str, match: str | None = None, timeout: str | float | None = None, *,
                              step: str | None = None) -> JsonObject | None:
@@ -278,7 +285,7 @@ class Context:
         deadline = spec["deadline"]
         if found is None and deadline is not None and 0 < deadline - _now() <= WAKE_EARLY:
             # claimed just before the deadline (WAKE_EARLY): wait it out here, then look once more
-            await asyncio.sleep(max(0.0, deadline - _now()))
+            await _sleep_until(deadline)
             found = await self._journal.find_event(spec, self.template_context())
         if found is None and deadline is not None and _now() >= deadline:
             await self._journal.resolve_wait(step_id, None)
