@@ -396,7 +396,31 @@ _EMPTY_GRAPH: dict[str, object] = {key: {} for key in ("nodes", "sources", "expo
                                                        "metrics", "semantic_models", "saved_queries")}
 
 
-class _Graph(Mapping[str, object]):
+class _LazyMapping(Mapping[str, object]):
+    """A mapping read afresh on each use from ``_get()``, its keys also attributes (``graph.nodes``)."""
+
+    def _get(self) -> Mapping[str, object]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> object:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __getattr__(self, item: str) -> object:
+        if item.startswith("_"):
+            raise AttributeError(item)
+        try:
+            return self._get()[item]
+        except KeyError:
+            raise AttributeError(item) from None
+
+
+class _Graph(_LazyMapping):
     """dbt's ``graph``: ``graph.nodes`` / ``graph.sources`` ... by unique_id, each node a dict as in
     manifest.json. Built on first use when executing; empty while parsing (as dbt's is before its
     manifest is complete), so ``{% for node in graph.nodes.values() %}`` then loops over nothing."""
@@ -410,27 +434,8 @@ class _Graph(Mapping[str, object]):
             return _EMPTY_GRAPH
         return self._r.graph()
 
-    def __getitem__(self, key: str) -> object:
-        return self._get()[key]
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._get())
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    def __getattr__(self, item: str) -> object:
-        if item.startswith("_"):
-            raise AttributeError(item)
-        try:
-            return self._get()[item]
-        except KeyError:
-            raise AttributeError(item) from None
-
-
-
-
-class _Model(Mapping[str, object]):
+class _Model(_LazyMapping):
     """dbt's ``model`` in a node's template: ``model.name``, ``model.config``, ``model.batch.event_time_start``."""
 
     def __init__(self, cur: _Current) -> None:
@@ -439,23 +444,6 @@ class _Model(Mapping[str, object]):
     def _get(self) -> Mapping[str, object]:
         ctx = self._cur.ctx
         return ctx.model() if ctx is not None and ctx.model is not None else {}
-
-    def __getitem__(self, key: str) -> object:
-        return self._get()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._get())
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    def __getattr__(self, item: str) -> object:
-        if item.startswith("_"):
-            raise AttributeError(item)
-        try:
-            return self._get()[item]
-        except KeyError:
-            raise AttributeError(item) from None
 
 
 def _lit(value: object) -> str:
