@@ -23,6 +23,9 @@ from opsloop.settings import resolve_settings
 
 PG_DSN = os.environ.get("OPSLOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# the processes the tests start (`python -m opsloop ...`) keep their compiled modules, as a user's do: with
+# PYTHONDONTWRITEBYTECODE set (this machine sets it) each one compiled opsloop again at start-up
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 def free_port() -> int:
