@@ -7,6 +7,8 @@ a node runs once all its selected parents succeeded, and is skipped when one fai
 from __future__ import annotations
 
 import contextlib
+import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -386,54 +388,103 @@ class Runner:
 
     def _microbatch(self, model: Model, wh: Warehouse, st: Statements, target: str, schema: str, ident: str,
                     res: NodeResult, incremental: bool) -> NodeResult:
-        """dbt's microbatch: the batches in order (see microbatch.py). Without the table (or with
-        --full-refresh) the first batch creates it; each later one replaces its window. A failed batch is
-        reported and the others still run, as in dbt (all of them skipped when the first one fails)."""
+        """dbt's microbatch: the batches of microbatch.py. Without the table (or with --full-refresh) the first
+        batch creates it; each later one replaces its window in one transaction (delete and insert: a reader
+        never sees the window empty). As in dbt, the first and the last batch run alone, and the ones between
+        run at once on up to ``threads`` sessions when the engine gains from it and the model allows it
+        (``concurrent_batches`` true, or unset and the model does not read ``this``). A failed batch is
+        reported and the others still run (all of them skipped when the first one fails)."""
         from .microbatch import plan
 
         batches = plan(model.config, incremental, self.started_at, self.event_time_start, self.event_time_end)
         event_time = str(model.config["event_time"])
-        failed: list[str] = []
-        changed = 0
-        for i, batch in enumerate(batches):
-            if i == 1 and failed:  # the first batch failed: the others are skipped, as in dbt
-                failed += [f"batch {b.label} skipped" for b in batches[i:]]
-                break
+        failed: dict[int, str] = {}
+        changed: dict[int, int] = {}
+        key = (schema.lower(), ident.lower())
+
+        def one(i: int, batch: Batch, on: Warehouse) -> None:
             try:
-                if not incremental:
-                    if self._existing.get((schema.lower(), ident.lower())) == "view":
-                        wh.execute(st.drop(target, "view"))
-                    for stmt in st.create_table(target, self.c.sql(model, dialect=wh.dialect, batch=batch),
-                                                replace=self._existing.get((schema.lower(), ident.lower())) == "table"):
-                        wh.execute(stmt)
+                if not incremental_now[0]:
+                    if self._existing.get(key) == "view":
+                        on.execute(st.drop(target, "view"))
+                    for stmt in st.create_table(target, self.c.sql(model, dialect=on.dialect, batch=batch),
+                                                replace=self._existing.get(key) == "table"):
+                        on.execute(stmt)
                     self._set_existing(schema, ident, "table")
-                    changed += as_int(wh.query(st.count(target)).rows[0][0])
-                    incremental = True
+                    changed[i] = as_int(on.query(st.count(target)).rows[0][0])
+                    incremental_now[0] = True
                 else:
-                    self._incremental(model, wh, st, target, schema, ident, res, batch=(batch, event_time))
-                    changed += res.changed_rows or 0
+                    part = NodeResult(res.uid, res.name, res.kind, res.materialization, res.relation, res.status)
+                    self._incremental(model, on, st, target, schema, ident, part, batch=(batch, event_time),
+                                      tmp_suffix=f"_{i}" if 0 < i < len(batches) - 1 else "")
+                    changed[i] = part.changed_rows or 0
             except Exception as exc:
                 line = getattr(exc, "line", None) or self.c.source_line(model.raw_sql, str(exc))
-                failed.append(f"batch {batch.label} failed: {f'line {line}: ' if line else ''}{_short(exc)}")
-        res.changed_rows = changed
-        if self._existing.get((schema.lower(), ident.lower())) == "table":
+                failed[i] = f"batch {batch.label} failed: {f'line {line}: ' if line else ''}{_short(exc)}"
+
+        incremental_now = [incremental]
+        one(0, batches[0], wh)
+        middle = list(range(1, len(batches) - 1))
+        at_once = self._concurrent_batches(model, len(middle)) if 0 not in failed else 1
+        if 0 in failed:
+            for i in range(1, len(batches)):
+                failed[i] = f"batch {batches[i].label} skipped"
+        elif at_once > 1:
+            sessions: queue.SimpleQueue[Warehouse] = queue.SimpleQueue()
+            opened = [self.wh.session() for _ in range(at_once)]
+            for s_ in opened:
+                sessions.put(s_)
+
+            def on_a_session(i: int) -> None:
+                session = sessions.get()
+                try:
+                    one(i, batches[i], session)
+                finally:
+                    sessions.put(session)
+
+            try:
+                with ThreadPoolExecutor(max_workers=at_once) as pool:
+                    list(pool.map(on_a_session, middle))
+            finally:
+                for s_ in opened:
+                    self.wh.release(s_)
+        else:
+            for i in middle:
+                one(i, batches[i], wh)
+        if len(batches) > 1 and 0 not in failed:
+            one(len(batches) - 1, batches[-1], wh)
+        res.changed_rows = sum(changed.values())
+        if self._existing.get(key) == "table":
             res.rows = as_int(wh.query(st.count(target)).rows[0][0])
         if failed:
             ok = len(batches) - len(failed)
-            summary = "; ".join(failed)
+            summary = "; ".join(failed[i] for i in sorted(failed))
             if ok:
                 raise ModelRunError(f"partial success ({ok}/{len(batches)} batches): {summary}")
             raise ModelRunError(f"every batch failed ({len(batches)}): {summary}")
         res.message = f"{len(batches)} batch(es) from {batches[0].label}"
+        if at_once > 1:
+            res.message += f", {len(middle)} of them {at_once} at a time"
         return res
+
+    def _concurrent_batches(self, model: Model, middle: int) -> int:
+        """How many of a microbatch model's middle batches run at once (1: in order), as dbt decides: the
+        model's ``concurrent_batches`` config, else at once unless the model reads ``{{ this }}``; never more
+        than ``threads`` sessions, and only on an engine that gains from parallel sessions (DuckDB)."""
+        if self.threads < 2 or middle < 2 or not self.wh.PARALLEL_SESSIONS:
+            return 1
+        allowed = model.config.get("concurrent_batches")
+        if allowed is None:
+            allowed = not _READS_THIS.search(model.raw_sql)
+        return min(self.threads, middle) if allowed else 1
 
     def _incremental(self, model: Model, wh: Warehouse, st: Statements, target: str, schema: str, ident: str,
                      res: NodeResult, fill: Callable[[str], None] | None = None,
-                     batch: tuple[Batch, str] | None = None) -> NodeResult:
+                     batch: tuple[Batch, str] | None = None, tmp_suffix: str = "") -> NodeResult:
         """The new rows into ``<model>__dbt_tmp`` (the SQL with is_incremental() true, or ``fill`` for a Python
         model), then appended / merged / delete+inserted into the model's table. A microbatch ``batch``
         (and its event_time column) replaces its window: delete it, insert the new rows inside it."""
-        tmp_name = f"{ident}__dbt_tmp"
+        tmp_name = f"{ident}__dbt_tmp{tmp_suffix}"
         tmp = st.rel(schema, tmp_name)
         wh.execute(st.drop(tmp, "table"))
         if fill is not None:
@@ -450,8 +501,8 @@ class Runner:
                 window = batch[0].predicate(batch[1])
                 names = ", ".join(st.q(c) for c in columns)
                 res.changed_rows = as_int(wh.query(f"select count(*) from {tmp} where {window}").rows[0][0])
-                wh.execute(f"delete from {target} where {window}")
-                wh.execute(f"insert into {target} ({names}) select {names} from {tmp} where {window}")
+                wh.atomic([f"delete from {target} where {window}",
+                           f"insert into {target} ({names}) select {names} from {tmp} where {window}"])
                 return res
             res.changed_rows = as_int(wh.query(st.count(tmp)).rows[0][0])
             keys = model.config.get("unique_key")
@@ -461,9 +512,8 @@ class Runner:
                 wh.execute(st.insert_select(target, tmp, columns))
             elif strategy == "merge" and wh.SUPPORTS_MERGE:
                 wh.execute(st.merge(target, tmp, key_list, columns))
-            else:
-                wh.execute(st.delete_matching(target, tmp, key_list))
-                wh.execute(st.insert_select(target, tmp, columns))
+            else:  # one transaction: a reader never sees the matching rows gone
+                wh.atomic([st.delete_matching(target, tmp, key_list), st.insert_select(target, tmp, columns)])
         finally:
             wh.execute(st.drop(tmp, "table"))
         res.rows = as_int(wh.query(st.count(target)).rows[0][0])
@@ -676,6 +726,10 @@ def _gate_on_tests(parents: dict[str, set[str]], units: set[str] = frozenset()) 
         for child in {c for p in ps for c in children.get(p, ())}:
             if ps <= upstream(child):
                 parents[child].add(test)
+
+
+_READS_THIS = re.compile(r"\{[{%][^}%]*\bthis\b")
+"""A model whose Jinja reads ``this`` (its own table): dbt runs its batches one after another."""
 
 
 def _short(exc: BaseException) -> str:

@@ -110,6 +110,12 @@ class Warehouse(ABC):
         self.execute(sql)
         return None
 
+    def atomic(self, statements: Sequence[str]) -> None:
+        """Run ``statements`` as one unit where the engine has transactions: a reader sees all of them or
+        none, and a failure leaves none of them done. Here (an engine without): one after another."""
+        for stmt in statements:
+            self.execute(stmt)
+
     def session(self) -> Warehouse:
         """A handle for one worker thread (its own connection where PARALLEL_SESSIONS)."""
         return self

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,22 @@ class DuckDBWarehouse(Warehouse):
             try:
                 self.con.execute(sql, list(params))
             except duckdb.Error as exc:
+                raise WarehouseError(str(exc)) from exc
+
+    def atomic(self, statements: Sequence[str]) -> None:
+        """The statements in one transaction (rolled back when one fails)."""
+        import duckdb
+
+        with self._lock:
+            con = self.con
+            try:
+                con.execute("BEGIN TRANSACTION")
+                for stmt in statements:
+                    con.execute(stmt)
+                con.execute("COMMIT")
+            except duckdb.Error as exc:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
                 raise WarehouseError(str(exc)) from exc
 
     def query(self, sql: str, params: Params = ()) -> QueryResult:

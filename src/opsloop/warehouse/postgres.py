@@ -75,6 +75,18 @@ class PostgresWarehouse(Warehouse):
         with self._lock:
             self._run(sql, params)
 
+    def atomic(self, statements: Sequence[str]) -> None:
+        """The statements in one transaction (rolled back when one fails)."""
+        import psycopg
+
+        with self._lock:
+            try:
+                with self.con.transaction():
+                    for stmt in statements:
+                        self._run(stmt, ())
+            except psycopg.Error as exc:
+                raise WarehouseError(str(exc).strip()) from exc
+
     def execute_count(self, sql: str) -> int | None:
         with self._lock:
             cur = self._run(sql, ())
