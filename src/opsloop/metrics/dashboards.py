@@ -225,6 +225,8 @@ class TileRenderer:
         grain = tile.grain or "week"
         wh = self.engine.warehouse
         since = parse_since(self._since(board, tile, filters))
+        if since is not None:  # whole cohorts: a range that starts mid-week keeps that week's every signup
+            since = truncate(since, grain)
         s_name, _, s_dim = str(tile.signup).partition(".")
         a_name, _, a_dim = str(tile.activity).partition(".")
         s_sm, a_sm = self.catalog.semantic_models[s_name], self.catalog.semantic_models[a_name]
