@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from .._halt import Halt
 from ..errors import OpsloopError
-from ..warehouse import Warehouse, as_int
+from ..narrow import as_int
+from ..warehouse import Warehouse
 from ..warehouse.sql import Statements
 from ._config import as_list, as_mapping
 from ._seeds import engine_type, seed_table
