@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 from .. import outbox
 from ..channels import SlackClient, SlackRefused, channels_of, smtp
 from ..errors import TerminalDeliveryError
+from ..narrow import opt_number
 from .dashboards import sm_dependencies
-from .engine import MetricQuery, number
+from .engine import MetricQuery
 from .periods import step, truncate
 from .spec import Alert
 
@@ -91,7 +92,8 @@ class AlertRunner:
         today = self.service.today()
         start = step(truncate(today, alert.grain), alert.grain, -max(alert.lookback, 1))
         result = self.service.query(MetricQuery(alert.metric, alert.grain, start, today, [], list(alert.where)))
-        values = [(None if row[0] is None else str(row[0]), number(row[-1])) for row in result.rows]
+        values = [(None if row[0] is None else str(row[0]), opt_number(row[-1], "a metric value"))
+                  for row in result.rows]
         period, value = values[-1] if values else (None, None)
         firing = False
         detail = ""
