@@ -17,6 +17,7 @@ from typing import TypedDict
 
 from .._ids import new_id
 from .._json import JsonObject, JsonValue
+from ..narrow import as_float, as_int, as_str, json_objects, opt_float, opt_str
 from ..state import NewEvent, StateStore, payload_text_of
 from ..state.base import Cursor, like_pattern
 from ._journal import WaitSpec
@@ -169,28 +170,7 @@ def _loads_object(text: object) -> JsonObject | None:
 
 
 def _loads_objects(text: object) -> list[JsonObject]:
-    value = _loads(text)
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _opt_float(value: object) -> float | None:
-    return None if value is None else _float(value)
-
-
-def _float(value: object) -> float:
-    if isinstance(value, int | float | str):
-        return float(value)
-    raise TypeError(f"a number was expected in wf_runs, not {value!r}")
-
-
-def _int(value: object) -> int:
-    if isinstance(value, int | float | str):
-        return int(value)
-    raise TypeError(f"an integer was expected in wf_runs, not {value!r}")
+    return json_objects(_loads(text))
 
 
 def _one(cur: Cursor) -> tuple[object, ...]:
@@ -202,14 +182,19 @@ def _one(cur: Cursor) -> tuple[object, ...]:
 
 
 def row_to_run(row: Sequence[object]) -> RunRow:
+    """A ``wf_runs`` row (``RUN_COLUMNS``) as a ``RunRow``; a column of another type is a ``NarrowError`` naming it."""
     return RunRow(
-        id=str(row[0]), workflow=str(row[1]), status=str(row[2]), dedupe_key=_opt_str(row[3]),
+        id=as_str(row[0], "wf_runs.id"), workflow=as_str(row[1], "wf_runs.workflow"),
+        status=as_str(row[2], "wf_runs.status"), dedupe_key=opt_str(row[3], "wf_runs.dedupe_key"),
         trigger=_loads_object(row[4]), events=_loads_objects(row[5]), input=_loads(row[6]), output=_loads(row[7]),
-        error=_opt_str(row[8]), start_seq=_int(row[9]), priority=_int(row[10]), concurrency_key=_opt_str(row[11]),
-        debounce_key=_opt_str(row[12]), wake_at=_opt_float(row[13]), lease_owner=_opt_str(row[14]),
-        lease_until=_opt_float(row[15]), attempts=_int(row[16]), rerun_of=_opt_str(row[17]),
-        created_at=_float(row[18]), started_at=_opt_float(row[19]), finished_at=_opt_float(row[20]),
-        updated_at=_float(row[21]), pokes=_int(row[22]),
+        error=opt_str(row[8], "wf_runs.error"), start_seq=as_int(row[9], "wf_runs.start_seq"),
+        priority=as_int(row[10], "wf_runs.priority"), concurrency_key=opt_str(row[11], "wf_runs.concurrency_key"),
+        debounce_key=opt_str(row[12], "wf_runs.debounce_key"), wake_at=opt_float(row[13], "wf_runs.wake_at"),
+        lease_owner=opt_str(row[14], "wf_runs.lease_owner"), lease_until=opt_float(row[15], "wf_runs.lease_until"),
+        attempts=as_int(row[16], "wf_runs.attempts"), rerun_of=opt_str(row[17], "wf_runs.rerun_of"),
+        created_at=as_float(row[18], "wf_runs.created_at"), started_at=opt_float(row[19], "wf_runs.started_at"),
+        finished_at=opt_float(row[20], "wf_runs.finished_at"), updated_at=as_float(row[21], "wf_runs.updated_at"),
+        pokes=as_int(row[22], "wf_runs.pokes"),
     )
 
 
@@ -456,7 +441,7 @@ class RunStore:
                 if most and ckey is not None:
                     slot = (workflow, ckey)
                     if slot not in running:
-                        running[slot] = _int(_one(self._x(
+                        running[slot] = as_int(_one(self._x(
                             cur,
                             "SELECT COUNT(*) FROM wf_runs WHERE workflow = ? AND concurrency_key = ? "
                             "AND status = 'running' AND lease_until >= ?",
@@ -631,7 +616,7 @@ class RunStore:
                 (run_id, schedule, tick))
 
     def log_top(self, cur: Cursor) -> int:
-        return _int(_one(self._x(cur, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0])
+        return as_int(_one(self._x(cur, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0], "the newest event's seq")
 
     # -- reading runs ------------------------------------------------------------------------
     def get(self, run_id: str) -> RunRow | None:
