@@ -23,6 +23,7 @@ from opsloop.narrow import (
     json_objects,
     mapping,
     number,
+    opt_bytes,
     opt_float,
     opt_int,
     opt_number,
@@ -98,6 +99,16 @@ def test_opt_readers_keep_none_and_narrow_the_rest() -> None:
     for read in (opt_int, opt_float, opt_str):
         with pytest.raises(NarrowError, match="lease_until"):
             read([], "lease_until")
+
+
+def test_opt_bytes_reads_what_both_drivers_return_for_a_blob() -> None:
+    con = sqlite3.connect(":memory:")
+    (blob,) = con.execute("SELECT CAST('ab' AS BLOB)").fetchone()
+    assert opt_bytes(blob) == b"ab" and opt_bytes(None) is None
+    assert opt_bytes(memoryview(b"cd")) == b"cd" and type(opt_bytes(bytearray(b"e"))) is bytes
+    for value in ("ab", 1, [98]):
+        with pytest.raises(NarrowError, match=r"^events\.body should be bytes or None"):
+            opt_bytes(value, "events.body")
 
 
 def test_opt_number_keeps_an_int_an_int_and_refuses_bool_and_text() -> None:

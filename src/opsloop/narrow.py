@@ -1,6 +1,6 @@
 """Narrowing values whose type the code cannot know: store rows, warehouse cells, JSON answers, config values.
 
-A driver types a row's items ``Any``, ``json.loads`` gives back any JSON value, YAML any mapping; a reader
+A driver types a row's items as anything, ``json.loads`` gives back any JSON value, YAML any mapping; a reader
 narrows a value here before it computes with it, so ``mypy --strict`` checks everything after. Two kinds:
 
 - **Strict** (``as_int``, ``as_float``, ``as_str``, ``opt_*``, ``opt_number``): a value opsloop wrote itself
@@ -27,11 +27,11 @@ from typing import SupportsFloat, SupportsIndex, SupportsInt, TypeAlias
 
 __all__ = [
     "JsonObject", "JsonValue", "NarrowError", "Row", "as_float", "as_int", "as_str", "json_list", "json_object",
-    "json_objects", "mapping", "number", "opt_float", "opt_int", "opt_number", "opt_str", "records",
+    "json_objects", "mapping", "number", "opt_bytes", "opt_float", "opt_int", "opt_number", "opt_str", "records",
 ]
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
-"""Any JSON value: what ``json.loads`` gives back and what an event's payload holds. It is recursive (an
+"""A JSON value of any kind: what ``json.loads`` gives back and what an event's payload holds. It is recursive (an
 object's values and a list's items are JSON values too); a reader narrows it before it indexes."""
 
 JsonObject: TypeAlias = "dict[str, JsonValue]"
@@ -130,6 +130,16 @@ def opt_float(value: object, what: str = "the value") -> float | None:
 def opt_str(value: object, what: str = "the value") -> str | None:
     """None for None (SQL NULL, a missing key), else ``as_str(value)``."""
     return None if value is None else as_str(value, what)
+
+
+def opt_bytes(value: object, what: str = "the value") -> bytes | None:
+    """None for None (SQL NULL), else raw bytes as the driver read them (``bytes``, ``bytearray`` or a
+    ``memoryview``, as ``bytes``); text and anything else are refused."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    raise _refuse(value, what, "bytes or None")
 
 
 def opt_number(value: object, what: str = "the value") -> int | float | None:

@@ -17,7 +17,7 @@ from typing import TypedDict
 
 from .._ids import new_id
 from .._json import JsonObject, JsonValue
-from ..narrow import as_float, as_int, as_str, json_objects, opt_float, opt_str
+from ..narrow import as_float, as_int, as_str, json_objects, opt_bytes, opt_float, opt_str
 from ..state import NewEvent, StateStore, payload_text_of
 from ..state.base import Cursor, like_pattern
 from ._journal import WaitSpec
@@ -173,6 +173,17 @@ def _loads_objects(text: object) -> list[JsonObject]:
     return json_objects(_loads(text))
 
 
+def _step_record(r: Sequence[object]) -> StepRecord:
+    started, finished = opt_float(r[8], "wf_steps.started_at"), opt_float(r[9], "wf_steps.finished_at")
+    return {
+        "step": as_str(r[0], "wf_steps.step_id"), "position": as_int(r[1], "wf_steps.pos"),
+        "kind": as_str(r[2], "wf_steps.kind"), "status": as_str(r[3], "wf_steps.status"), "input": _loads(r[4]),
+        "output": _loads(r[5]), "error": opt_str(r[6], "wf_steps.error"), "attempts": as_int(r[7], "wf_steps.attempts"),
+        "started_at": started, "finished_at": finished,
+        "duration_ms": round((finished - started) * 1000, 1) if finished is not None and started is not None else None,
+    }
+
+
 def _one(cur: Cursor) -> tuple[object, ...]:
     """The row a statement that always returns one (an aggregate, an UPDATE of a locked row) returned."""
     row = cur.fetchone()
@@ -236,7 +247,8 @@ class RunStore:
                 )
             if resume_running:
                 self._x(cur, "UPDATE wf_runs SET lease_until = 0 WHERE status = 'running'")
-        return {str(r[0]): int(r[1]) for r in self.store.query("SELECT name, since_seq FROM wf_workflows")}
+        return {str(r[0]): as_int(r[1], "wf_workflows.since_seq")
+                for r in self.store.query("SELECT name, since_seq FROM wf_workflows")}
 
     def paused(self, cur: Cursor | None = None) -> set[str]:
         sql = "SELECT name FROM wf_workflows WHERE paused = 1"
@@ -259,7 +271,7 @@ class RunStore:
 
     def created_at(self, workflow: str) -> float | None:
         rows = self.store.query("SELECT created_at FROM wf_workflows WHERE name = ?", (workflow,))
-        return float(rows[0][0]) if rows else None
+        return as_float(rows[0][0], "wf_workflows.created_at") if rows else None
 
     # -- creating runs -----------------------------------------------------------------------
     def insert_run(
@@ -326,7 +338,7 @@ class RunStore:
             cur, "SELECT id, events FROM wf_runs WHERE workflow = ? AND debounce_key = ? AND status = 'queued'",
             (workflow, key),
         ).fetchone()
-        return (str(row[0]), json.loads(row[1])) if row is not None else None
+        return (str(row[0]), _loads_objects(row[1])) if row is not None else None
 
     def hold_events(self, cur: Cursor, run_id: str, events: list[JsonObject], due: float) -> None:
         self._x(cur, "UPDATE wf_runs SET events = ?, wake_at = ?, updated_at = ? WHERE id = ?",
@@ -368,7 +380,7 @@ class RunStore:
             "WHERE w.event_name = ? AND w.after_seq < ?",
             (event_name, seq),
         ).fetchall()
-        return [(str(r[0]), r[1], r[2]) for r in rows]
+        return [(str(r[0]), opt_str(r[1], "wf_waits.match_expr"), opt_str(r[2], "wf_runs.trigger_event")) for r in rows]
 
     def poke(self, cur: Cursor, run_id: str) -> None:
         """An event matched the run's wait: make it due now (and let a running run know)."""
@@ -388,7 +400,7 @@ class RunStore:
             "('queued', 'running', 'sleeping', 'waiting') AND start_seq < ?",
             (workflow, before_seq),
         ).fetchall()
-        return [(str(r[0]), r[1]) for r in rows]
+        return [(str(r[0]), opt_str(r[1], "wf_runs.trigger_event")) for r in rows]
 
     def cancel(self, cur: Cursor, run_id: str, reason: str) -> None:
         now = time.time()
@@ -434,7 +446,8 @@ class RunStore:
                 f"ORDER BY priority DESC, wake_at LIMIT ?{lock}", (now, soon, now, limit),
             ).fetchall()
             running: dict[tuple[str, str], int] = {}
-            for run_id, workflow, ckey, status in candidates:
+            for run_id, workflow_col, ckey_col, status in candidates:
+                workflow, ckey = as_str(workflow_col, "wf_runs.workflow"), opt_str(ckey_col, "wf_runs.concurrency_key")
                 if run_id in skip:
                     continue
                 most = concurrency(workflow)
@@ -470,8 +483,7 @@ class RunStore:
             "WHERE status IN ('queued', 'sleeping', 'waiting') AND wake_at > ?",
             (early, now),
         )
-        found = rows[0][0] if rows else None
-        return float(found) if found is not None else None
+        return opt_float(rows[0][0], "wf_runs.wake_at") if rows else None
 
     def memos(self, run_ids: list[str]) -> dict[str, dict[str, StepMemo]]:
         """Each run's stored steps, by step id."""
@@ -484,9 +496,11 @@ class RunStore:
                 chunk,
             )
             for r in rows:
-                memos[r[0]][r[1]] = StepMemo(
-                    r[1], r[2], r[3], json.loads(r[4]) if r[4] else None,
-                    json.loads(r[5]) if r[5] is not None else None, r[6], int(r[7]),
+                step_id = as_str(r[1], "wf_steps.step_id")
+                memos[as_str(r[0], "wf_steps.run_id")][step_id] = StepMemo(
+                    step_id, as_str(r[2], "wf_steps.kind"), as_str(r[3], "wf_steps.status"),
+                    _loads(r[4]) if r[4] else None, _loads(r[5]), opt_str(r[6], "wf_steps.error"),
+                    as_int(r[7], "wf_steps.attempts"),
                 )
         return memos
 
@@ -594,12 +608,16 @@ class RunStore:
             "FROM events WHERE name = ? AND accepted = 1 AND seq > ? ORDER BY seq LIMIT ?",
             (name, after_seq, limit),
         )
-        return [StoredEvent(int(r[0]), r[1], r[2], payload_text_of(r[3], r[7]), r[4], r[5], r[6]) for r in rows]
+        return [StoredEvent(as_int(r[0], "events.seq"), as_str(r[1], "events.id"), as_str(r[2], "events.name"),
+                            payload_text_of(opt_str(r[3], "events.payload"), opt_bytes(r[7], "events.body")),
+                            as_float(r[4], "events.received_at"), opt_str(r[5], "events.source"),
+                            opt_str(r[6], "events.endpoint"))
+                for r in rows]
 
     # -- schedules ---------------------------------------------------------------------------
     def last_tick(self, schedule: str) -> float | None:
         rows = self.store.query("SELECT MAX(tick) FROM wf_schedule_ticks WHERE schedule = ?", (schedule,))
-        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+        return opt_float(rows[0][0], "wf_schedule_ticks.tick") if rows else None
 
     def claim_tick(self, cur: Cursor, schedule: str, tick: float) -> bool:
         """Record the tick; False when another process (or an earlier pass) already did."""
@@ -665,14 +683,7 @@ class RunStore:
             "FROM wf_steps WHERE run_id = ? ORDER BY pos",
             (run_id,),
         )
-        return [
-            {
-                "step": r[0], "position": r[1], "kind": r[2], "status": r[3], "input": _loads(r[4]),
-                "output": _loads(r[5]), "error": r[6], "attempts": r[7], "started_at": r[8], "finished_at": r[9],
-                "duration_ms": round((r[9] - r[8]) * 1000, 1) if r[9] is not None else None,
-            }
-            for r in rows
-        ]
+        return [_step_record(r) for r in rows]
 
     # -- retention ---------------------------------------------------------------------------
     def purge(self, older_than: float) -> int:
