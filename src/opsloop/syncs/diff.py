@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 from sqlglot import exp
 
 from ..errors import WarehouseError
-from ..warehouse import Warehouse, as_int
+from ..narrow import as_int
+from ..warehouse import Warehouse
 from .config import FieldSpec
 
 if TYPE_CHECKING:
