@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import StateStoreError
-from ._search import MIN_INDEXED
+from ._search import MIN_INDEXED, search_forms
 from .base import (
     ACCEPTED_STATUSES,
     ALL_STATUSES,
@@ -49,4 +49,5 @@ __all__ = [
     "StateStore",
     "open_store",
     "payload_text_of",
+    "search_forms",
 ]

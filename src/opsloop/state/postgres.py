@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import StateStoreError
-from ._search import SEARCH_CURSOR
-from .base import Cursor, StateStore, like_pattern
+from ._search import SEARCH_CURSOR, search_forms
+from .base import Cursor, StateStore, any_like, like_patterns
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -35,6 +35,12 @@ def _split_schema(url: str) -> tuple[str, str | None]:
     schema = next((v for k, v in query if k == "schema"), None)
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
     return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), schema
+
+
+def bytea_escape(text: str) -> str:
+    """``text`` as ``encode(body, 'escape')`` shows its UTF-8 bytes: each byte past ASCII as ``\\ooo``, a
+    backslash doubled (so a body holding ``é`` is found by searching ``é``)."""
+    return "".join(f"\\{b:03o}" if b > 127 else ("\\\\" if b == 92 else chr(b)) for b in text.encode("utf-8"))
 
 
 class PostgresStateStore(StateStore):
@@ -206,12 +212,18 @@ class PostgresStateStore(StateStore):
                         "WHERE error IS NOT NULL")
         return True
 
+    def _body_forms(self, forms: list[str]) -> list[str]:
+        return [bytea_escape(form) for form in forms]
+
     def _search_arms(self, text: str) -> list[tuple[str, str, list[object], str]]:
-        pattern = like_pattern(text)  # LIKE's default escape on Postgres is the backslash like_pattern uses
+        forms = search_forms(text)
+        docs = like_patterns([*forms, *self._body_forms(forms)])  # a doc is a payload or an escaped body
+        errors = like_patterns(forms)  # Postgres LIKE's default escape is the backslash
         return [
-            ("event_search JOIN events ON events.seq = event_search.event_seq", "event_search.doc ILIKE ?",
-             [pattern], "event_search.event_seq"),
-            ("events", "error IS NOT NULL AND LOWER(error) LIKE ?", [pattern], "events.seq"),
+            ("event_search JOIN events ON events.seq = event_search.event_seq",
+             any_like("event_search.doc", docs, "ILIKE ?"), list[object](docs), "event_search.event_seq"),
+            ("events", f"error IS NOT NULL AND {any_like('error', errors, 'LIKE ?')}", list[object](errors),
+             "events.seq"),
         ]
 
     def _index_batch(self, limit: int) -> int:

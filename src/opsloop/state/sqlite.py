@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import StateStoreError
-from ._search import SEARCH_CURSOR, fts_phrase
+from ._search import SEARCH_CURSOR, fts_query, search_forms
 from .base import Connection, Cursor, StateStore
 
 
@@ -91,7 +91,7 @@ class SQLiteStateStore(StateStore):
         return self._search_tables
 
     def _search_arms(self, text: str) -> list[tuple[str, str, list[object], str]]:
-        phrase = fts_phrase(text)
+        phrase = fts_query(search_forms(text))
         return [(f"{table} CROSS JOIN events ON events.seq = {table}.rowid", f"{table} MATCH ?", [phrase],
                  f"{table}.rowid") for table in ("events_search", "events_search_errors")]
 

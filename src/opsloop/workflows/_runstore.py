@@ -17,8 +17,8 @@ from typing import TypedDict
 
 from .._ids import new_id
 from .._json import JsonObject, JsonValue
-from ..state import NewEvent, StateStore, payload_text_of
-from ..state.base import Cursor, like_pattern
+from ..state import NewEvent, StateStore, payload_text_of, search_forms
+from ..state.base import Cursor, any_like, like_patterns
 from ._journal import WaitSpec
 
 RUN_COLUMNS = (
@@ -659,9 +659,9 @@ class RunStore:
             where.append("(created_at < ? OR (created_at = ? AND id < ?))")
             params += [before[0], before[0], before[1]]
         if search:
-            where.append("(LOWER(trigger_event) LIKE ? ESCAPE '\\' OR LOWER(error) LIKE ? ESCAPE '\\' OR id = ?)")
-            pattern = like_pattern(search)
-            params += [pattern, pattern, search.strip()]
+            patterns = like_patterns(search_forms(search.strip()))
+            where.append(f"({any_like('trigger_event', patterns)} OR {any_like('error', patterns)} OR id = ?)")
+            params += [*patterns, *patterns, search.strip()]
         rows = self.store.query(
             f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?",
             (*params, limit),
