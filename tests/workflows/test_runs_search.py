@@ -54,3 +54,97 @@ def test_non_ascii_text_is_found_in_triggers_and_errors(store: StateStore) -> No
     assert found(runs, "zoe") == [plain]  # no accent folding
     assert found(runs, zoe) == [zoe]  # a run id
     assert found(runs, "ö", workflow="other") == []
+
+
+def scanned(store: StateStore, runs: RunStore, text: str, **kw: object) -> list[str]:
+    store.search_index = False
+    try:
+        return found(runs, text, **kw)
+    finally:
+        store.search_index = True
+
+
+ALPHABET = "abcAB 0129%_\\\"'*()-:^.,{}@éÉ\t"
+ODD = ['"', "*", "NEAR(a b)", "AND", "%", "_", "\\", "ab", "Abc", "é", "ÉÉÉ", "{\"", "x" * 3000, "a%b", "a_b",
+       "(((", "a OR b", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "run_", "notify"]
+
+
+def test_the_index_finds_what_a_scan_finds(store: StateStore) -> None:
+    import random
+
+    assert store.search_index and store.run_search_tables
+    runs = RunStore(store)
+    runs.search_scan_first = 7  # read the index below the newest 7 runs
+    rng = random.Random(11)
+    texts = ["".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 30))) for _ in range(120)]
+    made = [add_run(runs, {"t": t}, error=texts[-1 - n] if n % 3 == 0 else None,
+                    workflow="notify" if n % 2 else "digest") for n, t in enumerate(texts)]
+    assert len(made) == 120
+    queries = [*ODD, *(t[i : i + rng.randint(3, 8)] for t in texts[:60] for i in [rng.randint(0, 10)])]
+    for query in queries:
+        assert found(runs, query) == scanned(store, runs, query), repr(query[:40])
+        assert found(runs, query, workflow="digest") == scanned(store, runs, query, workflow="digest")
+    newest = runs.list_runs(limit=30)
+    before = (newest[-1].created_at, newest[-1].id)
+    for query in queries[:25]:
+        assert found(runs, query, before=before) == scanned(store, runs, query, before=before), repr(query[:40])
+
+
+def test_a_common_text_pages_newest_first_and_errors_and_purges_are_kept(store: StateStore) -> None:
+    runs = RunStore(store)
+    runs.search_scan_first = 10
+    made = [add_run(runs, {"tag": "common", "n": n}) for n in range(60)]
+    expected = list(reversed(made))
+    assert found(runs, "common") == expected
+    page = runs.list_runs(search="common", limit=25)
+    assert [r.id for r in page] == expected[:25]
+    rest = runs.list_runs(search="common", limit=100, before=(page[-1].created_at, page[-1].id))
+    assert [r.id for r in rest] == expected[25:]
+    with runs.transaction() as cur:  # an error set when the run finishes, and changed by a cancel
+        runs.finish(cur, made[0], "failed", None, "HubSpot said 429 Too Many Requests", waited=False)
+    assert found(runs, "too many") == [made[0]]
+    with runs.transaction() as cur:
+        runs.cancel(cur, made[0], "cancelled by Zoë")
+    assert found(runs, "too many") == [] and found(runs, "by zoë") == [made[0]]
+    with runs.transaction() as cur:
+        runs.finish(cur, made[1], "completed", None, None, waited=False)
+    assert runs.purge(time.time() + 1) == 2
+    assert found(runs, "common") == expected[:-2]
+    assert found(runs, "by zoë") == []
+
+
+def test_an_upgraded_store_indexes_the_runs_it_had(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    from opsloop.state.sqlite import SQLiteStateStore
+
+    old = SQLiteStateStore(tmp_path / "old.sqlite", fsync=False)
+    old.migrate(upto=101)
+    request.addfinalizer(old.close)
+    runs = RunStore(old)
+    before = [add_run(runs, {"who": f"Ünal {n}"}, error="boom ß" if n == 3 else None) for n in range(5)]
+    assert "0102_run_search.sql" in old.migrate()
+    runs.search_scan_first = 0
+    assert found(runs, "ünal") == list(reversed(before))
+    assert found(runs, "boom ß") == [before[3]]
+    plan = " ".join(str(r) for r in old.query(
+        "EXPLAIN QUERY PLAN SELECT id FROM wf_runs ORDER BY created_at DESC, id DESC LIMIT 51"))
+    assert "wf_runs_newest" in plan and "TEMP B-TREE" not in plan, plan
+
+
+@pytest.mark.postgres
+def test_an_upgraded_postgres_store_indexes_the_runs_it_had(pg_url: str) -> None:
+    from opsloop.state.postgres import PostgresStateStore
+
+    old = PostgresStateStore(pg_url)
+    try:
+        old.migrate(upto=101)
+        runs = RunStore(old)
+        before = [add_run(runs, {"who": f"Ünal {n}"}) for n in range(5)]
+        assert "0102_run_search.sql" in old.migrate()
+        assert old.search_index and old.run_search_tables
+        runs.search_scan_first = 0
+        assert found(runs, "ünal") == list(reversed(before))
+        made = {r[0] for r in old.query("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                                        "AND tablename IN ('wf_run_search', 'wf_runs')")}
+        assert made >= {"wf_run_search_doc_trgm", "wf_runs_error_trgm", "wf_runs_newest"}
+    finally:
+        old.close()

@@ -390,8 +390,12 @@ class StateStore(ABC):
                 )
                 applied.append(migration.name)
         self.search_index = self._prepare_search()
+        self.run_search_tables = self._has_table("wf_run_search")
         self._start_indexer()
         return applied
+
+    @abstractmethod
+    def _has_table(self, name: str) -> bool: ...
 
     def _prepare_search(self) -> bool:
         """After migrating: whether the search index is there (making what the store makes outside the
@@ -571,6 +575,15 @@ class StateStore(ABC):
 
     search_scan_first: int = SCAN_FIRST
     """How many of the newest events a search scans before it reads the index (``_search.SCAN_FIRST``)."""
+
+    TEXT_INDEX: str = ""
+    """The store's trigram index kind: ``fts5`` (SQLite: FTS5 tables keyed by an integer) or ``pg_trgm``
+    (Postgres: GIN indexes over a text column). The runs search (``RunStore``) writes and reads its own
+    tables by it."""
+
+    run_search_tables: bool = False
+    """Whether migration 0102's tables (the runs search) are there (set by ``migrate``); RunStore keeps them
+    current even while ``search_index`` is False, which makes the runs search a scan, as the events'."""
 
     def _body_forms(self, forms: list[str]) -> list[str]:
         """``forms`` as ``BODY_TEXT`` spells them (the raw body read as text)."""

@@ -48,6 +48,7 @@ class PostgresStateStore(StateStore):
     BODY_TEXT = "encode(body, 'escape')"  # BYTEA as text; bytes past ASCII come out as \ooo, never an error
     placeholder = "%s"
     TEXT_HOLDS_NUL = False
+    TEXT_INDEX = "pg_trgm"
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -182,8 +183,12 @@ class PostgresStateStore(StateStore):
     """What ``event_search.doc`` holds of an event: its payload, or the body it is the same as (read as the scan
     reads it)."""
 
+    def _has_table(self, name: str) -> bool:
+        return self.query("SELECT to_regclass(?)", (name,))[0][0] is not None
+
     def _prepare_search(self) -> bool:
-        """The pg_trgm GIN indexes over ``event_search.doc`` and ``events.error``, made here rather than in
+        """The pg_trgm GIN indexes over ``event_search.doc`` and ``events.error`` (and the runs' over
+        ``wf_run_search.doc`` and ``wf_runs.error``, migration 0102), made here rather than in
         migration 0005 because they need the extension: created (in schema ``public``) when this user may,
         else searched by a scan. An extension installed later (``CREATE EXTENSION pg_trgm`` by a superuser or
         the database owner) is used from the next start."""
@@ -210,6 +215,10 @@ class PostgresStateStore(StateStore):
             cur.execute(f"CREATE INDEX IF NOT EXISTS event_search_doc_trgm ON event_search USING gin (doc {ops})")
             cur.execute(f"CREATE INDEX IF NOT EXISTS events_error_trgm ON events USING gin (LOWER(error) {ops}) "
                         "WHERE error IS NOT NULL")
+            if self.execute(cur, "SELECT to_regclass('wf_run_search')").fetchone() not in (None, (None,)):
+                cur.execute(f"CREATE INDEX IF NOT EXISTS wf_run_search_doc_trgm ON wf_run_search USING gin (doc {ops})")
+                cur.execute(f"CREATE INDEX IF NOT EXISTS wf_runs_error_trgm ON wf_runs USING gin (LOWER(error) {ops}) "
+                            "WHERE error IS NOT NULL")
         return True
 
     def _body_forms(self, forms: list[str]) -> list[str]:

@@ -18,6 +18,7 @@ from .base import Connection, Cursor, StateStore
 
 class SQLiteStateStore(StateStore):
     backend = "sqlite"
+    TEXT_INDEX = "fts5"
     _SEARCH_TEXT = "CASE WHEN payload = '' THEN CAST(body AS TEXT) ELSE payload END"
     """What ``events_search`` indexes of an event (migration 0005): its payload, or the body it is the same as."""
 
@@ -85,6 +86,9 @@ class SQLiteStateStore(StateStore):
     # -- text search (migration 0005; _search.py) ----------------------------------------------
     _search_tables = False
     """Whether migration 0005's tables are there: kept current even while ``search_index`` is set False."""
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self.query("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)))
 
     def _prepare_search(self) -> bool:
         self._search_tables = bool(self.query("SELECT 1 FROM sqlite_master WHERE name = 'events_search'"))

@@ -11,10 +11,10 @@ from .._ids import new_id
 from .._json import JsonObject, JsonValue
 from ..errors import OpsloopError
 from ..state import StateStore
-from ._runstore import RUN_COLUMNS, Cursor, RunRow, RunStore, RunSummary, StepRecord, row_to_run
+from ._runstore import RUN_COLUMNS, Cursor, NewRun, RunRow, RunStore, RunSummary, StepRecord, row_to_run
 
 __all__ = [
-    "ACTIVE", "FINISHED", "RUN_COLUMNS", "RUN_STATUSES", "RunDetail", "RunError", "RunRow", "RunSummary",
+    "ACTIVE", "FINISHED", "RUN_COLUMNS", "RUN_STATUSES", "NewRun", "RunDetail", "RunError", "RunRow", "RunSummary",
     "StepRecord", "cancel_run", "get_run", "insert_run", "list_runs", "paused_workflows", "purge_runs",
     "replay_runs", "require_run", "rerun", "row_to_run", "run_detail", "run_steps", "set_paused",
 ]
