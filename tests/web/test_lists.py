@@ -95,6 +95,39 @@ def test_runs_page_filters_searches_and_pages(page: Any, demo_site: DemoSite) ->
     page.wait_for_url(f"**/runs/{run['id']}")
 
 
+@pytest.mark.browser
+def test_runs_page_shows_new_runs_as_they_arrive(page: Any, demo_site: DemoSite) -> None:
+    """The demo keeps starting runs: /runs, left open, gains their rows at the top (server-sent events),
+    with the same links, badges and human times as the rows it was rendered with, and without reloading."""
+    violations = csp_violations(page)
+    page.goto(f"{demo_site.url}/runs")
+    page.evaluate("window.__notReloaded = true")
+    shown = {r["id"] for r in rows(page, "runs")}
+    assert shown, "the demo has runs"
+    page.wait_for_function(
+        "ids => Array.from(document.querySelectorAll('#runs tr[data-id]')).some(tr => !ids.includes(tr.dataset.id))",
+        arg=sorted(shown), timeout=60_000)
+    assert page.evaluate("window.__notReloaded === true"), "the page reloaded instead of adding the rows"
+    now = rows(page, "runs")
+    fresh = [r for r in now if r["id"] not in shown]
+    assert now[0]["id"] == fresh[0]["id"], "new runs go on top"
+    api_ids = [r["id"] for r in demo_site.get("/api/runs", limit=200)["runs"]]
+    assert all(r["id"] in api_ids for r in fresh)
+    first = page.locator(f'#runs tr[data-id="{fresh[0]["id"]}"]')
+    assert first.locator(f'a[href="/runs/{fresh[0]["id"]}"]').count() == 2
+    assert re.search(r"just now|\d+ s ago", first.locator("td").first.inner_text())  # a human time, no epoch
+    assert not re.search(r"\b1[78]\d{8}\b", first.inner_text())
+    assert "new run" in page.inner_text("#runs-live")
+    ids = [r["id"] for r in rows(page, "runs")]
+    assert len(ids) == len(set(ids)), "a run shown twice"
+    assert violations == []
+
+
+def test_runs_live_refuses_bad_parameters(demo_site: DemoSite) -> None:
+    assert demo_site.api.get("/runs/live", params={"status": "nope"}).status_code == 400
+    assert demo_site.api.get("/runs/live", params={"after": "yesterday"}).status_code == 400
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":

@@ -644,6 +644,14 @@ class RunStore:
         rows = self.store.query(f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE id = ?", (run_id,))
         return row_to_run(rows[0]) if rows else None
 
+    def get_many(self, run_ids: Sequence[str]) -> list[RunRow]:
+        """The runs of ``run_ids`` that exist (at most 500 ids), in no particular order."""
+        ids = list(run_ids)[:500]
+        if not ids:
+            return []
+        rows = self.store.query(f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE id IN ({', '.join('?' * len(ids))})", ids)
+        return [row_to_run(r) for r in rows]
+
     def list_runs(
         self, workflow: str | None = None, status: str | None = None, since: float | None = None,
         until: float | None = None, limit: int = 100, before: tuple[float, str] | None = None,
