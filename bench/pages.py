@@ -158,11 +158,11 @@ def main() -> None:
     started = time.perf_counter()
     while store.index_search():  # batches as the background indexer takes them
         pass
+    took = time.perf_counter() - started
+    print(f"indexed {args.events} events for search in {took:.1f}s ({args.events / took:,.0f} events/s)", flush=True)
     started = time.perf_counter()
     seed_runs(store, args.runs)
     print(f"seeded {args.runs} runs in {time.perf_counter() - started:.1f}s", flush=True)
-    took = time.perf_counter() - started
-    print(f"indexed {args.events} events for search in {took:.1f}s ({args.events / took:,.0f} events/s)", flush=True)
     needle = f"person{args.events - 7}@example.com"  # near the newest end: a search a person makes
     searches = {"an email": needle, "the oldest email": "person7@example.com", "text in every event": "example.com",
                 "an error": "required property", "no match": "no-such-text", "2 characters": "zz"}

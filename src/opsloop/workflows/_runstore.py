@@ -672,7 +672,8 @@ class RunStore:
             where.append("created_at <= ?")
             params.append(until)
         if before is not None:
-            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            # spelled so the (created_at, id) index bounds the range (an OR around created_at scans the table)
+            where.append("created_at <= ? AND (created_at < ? OR id < ?)")
             params += [before[0], before[0], before[1]]
         text = (search or "").strip()
         if search and "\x00" in text and not self.store.TEXT_HOLDS_NUL:
@@ -714,13 +715,13 @@ class RunStore:
                 return []
             at, last = newest[-1]
             found = [*self.store.query(
-                f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE {filters} AND (created_at > ? OR (created_at = ? AND "
-                f"id >= ?)) AND {predicate} ORDER BY created_at DESC, id DESC LIMIT ?",
+                f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE {filters} AND created_at >= ? AND (created_at > ? OR "
+                f"id >= ?) AND {predicate} ORDER BY created_at DESC, id DESC LIMIT ?",
                 (*params, at, at, last, *predicate_params, limit),
             )]
             if len(found) >= limit or len(newest) < self.search_scan_first:
                 return [row_to_run(r) for r in found]
-            older = ["(wf_runs.created_at < ? OR (wf_runs.created_at = ? AND wf_runs.id < ?))", *older]
+            older = ["wf_runs.created_at <= ? AND (wf_runs.created_at < ? OR wf_runs.id < ?)", *older]
             older_params = [at, at, last, *older_params]
         columns = ", ".join(f"wf_runs.{c.strip()}" for c in RUN_COLUMNS.split(","))
         rows = {str(r[0]): r for r in found}
