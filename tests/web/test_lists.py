@@ -178,3 +178,51 @@ def test_events_search_takes_any_text(demo_site: DemoSite) -> None:
     wait_for(note, 30, what="the search index to cover every event (no note on the page)")
     answer = demo_site.api.get("/events", params={"q": "ab"})
     assert "the text index finds 3 characters or more" in answer.text
+
+
+def test_runs_live_sends_new_runs_and_changed_rows(server: Any) -> None:
+    """``/runs/live`` on a real server: a run started after the page was rendered comes as ``event: rows``,
+    and a watched run's row comes again as ``event: row`` once it finished with an error."""
+    import json as _json
+
+    from opsloop.workflows.runs import RunStore
+
+    runs = RunStore(server.app.store)
+
+    def start(workflow: str) -> str:
+        with runs.transaction() as cur:
+            run_id = runs.insert_run(cur, workflow, {"id": new_id("evt_"), "name": "live.test", "data": {}},
+                                     dedupe_key=new_id("k_"), start_seq=0)
+        assert run_id is not None
+        return run_id
+
+    watched = start("not_in_this_project")
+    top = runs.get(watched)
+    assert top is not None
+    events: list[tuple[str, dict[str, Any]]] = []
+    with server.api() as api, api.stream("GET", "/runs/live", params={
+            "after": f"{top.created_at!r}~{top.id}", "watch": watched}) as answer:
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
+        lines = answer.iter_lines()
+        assert next(lines) == "retry: 2000"
+        newer = start("not_in_this_project")
+        with runs.transaction() as cur:
+            runs.finish(cur, watched, "failed", None, "boom, seen live", waited=False)
+        deadline = time.monotonic() + 20
+        name = ""
+        def done() -> bool:  # the server's workers may move the run on first: wait for the finish itself
+            return any(n == "rows" for n, _ in events) and any(
+                n == "row" and "boom, seen live" in d["html"] for n, d in events)
+
+        while time.monotonic() < deadline and not done():
+            line = next(lines)
+            if line.startswith("event: "):
+                name = line[len("event: "):]
+            elif line.startswith("data: ") and name in ("rows", "row"):
+                events.append((name, _json.loads(line[len("data: "):])))
+    rows = [data for n, data in events if n == "rows"]
+    changed = [data for n, data in events if n == "row"]
+    assert rows and f'data-id="{newer}"' in rows[0]["html"] and f'data-id="{watched}"' not in rows[0]["html"]
+    final = [d for d in changed if "boom, seen live" in d["html"]]
+    assert final and final[0]["id"] == watched and "status-failed" in final[0]["html"]
+    assert all(d["id"] == watched for d in changed)
