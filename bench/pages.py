@@ -12,6 +12,11 @@ Text search: the log is indexed for search (``StateStore.index_search``, what th
 indexer does) before the pages are timed, and each search is also run bare as the scan it replaced
 (``search_index`` off): ``ratio search <text>: scan p95 / index p95`` lines. Then the append path with
 the indexer running beside it against a store migrated without the search index (``ratio append ...``).
+
+Runs: ``--runs`` workflow runs are seeded through ``RunStore.insert_runs`` (every 10th finished failed, with
+an error), so ``/runs`` and its search are timed on a big runs table too; each runs search is also run bare
+as the scan it replaced (``ratio runs search <text>: scan p95 / index p95``), and inserting runs with the
+search index kept against without it (``ratio run insert ...``).
 """
 
 from __future__ import annotations
@@ -80,14 +85,64 @@ def seed(store: Any, count: int) -> int:
     return int(rows[0][0])
 
 
+def seed_runs(store: Any, count: int) -> None:
+    """``count`` finished runs, 5,000 per transaction, each with a 1-event trigger like the inbox's; every
+    10th run failed with an error."""
+    from opsloop.workflows.runs import NewRun, RunStore
+
+    runs = RunStore(store)
+    for start in range(0, count, 5000):
+        batch = [NewRun(workflow="notify" if n % 2 else "digest", dedupe_key=f"k{n}", start_seq=n,
+                        trigger={"id": f"evt_{n}", "name": "demo_request.created",
+                                 "data": {"n": n, "name": f"Person {n}", "email": f"person{n}@example.com",
+                                          "company": "Société Générale" if n % 7 == 0 else "Acme"}})
+                 for n in range(start, min(count, start + 5000))]
+        with runs.transaction() as cur:
+            made = runs.insert_runs(cur, batch)
+            for run in made.values():
+                n = int(run.dedupe_key[1:]) if run.dedupe_key else 0
+                # finished, so the server's workers have nothing to claim while the pages are timed
+                runs.finish(cur, run.id, "failed" if n % 10 == 0 else "completed", None,
+                            f"Slack said channel_not_found for person{n}" if n % 10 == 0 else None, waited=False)
+
+
+def measure_run_inserts(root: Path, smoke: bool) -> dict[str, tuple[float, float]]:
+    """p50 and p99 of ``insert_runs`` (500 runs a transaction) with the runs search index kept, and on the
+    same kind of store with ``run_search_tables`` off (what a store without migration 0102 does)."""
+    from opsloop.state import open_store
+    from opsloop.workflows.runs import NewRun, RunStore
+
+    out: dict[str, tuple[float, float]] = {}
+    batches = 5 if smoke else 40
+    for label, kept in (("without the runs search index", False), ("with the runs search index", True)):
+        store = open_store(f"sqlite:///{root}/runs-{int(kept)}.sqlite", fsync=True)
+        store.run_search_tables = kept
+        runs = RunStore(store)
+        samples = []
+        for b in range(batches):
+            batch = [NewRun(workflow="notify", dedupe_key=f"{b}-{n}", start_seq=n,
+                            trigger={"id": f"evt_{b}_{n}", "name": "demo_request.created",
+                                     "data": {"n": n, "email": f"person{n}@example.com", "note": "x" * 900}})
+                     for n in range(500)]
+            started = time.perf_counter()
+            with runs.transaction() as cur:
+                runs.insert_runs(cur, batch)
+            samples.append(time.perf_counter() - started)
+        store.close()
+        ordered = sorted(samples)
+        out[label] = (ordered[len(ordered) // 2], ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=200_000, help="workflow runs seeded for /runs")
     parser.add_argument("--requests", type=int, default=40, help="timed requests per page")
     parser.add_argument("--smoke", action="store_true", help="seconds: 3,000 events, 5 requests per page")
     args = parser.parse_args()
     if args.smoke:
-        args.events, args.requests = 3_000, 5
+        args.events, args.requests, args.runs = 3_000, 5, 3_000
 
     import httpx
 
@@ -105,6 +160,9 @@ def main() -> None:
         pass
     took = time.perf_counter() - started
     print(f"indexed {args.events} events for search in {took:.1f}s ({args.events / took:,.0f} events/s)", flush=True)
+    started = time.perf_counter()
+    seed_runs(store, args.runs)
+    print(f"seeded {args.runs} runs in {time.perf_counter() - started:.1f}s", flush=True)
     needle = f"person{args.events - 7}@example.com"  # near the newest end: a search a person makes
     searches = {"an email": needle, "the oldest email": "person7@example.com", "text in every event": "example.com",
                 "an error": "required property", "no match": "no-such-text", "2 characters": "zz"}
@@ -116,15 +174,21 @@ def main() -> None:
         "/events?q=<an email>": (f"/events?q={needle}", {"search": needle}),
         "/events?q=<no match>": ("/events?q=no-such-text", {"search": "no-such-text"}),
         "/runs": ("/runs", {}),
+        "/runs?q=<an email>": (f"/runs?q=person{args.runs - 7}@example.com",
+                               {"search": f"person{args.runs - 7}@example.com"}),
+        "/runs?q=<no match>": ("/runs?q=no-such-text", {"search": "no-such-text"}),
     }
+    run_searches = {"an email": f"person{args.runs - 7}@example.com", "the oldest email": "person7@example.com",
+                    "text in every run": "example.com", "an error": "channel_not_found for person7",
+                    "non-ASCII (escaped in the JSON)": "société", "no match": "no-such-text"}
 
     def bare(kwargs: dict[str, Any]) -> Callable[[], object]:
         return lambda: store.list_events(limit=51, **kwargs)
 
-    def bare_runs() -> object:
+    def bare_runs(kwargs: dict[str, Any]) -> Callable[[], object]:
         from opsloop.workflows import runs
 
-        return runs.list_runs(store, limit=51)
+        return lambda: runs.list_runs(store, limit=51, **kwargs)
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSLOOP_")}
@@ -152,7 +216,7 @@ def main() -> None:
                 assert answer.status_code == 200, (p, answer.status_code, answer.text[:300])
 
             served = p95(timed(page, args.requests))
-            direct = p95(timed(bare_runs if label == "/runs" else bare(kwargs), args.requests))
+            direct = p95(timed(bare_runs(kwargs) if label.startswith("/runs") else bare(kwargs), args.requests))
             figures[label] = (served, direct)
             print(f"measured {label}: page p95 {served * 1000:.1f} ms, bare store p95 {direct * 1000:.1f} ms",
                   flush=True)
@@ -170,7 +234,18 @@ def main() -> None:
         searched[label] = (indexed, scan)
         print(f"measured search {label!r}: index p95 {indexed * 1000:.1f} ms, scan p95 {scan * 1000:.1f} ms",
               flush=True)
+    for label, text in run_searches.items():
+        indexed = p95(timed(bare_runs({"search": text}), args.requests))
+        store.search_index = False
+        try:
+            scan = p95(timed(bare_runs({"search": text}), max(3, args.requests // 4)))
+        finally:
+            store.search_index = True
+        searched[f"runs: {label}"] = (indexed, scan)
+        print(f"measured runs search {label!r}: index p95 {indexed * 1000:.1f} ms, scan p95 {scan * 1000:.1f} ms",
+              flush=True)
     appends = measure_appends(root, args.smoke)
+    run_inserts = measure_run_inserts(root, args.smoke)
     store.close()
     print(f"{'page':34} {'page p95':>10} {'bare store p95':>15}   ({args.events} events)")
     for label, (served, direct) in figures.items():
@@ -182,10 +257,17 @@ def main() -> None:
     print(f"{'append 200 events (1 KB each)':34} {'p50':>10} {'p99':>15}")
     for label, (p50, p99) in appends.items():
         print(f"{label:34} {p50 * 1000:8.1f}ms {p99 * 1000:13.1f}ms")
+    print(f"{'insert 500 runs (1 KB triggers)':34} {'p50':>10} {'p99':>15}")
+    for label, (p50, p99) in run_inserts.items():
+        print(f"{label:34} {p50 * 1000:8.1f}ms {p99 * 1000:13.1f}ms")
     for label, (served, direct) in figures.items():
         ratio(f"{label} p95 / bare store p95", served / max(direct, 1e-6))
     for label, (indexed, scan) in searched.items():
         ratio(f"search {label}: scan p95 / index p95", scan / max(indexed, 1e-6))
+    (run50, run99), (kept50, kept99) = (run_inserts["without the runs search index"],
+                                        run_inserts["with the runs search index"])
+    ratio("run insert p50 with the runs search index / without", kept50 / max(run50, 1e-6))
+    ratio("run insert p99 with the runs search index / without", kept99 / max(run99, 1e-6))
     (base50, base99), (with50, with99) = appends["without the search index"], appends["with the indexer beside it"]
     ratio("append p50 with the search indexer / without", with50 / max(base50, 1e-6))
     ratio("append p99 with the search indexer / without", with99 / max(base99, 1e-6))

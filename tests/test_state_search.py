@@ -78,6 +78,41 @@ def test_search_finds_payload_body_and_error_text_indexed_or_not(store: StateSto
         assert ids(store, "no such text") == []
 
 
+def test_non_ascii_text_is_found_however_it_was_stored(store: StateStore) -> None:
+    """opsloop's own JSON escapes non-ASCII (``json.dumps``: é is \\u00e9); a webhook body keeps the sender's
+    bytes (raw UTF-8 or escapes). A search typed as a person types it finds each, in either case."""
+    now = time.time()
+    raw = '{"name": "Zoë Ölçer", "city": "Montréal"}'.encode()  # the sender's UTF-8, stored as the body
+    sent_escaped = b'{"name": "Zo\\u00eb \\u00d6l\\u00e7er", "city": "Montr\\u00e9al"}'
+    events = [
+        NewEvent(id=new_id("evt_"), name="hook", received_at=now, body=raw, payload_text=raw.decode(),
+                 payload={"name": "Zoë Ölçer", "city": "Montréal"}),
+        NewEvent(id=new_id("evt_"), name="hook", received_at=now, body=sent_escaped,
+                 payload_text=sent_escaped.decode(), payload={"name": "Zoë Ölçer", "city": "Montréal"}),
+        NewEvent(id=new_id("evt_"), name="own", received_at=now, payload={"name": "ZOË ÖLÇER", "city": "MONTRÉAL"}),
+        NewEvent(id=new_id("evt_"), name="own", received_at=now, payload={"note": "plain"},
+                 error={"reason": "Bitte prüfen: Größe"}),
+        NewEvent(id=new_id("evt_"), name="own", received_at=now, payload={"quote": 'she said "oui"', "emoji": "🚀 go"}),
+    ]
+    store.append_events(events)
+    stored = store.query("SELECT payload FROM events WHERE id = ?", (events[2].id,))[0][0]
+    assert "\\u00cb" in stored  # the escaped form this test is about
+    everyone = [events[2].id, events[1].id, events[0].id]
+    for indexed in (False, True):
+        if indexed:
+            index_all(store)
+        assert ids(store, "Zoë") == everyone
+        assert ids(store, "zoë ölçer") == everyone
+        assert ids(store, "ZOË ÖLÇER") == everyone
+        assert ids(store, "montréal") == everyone
+        assert ids(store, "é") == everyone  # one character: a scan
+        assert ids(store, "prüfen") == [events[3].id]  # in an error
+        assert ids(store, "GRÖSSE") == []  # ß is not SS: a search finds what was written
+        assert ids(store, 'said "oui"') == [events[4].id]  # the quotes JSON escaped
+        assert ids(store, "🚀 go") == [events[4].id]  # past the BMP: a surrogate pair in JSON
+        assert ids(store, "zoe") == []  # no accent folding
+
+
 def test_an_error_set_later_is_found_and_a_purged_event_is_not(store: StateStore) -> None:
     now = time.time()
     kept = NewEvent(id=new_id("evt_"), name="a", received_at=now, payload={"x": "alpha"})

@@ -95,6 +95,39 @@ def test_runs_page_filters_searches_and_pages(page: Any, demo_site: DemoSite) ->
     page.wait_for_url(f"**/runs/{run['id']}")
 
 
+@pytest.mark.browser
+def test_runs_page_shows_new_runs_as_they_arrive(page: Any, demo_site: DemoSite) -> None:
+    """The demo keeps starting runs: /runs, left open, gains their rows at the top (server-sent events),
+    with the same links, badges and human times as the rows it was rendered with, and without reloading."""
+    violations = csp_violations(page)
+    page.goto(f"{demo_site.url}/runs")
+    page.evaluate("window.__notReloaded = true")
+    shown = {r["id"] for r in rows(page, "runs")}
+    assert shown, "the demo has runs"
+    page.wait_for_function(
+        "ids => Array.from(document.querySelectorAll('#runs tr[data-id]')).some(tr => !ids.includes(tr.dataset.id))",
+        arg=sorted(shown), timeout=60_000)
+    assert page.evaluate("window.__notReloaded === true"), "the page reloaded instead of adding the rows"
+    now = rows(page, "runs")
+    fresh = [r for r in now if r["id"] not in shown]
+    assert now[0]["id"] == fresh[0]["id"], "new runs go on top"
+    api_ids = [r["id"] for r in demo_site.get("/api/runs", limit=200)["runs"]]
+    assert all(r["id"] in api_ids for r in fresh)
+    first = page.locator(f'#runs tr[data-id="{fresh[0]["id"]}"]')
+    assert first.locator(f'a[href="/runs/{fresh[0]["id"]}"]').count() == 2
+    assert re.search(r"just now|\d+ s ago", first.locator("td").first.inner_text())  # a human time, no epoch
+    assert not re.search(r"\b1[78]\d{8}\b", first.inner_text())
+    assert "new run" in page.inner_text("#runs-live")
+    ids = [r["id"] for r in rows(page, "runs")]
+    assert len(ids) == len(set(ids)), "a run shown twice"
+    assert violations == []
+
+
+def test_runs_live_refuses_bad_parameters(demo_site: DemoSite) -> None:
+    assert demo_site.api.get("/runs/live", params={"status": "nope"}).status_code == 400
+    assert demo_site.api.get("/runs/live", params={"after": "yesterday"}).status_code == 400
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
@@ -145,3 +178,51 @@ def test_events_search_takes_any_text(demo_site: DemoSite) -> None:
     wait_for(note, 30, what="the search index to cover every event (no note on the page)")
     answer = demo_site.api.get("/events", params={"q": "ab"})
     assert "the text index finds 3 characters or more" in answer.text
+
+
+def test_runs_live_sends_new_runs_and_changed_rows(server: Any) -> None:
+    """``/runs/live`` on a real server: a run started after the page was rendered comes as ``event: rows``,
+    and a watched run's row comes again as ``event: row`` once it finished with an error."""
+    import json as _json
+
+    from opsloop.workflows.runs import RunStore
+
+    runs = RunStore(server.app.store)
+
+    def start(workflow: str) -> str:
+        with runs.transaction() as cur:
+            run_id = runs.insert_run(cur, workflow, {"id": new_id("evt_"), "name": "live.test", "data": {}},
+                                     dedupe_key=new_id("k_"), start_seq=0)
+        assert run_id is not None
+        return run_id
+
+    watched = start("not_in_this_project")
+    top = runs.get(watched)
+    assert top is not None
+    events: list[tuple[str, dict[str, Any]]] = []
+    with server.api() as api, api.stream("GET", "/runs/live", params={
+            "after": f"{top.created_at!r}~{top.id}", "watch": watched}) as answer:
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
+        lines = answer.iter_lines()
+        assert next(lines) == "retry: 2000"
+        newer = start("not_in_this_project")
+        with runs.transaction() as cur:
+            runs.finish(cur, watched, "failed", None, "boom, seen live", waited=False)
+        deadline = time.monotonic() + 20
+        name = ""
+        def done() -> bool:  # the server's workers may move the run on first: wait for the finish itself
+            return any(n == "rows" for n, _ in events) and any(
+                n == "row" and "boom, seen live" in d["html"] for n, d in events)
+
+        while time.monotonic() < deadline and not done():
+            line = next(lines)
+            if line.startswith("event: "):
+                name = line[len("event: "):]
+            elif line.startswith("data: ") and name in ("rows", "row"):
+                events.append((name, _json.loads(line[len("data: "):])))
+    rows = [data for n, data in events if n == "rows"]
+    changed = [data for n, data in events if n == "row"]
+    assert rows and f'data-id="{newer}"' in rows[0]["html"] and f'data-id="{watched}"' not in rows[0]["html"]
+    final = [d for d in changed if "boom, seen live" in d["html"]]
+    assert final and final[0]["id"] == watched and "status-failed" in final[0]["html"]
+    assert all(d["id"] == watched for d in changed)

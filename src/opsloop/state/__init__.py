@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import StateStoreError
-from ._search import MIN_INDEXED
+from ._search import MIN_INDEXED, SCAN_FIRST, fts_query, search_forms
 from .base import (
     ACCEPTED_STATUSES,
     ALL_STATUSES,
@@ -43,10 +43,13 @@ __all__ = [
     "ACCEPTED_STATUSES",
     "ALL_STATUSES",
     "MIN_INDEXED",
+    "SCAN_FIRST",
     "AppendResult",
     "EventRecord",
     "NewEvent",
     "StateStore",
+    "fts_query",
     "open_store",
     "payload_text_of",
+    "search_forms",
 ]

@@ -11,12 +11,18 @@ on, so an index never changes what a search finds, only how fast:
 - when that scan did not fill the page, the older events are found through the index, newest first;
 - a text shorter than 3 characters has no trigram, and is searched by a scan of the whole log.
 
+The text is searched in every form it may have been stored in (``search_forms``): as typed, and as JSON
+writes it (opsloop's own JSON escapes non-ASCII characters, ``é`` as ``\\u00e9``), each non-ASCII letter in
+its lower and upper case (the stores' ``LOWER`` folds ASCII only on SQLite).
+
 The indexer runs in a thread of the process that owns the store, after each append (or every half second),
 ``INDEX_BATCH`` events per transaction, so the inbox's appends never tokenize anything.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import threading
 import time
@@ -53,10 +59,63 @@ _IDLE = 0.5
 a caller's transaction do not wake it)."""
 
 
+MAX_CASE_FORMS = 8
+"""How many lower/upper-case spellings of a text's non-ASCII letters a search tries (every mix of up to three
+such letters); a text with more tries them all lower-case and all upper-case."""
+
+_ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with only A-Z lowered: what SQLite's ``LOWER`` does (Python's ``lower`` folds every letter)."""
+    return text.translate(_ASCII_LOWER)
+
+
+def _case_forms(text: str) -> list[str]:
+    """``text`` with its non-ASCII letters in each mix of their lower and upper case (``é`` and ``É``)."""
+    letters = sorted({c.lower() for c in text if ord(c) > 127 and len(c.lower()) == 1 and len(c.upper()) == 1
+                      and c.lower() != c.upper()})
+    if not letters:
+        return [text]
+    choices = [(low, low.upper()) for low in letters]
+    mixes: list[tuple[str, ...]]
+    if 2 ** len(letters) > MAX_CASE_FORMS:
+        mixes = [tuple(low for low, _ in choices), tuple(up for _, up in choices)]
+    else:
+        mixes = list(itertools.product(*choices))
+    forms = []
+    for mix in mixes:
+        spelled = dict(zip(letters, mix, strict=True))
+        forms.append("".join(spelled.get(c.lower(), c) if ord(c) > 127 else c for c in text))
+    return forms
+
+
+def search_forms(text: str) -> list[str]:
+    """Every spelling under which ``text`` may be stored, the text itself first, without repeats: its
+    non-ASCII letters in lower and upper case, each as typed and as JSON writes it inside a string (with
+    ``ensure_ascii``, as ``json.dumps`` does by default: ``é`` is ``\\u00e9``; and without: ``"`` is ``\\"``).
+
+    >>> search_forms("Zoë")
+    ['Zoë', 'ZoË', 'Zo\\\\u00eb', 'Zo\\\\u00cb']
+    """
+    found: dict[str, None] = {}
+    for form in [text, *_case_forms(text)]:
+        found[form] = None
+    for form in list(found):
+        found[json.dumps(form, ensure_ascii=False)[1:-1]] = None
+        found[json.dumps(form)[1:-1]] = None
+    return list(found)
+
+
 def fts_phrase(text: str) -> str:
     """``text`` as one FTS5 string (a phrase: with the trigram tokenizer, the substring), whatever it holds:
     ``"`` is doubled, and ``*``, ``NEAR(``, ``AND``, ``:`` and the like are plain characters inside quotes."""
     return '"' + text.replace('"', '""') + '"'
+
+
+def fts_query(forms: list[str]) -> str:
+    """An FTS5 query finding any of ``forms`` (``search_forms``), each as a phrase."""
+    return " OR ".join(fts_phrase(form) for form in forms)
 
 
 class SearchIndexer:

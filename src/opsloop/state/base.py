@@ -21,7 +21,7 @@ from typing import Protocol, cast
 from .._json import JsonObject, JsonValue
 from ..narrow import as_float, as_int, as_str, opt_bytes, opt_float, opt_str
 from ._migrations import migrations
-from ._search import INDEX_BATCH, MIN_INDEXED, SCAN_FIRST, SEARCH_CURSOR, SearchIndexer
+from ._search import INDEX_BATCH, MIN_INDEXED, SCAN_FIRST, SEARCH_CURSOR, SearchIndexer, ascii_lower, search_forms
 
 
 class Cursor(Protocol):
@@ -152,10 +152,19 @@ class EventRecord:
         return json_safe_object(out)
 
 
-def like_pattern(text: str) -> str:
-    """``%text%`` for ``LOWER(column) LIKE ? ESCAPE '\\'``, with the text's own ``%``, ``_`` and ``\\`` escaped."""
-    escaped = text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def like_patterns(forms: Sequence[str]) -> list[str]:
+    """``%form%`` for ``LOWER(column) LIKE ? ESCAPE '\\'``, one for each of ``forms`` (``search_forms``): A-Z
+    lowered (as both stores' ``LOWER`` does; the forms spell the other letters in both cases) and the form's
+    own ``%``, ``_`` and ``\\`` escaped."""
+    escaped = (ascii_lower(form).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for form in forms)
+    return [f"%{form}%" for form in dict.fromkeys(escaped)]
+
+
+def any_like(column: str, patterns: Sequence[str], test: str = "LIKE ? ESCAPE '\\'") -> str:
+    """SQL: ``LOWER(column)`` matches one of ``patterns`` (``like_patterns``; as many ``?`` as patterns).
+    ``test`` spells the match otherwise (``ILIKE ?`` on Postgres, whose trigram index is on the column)."""
+    lowered = column if test.startswith("ILIKE") else f"LOWER({column})"
+    return "(" + " OR ".join([f"{lowered} {test}"] * len(patterns)) + ")"
 
 
 def _strict_json(value: object) -> bool:
@@ -385,8 +394,12 @@ class StateStore(ABC):
                 )
                 applied.append(migration.name)
         self.search_index = self._prepare_search()
+        self.run_search_tables = self._has_table("wf_run_search")
         self._start_indexer()
         return applied
+
+    @abstractmethod
+    def _has_table(self, name: str) -> bool: ...
 
     def _prepare_search(self) -> bool:
         """After migrating: whether the search index is there (making what the store makes outside the
@@ -546,8 +559,9 @@ class StateStore(ABC):
             where.append("seq < ?")
             params.append(before_seq)
         if search:
-            where.append(f"({self._scan_predicate()} OR id = ?)")
-            params += [*self._scan_params(text), text]
+            predicate, predicate_params = self._scan(text)
+            where.append(f"({predicate} OR id = ?)")
+            params += [*predicate_params, text]
         rows = self.query(
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where) or '1 = 1'} ORDER BY seq DESC LIMIT ?",
             (*params, limit),
@@ -566,15 +580,27 @@ class StateStore(ABC):
     search_scan_first: int = SCAN_FIRST
     """How many of the newest events a search scans before it reads the index (``_search.SCAN_FIRST``)."""
 
-    def _scan_predicate(self) -> str:
-        """The search as a scan: the text in the payload, in the body stored as the payload, or the error."""
-        return (f"(LOWER(payload) LIKE ? ESCAPE '\\' OR (payload = ? AND LOWER({self.BODY_TEXT}) LIKE ? "
-                "ESCAPE '\\') OR LOWER(error) LIKE ? ESCAPE '\\')")
+    TEXT_INDEX: str = ""
+    """The store's trigram index kind: ``fts5`` (SQLite: FTS5 tables keyed by an integer) or ``pg_trgm``
+    (Postgres: GIN indexes over a text column). The runs search (``RunStore``) writes and reads its own
+    tables by it."""
 
-    @staticmethod
-    def _scan_params(text: str) -> list[object]:
-        pattern = like_pattern(text)
-        return [pattern, SAME_AS_BODY, pattern, pattern]
+    run_search_tables: bool = False
+    """Whether migration 0102's tables (the runs search) are there (set by ``migrate``); RunStore keeps them
+    current even while ``search_index`` is False, which makes the runs search a scan, as the events'."""
+
+    def _body_forms(self, forms: list[str]) -> list[str]:
+        """``forms`` as ``BODY_TEXT`` spells them (the raw body read as text)."""
+        return forms
+
+    def _scan(self, text: str) -> tuple[str, list[object]]:
+        """The search as a scan, SQL and parameters: any form of the text (``search_forms``) in the payload,
+        in the body stored as the payload, or in the error."""
+        forms = search_forms(text)
+        texts, bodies = like_patterns(forms), like_patterns(self._body_forms(forms))
+        sql = (f"({any_like('payload', texts)} OR (payload = ? AND {any_like(self.BODY_TEXT, bodies)}) "
+               f"OR {any_like('error', texts)})")
+        return sql, [*texts, SAME_AS_BODY, *bodies, *texts]
 
     def _search_arms(self, text: str) -> list[tuple[str, str, list[object], str]]:
         """The indexed lookups of a search, each ``(from, condition, params, seq column)``: rows of
@@ -588,8 +614,9 @@ class StateStore(ABC):
         cut to ``limit``, so that the newest ``limit`` of them all are the newest ``limit`` matches."""
         newest = before_seq - 1 if before_seq is not None else self.max_seq()
         bound = min(self.get_cursor(SEARCH_CURSOR), newest - self.search_scan_first)
-        scan = [self._scan_predicate(), *where]
-        scan_params = [*self._scan_params(text), *params]
+        predicate, predicate_params = self._scan(text)
+        scan = [predicate, *where]
+        scan_params = [*predicate_params, *params]
         columns = ", ".join(f"events.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
 
         def newest_first(source: str, conditions: list[str], arm_params: list[object],

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import StateStoreError
-from ._search import SEARCH_CURSOR
-from .base import Cursor, StateStore, like_pattern
+from ._search import SEARCH_CURSOR, search_forms
+from .base import Cursor, StateStore, any_like, like_patterns
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -37,11 +37,18 @@ def _split_schema(url: str) -> tuple[str, str | None]:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), schema
 
 
+def bytea_escape(text: str) -> str:
+    """``text`` as ``encode(body, 'escape')`` shows its UTF-8 bytes: each byte past ASCII as ``\\ooo``, a
+    backslash doubled (so a body holding ``é`` is found by searching ``é``)."""
+    return "".join(f"\\{b:03o}" if b > 127 else ("\\\\" if b == 92 else chr(b)) for b in text.encode("utf-8"))
+
+
 class PostgresStateStore(StateStore):
     backend = "postgres"
     BODY_TEXT = "encode(body, 'escape')"  # BYTEA as text; bytes past ASCII come out as \ooo, never an error
     placeholder = "%s"
     TEXT_HOLDS_NUL = False
+    TEXT_INDEX = "pg_trgm"
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -176,8 +183,12 @@ class PostgresStateStore(StateStore):
     """What ``event_search.doc`` holds of an event: its payload, or the body it is the same as (read as the scan
     reads it)."""
 
+    def _has_table(self, name: str) -> bool:
+        return self.query("SELECT to_regclass(?)", (name,))[0][0] is not None
+
     def _prepare_search(self) -> bool:
-        """The pg_trgm GIN indexes over ``event_search.doc`` and ``events.error``, made here rather than in
+        """The pg_trgm GIN indexes over ``event_search.doc`` and ``events.error`` (and the runs' over
+        ``wf_run_search.doc`` and ``wf_runs.error``, migration 0102), made here rather than in
         migration 0005 because they need the extension: created (in schema ``public``) when this user may,
         else searched by a scan. An extension installed later (``CREATE EXTENSION pg_trgm`` by a superuser or
         the database owner) is used from the next start."""
@@ -204,14 +215,24 @@ class PostgresStateStore(StateStore):
             cur.execute(f"CREATE INDEX IF NOT EXISTS event_search_doc_trgm ON event_search USING gin (doc {ops})")
             cur.execute(f"CREATE INDEX IF NOT EXISTS events_error_trgm ON events USING gin (LOWER(error) {ops}) "
                         "WHERE error IS NOT NULL")
+            if self.execute(cur, "SELECT to_regclass('wf_run_search')").fetchone() not in (None, (None,)):
+                cur.execute(f"CREATE INDEX IF NOT EXISTS wf_run_search_doc_trgm ON wf_run_search USING gin (doc {ops})")
+                cur.execute(f"CREATE INDEX IF NOT EXISTS wf_runs_error_trgm ON wf_runs USING gin (LOWER(error) {ops}) "
+                            "WHERE error IS NOT NULL")
         return True
 
+    def _body_forms(self, forms: list[str]) -> list[str]:
+        return [bytea_escape(form) for form in forms]
+
     def _search_arms(self, text: str) -> list[tuple[str, str, list[object], str]]:
-        pattern = like_pattern(text)  # LIKE's default escape on Postgres is the backslash like_pattern uses
+        forms = search_forms(text)
+        docs = like_patterns([*forms, *self._body_forms(forms)])  # a doc is a payload or an escaped body
+        errors = like_patterns(forms)  # Postgres LIKE's default escape is the backslash
         return [
-            ("event_search JOIN events ON events.seq = event_search.event_seq", "event_search.doc ILIKE ?",
-             [pattern], "event_search.event_seq"),
-            ("events", "error IS NOT NULL AND LOWER(error) LIKE ?", [pattern], "events.seq"),
+            ("event_search JOIN events ON events.seq = event_search.event_seq",
+             any_like("event_search.doc", docs, "ILIKE ?"), list[object](docs), "event_search.event_seq"),
+            ("events", f"error IS NOT NULL AND {any_like('error', errors, 'LIKE ?')}", list[object](errors),
+             "events.seq"),
         ]
 
     def _index_batch(self, limit: int) -> int:

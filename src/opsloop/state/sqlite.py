@@ -13,12 +13,13 @@ from pathlib import Path
 
 from ..errors import StateStoreError
 from ..narrow import as_int
-from ._search import SEARCH_CURSOR, fts_phrase
+from ._search import SEARCH_CURSOR, fts_query, search_forms
 from .base import Connection, Cursor, StateStore
 
 
 class SQLiteStateStore(StateStore):
     backend = "sqlite"
+    TEXT_INDEX = "fts5"
     _SEARCH_TEXT = "CASE WHEN payload = '' THEN CAST(body AS TEXT) ELSE payload END"
     """What ``events_search`` indexes of an event (migration 0005): its payload, or the body it is the same as."""
 
@@ -88,12 +89,15 @@ class SQLiteStateStore(StateStore):
     _search_tables = False
     """Whether migration 0005's tables are there: kept current even while ``search_index`` is set False."""
 
+    def _has_table(self, name: str) -> bool:
+        return bool(self.query("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)))
+
     def _prepare_search(self) -> bool:
         self._search_tables = bool(self.query("SELECT 1 FROM sqlite_master WHERE name = 'events_search'"))
         return self._search_tables
 
     def _search_arms(self, text: str) -> list[tuple[str, str, list[object], str]]:
-        phrase = fts_phrase(text)
+        phrase = fts_query(search_forms(text))
         return [(f"{table} CROSS JOIN events ON events.seq = {table}.rowid", f"{table} MATCH ?", [phrase],
                  f"{table}.rowid") for table in ("events_search", "events_search_errors")]
 

@@ -5,11 +5,13 @@ the millionth event as on the first)."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..state import ALL_STATUSES, MIN_INDEXED, EventRecord, StateStore
@@ -20,6 +22,12 @@ if TYPE_CHECKING:
     from .server import Web
 
 PAGE_SIZE = 50
+
+LIVE_POLL = 1.0
+"""Seconds between two looks of ``/runs/live`` at the runs (the run page's stream looks every 0.5 s)."""
+
+LIVE_WATCH = 50
+"""The most unfinished runs of a page whose rows one ``/runs/live`` stream keeps current."""
 
 
 def _clean(request: Request, *names: str) -> dict[str, str]:
@@ -78,19 +86,32 @@ def routes(web: Web) -> list[Route]:
             newest="?" + urlencode(filters) if filters else "/events", message=request.query_params.get("message"),
         )
 
-    async def runs_page(request: Request) -> Response:
+    def run_filters(request: Request) -> tuple[dict[str, str], Response | None]:
         filters = _clean(request, "status", "workflow", "q")
         if filters.get("status") and filters["status"] not in runs.RUN_STATUSES:
-            return bad(request, "runs", f"unknown status {filters['status']!r}; use one of "
-                                        f"{', '.join(runs.RUN_STATUSES)}")
-        raw_before = request.query_params.get("before", "").strip()
-        before: tuple[float, str] | None = None
-        if raw_before:
-            at, _, run_id = raw_before.partition("~")
-            try:
-                before = (float(at), run_id)
-            except ValueError:
-                return bad(request, "runs", f"'before' should be what the Older link gives, not {raw_before!r}")
+            return filters, bad(request, "runs", f"unknown status {filters['status']!r}; use one of "
+                                                 f"{', '.join(runs.RUN_STATUSES)}")
+        return filters, None
+
+    def run_key(request: Request, name: str) -> tuple[float, str] | Response | None:
+        """The ``created_at~id`` of a run (as the Older link and the live rows give it) in parameter ``name``."""
+        raw = request.query_params.get(name, "").strip()
+        if not raw:
+            return None
+        at, _, run_id = raw.partition("~")
+        try:
+            return float(at), run_id
+        except ValueError:
+            return bad(request, "runs", f"{name!r} should be what the {'Older link' if name == 'before' else 'page'} "
+                                        f"gives, not {raw!r}")
+
+    async def runs_page(request: Request) -> Response:
+        filters, refused = run_filters(request)
+        if refused is not None:
+            return refused
+        before = run_key(request, "before")
+        if isinstance(before, Response):
+            return before
 
         def load() -> list[runs.RunRow]:
             return runs.list_runs(app.store, workflow=filters.get("workflow"), status=filters.get("status"),
@@ -101,8 +122,74 @@ def routes(web: Web) -> list[Route]:
         found = found[:PAGE_SIZE]
         older = _older(filters, f"{found[-1].created_at!r}~{found[-1].id}") if more and found else None
         workflows = sorted(WORKFLOWS.of(app.project))
+        live = None
+        if before is None:  # the first page gains the runs that start while it is open
+            top = f"{found[0].created_at!r}~{found[0].id}" if found else ""
+            watch = ",".join([r.id for r in found if r.status not in runs.FINISHED][:LIVE_WATCH])
+            live = "/runs/live?" + urlencode({**filters, "after": top, "watch": watch})
         return web.render(request, "runs.html", runs=[r.summary() for r in found], filters=filters,
                           statuses=runs.RUN_STATUSES, workflows=workflows, older=older, first_page=before is None,
-                          newest="?" + urlencode(filters) if filters else "/runs")
+                          newest="?" + urlencode(filters) if filters else "/runs", live=live)
 
-    return [Route("/events", events_page), Route("/runs", runs_page)]
+    async def runs_live(request: Request) -> Response:
+        """Server-sent events for the first page of ``/runs`` (the same filters): ``event: rows`` with the rows
+        (HTML) of the runs created after ``after`` (``created_at~id``), newest first, and ``event: row`` with the
+        new row of a run shown unfinished (``watch``: their ids) each time it moves on; opsloop.js puts them in
+        the table. It ends when the server stops."""
+        filters, refused = run_filters(request)
+        if refused is not None:
+            return refused
+        after = run_key(request, "after")
+        if isinstance(after, Response):
+            return after
+        watch = [w for w in request.query_params.get("watch", "").split(",") if w][:LIVE_WATCH]
+        stopping = app.stopping
+        row = web.env.get_template("_run_row.html")
+
+        def versions(ids: list[str]) -> dict[str, tuple[float, str]]:
+            return {r.id: (r.updated_at, r.status) for r in runs.get_runs(app.store, ids)}
+
+        def newer(key: tuple[float, str] | None) -> list[runs.RunRow]:
+            page = runs.list_runs(app.store, workflow=filters.get("workflow"), status=filters.get("status"),
+                                  limit=PAGE_SIZE, search=filters.get("q"))
+            return [r for r in page if key is None or (r.created_at, r.id) > key]
+
+        def event(name: str, data: dict[str, object]) -> str:
+            return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+        async def stream() -> AsyncIterator[str]:
+            key = after
+            watched = await asyncio.to_thread(versions, watch)
+            yield "retry: 2000\nevent: hello\ndata: {}\n\n"
+            idle = 0
+            while not stopping.is_set():
+                await asyncio.sleep(LIVE_POLL)
+                sent = False
+                fresh = await asyncio.to_thread(newer, key)
+                if fresh:
+                    key = (fresh[0].created_at, fresh[0].id)
+                    html = "".join(row.render(r=r.summary()) for r in fresh)
+                    yield event("rows", {"html": html, "count": len(fresh)})
+                    sent = True
+                    for r in fresh:
+                        if r.status not in runs.FINISHED and len(watched) < LIVE_WATCH:
+                            watched[r.id] = (r.updated_at, r.status)
+                if watched:
+                    now = await asyncio.to_thread(runs.get_runs, app.store, list(watched))
+                    for r in now:
+                        if (r.updated_at, r.status) != watched[r.id]:
+                            yield event("row", {"id": r.id, "html": row.render(r=r.summary())})
+                            sent = True
+                            watched[r.id] = (r.updated_at, r.status)
+                            if r.status in runs.FINISHED:
+                                del watched[r.id]
+                    for gone in set(watched) - {r.id for r in now}:
+                        del watched[gone]
+                idle = 0 if sent else idle + 1
+                if idle and idle % 15 == 0:
+                    yield ": keep-alive\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    return [Route("/events", events_page), Route("/runs", runs_page), Route("/runs/live", runs_live)]

@@ -18,8 +18,8 @@ from typing import TypedDict
 from .._ids import new_id
 from .._json import JsonObject, JsonValue
 from ..narrow import as_float, as_int, as_str, json_objects, opt_bytes, opt_float, opt_str
-from ..state import NewEvent, StateStore, payload_text_of
-from ..state.base import Cursor, like_pattern
+from ..state import MIN_INDEXED, SCAN_FIRST, NewEvent, StateStore, fts_query, payload_text_of, search_forms
+from ..state.base import Cursor, any_like, like_patterns
 from ._journal import WaitSpec
 
 RUN_COLUMNS = (
@@ -297,7 +297,10 @@ class RunStore:
                 debounce_key, now if wake_at is None else wake_at, rerun_of, now, now,
             ),
         ).fetchone()
-        return str(row[0]) if row else None
+        if row is None:
+            return None
+        self._index_runs(cur, [str(row[0])])
+        return str(row[0])
 
     def insert_runs(self, cur: Cursor, runs: list[NewRun]) -> dict[str, RunRow]:
         """Insert many runs in few statements; returns those inserted, by id (a run whose (workflow,
@@ -330,6 +333,7 @@ class RunStore:
             ).fetchall()
             for row in found:
                 inserted[str(row[0])] = row_to_run(row)
+        self._index_runs(cur, list(inserted))
         return inserted
 
     def queued_debounce(self, cur: Cursor, workflow: str, key: str) -> tuple[str, list[JsonObject]] | None:
@@ -410,6 +414,7 @@ class RunStore:
             "lease_owner = NULL, lease_until = NULL WHERE id = ?",
             (reason, now, now, run_id),
         )
+        self._index_error(cur, run_id)
         self._x(cur, "DELETE FROM wf_waits WHERE run_id = ?", (run_id,))
 
     # -- claiming and leases -----------------------------------------------------------------
@@ -541,6 +546,7 @@ class RunStore:
             "lease_owner = NULL, lease_until = NULL, wake_at = NULL WHERE id = ?",
             (status, output, error, now, now, run_id),
         )
+        self._index_error(cur, run_id, error is not None)
         if waited:
             self._x(cur, "DELETE FROM wf_waits WHERE run_id = ?", (run_id,))
 
@@ -641,12 +647,22 @@ class RunStore:
         rows = self.store.query(f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE id = ?", (run_id,))
         return row_to_run(rows[0]) if rows else None
 
+    def get_many(self, run_ids: Sequence[str]) -> list[RunRow]:
+        """The runs of ``run_ids`` that exist (at most 500 ids), in no particular order."""
+        ids = list(run_ids)[:500]
+        if not ids:
+            return []
+        rows = self.store.query(f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE id IN ({', '.join('?' * len(ids))})", ids)
+        return [row_to_run(r) for r in rows]
+
     def list_runs(
         self, workflow: str | None = None, status: str | None = None, since: float | None = None,
         until: float | None = None, limit: int = 100, before: tuple[float, str] | None = None,
         search: str | None = None,
     ) -> list[RunRow]:
-        where: list[str] = ["1 = 1"]
+        """Newest first by ``(created_at, id)``. A search of 3 characters or more reads the trigram index
+        (migration 0102) where the store has one; it finds what the scan finds (``_search_runs``)."""
+        where: list[str] = []
         params: list[object] = []
         for column, value in (("workflow", workflow), ("status", status)):
             if value is not None:
@@ -659,17 +675,123 @@ class RunStore:
             where.append("created_at <= ?")
             params.append(until)
         if before is not None:
-            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            # spelled so the (created_at, id) index bounds the range (an OR around created_at scans the table)
+            where.append("created_at <= ? AND (created_at < ? OR id < ?)")
             params += [before[0], before[0], before[1]]
+        text = (search or "").strip()
+        if search and "\x00" in text and not self.store.TEXT_HOLDS_NUL:
+            return []  # no stored text holds it, and the driver refuses it as a parameter
         if search:
-            where.append("(LOWER(trigger_event) LIKE ? ESCAPE '\\' OR LOWER(error) LIKE ? ESCAPE '\\' OR id = ?)")
-            pattern = like_pattern(search)
-            params += [pattern, pattern, search.strip()]
+            patterns = like_patterns(search_forms(text))
+            predicate = f"({any_like('trigger_event', patterns)} OR {any_like('error', patterns)} OR id = ?)"
+            predicate_params: list[object] = [*patterns, *patterns, text]
+            if self.store.search_index and self.store.run_search_tables and len(text) >= MIN_INDEXED:
+                return self._search_runs(text, where, params, predicate, predicate_params, limit)
+            where.append(predicate)
+            params += predicate_params
         rows = self.store.query(
-            f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?",
+            f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE {' AND '.join(where) or '1 = 1'} "
+            "ORDER BY created_at DESC, id DESC LIMIT ?",
             (*params, limit),
         )
         return [row_to_run(r) for r in rows]
+
+    # -- text search over runs (migration 0102) ------------------------------------------------
+    search_scan_first = SCAN_FIRST
+    """How many of the newest runs (of those the filters keep) a search scans before it reads the index: a
+    text many runs hold fills the page from them (an index lookup of it would read every run holding it)."""
+
+    def _search_runs(self, text: str, where: list[str], params: list[object], predicate: str,
+                     predicate_params: list[object], limit: int) -> list[RunRow]:
+        """The newest ``search_scan_first`` runs the filters keep, scanned; when they hold fewer than
+        ``limit`` matches, the older runs through the index, each candidate checked with the scan's
+        ``predicate``. Every run is in the index (written with the run), so this finds what the scan finds."""
+        filters = " AND ".join(where) or "1 = 1"
+        older, older_params = [*where, predicate], [*params, *predicate_params]
+        found: list[tuple[object, ...]] = []
+        if self.search_scan_first > 0:
+            newest = self.store.query(
+                f"SELECT created_at, id FROM wf_runs WHERE {filters} ORDER BY created_at DESC, id DESC LIMIT ?",
+                (*params, self.search_scan_first),
+            )
+            if not newest:
+                return []
+            at, last = newest[-1]
+            found = [*self.store.query(
+                f"SELECT {RUN_COLUMNS} FROM wf_runs WHERE {filters} AND created_at >= ? AND (created_at > ? OR "
+                f"id >= ?) AND {predicate} ORDER BY created_at DESC, id DESC LIMIT ?",
+                (*params, at, at, last, *predicate_params, limit),
+            )]
+            if len(found) >= limit or len(newest) < self.search_scan_first:
+                return [row_to_run(r) for r in found]
+            older = ["wf_runs.created_at <= ? AND (wf_runs.created_at < ? OR wf_runs.id < ?)", *older]
+            older_params = [at, at, last, *older_params]
+        columns = ", ".join(f"wf_runs.{c.strip()}" for c in RUN_COLUMNS.split(","))
+        rows = {str(r[0]): r for r in found}
+        for source, condition, arm_params in self._search_arms(text):
+            for r in self.store.query(
+                f"SELECT {columns} FROM {source} WHERE {condition} AND {' AND '.join(older)} "
+                "ORDER BY wf_runs.created_at DESC, wf_runs.id DESC LIMIT ?", (*arm_params, *older_params, limit),
+            ):
+                rows[str(r[0])] = r
+        ordered = sorted(rows.values(), key=lambda r: (as_float(r[18], "wf_runs.created_at"), str(r[0])), reverse=True)
+        return [row_to_run(r) for r in ordered[:limit]]
+
+    def _search_arms(self, text: str) -> list[tuple[str, str, list[object]]]:
+        """The indexed lookups, each ``(from, condition, params)`` yielding rows of ``wf_runs`` whose trigger
+        or error may hold ``text``."""
+        forms = search_forms(text)
+        if self.store.TEXT_INDEX == "fts5":
+            query = fts_query(forms)
+            return [(f"{table} CROSS JOIN wf_run_search s ON s.doc = {table}.rowid "
+                     "CROSS JOIN wf_runs ON wf_runs.id = s.run_id", f"{table} MATCH ?", [query])
+                    for table in ("wf_run_search_trigger", "wf_run_search_error")]
+        patterns = like_patterns(forms)
+        return [
+            ("wf_run_search s JOIN wf_runs ON wf_runs.id = s.run_id", any_like("s.doc", patterns, "ILIKE ?"),
+             list[object](patterns)),
+            ("wf_runs", f"wf_runs.error IS NOT NULL AND {any_like('wf_runs.error', patterns, 'LIKE ?')}",
+             list[object](patterns)),
+        ]
+
+    def _index_runs(self, cur: Cursor, run_ids: list[str]) -> None:
+        """In the transaction that inserted ``run_ids``: their trigger events into the search index."""
+        if not run_ids or not self.store.run_search_tables:
+            return
+        for start in range(0, len(run_ids), 500):
+            chunk = run_ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            if self.store.TEXT_INDEX == "fts5":
+                self._x(cur, f"INSERT INTO wf_run_search (run_id) VALUES {', '.join(['(?)'] * len(chunk))}", chunk)
+                self._x(cur, "INSERT INTO wf_run_search_trigger (rowid, txt) SELECT s.doc, r.trigger_event "
+                             "FROM wf_run_search s JOIN wf_runs r ON r.id = s.run_id "
+                             f"WHERE s.run_id IN ({marks}) AND r.trigger_event IS NOT NULL", chunk)
+            else:
+                self._x(cur, "INSERT INTO wf_run_search (run_id, doc) SELECT id, trigger_event FROM wf_runs "
+                             f"WHERE id IN ({marks}) AND trigger_event IS NOT NULL", chunk)
+
+    def _index_error(self, cur: Cursor, run_id: str, has_error: bool = True) -> None:
+        """In the transaction that set the run's error: the index's copy of it (Postgres indexes
+        ``wf_runs.error`` itself)."""
+        if self.store.TEXT_INDEX != "fts5" or not self.store.run_search_tables:
+            return
+        self._x(cur, "DELETE FROM wf_run_search_error WHERE rowid = (SELECT doc FROM wf_run_search WHERE run_id = ?)",
+                (run_id,))
+        if has_error:
+            self._x(cur, "INSERT INTO wf_run_search_error (rowid, txt) SELECT s.doc, r.error FROM wf_run_search s "
+                         "JOIN wf_runs r ON r.id = s.run_id WHERE s.run_id = ? AND r.error IS NOT NULL", (run_id,))
+
+    def _unindex_run(self, cur: Cursor, run_id: str) -> None:
+        """In the transaction about to delete the run: its index rows (on Postgres they go with the run)."""
+        if self.store.TEXT_INDEX != "fts5" or not self.store.run_search_tables:
+            return
+        # a contentless FTS5 table forgets a row when told the text it indexed for it
+        self._x(cur, "INSERT INTO wf_run_search_trigger (wf_run_search_trigger, rowid, txt) SELECT 'delete', s.doc, "
+                     "r.trigger_event FROM wf_run_search s JOIN wf_runs r ON r.id = s.run_id "
+                     "WHERE s.run_id = ? AND r.trigger_event IS NOT NULL", (run_id,))
+        self._x(cur, "DELETE FROM wf_run_search_error WHERE rowid = (SELECT doc FROM wf_run_search WHERE run_id = ?)",
+                (run_id,))
+        self._x(cur, "DELETE FROM wf_run_search WHERE run_id = ?", (run_id,))
 
     def runs_for_event(self, event_id: str, limit: int = 50) -> list[RunRow]:
         """The runs ``event_id`` started (its trigger), newest first."""
@@ -689,11 +811,12 @@ class RunStore:
     def purge(self, older_than: float) -> int:
         """Delete finished runs (and their steps) created before ``older_than``."""
         with self.transaction() as cur:
-            ids = [r[0] for r in self._x(
+            ids = [as_str(r[0], "wf_runs.id") for r in self._x(
                 cur, "SELECT id FROM wf_runs WHERE status IN ('completed', 'failed', 'cancelled') AND created_at < ?",
                 (older_than,),
             ).fetchall()]
             for run_id in ids:
+                self._unindex_run(cur, run_id)
                 self._x(cur, "DELETE FROM wf_steps WHERE run_id = ?", (run_id,))
                 self._x(cur, "DELETE FROM wf_runs WHERE id = ?", (run_id,))
             # old schedule ticks, keeping each schedule's latest (it marks where the schedule stands)

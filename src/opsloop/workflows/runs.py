@@ -11,11 +11,11 @@ from .._ids import new_id
 from .._json import JsonObject, JsonValue
 from ..errors import OpsloopError
 from ..state import StateStore
-from ._runstore import RUN_COLUMNS, Cursor, RunRow, RunStore, RunSummary, StepRecord, row_to_run
+from ._runstore import RUN_COLUMNS, Cursor, NewRun, RunRow, RunStore, RunSummary, StepRecord, row_to_run
 
 __all__ = [
-    "ACTIVE", "FINISHED", "RUN_COLUMNS", "RUN_STATUSES", "RunDetail", "RunError", "RunRow", "RunSummary",
-    "StepRecord", "cancel_run", "get_run", "insert_run", "list_runs", "paused_workflows", "purge_runs",
+    "ACTIVE", "FINISHED", "RUN_COLUMNS", "RUN_STATUSES", "NewRun", "RunDetail", "RunError", "RunRow", "RunSummary",
+    "StepRecord", "cancel_run", "get_run", "get_runs", "insert_run", "list_runs", "paused_workflows", "purge_runs",
     "replay_runs", "require_run", "rerun", "row_to_run", "run_detail", "run_steps", "set_paused",
 ]
 
@@ -54,6 +54,11 @@ def insert_run(
 
 def get_run(store: StateStore, run_id: str) -> RunRow | None:
     return RunStore(store).get(run_id)
+
+
+def get_runs(store: StateStore, run_ids: list[str]) -> list[RunRow]:
+    """The runs of ``run_ids`` that exist (at most 500), in no particular order."""
+    return RunStore(store).get_many(run_ids)
 
 
 def require_run(store: StateStore, run_id: str) -> RunRow:

@@ -32,6 +32,34 @@
       const source = new EventSource(live.dataset.live);
       source.addEventListener("changed", function () { source.close(); window.location.reload(); });
     }
+    // <table data-live-rows="/runs/live?...">: the server sends the rows of new runs ("rows", newest first) and
+    // the new row of a run shown unfinished ("row"); they go into the table in place, without a reload
+    const table = document.querySelector("table[data-live-rows]");
+    if (table && window.EventSource) {
+      const rows = new EventSource(table.dataset.liveRows);
+      const note = document.getElementById("runs-live");
+      const parse = function (html) {
+        const holder = document.createElement("tbody");
+        holder.innerHTML = html;
+        stamp(holder);
+        return Array.from(holder.children);
+      };
+      rows.addEventListener("rows", function (e) {
+        const data = JSON.parse(e.data);
+        const header = table.querySelector("tr");
+        table.querySelectorAll("tr.empty").forEach(function (tr) { tr.remove(); });
+        header.after.apply(header, parse(data.html).filter(function (tr) {
+          return !table.querySelector('tr[data-id="' + CSS.escape(tr.dataset.id) + '"]');
+        }));
+        if (note) note.textContent = data.count + (data.count === 1 ? " new run" : " new runs") + " just arrived.";
+      });
+      rows.addEventListener("row", function (e) {
+        const data = JSON.parse(e.data);
+        const shown = table.querySelector('tr[data-id="' + CSS.escape(data.id) + '"]');
+        const fresh = parse(data.html)[0];
+        if (shown && fresh) shown.replaceWith(fresh);
+      });
+    }
     // <button data-confirm="..."> inside a form asks before submitting (no inline handlers under the CSP)
     document.querySelectorAll("form [data-confirm]").forEach(function (button) {
       button.addEventListener("click", function (e) {
