@@ -9,6 +9,8 @@
   (``not_authed`` / ``invalid_auth``); rate limits are HTTP 429 with ``Retry-After`` and ``ratelimited``.
 
 Every call is logged in ``calls``; ``rate_limit(method, times, retry_after)`` makes the next calls answer 429.
+Connections are kept alive as HTTP/1.1 says (every answer has a ``Content-Length``; Nagle is off, so an
+answer's headers and body are not held back waiting for an ACK); ``connections`` counts those accepted.
 """
 
 from __future__ import annotations
@@ -34,10 +36,17 @@ class FakeSlack:
         self._limits: dict[str, list[float]] = {}
         self._lock = threading.Lock()
         self._counter = 0
+        self.connections = 0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake.connections += 1
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -92,3 +92,8 @@ class SlackDestination(Destination):
                         for r in batch[len(out):]]
                 break
         return out
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import ParamSpec, TypeVar
 
 from ..errors import TransientError
 from ..state import EventRecord, StateStore
@@ -19,6 +22,8 @@ from .clock import StageClock
 log = logging.getLogger("opsloop.events")
 
 Handler = Callable[[list[EventRecord]], Awaitable[None]]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class EventBus:
@@ -56,7 +61,8 @@ class EventBus:
 class Consumer:
     """Feeds ``handler`` every accepted event after the cursor, in log order, at least once.
 
-    Records come without raw body and headers unless ``with_body=True``.
+    Records come without raw body and headers unless ``with_body=True``. Its store calls run on
+    ``executor`` when one is given (a subsystem's own threads), else on the loop's default pool.
     """
 
     def __init__(
@@ -73,6 +79,7 @@ class Consumer:
         with_body: bool = False,
         parse: Callable[[], bool] | bool = True,
         drain: float = 0.0,
+        executor: Executor | None = None,
     ) -> None:
         self.name = name
         self.store = store
@@ -88,8 +95,14 @@ class Consumer:
         self.parse = parse
         self.drain = drain
         """At stop, keep handling what is already in the log for up to this many seconds."""
+        self.executor = executor
         self.position = 0
         self._stop = asyncio.Event()
+
+    async def _blocking(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self.executor is None:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     def stop(self) -> None:
         self._stop.set()
@@ -124,7 +137,7 @@ class Consumer:
             clock.add(f"{self.name}: read", time.thread_time() - start, len(found))
             return found
 
-        events = await asyncio.to_thread(read)
+        events = await self._blocking(read)
         if not events:
             return 0
         try:
@@ -134,7 +147,7 @@ class Consumer:
                 return 0
         self.position = events[-1].seq
         if self.save_cursor:
-            await asyncio.to_thread(self.store.set_cursor, self.name, self.position)
+            await self._blocking(self.store.set_cursor, self.name, self.position)
         return len(events)
 
 
@@ -176,12 +189,12 @@ class Consumer:
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("consumer %s failed on event %s (marked failed; replay it once fixed): %s",
                     self.name, event.id, reason)
-        await asyncio.to_thread(self.store.fail_event, event.id, self.name, reason)
+        await self._blocking(self.store.fail_event, event.id, self.name, reason)
 
     async def _advance(self, seq: int) -> None:
         self.position = seq
         if self.save_cursor:
-            await asyncio.to_thread(self.store.set_cursor, self.name, self.position)
+            await self._blocking(self.store.set_cursor, self.name, self.position)
 
 
 _SYSTEMIC_NAMES = {"IOException", "ConnectionException", "OperationalError", "InterfaceError"}

@@ -166,6 +166,8 @@ class AlertRunner:
         except SlackRefused as exc:
             raise TerminalDeliveryError(f"Slack refused the alert to {channel}: {exc.code} "
                                         "(check the channel name and that the bot is in it)") from None
+        finally:
+            client.close()
 
     def state(self, name: str) -> AlertState | None:
         alert = self.alerts().get(name)

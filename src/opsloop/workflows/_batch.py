@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ..state import NewEvent, StateStore
 from ._runstore import Cursor, LeaseLost
+from ._threads import StoreThreads
 
 log = logging.getLogger("opsloop.workflows")
 
@@ -39,8 +40,10 @@ class _Pending:
 
 class WriteBatcher:
     def __init__(self, store: StateStore, max_batch: int = 512, fence: Fence | None = None,
-                 lane: str | None = None) -> None:
+                 lane: str | None = None, threads: StoreThreads | None = None) -> None:
         self.store = store
+        self.threads = threads or StoreThreads(1, "opsloop-workflows-commit")
+        """Where the transactions run: the engine's store threads, not the loop's shared default pool."""
         self.lane = lane
         self.max_batch = max_batch
         self.fence = fence
@@ -70,7 +73,7 @@ class WriteBatcher:
         fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         item = _Pending(write, fence, events, fut)
         if self._task is None:
-            return await asyncio.to_thread(self._run_one, item)
+            return await self.threads.run(self._run_one, item)
         self._queue.append(item)
         self._wake.set()
         return await fut
@@ -132,7 +135,7 @@ class WriteBatcher:
             while self._queue:
                 taken, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
                 try:
-                    results = await asyncio.to_thread(self._run_many, taken)
+                    results = await self.threads.run(self._run_many, taken)
                 except Exception as exc:
                     results = [(False, exc)] * len(taken)
                 for item, (ok, value) in zip(taken, results, strict=True):

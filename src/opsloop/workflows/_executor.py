@@ -25,6 +25,7 @@ from ._api import WorkflowDef
 from ._batch import WriteBatcher
 from ._journal import WaitSpec
 from ._runstore import Cursor, LeaseLost, RunRow, RunStore, StepMemo
+from ._threads import StoreThreads
 from .context import WAKE_EARLY, Context, Suspend, _describe, event_dict
 
 if TYPE_CHECKING:
@@ -39,8 +40,10 @@ class Executor:
     """Runs this worker's share of the runs, at most ``max_active`` at a time."""
 
     def __init__(self, runs: RunStore, owner: str, definitions: Callable[[], Mapping[str, WorkflowDef]],
-                 app: App, time_scale: float, notify: Callable[[], None]) -> None:
+                 app: App, time_scale: float, notify: Callable[[], None], threads: StoreThreads) -> None:
         self.runs = runs
+        self.threads = threads
+        """The engine's own threads for store calls (``_threads``)."""
         self.owner = owner
         self.definitions = definitions
         self.app = app
@@ -62,7 +65,8 @@ class Executor:
         self.stopping = False
         self._kick = asyncio.Event()
         runs, owner = self.runs, self.owner
-        self.batch = WriteBatcher(runs.store, fence=lambda cur, ids: runs.fence_many(cur, ids, owner), lane=runs.lane)
+        self.batch = WriteBatcher(runs.store, fence=lambda cur, ids: runs.fence_many(cur, ids, owner), lane=runs.lane,
+                                  threads=self.threads)
         self.batch.start()
         if not claim:
             return []
@@ -84,7 +88,7 @@ class Executor:
             await self.batch.stop()
             self.batch = None
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.runs.release, self.owner)
+            await self.threads.run(self.runs.release, self.owner)
 
     def kick(self) -> None:
         """Claim now (a run may have become runnable)."""
@@ -112,7 +116,7 @@ class Executor:
             next_due: float | None = None
             if free > 0:
                 try:
-                    claimed, next_due = await asyncio.to_thread(
+                    claimed, next_due = await self.threads.run(
                         self.runs.claim, self.owner, free, LEASE_SECONDS, set(self.active), self._concurrency,
                         WAKE_EARLY)
                 except Exception:
@@ -136,7 +140,7 @@ class Executor:
             if not self.active:
                 continue
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.runs.renew, self.owner, LEASE_SECONDS)
+                await self.threads.run(self.runs.renew, self.owner, LEASE_SECONDS)
 
     # -- running -----------------------------------------------------------------------------
     async def _execute(self, run: RunRow, memo: dict[str, StepMemo]) -> None:
@@ -221,7 +225,7 @@ class RunJournal:
         await self._write(lambda cur: self._runs.resolve_wait(cur, run_id, step_id, event))
 
     async def find_event(self, spec: WaitSpec, context: Mapping[str, object]) -> JsonObject | None:
-        return await asyncio.to_thread(find_event, self._runs, spec, context)
+        return await self._ex.threads.run(find_event, self._runs, spec, context)
 
     async def emit(self, step_id: str, pos: int, name: str, data: object) -> str:
         run = self._run

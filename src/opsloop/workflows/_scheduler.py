@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from .._json import JsonObject
 from ._api import WorkflowDef
 from ._runstore import RunStore
+from ._threads import StoreThreads
 
 log = logging.getLogger("opsloop.workflows")
 
@@ -25,8 +26,9 @@ SCHEDULE_GRACE = 60.0
 
 class Scheduler:
     def __init__(self, runs: RunStore, definitions: Callable[[], Mapping[str, WorkflowDef]],
-                 kick: Callable[[], None]) -> None:
+                 kick: Callable[[], None], threads: StoreThreads) -> None:
         self.runs = runs
+        self.threads = threads
         self.definitions = definitions
         self.kick = kick
         """Called after each pass: a fired tick made a run to claim."""
@@ -34,7 +36,7 @@ class Scheduler:
     async def run(self) -> None:
         while True:
             try:
-                next_at = await asyncio.to_thread(self.fire_due)
+                next_at = await self.threads.run(self.fire_due)
             except Exception:
                 log.exception("the workflow scheduler failed; retrying")
                 next_at = time.time() + 5

@@ -7,7 +7,6 @@ delivery is at-least-once.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -66,6 +65,7 @@ class TriggerHandler:
         self.consumer = Consumer(
             "workflows", store, self.bus, self._on_events, poll=0.5, batch=1000, min_interval=0.002,
             load_cursor=lambda: store.get_cursor("workflows"), save_cursor=False, parse=False,
+            executor=self.executor.threads.pool,
         )
         self._saved_seq = -1
         self._saved_at = 0.0
@@ -98,19 +98,19 @@ class TriggerHandler:
     async def _on_events(self, events: list[EventRecord]) -> None:
         # Read outside the write transaction: a wait registered after this read scans the log itself
         # (find_event) from its after_seq, so an event passed over here is still seen by that run.
-        waited = await asyncio.to_thread(self.runs.waited_names)
+        waited = await self.executor.threads.run(self.runs.waited_names)
         self._waited = waited
         names: dict[str, bool] = {}
         wanted = [ev for ev in events if names.setdefault(ev.name, self._wanted(ev.name, waited))]
         if not wanted:
             # Nothing to do: advance the cursor without a write per batch (redoing these is harmless).
-            await asyncio.to_thread(self.save_position, False, events[-1].seq)
+            await self.executor.threads.run(self.save_position, False, events[-1].seq)
             return
         for ev in wanted:
             if ev.payload is None and ev.payload_text is not None:
                 ev.payload = read_payload(ev.payload_text)
         try:
-            fresh = await asyncio.to_thread(self.handle, wanted, events[-1].seq)
+            fresh = await self.executor.threads.run(self.handle, wanted, events[-1].seq)
         finally:
             self._waited = None
         for run in fresh:

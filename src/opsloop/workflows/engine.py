@@ -22,6 +22,7 @@ from ._executor import LEASE_SECONDS, Executor
 from ._runstore import LeaseLost, RunStore
 from ._scheduler import SCHEDULE_GRACE, Scheduler
 from ._templates import truthy
+from ._threads import StoreThreads
 from ._trigger import TriggerHandler
 from .project_files import WORKFLOWS
 
@@ -44,6 +45,8 @@ class Engine:
         self._trigger: TriggerHandler | None = None
         self._scheduler: Scheduler | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.threads = StoreThreads()
+        """Every store call of the engine runs here, not on the loop's shared default pool (``_threads``)."""
 
     # -- configuration -----------------------------------------------------------------------
     @property
@@ -71,7 +74,7 @@ class Engine:
     def executor(self) -> Executor:
         if self._executor is None:
             self._executor = Executor(self.runs, self.owner, self._defs, self.app, float(self.app.settings.time_scale),
-                                      self.app.bus.notify)
+                                      self.app.bus.notify, self.threads)
         return self._executor
 
     @property
@@ -84,14 +87,14 @@ class Engine:
     @property
     def scheduler(self) -> Scheduler:
         if self._scheduler is None:
-            self._scheduler = Scheduler(self.runs, self._defs, self.kick)
+            self._scheduler = Scheduler(self.runs, self._defs, self.kick, self.threads)
         return self._scheduler
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         settings = self.app.settings
         sqlite = self.runs.backend == "sqlite"
-        self.trigger.since = await asyncio.to_thread(self.runs.register_workflows, list(self.definitions), sqlite)
+        self.trigger.since = await self.threads.run(self.runs.register_workflows, list(self.definitions), sqlite)
         # Process roles (docs/deploy.md): receivers run no workflows; a scheduler fires schedule ticks only.
         self._tasks = []
         if settings.has_role("worker"):
@@ -119,8 +122,9 @@ class Engine:
                 await task
         self._tasks.clear()
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.trigger.save_position, True)
+            await self.threads.run(self.trigger.save_position, True)
         await executor.close()
+        self.threads.close()
 
     def kick(self) -> None:
         """Look for runnable runs now (a user resumed, reran or cancelled one)."""
@@ -132,5 +136,5 @@ class Engine:
         while True:
             with contextlib.suppress(Exception):
                 days = self.app.settings.retention_days
-                await asyncio.to_thread(self.runs.purge, time.time() - days * 86400.0)
+                await self.threads.run(self.runs.purge, time.time() - days * 86400.0)
             await asyncio.sleep(3600)

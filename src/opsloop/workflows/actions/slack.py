@@ -1,4 +1,4 @@
-"""slack.post / slack.update through slack_sdk's WebClient (or the sandbox outbox when no token is set).
+"""slack.post / slack.update through the Slack channel's client (or the sandbox outbox when no token is set).
 
 - ``chat.postMessage`` returns a handle ``{"channel": ID, "ts": ...}``; it is the step's stored result, so
   a later step (even after a restart) calls ``chat.update`` on the same message.
@@ -142,6 +142,7 @@ class SlackService:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
+        self.slack.close()
 
 
 def _next_cursor(page: JsonObject) -> str:
