@@ -150,8 +150,10 @@ def routes(web: Web) -> list[Route]:
             return {r.id: (r.updated_at, r.status) for r in runs.get_runs(app.store, ids)}
 
         def newer(key: tuple[float, str] | None) -> list[runs.RunRow]:
+            # ``since``: only the runs from the newest shown on are read (the (created_at, id) index bounds
+            # them), so a look costs the few new runs, with a search or without
             page = runs.list_runs(app.store, workflow=filters.get("workflow"), status=filters.get("status"),
-                                  limit=PAGE_SIZE, search=filters.get("q"))
+                                  since=key[0] if key else None, limit=PAGE_SIZE, search=filters.get("q"))
             return [r for r in page if key is None or (r.created_at, r.id) > key]
 
         def event(name: str, data: dict[str, object]) -> str:
