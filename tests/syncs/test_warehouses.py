@@ -53,7 +53,7 @@ def test_syncs_on_an_unsupported_warehouse_say_so(sp: SyncProject) -> None:
     sp.write_sync("contacts", SYNC)
     result = run_cli("validate", "-p", str(sp.root))
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "syncs/contacts.yml:1: syncs run on a DuckDB or Postgres warehouse" in result.stderr
+    assert "syncs/contacts.yml:1: syncs run on a DuckDB, Postgres or Snowflake warehouse" in result.stderr
     assert "is clickhouse" in result.stderr
     ran = sp.run("contacts")
-    assert ran.status == "failed" and "syncs run on a DuckDB or Postgres warehouse" in (ran.error or "")
+    assert ran.status == "failed" and "syncs run on a DuckDB, Postgres or Snowflake warehouse" in (ran.error or "")

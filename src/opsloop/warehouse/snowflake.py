@@ -20,6 +20,7 @@ class SnowflakeWarehouse(Warehouse):
     SUPPORTS_MERGE = True
     CREATE_OR_REPLACE_TABLE = True
     PARALLEL_SESSIONS = False
+    RUNS_SYNCS = True
 
     def __init__(self, options: dict[str, object]) -> None:
         self.options = options
@@ -46,9 +47,10 @@ class SnowflakeWarehouse(Warehouse):
 
         from snowflake.connector.util_text import split_statements
 
-        for statement, _is_put_or_get in split_statements(io.StringIO(sql), remove_comments=True):
-            if statement.strip().rstrip(";").strip():
-                self.query(statement)
+        with self._lock:  # one script at a time on the shared connection: a transaction is not interleaved
+            for statement, _is_put_or_get in split_statements(io.StringIO(sql), remove_comments=True):
+                if statement.strip().rstrip(";").strip():
+                    self.query(statement)
 
     def query(self, sql: str, params: Params = ()) -> QueryResult:
         with self._lock:
