@@ -89,8 +89,10 @@ class SyncProject:
         if self.engine in ("snowflake", "clickhouse"):
             wh = self._adapter()
             try:
+                wh.ensure_schema(self.schema)
                 wh.execute(f"DROP TABLE IF EXISTS {table}")
-                wh.execute(f"CREATE TABLE {table} ({columns}) {wh.TABLE_SUFFIX}")
+                # a table the tests UPDATE in place (ClickHouse: one that takes lightweight updates)
+                wh.execute(f"{wh.portable(f'CREATE TABLE {table} ({columns})')} {wh.STATE_TABLE_SUFFIX}")
                 if rows:
                     wh.insert_rows(table, [c.split()[0] for c in columns.split(", ")], rows)
             finally:
@@ -147,7 +149,7 @@ class SyncProject:
 
 BOTH_WAREHOUSES = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
 """``pytestmark = pytest.mark.parametrize("sp", BOTH_WAREHOUSES, indirect=True)`` runs a module's tests on both."""
-EVERY_WAREHOUSE = [*BOTH_WAREHOUSES, "snowflake"]
+EVERY_WAREHOUSE = [*BOTH_WAREHOUSES, "snowflake", "clickhouse"]
 """Every warehouse that runs syncs here (``Warehouse.RUNS_SYNCS``; docs/deploy.md's table)."""
 
 

@@ -63,6 +63,6 @@ def test_a_sync_sends_each_change_once_on_every_warehouse(sp: SyncProject, fake_
     assert sorted(r["key"] for r in last) == ["user13@example.com", "user7@example.com"]
     seven = next(r for r in last if r["key"] == "user7@example.com")
     assert seven["fields"] == {"email": "user7@example.com", "phone": "+15559999999", "name": "USER7"}
-    runs = sp.sql("SELECT status, sent, failed FROM opsloop_sync.runs ORDER BY started_at")
+    runs = sp.sql("SELECT status, sent, failed FROM opsloop_sync.runs ORDER BY started_at, run_id")
     assert [(str(s), int(n), int(f)) for s, n, f in runs] == [
         ("partial", 11, 1), ("ok", 1, 0), ("ok", 0, 0), ("ok", 2, 0)]

@@ -20,6 +20,7 @@ Tables (schema ``opsloop_sync``):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -42,10 +43,14 @@ def ident(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql("duckdb")
 
 
-def _column(name: str) -> str:
-    """A source column as written in the diff engine's SQL: quoted only when it must be, so that an engine that
-    folds unquoted names (Snowflake: ``email`` is ``EMAIL``) finds the column its model created unquoted."""
-    return quote(name, "duckdb")
+def _column(name: str, as_written: bool) -> str:
+    """A source column in the diff engine's SQL. Quoted where the SQL runs as written (DuckDB, Postgres); for a
+    transpiled engine a plain lower-case name stays unquoted (sqlglot quotes it if the engine reserves it), so an
+    engine that folds unquoted names (Snowflake: ``email`` is ``EMAIL``) finds the column a model created."""
+    if as_written:
+        return ident(name)
+    plain = quote(name, "duckdb")
+    return plain if plain == name == name.lower() else ident(name)
 
 
 def literal(value: str) -> str:
@@ -60,22 +65,28 @@ def relation_sql(table: str) -> str:
 def ensure_tables(warehouse: Warehouse) -> None:
     """The tables every sync shares, made when missing. (``journal.seq`` orders one sync's rows: the runner
     numbers them, holding the sync's lease; tables from before that still have a sequence as its default.)"""
-    warehouse.execute(warehouse.portable(
-        f"""
-        CREATE SCHEMA IF NOT EXISTS {SCHEMA};
-        CREATE TABLE IF NOT EXISTS {SCHEMA}.journal (
-            seq BIGINT, sync VARCHAR, run_id VARCHAR, batch_id VARCHAR,
-            key VARCHAR, fp VARCHAR, op VARCHAR, status VARCHAR, error VARCHAR, dest_id VARCHAR,
-            created BOOLEAN, recorded_at TIMESTAMPTZ);
-        CREATE TABLE IF NOT EXISTS {SCHEMA}.row_results (
-            run_id VARCHAR, sync VARCHAR, key VARCHAR, op VARCHAR, status VARCHAR, error VARCHAR,
-            dest_id VARCHAR, recorded_at TIMESTAMPTZ);
-        CREATE TABLE IF NOT EXISTS {SCHEMA}.runs (
-            run_id VARCHAR, sync VARCHAR, trigger VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
-            status VARCHAR, planned_creates BIGINT, planned_updates BIGINT, planned_deletes BIGINT,
-            sent BIGINT, failed BIGINT, skipped BIGINT, unconfirmed BIGINT, error VARCHAR);
-        """
-    ))
+    warehouse.ensure_schema(SCHEMA)
+    for table, columns in (
+        ("journal", "seq BIGINT, sync VARCHAR, run_id VARCHAR, batch_id VARCHAR, key VARCHAR, fp VARCHAR, "
+                    "op VARCHAR, status VARCHAR, error VARCHAR, dest_id VARCHAR, created BOOLEAN, "
+                    "recorded_at TIMESTAMPTZ"),
+        ("row_results", "run_id VARCHAR, sync VARCHAR, key VARCHAR, op VARCHAR, status VARCHAR, error VARCHAR, "
+                        "dest_id VARCHAR, recorded_at TIMESTAMPTZ"),
+        ("runs", "run_id VARCHAR, sync VARCHAR, trigger VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, "
+                 "status VARCHAR, planned_creates BIGINT, planned_updates BIGINT, planned_deletes BIGINT, "
+                 "sent BIGINT, failed BIGINT, skipped BIGINT, unconfirmed BIGINT, error VARCHAR"),
+    ):
+        _create(warehouse, f"{SCHEMA}.{table}", columns)
+
+
+STATE_COLUMNS = ("key VARCHAR, fp VARCHAR, dest_id VARCHAR, created BOOLEAN, failed_fp VARCHAR, attempts INTEGER, "
+                 "error VARCHAR, updated_at TIMESTAMPTZ, delivered_at TIMESTAMPTZ")
+
+
+def _create(warehouse: Warehouse, table: str, columns: str) -> None:
+    """``CREATE TABLE IF NOT EXISTS`` of a table the diff engine updates in place."""
+    ddl = warehouse.portable(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+    warehouse.execute(f"{ddl} {warehouse.STATE_TABLE_SUFFIX}".strip())
 
 
 @dataclass
@@ -132,15 +143,12 @@ class SyncTables:
 
     def ensure(self) -> None:
         ensure_tables(self.wh)
-        self._x(
-            f"CREATE TABLE IF NOT EXISTS {self.state} (key VARCHAR, fp VARCHAR, dest_id VARCHAR, created BOOLEAN, "
-            "failed_fp VARCHAR, attempts INTEGER, error VARCHAR, updated_at TIMESTAMPTZ, delivered_at TIMESTAMPTZ)"
-        )
+        _create(self.wh, self.state, STATE_COLUMNS)
         if "delivered_at" not in self.columns(self.state):
             # A state table from before delivered_at: a delivered row was last written when it last changed.
             self._transaction(
-                f"BEGIN TRANSACTION; ALTER TABLE {self.state} ADD COLUMN delivered_at TIMESTAMPTZ; "
-                f"UPDATE {self.state} SET delivered_at = updated_at WHERE fp IS NOT NULL; COMMIT;"
+                f"ALTER TABLE {self.state} ADD COLUMN delivered_at TIMESTAMPTZ; "
+                f"UPDATE {self.state} SET delivered_at = updated_at WHERE fp IS NOT NULL;"
             )
 
     # -- the source ---------------------------------------------------------------------------------
@@ -169,26 +177,27 @@ class SyncTables:
         return PlanColumns(specs, value_cols, jinja_cols, origin_cols)
 
     def _source_select(self, source: str, key: str, pc: PlanColumns, person_col: str | None = None) -> str:
-        selects = [f"CAST({_column(key)} AS VARCHAR) AS __key"]
+        col = functools.partial(_column, as_written=self.wh.RUNS_DUCKDB_SQL)
+        selects = [f"CAST({col(key)} AS VARCHAR) AS __key"]
         if person_col:
-            selects.append(f"CAST({_column(person_col)} AS VARCHAR) AS __person")
+            selects.append(f"CAST({col(person_col)} AS VARCHAR) AS __person")
         parts: list[str] = []
         for i, spec in enumerate(pc.specs):
             if spec.kind == "column":
-                selects.append(f"{_column(spec.source)} AS {pc.value_cols[i]}")
-                parts.append(_column(spec.source))
+                selects.append(f"{col(spec.source)} AS {pc.value_cols[i]}")
+                parts.append(col(spec.source))
             elif spec.kind == "sql":
                 expr = self.wh.embeddable(spec.source)
                 selects.append(f"({expr}) AS {pc.value_cols[i]}")
                 parts.append(f"({expr})")
             else:
-                for col, alias in pc.jinja_cols[i]:
-                    selects.append(f"{_column(col)} AS {alias}")
-                    parts.append(_column(col))
+                for name, alias in pc.jinja_cols[i]:
+                    selects.append(f"{col(name)} AS {alias}")
+                    parts.append(col(name))
         for i, alias in pc.origin_cols.items():
-            selects.append(f"{_column(pc.specs[i].source + '__source')} AS {alias}")
+            selects.append(f"{col(pc.specs[i].source + '__source')} AS {alias}")
         selects.append(f"{self.fingerprint_sql(parts)} AS __fp")
-        return f"SELECT {', '.join(selects)} FROM {source} WHERE {_column(key)} IS NOT NULL"
+        return f"SELECT {', '.join(selects)} FROM {source} WHERE {col(key)} IS NOT NULL"
 
     # -- the plan -----------------------------------------------------------------------------------
     def build_plan(self, source: str, key: str, pc: PlanColumns, mode: str, full: bool, max_retries: int,
@@ -232,9 +241,7 @@ class SyncTables:
             "FALSE" if full else
             f"(st.failed_fp IS NOT NULL AND st.failed_fp = src.__fp AND st.attempts >= {int(max_retries)})"
         )
-        sql = f"""
-        DROP TABLE IF EXISTS {self.plan};
-        CREATE TABLE {self.plan} AS
+        select = f"""
         WITH src AS ({self._source_select(source, key, pc, person)}),
         st AS (SELECT key, fp, dest_id, created, failed_fp, attempts, delivered_at FROM {self.state}),
         inflight AS (
@@ -256,7 +263,7 @@ class SyncTables:
                                   inflight.batch_id, diff.__op, diff.__key) AS __n
         FROM diff LEFT JOIN inflight ON inflight.key = diff.__key
         """
-        self._x(sql)
+        self._prepare(self.plan, select)
 
     def plan_counts(self) -> dict[str, int]:
         rows = self._q(
@@ -337,16 +344,18 @@ class SyncTables:
         return f"{SCHEMA}.{ident(purpose + '__' + self.sync)}"
 
     def _prepare(self, work: str, select: str) -> None:
-        """Fill the working table ``work`` with ``select``'s rows, outside any transaction. (Only this sync's
+        """Make the table ``work`` of ``select``'s rows, outside any transaction. (Only this sync's
         runner writes its journal rows and state, one run at a time, so nothing changes them in between.)"""
         self._x(f"DROP TABLE IF EXISTS {work}")
-        self._x(f"CREATE TABLE {work} AS {select}")
+        suffix = f" {self.wh.TABLE_SUFFIX}" if self.wh.TABLE_SUFFIX else ""
+        self.wh.execute(f"CREATE TABLE {work}{suffix} AS {self.wh.portable(select)}")
 
     def _transaction(self, script: str, work: str | None = None) -> None:
-        """Run a ``BEGIN ... COMMIT`` script of DML only; roll back on error so the shared connection stays
-        usable. The working table ``work`` the script read is dropped afterwards, either way."""
+        """Run a script of DML as one transaction where the engine has them (``Warehouse.TRANSACTIONS``); roll
+        back on error so the shared connection stays usable. The working table ``work`` the script read is
+        dropped afterwards, either way."""
         try:
-            self._x(script)
+            self._x(f"BEGIN TRANSACTION; {script} COMMIT;" if self.wh.TRANSACTIONS else script)
         except WarehouseError:
             try:
                 self._x("ROLLBACK")
@@ -369,9 +378,11 @@ class SyncTables:
                 SELECT *, row_number() OVER (PARTITION BY key ORDER BY seq DESC) AS rn
                 FROM {SCHEMA}.journal WHERE sync = {s}
             ) AS ranked WHERE rn = 1 AND status <> 'sending'""")
+        if not self.wh.UPDATE_FROM:
+            self._fold_by_rebuild(fold, ok, written)
+            return
         self._transaction(
             f"""
-            BEGIN TRANSACTION;
             UPDATE {self.state} SET fp = f.fp, dest_id = coalesce(f.dest_id, {self.state}.dest_id),
                    created = coalesce({self.state}.created, FALSE) OR coalesce(f.created, FALSE),
                    failed_fp = NULL, attempts = 0, error = NULL, updated_at = f.recorded_at,
@@ -396,9 +407,47 @@ class SyncTables:
                 SELECT run_id, sync, key, op, status, error, dest_id, recorded_at FROM {SCHEMA}.journal
                 WHERE sync = {s} AND status NOT IN ('sending', 'cancelled') AND key IN (SELECT key FROM {fold});
             DELETE FROM {SCHEMA}.journal WHERE sync = {s} AND key IN (SELECT key FROM {fold});
-            COMMIT;
             """, fold
         )
+
+    def _fold_by_rebuild(self, fold: str, ok: str, written: str) -> None:
+        """``fold`` on an engine without ``UPDATE ... FROM`` or transactions (ClickHouse): the new state is built
+        beside the old one, from the same rules, and swapped in at once; the journal rows go last, so a crash
+        part-way folds them again on the next run (a failed row's attempt may then count twice; nothing is sent
+        twice)."""
+        s, state, nxt = self._sync_lit, self.state, self.work("next")
+        good, failed, new = f"f.status IN {ok}", "f.status = 'failed'", "s.key IS NULL"
+        try:
+            self._x(f"DROP TABLE IF EXISTS {nxt}")
+            _create(self.wh, nxt, STATE_COLUMNS)
+            self._x(f"""
+                INSERT INTO {nxt}
+                SELECT coalesce(s.key, f.key),
+                       CASE WHEN {good} THEN f.fp ELSE s.fp END,
+                       CASE WHEN {good} THEN coalesce(f.dest_id, s.dest_id) WHEN {new} THEN f.dest_id
+                            ELSE s.dest_id END,
+                       CASE WHEN {good} THEN coalesce(s.created, FALSE) OR coalesce(f.created, FALSE)
+                            WHEN {new} THEN coalesce(f.created, FALSE) ELSE s.created END,
+                       CASE WHEN {good} THEN NULL WHEN {failed} THEN f.fp ELSE s.failed_fp END,
+                       CASE WHEN {good} THEN 0
+                            WHEN {failed} THEN CASE WHEN s.failed_fp IS NOT DISTINCT FROM f.fp THEN s.attempts + 1
+                                                    ELSE 1 END
+                            ELSE s.attempts END,
+                       CASE WHEN {good} THEN NULL WHEN {failed} THEN f.error ELSE s.error END,
+                       CASE WHEN {good} OR {failed} THEN f.recorded_at ELSE s.updated_at END,
+                       CASE WHEN f.status IN {written} THEN f.recorded_at ELSE s.delivered_at END
+                FROM {state} s FULL OUTER JOIN {fold} f ON s.key = f.key
+                WHERE (s.key IS NOT NULL OR f.status IN ('ok', 'unconfirmed', 'skipped', 'failed'))
+                  AND NOT coalesce(f.status IN ('deleted', 'forgotten'), FALSE)""")
+            self._x(f"""
+                INSERT INTO {SCHEMA}.row_results
+                SELECT run_id, sync, key, op, status, error, dest_id, recorded_at FROM {SCHEMA}.journal
+                WHERE sync = {s} AND status NOT IN ('sending', 'cancelled') AND key IN (SELECT key FROM {fold})""")
+            self.wh.exchange_tables(state, nxt)
+            self._x(f"DELETE FROM {SCHEMA}.journal WHERE sync = {s} AND key IN (SELECT key FROM {fold})")
+        finally:
+            self._x(f"DROP TABLE IF EXISTS {nxt}")
+            self._x(f"DROP TABLE IF EXISTS {fold}")
 
     def reset(self, source: str, key: str, pc: PlanColumns) -> int:
         """Mark every current source row as delivered, without sending anything."""
@@ -408,11 +457,9 @@ class SyncTables:
             FROM ({self._source_select(source, key, pc)}) src LEFT JOIN {self.state} st ON st.key = src.__key""")
         self._transaction(
             f"""
-            BEGIN TRANSACTION;
             DELETE FROM {SCHEMA}.journal WHERE sync = {self._sync_lit};
-            DELETE FROM {self.state};
+            DELETE FROM {self.state} WHERE TRUE;  -- ClickHouse: a DELETE needs a WHERE
             INSERT INTO {self.state} SELECT key, fp, dest_id, created, NULL, 0, NULL, now(), now() FROM {work};
-            COMMIT;
             """, work
         )
         return as_int(self._q(f"SELECT count(*) FROM {self.state}").rows[0][0])

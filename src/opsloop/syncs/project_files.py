@@ -209,9 +209,10 @@ def _open_readonly(project: Project, problems: list[Problem]) -> Warehouse | _Lo
     warehouse = open_warehouse(settings.warehouse, project.root, read_only=True)
     if not warehouse.RUNS_SYNCS:
         for sync in SYNCS.of(project).values():
-            problems.append(Problem(sync.file, 1, "syncs run on a DuckDB, Postgres or Snowflake warehouse; this "
-                                    f"project's (warehouse.type in opsloop.yml) is {warehouse.dialect}, where syncs "
-                                    "are not supported yet", "sync from a DuckDB, Postgres or Snowflake warehouse"))
+            problems.append(Problem(sync.file, 1, "syncs run on a DuckDB, Postgres, Snowflake or ClickHouse "
+                                    f"warehouse; this project's (warehouse.type in opsloop.yml) is "
+                                    f"{warehouse.dialect}, where syncs are not supported yet",
+                                    "sync from a DuckDB, Postgres, Snowflake or ClickHouse warehouse"))
         return None
     try:
         warehouse.query("SELECT 1")

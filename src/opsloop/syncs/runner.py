@@ -153,8 +153,8 @@ class SyncRunner:
         try:
             if not self.app.warehouse.RUNS_SYNCS:
                 raise SyncError(
-                    f"{sync.file}: syncs run on a DuckDB, Postgres or Snowflake warehouse; this project's is "
-                    f"{self.app.warehouse.dialect} (warehouse: in opsloop.yml), where syncs are not supported yet"
+                    f"{sync.file}: syncs run on a DuckDB, Postgres, Snowflake or ClickHouse warehouse; this project's "
+                    f"is {self.app.warehouse.dialect} (warehouse: in opsloop.yml), where syncs are not supported yet"
                 )
             tables = SyncTables(self.app.warehouse, name)
             tables.ensure()

@@ -70,6 +70,14 @@ class Warehouse(ABC):
     """``DELETE FROM ... WHERE`` works (ClickHouse: lightweight deletes)."""
     RUNS_SYNCS: bool = False
     """Reverse-ETL syncs keep their diff state here (schema ``opsloop_sync``; the SQL of ``syncs/diff.py``)."""
+    UPDATE_FROM: bool = True
+    """``UPDATE ... FROM`` joins another table (ClickHouse: no; the diff engine rebuilds a table and swaps it in
+    with ``exchange_tables``)."""
+    TRANSACTIONS: bool = True
+    """``BEGIN ... COMMIT`` makes statements one unit (ClickHouse: each statement stands alone)."""
+    STATE_TABLE_SUFFIX: str = ""
+    """Text appended to CREATE TABLE of a table that ``UPDATE`` and ``DELETE`` change in place (ClickHouse:
+    MergeTree with the columns its lightweight updates need)."""
     RUNS_DUCKDB_SQL: bool = False
     """Shared code's SQL, written in DuckDB's dialect (the subset Postgres shares), runs here as written;
     elsewhere ``portable`` transpiles it with sqlglot first."""
@@ -108,6 +116,10 @@ class Warehouse(ABC):
         if self.RUNS_DUCKDB_SQL:
             return sql
         return _transpiled(sql, self.dialect, "duckdb")
+
+    def exchange_tables(self, a: str, b: str) -> None:
+        """Swap the contents of tables ``a`` and ``b`` at once (where ``UPDATE_FROM`` is False)."""
+        raise NotImplementedError(f"{self.dialect}: exchanging tables")
 
     # -- callers' queries (`opsloop query`, /api/query) ------------------------------------------
     def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT,

@@ -73,6 +73,14 @@ class SnowflakeWarehouse(Warehouse):
         out.update({(str(s).lower(), str(n).lower()): "view" for s, n in views.rows})
         return out
 
+    def ensure_schema(self, schema: str) -> None:
+        from .sql import quote
+
+        super().ensure_schema(schema)
+        # Snowflake makes a schema it creates the session's current one: unqualified names (a sync's
+        # ``table: customers``, a model's SQL) keep meaning the connection's schema
+        self.execute(f"USE SCHEMA {quote(self.default_schema, self.dialect)}")
+
     def insert_arrow(self, table: str, data: pa.Table) -> int:
         from .sql import quote
 
