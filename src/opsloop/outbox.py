@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from ._ids import new_id
 from ._json import JsonValue
+from .narrow import as_float, as_int, as_str, opt_str
 from .state import StateStore
 from .state.base import Cursor
 
@@ -33,8 +33,12 @@ class OutboxItem:
 _COLUMNS = "id, destination, action, target, key, payload, version, created_at, updated_at"
 
 
-def _item(row: tuple[Any, ...]) -> OutboxItem:
-    return OutboxItem(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), int(row[6]), row[7], row[8])
+def _item(row: tuple[object, ...]) -> OutboxItem:
+    return OutboxItem(as_str(row[0], "outbox.id"), as_str(row[1], "outbox.destination"),
+                      as_str(row[2], "outbox.action"),
+                      opt_str(row[3], "outbox.target"), opt_str(row[4], "outbox.key"),
+                      json.loads(as_str(row[5], "outbox.payload")), as_int(row[6], "outbox.version"),
+                      as_float(row[7], "outbox.created_at"), as_float(row[8], "outbox.updated_at"))
 
 
 def record(store: StateStore, destination: str, action: str, payload: object, target: str | None = None,
@@ -118,5 +122,7 @@ def versions(store: StateStore, item_ids: list[str]) -> dict[str, list[OutboxVer
     )
     found: dict[str, list[OutboxVersion]] = {}
     for r in rows:
-        found.setdefault(r[0], []).append(OutboxVersion(int(r[1]), r[2], json.loads(r[3]), float(r[4])))
+        found.setdefault(as_str(r[0], "outbox_versions.item_id"), []).append(OutboxVersion(
+            as_int(r[1], "outbox_versions.version"), as_str(r[2], "outbox_versions.action"),
+            json.loads(as_str(r[3], "outbox_versions.payload")), as_float(r[4], "outbox_versions.updated_at")))
     return found

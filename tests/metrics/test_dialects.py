@@ -152,3 +152,15 @@ def test_each_dialect_gets_its_own_sql_and_placeholders(duck: MetricEngine) -> N
     assert "ordered_at >= ?" in pg_sql and "DATE_TRUNC('WEEK', CAST(ordered_at AS TIMESTAMP))" in pg_sql
     assert "ordered_at >= ?" in ch_sql and "dateTrunc('WEEK'" in ch_sql
     assert "OR 1=1" not in duck_sql + pg_sql + ch_sql
+
+
+def test_a_range_that_starts_mid_week_keeps_the_first_cohort_whole(duck: MetricEngine) -> None:
+    """The sales board's cohort tile from a date inside the first cohort's week (the Tuesday after ``M``, the
+    Monday its first two customers signed up on): the week is counted whole, as with the range from ``M``."""
+    board = duck.catalog.dashboards["sales"]
+    base = monday_base()
+    from_monday = TileRenderer(duck).render(board, 10, BoardFilters(since=base.isoformat()))
+    mid_week = TileRenderer(duck).render(board, 10, BoardFilters(since=(base + dt.timedelta(days=1)).isoformat()))
+    first = from_monday["rows"][0]  # type: ignore[index]
+    assert first["cohort"] == base.isoformat() and first["size"] == 2, from_monday
+    assert mid_week["rows"] == from_monday["rows"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -63,13 +64,22 @@ def relations(path: Path) -> dict[str, object]:
 
 
 
+def side_by_side(ours: Path, theirs: Path, *args: str, dbt_args: tuple[str, ...] | None = None) -> \
+        tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """``opsloop <args>`` in ``ours`` and ``dbt <dbt_args or args>`` in ``theirs`` at the same time (two
+    processes on separate files: the comparison tests wait for one build, not two in a row)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        mine = pool.submit(opsloop, ours, *args)
+        ref = pool.submit(dbt, theirs, *(args if dbt_args is None else dbt_args))
+        return mine.result(), ref.result()
+
+
 def build_both(tmp_path: Path, files: dict[str, str]) -> tuple[Path, Path]:
     """The same project written twice (``ours``, ``theirs``) and built by ``opsloop build`` and by
-    ``dbt build``, each of which must succeed; returns the two project folders."""
+    ``dbt build`` (at once), each of which must succeed; returns the two project folders."""
     ours = write_project(tmp_path / "ours", files)
     theirs = write_project(tmp_path / "theirs", files)
-    proc = opsloop(ours, "build")
+    proc, ref = side_by_side(ours, theirs, "build")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    ref = dbt(theirs, "build")
     assert ref.returncode == 0, ref.stdout
     return ours, theirs

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ._dbt import dbt, opsloop, write_project
+from ._dbt import opsloop, side_by_side, write_project
 
 FILES = {
     "seeds/payments.csv": "id,amount\n1,3\n2,8\n",
@@ -49,8 +49,9 @@ def _nodes(folder: Path) -> dict[str, Any]:
 def test_manifest_and_run_results_match_dbts(tmp_path: Path) -> None:
     ours = write_project(tmp_path / "ours", FILES)
     theirs = write_project(tmp_path / "theirs", FILES)
-    assert opsloop(ours, "build").returncode == 0
-    assert dbt(theirs, "build").returncode == 0
+    proc, ref = side_by_side(ours, theirs, "build")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ref.returncode == 0, ref.stdout
     mine, dbts = _nodes(ours), _nodes(theirs)
     kept = {u: n for u, n in dbts["nodes"].items() if n["resource_type"] in ("model", "seed", "snapshot")}
     differ = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from ._dbt import dbt, opsloop, relations, write_project
+from ._dbt import opsloop, relations, side_by_side, write_project
 
 
 def _day(offset: int) -> dt.date:
@@ -85,9 +85,8 @@ def _same(ours: Path, theirs: Path) -> dict[str, object]:
 
 def test_microbatch_builds_backfills_and_adds_new_rows_as_dbt_duckdb(tmp_path: Path) -> None:
     ours, theirs = _both(tmp_path, _files())
-    proc = opsloop(ours, "build")
+    proc, ref = side_by_side(ours, theirs, "build")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    ref = dbt(theirs, "build")
     assert ref.returncode == 0, ref.stdout
     built = _same(ours, theirs)
     assert len(built["main.daily"][1]) == 10  # type: ignore[arg-type]
@@ -98,25 +97,24 @@ def test_microbatch_builds_backfills_and_adds_new_rows_as_dbt_duckdb(tmp_path: P
     late = f"11,{_at(0, 1)},110\n12,{_at(-1, 2)},120\n13,{_at(-3, 3)},130\n"
     _append((ours, theirs), "seeds/events.csv", late)
     _append((ours, theirs), "data/clicks.csv", f"20,{_day(0)} 01:00:00,/new\n")
-    proc = opsloop(ours, "build")
+    proc, ref = side_by_side(ours, theirs, "build")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert dbt(theirs, "build").returncode == 0
+    assert ref.returncode == 0, ref.stdout
     built = _same(ours, theirs)
     ids = sorted(row[0] for row in built["main.daily"][1])  # type: ignore[attr-defined]
     assert ids == [*range(1, 13)], ids
 
     # a backfill of the day the late row belongs to picks it up, and rebuilds only that window
     start, end = str(_day(-3)), str(_day(-2))
-    proc = opsloop(ours, "run", "-s", "daily", "--event-time-start", start, "--event-time-end", end)
+    proc, ref = side_by_side(ours, theirs, "run", "-s", "daily", "--event-time-start", start, "--event-time-end", end)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    ref = dbt(theirs, "run", "-s", "daily", "--event-time-start", start, "--event-time-end", end)
     assert ref.returncode == 0, ref.stdout
     built = _same(ours, theirs)
     assert sorted(row[0] for row in built["main.daily"][1]) == [*range(1, 14)]  # type: ignore[attr-defined]
 
     # a full refresh rebuilds from begin
-    assert opsloop(ours, "build", "--full-refresh").returncode == 0
-    assert dbt(theirs, "build", "--full-refresh").returncode == 0
+    proc, ref = side_by_side(ours, theirs, "build", "--full-refresh")
+    assert proc.returncode == 0 and ref.returncode == 0, proc.stderr + ref.stdout
     _same(ours, theirs)
 
 
@@ -133,8 +131,7 @@ def test_a_failed_batch_is_reported_and_the_others_still_run_as_in_dbt(tmp_path:
     """
     files["models/after_labelled.sql"] = "select * from {{ ref('labelled') }}\n"
     ours, theirs = _both(tmp_path, files)
-    proc = opsloop(ours, "build")
-    ref = dbt(theirs, "build")
+    proc, ref = side_by_side(ours, theirs, "build")
     assert ref.returncode == 1 and "PARTIAL SUCCESS (4/5)" in ref.stdout, ref.stdout
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"models/labelled.sql: partial success (4/5 batches): batch {bad_day} failed" in proc.stderr, proc.stderr

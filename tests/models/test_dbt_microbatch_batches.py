@@ -8,7 +8,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from ._dbt import dbt, opsloop, relations, write_project
+from ._dbt import opsloop, relations, side_by_side, write_project
 
 
 def _day(offset: int) -> dt.date:
@@ -50,9 +50,8 @@ def test_middle_batches_run_at_once_unless_the_model_reads_this_and_the_tables_a
     expected = [(("build",), concurrent), (("build",), f"2 batch(es) from {_day(-1)}"),
                 (("build", "--full-refresh"), concurrent)]
     for args, at_once in expected:
-        proc = opsloop(ours, *args, "--threads", "4", "--json")
+        proc, ref = side_by_side(ours, theirs, *args, "--threads", "4", "--json", dbt_args=args)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        ref = dbt(theirs, *args)
         assert ref.returncode == 0, ref.stdout
         built = relations(ours / "warehouse.duckdb")
         assert built == relations(theirs / "dbt.duckdb")
@@ -80,8 +79,7 @@ def test_a_failed_batch_among_concurrent_ones_is_reported_and_the_rest_are_kept(
         select id, ts, cast(label as integer) as n from {{{{ ref('labels') }}}}
     """
     ours, theirs = write_project(tmp_path / "ours", files), write_project(tmp_path / "theirs", files)
-    proc = opsloop(ours, "build", "--threads", "4")
-    ref = dbt(theirs, "build")
+    proc, ref = side_by_side(ours, theirs, "build", "--threads", "4", dbt_args=("build",))
     assert ref.returncode == 1 and "PARTIAL SUCCESS (7/8)" in ref.stdout, ref.stdout
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"partial success (7/8 batches): batch {bad} failed" in proc.stderr, proc.stderr

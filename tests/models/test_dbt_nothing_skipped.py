@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._dbt import dbt, opsloop, relations, write_project
+from ._dbt import dbt, opsloop, relations, side_by_side, write_project
 
 SEED = """
     id,amount
@@ -54,8 +54,9 @@ def test_singular_tests_run_and_a_failing_one_fails_like_dbt(tmp_path: Path) -> 
     # fixed, both pass
     for root in (ours, theirs):
         (root / "tests" / "assert_amount_positive.sql").write_text("select * from {{ ref('paid') }} where amount > 99")
-    assert opsloop(ours, "test").returncode == 0
-    assert dbt(theirs, "test").returncode == 0
+    proc, ref = side_by_side(ours, theirs, "test")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ref.returncode == 0, ref.stdout
 
 
 UNSUPPORTED = {

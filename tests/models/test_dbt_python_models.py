@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._dbt import build_both, dbt, opsloop, relations, write_project
+from ._dbt import build_both, opsloop, relations, side_by_side, write_project
 
 FILES = {
     "seeds/payments.csv": """
@@ -51,8 +51,9 @@ def test_python_models_build_the_tables_dbt_duckdb_builds(tmp_path: Path) -> Non
     # an incremental Python model takes only the new ids the second time, as in dbt-duckdb
     for root in (ours, theirs):
         (root / "seeds" / "payments.csv").write_text("id,customer,amount\n1,ann,99\n2,bob,-5\n3,ann,7\n4,cy,1\n")
-    assert opsloop(ours, "build").returncode == 0
-    assert dbt(theirs, "build").returncode == 0
+    proc, ref = side_by_side(ours, theirs, "build")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ref.returncode == 0, ref.stdout
     built = relations(ours / "warehouse.duckdb")
     assert built["main.new_payments"][1] == [(1, 10), (2, -5), (3, 7), (4, 1)]
     # dbt-duckdb leaves its new rows' table (new_payments__dbt_tmp<timestamp>) behind; opsloop drops it

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._dbt import dbt, opsloop, relations, write_project
+from ._dbt import dbt, opsloop, relations, side_by_side, write_project
 
 FILES = {
     "seeds/payments.csv": """
@@ -142,8 +142,9 @@ def test_unit_tests_pass_fail_and_skip_their_model_as_in_dbt(tmp_path: Path) -> 
     for root in (ours, theirs):
         schema = root / "models" / "schema.yml"
         schema.write_text(schema.read_text() + INCREMENTAL)
-    assert opsloop(ours, "test").returncode == 0
-    assert dbt(theirs, "test").returncode == 0
+    proc, ref = side_by_side(ours, theirs, "test")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ref.returncode == 0, ref.stdout
     for root in (ours, theirs):
         schema = root / "models" / "schema.yml"
         schema.write_text(schema.read_text().replace("- {id: 1, doubled: 20}", "- {id: 1, doubled: 21}"))

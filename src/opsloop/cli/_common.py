@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from .._json import JsonObject, JsonValue
-
 if TYPE_CHECKING:
     from typing import Unpack
 
@@ -59,26 +57,6 @@ def load_app(project: Path | None, **overrides: Unpack[SettingsOverrides]) -> Ap
     from ..app import App
 
     return App.from_path(project or Path.cwd(), **overrides)
-
-
-def json_object(value: JsonValue) -> JsonObject:
-    """A JSON value that should be an object (an answer, one of its rows); anything else is empty."""
-    return value if isinstance(value, dict) else {}
-
-
-def json_list(value: JsonValue) -> list[JsonValue]:
-    """A JSON value that should be a list; anything else is empty."""
-    return value if isinstance(value, list) else []
-
-
-def json_objects(value: JsonValue) -> list[JsonObject]:
-    """The objects in a JSON value that should be a list of them (an answer's rows)."""
-    return [item for item in json_list(value) if isinstance(item, dict)]
-
-
-def json_number(value: JsonValue) -> float | None:
-    """A JSON value that should be a number (a time, seconds); anything else is None."""
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -10,19 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .._json import JsonObject, JsonValue
+from ..narrow import json_list, json_object, json_objects, number
 from ._client import Server, jsonable, local_or_server
-from ._common import (
-    JsonOpt,
-    ProjectOpt,
-    fail,
-    json_list,
-    json_number,
-    json_object,
-    json_objects,
-    load_app,
-    print_json,
-    print_table,
-)
+from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
 from ._progress import Progress, seconds
 
 if TYPE_CHECKING:
@@ -136,7 +126,7 @@ def register(app: typer.Typer) -> None:
                    f"in {result['seconds']:.2f}s")
         for seg in json_objects(result["segments"]):
             typer.echo(f"segment {seg['segment']}: {seg['members']} members (+{seg['entered']} -{seg['exited']})")
-        count = int(json_number(result["events"]) or 0)
+        count = int(number(result["events"]) or 0)
         typer.echo(f"{count} event{'' if count == 1 else 's'} written to the log")
 
     @identity_app.command("conflicts")

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from .._json import JsonObject
+from ..narrow import json_list, json_object, json_objects
 from ._client import Server, jsonable, local_or_server
-from ._common import JsonOpt, ProjectOpt, fail, json_list, json_object, json_objects, load_app, print_json, print_table
+from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
 
 
 def register(app: typer.Typer) -> None:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..narrow import json_list, json_object
 from ._client import Server, jsonable, local_or_server
-from ._common import JsonOpt, ProjectOpt, fail, json_list, json_object, print_json, print_table
+from ._common import JsonOpt, ProjectOpt, fail, print_json, print_table
 from ._progress import Progress, seconds
 
 if TYPE_CHECKING:

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .._json import JsonObject
+from ..narrow import json_object, json_objects, number
 from ._client import Server, jsonable, local_or_server
-from ._common import JsonOpt, ProjectOpt, fail, json_number, json_object, json_objects, print_json, print_table, when
+from ._common import JsonOpt, ProjectOpt, fail, print_json, print_table, when
 from ._progress import Progress, count, seconds
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def _print_run(name: str, run: JsonObject) -> None:
     for stream, found in json_object(run.get("streams")).items():
         info = json_object(found)
         typer.echo(f"{name}.{stream}: {info['rows']} rows -> {info.get('table', '')} ({info['status']})")
-    finished, started = json_number(run.get("finished_at")), json_number(run.get("started_at"))
+    finished, started = number(run.get("finished_at")), number(run.get("started_at"))
     duration = finished - started if finished and started is not None else 0.0
     line = f"{name}: {run['status']}, {run['rows']} rows in {duration:.1f}s, {run['requests']} requests"
     if run.get("message"):
@@ -153,8 +154,8 @@ def register(app: typer.Typer) -> None:
             last = json_object(s["last_run"])
             cursors = "; ".join(f"{k}={_short(cursor, 30)}" for k, v in json_object(s["streams"]).items()
                                 if (cursor := json_object(v)["cursor"]))
-            rows.append([s["name"], s["type"], s["state"], when(json_number(last.get("started_at"))),
-                         last.get("rows", ""), s["rows_total"], when(json_number(s["next_run"])) or "on demand",
+            rows.append([s["name"], s["type"], s["state"], when(number(last.get("started_at"))),
+                         last.get("rows", ""), s["rows_total"], when(number(s["next_run"])) or "on demand",
                          _short(cursors, 60),
                          _short(last.get("message"), 60)])
         print_table(["source", "type", "state", "last run", "last rows", "total rows", "next run", "cursors",

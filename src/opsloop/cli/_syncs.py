@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Annotated, TypedDict
 import typer
 
 from .._json import JsonValue
+from ..narrow import json_object, json_objects
 from ._client import Server, jsonable, local_or_server
-from ._common import JsonOpt, ProjectOpt, fail, json_object, json_objects, load_app, print_json, print_table
+from ._common import JsonOpt, ProjectOpt, fail, load_app, print_json, print_table
 from ._progress import Progress, count
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import TypedDict, Unpack
 
 import httpx
 
-from .._json import JsonObject, JsonValue
+from .._json import JsonValue
 from ..channels import ca_path
 from ..channels import http as http_channel
 from ..channels.http import ClientOptions, retry_after
@@ -27,8 +27,7 @@ def client(ctx: DestinationContext, *, timeout: float | None = None, ca_file: st
                                **kwargs)
 
 
-__all__ = ["RequestOptions", "body_text", "check", "client", "items", "json_body", "json_object", "objects",
-           "request", "retry_after"]
+__all__ = ["RequestOptions", "body_text", "check", "client", "json_body", "request", "retry_after"]
 
 
 class RequestOptions(TypedDict, total=False):
@@ -85,18 +84,3 @@ def json_body(response: httpx.Response, what: str) -> JsonValue:
     except json.JSONDecodeError as exc:
         raise TransientDeliveryError(f"{what}: the response was not JSON: {body_text(response)}") from exc
     return body
-
-
-def json_object(value: JsonValue) -> JsonObject:
-    """``value`` when it is a JSON object, else ``{}`` (a vendor's answer read leniently)."""
-    return value if isinstance(value, dict) else {}
-
-
-def items(value: JsonValue) -> list[JsonValue]:
-    """``value`` when it is a JSON list, else ``[]``."""
-    return value if isinstance(value, list) else []
-
-
-def objects(value: JsonValue) -> list[JsonObject]:
-    """The objects in ``value`` when it is a JSON list (other items and other values give nothing)."""
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []

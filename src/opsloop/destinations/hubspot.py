@@ -12,6 +12,7 @@ import httpx
 from pydantic import BaseModel
 
 from .._json import JsonObject
+from ..narrow import json_list, json_object, json_objects
 from . import _http
 from .base import Destination, DestinationConfig, DestinationContext, RowOp, RowResult
 
@@ -38,10 +39,10 @@ def record_error(err: JsonObject) -> str:
             message = head
             details = [": ".join(str(p) for p in (i.get("name"), i.get("error") or i.get("code"), i.get("message"))
                                  if p) for i in items]
-    for sub in _http.objects(err.get("errors")):
-        context = _http.json_object(sub.get("context"))
-        props = _http.items(context.get("propertyName"))
-        scopes = _http.items(context.get("requiredGranularScopes"))
+    for sub in json_objects(err.get("errors")):
+        context = json_object(sub.get("context"))
+        props = json_list(context.get("propertyName"))
+        scopes = json_list(context.get("requiredGranularScopes"))
         said = str(sub.get("message") or "").rstrip(". ") if scopes else sub.get("message")
         parts = [", ".join(map(str, props)), sub.get("code"), said, " ".join(map(str, scopes))]
         details.append(": ".join(str(p) for p in parts if p))
@@ -102,7 +103,7 @@ class HubSpotDestination(Destination):
         response = _http.request(self.client, "GET", f"/crm/v3/properties/{self.config.object}",
                                  f"hubspot properties of {self.config.object}", describe=_described)
         data = _http.json_body(response, "hubspot properties")
-        return {str(p["name"]) for p in _http.objects(_http.json_object(data).get("results"))}
+        return {str(p["name"]) for p in json_objects(json_object(data).get("results"))}
 
     def send(self, batch: list[RowOp]) -> list[RowResult]:
         if batch[0].op == "delete":
@@ -117,21 +118,21 @@ class HubSpotDestination(Destination):
         response = _http.request(self.client, "POST", self._path(action), what, describe=_described,
                                  json={"inputs": inputs})
         data = _http.json_body(response, what)
-        return self._results(batch, _http.json_object(data))
+        return self._results(batch, json_object(data))
 
     def _results(self, batch: list[RowOp], data: JsonObject) -> list[RowResult]:
         keys = {row.key for row in batch}
         out: dict[str, RowResult] = {}
-        for item in _http.objects(data.get("results")):
-            props = _http.json_object(item.get("properties"))
+        for item in json_objects(data.get("results")):
+            props = json_object(item.get("properties"))
             key = item.get("objectWriteTraceId") or props.get(self.config.id_property)
             if isinstance(key, str) and key in keys:
                 out[key] = RowResult(key, True, dest_id=str(item.get("id")), created=bool(item.get("new")))
-        for err in _http.objects(data.get("errors")):
+        for err in json_objects(data.get("errors")):
             message = record_error(err)
-            context = _http.json_object(err.get("context"))
-            ids = [err.get("objectWriteTraceId"), *_http.items(context.get("objectWriteTraceId")),
-                   *_http.items(context.get("ids"))]
+            context = json_object(err.get("context"))
+            ids = [err.get("objectWriteTraceId"), *json_list(context.get("objectWriteTraceId")),
+                   *json_list(context.get("ids"))]
             for key in ids:
                 if isinstance(key, str) and key in keys:
                     out[key] = RowResult(key, False, error=message)

@@ -12,6 +12,7 @@ import httpx
 from pydantic import BaseModel
 
 from .._json import JsonObject
+from ..narrow import json_list, json_object, json_objects
 from . import _http
 from .base import Destination, DestinationConfig, DestinationContext, RowOp, RowResult
 
@@ -31,10 +32,10 @@ class SalesforceConfig(DestinationConfig):
 
 def _errors(item: JsonObject) -> str:
     parts = []
-    for err in _http.objects(item.get("errors")):
+    for err in json_objects(item.get("errors")):
         text = f"{err.get('statusCode', 'ERROR')}: {err.get('message', '')}"
         if err.get("fields"):
-            text += f" ({', '.join(map(str, _http.items(err['fields'])))})"
+            text += f" ({', '.join(map(str, json_list(err['fields'])))})"
         parts.append(text)
     return "; ".join(parts) or "rejected"
 
@@ -64,7 +65,7 @@ class SalesforceDestination(Destination):
         what = f"salesforce describe {self.config.object}"
         data = _http.json_body(_http.request(self.client, "GET", f"/sobjects/{self.config.object}/describe", what),
                                what)
-        return {str(f["name"]) for f in _http.objects(_http.json_object(data).get("fields"))
+        return {str(f["name"]) for f in json_objects(json_object(data).get("fields"))
                 if f.get("createable") or f.get("updateable")}
 
     def send(self, batch: list[RowOp]) -> list[RowResult]:
@@ -88,8 +89,8 @@ class SalesforceDestination(Destination):
         response = _http.request(self.client, method, path, what, json={"allOrNone": False, "records": records})
         items = _http.json_body(response, what)
         out = []
-        for row, answer in zip(batch, _http.items(items), strict=False):
-            item = _http.json_object(answer)
+        for row, answer in zip(batch, json_list(items), strict=False):
+            item = json_object(answer)
             if item.get("success"):
                 found = item.get("id")
                 out.append(RowResult(row.key, True, dest_id=None if found is None else str(found),
@@ -105,8 +106,8 @@ class SalesforceDestination(Destination):
             what = "salesforce DELETE /composite/sobjects"
             response = _http.request(self.client, "DELETE", "/composite/sobjects", what,
                                      params={"ids": ",".join(str(r.dest_id) for r in rows), "allOrNone": "false"})
-            for row, answer in zip(rows, _http.items(_http.json_body(response, what)), strict=False):
-                item = _http.json_object(answer)
+            for row, answer in zip(rows, json_list(_http.json_body(response, what)), strict=False):
+                item = json_object(answer)
                 out.append(RowResult(row.key, bool(item.get("success")), None if item.get("success") else _errors(item),
                                      dest_id=row.dest_id))
         return out

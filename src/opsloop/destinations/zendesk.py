@@ -19,6 +19,7 @@ from pydantic import BaseModel, model_validator
 
 from .._json import JsonObject, JsonValue
 from ..errors import TerminalDeliveryError, TransientDeliveryError
+from ..narrow import json_object, json_objects
 from . import _http
 from .base import Destination, DestinationConfig, DestinationContext, RowOp, RowResult
 
@@ -78,7 +79,7 @@ def _index(value: JsonValue) -> int | None:
 
 def _job(body: JsonValue) -> JsonObject:
     """The ``job_status`` of an answer (``{}`` when it has none)."""
-    return _http.json_object(_http.json_object(body).get("job_status"))
+    return json_object(json_object(body).get("job_status"))
 
 
 class ZendeskDestination(Destination):
@@ -125,7 +126,7 @@ class ZendeskDestination(Destination):
         response = _http.request(self.client, "POST", "/api/v2/users/create_or_update_many", what,
                                  json={"users": users})
         job = self._wait(_job(_http.json_body(response, what)), what)
-        by_index = {_index(r["index"]): r for r in _http.objects(job.get("results")) if "index" in r}
+        by_index = {_index(r["index"]): r for r in json_objects(job.get("results")) if "index" in r}
         out = []
         for i, row in enumerate(batch):
             item = by_index.get(i)
@@ -177,7 +178,7 @@ class ZendeskDestination(Destination):
                                      json={"organization": org})
         except TerminalDeliveryError as exc:
             return RowResult(row.key, False, str(exc))
-        data = _http.json_object(_http.json_object(_http.json_body(response, what)).get("organization"))
+        data = json_object(json_object(_http.json_body(response, what)).get("organization"))
         return RowResult(row.key, True, dest_id=str(data.get("id")), created=response.status_code == 201)
 
     def close(self) -> None:

@@ -10,8 +10,9 @@ import json
 
 import pyarrow as pa
 
+from ..narrow import as_int
 from ..state import EventRecord
-from ..warehouse import Warehouse, as_int
+from ..warehouse import Warehouse
 from .clock import StageClock
 
 RAW_SCHEMA = "raw"

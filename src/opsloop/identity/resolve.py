@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..warehouse import as_int
+from ..narrow import as_int
 from ._sql import Conn, literal, quote
 from .config import IdentityConfig
 from .stages.golden import build_golden, golden_columns

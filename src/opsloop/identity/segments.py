@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
-from ..warehouse import as_int
+from ..narrow import as_int
 from ._sql import Conn, IdentityError, expression, literal
 from .config import Condition, ConditionGroup, SegmentConfig
 

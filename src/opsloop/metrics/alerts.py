@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 from .. import outbox
 from ..channels import SlackClient, SlackRefused, channels_of, smtp
 from ..errors import TerminalDeliveryError
+from ..narrow import opt_float, opt_number, opt_str
 from .dashboards import sm_dependencies
-from .engine import MetricQuery, number
+from .engine import MetricQuery
 from .periods import step, truncate
 from .spec import Alert
 
@@ -91,7 +92,8 @@ class AlertRunner:
         today = self.service.today()
         start = step(truncate(today, alert.grain), alert.grain, -max(alert.lookback, 1))
         result = self.service.query(MetricQuery(alert.metric, alert.grain, start, today, [], list(alert.where)))
-        values = [(None if row[0] is None else str(row[0]), number(row[-1])) for row in result.rows]
+        values = [(None if row[0] is None else str(row[0]), opt_number(row[-1], "a metric value"))
+                  for row in result.rows]
         period, value = values[-1] if values else (None, None)
         firing = False
         detail = ""
@@ -175,7 +177,9 @@ class AlertRunner:
         if not rows:
             return AlertState(name, alert.metric, _rule(alert), "unknown", None, None, None, None, None)
         r = rows[0]
-        return AlertState(name, alert.metric, _rule(alert), str(r[0]), r[1], r[2], r[3], r[4], r[5])
+        return AlertState(name, alert.metric, _rule(alert), str(r[0]), opt_float(r[1], "metric_alerts.value"),
+                          opt_str(r[2], "metric_alerts.period"), opt_str(r[3], "metric_alerts.message"),
+                          opt_float(r[4], "metric_alerts.changed_at"), opt_float(r[5], "metric_alerts.evaluated_at"))
 
     def states(self) -> list[AlertState]:
         return [s for name in sorted(self.alerts()) if (s := self.state(name)) is not None]

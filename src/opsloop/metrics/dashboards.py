@@ -10,9 +10,10 @@ from datetime import date, datetime
 from sqlglot import exp
 
 from ..errors import WarehouseError
+from ..narrow import opt_number
 from .catalog import Catalog
 from .compiler import MetricQueryError, column_expr, compile_rows, placeholder
-from .engine import MetricEngine, MetricQuery, number
+from .engine import MetricEngine, MetricQuery
 from .periods import as_date, as_datetime, parse_since, periods_apart, periods_between, step, truncate
 from .spec import Dashboard, Highlight, SemanticModel, Tile
 
@@ -123,7 +124,7 @@ class TileRenderer:
 
     def _total(self, metric: str, since: date | None, until: date, where: list[str]) -> float | None:
         result = self.engine.query(MetricQuery(metric, None, since, until, [], where))
-        return number(result.rows[0][-1]) if result.rows else None
+        return opt_number(result.rows[0][-1], "a metric value") if result.rows else None
 
     def _kpi(self, tile: Tile, filters: BoardFilters) -> dict[str, object]:
         metric = str(tile.metric)
@@ -159,7 +160,7 @@ class TileRenderer:
             totals: dict[str, float] = {}
             for row in result.rows:
                 bucket = str(row[0])
-                totals[bucket] = totals.get(bucket, 0.0) + (number(row[-1]) or 0.0)
+                totals[bucket] = totals.get(bucket, 0.0) + (opt_number(row[-1], "a metric value") or 0.0)
             for h in highlights_for(self.catalog, metric, tile.highlights):
                 for when, subject in self.highlight_points(h, q.since):
                     day = as_date(when)
@@ -225,6 +226,8 @@ class TileRenderer:
         grain = tile.grain or "week"
         wh = self.engine.warehouse
         since = parse_since(self._since(board, tile, filters))
+        if since is not None:  # whole cohorts: a range that starts mid-week keeps that week's every signup
+            since = truncate(since, grain)
         s_name, _, s_dim = str(tile.signup).partition(".")
         a_name, _, a_dim = str(tile.activity).partition(".")
         s_sm, a_sm = self.catalog.semantic_models[s_name], self.catalog.semantic_models[a_name]

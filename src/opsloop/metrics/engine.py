@@ -13,11 +13,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, SupportsFloat
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
 
+from ..narrow import opt_float, opt_number
 from ..warehouse import Row, Warehouse
 from .catalog import Catalog
 from .compiler import Filter, MeasureQuery, MetricQueryError, compile_measure
@@ -121,20 +122,10 @@ def _evaluate(node: exp.Expr, values: dict[str, float | None]) -> float | None:
 
 
 def _num(value: object) -> float | None:
-    if value is None:
+    """A cell of a measure's query as its float; None when the period has none (NULL, or NaN on some engines)."""
+    if isinstance(value, float) and math.isnan(value):
         return None
-    if not isinstance(value, str | SupportsFloat):
-        raise TypeError(f"a metric value is not a number: {value!r}")
-    out = float(value)
-    return None if math.isnan(out) else out
-
-
-def number(value: object) -> float | None:
-    """A result cell that holds a metric value (``MetricResult.rows``: the value, then the percentile when
-    asked for) as its number; None when the period has none."""
-    if value is None or isinstance(value, int | float):
-        return value
-    raise TypeError(f"a metric value is not a number: {value!r}")
+    return opt_float(value, "a metric value")
 
 
 class MetricEngine:
@@ -400,10 +391,10 @@ def _sort_key(key: Key) -> tuple[tuple[bool, int | float | date | str], ...]:
 
 def _add_percentile(rows: list[list[object]]) -> None:
     """Each row's percentile among the rows (PERCENT_RANK: 0 for the lowest value, 1 for the highest)."""
-    values = sorted(v for v in (number(r[-1]) for r in rows) if v is not None)
+    values = sorted(v for v in (opt_number(r[-1], "a metric value") for r in rows) if v is not None)
     n = len(values)
     for row in rows:
-        value = number(row[-1])
+        value = opt_number(row[-1], "a metric value")
         if value is None or n == 0:
             row.append(None)
             continue

@@ -17,11 +17,6 @@ def as_list(value: object) -> list[str]:
     return [str(v) for v in value]
 
 
-def as_mapping(value: object) -> dict[str, object]:
-    """A config value that should be a mapping (``meta``, ``column_types``); anything else is empty."""
-    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
-
-
 def slug(value: object) -> str:
     """``value`` as a part of a name: every run of other characters than letters, digits and _ is one _."""
     return re.sub(r"[^0-9a-zA-Z_]+", "_", str(value))

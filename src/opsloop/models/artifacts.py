@@ -15,7 +15,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._config import as_list, as_mapping
+from ..narrow import mapping
+from ._config import as_list
 from .compiler import Compiler
 from .nodes import DataTest, Model, Seed, Snapshot
 from .unit_tests import Fixture, unit_spec
@@ -86,10 +87,10 @@ def _node(c: Compiler, node: Model | Seed | Snapshot, kind: str) -> dict[str, ob
         "unique_id": dbt_uid(c, node.uid), "fqn": fqn, "alias": alias, "checksum": _sha(text),
         "config": _config(node, kind), "tags": node.tags, "description": getattr(node, "description", ""),
         "columns": {name: {"name": name, "description": str(col.get("description") or ""),
-                           "meta": dict(as_mapping(col.get("meta"))), "data_type": col.get("data_type"),
+                           "meta": mapping(col.get("meta")), "data_type": col.get("data_type"),
                            "tags": as_list(col.get("tags"))}
                     for name, col in getattr(node, "columns", {}).items()},
-        "meta": dict(as_mapping(node.config.get("meta"))), "relation_name": c.rel_text(schema, alias),
+        "meta": mapping(node.config.get("meta")), "relation_name": c.rel_text(schema, alias),
         "raw_code": raw.strip(),
         "language": getattr(node, "language", "sql"),
         "refs": [{"name": p.split(".")[-1], "package": None, "version": None} for p in parents

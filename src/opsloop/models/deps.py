@@ -29,9 +29,9 @@ from pathlib import Path
 import yaml
 
 from ..errors import Problem
+from ..narrow import mapping
 from ..project.yaml_files import YamlProblem, load_yaml
 from . import _semver
-from ._config import as_mapping
 from .packages import _project_file, install_path, spec_file
 
 LOCK_FILE = "package-lock.yml"
@@ -325,7 +325,7 @@ def _hub_versions(package: str) -> dict[str, dict[str, object]]:
             raise _InstallProblem(f"the package hub's answer for {package!r} has no versions ({url})",
                                   "check DBT_PACKAGE_HUB_URL")
         _hub_cache[url] = data
-    versions = as_mapping(_hub_cache[url]["versions"])
+    versions = mapping(_hub_cache[url]["versions"])
     return {k: v for k, v in versions.items() if isinstance(v, dict)}
 
 
@@ -433,7 +433,7 @@ def _fetch(want: _Want, pin: str, tmp: Path) -> _Got:
         return _Got(str(entry["name"]), folder, {"tarball": url}, "tarball", _own_deps(folder))
     package = str(entry["package"])
     info = _hub_versions(package).get(pin) or {}
-    url = str(as_mapping(info.get("downloads")).get("tarball") or "")
+    url = str(mapping(info.get("downloads")).get("tarball") or "")
     if not url:
         raise _InstallProblem(f"the package hub lists no tarball for {package} {pin}", "try another version")
     _download(url, tmp / "package.tar.gz")

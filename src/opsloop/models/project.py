@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Problem
+from ..narrow import mapping
 from ..project.yaml_files import LocatedYaml, YamlProblem, load_yaml
-from ._config import as_list, as_mapping, opt_str, slug
+from ._config import as_list, opt_str, slug
 from .nodes import INCREMENTAL_STRATEGIES, MATERIALIZATIONS, ON_SCHEMA_CHANGE, DataTest, Model, Seed, Snapshot, Source
 from .packages import Package
 
@@ -104,7 +105,7 @@ def _merge(target: dict[str, object], key: str, value: object) -> None:
     elif key == "tags":
         target["tags"] = [*as_list(target.get("tags")), *as_list(value)]
     elif key in ("meta", "column_types") and isinstance(value, dict):
-        target[key] = {**as_mapping(target.get(key)), **value}
+        target[key] = {**mapping(target.get(key)), **value}
     else:
         target[key] = value
 
@@ -516,8 +517,8 @@ def _format_location(mp: ModelProject, template: str, source: Source, src: dict[
     """dbt-duckdb's rule: ``{name}``, ``{identifier}``, ``{schema}``, meta keys ... formatted in; quoted as a
     file path unless it is a function call (``read_csv(...)``). A relative path is the dbt project's."""
     fields: dict[str, object] = {}
-    for part in (src.get("meta"), table.get("meta"), as_mapping(src.get("config")).get("meta"),
-                 as_mapping(table.get("config")).get("meta")):
+    for part in (src.get("meta"), table.get("meta"), mapping(src.get("config")).get("meta"),
+                 mapping(table.get("config")).get("meta")):
         if isinstance(part, dict):
             fields.update(part)
     fields.update(name=source.name, identifier=source.identifier, schema=source.schema, database=None,
@@ -554,8 +555,8 @@ def _read_test(mp: ModelProject, doc: LocatedYaml, rel: str, loc: tuple[str | in
         return
     kind = str(kind)
     args = dict(args)
-    config = as_mapping(args.pop("config", None))
-    kwargs = as_mapping(args.pop("arguments", None))
+    config = mapping(args.pop("config", None))
+    kwargs = mapping(args.pop("arguments", None))
     custom_name = args.pop("name", None)
     for key in ("where", "severity", "tags", "enabled", "store_failures", "store_failures_as", "warn_if", "error_if",
                 "limit", "meta"):

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 
 from .._halt import Halt
 from ..errors import OpsloopError
-from ..warehouse import Warehouse, as_int
+from ..narrow import as_int, mapping
+from ..warehouse import Warehouse
 from ..warehouse.sql import Statements
-from ._config import as_list, as_mapping
+from ._config import as_list
 from ._seeds import engine_type, seed_table
 from .compiler import Compiler
 from .nodes import DataTest, Model, Seed, Snapshot
@@ -603,7 +604,7 @@ class Runner:
         target = st.rel(schema, ident)
         self._ensure_schema(wh, schema)
         path = self.c.mp.root / seed.path
-        col_types = {k: str(v) for k, v in as_mapping(seed.config.get("column_types")).items()}
+        col_types = {k: str(v) for k, v in mapping(seed.config.get("column_types")).items()}
         header, types, rows = seed_table(path, col_types, str(seed.config.get("delimiter") or ","))
         if not header:
             raise ModelRunError(f"{seed.file} is empty; a seed needs a header row")

@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..errors import Problem
-from ._config import as_list, as_mapping
+from ..narrow import mapping
+from ._config import as_list
 from .nodes import Snapshot
 
 STRATEGIES = ("timestamp", "check")
@@ -56,7 +57,7 @@ def strategy_of(snap: Snapshot) -> Strategy:
     name = str(cfg.get("strategy"))
     updated_at = str(cfg["updated_at"]) if cfg.get("updated_at") else NOW
     names = {c: c for c in META_COLUMNS}
-    for meta, custom in as_mapping(cfg.get("snapshot_meta_column_names")).items():
+    for meta, custom in mapping(cfg.get("snapshot_meta_column_names")).items():
         names[meta] = str(custom)
     vtc = cfg.get("dbt_valid_to_current")
     check = cfg.get("check_cols")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypedDict
 
+from ..narrow import as_float, as_int, as_str, opt_float, opt_str
 from ..state import NewEvent, StateStore
 
 
@@ -70,7 +71,11 @@ class SourceState:
             "WHERE source = ?", (source,),
         )
         return {
-            r[1]: StreamState(r[0], r[1], json.loads(r[2]) if r[2] else None, int(r[3]), int(r[4]), r[5], float(r[6]))
+            as_str(r[1], "source_streams.stream"): StreamState(
+                as_str(r[0], "source_streams.source"), as_str(r[1], "source_streams.stream"),
+                json.loads(as_str(r[2], "source_streams.cursor")) if r[2] else None,
+                as_int(r[3], "source_streams.rows_total"), as_int(r[4], "source_streams.last_rows"),
+                opt_str(r[5], "source_streams.last_run_id"), as_float(r[6], "source_streams.updated_at"))
             for r in rows
         }
 
@@ -139,8 +144,11 @@ class SourceState:
             f"resume_at FROM source_runs {where} ORDER BY started_at DESC LIMIT ?", (*params, limit),
         )
         return [
-            RunRecord(r[0], r[1], float(r[2]), r[3], r[4], bool(r[5]), int(r[6]), json.loads(r[7] or "{}"),
-                      int(r[8]), r[9], r[10])
+            RunRecord(as_str(r[0], "source_runs.id"), as_str(r[1], "source_runs.source"),
+                      as_float(r[2], "source_runs.started_at"), opt_float(r[3], "source_runs.finished_at"),
+                      as_str(r[4], "source_runs.status"), bool(r[5]), as_int(r[6], "source_runs.rows"),
+                      json.loads(opt_str(r[7], "source_runs.streams") or "{}"), as_int(r[8], "source_runs.requests"),
+                      opt_str(r[9], "source_runs.message"), opt_float(r[10], "source_runs.resume_at"))
             for r in rows
         ]
 
@@ -150,7 +158,7 @@ class SourceState:
 
     def requests_today(self, source: str) -> int:
         rows = self.store.query("SELECT count FROM source_requests WHERE source = ? AND day = ?", (source, _day()))
-        return int(rows[0][0]) if rows else 0
+        return as_int(rows[0][0], "source_requests.count") if rows else 0
 
     def add_requests(self, source: str, count: int) -> None:
         if count <= 0:

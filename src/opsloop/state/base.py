@@ -16,9 +16,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from .._json import JsonObject, JsonValue
+from ..narrow import as_float, as_int, as_str, opt_bytes, opt_float, opt_str
 from ._migrations import migrations
 from ._search import INDEX_BATCH, MIN_INDEXED, SCAN_FIRST, SEARCH_CURSOR, SearchIndexer
 
@@ -27,7 +28,8 @@ class Cursor(Protocol):
     """A cursor of either store's driver (``sqlite3`` or ``psycopg``), as ``StateStore.transaction`` yields it.
 
     A row is a tuple of the column values the driver read (``str``, ``int``, ``float``, ``bytes`` or None
-    for the store's own tables); both drivers type its items ``Any``, so a reader converts each as it uses it.
+    for the store's own tables); both drivers type its items ``Any``, this Protocol ``object``, so a reader narrows
+    each with ``opsloop.narrow`` as it uses it.
     """
 
     @property
@@ -35,9 +37,9 @@ class Cursor(Protocol):
 
     def execute(self, sql: str, params: Sequence[object] = ..., /) -> Cursor: ...
 
-    def fetchone(self) -> tuple[Any, ...] | None: ...
+    def fetchone(self) -> tuple[object, ...] | None: ...
 
-    def fetchall(self) -> Sequence[tuple[Any, ...]]: ...
+    def fetchall(self) -> Sequence[tuple[object, ...]]: ...
 
     def close(self) -> None: ...
 
@@ -240,25 +242,26 @@ def payload_text_of(payload: str | None, body: bytes | memoryview | None) -> str
     return payload
 
 
-def _row_to_event(row: tuple[Any, ...], parse: bool = True, light: bool = False) -> EventRecord:
-    text = payload_text_of(row[8], row[7])
+def _row_to_event(row: tuple[object, ...], parse: bool = True, light: bool = False) -> EventRecord:
+    body = opt_bytes(row[7], "events.body")
+    text = payload_text_of(opt_str(row[8], "events.payload"), body)
     return EventRecord(
-        seq=int(row[0]),
-        id=row[1],
-        endpoint=row[2],
-        name=row[3],
-        received_at=float(row[4]),
-        idempotency_key=row[5],
-        headers=json.loads(row[6] or "{}"),
-        body=bytes(row[7]) if row[7] is not None and not light else None,
+        seq=as_int(row[0], "events.seq"),
+        id=as_str(row[1], "events.id"),
+        endpoint=opt_str(row[2], "events.endpoint"),
+        name=as_str(row[3], "events.name"),
+        received_at=as_float(row[4], "events.received_at"),
+        idempotency_key=opt_str(row[5], "events.idempotency_key"),
+        headers=json.loads(opt_str(row[6], "events.headers") or "{}"),
+        body=body if not light else None,
         payload=_json_or_none(text) if parse else None,
         payload_text=text,
-        status=row[9],
-        error=_json_or_none(row[10]),
-        source=row[11],
-        related_id=row[12],
-        expires_at=row[13],
-        dispatched_at=row[14],
+        status=as_str(row[9], "events.status"),
+        error=_json_or_none(opt_str(row[10], "events.error")),
+        source=as_str(row[11], "events.source"),
+        related_id=opt_str(row[12], "events.related_id"),
+        expires_at=opt_float(row[13], "events.expires_at"),
+        dispatched_at=opt_float(row[14], "events.dispatched_at"),
     )
 
 
@@ -340,8 +343,9 @@ class StateStore(ABC):
         cur.execute(self._sql(sql), tuple(params))
         return cur
 
-    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        """Run a read-only query on this thread's read connection."""
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Run a read-only query on this thread's read connection. A row's values are the driver's; a reader
+        narrows each with ``opsloop.narrow`` (``as_int(rows[0][0], "the event count")``)."""
         conn = self._read_conn()
         cur = conn.cursor()
         try:
@@ -445,7 +449,7 @@ class StateStore(ABC):
                         "SELECT event_id FROM idempotency WHERE endpoint = ? AND key = ?",
                         (ev.endpoint or "", ev.idempotency_key),
                     ).fetchone()
-                    duplicate_of = found[0] if found else None
+                    duplicate_of = opt_str(found[0], "idempotency.event_id") if found else None
                     status, related = "duplicate", duplicate_of
             rows.append(self._event_row(ev, status, related))
             dups.append(duplicate_of)
@@ -466,7 +470,7 @@ class StateStore(ABC):
             found = self.execute(
                 cur, f"{self._EVENT_INSERT}{marks} RETURNING id, seq", [v for row in chunk for v in row],
             ).fetchall()
-            by_id = {str(r[0]): int(r[1]) for r in found}
+            by_id = {str(r[0]): as_int(r[1], "events.seq") for r in found}
             seqs += [by_id[str(row[0])] for row in chunk]
         return seqs
 
@@ -588,20 +592,22 @@ class StateStore(ABC):
         scan_params = [*self._scan_params(text), *params]
         columns = ", ".join(f"events.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
 
-        def newest_first(source: str, conditions: list[str], arm_params: list[object], seq: str) -> list[Any]:
+        def newest_first(source: str, conditions: list[str], arm_params: list[object],
+                         seq: str) -> list[tuple[object, ...]]:
             if before_seq is not None:
                 conditions, arm_params = [*conditions, f"{seq} < ?"], [*arm_params, before_seq]
             return self.query(f"SELECT {columns} FROM {source} WHERE {' AND '.join(conditions)} "
                               f"ORDER BY {seq} DESC LIMIT ?", (*arm_params, limit))
 
-        found = {int(r[0]): r for r in newest_first("events", ["id = ?", *where], [text, *params], "seq")}
+        by_id = newest_first("events", ["id = ?", *where], [text, *params], "seq")
+        found = {as_int(r[0], "events.seq"): r for r in by_id}
         scanned = newest_first("events", ["seq > ?", *scan], [bound, *scan_params], "seq")
-        found.update((int(r[0]), r) for r in scanned)
+        found.update((as_int(r[0], "events.seq"), r) for r in scanned)
         if len(scanned) < limit:  # a full page from the scan is newer than anything the index holds
             for source, condition, arm_params, seq in self._search_arms(text):
                 rows = newest_first(source, [condition, f"{seq} <= ?", *scan], [*arm_params, bound, *scan_params],
                                     seq)
-                found.update((int(r[0]), r) for r in rows)
+                found.update((as_int(r[0], "events.seq"), r) for r in rows)
         return [_row_to_event(found[seq]) for seq in sorted(found, reverse=True)[:limit]]
 
     def index_search(self, limit: int = INDEX_BATCH) -> int:
@@ -619,12 +625,12 @@ class StateStore(ABC):
         """In an indexing transaction: (the search cursor, the last seq of the next ``limit`` events past
         it, how many they are)."""
         start = self.execute(cur, "SELECT seq FROM cursors WHERE consumer = ?", (SEARCH_CURSOR,)).fetchone()
-        after = int(start[0]) if start else 0
+        after = as_int(start[0], "cursors.seq") if start else 0
         row = self.execute(cur, "SELECT MAX(seq), COUNT(*) FROM (SELECT seq FROM events WHERE seq > ? ORDER BY seq "
                                 "LIMIT ?) batch", (after, limit)).fetchone()
         if row is None or not row[1]:
             return after, after, 0
-        return after, int(row[0]), int(row[1])
+        return after, as_int(row[0], "events.seq"), as_int(row[1], "the batch size")
 
     def search_indexed_upto(self) -> int:
         """The ``seq`` up to which every event is in the search index (later ones are scanned)."""
@@ -655,8 +661,8 @@ class StateStore(ABC):
 
     def count_events(self, status: str | None = None) -> int:
         if status is None:
-            return int(self.query("SELECT COUNT(*) FROM events")[0][0])
-        return int(self.query("SELECT COUNT(*) FROM events WHERE status = ?", (status,))[0][0])
+            return as_int(self.query("SELECT COUNT(*) FROM events")[0][0], "the event count")
+        return as_int(self.query("SELECT COUNT(*) FROM events WHERE status = ?", (status,))[0][0], "the event count")
 
     def mark_events(self, ids: Sequence[str], status: str, error: object = None,
                     cursor: tuple[str, int] | None = None) -> None:
@@ -703,7 +709,7 @@ class StateStore(ABC):
 
     def get_cursor(self, consumer: str) -> int:
         rows = self.query("SELECT seq FROM cursors WHERE consumer = ?", (consumer,))
-        return int(rows[0][0]) if rows else 0
+        return as_int(rows[0][0], "cursors.seq") if rows else 0
 
     def set_cursor(self, consumer: str, seq: int, cur: Cursor | None = None) -> None:
         sql = (
@@ -717,7 +723,7 @@ class StateStore(ABC):
             self.execute(c, sql, (consumer, seq, time.time()))
 
     def max_seq(self) -> int:
-        return int(self.query("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
+        return as_int(self.query("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0], "the newest event's seq")
 
     def purge_expired(self, now: float | None = None) -> int:
         """Delete events past retention. Quarantined and failed events are kept until resolved."""

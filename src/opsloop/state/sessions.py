@@ -14,6 +14,7 @@ import hmac
 import secrets
 import time
 
+from ..narrow import as_float, as_int
 from .base import StateStore
 
 
@@ -44,7 +45,9 @@ class Sessions:
         token whose tag is ``token_tag``."""
         now = time.time() if now is None else now
         rows = self.store.query("SELECT expires_at, token_tag FROM sessions WHERE id_hash = ?", (_hash(session_id),))
-        return bool(rows) and float(rows[0][0]) > now and hmac.compare_digest(str(rows[0][1]), token_tag)
+        if not rows:
+            return False
+        return as_float(rows[0][0], "sessions.expires_at") > now and hmac.compare_digest(str(rows[0][1]), token_tag)
 
     def revoke(self, session_id: str) -> None:
         """End ``session_id`` now (logout)."""
@@ -53,4 +56,4 @@ class Sessions:
 
     def count(self) -> int:
         """Sessions stored (expired ones included until the next purge)."""
-        return int(self.store.query("SELECT COUNT(*) FROM sessions")[0][0])
+        return as_int(self.store.query("SELECT COUNT(*) FROM sessions")[0][0], "the session count")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import StateStoreError
+from ..narrow import as_int
 from ._search import SEARCH_CURSOR, fts_phrase
 from .base import Connection, Cursor, StateStore
 
@@ -64,7 +65,8 @@ class SQLiteStateStore(StateStore):
             return []
         found = cur.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         highest = cur.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-        top = max(int(found[0]) if found else 0, int(highest[0]) if highest else 0)
+        top = max(as_int(found[0], "sqlite_sequence.seq") if found else 0,
+                  as_int(highest[0], "events.seq") if highest else 0)
         seqs = list(range(top + 1, top + 1 + len(rows)))
         for start in range(0, len(rows), 500):
             chunk = rows[start : start + 500]
@@ -110,7 +112,7 @@ class SQLiteStateStore(StateStore):
         if not self._search_tables:
             return None
         row = self.execute(cur, "SELECT seq FROM cursors WHERE consumer = ?", (SEARCH_CURSOR,)).fetchone()
-        return int(row[0]) if row else 0
+        return as_int(row[0], "cursors.seq") if row else 0
 
     def _search_errors_changed(self, cur: Cursor, condition: str, params: Sequence[object]) -> None:
         upto = self._indexed_upto(cur)

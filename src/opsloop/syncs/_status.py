@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 from ..errors import OpsloopError, TransientError
+from ..narrow import as_int, opt_float, opt_str
 from ..state import StateStore
 
 LEASE_SECONDS = 600.0
@@ -57,7 +58,7 @@ class SyncStatus:
             row = self.store.execute(cur, "SELECT lease_owner, lease_until FROM sync_status WHERE sync = ?",
                                      (sync,)).fetchone()
             assert row is not None  # the INSERT above made it
-            holder, until = row[0], row[1]
+            holder, until = opt_str(row[0], "sync_status.lease_owner"), opt_float(row[1], "sync_status.lease_until")
             if holder and holder != me and until and until > now and not _owner_dead(holder):
                 raise SyncBusy(f"sync {sync!r} is running in another process ({holder}); wait for it to finish")
             self.store.execute(cur, "UPDATE sync_status SET lease_owner = ?, lease_until = ? WHERE sync = ?",
@@ -103,7 +104,7 @@ class SyncStatus:
                 (key, day),
             ).fetchone()
             assert row is not None  # RETURNING gives the row it wrote
-            if int(row[0]) > per_day:
+            if as_int(row[0], "sync_quota.used") > per_day:
                 self.store.execute(cur, "UPDATE sync_quota SET used = ? WHERE quota_key = ? AND day = ?",
                                    (per_day, key, day))
                 raise QuotaExhausted(f"the daily quota of {per_day} requests to {key} is used up; the remaining "

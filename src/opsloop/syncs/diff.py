@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 from sqlglot import exp
 
 from ..errors import WarehouseError
-from ..warehouse import QueryResult, Warehouse, as_int
+from ..narrow import as_int
+from ..warehouse import QueryResult, Warehouse
 from ..warehouse.sql import quote
 from .config import FieldSpec
 

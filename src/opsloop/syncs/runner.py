@@ -21,8 +21,8 @@ from .._halt import Interrupted
 from .._ids import new_id
 from ..destinations import Destination, DestinationContext, RowOp, RowResult, get_destination
 from ..errors import DeliveryError, OpsloopError, TerminalDeliveryError, TransientDeliveryError, WarehouseError
+from ..narrow import as_int
 from ..state import NewEvent
-from ..warehouse import as_int
 from ._status import QuotaExhausted, SyncStatus
 from .diff import Enforcement, PlanColumns, SyncTables, ensure_tables
 from .enforce import corrections, enforcement_for

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ConfigError, Problem
 from ..project.config import WarehouseConfig
 from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT, MAX_LIMIT, QueryRefused, QueryTimeout, query_timeout
-from .base import Params, QueryResult, Row, Warehouse, as_int
+from .base import Params, QueryResult, Row, Warehouse
 
 TYPES = ("duckdb", "postgres", "clickhouse", "snowflake", "bigquery")
 
@@ -59,4 +59,4 @@ def open_warehouse(config: WarehouseConfig, root: Path, read_only: bool = False)
 
 
 __all__ = ["DEFAULT_LIMIT", "DEFAULT_TIMEOUT", "MAX_LIMIT", "Params", "QueryRefused", "QueryResult", "QueryTimeout",
-           "Row", "Warehouse", "as_int", "open_warehouse", "query_timeout"]
+           "Row", "Warehouse", "open_warehouse", "query_timeout"]

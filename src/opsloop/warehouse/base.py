@@ -6,7 +6,7 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, SupportsInt, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from ._sandbox import DEFAULT_LIMIT, DEFAULT_TIMEOUT
 
@@ -15,21 +15,10 @@ if TYPE_CHECKING:
 
 Row: TypeAlias = tuple[object, ...]
 """One result row: the driver's Python values (int, float, Decimal, str, bool, date, datetime, None, ...);
-a reader narrows a value with ``isinstance`` (or ``str()``) before it uses it."""
+a reader narrows a value with ``opsloop.narrow`` (``as_int(row[0], "the count")``) before it uses it."""
 
 Params: TypeAlias = Sequence[object]
 """Values for a statement's ``?`` placeholders, in order."""
-
-
-def as_int(value: object) -> int:
-    """A number the engine returned (a count is ``int`` on DuckDB, ``Decimal`` on some engines, text on
-    others) as an ``int``, as ``int(value)`` gives it; anything else is a ``TypeError``.
-
-        as_int(wh.query("SELECT count(*) FROM t").rows[0][0])
-    """
-    if isinstance(value, str | bytes | SupportsInt):
-        return int(value)
-    raise TypeError(f"not a number: {value!r}")
 
 
 @dataclass

@@ -5,14 +5,14 @@ the millionth event as on the first)."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..state import ALL_STATUSES, MIN_INDEXED, StateStore
+from ..state import ALL_STATUSES, MIN_INDEXED, EventRecord, StateStore
 from ..workflows import runs
 from ..workflows.project_files import WORKFLOWS
 
@@ -62,7 +62,7 @@ def routes(web: Web) -> list[Route]:
                                           f"not {raw_before!r}")
         before = int(raw_before) if raw_before else None
 
-        def load() -> list[Any]:
+        def load() -> list[EventRecord]:
             return app.store.list_events(status=filters.get("status"), endpoint=filters.get("endpoint"),
                                          name=filters.get("name"), limit=PAGE_SIZE + 1, before_seq=before,
                                          search=filters.get("q"))

@@ -23,7 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..errors import OpsloopError
-from ._narrow import mapping_of, records_of
+from ..narrow import mapping, records
 
 if TYPE_CHECKING:
     from ..identity.service import IdentityService
@@ -91,7 +91,7 @@ def routes(web: Web) -> list[Route]:
         def load() -> tuple[Mapping[str, object], list[dict[str, object]], list[EventRecord]]:
             profile = service.profile(person_id)
             history = _times(service.person_segment_history(str(profile["person_id"])))
-            emails = [str(i["value"]) for i in records_of(profile["identifiers"]) if i["type"] == "email"]
+            emails = [str(i["value"]) for i in records(profile["identifiers"]) if i["type"] == "email"]
             events = app.store.list_events(search=emails[0], limit=25) if emails else []
             return profile, history, events
 
@@ -101,10 +101,10 @@ def routes(web: Web) -> list[Route]:
         profile, history, events = data
         if profile["person_id"] != person_id:  # an old id, merged into this person
             return RedirectResponse(f"/people/{profile['person_id']}", status_code=303)
-        fields = [{"name": k, **mapping_of(v), "updated_at": _ts(mapping_of(v).get("updated_at"))}
-                  for k, v in mapping_of(profile["fields"]).items()]
+        fields = [{"name": k, **mapping(v), "updated_at": _ts(mapping(v).get("updated_at"))}
+                  for k, v in mapping(profile["fields"]).items()]
         by_system: dict[str, list[dict[str, object]]] = {}
-        for record in _times(records_of(profile["records"])):
+        for record in _times(records(profile["records"])):
             by_system.setdefault(str(record["system"]), []).append(record)
         return web.render(request, "person.html", person=profile, fields=fields, by_system=by_system,
                           history=history, events=events)
@@ -122,8 +122,8 @@ def routes(web: Web) -> list[Route]:
             return data
         seg = service.project.segments[name]
         return web.render(request, "segment.html", name=name, seg=seg, members=data["members"],
-                          member_rows=_times(records_of(data["member_rows"])),
-                          changes=_times(records_of(data["changes"])), runs=_times(records_of(data["runs"])))
+                          member_rows=_times(records(data["member_rows"])),
+                          changes=_times(records(data["changes"])), runs=_times(records(data["runs"])))
 
     async def conflicts_page(request: Request) -> Response:
         rows = await attempt(request, "Conflicts", lambda: service.conflicts(200))

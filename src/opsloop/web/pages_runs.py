@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..narrow import as_int, mapping, number, records
 from ..state import EventRecord
 from ..workflows import runs
 from ..workflows.project_files import WORKFLOWS
 from ._handler import Handler
-from ._narrow import mapping_of, number_of, records_of
 
 if TYPE_CHECKING:
     from .server import Web
@@ -90,24 +90,24 @@ def _claimer(event: Mapping[str, object]) -> str | None:
 def timeline(detail: Mapping[str, object], now: float | None = None) -> list[Step]:
     """The run's steps in order, with offsets and bar geometry relative to the run's span."""
     now = time.time() if now is None else now
-    start = number_of(detail.get("started_at")) or number_of(detail.get("created_at")) or now
+    start = number(detail.get("started_at")) or number(detail.get("created_at")) or now
     steps: list[Step] = []
-    for s in sorted(records_of(detail.get("steps")), key=lambda s: number_of(s["position"]) or 0):
-        begun, ended = number_of(s.get("started_at")), number_of(s.get("finished_at"))
-        step = Step(position=int(number_of(s["position"]) or 0), name=str(s["step"]), kind=str(s["kind"]),
+    for s in sorted(records(detail.get("steps")), key=lambda s: number(s["position"]) or 0):
+        begun, ended = number(s.get("started_at")), number(s.get("finished_at"))
+        step = Step(position=int(number(s["position"]) or 0), name=str(s["step"]), kind=str(s["kind"]),
                     status=str(s["status"]), started_at=begun, finished_at=ended,
-                    attempts=int(number_of(s.get("attempts")) or 0), error=s.get("error"), input=s.get("input"),
+                    attempts=int(number(s.get("attempts")) or 0), error=s.get("error"), input=s.get("input"),
                     output=s.get("output"))
         if begun is not None:
             step.offset = max(0.0, begun - start)
             step.length = max(0.0, (ended if ended is not None else now) - begun)
-        spec = mapping_of(s.get("input"))
-        output = mapping_of(s.get("output"))
+        spec = mapping(s.get("input"))
+        output = mapping(s.get("output"))
         if step.kind == "wait":
             step.waits_for = str(spec.get("event") or "")
             match = spec.get("match")
             step.match = None if match is None else str(match)
-            step.deadline = number_of(spec.get("deadline"))
+            step.deadline = number(spec.get("deadline"))
             if step.status == "completed":
                 if output.get("id"):
                     step.outcome, step.event_id = "received", str(output["id"])
@@ -116,12 +116,12 @@ def timeline(detail: Mapping[str, object], now: float | None = None) -> list[Ste
             else:
                 step.outcome = "waiting"
         elif step.kind == "sleep":
-            step.deadline = number_of(output.get("until"))
+            step.deadline = number(output.get("until"))
             step.outcome = "slept" if step.deadline is not None and step.deadline <= now else "sleeping"
         elif step.kind == "emit" and output.get("id"):
             step.event_id = str(output["id"])
         steps.append(step)
-    end = number_of(detail.get("finished_at")) or now
+    end = number(detail.get("finished_at")) or now
     for step in steps:  # sleeps and waits stretch to their deadline when it is later than the run's end
         if step.deadline is not None and step.status != "completed":
             end = max(end, step.deadline)
@@ -135,7 +135,7 @@ def timeline(detail: Mapping[str, object], now: float | None = None) -> list[Ste
 def sla_states(detail: Mapping[str, object], now: float | None = None) -> list[Sla]:
     """Each SLA the run holds (a ``<name>.post`` step followed by ``<name>.wait``), with its state."""
     now = time.time() if now is None else now
-    by_name = {str(s["step"]): s for s in records_of(detail.get("steps"))}
+    by_name = {str(s["step"]): s for s in records(detail.get("steps"))}
     found: list[Sla] = []
     for name in by_name:
         if not name.endswith(".wait"):
@@ -145,28 +145,28 @@ def sla_states(detail: Mapping[str, object], now: float | None = None) -> list[S
             continue
         wait = by_name[name]
         posted = by_name.get(f"{prefix}.posted_at")
-        posted_at = number_of(posted.get("output")) if posted else None
+        posted_at = number(posted.get("output")) if posted else None
         if posted_at is None:
-            posted_at = number_of(by_name[f"{prefix}.post"].get("finished_at"))
-        spec = mapping_of(wait.get("input"))
-        sla = Sla(name=prefix, state="waiting", posted_at=posted_at, due_at=number_of(spec.get("deadline")))
+            posted_at = number(by_name[f"{prefix}.post"].get("finished_at"))
+        spec = mapping(wait.get("input"))
+        sla = Sla(name=prefix, state="waiting", posted_at=posted_at, due_at=number(spec.get("deadline")))
         claim: Mapping[str, object] | None = None
         if wait["status"] == "completed":
-            if mapping_of(wait.get("output")).get("id"):
-                claim, sla.state = mapping_of(wait.get("output")), "met"
+            if mapping(wait.get("output")).get("id"):
+                claim, sla.state = mapping(wait.get("output")), "met"
             else:
                 breached = by_name.get(f"{prefix}.breached") or by_name.get(f"{prefix}.breach_event")
-                sla.breached_at = number_of((breached or wait).get("started_at")) or number_of(wait.get("finished_at"))
+                sla.breached_at = number((breached or wait).get("started_at")) or number(wait.get("finished_at"))
                 sla.state = "breached"
                 late = by_name.get(f"{prefix}.late_wait")
-                if late and mapping_of(late.get("output")).get("id"):
-                    claim, sla.state = mapping_of(late.get("output")), "breached-claimed"
+                if late and mapping(late.get("output")).get("id"):
+                    claim, sla.state = mapping(late.get("output")), "breached-claimed"
         elif sla.due_at is not None and now > sla.due_at:
             sla.state = "breached"  # the deadline passed; the worker has not recorded it yet
             sla.breached_at = sla.due_at
         if claim is not None:
             sla.claimed_by = _claimer(claim)
-            sla.claimed_at = number_of(claim.get("received_at"))
+            sla.claimed_at = number(claim.get("received_at"))
             if sla.claimed_at is not None and sla.posted_at is not None:
                 sla.claimed_after = sla.claimed_at - sla.posted_at
             sla.events.append(str(claim.get("id")))
@@ -186,8 +186,8 @@ class RunPage(TypedDict):
 
 def run_page_context(detail: Mapping[str, object], now: float | None = None) -> RunPage:
     now = time.time() if now is None else now
-    start = number_of(detail.get("started_at")) or number_of(detail.get("created_at"))
-    end = number_of(detail.get("finished_at"))
+    start = number(detail.get("started_at")) or number(detail.get("created_at"))
+    end = number(detail.get("finished_at"))
     return {
         "run": detail,
         "steps": timeline(detail, now),
@@ -326,7 +326,6 @@ def routes(web: Web) -> list[Route]:
         """Whether the loader has put the event into ``raw.events`` (None: the warehouse has no such table)."""
         from ..errors import WarehouseError
         from ..events.loader import RAW_TABLE
-        from ..warehouse import as_int
 
         try:
             hit = app.warehouse.query(f"SELECT seq FROM {RAW_TABLE} WHERE event_id = ?", (event_id,)).rows

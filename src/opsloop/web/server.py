@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .._json import JsonObject
 from ..app import App, ReplayError
 from ..events.inbox import Inbox
+from ..narrow import as_int
 from ..settings import Settings
 from ..state.sessions import Sessions
 from . import api_identity, api_models, api_sources, api_syncs, api_workflows, auth, dashboards, openapi, pages_format
@@ -136,7 +137,7 @@ class Web:
 
     def _counts(self) -> list[tuple[str, int]]:
         rows = self.app.store.query("SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status")
-        return [(str(r[0]), int(r[1])) for r in rows]
+        return [(str(r[0]), as_int(r[1], "an event count")) for r in rows]
 
     # -- pages -------------------------------------------------------------------------------
     async def login_form(self, request: Request) -> Response:

@@ -17,6 +17,7 @@ from typing import TypedDict
 
 from .._ids import new_id
 from .._json import JsonObject, JsonValue
+from ..narrow import as_float, as_int, as_str, json_objects, opt_bytes, opt_float, opt_str
 from ..state import NewEvent, StateStore, payload_text_of
 from ..state.base import Cursor, like_pattern
 from ._journal import WaitSpec
@@ -169,28 +170,18 @@ def _loads_object(text: object) -> JsonObject | None:
 
 
 def _loads_objects(text: object) -> list[JsonObject]:
-    value = _loads(text)
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+    return json_objects(_loads(text))
 
 
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _opt_float(value: object) -> float | None:
-    return None if value is None else _float(value)
-
-
-def _float(value: object) -> float:
-    if isinstance(value, int | float | str):
-        return float(value)
-    raise TypeError(f"a number was expected in wf_runs, not {value!r}")
-
-
-def _int(value: object) -> int:
-    if isinstance(value, int | float | str):
-        return int(value)
-    raise TypeError(f"an integer was expected in wf_runs, not {value!r}")
+def _step_record(r: Sequence[object]) -> StepRecord:
+    started, finished = opt_float(r[8], "wf_steps.started_at"), opt_float(r[9], "wf_steps.finished_at")
+    return {
+        "step": as_str(r[0], "wf_steps.step_id"), "position": as_int(r[1], "wf_steps.pos"),
+        "kind": as_str(r[2], "wf_steps.kind"), "status": as_str(r[3], "wf_steps.status"), "input": _loads(r[4]),
+        "output": _loads(r[5]), "error": opt_str(r[6], "wf_steps.error"), "attempts": as_int(r[7], "wf_steps.attempts"),
+        "started_at": started, "finished_at": finished,
+        "duration_ms": round((finished - started) * 1000, 1) if finished is not None and started is not None else None,
+    }
 
 
 def _one(cur: Cursor) -> tuple[object, ...]:
@@ -202,14 +193,19 @@ def _one(cur: Cursor) -> tuple[object, ...]:
 
 
 def row_to_run(row: Sequence[object]) -> RunRow:
+    """A ``wf_runs`` row (``RUN_COLUMNS``) as a ``RunRow``; a column of another type is a ``NarrowError`` naming it."""
     return RunRow(
-        id=str(row[0]), workflow=str(row[1]), status=str(row[2]), dedupe_key=_opt_str(row[3]),
+        id=as_str(row[0], "wf_runs.id"), workflow=as_str(row[1], "wf_runs.workflow"),
+        status=as_str(row[2], "wf_runs.status"), dedupe_key=opt_str(row[3], "wf_runs.dedupe_key"),
         trigger=_loads_object(row[4]), events=_loads_objects(row[5]), input=_loads(row[6]), output=_loads(row[7]),
-        error=_opt_str(row[8]), start_seq=_int(row[9]), priority=_int(row[10]), concurrency_key=_opt_str(row[11]),
-        debounce_key=_opt_str(row[12]), wake_at=_opt_float(row[13]), lease_owner=_opt_str(row[14]),
-        lease_until=_opt_float(row[15]), attempts=_int(row[16]), rerun_of=_opt_str(row[17]),
-        created_at=_float(row[18]), started_at=_opt_float(row[19]), finished_at=_opt_float(row[20]),
-        updated_at=_float(row[21]), pokes=_int(row[22]),
+        error=opt_str(row[8], "wf_runs.error"), start_seq=as_int(row[9], "wf_runs.start_seq"),
+        priority=as_int(row[10], "wf_runs.priority"), concurrency_key=opt_str(row[11], "wf_runs.concurrency_key"),
+        debounce_key=opt_str(row[12], "wf_runs.debounce_key"), wake_at=opt_float(row[13], "wf_runs.wake_at"),
+        lease_owner=opt_str(row[14], "wf_runs.lease_owner"), lease_until=opt_float(row[15], "wf_runs.lease_until"),
+        attempts=as_int(row[16], "wf_runs.attempts"), rerun_of=opt_str(row[17], "wf_runs.rerun_of"),
+        created_at=as_float(row[18], "wf_runs.created_at"), started_at=opt_float(row[19], "wf_runs.started_at"),
+        finished_at=opt_float(row[20], "wf_runs.finished_at"), updated_at=as_float(row[21], "wf_runs.updated_at"),
+        pokes=as_int(row[22], "wf_runs.pokes"),
     )
 
 
@@ -251,7 +247,8 @@ class RunStore:
                 )
             if resume_running:
                 self._x(cur, "UPDATE wf_runs SET lease_until = 0 WHERE status = 'running'")
-        return {str(r[0]): int(r[1]) for r in self.store.query("SELECT name, since_seq FROM wf_workflows")}
+        return {str(r[0]): as_int(r[1], "wf_workflows.since_seq")
+                for r in self.store.query("SELECT name, since_seq FROM wf_workflows")}
 
     def paused(self, cur: Cursor | None = None) -> set[str]:
         sql = "SELECT name FROM wf_workflows WHERE paused = 1"
@@ -274,7 +271,7 @@ class RunStore:
 
     def created_at(self, workflow: str) -> float | None:
         rows = self.store.query("SELECT created_at FROM wf_workflows WHERE name = ?", (workflow,))
-        return float(rows[0][0]) if rows else None
+        return as_float(rows[0][0], "wf_workflows.created_at") if rows else None
 
     # -- creating runs -----------------------------------------------------------------------
     def insert_run(
@@ -341,7 +338,7 @@ class RunStore:
             cur, "SELECT id, events FROM wf_runs WHERE workflow = ? AND debounce_key = ? AND status = 'queued'",
             (workflow, key),
         ).fetchone()
-        return (str(row[0]), json.loads(row[1])) if row is not None else None
+        return (str(row[0]), _loads_objects(row[1])) if row is not None else None
 
     def hold_events(self, cur: Cursor, run_id: str, events: list[JsonObject], due: float) -> None:
         self._x(cur, "UPDATE wf_runs SET events = ?, wake_at = ?, updated_at = ? WHERE id = ?",
@@ -383,7 +380,7 @@ class RunStore:
             "WHERE w.event_name = ? AND w.after_seq < ?",
             (event_name, seq),
         ).fetchall()
-        return [(str(r[0]), r[1], r[2]) for r in rows]
+        return [(str(r[0]), opt_str(r[1], "wf_waits.match_expr"), opt_str(r[2], "wf_runs.trigger_event")) for r in rows]
 
     def poke(self, cur: Cursor, run_id: str) -> None:
         """An event matched the run's wait: make it due now (and let a running run know)."""
@@ -403,7 +400,7 @@ class RunStore:
             "('queued', 'running', 'sleeping', 'waiting') AND start_seq < ?",
             (workflow, before_seq),
         ).fetchall()
-        return [(str(r[0]), r[1]) for r in rows]
+        return [(str(r[0]), opt_str(r[1], "wf_runs.trigger_event")) for r in rows]
 
     def cancel(self, cur: Cursor, run_id: str, reason: str) -> None:
         now = time.time()
@@ -449,14 +446,15 @@ class RunStore:
                 f"ORDER BY priority DESC, wake_at LIMIT ?{lock}", (now, soon, now, limit),
             ).fetchall()
             running: dict[tuple[str, str], int] = {}
-            for run_id, workflow, ckey, status in candidates:
+            for run_id, workflow_col, ckey_col, status in candidates:
+                workflow, ckey = as_str(workflow_col, "wf_runs.workflow"), opt_str(ckey_col, "wf_runs.concurrency_key")
                 if run_id in skip:
                     continue
                 most = concurrency(workflow)
                 if most and ckey is not None:
                     slot = (workflow, ckey)
                     if slot not in running:
-                        running[slot] = _int(_one(self._x(
+                        running[slot] = as_int(_one(self._x(
                             cur,
                             "SELECT COUNT(*) FROM wf_runs WHERE workflow = ? AND concurrency_key = ? "
                             "AND status = 'running' AND lease_until >= ?",
@@ -485,8 +483,7 @@ class RunStore:
             "WHERE status IN ('queued', 'sleeping', 'waiting') AND wake_at > ?",
             (early, now),
         )
-        found = rows[0][0] if rows else None
-        return float(found) if found is not None else None
+        return opt_float(rows[0][0], "wf_runs.wake_at") if rows else None
 
     def memos(self, run_ids: list[str]) -> dict[str, dict[str, StepMemo]]:
         """Each run's stored steps, by step id."""
@@ -499,9 +496,11 @@ class RunStore:
                 chunk,
             )
             for r in rows:
-                memos[r[0]][r[1]] = StepMemo(
-                    r[1], r[2], r[3], json.loads(r[4]) if r[4] else None,
-                    json.loads(r[5]) if r[5] is not None else None, r[6], int(r[7]),
+                step_id = as_str(r[1], "wf_steps.step_id")
+                memos[as_str(r[0], "wf_steps.run_id")][step_id] = StepMemo(
+                    step_id, as_str(r[2], "wf_steps.kind"), as_str(r[3], "wf_steps.status"),
+                    _loads(r[4]) if r[4] else None, _loads(r[5]), opt_str(r[6], "wf_steps.error"),
+                    as_int(r[7], "wf_steps.attempts"),
                 )
         return memos
 
@@ -609,12 +608,16 @@ class RunStore:
             "FROM events WHERE name = ? AND accepted = 1 AND seq > ? ORDER BY seq LIMIT ?",
             (name, after_seq, limit),
         )
-        return [StoredEvent(int(r[0]), r[1], r[2], payload_text_of(r[3], r[7]), r[4], r[5], r[6]) for r in rows]
+        return [StoredEvent(as_int(r[0], "events.seq"), as_str(r[1], "events.id"), as_str(r[2], "events.name"),
+                            payload_text_of(opt_str(r[3], "events.payload"), opt_bytes(r[7], "events.body")),
+                            as_float(r[4], "events.received_at"), opt_str(r[5], "events.source"),
+                            opt_str(r[6], "events.endpoint"))
+                for r in rows]
 
     # -- schedules ---------------------------------------------------------------------------
     def last_tick(self, schedule: str) -> float | None:
         rows = self.store.query("SELECT MAX(tick) FROM wf_schedule_ticks WHERE schedule = ?", (schedule,))
-        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+        return opt_float(rows[0][0], "wf_schedule_ticks.tick") if rows else None
 
     def claim_tick(self, cur: Cursor, schedule: str, tick: float) -> bool:
         """Record the tick; False when another process (or an earlier pass) already did."""
@@ -631,7 +634,7 @@ class RunStore:
                 (run_id, schedule, tick))
 
     def log_top(self, cur: Cursor) -> int:
-        return _int(_one(self._x(cur, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0])
+        return as_int(_one(self._x(cur, "SELECT COALESCE(MAX(seq), 0) FROM events"))[0], "the newest event's seq")
 
     # -- reading runs ------------------------------------------------------------------------
     def get(self, run_id: str) -> RunRow | None:
@@ -680,14 +683,7 @@ class RunStore:
             "FROM wf_steps WHERE run_id = ? ORDER BY pos",
             (run_id,),
         )
-        return [
-            {
-                "step": r[0], "position": r[1], "kind": r[2], "status": r[3], "input": _loads(r[4]),
-                "output": _loads(r[5]), "error": r[6], "attempts": r[7], "started_at": r[8], "finished_at": r[9],
-                "duration_ms": round((r[9] - r[8]) * 1000, 1) if r[9] is not None else None,
-            }
-            for r in rows
-        ]
+        return [_step_record(r) for r in rows]
 
     # -- retention ---------------------------------------------------------------------------
     def purge(self, older_than: float) -> int:

@@ -7,7 +7,7 @@ Reads ``_assign(nid, label, person_id)`` and ``_retired(person_id, merged_into)`
 
 from __future__ import annotations
 
-from ...warehouse import as_int
+from ...narrow import as_int
 from .._sql import Conn, expression, literal, quote
 from ..config import FieldConfig, IdentityConfig
 

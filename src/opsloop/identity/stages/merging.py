@@ -5,7 +5,7 @@ Keys and limited values are 64-bit hashes of (type, value) (``vid``), so every j
 
 from __future__ import annotations
 
-from ...warehouse import as_int
+from ...narrow import as_int
 from .._sql import Conn, literal
 from .plan import Plan
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...warehouse import as_int
+from ...narrow import as_int
 from .._sql import Conn, expression, literal, quote, relation
 from .plan import Plan
 

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict
 
 from ... import outbox
-from ..._json import JsonObject, JsonValue
+from ..._json import JsonObject
 from ...channels import SlackClient, channels_of
 from ...errors import TerminalDeliveryError
+from ...narrow import json_object, json_objects
 
 if TYPE_CHECKING:
     from ...app import App
@@ -115,7 +116,7 @@ class SlackService:
         while True:
             page = await self.call("conversations.list", types="public_channel,private_channel", limit=200,
                                    cursor=cursor or None)
-            for ch in _objects(page.get("channels")):
+            for ch in json_objects(page.get("channels")):
                 if ch.get("name") == wanted:
                     self._ids[channel] = str(ch["id"])
                     return str(ch["id"])
@@ -130,9 +131,10 @@ class SlackService:
         while True:
             page = await self.call("conversations.history", channel=cid, oldest=f"{since:.6f}", limit=200,
                                    include_all_metadata=True, cursor=cursor or None)
-            for message in _objects(page.get("messages")):
-                meta = _object(message.get("metadata"))
-                if meta.get("event_type") == METADATA_TYPE and _object(meta.get("event_payload")).get("step") == key:
+            for message in json_objects(page.get("messages")):
+                meta = json_object(message.get("metadata"))
+                payload = json_object(meta.get("event_payload"))
+                if meta.get("event_type") == METADATA_TYPE and payload.get("step") == key:
                     return str(message["ts"])
             cursor = _next_cursor(page)
             if not cursor or not page.get("has_more"):
@@ -142,17 +144,9 @@ class SlackService:
         self._pool.shutdown(wait=False)
 
 
-def _object(value: JsonValue) -> JsonObject:
-    return value if isinstance(value, dict) else {}
-
-
-def _objects(value: JsonValue) -> list[JsonObject]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
 def _next_cursor(page: JsonObject) -> str:
     """The cursor of a Slack list's next page ("" on the last)."""
-    return str(_object(page.get("response_metadata")).get("next_cursor") or "")
+    return str(json_object(page.get("response_metadata")).get("next_cursor") or "")
 
 
 def service(app: App) -> SlackService:
