@@ -16,30 +16,61 @@ import pytest
 from opsloop.app import App
 from opsloop.project.scaffold import init_project
 from opsloop.syncs import RunResult, SyncRunner
+from opsloop.warehouse import Warehouse
 from tests.conftest import make_app, use_postgres_warehouse
 
 COLUMNS = "id INTEGER, email VARCHAR, first_name VARCHAR, phone VARCHAR, plan VARCHAR"
+
+
+SNOWFLAKE_OPTIONS = {"account": "acme", "user": "opsloop", "password": "x", "database": "OPSLOOP",
+                     "schema": "PUBLIC"}
+"""The Snowflake warehouse of a ``snowflake`` project: fakesnow answers the real connector (see ``sp``)."""
 
 
 class SyncProject:
     """A project folder whose warehouse holds ``<schema>.customers``; syncs are written into syncs/.
 
     The warehouse is the default DuckDB file, or a Postgres database when ``pg_url`` is given (``schema``
-    is then ``public``)."""
+    is then ``public``), or ``engine`` ``snowflake`` (the real connector against fakesnow, which the ``sp``
+    fixture patches in) or ``clickhouse`` (embedded chdb in ``warehouse.chdb``)."""
 
-    def __init__(self, root: Path, pg_url: str | None = None) -> None:
+    def __init__(self, root: Path, pg_url: str | None = None, engine: str | None = None) -> None:
         self.root = root
         self.env: dict[str, str] = {}
         self.pg_url = pg_url
-        self.schema = "public" if pg_url else "main"
+        self.engine = engine or ("postgres" if pg_url else "duckdb")
+        self.schema = "public" if self.engine in ("postgres", "snowflake") else "main"
         if pg_url:
             use_postgres_warehouse(root, pg_url)
+        elif self.engine in ("snowflake", "clickhouse"):
+            config = root / "opsloop.yml"
+            text = config.read_text(encoding="utf-8")
+            start, end = text.index("warehouse:"), text.index("state:")
+            chosen = (f"warehouse:\n  type: snowflake\n  options: {json.dumps(SNOWFLAKE_OPTIONS)}\n"
+                      if self.engine == "snowflake" else "warehouse:\n  type: clickhouse\n  path: warehouse.chdb\n")
+            config.write_text(text[:start] + chosen + text[end:], encoding="utf-8")
+
+    def _adapter(self) -> Warehouse:
+        """The project's Snowflake or ClickHouse warehouse, opened through opsloop's own adapter."""
+        if self.engine == "snowflake":
+            from opsloop.warehouse.snowflake import SnowflakeWarehouse
+
+            return SnowflakeWarehouse(dict(SNOWFLAKE_OPTIONS))
+        from opsloop.warehouse.clickhouse import ClickHouseWarehouse
+
+        return ClickHouseWarehouse(self.root / "warehouse.chdb")
 
     @property
     def warehouse_path(self) -> Path:
         return self.root / "warehouse.duckdb"
 
     def sql(self, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        if self.engine in ("snowflake", "clickhouse"):
+            wh = self._adapter()
+            try:
+                return list(wh.query(statement, params or ()).rows)
+            finally:
+                wh.close()
         if self.pg_url:
             import psycopg
 
@@ -55,6 +86,18 @@ class SyncProject:
 
     def customers(self, rows: list[tuple[Any, ...]], columns: str = COLUMNS) -> None:
         table = f"{self.schema}.customers"
+        if self.engine in ("snowflake", "clickhouse"):
+            wh = self._adapter()
+            try:
+                wh.ensure_schema(self.schema)
+                wh.execute(f"DROP TABLE IF EXISTS {table}")
+                # a table the tests UPDATE in place (ClickHouse: one that takes lightweight updates)
+                wh.execute(f"{wh.portable(f'CREATE TABLE {table} ({columns})')} {wh.STATE_TABLE_SUFFIX}")
+                if rows:
+                    wh.insert_rows(table, [c.split()[0] for c in columns.split(", ")], rows)
+            finally:
+                wh.close()
+            return
         if self.pg_url:
             import psycopg
 
@@ -106,15 +149,26 @@ class SyncProject:
 
 BOTH_WAREHOUSES = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
 """``pytestmark = pytest.mark.parametrize("sp", BOTH_WAREHOUSES, indirect=True)`` runs a module's tests on both."""
+EVERY_WAREHOUSE = [*BOTH_WAREHOUSES, "snowflake", "clickhouse"]
+"""Every warehouse that runs syncs here (``Warehouse.RUNS_SYNCS``; docs/deploy.md's table)."""
 
 
 @pytest.fixture
-def sp(request: pytest.FixtureRequest, tmp_path: Path) -> SyncProject:
+def sp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SyncProject]:
     root = tmp_path / "proj"
     init_project(root)
-    if getattr(request, "param", "duckdb") == "postgres":
-        return SyncProject(root, request.getfixturevalue("pg_database"))
-    return SyncProject(root)
+    engine = getattr(request, "param", "duckdb")
+    if engine == "postgres":
+        yield SyncProject(root, request.getfixturevalue("pg_database"))
+    elif engine == "snowflake":
+        # the real snowflake-connector-python API, answered by fakesnow (Snowflake SQL on an in-memory DuckDB
+        # that every connection of this test shares)
+        import fakesnow
+
+        with fakesnow.patch():
+            yield SyncProject(root, engine="snowflake")
+    else:
+        yield SyncProject(root, engine=None if engine == "duckdb" else engine)
 
 
 def people(n: int, start: int = 1) -> list[tuple[Any, ...]]:

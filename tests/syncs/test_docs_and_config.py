@@ -116,8 +116,8 @@ def test_interrupted_batch_to_a_non_idempotent_destination_is_not_resent(sp: Syn
     sp.customers(people(2))
     sp.write_sync("c", "table: customers\nkey: email\ndestination: {type: outbox}\nmapping: {phone: phone}\n")
     sp.run("c", dry_run=True)  # creates the tables
-    sp.sql("""INSERT INTO opsloop_sync.journal (sync, run_id, batch_id, key, fp, op, status, recorded_at)
-              SELECT 'c', 'run_x', 'b1', 'user1@example.com',
+    sp.sql("""INSERT INTO opsloop_sync.journal (seq, sync, run_id, batch_id, key, fp, op, status, recorded_at)
+              SELECT 1, 'c', 'run_x', 'b1', 'user1@example.com',
                      md5(concat_ws(chr(31), coalesce(CAST(phone AS VARCHAR), chr(1)))), 'upsert', 'sending', now()
               FROM customers WHERE id = 1""")
     result = sp.run("c")

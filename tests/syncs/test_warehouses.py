@@ -49,11 +49,12 @@ def test_an_unreachable_postgres_warehouse_is_named(sp: SyncProject) -> None:
 
 def test_syncs_on_an_unsupported_warehouse_say_so(sp: SyncProject) -> None:
     config = sp.root / "opsloop.yml"
-    config.write_text(config.read_text().replace("type: duckdb", "type: clickhouse"))
+    config.write_text(config.read_text().replace("type: duckdb", "type: bigquery"))
     sp.write_sync("contacts", SYNC)
     result = run_cli("validate", "-p", str(sp.root))
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "syncs/contacts.yml:1: syncs run on a DuckDB or Postgres warehouse" in result.stderr
-    assert "is clickhouse" in result.stderr
+    assert "syncs/contacts.yml:1: syncs run on a DuckDB, Postgres, Snowflake or ClickHouse warehouse" in result.stderr
+    assert "is bigquery" in result.stderr
     ran = sp.run("contacts")
-    assert ran.status == "failed" and "syncs run on a DuckDB or Postgres warehouse" in (ran.error or "")
+    assert ran.status == "failed"
+    assert "syncs run on a DuckDB, Postgres, Snowflake or ClickHouse warehouse" in (ran.error or "")

@@ -20,6 +20,7 @@ Tables (schema ``opsloop_sync``):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,7 +29,8 @@ from sqlglot import exp
 
 from ..errors import WarehouseError
 from ..narrow import as_int
-from ..warehouse import Warehouse
+from ..warehouse import QueryResult, Warehouse
+from ..warehouse.sql import quote
 from .config import FieldSpec
 
 if TYPE_CHECKING:
@@ -42,6 +44,16 @@ def ident(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql("duckdb")
 
 
+def _column(name: str, as_written: bool) -> str:
+    """A source column in the diff engine's SQL. Quoted where the SQL runs as written (DuckDB, Postgres); for a
+    transpiled engine a plain lower-case name stays unquoted (sqlglot quotes it if the engine reserves it), so an
+    engine that folds unquoted names (Snowflake: ``email`` is ``EMAIL``) finds the column a model created."""
+    if as_written:
+        return ident(name)
+    plain = quote(name, "duckdb")
+    return plain if plain == name == name.lower() else ident(name)
+
+
 def literal(value: str) -> str:
     return exp.Literal.string(value).sql("duckdb")
 
@@ -52,23 +64,30 @@ def relation_sql(table: str) -> str:
 
 
 def ensure_tables(warehouse: Warehouse) -> None:
-    warehouse.execute(
-        f"""
-        CREATE SCHEMA IF NOT EXISTS {SCHEMA};
-        CREATE SEQUENCE IF NOT EXISTS {SCHEMA}.journal_seq;
-        CREATE TABLE IF NOT EXISTS {SCHEMA}.journal (
-            seq BIGINT DEFAULT nextval('{SCHEMA}.journal_seq'), sync VARCHAR, run_id VARCHAR, batch_id VARCHAR,
-            key VARCHAR, fp VARCHAR, op VARCHAR, status VARCHAR, error VARCHAR, dest_id VARCHAR,
-            created BOOLEAN, recorded_at TIMESTAMPTZ);
-        CREATE TABLE IF NOT EXISTS {SCHEMA}.row_results (
-            run_id VARCHAR, sync VARCHAR, key VARCHAR, op VARCHAR, status VARCHAR, error VARCHAR,
-            dest_id VARCHAR, recorded_at TIMESTAMPTZ);
-        CREATE TABLE IF NOT EXISTS {SCHEMA}.runs (
-            run_id VARCHAR, sync VARCHAR, trigger VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
-            status VARCHAR, planned_creates BIGINT, planned_updates BIGINT, planned_deletes BIGINT,
-            sent BIGINT, failed BIGINT, skipped BIGINT, unconfirmed BIGINT, error VARCHAR);
-        """
-    )
+    """The tables every sync shares, made when missing. (``journal.seq`` orders one sync's rows: the runner
+    numbers them, holding the sync's lease; tables from before that still have a sequence as its default.)"""
+    warehouse.ensure_schema(SCHEMA)
+    for table, columns in (
+        ("journal", "seq BIGINT, sync VARCHAR, run_id VARCHAR, batch_id VARCHAR, key VARCHAR, fp VARCHAR, "
+                    "op VARCHAR, status VARCHAR, error VARCHAR, dest_id VARCHAR, created BOOLEAN, "
+                    "recorded_at TIMESTAMPTZ"),
+        ("row_results", "run_id VARCHAR, sync VARCHAR, key VARCHAR, op VARCHAR, status VARCHAR, error VARCHAR, "
+                        "dest_id VARCHAR, recorded_at TIMESTAMPTZ"),
+        ("runs", "run_id VARCHAR, sync VARCHAR, trigger VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, "
+                 "status VARCHAR, planned_creates BIGINT, planned_updates BIGINT, planned_deletes BIGINT, "
+                 "sent BIGINT, failed BIGINT, skipped BIGINT, unconfirmed BIGINT, error VARCHAR"),
+    ):
+        _create(warehouse, f"{SCHEMA}.{table}", columns)
+
+
+STATE_COLUMNS = ("key VARCHAR, fp VARCHAR, dest_id VARCHAR, created BOOLEAN, failed_fp VARCHAR, attempts INTEGER, "
+                 "error VARCHAR, updated_at TIMESTAMPTZ, delivered_at TIMESTAMPTZ")
+
+
+def _create(warehouse: Warehouse, table: str, columns: str) -> None:
+    """``CREATE TABLE IF NOT EXISTS`` of a table the diff engine updates in place."""
+    ddl = warehouse.portable(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+    warehouse.execute(f"{ddl} {warehouse.STATE_TABLE_SUFFIX}".strip())
 
 
 @dataclass
@@ -114,23 +133,28 @@ class SyncTables:
         self.state = f"{SCHEMA}.{ident('state__' + sync)}"
         self.plan = f"{SCHEMA}.{ident('plan__' + sync)}"
         self._sync_lit = literal(sync)
+        self._seq: int | None = None
+        """The last ``journal.seq`` of this sync (read at the first append after a fold)."""
+
+    def _x(self, sql: str, params: Sequence[object] = ()) -> None:
+        self.wh.execute(self.wh.portable(sql), params)
+
+    def _q(self, sql: str, params: Sequence[object] = ()) -> QueryResult:
+        return self.wh.query(self.wh.portable(sql), params)
 
     def ensure(self) -> None:
         ensure_tables(self.wh)
-        self.wh.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.state} (key VARCHAR, fp VARCHAR, dest_id VARCHAR, created BOOLEAN, "
-            "failed_fp VARCHAR, attempts INTEGER, error VARCHAR, updated_at TIMESTAMPTZ, delivered_at TIMESTAMPTZ)"
-        )
+        _create(self.wh, self.state, STATE_COLUMNS)
         if "delivered_at" not in self.columns(self.state):
             # A state table from before delivered_at: a delivered row was last written when it last changed.
             self._transaction(
-                f"BEGIN TRANSACTION; ALTER TABLE {self.state} ADD COLUMN delivered_at TIMESTAMPTZ; "
-                f"UPDATE {self.state} SET delivered_at = updated_at WHERE fp IS NOT NULL; COMMIT;"
+                f"ALTER TABLE {self.state} ADD COLUMN delivered_at TIMESTAMPTZ; "
+                f"UPDATE {self.state} SET delivered_at = updated_at WHERE fp IS NOT NULL;"
             )
 
     # -- the source ---------------------------------------------------------------------------------
     def columns(self, source: str) -> list[str]:
-        return [str(c) for c in self.wh.query(f"SELECT * FROM {source} LIMIT 0").columns]
+        return [str(c) for c in self._q(f"SELECT * FROM {source} LIMIT 0").columns]
 
     @staticmethod
     def fingerprint_sql(parts: Sequence[str]) -> str:
@@ -154,25 +178,27 @@ class SyncTables:
         return PlanColumns(specs, value_cols, jinja_cols, origin_cols)
 
     def _source_select(self, source: str, key: str, pc: PlanColumns, person_col: str | None = None) -> str:
-        selects = [f"CAST({ident(key)} AS VARCHAR) AS __key"]
+        col = functools.partial(_column, as_written=self.wh.RUNS_DUCKDB_SQL)
+        selects = [f"CAST({col(key)} AS VARCHAR) AS __key"]
         if person_col:
-            selects.append(f"CAST({ident(person_col)} AS VARCHAR) AS __person")
+            selects.append(f"CAST({col(person_col)} AS VARCHAR) AS __person")
         parts: list[str] = []
         for i, spec in enumerate(pc.specs):
             if spec.kind == "column":
-                selects.append(f"{ident(spec.source)} AS {pc.value_cols[i]}")
-                parts.append(ident(spec.source))
+                selects.append(f"{col(spec.source)} AS {pc.value_cols[i]}")
+                parts.append(col(spec.source))
             elif spec.kind == "sql":
-                selects.append(f"({spec.source}) AS {pc.value_cols[i]}")
-                parts.append(f"({spec.source})")
+                expr = self.wh.embeddable(spec.source)
+                selects.append(f"({expr}) AS {pc.value_cols[i]}")
+                parts.append(f"({expr})")
             else:
-                for col, alias in pc.jinja_cols[i]:
-                    selects.append(f"{ident(col)} AS {alias}")
-                    parts.append(ident(col))
+                for name, alias in pc.jinja_cols[i]:
+                    selects.append(f"{col(name)} AS {alias}")
+                    parts.append(col(name))
         for i, alias in pc.origin_cols.items():
-            selects.append(f"{ident(pc.specs[i].source + '__source')} AS {alias}")
+            selects.append(f"{col(pc.specs[i].source + '__source')} AS {alias}")
         selects.append(f"{self.fingerprint_sql(parts)} AS __fp")
-        return f"SELECT {', '.join(selects)} FROM {source} WHERE {ident(key)} IS NOT NULL"
+        return f"SELECT {', '.join(selects)} FROM {source} WHERE {col(key)} IS NOT NULL"
 
     # -- the plan -----------------------------------------------------------------------------------
     def build_plan(self, source: str, key: str, pc: PlanColumns, mode: str, full: bool, max_retries: int,
@@ -216,9 +242,7 @@ class SyncTables:
             "FALSE" if full else
             f"(st.failed_fp IS NOT NULL AND st.failed_fp = src.__fp AND st.attempts >= {int(max_retries)})"
         )
-        sql = f"""
-        DROP TABLE IF EXISTS {self.plan};
-        CREATE TABLE {self.plan} AS
+        select = f"""
         WITH src AS ({self._source_select(source, key, pc, person)}),
         st AS (SELECT key, fp, dest_id, created, failed_fp, attempts, delivered_at FROM {self.state}),
         inflight AS (
@@ -240,10 +264,10 @@ class SyncTables:
                                   inflight.batch_id, diff.__op, diff.__key) AS __n
         FROM diff LEFT JOIN inflight ON inflight.key = diff.__key
         """
-        self.wh.execute(sql)
+        self._prepare(self.plan, select)
 
     def plan_counts(self) -> dict[str, int]:
-        rows = self.wh.query(
+        rows = self._q(
             f"SELECT __op, __created, count(*) FROM {self.plan} GROUP BY __op, __created"
         ).rows
         counts = {"create": 0, "update": 0, "delete": 0, "forget": 0}
@@ -253,18 +277,18 @@ class SyncTables:
 
     def correction_count(self, enforcement: Enforcement) -> int:
         """Rows of the current plan that correct a losing value in their system."""
-        return as_int(self.wh.query(f"SELECT count(*) FROM {self.plan} WHERE {enforcement.any_fix()}").rows[0][0])
+        return as_int(self._q(f"SELECT count(*) FROM {self.plan} WHERE {enforcement.any_fix()}").rows[0][0])
 
     def correction_sample(self, enforcement: Enforcement, limit: int) -> list[dict[str, object]]:
-        return self.wh.query(f"SELECT * FROM {self.plan} WHERE {enforcement.any_fix()} ORDER BY __n LIMIT ?",
+        return self._q(f"SELECT * FROM {self.plan} WHERE {enforcement.any_fix()} ORDER BY __n LIMIT ?",
                              (limit,)).as_dicts()
 
     def duplicate_keys(self) -> list[str]:
-        rows = self.wh.query(f"SELECT __key FROM {self.plan} GROUP BY 1 HAVING count(*) > 1 LIMIT 5").rows
+        rows = self._q(f"SELECT __key FROM {self.plan} GROUP BY 1 HAVING count(*) > 1 LIMIT 5").rows
         return [str(r[0]) for r in rows]
 
     def plan_page(self, after: int, limit: int) -> list[dict[str, object]]:
-        return self.wh.query(
+        return self._q(
             f"SELECT * FROM {self.plan} WHERE __n > ? ORDER BY __n LIMIT ?", (after, limit)
         ).as_dicts()
 
@@ -274,14 +298,14 @@ class SyncTables:
         if created is not None:
             where += " AND __created = ?"
             params.append(created)
-        return self.wh.query(f"SELECT * FROM {self.plan} WHERE {where} ORDER BY __n LIMIT ?",
+        return self._q(f"SELECT * FROM {self.plan} WHERE {where} ORDER BY __n LIMIT ?",
                              (*params, limit)).as_dicts()
 
     def drop_plan(self) -> None:
-        self.wh.execute(f"DROP TABLE IF EXISTS {self.plan}")
+        self._x(f"DROP TABLE IF EXISTS {self.plan}")
 
     def owned_count(self) -> int:
-        return as_int(self.wh.query(f"SELECT count(*) FROM {self.state} WHERE created").rows[0][0])
+        return as_int(self._q(f"SELECT count(*) FROM {self.state} WHERE created").rows[0][0])
 
     # -- the journal --------------------------------------------------------------------------------
     def journal(self, rows: list[dict[str, object]]) -> None:
@@ -290,102 +314,161 @@ class SyncTables:
             return
         import pyarrow as pa
 
+        if self._seq is None:
+            self._seq = as_int(self._q(f"SELECT coalesce(max(seq), 0) FROM {SCHEMA}.journal "
+                                       f"WHERE sync = {self._sync_lit}").rows[0][0])
+        first, self._seq = self._seq + 1, self._seq + len(rows)
         columns = ("sync", "run_id", "batch_id", "key", "fp", "op", "status", "error", "dest_id", "created",
                    "recorded_at")
         types = [pa.string()] * 9 + [pa.bool_(), pa.timestamp("us", tz="UTC")]
-        table = pa.table({c: pa.array([r.get(c) for r in rows], type=t) for c, t in zip(columns, types, strict=True)})
+        data = {c: pa.array([r.get(c) for r in rows], type=t) for c, t in zip(columns, types, strict=True)}
+        table = pa.table({"seq": pa.array(range(first, first + len(rows)), type=pa.int64()), **data})
         self.wh.insert_arrow(f"{SCHEMA}.journal", table)
 
     def settle_inflight(self, idempotent: bool) -> int:
         """After a crash: rows left ``sending`` are resent (idempotent) or recorded as unconfirmed."""
-        count = as_int(self.wh.query(
+        count = as_int(self._q(
             f"SELECT count(*) FROM {SCHEMA}.journal j WHERE sync = {self._sync_lit} AND status = 'sending' AND "
             f"NOT EXISTS (SELECT 1 FROM {SCHEMA}.journal k WHERE k.sync = j.sync AND k.key = j.key AND k.seq > j.seq)"
         ).rows[0][0])
         if count and not idempotent:
-            self.wh.execute(
+            self._x(
                 f"UPDATE {SCHEMA}.journal SET status = 'unconfirmed', "
                 "error = 'the run was interrupted while this row was being sent; not sent again, to avoid a "
                 f"duplicate' WHERE sync = {self._sync_lit} AND status = 'sending'"
             )
         return count
 
-    def _transaction(self, script: str) -> None:
-        """Run a ``BEGIN ... COMMIT`` script; roll back on error so the shared connection stays usable."""
+    def work(self, purpose: str) -> str:
+        """A working table of this sync (``fold__<sync>``, ``reset__<sync>``): an ordinary table of the sync's
+        own, made before the transaction that reads it, since Snowflake commits a transaction at any DDL."""
+        return f"{SCHEMA}.{ident(purpose + '__' + self.sync)}"
+
+    def _prepare(self, work: str, select: str) -> None:
+        """Make the table ``work`` of ``select``'s rows, outside any transaction. (Only this sync's
+        runner writes its journal rows and state, one run at a time, so nothing changes them in between.)"""
+        self._x(f"DROP TABLE IF EXISTS {work}")
+        suffix = f" {self.wh.TABLE_SUFFIX}" if self.wh.TABLE_SUFFIX else ""
+        self.wh.execute(f"CREATE TABLE {work}{suffix} AS {self.wh.portable(select)}")
+
+    def _transaction(self, script: str, work: str | None = None) -> None:
+        """Run a script of DML as one transaction where the engine has them (``Warehouse.TRANSACTIONS``); roll
+        back on error so the shared connection stays usable. The working table ``work`` the script read is
+        dropped afterwards, either way."""
         try:
-            self.wh.execute(script)
+            self._x(f"BEGIN TRANSACTION; {script} COMMIT;" if self.wh.TRANSACTIONS else script)
         except WarehouseError:
             try:
-                self.wh.execute("ROLLBACK")
+                self._x("ROLLBACK")
             except WarehouseError:
                 pass
             raise
+        finally:
+            if work is not None:
+                self._x(f"DROP TABLE IF EXISTS {work}")
 
     def fold(self) -> None:
         """Apply finished journal rows to the state and move them to ``row_results``, in one transaction."""
+        self._seq = None
         s = self._sync_lit
         ok = "('ok', 'unconfirmed', 'skipped')"
         written = "('ok', 'unconfirmed')"  # the record was (or may have been) written: delivered_at
+        fold = self.work("fold")
+        self._prepare(fold, f"""
+            SELECT * FROM (
+                SELECT *, row_number() OVER (PARTITION BY key ORDER BY seq DESC) AS rn
+                FROM {SCHEMA}.journal WHERE sync = {s}
+            ) AS ranked WHERE rn = 1 AND status <> 'sending'""")
+        if not self.wh.UPDATE_FROM:
+            self._fold_by_rebuild(fold, ok, written)
+            return
         self._transaction(
             f"""
-            BEGIN TRANSACTION;
-            DROP TABLE IF EXISTS __fold;
-            CREATE TEMP TABLE __fold AS
-                SELECT * FROM (
-                    SELECT *, row_number() OVER (PARTITION BY key ORDER BY seq DESC) AS rn
-                    FROM {SCHEMA}.journal WHERE sync = {s}
-                ) AS ranked WHERE rn = 1 AND status <> 'sending';
             UPDATE {self.state} SET fp = f.fp, dest_id = coalesce(f.dest_id, {self.state}.dest_id),
                    created = coalesce({self.state}.created, FALSE) OR coalesce(f.created, FALSE),
                    failed_fp = NULL, attempts = 0, error = NULL, updated_at = f.recorded_at,
                    delivered_at = CASE WHEN f.status IN {written} THEN f.recorded_at
                                        ELSE {self.state}.delivered_at END
-                FROM __fold f WHERE {self.state}.key = f.key AND f.status IN {ok};
+                FROM {fold} f WHERE {self.state}.key = f.key AND f.status IN {ok};
             UPDATE {self.state} SET failed_fp = f.fp, error = f.error, updated_at = f.recorded_at,
                    attempts = CASE WHEN {self.state}.failed_fp IS NOT DISTINCT FROM f.fp
                                    THEN {self.state}.attempts + 1 ELSE 1 END
-                FROM __fold f WHERE {self.state}.key = f.key AND f.status = 'failed';
+                FROM {fold} f WHERE {self.state}.key = f.key AND f.status = 'failed';
             INSERT INTO {self.state}
                 SELECT f.key, CASE WHEN f.status = 'failed' THEN NULL ELSE f.fp END, f.dest_id,
                        coalesce(f.created, FALSE), CASE WHEN f.status = 'failed' THEN f.fp END,
                        CASE WHEN f.status = 'failed' THEN 1 ELSE 0 END,
                        CASE WHEN f.status = 'failed' THEN f.error END, f.recorded_at,
                        CASE WHEN f.status IN {written} THEN f.recorded_at END
-                FROM __fold f
+                FROM {fold} f
                 WHERE f.status IN ('ok', 'unconfirmed', 'skipped', 'failed')
                   AND NOT EXISTS (SELECT 1 FROM {self.state} st WHERE st.key = f.key);
-            DELETE FROM {self.state} WHERE key IN (SELECT key FROM __fold WHERE status IN ('deleted', 'forgotten'));
+            DELETE FROM {self.state} WHERE key IN (SELECT key FROM {fold} WHERE status IN ('deleted', 'forgotten'));
             INSERT INTO {SCHEMA}.row_results
                 SELECT run_id, sync, key, op, status, error, dest_id, recorded_at FROM {SCHEMA}.journal
-                WHERE sync = {s} AND status NOT IN ('sending', 'cancelled') AND key IN (SELECT key FROM __fold);
-            DELETE FROM {SCHEMA}.journal WHERE sync = {s} AND key IN (SELECT key FROM __fold);
-            DROP TABLE __fold;
-            COMMIT;
-            """
+                WHERE sync = {s} AND status NOT IN ('sending', 'cancelled') AND key IN (SELECT key FROM {fold});
+            DELETE FROM {SCHEMA}.journal WHERE sync = {s} AND key IN (SELECT key FROM {fold});
+            """, fold
         )
+
+    def _fold_by_rebuild(self, fold: str, ok: str, written: str) -> None:
+        """``fold`` on an engine without ``UPDATE ... FROM`` or transactions (ClickHouse): the new state is built
+        beside the old one, from the same rules, and swapped in at once; the journal rows go last, so a crash
+        part-way folds them again on the next run (a failed row's attempt may then count twice; nothing is sent
+        twice)."""
+        s, state, nxt = self._sync_lit, self.state, self.work("next")
+        good, failed, new = f"f.status IN {ok}", "f.status = 'failed'", "s.key IS NULL"
+        try:
+            self._x(f"DROP TABLE IF EXISTS {nxt}")
+            _create(self.wh, nxt, STATE_COLUMNS)
+            self._x(f"""
+                INSERT INTO {nxt}
+                SELECT coalesce(s.key, f.key),
+                       CASE WHEN {good} THEN f.fp ELSE s.fp END,
+                       CASE WHEN {good} THEN coalesce(f.dest_id, s.dest_id) WHEN {new} THEN f.dest_id
+                            ELSE s.dest_id END,
+                       CASE WHEN {good} THEN coalesce(s.created, FALSE) OR coalesce(f.created, FALSE)
+                            WHEN {new} THEN coalesce(f.created, FALSE) ELSE s.created END,
+                       CASE WHEN {good} THEN NULL WHEN {failed} THEN f.fp ELSE s.failed_fp END,
+                       CASE WHEN {good} THEN 0
+                            WHEN {failed} THEN CASE WHEN s.failed_fp IS NOT DISTINCT FROM f.fp THEN s.attempts + 1
+                                                    ELSE 1 END
+                            ELSE s.attempts END,
+                       CASE WHEN {good} THEN NULL WHEN {failed} THEN f.error ELSE s.error END,
+                       CASE WHEN {good} OR {failed} THEN f.recorded_at ELSE s.updated_at END,
+                       CASE WHEN f.status IN {written} THEN f.recorded_at ELSE s.delivered_at END
+                FROM {state} s FULL OUTER JOIN {fold} f ON s.key = f.key
+                WHERE (s.key IS NOT NULL OR f.status IN ('ok', 'unconfirmed', 'skipped', 'failed'))
+                  AND NOT coalesce(f.status IN ('deleted', 'forgotten'), FALSE)""")
+            self._x(f"""
+                INSERT INTO {SCHEMA}.row_results
+                SELECT run_id, sync, key, op, status, error, dest_id, recorded_at FROM {SCHEMA}.journal
+                WHERE sync = {s} AND status NOT IN ('sending', 'cancelled') AND key IN (SELECT key FROM {fold})""")
+            self.wh.exchange_tables(state, nxt)
+            self._x(f"DELETE FROM {SCHEMA}.journal WHERE sync = {s} AND key IN (SELECT key FROM {fold})")
+        finally:
+            self._x(f"DROP TABLE IF EXISTS {nxt}")
+            self._x(f"DROP TABLE IF EXISTS {fold}")
 
     def reset(self, source: str, key: str, pc: PlanColumns) -> int:
         """Mark every current source row as delivered, without sending anything."""
+        work = self.work("reset")
+        self._prepare(work, f"""
+            SELECT src.__key AS key, src.__fp AS fp, st.dest_id, coalesce(st.created, FALSE) AS created
+            FROM ({self._source_select(source, key, pc)}) src LEFT JOIN {self.state} st ON st.key = src.__key""")
         self._transaction(
             f"""
-            BEGIN TRANSACTION;
             DELETE FROM {SCHEMA}.journal WHERE sync = {self._sync_lit};
-            DROP TABLE IF EXISTS __reset;
-            CREATE TEMP TABLE __reset AS
-                SELECT src.__key AS key, src.__fp AS fp, st.dest_id, coalesce(st.created, FALSE) AS created
-                FROM ({self._source_select(source, key, pc)}) src LEFT JOIN {self.state} st ON st.key = src.__key;
-            DELETE FROM {self.state};
-            INSERT INTO {self.state} SELECT key, fp, dest_id, created, NULL, 0, NULL, now(), now() FROM __reset;
-            DROP TABLE __reset;
-            COMMIT;
-            """
+            DELETE FROM {self.state} WHERE TRUE;  -- ClickHouse: a DELETE needs a WHERE
+            INSERT INTO {self.state} SELECT key, fp, dest_id, created, NULL, 0, NULL, now(), now() FROM {work};
+            """, work
         )
-        return as_int(self.wh.query(f"SELECT count(*) FROM {self.state}").rows[0][0])
+        return as_int(self._q(f"SELECT count(*) FROM {self.state}").rows[0][0])
 
     # -- queries for the CLI ------------------------------------------------------------------------
     def failed_rows(self, limit: int = 50) -> list[dict[str, object]]:
         try:
-            return self.wh.query(
+            return self._q(
                 f"SELECT key, error, attempts, updated_at FROM {self.state} WHERE failed_fp IS NOT NULL "
                 "ORDER BY updated_at DESC LIMIT ?", (limit,)
             ).as_dicts()
@@ -397,7 +480,7 @@ class SyncTables:
         where = "run_id = ? AND sync = ?" + (" AND status = ?" if status else "")
         params: tuple[object, ...] = (run_id, self.sync, *((status,) if status else ()), limit)
         try:
-            return self.wh.query(
+            return self._q(
                 f"SELECT key, op, status, error, dest_id, recorded_at FROM {SCHEMA}.row_results WHERE {where} "
                 "ORDER BY status = 'failed' DESC, key LIMIT ?", params).as_dicts()
         except WarehouseError:
@@ -407,15 +490,15 @@ class SyncTables:
         """Give every failed row its attempts back, so the next run sends it again even when it had used up
         ``max_retries`` on unchanged data; returns how many rows that is."""
         try:
-            count = as_int(self.wh.query(f"SELECT count(*) FROM {self.state} WHERE failed_fp IS NOT NULL").rows[0][0])
-            self.wh.execute(f"UPDATE {self.state} SET attempts = 0 WHERE failed_fp IS NOT NULL")
+            count = as_int(self._q(f"SELECT count(*) FROM {self.state} WHERE failed_fp IS NOT NULL").rows[0][0])
+            self._x(f"UPDATE {self.state} SET attempts = 0 WHERE failed_fp IS NOT NULL")
         except WarehouseError:
             return 0
         return count
 
     def state_counts(self) -> dict[str, int]:
         try:
-            row = self.wh.query(
+            row = self._q(
                 f"SELECT count(*) FILTER (WHERE fp IS NOT NULL), count(*) FILTER (WHERE failed_fp IS NOT NULL), "
                 f"count(*) FILTER (WHERE created) FROM {self.state}"
             ).rows[0]

@@ -117,15 +117,15 @@ def source_sql(project: Project, sync: LoadedSync, warehouse: Warehouse) -> str:
 
     cfg = sync.config
     if cfg.sql:
-        return f"({cfg.sql}) AS __src"
+        return f"({warehouse.embeddable(cfg.sql)}) AS __src"
     if cfg.table:
         return relation_sql(cfg.table)
     model = str(cfg.model)
     if "." in model:
         return relation_sql(model)
     rows = warehouse.query(
-        "SELECT table_schema FROM information_schema.tables WHERE table_name = ? "
-        "ORDER BY table_schema = ? DESC, table_schema", (model, warehouse.default_schema)
+        "SELECT table_schema FROM information_schema.tables WHERE lower(table_name) = lower(?) "
+        "ORDER BY lower(table_schema) = lower(?) DESC, table_schema", (model, warehouse.default_schema)
     ).rows
     if not rows:
         raise WarehouseError(
@@ -209,9 +209,10 @@ def _open_readonly(project: Project, problems: list[Problem]) -> Warehouse | _Lo
     warehouse = open_warehouse(settings.warehouse, project.root, read_only=True)
     if not warehouse.RUNS_SYNCS:
         for sync in SYNCS.of(project).values():
-            problems.append(Problem(sync.file, 1, f"syncs run on a DuckDB or Postgres warehouse; this project's "
-                                    f"(warehouse.type in opsloop.yml) is {warehouse.dialect}, where syncs are not "
-                                    "supported yet", "sync from a DuckDB or Postgres warehouse"))
+            problems.append(Problem(sync.file, 1, "syncs run on a DuckDB, Postgres, Snowflake or ClickHouse "
+                                    f"warehouse; this project's (warehouse.type in opsloop.yml) is "
+                                    f"{warehouse.dialect}, where syncs are not supported yet",
+                                    "sync from a DuckDB, Postgres, Snowflake or ClickHouse warehouse"))
         return None
     try:
         warehouse.query("SELECT 1")

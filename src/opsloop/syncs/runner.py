@@ -153,8 +153,8 @@ class SyncRunner:
         try:
             if not self.app.warehouse.RUNS_SYNCS:
                 raise SyncError(
-                    f"{sync.file}: syncs run on a DuckDB or Postgres warehouse; this project's is "
-                    f"{self.app.warehouse.dialect} (warehouse: in opsloop.yml), where syncs are not supported yet"
+                    f"{sync.file}: syncs run on a DuckDB, Postgres, Snowflake or ClickHouse warehouse; this project's "
+                    f"is {self.app.warehouse.dialect} (warehouse: in opsloop.yml), where syncs are not supported yet"
                 )
             tables = SyncTables(self.app.warehouse, name)
             tables.ensure()
@@ -448,32 +448,30 @@ class SyncRunner:
             self.app.bus.notify()
 
     def _interrupt_stale_runs(self, name: str) -> None:
-        self.app.warehouse.execute(
-            "UPDATE opsloop_sync.runs SET status = 'interrupted', finished_at = now() "
-            "WHERE sync = ? AND status = 'running'", (name,)
-        )
+        wh = self.app.warehouse
+        wh.execute(wh.portable("UPDATE opsloop_sync.runs SET status = 'interrupted', finished_at = now() "
+                               "WHERE sync = ? AND status = 'running'"), (name,))
 
     def _record_run_start(self, result: RunResult, trigger: str, started: float) -> None:
-        self.app.warehouse.execute(
-            "INSERT INTO opsloop_sync.runs (run_id, sync, trigger, started_at, status) "
-            "VALUES (?, ?, ?, to_timestamp(?), 'running')",
-            (result.run_id, result.sync, trigger, started),
-        )
+        wh = self.app.warehouse
+        wh.execute(wh.portable("INSERT INTO opsloop_sync.runs (run_id, sync, trigger, started_at, status) "
+                               "VALUES (?, ?, ?, to_timestamp(?), 'running')"),
+                   (result.run_id, result.sync, trigger, started))
 
     def _record_run_end(self, result: RunResult, started: float) -> None:
         p = result.planned
         wh = self.app.warehouse
         ensure_tables(wh)
-        wh.execute(
+        wh.execute(wh.portable(
             "INSERT INTO opsloop_sync.runs (run_id, sync, trigger, started_at, status) "
             "SELECT ?, ?, 'manual', to_timestamp(?), 'running' WHERE NOT EXISTS "
-            "(SELECT 1 FROM opsloop_sync.runs WHERE run_id = ?)",
+            "(SELECT 1 FROM opsloop_sync.runs WHERE run_id = ?)"),
             (result.run_id, result.sync, started, result.run_id),
         )
-        wh.execute(
+        wh.execute(wh.portable(
             "UPDATE opsloop_sync.runs SET finished_at = now(), status = ?, planned_creates = ?, "
             "planned_updates = ?, planned_deletes = ?, sent = ?, failed = ?, skipped = ?, unconfirmed = ?, "
-            "error = ? WHERE run_id = ?",
+            "error = ? WHERE run_id = ?"),
             (result.status, p.get("create", 0), p.get("update", 0), p.get("delete", 0), result.sent,
              result.failed, result.skipped, result.unconfirmed, result.error, result.run_id),
         )

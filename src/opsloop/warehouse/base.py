@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,7 +58,18 @@ class Warehouse(ABC):
     DELETE_SUPPORTED: bool = True
     """``DELETE FROM ... WHERE`` works (ClickHouse: lightweight deletes)."""
     RUNS_SYNCS: bool = False
-    """Reverse-ETL syncs keep their diff state here (schema ``opsloop_sync``; the SQL DuckDB and Postgres share)."""
+    """Reverse-ETL syncs keep their diff state here (schema ``opsloop_sync``; the SQL of ``syncs/diff.py``)."""
+    UPDATE_FROM: bool = True
+    """``UPDATE ... FROM`` joins another table (ClickHouse: no; the diff engine rebuilds a table and swaps it in
+    with ``exchange_tables``)."""
+    TRANSACTIONS: bool = True
+    """``BEGIN ... COMMIT`` makes statements one unit (ClickHouse: each statement stands alone)."""
+    STATE_TABLE_SUFFIX: str = ""
+    """Text appended to CREATE TABLE of a table that ``UPDATE`` and ``DELETE`` change in place (ClickHouse:
+    MergeTree with the columns its lightweight updates need)."""
+    RUNS_DUCKDB_SQL: bool = False
+    """Shared code's SQL, written in DuckDB's dialect (the subset Postgres shares), runs here as written;
+    elsewhere ``portable`` transpiles it with sqlglot first."""
     RUNS_IDENTITY: bool = False
     """Identity resolution and segments run here (schema ``identity``; the SQL of ``identity/_engine.py``)."""
     SANDBOXED_QUERIES: bool = False
@@ -76,6 +88,27 @@ class Warehouse(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def portable(self, sql: str) -> str:
+        """``sql``, written in DuckDB's dialect by shared code (the diff engine), as this engine runs it: as
+        written where ``RUNS_DUCKDB_SQL``, else transpiled with sqlglot (one statement or a script).
+
+            wh.execute(wh.portable("SELECT count(*) FILTER (WHERE fp IS NOT NULL) FROM t"))
+        """
+        if self.RUNS_DUCKDB_SQL:
+            return sql
+        return _transpiled(sql, "duckdb", self.dialect)
+
+    def embeddable(self, sql: str) -> str:
+        """A user's SQL (a sync's ``sql:`` mapping or source), written in this engine's dialect, in DuckDB's, so
+        shared code can embed it in SQL it hands to ``portable`` (the round trip keeps what the user meant)."""
+        if self.RUNS_DUCKDB_SQL:
+            return sql
+        return _transpiled(sql, self.dialect, "duckdb")
+
+    def exchange_tables(self, a: str, b: str) -> None:
+        """Swap the contents of tables ``a`` and ``b`` at once (where ``UPDATE_FROM`` is False)."""
+        raise NotImplementedError(f"{self.dialect}: exchanging tables")
 
     # -- callers' queries (`opsloop query`, /api/query) ------------------------------------------
     def sandboxed_query(self, sql: str, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT,
@@ -146,6 +179,13 @@ class Warehouse(ABC):
 
         data = pa.table({c: [r[i] for r in rows] for i, c in enumerate(columns)})
         return self.insert_arrow(target, data)
+
+
+@functools.lru_cache(maxsize=1024)
+def _transpiled(sql: str, read: str, write: str) -> str:
+    from .sql import transpile
+
+    return transpile(sql, read, write)
 
 
 def truncated(result: QueryResult, limit: int | None) -> QueryResult:

@@ -7,6 +7,7 @@ Schemas are ClickHouse databases; tables are MergeTree; joins use SQL NULL seman
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -35,6 +36,11 @@ class ClickHouseWarehouse(Warehouse):
     SUPPORTS_MERGE = False
     CREATE_OR_REPLACE_TABLE = False
     TABLE_SUFFIX = "ENGINE = MergeTree ORDER BY tuple()"
+    RUNS_SYNCS = True
+    UPDATE_FROM = False
+    TRANSACTIONS = False
+    STATE_TABLE_SUFFIX = ("ENGINE = MergeTree ORDER BY tuple() "
+                          "SETTINGS enable_block_number_column = 1, enable_block_offset_column = 1")
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
@@ -53,7 +59,18 @@ class ClickHouseWarehouse(Warehouse):
             self._session = opened
             opened.query("SET join_use_nulls = 1")
             opened.query("SET mutations_sync = 2")
+            # unqualified names mean the default schema, as on every other engine (chdb's own is ``default``)
+            opened.query(f"CREATE DATABASE IF NOT EXISTS {self.default_schema}")
+            opened.query(f"USE {self.default_schema}")
         return self._session
+
+    def portable(self, sql: str) -> str:
+        """DuckDB's SQL as ClickHouse's: sqlglot's transpiler, keeping ``?`` placeholders (this adapter inlines
+        them) and ``TIMESTAMPTZ`` as microsecond ``DateTime64`` in UTC (sqlglot's default keeps seconds)."""
+        return _portable(sql)
+
+    def exchange_tables(self, a: str, b: str) -> None:
+        self.execute(f"EXCHANGE TABLES {a} AND {b}")
 
     def _inline(self, sql: str, params: Params) -> str:
         if not params:
@@ -69,9 +86,13 @@ class ClickHouseWarehouse(Warehouse):
         return out
 
     def execute(self, sql: str, params: Params = ()) -> None:
+        from .sql import split_statements
+
         with self._lock:
             try:
-                self.session_.query(self._inline(sql, params))
+                # a script: chdb runs one statement per call
+                for statement in split_statements(self._inline(sql, params)):
+                    self.session_.query(statement)
             except Exception as exc:
                 raise WarehouseError(str(exc).strip()) from exc
 
@@ -125,6 +146,23 @@ class ClickHouseWarehouse(Warehouse):
             if self._session is not None:
                 self._session.close()
                 self._session = None
+
+
+@functools.lru_cache(maxsize=1024)
+def _portable(sql: str) -> str:
+    import sqlglot
+    from sqlglot import exp
+
+    stamp = exp.DataType.build("DateTime64(6, 'UTC')", dialect="clickhouse")
+
+    def keep(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Placeholder) and not node.this:
+            return exp.var("?")
+        if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.TIMESTAMPTZ:
+            return stamp.copy()
+        return node
+
+    return ";\n".join(e.transform(keep).sql("clickhouse") for e in sqlglot.parse(sql, read="duckdb") if e)
 
 
 def _lit(value: object, dialect: str) -> str:

@@ -30,6 +30,7 @@ class DuckDBWarehouse(Warehouse):
     TRANSACTIONAL_DDL = True
     PARALLEL_SESSIONS = True
     RUNS_SYNCS = True
+    RUNS_DUCKDB_SQL = True
     RUNS_IDENTITY = True
     SANDBOXED_QUERIES = True
     default_schema = "main"

@@ -35,6 +35,7 @@ class PostgresWarehouse(Warehouse):
     CREATE_OR_REPLACE_TABLE = False
     DROP_CASCADE = True
     RUNS_SYNCS = True
+    RUNS_DUCKDB_SQL = True
     RUNS_IDENTITY = True
     SANDBOXED_QUERIES = True
 

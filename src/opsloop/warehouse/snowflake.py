@@ -20,6 +20,7 @@ class SnowflakeWarehouse(Warehouse):
     SUPPORTS_MERGE = True
     CREATE_OR_REPLACE_TABLE = True
     PARALLEL_SESSIONS = False
+    RUNS_SYNCS = True
 
     def __init__(self, options: dict[str, object]) -> None:
         self.options = options
@@ -46,9 +47,10 @@ class SnowflakeWarehouse(Warehouse):
 
         from snowflake.connector.util_text import split_statements
 
-        for statement, _is_put_or_get in split_statements(io.StringIO(sql), remove_comments=True):
-            if statement.strip().rstrip(";").strip():
-                self.query(statement)
+        with self._lock:  # one script at a time on the shared connection: a transaction is not interleaved
+            for statement, _is_put_or_get in split_statements(io.StringIO(sql), remove_comments=True):
+                if statement.strip().rstrip(";").strip():
+                    self.query(statement)
 
     def query(self, sql: str, params: Params = ()) -> QueryResult:
         with self._lock:
@@ -70,6 +72,14 @@ class SnowflakeWarehouse(Warehouse):
         views = self.query("SELECT table_schema, table_name FROM information_schema.views")
         out.update({(str(s).lower(), str(n).lower()): "view" for s, n in views.rows})
         return out
+
+    def ensure_schema(self, schema: str) -> None:
+        from .sql import quote
+
+        super().ensure_schema(schema)
+        # Snowflake makes a schema it creates the session's current one: unqualified names (a sync's
+        # ``table: customers``, a model's SQL) keep meaning the connection's schema
+        self.execute(f"USE SCHEMA {quote(self.default_schema, self.dialect)}")
 
     def insert_arrow(self, table: str, data: pa.Table) -> int:
         from .sql import quote

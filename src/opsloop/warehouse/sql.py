@@ -129,6 +129,16 @@ def split_placeholders(sql: str) -> list[str]:
 
     ``"SELECT '?' AS q, ? AS v"`` gives ``["SELECT '?' AS q, ", " AS v"]``: one placeholder, not two.
     """
+    return _split_outside_quotes(sql, "?")
+
+
+def split_statements(script: str) -> list[str]:
+    """The statements of a script, split at ``;`` outside quoted strings, quoted names and comments; empty
+    statements left out (for engines that run one statement per call)."""
+    return [stmt.strip() for stmt in _split_outside_quotes(script, ";") if stmt.strip()]
+
+
+def _split_outside_quotes(sql: str, sep: str) -> list[str]:
     parts: list[str] = []
     start = i = 0
     n = len(sql)
@@ -150,7 +160,7 @@ def split_placeholders(sql: str) -> list[str]:
         elif sql.startswith("/*", i):
             close = sql.find("*/", i + 2)
             i = n if close < 0 else close + 2
-        elif c == "?":
+        elif c == sep:
             parts.append(sql[start:i])
             start = i = i + 1
         else:
