@@ -127,3 +127,27 @@ def test_runs_page_on_with_older_keyset(page: Any, demo_site: DemoSite) -> None:
     assert page.locator("a", has_text="Newest").count() == 1
     response = page.goto(demo_site.url + "/syncs/zendesk_users?before=yesterday")
     assert response.status == 400 and "'before' should be what the Older link gives" in page.inner_text("main")
+
+
+def test_a_run_that_starts_while_the_page_is_open_appears_without_a_reload(page: Any, demo_site: DemoSite) -> None:
+    page.goto(demo_site.url + "/syncs/zendesk_users")
+    page.wait_for_selector("#sync-runs[data-live-rows]")
+    shown = set(page.eval_on_selector_all("#sync-runs tr[data-id]", "rs => rs.map(r => r.dataset.id)"))
+    page.evaluate("window.stillThisPage = true")  # gone if the page reloads
+    started = demo_site.api.post("/api/syncs/zendesk_users/run", json={})
+    assert started.status_code == 200, started.text
+
+    def new_rows() -> list[list[str]]:
+        rows: list[list[str]] = page.eval_on_selector_all(
+            "#sync-runs tr[data-id]", "rs => rs.map(r => [r.dataset.id, r.dataset.status])")
+        return [r for r in rows if r[0] not in shown]
+
+    wait_for(lambda: any(status != "running" for _, status in new_rows()), 30,
+             what="the new run's finished row in the table")
+    assert page.evaluate("window.stillThisPage") is True
+    first = page.eval_on_selector("#sync-runs tr[data-id]", "r => r.dataset.id")
+    assert first not in shown  # newest first
+    assert "just arrived" in page.inner_text("#runs-live")
+    response = page.goto(demo_site.url + "/syncs/zendesk_users/live?after=yesterday")
+    assert response is not None and response.status == 400
+    assert "'after' should be what the page gives" in page.inner_text("main")

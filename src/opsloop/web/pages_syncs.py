@@ -9,15 +9,16 @@ the buttons are forms posting the session's CSRF token (``web.guard`` checks it)
 from __future__ import annotations
 
 import asyncio
+import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, SupportsInt, TypedDict
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from .server import Web
 
 RUNS_PAGE = 25
+LIVE_POLL = 1.0
+"""Seconds between two looks of ``/syncs/<name>/live`` at the sync's runs (a small query on the warehouse)."""
 _CODE = re.compile(r"^(?:HTTP )?([A-Z][A-Z0-9_]{2,}|\d{3})(?:: | )(.*)$", re.DOTALL)
 
 
@@ -58,6 +61,27 @@ def _count(value: object) -> int:
     return int(value) if isinstance(value, SupportsInt) and value else 0
 
 
+def _run_key(run: Mapping[str, object]) -> str:
+    """A run's place in the newest-first list, as the page's live link gives it: ``<started_at ISO>~<run_id>``."""
+    started = run.get("started_at")
+    at = started.isoformat() if isinstance(started, datetime) else str(started)
+    return f"{at}~{run.get('run_id')}"
+
+
+def _place(run: Mapping[str, object]) -> tuple[float, str]:
+    """``(started_at as epoch seconds, run_id)``: how the list orders runs (newest first)."""
+    return _ts(run.get("started_at")) or 0.0, str(run.get("run_id"))
+
+
+def _parse_place(text: str) -> tuple[float, str] | None:
+    at, _, run_id = text.partition("~")
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    return _ts(when) or 0.0, run_id
+
+
 def _run_view(run: Mapping[str, object]) -> dict[str, object]:
     started, finished = _ts(run.get("started_at")), _ts(run.get("finished_at"))
     return {**run, "started_at": started, "finished_at": finished,
@@ -72,6 +96,7 @@ class SyncPage(TypedDict):
     failing: list[dict[str, object]]
     older: str | None
     first_page: bool
+    live: str | None
 
 
 def routes(web: Web) -> list[Route]:
@@ -134,8 +159,13 @@ def routes(web: Web) -> list[Route]:
                 started = last["started_at"]
                 at = started.isoformat() if isinstance(started, datetime) else str(started)
                 older = "?" + urlencode({"before": f"{at}~{last['run_id']}"})
+            live = None
+            if before is None:  # the first page gains the runs that start while it is open
+                top = _run_key(found[0]) if found else ""
+                watch = ",".join(str(r["run_id"]) for r in found[:RUNS_PAGE] if r.get("status") == "running")
+                live = f"/syncs/{quote(name)}/live?" + urlencode({"after": top, "watch": watch})
             return {"summary": summary, "runs": [_run_view(r) for r in found[:RUNS_PAGE]], "failing": failing,
-                    "older": older, "first_page": before is None}
+                    "older": older, "first_page": before is None, "live": live}
 
         data = await asyncio.to_thread(load)
         cfg = loaded.config
@@ -170,6 +200,58 @@ def routes(web: Web) -> list[Route]:
                  for r in rows]
         return web.render(request, "sync_run.html", name=name, run=_run_view(run), rows=shown)
 
+    async def sync_live(request: Request) -> Response:
+        """Server-sent events for the first page of ``/syncs/<name>``: ``event: rows`` with the rows (HTML) of the
+        runs that started after ``after`` (``started_at~run_id`` as the page gives it), newest first, and ``event:
+        row`` with the new row of a run shown running (``watch``: their ids) once it ends; opsloop.js puts them in
+        the table. It ends when the server stops."""
+        from ..syncs.listing import recent_runs
+
+        name = request.path_params["name"]
+        if name not in service.syncs:
+            return missing(request, name)
+        raw_after = request.query_params.get("after", "").strip()
+        after = _parse_place(raw_after) if raw_after else None
+        if raw_after and after is None:
+            return web.render(request, "missing.html", status_code=400, title="Syncs",
+                              message=f"'after' should be what the page gives, not {raw_after!r}",
+                              back=f"/syncs/{quote(name)}", back_label=f"sync {name}")
+        watch = {w: "running" for w in request.query_params.get("watch", "").split(",") if w}
+        row = web.env.get_template("_sync_run_row.html")
+        stopping = app.stopping
+
+        def event(kind: str, data: dict[str, object]) -> str:
+            return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
+
+        async def stream() -> AsyncIterator[str]:
+            key = after
+            yield "retry: 2000\nevent: hello\ndata: {}\n\n"
+            idle = 0
+            while not stopping.is_set():
+                await asyncio.sleep(LIVE_POLL)
+                found = await asyncio.to_thread(recent_runs, app, name, RUNS_PAGE)
+                fresh = [r for r in found if _place(r) > key] if key else found
+                sent = False
+                if fresh:
+                    key = _place(fresh[0])
+                    html = "".join(row.render(r=_run_view(r), name=name) for r in fresh)
+                    yield event("rows", {"html": html, "count": len(fresh)})
+                    sent = True
+                    watch.update({str(r["run_id"]): "running" for r in fresh if r.get("status") == "running"})
+                for r in found:
+                    run_id = str(r["run_id"])
+                    if run_id in watch and r.get("status") != watch[run_id] and r not in fresh:
+                        yield event("row", {"id": run_id, "html": row.render(r=_run_view(r), name=name)})
+                        sent = True
+                    if run_id in watch and r.get("status") != "running":
+                        del watch[run_id]
+                idle = 0 if sent else idle + 1
+                if idle and idle % 15 == 0:
+                    yield ": keep-alive\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
     async def run_now(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in service.syncs:
@@ -189,4 +271,4 @@ def routes(web: Web) -> list[Route]:
 
     return [Route("/syncs", syncs_page), Route("/syncs/{name}", sync_page),
             Route("/syncs/{name}/run", run_now, methods=["POST"]),
-            Route("/syncs/{name}/runs/{run_id}", sync_run_page)]
+            Route("/syncs/{name}/runs/{run_id}", sync_run_page), Route("/syncs/{name}/live", sync_live)]
