@@ -9,17 +9,18 @@ the buttons are forms posting the session's CSRF token (``web.guard`` checks it)
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, SupportsInt, TypedDict
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
+
+from ._live_rows import live_rows
 
 if TYPE_CHECKING:
     from ..syncs.service import SyncService
@@ -216,41 +217,10 @@ def routes(web: Web) -> list[Route]:
             return web.render(request, "missing.html", status_code=400, title="Syncs",
                               message=f"'after' should be what the page gives, not {raw_after!r}",
                               back=f"/syncs/{quote(name)}", back_label=f"sync {name}")
-        watch = {w: "running" for w in request.query_params.get("watch", "").split(",") if w}
         row = web.env.get_template("_sync_run_row.html")
-        stopping = app.stopping
-
-        def event(kind: str, data: dict[str, object]) -> str:
-            return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
-
-        async def stream() -> AsyncIterator[str]:
-            key = after
-            yield "retry: 2000\nevent: hello\ndata: {}\n\n"
-            idle = 0
-            while not stopping.is_set():
-                await asyncio.sleep(LIVE_POLL)
-                found = await asyncio.to_thread(recent_runs, app, name, RUNS_PAGE)
-                fresh = [r for r in found if _place(r) > key] if key else found
-                sent = False
-                if fresh:
-                    key = _place(fresh[0])
-                    html = "".join(row.render(r=_run_view(r), name=name) for r in fresh)
-                    yield event("rows", {"html": html, "count": len(fresh)})
-                    sent = True
-                    watch.update({str(r["run_id"]): "running" for r in fresh if r.get("status") == "running"})
-                for r in found:
-                    run_id = str(r["run_id"])
-                    if run_id in watch and r.get("status") != watch[run_id] and r not in fresh:
-                        yield event("row", {"id": run_id, "html": row.render(r=_run_view(r), name=name)})
-                        sent = True
-                    if run_id in watch and r.get("status") != "running":
-                        del watch[run_id]
-                idle = 0 if sent else idle + 1
-                if idle and idle % 15 == 0:
-                    yield ": keep-alive\n\n"
-
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return live_rows(app.stopping, LIVE_POLL, lambda: recent_runs(app, name, RUNS_PAGE), _place,
+                         lambda r: row.render(r=_run_view(r), name=name), after,
+                         request.query_params.get("watch", "").split(","))
 
     async def run_now(request: Request) -> Response:
         name = request.path_params["name"]
