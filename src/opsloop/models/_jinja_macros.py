@@ -1,7 +1,8 @@
-"""How dbt macros are called from opsloop's templates: ``return()`` as control flow, the wrappers that
-remember the outermost macro for messages (``_MacroCall``) or compile dbt's own macros on first use
-(``_LazyMacro``), a package's lazily compiled files (``_PackageMacros``), the ``dbt_utils.x`` namespaces, and
-the sandbox that lets packages call their private macros."""
+"""dbt macros in opsloop's templates: macro files as Jinja reads them (``macro_text``, dbt's built-in naming
+macros), and how a macro is called: ``return()`` as control flow, the wrappers that remember the outermost
+macro for messages (``_MacroCall``) or compile dbt's own macros on first use (``_LazyMacro``), a package's
+lazily compiled files (``_PackageMacros``), the ``dbt_utils.x`` namespaces, and the sandbox that lets
+packages call their private macros."""
 
 from __future__ import annotations
 
@@ -16,6 +17,36 @@ if TYPE_CHECKING:
 
     from ._jinja_objects import _Current
     from ._render import Renderer
+
+
+_TEST_BLOCK = re.compile(r"{%(-?)\s*test\s+(\w+)\s*\(")
+_END_TEST = re.compile(r"{%(-?)\s*endtest\s*(-?)%}")
+_MATERIALIZATION = re.compile(r"{%-?\s*materialization\b.*?{%-?\s*endmaterialization\s*-?%}", re.S)
+DEFAULT_NAMING_MACROS = """
+{% macro default__generate_schema_name(custom_schema_name, node) -%}
+  {%- if custom_schema_name is none -%}{{ target.schema }}
+  {%- else -%}{{ target.schema }}_{{ custom_schema_name | trim }}{%- endif -%}
+{%- endmacro %}
+{% macro default__generate_alias_name(custom_alias_name=none, node=none) -%}
+  {%- if custom_alias_name -%}{{ custom_alias_name | trim }}{%- else -%}{{ node.name }}{%- endif -%}
+{%- endmacro %}
+{% macro default__generate_database_name(custom_database_name=none, node=none) -%}
+  {%- if custom_database_name is none -%}{{ target.database }}{%- else -%}{{ custom_database_name | trim }}{%- endif -%}
+{%- endmacro %}
+{% macro generate_schema_name_for_env(custom_schema_name, node) -%}
+  {%- if target.name == 'prod' and custom_schema_name is not none -%}{{ custom_schema_name | trim }}
+  {%- else -%}{{ target.schema }}{%- endif -%}
+{%- endmacro %}
+"""
+"""dbt's built-in naming macros, added when a project overrides one (its override may call them)."""
+
+
+def macro_text(text: str) -> str:
+    """A macro file as Jinja reads it: ``{% test x(...) %}`` is ``{% macro test_x(...) %}`` (as in dbt), and
+    custom materialization blocks are blanked out, keeping the line numbers (a model using one is refused)."""
+    text = _TEST_BLOCK.sub(lambda m: "{%" + m.group(1) + " macro test_" + m.group(2) + "(", text)
+    text = _END_TEST.sub(lambda m: "{%" + m.group(1) + " endmacro " + m.group(2) + "%}", text)
+    return _MATERIALIZATION.sub(lambda m: "\n" * m.group(0).count("\n"), text)
 
 
 class _Return(Exception):  # dbt's return() is control flow, not an error

@@ -3,7 +3,6 @@ target — and one clear message with file:line for anything else (an adapter ca
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from ._jinja_builtins import (
     _tojson,
 )
 from ._jinja_macros import (
+    DEFAULT_NAMING_MACROS,
     MacroFn,
     Macros,
     _catch_return,
@@ -31,6 +31,7 @@ from ._jinja_macros import (
     _Return,
     _return,
     _sandbox,
+    macro_text,
 )
 from ._jinja_objects import (
     MacroPackage,
@@ -67,36 +68,6 @@ BUILTIN_NAMES = {
 }
 UNSUPPORTED_HINTS: dict[str, str] = {}
 """Names dbt offers that opsloop does not yet, and why (each an error with file:line where it is called)."""
-
-
-_TEST_BLOCK = re.compile(r"{%(-?)\s*test\s+(\w+)\s*\(")
-_END_TEST = re.compile(r"{%(-?)\s*endtest\s*(-?)%}")
-_MATERIALIZATION = re.compile(r"{%-?\s*materialization\b.*?{%-?\s*endmaterialization\s*-?%}", re.S)
-DEFAULT_NAMING_MACROS = """
-{% macro default__generate_schema_name(custom_schema_name, node) -%}
-  {%- if custom_schema_name is none -%}{{ target.schema }}
-  {%- else -%}{{ target.schema }}_{{ custom_schema_name | trim }}{%- endif -%}
-{%- endmacro %}
-{% macro default__generate_alias_name(custom_alias_name=none, node=none) -%}
-  {%- if custom_alias_name -%}{{ custom_alias_name | trim }}{%- else -%}{{ node.name }}{%- endif -%}
-{%- endmacro %}
-{% macro default__generate_database_name(custom_database_name=none, node=none) -%}
-  {%- if custom_database_name is none -%}{{ target.database }}{%- else -%}{{ custom_database_name | trim }}{%- endif -%}
-{%- endmacro %}
-{% macro generate_schema_name_for_env(custom_schema_name, node) -%}
-  {%- if target.name == 'prod' and custom_schema_name is not none -%}{{ custom_schema_name | trim }}
-  {%- else -%}{{ target.schema }}{%- endif -%}
-{%- endmacro %}
-"""
-"""dbt's built-in naming macros, added when a project overrides one (its override may call them)."""
-
-
-def macro_text(text: str) -> str:
-    """A macro file as Jinja reads it: ``{% test x(...) %}`` is ``{% macro test_x(...) %}`` (as in dbt), and
-    custom materialization blocks are blanked out, keeping the line numbers (a model using one is refused)."""
-    text = _TEST_BLOCK.sub(lambda m: "{%" + m.group(1) + " macro test_" + m.group(2) + "(", text)
-    text = _END_TEST.sub(lambda m: "{%" + m.group(1) + " endmacro " + m.group(2) + "%}", text)
-    return _MATERIALIZATION.sub(lambda m: "\n" * m.group(0).count("\n"), text)
 
 
 class Renderer:
