@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NoReturn
 
+from ._jinja_builtins import _ask, _lit, _schema_and_name
 from ._jinja_db import Column
-from ._render import Relation, RenderError, _ask, _lit, _schema_and_name
+from ._render import Relation, RenderError
 
 if TYPE_CHECKING:
     from ._render import MacroFn, Renderer

@@ -3,22 +3,59 @@ target — and one clear message with file:line for anything else (an adapter ca
 
 from __future__ import annotations
 
-import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, NoReturn, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from ..errors import Problem
+from ._jinja_builtins import (
+    _Api,
+    _ask,
+    _Flags,
+    _fromjson,
+    _modules,
+    _set,
+    _set_strict,
+    _Statement,
+    _tojson,
+)
+from ._jinja_macros import (
+    DEFAULT_NAMING_MACROS,
+    MacroFn,
+    Macros,
+    _catch_return,
+    _LazyMacro,
+    _MacroCall,
+    _Namespace,
+    _PackageMacros,
+    _Return,
+    _return,
+    _sandbox,
+    macro_text,
+)
+from ._jinja_objects import (
+    MacroPackage,
+    Relation,
+    RenderContext,
+    _Config,
+    _ConfigProxy,
+    _Current,
+    _Exceptions,
+    _Flag,
+    _Graph,
+    _Model,
+    _This,
+)
+from ._render_errors import RenderError, _line_of_call, _line_of_word, _no_ctx, _strict_undefined, _undefined_name
 
 if TYPE_CHECKING:
-    from jinja2 import Template, Undefined, nodes
-    from jinja2.runtime import Macro
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2 import Template, nodes
 
-    from ..warehouse.base import QueryResult
-    from ._jinja_db import StatementResults, Table
+    from ._jinja_db import Table
+
+__all__ = ["BUILTIN_NAMES", "DEFAULT_NAMING_MACROS", "UNSUPPORTED_HINTS", "MacroFn", "MacroPackage", "Relation",
+           "RenderContext", "RenderError", "Renderer", "macro_text"]
+
 
 BUILTIN_NAMES = {
     "ref", "source", "config", "var", "env_var", "this", "is_incremental", "target", "execute", "log",
@@ -31,546 +68,6 @@ BUILTIN_NAMES = {
 }
 UNSUPPORTED_HINTS: dict[str, str] = {}
 """Names dbt offers that opsloop does not yet, and why (each an error with file:line where it is called)."""
-
-
-_TEST_BLOCK = re.compile(r"{%(-?)\s*test\s+(\w+)\s*\(")
-_END_TEST = re.compile(r"{%(-?)\s*endtest\s*(-?)%}")
-_MATERIALIZATION = re.compile(r"{%-?\s*materialization\b.*?{%-?\s*endmaterialization\s*-?%}", re.S)
-DEFAULT_NAMING_MACROS = """
-{% macro default__generate_schema_name(custom_schema_name, node) -%}
-  {%- if custom_schema_name is none -%}{{ target.schema }}
-  {%- else -%}{{ target.schema }}_{{ custom_schema_name | trim }}{%- endif -%}
-{%- endmacro %}
-{% macro default__generate_alias_name(custom_alias_name=none, node=none) -%}
-  {%- if custom_alias_name -%}{{ custom_alias_name | trim }}{%- else -%}{{ node.name }}{%- endif -%}
-{%- endmacro %}
-{% macro default__generate_database_name(custom_database_name=none, node=none) -%}
-  {%- if custom_database_name is none -%}{{ target.database }}{%- else -%}{{ custom_database_name | trim }}{%- endif -%}
-{%- endmacro %}
-{% macro generate_schema_name_for_env(custom_schema_name, node) -%}
-  {%- if target.name == 'prod' and custom_schema_name is not none -%}{{ custom_schema_name | trim }}
-  {%- else -%}{{ target.schema }}{%- endif -%}
-{%- endmacro %}
-"""
-"""dbt's built-in naming macros, added when a project overrides one (its override may call them)."""
-
-
-def macro_text(text: str) -> str:
-    """A macro file as Jinja reads it: ``{% test x(...) %}`` is ``{% macro test_x(...) %}`` (as in dbt), and
-    custom materialization blocks are blanked out, keeping the line numbers (a model using one is refused)."""
-    text = _TEST_BLOCK.sub(lambda m: "{%" + m.group(1) + " macro test_" + m.group(2) + "(", text)
-    text = _END_TEST.sub(lambda m: "{%" + m.group(1) + " endmacro " + m.group(2) + "%}", text)
-    return _MATERIALIZATION.sub(lambda m: "\n" * m.group(0).count("\n"), text)
-
-
-class RenderError(Exception):
-    def __init__(self, message: str, line: int | None = None, hint: str = "") -> None:
-        super().__init__(message)
-        self.line = line
-        self.hint = hint
-
-
-@dataclass
-class Relation(Mapping[str, object]):
-    """What ``ref()``/``source()``/``this`` return: prints as the quoted relation name. Also a mapping
-    shaped like dbt's relation dict, which packages check (``obj is mapping and obj.get('metadata')``)."""
-
-    schema: str
-    identifier: str
-    text: str
-    database: str | None = None
-
-    def _as_dict(self) -> dict[str, object]:
-        return {"metadata": {"type": "DuckDBRelation"}, "type": None,
-                "path": {"database": self.database, "schema": self.schema, "identifier": self.identifier}}
-
-    def __getitem__(self, key: str) -> object:
-        return self._as_dict()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._as_dict())
-
-    def __len__(self) -> int:
-        return 3
-
-    @property
-    def is_cte(self) -> bool:
-        """An ephemeral model, inlined as a CTE (packages refuse those where they need a table)."""
-        return self.text.startswith("__dbt__cte__")
-
-    def render(self) -> str:
-        return self.text
-
-    def include(self, **_: object) -> Relation:
-        return self
-
-    def incorporate(self, **_: object) -> Relation:
-        return self
-
-    __hash__ = object.__hash__
-
-    @property
-    def name(self) -> str:
-        return self.identifier
-
-    @property
-    def table(self) -> str:
-        return self.identifier
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __html__(self) -> str:
-        return self.text
-
-
-class _Config:
-    """``config(...)`` in a model; ``config.get(key, default)`` reads the resolved config."""
-
-    def __init__(self, resolved: Mapping[str, object]) -> None:
-        self.captured: dict[str, object] = {}
-        self.resolved = resolved
-
-    def __call__(self, *args: object, **kwargs: object) -> str:
-        if args and isinstance(args[0], dict):
-            self.captured.update(args[0])
-        self.captured.update(kwargs)
-        return ""
-
-    def get(self, key: str, default: object = None) -> object:
-        return self.captured.get(key, self.resolved.get(key, default))
-
-    def require(self, key: str) -> object:
-        if key not in self.captured and key not in self.resolved:
-            raise RenderError(f"config {key!r} is required here but not set")
-        return self.get(key)
-
-
-class _Exceptions:
-    @staticmethod
-    def raise_compiler_error(message: str) -> None:
-        raise RenderError(str(message))
-
-    @staticmethod
-    def warn(message: str) -> str:
-        return ""
-
-
-@dataclass
-class RenderContext:
-    ref: Callable[..., Relation]
-    source: Callable[..., Relation]
-    this: Relation | None
-    is_incremental: bool
-    config: dict[str, object] = field(default_factory=dict)
-    execute: bool = True
-    """False while parsing (as in dbt: macros guard ``run_query`` with ``{% if execute %}``)."""
-    query: Callable[[str], QueryResult] | None = None
-    """Runs SQL on the node's warehouse session (run_query, statement, adapter.get_columns_in_relation)."""
-    statements: StatementResults | None = None
-    """``{% call statement('x') %}`` results for ``load_result('x')``."""
-    extra: dict[str, object] = field(default_factory=dict)
-    """More names for this render only (``schemas`` and ``results`` in on-run-end)."""
-    model: Callable[[], Mapping[str, object]] | None = None
-    """dbt's ``model``: the node being rendered as ``graph.nodes`` has it (with ``batch`` in a microbatch
-    model's batch), built the first time the template reads it."""
-
-
-@dataclass
-class MacroPackage:
-    """An installed dbt package's macros: called as ``name.macro()`` or found by ``adapter.dispatch``."""
-
-    name: str
-    files: list[tuple[str, str]]
-    """(file shown in messages, text)"""
-
-
-class _Return(Exception):  # dbt's return() is control flow, not an error
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-
-def _return(value: object = None) -> NoReturn:
-    raise _Return(value)
-
-
-class _MacroCall:
-    """A macro as dbt calls it: ``{{ return(x) }}`` inside makes the call's value x. The outermost call
-    is remembered, so an error deep inside a package names the model's line that called it."""
-
-    __slots__ = ("cur", "macro", "name")
-
-    def __init__(self, macro: Macro, name: str, cur: _Current) -> None:
-        self.macro = macro
-        self.name = name
-        self.cur = cur
-
-    def __call__(self, *args: object, **kwargs: object) -> object:
-        cur = self.cur
-        if cur.depth == 0:
-            cur.outer = self.name
-        cur.depth += 1
-        try:
-            return self.macro(*args, **kwargs)
-        except _Return as ret:
-            return ret.value
-        finally:
-            cur.depth -= 1
-
-
-def _catch_return(macro: Macro) -> None:
-    """Make ``{{ return(x) }}`` end this macro even when a macro of the same file calls it directly (that
-    call reaches Jinja's Macro, not the _MacroCall wrapper): ``get_x()[0]`` then indexes x."""
-    inner = macro._func
-    if getattr(inner, "_catches_return", False):
-        return
-
-    def func(*args: object) -> object:
-        try:
-            return inner(*args)
-        except _Return as ret:
-            return ret.value
-
-    func._catches_return = True  # type: ignore[attr-defined]
-    macro._func = func  # type: ignore[assignment]  # Jinja says str; a dbt return() hands back any value
-
-
-class _LazyMacro:
-    """One of dbt's macros, compiled with the others on the first call (most builds never call one)."""
-
-    __slots__ = ("name", "renderer")
-
-    def __init__(self, renderer: Renderer, name: str) -> None:
-        self.renderer = renderer
-        self.name = name
-
-    def __call__(self, *args: object, **kwargs: object) -> object:
-        return self.renderer._dbt_macros()[self.name](*args, **kwargs)
-
-
-_MACRO_DEF = re.compile(r"{%-?\s*macro\s+(\w+)\s*\(")
-
-MacroFn = _MacroCall | _LazyMacro
-"""A macro as a template calls it."""
-
-
-class Macros(Protocol):
-    """One package's macros by name: a dict, or a package's lazily compiled files."""
-
-    def get(self, name: str, /) -> MacroFn | None: ...
-
-    def __getitem__(self, name: str, /) -> MacroFn: ...
-
-
-class _PackageMacros:
-    """A package's macros, each file compiled the first time one of its macros is asked for: a project
-    calling two dbt_utils macros compiles two files, not the package's fifty."""
-
-    def __init__(self, renderer: Renderer, owner: str, files: list[tuple[str, str]]) -> None:
-        self._r = renderer
-        self._owner = owner
-        self._files = files
-        self._where: dict[str, int] = {}
-        for i, (_rel, text) in enumerate(files):
-            for name in _MACRO_DEF.findall(text):
-                self._where.setdefault(name, i)
-        self._loaded: dict[str, _MacroCall] = {}
-        self._done: set[int] = set()
-
-    @property
-    def names(self) -> set[str]:
-        return set(self._where)
-
-    def get(self, name: str, /) -> _MacroCall | None:
-        hit = self._loaded.get(name)
-        if hit is None and name in self._where:
-            with self._r._load_lock:
-                index = self._where[name]
-                if index not in self._done:
-                    self._done.add(index)
-                    self._loaded.update(self._r._load(self._r._scopes(), [self._files[index]], export=False,
-                                                      owner=self._owner))
-            hit = self._loaded.get(name)
-        return hit
-
-    def __getitem__(self, name: str, /) -> _MacroCall:
-        hit = self.get(name)
-        if hit is None:
-            raise KeyError(name)
-        return hit
-
-
-class _Namespace:
-    """``dbt_utils.star(...)``, ``dbt.concat(...)``: one package's macros as attributes."""
-
-    def __init__(self, name: str, macros: Macros) -> None:
-        self.__package = name  # name-mangled: a macro may be called _name or _macros (dbt_utils._is_relation)
-        self.__macros = macros
-
-    def __getattr__(self, item: str) -> MacroFn:
-        if item.startswith("__"):
-            raise AttributeError(item)
-        try:
-            return self.__macros[item]
-        except KeyError:
-            raise RenderError(f"macro {self.__package}.{item} does not exist",
-                              hint=f"check the name against the {self.__package} package's macros") from None
-
-
-def _sandbox() -> type[SandboxedEnvironment]:
-    from jinja2.sandbox import SandboxedEnvironment
-
-    class Sandbox(SandboxedEnvironment):
-        """Jinja's sandbox, letting packages call their private macros (``dbt_utils._is_relation``)."""
-
-        def is_safe_attribute(self, obj: object, attr: str, value: object) -> bool:
-            if isinstance(obj, _Namespace) and not attr.startswith("__"):
-                return True
-            return bool(super().is_safe_attribute(obj, attr, value))
-
-    return Sandbox
-
-
-class _Current(threading.local):
-    """The node being rendered on this thread: what ``ref``, ``this``, ``config`` ... mean inside macros."""
-
-    ctx: RenderContext | None = None
-    config: _Config | None = None
-    depth: int = 0
-    outer: str = ""
-    """The outermost macro called from the node (``dbt_utils.star``), for messages."""
-
-
-class _This:
-    def __init__(self, cur: _Current) -> None:
-        self._cur = cur
-
-    def _get(self) -> Relation:
-        this = self._cur.ctx.this if self._cur.ctx else None
-        if this is None:
-            raise RenderError("this is not defined here")
-        return this
-
-    def __getattr__(self, item: str) -> object:
-        if item.startswith("_"):
-            raise AttributeError(item)
-        return getattr(self._get(), item)
-
-    def __str__(self) -> str:
-        return str(self._get())
-
-    def __html__(self) -> str:
-        return str(self._get())
-
-
-class _ConfigProxy:
-    def __init__(self, cur: _Current) -> None:
-        self._cur = cur
-
-    def __call__(self, *args: object, **kwargs: object) -> str:
-        return self._cur.config(*args, **kwargs) if self._cur.config else ""
-
-    def get(self, key: str, default: object = None) -> object:
-        return self._cur.config.get(key, default) if self._cur.config else default
-
-    def require(self, key: str) -> object:
-        if self._cur.config is None:
-            raise RenderError(f"config {key!r} is required here but not set")
-        return self._cur.config.require(key)
-
-
-class _Flag:
-    """``execute``: true when compiling to run, false while parsing."""
-
-    def __init__(self, cur: _Current) -> None:
-        self._cur = cur
-
-    def __bool__(self) -> bool:
-        return bool(self._cur.ctx and self._cur.ctx.execute)
-
-    def __str__(self) -> str:
-        return str(bool(self))
-
-
-_EMPTY_GRAPH: dict[str, object] = {key: {} for key in ("nodes", "sources", "exposures", "functions", "groups",
-                                                       "metrics", "semantic_models", "saved_queries")}
-
-
-class _LazyMapping(Mapping[str, object]):
-    """A mapping read afresh on each use from ``_get()``, its keys also attributes (``graph.nodes``)."""
-
-    def _get(self) -> Mapping[str, object]:
-        raise NotImplementedError
-
-    def __getitem__(self, key: str) -> object:
-        return self._get()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._get())
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    def __getattr__(self, item: str) -> object:
-        if item.startswith("_"):
-            raise AttributeError(item)
-        try:
-            return self._get()[item]
-        except KeyError:
-            raise AttributeError(item) from None
-
-
-class _Graph(_LazyMapping):
-    """dbt's ``graph``: ``graph.nodes`` / ``graph.sources`` ... by unique_id, each node a dict as in
-    manifest.json. Built on first use when executing; empty while parsing (as dbt's is before its
-    manifest is complete), so ``{% for node in graph.nodes.values() %}`` then loops over nothing."""
-
-    def __init__(self, renderer: Renderer) -> None:
-        self._r = renderer
-
-    def _get(self) -> Mapping[str, object]:
-        ctx = self._r._cur.ctx
-        if ctx is None or not ctx.execute or self._r.graph is None:
-            return _EMPTY_GRAPH
-        return self._r.graph()
-
-
-class _Model(_LazyMapping):
-    """dbt's ``model`` in a node's template: ``model.name``, ``model.config``, ``model.batch.event_time_start``."""
-
-    def __init__(self, cur: _Current) -> None:
-        self._cur = cur
-
-    def _get(self) -> Mapping[str, object]:
-        ctx = self._cur.ctx
-        return ctx.model() if ctx is not None and ctx.model is not None else {}
-
-
-def _lit(value: object) -> str:
-    return "'" + str(value or "").replace("'", "''") + "'"
-
-
-def _schema_and_name(relation: object) -> tuple[str, str]:
-    if isinstance(relation, Relation):
-        return relation.schema, relation.identifier
-    if isinstance(relation, _This):
-        this = relation._get()
-        return this.schema, this.identifier
-    text = str(relation).replace('"', "")
-    schema, _, name = text.rpartition(".")
-    return schema.rpartition(".")[2] or "main", name
-
-
-def _ask(ctx: RenderContext, what: str, sql: str) -> QueryResult:
-    if ctx.query is None:
-        raise RenderError(f"{what} needs the warehouse, which this command does not open",
-                          hint="run it with `opsloop build` / `opsloop compile`")
-    try:
-        return ctx.query(sql)
-    except RenderError:
-        raise
-    except Exception as exc:
-        raise RenderError(f"{what}: the warehouse refused the query: {str(exc).strip().splitlines()[0]}") from exc
-
-
-class _RelationApi:
-    """``api.Relation.create(database=, schema=, identifier=)``."""
-
-    def __init__(self, renderer: Renderer) -> None:
-        self._r = renderer
-
-    def create(self, database: object = None, schema: object = None, identifier: object = None,
-               type: object = None, **_: object) -> Relation:
-        return self._r.relation(str(schema or self._r.target.get("schema") or ""), str(identifier or ""), database,
-                                type)
-
-
-class _Api:
-    def __init__(self, renderer: Renderer) -> None:
-        self.Relation = _RelationApi(renderer)
-
-
-class _Flags:
-    """dbt's ``flags``: what packages read of the invocation (``flags.WHICH``, ``flags.FULL_REFRESH``)."""
-
-    WHICH = "build"
-    FULL_REFRESH = False
-    STORE_FAILURES = False
-    EMPTY = False
-    WARN_ERROR = False
-    DEBUG = False
-
-    def __getattr__(self, item: str) -> None:
-        if item.startswith("__"):
-            raise AttributeError(item)
-        return None
-
-
-class _Statement:
-    """``{% call statement('name', fetch_result=True) %} sql {% endcall %}``: runs the SQL when executing."""
-
-    def __init__(self, cur: _Current) -> None:
-        self._cur = cur
-
-    def __call__(self, name: str | None = None, fetch_result: bool = False, auto_begin: bool = True,
-                 language: str = "sql", caller: Callable[[], object] | None = None, **_: object) -> str:
-        from ._jinja_db import StatementResults, Table
-
-        ctx = self._cur.ctx
-        if caller is None or ctx is None:
-            return ""
-        sql = str(caller()).strip().rstrip(";")  # rendered while parsing too: its refs are dependencies
-        if not ctx.execute:
-            return ""
-        found = _ask(ctx, "statement", sql)
-        if name:
-            if ctx.statements is None:
-                ctx.statements = StatementResults()
-            ctx.statements.store(name, Table(list(found.columns), list(found.rows)) if fetch_result else None)
-        return ""
-
-
-def _set(value: Iterable[object], default: object = None) -> object:
-    try:
-        return set(value)
-    except TypeError:
-        return default
-
-
-def _set_strict(value: Iterable[object]) -> set[object]:
-    return set(value)
-
-
-def _fromjson(text: str, default: object = None) -> object:
-    import json
-
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError):
-        return default
-
-
-def _tojson(value: object, default: object = None) -> object:
-    import json
-
-    try:
-        return json.dumps(value, sort_keys=False)
-    except (TypeError, ValueError):
-        return default
-
-
-def _modules() -> SimpleNamespace:
-    import datetime
-    import itertools
-
-    mods: dict[str, object] = {"datetime": datetime, "re": re, "itertools": itertools}
-    try:
-        import pytz
-
-        mods["pytz"] = pytz
-    except ImportError:  # pragma: no cover - pytz ships with dlt
-        pass
-    return SimpleNamespace(**mods)
 
 
 class Renderer:
@@ -897,63 +394,3 @@ class Renderer:
             return default
         raise RenderError(f"env_var {name!r} is not set and has no default",
                           hint=f"set {name} in the environment or .env, or pass a default")
-
-
-def _no_ctx(name: str) -> NoReturn:
-    raise RenderError(f"{name}() cannot be used here")
-
-
-def _strict_undefined(cur: _Current) -> type[Undefined]:
-    from jinja2 import StrictUndefined
-
-    class MacroUndefined(StrictUndefined):
-        """Strict in a model's own text; inside a macro an undefined name prints as nothing, as under dbt
-        (dbt_utils prints a variable it sets in one branch only: ``{{ select_gb_cols }}``)."""
-
-        def __str__(self) -> str:  # type: ignore[override]
-            return "" if cur.depth > 0 else str(super().__str__())
-
-        def __bool__(self) -> bool:  # type: ignore[override]
-            return False if cur.depth > 0 else bool(super().__bool__())
-
-        def __iter__(self) -> Iterator[object]:  # type: ignore[override]
-            return iter(()) if cur.depth > 0 else super().__iter__()
-
-        def __len__(self) -> int:  # type: ignore[override]
-            return 0 if cur.depth > 0 else int(super().__len__())
-
-        def __eq__(self, other: object) -> bool:  # type: ignore[override]
-            return type(self) is type(other) if cur.depth > 0 else bool(super().__eq__(other))
-
-        def __ne__(self, other: object) -> bool:  # type: ignore[override]
-            return not self.__eq__(other)
-
-        __hash__ = object.__hash__  # type: ignore[assignment]
-
-    return MacroUndefined
-
-
-def _undefined_name(message: str) -> str:
-    import re
-
-    match = re.search(r"'([^']+)' is undefined", message)
-    return match.group(1) if match else ""
-
-
-def _line_of_word(text: str, word: str) -> int | None:
-    if not word:
-        return None
-    import re
-
-    pattern = re.compile(r"\b" + re.escape(word) + r"\b")
-    for i, line in enumerate(text.splitlines(), 1):
-        if pattern.search(line):
-            return i
-    return None
-
-
-def _line_of_call(text: str, message: str) -> int | None:
-    import re
-
-    match = re.search(r"'([^']+)'", message)
-    return _line_of_word(text, match.group(1)) if match else None
