@@ -212,13 +212,27 @@ class PostgresStateStore(StateStore):
                 cur.execute("RELEASE SAVEPOINT trgm")
                 found = ("public",)
             ops = f"{found[0]}.gin_trgm_ops"
-            cur.execute(f"CREATE INDEX IF NOT EXISTS event_search_doc_trgm ON event_search USING gin (doc {ops})")
-            cur.execute(f"CREATE INDEX IF NOT EXISTS events_error_trgm ON events USING gin (LOWER(error) {ops}) "
-                        "WHERE error IS NOT NULL")
+            wanted = [
+                ("event_search_doc_trgm", f"CREATE INDEX IF NOT EXISTS event_search_doc_trgm ON event_search USING gin "
+                                          f"(doc {ops})"),
+                ("events_error_trgm", f"CREATE INDEX IF NOT EXISTS events_error_trgm ON events USING gin "
+                                      f"(LOWER(error) {ops}) WHERE error IS NOT NULL"),
+            ]
             if self.execute(cur, "SELECT to_regclass('wf_run_search')").fetchone() not in (None, (None,)):
-                cur.execute(f"CREATE INDEX IF NOT EXISTS wf_run_search_doc_trgm ON wf_run_search USING gin (doc {ops})")
-                cur.execute(f"CREATE INDEX IF NOT EXISTS wf_runs_error_trgm ON wf_runs USING gin (LOWER(error) {ops}) "
-                            "WHERE error IS NOT NULL")
+                wanted += [
+                    ("wf_run_search_doc_trgm", f"CREATE INDEX IF NOT EXISTS wf_run_search_doc_trgm ON wf_run_search "
+                                               f"USING gin (doc {ops})"),
+                    ("wf_runs_error_trgm", f"CREATE INDEX IF NOT EXISTS wf_runs_error_trgm ON wf_runs USING gin "
+                                           f"(LOWER(error) {ops}) WHERE error IS NOT NULL"),
+                ]
+        # Each missing index in a transaction of its own, one creator at a time (an advisory lock), and none
+        # touched when it exists: CREATE INDEX locks its table against writes, and holding several such locks in
+        # one transaction deadlocked with a running process's writes when a second process started.
+        for name, statement in wanted:
+            with self.transaction() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(726917004)")
+                if self.execute(cur, "SELECT to_regclass(?)", (name,)).fetchone() in (None, (None,)):
+                    cur.execute(statement)
         return True
 
     def _body_forms(self, forms: list[str]) -> list[str]:

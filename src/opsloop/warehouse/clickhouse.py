@@ -160,6 +160,15 @@ def _portable(sql: str) -> str:
             return exp.var("?")
         if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.TIMESTAMPTZ:
             return stamp.copy()
+        # to_timestamp(epoch seconds) and now() to the microsecond (ClickHouse's fromUnixTimestamp and now()
+        # keep whole seconds: a sync's runs in one second then listed in no particular order)
+        if isinstance(node, exp.UnixToTime) and node.args.get("scale") is None:
+            micros = exp.Anonymous(this="toInt64", expressions=[
+                exp.Mul(this=exp.Paren(this=node.this.transform(keep)), expression=exp.Literal.number(1_000_000))])
+            return exp.Anonymous(this="fromUnixTimestamp64Micro", expressions=[micros, exp.Literal.string("UTC")])
+        if isinstance(node, exp.CurrentTimestamp) or (
+                isinstance(node, exp.Anonymous) and str(node.this).lower() == "now" and not node.expressions):
+            return exp.Anonymous(this="now64", expressions=[exp.Literal.number(6), exp.Literal.string("UTC")])
         return node
 
     return ";\n".join(e.transform(keep).sql("clickhouse") for e in sqlglot.parse(sql, read="duckdb") if e)
