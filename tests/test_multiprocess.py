@@ -9,7 +9,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -22,6 +24,10 @@ from .conftest import free_port, wait_for
 
 
 class Proc:
+    started: ClassVar[list[Proc]] = []
+    """Every process a test started, stopped by ``_stop_every_process`` even when a test fails before its
+    ``finally`` (a second process that fails to start used to leave the first ones running)."""
+
     def __init__(self, root: Path, role: str, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -35,6 +41,7 @@ class Proc:
                  "--role", role],
                 env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, text=True,
             )
+        Proc.started.append(self)
         wait_for(self.healthy, 30, what=f"{role} on {self.port}")
 
     def problems(self) -> str:
@@ -57,6 +64,13 @@ class Proc:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+@pytest.fixture(autouse=True)
+def _stop_every_process() -> Iterator[None]:
+    yield
+    while Proc.started:
+        Proc.started.pop().stop()
 
 
 @pytest.mark.slow

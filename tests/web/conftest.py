@@ -163,3 +163,11 @@ def page(browser: Any, demo_site: DemoSite) -> Iterator[Any]:
         context.close()
 
 
+
+
+def new_live_rows(page: Any, table: str, shown: set[str]) -> list[list[str]]:
+    """``[id, status]`` of the rows of ``table`` (a CSS selector) that are not in ``shown``: the rows a live list
+    put in while the page was open."""
+    rows: list[list[str]] = page.eval_on_selector_all(
+        f"{table} tr[data-id]", "rs => rs.map(r => [r.dataset.id, r.dataset.status])")
+    return [r for r in rows if r[0] not in shown]

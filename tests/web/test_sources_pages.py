@@ -10,7 +10,7 @@ import pytest
 
 from ..conftest import wait_for
 from ..metrics.browser import csp_violations, shot
-from .conftest import DemoSite
+from .conftest import DemoSite, new_live_rows
 
 pytestmark = pytest.mark.browser
 
@@ -69,16 +69,12 @@ def test_a_pull_that_starts_while_the_page_is_open_appears_without_a_reload(page
     pulled = demo_site.api.post("/api/sources/hubspot/pull", json={}, timeout=60)
     assert pulled.status_code in (200, 400, 502), pulled.text  # failed or not, the pull is a run on the page
 
-    def new_rows() -> list[list[str]]:
-        rows: list[list[str]] = page.eval_on_selector_all(
-            "#source-runs tr[data-id]", "rs => rs.map(r => [r.dataset.id, r.dataset.status])")
-        return [r for r in rows if r[0] not in shown]
-
-    wait_for(lambda: any(status != "running" for _, status in new_rows()), 30,
+    wait_for(lambda: any(status != "running" for _, status in new_live_rows(page, "#source-runs", shown)), 30,
              what="the new pull's finished row in the table")
     assert page.evaluate("window.stillThisPage") is True
     assert page.eval_on_selector("#source-runs tr[data-id]", "r => r.dataset.id") not in shown  # newest first
     assert "just arrived" in page.inner_text("#runs-live")
-    response = page.goto(demo_site.url + "/sources/hubspot/live?after=yesterday")
-    assert response is not None and response.status == 400
-    assert "'after' should be what the page gives" in page.inner_text("main")
+    for after in ("yesterday", "nan~x", "1e999~x"):  # nan or inf would match no run, ever
+        response = page.goto(demo_site.url + f"/sources/hubspot/live?after={after}")
+        assert response is not None and response.status == 400, after
+        assert "'after' should be what the page gives" in page.inner_text("main")

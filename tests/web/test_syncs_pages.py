@@ -11,7 +11,7 @@ import pytest
 
 from ..conftest import wait_for
 from ..metrics.browser import csp_violations, shot
-from .conftest import DemoSite
+from .conftest import DemoSite, new_live_rows
 
 pytestmark = pytest.mark.browser
 
@@ -137,12 +137,7 @@ def test_a_run_that_starts_while_the_page_is_open_appears_without_a_reload(page:
     started = demo_site.api.post("/api/syncs/zendesk_users/run", json={})
     assert started.status_code == 200, started.text
 
-    def new_rows() -> list[list[str]]:
-        rows: list[list[str]] = page.eval_on_selector_all(
-            "#sync-runs tr[data-id]", "rs => rs.map(r => [r.dataset.id, r.dataset.status])")
-        return [r for r in rows if r[0] not in shown]
-
-    wait_for(lambda: any(status != "running" for _, status in new_rows()), 30,
+    wait_for(lambda: any(status != "running" for _, status in new_live_rows(page, "#sync-runs", shown)), 30,
              what="the new run's finished row in the table")
     assert page.evaluate("window.stillThisPage") is True
     first = page.eval_on_selector("#sync-runs tr[data-id]", "r => r.dataset.id")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
@@ -125,9 +126,10 @@ def _place(run: Mapping[str, object]) -> tuple[float, str]:
 def _parse_place(text: str) -> tuple[float, str] | None:
     at, _, run_id = text.partition("~")
     try:
-        return float(at), run_id
+        when = float(at)
     except ValueError:
         return None
+    return (when, run_id) if math.isfinite(when) else None  # nan would compare false with every run
 
 
 def _live_url(name: str, history: Sequence[Mapping[str, object]]) -> str:
