@@ -17,8 +17,19 @@ from starlette.responses import StreamingResponse
 Item = Mapping[str, object]
 
 
-def _event(kind: str, data: dict[str, object]) -> str:
+def sse_event(kind: str, data: dict[str, object]) -> str:
+    """One server-sent event: ``event: <kind>`` with ``data`` as JSON."""
     return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
+
+
+def sse_response(stream: AsyncIterator[str]) -> StreamingResponse:
+    """A text/event-stream answer that proxies and caches pass through as it is written."""
+    return StreamingResponse(stream, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+KEEP_ALIVE = ": keep-alive\n\n"
+"""A comment line a stream sends after 15 idle looks, so a proxy does not close it."""
 
 
 def live_rows(stopping: asyncio.Event, poll: float, newest: Callable[[], Sequence[Item]],
@@ -40,7 +51,7 @@ def live_rows(stopping: asyncio.Event, poll: float, newest: Callable[[], Sequenc
             sent = False
             if fresh:
                 key = place(fresh[0])
-                yield _event("rows", {"html": "".join(render(i) for i in fresh), "count": len(fresh)})
+                yield sse_event("rows", {"html": "".join(render(i) for i in fresh), "count": len(fresh)})
                 sent = True
                 watched.update({place(i)[1]: "running" for i in fresh if i.get("status") == "running"})
             for item in found:
@@ -48,12 +59,11 @@ def live_rows(stopping: asyncio.Event, poll: float, newest: Callable[[], Sequenc
                 if ident not in watched or item.get("status") == watched[ident]:
                     continue
                 if item not in fresh:
-                    yield _event("row", {"id": ident, "html": render(item)})
+                    yield sse_event("row", {"id": ident, "html": render(item)})
                     sent = True
                 del watched[ident]
             idle = 0 if sent else idle + 1
             if idle and idle % 15 == 0:
-                yield ": keep-alive\n\n"
+                yield KEEP_ALIVE
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return sse_response(stream())

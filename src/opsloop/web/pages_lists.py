@@ -5,18 +5,18 @@ the millionth event as on the first)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..state import ALL_STATUSES, MIN_INDEXED, EventRecord, StateStore
 from ..workflows import runs
 from ..workflows.project_files import WORKFLOWS
+from ._live_rows import KEEP_ALIVE, sse_event, sse_response
 
 if TYPE_CHECKING:
     from .server import Web
@@ -156,9 +156,6 @@ def routes(web: Web) -> list[Route]:
                                   since=key[0] if key else None, limit=PAGE_SIZE, search=filters.get("q"))
             return [r for r in page if key is None or (r.created_at, r.id) > key]
 
-        def event(name: str, data: dict[str, object]) -> str:
-            return f"event: {name}\ndata: {json.dumps(data)}\n\n"
-
         async def stream() -> AsyncIterator[str]:
             key = after
             watched = await asyncio.to_thread(versions, watch)
@@ -171,7 +168,7 @@ def routes(web: Web) -> list[Route]:
                 if fresh:
                     key = (fresh[0].created_at, fresh[0].id)
                     html = "".join(row.render(r=r.summary()) for r in fresh)
-                    yield event("rows", {"html": html, "count": len(fresh)})
+                    yield sse_event("rows", {"html": html, "count": len(fresh)})
                     sent = True
                     for r in fresh:
                         if r.status not in runs.FINISHED and len(watched) < LIVE_WATCH:
@@ -180,7 +177,7 @@ def routes(web: Web) -> list[Route]:
                     now = await asyncio.to_thread(runs.get_runs, app.store, list(watched))
                     for r in now:
                         if (r.updated_at, r.status) != watched[r.id]:
-                            yield event("row", {"id": r.id, "html": row.render(r=r.summary())})
+                            yield sse_event("row", {"id": r.id, "html": row.render(r=r.summary())})
                             sent = True
                             watched[r.id] = (r.updated_at, r.status)
                             if r.status in runs.FINISHED:
@@ -189,9 +186,8 @@ def routes(web: Web) -> list[Route]:
                         del watched[gone]
                 idle = 0 if sent else idle + 1
                 if idle and idle % 15 == 0:
-                    yield ": keep-alive\n\n"
+                    yield KEEP_ALIVE
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return sse_response(stream())
 
     return [Route("/events", events_page), Route("/runs", runs_page), Route("/runs/live", runs_live)]
