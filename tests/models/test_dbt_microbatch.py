@@ -152,6 +152,10 @@ def test_microbatch_config_problems_name_the_file_and_line(tmp_path: Path) -> No
                                "select now() as ts\n",
         "models/keyed.sql": "{{ config(materialized='incremental', incremental_strategy='microbatch', "
                             "event_time='ts', batch_size='day', unique_key='id') }}\nselect now() as ts, 1 as id\n",
+        "models/text_flag.sql": "{{ config(materialized='incremental', incremental_strategy='microbatch', "
+                                "event_time='ts', batch_size='day', begin='2024-01-01',\n"
+                                "concurrent_batches='false') }}\n"
+                                "select now() as ts\n",
         "models/py_batched.py": "def model(dbt, session):\n    dbt.config(materialized='incremental', "
                                 "incremental_strategy='microbatch')\n    return session.sql('select 1 as id')\n",
     })
@@ -162,6 +166,8 @@ def test_microbatch_config_problems_name_the_file_and_line(tmp_path: Path) -> No
                  "year, not 'week'",
                  "models/keyed.sql:1: microbatch model 'keyed': needs a begin config",
                  "models/keyed.sql:1: microbatch model 'keyed': unique_key is not used",
+                 "models/text_flag.sql:1: microbatch model 'text_flag': concurrent_batches must be true or false, "
+                 "not 'false'",
                  "models/py_batched.py: microbatch model 'py_batched': Python models cannot use the microbatch"):
         assert line in proc.stderr, (line, proc.stderr)
     proc = opsloop(root, "build", "--event-time-start", "2024-01-02")

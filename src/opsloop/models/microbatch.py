@@ -152,6 +152,9 @@ def config_problems(model: Model, line: int | None) -> list[Problem]:
     value = config.get("lookback")
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
         bad(f"lookback must be a whole number of batches, not {value!r}", "write it as lookback=1")
+    concurrent = config.get("concurrent_batches")
+    if concurrent is not None and not isinstance(concurrent, bool):  # 'false' as text would mean true
+        bad(f"concurrent_batches must be true or false, not {concurrent!r}", "write it as concurrent_batches=false")
     if config.get("unique_key"):
         bad("unique_key is not used: each batch replaces its time window (dbt-duckdb refuses it too)",
             "remove unique_key, or use incremental_strategy='merge'")
