@@ -126,6 +126,9 @@ def test_runs_page_shows_new_runs_as_they_arrive(page: Any, demo_site: DemoSite)
 def test_runs_live_refuses_bad_parameters(demo_site: DemoSite) -> None:
     assert demo_site.api.get("/runs/live", params={"status": "nope"}).status_code == 400
     assert demo_site.api.get("/runs/live", params={"after": "yesterday"}).status_code == 400
+    for key in ("nan~x", "inf~x", "-1e999~x"):  # nan would match no run, inf every one
+        assert demo_site.api.get("/runs/live", params={"after": key}).status_code == 400, key
+        assert demo_site.api.get("/runs", params={"before": key}).status_code == 400, key
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -5,6 +5,7 @@ the millionth event as on the first)."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -100,18 +101,27 @@ def routes(web: Web) -> list[Route]:
             return None
         at, _, run_id = raw.partition("~")
         try:
-            return float(at), run_id
+            when = float(at)
+            if not math.isfinite(when):  # nan matches no run, inf every one
+                raise ValueError(at)
+            return when, run_id
         except ValueError:
             return bad(request, "runs", f"{name!r} should be what the {'Older link' if name == 'before' else 'page'} "
                                         f"gives, not {raw!r}")
 
-    async def runs_page(request: Request) -> Response:
+    def filters_and_key(request: Request, name: str) -> tuple[dict[str, str], tuple[float, str] | None] | Response:
+        """The list's filters and the run key in parameter ``name``, or the page refusing either."""
         filters, refused = run_filters(request)
         if refused is not None:
             return refused
-        before = run_key(request, "before")
-        if isinstance(before, Response):
-            return before
+        key = run_key(request, name)
+        return key if isinstance(key, Response) else (filters, key)
+
+    async def runs_page(request: Request) -> Response:
+        asked = filters_and_key(request, "before")
+        if isinstance(asked, Response):
+            return asked
+        filters, before = asked
 
         def load() -> list[runs.RunRow]:
             return runs.list_runs(app.store, workflow=filters.get("workflow"), status=filters.get("status"),
@@ -136,12 +146,10 @@ def routes(web: Web) -> list[Route]:
         (HTML) of the runs created after ``after`` (``created_at~id``), newest first, and ``event: row`` with the
         new row of a run shown unfinished (``watch``: their ids) each time it moves on; opsloop.js puts them in
         the table. It ends when the server stops."""
-        filters, refused = run_filters(request)
-        if refused is not None:
-            return refused
-        after = run_key(request, "after")
-        if isinstance(after, Response):
-            return after
+        asked = filters_and_key(request, "after")
+        if isinstance(asked, Response):
+            return asked
+        filters, after = asked
         watch = [w for w in request.query_params.get("watch", "").split(",") if w][:LIVE_WATCH]
         stopping = app.stopping
         row = web.env.get_template("_run_row.html")
