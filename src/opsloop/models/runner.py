@@ -404,8 +404,9 @@ class Runner:
         key = (schema.lower(), ident.lower())
 
         def one(i: int, batch: Batch, on: Warehouse) -> None:
+            nonlocal incremental  # the first batch creates the table; the others replace their window in it
             try:
-                if not incremental_now[0]:
+                if not incremental:
                     if self._existing.get(key) == "view":
                         on.execute(st.drop(target, "view"))
                     for stmt in st.create_table(target, self.c.sql(model, dialect=on.dialect, batch=batch),
@@ -413,7 +414,7 @@ class Runner:
                         on.execute(stmt)
                     self._set_existing(schema, ident, "table")
                     changed[i] = as_int(on.query(st.count(target)).rows[0][0])
-                    incremental_now[0] = True
+                    incremental = True
                 else:
                     part = NodeResult(res.uid, res.name, res.kind, res.materialization, res.relation, res.status)
                     self._incremental(model, on, st, target, schema, ident, part, batch=(batch, event_time),
@@ -423,7 +424,6 @@ class Runner:
                 line = getattr(exc, "line", None) or self.c.source_line(model.raw_sql, str(exc))
                 failed[i] = f"batch {batch.label} failed: {f'line {line}: ' if line else ''}{_short(exc)}"
 
-        incremental_now = [incremental]
         one(0, batches[0], wh)
         middle = list(range(1, len(batches) - 1))
         at_once = self._concurrent_batches(model, len(middle)) if 0 not in failed else 1
